@@ -1,0 +1,148 @@
+package cluster
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestTemplateIsValidAndRoundTrips(t *testing.T) {
+	for _, sites := range [][]string{{"a"}, {"a", "b", "c"}, {"east", "west", "north", "south"}} {
+		data, err := Template(sites)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec, errs := ParseAndValidate(data)
+		if len(errs) > 0 {
+			t.Fatalf("template for %v does not validate:\n%v", sites, errs)
+		}
+		if got := strings.Join(spec.SiteNames(), ","); got != strings.Join(sites, ",") {
+			t.Errorf("sites = %s, want %v", got, sites)
+		}
+		// Everything written must equal the defaults: nothing is lost in the text.
+		want := Default(sites)
+		if fmt.Sprintf("%+v", *want) != fmt.Sprintf("%+v", withoutLines(*spec)) {
+			t.Errorf("template for %v differs from Default:\n got %+v\nwant %+v", sites, withoutLines(*spec), *want)
+		}
+	}
+}
+
+func withoutLines(s Spec) Spec { s.lines = nil; return s }
+
+func TestMinimalFileGetsLabDefaults(t *testing.T) {
+	spec, errs := ParseAndValidate([]byte("name: prod\nsites:\n  - name: x\n  - name: y\n"))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if spec.ACME.Name != "acme.prod.home.arpa" || spec.Sites[1].SerialPrefix.Hex() != "02" ||
+		spec.Sites[1].HSM.Label != "prod-y" || spec.Sites[0].Address != "127.0.31.1" {
+		t.Errorf("defaults not derived: %+v", spec)
+	}
+}
+
+// base is a valid file; each case appends or replaces text and expects
+// exactly the listed field paths in the errors.
+const base = `name: lab
+sites:
+  - name: a
+    serialPrefix: 0x11
+  - name: b
+    serialPrefix: 0x12
+  - name: c
+    serialPrefix: 0x13
+`
+
+func TestValidationErrors(t *testing.T) {
+	cases := []struct {
+		name  string
+		yaml  string
+		paths []string // expected error paths, in order
+		msg   string   // a fragment of the first message
+	}{
+		{"valid", base, nil, ""},
+		{"duplicate serial prefix and unknown field", strings.Replace(base, "0x13", "0x11", 1) + "colour: blue\n",
+			[]string{"sites[2].serialPrefix", "colour"}, "0x11 already used by sites[0]"},
+		{"serial prefix out of Boulder's range", strings.Replace(base, "0x13", "0x80", 1),
+			[]string{"sites[2].serialPrefix"}, "0x80 is out of range"},
+		{"serial prefix not hex", strings.Replace(base, "0x13", "zz", 1),
+			[]string{"sites[2].serialPrefix"}, "two hex digits"},
+		{"unknown nested field", strings.Replace(base, "  - name: b\n", "  - name: b\n    adress: 127.0.0.9\n", 1),
+			[]string{"sites[1].adress"}, "unknown field"},
+		{"duplicate site name", strings.Replace(base, "name: c", "name: a", 1),
+			[]string{"sites[2].name", "sites[2].hsm.label", "sites[2].crlBaseURL"}, "already used by sites[0]"},
+		{"bad types", base + "acme:\n  ttl: soon\nfailover:\n  holdDown: forever\n",
+			[]string{"acme.ttl", "failover.holdDown"}, "whole number"},
+		{"acme name outside zone", base + "acme:\n  name: acme.example.com\n  zone: lab.home.arpa\n",
+			[]string{"acme.name"}, "inside acme.zone"},
+		{"zone without public suffix", base + "acme:\n  zone: lab.internal\n",
+			[]string{"acme.zone", "acme.name", "acme.caaIdentity", "pki.baseURL", "sites[0].crlBaseURL", "sites[1].crlBaseURL", "sites[2].crlBaseURL"}, "name policy"},
+		{"two primaries", base + "dns:\n  servers:\n    - {name: p1, address: 127.0.30.2:53, role: primary}\n    - {name: p2, address: 127.0.30.3:53, role: primary}\n",
+			[]string{"dns.servers"}, "exactly one"},
+		{"site address clashes with dns", strings.Replace(base, "  - name: a\n", "  - name: a\n    address: 127.0.30.2\n", 1),
+			[]string{"sites[0].address"}, "dns.servers"},
+		{"overlapping service networks", strings.Replace(base, "  - name: b\n", "  - name: b\n    serviceNetwork: 127.0.31.128/25\n", 1),
+			[]string{"sites[1].serviceNetwork"}, "overlaps sites[0]"},
+		{"root token shared with a site", strings.Replace(base, "  - name: a\n", "  - name: a\n    hsm: {label: lab-root}\n", 1),
+			[]string{"sites[0].hsm.label"}, "own token"},
+		{"pkcs11 backend needs labels", base + "pki:\n  hsm:\n    backend: pkcs11\n    module: /usr/lib/x.so\n",
+			[]string{"pki.hsm.root.label", "pki.hsm.root.pinFile", "pki.hsm.infrastructure.label", "pki.hsm.infrastructure.pinFile",
+				"sites[0].hsm.label", "sites[0].hsm.pinFile", "sites[1].hsm.label", "sites[1].hsm.pinFile", "sites[2].hsm.label", "sites[2].hsm.pinFile"}, "is required"},
+		{"validity beyond lints", base + "pki:\n  intermediates:\n    validityDays: 2000\n",
+			[]string{"pki.intermediates.validityDays"}, "1..1098"},
+		{"rsa type for ecdsa issuer", base + "pki:\n  intermediates:\n    ecdsaKeyType: rsa-2048\n",
+			[]string{"pki.intermediates.ecdsaKeyType"}, "ecdsa-p256"},
+		{"failback mode", base + "failover:\n  failback: sometimes\n", []string{"failover.failback"}, "manual or automatic"},
+		{"list where mapping expected", base + "acme: [1, 2]\n", []string{"acme"}, "expected a mapping"},
+		{"not yaml", "name: [unclosed\n", []string{"(file)"}, "not valid YAML"},
+		{"empty", "", []string{"(file)"}, "empty"},
+		{"no sites", "name: lab\n", []string{"sites"}, "at least one"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errs := ParseAndValidate([]byte(tc.yaml))
+			var got []string
+			for _, e := range errs {
+				got = append(got, e.Path)
+			}
+			if strings.Join(got, " ") != strings.Join(tc.paths, " ") {
+				t.Fatalf("paths = %v, want %v\n%v", got, tc.paths, errs)
+			}
+			if tc.msg != "" && !strings.Contains(errs[0].Msg, tc.msg) {
+				t.Errorf("first error %q does not contain %q", errs[0].Error(), tc.msg)
+			}
+			for _, e := range errs {
+				if strings.Contains(e.Error(), "\n") {
+					t.Errorf("error spans lines: %q", e.Error())
+				}
+			}
+		})
+	}
+}
+
+func TestErrorsCarryLines(t *testing.T) {
+	_, errs := ParseAndValidate([]byte(strings.Replace(base, "0x13", "0x11", 1) + "colour: blue\n"))
+	if len(errs) != 2 || errs[0].Line != 8 || errs[1].Line != 9 {
+		t.Fatalf("lines: %#v", errs)
+	}
+	if want := "line 8: sites[2].serialPrefix: 0x11 already used by sites[0]"; errs[0].Error() != want {
+		t.Errorf("got %q, want %q", errs[0].Error(), want)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	tmpl, _ := Template([]string{"a", "b"})
+	for _, seed := range []string{base, string(tmpl), "", "sites: [{name: a, serialPrefix: 0x}]", "a: &x [*x]", "acme: {ttl: 0x10}"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		spec, errs := ParseAndValidate(data)
+		if spec == nil {
+			t.Fatal("nil spec")
+		}
+		for _, e := range errs {
+			if e.Path == "" || e.Msg == "" {
+				t.Fatalf("error without path or message: %#v", e)
+			}
+		}
+	})
+}

@@ -1,0 +1,127 @@
+package cluster
+
+import (
+	"fmt"
+	"time"
+)
+
+// Lab defaults. The lab runs every site on loopback: the cluster DNS on
+// 127.0.30.0/24 and site i on 127.0.(31+i).0/24.
+const (
+	DefaultName        = "lab"
+	DefaultTTL         = 30
+	DefaultHTTPSPort   = 443
+	DefaultSoftHSMLib  = "/usr/lib/softhsm/libsofthsm2.so"
+	DefaultPKIDir      = "pki"
+	DefaultSecretsDir  = "secrets"
+	labDNSPrimary      = "127.0.30.2:53"
+	labDNSSecondary    = "127.0.30.3:53"
+	labSiteFirstOctet3 = 31
+	// MaxLabSites bounds the default address plan (127.0.31-127.0.254).
+	MaxLabSites = 254 - labSiteFirstOctet3
+)
+
+// DefaultSiteNames are the sites `cairn init` writes without --sites.
+var DefaultSiteNames = []string{"a", "b", "c"}
+
+// Default returns a lab spec for the named sites, with every default filled.
+func Default(siteNames []string) *Spec {
+	s := &Spec{Name: DefaultName}
+	for _, n := range siteNames {
+		s.Sites = append(s.Sites, Site{Name: n})
+	}
+	s.ApplyDefaults()
+	return s
+}
+
+// ApplyDefaults fills every unset field with the lab default or with a value
+// derived from other fields (zone from name, URLs from zone, and so on).
+// Fields the operator set are never changed.
+func (s *Spec) ApplyDefaults() {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	defInt := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defDur := func(p *Duration, v time.Duration) {
+		if p.Duration == 0 {
+			p.Duration = v
+		}
+	}
+	def(&s.Name, DefaultName)
+
+	a := &s.ACME
+	def(&a.Zone, s.Name+".home.arpa")
+	def(&a.Name, "acme."+a.Zone)
+	defInt(&a.TTL, DefaultTTL)
+	defInt(&a.HTTPSPort, DefaultHTTPSPort)
+	def(&a.CAAIdentity, "ca."+a.Zone)
+
+	if len(s.DNS.Servers) == 0 {
+		s.DNS.Servers = []DNSServer{
+			{Name: "primary", Address: labDNSPrimary, Role: "primary"},
+			{Name: "secondary", Address: labDNSSecondary, Role: "secondary"},
+		}
+	}
+	def(&s.DNS.TSIG.ControllerKeyFile, DefaultSecretsDir+"/tsig-controller.key")
+	def(&s.DNS.TSIG.ClientKeyFile, DefaultSecretsDir+"/tsig-clients.key")
+
+	p := &s.PKI
+	def(&p.Dir, DefaultPKIDir)
+	def(&p.Organization, "cairn "+s.Name)
+	def(&p.Country, "XX")
+	def(&p.BaseURL, "http://pki."+a.Zone+"/")
+	def(&p.Root.CommonName, p.Organization+" Root X1")
+	def(&p.Root.KeyType, "ecdsa-p384")
+	defInt(&p.Root.ValidityDays, 3650)
+	def(&p.Intermediates.ECDSAKeyType, "ecdsa-p384")
+	def(&p.Intermediates.RSAKeyType, "rsa-2048")
+	defInt(&p.Intermediates.ValidityDays, 1095)
+	def(&p.Infrastructure.CommonName, p.Organization+" Infrastructure I1")
+	def(&p.Infrastructure.KeyType, "ecdsa-p256")
+	defInt(&p.Infrastructure.ValidityDays, 1095)
+	defInt(&p.CRLValidityDays, 365)
+	def(&p.HSM.Backend, BackendSoftHSM)
+	if p.HSM.Backend == BackendSoftHSM {
+		def(&p.HSM.Module, DefaultSoftHSMLib)
+		def(&p.HSM.Root.Label, s.Name+"-root")
+		def(&p.HSM.Root.PINFile, DefaultSecretsDir+"/hsm-root.pin")
+		def(&p.HSM.Infrastructure.Label, s.Name+"-infra")
+		def(&p.HSM.Infrastructure.PINFile, DefaultSecretsDir+"/hsm-infra.pin")
+	}
+
+	for i := range s.Sites {
+		site := &s.Sites[i]
+		defInt(&site.Priority, i+1)
+		if !site.SerialPrefix.IsSet() && i+1 <= 0x7f {
+			site.SerialPrefix = NewSerialPrefix(uint8(i + 1))
+		}
+		if octet := labSiteFirstOctet3 + i; octet <= 254 {
+			def(&site.Address, fmt.Sprintf("127.0.%d.1", octet))
+			def(&site.ServiceNetwork, fmt.Sprintf("127.0.%d.0/24", octet))
+		}
+		if site.Name != "" {
+			def(&site.CRLBaseURL, "http://crl."+site.Name+"."+a.Zone+"/")
+			if p.HSM.Backend == BackendSoftHSM {
+				def(&site.HSM.Label, s.Name+"-"+site.Name)
+				def(&site.HSM.PINFile, DefaultSecretsDir+"/hsm-"+site.Name+".pin")
+			}
+		}
+	}
+
+	f := &s.Failover
+	defDur(&f.Probes.Nonce, 2*time.Second)
+	defDur(&f.Probes.Account, 2*time.Second)
+	defDur(&f.Probes.Issuance, 15*time.Second)
+	defDur(&f.Probes.CRL, 60*time.Second)
+	defInt(&f.DownAfter, 3)
+	defInt(&f.UpAfter, 20)
+	defDur(&f.StablePeriod, 60*time.Second)
+	defDur(&f.HoldDown, 60*time.Second)
+	def(&f.Failback, FailbackManual)
+}

@@ -1,0 +1,199 @@
+// Package cluster holds the cairn.yaml types, their defaults and their
+// validation. It reads the file and nothing else: every error names the field
+// path (`sites[1].serialPrefix: ...`) so an operator can fix the file without
+// reading code.
+package cluster
+
+import "net/netip"
+
+// Spec is one CA cluster: several independent Boulder sites under one offline
+// root, the ACME name that moves between them, and the policy that moves it.
+type Spec struct {
+	// Name is the cluster's name, a DNS label. It prefixes HSM token labels
+	// and certificate subjects.
+	Name     string   `yaml:"name"`
+	ACME     ACME     `yaml:"acme"`
+	DNS      DNS      `yaml:"dns"`
+	PKI      PKI      `yaml:"pki"`
+	Sites    []Site   `yaml:"sites"`
+	Failover Failover `yaml:"failover"`
+
+	// Dir is the directory of the cairn.yaml file; relative paths in the spec
+	// are relative to it. Not part of the file.
+	Dir string `yaml:"-"`
+
+	lines map[string]int // field path -> line in the file, for error messages
+}
+
+// ACME describes the name clients use and how it is published.
+type ACME struct {
+	// Name is the ACME DNS name, e.g. acme.lab.home.arpa. It must lie in Zone.
+	Name string `yaml:"name"`
+	// Zone is the cluster zone served by the authoritative DNS outside every
+	// site. Clients put their DNS-01 records here.
+	Zone string `yaml:"zone"`
+	// TTL of the ACME name's records, in seconds.
+	TTL int `yaml:"ttl"`
+	// HTTPSPort is the port of the ACME HTTPS listener, the same at every site.
+	HTTPSPort int `yaml:"httpsPort"`
+	// CAAIdentity is the issuer domain every site's VA uses and the CAA
+	// record at the zone apex names; one for the whole cluster so a client's
+	// names validate at whichever site is active.
+	CAAIdentity string `yaml:"caaIdentity"`
+}
+
+// DNS lists the authoritative servers for the cluster zone and the TSIG keys.
+type DNS struct {
+	Servers []DNSServer `yaml:"servers"`
+	TSIG    TSIG        `yaml:"tsig"`
+}
+
+// DNSServer is one authoritative server of the cluster zone.
+type DNSServer struct {
+	Name    string `yaml:"name"`
+	Address string `yaml:"address"` // host:port
+	Role    string `yaml:"role"`    // primary | secondary
+}
+
+// TSIG names the key files (0600, tsig-keygen format) used for RFC 2136
+// updates: one for the failover controller, one for ACME clients' DNS-01.
+type TSIG struct {
+	ControllerKeyFile string `yaml:"controllerKeyFile"`
+	ClientKeyFile     string `yaml:"clientKeyFile"`
+}
+
+// PKI describes the offline root, the per-site intermediates and the HSMs
+// that hold their keys.
+type PKI struct {
+	// Dir holds certificates, public keys and SoftHSM token directories.
+	Dir          string `yaml:"dir"`
+	Organization string `yaml:"organization"`
+	Country      string `yaml:"country"`
+	// BaseURL is where the root certificate (root.der) and the root CRL
+	// (root.crl) are published; the intermediates' AIA and CRL DP point here.
+	BaseURL        string         `yaml:"baseURL"`
+	Root           RootCA         `yaml:"root"`
+	Intermediates  Intermediates  `yaml:"intermediates"`
+	Infrastructure Infrastructure `yaml:"infrastructure"`
+	// CRLValidityDays is the root CRL's nextUpdate - thisUpdate (≤ 365).
+	CRLValidityDays int `yaml:"crlValidityDays"`
+	HSM             HSM `yaml:"hsm"`
+}
+
+// RootCA is the offline root.
+type RootCA struct {
+	CommonName   string `yaml:"commonName"`
+	KeyType      string `yaml:"keyType"`
+	ValidityDays int    `yaml:"validityDays"`
+}
+
+// Intermediates describes the two ACME issuing intermediates every site gets
+// (Boulder's CA refuses to start without one ECDSA and one RSA issuer).
+type Intermediates struct {
+	ECDSAKeyType string `yaml:"ecdsaKeyType"`
+	RSAKeyType   string `yaml:"rsaKeyType"`
+	ValidityDays int    `yaml:"validityDays"`
+}
+
+// Infrastructure is the intermediate that signs each site's HTTPS
+// certificate for the ACME name; it never signs ACME subscriber certificates.
+type Infrastructure struct {
+	CommonName   string `yaml:"commonName"`
+	KeyType      string `yaml:"keyType"`
+	ValidityDays int    `yaml:"validityDays"`
+}
+
+// HSM backends.
+const (
+	BackendSoftHSM = "softhsm" // cairn creates tokens and PINs (the lab)
+	BackendPKCS11  = "pkcs11"  // tokens exist; cairn is given module, labels and PIN files
+)
+
+// HSM says where keys live. Every site's token is separate from the root's.
+type HSM struct {
+	Backend string `yaml:"backend"`
+	// Module is the PKCS#11 library.
+	Module         string `yaml:"module"`
+	Root           Token  `yaml:"root"`
+	Infrastructure Token  `yaml:"infrastructure"`
+}
+
+// Token is one PKCS#11 token and the file holding its user PIN.
+type Token struct {
+	Label   string `yaml:"label"`
+	PINFile string `yaml:"pinFile"`
+}
+
+// Site is one independent Boulder instance.
+type Site struct {
+	Name string `yaml:"name"`
+	// Priority orders failover targets: lower is preferred.
+	Priority int `yaml:"priority"`
+	// SerialPrefix is the first byte of every serial the site issues, 01..7f.
+	SerialPrefix SerialPrefix `yaml:"serialPrefix"`
+	// Address is where the site's ACME server listens and where the ACME name
+	// points while the site is active.
+	Address string `yaml:"address"`
+	// ServiceNetwork is the block the site's internal services (database,
+	// Redis, DNS, gRPC, CT, CRL store) take their addresses from.
+	ServiceNetwork string `yaml:"serviceNetwork"`
+	// CRLBaseURL is where the site's CRL shards and issuer certificates are
+	// published over HTTP (AIA and CRL DP of what it issues).
+	CRLBaseURL string `yaml:"crlBaseURL"`
+	HSM        Token  `yaml:"hsm"`
+}
+
+// Failback modes.
+const (
+	FailbackManual    = "manual"
+	FailbackAutomatic = "automatic"
+)
+
+// Failover is the controller's policy.
+type Failover struct {
+	Probes Probes `yaml:"probes"`
+	// DownAfter consecutive hard failures mark a site down.
+	DownAfter int `yaml:"downAfter"`
+	// UpAfter consecutive deep successes (plus StablePeriod) mark it healthy.
+	UpAfter      int      `yaml:"upAfter"`
+	StablePeriod Duration `yaml:"stablePeriod"`
+	// HoldDown is the least time between two moves of the ACME name.
+	HoldDown Duration `yaml:"holdDown"`
+	Failback string   `yaml:"failback"`
+}
+
+// Probes sets per-kind probe intervals.
+type Probes struct {
+	Nonce    Duration `yaml:"nonce"`
+	Account  Duration `yaml:"account"`
+	Issuance Duration `yaml:"issuance"`
+	CRL      Duration `yaml:"crl"`
+}
+
+// SiteByName returns the site with that name.
+func (s *Spec) SiteByName(name string) (*Site, bool) {
+	for i := range s.Sites {
+		if s.Sites[i].Name == name {
+			return &s.Sites[i], true
+		}
+	}
+	return nil, false
+}
+
+// SiteNames lists the sites in file order.
+func (s *Spec) SiteNames() []string {
+	names := make([]string, len(s.Sites))
+	for i, site := range s.Sites {
+		names[i] = site.Name
+	}
+	return names
+}
+
+// addrOf parses host of a host:port or bare address; ok false if invalid.
+func addrOf(s string) (netip.Addr, bool) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr(), true
+	}
+	a, err := netip.ParseAddr(s)
+	return a, err == nil
+}

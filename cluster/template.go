@@ -1,0 +1,117 @@
+package cluster
+
+import (
+	"bytes"
+	"text/template"
+)
+
+// Template renders a commented cairn.yaml holding every default for the
+// given sites, so that an operator sees every knob and what it does.
+func Template(siteNames []string) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := specTemplate.Execute(&buf, Default(siteNames)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+var specTemplate = template.Must(template.New("cairn.yaml").Parse(`# cairn.yaml: one redundant private ACME CA made of independent Boulder sites.
+# Relative paths are relative to this file. Check it with: cairn validate
+# Every field below shows its default; delete a line to keep the default.
+
+# Cluster name: a DNS label; it prefixes HSM token labels.
+name: {{.Name}}
+
+acme:
+  # The name ACME clients use. The failover controller points it at the
+  # active site with RFC 2136 updates.
+  name: {{.ACME.Name}}
+  # Zone on the cluster's authoritative DNS (outside every site). It must end
+  # in a public suffix (Boulder's rule): home.arpa, or a domain you own.
+  zone: {{.ACME.Zone}}
+  # TTL of the ACME name, in seconds: how long clients may keep a dead site.
+  ttl: {{.ACME.TTL}}
+  # HTTPS port of the ACME server, the same at every site.
+  httpsPort: {{.ACME.HTTPSPort}}
+  # CAA issuer domain shared by every site (put in the zone apex CAA record).
+  caaIdentity: {{.ACME.CAAIdentity}}
+
+dns:
+  # Authoritative servers for acme.zone; exactly one primary takes updates.
+  servers:
+{{- range .DNS.Servers}}
+    - name: {{.Name}}
+      address: {{.Address}}
+      role: {{.Role}}
+{{- end}}
+  # TSIG keys (tsig-keygen format, mode 0600; created if missing in the lab).
+  tsig:
+    # May change only the ACME name and its epoch TXT record.
+    controllerKeyFile: {{.DNS.TSIG.ControllerKeyFile}}
+    # May change only _acme-challenge TXT records (clients' DNS-01).
+    clientKeyFile: {{.DNS.TSIG.ClientKeyFile}}
+
+pki:
+  # Certificates, public keys, CRLs and (softhsm) token directories.
+  dir: {{.PKI.Dir}}
+  organization: {{.PKI.Organization}}
+  country: {{.PKI.Country}}
+  # Where root.der and root.crl are published (intermediates' AIA and CRL DP).
+  baseURL: {{.PKI.BaseURL}}
+  # The offline root. Its key lives in its own token, never given to a site.
+  root:
+    commonName: {{.PKI.Root.CommonName}}
+    keyType: {{.PKI.Root.KeyType}}          # ecdsa-p256 | ecdsa-p384 | rsa-2048 | rsa-3072 | rsa-4096
+    validityDays: {{.PKI.Root.ValidityDays}}         # at most 3660
+  # Every site gets one ECDSA and one RSA issuing intermediate.
+  intermediates:
+    ecdsaKeyType: {{.PKI.Intermediates.ECDSAKeyType}}
+    rsaKeyType: {{.PKI.Intermediates.RSAKeyType}}
+    validityDays: {{.PKI.Intermediates.ValidityDays}}         # at most 1098
+  # Signs each site's HTTPS certificate for the ACME name; never ACME orders.
+  infrastructure:
+    commonName: {{.PKI.Infrastructure.CommonName}}
+    keyType: {{.PKI.Infrastructure.KeyType}}
+    validityDays: {{.PKI.Infrastructure.ValidityDays}}
+  # nextUpdate of the root CRL, in days (at most 365).
+  crlValidityDays: {{.PKI.CRLValidityDays}}
+  hsm:
+    # softhsm: cairn creates SoftHSM2 tokens and random PINs (the lab).
+    # pkcs11: your HSM; give module, token labels and PIN files that exist.
+    backend: {{.PKI.HSM.Backend}}
+    module: {{.PKI.HSM.Module}}
+    root:
+      label: {{.PKI.HSM.Root.Label}}
+      pinFile: {{.PKI.HSM.Root.PINFile}}
+    infrastructure:
+      label: {{.PKI.HSM.Infrastructure.Label}}
+      pinFile: {{.PKI.HSM.Infrastructure.PINFile}}
+
+# Independent Boulder sites. Each has its own intermediates, database,
+# Redis, DNS resolver and HSM token.
+sites:
+{{- range .Sites}}
+  - name: {{.Name}}
+    priority: {{.Priority}}                  # lower is preferred as failover target
+    serialPrefix: {{.SerialPrefix}}          # first serial byte, 0x01..0x7f, unique
+    address: {{.Address}}          # ACME server address (the ACME name points here)
+    serviceNetwork: {{.ServiceNetwork}}  # internal services' addresses
+    crlBaseURL: {{.CRLBaseURL}}
+    hsm:
+      label: {{.HSM.Label}}
+      pinFile: {{.HSM.PINFile}}
+{{- end}}
+
+failover:
+  # How often each probe kind runs per site.
+  probes:
+    nonce: {{.Failover.Probes.Nonce}}
+    account: {{.Failover.Probes.Account}}
+    issuance: {{.Failover.Probes.Issuance}}
+    crl: {{.Failover.Probes.CRL}}
+  downAfter: {{.Failover.DownAfter}}          # consecutive hard failures before a site is down
+  upAfter: {{.Failover.UpAfter}}           # consecutive deep successes before it is healthy again
+  stablePeriod: {{.Failover.StablePeriod}}      # and this long without failure
+  holdDown: {{.Failover.HoldDown}}          # least time between two moves of the ACME name
+  failback: {{.Failover.Failback}}       # manual | automatic
+`))

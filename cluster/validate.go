@@ -1,0 +1,316 @@
+package cluster
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/letsencrypt/boulder/policy"
+)
+
+// Limits Boulder's ceremony tool and its lints enforce.
+const (
+	MaxRootValidityDays         = 3660
+	MaxIntermediateValidityDays = 1098
+	MaxCRLValidityDays          = 365
+	maxTokenLabel               = 32 // PKCS#11 CK_TOKEN_INFO.label
+)
+
+// Key types cairn can create through PKCS#11.
+var (
+	ECDSAKeyTypes = []string{"ecdsa-p256", "ecdsa-p384"}
+	RSAKeyTypes   = []string{"rsa-2048", "rsa-3072", "rsa-4096"}
+)
+
+var dnsLabelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+type validator struct {
+	spec *Spec
+	errs Errors
+}
+
+func (v *validator) add(path, format string, args ...any) {
+	v.errs = append(v.errs, FieldError{Path: path, Line: v.spec.lines[path], Msg: fmt.Sprintf(format, args...)})
+}
+
+// Validate checks a spec with defaults applied and returns every problem.
+func (s *Spec) Validate() Errors {
+	v := &validator{spec: s}
+	v.name()
+	v.acme()
+	v.dns()
+	v.pki()
+	v.sites()
+	v.failover()
+	return v.errs
+}
+
+func (v *validator) name() {
+	if !dnsLabelRE.MatchString(v.spec.Name) {
+		v.add("name", "%q is not a DNS label (lower-case letters, digits and '-', at most 63)", v.spec.Name)
+	}
+}
+
+func (v *validator) acme() {
+	a := v.spec.ACME
+	zone := strings.TrimSuffix(a.Zone, ".")
+	if err := policy.ValidDomain(zone); err != nil {
+		v.add("acme.zone", "%q is refused by Boulder's name policy: %v (use a zone under home.arpa or a domain you own)", a.Zone, err)
+	}
+	name := strings.TrimSuffix(a.Name, ".")
+	if err := policy.ValidDomain(name); err != nil {
+		v.add("acme.name", "%q is refused by Boulder's name policy: %v", a.Name, err)
+	} else if !strings.HasSuffix(name, "."+zone) {
+		v.add("acme.name", "%q must be a name inside acme.zone %q (the controller can only update that zone)", a.Name, a.Zone)
+	}
+	if a.TTL < 1 || a.TTL > 86400 {
+		v.add("acme.ttl", "%d is out of range; use 1..86400 seconds (the lab uses 30)", a.TTL)
+	}
+	if a.HTTPSPort < 1 || a.HTTPSPort > 65535 {
+		v.add("acme.httpsPort", "%d is not a TCP port (1..65535)", a.HTTPSPort)
+	}
+	if err := policy.ValidDomain(strings.TrimSuffix(a.CAAIdentity, ".")); err != nil {
+		v.add("acme.caaIdentity", "%q is not a valid domain name: %v", a.CAAIdentity, err)
+	}
+}
+
+func (v *validator) dns() {
+	d := v.spec.DNS
+	if len(d.Servers) == 0 {
+		v.add("dns.servers", "needs at least one authoritative server")
+	}
+	primaries := 0
+	names := map[string]int{}
+	addrs := map[string]int{}
+	for i, srv := range d.Servers {
+		p := fmt.Sprintf("dns.servers[%d]", i)
+		if srv.Name == "" {
+			v.add(p+".name", "is required")
+		} else if j, dup := names[srv.Name]; dup {
+			v.add(p+".name", "%q already used by dns.servers[%d]", srv.Name, j)
+		} else {
+			names[srv.Name] = i
+		}
+		if _, err := netip.ParseAddrPort(srv.Address); err != nil {
+			v.add(p+".address", "%q is not IP:port (e.g. 127.0.30.2:53)", srv.Address)
+		} else if j, dup := addrs[srv.Address]; dup {
+			v.add(p+".address", "%s already used by dns.servers[%d]", srv.Address, j)
+		} else {
+			addrs[srv.Address] = i
+		}
+		switch srv.Role {
+		case "primary":
+			primaries++
+		case "secondary":
+		default:
+			v.add(p+".role", "%q is not a role; use primary or secondary", srv.Role)
+		}
+	}
+	if len(d.Servers) > 0 && primaries != 1 {
+		v.add("dns.servers", "has %d primaries; exactly one server must have role: primary (it takes the RFC 2136 updates)", primaries)
+	}
+	v.path("dns.tsig.controllerKeyFile", d.TSIG.ControllerKeyFile)
+	v.path("dns.tsig.clientKeyFile", d.TSIG.ClientKeyFile)
+	if d.TSIG.ControllerKeyFile != "" && d.TSIG.ControllerKeyFile == d.TSIG.ClientKeyFile {
+		v.add("dns.tsig.clientKeyFile", "must differ from controllerKeyFile: clients may only touch _acme-challenge records, the controller only the ACME name")
+	}
+}
+
+func (v *validator) path(field, p string) {
+	if p == "" {
+		v.add(field, "is required")
+	} else if strings.ContainsRune(p, 0) {
+		v.add(field, "contains a NUL byte")
+	}
+}
+
+func (v *validator) pki() {
+	p := v.spec.PKI
+	v.path("pki.dir", p.Dir)
+	if p.Organization == "" {
+		v.add("pki.organization", "is required (it goes into every CA subject)")
+	}
+	if len(p.Country) != 2 || strings.ToUpper(p.Country) != p.Country {
+		v.add("pki.country", "%q must be a two-letter upper-case country code (XX if none applies)", p.Country)
+	}
+	v.publicURL("pki.baseURL", p.BaseURL)
+	if p.Root.CommonName == "" {
+		v.add("pki.root.commonName", "is required")
+	}
+	v.keyType("pki.root.keyType", p.Root.KeyType, append(slices.Clone(ECDSAKeyTypes), RSAKeyTypes...))
+	v.days("pki.root.validityDays", p.Root.ValidityDays, MaxRootValidityDays)
+	v.keyType("pki.intermediates.ecdsaKeyType", p.Intermediates.ECDSAKeyType, ECDSAKeyTypes)
+	v.keyType("pki.intermediates.rsaKeyType", p.Intermediates.RSAKeyType, RSAKeyTypes)
+	v.days("pki.intermediates.validityDays", p.Intermediates.ValidityDays, MaxIntermediateValidityDays)
+	if p.Infrastructure.CommonName == "" {
+		v.add("pki.infrastructure.commonName", "is required")
+	}
+	v.keyType("pki.infrastructure.keyType", p.Infrastructure.KeyType, append(slices.Clone(ECDSAKeyTypes), RSAKeyTypes...))
+	v.days("pki.infrastructure.validityDays", p.Infrastructure.ValidityDays, MaxIntermediateValidityDays)
+	v.days("pki.crlValidityDays", p.CRLValidityDays, MaxCRLValidityDays)
+	if p.Root.CommonName != "" && p.Root.CommonName == p.Infrastructure.CommonName {
+		v.add("pki.infrastructure.commonName", "must differ from pki.root.commonName (subjects must be unique in the cluster)")
+	}
+
+	h := p.HSM
+	switch h.Backend {
+	case BackendSoftHSM, BackendPKCS11:
+	default:
+		v.add("pki.hsm.backend", "%q is not a backend; use softhsm (the lab) or pkcs11 (module, token labels and PIN files you provide)", h.Backend)
+	}
+	if !filepath.IsAbs(h.Module) {
+		v.add("pki.hsm.module", "%q must be the absolute path of a PKCS#11 library (e.g. %s)", h.Module, DefaultSoftHSMLib)
+	}
+	labels := map[string]string{}
+	v.token("pki.hsm.root", h.Root, labels)
+	v.token("pki.hsm.infrastructure", h.Infrastructure, labels)
+	for i, s := range v.spec.Sites {
+		v.token(fmt.Sprintf("sites[%d].hsm", i), s.HSM, labels)
+	}
+}
+
+// token checks one HSM token; labels maps label -> field path of its first
+// use, because the root's token must be separate from every site's.
+func (v *validator) token(path string, t Token, labels map[string]string) {
+	switch {
+	case t.Label == "":
+		v.add(path+".label", "is required with pki.hsm.backend %s", v.spec.PKI.HSM.Backend)
+	case len(t.Label) > maxTokenLabel:
+		v.add(path+".label", "%q is longer than the %d bytes PKCS#11 allows", t.Label, maxTokenLabel)
+	default:
+		if first, dup := labels[t.Label]; dup {
+			v.add(path+".label", "%q is already the token of %s; the root, the infrastructure CA and every site need their own token", t.Label, first)
+		} else {
+			labels[t.Label] = path
+		}
+	}
+	v.path(path+".pinFile", t.PINFile)
+}
+
+func (v *validator) keyType(path, kt string, allowed []string) {
+	if !slices.Contains(allowed, kt) {
+		v.add(path, "%q is not supported here; use one of %s", kt, strings.Join(allowed, ", "))
+	}
+}
+
+func (v *validator) days(path string, d, max int) {
+	if d < 1 || d > max {
+		v.add(path, "%d is out of range; use 1..%d days (Boulder's ceremony lints refuse longer)", d, max)
+	}
+}
+
+// publicURL checks an http(s) URL whose host Boulder's lints accept in a
+// certificate (a name under a public suffix).
+func (v *validator) publicURL(path, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.add(path, "%q is not an http:// or https:// URL", raw)
+		return
+	}
+	if !strings.HasSuffix(u.Path, "/") {
+		v.add(path, "%q must end with '/' (file names are appended to it)", raw)
+	}
+	if err := policy.ValidDomain(u.Hostname()); err != nil {
+		v.add(path, "host %q is refused in certificates: %v", u.Hostname(), err)
+	}
+}
+
+func (v *validator) sites() {
+	sites := v.spec.Sites
+	if len(sites) == 0 {
+		v.add("sites", "needs at least one site (failover needs two or more)")
+	}
+	names := map[string]int{}
+	prefixes := map[uint8]int{}
+	addrs := map[netip.Addr]string{}
+	for _, srv := range v.spec.DNS.Servers {
+		if a, ok := addrOf(srv.Address); ok {
+			addrs[a] = "a dns.servers address"
+		}
+	}
+	var nets []netip.Prefix
+	var netOwners []int
+	crls := map[string]int{}
+	for i, s := range sites {
+		p := fmt.Sprintf("sites[%d]", i)
+		if !dnsLabelRE.MatchString(s.Name) {
+			v.add(p+".name", "%q is not a DNS label (lower-case letters, digits and '-')", s.Name)
+		} else if j, dup := names[s.Name]; dup {
+			v.add(p+".name", "%q already used by sites[%d]", s.Name, j)
+		} else {
+			names[s.Name] = i
+		}
+		if s.Priority < 1 {
+			v.add(p+".priority", "%d must be 1 or more (lower is preferred)", s.Priority)
+		}
+		switch sp := s.SerialPrefix; {
+		case !sp.IsSet():
+			v.add(p+".serialPrefix", "is required: two hex digits 0x01..0x7f, unique per site")
+		case sp.Value() < 0x01 || sp.Value() > 0x7f:
+			v.add(p+".serialPrefix", "%s is out of range; Boulder accepts 0x01..0x7f", sp)
+		default:
+			if j, dup := prefixes[sp.Value()]; dup {
+				v.add(p+".serialPrefix", "%s already used by sites[%d]", sp, j)
+			} else {
+				prefixes[sp.Value()] = i
+			}
+		}
+		if a, err := netip.ParseAddr(s.Address); err != nil {
+			v.add(p+".address", "%q is not an IP address", s.Address)
+		} else if owner, dup := addrs[a]; dup {
+			v.add(p+".address", "%s already used by %s", a, owner)
+		} else {
+			addrs[a] = p
+		}
+		if n, err := netip.ParsePrefix(s.ServiceNetwork); err != nil {
+			v.add(p+".serviceNetwork", "%q is not a CIDR block (e.g. 127.0.31.0/24)", s.ServiceNetwork)
+		} else {
+			n = n.Masked()
+			for k, other := range nets {
+				if other.Overlaps(n) {
+					v.add(p+".serviceNetwork", "%s overlaps sites[%d].serviceNetwork %s", n, netOwners[k], other)
+				}
+			}
+			nets = append(nets, n)
+			netOwners = append(netOwners, i)
+		}
+		v.publicURL(p+".crlBaseURL", s.CRLBaseURL)
+		if j, dup := crls[s.CRLBaseURL]; dup && s.CRLBaseURL != "" {
+			v.add(p+".crlBaseURL", "%q already used by sites[%d]; each site publishes its own CRLs", s.CRLBaseURL, j)
+		} else {
+			crls[s.CRLBaseURL] = i
+		}
+	}
+}
+
+func (v *validator) failover() {
+	f := v.spec.Failover
+	pos := func(path string, d Duration) {
+		if d.Duration <= 0 {
+			v.add(path, "%s must be positive", d)
+		}
+	}
+	pos("failover.probes.nonce", f.Probes.Nonce)
+	pos("failover.probes.account", f.Probes.Account)
+	pos("failover.probes.issuance", f.Probes.Issuance)
+	pos("failover.probes.crl", f.Probes.CRL)
+	pos("failover.stablePeriod", f.StablePeriod)
+	if f.HoldDown.Duration < 0 {
+		v.add("failover.holdDown", "%s must not be negative", f.HoldDown)
+	}
+	if f.DownAfter < 1 {
+		v.add("failover.downAfter", "%d must be 1 or more", f.DownAfter)
+	}
+	if f.UpAfter < 1 {
+		v.add("failover.upAfter", "%d must be 1 or more", f.UpAfter)
+	}
+	switch f.Failback {
+	case FailbackManual, FailbackAutomatic:
+	default:
+		v.add("failover.failback", "%q is not a mode; use manual or automatic", f.Failback)
+	}
+}

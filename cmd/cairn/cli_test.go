@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cairn-pki/cairn/internal/testenv"
+)
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// cairnBin builds the CLI once per test binary.
+func cairnBin(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cairn-cli-test-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "cairn")
+		if out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build cairn: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtBin != "" {
+		os.RemoveAll(filepath.Dir(builtBin))
+	}
+	os.Exit(code)
+}
+
+// run runs cairn in dir and returns stdout, stderr and the exit code.
+func run(t *testing.T, bin, dir string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+func TestValidateReportsEveryProblemWithoutStackTrace(t *testing.T) {
+	bin := cairnBin(t)
+	dir := t.TempDir()
+	spec := "name: lab\nsites:\n  - name: a\n    serialPrefix: 0x11\n  - name: b\n    serialPrefix: 0x11\nwibble: 1\n"
+	os.WriteFile(filepath.Join(dir, "cairn.yaml"), []byte(spec), 0o644)
+	_, stderr, code := run(t, bin, dir, "validate")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	want := []string{
+		"cairn: line 6: sites[1].serialPrefix: 0x11 already used by sites[0]",
+		"cairn: line 7: wibble: unknown field",
+	}
+	if len(lines) != 2 || lines[0] != want[0] || !strings.HasPrefix(lines[1], want[1]) {
+		t.Fatalf("stderr:\n%s\nwant lines starting:\n%s", stderr, strings.Join(want, "\n"))
+	}
+	if strings.Contains(stderr, "goroutine") || strings.Contains(stderr, "Usage:") {
+		t.Errorf("stack trace or usage printed:\n%s", stderr)
+	}
+
+	// Boulder's own limit: serial prefix 0x80 is refused before anything starts.
+	os.WriteFile(filepath.Join(dir, "cairn.yaml"), []byte(strings.Replace(spec, "0x11\nwibble: 1", "0x80", 1)), 0o644)
+	if _, stderr, code := run(t, bin, dir, "validate", "-o", "json"); code != 1 || strings.Contains(stderr, "goroutine") {
+		t.Fatalf("0x80: exit %d\n%s", code, stderr)
+	}
+	if _, stderr, code := run(t, bin, dir, "validate", "-o", "yaml"); code != 1 || !strings.Contains(stderr, "-o \"yaml\"") {
+		t.Errorf("bad -o: exit %d %s", code, stderr)
+	}
+}
+
+func TestInitRefusesToClobber(t *testing.T) {
+	bin := cairnBin(t)
+	dir := t.TempDir()
+	if _, stderr, code := run(t, bin, dir, "init", "--sites", "a,b"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if out, _, code := run(t, bin, dir, "init", "--sites", "a,b"); code != 0 || !strings.Contains(out, "up to date") {
+		t.Fatalf("re-init same: %d %s", code, out)
+	}
+	if _, stderr, code := run(t, bin, dir, "init", "--sites", "a,b,c"); code != 1 || !strings.Contains(stderr, "--force") {
+		t.Fatalf("re-init different: %d %s", code, stderr)
+	}
+	if _, stderr, code := run(t, bin, dir, "init", "--dir", "x", "--sites", "A_1"); code != 1 || !strings.Contains(stderr, "sites[0].name") {
+		t.Fatalf("bad site name: %d %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x", "cairn.yaml")); err == nil {
+		t.Error("invalid spec written")
+	}
+}
+
+// The acceptance path of a new user: init, pki init, status, init again,
+// revoke a site, verify with openssl.
+func TestPKIAcceptance(t *testing.T) {
+	testenv.Integration(t, "softhsm2-util", "openssl")
+	testenv.Boulder(t, "ceremony")
+	bin := cairnBin(t)
+	top := t.TempDir()
+	if _, stderr, code := run(t, bin, top, "init", "--dir", "X", "--sites", "a,b,c"); code != 0 {
+		t.Fatal(stderr)
+	}
+	dir := filepath.Join(top, "X")
+	if _, stderr, code := run(t, bin, dir, "pki", "init"); code != 0 {
+		t.Fatal(stderr)
+	}
+	out, stderr, code := run(t, bin, dir, "pki", "status", "-o", "json")
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	var st struct {
+		RootCRL      string `json:"rootCRL"`
+		Certificates []struct {
+			Role, Site, KeyType, Subject, CertFile string
+			Revoked                                bool
+		} `json:"certificates"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	roles := map[string]int{}
+	keyTypes := map[string]bool{}
+	var rootFile string
+	for _, c := range st.Certificates {
+		roles[c.Role]++
+		if c.Role == "intermediate" {
+			keyTypes[c.Site+"/"+c.KeyType] = true
+		}
+		if c.Role == "root" {
+			rootFile = c.CertFile
+		}
+	}
+	if roles["root"] != 1 || roles["intermediate"] != 6 || len(keyTypes) != 6 || st.RootCRL == "" {
+		t.Fatalf("status: roles %v, key types %v, rootCRL %q", roles, keyTypes, st.RootCRL)
+	}
+	for _, s := range []string{"a", "b", "c"} {
+		if !keyTypes[s+"/ecdsa-p384"] || !keyTypes[s+"/rsa-2048"] {
+			t.Errorf("site %s lacks an ECDSA or RSA intermediate: %v", s, keyTypes)
+		}
+	}
+
+	keyFiles := func() map[string]string {
+		m := map[string]string{}
+		filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+			if err == nil && !info.IsDir() && (strings.Contains(p, "/tokens/") || strings.Contains(p, "/secrets/")) && !strings.HasSuffix(p, ".lock") {
+				b, _ := os.ReadFile(p)
+				m[p] = string(b)
+				if info.Mode().Perm() != 0o600 {
+					t.Errorf("key material %s has mode %o", p, info.Mode().Perm())
+				}
+			}
+			return nil
+		})
+		return m
+	}
+	before := keyFiles()
+	if len(before) == 0 {
+		t.Fatal("no key files found")
+	}
+	if _, stderr, code := run(t, bin, dir, "pki", "init"); code != 0 {
+		t.Fatal(stderr)
+	}
+	after := keyFiles()
+	for p, b := range before {
+		if after[p] != b {
+			t.Errorf("second pki init changed %s", p)
+		}
+	}
+	if len(after) != len(before) {
+		t.Errorf("second pki init added key files: %d -> %d", len(before), len(after))
+	}
+
+	if _, stderr, code := run(t, bin, dir, "pki", "revoke-site", "b"); code != 0 {
+		t.Fatal(stderr)
+	}
+	for _, c := range st.Certificates {
+		if c.Role != "intermediate" {
+			continue
+		}
+		out, err := exec.Command("openssl", "verify", "-crl_check", "-CAfile", rootFile, "-CRLfile", st.RootCRL, c.CertFile).CombinedOutput()
+		if c.Site == "b" && (err == nil || !strings.Contains(string(out), "certificate revoked")) {
+			t.Errorf("%s still verifies after revoke-site b: %s", c.CertFile, out)
+		}
+		if c.Site != "b" && err != nil {
+			t.Errorf("%s fails after revoke-site b: %s", c.CertFile, out)
+		}
+	}
+	if _, stderr, code := run(t, bin, dir, "pki", "revoke-site", "zz"); code != 1 || !strings.Contains(stderr, `no site "zz"`) {
+		t.Errorf("unknown site: %d %s", code, stderr)
+	}
+}

@@ -1,0 +1,74 @@
+// Command cairn stands up and runs a redundant private ACME CA made of
+// independent Boulder sites. This file only wires commands; logic lives in
+// the packages named in docs/architecture.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-pki/cairn/cluster"
+)
+
+// globals are the flags every command has.
+type globals struct {
+	config string
+	output string
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		var ve cluster.Errors
+		if errors.As(err, &ve) {
+			for _, e := range ve {
+				fmt.Fprintf(os.Stderr, "cairn: %s\n", e)
+			}
+		} else {
+			fmt.Fprintf(os.Stderr, "cairn: %s\n", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "cairn",
+		Short:         "A redundant private ACME CA made of independent Boulder sites",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if g.output != "text" && g.output != "json" {
+				return fmt.Errorf("-o %q: use text or json", g.output)
+			}
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVarP(&g.config, "config", "f", cluster.DefaultFile, "cluster spec file")
+	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
+	root.AddCommand(newInitCmd(g), newValidateCmd(g), newPKICmd(g))
+	return root
+}
+
+// loadSpec reads and validates the spec named by -f.
+func (g *globals) loadSpec() (*cluster.Spec, error) {
+	return cluster.Load(g.config)
+}
+
+// printJSON writes v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,245 @@
+package intermediates
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/internal/testenv"
+)
+
+// newTestPKI writes a lab spec for sites into a temp dir and opens it.
+func newTestPKI(t *testing.T, sites []string, edit func(*cluster.Spec)) (*PKI, *cluster.Spec) {
+	t.Helper()
+	testenv.Integration(t, "softhsm2-util", "openssl")
+	bins := testenv.Boulder(t, "ceremony")
+	spec := cluster.Default(sites)
+	spec.Dir = t.TempDir()
+	if edit != nil {
+		edit(spec)
+	}
+	if errs := spec.Validate(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	p, unlock, err := Open(spec, Options{Ceremony: bins["ceremony"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unlock)
+	return p, spec
+}
+
+// snapshot hashes every file below dir except ceremony records and state.
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.Contains(path, "/ceremonies/") || strings.HasSuffix(path, ".lock") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		out[path] = fmt.Sprintf("%x", sha256.Sum256(b))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func opensslVerify(t *testing.T, p *PKI, cert string) error {
+	t.Helper()
+	out, err := exec.Command("openssl", "verify", "-crl_check", "-CAfile", p.RootCertFile(), "-CRLfile", p.rootCRL(), cert).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s", strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func TestInitRevokeRotate(t *testing.T) {
+	p, spec := newTestPKI(t, []string{"a", "b", "c"}, nil)
+	ctx := context.Background()
+	if err := p.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := readCert(p.RootCertFile())
+	pool := x509.NewCertPool()
+	pool.AddCert(root)
+	count := map[string]int{}
+	for _, c := range st.Certificates {
+		count[c.Role]++
+		cert, _ := readCert(c.CertFile)
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			t.Errorf("%s does not chain: %v", c.CertFile, err)
+		}
+		if c.Role == RoleIntermediate {
+			if !strings.Contains(c.Subject, " "+c.Site+" ") || len(cert.PolicyIdentifiers) != 1 || cert.PolicyIdentifiers[0].String() != "2.23.140.1.2.1" {
+				t.Errorf("%s: subject %q, policies %v", c.CertFile, c.Subject, cert.PolicyIdentifiers)
+			}
+			if len(cert.CRLDistributionPoints) != 1 || cert.CRLDistributionPoints[0] != spec.PKI.BaseURL+"root.crl" {
+				t.Errorf("%s: CRL DP %v", c.CertFile, cert.CRLDistributionPoints)
+			}
+			if err := opensslVerify(t, p, c.CertFile); err != nil {
+				t.Errorf("openssl: %v", err)
+			}
+		}
+	}
+	if count[RoleRoot] != 1 || count[RoleIntermediate] != 6 || count[RoleInfrastructure] != 1 || len(st.Warnings) != 0 {
+		t.Fatalf("status: %v, warnings %v", count, st.Warnings)
+	}
+
+	// Again: nothing changes, no key is replaced.
+	before := snapshot(t, p.dir)
+	if err := p.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if after := snapshot(t, p.dir); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatal("second Init changed files")
+	}
+
+	// A site's token directory holds its own token only.
+	for _, s := range spec.Sites {
+		slots, err := p.siteToken(s).softhsmSlots(ctx)
+		if _, ok := slots[s.HSM.Label]; err != nil || len(slots) != 1 || !ok {
+			t.Errorf("site %s tokens: %v %v", s.Name, slots, err)
+		}
+	}
+
+	n, err := p.RevokeSite(ctx, "b", "keyCompromise")
+	if err != nil || n != 2 {
+		t.Fatalf("RevokeSite = %d, %v", n, err)
+	}
+	for _, s := range spec.Sites {
+		for _, k := range p.siteKeys(s, 1) {
+			err := opensslVerify(t, p, k.cert())
+			if s.Name == "b" && (err == nil || !strings.Contains(err.Error(), "certificate revoked")) {
+				t.Errorf("%s verifies after revoke-site b: %v", k.label, err)
+			}
+			if s.Name != "b" && err != nil {
+				t.Errorf("%s fails after revoke-site b: %v", k.label, err)
+			}
+		}
+	}
+	if n, err := p.RevokeSite(ctx, "b", ""); n != 0 || err != nil {
+		t.Errorf("second RevokeSite = %d, %v", n, err)
+	}
+	if _, err := p.RevokeSite(ctx, "a", "privilegeWithdrawn"); err == nil {
+		t.Error("reason not allowed for CA certificates accepted")
+	}
+
+	gen, err := p.Rotate(ctx, "b")
+	if err != nil || gen != 2 {
+		t.Fatalf("Rotate = %d, %v", gen, err)
+	}
+	st, _ = p.Status()
+	var current, old int
+	for _, c := range st.Certificates {
+		if c.Site != "b" {
+			continue
+		}
+		if c.Current {
+			current++
+			if c.Revoked || !strings.HasSuffix(strings.Split(c.Subject, ",")[0], "2") {
+				t.Errorf("new generation: %+v", c)
+			}
+			if err := opensslVerify(t, p, c.CertFile); err != nil {
+				t.Errorf("rotated %s: %v", c.KeyLabel, err)
+			}
+		} else if c.Revoked {
+			old++
+		}
+	}
+	if current != 2 || old != 2 {
+		t.Errorf("site b: %d current, %d old revoked", current, old)
+	}
+}
+
+func TestPINFileReadableByOthersIsRefused(t *testing.T) {
+	p, spec := newTestPKI(t, []string{"a"}, nil)
+	ctx := context.Background()
+	if err := p.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pin := spec.Path(spec.Sites[0].HSM.PINFile)
+	if err := os.Chmod(pin, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Rotate(ctx, "a"); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("Rotate with a world-readable PIN: %v", err)
+	}
+}
+
+func TestFailedCeremonyLeavesNothingHalfWritten(t *testing.T) {
+	p, _ := newTestPKI(t, []string{"a"}, nil)
+	p.opts.Ceremony = "/bin/false"
+	if err := p.Init(context.Background()); err == nil {
+		t.Fatal("Init succeeded with a failing ceremony")
+	}
+	err := filepath.WalkDir(p.dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(d.Name(), ".staging") || strings.HasSuffix(path, ".pem") {
+			t.Errorf("left behind: %s", path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The pkcs11 backend finds existing tokens by label through the module
+// itself; SoftHSM stands in for a real HSM here.
+func TestPKCS11BackendWithExistingTokens(t *testing.T) {
+	testenv.Integration(t, "softhsm2-util")
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "softhsm2.conf")
+	os.MkdirAll(filepath.Join(dir, "tokens"), 0o700)
+	os.WriteFile(conf, []byte("directories.tokendir = "+filepath.Join(dir, "tokens")+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600)
+	t.Setenv("SOFTHSM2_CONF", conf)
+	for _, label := range []string{"hsm-root", "hsm-infra", "hsm-x"} {
+		os.WriteFile(filepath.Join(dir, label+".pin"), []byte("1234"+label+"\n"), 0o600)
+		out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--pin", "1234"+label, "--so-pin", "5678").CombinedOutput()
+		if err != nil {
+			t.Fatalf("init token: %v %s", err, out)
+		}
+	}
+	p, _ := newTestPKI(t, []string{"x"}, func(s *cluster.Spec) {
+		s.PKI.HSM = cluster.HSM{Backend: cluster.BackendPKCS11, Module: cluster.DefaultSoftHSMLib,
+			Root:           cluster.Token{Label: "hsm-root", PINFile: filepath.Join(dir, "hsm-root.pin")},
+			Infrastructure: cluster.Token{Label: "hsm-infra", PINFile: filepath.Join(dir, "hsm-infra.pin")}}
+		s.Sites[0].HSM = cluster.Token{Label: "hsm-x", PINFile: filepath.Join(dir, "hsm-x.pin")}
+	})
+	if err := p.Init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.Status()
+	if err != nil || len(st.Certificates) != 4 || len(st.Warnings) != 0 {
+		t.Fatalf("status %+v %v", st, err)
+	}
+	if _, err := os.Stat(filepath.Join(p.rootDir(), "softhsm")); err == nil {
+		t.Error("pkcs11 backend created a SoftHSM directory")
+	}
+
+	p.spec.Sites[0].HSM.Label = "no-such-token"
+	p.state.Generations["x"] = 0
+	if _, err := p.Rotate(context.Background(), "x"); err == nil || !strings.Contains(err.Error(), `no token labelled "no-such-token"`) {
+		t.Fatalf("missing token: %v", err)
+	}
+}

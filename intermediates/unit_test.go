@@ -1,0 +1,68 @@
+package intermediates
+
+import (
+	"testing"
+	"time"
+
+	"github.com/cairn-pki/cairn/cluster"
+)
+
+func TestParseSoftHSMSlots(t *testing.T) {
+	out := `Available slots:
+Slot 269165571
+    Token info:
+        Initialized:      yes
+        User PIN init.:   yes
+        Label:            lab-root                        
+Slot 2
+    Token info:
+        Serial number:                    
+        Initialized:      no
+        User PIN init.:   no
+        Label:                                            
+Slot 77
+    Token info:
+        Initialized:      yes
+        Label:            lab-a
+`
+	got := parseSoftHSMSlots(out)
+	if len(got) != 2 || got["lab-root"] != 269165571 || got["lab-a"] != 77 {
+		t.Fatalf("got %v", got)
+	}
+}
+
+func TestValidityHasNoExtraSecondAndRespectsIssuer(t *testing.T) {
+	now := time.Date(2026, 11, 21, 20, 30, 0, 0, time.UTC)
+	nb, na := validity(now, 1095, time.Time{})
+	if nb != "2026-11-21 19:00:00" || na != "2029-11-20 18:59:59" {
+		t.Errorf("validity = %s .. %s", nb, na)
+	}
+	limit := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, na := validity(now, 1095, limit); na != "2027-01-01 00:00:00" {
+		t.Errorf("not clamped to issuer: %s", na)
+	}
+}
+
+func TestKeySpecsCoverEveryAllowedType(t *testing.T) {
+	for _, kt := range append(append([]string{}, cluster.ECDSAKeyTypes...), cluster.RSAKeyTypes...) {
+		ks := keySpecFor(kt)
+		if (ks.Type == "ecdsa") == (ks.ECDSACurve == "") || (ks.Type == "rsa") == (ks.RSAModLength == 0) {
+			t.Errorf("%s -> %+v", kt, ks)
+		}
+	}
+	if signatureAlgorithm("ecdsa-p384") != "ECDSAWithSHA384" || signatureAlgorithm("rsa-4096") != "SHA256WithRSA" {
+		t.Error("signature algorithms")
+	}
+}
+
+func TestSiteSubjectsAreUniquePerGeneration(t *testing.T) {
+	spec := cluster.Default([]string{"a", "b"})
+	p := &PKI{spec: spec, dir: t.TempDir(), state: &state{Generations: map[string]int{"a": 3}}}
+	if err := p.checkSubjectsUnique(); err != nil {
+		t.Fatal(err)
+	}
+	spec.PKI.Infrastructure.CommonName = "cairn lab a E2"
+	if err := p.checkSubjectsUnique(); err == nil {
+		t.Fatal("colliding subject accepted")
+	}
+}

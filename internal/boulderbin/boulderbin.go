@@ -1,0 +1,125 @@
+// Package boulderbin finds, or builds with `go install`, the Boulder
+// binaries at exactly the version pinned in cairn's go.mod, so that the
+// configs cairn renders from Boulder's structs and the binaries agree.
+package boulderbin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Module and Version are the pinned Boulder module; a test keeps Version
+// equal to go.mod.
+const (
+	Module  = "github.com/letsencrypt/boulder"
+	Version = "v0.20260921.0"
+)
+
+// Binaries cairn uses, by name, with their package inside the module.
+var packages = map[string]string{
+	"boulder":     "cmd/boulder",
+	"ceremony":    "cmd/ceremony",
+	"admin":       "cmd/admin",
+	"ct-test-srv": "test/ct-test-srv",
+	"s3-test-srv": "test/s3-test-srv",
+}
+
+// EnvDir overrides where the binaries live.
+const EnvDir = "CAIRN_BOULDER_BIN"
+
+// Dir is where the pinned binaries are kept: $CAIRN_BOULDER_BIN, or a
+// per-version directory in the user's cache, shared by every cluster.
+func Dir() (string, error) {
+	if d := os.Getenv(EnvDir); d != "" {
+		return filepath.Abs(d)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache directory for Boulder binaries (set %s): %w", EnvDir, err)
+	}
+	return filepath.Join(cache, "cairn", "boulder-"+Version, "bin"), nil
+}
+
+// Ensure returns the paths of the named binaries, building the missing
+// ones with the Go toolchain. Progress goes to w.
+func Ensure(ctx context.Context, w io.Writer, names ...string) (map[string]string, error) {
+	dir, err := Dir()
+	if err != nil {
+		return nil, err
+	}
+	paths := map[string]string{}
+	var missing []string
+	for _, n := range names {
+		pkg, ok := packages[n]
+		if !ok {
+			return nil, fmt.Errorf("boulderbin: unknown binary %q", n)
+		}
+		p := filepath.Join(dir, n)
+		paths[n] = p
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+			continue
+		}
+		missing = append(missing, Module+"/"+pkg+"@"+Version)
+	}
+	if len(missing) == 0 {
+		return paths, nil
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return nil, fmt.Errorf("no Boulder binaries in %s and no Go toolchain on PATH to build them: install Go 1.26 or set %s to a directory holding %s",
+			dir, EnvDir, strings.Join(names, ", "))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	// Several cairn processes (or test packages) may build at once.
+	lock, err := os.OpenFile(filepath.Join(dir, ".build.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(w, "building Boulder %s: %s (first time only; about a minute per binary on 2 cores)\n", Version, shortNames(missing))
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, goBin, append([]string{"install"}, missing...)...)
+	cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOTOOLCHAIN=local", "GOFLAGS=-buildvcs=false")
+	cmd.Dir = os.TempDir() // outside any module: `go install pkg@version` builds with Boulder's own go.mod
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("go install %s failed: %w\n%s", strings.Join(missing, " "), err, tail(out, 20))
+	}
+	fmt.Fprintf(w, "built in %.0fs into %s\n", time.Since(start).Seconds(), dir)
+	for _, n := range names {
+		if _, err := os.Stat(paths[n]); err != nil {
+			return nil, errors.New("go install finished but " + paths[n] + " is missing")
+		}
+	}
+	return paths, nil
+}
+
+func shortNames(pkgs []string) string {
+	names := make([]string, len(pkgs))
+	for i, p := range pkgs {
+		p, _, _ = strings.Cut(p, "@")
+		names[i] = filepath.Base(p)
+	}
+	return strings.Join(names, ", ")
+}
+
+func tail(b []byte, lines int) string {
+	s := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(s) > lines {
+		s = s[len(s)-lines:]
+	}
+	return strings.Join(s, "\n")
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs everything cairn's lab and tests need on Debian 12, and nothing
+# twice: `make lab`, `make test` and .ci/run all call it. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages. softhsm2: the lab's PKCS#11 backend; openssl: chain and
+# CRL checks in tests; gcc: cgo for the PKCS#11 client (miekg/pkcs11).
+PKGS=(softhsm2 openssl ca-certificates gcc libc6-dev make git)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+    SUDO=sudo
+  fi
+  echo "deps: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Go: the machine image provides it; cairn pins its toolchain to what is there.
+command -v go >/dev/null || { echo "deps: Go 1.26 is required (https://go.dev/doc/install); not found on PATH" >&2; exit 1; }
+export GOTOOLCHAIN=local
+gov=$(go env GOVERSION)
+case "$gov" in go1.2[6-9]*|go1.[3-9]*) ;; *) echo "deps: Go >= 1.26 required, found $gov" >&2; exit 1;; esac
+
+# Pinned Go tools, into .tools/bin (git-ignored).
+TOOLS="$PWD/.tools/bin"
+mkdir -p "$TOOLS"
+STATICCHECK_VERSION=v0.8.0   # honnef.co/go/tools 2026.x; newest the module proxy serves for go 1.26
+if ! "$TOOLS/staticcheck" -version 2>/dev/null | grep -q "$STATICCHECK_VERSION"; then
+  echo "deps: go install staticcheck@$STATICCHECK_VERSION"
+  GOBIN="$TOOLS" GOFLAGS=-buildvcs=false go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
+
+# Boulder binaries (ceremony, later boulder itself) are built by cairn on
+# first use at the version pinned in go.mod, into ~/.cache/cairn/.
+echo "deps: ok"
