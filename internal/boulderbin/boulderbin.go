@@ -5,6 +5,7 @@ package boulderbin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -122,4 +123,28 @@ func tail(b []byte, lines int) string {
 		s = s[len(s)-lines:]
 	}
 	return strings.Join(s, "\n")
+}
+
+// SourceDir returns the pinned Boulder module's source directory in the Go
+// module cache, downloading it if needed (for sa/db/*.sql).
+func SourceDir(ctx context.Context) (string, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return "", errors.New("the Go toolchain is needed to fetch Boulder's database schema: install Go 1.26")
+	}
+	cmd := exec.CommandContext(ctx, goBin, "mod", "download", "-json", Module+"@"+Version)
+	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
+	cmd.Dir = os.TempDir()
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go mod download %s@%s: %w", Module, Version, err)
+	}
+	var info struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &info); err != nil {
+		return "", fmt.Errorf("go mod download: %w", err)
+	}
+	if info.Error != "" || info.Dir == "" {
+		return "", fmt.Errorf("go mod download %s@%s: %s", Module, Version, info.Error)
+	}
+	return info.Dir, nil
 }

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/lab"
+)
+
+// DefaultLabDir is where `cairn lab up` puts a lab when no cairn.yaml is
+// given or found.
+const DefaultLabDir = "cairn-lab"
+
+func newLabCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "lab", Short: "Run the cluster on this machine: every site and the cluster DNS on loopback"}
+	var reset bool
+	var sites string
+	up := &cobra.Command{
+		Use:   "up",
+		Short: "Build, render and start the lab (creates ./cairn-lab/cairn.yaml for 3 sites if there is no spec)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.lab(cmd, true, sites)
+			if err != nil {
+				return err
+			}
+			sum, err := l.Up(cmd.Context(), lab.UpOptions{Reset: reset})
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return printJSON(cmd.OutOrStdout(), sum)
+			}
+			printSummary(cmd, sum)
+			return nil
+		},
+	}
+	up.Flags().BoolVar(&reset, "reset", false, "remove the previous lab's data, keys and PKI first")
+	up.Flags().StringVar(&sites, "sites", "", "site names when a new spec is created (default a,b,c)")
+	front := &cobra.Command{
+		Use:    "http-front --config FILE",
+		Short:  "Serve a lab HTTP front (CRLs, issuer and root certificates); started by lab up",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, _ := cmd.Flags().GetString("front-config")
+			return lab.ServeHTTPFront(cmd.Context(), cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+		},
+	}
+	front.Flags().String("front-config", "", "front configuration (JSON)")
+	cmd.AddCommand(up, front,
+		&cobra.Command{
+			Use:   "down",
+			Short: "Stop every process the lab started (by PID) and remove its loopback addresses; data stays",
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				l, err := g.lab(cmd, false, "")
+				if err != nil {
+					return err
+				}
+				return l.Down(cmd.Context())
+			},
+		},
+		&cobra.Command{
+			Use:   "status",
+			Short: "Each site's processes (pid, RSS, listen address) and whether its ACME directory answers",
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				l, err := g.lab(cmd, false, "")
+				if err != nil {
+					return err
+				}
+				st, err := l.Status(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if g.output == "json" {
+					return printJSON(cmd.OutOrStdout(), st)
+				}
+				printLabStatus(cmd, st)
+				return nil
+			},
+		},
+		&cobra.Command{
+			Use:   "logs [SITE] [COMPONENT]",
+			Short: "Follow the logs of the lab, a site (or cluster), or one component",
+			Args:  cobra.MaximumNArgs(2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				l, err := g.lab(cmd, false, "")
+				if err != nil {
+					return err
+				}
+				args = append(args, "", "")
+				files, err := l.LogFiles(args[0], args[1])
+				if err != nil {
+					return err
+				}
+				return lab.Follow(cmd.Context(), cmd.OutOrStdout(), files, 20)
+			},
+		},
+	)
+	return cmd
+}
+
+// lab finds the spec for lab commands: -f if given; else ./cairn.yaml if it
+// exists; else ./cairn-lab/cairn.yaml, which `up` creates when missing.
+func (g *globals) lab(cmd *cobra.Command, create bool, sites string) (*lab.Lab, error) {
+	path := g.config
+	if !cmd.Flags().Changed("config") && !fsutil.Exists(path) {
+		path = filepath.Join(DefaultLabDir, cluster.DefaultFile)
+		if !fsutil.Exists(path) {
+			if !create {
+				return nil, fmt.Errorf("no lab here: neither ./%s nor %s exists (run `cairn lab up`)", cluster.DefaultFile, path)
+			}
+			names := cluster.DefaultSiteNames
+			if sites != "" {
+				names = strings.Split(sites, ",")
+			}
+			data, err := cluster.Template(names)
+			if err != nil {
+				return nil, err
+			}
+			if _, errs := cluster.ParseAndValidate(data); len(errs) > 0 {
+				return nil, fmt.Errorf("--sites %q: %s: %s", sites, errs[0].Path, errs[0].Msg)
+			}
+			if err := fsutil.WriteFileAtomic(path, data, 0o644); err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(os.Stderr, "created %s (%d sites)\n", path, len(names))
+		}
+	}
+	spec, err := cluster.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return &lab.Lab{Spec: spec, Log: os.Stderr}, nil
+}
+
+func printSummary(cmd *cobra.Command, s *lab.Summary) {
+	w := cmd.OutOrStdout()
+	key, _ := readKeyName(s.ClientKey)
+	fmt.Fprintf(w, "\nlab up in %.1fs\n\n", s.Elapsed.Seconds())
+	fmt.Fprintf(w, "ACME directory:   %s  (resolve %s through %s)\n", s.DirectoryURL, s.ACMEName, s.DNS)
+	for _, st := range s.Sites {
+		fmt.Fprintf(w, "  site %-10s  %s  (or https://%s/directory)\n", st.Name, st.Directory, st.Address)
+	}
+	fmt.Fprintf(w, "DNS servers:      %s (primary; DNS-01 updates go here), all: %s\n", s.DNS, strings.Join(s.DNSServers, ", "))
+	fmt.Fprintf(w, "Root certificate: %s\n", s.RootCert)
+	fmt.Fprintf(w, "DNS-01 TSIG key:  %s (key %s; may only write TXT records)\n\n", s.ClientKey, key)
+	dnsHost, _, _ := strings.Cut(s.DNS, ":")
+	site := s.Sites[0]
+	fmt.Fprintf(w, "Get a certificate from site %s with lego:\n", site.Name)
+	fmt.Fprintf(w, "  LEGO_CA_CERTIFICATES=%s RFC2136_NAMESERVER=%s RFC2136_ZONES=%s RFC2136_TSIG_KEY=%s \\\n", s.RootCert, s.DNS, s.Zone, key)
+	fmt.Fprintf(w, "  RFC2136_TSIG_ALGORITHM=hmac-sha256. RFC2136_TSIG_SECRET=$(sed -n 's/.*secret \"\\(.*\\)\";/\\1/p' %s) \\\n", s.ClientKey)
+	fmt.Fprintf(w, "  lego --server https://%s/directory --accept-tos --email ops@%s --path ./lego \\\n", site.Address, s.Zone)
+	fmt.Fprintf(w, "    --dns rfc2136 --dns.resolvers %s --dns.disable-cp --domains test1.%s run\n\n", s.DNS, s.Zone)
+	fmt.Fprintf(w, "and with certbot:\n")
+	fmt.Fprintf(w, "  REQUESTS_CA_BUNDLE=%s certbot certonly --non-interactive --agree-tos --register-unsafely-without-email \\\n", s.RootCert)
+	fmt.Fprintf(w, "    --server https://%s/directory --config-dir ./certbot --work-dir ./certbot --logs-dir ./certbot \\\n", site.Address)
+	hook := fmt.Sprintf(`printf "server %s\nupdate %%s _acme-challenge.$CERTBOT_DOMAIN. 10 TXT \"$CERTBOT_VALIDATION\"\nsend\n" %%s | nsupdate -k %s`, dnsHost, s.ClientKey)
+	fmt.Fprintf(w, "    --manual --preferred-challenges dns -d test2.%s \\\n", s.Zone)
+	fmt.Fprintf(w, "    --manual-auth-hook '%s' \\\n", fmt.Sprintf(hook, "add", ""))
+	fmt.Fprintf(w, "    --manual-cleanup-hook '%s'\n", fmt.Sprintf(hook, "delete", ""))
+	fmt.Fprintf(w, "\nThrough the ACME name, point the client's resolver at %s (see docs/lab.md).\n", s.DNS)
+}
+
+func readKeyName(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s := string(b)
+	i := strings.Index(s, `"`)
+	j := strings.Index(s[i+1:], `"`)
+	if i < 0 || j < 0 {
+		return "", fmt.Errorf("no key name in %s", path)
+	}
+	return s[i+1 : i+1+j], nil
+}
+
+func printLabStatus(cmd *cobra.Command, st *lab.Status) {
+	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "ACME name %s, DNS %s, root %s\n\n", st.ACMEName, strings.Join(st.DNSServers, " "), st.RootCert)
+	fmt.Fprintln(w, "SITE\tPROCESS\tSTATE\tPID\tRSS MiB\tLISTEN")
+	row := func(siteName string, p lab.ProcStatus) {
+		state := "up"
+		if !p.Up {
+			state = "DOWN"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%.0f\t%s\n", siteName, p.Name, state, p.PID, float64(p.RSSKB)/1024, p.Listen)
+	}
+	for _, p := range st.Cluster {
+		row("cluster", p)
+	}
+	total := 0
+	for _, s := range st.Sites {
+		for _, p := range s.Processes {
+			row(s.Name, p)
+			total += p.RSSKB
+		}
+	}
+	w.Flush()
+	for _, s := range st.Sites {
+		ok := "answers"
+		if !s.DirectoryOK {
+			ok = "FAILS: " + s.DirectoryError
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "site %s directory %s %s\n", s.Name, s.Directory, ok)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "total RSS of site processes: %.0f MiB\n", float64(total)/1024)
+}

@@ -1,0 +1,109 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+
+	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/site"
+)
+
+// MariaDB refuses to run as root; as root the lab runs it as mysql.
+func dbOSUser() string {
+	if os.Geteuid() == 0 {
+		return "mysql"
+	}
+	return ""
+}
+
+// dbAdmin is the database account with socket authentication that
+// mariadb-install-db creates for whoever runs it.
+func dbAdmin() string {
+	if os.Geteuid() == 0 {
+		return "root"
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "root"
+}
+
+// initDBDir creates the datadir once with mariadb-install-db.
+func initDBDir(ctx context.Context, db site.Database) error {
+	mysqlDir := filepath.Dir(db.DataDir)
+	for _, d := range []string{"run", "log"} {
+		if err := os.MkdirAll(filepath.Join(mysqlDir, d), 0o750); err != nil {
+			return err
+		}
+	}
+	if u := dbOSUser(); u != "" {
+		if out, err := exec.CommandContext(ctx, "chown", "-R", u+":"+u, mysqlDir).CombinedOutput(); err != nil {
+			return fmt.Errorf("chown %s: %v: %s", mysqlDir, err, out)
+		}
+	}
+	if fsutil.Exists(filepath.Join(db.DataDir, "mysql")) {
+		return nil
+	}
+	args := []string{"--defaults-file=" + db.Config, "--datadir=" + db.DataDir, "--auth-root-authentication-method=socket", "--skip-test-db"}
+	if u := dbOSUser(); u != "" {
+		args = append(args, "--user="+u)
+	}
+	cmd := exec.CommandContext(ctx, "mariadb-install-db", args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		os.RemoveAll(db.DataDir) // a half-made datadir would be taken as done next time
+		return fmt.Errorf("mariadb-install-db: %v: %s", err, lastLines(out, 5))
+	}
+	return nil
+}
+
+// loadDB loads Boulder's schema once and (re)applies the users and grants.
+func loadDB(ctx context.Context, db site.Database) error {
+	sql := func(stdin []byte, args ...string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, "mariadb", append([]string{"--defaults-file=" + db.Config, "-u", dbAdmin()}, args...)...)
+		cmd.Stdin = bytes.NewReader(stdin)
+		return cmd.CombinedOutput()
+	}
+	if _, err := sql(nil, "-e", "SELECT 1 FROM "+db.CheckTable+" LIMIT 1"); err != nil {
+		for _, f := range db.SchemaSQL {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			if out, err := sql(b); err != nil {
+				return fmt.Errorf("load schema %s: %v: %s", filepath.Base(f), err, lastLines(out, 3))
+			}
+		}
+	}
+	users, err := fsutil.ReadSecret(db.UsersSQL)
+	if err != nil {
+		return err
+	}
+	if out, err := sql([]byte(users)); err != nil {
+		// The output may echo SQL with passwords: report only the error line.
+		return fmt.Errorf("create database users: %v: %s", err, firstLine(out))
+	}
+	return nil
+}
+
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	if i := strings.Index(s, "IDENTIFIED BY"); i >= 0 {
+		s = s[:i] + "…"
+	}
+	return s
+}

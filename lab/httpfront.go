@@ -1,0 +1,95 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+// HTTPFrontConfig is the lab's small HTTP server in front of what real
+// deployments publish with their own web servers: a site's CRLs (proxied
+// from its S3 store) and issuer certificates, and the cluster's root
+// certificate and CRL.
+type HTTPFrontConfig struct {
+	Listen string            `json:"listen"`
+	Static map[string]string `json:"static"` // URL prefix -> directory
+	Proxy  map[string]string `json:"proxy"`  // URL prefix -> upstream base URL
+}
+
+// ServeHTTPFront runs the front until ctx ends.
+func ServeHTTPFront(ctx context.Context, configFile string, log *slog.Logger) error {
+	b, err := os.ReadFile(configFile)
+	if err != nil {
+		return err
+	}
+	var cfg HTTPFrontConfig
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return fmt.Errorf("%s: %w", configFile, err)
+	}
+	h, err := cfg.handler()
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Addr: cfg.Listen, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	log.Info("http front listening", "addr", cfg.Listen)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (cfg HTTPFrontConfig) handler() (http.Handler, error) {
+	mux := http.NewServeMux()
+	prefixes := func(m map[string]string) []string {
+		var ks []string
+		for k := range m {
+			ks = append(ks, k)
+		}
+		sort.Strings(ks)
+		return ks
+	}
+	for _, prefix := range prefixes(cfg.Static) {
+		dir := cfg.Static[prefix]
+		fs := http.StripPrefix(prefix, http.FileServer(http.Dir(dir)))
+		mux.Handle(prefix, readOnly(fs))
+	}
+	for _, prefix := range prefixes(cfg.Proxy) {
+		u, err := url.Parse(cfg.Proxy[prefix])
+		if err != nil {
+			return nil, fmt.Errorf("proxy %s: %w", prefix, err)
+		}
+		// Path kept as is: crl-storer writes /<bucket>/<nameID>/<shard>.crl.
+		mux.Handle(prefix, readOnly(httputil.NewSingleHostReverseProxy(u)))
+	}
+	return mux, nil
+}
+
+// readOnly refuses everything but GET and HEAD: the front publishes.
+func readOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			http.Error(w, "read-only", http.StatusMethodNotAllowed)
+			return
+		}
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r) // no directory listings
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,488 @@
+// Package lab runs the embedded default: every rendered site of a cluster
+// plus the cluster's own DNS on loopback addresses of one machine, as
+// supervised processes with per-process logs and PID files. It renders
+// nothing itself: bundles come from package site.
+package lab
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/intermediates"
+	"github.com/cairn-pki/cairn/internal/boulderbin"
+	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/site"
+)
+
+// Lab is one cluster's lab in the spec's directory.
+type Lab struct {
+	Spec *cluster.Spec
+	Log  io.Writer // progress lines
+}
+
+func (l *Lab) logf(format string, args ...any) { fmt.Fprintf(l.Log, format+"\n", args...) }
+
+// Layout under the spec's directory.
+func (l *Lab) sitesDir() string           { return l.Spec.Path("sites") }
+func (l *Lab) siteDir(name string) string { return filepath.Join(l.sitesDir(), name) }
+func (l *Lab) clusterDir() string         { return l.Spec.Path("cluster") }
+func (l *Lab) statePath() string          { return l.Spec.Path("lab-state.json") }
+
+// labState remembers what up changed on the machine, so down undoes
+// exactly that.
+type labState struct {
+	Aliases []string `json:"aliases"`
+}
+
+func (l *Lab) readState() labState {
+	var st labState
+	if b, err := os.ReadFile(l.statePath()); err == nil {
+		json.Unmarshal(b, &st)
+	}
+	return st
+}
+
+func (l *Lab) writeState(st labState) error {
+	b, _ := json.MarshalIndent(st, "", "  ")
+	return fsutil.WriteFileAtomic(l.statePath(), append(b, '\n'), 0o644)
+}
+
+// UpOptions for Up.
+type UpOptions struct {
+	// Reset removes the previous lab's data, keys and PKI first.
+	Reset bool
+}
+
+// Summary is what a user needs to use the lab.
+type Summary struct {
+	ACMEName     string        `json:"acmeName"`
+	DirectoryURL string        `json:"directory"`
+	DNS          string        `json:"dns"`
+	DNSServers   []string      `json:"dnsServers"`
+	RootCert     string        `json:"rootCert"`
+	ClientKey    string        `json:"clientTSIGKey"`
+	Zone         string        `json:"zone"`
+	Sites        []SiteSummary `json:"sites"`
+	Elapsed      time.Duration `json:"-"`
+}
+
+// SiteSummary is one site's entry point.
+type SiteSummary struct {
+	Name      string `json:"name"`
+	Address   string `json:"address"`
+	Directory string `json:"directory"`
+}
+
+// generated lists what the lab creates under the spec directory.
+var generated = []string{"sites", "cluster", "lab-state.json"}
+
+// Up builds the binaries if missing, creates the PKI, renders every bundle
+// and starts the cluster DNS and all sites. Data and keys of an earlier
+// run are reused unless opts.Reset.
+func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
+	start := time.Now()
+	if opts.Reset {
+		if err := l.Down(ctx); err != nil {
+			return nil, err
+		}
+		for _, g := range append(generated, l.Spec.PKI.Dir, filepath.Dir(l.Spec.DNS.TSIG.ControllerKeyFile), cluster.DefaultSecretsDir) {
+			if g == "." || g == "" {
+				continue
+			}
+			os.RemoveAll(l.Spec.Path(g))
+		}
+		l.logf("reset: removed the previous lab's data, keys and PKI")
+	}
+	bins, err := boulderbin.Ensure(ctx, l.Log, "boulder", "ceremony", "ct-test-srv", "s3-test-srv")
+	if err != nil {
+		return nil, err
+	}
+	pki, unlock, err := intermediates.Open(l.Spec, intermediates.Options{Ceremony: bins["ceremony"], Log: l.Log})
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := pki.Init(ctx); err != nil {
+		return nil, err
+	}
+	schema, err := boulderbin.SourceDir(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cb, err := site.RenderCluster(site.ClusterOptions{Spec: l.Spec, Out: l.clusterDir(), PublicDir: l.Spec.Path(filepath.Join(l.Spec.PKI.Dir, "public"))})
+	if err != nil {
+		return nil, err
+	}
+	// Traversable: MariaDB runs as its own user inside.
+	if err := os.MkdirAll(l.sitesDir(), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(l.sitesDir(), 0o755); err != nil {
+		return nil, err
+	}
+	var bundles []*site.Bundle
+	for i := range l.Spec.Sites {
+		b, err := site.Render(ctx, site.Options{Spec: l.Spec, PKI: pki, Index: i, Out: l.siteDir(l.Spec.Sites[i].Name), SchemaDir: schema})
+		if err != nil {
+			return nil, err
+		}
+		bundles = append(bundles, b)
+	}
+	l.logf("rendered %d sites and the cluster DNS in %.1fs", len(bundles), time.Since(start).Seconds())
+
+	st := l.readState()
+	aliases := cb.BindAddresses
+	for _, b := range bundles {
+		aliases = append(aliases, b.BindAddresses...)
+	}
+	for _, ip := range aliases {
+		added, err := addLoopback(ip)
+		if err != nil {
+			return nil, err
+		}
+		if added {
+			st.Aliases = append(st.Aliases, ip)
+			if err := l.writeState(st); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	resolve := l.resolver(bins)
+	for _, p := range cb.Processes {
+		if err := l.startProc(ctx, proc{Process: p, root: cb.Root}, resolve); err != nil {
+			return nil, err
+		}
+	}
+	// Sites start in parallel; inside a site, in dependency order.
+	var wg sync.WaitGroup
+	errs := make([]error, len(bundles))
+	for i, b := range bundles {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = l.startSite(ctx, b, resolve)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	sum := l.summary(pki.RootCertFile(), cb, bundles)
+	sum.Elapsed = time.Since(start)
+	return sum, nil
+}
+
+func (l *Lab) startProc(ctx context.Context, p proc, resolve func(string) (string, error)) error {
+	t := time.Now()
+	pid, err := p.start(resolve)
+	if err != nil {
+		return err
+	}
+	if err := p.waitReady(ctx, 60*time.Second); err != nil {
+		return err
+	}
+	l.logf("  %-22s pid %-7d ready in %4.0fms on %s", filepath.Base(p.root)+"/"+p.Name, pid, float64(time.Since(t).Microseconds())/1000, p.Listen)
+	return nil
+}
+
+func (l *Lab) startSite(ctx context.Context, b *site.Bundle, resolve func(string) (string, error)) error {
+	if err := initDBDir(ctx, b.Database); err != nil {
+		return fmt.Errorf("site %s: %w", b.Site, err)
+	}
+	for _, p := range b.Processes {
+		if p.Program == "mariadbd" && dbOSUser() != "" {
+			p.Args = append(p.Args, "--user="+dbOSUser())
+		}
+		if err := l.startProc(ctx, proc{Process: p, root: b.Root}, resolve); err != nil {
+			return fmt.Errorf("site %s: %w", b.Site, err)
+		}
+		if p.Program == "mariadbd" {
+			if err := loadDB(ctx, b.Database); err != nil {
+				return fmt.Errorf("site %s: %w", b.Site, err)
+			}
+		}
+	}
+	return nil
+}
+
+// resolver maps a bundle's program names to executables.
+func (l *Lab) resolver(bins map[string]string) func(string) (string, error) {
+	self, _ := os.Executable()
+	return func(name string) (string, error) {
+		if p, ok := bins[name]; ok {
+			return p, nil
+		}
+		if name == "cairn" {
+			if self == "" {
+				return "", errors.New("cannot find the cairn executable")
+			}
+			return self, nil
+		}
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+		for _, dir := range []string{"/usr/sbin", "/sbin"} {
+			if p := filepath.Join(dir, name); fsutil.Exists(p) {
+				return p, nil
+			}
+		}
+		return "", fmt.Errorf("%s not found: run `make deps` (scripts/deps.sh)", name)
+	}
+}
+
+func (l *Lab) summary(rootCert string, cb *site.ClusterBundle, bundles []*site.Bundle) *Summary {
+	s := &Summary{ACMEName: l.Spec.ACME.Name, DirectoryURL: bundles[0].DirectoryURL, RootCert: rootCert,
+		ClientKey: cb.ClientKey, Zone: cb.Zone}
+	for _, srv := range l.Spec.DNS.Servers {
+		s.DNSServers = append(s.DNSServers, srv.Address)
+		if srv.Role == "primary" {
+			s.DNS = srv.Address
+		}
+	}
+	for _, b := range bundles {
+		s.Sites = append(s.Sites, SiteSummary{Name: b.Site, Address: b.Public, Directory: b.SiteURL})
+	}
+	return s
+}
+
+// bundles reads every rendered site bundle, in spec order, then any others.
+func (l *Lab) bundles() ([]*site.Bundle, error) {
+	var out []*site.Bundle
+	seen := map[string]bool{}
+	for _, s := range l.Spec.Sites {
+		b, err := site.ReadBundle(l.siteDir(s.Name))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+		seen[s.Name] = true
+	}
+	entries, _ := os.ReadDir(l.sitesDir())
+	for _, e := range entries {
+		if e.IsDir() && !seen[e.Name()] {
+			if b, err := site.ReadBundle(l.siteDir(e.Name())); err == nil {
+				out = append(out, b)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Down stops every process the lab started, by PID, in reverse start
+// order, and removes the loopback addresses it added. Data stays.
+func (l *Lab) Down(ctx context.Context) error {
+	bundles, err := l.bundles()
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for _, b := range bundles {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := len(b.Processes) - 1; i >= 0; i-- {
+				p := proc{Process: b.Processes[i], root: b.Root}
+				if stopped, err := p.stop(10 * time.Second); err != nil {
+					l.logf("  %s/%s: %v", b.Site, p.Name, err)
+				} else if stopped {
+					l.logf("  stopped %s/%s", b.Site, p.Name)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if cb, err := site.ReadClusterBundle(l.clusterDir()); err == nil {
+		for i := len(cb.Processes) - 1; i >= 0; i-- {
+			p := proc{Process: cb.Processes[i], root: cb.Root}
+			if stopped, _ := p.stop(10 * time.Second); stopped {
+				l.logf("  stopped cluster/%s", p.Name)
+			}
+		}
+	}
+	st := l.readState()
+	var left []string
+	for _, ip := range st.Aliases {
+		if err := removeLoopback(ip); err != nil {
+			l.logf("  %v", err)
+			left = append(left, ip)
+		}
+	}
+	st.Aliases = left
+	if len(st.Aliases) == 0 {
+		os.Remove(l.statePath())
+		return nil
+	}
+	return l.writeState(st)
+}
+
+// Status is the lab as `cairn lab status` shows it.
+type Status struct {
+	ACMEName   string       `json:"acmeName"`
+	DNS        string       `json:"dns"`
+	DNSServers []string     `json:"dnsServers"`
+	RootCert   string       `json:"rootCert"`
+	Cluster    []ProcStatus `json:"cluster"`
+	Sites      []SiteStatus `json:"sites"`
+}
+
+// SiteStatus is one site's processes and whether its directory answers.
+type SiteStatus struct {
+	Name           string       `json:"name"`
+	Address        string       `json:"address"`
+	Directory      string       `json:"directory"`
+	DirectoryOK    bool         `json:"directoryOK"`
+	DirectoryError string       `json:"directoryError,omitempty"`
+	Processes      []ProcStatus `json:"processes"`
+}
+
+// ProcStatus is one process.
+type ProcStatus struct {
+	Name   string `json:"name"`
+	PID    int    `json:"pid"`
+	Up     bool   `json:"up"`
+	RSSKB  int    `json:"rssKB"`
+	Listen string `json:"listen"`
+}
+
+func procStatus(p proc) ProcStatus {
+	pid, up := p.running()
+	ps := ProcStatus{Name: p.Name, Up: up, Listen: p.Listen}
+	if up {
+		ps.PID, ps.RSSKB = pid, rssKB(pid)
+	}
+	return ps
+}
+
+// Status reports every process and probes each site's directory directly
+// (its address, the ACME name as SNI, trusting only the cluster root).
+func (l *Lab) Status(ctx context.Context) (*Status, error) {
+	rootFile := l.Spec.Path(filepath.Join(l.Spec.PKI.Dir, "public", "root.cert.pem"))
+	st := &Status{ACMEName: l.Spec.ACME.Name, RootCert: rootFile, Cluster: []ProcStatus{}, Sites: []SiteStatus{}}
+	for _, srv := range l.Spec.DNS.Servers {
+		st.DNSServers = append(st.DNSServers, srv.Address)
+		if srv.Role == "primary" {
+			st.DNS = srv.Address
+		}
+	}
+	if cb, err := site.ReadClusterBundle(l.clusterDir()); err == nil {
+		for _, p := range cb.Processes {
+			st.Cluster = append(st.Cluster, procStatus(proc{Process: p, root: cb.Root}))
+		}
+	}
+	bundles, err := l.bundles()
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if b, err := os.ReadFile(rootFile); err == nil {
+		pool.AppendCertsFromPEM(b)
+	}
+	for _, b := range bundles {
+		ss := SiteStatus{Name: b.Site, Address: b.Public, Directory: b.SiteURL, Processes: []ProcStatus{}}
+		for _, p := range b.Processes {
+			ss.Processes = append(ss.Processes, procStatus(proc{Process: p, root: b.Root}))
+		}
+		if err := checkDirectory(ctx, b, l.Spec, pool); err != nil {
+			ss.DirectoryError = err.Error()
+		} else {
+			ss.DirectoryOK = true
+		}
+		st.Sites = append(st.Sites, ss)
+	}
+	return st, nil
+}
+
+var dialer = &net.Dialer{Timeout: 2 * time.Second}
+
+func checkDirectory(ctx context.Context, b *site.Bundle, spec *cluster.Spec, roots *x509.CertPool) error {
+	var wfe string
+	for _, p := range b.Processes {
+		if p.Name == "wfe" {
+			wfe = p.Listen
+		}
+	}
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: spec.ACME.Name},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, wfe)
+		},
+	}
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+spec.ACME.Name+"/directory", nil)
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var dir map[string]any
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&dir); err != nil {
+		return err
+	}
+	if _, ok := dir["newOrder"]; !ok {
+		return errors.New("directory has no newOrder")
+	}
+	return nil
+}
+
+// LogFiles lists the log files of the selected site (all if empty) and
+// component (all if empty).
+func (l *Lab) LogFiles(siteName, component string) ([]string, error) {
+	bundles, err := l.bundles()
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	found := siteName == ""
+	for _, b := range bundles {
+		if siteName != "" && b.Site != siteName {
+			continue
+		}
+		found = true
+		for _, p := range b.Processes {
+			if component == "" || p.Name == component {
+				files = append(files, proc{Process: p, root: b.Root}.LogFile())
+			}
+		}
+	}
+	if cb, err := site.ReadClusterBundle(l.clusterDir()); err == nil && (siteName == "" || siteName == "cluster") {
+		found = true
+		for _, p := range cb.Processes {
+			if component == "" || p.Name == component {
+				files = append(files, proc{Process: p, root: cb.Root}.LogFile())
+			}
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("no site %q in the lab (sites: %s, or cluster)", siteName, strings.Join(l.Spec.SiteNames(), ", "))
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("no component %q (try sa, ca, ra, va, wfe, nonce, mariadb, redis, named, …)", component)
+	}
+	sort.Strings(files)
+	return files, nil
+}

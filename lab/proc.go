@@ -1,0 +1,217 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/site"
+)
+
+// proc is one supervised process of a bundle: its PID file records the PID
+// and the process start time, so a recycled PID is never mistaken for ours.
+type proc struct {
+	site.Process
+	root string // bundle root: logs in var/logs, PID files in var/pids
+}
+
+func (p proc) pidFile() string { return filepath.Join(p.root, "var", "pids", p.Name+".pid") }
+
+// LogFile is where the process's stdout and stderr go.
+func (p proc) LogFile() string { return filepath.Join(p.root, "var", "logs", p.Name+".log") }
+
+// startTime reads field 22 of /proc/PID/stat (clock ticks since boot).
+func startTime(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("malformed stat")
+	}
+	fields := strings.Fields(s[i+2:])
+	if len(fields) < 20 {
+		return 0, errors.New("malformed stat")
+	}
+	return strconv.ParseUint(fields[19], 10, 64)
+}
+
+// running returns the PID if the process we started is alive.
+func (p proc) running() (int, bool) {
+	b, err := os.ReadFile(p.pidFile())
+	if err != nil {
+		return 0, false
+	}
+	var pid int
+	var st uint64
+	if _, err := fmt.Sscanf(string(b), "%d %d", &pid, &st); err != nil || pid <= 0 {
+		return 0, false
+	}
+	cur, err := startTime(pid)
+	if err != nil || cur != st {
+		return pid, false
+	}
+	// A zombie is not running.
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && len(b) > i+2 && b[i+2] == 'Z' {
+			return pid, false
+		}
+	}
+	return pid, true
+}
+
+// start launches the process detached (own session, so it outlives this
+// command), logging to its log file, unless it already runs.
+func (p proc) start(bin func(string) (string, error)) (int, error) {
+	if pid, ok := p.running(); ok {
+		return pid, nil
+	}
+	exe, err := bin(p.Program)
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range []string{filepath.Dir(p.pidFile()), filepath.Dir(p.LogFile())} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return 0, err
+		}
+	}
+	logf, err := os.OpenFile(p.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "--- cairn: starting %s at %s\n", p.Name, time.Now().UTC().Format(time.RFC3339))
+	cmd := exec.Command(exe, p.Args...)
+	cmd.Env = environ(p.Env, p.UnsetEnv)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = p.root
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("start %s: %w", p.Name, err)
+	}
+	pid := cmd.Process.Pid
+	st, err := startTime(pid)
+	if err != nil {
+		return 0, err
+	}
+	if err := fsutil.WriteFileAtomic(p.pidFile(), fmt.Appendf(nil, "%d %d\n", pid, st), 0o644); err != nil {
+		return 0, err
+	}
+	// Reap it if it exits while we run; after we exit, init does.
+	go cmd.Wait()
+	return pid, nil
+}
+
+func environ(add, unset []string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		drop := false
+		for _, u := range unset {
+			drop = drop || k == u
+		}
+		for _, a := range add {
+			ak, _, _ := strings.Cut(a, "=")
+			drop = drop || k == ak
+		}
+		if !drop {
+			env = append(env, kv)
+		}
+	}
+	return append(env, add...)
+}
+
+// waitReady waits until the readiness address accepts, the process dies,
+// or the timeout passes.
+func (p proc) waitReady(ctx context.Context, timeout time.Duration) error {
+	addr := strings.TrimPrefix(p.Ready, "tcp:")
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if _, ok := p.running(); !ok {
+			return fmt.Errorf("%s exited before listening on %s; last log lines:\n%s", p.Name, addr, tailFile(p.LogFile(), 8))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not listening on %s after %s; last log lines:\n%s", p.Name, addr, timeout, tailFile(p.LogFile(), 8))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// stop ends the process we started: SIGTERM, then SIGKILL after grace.
+// It never signals a PID whose start time differs from the recorded one.
+func (p proc) stop(grace time.Duration) (bool, error) {
+	pid, ok := p.running()
+	if !ok {
+		os.Remove(p.pidFile())
+		return false, nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return false, err
+	}
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		if _, alive := p.running(); !alive {
+			os.Remove(p.pidFile())
+			return true, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, alive := p.running(); alive {
+		syscall.Kill(pid, syscall.SIGKILL)
+		for range 100 {
+			if _, alive := p.running(); !alive {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	os.Remove(p.pidFile())
+	return true, nil
+}
+
+// rssKB reads VmRSS of a process.
+func rssKB(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			return n
+		}
+	}
+	return 0
+}
+
+func tailFile(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log)"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}

@@ -1,0 +1,453 @@
+package site
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/letsencrypt/boulder/cmd"
+	ca "github.com/letsencrypt/boulder/cmd/boulder-ca"
+	publisher "github.com/letsencrypt/boulder/cmd/boulder-publisher"
+	ra "github.com/letsencrypt/boulder/cmd/boulder-ra"
+	sa "github.com/letsencrypt/boulder/cmd/boulder-sa"
+	va "github.com/letsencrypt/boulder/cmd/boulder-va"
+	wfe "github.com/letsencrypt/boulder/cmd/boulder-wfe2"
+	crlstorer "github.com/letsencrypt/boulder/cmd/crl-storer"
+	crlupdater "github.com/letsencrypt/boulder/cmd/crl-updater"
+	nonce "github.com/letsencrypt/boulder/cmd/nonce-service"
+	rva "github.com/letsencrypt/boulder/cmd/remoteva"
+	"github.com/letsencrypt/boulder/config"
+	"github.com/letsencrypt/boulder/core"
+	"github.com/letsencrypt/boulder/identifier"
+	"github.com/letsencrypt/boulder/issuance"
+	raimpl "github.com/letsencrypt/boulder/ra"
+	bredis "github.com/letsencrypt/boulder/redis"
+	vaconfig "github.com/letsencrypt/boulder/va/config"
+)
+
+// boulderConfig is one rendered Boulder config: the component name under
+// which Boulder registered its validator, and the typed config.
+type boulderConfig struct {
+	file      string // etc/<file>
+	component string // validator name, e.g. "boulder-wfe2"
+	cfg       any
+}
+
+// encodeValidated marshals a config built from Boulder's struct and runs
+// Boulder's own validator over the JSON, exactly as the service does at
+// start, so a config Boulder would refuse is never written.
+func encodeValidated(c boulderConfig) ([]byte, error) {
+	// Through plain values: Boulder's config.Duration.MarshalJSON at this
+	// version emits an unquoted string (invalid JSON).
+	data, err := json.MarshalIndent(plain(reflect.ValueOf(c.cfg)), "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	cv := cmd.LookupConfigValidator(c.component)
+	if cv == nil {
+		return nil, fmt.Errorf("no Boulder config validator registered for %s", c.component)
+	}
+	if err := cmd.ValidateJSONConfig(cv, bytes.NewReader(data)); err != nil {
+		return nil, fmt.Errorf("%s: Boulder would refuse this config: %w", c.file, err)
+	}
+	return append(data, '\n'), nil
+}
+
+var durationType = reflect.TypeFor[config.Duration]()
+
+// plain turns a config struct into maps, slices and scalars the way
+// encoding/json would (field names or json tags, embedded structs
+// flattened, omitempty honoured), with config.Duration as its string.
+func plain(v reflect.Value) any {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		return plain(v.Elem())
+	case reflect.Struct:
+		if v.Type() == durationType {
+			return v.Interface().(config.Duration).String()
+		}
+		m := map[string]any{}
+		plainFields(v, m)
+		return m
+	case reflect.Map:
+		if v.IsNil() {
+			return nil
+		}
+		m := map[string]any{}
+		for _, k := range v.MapKeys() {
+			m[fmt.Sprint(k.Interface())] = plain(v.MapIndex(k))
+		}
+		return m
+	case reflect.Slice, reflect.Array:
+		if v.Kind() == reflect.Slice && v.IsNil() {
+			return nil
+		}
+		out := make([]any, v.Len())
+		for i := range out {
+			out[i] = plain(v.Index(i))
+		}
+		return out
+	default:
+		return v.Interface()
+	}
+}
+
+func plainFields(v reflect.Value, m map[string]any) {
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" || (!f.IsExported() && !f.Anonymous) {
+			continue
+		}
+		fv := v.Field(i)
+		if f.Anonymous && name == "" {
+			if fv.Kind() == reflect.Pointer {
+				if fv.IsNil() {
+					continue
+				}
+				fv = fv.Elem()
+			}
+			if fv.Kind() == reflect.Struct && fv.Type() != durationType {
+				plainFields(fv, m)
+				continue
+			}
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if strings.Contains(opts, "omitempty") && fv.IsZero() {
+			continue
+		}
+		m[name] = plain(fv)
+	}
+}
+
+func dur(d time.Duration) config.Duration { return config.Duration{Duration: d} }
+
+var noSyslog = cmd.SyslogConfig{StdoutLevel: 6, SyslogLevel: -1} // no /dev/log: Boulder panics without syslog
+
+// issuerInput is one of the site's intermediates as the renderer needs it.
+type issuerInput struct {
+	certFile string // in the bundle
+	nameID   int64
+	current  bool // issues new certificates; older generations only sign CRLs
+	ecdsa    bool
+}
+
+// boulderInputs are the bundle paths the Boulder configs reference.
+type boulderInputs struct {
+	plan        *Plan
+	root        string // bundle root on the target host
+	issuers     []issuerInput
+	rootCert    string
+	pkcs11JSON  string
+	wfeCert     string
+	wfeKey      string
+	redisPWFile string
+}
+
+func (in *boulderInputs) path(parts ...string) string {
+	return filepath.Join(append([]string{in.root}, parts...)...)
+}
+
+func (in *boulderInputs) tls(svc string) cmd.TLSConfig {
+	id := svc + ".boulder"
+	return cmd.TLSConfig{
+		CACertFile: in.path("ipki", "ca.pem"),
+		CertFile:   in.path("ipki", id, "cert.pem"),
+		KeyFile:    in.path("ipki", id, "key.pem"),
+	}
+}
+
+func (in *boulderInputs) client(port int, svc string, timeout time.Duration) *cmd.GRPCClientConfig {
+	return &cmd.GRPCClientConfig{ServerAddress: Addr(in.plan.Svc, port), HostOverride: svc + ".boulder", Timeout: dur(timeout)}
+}
+
+// server is a gRPC listener allowing each service only the named callers
+// (plus the health checker).
+func (in *boulderInputs) server(port int, services map[string][]string) *cmd.GRPCServerConfig {
+	s := &cmd.GRPCServerConfig{Address: Addr(in.plan.Svc, port), MaxConnectionAge: dur(30 * time.Second), Services: map[string]*cmd.GRPCServiceConfig{}}
+	for name, callers := range services {
+		names := make([]string, len(callers))
+		for i, c := range callers {
+			names[i] = c + ".boulder"
+		}
+		s.Services[name] = &cmd.GRPCServiceConfig{ClientNames: names}
+	}
+	s.Services["grpc.health.v1.Health"] = &cmd.GRPCServiceConfig{ClientNames: []string{"health-checker.boulder"}}
+	return s
+}
+
+func (in *boulderInputs) db(user string) cmd.DBConfig {
+	return cmd.DBConfig{DBConnectFile: in.path("secrets", user+"_dburl"), MaxOpenConns: 20}
+}
+
+func (in *boulderInputs) redis(svc string) *bredis.Config {
+	c := &bredis.Config{
+		TLS: in.tls(svc), Username: "boulder",
+		ShardAddrs:  map[string]string{"shard1": Addr(in.plan.DB, PortRedis)},
+		ReadTimeout: dur(250 * time.Millisecond), WriteTimeout: dur(250 * time.Millisecond), PoolSize: 20,
+	}
+	c.PasswordFile = in.redisPWFile
+	return c
+}
+
+func (in *boulderInputs) pa() cmd.PAConfig {
+	return cmd.PAConfig{
+		// DNS-01 is the only challenge a private network can pass: the VA
+		// refuses private and loopback targets for HTTP-01 and TLS-ALPN-01.
+		Challenges:  map[core.AcmeChallenge]bool{core.ChallengeTypeDNS01: true},
+		Identifiers: map[identifier.IdentifierType]bool{identifier.TypeDNS: true},
+	}
+}
+
+func (in *boulderInputs) issuerCerts() []string {
+	var out []string
+	for _, i := range in.issuers {
+		out = append(out, i.certFile)
+	}
+	return out
+}
+
+func (in *boulderInputs) chains() [][]string {
+	var out [][]string
+	for _, i := range in.issuers {
+		if i.current {
+			out = append(out, []string{i.certFile, in.rootCert})
+		}
+	}
+	return out
+}
+
+// accountURIPrefixes are the account URLs the WFE can hand out: through
+// the shared ACME name and through the site's own name.
+func (in *boulderInputs) accountURIPrefixes() []string {
+	p := in.plan
+	return []string{
+		acmeURL(p.Spec.ACME.Name, p.Spec.ACME.HTTPSPort) + "/acme/acct/",
+		acmeURL(p.SiteName(), p.Spec.ACME.HTTPSPort) + "/acme/acct/",
+	}
+}
+
+const profile = "classic"
+
+// boulderConfigs builds every Boulder config of the site.
+func (in *boulderInputs) boulderConfigs() []boulderConfig {
+	p := in.plan
+	spec := p.Spec
+	policyFile := in.path("etc", "ident-policy.yaml")
+	rateDefaults := in.path("etc", "ratelimit-defaults.yml")
+
+	var saC sa.Config
+	saC.SA.DebugAddr = p.debugAddr(3)
+	saC.SA.TLS = in.tls("sa")
+	saC.SA.GRPC = in.server(PortSA, map[string][]string{
+		"sa.StorageAuthority":         {"admin", "ca", "crl-updater", "ra"},
+		"sa.StorageAuthorityReadOnly": {"admin", "wfe", "crl-storer"},
+	})
+	saC.SA.DB = in.db("sa")
+	saC.SA.ReadOnlyDB = in.db("sa_ro")
+	saC.SA.IncidentsDB = in.db("incidents_sa")
+	saC.SA.ParallelismPerRPC = 5
+	saC.Syslog = noSyslog
+
+	var caC ca.Config
+	caC.CA.DebugAddr = p.debugAddr(1)
+	caC.CA.TLS = in.tls("ca")
+	caC.CA.HostnamePolicyFile = policyFile
+	caC.CA.GRPCCA = in.server(PortCA, map[string][]string{"ca.CertificateAuthority": {"ra"}, "ca.CRLGenerator": {"crl-updater"}})
+	caC.CA.SCTService = in.client(PortRA, "ra", 15*time.Second)
+	caC.CA.SAService = in.client(PortSA, "sa", 15*time.Second)
+	caC.CA.Issuance.CertProfiles = map[string]issuance.ProfileConfig{profile: {
+		OmitClientAuth: true, MaxValidityPeriod: dur(90 * 24 * time.Hour), MaxValidityBackdate: dur(time.Hour + 5*time.Minute),
+		IgnoredLints: []string{"w_subject_common_name_included", "w_ext_subject_key_identifier_not_recommended_subscriber"},
+	}}
+	caC.CA.Issuance.CRLProfile = issuance.CRLProfileConfig{ValidityInterval: dur(216 * time.Hour), MaxBackdate: dur(time.Hour + 5*time.Minute)}
+	for _, i := range in.issuers {
+		ic := issuance.IssuerConfig{
+			IssuerURL:  p.Site.CRLBaseURL + fmt.Sprintf("issuers/%d.der", i.nameID),
+			CRLURLBase: p.Site.CRLBaseURL + fmt.Sprintf("%s/%d/", crlBucket, i.nameID),
+			CRLShards:  4,
+			Location:   issuance.IssuerLoc{ConfigFile: in.pkcs11JSON, CertFile: i.certFile, NumSessions: 2},
+		}
+		if i.current {
+			ic.Profiles = []string{profile}
+		}
+		caC.CA.Issuance.Issuers = append(caC.CA.Issuance.Issuers, ic)
+	}
+	caC.CA.SerialPrefixHex = p.Site.SerialPrefix.Hex()
+	caC.CA.MaxNames = 100
+	caC.CA.CTLogListFile = in.path("etc", "log_list.json")
+	caC.PA = in.pa()
+	caC.Syslog = noSyslog
+
+	var raC ra.Config
+	raC.RA.DebugAddr = p.debugAddr(2)
+	raC.RA.TLS = in.tls("ra")
+	raC.RA.HostnamePolicyFile = policyFile
+	raC.RA.GRPC = in.server(PortRA, map[string][]string{"ra.RegistrationAuthority": {"admin", "wfe"}, "ra.SCTProvider": {"ca"}})
+	raC.RA.MaxContactsPerRegistration = 3
+	raC.RA.SAService = in.client(PortSA, "sa", 15*time.Second)
+	raC.RA.VAService = in.client(PortVA, "va", 20*time.Second)
+	raC.RA.CAService = in.client(PortCA, "ca", 15*time.Second)
+	raC.RA.PublisherService = in.client(PortPublisher, "publisher", 300*time.Second)
+	raC.RA.Limiter.Redis = in.redis("ra")
+	raC.RA.Limiter.Defaults = rateDefaults
+	raC.RA.ValidationProfiles = map[string]*raimpl.ValidationProfileConfig{profile: {
+		PendingAuthzLifetime: dur(7 * 24 * time.Hour), ValidAuthzLifetime: dur(30 * 24 * time.Hour),
+		OrderLifetime: dur(7 * 24 * time.Hour), MaxNames: 100, IdentifierTypes: []identifier.IdentifierType{identifier.TypeDNS},
+	}}
+	raC.RA.DefaultProfileName = profile
+	raC.RA.IssuerCerts = in.issuerCerts()
+	raC.RA.CTLogs.Stagger = dur(500 * time.Millisecond)
+	raC.RA.CTLogs.LogListFile = in.path("etc", "log_list.json")
+	raC.RA.CTLogs.SCTLogs = ctLogNames(p)
+	raC.PA = in.pa()
+	raC.Syslog = noSyslog
+
+	var vaC va.Config
+	vaC.VA.Common = in.vaCommon("va", PortVA, 4, "ra")
+	for i, rir := range rirs {
+		c := va.RemoteVAGRPCClientConfig{GRPCClientConfig: *in.client(PortRVA1+i, "rva", 15*time.Second), Perspective: perspective(p, i), RIR: rir}
+		vaC.VA.RemoteVAs = append(vaC.VA.RemoteVAs, c)
+	}
+	vaC.Syslog = noSyslog
+
+	configs := []boulderConfig{
+		{"sa.json", "boulder-sa", saC},
+		{"ca.json", "boulder-ca", caC},
+		{"ra.json", "boulder-ra", raC},
+		{"va.json", "boulder-va", vaC},
+	}
+	for i, rir := range rirs {
+		var r rva.Config
+		r.RVA.Common = in.vaCommon("rva", PortRVA1+i, 11+i, "va")
+		r.RVA.Perspective = perspective(p, i)
+		r.RVA.RIR = rir
+		r.Syslog = noSyslog
+		configs = append(configs, boulderConfig{fmt.Sprintf("rva%d.json", i+1), "remoteva", r})
+	}
+
+	var pubC publisher.Config
+	pubC.Publisher.DebugAddr = p.debugAddr(9)
+	pubC.Publisher.TLS = in.tls("publisher")
+	pubC.Publisher.GRPC = in.server(PortPublisher, map[string][]string{"Publisher": {"ra"}})
+	pubC.Publisher.UserAgent = "cairn-" + spec.Name + "-" + p.Site.Name
+	pubC.Publisher.Chains = in.chains()
+	pubC.Syslog = noSyslog
+
+	var nonceC nonce.Config
+	nonceC.NonceService.DebugAddr = p.debugAddr(5)
+	nonceC.NonceService.TLS = in.tls("nonce")
+	nonceC.NonceService.GRPC = in.server(PortNonce, map[string][]string{"nonce.NonceService": {"wfe"}})
+	nonceC.NonceService.GRPC.MaxConnectionAge = dur(30 * time.Minute)
+	nonceC.NonceService.MaxUsed = 131072
+	nonceC.NonceService.NonceHMACKey = cmd.HMACKeyConfig{KeyFile: in.path("secrets", "nonce_hmac.key")}
+	nonceC.NonceService.Syslog = noSyslog
+
+	var wfeC wfe.Config
+	w := &wfeC.WFE
+	w.DebugAddr = p.debugAddr(14)
+	w.ListenAddress = Addr(p.Svc, PortWFEHTTP)
+	w.TLSListenAddress = Addr(p.Public, spec.ACME.HTTPSPort)
+	w.ServerCertificatePath = in.wfeCert
+	w.ServerKeyPath = in.wfeKey
+	w.Timeout = dur(30 * time.Second)
+	w.ShutdownStopTimeout = dur(10 * time.Second)
+	// The WFE requires termsOfServiceAgreed even without terms; clients such
+	// as x/crypto/acme only send it when the directory names terms.
+	w.SubscriberAgreementURL = spec.PKI.BaseURL + "terms"
+	w.TLS = in.tls("wfe")
+	w.RAService = in.client(PortRA, "ra", 15*time.Second)
+	w.SAService = in.client(PortSA, "sa", 15*time.Second)
+	w.GetNonceService = in.client(PortNonce, "nonce", 15*time.Second)
+	// Nonce redemption must use SRV (Boulder enforces it), served by the
+	// site's BIND; the SRV target is the nonce service's exact IP:port.
+	w.RedeemNonceService = &cmd.GRPCClientConfig{
+		DNSAuthority: Addr(p.DNS, PortDNS), SRVLookups: []*cmd.ServiceDomain{{Service: "nonce", Domain: p.ServiceZone()}},
+		SRVResolver: "nonce-srv-v2", HostOverride: "nonce.boulder", Timeout: dur(15 * time.Second),
+	}
+	w.NonceHMACKey = cmd.HMACKeyConfig{KeyFile: in.path("secrets", "nonce_hmac.key")}
+	w.Chains = in.chains()
+	w.DirectoryCAAIdentity = spec.ACME.CAAIdentity
+	w.DirectoryWebsite = spec.PKI.BaseURL
+	w.LegacyKeyIDPrefix = acmeURL(spec.ACME.Name, spec.ACME.HTTPSPort) + "/acme/reg/"
+	w.StaleTimeout = dur(5 * time.Minute)
+	w.AccountCache = &wfe.CacheConfig{Size: 9000, TTL: dur(5 * time.Second)}
+	w.Limiter.Redis = in.redis("wfe")
+	w.Limiter.Defaults = rateDefaults
+	w.CertProfiles = map[string]string{profile: "90 days"}
+	wfeC.Syslog = noSyslog
+
+	var storer crlstorer.Config
+	storer.CRLStorer.DebugAddr = p.debugAddr(21)
+	storer.CRLStorer.TLS = in.tls("crl-storer")
+	storer.CRLStorer.GRPC = in.server(PortCRLStorer, map[string][]string{"storer.CRLStorer": {"crl-updater"}})
+	storer.CRLStorer.IssuerCerts = in.issuerCerts()
+	storer.CRLStorer.S3Endpoint = "http://" + Addr(p.CRL, PortS3)
+	storer.CRLStorer.S3Bucket = crlBucket
+	storer.CRLStorer.AWSConfigFile = in.path("etc", "crl-storer.ini")
+	storer.CRLStorer.AWSCredsFile = in.path("secrets", "aws_creds.ini")
+	storer.Syslog = noSyslog
+
+	var updater crlupdater.Config
+	u := &updater.CRLUpdater
+	u.DebugAddr = p.debugAddr(22)
+	u.TLS = in.tls("crl-updater")
+	u.SAService = in.client(PortSA, "sa", 15*time.Second)
+	u.CRLGeneratorService = in.client(PortCA, "ca", 15*time.Second)
+	u.CRLStorerService = in.client(PortCRLStorer, "crl-storer", 15*time.Second)
+	u.IssuerCerts = in.issuerCerts()
+	u.NumShards = 4
+	u.ShardWidth = dur(240 * time.Hour)
+	u.LookbackPeriod = dur(24 * time.Hour)
+	// Revocations reach the CRL within one update period.
+	u.UpdatePeriod = dur(crlUpdatePeriod)
+	u.UpdateTimeout = dur(time.Minute)
+	u.ExpiresMargin = dur(5 * time.Minute)
+	u.CacheControl = "stale-if-error=60"
+	u.MaxParallelism = 4
+	u.MaxAttempts = 2
+	updater.Syslog = noSyslog
+
+	return append(configs,
+		boulderConfig{"publisher.json", "boulder-publisher", pubC},
+		boulderConfig{"nonce.json", "nonce-service", nonceC},
+		boulderConfig{"wfe2.json", "boulder-wfe2", wfeC},
+		boulderConfig{"crl-storer.json", "crl-storer", storer},
+		boulderConfig{"crl-updater.json", "crl-updater", updater},
+	)
+}
+
+// crlUpdatePeriod bounds how long a revocation takes to appear in a CRL.
+const crlUpdatePeriod = 5 * time.Minute
+
+// MPIC: the VA needs ≥3 remote perspectives from ≥2 RIRs.
+var rirs = []string{"ARIN", "RIPE", "APNIC"}
+
+func perspective(p *Plan, i int) string { return fmt.Sprintf("%s-p%d", p.Site.Name, i+1) }
+
+func (in *boulderInputs) vaCommon(svc string, port, debugOffset int, caller string) vaconfig.Common {
+	p := in.plan
+	c := vaconfig.Common{}
+	c.DebugAddr = p.debugAddr(debugOffset)
+	c.TLS = in.tls(svc)
+	c.GRPC = in.server(port, map[string][]string{"va.VA": {caller}, "va.CAA": {caller}})
+	c.UserAgent = "cairn-" + p.Spec.Name + "-" + p.Site.Name
+	c.IssuerDomain = p.Spec.ACME.CAAIdentity
+	c.DNSTries = 3
+	// The VA resolves only over DoH, with its gRPC TLS config.
+	c.DNSStaticResolvers = []string{Addr(p.DNS, PortDoH)}
+	c.DNSTimeout = dur(2 * time.Second)
+	c.AccountURIPrefixes = in.accountURIPrefixes()
+	return c
+}

@@ -1,0 +1,327 @@
+package site
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/internal/fsutil"
+)
+
+// The cluster's own services live outside every site: the authoritative
+// DNS for the cluster zone (a BIND primary that takes RFC 2136 updates and a
+// Knot secondary fed by NOTIFY and zone transfer) and the HTTP front that
+// publishes the root certificate and CRL.
+
+// ClusterOptions for RenderCluster.
+type ClusterOptions struct {
+	Spec *cluster.Spec
+	// Out is where the cluster bundle is written (the lab: <dir>/cluster).
+	Out string
+	// PublicDir holds root.der, root.crl, … to serve at pki.baseURL.
+	PublicDir string
+}
+
+// ClusterBundle is the rendered cluster DNS and PKI front.
+type ClusterBundle struct {
+	Root          string    `json:"root"`
+	Zone          string    `json:"zone"`
+	BindAddresses []string  `json:"bindAddresses"`
+	Processes     []Process `json:"processes"`
+	// ControllerKey and ClientKey are TSIG key files (tsig-keygen format).
+	ControllerKey string `json:"controllerKey"`
+	ClientKey     string `json:"clientKey"`
+	EpochName     string `json:"epochName"`
+}
+
+// PKIFrontAddr is where the lab serves pki.baseURL.
+const pkiFrontPort = 80
+
+// TSIGKey is one TSIG key as BIND's tsig-keygen writes it.
+type TSIGKey struct {
+	Name, Algorithm, Secret string
+}
+
+var tsigRE = regexp.MustCompile(`key\s+"([^"]+)"\s*\{\s*algorithm\s+([\w-]+);\s*secret\s+"([^"]+)";`)
+
+// ReadTSIGKey reads a tsig-keygen file, refusing it when others can read it.
+func ReadTSIGKey(path string) (TSIGKey, error) {
+	if err := fsutil.CheckSecretFile(path); err != nil {
+		return TSIGKey{}, err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return TSIGKey{}, err
+	}
+	m := tsigRE.FindSubmatch(b)
+	if m == nil {
+		return TSIGKey{}, fmt.Errorf("%s is not a TSIG key in tsig-keygen format (key \"name\" { algorithm hmac-sha256; secret \"…\"; };)", path)
+	}
+	return TSIGKey{Name: string(m[1]), Algorithm: string(m[2]), Secret: string(m[3])}, nil
+}
+
+// ensureTSIGKey creates the key file (0600) if it does not exist.
+func ensureTSIGKey(path, name string) (TSIGKey, error) {
+	if !fsutil.Exists(path) {
+		secret := make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return TSIGKey{}, err
+		}
+		content := fmt.Sprintf("key \"%s\" {\n\talgorithm hmac-sha256;\n\tsecret \"%s\";\n};\n", name, base64.StdEncoding.EncodeToString(secret))
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return TSIGKey{}, err
+		}
+		if err := fsutil.WriteFileAtomic(path, []byte(content), 0o600); err != nil {
+			return TSIGKey{}, err
+		}
+	}
+	return ReadTSIGKey(path)
+}
+
+// EpochName is the TXT record where the controller writes its epoch.
+func EpochName(spec *cluster.Spec) string { return "_cairn-epoch." + spec.ACME.Name }
+
+// Primary returns the primary authoritative server's address.
+func Primary(spec *cluster.Spec) netip.AddrPort {
+	for _, s := range spec.DNS.Servers {
+		if s.Role == "primary" {
+			return netip.MustParseAddrPort(s.Address)
+		}
+	}
+	panic("cluster spec without primary (not validated)")
+}
+
+// PKIFrontAddr is the address the lab's PKI HTTP front listens on: next to
+// the primary DNS server.
+func PKIFrontAddr(spec *cluster.Spec) string {
+	return Addr(Primary(spec).Addr().Next().Next(), pkiFrontPort)
+}
+
+// RenderCluster writes the cluster DNS and PKI front configuration. The
+// zone file is only seeded once: after that the zone lives in the
+// servers' journals and changes only through RFC 2136.
+func RenderCluster(o ClusterOptions) (*ClusterBundle, error) {
+	spec := o.Spec
+	out := func(parts ...string) string { return filepath.Join(append([]string{o.Out}, parts...)...) }
+	varDir := out("var")
+	ctl, err := ensureTSIGKey(spec.Path(spec.DNS.TSIG.ControllerKeyFile), spec.Name+"-controller")
+	if err != nil {
+		return nil, err
+	}
+	cli, err := ensureTSIGKey(spec.Path(spec.DNS.TSIG.ClientKeyFile), spec.Name+"-clients")
+	if err != nil {
+		return nil, err
+	}
+	xfr, err := ensureTSIGKey(out("secrets", "xfr.key"), spec.Name+"-xfr")
+	if err != nil {
+		return nil, err
+	}
+	zone := spec.ACME.Zone
+	primary := Primary(spec)
+	var secondaries []netip.AddrPort
+	for _, s := range spec.DNS.Servers {
+		if s.Role == "secondary" {
+			secondaries = append(secondaries, netip.MustParseAddrPort(s.Address))
+		}
+	}
+
+	var notify []string
+	for _, s := range secondaries {
+		notify = append(notify, fmt.Sprintf("%s port %d key \"%s\";", s.Addr(), s.Port(), xfr.Name))
+	}
+	keys := ""
+	for _, k := range []TSIGKey{ctl, cli, xfr} {
+		keys += fmt.Sprintf("key \"%s\" { algorithm %s; secret \"%s\"; };\n", k.Name, k.Algorithm, k.Secret)
+	}
+	named := fmt.Sprintf(`// Cluster zone primary, written by cairn.
+%[1]soptions {
+  directory "%[2]s/bind";
+  pid-file "%[2]s/run/named.pid";
+  session-keyfile "%[2]s/bind/session.key";
+  managed-keys-directory "%[2]s/bind";
+  listen-on port %[3]d { %[4]s; };
+  listen-on-v6 { none; };
+  recursion no;
+  dnssec-validation no;
+  allow-query { any; };
+  notify explicit;
+  notify-source %[4]s;
+  also-notify { %[5]s };
+};
+controls { };
+logging {
+  channel f { file "%[2]s/logs/named.log" versions 2 size 5m; print-time yes; severity info; };
+  category default { f; };
+  category queries { null; };
+};
+zone "%[6]s" {
+  type primary;
+  file "%[2]s/bind/%[6]s.zone";
+  allow-transfer { key "%[7]s"; };
+  update-policy {
+    // The failover controller may change only the ACME name and its epoch.
+    grant "%[8]s" name %[9]s. A AAAA CNAME;
+    grant "%[8]s" name %[10]s. TXT;
+    // Clients may write TXT records (DNS-01) anywhere else in the zone.
+    deny "%[11]s" name %[9]s. ANY;
+    deny "%[11]s" name %[10]s. ANY;
+    grant "%[11]s" subdomain %[6]s. TXT;
+  };
+};
+`, keys, varDir, primary.Port(), primary.Addr(), strings.Join(notify, " "), zone, xfr.Name, ctl.Name, spec.ACME.Name, EpochName(spec), cli.Name)
+
+	knot := ""
+	for i, s := range secondaries {
+		knot = fmt.Sprintf(`# Cluster zone secondary %[1]d, written by cairn.
+server:
+  rundir: "%[2]s/knot%[1]d"
+  listen: %[3]s@%[4]d
+log:
+  - target: "%[2]s/logs/knot%[1]d.log"
+    any: info
+database:
+  storage: "%[2]s/knot%[1]d/db"
+key:
+  - id: %[5]s
+    algorithm: %[6]s
+    secret: %[7]s
+remote:
+  - id: primary
+    address: %[8]s@%[9]d
+    via: %[3]s
+    key: %[5]s
+acl:
+  - id: notify_from_primary
+    address: %[8]s
+    key: %[5]s
+    action: notify
+template:
+  - id: default
+    storage: "%[2]s/knot%[1]d/zones"
+    zonefile-sync: -1
+    zonefile-load: none
+    journal-content: all
+zone:
+  - domain: %[10]s
+    master: primary
+    acl: notify_from_primary
+`, i+1, varDir, s.Addr(), s.Port(), xfr.Name, xfr.Algorithm, xfr.Secret, primary.Addr(), primary.Port(), zone)
+		if err := fsutil.WriteFileAtomic(out("secrets", fmt.Sprintf("knot%d.conf", i+1)), []byte(knot), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	if err := fsutil.WriteFileAtomic(out("secrets", "named.conf"), []byte(named), 0o600); err != nil {
+		return nil, err
+	}
+
+	for _, d := range []string{"bind", "run", "logs"} {
+		if err := os.MkdirAll(filepath.Join(varDir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	for i := range secondaries {
+		for _, d := range []string{"db", "zones"} {
+			if err := os.MkdirAll(filepath.Join(varDir, fmt.Sprintf("knot%d", i+1), d), 0o755); err != nil {
+				return nil, err
+			}
+		}
+	}
+	zoneFile := filepath.Join(varDir, "bind", zone+".zone")
+	if !fsutil.Exists(zoneFile) {
+		if err := fsutil.WriteFileAtomic(zoneFile, []byte(seedZone(spec, secondaries)), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	front, _ := json.MarshalIndent(map[string]any{
+		"listen": PKIFrontAddr(spec),
+		"static": map[string]string{"/": o.PublicDir},
+	}, "", "  ")
+	if err := fsutil.WriteFileAtomic(out("etc", "http-front.json"), front, 0o644); err != nil {
+		return nil, err
+	}
+
+	b := &ClusterBundle{Root: o.Out, Zone: zone, ControllerKey: spec.Path(spec.DNS.TSIG.ControllerKeyFile),
+		ClientKey: spec.Path(spec.DNS.TSIG.ClientKeyFile), EpochName: EpochName(spec)}
+	b.BindAddresses = append(b.BindAddresses, primary.Addr().String())
+	b.Processes = append(b.Processes, Process{Name: "dns-primary", Program: "named",
+		Args:  []string{"-c", out("secrets", "named.conf"), "-f"},
+		Ready: "tcp:" + primary.String(), Listen: primary.String()})
+	for i, s := range secondaries {
+		b.BindAddresses = append(b.BindAddresses, s.Addr().String())
+		b.Processes = append(b.Processes, Process{Name: fmt.Sprintf("dns-secondary%d", i+1), Program: "knotd",
+			Args:  []string{"-c", out("secrets", fmt.Sprintf("knot%d.conf", i+1))},
+			Ready: "tcp:" + s.String(), Listen: s.String()})
+	}
+	b.Processes = append(b.Processes, Process{Name: "pki-http", Program: "cairn",
+		Args:  []string{"lab", "http-front", "--front-config", out("etc", "http-front.json")},
+		Ready: "tcp:" + PKIFrontAddr(spec), Listen: PKIFrontAddr(spec)})
+	data, _ := json.MarshalIndent(b, "", "  ")
+	if err := fsutil.WriteFileAtomic(out("bundle.json"), append(data, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// seedZone is the cluster zone's first content: the ACME name on the site
+// with the best priority, a name per site, the CRL and PKI hosts, and the
+// CAA record at the apex (the VA checks CAA up to the apex).
+func seedZone(spec *cluster.Spec, secondaries []netip.AddrPort) string {
+	zone := spec.ACME.Zone
+	rel := func(name string) string {
+		if name == zone {
+			return "@"
+		}
+		return strings.TrimSuffix(name, "."+zone)
+	}
+	var b strings.Builder
+	serial := time.Now().Unix()
+	fmt.Fprintf(&b, "$TTL %d\n@ SOA ns1.%s. hostmaster.%s. %d 3600 600 86400 %d\n", spec.ACME.TTL, zone, zone, serial, spec.ACME.TTL)
+	fmt.Fprintf(&b, "@ NS ns1\nns1 A %s\n", Primary(spec).Addr())
+	for i, s := range secondaries {
+		fmt.Fprintf(&b, "@ NS ns%d\nns%d A %s\n", i+2, i+2, s.Addr())
+	}
+	fmt.Fprintf(&b, "@ CAA 0 issue \"%s\"\n", spec.ACME.CAAIdentity)
+	sites := append([]cluster.Site(nil), spec.Sites...)
+	sort.SliceStable(sites, func(i, j int) bool { return sites[i].Priority < sites[j].Priority })
+	fmt.Fprintf(&b, "%s A %s\n", rel(spec.ACME.Name), sites[0].Address)
+	fmt.Fprintf(&b, "%s TXT \"epoch=0 site=%s controller=seed reason=initial\"\n", rel(EpochName(spec)), sites[0].Name)
+	for i := range spec.Sites {
+		p, err := NewPlan(spec, i)
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(&b, "%s A %s\n", rel(p.SiteName()), p.Public)
+		if strings.HasSuffix(p.CRLHost(), "."+zone) {
+			fmt.Fprintf(&b, "%s A %s\n", rel(p.CRLHost()), p.CRL)
+		}
+	}
+	if host := pkiHost(spec); strings.HasSuffix(host, "."+zone) {
+		fmt.Fprintf(&b, "%s A %s\n", rel(host), netip.MustParseAddrPort(PKIFrontAddr(spec)).Addr())
+	}
+	return b.String()
+}
+
+func pkiHost(spec *cluster.Spec) string {
+	h := strings.TrimPrefix(strings.TrimPrefix(spec.PKI.BaseURL, "http://"), "https://")
+	h, _, _ = strings.Cut(h, "/")
+	return h
+}
+
+// ReadClusterBundle reads the cluster bundle manifest.
+func ReadClusterBundle(dir string) (*ClusterBundle, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "bundle.json"))
+	if err != nil {
+		return nil, err
+	}
+	var cb ClusterBundle
+	return &cb, json.Unmarshal(b, &cb)
+}

@@ -1,0 +1,158 @@
+package site
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cairn-pki/cairn/internal/fsutil"
+)
+
+// Boulder's gRPC services authenticate each other with one certificate per
+// service, used as both server and client certificate, named <svc>.boulder.
+var grpcIdentities = []string{"sa", "ca", "ra", "va", "rva", "publisher", "nonce", "wfe", "crl-updater", "crl-storer", "admin", "health-checker"}
+
+// ipki is a site's internal mTLS CA. It is separate at every site so the
+// sites' meshes can never talk to each other.
+type ipki struct {
+	dir  string
+	cert *x509.Certificate
+	key  crypto.Signer
+	now  time.Time
+}
+
+func (k *ipki) caFile() string              { return filepath.Join(k.dir, "ca.pem") }
+func (k *ipki) certFile(name string) string { return filepath.Join(k.dir, name, "cert.pem") }
+func (k *ipki) keyFile(name string) string  { return filepath.Join(k.dir, name, "key.pem") }
+
+// loadOrCreateIPKI reuses the CA in dir or creates it.
+func loadOrCreateIPKI(dir, siteName string, now time.Time) (*ipki, error) {
+	k := &ipki{dir: dir, now: now}
+	keyPath := filepath.Join(dir, "ca.key")
+	if fsutil.Exists(keyPath) && fsutil.Exists(k.caFile()) {
+		cert, key, err := readPair(k.caFile(), keyPath)
+		if err != nil {
+			return nil, fmt.Errorf("internal CA: %w", err)
+		}
+		k.cert, k.key = cert, key
+		return k, nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          randSerial(),
+		Subject:               pkix.Name{CommonName: siteName + " internal gRPC CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeKeyPair(k.caFile(), keyPath, der, key); err != nil {
+		return nil, err
+	}
+	k.cert, _ = x509.ParseCertificate(der)
+	k.key = key
+	return k, nil
+}
+
+// leaf makes (once) a serverAuth+clientAuth certificate for name with the
+// given SANs; an existing one is kept while it is valid for > 30 days.
+func (k *ipki) leaf(name string, dnsNames []string, ips []net.IP) error {
+	if cert, _, err := readPair(k.certFile(name), k.keyFile(name)); err == nil &&
+		cert.CheckSignatureFrom(k.cert) == nil && cert.NotAfter.Sub(k.now) > 30*24*time.Hour {
+		return nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: randSerial(),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    k.now.Add(-time.Hour),
+		NotAfter:     k.now.Add(825 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:     dnsNames,
+		IPAddresses:  ips,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, k.cert, key.Public(), k.key)
+	if err != nil {
+		return err
+	}
+	return writeKeyPair(k.certFile(name), k.keyFile(name), der, key)
+}
+
+func randSerial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		panic(err)
+	}
+	return n.Add(n, big.NewInt(1))
+}
+
+// writeKeyPair writes the key (0600) first and the certificate last, both
+// atomically; a certificate on disk always has its key.
+func writeKeyPair(certPath, keyPath string, der []byte, key crypto.Signer) error {
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(keyPath), 0o700); err != nil {
+		return err
+	}
+	if err := fsutil.WriteFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}
+
+func readPair(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error) {
+	cb, err := os.ReadFile(certPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := fsutil.CheckSecretFile(keyPath); err != nil {
+		return nil, nil, err
+	}
+	kb, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	cblock, _ := pem.Decode(cb)
+	kblock, _ := pem.Decode(kb)
+	if cblock == nil || kblock == nil {
+		return nil, nil, fmt.Errorf("%s or %s is not PEM", certPath, keyPath)
+	}
+	cert, err := x509.ParseCertificate(cblock.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := x509.ParsePKCS8PrivateKey(kblock.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, nil, errors.New(keyPath + ": not a signing key")
+	}
+	return cert, signer, nil
+}

@@ -1,0 +1,472 @@
+package site
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/intermediates"
+	"github.com/cairn-pki/cairn/internal/fsutil"
+)
+
+// PKISource is what rendering needs from the cluster PKI
+// (*intermediates.PKI in production, a software stand-in in unit tests).
+type PKISource interface {
+	SiteIssuers(site string) ([]intermediates.SiteIssuer, error)
+	SiteToken(site string) (intermediates.HSMToken, error)
+	RootCertFile() string
+	IssueInfrastructureCert(ctx context.Context, pub crypto.PublicKey, cn string, dnsNames []string, ips []net.IP, validity time.Duration) ([]byte, error)
+}
+
+// Options for rendering one site.
+type Options struct {
+	Spec  *cluster.Spec
+	PKI   PKISource
+	Index int // site index in Spec.Sites
+	// Out is where the bundle is written.
+	Out string
+	// Root is where the bundle will live on the target host; every path in
+	// the configs uses it. Empty means Out (the lab).
+	Root string
+	// TokenDir is where the site's SoftHSM tokens are on the target. Empty
+	// means the cluster PKI's own token directory (the lab).
+	TokenDir string
+	// SchemaDir holds Boulder's sa/db/*.sql at the pinned version.
+	SchemaDir string
+	Now       time.Time
+}
+
+// Bundle is the rendered site: what to start, in which order, and how to
+// tell that each part is ready. It is written as bundle.json.
+type Bundle struct {
+	Site         string `json:"site"`
+	Root         string `json:"root"`
+	Public       string `json:"publicAddress"`
+	DirectoryURL string `json:"directoryURL"`
+	SiteURL      string `json:"siteDirectoryURL"`
+	SiteName     string `json:"siteName"`
+	// LoopbackAddresses must exist on an interface before BIND starts
+	// (BIND binds only addresses it sees; Go services bind any 127/8).
+	BindAddresses []string  `json:"bindAddresses"`
+	Database      Database  `json:"database"`
+	Processes     []Process `json:"processes"`
+}
+
+// Database says how to initialise the site's MariaDB.
+type Database struct {
+	Config     string   `json:"config"` // my.cnf
+	DataDir    string   `json:"dataDir"`
+	SchemaSQL  []string `json:"schemaSQL"`  // run once, in order, as root over the socket
+	UsersSQL   string   `json:"usersSQL"`   // run on every start (idempotent; 0600)
+	CheckTable string   `json:"checkTable"` // exists once the schema is loaded
+}
+
+// Process is one long-running part of the site.
+type Process struct {
+	Name    string   `json:"name"`
+	Program string   `json:"program"` // boulder, ct-test-srv, s3-test-srv, mariadbd, redis-server, named, cairn
+	Args    []string `json:"args"`
+	Env     []string `json:"env,omitempty"`
+	// UnsetEnv names variables to remove (crl-storer fails when
+	// AWS_CA_BUNDLE is set).
+	UnsetEnv []string `json:"unsetEnv,omitempty"`
+	// Ready is "tcp:IP:port": the process is up once that accepts.
+	Ready string `json:"ready"`
+	// Listen is the address clients use (for status pages).
+	Listen string `json:"listen"`
+}
+
+// Render writes the site bundle. It is idempotent: secrets, keys and
+// certificates are reused, and every file is written atomically.
+func Render(ctx context.Context, o Options) (*Bundle, error) {
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	if o.Root == "" {
+		o.Root = o.Out
+	}
+	p, err := NewPlan(o.Spec, o.Index)
+	if err != nil {
+		return nil, err
+	}
+	r := &renderer{o: o, p: p, varDir: filepath.Join(o.Root, "var")}
+	if err := r.render(ctx); err != nil {
+		return nil, fmt.Errorf("render site %q: %w", p.Site.Name, err)
+	}
+	return r.bundle, nil
+}
+
+type renderer struct {
+	o      Options
+	p      *Plan
+	varDir string
+	bundle *Bundle
+}
+
+func (r *renderer) out(parts ...string) string {
+	return filepath.Join(append([]string{r.o.Out}, parts...)...)
+}
+func (r *renderer) root(parts ...string) string {
+	return filepath.Join(append([]string{r.o.Root}, parts...)...)
+}
+
+func (r *renderer) write(rel string, data []byte, secret bool) error {
+	mode := fs.FileMode(0o644)
+	if secret {
+		mode = 0o600
+		if err := os.MkdirAll(filepath.Dir(r.out(rel)), 0o700); err != nil {
+			return err
+		}
+	}
+	return fsutil.WriteFileAtomic(r.out(rel), data, mode)
+}
+
+// secret returns the secret stored at secrets/<name>, creating it first.
+func (r *renderer) secret(name string, nBytes int) (string, error) {
+	return fsutil.EnsureSecret(r.out("secrets", name), nBytes)
+}
+
+func (r *renderer) render(ctx context.Context) error {
+	p := r.p
+	// The bundle directory itself must be traversable: MariaDB runs as its
+	// own user.
+	if err := os.MkdirAll(r.o.Out, 0o755); err != nil {
+		return err
+	}
+	if err := os.Chmod(r.o.Out, 0o755); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(r.out("secrets"), 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(r.out("secrets"), 0o700); err != nil {
+		return err
+	}
+
+	// Internal mTLS PKI.
+	k, err := loadOrCreateIPKI(r.out("ipki"), p.Site.Name, r.o.Now)
+	if err != nil {
+		return err
+	}
+	for _, id := range grpcIdentities {
+		if err := k.leaf(id+".boulder", []string{id + ".boulder"}, nil); err != nil {
+			return err
+		}
+	}
+	if err := k.leaf("doh", []string{"dns." + p.ServiceZone()}, []net.IP{p.DNS.AsSlice()}); err != nil {
+		return err
+	}
+	if err := k.leaf("redis", []string{"redis.boulder"}, []net.IP{p.DB.AsSlice()}); err != nil {
+		return err
+	}
+
+	// Issuers (cluster PKI) and the CA's PKCS#11 config.
+	issuers, err := r.o.PKI.SiteIssuers(p.Site.Name)
+	if err != nil {
+		return err
+	}
+	in := &boulderInputs{plan: p, root: r.o.Root, rootCert: r.root("pki", "root.cert.pem"),
+		pkcs11JSON: r.root("secrets", "pkcs11.json"), wfeCert: r.root("https", "wfe.pem"), wfeKey: r.root("secrets", "wfe-https.key"),
+		redisPWFile: r.root("secrets", "redis.pw")}
+	rootPEM, err := os.ReadFile(r.o.PKI.RootCertFile())
+	if err != nil {
+		return err
+	}
+	if err := r.write("pki/root.cert.pem", rootPEM, false); err != nil {
+		return err
+	}
+	for _, is := range issuers {
+		b, err := os.ReadFile(is.CertFile)
+		if err != nil {
+			return err
+		}
+		if err := r.write("pki/"+is.Label+".cert.pem", b, false); err != nil {
+			return err
+		}
+		// AIA: the issuer certificate in DER, served by the CRL front.
+		block, _ := pem.Decode(b)
+		if err := r.write(fmt.Sprintf("pki/issuers/%d.der", is.NameID), block.Bytes, false); err != nil {
+			return err
+		}
+		in.issuers = append(in.issuers, issuerInput{certFile: r.root("pki", is.Label+".cert.pem"), nameID: is.NameID,
+			current: is.Current, ecdsa: strings.HasPrefix(is.KeyType, "ecdsa")})
+	}
+	tok, err := r.o.PKI.SiteToken(p.Site.Name)
+	if err != nil {
+		return err
+	}
+	pin, err := fsutil.ReadSecret(tok.PINFile)
+	if err != nil {
+		return err
+	}
+	p11, _ := json.Marshal(map[string]string{"module": tok.Module, "tokenLabel": tok.Label, "pin": pin})
+	if err := r.write("secrets/pkcs11.json", p11, true); err != nil {
+		return err
+	}
+	tokenDir := r.o.TokenDir
+	if tokenDir == "" {
+		tokenDir = tok.SoftHSMTokenDir
+	}
+	var caEnv []string
+	if tokenDir != "" {
+		if err := r.write("etc/softhsm2.conf", []byte(softhsmConf(tokenDir)), false); err != nil {
+			return err
+		}
+		caEnv = []string{"SOFTHSM2_CONF=" + r.root("etc", "softhsm2.conf")}
+	}
+
+	// The WFE's HTTPS certificate for the ACME name, from the infrastructure CA.
+	if err := r.wfeCertificate(ctx); err != nil {
+		return err
+	}
+
+	// Secrets.
+	if _, err := r.secret("nonce_hmac.key", 32); err != nil {
+		return err
+	}
+	redisPW, err := r.secret("redis.pw", 20)
+	if err != nil {
+		return err
+	}
+	passwords := map[string]string{}
+	for _, u := range dbUserOrder {
+		if passwords[u], err = r.secret("db_"+u+".pw", 16); err != nil {
+			return err
+		}
+		if err := r.write("secrets/"+u+"_dburl", []byte(dbURL(p, u, passwords[u])), true); err != nil {
+			return err
+		}
+	}
+	if err := r.write("secrets/db-users.sql", []byte(usersSQL(p, passwords)), true); err != nil {
+		return err
+	}
+	awsID, err := r.secret("aws_access_key_id", 10)
+	if err != nil {
+		return err
+	}
+	awsKey, err := r.secret("aws_secret_access_key", 20)
+	if err != nil {
+		return err
+	}
+	awsCreds := fmt.Sprintf("[default]\naws_access_key_id=%s\naws_secret_access_key=%s\n", awsID, awsKey)
+	if err := r.write("secrets/aws_creds.ini", []byte(awsCreds), true); err != nil {
+		return err
+	}
+
+	// CT logs.
+	ctSecret, logList, err := r.ctFiles()
+	if err != nil {
+		return err
+	}
+	if err := r.write("secrets/ct-test-srv.json", ctSecret, true); err != nil {
+		return err
+	}
+
+	// Plain config files.
+	files := map[string]string{
+		"etc/ident-policy.yaml":            identPolicy(p),
+		"etc/ratelimit-defaults.yml":       rateLimitDefaults,
+		"etc/my.cnf":                       myCnf(p, r.varDir),
+		"etc/named.conf":                   namedConf(p, r.o.Root, r.varDir),
+		"etc/" + p.ServiceZone() + ".zone": serviceZone(p),
+		"etc/log_list.json":                string(logList),
+		"etc/crl-storer.ini":               "[default]\nregion=us-east-1\n",
+		"etc/http-front.json":              r.httpFront(),
+	}
+	for rel, content := range files {
+		if err := r.write(rel, []byte(content), false); err != nil {
+			return err
+		}
+	}
+	if err := r.write("secrets/redis.conf", []byte(redisConf(p, r.o.Root, r.varDir, redisPW)), true); err != nil {
+		return err
+	}
+
+	// Boulder configs through Boulder's structs and validator.
+	for _, c := range in.boulderConfigs() {
+		data, err := encodeValidated(c)
+		if err != nil {
+			return err
+		}
+		if err := r.write("etc/"+c.file, data, false); err != nil {
+			return err
+		}
+	}
+
+	// Database schema from the pinned Boulder module.
+	schema, err := r.schema()
+	if err != nil {
+		return err
+	}
+
+	// Working directories the processes expect (the database's are made by
+	// whoever initialises it).
+	for _, d := range []string{"bind", "redis", "run", "logs", "pids"} {
+		if err := os.MkdirAll(filepath.Join(r.o.Out, "var", d), 0o755); err != nil {
+			return err
+		}
+	}
+	r.bundle = r.manifest(caEnv, schema)
+	data, err := json.MarshalIndent(r.bundle, "", "  ")
+	if err != nil {
+		return err
+	}
+	return r.write("bundle.json", append(data, '\n'), false)
+}
+
+// wfeCertificate keeps a valid certificate or has the infrastructure CA sign
+// a new one: the shared ACME name, the site's own name and its address.
+func (r *renderer) wfeCertificate(ctx context.Context) error {
+	p := r.p
+	names := []string{p.Spec.ACME.Name, p.SiteName()}
+	ips := []net.IP{p.Public.AsSlice()}
+	keyPath, certPath := r.out("secrets", "wfe-https.key"), r.out("https", "wfe.pem")
+	if b, err := os.ReadFile(certPath); err == nil && fsutil.Exists(keyPath) {
+		if block, _ := pem.Decode(b); block != nil {
+			if c, err := x509.ParseCertificate(block.Bytes); err == nil && slices.Equal(c.DNSNames, names) &&
+				len(c.IPAddresses) == 1 && c.IPAddresses[0].Equal(ips[0]) && c.NotAfter.Sub(r.o.Now) > 30*24*time.Hour {
+				return nil
+			}
+		}
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	chain, err := r.o.PKI.IssueInfrastructureCert(ctx, key.Public(), p.Spec.ACME.Name, names, ips, 365*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := r.write("secrets/wfe-https.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), true); err != nil {
+		return err
+	}
+	return r.write("https/wfe.pem", chain, false)
+}
+
+// ctFiles reuses the CT keys if the site has them, else makes new ones.
+func (r *renderer) ctFiles() ([]byte, []byte, error) {
+	old, err := os.ReadFile(r.out("secrets", "ct-test-srv.json"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, err
+	}
+	return ctConfig(r.p, old)
+}
+
+func (r *renderer) schema() ([]string, error) {
+	var out []string
+	for _, f := range []string{"01-boulder_sa.sql", "01-incidents_sa.sql"} {
+		b, err := os.ReadFile(filepath.Join(r.o.SchemaDir, "sa", "db", f))
+		if err != nil {
+			return nil, fmt.Errorf("Boulder schema: %w", err)
+		}
+		db := "boulder_sa"
+		if strings.Contains(f, "incidents") {
+			db = "incidents_sa"
+		}
+		content := fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s;\nUSE %s;\n%s", db, db, b)
+		if err := r.write("sql/"+f, []byte(content), false); err != nil {
+			return nil, err
+		}
+		out = append(out, r.root("sql", f))
+	}
+	return out, nil
+}
+
+// httpFront serves the site's CRLs (proxied from the S3 store, at the path
+// crl-storer writes) and its issuer certificates (AIA) at the CRL URL.
+func (r *renderer) httpFront() string {
+	b, _ := json.MarshalIndent(map[string]any{
+		"listen": Addr(r.p.CRL, PortCRLHTTP),
+		"static": map[string]string{"/issuers/": r.root("pki", "issuers")},
+		"proxy":  map[string]string{"/" + crlBucket + "/": "http://" + Addr(r.p.CRL, PortS3)},
+	}, "", "  ")
+	return string(b)
+}
+
+func (r *renderer) manifest(caEnv, schema []string) *Bundle {
+	p := r.p
+	etc := func(f string) string { return r.root("etc", f) }
+	boulder := func(name, component, cfg string, port int, env ...string) Process {
+		return Process{Name: name, Program: "boulder", Args: []string{component, "--config", etc(cfg)},
+			Env: env, Ready: "tcp:" + Addr(p.Svc, port), Listen: Addr(p.Svc, port)}
+	}
+	procs := []Process{
+		{Name: "mariadb", Program: "mariadbd", Args: []string{"--defaults-file=" + etc("my.cnf")},
+			Ready: "tcp:" + Addr(p.DB, PortDB), Listen: Addr(p.DB, PortDB)},
+		{Name: "redis", Program: "redis-server", Args: []string{r.root("secrets", "redis.conf")},
+			Ready: "tcp:" + Addr(p.DB, PortRedis), Listen: Addr(p.DB, PortRedis)},
+		{Name: "named", Program: "named", Args: []string{"-c", etc("named.conf"), "-f"},
+			Ready: "tcp:" + Addr(p.DNS, PortDoH), Listen: Addr(p.DNS, PortDNS)},
+		{Name: "ct-test-srv", Program: "ct-test-srv", Args: []string{"--config", r.root("secrets", "ct-test-srv.json")},
+			Ready: "tcp:" + Addr(p.CT, PortCTB), Listen: Addr(p.CT, PortCTA)},
+		{Name: "s3-test-srv", Program: "s3-test-srv", Args: []string{"--listen", Addr(p.CRL, PortS3)},
+			Ready: "tcp:" + Addr(p.CRL, PortS3), Listen: Addr(p.CRL, PortS3)},
+		{Name: "crl-http", Program: "cairn", Args: []string{"lab", "http-front", "--front-config", etc("http-front.json")},
+			Ready: "tcp:" + Addr(p.CRL, PortCRLHTTP), Listen: Addr(p.CRL, PortCRLHTTP)},
+		boulder("sa", "boulder-sa", "sa.json", PortSA),
+		boulder("publisher", "boulder-publisher", "publisher.json", PortPublisher),
+		boulder("rva1", "remoteva", "rva1.json", PortRVA1),
+		boulder("rva2", "remoteva", "rva2.json", PortRVA1+1),
+		boulder("rva3", "remoteva", "rva3.json", PortRVA1+2),
+		boulder("va", "boulder-va", "va.json", PortVA),
+		// The CA and RA call each other (Issue, GetSCTs): start the CA just
+		// before the RA.
+		boulder("ca", "boulder-ca", "ca.json", PortCA, caEnv...),
+		boulder("ra", "boulder-ra", "ra.json", PortRA),
+		boulder("nonce", "nonce-service", "nonce.json", PortNonce),
+		boulder("wfe", "boulder-wfe2", "wfe2.json", PortWFEHTTP),
+		boulder("crl-storer", "crl-storer", "crl-storer.json", PortCRLStorer),
+		{Name: "crl-updater", Program: "boulder", Args: []string{"crl-updater", "--config", etc("crl-updater.json")},
+			Ready: "tcp:" + p.debugAddr(22), Listen: p.debugAddr(22)},
+	}
+	for i := range procs {
+		switch procs[i].Name {
+		case "crl-storer":
+			procs[i].UnsetEnv = []string{"AWS_CA_BUNDLE"}
+		case "wfe":
+			// Ready when the HTTPS listener clients use accepts.
+			procs[i].Ready = "tcp:" + Addr(p.Public, p.Spec.ACME.HTTPSPort)
+			procs[i].Listen = Addr(p.Public, p.Spec.ACME.HTTPSPort)
+		}
+	}
+	return &Bundle{
+		Site: p.Site.Name, Root: r.o.Root, Public: p.Public.String(),
+		DirectoryURL: p.DirectoryURL(), SiteURL: acmeURL(p.SiteName(), p.Spec.ACME.HTTPSPort) + "/directory", SiteName: p.SiteName(),
+		BindAddresses: []string{p.DNS.String()},
+		Database: Database{Config: etc("my.cnf"), DataDir: filepath.Join(r.varDir, "mysql", "data"), SchemaSQL: schema,
+			UsersSQL: r.root("secrets", "db-users.sql"), CheckTable: "boulder_sa.authz2"},
+		Processes: procs,
+	}
+}
+
+// ReadBundle reads a rendered bundle's manifest.
+func ReadBundle(dir string) (*Bundle, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "bundle.json"))
+	if err != nil {
+		return nil, err
+	}
+	var bundle Bundle
+	if err := json.Unmarshal(b, &bundle); err != nil {
+		return nil, fmt.Errorf("%s/bundle.json: %w", dir, err)
+	}
+	return &bundle, nil
+}
