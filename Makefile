@@ -1,4 +1,4 @@
-# The two commands a newcomer needs (README): `make quickstart` and `make test`.
+# The two commands a newcomer needs (README): `make lab` and `make test`.
 # Both install their dependencies first (scripts/deps.sh, idempotent).
 SHELL := /bin/bash
 export GOTOOLCHAIN := local
@@ -7,7 +7,7 @@ TOOLS := $(CURDIR)/.tools/bin
 LAB_DIR ?= cairn-lab
 FUZZTIME ?= 30s
 
-.PHONY: deps build quickstart test unit integration lint fuzz clean
+.PHONY: deps build lab lab-down quickstart test unit lint fuzz clean
 
 deps:
 	@scripts/deps.sh
@@ -15,13 +15,20 @@ deps:
 build:
 	go build -o bin/cairn ./cmd/cairn
 
-# Until `cairn lab up` exists: a 3-site cluster spec and its whole PKI.
+# The lab: 3 Boulder sites + cluster DNS on loopback (./cairn-lab).
+lab: deps build
+	bin/cairn lab up
+
+lab-down: build
+	bin/cairn lab down
+
+# Spec and PKI only, without starting anything.
 quickstart: deps build
 	@if [ ! -f $(LAB_DIR)/cairn.yaml ]; then bin/cairn init --dir $(LAB_DIR); fi
 	cd $(LAB_DIR) && ../bin/cairn validate && ../bin/cairn pki init && ../bin/cairn pki status
 
 # Everything CI runs: lint, unit and integration tests (real SoftHSM,
-# Boulder's ceremony, openssl), and the spec parser fuzz target.
+# Boulder, MariaDB, Redis, BIND, Knot, certbot, lego), and the spec fuzzer.
 test: deps lint
 	go test -count=1 ./...
 	$(MAKE) --no-print-directory fuzz

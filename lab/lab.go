@@ -34,6 +34,9 @@ import (
 type Lab struct {
 	Spec *cluster.Spec
 	Log  io.Writer // progress lines
+	// Cairn is the cairn executable the lab starts for its HTTP fronts;
+	// empty means this process's own executable.
+	Cairn string
 }
 
 func (l *Lab) logf(format string, args ...any) { fmt.Fprintf(l.Log, format+"\n", args...) }
@@ -224,7 +227,10 @@ func (l *Lab) startSite(ctx context.Context, b *site.Bundle, resolve func(string
 
 // resolver maps a bundle's program names to executables.
 func (l *Lab) resolver(bins map[string]string) func(string) (string, error) {
-	self, _ := os.Executable()
+	self := l.Cairn
+	if self == "" {
+		self, _ = os.Executable()
+	}
 	return func(name string) (string, error) {
 		if p, ok := bins[name]; ok {
 			return p, nil
@@ -485,4 +491,34 @@ func (l *Lab) LogFiles(siteName, component string) ([]string, error) {
 	}
 	sort.Strings(files)
 	return files, nil
+}
+
+// UpdateCRLs has the site's crl-updater build and publish every CRL shard
+// now, instead of at its next period (as an operator would after an urgent
+// revocation). It runs a one-shot crl-updater next to the daemon.
+func (l *Lab) UpdateCRLs(ctx context.Context, siteName string) error {
+	b, err := site.ReadBundle(l.siteDir(siteName))
+	if err != nil {
+		return fmt.Errorf("site %s: %w", siteName, err)
+	}
+	bins, err := boulderbin.Ensure(ctx, l.Log, "boulder")
+	if err != nil {
+		return err
+	}
+	for _, p := range b.Processes {
+		if p.Name != "crl-updater" {
+			continue
+		}
+		// Its own debug port: the daemon holds the configured one.
+		host, _, _ := net.SplitHostPort(p.Listen)
+		args := append(append([]string{}, p.Args...), "-runOnce", "--debug-addr", net.JoinHostPort(host, "0"))
+		cmd := exec.CommandContext(ctx, bins["boulder"], args...)
+		cmd.Env = environ(p.Env, p.UnsetEnv)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("site %s: crl-updater -runOnce: %v: %s", siteName, err, lastLines(out, 3))
+		}
+		return nil
+	}
+	return fmt.Errorf("site %s has no crl-updater", siteName)
 }

@@ -5,8 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages. softhsm2: the lab's PKCS#11 backend; openssl: chain and
-# CRL checks in tests; gcc: cgo for the PKCS#11 client (miekg/pkcs11).
-PKGS=(softhsm2 openssl ca-certificates gcc libc6-dev make git)
+# CRL checks; gcc: cgo for the PKCS#11 client (miekg/pkcs11). The lab runs
+# MariaDB, Redis and BIND in every site, BIND + Knot as the cluster DNS;
+# tests drive real certbot and lego. iproute2 adds loopback addresses,
+# util-linux gives unshare (clients with the lab's resolver).
+PKGS=(softhsm2 openssl ca-certificates gcc libc6-dev make git
+      mariadb-server mariadb-client redis-server bind9 bind9-utils bind9-dnsutils
+      knot knot-dnsutils certbot lego iproute2 util-linux procps)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -21,6 +26,13 @@ if ((${#missing[@]})); then
   echo "deps: installing ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The packages' own services are not used (the lab runs private instances
+# on its own addresses); stop any that the install started.
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  for svc in mariadb redis-server named knot; do
+    $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  done
 fi
 
 # Go: the machine image provides it; cairn pins its toolchain to what is there.

@@ -154,6 +154,7 @@ func RenderCluster(o ClusterOptions) (*ClusterBundle, error) {
   dnssec-validation no;
   allow-query { any; };
   notify explicit;
+  notify-delay 0;
   notify-source %[4]s;
   also-notify { %[5]s };
 };

@@ -132,13 +132,17 @@ user boulder on +@all ~* >%[5]s
 
 // namedConf is the site's BIND: the DoH resolver the VA uses, and the
 // service zone with the nonce SRV record. Everything else is forwarded to
-// the cluster's authoritative servers, with negative answers never cached
+// the cluster's primary authoritative server, with negative answers never cached
 // so a client's fresh _acme-challenge record is seen at once.
 func namedConf(p *Plan, root, varDir string) string {
+	// Only the primary: clients write their DNS-01 records there, and a
+	// secondary may not have them yet (read-your-writes for validation).
 	var fwd []string
 	for _, s := range p.Spec.DNS.Servers {
-		ap := netip.MustParseAddrPort(s.Address)
-		fwd = append(fwd, fmt.Sprintf("%s port %d;", ap.Addr(), ap.Port()))
+		if s.Role == "primary" {
+			ap := netip.MustParseAddrPort(s.Address)
+			fwd = append(fwd, fmt.Sprintf("%s port %d;", ap.Addr(), ap.Port()))
+		}
 	}
 	return fmt.Sprintf(`// BIND for site %[1]s, written by cairn.
 tls doh-tls { cert-file "%[2]s/ipki/doh/cert.pem"; key-file "%[2]s/ipki/doh/key.pem"; };

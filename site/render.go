@@ -376,7 +376,7 @@ func (r *renderer) schema() ([]string, error) {
 	for _, f := range []string{"01-boulder_sa.sql", "01-incidents_sa.sql"} {
 		b, err := os.ReadFile(filepath.Join(r.o.SchemaDir, "sa", "db", f))
 		if err != nil {
-			return nil, fmt.Errorf("Boulder schema: %w", err)
+			return nil, fmt.Errorf("read the Boulder schema: %w", err)
 		}
 		db := "boulder_sa"
 		if strings.Contains(f, "incidents") {

@@ -1,0 +1,389 @@
+package lab
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/internal/acmeclient"
+	"github.com/cairn-pki/cairn/internal/testenv"
+	"github.com/cairn-pki/cairn/site"
+)
+
+var labTools = []string{"softhsm2-util", "mariadbd", "mariadb-install-db", "redis-server", "named", "knotd", "nsupdate", "lego", "certbot", "ip", "unshare", "openssl"}
+
+// testSpec is a lab spec on addresses the default lab does not use, so the
+// tests can run next to a developer's lab.
+func testSpec(t *testing.T, sites ...string) *cluster.Spec {
+	t.Helper()
+	dir := t.TempDir()
+	// MariaDB runs as its own user and must traverse the path.
+	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	spec := &cluster.Spec{Name: "t"}
+	spec.DNS.Servers = []cluster.DNSServer{
+		{Name: "primary", Address: "127.0.40.2:53", Role: "primary"},
+		{Name: "secondary", Address: "127.0.40.3:53", Role: "secondary"},
+	}
+	for i, s := range sites {
+		spec.Sites = append(spec.Sites, cluster.Site{Name: s,
+			Address: fmt.Sprintf("127.0.%d.1", 41+i), ServiceNetwork: fmt.Sprintf("127.0.%d.0/24", 41+i)})
+	}
+	spec.ApplyDefaults()
+	spec.Dir = dir
+	if errs := spec.Validate(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	return spec
+}
+
+// upLab starts a lab and stops it when the test ends.
+func upLab(t *testing.T, spec *cluster.Spec) (*Lab, *Summary) {
+	t.Helper()
+	testenv.Integration(t, labTools...)
+	if os.Geteuid() != 0 {
+		t.Fatal("the lab tests need root (loopback addresses, MariaDB as mysql)")
+	}
+	l := &Lab{Spec: spec, Log: testLog{t}, Cairn: cairnBinary(t)}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	t.Cleanup(func() { l.Down(context.Background()) })
+	sum, err := l.Up(ctx, UpOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, sum
+}
+
+// cairnBinary builds the CLI the lab starts for its HTTP fronts.
+func cairnBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "cairn")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/cairn").CombinedOutput(); err != nil {
+		t.Fatalf("build cairn: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func rootPool(t *testing.T, sum *Summary) (*x509.CertPool, *x509.Certificate) {
+	b, err := os.ReadFile(sum.RootCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	root, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(root)
+	return pool, root
+}
+
+func goClient(t *testing.T, spec *cluster.Spec, sum *Summary, siteIdx int) *acmeclient.Client {
+	t.Helper()
+	key, err := site.ReadTSIGKey(sum.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, _ := rootPool(t, sum)
+	s := spec.Sites[siteIdx]
+	c, err := acmeclient.New(acmeclient.Options{
+		DirectoryURL: "https://" + spec.ACME.Name + "/directory", Roots: pool, ServerName: spec.ACME.Name,
+		DialAddr: net.JoinHostPort(s.Address, strconv.Itoa(spec.ACME.HTTPSPort)),
+		DNS:      acmeclient.DNSUpdater{Server: sum.DNS, Zone: spec.ACME.Zone, Key: acmeclient.TSIG{Name: key.Name, Algorithm: key.Algorithm, Secret: key.Secret}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// legoEnv is the environment lego's rfc2136 provider needs.
+func legoEnv(t *testing.T, spec *cluster.Spec, sum *Summary) []string {
+	key, err := site.ReadTSIGKey(sum.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(os.Environ(), "LEGO_CA_CERTIFICATES="+sum.RootCert, "RFC2136_NAMESERVER="+sum.DNS, "RFC2136_ZONES="+spec.ACME.Zone,
+		"RFC2136_TSIG_KEY="+key.Name, "RFC2136_TSIG_ALGORITHM="+key.Algorithm+".", "RFC2136_TSIG_SECRET="+key.Secret,
+		"RFC2136_PROPAGATION_TIMEOUT=60", "RFC2136_POLLING_INTERVAL=1", "RFC2136_TTL=10")
+}
+
+// withLabResolver runs argv in a private mount namespace whose
+// /etc/resolv.conf points at the lab's DNS, as a client of the ACME name.
+func withLabResolver(t *testing.T, sum *Summary, argv []string) []string {
+	host, _, _ := net.SplitHostPort(sum.DNS)
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	os.WriteFile(resolv, []byte("nameserver "+host+"\noptions timeout:2 attempts:2\n"), 0o644)
+	script := `mount --bind "$0" /etc/resolv.conf && exec "$@"`
+	return append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c", script, resolv}, argv...)
+}
+
+func run(t *testing.T, env []string, argv []string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func readPEMCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// checkFromSite verifies the certificate chains to the root through one of
+// the site's intermediates and carries the site's serial prefix.
+func checkFromSite(t *testing.T, l *Lab, spec *cluster.Spec, sum *Summary, siteIdx int, cert *x509.Certificate, who string) {
+	t.Helper()
+	s := spec.Sites[siteIdx]
+	pool, _ := rootPool(t, sum)
+	inter := x509.NewCertPool()
+	matches, _ := filepath.Glob(filepath.Join(l.siteDir(s.Name), "pki", s.Name+"-*.cert.pem"))
+	for _, m := range matches {
+		inter.AddCert(readPEMCert(t, m))
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter}); err != nil {
+		t.Errorf("%s: certificate from site %s does not chain to the root through the site's intermediates: %v", who, s.Name, err)
+	}
+	if got := cert.SerialNumber.Bytes()[0]; got != s.SerialPrefix.Value() {
+		t.Errorf("%s: serial %x from site %s does not start with %s", who, cert.SerialNumber, s.Name, s.SerialPrefix)
+	}
+}
+
+func TestLabEndToEnd(t *testing.T) {
+	spec := testSpec(t, "a", "b")
+	l, sum := upLab(t, spec)
+	ctx := context.Background()
+
+	st, err := l.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st.Sites {
+		if !s.DirectoryOK {
+			t.Fatalf("site %s directory: %s", s.Name, s.DirectoryError)
+		}
+		for _, p := range s.Processes {
+			if !p.Up {
+				t.Errorf("site %s: %s is down", s.Name, p.Name)
+			}
+		}
+	}
+
+	// (d) Account IDs are disjoint: ID mod 128 is the site's serial prefix.
+	accounts := map[int]int64{}
+	for i := range spec.Sites {
+		c := goClient(t, spec, sum, i)
+		acct, err := c.Register(ctx)
+		if err != nil {
+			t.Fatalf("site %s: register: %v", spec.Sites[i].Name, err)
+		}
+		id, err := strconv.ParseInt(acct.URI[strings.LastIndex(acct.URI, "/")+1:], 10, 64)
+		if err != nil {
+			t.Fatalf("account URI %s", acct.URI)
+		}
+		accounts[i] = id
+		if site.AccountIDSite(id) != int(spec.Sites[i].SerialPrefix.Value()) {
+			t.Errorf("site %s account ID %d: mod 128 = %d, want %d", spec.Sites[i].Name, id, id%128, spec.Sites[i].SerialPrefix.Value())
+		}
+		chain, _, _, err := c.Issue(ctx, []string{fmt.Sprintf("go%d.%s", i, spec.ACME.Zone)})
+		if err != nil {
+			t.Fatalf("site %s: Go client issuance: %v", spec.Sites[i].Name, err)
+		}
+		cert, _ := x509.ParseCertificate(chain[0])
+		checkFromSite(t, l, spec, sum, i, cert, "go client")
+	}
+	if accounts[0]%128 == accounts[1]%128 {
+		t.Errorf("accounts at a and b share a residue: %v", accounts)
+	}
+
+	// (a, b) lego and certbot from every site directly, and through the ACME name.
+	var revokeMe string
+	for i, s := range spec.Sites {
+		dir := "https://" + s.Address + "/directory"
+		legoPath := filepath.Join(t.TempDir(), "lego")
+		name := fmt.Sprintf("lego-%s.%s", s.Name, spec.ACME.Zone)
+		out, err := run(t, legoEnv(t, spec, sum), []string{"lego", "--server", dir, "--accept-tos", "--email", "ops@" + spec.ACME.Zone,
+			"--path", legoPath, "--dns", "rfc2136", "--dns.resolvers", sum.DNS, "--dns.disable-cp", "--domains", name, "run"})
+		if err != nil {
+			t.Fatalf("lego from site %s: %v\n%s", s.Name, err, out)
+		}
+		certFile := filepath.Join(legoPath, "certificates", name+".crt")
+		checkFromSite(t, l, spec, sum, i, readPEMCert(t, certFile), "lego")
+		if i == 0 {
+			revokeMe = legoPath
+		}
+
+		cbName := fmt.Sprintf("certbot-%s.%s", s.Name, spec.ACME.Zone)
+		cbDir := t.TempDir()
+		out, err = run(t, append(os.Environ(), "REQUESTS_CA_BUNDLE="+sum.RootCert), certbotArgs(sum, dir, cbDir, cbName))
+		if err != nil {
+			t.Fatalf("certbot from site %s: %v\n%s", s.Name, err, out)
+		}
+		checkFromSite(t, l, spec, sum, i, readPEMCert(t, filepath.Join(cbDir, "live", cbName, "cert.pem")), "certbot")
+	}
+
+	// Through the ACME name: it points at the site with the best priority (a).
+	nameDir := "https://" + spec.ACME.Name + "/directory"
+	legoPath := filepath.Join(t.TempDir(), "lego")
+	name := "lego-name." + spec.ACME.Zone
+	out, err := run(t, legoEnv(t, spec, sum), withLabResolver(t, sum, []string{"lego", "--server", nameDir, "--accept-tos",
+		"--email", "ops@" + spec.ACME.Zone, "--path", legoPath, "--dns", "rfc2136", "--dns.resolvers", sum.DNS, "--dns.disable-cp", "--domains", name, "run"}))
+	if err != nil {
+		t.Fatalf("lego through the ACME name: %v\n%s", err, out)
+	}
+	checkFromSite(t, l, spec, sum, 0, readPEMCert(t, filepath.Join(legoPath, "certificates", name+".crt")), "lego via name")
+	cbDir := t.TempDir()
+	out, err = run(t, append(os.Environ(), "REQUESTS_CA_BUNDLE="+sum.RootCert), withLabResolver(t, sum, certbotArgs(sum, nameDir, cbDir, "certbot-name."+spec.ACME.Zone)))
+	if err != nil {
+		t.Fatalf("certbot through the ACME name: %v\n%s", err, out)
+	}
+	checkFromSite(t, l, spec, sum, 0, readPEMCert(t, filepath.Join(cbDir, "live", "certbot-name."+spec.ACME.Zone, "cert.pem")), "certbot via name")
+
+	// (c) A revocation through lego appears in the site's CRL at the URL in
+	// the certificate.
+	lname := "lego-a." + spec.ACME.Zone
+	cert := readPEMCert(t, filepath.Join(revokeMe, "certificates", lname+".crt"))
+	out, err = run(t, legoEnv(t, spec, sum), []string{"lego", "--server", "https://" + spec.Sites[0].Address + "/directory", "--accept-tos",
+		"--email", "ops@" + spec.ACME.Zone, "--path", revokeMe, "--dns", "rfc2136", "--domains", lname, "revoke", "--reason", "4"})
+	if err != nil {
+		t.Fatalf("lego revoke: %v\n%s", err, out)
+	}
+	if err := l.UpdateCRLs(ctx, spec.Sites[0].Name); err != nil {
+		t.Fatal(err)
+	}
+	if len(cert.CRLDistributionPoints) != 1 {
+		t.Fatalf("certificate CRL DPs: %v", cert.CRLDistributionPoints)
+	}
+	crl := fetchCRL(t, sum, cert.CRLDistributionPoints[0])
+	found := false
+	for _, e := range crl.RevokedCertificateEntries {
+		found = found || e.SerialNumber.Cmp(cert.SerialNumber) == 0
+	}
+	if !found {
+		t.Errorf("serial %x not in the CRL at %s (%d entries)", cert.SerialNumber, cert.CRLDistributionPoints[0], len(crl.RevokedCertificateEntries))
+	}
+	issuerMatches, _ := filepath.Glob(filepath.Join(l.siteDir("a"), "pki", "a-e1.cert.pem"))
+	if err := crl.CheckSignatureFrom(readPEMCert(t, issuerMatches[0])); err != nil {
+		t.Errorf("CRL signature: %v", err)
+	}
+
+	// (e) After down nothing of the lab remains.
+	bundles, _ := l.bundles()
+	cb, _ := site.ReadClusterBundle(l.clusterDir())
+	if err := l.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertNothingLeft(t, spec, bundles, cb)
+}
+
+func certbotArgs(sum *Summary, dir, cbDir, name string) []string {
+	host, _, _ := net.SplitHostPort(sum.DNS)
+	hook := func(op string) string {
+		return fmt.Sprintf(`printf "server %s\nupdate %s _acme-challenge.$CERTBOT_DOMAIN. 10 TXT \"$CERTBOT_VALIDATION\"\nsend\n" | nsupdate -k %s`, host, op, sum.ClientKey)
+	}
+	return []string{"certbot", "certonly", "--non-interactive", "--agree-tos", "--register-unsafely-without-email",
+		"--server", dir, "--config-dir", cbDir, "--work-dir", cbDir, "--logs-dir", cbDir,
+		"--manual", "--preferred-challenges", "dns", "-d", name,
+		"--manual-auth-hook", hook("add"), "--manual-cleanup-hook", hook("delete")}
+}
+
+// fetchCRL resolves the CRL URL's host through the lab DNS and fetches it.
+func fetchCRL(t *testing.T, sum *Summary, rawURL string) *x509.RevocationList {
+	t.Helper()
+	host := strings.Split(strings.TrimPrefix(rawURL, "http://"), "/")[0]
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(host), dns.TypeA)
+	r, err := dns.Exchange(m, sum.DNS)
+	if err != nil || len(r.Answer) == 0 {
+		t.Fatalf("resolve %s at %s: %v %v", host, sum.DNS, err, r)
+	}
+	ip := r.Answer[0].(*dns.A).A.String()
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, net.JoinHostPort(ip, "80"))
+	}}}
+	resp, err := client.Get(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", rawURL, resp.StatusCode, body)
+	}
+	crl, err := x509.ParseRevocationList(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return crl
+}
+
+func assertNothingLeft(t *testing.T, spec *cluster.Spec, bundles []*site.Bundle, cb *site.ClusterBundle) {
+	t.Helper()
+	var all []proc
+	for _, b := range bundles {
+		for _, p := range b.Processes {
+			all = append(all, proc{Process: p, root: b.Root})
+		}
+	}
+	for _, p := range cb.Processes {
+		all = append(all, proc{Process: p, root: cb.Root})
+	}
+	for _, p := range all {
+		if _, up := p.running(); up {
+			t.Errorf("%s still running after down", p.Name)
+		}
+		if c, err := net.DialTimeout("tcp", p.Listen, 300*time.Millisecond); err == nil {
+			c.Close()
+			t.Errorf("something still listens on %s (%s) after down", p.Listen, p.Name)
+		}
+	}
+	aliases := cb.BindAddresses
+	for _, b := range bundles {
+		aliases = append(aliases, b.BindAddresses...)
+	}
+	for _, ip := range aliases {
+		if hasAddress(ip) {
+			t.Errorf("loopback alias %s remains after down", ip)
+		}
+	}
+	out, _ := exec.Command("pgrep", "-f", spec.Dir).Output()
+	if s := strings.TrimSpace(string(out)); s != "" {
+		t.Errorf("processes mentioning %s remain: %s", spec.Dir, s)
+	}
+}
