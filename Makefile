@@ -7,7 +7,7 @@ TOOLS := $(CURDIR)/.tools/bin
 LAB_DIR ?= cairn-lab
 FUZZTIME ?= 30s
 
-.PHONY: deps build lab lab-down quickstart test unit lint fuzz clean
+.PHONY: deps build lab lab-down quickstart test unit lint fuzz bench clean
 
 deps:
 	@scripts/deps.sh
@@ -44,6 +44,10 @@ lint:
 
 fuzz:
 	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./cluster/
+
+# Performance figures of docs/lab.md: a fresh 3-site lab on its own addresses.
+bench: deps
+	go test -run '^$$' -bench Lab -benchtime 1x -timeout 30m ./lab/
 
 clean:
 	rm -rf bin .tools

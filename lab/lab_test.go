@@ -28,7 +28,7 @@ var labTools = []string{"softhsm2-util", "mariadbd", "mariadb-install-db", "redi
 
 // testSpec is a lab spec on addresses the default lab does not use, so the
 // tests can run next to a developer's lab.
-func testSpec(t *testing.T, sites ...string) *cluster.Spec {
+func testSpec(t testing.TB, sites ...string) *cluster.Spec {
 	t.Helper()
 	dir := t.TempDir()
 	// MariaDB runs as its own user and must traverse the path.
@@ -53,7 +53,7 @@ func testSpec(t *testing.T, sites ...string) *cluster.Spec {
 }
 
 // upLab starts a lab and stops it when the test ends.
-func upLab(t *testing.T, spec *cluster.Spec) (*Lab, *Summary) {
+func upLab(t testing.TB, spec *cluster.Spec) (*Lab, *Summary) {
 	t.Helper()
 	testenv.Integration(t, labTools...)
 	if os.Geteuid() != 0 {
@@ -71,7 +71,7 @@ func upLab(t *testing.T, spec *cluster.Spec) (*Lab, *Summary) {
 }
 
 // cairnBinary builds the CLI the lab starts for its HTTP fronts.
-func cairnBinary(t *testing.T) string {
+func cairnBinary(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "cairn")
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/cairn").CombinedOutput(); err != nil {
@@ -80,14 +80,14 @@ func cairnBinary(t *testing.T) string {
 	return bin
 }
 
-type testLog struct{ t *testing.T }
+type testLog struct{ t testing.TB }
 
 func (w testLog) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
 
-func rootPool(t *testing.T, sum *Summary) (*x509.CertPool, *x509.Certificate) {
+func rootPool(t testing.TB, sum *Summary) (*x509.CertPool, *x509.Certificate) {
 	b, err := os.ReadFile(sum.RootCert)
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +102,7 @@ func rootPool(t *testing.T, sum *Summary) (*x509.CertPool, *x509.Certificate) {
 	return pool, root
 }
 
-func goClient(t *testing.T, spec *cluster.Spec, sum *Summary, siteIdx int) *acmeclient.Client {
+func goClient(t testing.TB, spec *cluster.Spec, sum *Summary, siteIdx int) *acmeclient.Client {
 	t.Helper()
 	key, err := site.ReadTSIGKey(sum.ClientKey)
 	if err != nil {
@@ -123,7 +123,7 @@ func goClient(t *testing.T, spec *cluster.Spec, sum *Summary, siteIdx int) *acme
 }
 
 // legoEnv is the environment lego's rfc2136 provider needs.
-func legoEnv(t *testing.T, spec *cluster.Spec, sum *Summary) []string {
+func legoEnv(t testing.TB, spec *cluster.Spec, sum *Summary) []string {
 	key, err := site.ReadTSIGKey(sum.ClientKey)
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +135,7 @@ func legoEnv(t *testing.T, spec *cluster.Spec, sum *Summary) []string {
 
 // withLabResolver runs argv in a private mount namespace whose
 // /etc/resolv.conf points at the lab's DNS, as a client of the ACME name.
-func withLabResolver(t *testing.T, sum *Summary, argv []string) []string {
+func withLabResolver(t testing.TB, sum *Summary, argv []string) []string {
 	host, _, _ := net.SplitHostPort(sum.DNS)
 	resolv := filepath.Join(t.TempDir(), "resolv.conf")
 	os.WriteFile(resolv, []byte("nameserver "+host+"\noptions timeout:2 attempts:2\n"), 0o644)
@@ -143,7 +143,7 @@ func withLabResolver(t *testing.T, sum *Summary, argv []string) []string {
 	return append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c", script, resolv}, argv...)
 }
 
-func run(t *testing.T, env []string, argv []string) (string, error) {
+func run(t testing.TB, env []string, argv []string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
@@ -152,7 +152,7 @@ func run(t *testing.T, env []string, argv []string) (string, error) {
 	return string(out), err
 }
 
-func readPEMCert(t *testing.T, path string) *x509.Certificate {
+func readPEMCert(t testing.TB, path string) *x509.Certificate {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/letsencrypt/boulder/cmd"
+
+	"github.com/cairn-pki/cairn/cluster"
 	ca "github.com/letsencrypt/boulder/cmd/boulder-ca"
 	publisher "github.com/letsencrypt/boulder/cmd/boulder-publisher"
 	ra "github.com/letsencrypt/boulder/cmd/boulder-ra"
@@ -450,4 +452,26 @@ func (in *boulderInputs) vaCommon(svc string, port, debugOffset int, caller stri
 	c.DNSTimeout = dur(2 * time.Second)
 	c.AccountURIPrefixes = in.accountURIPrefixes()
 	return c
+}
+
+// Check builds every Boulder config of every site of a validated spec and
+// runs Boulder's validator over each, without writing anything, so that
+// `cairn validate` refuses what a Boulder service would refuse at start.
+func Check(spec *cluster.Spec) error {
+	for i := range spec.Sites {
+		p, err := NewPlan(spec, i)
+		if err != nil {
+			return err
+		}
+		root := "/cairn/sites/" + p.Site.Name
+		in := &boulderInputs{plan: p, root: root, rootCert: root + "/pki/root.cert.pem", pkcs11JSON: root + "/secrets/pkcs11.json",
+			wfeCert: root + "/https/wfe.pem", wfeKey: root + "/secrets/wfe-https.key", redisPWFile: root + "/secrets/redis.pw",
+			issuers: []issuerInput{{certFile: root + "/pki/e.pem", nameID: 1, current: true, ecdsa: true}, {certFile: root + "/pki/r.pem", nameID: 2, current: true}}}
+		for _, c := range in.boulderConfigs() {
+			if _, err := encodeValidated(c); err != nil {
+				return fmt.Errorf("sites[%d] (%s): %w", i, p.Site.Name, err)
+			}
+		}
+	}
+	return nil
 }

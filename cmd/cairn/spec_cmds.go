@@ -11,6 +11,7 @@ import (
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/site"
 )
 
 func newInitCmd(g *globals) *cobra.Command {
@@ -64,6 +65,12 @@ func newValidateCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec, err := g.loadSpec()
+			if err == nil {
+				// What a Boulder service would refuse at start, refused now.
+				if cerr := site.Check(spec); cerr != nil {
+					err = cerr
+				}
+			}
 			if g.output == "json" {
 				problems := []string{}
 				if ve, ok := err.(cluster.Errors); ok {

@@ -1,0 +1,305 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"flag"
+	"io/fs"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/letsencrypt/boulder/config"
+	"github.com/letsencrypt/boulder/issuance"
+
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/intermediates"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// softPKI stands in for the cluster PKI with software keys and fixed
+// subjects (so NameIDs, and the golden files, are stable).
+type softPKI struct {
+	dir      string
+	root     *x509.Certificate
+	rootKey  crypto.Signer
+	issuers  map[string][]intermediates.SiteIssuer
+	infra    *x509.Certificate
+	infraKey crypto.Signer
+}
+
+func newSoftPKI(t *testing.T, spec *cluster.Spec) *softPKI {
+	t.Helper()
+	dir := t.TempDir()
+	p := &softPKI{dir: dir, issuers: map[string][]intermediates.SiteIssuer{}}
+	p.rootKey, _ = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	p.root = p.sign(t, "test Root X1", p.rootKey.Public(), nil, nil)
+	writePEM(t, filepath.Join(dir, "root.pem"), p.root.Raw)
+	p.infraKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p.infra = p.sign(t, "test Infrastructure I1", p.infraKey.Public(), p.root, p.rootKey)
+	for _, s := range spec.Sites {
+		for _, kt := range []string{"ecdsa-p384", "rsa-2048"} {
+			var pub crypto.PublicKey
+			letter := "E"
+			if kt == "rsa-2048" {
+				k, _ := rsa.GenerateKey(rand.Reader, 2048)
+				pub, letter = k.Public(), "R"
+			} else {
+				k, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+				pub = k.Public()
+			}
+			c := p.sign(t, "test "+s.Name+" "+letter+"1", pub, p.root, p.rootKey)
+			file := filepath.Join(dir, s.Name+"-"+strings.ToLower(letter)+"1.cert.pem")
+			writePEM(t, file, c.Raw)
+			ic, _ := issuance.NewCertificate(c)
+			p.issuers[s.Name] = append(p.issuers[s.Name], intermediates.SiteIssuer{Label: s.Name + "-" + strings.ToLower(letter) + "1",
+				KeyType: kt, Generation: 1, CertFile: file, NameID: int64(ic.NameID()), Current: true})
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "pin"), []byte("1234\n"), 0o600)
+	return p
+}
+
+func (p *softPKI) sign(t *testing.T, cn string, pub crypto.PublicKey, parent *x509.Certificate, key crypto.Signer) *x509.Certificate {
+	t.Helper()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature}
+	if parent == nil {
+		parent, key = tmpl, p.rootKey
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return c
+}
+
+func writePEM(t *testing.T, path string, der []byte) {
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (p *softPKI) SiteIssuers(site string) ([]intermediates.SiteIssuer, error) { return p.issuers[site], nil }
+func (p *softPKI) SiteToken(site string) (intermediates.HSMToken, error) {
+	return intermediates.HSMToken{Module: cluster.DefaultSoftHSMLib, Label: "test-" + site, PINFile: filepath.Join(p.dir, "pin"),
+		SoftHSMTokenDir: "/cairn/pki/sites/" + site + "/softhsm/tokens"}, nil
+}
+func (p *softPKI) RootCertFile() string { return filepath.Join(p.dir, "root.pem") }
+func (p *softPKI) IssueInfrastructureCert(_ context.Context, pub crypto.PublicKey, cn string, dnsNames []string, ips []net.IP, validity time.Duration) ([]byte, error) {
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(validity), DNSNames: dnsNames, IPAddresses: ips,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.infra, pub, p.infraKey)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
+
+// schemaDir fakes Boulder's sa/db directory.
+func schemaDir(t *testing.T) string {
+	d := t.TempDir()
+	os.MkdirAll(filepath.Join(d, "sa", "db"), 0o755)
+	for _, f := range []string{"01-boulder_sa.sql", "01-incidents_sa.sql"} {
+		os.WriteFile(filepath.Join(d, "sa", "db", f), []byte("CREATE TABLE x (id int);\n"), 0o644)
+	}
+	return d
+}
+
+func render(t *testing.T, spec *cluster.Spec, pki *softPKI, i int, out string) *Bundle {
+	t.Helper()
+	b, err := Render(context.Background(), Options{Spec: spec, PKI: pki, Index: i, Out: out, Root: "/cairn/sites/" + spec.Sites[i].Name,
+		SchemaDir: schemaDir(t), Now: time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Golden files: every non-secret config of site a, with values that are
+// random per render (NameIDs of the test PKI's keys are not: subjects are
+// fixed) masked.
+var goldenFiles = []string{"bundle.json", "etc/sa.json", "etc/ca.json", "etc/ra.json", "etc/va.json", "etc/rva1.json",
+	"etc/publisher.json", "etc/nonce.json", "etc/wfe2.json", "etc/crl-storer.json", "etc/crl-updater.json",
+	"etc/my.cnf", "etc/named.conf", "etc/a.boulder.internal.zone", "etc/ident-policy.yaml", "etc/http-front.json", "etc/softhsm2.conf"}
+
+func TestRenderGolden(t *testing.T) {
+	spec := cluster.Default([]string{"a", "b", "c"})
+	pki := newSoftPKI(t, spec)
+	out := t.TempDir()
+	render(t, spec, pki, 0, out)
+	for _, f := range goldenFiles {
+		got, err := os.ReadFile(filepath.Join(out, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		golden := filepath.Join("testdata", "golden", strings.ReplaceAll(f, "/", "_"))
+		if *update {
+			os.MkdirAll(filepath.Dir(golden), 0o755)
+			os.WriteFile(golden, got, 0o644)
+			continue
+		}
+		want, err := os.ReadFile(golden)
+		if err != nil {
+			t.Fatalf("%v (run go test ./site -run Golden -update)", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from %s (re-run with -update if intended)", f, golden)
+		}
+	}
+}
+
+func TestRenderIsIdempotent(t *testing.T) {
+	spec := cluster.Default([]string{"a", "b"})
+	pki := newSoftPKI(t, spec)
+	out := t.TempDir()
+	render(t, spec, pki, 1, out)
+	first := snapshot(t, out)
+	render(t, spec, pki, 1, out)
+	second := snapshot(t, out)
+	for f, h := range first {
+		if second[f] != h {
+			t.Errorf("%s changed on the second render", f)
+		}
+	}
+	if len(first) != len(second) {
+		t.Errorf("file count %d -> %d", len(first), len(second))
+	}
+	// Secrets are 0600 in a 0700 directory.
+	filepath.WalkDir(filepath.Join(out, "secrets"), func(p string, d fs.DirEntry, err error) error {
+		info, _ := d.Info()
+		if d.IsDir() && info.Mode().Perm() != 0o700 || !d.IsDir() && info.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %o", p, info.Mode().Perm())
+		}
+		return nil
+	})
+	// No secret appears outside secrets/ (nor in the bundle manifest).
+	var secrets []string
+	for _, f := range []string{"redis.pw", "db_sa.pw", "nonce_hmac.key"} {
+		b, _ := os.ReadFile(filepath.Join(out, "secrets", f))
+		secrets = append(secrets, strings.TrimSpace(string(b)))
+	}
+	filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
+		if d.IsDir() || strings.Contains(p, "/secrets/") || strings.Contains(p, "/ipki/") {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		for _, s := range secrets {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("a secret appears in %s", p)
+			}
+		}
+		return nil
+	})
+}
+
+func snapshot(t *testing.T, dir string) map[string]string {
+	m := map[string]string{}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := os.ReadFile(p)
+			m[p] = string(b)
+		}
+		return nil
+	})
+	return m
+}
+
+// Two sites never collide: no address:port, serial prefix, nonce key,
+// internal CA or account ID residue is shared.
+func TestSitesDoNotCollide(t *testing.T) {
+	spec := cluster.Default([]string{"a", "b", "c"})
+	pki := newSoftPKI(t, spec)
+	listens := map[string]string{}
+	nonceKeys := map[string]string{}
+	cas := map[string]string{}
+	var offsets []string
+	for i, s := range spec.Sites {
+		out := t.TempDir()
+		b := render(t, spec, pki, i, out)
+		for _, p := range b.Processes {
+			if other, dup := listens[p.Listen]; dup {
+				t.Errorf("%s/%s and %s both listen on %s", s.Name, p.Name, other, p.Listen)
+			}
+			listens[p.Listen] = s.Name + "/" + p.Name
+		}
+		// Every debug and gRPC address inside the site's configs is unique.
+		seen := map[string]string{}
+		for _, f := range []string{"sa", "ca", "ra", "va", "rva1", "rva2", "rva3", "publisher", "nonce", "wfe2", "crl-storer", "crl-updater"} {
+			raw, _ := os.ReadFile(filepath.Join(out, "etc", f+".json"))
+			for _, m := range regexp.MustCompile(`"(?:DebugAddr|address|ListenAddress|TLSListenAddress)": "([^"]+)"`).FindAllStringSubmatch(string(raw), -1) {
+				if other, dup := seen[m[1]]; dup {
+					t.Errorf("site %s: %s used by %s and %s", s.Name, m[1], other, f)
+				}
+				seen[m[1]] = f
+			}
+		}
+		k, _ := os.ReadFile(filepath.Join(out, "secrets", "nonce_hmac.key"))
+		if other, dup := nonceKeys[string(k)]; dup {
+			t.Errorf("sites %s and %s share a nonce key", s.Name, other)
+		}
+		nonceKeys[string(k)] = s.Name
+		ca, _ := os.ReadFile(filepath.Join(out, "ipki", "ca.pem"))
+		if other, dup := cas[string(ca)]; dup {
+			t.Errorf("sites %s and %s share an internal CA", s.Name, other)
+		}
+		cas[string(ca)] = s.Name
+		cnf, _ := os.ReadFile(filepath.Join(out, "etc", "my.cnf"))
+		offsets = append(offsets, regexp.MustCompile(`auto_increment_offset=(\d+)`).FindStringSubmatch(string(cnf))[1])
+		var cfg map[string]map[string]any
+		raw, _ := os.ReadFile(filepath.Join(out, "etc", "ca.json"))
+		json.Unmarshal(raw, &cfg)
+		if got := cfg["CA"]["SerialPrefixHex"]; got != s.SerialPrefix.Hex() {
+			t.Errorf("site %s serial prefix %v", s.Name, got)
+		}
+	}
+	if strings.Join(offsets, ",") != "1,2,3" {
+		t.Errorf("auto_increment offsets %v", offsets)
+	}
+}
+
+func TestBoulderValidatorRefusesBadConfigs(t *testing.T) {
+	spec := cluster.Default([]string{"a"})
+	if err := Check(spec); err != nil {
+		t.Fatalf("default spec: %v", err)
+	}
+	spec.ACME.CAAIdentity = "not a domain"
+	err := Check(spec)
+	if err == nil || !strings.Contains(err.Error(), "Boulder would refuse") || !strings.Contains(err.Error(), "DirectoryCAAIdentity") {
+		t.Fatalf("bad CAA identity: %v", err)
+	}
+}
+
+func TestPlainEncodesDurationsAsStrings(t *testing.T) {
+	var c struct {
+		D dur2
+	}
+	c.D.X = dur(90 * time.Second)
+	b, _ := json.Marshal(plain(reflectValue(c)))
+	if string(b) != `{"D":{"X":"1m30s"}}` {
+		t.Errorf("got %s", b)
+	}
+}
+
+type dur2 struct{ X config.Duration }
+
+func reflectValue(v any) reflect.Value { return reflect.ValueOf(v) }
