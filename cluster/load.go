@@ -27,6 +27,7 @@ func Load(path string) (*Spec, error) {
 	}
 	spec, errs := ParseAndValidate(data)
 	spec.Dir = filepath.Dir(abs)
+	spec.File = abs
 	if len(errs) > 0 {
 		return spec, errs
 	}

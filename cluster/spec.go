@@ -21,6 +21,8 @@ type Spec struct {
 	// Dir is the directory of the cairn.yaml file; relative paths in the spec
 	// are relative to it. Not part of the file.
 	Dir string `yaml:"-"`
+	// File is the absolute path of the spec file, when loaded from one.
+	File string `yaml:"-"`
 
 	lines map[string]int // field path -> line in the file, for error messages
 }

@@ -58,7 +58,7 @@ func initDBDir(ctx context.Context, db site.Database) error {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		os.RemoveAll(db.DataDir) // a half-made datadir would be taken as done next time
-		return fmt.Errorf("mariadb-install-db: %v: %s", err, lastLines(out, 5))
+		return fmt.Errorf("mariadb-install-db: %v: %s", err, errorLines(out))
 	}
 	return nil
 }
@@ -98,6 +98,20 @@ func lastLines(b []byte, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " | ")
+}
+
+// errorLines keeps MariaDB's [ERROR] lines (its output ends in advice).
+func errorLines(b []byte) string {
+	var keep []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "ERROR") || strings.Contains(l, "Can't") || strings.Contains(l, "failed") {
+			keep = append(keep, strings.TrimSpace(l))
+		}
+	}
+	if len(keep) == 0 {
+		return lastLines(b, 5)
+	}
+	return strings.Join(keep, " | ")
 }
 
 func firstLine(b []byte) string {

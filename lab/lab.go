@@ -70,6 +70,9 @@ func (l *Lab) writeState(st labState) error {
 type UpOptions struct {
 	// Reset removes the previous lab's data, keys and PKI first.
 	Reset bool
+	// Restart starts a supervisor that restarts exited processes (off by
+	// default: drills need real crashes).
+	Restart bool
 }
 
 // Summary is what a user needs to use the lab.
@@ -187,6 +190,11 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	if opts.Restart {
+		if err := l.startProc(ctx, l.supervisorProc(), resolve); err != nil {
+			return nil, err
+		}
+	}
 	sum := l.summary(pki.RootCertFile(), cb, bundles)
 	sum.Elapsed = time.Since(start)
 	return sum, nil
@@ -197,6 +205,10 @@ func (l *Lab) startProc(ctx context.Context, p proc, resolve func(string) (strin
 	pid, err := p.start(resolve)
 	if err != nil {
 		return err
+	}
+	if p.Ready == "" {
+		l.logf("  %-22s pid %-7d started", filepath.Base(p.root)+"/"+p.Name, pid)
+		return nil
 	}
 	if err := p.waitReady(ctx, 60*time.Second); err != nil {
 		return err
@@ -297,6 +309,12 @@ func (l *Lab) bundles() ([]*site.Bundle, error) {
 // Down stops every process the lab started, by PID, in reverse start
 // order, and removes the loopback addresses it added. Data stays.
 func (l *Lab) Down(ctx context.Context) error {
+	// The supervisor first, or it would restart what is being stopped.
+	if stopped, err := l.supervisorProc().stop(5 * time.Second); err != nil {
+		return err
+	} else if stopped {
+		l.logf("  stopped the supervisor")
+	}
 	bundles, err := l.bundles()
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,19 +36,19 @@ func testSpec(t testing.TB, sites ...string) *cluster.Spec {
 	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
 		os.Chmod(d, 0o755)
 	}
-	spec := &cluster.Spec{Name: "t"}
-	spec.DNS.Servers = []cluster.DNSServer{
-		{Name: "primary", Address: "127.0.40.2:53", Role: "primary"},
-		{Name: "secondary", Address: "127.0.40.3:53", Role: "secondary"},
-	}
+	// Written to a file, as a user's spec is (the supervisor reads it).
+	text := "name: t\ndns:\n  servers:\n    - {name: primary, address: 127.0.40.2:53, role: primary}\n" +
+		"    - {name: secondary, address: 127.0.40.3:53, role: secondary}\nsites:\n"
 	for i, s := range sites {
-		spec.Sites = append(spec.Sites, cluster.Site{Name: s,
-			Address: fmt.Sprintf("127.0.%d.1", 41+i), ServiceNetwork: fmt.Sprintf("127.0.%d.0/24", 41+i)})
+		text += fmt.Sprintf("  - {name: %s, address: 127.0.%d.1, serviceNetwork: 127.0.%d.0/24}\n", s, 41+i, 41+i)
 	}
-	spec.ApplyDefaults()
-	spec.Dir = dir
-	if errs := spec.Validate(); len(errs) > 0 {
-		t.Fatal(errs)
+	path := filepath.Join(dir, cluster.DefaultFile)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := cluster.Load(path)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return spec
 }
@@ -203,6 +204,23 @@ func TestLabEndToEnd(t *testing.T) {
 				t.Errorf("site %s: %s is down", s.Name, p.Name)
 			}
 		}
+	}
+
+	// The cluster DNS keys are scoped: clients may not move the ACME name,
+	// the controller may not write clients' challenge records.
+	clientKey, _ := site.ReadTSIGKey(sum.ClientKey)
+	ctlKey, _ := site.ReadTSIGKey(spec.Path(spec.DNS.TSIG.ControllerKeyFile))
+	asUpdater := func(k site.TSIGKey) acmeclient.DNSUpdater {
+		return acmeclient.DNSUpdater{Server: sum.DNS, Zone: spec.ACME.Zone, Key: acmeclient.TSIG{Name: k.Name, Algorithm: k.Algorithm, Secret: k.Secret}}
+	}
+	if err := asUpdater(clientKey).Update(ctx, true, site.EpochName(spec), "forged"); err == nil {
+		t.Error("the clients' key could write the controller's epoch record")
+	}
+	if err := asUpdater(ctlKey).Update(ctx, true, "_acme-challenge.x."+spec.ACME.Zone, "forged"); err == nil {
+		t.Error("the controller's key could write a challenge record")
+	}
+	if err := asUpdater(clientKey).Update(ctx, true, "_acme-challenge.x."+spec.ACME.Zone, "ok"); err != nil {
+		t.Errorf("the clients' key cannot write a challenge record: %v", err)
 	}
 
 	// (d) Account IDs are disjoint: ID mod 128 is the site's serial prefix.
@@ -387,3 +405,52 @@ func assertNothingLeft(t *testing.T, spec *cluster.Spec, bundles []*site.Bundle,
 		t.Errorf("processes mentioning %s remain: %s", spec.Dir, s)
 	}
 }
+
+func TestSupervisorRestartsCrashedProcesses(t *testing.T) {
+	spec := testSpec(t, "a")
+	testenv.Integration(t, labTools...)
+	l := &Lab{Spec: spec, Log: testLog{t}, Cairn: cairnBinary(t)}
+	ctx := context.Background()
+	t.Cleanup(func() { l.Down(context.Background()) })
+	if _, err := l.Up(ctx, UpOptions{Restart: true}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := site.ReadBundle(l.siteDir("a"))
+	var nonce proc
+	for _, p := range b.Processes {
+		if p.Name == "nonce" {
+			nonce = proc{Process: p, root: b.Root}
+		}
+	}
+	pid, up := nonce.running()
+	if !up {
+		t.Fatal("nonce not running")
+	}
+	if err := syscallKill(pid); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if newPID, up := nonce.running(); up && newPID != pid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the supervisor did not restart the killed nonce service; supervisor log:\n%s", tailFile(l.supervisorProc().LogFile(), 10))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := nonce.waitReady(ctx, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, up := l.supervisorProc().running(); up {
+		t.Error("supervisor still running after down")
+	}
+	if _, up := nonce.running(); up {
+		t.Error("nonce restarted after down")
+	}
+}
+
+func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }

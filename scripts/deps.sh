@@ -45,7 +45,7 @@ case "$gov" in go1.2[6-9]*|go1.[3-9]*) ;; *) echo "deps: Go >= 1.26 required, fo
 TOOLS="$PWD/.tools/bin"
 mkdir -p "$TOOLS"
 STATICCHECK_VERSION=v0.8.0   # honnef.co/go/tools 2026.x; newest the module proxy serves for go 1.26
-if ! "$TOOLS/staticcheck" -version 2>/dev/null | grep -q "$STATICCHECK_VERSION"; then
+if ! "$TOOLS/staticcheck" -version 2>/dev/null | grep -qF "(${STATICCHECK_VERSION#v})"; then
   echo "deps: go install staticcheck@$STATICCHECK_VERSION"
   GOBIN="$TOOLS" GOFLAGS=-buildvcs=false go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
 fi

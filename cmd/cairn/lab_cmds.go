@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -21,7 +22,7 @@ const DefaultLabDir = "cairn-lab"
 
 func newLabCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "lab", Short: "Run the cluster on this machine: every site and the cluster DNS on loopback"}
-	var reset bool
+	var reset, restart bool
 	var sites string
 	up := &cobra.Command{
 		Use:   "up",
@@ -32,7 +33,7 @@ func newLabCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sum, err := l.Up(cmd.Context(), lab.UpOptions{Reset: reset})
+			sum, err := l.Up(cmd.Context(), lab.UpOptions{Reset: reset, Restart: restart})
 			if err != nil {
 				return err
 			}
@@ -45,6 +46,20 @@ func newLabCmd(g *globals) *cobra.Command {
 	}
 	up.Flags().BoolVar(&reset, "reset", false, "remove the previous lab's data, keys and PKI first")
 	up.Flags().StringVar(&sites, "sites", "", "site names when a new spec is created (default a,b,c)")
+	up.Flags().BoolVar(&restart, "restart", false, "restart crashed processes (off by default: drills need real crashes)")
+	supervise := &cobra.Command{
+		Use:    "supervise",
+		Short:  "Restart exited lab processes (started by lab up --restart)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.lab(cmd, false, "")
+			if err != nil {
+				return err
+			}
+			return l.Supervise(cmd.Context(), time.Second)
+		},
+	}
 	front := &cobra.Command{
 		Use:    "http-front --config FILE",
 		Short:  "Serve a lab HTTP front (CRLs, issuer and root certificates); started by lab up",
@@ -56,7 +71,7 @@ func newLabCmd(g *globals) *cobra.Command {
 		},
 	}
 	front.Flags().String("front-config", "", "front configuration (JSON)")
-	cmd.AddCommand(up, front,
+	cmd.AddCommand(up, front, supervise,
 		&cobra.Command{
 			Use:   "down",
 			Short: "Stop every process the lab started (by PID) and remove its loopback addresses; data stays",
