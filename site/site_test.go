@@ -98,7 +98,9 @@ func writePEM(t *testing.T, path string, der []byte) {
 	}
 }
 
-func (p *softPKI) SiteIssuers(site string) ([]intermediates.SiteIssuer, error) { return p.issuers[site], nil }
+func (p *softPKI) SiteIssuers(site string) ([]intermediates.SiteIssuer, error) {
+	return p.issuers[site], nil
+}
 func (p *softPKI) SiteToken(site string) (intermediates.HSMToken, error) {
 	return intermediates.HSMToken{Module: cluster.DefaultSoftHSMLib, Label: "test-" + site, PINFile: filepath.Join(p.dir, "pin"),
 		SoftHSMTokenDir: "/cairn/pki/sites/" + site + "/softhsm/tokens"}, nil
