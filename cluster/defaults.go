@@ -105,6 +105,8 @@ func (s *Spec) ApplyDefaults() {
 			def(&site.Address, fmt.Sprintf("127.0.%d.1", octet))
 			def(&site.ServiceNetwork, fmt.Sprintf("127.0.%d.0/24", octet))
 		}
+		def(&site.CRLStore.Bucket, "crls")
+		def(&site.CRLStore.Region, "us-east-1")
 		if site.Name != "" {
 			def(&site.CRLBaseURL, "http://crl."+site.Name+"."+a.Zone+"/")
 			if p.HSM.Backend == BackendSoftHSM {

@@ -142,7 +142,19 @@ type Site struct {
 	// CRLBaseURL is where the site's CRL shards and issuer certificates are
 	// published over HTTP (AIA and CRL DP of what it issues).
 	CRLBaseURL string `yaml:"crlBaseURL"`
-	HSM        Token  `yaml:"hsm"`
+	// CRLStore is where crl-storer puts CRLs. Empty endpoint: the lab's S3
+	// stand-in. CRLs are published at <crlBaseURL><bucket>/<issuer NameID>/.
+	CRLStore CRLStore `yaml:"crlStore"`
+	HSM      Token    `yaml:"hsm"`
+}
+
+// CRLStore is an S3-compatible store (AWS S3, MinIO, Ceph RGW, Garage).
+type CRLStore struct {
+	Endpoint string `yaml:"endpoint"`
+	Bucket   string `yaml:"bucket"`
+	Region   string `yaml:"region"`
+	// CredentialsFile is an AWS shared-credentials file (0600).
+	CredentialsFile string `yaml:"credentialsFile"`
 }
 
 // Failback modes.

@@ -97,6 +97,12 @@ sites:
     address: {{.Address}}          # ACME server address (the ACME name points here)
     serviceNetwork: {{.ServiceNetwork}}  # internal services' addresses
     crlBaseURL: {{.CRLBaseURL}}
+    # CRLs go to an S3 store; without endpoint, the lab's stand-in. For your
+    # own (MinIO, Ceph RGW, AWS) add endpoint and credentialsFile (0600), and
+    # publish the bucket path-style at crlBaseURL.
+    crlStore:
+      bucket: {{.CRLStore.Bucket}}
+      region: {{.CRLStore.Region}}
     hsm:
       label: {{.HSM.Label}}
       pinFile: {{.HSM.PINFile}}

@@ -26,6 +26,8 @@ var (
 	RSAKeyTypes   = []string{"rsa-2048", "rsa-3072", "rsa-4096"}
 )
 
+var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
 var dnsLabelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 type validator struct {
@@ -279,6 +281,22 @@ func (v *validator) sites() {
 			netOwners = append(netOwners, i)
 		}
 		v.publicURL(p+".crlBaseURL", s.CRLBaseURL)
+		if !strings.HasPrefix(s.CRLBaseURL, "http://") {
+			v.add(p+".crlBaseURL", "%q must be http:// (Boulder requires CRL URLs over plain HTTP)", s.CRLBaseURL)
+		}
+		if !bucketRE.MatchString(s.CRLStore.Bucket) {
+			v.add(p+".crlStore.bucket", "%q is not an S3 bucket name (3-63 lower-case letters, digits, '.', '-')", s.CRLStore.Bucket)
+		}
+		if e := s.CRLStore.Endpoint; e != "" {
+			if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				v.add(p+".crlStore.endpoint", "%q is not an http(s) URL of an S3-compatible store", e)
+			}
+			if s.CRLStore.CredentialsFile == "" {
+				v.add(p+".crlStore.credentialsFile", "is required with crlStore.endpoint (AWS shared-credentials format, mode 0600)")
+			}
+		} else if s.CRLStore.CredentialsFile != "" {
+			v.add(p+".crlStore.credentialsFile", "is only used with crlStore.endpoint; remove it or set the endpoint")
+		}
 		if j, dup := crls[s.CRLBaseURL]; dup && s.CRLBaseURL != "" {
 			v.add(p+".crlBaseURL", "%q already used by sites[%d]; each site publishes its own CRLs", s.CRLBaseURL, j)
 		} else {

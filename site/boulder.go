@@ -277,7 +277,7 @@ func (in *boulderInputs) boulderConfigs() []boulderConfig {
 	for _, i := range in.issuers {
 		ic := issuance.IssuerConfig{
 			IssuerURL:  p.Site.CRLBaseURL + fmt.Sprintf("issuers/%d.der", i.nameID),
-			CRLURLBase: p.Site.CRLBaseURL + fmt.Sprintf("%s/%d/", crlBucket, i.nameID),
+			CRLURLBase: p.Site.CRLBaseURL + fmt.Sprintf("%s/%d/", p.Site.CRLStore.Bucket, i.nameID),
 			CRLShards:  4,
 			Location:   issuance.IssuerLoc{ConfigFile: in.pkcs11JSON, CertFile: i.certFile, NumSessions: 2},
 		}
@@ -395,8 +395,8 @@ func (in *boulderInputs) boulderConfigs() []boulderConfig {
 	storer.CRLStorer.TLS = in.tls("crl-storer")
 	storer.CRLStorer.GRPC = in.server(PortCRLStorer, map[string][]string{"storer.CRLStorer": {"crl-updater"}})
 	storer.CRLStorer.IssuerCerts = in.issuerCerts()
-	storer.CRLStorer.S3Endpoint = "http://" + Addr(p.CRL, PortS3)
-	storer.CRLStorer.S3Bucket = crlBucket
+	storer.CRLStorer.S3Endpoint = p.crlEndpoint()
+	storer.CRLStorer.S3Bucket = p.Site.CRLStore.Bucket
 	storer.CRLStorer.AWSConfigFile = in.path("etc", "crl-storer.ini")
 	storer.CRLStorer.AWSCredsFile = in.path("secrets", "aws_creds.ini")
 	storer.Syslog = noSyslog

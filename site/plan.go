@@ -33,7 +33,6 @@ const (
 	PortS3         = 4501
 	PortCRLHTTP    = 80
 	debugPortBase  = 8000
-	crlBucket      = "crls"
 	accountIDRange = 128 // auto_increment_increment: account (and every) ID mod 128 = serial prefix
 )
 
@@ -115,6 +114,17 @@ func acmeURL(host string, port int) string {
 		return "https://" + host
 	}
 	return fmt.Sprintf("https://%s:%d", host, port)
+}
+
+// ExternalCRLStore reports whether the site uses an S3 store of its own
+// instead of the lab's stand-in and HTTP front.
+func (p *Plan) ExternalCRLStore() bool { return p.Site.CRLStore.Endpoint != "" }
+
+func (p *Plan) crlEndpoint() string {
+	if p.ExternalCRLStore() {
+		return p.Site.CRLStore.Endpoint
+	}
+	return "http://" + Addr(p.CRL, PortS3)
 }
 
 // debugAddr gives each Boulder process its own debug (metrics) port.

@@ -255,16 +255,7 @@ func (r *renderer) render(ctx context.Context) error {
 	if err := r.write("secrets/db-users.sql", []byte(usersSQL(p, passwords)), true); err != nil {
 		return err
 	}
-	awsID, err := r.secret("aws_access_key_id", 10)
-	if err != nil {
-		return err
-	}
-	awsKey, err := r.secret("aws_secret_access_key", 20)
-	if err != nil {
-		return err
-	}
-	awsCreds := fmt.Sprintf("[default]\naws_access_key_id=%s\naws_secret_access_key=%s\n", awsID, awsKey)
-	if err := r.write("secrets/aws_creds.ini", []byte(awsCreds), true); err != nil {
+	if err := r.crlStoreCredentials(); err != nil {
 		return err
 	}
 
@@ -362,6 +353,27 @@ func (r *renderer) wfeCertificate(ctx context.Context) error {
 	return r.write("https/wfe.pem", chain, false)
 }
 
+// crlStoreCredentials copies the operator's S3 credentials into the bundle,
+// or makes random ones for the lab's stand-in (which checks none).
+func (r *renderer) crlStoreCredentials() error {
+	if r.p.ExternalCRLStore() {
+		creds, err := fsutil.ReadSecret(r.o.Spec.Path(r.p.Site.CRLStore.CredentialsFile))
+		if err != nil {
+			return fmt.Errorf("sites[%d].crlStore.credentialsFile: %w", r.p.Index, err)
+		}
+		return r.write("secrets/aws_creds.ini", []byte(creds+"\n"), true)
+	}
+	id, err := r.secret("aws_access_key_id", 10)
+	if err != nil {
+		return err
+	}
+	key, err := r.secret("aws_secret_access_key", 20)
+	if err != nil {
+		return err
+	}
+	return r.write("secrets/aws_creds.ini", fmt.Appendf(nil, "[default]\naws_access_key_id=%s\naws_secret_access_key=%s\n", id, key), true)
+}
+
 // ctFiles reuses the CT keys if the site has them, else makes new ones.
 func (r *renderer) ctFiles() ([]byte, []byte, error) {
 	old, err := os.ReadFile(r.out("secrets", "ct-test-srv.json"))
@@ -397,7 +409,7 @@ func (r *renderer) httpFront() string {
 	b, _ := json.MarshalIndent(map[string]any{
 		"listen": Addr(r.p.CRL, PortCRLHTTP),
 		"static": map[string]string{"/issuers/": r.root("pki", "issuers")},
-		"proxy":  map[string]string{"/" + crlBucket + "/": "http://" + Addr(r.p.CRL, PortS3)},
+		"proxy":  map[string]string{"/" + r.p.Site.CRLStore.Bucket + "/": "http://" + Addr(r.p.CRL, PortS3)},
 	}, "", "  ")
 	return string(b)
 }
@@ -437,6 +449,10 @@ func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 		boulder("crl-storer", "crl-storer", "crl-storer.json", PortCRLStorer),
 		{Name: "crl-updater", Program: "boulder", Args: []string{"crl-updater", "--config", etc("crl-updater.json")},
 			Ready: "tcp:" + p.debugAddr(22), Listen: p.debugAddr(22)},
+	}
+	if p.ExternalCRLStore() {
+		// The operator's store and web server publish the CRLs.
+		procs = slices.DeleteFunc(procs, func(x Process) bool { return x.Name == "s3-test-srv" || x.Name == "crl-http" })
 	}
 	for i := range procs {
 		switch procs[i].Name {

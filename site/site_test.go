@@ -305,3 +305,37 @@ func TestPlainEncodesDurationsAsStrings(t *testing.T) {
 type dur2 struct{ X config.Duration }
 
 func reflectValue(v any) reflect.Value { return reflect.ValueOf(v) }
+
+func TestExternalCRLStore(t *testing.T) {
+	spec := cluster.Default([]string{"a"})
+	spec.Dir = t.TempDir()
+	creds := filepath.Join(spec.Dir, "s3.ini")
+	os.WriteFile(creds, []byte("[default]\naws_access_key_id=AK\naws_secret_access_key=SK"), 0o600)
+	spec.Sites[0].CRLStore = cluster.CRLStore{Endpoint: "https://minio.example.net:9000", Bucket: "cairn-crls", Region: "eu-1", CredentialsFile: "s3.ini"}
+	if errs := spec.Validate(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	out := t.TempDir()
+	b := render(t, spec, newSoftPKI(t, spec), 0, out)
+	for _, p := range b.Processes {
+		if p.Name == "s3-test-srv" || p.Name == "crl-http" {
+			t.Errorf("%s started with an external store", p.Name)
+		}
+	}
+	raw, _ := os.ReadFile(filepath.Join(out, "etc", "crl-storer.json"))
+	if !strings.Contains(string(raw), `"S3Endpoint": "https://minio.example.net:9000"`) || !strings.Contains(string(raw), `"S3Bucket": "cairn-crls"`) {
+		t.Errorf("crl-storer config:\n%s", raw)
+	}
+	ca, _ := os.ReadFile(filepath.Join(out, "etc", "ca.json"))
+	if !strings.Contains(string(ca), `"CRLURLBase": "http://crl.a.lab.home.arpa/cairn-crls/`) {
+		t.Errorf("CRL URL base not under the bucket")
+	}
+	if got, _ := os.ReadFile(filepath.Join(out, "secrets", "aws_creds.ini")); !strings.Contains(string(got), "aws_secret_access_key=SK") {
+		t.Errorf("credentials not copied: %q", got)
+	}
+	os.Chmod(creds, 0o644)
+	_, err := Render(context.Background(), Options{Spec: spec, PKI: newSoftPKI(t, spec), Out: t.TempDir(), SchemaDir: schemaDir(t)})
+	if err == nil || !strings.Contains(err.Error(), "crlStore.credentialsFile") {
+		t.Errorf("world-readable credentials accepted: %v", err)
+	}
+}
