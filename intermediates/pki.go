@@ -283,21 +283,13 @@ func (p *PKI) ensureIntermediate(ctx context.Context, k issuerKey, holder string
 			return fmt.Errorf("%s: create key %s: %w", holder, k.label, err)
 		}
 	}
-	root := p.rootToken()
-	slot, pin, err := p.open(ctx, root)
+	c, signing, rootCert, err := p.rootCeremony(ctx, k.label+"-cert")
 	if err != nil {
 		return err
 	}
-	rootCert, err := readCert(p.rootCert())
-	if err != nil {
-		return err
-	}
-	c, err := p.newCeremony(k.label+"-cert", root.env())
-	if err != nil {
-		return err
-	}
+	pin := signing.PIN
 	cfg := intermediateCeremony{CeremonyType: "intermediate", SkipLints: intermediateSkipLints}
-	cfg.PKCS11 = signingPKCS11{Module: root.module, PIN: pin, Slot: slot, Label: "root"}
+	cfg.PKCS11 = signing
 	cfg.Inputs.PublicKeyPath = k.pubKey()
 	cfg.Inputs.IssuerCertificatePath = p.rootCert()
 	cfg.Outputs.CertificatePath = c.output(k.cert())
@@ -315,6 +307,26 @@ func (p *PKI) ensureIntermediate(ctx context.Context, k issuerKey, holder string
 	}
 	p.logf("%s: created intermediate %q (%s, key %q in token %q) in %.1fs", holder, k.cn, k.keyType, k.label, k.tok.label, p.now().Sub(start).Seconds())
 	return nil
+}
+
+// rootCeremony prepares a ceremony signed by the root key: the staging
+// area, the PKCS#11 signing settings (with the root token's PIN) and the
+// root certificate.
+func (p *PKI) rootCeremony(ctx context.Context, name string) (*ceremonyRun, signingPKCS11, *x509.Certificate, error) {
+	root := p.rootToken()
+	slot, pin, err := p.open(ctx, root)
+	if err != nil {
+		return nil, signingPKCS11{}, nil, err
+	}
+	rootCert, err := readCert(p.rootCert())
+	if err != nil {
+		return nil, signingPKCS11{}, nil, err
+	}
+	c, err := p.newCeremony(name, root.env())
+	if err != nil {
+		return nil, signingPKCS11{}, nil, err
+	}
+	return c, signingPKCS11{Module: root.module, PIN: pin, Slot: slot, Label: "root"}, rootCert, nil
 }
 
 func (p *PKI) validityDays(k issuerKey) int {

@@ -24,22 +24,14 @@ const DefaultRevocationReason = "cessationOfOperation"
 // signRootCRL has the root sign a new CRL listing every revocation in the
 // state, with the next CRL number, and publishes it as PEM and DER.
 func (p *PKI) signRootCRL(ctx context.Context) error {
-	root := p.rootToken()
-	slot, pin, err := p.open(ctx, root)
+	c, signing, rootCert, err := p.rootCeremony(ctx, "root-crl")
 	if err != nil {
 		return err
 	}
-	rootCert, err := readCert(p.rootCert())
-	if err != nil {
-		return err
-	}
-	c, err := p.newCeremony("root-crl", root.env())
-	if err != nil {
-		return err
-	}
+	pin := signing.PIN
 	number := p.state.CRLNumber + 1
 	cfg := crlCeremony{CeremonyType: "crl", SkipLints: crlSkipLints}
-	cfg.PKCS11 = signingPKCS11{Module: root.module, PIN: pin, Slot: slot, Label: "root"}
+	cfg.PKCS11 = signing
 	cfg.Inputs.IssuerCertificatePath = p.rootCert()
 	cfg.Outputs.CRLPath = c.output(p.rootCRL())
 	this := p.now().UTC().Truncate(time.Second)

@@ -135,16 +135,9 @@ func (g *globals) lab(cmd *cobra.Command, create bool, sites string) (*lab.Lab, 
 			if !create {
 				return nil, fmt.Errorf("no lab here: neither ./%s nor %s exists (run `cairn lab up`)", cluster.DefaultFile, path)
 			}
-			names := cluster.DefaultSiteNames
-			if sites != "" {
-				names = strings.Split(sites, ",")
-			}
-			data, err := cluster.Template(names)
+			names, data, err := specTemplate(sites)
 			if err != nil {
 				return nil, err
-			}
-			if _, errs := cluster.ParseAndValidate(data); len(errs) > 0 {
-				return nil, fmt.Errorf("--sites %q: %s: %s", sites, errs[0].Path, errs[0].Msg)
 			}
 			if err := fsutil.WriteFileAtomic(path, data, 0o644); err != nil {
 				return nil, err

@@ -22,17 +22,9 @@ func newInitCmd(g *globals) *cobra.Command {
 		Short: "Write a commented cairn.yaml with lab defaults",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			names := cluster.DefaultSiteNames
-			if sites != "" {
-				names = strings.Split(sites, ",")
-			}
-			data, err := cluster.Template(names)
+			names, data, err := specTemplate(sites)
 			if err != nil {
 				return err
-			}
-			// Refuse to write a file that would not validate (bad --sites).
-			if _, errs := cluster.ParseAndValidate(data); len(errs) > 0 {
-				return fmt.Errorf("--sites %q: %s: %s", sites, errs[0].Path, errs[0].Msg)
 			}
 			path := filepath.Join(dir, cluster.DefaultFile)
 			if old, err := os.ReadFile(path); err == nil {
@@ -56,6 +48,23 @@ func newInitCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&sites, "sites", "", "comma-separated site names (default a,b,c)")
 	cmd.Flags().BoolVar(&force, "force", false, "overwrite an existing, different cairn.yaml")
 	return cmd
+}
+
+// specTemplate renders the commented lab spec for --sites (default a,b,c)
+// and refuses one that would not validate (a bad site name).
+func specTemplate(sites string) ([]string, []byte, error) {
+	names := cluster.DefaultSiteNames
+	if sites != "" {
+		names = strings.Split(sites, ",")
+	}
+	data, err := cluster.Template(names)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, errs := cluster.ParseAndValidate(data); len(errs) > 0 {
+		return nil, nil, fmt.Errorf("--sites %q: %s: %s", sites, errs[0].Path, errs[0].Msg)
+	}
+	return names, data, nil
 }
 
 func newValidateCmd(g *globals) *cobra.Command {
