@@ -100,6 +100,24 @@ func Open(spec *cluster.Spec, opts Options) (*PKI, func(), error) {
 	return p, unlock, nil
 }
 
+// OpenReadOnly reads the PKI without taking its lock, for readers that
+// run next to cairn commands (the prober reads issuers and the root).
+func OpenReadOnly(spec *cluster.Spec) (*PKI, error) {
+	p := &PKI{spec: spec, dir: spec.Path(spec.PKI.Dir), opts: Options{Now: time.Now, Log: io.Discard},
+		state: &state{Generations: map[string]int{}, Revoked: []Revocation{}}}
+	b, err := os.ReadFile(p.statePath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no PKI in %s: run `cairn pki init` (or `cairn lab up`)", p.dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, p.state); err != nil {
+		return nil, fmt.Errorf("%s is damaged (%v)", p.statePath(), err)
+	}
+	return p, nil
+}
+
 func (p *PKI) now() time.Time { return p.opts.Now() }
 
 func (p *PKI) logf(format string, args ...any) { fmt.Fprintf(p.opts.Log, format+"\n", args...) }

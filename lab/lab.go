@@ -234,7 +234,9 @@ func (l *Lab) startSite(ctx context.Context, b *site.Bundle, resolve func(string
 			}
 		}
 	}
-	return nil
+	// crl-updater first publishes after a random part of its period; publish
+	// every shard now so CRL URLs answer from the start.
+	return l.UpdateCRLs(ctx, b.Site)
 }
 
 // resolver maps a bundle's program names to executables.

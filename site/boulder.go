@@ -278,7 +278,7 @@ func (in *boulderInputs) boulderConfigs() []boulderConfig {
 		ic := issuance.IssuerConfig{
 			IssuerURL:  p.Site.CRLBaseURL + fmt.Sprintf("issuers/%d.der", i.nameID),
 			CRLURLBase: p.Site.CRLBaseURL + fmt.Sprintf("%s/%d/", p.Site.CRLStore.Bucket, i.nameID),
-			CRLShards:  4,
+			CRLShards:  CRLShards,
 			Location:   issuance.IssuerLoc{ConfigFile: in.pkcs11JSON, CertFile: i.certFile, NumSessions: 2},
 		}
 		if i.current {
@@ -409,7 +409,7 @@ func (in *boulderInputs) boulderConfigs() []boulderConfig {
 	u.CRLGeneratorService = in.client(PortCA, "ca", 15*time.Second)
 	u.CRLStorerService = in.client(PortCRLStorer, "crl-storer", 15*time.Second)
 	u.IssuerCerts = in.issuerCerts()
-	u.NumShards = 4
+	u.NumShards = CRLShards
 	u.ShardWidth = dur(240 * time.Hour)
 	u.LookbackPeriod = dur(24 * time.Hour)
 	// Revocations reach the CRL within one update period.

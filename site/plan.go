@@ -15,24 +15,26 @@ import (
 
 // Ports are the same at every site; sites differ by address.
 const (
-	PortDB         = 3306
-	PortRedis      = 6379
-	PortDNS        = 53
-	PortDoH        = 443
-	PortSA         = 9095
-	PortCA         = 9093
-	PortRA         = 9094
-	PortVA         = 9092
-	PortRVA1       = 9397
-	PortPublisher  = 9091
-	PortNonce      = 9101
-	PortCRLStorer  = 9309
-	PortWFEHTTP    = 4001
-	PortCTA        = 4600
-	PortCTB        = 4601
-	PortS3         = 4501
-	PortCRLHTTP    = 80
-	debugPortBase  = 8000
+	PortDB        = 3306
+	PortRedis     = 6379
+	PortDNS       = 53
+	PortDoH       = 443
+	PortSA        = 9095
+	PortCA        = 9093
+	PortRA        = 9094
+	PortVA        = 9092
+	PortRVA1      = 9397
+	PortPublisher = 9091
+	PortNonce     = 9101
+	PortCRLStorer = 9309
+	PortWFEHTTP   = 4001
+	PortCTA       = 4600
+	PortCTB       = 4601
+	PortS3        = 4501
+	PortCRLHTTP   = 80
+	debugPortBase = 8000
+	// CRLShards is the number of CRL shards per issuer (URLs 1..CRLShards).
+	CRLShards      = 4
 	accountIDRange = 128 // auto_increment_increment: account (and every) ID mod 128 = serial prefix
 )
 

@@ -122,6 +122,9 @@ func New(o Options) (*Client, error) {
 	}, nil
 }
 
+// ACME exposes the underlying client for single requests (probes).
+func (c *Client) ACME() *acme.Client { return c.ac }
+
 // Close releases idle connections.
 func (c *Client) Close() {
 	if tr, ok := c.ac.HTTPClient.Transport.(*http.Transport); ok {
@@ -142,31 +145,53 @@ func (c *Client) Register(ctx context.Context) (*acme.Account, error) {
 	return acct, nil
 }
 
+// StepFunc is told when each step of an issuance ends, and how.
+type StepFunc func(name string, err error)
+
 // Issue orders a certificate for names, proving each with DNS-01, and
 // returns the chain (DER, leaf first), the leaf key and the step timings.
+// Steps: new-order, authorization, dns-update, challenge, validation,
+// finalize (includes the download), cleanup (removing the TXT records).
 func (c *Client) Issue(ctx context.Context, names []string) ([][]byte, crypto.Signer, []Step, error) {
 	var steps []Step
 	mark := time.Now()
-	step := func(name string) {
+	der, key, err := c.IssueSteps(ctx, names, func(name string, _ error) {
 		now := time.Now()
 		steps = append(steps, Step{Name: name, Duration: now.Sub(mark)})
 		mark = now
+	})
+	return der, key, steps, err
+}
+
+// IssueSteps is Issue reporting each step to onStep as it ends.
+func (c *Client) IssueSteps(ctx context.Context, names []string, onStep StepFunc) (der [][]byte, key crypto.Signer, err error) {
+	step := func(name string, e error) error {
+		if onStep != nil {
+			onStep(name, e)
+		}
+		return e
 	}
-	order, err := c.ac.AuthorizeOrder(ctx, acme.DomainIDs(names...))
-	if err != nil {
-		return nil, nil, steps, fmt.Errorf("new-order: %w", err)
-	}
-	step("new-order")
-	var cleanup []func()
+	var cleanup []func() error
 	defer func() {
+		if len(cleanup) == 0 {
+			return
+		}
+		var errs []error
 		for _, f := range cleanup {
-			f()
+			errs = append(errs, f())
+		}
+		if cerr := step("cleanup", errors.Join(errs...)); cerr != nil && err == nil {
+			err = cerr
 		}
 	}()
+	order, err := c.ac.AuthorizeOrder(ctx, acme.DomainIDs(names...))
+	if step("new-order", err) != nil {
+		return nil, nil, fmt.Errorf("new-order: %w", err)
+	}
 	for _, authzURL := range order.AuthzURLs {
 		authz, err := c.ac.GetAuthorization(ctx, authzURL)
-		if err != nil {
-			return nil, nil, steps, fmt.Errorf("authorization: %w", err)
+		if step("authorization", err) != nil {
+			return nil, nil, fmt.Errorf("authorization: %w", err)
 		}
 		if authz.Status == acme.StatusValid {
 			continue
@@ -178,50 +203,51 @@ func (c *Client) Issue(ctx context.Context, names []string) ([][]byte, crypto.Si
 			}
 		}
 		if chal == nil {
-			return nil, nil, steps, fmt.Errorf("authorization for %s offers no dns-01 challenge", authz.Identifier.Value)
+			err := fmt.Errorf("authorization for %s offers no dns-01 challenge", authz.Identifier.Value)
+			return nil, nil, step("challenge", err)
 		}
 		value, err := c.ac.DNS01ChallengeRecord(chal.Token)
 		if err != nil {
-			return nil, nil, steps, err
+			return nil, nil, step("dns-update", err)
 		}
 		name := "_acme-challenge." + strings.TrimPrefix(authz.Identifier.Value, "*.")
-		if err := c.DNS.Update(ctx, true, name, value); err != nil {
-			return nil, nil, steps, err
+		err = c.DNS.Update(ctx, true, name, value)
+		if step("dns-update", err) != nil {
+			return nil, nil, err
 		}
-		cleanup = append(cleanup, func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		cleanup = append(cleanup, func() error {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			c.DNS.Update(cctx, false, name, value)
+			return c.DNS.Update(cctx, false, name, value)
 		})
-		step("dns-update")
-		if _, err := c.ac.Accept(ctx, chal); err != nil {
-			return nil, nil, steps, fmt.Errorf("challenge: %w", err)
+		_, err = c.ac.Accept(ctx, chal)
+		if step("challenge", err) != nil {
+			return nil, nil, fmt.Errorf("challenge: %w", err)
 		}
-		if err := c.waitAuthorization(ctx, authzURL); err != nil {
-			return nil, nil, steps, fmt.Errorf("validation: %w", err)
+		err = c.waitAuthorization(ctx, authzURL)
+		if step("validation", err) != nil {
+			return nil, nil, fmt.Errorf("validation: %w", err)
 		}
-		step("validation")
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, steps, err
+		return nil, nil, err
 	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: names}, key)
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: names}, k)
 	if err != nil {
-		return nil, nil, steps, err
+		return nil, nil, err
 	}
 	order, err = c.waitOrder(ctx, order.URI)
 	if err != nil {
-		return nil, nil, steps, fmt.Errorf("order ready: %w", err)
+		return nil, nil, step("finalize", fmt.Errorf("order ready: %w", err))
 	}
 	// CreateCertFromOrder, not CreateOrderCert: the latter needs a Location
 	// header on the finalize response.
-	der, _, err := c.ac.CreateCertFromOrder(ctx, order, csr, true)
-	if err != nil {
-		return nil, nil, steps, fmt.Errorf("finalize: %w", err)
+	der, _, err = c.ac.CreateCertFromOrder(ctx, order, csr, true)
+	if step("finalize", err) != nil {
+		return nil, nil, fmt.Errorf("finalize: %w", err)
 	}
-	step("finalize")
-	return der, key, steps, nil
+	return der, k, nil
 }
 
 // PollInterval is how often pending objects are polled. x/crypto's own

@@ -1,0 +1,97 @@
+package healthcheck
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// ProbeCRL fetches every CRL shard of every issuer of the site at the URL
+// its certificates name, checks the issuer's signature and that the CRL is
+// fresh (now before nextUpdate), and reports the oldest thisUpdate and the
+// earliest nextUpdate.
+func ProbeCRL(ctx context.Context, t *Target) Result {
+	r := newRecorder(t.Site, KindCRL)
+	if len(t.CRLs) == 0 {
+		r.step("config", protocolError{"no CRL URLs for this site"})
+		return r.done()
+	}
+	var oldest, earliest time.Time
+	for _, src := range t.CRLs {
+		for _, u := range src.URLs {
+			crl, err := fetchCRL(ctx, t, src, u)
+			if r.step("crl "+u, err) != nil {
+				continue
+			}
+			if oldest.IsZero() || crl.ThisUpdate.Before(oldest) {
+				oldest = crl.ThisUpdate
+			}
+			if earliest.IsZero() || crl.NextUpdate.Before(earliest) {
+				earliest = crl.NextUpdate
+			}
+		}
+	}
+	if !oldest.IsZero() {
+		r.fact("oldestThisUpdate", oldest.UTC().Format(time.RFC3339))
+		r.fact("ageSeconds", strconv.Itoa(int(time.Since(oldest).Seconds())))
+		r.fact("earliestNextUpdate", earliest.UTC().Format(time.RFC3339))
+	}
+	return r.done()
+}
+
+func crlHTTPClient(t *Target, src CRLSource) *http.Client {
+	d := &net.Dialer{Timeout: t.stepTimeout()}
+	tr := &http.Transport{DisableKeepAlives: true, DialContext: d.DialContext}
+	if src.DialAddr != "" {
+		tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, src.DialAddr)
+		}
+	}
+	return &http.Client{Transport: tr, Timeout: 2 * t.stepTimeout()}
+}
+
+// fetchCRL downloads one shard and checks signature and freshness.
+func fetchCRL(ctx context.Context, t *Target, src CRLSource, u string) (*x509.RevocationList, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := crlHTTPClient(t, src).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, httpStatusError{resp.StatusCode, fmt.Sprintf("GET %s: HTTP %d", u, resp.StatusCode)}
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	crl, err := x509.ParseRevocationList(body)
+	if err != nil {
+		return nil, protocolError{"CRL does not parse: " + err.Error()}
+	}
+	if err := crl.CheckSignatureFrom(src.Issuer); err != nil {
+		return nil, mismatchError{fmt.Sprintf("CRL at %s is not signed by %s: %v", u, src.Issuer.Subject.CommonName, err)}
+	}
+	if now := time.Now(); now.After(crl.NextUpdate) {
+		return crl, staleError{fmt.Sprintf("CRL at %s expired at %s (nextUpdate)", u, crl.NextUpdate.UTC().Format(time.RFC3339))}
+	}
+	return crl, nil
+}
+
+func crlHas(crl *x509.RevocationList, serial *big.Int) bool {
+	for _, e := range crl.RevokedCertificateEntries {
+		if e.SerialNumber.Cmp(serial) == 0 {
+			return true
+		}
+	}
+	return false
+}

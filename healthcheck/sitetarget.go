@@ -1,0 +1,160 @@
+package healthcheck
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/intermediates"
+	"github.com/cairn-pki/cairn/internal/acmeclient"
+	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/site"
+)
+
+// ProbeAccountKeyFile is the probe account's key (the same key is
+// registered at every site), relative to the spec.
+const ProbeAccountKeyFile = "secrets/probe-account.key"
+
+// SiteTargets builds a Target for every site of the spec, each addressed
+// directly.
+func SiteTargets(spec *cluster.Spec) ([]*Target, error) {
+	pki, err := intermediates.OpenReadOnly(spec)
+	if err != nil {
+		return nil, err
+	}
+	rootPEM, err := os.ReadFile(pki.RootCertFile())
+	if err != nil {
+		return nil, fmt.Errorf("root certificate: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(rootPEM) {
+		return nil, fmt.Errorf("%s holds no certificate", pki.RootCertFile())
+	}
+	key, err := loadOrCreateKey(spec.Path(ProbeAccountKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	tsig, err := site.ReadTSIGKey(spec.Path(spec.DNS.TSIG.ClientKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("dns.tsig.clientKeyFile: %w", err)
+	}
+	primary := site.Primary(spec)
+	var servers []string
+	for _, s := range spec.DNS.Servers {
+		servers = append(servers, s.Address)
+	}
+	byAddr := map[string]string{}
+	for _, s := range spec.Sites {
+		byAddr[s.Address] = s.Name
+	}
+	var out []*Target
+	for i, s := range spec.Sites {
+		plan, err := site.NewPlan(spec, i)
+		if err != nil {
+			return nil, err
+		}
+		issuers, err := pki.SiteIssuers(s.Name)
+		if err != nil {
+			return nil, err
+		}
+		t := &Target{
+			Site:         s.Name,
+			DirectoryURL: "https://" + hostPort(spec.ACME.Name, spec.ACME.HTTPSPort) + "/directory",
+			DialAddr:     net.JoinHostPort(s.Address, strconv.Itoa(spec.ACME.HTTPSPort)),
+			ServerName:   spec.ACME.Name,
+			Roots:        roots,
+			ACMEName:     spec.ACME.Name, Zone: spec.ACME.Zone, DNSServers: servers, SiteByAddr: byAddr,
+			AccountKey: key,
+			DNS01: &acmeclient.DNSUpdater{Server: primary.String(), Zone: spec.ACME.Zone,
+				Key: acmeclient.TSIG{Name: tsig.Name, Algorithm: tsig.Algorithm, Secret: tsig.Secret}},
+			ProbeName:    "{rand}.probe-" + s.Name + "." + spec.ACME.Zone,
+			SerialPrefix: int(s.SerialPrefix.Value()),
+		}
+		for _, is := range issuers {
+			cert, err := readCertFile(is.CertFile)
+			if err != nil {
+				return nil, err
+			}
+			t.Issuers = append(t.Issuers, cert)
+			src := CRLSource{Issuer: cert}
+			for shard := 1; shard <= site.CRLShards; shard++ {
+				src.URLs = append(src.URLs, fmt.Sprintf("%s%s/%d/%d.crl", s.CRLBaseURL, s.CRLStore.Bucket, is.NameID, shard))
+			}
+			if !plan.ExternalCRLStore() {
+				src.DialAddr = site.Addr(plan.CRL, site.PortCRLHTTP)
+			}
+			t.CRLs = append(t.CRLs, src)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func hostPort(host string, port int) string {
+	if port == 443 {
+		return host
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+func readCertFile(path string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return x509.ParseCertificate(block.Bytes)
+}
+
+// loadOrCreateKey reads a PKCS#8 key (0600) or creates a P-256 one.
+func loadOrCreateKey(path string) (crypto.Signer, error) {
+	if !fsutil.Exists(path) {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, err
+		}
+		if err := fsutil.WriteFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+			return nil, err
+		}
+		return k, nil
+	}
+	if err := fsutil.CheckSecretFile(path); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("%s holds no PEM key", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s: not a signing key", path)
+	}
+	return s, nil
+}
