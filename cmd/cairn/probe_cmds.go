@@ -4,11 +4,19 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/spf13/cobra"
 
@@ -18,11 +26,11 @@ import (
 )
 
 func newProbeCmd(g *globals) *cobra.Command {
-	var deep bool
-	var kinds, rootFile string
-	var timeout time.Duration
+	var deep, watch bool
+	var kinds, rootFile, metricsAddr, historyFile string
+	var timeout, duration, retention time.Duration
 	cmd := &cobra.Command{
-		Use:   "probe (SITE | URL) [--deep]",
+		Use:   "probe (SITE | URL) [--deep] | probe --watch [SITE]",
 		Short: "Probe one site of the spec (addressed directly) or any RFC 8555 directory URL, step by step",
 		Long: `Probe one site of the spec, addressed directly (its address, the ACME name
 as TLS server name), or any RFC 8555 server by its directory URL.
@@ -30,9 +38,19 @@ as TLS server name), or any RFC 8555 server by its directory URL.
 Without --deep: dns (site only), tls, directory, nonce. With --deep also
 account, issuance and crl (site only; issuance uses DNS-01 through the
 cluster's primary). --kinds picks kinds explicitly, e.g. --kinds revocation.
-Exit status 1 when any probe fails.`,
-		Args: cobra.ExactArgs(1),
+Exit status 1 when any probe fails.
+
+--watch runs every kind against every site (or one) on the spec's
+intervals, serves Prometheus metrics and stores every result in the probe
+history that "cairn report availability" reads.`,
+		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if watch {
+				return g.watch(cmd, args, metricsAddr, historyFile, duration, retention)
+			}
+			if len(args) != 1 {
+				return fmt.Errorf("name a SITE or a directory URL (or use --watch)")
+			}
 			t, err := g.probeTarget(args[0], rootFile)
 			if err != nil {
 				return err
@@ -81,7 +99,181 @@ Exit status 1 when any probe fails.`,
 	cmd.Flags().StringVar(&kinds, "kinds", "", "comma-separated probe kinds instead of the default set")
 	cmd.Flags().StringVar(&rootFile, "root", "", "PEM file of roots to trust for a URL target (default: system roots)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "deadline of each probe")
+	cmd.Flags().BoolVar(&watch, "watch", false, "probe continuously on the spec's intervals, with metrics and history")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "127.0.0.1:9109", "with --watch: where /metrics is served (empty: not served)")
+	cmd.Flags().StringVar(&historyFile, "history", "", "with --watch: probe history database (default var/probe-history.db next to the spec)")
+	cmd.Flags().DurationVar(&duration, "for", 0, "with --watch: stop after this long (default: until interrupted)")
+	cmd.Flags().DurationVar(&retention, "retention", 30*24*time.Hour, "with --watch: delete history older than this")
 	return cmd
+}
+
+// specForProbes finds the spec as probe and report do: -f, else the lab's.
+func (g *globals) specForProbes() (*cluster.Spec, string, error) {
+	path := g.config
+	if !fsutil.Exists(path) && fsutil.Exists(DefaultLabDir+"/"+cluster.DefaultFile) {
+		path = DefaultLabDir + "/" + cluster.DefaultFile
+	}
+	spec, err := cluster.Load(path)
+	return spec, path, err
+}
+
+func historyPath(spec *cluster.Spec, flag string) string {
+	if flag != "" {
+		return flag
+	}
+	return spec.Path(filepath.Join("var", "probe-history.db"))
+}
+
+func (g *globals) watch(cmd *cobra.Command, args []string, metricsAddr, historyFile string, duration, retention time.Duration) error {
+	spec, _, err := g.specForProbes()
+	if err != nil {
+		return err
+	}
+	targets, err := healthcheck.SiteTargets(spec)
+	if err != nil {
+		return err
+	}
+	if len(args) == 1 {
+		targets = slicesFilterTargets(targets, args[0])
+		if len(targets) == 0 {
+			return fmt.Errorf("no site %q in the spec (%s)", args[0], strings.Join(spec.SiteNames(), ", "))
+		}
+	}
+	hist, err := healthcheck.OpenHistory(historyPath(spec, historyFile), retention)
+	if err != nil {
+		return err
+	}
+	defer hist.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := healthcheck.NewMetrics(reg)
+	ctx := cmd.Context()
+	if duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, duration)
+		defer cancel()
+	}
+	if metricsAddr != "" {
+		srv := &http.Server{Addr: metricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		ln, err := net.Listen("tcp", metricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr %s: %w", metricsAddr, err)
+		}
+		go srv.Serve(ln)
+		defer srv.Close()
+		fmt.Fprintf(os.Stderr, "metrics on http://%s/metrics\n", metricsAddr)
+	}
+	out := cmd.OutOrStdout()
+	var mu sync.Mutex
+	sched := &healthcheck.Scheduler{Targets: targets, Schedule: healthcheck.DefaultSchedule(spec), Sink: func(r healthcheck.Result) {
+		metrics.Observe(r)
+		if err := hist.Record(context.WithoutCancel(ctx), r); err != nil {
+			fmt.Fprintf(os.Stderr, "cairn: probe history: %v\n", err)
+		}
+		if !r.OK {
+			mu.Lock()
+			f := r.FailedStep()
+			detail := ""
+			if f != nil {
+				detail = f.Name + ": " + f.ErrorClass + " " + healthcheck.ProblemType(f.ACMEProblemType) + " " + oneLine(f.Detail, 120)
+			}
+			fmt.Fprintf(out, "%s %s/%s FAILED %s\n", r.Started.UTC().Format(time.RFC3339), r.Site, r.Kind, detail)
+			mu.Unlock()
+		}
+	}}
+	go func() { // prune hourly
+		for {
+			hist.Prune(context.WithoutCancel(ctx), time.Now())
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Hour):
+			}
+		}
+	}()
+	fmt.Fprintf(os.Stderr, "probing %d sites; history in %s\n", len(targets), historyPath(spec, historyFile))
+	return sched.Run(ctx)
+}
+
+func slicesFilterTargets(ts []*healthcheck.Target, site string) []*healthcheck.Target {
+	var out []*healthcheck.Target
+	for _, t := range ts {
+		if t.Site == site {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func newReportCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "report", Short: "Reports from the probe history"}
+	var since time.Duration
+	var historyFile string
+	avail := &cobra.Command{
+		Use:   "availability [--since DUR]",
+		Short: "Uptime, outages and the share of certificate requests clients retrying 0 s, 30 s, 2 min, 10 min would have lost",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, _, err := g.specForProbes()
+			if err != nil {
+				return err
+			}
+			path := historyPath(spec, historyFile)
+			if !fsutil.Exists(path) {
+				return fmt.Errorf("no probe history at %s: run `cairn probe --watch` (or the failover controller) first", path)
+			}
+			hist, err := healthcheck.OpenHistory(path, 0)
+			if err != nil {
+				return err
+			}
+			defer hist.Close()
+			to := time.Now()
+			from := to.Add(-since)
+			before, err := hist.Before(cmd.Context(), from)
+			if err != nil {
+				return err
+			}
+			samples, err := hist.Samples(cmd.Context(), from)
+			if err != nil {
+				return err
+			}
+			rep := healthcheck.Compute(append(before, samples...), healthcheck.KindIssuance, from, to)
+			if g.output == "json" {
+				return printJSON(cmd.OutOrStdout(), rep)
+			}
+			printReport(cmd, rep)
+			return nil
+		},
+	}
+	avail.Flags().DurationVar(&since, "since", 24*time.Hour, "how far back")
+	avail.Flags().StringVar(&historyFile, "history", "", "probe history database (default var/probe-history.db next to the spec)")
+	cmd.AddCommand(avail)
+	return cmd
+}
+
+func printReport(cmd *cobra.Command, rep healthcheck.Report) {
+	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "availability of %s probes, %s to %s\n\n", rep.Kind, rep.From.UTC().Format(time.RFC3339), rep.To.UTC().Format(time.RFC3339))
+	fmt.Fprintln(w, "\tSAMPLES\tUPTIME\tOUTAGES\tFAILED, NO RETRY\tRETRY 30s\tRETRY 2m\tRETRY 10m")
+	all := rep.Sites
+	if rep.Service != nil {
+		all = append(all, *rep.Service)
+	}
+	for _, a := range all {
+		fmt.Fprintf(w, "%s\t%d\t%.3f%%\t%d\t%.3f%%\t%.3f%%\t%.3f%%\t%.3f%%\n", a.Name, a.Samples, a.UptimePct, len(a.Outages),
+			100*a.FailedShare["0s"], 100*a.FailedShare["30s"], 100*a.FailedShare["2m0s"], 100*a.FailedShare["10m0s"])
+	}
+	w.Flush()
+	for _, a := range all {
+		for _, o := range a.Outages {
+			ongoing := ""
+			if o.Ongoing {
+				ongoing = " (ongoing)"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "outage %s: %s for %s, failing step %s%s\n", a.Name, o.Start.UTC().Format(time.RFC3339),
+				o.Duration.Round(time.Second), o.FailingStep, ongoing)
+		}
+	}
 }
 
 func slicesFilter(in []string, keep func(string) bool) []string {
@@ -114,11 +306,7 @@ func (g *globals) probeTarget(arg, rootFile string) (*healthcheck.Target, error)
 		}
 		return t, nil
 	}
-	path := g.config
-	if !fsutil.Exists(path) && fsutil.Exists(DefaultLabDir+"/"+cluster.DefaultFile) {
-		path = DefaultLabDir + "/" + cluster.DefaultFile
-	}
-	spec, err := cluster.Load(path)
+	spec, path, err := g.specForProbes()
 	if err != nil {
 		return nil, err
 	}

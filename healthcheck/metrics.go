@@ -1,0 +1,83 @@
+package healthcheck
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics exports probe results (client_golang, base units, cairn_ prefix).
+type Metrics struct {
+	success       *prometheus.GaugeVec
+	duration      *prometheus.HistogramVec
+	stepSuccess   *prometheus.GaugeVec
+	stepDuration  *prometheus.HistogramVec
+	runs          *prometheus.CounterVec
+	problems      *prometheus.CounterVec
+	certExpiry    *prometheus.GaugeVec
+	crlNextUpdate *prometheus.GaugeVec
+	lastRun       *prometheus.GaugeVec
+}
+
+// Issuance takes 0.1–0.5 s on a healthy site; timeouts are seconds.
+var probeBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+// NewMetrics registers the probe metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		success: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_probe_success",
+			Help: "1 if the last probe of this kind against this site succeeded, else 0."}, []string{"site", "kind"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cairn_probe_duration_seconds",
+			Help: "Duration of whole probes.", Buckets: probeBuckets}, []string{"site", "kind"}),
+		stepSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_probe_step_success",
+			Help: "1 if the step passed in the last probe, else 0."}, []string{"site", "kind", "step"}),
+		stepDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cairn_probe_step_duration_seconds",
+			Help: "Duration of each probe step.", Buckets: probeBuckets}, []string{"site", "kind", "step"}),
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cairn_probe_runs_total",
+			Help: "Probes run, by result (ok or the error class of the first failed step)."}, []string{"site", "kind", "result"}),
+		problems: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cairn_probe_acme_problems_total",
+			Help: "ACME problem documents seen by probes, by problem type."}, []string{"site", "kind", "type"}),
+		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_certificate_expiry_timestamp_seconds",
+			Help: "notAfter of the site's HTTPS certificate (tls probe), as a Unix time."}, []string{"site"}),
+		crlNextUpdate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_crl_next_update_timestamp_seconds",
+			Help: "Earliest nextUpdate over the site's CRL shards, as a Unix time."}, []string{"site"}),
+		lastRun: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_probe_last_run_timestamp_seconds",
+			Help: "When the last probe of this kind started, as a Unix time."}, []string{"site", "kind"}),
+	}
+	reg.MustRegister(m.success, m.duration, m.stepSuccess, m.stepDuration, m.runs, m.problems, m.certExpiry, m.crlNextUpdate, m.lastRun)
+	return m
+}
+
+// Observe records one result.
+func (m *Metrics) Observe(r Result) {
+	ok := 0.0
+	result := "ok"
+	if r.OK {
+		ok = 1
+	} else if f := r.FailedStep(); f != nil {
+		result = f.ErrorClass
+	} else {
+		result = ClassInternal
+	}
+	m.success.WithLabelValues(r.Site, r.Kind).Set(ok)
+	m.duration.WithLabelValues(r.Site, r.Kind).Observe(r.Elapsed.Seconds())
+	m.runs.WithLabelValues(r.Site, r.Kind, result).Inc()
+	m.lastRun.WithLabelValues(r.Site, r.Kind).Set(float64(r.Started.UnixNano()) / 1e9)
+	for _, s := range r.Steps {
+		v := 0.0
+		if s.OK {
+			v = 1
+		}
+		m.stepSuccess.WithLabelValues(r.Site, r.Kind, s.Name).Set(v)
+		m.stepDuration.WithLabelValues(r.Site, r.Kind, s.Name).Observe(s.Duration.Seconds())
+		if s.ACMEProblemType != "" {
+			m.problems.WithLabelValues(r.Site, r.Kind, ProblemType(s.ACMEProblemType)).Inc()
+		}
+	}
+	if t, err := time.Parse(time.RFC3339, r.Facts["notAfter"]); err == nil && r.Kind == KindTLS {
+		m.certExpiry.WithLabelValues(r.Site).Set(float64(t.Unix()))
+	}
+	if t, err := time.Parse(time.RFC3339, r.Facts["earliestNextUpdate"]); err == nil {
+		m.crlNextUpdate.WithLabelValues(r.Site).Set(float64(t.Unix()))
+	}
+}

@@ -1,0 +1,49 @@
+package healthcheck
+
+import (
+	"bytes"
+	"net/http/httptest"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cairn-pki/cairn/internal/testenv"
+)
+
+// The exposition passes promtool's lint (names, units, suffixes, help).
+func TestMetricsPassPromtool(t *testing.T) {
+	testenv.Integration(t, "promtool")
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	now := time.Now()
+	m.Observe(Result{Site: "a", Kind: KindTLS, OK: true, Started: now, Elapsed: 3 * time.Millisecond,
+		Steps: []Step{{Name: "handshake", OK: true, Duration: 2 * time.Millisecond}}, Facts: map[string]string{"notAfter": now.Add(90 * 24 * time.Hour).Format(time.RFC3339)}})
+	m.Observe(Result{Site: "b", Kind: KindIssuance, Started: now, Elapsed: 80 * time.Millisecond,
+		Steps: []Step{{Name: "new-order", OK: true}, {Name: "finalize", ErrorClass: ClassACME, ACMEProblemType: "urn:ietf:params:acme:error:serverInternal"}}})
+	m.Observe(Result{Site: "a", Kind: KindCRL, OK: true, Started: now, Steps: []Step{{Name: "crl", OK: true}},
+		Facts: map[string]string{"earliestNextUpdate": now.Add(9 * 24 * time.Hour).Format(time.RFC3339)}})
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`cairn_probe_success{kind="issuance",site="b"} 0`,
+		`cairn_probe_runs_total{kind="issuance",result="acme",site="b"} 1`,
+		`cairn_probe_acme_problems_total{kind="issuance",site="b",type="serverInternal"} 1`,
+		`cairn_probe_step_success{kind="issuance",site="b",step="finalize"} 0`,
+		`cairn_certificate_expiry_timestamp_seconds{site="a"}`,
+		`cairn_crl_next_update_timestamp_seconds{site="a"}`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	cmd := exec.Command("promtool", "check", "metrics")
+	cmd.Stdin = bytes.NewBufferString(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
