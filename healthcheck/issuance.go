@@ -2,10 +2,10 @@ package healthcheck
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"context"
+	"crypto/rand"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
