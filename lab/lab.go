@@ -542,3 +542,56 @@ func (l *Lab) UpdateCRLs(ctx context.Context, siteName string) error {
 	}
 	return fmt.Errorf("site %s has no crl-updater", siteName)
 }
+
+// component finds one process of a site (or of the cluster: site "cluster").
+func (l *Lab) component(siteName, name string) (proc, error) {
+	if siteName == "cluster" {
+		cb, err := site.ReadClusterBundle(l.clusterDir())
+		if err != nil {
+			return proc{}, err
+		}
+		for _, p := range cb.Processes {
+			if p.Name == name {
+				return proc{Process: p, root: cb.Root}, nil
+			}
+		}
+		return proc{}, fmt.Errorf("no cluster component %q", name)
+	}
+	b, err := site.ReadBundle(l.siteDir(siteName))
+	if err != nil {
+		return proc{}, fmt.Errorf("site %q: %w", siteName, err)
+	}
+	for _, p := range b.Processes {
+		if p.Name == name {
+			if p.Program == "mariadbd" && dbOSUser() != "" {
+				p.Args = append(p.Args, "--user="+dbOSUser())
+			}
+			return proc{Process: p, root: b.Root}, nil
+		}
+	}
+	return proc{}, fmt.Errorf("site %s has no component %q", siteName, name)
+}
+
+// StopComponent stops one process of the lab (by PID), as a crash or an
+// operator would; it stays down until StartComponent.
+func (l *Lab) StopComponent(siteName, name string) error {
+	p, err := l.component(siteName, name)
+	if err != nil {
+		return err
+	}
+	_, err = p.stop(10 * time.Second)
+	return err
+}
+
+// StartComponent starts one stopped process and waits until it is ready.
+func (l *Lab) StartComponent(ctx context.Context, siteName, name string) error {
+	p, err := l.component(siteName, name)
+	if err != nil {
+		return err
+	}
+	bins, err := boulderbin.Ensure(ctx, l.Log, "boulder", "ct-test-srv", "s3-test-srv")
+	if err != nil {
+		return err
+	}
+	return l.startProc(ctx, p, l.resolver(bins))
+}

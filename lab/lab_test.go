@@ -21,46 +21,22 @@ import (
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
+	"github.com/cairn-pki/cairn/internal/labtest"
 	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/site"
 )
 
-var labTools = []string{"softhsm2-util", "mariadbd", "mariadb-install-db", "redis-server", "named", "knotd", "nsupdate", "lego", "certbot", "ip", "unshare", "openssl"}
+var labTools = append(labtest.Tools, "lego", "certbot", "unshare")
 
-// testSpec is a lab spec on addresses the default lab does not use, so the
-// tests can run next to a developer's lab.
 func testSpec(t testing.TB, sites ...string) *cluster.Spec {
-	t.Helper()
-	dir := t.TempDir()
-	// MariaDB runs as its own user and must traverse the path.
-	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
-		os.Chmod(d, 0o755)
-	}
-	// Written to a file, as a user's spec is (the supervisor reads it).
-	text := "name: t\ndns:\n  servers:\n    - {name: primary, address: 127.0.40.2:53, role: primary}\n" +
-		"    - {name: secondary, address: 127.0.40.3:53, role: secondary}\nsites:\n"
-	for i, s := range sites {
-		text += fmt.Sprintf("  - {name: %s, address: 127.0.%d.1, serviceNetwork: 127.0.%d.0/24}\n", s, 41+i, 41+i)
-	}
-	path := filepath.Join(dir, cluster.DefaultFile)
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	spec, err := cluster.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return spec
+	testenv.Integration(t, labTools...)
+	return labtest.Spec(t, labtest.BlockLab, sites...)
 }
 
 // upLab starts a lab and stops it when the test ends.
 func upLab(t testing.TB, spec *cluster.Spec) (*Lab, *Summary) {
 	t.Helper()
-	testenv.Integration(t, labTools...)
-	if os.Geteuid() != 0 {
-		t.Fatal("the lab tests need root (loopback addresses, MariaDB as mysql)")
-	}
-	l := &Lab{Spec: spec, Log: testLog{t}, Cairn: cairnBinary(t)}
+	l := &Lab{Spec: spec, Log: labtest.Log{T: t}, Cairn: labtest.CairnBinary(t)}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	t.Cleanup(func() { l.Down(context.Background()) })
@@ -69,23 +45,6 @@ func upLab(t testing.TB, spec *cluster.Spec) (*Lab, *Summary) {
 		t.Fatal(err)
 	}
 	return l, sum
-}
-
-// cairnBinary builds the CLI the lab starts for its HTTP fronts.
-func cairnBinary(t testing.TB) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "cairn")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/cairn").CombinedOutput(); err != nil {
-		t.Fatalf("build cairn: %v\n%s", err, out)
-	}
-	return bin
-}
-
-type testLog struct{ t testing.TB }
-
-func (w testLog) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 func rootPool(t testing.TB, sum *Summary) (*x509.CertPool, *x509.Certificate) {
@@ -408,8 +367,7 @@ func assertNothingLeft(t *testing.T, spec *cluster.Spec, bundles []*site.Bundle,
 
 func TestSupervisorRestartsCrashedProcesses(t *testing.T) {
 	spec := testSpec(t, "a")
-	testenv.Integration(t, labTools...)
-	l := &Lab{Spec: spec, Log: testLog{t}, Cairn: cairnBinary(t)}
+	l := &Lab{Spec: spec, Log: labtest.Log{T: t}, Cairn: labtest.CairnBinary(t)}
 	ctx := context.Background()
 	t.Cleanup(func() { l.Down(context.Background()) })
 	if _, err := l.Up(ctx, UpOptions{Restart: true}); err != nil {
