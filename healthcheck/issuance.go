@@ -91,7 +91,11 @@ func verifyLeaf(t *Target, der [][]byte, name string) (*x509.Certificate, error)
 			inter.AddCert(c)
 		}
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: t.Roots, Intermediates: inter, DNSName: name}); err != nil {
+	roots := t.IssuingRoots
+	if roots == nil {
+		roots = t.Roots
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: name}); err != nil {
 		return nil, err
 	}
 	if len(t.Issuers) > 0 {

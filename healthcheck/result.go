@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/acme"
+
+	"github.com/cairn-pki/cairn/internal/acmeclient"
 )
 
 // Probe kinds.
@@ -186,6 +188,10 @@ func Classify(err error) (class, problemType string, status int) {
 	if errors.As(err, &oe) {
 		return ClassACME, "", 0
 	}
+	var ue *acmeclient.UpdateError
+	if errors.As(err, &ue) {
+		return ClassDNS, "", 0
+	}
 	var me mismatchError
 	if errors.As(err, &me) {
 		return ClassMismatch, "", 0
@@ -219,10 +225,10 @@ func Classify(err error) (class, problemType string, status int) {
 	if errors.As(err, &de) {
 		return ClassDNS, "", 0
 	}
-	var ue x509.UnknownAuthorityError
+	var ua x509.UnknownAuthorityError
 	var he2 x509.HostnameError
 	var ie x509.CertificateInvalidError
-	if errors.As(err, &ue) || errors.As(err, &he2) || errors.As(err, &ie) || strings.Contains(err.Error(), "tls:") {
+	if errors.As(err, &ua) || errors.As(err, &he2) || errors.As(err, &ie) || strings.Contains(err.Error(), "tls:") {
 		return ClassTLS, "", 0
 	}
 	var urlErr *url.Error

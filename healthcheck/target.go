@@ -22,6 +22,8 @@ type Target struct {
 	DialAddr     string         // host:port to connect to; empty: resolve the URL's host
 	ServerName   string         // TLS server name; empty: the URL's host
 	Roots        *x509.CertPool // nil: the system roots
+	// IssuingRoots verify certificates the server issues; nil: Roots.
+	IssuingRoots *x509.CertPool
 
 	// dns probe: the ACME name, its zone and the authoritative servers;
 	// SiteByAddr names the site each address belongs to.

@@ -18,7 +18,8 @@ func ProbeTLS(ctx context.Context, t *Target) Result {
 	addr := t.DialAddr
 	if addr == "" {
 		u, err := url.Parse(t.DirectoryURL)
-		if r.step("config", err) != nil {
+		if err != nil {
+			r.step("connect", err)
 			return r.done()
 		}
 		addr = u.Host

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # util-linux gives unshare (clients with the lab's resolver).
 PKGS=(softhsm2 openssl ca-certificates gcc libc6-dev make git
       mariadb-server mariadb-client redis-server bind9 bind9-utils bind9-dnsutils
-      knot knot-dnsutils certbot lego iproute2 util-linux procps)
+      knot knot-dnsutils certbot lego iproute2 util-linux procps prometheus)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -30,7 +30,7 @@ fi
 # The packages' own services are not used (the lab runs private instances
 # on its own addresses); stop any that the install started.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-  for svc in mariadb redis-server named knot; do
+  for svc in mariadb redis-server named knot prometheus prometheus-node-exporter; do
     $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
   done
 fi
@@ -48,6 +48,13 @@ STATICCHECK_VERSION=v0.8.0   # honnef.co/go/tools 2026.x; newest the module prox
 if ! "$TOOLS/staticcheck" -version 2>/dev/null | grep -qF "(${STATICCHECK_VERSION#v})"; then
   echo "deps: go install staticcheck@$STATICCHECK_VERSION"
   GOBIN="$TOOLS" GOFLAGS=-buildvcs=false go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
+
+# Pebble (RFC 8555 test server): the probes' client logic is tested against it.
+PEBBLE_VERSION=v2.10.1
+if [ ! -x "$TOOLS/pebble" ]; then
+  echo "deps: go install pebble@$PEBBLE_VERSION"
+  GOBIN="$TOOLS" GOFLAGS=-buildvcs=false go install "github.com/letsencrypt/pebble/v2/cmd/pebble@$PEBBLE_VERSION"
 fi
 
 # Boulder binaries (ceremony, later boulder itself) are built by cairn on

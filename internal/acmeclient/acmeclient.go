@@ -50,13 +50,25 @@ func (u DNSUpdater) Update(ctx context.Context, add bool, name, value string) er
 	m.SetTsig(dns.Fqdn(u.Key.Name), alg, 300, time.Now().Unix())
 	c := &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigSecret: map[string]string{dns.Fqdn(u.Key.Name): u.Key.Secret}}
 	r, _, err := c.ExchangeContext(ctx, m, u.Server)
+	if errors.Is(err, dns.ErrAuth) || errors.Is(err, dns.ErrSig) || errors.Is(err, dns.ErrKey) {
+		return &UpdateError{Name: name, Server: u.Server, Rcode: "TSIG verification failed (" + err.Error() + "): check the key name and secret"}
+	}
 	if err != nil {
 		return fmt.Errorf("RFC 2136 update of %s at %s: %w", name, u.Server, err)
 	}
 	if r.Rcode != dns.RcodeSuccess {
-		return fmt.Errorf("RFC 2136 update of %s at %s: %s", name, u.Server, dns.RcodeToString[r.Rcode])
+		return &UpdateError{Name: name, Server: u.Server, Rcode: dns.RcodeToString[r.Rcode]}
 	}
 	return nil
+}
+
+// UpdateError is an RFC 2136 update the server refused.
+type UpdateError struct {
+	Name, Server, Rcode string
+}
+
+func (e *UpdateError) Error() string {
+	return fmt.Sprintf("RFC 2136 update of %s at %s: %s", e.Name, e.Server, e.Rcode)
 }
 
 // Step is one timed step of an issuance.

@@ -7,6 +7,8 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,4 +39,22 @@ func Boulder(t testing.TB, names ...string) map[string]string {
 		t.Fatalf("Boulder binaries: %v", err)
 	}
 	return paths
+}
+
+// Tool returns the path of a tool installed by scripts/deps.sh into the
+// repository's .tools/bin (or found on PATH); missing fails the test.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err == nil {
+		p := filepath.Join(filepath.Dir(strings.TrimSpace(string(out))), ".tools", "bin", name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p
+		}
+	}
+	t.Fatalf("%s not found in .tools/bin or on PATH: run `make deps` (scripts/deps.sh)", name)
+	return ""
 }

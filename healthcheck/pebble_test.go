@@ -1,0 +1,248 @@
+package healthcheck_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	toxiclient "github.com/Shopify/toxiproxy/v2/client"
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/cairn-pki/cairn/healthcheck"
+	"github.com/cairn-pki/cairn/internal/acmeclient"
+	"github.com/cairn-pki/cairn/internal/testenv"
+)
+
+// Pebble's addresses for these tests (127.0.59.0/24: the healthcheck block).
+const (
+	pebbleHost = "127.0.59.10"
+	dnsAddr    = "127.0.59.11:5353"
+	toxiAPI    = "127.0.59.12:8474"
+	toxiListen = "127.0.59.12:14000"
+)
+
+// updateServer is an RFC 2136 endpoint that checks TSIG and accepts every
+// update: enough for the issuance probe against Pebble, which (with
+// PEBBLE_VA_ALWAYS_VALID) does not look the record up.
+func updateServer(t *testing.T, key acmeclient.TSIG) *sync.Map {
+	records := &sync.Map{}
+	mux := dns.NewServeMux()
+	mux.HandleFunc(".", func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		if r.IsTsig() == nil || w.TsigStatus() != nil {
+			m.Rcode = dns.RcodeNotAuth
+		} else {
+			for _, rr := range r.Ns {
+				records.Store(rr.Header().Name, rr.String())
+			}
+		}
+		if r.IsTsig() != nil {
+			m.SetTsig(r.Extra[len(r.Extra)-1].(*dns.TSIG).Hdr.Name, dns.HmacSHA256, 300, time.Now().Unix())
+		}
+		w.WriteMsg(m)
+	})
+	srv := &dns.Server{Addr: dnsAddr, Net: "tcp", Handler: mux, TsigSecret: map[string]string{dns.Fqdn(key.Name): key.Secret},
+		MsgAcceptFunc: func(dns.Header) dns.MsgAcceptAction { return dns.MsgAccept }}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go srv.ListenAndServe()
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("DNS update server did not start")
+	}
+	t.Cleanup(func() { srv.Shutdown() })
+	return records
+}
+
+// startPebble runs Pebble with a test certificate and returns its root.
+func startPebble(t *testing.T, env ...string) (*x509.CertPool, string) {
+	t.Helper()
+	bin := testenv.Tool(t, "pebble")
+	dir := t.TempDir()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pebble test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(30 * 24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP(pebbleHost), net.ParseIP("127.0.59.12")}, DNSNames: []string{"pebble.test"}}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+	cfg := map[string]any{"pebble": map[string]any{
+		"listenAddress": pebbleHost + ":14000", "managementListenAddress": pebbleHost + ":15000",
+		"certificate": filepath.Join(dir, "cert.pem"), "privateKey": filepath.Join(dir, "key.pem"),
+		"httpPort": 5002, "tlsPort": 5001, "ocspResponderURL": "", "externalAccountBindingRequired": false,
+		"retryAfter": map[string]int{"authz": 1, "order": 1},
+	}}
+	b, _ := json.Marshal(cfg)
+	os.WriteFile(filepath.Join(dir, "pebble.json"), b, 0o644)
+	cmd := exec.Command(bin, "-config", filepath.Join(dir, "pebble.json"), "-dnsserver", dnsAddr)
+	cmd.Env = append(os.Environ(), append([]string{"PEBBLE_VA_ALWAYS_VALID=1", "PEBBLE_VA_NOSLEEP=1"}, env...)...)
+	logf, _ := os.Create(filepath.Join(dir, "pebble.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for range 100 {
+		if c, err := net.Dial("tcp", pebbleHost+":14000"); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(mustParse(der))
+	// The root Pebble issues under, for verifying probe certificates.
+	mgmt := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	resp, err := mgmt.Get("https://" + pebbleHost + ":15000/roots/0")
+	if err != nil {
+		t.Fatalf("pebble management API: %v", err)
+	}
+	defer resp.Body.Close()
+	issuing, _ := io.ReadAll(resp.Body)
+	return roots, string(issuing)
+}
+
+func mustParse(der []byte) *x509.Certificate {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+func pebbleTarget(t *testing.T, roots *x509.CertPool, issuingPEM, dial string) *healthcheck.Target {
+	key := acmeclient.TSIG{Name: "probe-key", Algorithm: "hmac-sha256", Secret: base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))}
+	accountKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tg := &healthcheck.Target{
+		Site: "pebble", DirectoryURL: "https://" + pebbleHost + ":14000/dir", DialAddr: dial, Roots: roots,
+		AccountKey: accountKey, ProbeName: "{rand}.probe.example.com",
+		DNS01:      &acmeclient.DNSUpdater{Server: dnsAddr, Zone: "example.com", Key: key},
+	}
+	// Probe certificates chain to Pebble's issuing root, not its TLS root.
+	issuing := x509.NewCertPool()
+	issuing.AppendCertsFromPEM([]byte(issuingPEM))
+	tg.IssuingRoots = issuing
+	return tg
+}
+
+func TestProbesAgainstPebble(t *testing.T) {
+	testenv.Integration(t)
+	key := acmeclient.TSIG{Name: "probe-key", Algorithm: "hmac-sha256", Secret: base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))}
+	records := updateServer(t, key)
+	roots, issuing := startPebble(t)
+	tg := pebbleTarget(t, roots, issuing, "")
+	for _, k := range []string{healthcheck.KindTLS, healthcheck.KindDirectory, healthcheck.KindNonce, healthcheck.KindAccount, healthcheck.KindIssuance} {
+		if r := run(t, tg, k, 20*time.Second); !r.OK {
+			t.Errorf("pebble: %s", describe(r))
+		}
+	}
+	n := 0
+	records.Range(func(k, v any) bool { n++; return true })
+	if n == 0 {
+		t.Error("the issuance probe sent no RFC 2136 update")
+	}
+	// The account did not exist: the account probe registered it.
+	fresh := pebbleTarget(t, roots, issuing, "")
+	r := run(t, fresh, healthcheck.KindAccount, 10*time.Second)
+	if !r.OK || r.Steps[len(r.Steps)-1].Name != "register" {
+		t.Errorf("new key: %s", describe(r))
+	}
+	// A wrong TSIG secret: the DNS update is refused, classified, at its step.
+	bad := pebbleTarget(t, roots, issuing, "")
+	bad.DNS01.Key.Secret = base64.StdEncoding.EncodeToString([]byte("wrong wrong wrong wrong wrong!!!"))
+	r = run(t, bad, healthcheck.KindIssuance, 10*time.Second)
+	if f := r.FailedStep(); r.OK || f == nil || f.Name != "dns-update" || f.ErrorClass != healthcheck.ClassDNS {
+		t.Errorf("bad TSIG: %s", describe(r))
+	}
+}
+
+// Pebble rejecting every nonce: the failure is an ACME problem of type badNonce.
+func TestPebbleNonceRejection(t *testing.T) {
+	testenv.Integration(t)
+	roots, issuing := startPebble(t, "PEBBLE_WFE_NONCEREJECT=100")
+	r := run(t, pebbleTarget(t, roots, issuing, ""), healthcheck.KindAccount, 15*time.Second)
+	f := r.FailedStep()
+	if r.OK || f == nil || f.ErrorClass != healthcheck.ClassACME || healthcheck.ProblemType(f.ACMEProblemType) != "badNonce" {
+		t.Fatalf("want an acme badNonce failure: %s", describe(r))
+	}
+}
+
+// Faults injected with toxiproxy in front of Pebble are classified.
+func TestFaultClassesThroughToxiproxy(t *testing.T) {
+	testenv.Integration(t)
+	roots, issuing := startPebble(t)
+	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
+	go srv.Listen(toxiAPI)
+	t.Cleanup(func() { srv.Shutdown() })
+	client := toxiclient.NewClient("http://" + toxiAPI)
+	var proxy *toxiclient.Proxy
+	var err error
+	for range 50 {
+		if proxy, err = client.CreateProxy("pebble", toxiListen, pebbleHost+":14000"); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := pebbleTarget(t, roots, issuing, toxiListen)
+	if r := run(t, tg, healthcheck.KindDirectory, 5*time.Second); !r.OK {
+		t.Fatalf("through the proxy: %s", describe(r))
+	}
+	cases := []struct {
+		name  string
+		apply func() error
+		undo  func() error
+		class string
+	}{
+		{"proxy down (connection refused)", proxy.Disable, proxy.Enable, healthcheck.ClassRefused},
+		{"connection reset", func() error {
+			_, err := proxy.AddToxic("reset", "reset_peer", "downstream", 1, toxiclient.Attributes{"timeout": 0})
+			return err
+		}, func() error { return proxy.RemoveToxic("reset") }, healthcheck.ClassRefused},
+		{"no answer (timeout)", func() error {
+			_, err := proxy.AddToxic("hang", "timeout", "downstream", 1, toxiclient.Attributes{"timeout": 0})
+			return err
+		}, func() error { return proxy.RemoveToxic("hang") }, healthcheck.ClassTimeout},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.apply(); err != nil {
+				t.Fatal(err)
+			}
+			defer tc.undo()
+			r := run(t, tg, healthcheck.KindDirectory, 2*time.Second)
+			f := r.FailedStep()
+			if r.OK || f == nil || f.ErrorClass != tc.class {
+				t.Errorf("want class %s: %s", tc.class, describe(r))
+			}
+		})
+	}
+	if r := run(t, tg, healthcheck.KindDirectory, 5*time.Second); !r.OK {
+		t.Errorf("after the faults: %s", describe(r))
+	}
+}
