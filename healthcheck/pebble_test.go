@@ -139,7 +139,7 @@ func pebbleTarget(t *testing.T, roots *x509.CertPool, issuingPEM, dial string) *
 	tg := &healthcheck.Target{
 		Site: "pebble", DirectoryURL: "https://" + pebbleHost + ":14000/dir", DialAddr: dial, Roots: roots,
 		AccountKey: accountKey, ProbeName: "{rand}.probe.example.com",
-		DNS01:      &acmeclient.DNSUpdater{Server: dnsAddr, Zone: "example.com", Key: key},
+		DNS01: &acmeclient.DNSUpdater{Server: dnsAddr, Zone: "example.com", Key: key},
 	}
 	// Probe certificates chain to Pebble's issuing root, not its TLS root.
 	issuing := x509.NewCertPool()
