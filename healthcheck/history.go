@@ -166,3 +166,35 @@ func (h *History) Before(ctx context.Context, t time.Time) ([]Sample, error) {
 	}
 	return out, rows.Err()
 }
+
+// StepTimings returns every stored step duration (milliseconds) since from,
+// keyed by site, kind and step, for passing steps only.
+func (h *History) StepTimings(ctx context.Context, from time.Time) (map[[3]string][]float64, error) {
+	rows, err := h.db.QueryContext(ctx, `SELECT site, kind, steps FROM results WHERE started_ms >= ?`, from.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[[3]string][]float64{}
+	for rows.Next() {
+		var site, kind, raw string
+		if err := rows.Scan(&site, &kind, &raw); err != nil {
+			return nil, err
+		}
+		var steps []struct {
+			Name       string  `json:"name"`
+			OK         bool    `json:"ok"`
+			DurationMS float64 `json:"durationMs"`
+		}
+		if json.Unmarshal([]byte(raw), &steps) != nil {
+			continue
+		}
+		for _, s := range steps {
+			if s.OK {
+				k := [3]string{site, kind, s.Name}
+				out[k] = append(out[k], s.DurationMS)
+			}
+		}
+	}
+	return out, rows.Err()
+}

@@ -199,3 +199,37 @@ func availability(name string, st []state, from, to time.Time) Availability {
 	}
 	return a
 }
+
+// StepStats are percentiles of one step's duration.
+type StepStats struct {
+	Site  string  `json:"site"`
+	Kind  string  `json:"kind"`
+	Step  string  `json:"step"`
+	Count int     `json:"count"`
+	P50ms float64 `json:"p50ms"`
+	P95ms float64 `json:"p95ms"`
+}
+
+// Percentiles summarises step timings (nearest-rank percentiles).
+func Percentiles(timings map[[3]string][]float64) []StepStats {
+	var out []StepStats
+	for k, v := range timings {
+		sort.Float64s(v)
+		rank := func(p float64) float64 {
+			i := int(float64(len(v))*p+0.999999) - 1
+			return v[max(0, min(i, len(v)-1))]
+		}
+		out = append(out, StepStats{Site: k[0], Kind: k[1], Step: k[2], Count: len(v), P50ms: rank(0.5), P95ms: rank(0.95)})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Site != b.Site {
+			return a.Site < b.Site
+		}
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		return a.Step < b.Step
+	})
+	return out
+}

@@ -112,3 +112,17 @@ func TestServiceFollowsTheACMEName(t *testing.T) {
 		t.Errorf("site a outage %+v", a.Outages)
 	}
 }
+
+func TestPercentiles(t *testing.T) {
+	v := []float64{}
+	for i := 100; i >= 1; i-- {
+		v = append(v, float64(i))
+	}
+	st := Percentiles(map[[3]string][]float64{{"a", "issuance", "finalize"}: v, {"a", "issuance", "new-order"}: {7}})
+	if len(st) != 2 || st[0].Step != "finalize" || st[0].P50ms != 50 || st[0].P95ms != 95 || st[0].Count != 100 {
+		t.Errorf("%+v", st[0])
+	}
+	if st[1].P50ms != 7 || st[1].P95ms != 7 {
+		t.Errorf("%+v", st[1])
+	}
+}

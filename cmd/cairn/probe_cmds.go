@@ -214,15 +214,7 @@ func newReportCmd(g *globals) *cobra.Command {
 		Short: "Uptime, outages and the share of certificate requests clients retrying 0 s, 30 s, 2 min, 10 min would have lost",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			spec, _, err := g.specForProbes()
-			if err != nil {
-				return err
-			}
-			path := historyPath(spec, historyFile)
-			if !fsutil.Exists(path) {
-				return fmt.Errorf("no probe history at %s: run `cairn probe --watch` (or the failover controller) first", path)
-			}
-			hist, err := healthcheck.OpenHistory(path, 0)
+			hist, err := g.openHistory(historyFile)
 			if err != nil {
 				return err
 			}
@@ -247,8 +239,48 @@ func newReportCmd(g *globals) *cobra.Command {
 	}
 	avail.Flags().DurationVar(&since, "since", 24*time.Hour, "how far back")
 	avail.Flags().StringVar(&historyFile, "history", "", "probe history database (default var/probe-history.db next to the spec)")
-	cmd.AddCommand(avail)
+	steps := &cobra.Command{
+		Use:   "steps [--since DUR]",
+		Short: "p50 and p95 of every probe step, per site",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			hist, err := g.openHistory(historyFile)
+			if err != nil {
+				return err
+			}
+			defer hist.Close()
+			timings, err := hist.StepTimings(cmd.Context(), time.Now().Add(-since))
+			if err != nil {
+				return err
+			}
+			stats := healthcheck.Percentiles(timings)
+			if g.output == "json" {
+				return printJSON(cmd.OutOrStdout(), stats)
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintln(w, "SITE\tKIND\tSTEP\tN\tP50 ms\tP95 ms")
+			for _, s := range stats {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%.1f\t%.1f\n", s.Site, s.Kind, s.Step, s.Count, s.P50ms, s.P95ms)
+			}
+			return w.Flush()
+		},
+	}
+	steps.Flags().DurationVar(&since, "since", 24*time.Hour, "how far back")
+	steps.Flags().StringVar(&historyFile, "history", "", "probe history database (default var/probe-history.db next to the spec)")
+	cmd.AddCommand(avail, steps)
 	return cmd
+}
+
+func (g *globals) openHistory(flag string) (*healthcheck.History, error) {
+	spec, _, err := g.specForProbes()
+	if err != nil {
+		return nil, err
+	}
+	path := historyPath(spec, flag)
+	if !fsutil.Exists(path) {
+		return nil, fmt.Errorf("no probe history at %s: run `cairn probe --watch` (or the failover controller) first", path)
+	}
+	return healthcheck.OpenHistory(path, 0)
 }
 
 func printReport(cmd *cobra.Command, rep healthcheck.Report) {
