@@ -1,6 +1,7 @@
 package healthcheck
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/intermediates"
@@ -157,4 +159,24 @@ func loadOrCreateKey(path string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("%s: not a signing key", path)
 	}
 	return s, nil
+}
+
+// RegisterProbeAccount makes sure the probe key has an account at the
+// target's site and returns the account ID (the last path segment of its
+// URL), for rate-limit overrides.
+func RegisterProbeAccount(ctx context.Context, t *Target) (int64, error) {
+	c, err := t.acmeClient()
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	acct, err := c.Register(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("site %s: register the probe account: %w", t.Site, err)
+	}
+	id, err := strconv.ParseInt(acct.URI[strings.LastIndex(acct.URI, "/")+1:], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("site %s: account URL %q has no numeric ID", t.Site, acct.URI)
+	}
+	return id, nil
 }

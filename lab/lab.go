@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/intermediates"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/fsutil"
@@ -115,7 +116,7 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 		}
 		l.logf("reset: removed the previous lab's data, keys and PKI")
 	}
-	bins, err := boulderbin.Ensure(ctx, l.Log, "boulder", "ceremony", "ct-test-srv", "s3-test-srv")
+	bins, err := boulderbin.Ensure(ctx, l.Log, "boulder", "ceremony", "ct-test-srv", "s3-test-srv", "admin")
 	if err != nil {
 		return nil, err
 	}
@@ -194,6 +195,9 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 		if err := l.startProc(ctx, l.supervisorProc(), resolve); err != nil {
 			return nil, err
 		}
+	}
+	if err := l.exemptProbeAccounts(ctx, bins["admin"]); err != nil {
+		return nil, err
 	}
 	sum := l.summary(pki.RootCertFile(), cb, bundles)
 	sum.Elapsed = time.Since(start)
@@ -511,6 +515,36 @@ func (l *Lab) LogFiles(siteName, component string) ([]string, error) {
 	}
 	sort.Strings(files)
 	return files, nil
+}
+
+// exemptProbeAccounts registers the health-probe account at every site
+// and gives it per-account rate-limit overrides with Boulder's admin tool,
+// so probing never eats into clients' limits nor is stopped by them.
+func (l *Lab) exemptProbeAccounts(ctx context.Context, admin string) error {
+	targets, err := healthcheck.SiteTargets(l.Spec)
+	if err != nil {
+		return err
+	}
+	for _, t := range targets {
+		id, err := healthcheck.RegisterProbeAccount(ctx, t)
+		if err != nil {
+			return err
+		}
+		// Boulder's add-limit-override refuses an override by account ID
+		// alone at this version (it validates an empty identifier), so the
+		// overrides go through import-limit-overrides.
+		file := filepath.Join(l.siteDir(t.Site), "var", "probe-overrides.yml")
+		if err := fsutil.WriteFileAtomic(file, site.ProbeOverridesYAML(id), 0o644); err != nil {
+			return err
+		}
+		cmd := exec.CommandContext(ctx, admin, "-config", filepath.Join(l.siteDir(t.Site), "etc", "admin.json"), "-dry-run=false",
+			"import-limit-overrides", "-file", file)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("site %s: admin import-limit-overrides: %v: %s", t.Site, err, lastLines(out, 2))
+		}
+		l.logf("  %-22s probe account %d exempted from per-account rate limits", t.Site+"/limits", id)
+	}
+	return nil
 }
 
 // UpdateCRLs has the site's crl-updater build and publish every CRL shard

@@ -20,6 +20,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/healthcheck"
+	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
 	"github.com/cairn-pki/cairn/internal/labtest"
 	"github.com/cairn-pki/cairn/internal/testenv"
@@ -161,6 +163,35 @@ func TestLabEndToEnd(t *testing.T) {
 		for _, p := range s.Processes {
 			if !p.Up {
 				t.Errorf("site %s: %s is down", s.Name, p.Name)
+			}
+		}
+	}
+
+	// The health-probe account is exempted from per-account limits at every
+	// site (overrides in the SA database, read back with Boulder's admin tool).
+	targets, err := healthcheck.SiteTargets(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminBin, err := boulderbin.Ensure(ctx, io.Discard, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range targets {
+		id, err := healthcheck.RegisterProbeAccount(ctx, tg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dump := filepath.Join(t.TempDir(), "overrides.csv")
+		out, err := exec.Command(adminBin["admin"], "-config", filepath.Join(l.siteDir(tg.Site), "etc", "admin.json"),
+			"dump-limit-overrides", "-file", dump).CombinedOutput()
+		if err != nil {
+			t.Fatalf("admin dump-limit-overrides: %v\n%s", err, out)
+		}
+		b, _ := os.ReadFile(dump)
+		for _, o := range site.ProbeOverrides() {
+			if !strings.Contains(string(b), fmt.Sprintf("%s,%d,%d,", o.Limit, id, o.Count)) {
+				t.Errorf("site %s: no %s override for probe account %d:\n%s", tg.Site, o.Limit, id, b)
 			}
 		}
 	}

@@ -304,6 +304,9 @@ func (in *boulderInputs) boulderConfigs() []boulderConfig {
 	raC.RA.PublisherService = in.client(PortPublisher, "publisher", 300*time.Second)
 	raC.RA.Limiter.Redis = in.redis("ra")
 	raC.RA.Limiter.Defaults = rateDefaults
+	// Overrides live in the SA database (added with Boulder's admin tool),
+	// so the health-probe account can be exempted once it exists.
+	raC.RA.Limiter.OverridesFromDB = true
 	raC.RA.ValidationProfiles = map[string]*raimpl.ValidationProfileConfig{profile: {
 		PendingAuthzLifetime: dur(7 * 24 * time.Hour), ValidAuthzLifetime: dur(30 * 24 * time.Hour),
 		OrderLifetime: dur(7 * 24 * time.Hour), MaxNames: 100, IdentifierTypes: []identifier.IdentifierType{identifier.TypeDNS},
@@ -387,6 +390,7 @@ func (in *boulderInputs) boulderConfigs() []boulderConfig {
 	w.AccountCache = &wfe.CacheConfig{Size: 9000, TTL: dur(5 * time.Second)}
 	w.Limiter.Redis = in.redis("wfe")
 	w.Limiter.Defaults = rateDefaults
+	w.Limiter.OverridesFromDB = true
 	w.CertProfiles = map[string]string{profile: "90 days"}
 	wfeC.Syslog = noSyslog
 
@@ -428,6 +432,27 @@ func (in *boulderInputs) boulderConfigs() []boulderConfig {
 		boulderConfig{"crl-storer.json", "crl-storer", storer},
 		boulderConfig{"crl-updater.json", "crl-updater", updater},
 	)
+}
+
+// adminConfig mirrors the config of Boulder's admin tool (package main at
+// this version: its type cannot be imported, nor its validator used).
+type adminConfig struct {
+	Admin struct {
+		TLS       cmd.TLSConfig
+		RAService *cmd.GRPCClientConfig
+		SAService *cmd.GRPCClientConfig
+	}
+	Syslog cmd.SyslogConfig
+}
+
+func (in *boulderInputs) adminConfig() ([]byte, error) {
+	var c adminConfig
+	c.Admin.TLS = in.tls("admin")
+	c.Admin.RAService = in.client(PortRA, "ra", 15*time.Second)
+	c.Admin.SAService = in.client(PortSA, "sa", 15*time.Second)
+	c.Syslog = noSyslog
+	b, err := json.MarshalIndent(plain(reflect.ValueOf(c)), "", "  ")
+	return append(b, '\n'), err
 }
 
 // crlUpdatePeriod bounds how long a revocation takes to appear in a CRL.

@@ -26,14 +26,46 @@ ExactBlockedNames:
 }
 
 // rateLimitDefaults are generous: a private CA's clients are its own
-// servers; the limits still stop a runaway client.
+// servers; the limits still stop a runaway client. All names of a private
+// cluster share one registered domain (e.g. lab.home.arpa under the public
+// suffix home.arpa), so CertificatesPerDomain is in effect a cluster-wide
+// cap and is set high. The health-probe account gets per-account overrides
+// (lab: after it registers; see ProbeOverrides).
 const rateLimitDefaults = `NewRegistrationsPerIPAddress: {count: 10000, burst: 10000, period: 168h}
 NewRegistrationsPerIPv6Range: {count: 99999, burst: 99999, period: 168h}
 NewOrdersPerAccount: {count: 30000, burst: 30000, period: 3h}
 FailedAuthorizationsPerDomainPerAccount: {count: 1000, burst: 1000, period: 1h}
-CertificatesPerDomain: {count: 50000, burst: 50000, period: 168h}
+CertificatesPerDomain: {count: 2000000, burst: 2000000, period: 168h}
 CertificatesPerFQDNSet: {count: 5000, burst: 5000, period: 168h}
 `
+
+// ProbeOverride is one rate-limit override for the health-probe account.
+type ProbeOverride struct {
+	Limit        string
+	Count, Burst int64
+	Period       string
+}
+
+// ProbeOverrides exempt the probe account (a few thousand orders a day per
+// site) from the per-account limits, with Boulder's admin tool.
+func ProbeOverrides() []ProbeOverride {
+	return []ProbeOverride{
+		{"NewOrdersPerAccount", 1000000, 1000000, "3h"},
+		{"FailedAuthorizationsPerDomainPerAccount", 100000, 100000, "1h"},
+		{"CertificatesPerDomainPerAccount", 10000000, 10000000, "168h"},
+	}
+}
+
+// ProbeOverridesYAML is the overrides file (Boulder's format) that the
+// admin tool's import-limit-overrides pushes to the SA for account id.
+func ProbeOverridesYAML(id int64) []byte {
+	var b strings.Builder
+	for _, o := range ProbeOverrides() {
+		fmt.Fprintf(&b, "- %s:\n    burst: %d\n    count: %d\n    period: %s\n    ids:\n      - id: %d\n        comment: cairn health-probe account\n",
+			o.Limit, o.Burst, o.Count, o.Period, id)
+	}
+	return []byte(b.String())
+}
 
 // myCnf is the site's own MariaDB instance. auto_increment_increment and
 // _offset make every ID (accounts included) congruent to the site's serial

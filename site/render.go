@@ -299,6 +299,14 @@ func (r *renderer) render(ctx context.Context) error {
 		}
 	}
 
+	admin, err := in.adminConfig()
+	if err != nil {
+		return err
+	}
+	if err := r.write("etc/admin.json", admin, false); err != nil {
+		return err
+	}
+
 	// Database schema from the pinned Boulder module.
 	schema, err := r.schema()
 	if err != nil {
