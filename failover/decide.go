@@ -1,0 +1,362 @@
+// Package failover moves the ACME name to a healthy site. Its core,
+// Decide, is pure: observations and operator commands in, the next state
+// and intents out. The DNS applier turns a move intent into one RFC 2136
+// update guarded by a compare-and-swap prerequisite.
+package failover
+
+import (
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Health of a site as the controller judges it.
+type Health string
+
+// Site states: unknown → healthy ⇄ suspect → down → recovering → healthy.
+const (
+	Unknown    Health = "unknown" // no verdict yet: not healthy
+	Healthy    Health = "healthy"
+	Suspect    Health = "suspect" // failures seen, not yet enough to act
+	Down       Health = "down"
+	Recovering Health = "recovering" // succeeding again, not yet for long enough
+)
+
+// Observation is one probe result as the core needs it.
+type Observation struct {
+	Site    string
+	Vantage string // the prober that saw it
+	At      time.Time
+	OK      bool
+	// Deep results come from account and issuance probes; shallow ones
+	// (dns, tls, directory, nonce) can only bring a site down when hard.
+	Deep bool
+	// Hard failures mean the site is unreachable (refused, timeout).
+	Hard bool
+	// ReachesOthers is false when this vantage could reach no other site
+	// either: its view is its own problem and it does not vote.
+	ReachesOthers bool
+}
+
+// Command is an operator's instruction.
+type Command struct {
+	Type string // "move", "drain", "undrain"
+	Site string
+}
+
+// Policy is the decision policy (from the spec's failover section).
+type Policy struct {
+	DownAfter    int           // consecutive hard failures that bring a site down
+	UpAfter      int           // consecutive deep successes needed to be healthy
+	StablePeriod time.Duration // and for at least this long
+	HoldDown     time.Duration // least time between two moves
+	Failback     string        // "manual" or "automatic"
+	Quorum       int           // voting vantages that must see a site down (≥1)
+	Priority     map[string]int
+	// Sites lists every site (order breaks priority ties).
+	Sites []string
+}
+
+// vantageView is one prober's running counts for one site.
+type vantageView struct {
+	HardFails  int       `json:"hardFails"`
+	DeepFails  int       `json:"deepFails"`
+	DeepOKs    int       `json:"deepOKs"`
+	FirstOK    time.Time `json:"firstOK"` // start of the current success streak
+	Voting     bool      `json:"voting"`
+	LastSeenAt time.Time `json:"lastSeenAt"`
+}
+
+// SiteState is the controller's view of one site.
+type SiteState struct {
+	Health  Health                  `json:"health"`
+	Since   time.Time               `json:"since"`
+	Drained bool                    `json:"drained"`
+	Reason  string                  `json:"reason,omitempty"`
+	Views   map[string]*vantageView `json:"views"`
+}
+
+// State is everything Decide remembers between calls.
+type State struct {
+	Active   string                `json:"active"`
+	LastMove time.Time             `json:"lastMove"`
+	Sites    map[string]*SiteState `json:"sites"`
+	// NoHealthy is set while the active site is down and no site is
+	// healthy: DNS stays as it is and an alert is raised.
+	NoHealthy bool `json:"noHealthy"`
+}
+
+// Intent types.
+const (
+	IntentMove       = "move"        // point the ACME name at To
+	IntentPrearm     = "prearm"      // the active site is suspect: lower the TTL now
+	IntentAlert      = "alert"       // no healthy site: DNS left unchanged
+	IntentClearAlert = "clear-alert" // a healthy site exists again
+	IntentRefused    = "refused"     // an operator command that was not carried out
+)
+
+// Intent is what the controller should do.
+type Intent struct {
+	Type   string `json:"type"`
+	From   string `json:"from,omitempty"`
+	To     string `json:"to,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// NewState starts with every site unknown and the given active site (what
+// DNS says now).
+func NewState(p Policy, active string, now time.Time) State {
+	s := State{Active: active, Sites: map[string]*SiteState{}}
+	for _, name := range p.Sites {
+		s.Sites[name] = &SiteState{Health: Unknown, Since: now, Views: map[string]*vantageView{}}
+	}
+	return s
+}
+
+// Clone copies a state deeply (Decide never mutates its input).
+func (s State) Clone() State {
+	c := s
+	c.Sites = map[string]*SiteState{}
+	for name, ss := range s.Sites {
+		cp := *ss
+		cp.Views = map[string]*vantageView{}
+		for v, vv := range ss.Views {
+			vc := *vv
+			cp.Views[v] = &vc
+		}
+		c.Sites[name] = &cp
+	}
+	return c
+}
+
+// deepFailsToDown: a failed deep step confirmed once more brings a site down.
+const deepFailsToDown = 2
+
+// Decide folds observations and commands into the state and says what to
+// do. It is pure and deterministic.
+func Decide(p Policy, prev State, obs []Observation, cmds []Command, now time.Time) (State, []Intent) {
+	s := prev.Clone()
+	for _, name := range p.Sites {
+		if s.Sites[name] == nil {
+			s.Sites[name] = &SiteState{Health: Unknown, Since: now, Views: map[string]*vantageView{}}
+		}
+	}
+	sorted := append([]Observation(nil), obs...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].At.Before(sorted[j].At) })
+	for _, o := range sorted {
+		if ss := s.Sites[o.Site]; ss != nil {
+			observe(ss, o)
+		}
+	}
+	for _, name := range p.Sites {
+		judge(p, s.Sites[name], now)
+	}
+
+	var intents []Intent
+	for _, c := range cmds {
+		intents = append(intents, command(p, &s, c, now)...)
+	}
+	intents = append(intents, selectActive(p, &s, now)...)
+	return s, intents
+}
+
+func observe(ss *SiteState, o Observation) {
+	v := ss.Views[o.Vantage]
+	if v == nil {
+		v = &vantageView{}
+		ss.Views[o.Vantage] = v
+	}
+	v.Voting = o.ReachesOthers
+	v.LastSeenAt = o.At
+	switch {
+	case o.OK && o.Deep:
+		if v.DeepOKs == 0 {
+			v.FirstOK = o.At
+		}
+		v.DeepOKs++
+		v.DeepFails, v.HardFails = 0, 0
+	case o.OK:
+		v.HardFails = 0
+	case o.Deep:
+		v.DeepFails++
+		v.DeepOKs = 0
+		if o.Hard {
+			v.HardFails++
+		}
+	default:
+		v.DeepOKs = 0
+		if o.Hard {
+			v.HardFails++
+		}
+	}
+}
+
+// judge moves the site through its states from the vantages' views.
+func judge(p Policy, ss *SiteState, now time.Time) {
+	quorum := max(1, p.Quorum)
+	downVotes, failing, upViews := 0, 0, 0
+	var stableSince time.Time
+	for _, v := range ss.Views {
+		isDown := v.HardFails >= max(1, p.DownAfter) || v.DeepFails >= deepFailsToDown
+		if v.HardFails > 0 || v.DeepFails > 0 {
+			failing++
+		}
+		if isDown && v.Voting {
+			downVotes++
+		}
+		if v.DeepOKs >= max(1, p.UpAfter) {
+			upViews++
+			if stableSince.IsZero() || v.FirstOK.Before(stableSince) {
+				stableSince = v.FirstOK
+			}
+		}
+	}
+	set := func(h Health, reason string) {
+		if ss.Health != h {
+			ss.Health, ss.Since, ss.Reason = h, now, reason
+		}
+	}
+	switch {
+	case downVotes >= quorum:
+		set(Down, fmt.Sprintf("%d of %d required vantages see it down", downVotes, quorum))
+	case failing > 0:
+		switch ss.Health {
+		case Healthy, Suspect:
+			set(Suspect, "failures seen")
+		case Recovering:
+			set(Down, "failed again while recovering")
+		}
+	case upViews > 0 && now.Sub(stableSince) >= p.StablePeriod:
+		set(Healthy, fmt.Sprintf("%d deep successes over %s", p.UpAfter, now.Sub(stableSince).Round(time.Second)))
+	case upViews > 0 || anySuccess(ss):
+		if ss.Health == Down || ss.Health == Recovering {
+			set(Recovering, "succeeding again")
+		} else if ss.Health == Suspect {
+			set(Healthy, "failures cleared")
+		}
+	}
+}
+
+func anySuccess(ss *SiteState) bool {
+	for _, v := range ss.Views {
+		if v.DeepOKs > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (p Policy) better(a, b string) bool {
+	pa, pb := p.Priority[a], p.Priority[b]
+	if pa != pb {
+		return pa < pb
+	}
+	return indexOf(p.Sites, a) < indexOf(p.Sites, b)
+}
+
+func indexOf(xs []string, x string) int {
+	for i, v := range xs {
+		if v == x {
+			return i
+		}
+	}
+	return len(xs)
+}
+
+// best is the healthy, undrained site with the best priority, other than
+// except; "" if none.
+func best(p Policy, s *State, except string) string {
+	choice := ""
+	for _, name := range p.Sites {
+		ss := s.Sites[name]
+		if name == except || ss.Health != Healthy || ss.Drained {
+			continue
+		}
+		if choice == "" || p.better(name, choice) {
+			choice = name
+		}
+	}
+	return choice
+}
+
+func (s *State) move(to, reason string, now time.Time) Intent {
+	in := Intent{Type: IntentMove, From: s.Active, To: to, Reason: reason}
+	s.Active, s.LastMove = to, now
+	return in
+}
+
+func command(p Policy, s *State, c Command, now time.Time) []Intent {
+	ss := s.Sites[c.Site]
+	if ss == nil {
+		return []Intent{{Type: IntentRefused, To: c.Site, Reason: fmt.Sprintf("%s: no site %q", c.Type, c.Site)}}
+	}
+	switch c.Type {
+	case "drain":
+		ss.Drained = true
+	case "undrain":
+		ss.Drained = false
+	case "move":
+		if c.Site == s.Active {
+			return nil
+		}
+		if ss.Health != Healthy || ss.Drained {
+			return []Intent{{Type: IntentRefused, To: c.Site, Reason: fmt.Sprintf("move to %s refused: it is %s%s, not healthy", c.Site, ss.Health, drainedNote(ss))}}
+		}
+		// An operator's move ignores the hold-down: it is deliberate.
+		return []Intent{s.move(c.Site, "operator move", now)}
+	default:
+		return []Intent{{Type: IntentRefused, Reason: "unknown command " + c.Type}}
+	}
+	return nil
+}
+
+func drainedNote(ss *SiteState) string {
+	if ss.Drained {
+		return " and drained"
+	}
+	return ""
+}
+
+// selectActive keeps the active site while it is usable; otherwise moves
+// to the best healthy site, respecting the hold-down, and never to a site
+// that is not positively healthy. With no healthy site DNS is left alone.
+func selectActive(p Policy, s *State, now time.Time) []Intent {
+	cur := s.Sites[s.Active]
+	held := !s.LastMove.IsZero() && now.Sub(s.LastMove) < p.HoldDown
+	var out []Intent
+	activeBad := cur == nil || cur.Health == Down || cur.Drained
+	if activeBad {
+		to := best(p, s, s.Active)
+		switch {
+		case to == "":
+			if !s.NoHealthy {
+				out = append(out, Intent{Type: IntentAlert, From: s.Active, Reason: "active site " + s.Active + " is unusable and no site is healthy: DNS left unchanged"})
+			}
+			s.NoHealthy = true
+			return out
+		case held:
+			return out
+		default:
+			reason := "active site " + s.Active + " is down"
+			if cur != nil && cur.Drained {
+				reason = "active site " + s.Active + " is drained"
+			}
+			if cur != nil && cur.Reason != "" && cur.Health == Down {
+				reason += " (" + cur.Reason + ")"
+			}
+			out = append(out, s.move(to, reason, now))
+		}
+	} else if cur.Health == Suspect {
+		out = append(out, Intent{Type: IntentPrearm, From: s.Active, Reason: "active site " + s.Active + " is suspect"})
+	} else if p.Failback == "automatic" && !held {
+		if to := best(p, s, ""); to != "" && to != s.Active && p.better(to, s.Active) &&
+			now.Sub(s.Sites[to].Since) >= p.StablePeriod {
+			out = append(out, s.move(to, "failback to "+to+" (healthy for "+now.Sub(s.Sites[to].Since).Round(time.Second).String()+")", now))
+		}
+	}
+	if s.NoHealthy && best(p, s, "") != "" {
+		s.NoHealthy = false
+		out = append(out, Intent{Type: IntentClearAlert, Reason: "a healthy site exists again"})
+	}
+	return out
+}

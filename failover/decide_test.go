@@ -1,0 +1,254 @@
+package failover
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+
+func policy() Policy {
+	return Policy{DownAfter: 3, UpAfter: 5, StablePeriod: 20 * time.Second, HoldDown: 60 * time.Second,
+		Failback: "manual", Quorum: 1, Priority: map[string]int{"a": 1, "b": 2, "c": 3}, Sites: []string{"a", "b", "c"}}
+}
+
+func ok(site string, sec int) Observation {
+	return Observation{Site: site, Vantage: "v1", At: t0.Add(time.Duration(sec) * time.Second), OK: true, Deep: true, ReachesOthers: true}
+}
+
+func hardFail(site string, sec int) Observation {
+	return Observation{Site: site, Vantage: "v1", At: t0.Add(time.Duration(sec) * time.Second), Hard: true, ReachesOthers: true}
+}
+
+func deepFail(site string, sec int) Observation {
+	return Observation{Site: site, Vantage: "v1", At: t0.Add(time.Duration(sec) * time.Second), Deep: true, ReachesOthers: true}
+}
+
+// healthyAll brings every site to healthy by t=30 s.
+func healthyAll(p Policy) State {
+	s := NewState(p, "a", t0)
+	var obs []Observation
+	for i := 0; i < 6; i++ {
+		for _, site := range p.Sites {
+			obs = append(obs, ok(site, i*5))
+		}
+	}
+	s, _ = Decide(p, s, obs, nil, t0.Add(30*time.Second))
+	return s
+}
+
+func at(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
+
+func TestDecideScenarios(t *testing.T) {
+	p := policy()
+	cases := []struct {
+		name    string
+		prep    func(Policy) State
+		obs     []Observation
+		cmds    []Command
+		now     int
+		want    []string // intent types
+		active  string
+		healthA Health
+	}{
+		{"unknown is not healthy: no move at start", func(p Policy) State { return NewState(p, "a", t0) },
+			[]Observation{hardFail("a", 1), hardFail("a", 2), hardFail("a", 3)}, nil, 3, []string{IntentAlert}, "a", Down},
+		{"healthy active stays", healthyAll, []Observation{ok("a", 31)}, nil, 31, nil, "a", Healthy},
+		{"one hard failure: suspect, prearm TTL", healthyAll, []Observation{hardFail("a", 31)}, nil, 31, []string{IntentPrearm}, "a", Suspect},
+		{"three hard failures: move to b", healthyAll, []Observation{hardFail("a", 31), hardFail("a", 32), hardFail("a", 33)}, nil, 33, []string{IntentMove}, "b", Down},
+		{"deep failure confirmed once: move", healthyAll, []Observation{deepFail("a", 31), deepFail("a", 33)}, nil, 33, []string{IntentMove}, "b", Down},
+		{"a non-voting vantage cannot bring a site down", healthyAll,
+			[]Observation{{Site: "a", Vantage: "v2", At: at(31), Hard: true}, {Site: "a", Vantage: "v2", At: at(32), Hard: true}, {Site: "a", Vantage: "v2", At: at(33), Hard: true}},
+			nil, 33, []string{IntentPrearm}, "a", Suspect},
+		{"drain the active site: move", healthyAll, nil, []Command{{Type: "drain", Site: "a"}}, 31, []string{IntentMove}, "b", Healthy},
+		{"operator move to a healthy site", healthyAll, nil, []Command{{Type: "move", Site: "c"}}, 31, []string{IntentMove}, "c", Healthy},
+		{"operator move to an unknown site is refused", func(p Policy) State { return NewState(p, "a", t0) }, nil, []Command{{Type: "move", Site: "b"}}, 1, []string{IntentRefused}, "a", Unknown},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, intents := Decide(p, tc.prep(p), tc.obs, tc.cmds, at(tc.now))
+			var got []string
+			for _, in := range intents {
+				got = append(got, in.Type)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("intents %v, want %v (%+v)", got, tc.want, intents)
+			}
+			if s.Active != tc.active {
+				t.Errorf("active %s, want %s", s.Active, tc.active)
+			}
+			if s.Sites["a"].Health != tc.healthA {
+				t.Errorf("a is %s, want %s", s.Sites["a"].Health, tc.healthA)
+			}
+		})
+	}
+}
+
+func TestHoldDownAndFailback(t *testing.T) {
+	p := policy()
+	s := healthyAll(p)
+	s, in := Decide(p, s, []Observation{hardFail("a", 31), hardFail("a", 32), hardFail("a", 33)}, nil, at(33))
+	if s.Active != "b" || len(in) != 1 {
+		t.Fatalf("first move: %v %+v", s.Active, in)
+	}
+	// b fails 10 s later: within the hold-down, no second move.
+	s, in = Decide(p, s, []Observation{hardFail("b", 40), hardFail("b", 41), hardFail("b", 43)}, nil, at(43))
+	if s.Active != "b" || len(in) != 0 {
+		t.Fatalf("moved within hold-down: %v %+v", s.Active, in)
+	}
+	// After the hold-down: move to c.
+	s, in = Decide(p, s, nil, nil, at(94))
+	if s.Active != "c" || len(in) != 1 || in[0].Type != IntentMove {
+		t.Fatalf("after hold-down: %v %+v", s.Active, in)
+	}
+	// a recovers; manual failback: stays on c.
+	var obs []Observation
+	for i := 0; i < 10; i++ {
+		obs = append(obs, ok("a", 100+i*5))
+	}
+	s, in = Decide(p, s, obs, nil, at(150))
+	if s.Active != "c" || s.Sites["a"].Health != Healthy {
+		t.Fatalf("manual failback moved or a not healthy: %v %s %+v", s.Active, s.Sites["a"].Health, in)
+	}
+	// Automatic failback: back to a once it has been healthy for the stable period.
+	p.Failback = "automatic"
+	s, in = Decide(p, s, nil, nil, at(200))
+	if s.Active != "a" || len(in) != 1 {
+		t.Fatalf("automatic failback: %v %+v", s.Active, in)
+	}
+}
+
+func TestAllDownLeavesDNSAndAlertsOnce(t *testing.T) {
+	p := policy()
+	s := healthyAll(p)
+	var obs []Observation
+	for _, site := range p.Sites {
+		obs = append(obs, hardFail(site, 31), hardFail(site, 32), hardFail(site, 33))
+	}
+	s, in := Decide(p, s, obs, nil, at(33))
+	if s.Active != "a" || len(in) != 1 || in[0].Type != IntentAlert || !s.NoHealthy {
+		t.Fatalf("all down: active %s, intents %+v", s.Active, in)
+	}
+	s, in = Decide(p, s, []Observation{hardFail("a", 40)}, nil, at(40))
+	if len(in) != 0 {
+		t.Fatalf("alert repeated: %+v", in)
+	}
+	// b comes back: after it is healthy the controller moves and clears the alert.
+	var back []Observation
+	for i := 0; i < 6; i++ {
+		back = append(back, ok("b", 100+i*5))
+	}
+	s, in = Decide(p, s, back, nil, at(130))
+	if s.Active != "b" || s.NoHealthy {
+		t.Fatalf("after recovery: %s %+v", s.Active, in)
+	}
+}
+
+func TestQuorumOfVantages(t *testing.T) {
+	p := policy()
+	p.Quorum = 2
+	s := healthyAll(p)
+	one := []Observation{hardFail("a", 31), hardFail("a", 32), hardFail("a", 33)}
+	s, _ = Decide(p, s, one, nil, at(33))
+	if s.Active != "a" {
+		t.Fatal("one vantage of a quorum of two moved the name")
+	}
+	var two []Observation
+	for i := 34; i < 37; i++ {
+		two = append(two, Observation{Site: "a", Vantage: "v2", At: at(i), Hard: true, ReachesOthers: true})
+	}
+	s, _ = Decide(p, s, two, nil, at(37))
+	if s.Active != "b" {
+		t.Fatal("two vantages did not move the name")
+	}
+}
+
+// Property test: random event sequences never break the safety rules.
+func TestDecideProperties(t *testing.T) {
+	sequences := 100000
+	if testing.Short() {
+		sequences = 5000
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	p := policy()
+	p.Quorum = 1
+	vantages := []string{"v1", "v2", "v3"}
+	for seq := 0; seq < sequences; seq++ {
+		p.Failback = []string{"manual", "automatic"}[rng.IntN(2)]
+		p.Quorum = 1 + rng.IntN(2)
+		s := NewState(p, p.Sites[rng.IntN(3)], t0)
+		now := t0
+		// Per (site, vantage): the last two deep results, for the check below.
+		lastDeep := map[string][2]int{} // 0 none, 1 ok, 2 fail
+		broken := map[string]bool{}
+		for step := 0; step < 30; step++ {
+			now = now.Add(time.Duration(rng.IntN(8000)) * time.Millisecond)
+			for _, site := range p.Sites {
+				if rng.Float64() < 0.1 {
+					broken[site] = !broken[site]
+				}
+			}
+			var obs []Observation
+			for n := rng.IntN(6); n > 0; n-- {
+				site := p.Sites[rng.IntN(3)]
+				v := vantages[rng.IntN(3)]
+				okProb := 0.9
+				if broken[site] {
+					okProb = 0.1
+				}
+				o := Observation{Site: site, Vantage: v, At: now, OK: rng.Float64() < okProb, Deep: rng.Float64() < 0.6, ReachesOthers: rng.Float64() < 0.9}
+				o.Hard = !o.OK && rng.Float64() < 0.5
+				obs = append(obs, o)
+				if o.Deep {
+					k := site + "/" + v
+					r := 1
+					if !o.OK {
+						r = 2
+					}
+					lastDeep[k] = [2]int{lastDeep[k][1], r}
+				}
+			}
+			var cmds []Command
+			if rng.Float64() < 0.03 {
+				cmds = append(cmds, Command{Type: []string{"move", "drain", "undrain"}[rng.IntN(3)], Site: p.Sites[rng.IntN(3)]})
+			}
+			prevActive, prevMove := s.Active, s.LastMove
+			var intents []Intent
+			s, intents = Decide(p, s, obs, cmds, now)
+			moves := 0
+			for _, in := range intents {
+				if in.Type != IntentMove {
+					continue
+				}
+				moves++
+				target := s.Sites[in.To]
+				if target.Health != Healthy || target.Drained {
+					t.Fatalf("seq %d step %d: moved to %s which is %s (drained %v)", seq, step, in.To, target.Health, target.Drained)
+				}
+				for _, v := range vantages {
+					if d := lastDeep[in.To+"/"+v]; d == [2]int{2, 2} {
+						t.Fatalf("seq %d step %d: moved to %s whose last two deep probes from %s failed", seq, step, in.To, v)
+					}
+				}
+				if in.From != prevActive {
+					t.Fatalf("seq %d: move from %s but active was %s", seq, in.From, prevActive)
+				}
+				// Only an operator may move within the hold-down.
+				if in.Reason != "operator move" && !prevMove.IsZero() && now.Sub(prevMove) < p.HoldDown {
+					t.Fatalf("seq %d step %d: automatic move %s after the previous one (hold-down %s)", seq, step, now.Sub(prevMove), p.HoldDown)
+				}
+			}
+			if moves > 1 {
+				t.Fatalf("seq %d step %d: %d moves in one decision", seq, step, moves)
+			}
+			if moves == 0 && s.Active != prevActive {
+				t.Fatalf("seq %d: active changed without a move intent", seq)
+			}
+			if s.Active == "" {
+				t.Fatalf("seq %d: the ACME name lost its answer", seq)
+			}
+		}
+	}
+}
