@@ -294,7 +294,7 @@ func seedZone(spec *cluster.Spec, secondaries []netip.AddrPort) string {
 	sites := append([]cluster.Site(nil), spec.Sites...)
 	sort.SliceStable(sites, func(i, j int) bool { return sites[i].Priority < sites[j].Priority })
 	fmt.Fprintf(&b, "%s A %s\n", rel(spec.ACME.Name), sites[0].Address)
-	fmt.Fprintf(&b, "%s TXT \"epoch=0 site=%s controller=seed reason=initial\"\n", rel(EpochName(spec)), sites[0].Name)
+	fmt.Fprintf(&b, "%s TXT \"epoch=0; site=%s; controller=seed; reason=initial\"\n", rel(EpochName(spec)), sites[0].Name)
 	for i := range spec.Sites {
 		p, err := NewPlan(spec, i)
 		if err != nil {
