@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -126,4 +127,19 @@ func (s *Spec) ApplyDefaults() {
 	defDur(&f.StablePeriod, 60*time.Second)
 	defDur(&f.HoldDown, 60*time.Second)
 	def(&f.Failback, FailbackManual)
+	def(&f.Listen, defaultListen(s))
+	def(&f.AdminTokenFile, DefaultSecretsDir+"/failover-admin.token")
+}
+
+// defaultListen puts the controller next to a loopback cluster DNS (the
+// lab: 127.0.30.1:9180), else on 127.0.0.1:9180.
+func defaultListen(s *Spec) string {
+	for _, srv := range s.DNS.Servers {
+		if a, ok := addrOf(srv.Address); ok && srv.Role == "primary" && a.IsLoopback() && a.Is4() {
+			b := a.As4()
+			b[3] = 1
+			return netip.AddrPortFrom(netip.AddrFrom4(b), 9180).String()
+		}
+	}
+	return "127.0.0.1:9180"
 }

@@ -174,6 +174,11 @@ type Failover struct {
 	// HoldDown is the least time between two moves of the ACME name.
 	HoldDown Duration `yaml:"holdDown"`
 	Failback string   `yaml:"failback"`
+	// Listen is where the controller serves its status page, JSON API and
+	// /metrics (loopback by default).
+	Listen string `yaml:"listen"`
+	// AdminTokenFile holds the token operator calls (move, drain) need.
+	AdminTokenFile string `yaml:"adminTokenFile"`
 }
 
 // Probes sets per-kind probe intervals.

@@ -120,4 +120,8 @@ failover:
   stablePeriod: {{.Failover.StablePeriod}}      # and this long without failure
   holdDown: {{.Failover.HoldDown}}          # least time between two moves of the ACME name
   failback: {{.Failover.Failback}}       # manual | automatic
+  # Status page, JSON API and /metrics of the controller (keep it on loopback
+  # or a management network); operator calls need the token in this file.
+  listen: {{.Failover.Listen}}
+  adminTokenFile: {{.Failover.AdminTokenFile}}
 `))

@@ -331,4 +331,8 @@ func (v *validator) failover() {
 	default:
 		v.add("failover.failback", "%q is not a mode; use manual or automatic", f.Failback)
 	}
+	if _, err := netip.ParseAddrPort(f.Listen); err != nil {
+		v.add("failover.listen", "%q is not IP:port (e.g. 127.0.0.1:9180)", f.Listen)
+	}
+	v.path("failover.adminTokenFile", f.AdminTokenFile)
 }

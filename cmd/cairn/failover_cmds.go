@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-pki/cairn/failover"
+	"github.com/cairn-pki/cairn/healthcheck"
+	"github.com/cairn-pki/cairn/internal/fsutil"
+)
+
+func newFailoverCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "failover", Short: "The controller that moves the ACME name to a healthy site"}
+	var id, historyFile string
+	run := &cobra.Command{
+		Use:   "run",
+		Short: "Probe every site, decide, and move the ACME name with RFC 2136 (serves the status page, JSON API and /metrics)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.runController(cmd.Context(), id, historyFile)
+		},
+	}
+	run.Flags().StringVar(&id, "id", failover.DefaultID(), "this controller's name in the epoch record")
+	run.Flags().StringVar(&historyFile, "history", "", "probe history database (default var/probe-history.db next to the spec)")
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Active site, each site's state, recent moves with reasons and propagation",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var st failover.Status
+			if err := g.controllerCall(cmd.Context(), http.MethodGet, "/api/status", &st); err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			printFailoverStatus(cmd.OutOrStdout(), st)
+			return nil
+		},
+	}
+	plan := &cobra.Command{
+		Use:   "plan",
+		Short: "What the controller would do now (changes nothing)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var p struct {
+				Intents []failover.Intent `json:"intents"`
+			}
+			if err := g.controllerCall(cmd.Context(), http.MethodGet, "/api/plan", &p); err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return printJSON(cmd.OutOrStdout(), p)
+			}
+			if len(p.Intents) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "nothing to do: the active site is usable")
+			}
+			for _, in := range p.Intents {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s→%s: %s\n", in.Type, in.From, in.To, in.Reason)
+			}
+			return nil
+		},
+	}
+	var to string
+	move := &cobra.Command{
+		Use:   "move --to SITE",
+		Short: "Point the ACME name at SITE now (it must be healthy; ignores the hold-down)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == "" {
+				return fmt.Errorf("--to SITE is required")
+			}
+			return g.operatorCall(cmd, "/api/move?to="+to, to)
+		},
+	}
+	move.Flags().StringVar(&to, "to", "", "target site")
+	drain := &cobra.Command{
+		Use:   "drain SITE",
+		Short: "Take SITE out of rotation (moves the name away if it is active)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.operatorCall(cmd, "/api/drain?site="+args[0], "")
+		},
+	}
+	undrain := &cobra.Command{
+		Use:   "undrain SITE",
+		Short: "Put SITE back into rotation",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.operatorCall(cmd, "/api/undrain?site="+args[0], "")
+		},
+	}
+	cmd.AddCommand(run, status, plan, move, drain, undrain)
+	return cmd
+}
+
+func (g *globals) runController(ctx context.Context, id, historyFile string) error {
+	spec, _, err := g.specForProbes()
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	token, err := fsutil.EnsureSecret(spec.Path(spec.Failover.AdminTokenFile), 24)
+	if err != nil {
+		return fmt.Errorf("failover.adminTokenFile: %w", err)
+	}
+	applier, err := failover.ApplierFromSpec(spec)
+	if err != nil {
+		return err
+	}
+	targets, err := healthcheck.SiteTargets(spec)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	c := &failover.Controller{Spec: spec, ID: id, Applier: applier, Policy: failover.PolicyFromSpec(spec), Log: log}
+	if err := c.Init(ctx, reg); err != nil {
+		return err
+	}
+	hist, err := healthcheck.OpenHistory(historyPath(spec, historyFile), 30*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	defer hist.Close()
+	probeMetrics := healthcheck.NewMetrics(reg)
+	ln, err := net.Listen("tcp", spec.Failover.Listen)
+	if err != nil {
+		return fmt.Errorf("failover.listen %s: %w", spec.Failover.Listen, err)
+	}
+	srv := &http.Server{Handler: c.Handler(reg, token), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	log.Info("status page and API", "url", "http://"+spec.Failover.Listen+"/")
+	sched := &healthcheck.Scheduler{Targets: targets, Schedule: healthcheck.DefaultSchedule(spec), Sink: func(r healthcheck.Result) {
+		probeMetrics.Observe(r)
+		if err := hist.Record(context.WithoutCancel(ctx), r); err != nil {
+			log.Warn("probe history", "err", err)
+		}
+		c.Sink(r)
+	}}
+	go sched.Run(ctx)
+	return c.Run(ctx)
+}
+
+// controllerCall talks to the running controller's API.
+func (g *globals) controllerCall(ctx context.Context, method, path string, out any) error {
+	spec, _, err := g.specForProbes()
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+spec.Failover.Listen+path, nil)
+	if err != nil {
+		return err
+	}
+	if method == http.MethodPost {
+		token, err := fsutil.ReadSecret(spec.Path(spec.Failover.AdminTokenFile))
+		if err != nil {
+			return fmt.Errorf("failover.adminTokenFile: %w", err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("no controller answers at %s (is `cairn failover run` or the lab up?): %w", spec.Failover.Listen, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("controller: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	return json.Unmarshal(body, out)
+}
+
+func (g *globals) operatorCall(cmd *cobra.Command, path, wantActive string) error {
+	var st failover.Status
+	if err := g.controllerCall(cmd.Context(), http.MethodPost, path, &st); err != nil {
+		return err
+	}
+	for _, in := range st.LastIntent {
+		if in.Type == failover.IntentRefused {
+			return fmt.Errorf("%s", in.Reason)
+		}
+	}
+	if wantActive != "" && st.Active != wantActive {
+		return fmt.Errorf("the ACME name still points to %s (see `cairn failover status`)", st.Active)
+	}
+	if g.output == "json" {
+		return printJSON(cmd.OutOrStdout(), st)
+	}
+	printFailoverStatus(cmd.OutOrStdout(), st)
+	return nil
+}
+
+func printFailoverStatus(w io.Writer, st failover.Status) {
+	fmt.Fprintf(w, "controller %s, active site %s", st.Controller, st.Active)
+	if !st.HoldUntil.IsZero() && time.Now().Before(st.HoldUntil) {
+		fmt.Fprintf(w, " (hold-down until %s)", st.HoldUntil.Format(time.TimeOnly))
+	}
+	fmt.Fprintln(w)
+	if st.Alert {
+		fmt.Fprintln(w, "ALERT: no healthy site; the ACME name is left unchanged")
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SITE\tSTATE\tSINCE\tPRIORITY\tADDRESS\tNOTE")
+	for _, s := range st.Sites {
+		note := s.Reason
+		if s.Drained {
+			note = "drained. " + note
+		}
+		mark := ""
+		if s.Name == st.Active {
+			mark = " *"
+		}
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d\t%s\t%s\n", s.Name, mark, s.State, s.Since.Format(time.TimeOnly), s.Priority, s.Address, note)
+	}
+	tw.Flush()
+	for _, m := range st.Moves {
+		fmt.Fprintf(w, "move %s %s→%s epoch %d (%s), update %.1f ms", m.At.Format(time.RFC3339), m.From, m.To, m.Epoch, m.Reason, m.CommitMS)
+		for _, p := range m.Propagation {
+			if p.Done {
+				fmt.Fprintf(w, ", %s %.0f ms", p.Server, p.LagMS)
+			} else {
+				fmt.Fprintf(w, ", %s not yet", p.Server)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+}

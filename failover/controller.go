@@ -1,0 +1,381 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/healthcheck"
+	"github.com/cairn-pki/cairn/site"
+)
+
+// Move is one completed move of the ACME name.
+type Move struct {
+	From        string        `json:"from"`
+	To          string        `json:"to"`
+	Reason      string        `json:"reason"`
+	At          time.Time     `json:"at"`
+	Epoch       int64         `json:"epoch"`
+	CommitMS    float64       `json:"commitMs"` // decision to UPDATE acknowledged
+	Propagation []Propagation `json:"propagation"`
+}
+
+// Controller probes every site, decides and applies.
+type Controller struct {
+	Spec    *cluster.Spec
+	ID      string // this controller's name in the epoch record
+	Applier *Applier
+	Policy  Policy
+	Log     *slog.Logger
+	// PrearmTTL is the TTL set while the active site is suspect.
+	PrearmTTL uint32
+
+	mu       sync.Mutex
+	state    State
+	moves    []Move
+	alert    bool
+	obs      []Observation
+	cmds     []Command
+	lastOK   map[string]time.Time // per site: last success seen by this vantage
+	lastIntn []Intent
+	metrics  *controllerMetrics
+	wake     chan struct{}
+}
+
+// PolicyFromSpec builds the decision policy from the spec.
+func PolicyFromSpec(spec *cluster.Spec) Policy {
+	f := spec.Failover
+	p := Policy{DownAfter: f.DownAfter, UpAfter: f.UpAfter, StablePeriod: f.StablePeriod.Duration, HoldDown: f.HoldDown.Duration,
+		Failback: f.Failback, Quorum: 1, Priority: map[string]int{}}
+	for _, s := range spec.Sites {
+		p.Sites = append(p.Sites, s.Name)
+		p.Priority[s.Name] = s.Priority
+	}
+	return p
+}
+
+// ApplierFromSpec builds the DNS applier with the controller's TSIG key.
+func ApplierFromSpec(spec *cluster.Spec) (*Applier, error) {
+	k, err := site.ReadTSIGKey(spec.Path(spec.DNS.TSIG.ControllerKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("dns.tsig.controllerKeyFile: %w", err)
+	}
+	a := &Applier{Primary: site.Primary(spec).String(), Zone: spec.ACME.Zone, Name: spec.ACME.Name,
+		EpochName: site.EpochName(spec), Key: TSIG{Name: k.Name, Algorithm: k.Algorithm, Secret: k.Secret}}
+	for _, s := range spec.DNS.Servers {
+		a.Servers = append(a.Servers, s.Address)
+	}
+	return a, nil
+}
+
+// siteOf maps an address of the ACME name to its site.
+func (c *Controller) siteOf(addrs []string) string {
+	for _, s := range c.Spec.Sites {
+		if slices.Contains(addrs, s.Address) {
+			return s.Name
+		}
+	}
+	return ""
+}
+
+func (c *Controller) addrOf(name string) string {
+	s, _ := c.Spec.SiteByName(name)
+	return s.Address
+}
+
+// observation turns a probe result into what the core needs. dns and crl
+// results do not judge a site's ability to issue.
+func (c *Controller) observation(r healthcheck.Result) (Observation, bool) {
+	switch r.Kind {
+	case healthcheck.KindDNS, healthcheck.KindCRL, healthcheck.KindRevocation:
+		return Observation{}, false
+	}
+	o := Observation{Site: r.Site, Vantage: c.ID, At: r.Started, OK: r.OK,
+		Deep: r.Kind == healthcheck.KindAccount || r.Kind == healthcheck.KindIssuance}
+	if f := r.FailedStep(); f != nil {
+		o.Hard = f.ErrorClass == healthcheck.ClassRefused || f.ErrorClass == healthcheck.ClassTimeout
+	}
+	// A vantage that reaches no other site does not vote: its view is its
+	// own network's problem.
+	for name, at := range c.lastOK {
+		if name != r.Site && r.Started.Sub(at) < 30*time.Second {
+			o.ReachesOthers = true
+		}
+	}
+	if r.OK {
+		c.lastOK[r.Site] = r.Started
+	}
+	return o, true
+}
+
+// Sink receives probe results from the scheduler.
+func (c *Controller) Sink(r healthcheck.Result) {
+	c.mu.Lock()
+	o, ok := c.observation(r)
+	if ok {
+		c.obs = append(c.obs, o)
+	}
+	c.mu.Unlock()
+	if ok {
+		c.poke()
+	}
+}
+
+func (c *Controller) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Command queues an operator command; the next decision applies it.
+func (c *Controller) Command(cmd Command) {
+	c.mu.Lock()
+	c.cmds = append(c.cmds, cmd)
+	c.mu.Unlock()
+	c.poke()
+}
+
+// Init reads the ACME name from DNS: the active site and the time of the
+// last move (the epoch) come from there, so a restarted controller keeps
+// the hold-down and never repeats a move that already happened.
+func (c *Controller) Init(ctx context.Context, reg prometheus.Registerer) error {
+	c.wake = make(chan struct{}, 1)
+	c.lastOK = map[string]time.Time{}
+	if c.PrearmTTL == 0 {
+		c.PrearmTTL = 5
+	}
+	cur, err := c.Applier.Read(ctx)
+	if err != nil {
+		return fmt.Errorf("read the ACME name %s from %s: %w", c.Applier.Name, c.Applier.Primary, err)
+	}
+	active := c.siteOf(cur.Addrs)
+	if active == "" {
+		return fmt.Errorf("the ACME name %s points to %v, which is no site of the spec: fix DNS or the spec", c.Applier.Name, cur.Addrs)
+	}
+	c.state = NewState(c.Policy, active, time.Now())
+	if !cur.Epoch.Time.IsZero() {
+		c.state.LastMove = cur.Epoch.Time
+	}
+	c.metrics = newControllerMetrics(reg, c.Policy.Sites)
+	c.metrics.setState(c.state, false)
+	c.Log.Info("controller starting", "id", c.ID, "active", active, "epoch", cur.Epoch.N)
+	return nil
+}
+
+// Run decides whenever observations or commands arrive (and every second)
+// until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-c.wake:
+		}
+		c.step(ctx)
+	}
+}
+
+func (c *Controller) step(ctx context.Context) {
+	c.mu.Lock()
+	obs, cmds := c.obs, c.cmds
+	c.obs, c.cmds = nil, nil
+	prev := c.state
+	c.mu.Unlock()
+
+	start := time.Now()
+	next, intents := Decide(c.Policy, prev, obs, cmds, start)
+	c.metrics.decision.Observe(time.Since(start).Seconds())
+	for _, in := range intents {
+		switch in.Type {
+		case IntentMove:
+			if err := c.applyMove(ctx, &next, prev, in, start); err != nil {
+				c.Log.Error("move failed; will re-read and re-decide", "from", in.From, "to", in.To, "err", err)
+				next.Active, next.LastMove = prev.Active, prev.LastMove
+			}
+		case IntentPrearm:
+			c.prearm(ctx)
+		case IntentAlert:
+			c.Log.Warn("no healthy site: DNS left unchanged", "active", in.From, "reason", in.Reason)
+		case IntentClearAlert:
+			c.Log.Info("a healthy site exists again")
+		case IntentRefused:
+			c.Log.Warn("operator command refused", "reason", in.Reason)
+		}
+	}
+	c.mu.Lock()
+	c.state = next
+	c.alert = next.NoHealthy
+	if len(intents) > 0 {
+		c.lastIntn = intents
+	}
+	c.mu.Unlock()
+	c.metrics.setState(next, next.NoHealthy)
+}
+
+// applyMove writes the move with compare-and-swap. If DNS no longer
+// shows what this controller believes (another controller or an operator
+// moved it), it adopts DNS and does not write.
+func (c *Controller) applyMove(ctx context.Context, next *State, prev State, in Intent, decided time.Time) error {
+	cur, err := c.Applier.Read(ctx)
+	if err != nil {
+		return err
+	}
+	if dnsSite := c.siteOf(cur.Addrs); dnsSite != prev.Active {
+		c.Log.Warn("DNS changed under the controller; adopting it", "dns", dnsSite, "believed", prev.Active, "epoch", cur.Epoch.N)
+		next.Active = dnsSite
+		next.LastMove = cur.Epoch.Time
+		return nil
+	}
+	ttl := uint32(c.Spec.ACME.TTL)
+	e := Epoch{N: cur.Epoch.N + 1, Site: in.To, Controller: c.ID, Reason: in.Reason, Time: decided}
+	t0 := time.Now()
+	err = c.Applier.Move(ctx, cur, []string{c.addrOf(in.To)}, ttl, e)
+	c.metrics.updates.WithLabelValues(result(err)).Inc()
+	if err != nil {
+		if errors.Is(err, ErrConflict) {
+			return fmt.Errorf("%w (epoch %d)", err, cur.Epoch.N)
+		}
+		return err
+	}
+	commit := time.Since(t0)
+	c.metrics.updateLatency.Observe(commit.Seconds())
+	c.metrics.moves.WithLabelValues(reasonLabel(in.Reason)).Inc()
+	m := Move{From: in.From, To: in.To, Reason: in.Reason, At: decided, Epoch: e.N, CommitMS: float64(commit.Microseconds()) / 1000}
+	c.Log.Info("moved the ACME name", "from", in.From, "to", in.To, "epoch", e.N, "reason", in.Reason, "commitMs", m.CommitMS)
+	idx := c.recordMove(m)
+	go c.watchPropagation(ctx, idx, []string{c.addrOf(in.To)}, cur.Serial+1, t0)
+	return nil
+}
+
+func (c *Controller) recordMove(m Move) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.moves = append(c.moves, m)
+	if len(c.moves) > 100 {
+		c.moves = c.moves[len(c.moves)-100:]
+	}
+	return len(c.moves) - 1
+}
+
+func (c *Controller) watchPropagation(ctx context.Context, idx int, addrs []string, serial uint32, start time.Time) {
+	pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	props := c.Applier.WaitPropagated(pctx, addrs, serial, start)
+	for _, p := range props {
+		if p.Done {
+			c.metrics.propagation.WithLabelValues(p.Server).Set(p.Lag.Seconds())
+		}
+	}
+	c.mu.Lock()
+	if idx < len(c.moves) {
+		c.moves[idx].Propagation = props
+	}
+	c.mu.Unlock()
+}
+
+func (c *Controller) prearm(ctx context.Context) {
+	cur, err := c.Applier.Read(ctx)
+	if err != nil || cur.TTL <= c.PrearmTTL {
+		return
+	}
+	if err := c.Applier.SetTTL(ctx, cur, c.PrearmTTL); err != nil {
+		c.Log.Warn("pre-arming the TTL failed", "err", err)
+		return
+	}
+	c.Log.Info("active site suspect: TTL lowered", "ttl", c.PrearmTTL)
+}
+
+func result(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, ErrConflict):
+		return "conflict"
+	default:
+		return "error"
+	}
+}
+
+func reasonLabel(r string) string {
+	switch {
+	case strings.HasPrefix(r, "operator"):
+		return "operator"
+	case strings.HasPrefix(r, "failback"):
+		return "failback"
+	case strings.Contains(r, "drained"):
+		return "drain"
+	default:
+		return "down"
+	}
+}
+
+// Status is what `cairn failover status` and the status page show.
+type Status struct {
+	Controller string       `json:"controller"`
+	Active     string       `json:"active"`
+	Alert      bool         `json:"noHealthySite"`
+	Sites      []SiteStatus `json:"sites"`
+	Moves      []Move       `json:"moves"`
+	LastIntent []Intent     `json:"lastIntents"`
+	HoldUntil  time.Time    `json:"holdDownUntil"`
+}
+
+// SiteStatus is one site.
+type SiteStatus struct {
+	Name     string    `json:"name"`
+	State    Health    `json:"state"`
+	Since    time.Time `json:"since"`
+	Reason   string    `json:"reason,omitempty"`
+	Drained  bool      `json:"drained"`
+	Priority int       `json:"priority"`
+	Address  string    `json:"address"`
+}
+
+// Status snapshots the controller.
+func (c *Controller) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := Status{Controller: c.ID, Active: c.state.Active, Alert: c.alert, Moves: append([]Move{}, c.moves...), LastIntent: c.lastIntn}
+	if !c.state.LastMove.IsZero() {
+		st.HoldUntil = c.state.LastMove.Add(c.Policy.HoldDown)
+	}
+	for _, name := range c.Policy.Sites {
+		ss := c.state.Sites[name]
+		st.Sites = append(st.Sites, SiteStatus{Name: name, State: ss.Health, Since: ss.Since, Reason: ss.Reason, Drained: ss.Drained,
+			Priority: c.Policy.Priority[name], Address: c.addrOf(name)})
+	}
+	if st.Moves == nil {
+		st.Moves = []Move{}
+	}
+	return st
+}
+
+// Plan is what Decide would do now with no new observations.
+func (c *Controller) Plan() []Intent {
+	c.mu.Lock()
+	s := c.state
+	c.mu.Unlock()
+	_, intents := Decide(c.Policy, s, nil, nil, time.Now())
+	return intents
+}
+
+// DefaultID is the controller's name when none is given: the host name.
+func DefaultID() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "controller"
+}

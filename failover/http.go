@@ -1,0 +1,101 @@
+package failover
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Handler serves the status page (/), the JSON API (/api/status,
+// /api/plan), operator calls (POST /api/move?to=S, /api/drain?site=S,
+// /api/undrain?site=S; bearer token) and /metrics. No page, response or
+// log line carries a secret.
+func (c *Controller) Handler(reg prometheus.Gatherer, adminToken string) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, c.Status()) })
+	mux.HandleFunc("GET /api/plan", func(w http.ResponseWriter, r *http.Request) {
+		plan := c.Plan()
+		if plan == nil {
+			plan = []Intent{}
+		}
+		writeJSON(w, map[string]any{"intents": plan})
+	})
+	admin := func(cmdType, param string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if adminToken == "" || subtle.ConstantTimeCompare([]byte(got), []byte(adminToken)) != 1 {
+				http.Error(w, "missing or wrong admin token", http.StatusUnauthorized)
+				return
+			}
+			s := r.URL.Query().Get(param)
+			if s == "" {
+				http.Error(w, "missing ?"+param+"=SITE", http.StatusBadRequest)
+				return
+			}
+			c.Log.Info("operator command", "command", cmdType, "site", s, "from", r.RemoteAddr)
+			c.Command(Command{Type: cmdType, Site: s})
+			// Let the next decision run, then report what it did.
+			time.Sleep(300 * time.Millisecond)
+			writeJSON(w, c.Status())
+		}
+	}
+	mux.HandleFunc("POST /api/move", admin("move", "to"))
+	mux.HandleFunc("POST /api/drain", admin("drain", "site"))
+	mux.HandleFunc("POST /api/undrain", admin("undrain", "site"))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+		if err := statusPage.Execute(w, c.Status()); err != nil {
+			c.Log.Error("status page", "err", err)
+		}
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
+	"ago": func(t time.Time) string {
+		if t.IsZero() {
+			return "–"
+		}
+		return time.Since(t).Round(time.Second).String() + " ago"
+	},
+}).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
+<title>cairn failover — {{.Active}}</title>
+<style>
+body{font:15px/1.4 system-ui,sans-serif;margin:2em;color:#222}
+h1{font-size:1.4em} table{border-collapse:collapse;margin:1em 0} td,th{padding:.35em .8em;border-bottom:1px solid #ddd;text-align:left}
+.healthy{color:#176f2c;font-weight:600}.suspect{color:#a66b00;font-weight:600}.down{color:#b3261e;font-weight:600}
+.recovering{color:#1f5fa8}.unknown{color:#666}.active{background:#eef6ee}
+.alert{background:#b3261e;color:#fff;padding:.6em 1em;border-radius:4px}
+small{color:#666}
+</style></head><body>
+<h1>cairn failover</h1>
+<p>controller <b>{{.Controller}}</b> · active site <b id="active">{{.Active}}</b>{{if not .HoldUntil.IsZero}} · hold-down until {{.HoldUntil.Format "15:04:05"}}{{end}}</p>
+{{if .Alert}}<p class="alert">No healthy site: the ACME name is left on {{.Active}}.</p>{{end}}
+<table id="sites"><tr><th>site</th><th>state</th><th>since</th><th>priority</th><th>address</th><th>note</th></tr>
+{{range .Sites}}<tr class="{{if eq .Name $.Active}}active{{end}}"><td>{{.Name}}{{if eq .Name $.Active}} ◀ active{{end}}</td>
+<td class="{{.State}}">{{.State}}</td><td>{{ago .Since}}</td><td>{{.Priority}}</td><td>{{.Address}}</td>
+<td>{{if .Drained}}drained. {{end}}<small>{{.Reason}}</small></td></tr>
+{{end}}</table>
+<h2>Recent moves</h2>
+{{if .Moves}}<table><tr><th>at</th><th>from</th><th>to</th><th>epoch</th><th>reason</th><th>update</th></tr>
+{{range .Moves}}<tr><td>{{.At.Format "2006-01-02 15:04:05"}}</td><td>{{.From}}</td><td>{{.To}}</td><td>{{.Epoch}}</td><td>{{.Reason}}</td><td>{{printf "%.1f" .CommitMS}} ms</td></tr>
+{{end}}</table>{{else}}<p>none since this controller started.</p>{{end}}
+<p><small>JSON: <a href="/api/status">/api/status</a> · plan: <a href="/api/plan">/api/plan</a> · <a href="/metrics">/metrics</a></small></p>
+</body></html>
+`))
