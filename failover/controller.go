@@ -166,6 +166,11 @@ func (c *Controller) Init(ctx context.Context, reg prometheus.Registerer) error 
 	if !cur.Epoch.Time.IsZero() {
 		c.state.LastMove = cur.Epoch.Time
 	}
+	if cur.Epoch.N > 0 {
+		// The last move, as the epoch record tells it (maybe another controller's).
+		c.moves = []Move{{To: cur.Epoch.Site, Reason: cur.Epoch.Reason + " (from the epoch record, by " + cur.Epoch.Controller + ")",
+			At: cur.Epoch.Time, Epoch: cur.Epoch.N, Propagation: []Propagation{}}}
+	}
 	c.metrics = newControllerMetrics(reg, c.Policy.Sites)
 	c.metrics.setState(c.state, false)
 	c.Log.Info("controller starting", "id", c.ID, "active", active, "epoch", cur.Epoch.N)

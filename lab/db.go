@@ -37,7 +37,7 @@ func dbAdmin() string {
 // initDBDir creates the datadir once with mariadb-install-db.
 func initDBDir(ctx context.Context, db site.Database) error {
 	mysqlDir := filepath.Dir(db.DataDir)
-	for _, d := range []string{"run", "log"} {
+	for _, d := range []string{"run", "log", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(mysqlDir, d), 0o750); err != nil {
 			return err
 		}
@@ -58,7 +58,9 @@ func initDBDir(ctx context.Context, db site.Database) error {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		os.RemoveAll(db.DataDir) // a half-made datadir would be taken as done next time
-		return fmt.Errorf("mariadb-install-db: %v: %s", err, errorLines(out))
+		// MariaDB writes its reasons to log-error, not to the output.
+		logged, _ := os.ReadFile(filepath.Join(mysqlDir, "log", "mariadb.err"))
+		return fmt.Errorf("mariadb-install-db: %v: %s %s", err, errorLines(out), errorLines(logged))
 	}
 	return nil
 }

@@ -132,7 +132,8 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	cb, err := site.RenderCluster(site.ClusterOptions{Spec: l.Spec, Out: l.clusterDir(), PublicDir: l.Spec.Path(filepath.Join(l.Spec.PKI.Dir, "public"))})
+	cb, err := site.RenderCluster(site.ClusterOptions{Spec: l.Spec, Out: l.clusterDir(),
+		PublicDir: l.Spec.Path(filepath.Join(l.Spec.PKI.Dir, "public")), SpecFile: l.specFile()})
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +199,12 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 	}
 	if err := l.exemptProbeAccounts(ctx, bins["admin"]); err != nil {
 		return nil, err
+	}
+	// The failover controller, so the lab fails over by itself.
+	if cb.Controller != nil {
+		if err := l.startProc(ctx, proc{Process: *cb.Controller, root: cb.Root}, resolve); err != nil {
+			return nil, err
+		}
 	}
 	sum := l.summary(pki.RootCertFile(), cb, bundles)
 	sum.Elapsed = time.Since(start)
@@ -321,6 +328,11 @@ func (l *Lab) Down(ctx context.Context) error {
 	} else if stopped {
 		l.logf("  stopped the supervisor")
 	}
+	if cb, err := site.ReadClusterBundle(l.clusterDir()); err == nil && cb.Controller != nil {
+		if stopped, _ := (proc{Process: *cb.Controller, root: cb.Root}).stop(10 * time.Second); stopped {
+			l.logf("  stopped cluster/controller")
+		}
+	}
 	bundles, err := l.bundles()
 	if err != nil {
 		return err
@@ -415,7 +427,7 @@ func (l *Lab) Status(ctx context.Context) (*Status, error) {
 		}
 	}
 	if cb, err := site.ReadClusterBundle(l.clusterDir()); err == nil {
-		for _, p := range cb.Processes {
+		for _, p := range cb.All() {
 			st.Cluster = append(st.Cluster, procStatus(proc{Process: p, root: cb.Root}))
 		}
 	}
@@ -501,7 +513,7 @@ func (l *Lab) LogFiles(siteName, component string) ([]string, error) {
 	}
 	if cb, err := site.ReadClusterBundle(l.clusterDir()); err == nil && (siteName == "" || siteName == "cluster") {
 		found = true
-		for _, p := range cb.Processes {
+		for _, p := range cb.All() {
 			if component == "" || p.Name == component {
 				files = append(files, proc{Process: p, root: cb.Root}.LogFile())
 			}
@@ -584,7 +596,7 @@ func (l *Lab) component(siteName, name string) (proc, error) {
 		if err != nil {
 			return proc{}, err
 		}
-		for _, p := range cb.Processes {
+		for _, p := range cb.All() {
 			if p.Name == name {
 				return proc{Process: p, root: cb.Root}, nil
 			}

@@ -369,7 +369,7 @@ func assertNothingLeft(t *testing.T, spec *cluster.Spec, bundles []*site.Bundle,
 			all = append(all, proc{Process: p, root: b.Root})
 		}
 	}
-	for _, p := range cb.Processes {
+	for _, p := range cb.All() {
 		all = append(all, proc{Process: p, root: cb.Root})
 	}
 	for _, p := range all {

@@ -12,13 +12,16 @@ import (
 // crashes. With `lab up --restart` a supervisor process (this loop, run as
 // `cairn lab supervise`) restarts any lab process that has exited.
 
-func (l *Lab) supervisorProc() proc {
-	file := l.Spec.File
-	if file == "" {
-		file = l.Spec.Path("cairn.yaml")
+func (l *Lab) specFile() string {
+	if l.Spec.File != "" {
+		return l.Spec.File
 	}
+	return l.Spec.Path("cairn.yaml")
+}
+
+func (l *Lab) supervisorProc() proc {
 	return proc{root: l.clusterDir(), Process: site.Process{Name: "supervisor", Program: "cairn",
-		Args: []string{"lab", "supervise", "-f", file}}}
+		Args: []string{"lab", "supervise", "-f", l.specFile()}}}
 }
 
 // Supervise restarts exited lab processes every interval until ctx ends.
@@ -35,7 +38,7 @@ func (l *Lab) Supervise(ctx context.Context, interval time.Duration) error {
 		}
 		var procs []proc
 		if cb, err := site.ReadClusterBundle(l.clusterDir()); err == nil {
-			for _, p := range cb.Processes {
+			for _, p := range cb.All() {
 				procs = append(procs, proc{Process: p, root: cb.Root})
 			}
 		}

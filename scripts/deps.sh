@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 # CRL checks; gcc: cgo for the PKCS#11 client (miekg/pkcs11). The lab runs
 # MariaDB, Redis and BIND in every site, BIND + Knot as the cluster DNS;
 # tests drive real certbot and lego. iproute2 adds loopback addresses,
-# util-linux gives unshare (clients with the lab's resolver).
+# util-linux gives unshare (clients with the lab's resolver); promtool
+# lints metrics; headless Chromium renders the status page in a test.
 PKGS=(softhsm2 openssl ca-certificates gcc libc6-dev make git
       mariadb-server mariadb-client redis-server bind9 bind9-utils bind9-dnsutils
-      knot knot-dnsutils certbot lego iproute2 util-linux procps prometheus)
+      knot knot-dnsutils certbot lego iproute2 util-linux procps prometheus chromium)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -29,6 +29,8 @@ type ClusterOptions struct {
 	Out string
 	// PublicDir holds root.der, root.crl, … to serve at pki.baseURL.
 	PublicDir string
+	// SpecFile is the spec the failover controller reads.
+	SpecFile string
 }
 
 // ClusterBundle is the rendered cluster DNS and PKI front.
@@ -41,6 +43,8 @@ type ClusterBundle struct {
 	ControllerKey string `json:"controllerKey"`
 	ClientKey     string `json:"clientKey"`
 	EpochName     string `json:"epochName"`
+	// Controller is the failover controller, started after the sites.
+	Controller *Process `json:"controller,omitempty"`
 }
 
 // PKIFrontAddr is where the lab serves pki.baseURL.
@@ -265,6 +269,10 @@ zone:
 	b.Processes = append(b.Processes, Process{Name: "pki-http", Program: "cairn",
 		Args:  []string{"lab", "http-front", "--front-config", out("etc", "http-front.json")},
 		Ready: "tcp:" + PKIFrontAddr(spec), Listen: PKIFrontAddr(spec)})
+	if o.SpecFile != "" {
+		b.Controller = &Process{Name: "controller", Program: "cairn", Args: []string{"failover", "run", "-f", o.SpecFile},
+			Ready: "tcp:" + spec.Failover.Listen, Listen: spec.Failover.Listen}
+	}
 	data, _ := json.MarshalIndent(b, "", "  ")
 	if err := fsutil.WriteFileAtomic(out("bundle.json"), append(data, '\n'), 0o644); err != nil {
 		return nil, err
@@ -325,4 +333,13 @@ func ReadClusterBundle(dir string) (*ClusterBundle, error) {
 	}
 	var cb ClusterBundle
 	return &cb, json.Unmarshal(b, &cb)
+}
+
+// All is every process of the cluster bundle, the controller last.
+func (b *ClusterBundle) All() []Process {
+	all := append([]Process(nil), b.Processes...)
+	if b.Controller != nil {
+		all = append(all, *b.Controller)
+	}
+	return all
 }

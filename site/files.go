@@ -84,6 +84,8 @@ max_connections=300
 auto_increment_increment=%[4]d
 auto_increment_offset=%[5]d
 log-error=%[1]s/mysql/log/mariadb.err
+# Own temporary directory: concurrent bootstraps sharing /tmp collide.
+tmpdir=%[1]s/mysql/tmp
 
 [client]
 socket=%[1]s/mysql/run/mysqld.sock

@@ -30,6 +30,12 @@ const (
 // Spec writes a lab spec with the given sites on block B and loads it.
 func Spec(t testing.TB, block int, sites ...string) *cluster.Spec {
 	t.Helper()
+	return SpecWith(t, block, "", sites...)
+}
+
+// SpecWith is Spec with extra top-level YAML (e.g. a failover section).
+func SpecWith(t testing.TB, block int, extra string, sites ...string) *cluster.Spec {
+	t.Helper()
 	testenv.Integration(t, Tools...)
 	if os.Geteuid() != 0 {
 		t.Fatal("lab tests need root (loopback addresses, MariaDB as mysql)")
@@ -44,6 +50,7 @@ func Spec(t testing.TB, block int, sites ...string) *cluster.Spec {
 	for i, s := range sites {
 		text += fmt.Sprintf("  - {name: %s, address: 127.0.%d.1, serviceNetwork: 127.0.%d.0/24}\n", s, block+1+i, block+1+i)
 	}
+	text += extra
 	path := filepath.Join(dir, cluster.DefaultFile)
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
