@@ -26,7 +26,7 @@ import (
 // Fast policy for tests: 3 deep successes over 3 s make a site healthy; 15 s hold-down.
 const fastPolicy = "failover:\n  upAfter: 3\n  stablePeriod: 3s\n  holdDown: 15s\n"
 
-func status(t *testing.T, spec *cluster.Spec) failover.Status {
+func status(t testing.TB, spec *cluster.Spec) failover.Status {
 	t.Helper()
 	resp, err := http.Get("http://" + spec.Failover.Listen + "/api/status")
 	if err != nil {
