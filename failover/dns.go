@@ -87,18 +87,28 @@ type Current struct {
 	epochRR  dns.RR
 }
 
-func (a *Applier) client() *dns.Client {
+func (a *Applier) client(network string) *dns.Client {
 	t := a.Timeout
 	if t == 0 {
 		t = 2 * time.Second
 	}
-	return &dns.Client{Net: "tcp", Timeout: t, TsigSecret: map[string]string{dns.Fqdn(a.Key.Name): a.Key.Secret}}
+	return &dns.Client{Net: network, Timeout: t, TsigSecret: map[string]string{dns.Fqdn(a.Key.Name): a.Key.Secret}}
+}
+
+// exchange sends over UDP (one round trip, as nsupdate does) and retries
+// over TCP when the answer is truncated.
+func (a *Applier) exchange(ctx context.Context, m *dns.Msg, server string) (*dns.Msg, error) {
+	r, _, err := a.client("udp").ExchangeContext(ctx, m, server)
+	if err == nil && r.Truncated {
+		r, _, err = a.client("tcp").ExchangeContext(ctx, m, server)
+	}
+	return r, err
 }
 
 func (a *Applier) query(ctx context.Context, server, name string, qtype uint16) (*dns.Msg, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
-	r, _, err := a.client().ExchangeContext(ctx, m, server)
+	r, err := a.exchange(ctx, m, server)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +214,7 @@ func (a *Applier) SetTTL(ctx context.Context, cur Current, ttl uint32) error {
 
 func (a *Applier) send(ctx context.Context, m *dns.Msg) error {
 	m.SetTsig(dns.Fqdn(a.Key.Name), dns.Fqdn(a.Key.Algorithm), 300, time.Now().Unix())
-	r, _, err := a.client().ExchangeContext(ctx, m, a.Primary)
+	r, err := a.exchange(ctx, m, a.Primary)
 	if err != nil {
 		return fmt.Errorf("RFC 2136 update at %s: %w", a.Primary, err)
 	}
