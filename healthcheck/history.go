@@ -128,6 +128,11 @@ func (h *History) Samples(ctx context.Context, from time.Time) ([]Sample, error)
 	if err != nil {
 		return nil, err
 	}
+	return scanSamples(rows)
+}
+
+// scanSamples reads rows of (site, kind, ok, started_ms, failed_step, active_site).
+func scanSamples(rows *sql.Rows) ([]Sample, error) {
 	defer rows.Close()
 	var out []Sample
 	for rows.Next() {
@@ -152,19 +157,7 @@ func (h *History) Before(ctx context.Context, t time.Time) ([]Sample, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []Sample
-	for rows.Next() {
-		var s Sample
-		var ok int
-		var ms int64
-		if err := rows.Scan(&s.Site, &s.Kind, &ok, &ms, &s.FailedStep, &s.ActiveSite); err != nil {
-			return nil, err
-		}
-		s.OK, s.At = ok == 1, time.UnixMilli(ms)
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return scanSamples(rows)
 }
 
 // StepTimings returns every stored step duration (milliseconds) since from,

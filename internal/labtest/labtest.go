@@ -73,12 +73,24 @@ var (
 func CairnBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cairn-bin-")
-		if err != nil {
+		// One fixed path, rebuilt by every test binary: nothing accumulates.
+		dir := filepath.Join(os.TempDir(), "cairn-test-bin")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			buildErr = err
 			return
 		}
-		built = filepath.Join(dir, "cairn")
+		built = filepath.Join(dir, fmt.Sprintf("cairn-%d", os.Getpid()))
+		// Remove binaries of earlier test processes that have ended.
+		if old, _ := filepath.Glob(filepath.Join(dir, "cairn-*")); len(old) > 0 {
+			for _, o := range old {
+				var pid int
+				if _, err := fmt.Sscanf(filepath.Base(o), "cairn-%d", &pid); err == nil {
+					if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+						os.Remove(o)
+					}
+				}
+			}
+		}
 		if out, err := exec.Command("go", "build", "-o", built, "github.com/cairn-pki/cairn/cmd/cairn").CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("build cairn: %v\n%s", err, out)
 		}
