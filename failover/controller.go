@@ -238,7 +238,11 @@ func (c *Controller) applyMove(ctx context.Context, next *State, prev State, in 
 	if err != nil {
 		return err
 	}
-	if dnsSite := c.siteOf(cur.Addrs); dnsSite != prev.Active {
+	dnsSite := c.siteOf(cur.Addrs)
+	if dnsSite == "" {
+		return fmt.Errorf("the ACME name points to %v, which is no site of the spec: not touching it", cur.Addrs)
+	}
+	if dnsSite != prev.Active {
 		c.Log.Warn("DNS changed under the controller; adopting it", "dns", dnsSite, "believed", prev.Active, "epoch", cur.Epoch.N)
 		next.Active = dnsSite
 		next.LastMove = cur.Epoch.Time
