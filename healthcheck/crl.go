@@ -19,7 +19,7 @@ import (
 func ProbeCRL(ctx context.Context, t *Target) Result {
 	r := newRecorder(t.Site, KindCRL)
 	if len(t.CRLs) == 0 {
-		r.step("config", protocolError{"no CRL URLs for this site"})
+		r.step("config", probeError{ClassProtocol, "no CRL URLs for this site"})
 		return r.done()
 	}
 	var oldest, earliest time.Time
@@ -76,13 +76,13 @@ func fetchCRL(ctx context.Context, t *Target, src CRLSource, u string) (*x509.Re
 	}
 	crl, err := x509.ParseRevocationList(body)
 	if err != nil {
-		return nil, protocolError{"CRL does not parse: " + err.Error()}
+		return nil, probeError{ClassProtocol, "CRL does not parse: " + err.Error()}
 	}
 	if err := crl.CheckSignatureFrom(src.Issuer); err != nil {
-		return nil, mismatchError{fmt.Sprintf("CRL at %s is not signed by %s: %v", u, src.Issuer.Subject.CommonName, err)}
+		return nil, probeError{ClassMismatch, fmt.Sprintf("CRL at %s is not signed by %s: %v", u, src.Issuer.Subject.CommonName, err)}
 	}
 	if now := time.Now(); now.After(crl.NextUpdate) {
-		return crl, staleError{fmt.Sprintf("CRL at %s expired at %s (nextUpdate)", u, crl.NextUpdate.UTC().Format(time.RFC3339))}
+		return crl, probeError{ClassStale, fmt.Sprintf("CRL at %s expired at %s (nextUpdate)", u, crl.NextUpdate.UTC().Format(time.RFC3339))}
 	}
 	return crl, nil
 }

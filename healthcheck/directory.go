@@ -38,13 +38,13 @@ func fetchDirectory(ctx context.Context, t *Target, r *recorder) (map[string]any
 	var dir map[string]any
 	if err == nil {
 		if jerr := json.Unmarshal(body, &dir); jerr != nil {
-			err = protocolError{"directory is not JSON: " + jerr.Error()}
+			err = probeError{ClassProtocol, "directory is not JSON: " + jerr.Error()}
 		}
 	}
 	if err == nil {
 		for _, f := range directoryFields {
 			if s, ok := dir[f].(string); !ok || s == "" {
-				err = protocolError{"directory lacks " + f}
+				err = probeError{ClassProtocol, "directory lacks " + f}
 				break
 			}
 		}

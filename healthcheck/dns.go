@@ -15,7 +15,7 @@ import (
 func ProbeDNS(ctx context.Context, t *Target) Result {
 	r := newRecorder(t.Site, KindDNS)
 	if len(t.DNSServers) == 0 || t.ACMEName == "" {
-		r.step("config", protocolError{"no DNS servers or ACME name to check"})
+		r.step("config", probeError{ClassProtocol, "no DNS servers or ACME name to check"})
 		return r.done()
 	}
 	c := &dns.Client{Timeout: t.stepTimeout()}
@@ -25,7 +25,7 @@ func ProbeDNS(ctx context.Context, t *Target) Result {
 		m.SetQuestion(dns.Fqdn(t.Zone), dns.TypeSOA)
 		resp, _, err := c.ExchangeContext(ctx, m, server)
 		if err == nil && (resp.Rcode != dns.RcodeSuccess || len(resp.Answer) == 0 || !resp.Authoritative) {
-			err = mismatchError{fmt.Sprintf("%s: SOA of %s: %s, %d answers, authoritative=%v", server, t.Zone, dns.RcodeToString[resp.Rcode], len(resp.Answer), resp.Authoritative)}
+			err = probeError{ClassMismatch, fmt.Sprintf("%s: SOA of %s: %s, %d answers, authoritative=%v", server, t.Zone, dns.RcodeToString[resp.Rcode], len(resp.Answer), resp.Authoritative)}
 		}
 		if r.step("soa "+server, err) != nil {
 			continue
@@ -41,7 +41,7 @@ func ProbeDNS(ctx context.Context, t *Target) Result {
 				}
 			}
 			if len(addrs) == 0 {
-				err = mismatchError{fmt.Sprintf("%s: no A record for %s (%s)", server, t.ACMEName, dns.RcodeToString[resp.Rcode])}
+				err = probeError{ClassMismatch, fmt.Sprintf("%s: no A record for %s (%s)", server, t.ACMEName, dns.RcodeToString[resp.Rcode])}
 			}
 		}
 		if r.step("name "+server, err) != nil {
@@ -58,7 +58,7 @@ func ProbeDNS(ctx context.Context, t *Target) Result {
 	}
 	sort.Strings(distinct)
 	if len(distinct) > 1 {
-		r.step("agreement", mismatchError{fmt.Sprintf("authoritative servers disagree on %s: %v", t.ACMEName, answers)})
+		r.step("agreement", probeError{ClassMismatch, fmt.Sprintf("authoritative servers disagree on %s: %v", t.ACMEName, answers)})
 	}
 	if len(distinct) >= 1 {
 		r.fact("answer", distinct[0])

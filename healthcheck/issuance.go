@@ -29,7 +29,7 @@ func ProbeIssuance(ctx context.Context, t *Target) Result {
 // issueAndVerify records the issuance steps and returns the leaf.
 func issueAndVerify(ctx context.Context, t *Target, r *recorder) (*x509.Certificate, *acmeClientHandle) {
 	if t.DNS01 == nil || t.ProbeName == "" {
-		r.step("config", protocolError{"issuance needs a DNS-01 updater and a probe name"})
+		r.step("config", probeError{ClassProtocol, "issuance needs a DNS-01 updater and a probe name"})
 		return nil, nil
 	}
 	c, err := t.acmeClient()
@@ -79,11 +79,11 @@ func (t *Target) probeName() string {
 
 func verifyLeaf(t *Target, der [][]byte, name string) (*x509.Certificate, error) {
 	if len(der) == 0 {
-		return nil, protocolError{"no certificate in the response"}
+		return nil, probeError{ClassProtocol, "no certificate in the response"}
 	}
 	leaf, err := x509.ParseCertificate(der[0])
 	if err != nil {
-		return nil, protocolError{"certificate does not parse: " + err.Error()}
+		return nil, probeError{ClassProtocol, "certificate does not parse: " + err.Error()}
 	}
 	inter := x509.NewCertPool()
 	for _, d := range der[1:] {
@@ -104,12 +104,12 @@ func verifyLeaf(t *Target, der [][]byte, name string) (*x509.Certificate, error)
 			ok = ok || (bytes.Equal(leaf.RawIssuer, is.RawSubject) && leaf.CheckSignatureFrom(is) == nil)
 		}
 		if !ok {
-			return nil, mismatchError{fmt.Sprintf("issued by %q, which is not one of site %s's intermediates", leaf.Issuer.CommonName, t.Site)}
+			return nil, probeError{ClassMismatch, fmt.Sprintf("issued by %q, which is not one of site %s's intermediates", leaf.Issuer.CommonName, t.Site)}
 		}
 	}
 	if t.SerialPrefix > 0 {
 		if b := leaf.SerialNumber.Bytes(); len(b) == 0 || int(b[0]) != t.SerialPrefix {
-			return nil, mismatchError{fmt.Sprintf("serial %x does not start with site %s's prefix %02x", leaf.SerialNumber, t.Site, t.SerialPrefix)}
+			return nil, probeError{ClassMismatch, fmt.Sprintf("serial %x does not start with site %s's prefix %02x", leaf.SerialNumber, t.Site, t.SerialPrefix)}
 		}
 	}
 	return leaf, nil

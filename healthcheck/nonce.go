@@ -26,7 +26,7 @@ func ProbeNonce(ctx context.Context, t *Target) Result {
 		case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent:
 			err = httpStatusError{resp.StatusCode, fmt.Sprintf("HEAD newNonce: HTTP %d", resp.StatusCode)}
 		case resp.Header.Get("Replay-Nonce") == "":
-			err = protocolError{"HEAD newNonce: no Replay-Nonce header"}
+			err = probeError{ClassProtocol, "HEAD newNonce: no Replay-Nonce header"}
 		}
 	}
 	r.step("nonce", err)

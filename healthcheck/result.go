@@ -147,18 +147,15 @@ func (r *recorder) done() Result {
 	return r.res
 }
 
-// mismatchError marks a wrong but well-formed answer.
-type mismatchError struct{ msg string }
+// probeError is a failure the probe itself diagnosed, with its class
+// (mismatch: a wrong but well-formed answer; protocol: not what RFC 8555
+// says; stale: out of date).
+type probeError struct {
+	class string
+	msg   string
+}
 
-func (e mismatchError) Error() string { return e.msg }
-
-type protocolError struct{ msg string }
-
-func (e protocolError) Error() string { return e.msg }
-
-type staleError struct{ msg string }
-
-func (e staleError) Error() string { return e.msg }
+func (e probeError) Error() string { return e.msg }
 
 type httpStatusError struct {
 	status int
@@ -192,17 +189,9 @@ func Classify(err error) (class, problemType string, status int) {
 	if errors.As(err, &ue) {
 		return ClassDNS, "", 0
 	}
-	var me mismatchError
-	if errors.As(err, &me) {
-		return ClassMismatch, "", 0
-	}
-	var pe protocolError
+	var pe probeError
 	if errors.As(err, &pe) {
-		return ClassProtocol, "", 0
-	}
-	var se staleError
-	if errors.As(err, &se) {
-		return ClassStale, "", 0
+		return pe.class, "", 0
 	}
 	var he httpStatusError
 	if errors.As(err, &he) {

@@ -23,7 +23,7 @@ func ProbeRevocation(ctx context.Context, t *Target) Result {
 		return r.done()
 	}
 	if len(leaf.CRLDistributionPoints) == 0 {
-		r.step("revoke", protocolError{"certificate names no CRL distribution point"})
+		r.step("revoke", probeError{ClassProtocol, "certificate names no CRL distribution point"})
 		return r.done()
 	}
 	revokedAt := time.Now()
@@ -37,7 +37,7 @@ func ProbeRevocation(ctx context.Context, t *Target) Result {
 		}
 	}
 	if src.Issuer == nil {
-		r.step("crl-published", mismatchError{fmt.Sprintf("no known issuer %q to check the CRL signature", leaf.Issuer.CommonName)})
+		r.step("crl-published", probeError{ClassMismatch, fmt.Sprintf("no known issuer %q to check the CRL signature", leaf.Issuer.CommonName)})
 		return r.done()
 	}
 	url := leaf.CRLDistributionPoints[0]

@@ -53,7 +53,7 @@ func ProbeTLS(ctx context.Context, t *Target) Result {
 	r.fact("notAfter", leaf.NotAfter.UTC().Format(time.RFC3339))
 	r.fact("daysLeft", strconv.Itoa(int(left.Hours()/24)))
 	if left < 7*24*time.Hour {
-		r.step("expiry", staleError{fmt.Sprintf("certificate for %s expires in %s", cfg.ServerName, left.Round(time.Hour))})
+		r.step("expiry", probeError{ClassStale, fmt.Sprintf("certificate for %s expires in %s", cfg.ServerName, left.Round(time.Hour))})
 	}
 	return r.done()
 }
