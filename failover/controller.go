@@ -49,6 +49,9 @@ type Controller struct {
 	lastIntn []Intent
 	metrics  *controllerMetrics
 	wake     chan struct{}
+	// prearmed: this controller lowered the TTL; step() puts the spec's
+	// TTL back once the active site is healthy again (a move does too).
+	prearmed bool
 }
 
 // PolicyFromSpec builds the decision policy from the spec.
@@ -220,6 +223,11 @@ func (c *Controller) step(ctx context.Context) {
 			c.Log.Warn("operator command refused", "reason", in.Reason)
 		}
 	}
+	if c.prearmed && !moved(intents) {
+		if ss := next.Sites[next.Active]; ss != nil && ss.Health == Healthy {
+			c.restoreTTL(ctx)
+		}
+	}
 	c.mu.Lock()
 	c.state = next
 	c.alert = next.NoHealthy
@@ -260,6 +268,7 @@ func (c *Controller) applyMove(ctx context.Context, next *State, prev State, in 
 		return err
 	}
 	commit := time.Since(t0)
+	c.prearmed = false // the move wrote the spec's TTL
 	c.metrics.updateLatency.Observe(commit.Seconds())
 	c.metrics.moves.WithLabelValues(reasonLabel(in.Reason)).Inc()
 	m := Move{From: in.From, To: in.To, Reason: in.Reason, At: decided, Epoch: e.N, CommitMS: float64(commit.Microseconds()) / 1000}
@@ -297,14 +306,42 @@ func (c *Controller) watchPropagation(ctx context.Context, idx int, addrs []stri
 
 func (c *Controller) prearm(ctx context.Context) {
 	cur, err := c.Applier.Read(ctx)
-	if err != nil || cur.TTL <= c.PrearmTTL {
+	if err != nil {
+		return
+	}
+	if cur.TTL <= c.PrearmTTL {
+		c.prearmed = cur.TTL < uint32(c.Spec.ACME.TTL)
 		return
 	}
 	if err := c.Applier.SetTTL(ctx, cur, c.PrearmTTL); err != nil {
 		c.Log.Warn("pre-arming the TTL failed", "err", err)
 		return
 	}
+	c.prearmed = true
 	c.Log.Info("active site suspect: TTL lowered", "ttl", c.PrearmTTL)
+}
+
+// restoreTTL puts the spec's TTL back after a pre-arm.
+func (c *Controller) restoreTTL(ctx context.Context) {
+	cur, err := c.Applier.Read(ctx)
+	if err != nil {
+		return
+	}
+	if err := c.Applier.SetTTL(ctx, cur, uint32(c.Spec.ACME.TTL)); err != nil {
+		c.Log.Warn("restoring the TTL failed", "err", err)
+		return
+	}
+	c.prearmed = false
+	c.Log.Info("active site healthy again: TTL restored", "ttl", c.Spec.ACME.TTL)
+}
+
+func moved(intents []Intent) bool {
+	for _, in := range intents {
+		if in.Type == IntentMove {
+			return true
+		}
+	}
+	return false
 }
 
 func result(err error) string {

@@ -25,7 +25,7 @@ const (
 var testKey = TSIG{Name: "ctl", Algorithm: "hmac-sha256", Secret: base64.StdEncoding.EncodeToString([]byte("a 32 byte secret for the tests!!"))}
 
 func seedZone(serial int) string {
-	return fmt.Sprintf("$TTL 30\n@ SOA ns1.%[1]s. h.%[1]s. %[2]d 3600 600 86400 30\n@ NS ns1\nns1 A 127.0.61.2\nacme A 127.0.61.10\n_cairn-epoch.acme TXT \"epoch=0; site=a; controller=seed; reason=initial\"\n", testZone, serial)
+	return fmt.Sprintf("$TTL 30\n@ SOA ns1.%[1]s. h.%[1]s. %[2]d 3600 600 86400 30\n@ NS ns1\nns1 A 127.0.69.2\nacme A 127.0.69.10\n_cairn-epoch.acme TXT \"epoch=0; site=a; controller=seed; reason=initial\"\n", testZone, serial)
 }
 
 // startServer runs argv until the test ends and waits for addr.
@@ -60,7 +60,7 @@ func loopback(t *testing.T, ip string) {
 func startBIND(t *testing.T) string {
 	testenv.Integration(t, "named", "ip")
 	dir := t.TempDir()
-	addr := "127.0.61.2"
+	addr := "127.0.69.2"
 	loopback(t, addr)
 	os.WriteFile(filepath.Join(dir, "zone"), []byte(seedZone(1)), 0o644)
 	conf := fmt.Sprintf(`key "%[1]s" { algorithm %[2]s; secret "%[3]s"; };
@@ -77,7 +77,7 @@ zone "%[6]s" { type primary; file "%[4]s/zone"; update-policy { grant "%[1]s" na
 func startKnot(t *testing.T) string {
 	testenv.Integration(t, "knotd")
 	dir := t.TempDir()
-	addr := "127.0.61.3"
+	addr := "127.0.69.3"
 	loopback(t, addr)
 	os.WriteFile(filepath.Join(dir, testZone+".zone"), []byte(seedZone(1)), 0o644)
 	os.MkdirAll(filepath.Join(dir, "db"), 0o755)
@@ -134,27 +134,27 @@ func TestApplierAgainstBINDAndKnot(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if fmt.Sprint(cur.Addrs) != "[127.0.61.10]" || cur.Epoch.N != 0 || cur.Serial == 0 {
+			if fmt.Sprint(cur.Addrs) != "[127.0.69.10]" || cur.Epoch.N != 0 || cur.Serial == 0 {
 				t.Fatalf("initial read: %+v", cur)
 			}
 			// A move: addresses and epoch change together; serial +1.
 			e := Epoch{N: 1, Site: "b", Controller: "c1", Reason: "site a is down", Time: time.Now()}
-			if err := a.Move(ctx, cur, []string{"127.0.61.11"}, 30, e); err != nil {
+			if err := a.Move(ctx, cur, []string{"127.0.69.11"}, 30, e); err != nil {
 				t.Fatal(err)
 			}
 			after, _ := a.Read(ctx)
-			if fmt.Sprint(after.Addrs) != "[127.0.61.11]" || after.Epoch.N != 1 || after.Epoch.Site != "b" || after.Epoch.Reason != "site a is down" {
+			if fmt.Sprint(after.Addrs) != "[127.0.69.11]" || after.Epoch.N != 1 || after.Epoch.Site != "b" || after.Epoch.Reason != "site a is down" {
 				t.Fatalf("after move: %+v", after)
 			}
 			if after.Serial != cur.Serial+1 {
 				t.Errorf("serial %d -> %d, want +1", cur.Serial, after.Serial)
 			}
 			// A stale writer (read before the move) is refused and changes nothing.
-			err = a.Move(ctx, cur, []string{"127.0.61.12"}, 30, Epoch{N: 1, Site: "c", Controller: "stale"})
+			err = a.Move(ctx, cur, []string{"127.0.69.12"}, 30, Epoch{N: 1, Site: "c", Controller: "stale"})
 			if !errors.Is(err, ErrConflict) {
 				t.Fatalf("stale writer: %v, want ErrConflict", err)
 			}
-			if again, _ := a.Read(ctx); fmt.Sprint(again.Addrs) != "[127.0.61.11]" || again.Serial != after.Serial {
+			if again, _ := a.Read(ctx); fmt.Sprint(again.Addrs) != "[127.0.69.11]" || again.Serial != after.Serial {
 				t.Fatalf("stale writer changed the zone: %+v", again)
 			}
 			// Three controllers racing on one epoch: exactly one wins.
@@ -164,7 +164,7 @@ func TestApplierAgainstBINDAndKnot(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					results[i] = a.Move(ctx, after, []string{fmt.Sprintf("127.0.61.%d", 20+i)}, 30, Epoch{N: 2, Site: fmt.Sprint(i), Controller: fmt.Sprintf("c%d", i)})
+					results[i] = a.Move(ctx, after, []string{fmt.Sprintf("127.0.69.%d", 20+i)}, 30, Epoch{N: 2, Site: fmt.Sprint(i), Controller: fmt.Sprintf("c%d", i)})
 				}()
 			}
 			wg.Wait()
@@ -197,7 +197,7 @@ func TestApplierAgainstBINDAndKnot(t *testing.T) {
 			bad := applier(a.Primary)
 			bad.Key.Secret = base64.StdEncoding.EncodeToString([]byte("not the secret, not the secret!!"))
 			cur2, _ := a.Read(ctx)
-			if err := bad.Move(ctx, cur2, []string{"127.0.61.30"}, 30, Epoch{N: 3}); err == nil || errors.Is(err, ErrConflict) {
+			if err := bad.Move(ctx, cur2, []string{"127.0.69.30"}, 30, Epoch{N: 3}); err == nil || errors.Is(err, ErrConflict) {
 				t.Errorf("wrong key: %v", err)
 			}
 			if p := a.WaitPropagated(ctx, cur2.Addrs, cur2.Serial, time.Now()); len(p) != 1 || !p[0].Done {
