@@ -25,16 +25,8 @@ func TestControllerPrearmsAndRestoresTTL(t *testing.T) {
 	server := startBIND(t)
 	a := applier(server)
 	ctx := context.Background()
-	var cur Current
-	var err error
-	for range 100 {
-		if cur, err = a.Read(ctx); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil || cur.TTL != 30 {
-		t.Fatalf("initial: %+v %v", cur, err)
+	if cur := readWhenLoaded(t, a); cur.TTL != 30 {
+		t.Fatalf("initial TTL %d, want 30", cur.TTL)
 	}
 	spec := cluster.Default([]string{"a", "b"})
 	spec.Sites[0].Address, spec.Sites[1].Address = "127.0.69.10", "127.0.69.11"

@@ -108,6 +108,22 @@ zone:
 	return addr + ":53"
 }
 
+// readWhenLoaded reads the name once the server has loaded the zone: it
+// listens before that and answers SERVFAIL meanwhile.
+func readWhenLoaded(t *testing.T, a *Applier) Current {
+	t.Helper()
+	var cur Current
+	var err error
+	for range 100 {
+		if cur, err = a.Read(context.Background()); err == nil {
+			return cur
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal(err)
+	return cur
+}
+
 func applier(server string) *Applier {
 	return &Applier{Primary: server, Servers: []string{server}, Zone: testZone, Name: testName, EpochName: testEpoch, Key: testKey}
 }
@@ -122,18 +138,7 @@ func TestApplierAgainstBINDAndKnot(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			a := applier(start(t))
 			ctx := context.Background()
-			// Listening comes before the zone is loaded (SERVFAIL meanwhile).
-			var cur Current
-			var err error
-			for range 100 {
-				if cur, err = a.Read(ctx); err == nil {
-					break
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+			cur := readWhenLoaded(t, a)
 			if fmt.Sprint(cur.Addrs) != "[127.0.69.10]" || cur.Epoch.N != 0 || cur.Serial == 0 {
 				t.Fatalf("initial read: %+v", cur)
 			}
@@ -150,7 +155,7 @@ func TestApplierAgainstBINDAndKnot(t *testing.T) {
 				t.Errorf("serial %d -> %d, want +1", cur.Serial, after.Serial)
 			}
 			// A stale writer (read before the move) is refused and changes nothing.
-			err = a.Move(ctx, cur, []string{"127.0.69.12"}, 30, Epoch{N: 1, Site: "c", Controller: "stale"})
+			err := a.Move(ctx, cur, []string{"127.0.69.12"}, 30, Epoch{N: 1, Site: "c", Controller: "stale"})
 			if !errors.Is(err, ErrConflict) {
 				t.Fatalf("stale writer: %v, want ErrConflict", err)
 			}

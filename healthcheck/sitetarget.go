@@ -82,7 +82,7 @@ func SiteTargets(spec *cluster.Spec) ([]*Target, error) {
 			SerialPrefix: int(s.SerialPrefix.Value()),
 		}
 		for _, is := range issuers {
-			cert, err := readCertFile(is.CertFile)
+			cert, err := intermediates.ReadCert(is.CertFile)
 			if err != nil {
 				return nil, err
 			}
@@ -106,18 +106,6 @@ func hostPort(host string, port int) string {
 		return host
 	}
 	return net.JoinHostPort(host, strconv.Itoa(port))
-}
-
-func readCertFile(path string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
-	}
-	return x509.ParseCertificate(block.Bytes)
 }
 
 // loadOrCreateKey reads a PKCS#8 key (0600) or creates a P-256 one.

@@ -46,7 +46,7 @@ func (p *PKI) SiteIssuers(site string) ([]SiteIssuer, error) {
 			if p.isRevoked(p.rel(k.cert())) {
 				continue
 			}
-			cert, err := readCert(k.cert())
+			cert, err := ReadCert(k.cert())
 			if err != nil {
 				if g == cur {
 					return nil, fmt.Errorf("site %s: %w (run `cairn pki init`)", site, err)
@@ -91,10 +91,10 @@ func (p *PKI) SiteToken(site string) (HSMToken, error) {
 }
 
 // InfrastructureCert returns the infrastructure intermediate's certificate.
-func (p *PKI) InfrastructureCert() (*x509.Certificate, error) { return readCert(p.infraKey().cert()) }
+func (p *PKI) InfrastructureCert() (*x509.Certificate, error) { return ReadCert(p.infraKey().cert()) }
 
 // RootCert returns the root certificate.
-func (p *PKI) RootCert() (*x509.Certificate, error) { return readCert(p.rootCert()) }
+func (p *PKI) RootCert() (*x509.Certificate, error) { return ReadCert(p.rootCert()) }
 
 // IssueInfrastructureCert has the infrastructure intermediate sign a TLS
 // server certificate (e.g. a site's HTTPS certificate for the ACME name)

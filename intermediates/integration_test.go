@@ -77,13 +77,13 @@ func TestInitRevokeRotate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, _ := readCert(p.RootCertFile())
+	root, _ := ReadCert(p.RootCertFile())
 	pool := x509.NewCertPool()
 	pool.AddCert(root)
 	count := map[string]int{}
 	for _, c := range st.Certificates {
 		count[c.Role]++
-		cert, _ := readCert(c.CertFile)
+		cert, _ := ReadCert(c.CertFile)
 		if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 			t.Errorf("%s does not chain: %v", c.CertFile, err)
 		}

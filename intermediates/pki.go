@@ -336,7 +336,7 @@ func (p *PKI) rootCeremony(ctx context.Context, name string) (*ceremonyRun, sign
 	if err != nil {
 		return nil, signingPKCS11{}, nil, err
 	}
-	rootCert, err := readCert(p.rootCert())
+	rootCert, err := ReadCert(p.rootCert())
 	if err != nil {
 		return nil, signingPKCS11{}, nil, err
 	}
@@ -402,7 +402,7 @@ func (p *PKI) checkSubjectsUnique() error {
 func (p *PKI) checkNameIDs() error {
 	seen := map[issuance.NameID]string{}
 	for _, c := range p.inventory() {
-		cert, err := readCert(c.path)
+		cert, err := ReadCert(c.path)
 		if err != nil {
 			continue // not created yet
 		}
@@ -441,7 +441,8 @@ func (p *PKI) inventory() []entry {
 	return out
 }
 
-func readCert(path string) (*x509.Certificate, error) {
+// ReadCert reads one PEM certificate.
+func ReadCert(path string) (*x509.Certificate, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err

@@ -94,7 +94,7 @@ func (p *PKI) RevokeSite(ctx context.Context, site, reason string) (int, error) 
 			if p.isRevoked(rel) {
 				continue
 			}
-			cert, err := readCert(k.cert())
+			cert, err := ReadCert(k.cert())
 			if err != nil {
 				return 0, fmt.Errorf("site %s: %w (run `cairn pki init` first)", site, err)
 			}

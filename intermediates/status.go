@@ -61,7 +61,7 @@ func (p *PKI) Status() (*Status, error) {
 	warn := func(format string, args ...any) { st.Warnings = append(st.Warnings, fmt.Sprintf(format, args...)) }
 	now := p.now()
 
-	root, err := readCert(p.rootCert())
+	root, err := ReadCert(p.rootCert())
 	if err != nil {
 		warn("no root certificate (%v): run `cairn pki init`", err)
 		return st, nil
@@ -86,7 +86,7 @@ func (p *PKI) Status() (*Status, error) {
 	}
 
 	for _, e := range p.inventory() {
-		cert, err := readCert(e.path)
+		cert, err := ReadCert(e.path)
 		if err != nil {
 			warn("%s %s missing (%s): run `cairn pki init`", e.role, e.label, p.rel(e.path))
 			continue

@@ -6,7 +6,6 @@ package lab
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"io"
 	"io/fs"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -233,10 +231,7 @@ func (l *Lab) startSite(ctx context.Context, b *site.Bundle, resolve func(string
 		return fmt.Errorf("site %s: %w", b.Site, err)
 	}
 	for _, p := range b.Processes {
-		if p.Program == "mariadbd" && dbOSUser() != "" {
-			p.Args = append(p.Args, "--user="+dbOSUser())
-		}
-		if err := l.startProc(ctx, proc{Process: p, root: b.Root}, resolve); err != nil {
+		if err := l.startProc(ctx, newProc(p, b.Root), resolve); err != nil {
 			return fmt.Errorf("site %s: %w", b.Site, err)
 		}
 		if p.Program == "mariadbd" {
@@ -454,39 +449,19 @@ func (l *Lab) Status(ctx context.Context) (*Status, error) {
 	return st, nil
 }
 
-var dialer = &net.Dialer{Timeout: 2 * time.Second}
-
+// checkDirectory runs the health check's directory probe against the
+// site's own address, with the ACME name as TLS server name.
 func checkDirectory(ctx context.Context, b *site.Bundle, spec *cluster.Spec, roots *x509.CertPool) error {
-	var wfe string
+	t := &healthcheck.Target{Site: b.Site, DirectoryURL: b.DirectoryURL, ServerName: spec.ACME.Name, Roots: roots, StepTimeout: 2 * time.Second}
 	for _, p := range b.Processes {
 		if p.Name == "wfe" {
-			wfe = p.Listen
+			t.DialAddr = p.Listen
 		}
 	}
-	tr := &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: spec.ACME.Name},
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return dialer.DialContext(ctx, network, wfe)
-		},
-	}
-	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+spec.ACME.Name+"/directory", nil)
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var dir map[string]any
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&dir); err != nil {
-		return err
-	}
-	if _, ok := dir["newOrder"]; !ok {
-		return errors.New("directory has no newOrder")
+	if f := healthcheck.ProbeDirectory(ctx, t).FailedStep(); f != nil {
+		return errors.New(f.Detail)
 	}
 	return nil
 }
@@ -609,10 +584,7 @@ func (l *Lab) component(siteName, name string) (proc, error) {
 	}
 	for _, p := range b.Processes {
 		if p.Name == name {
-			if p.Program == "mariadbd" && dbOSUser() != "" {
-				p.Args = append(p.Args, "--user="+dbOSUser())
-			}
-			return proc{Process: p, root: b.Root}, nil
+			return newProc(p, b.Root), nil
 		}
 	}
 	return proc{}, fmt.Errorf("site %s has no component %q", siteName, name)

@@ -24,6 +24,15 @@ type proc struct {
 	root string // bundle root: logs in var/logs, PID files in var/pids
 }
 
+// newProc prepares a bundle's process to run here: as root, MariaDB runs
+// as the mysql user (it refuses root).
+func newProc(p site.Process, root string) proc {
+	if p.Program == "mariadbd" && dbOSUser() != "" {
+		p.Args = append(append([]string(nil), p.Args...), "--user="+dbOSUser())
+	}
+	return proc{Process: p, root: root}
+}
+
 func (p proc) pidFile() string { return filepath.Join(p.root, "var", "pids", p.Name+".pid") }
 
 // LogFile is where the process's stdout and stderr go.

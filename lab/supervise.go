@@ -44,10 +44,7 @@ func (l *Lab) Supervise(ctx context.Context, interval time.Duration) error {
 		}
 		for _, b := range bundles {
 			for _, p := range b.Processes {
-				if p.Program == "mariadbd" && dbOSUser() != "" {
-					p.Args = append(p.Args, "--user="+dbOSUser())
-				}
-				procs = append(procs, proc{Process: p, root: b.Root})
+				procs = append(procs, newProc(p, b.Root))
 			}
 		}
 		for _, p := range procs {

@@ -142,7 +142,6 @@ type issuerInput struct {
 	certFile string // in the bundle
 	nameID   int64
 	current  bool // issues new certificates; older generations only sign CRLs
-	ecdsa    bool
 }
 
 // boulderInputs are the bundle paths the Boulder configs reference.
@@ -491,7 +490,7 @@ func Check(spec *cluster.Spec) error {
 		root := "/cairn/sites/" + p.Site.Name
 		in := &boulderInputs{plan: p, root: root, rootCert: root + "/pki/root.cert.pem", pkcs11JSON: root + "/secrets/pkcs11.json",
 			wfeCert: root + "/https/wfe.pem", wfeKey: root + "/secrets/wfe-https.key", redisPWFile: root + "/secrets/redis.pw",
-			issuers: []issuerInput{{certFile: root + "/pki/e.pem", nameID: 1, current: true, ecdsa: true}, {certFile: root + "/pki/r.pem", nameID: 2, current: true}}}
+			issuers: []issuerInput{{certFile: root + "/pki/e.pem", nameID: 1, current: true}, {certFile: root + "/pki/r.pem", nameID: 2, current: true}}}
 		for _, c := range in.boulderConfigs() {
 			if _, err := encodeValidated(c); err != nil {
 				return fmt.Errorf("sites[%d] (%s): %w", i, p.Site.Name, err)

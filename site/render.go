@@ -203,8 +203,7 @@ func (r *renderer) render(ctx context.Context) error {
 		if err := r.write(fmt.Sprintf("pki/issuers/%d.der", is.NameID), block.Bytes, false); err != nil {
 			return err
 		}
-		in.issuers = append(in.issuers, issuerInput{certFile: r.root("pki", is.Label+".cert.pem"), nameID: is.NameID,
-			current: is.Current, ecdsa: strings.HasPrefix(is.KeyType, "ecdsa")})
+		in.issuers = append(in.issuers, issuerInput{certFile: r.root("pki", is.Label+".cert.pem"), nameID: is.NameID, current: is.Current})
 	}
 	tok, err := r.o.PKI.SiteToken(p.Site.Name)
 	if err != nil {

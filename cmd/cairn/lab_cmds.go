@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 	"github.com/cairn-pki/cairn/lab"
+	"github.com/cairn-pki/cairn/site"
 )
 
 // DefaultLabDir is where `cairn lab up` puts a lab when no cairn.yaml is
@@ -29,7 +29,7 @@ func newLabCmd(g *globals) *cobra.Command {
 		Short: "Build, render and start the lab (creates ./cairn-lab/cairn.yaml for 3 sites if there is no spec)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := g.lab(cmd, true, sites)
+			l, err := g.lab(true, sites)
 			if err != nil {
 				return err
 			}
@@ -53,7 +53,7 @@ func newLabCmd(g *globals) *cobra.Command {
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := g.lab(cmd, false, "")
+			l, err := g.lab(false, "")
 			if err != nil {
 				return err
 			}
@@ -77,7 +77,7 @@ func newLabCmd(g *globals) *cobra.Command {
 			Short: "Stop every process the lab started (by PID) and remove its loopback addresses; data stays",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				l, err := g.lab(cmd, false, "")
+				l, err := g.lab(false, "")
 				if err != nil {
 					return err
 				}
@@ -89,7 +89,7 @@ func newLabCmd(g *globals) *cobra.Command {
 			Short: "Each site's processes (pid, RSS, listen address) and whether its ACME directory answers",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				l, err := g.lab(cmd, false, "")
+				l, err := g.lab(false, "")
 				if err != nil {
 					return err
 				}
@@ -109,7 +109,7 @@ func newLabCmd(g *globals) *cobra.Command {
 			Short: "Follow the logs of the lab, a site (or cluster), or one component",
 			Args:  cobra.MaximumNArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				l, err := g.lab(cmd, false, "")
+				l, err := g.lab(false, "")
 				if err != nil {
 					return err
 				}
@@ -127,23 +127,20 @@ func newLabCmd(g *globals) *cobra.Command {
 
 // lab finds the spec for lab commands: -f if given; else ./cairn.yaml if it
 // exists; else ./cairn-lab/cairn.yaml, which `up` creates when missing.
-func (g *globals) lab(cmd *cobra.Command, create bool, sites string) (*lab.Lab, error) {
-	path := g.config
-	if !cmd.Flags().Changed("config") && !fsutil.Exists(path) {
-		path = filepath.Join(DefaultLabDir, cluster.DefaultFile)
-		if !fsutil.Exists(path) {
-			if !create {
-				return nil, fmt.Errorf("no lab here: neither ./%s nor %s exists (run `cairn lab up`)", cluster.DefaultFile, path)
-			}
-			names, data, err := specTemplate(sites)
-			if err != nil {
-				return nil, err
-			}
-			if err := fsutil.WriteFileAtomic(path, data, 0o644); err != nil {
-				return nil, err
-			}
-			fmt.Fprintf(os.Stderr, "created %s (%d sites)\n", path, len(names))
+func (g *globals) lab(create bool, sites string) (*lab.Lab, error) {
+	path := g.specPath()
+	if !g.configChanged && !fsutil.Exists(path) {
+		if !create {
+			return nil, fmt.Errorf("no lab here: neither ./%s nor %s exists (run `cairn lab up`)", cluster.DefaultFile, path)
 		}
+		names, data, err := specTemplate(sites)
+		if err != nil {
+			return nil, err
+		}
+		if err := fsutil.WriteFileAtomic(path, data, 0o644); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(os.Stderr, "created %s (%d sites)\n", path, len(names))
 	}
 	spec, err := cluster.Load(path)
 	if err != nil {
@@ -154,7 +151,8 @@ func (g *globals) lab(cmd *cobra.Command, create bool, sites string) (*lab.Lab, 
 
 func printSummary(cmd *cobra.Command, s *lab.Summary) {
 	w := cmd.OutOrStdout()
-	key, _ := readKeyName(s.ClientKey)
+	tsig, _ := site.ReadTSIGKey(s.ClientKey)
+	key := tsig.Name
 	fmt.Fprintf(w, "\nlab up in %.1fs\n\n", s.Elapsed.Seconds())
 	fmt.Fprintf(w, "ACME directory:   %s  (resolve %s through %s)\n", s.DirectoryURL, s.ACMEName, s.DNS)
 	for _, st := range s.Sites {
@@ -178,20 +176,6 @@ func printSummary(cmd *cobra.Command, s *lab.Summary) {
 	fmt.Fprintf(w, "    --manual-auth-hook '%s' \\\n", fmt.Sprintf(hook, "add", ""))
 	fmt.Fprintf(w, "    --manual-cleanup-hook '%s'\n", fmt.Sprintf(hook, "delete", ""))
 	fmt.Fprintf(w, "\nThrough the ACME name, point the client's resolver at %s (see docs/lab.md).\n", s.DNS)
-}
-
-func readKeyName(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	s := string(b)
-	i := strings.Index(s, `"`)
-	j := strings.Index(s[i+1:], `"`)
-	if i < 0 || j < 0 {
-		return "", fmt.Errorf("no key name in %s", path)
-	}
-	return s[i+1 : i+1+j], nil
 }
 
 func printLabStatus(cmd *cobra.Command, st *lab.Status) {

@@ -11,17 +11,20 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/internal/fsutil"
 )
 
 // globals are the flags every command has.
 type globals struct {
-	config string
-	output string
+	config        string
+	configChanged bool // -f given explicitly
+	output        string
 }
 
 func main() {
@@ -49,6 +52,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			g.configChanged = cmd.Flags().Changed("config")
 			if g.output != "text" && g.output != "json" {
 				return fmt.Errorf("-o %q: use text or json", g.output)
 			}
@@ -64,6 +68,16 @@ func newRoot() *cobra.Command {
 // loadSpec reads and validates the spec named by -f.
 func (g *globals) loadSpec() (*cluster.Spec, error) {
 	return cluster.Load(g.config)
+}
+
+// specPath is where lab, probe, report and failover commands find the
+// spec: -f when given or when ./cairn.yaml exists, else the lab's
+// ./cairn-lab/cairn.yaml.
+func (g *globals) specPath() string {
+	if g.configChanged || fsutil.Exists(g.config) {
+		return g.config
+	}
+	return filepath.Join(DefaultLabDir, cluster.DefaultFile)
 }
 
 // printJSON writes v as indented JSON.

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -63,8 +64,8 @@ history that "cairn report availability" reads.`,
 				list = strings.Split(kinds, ",")
 			}
 			if t.Zone == "" { // a plain URL: no zone to ask, no DNS-01, no CRL list
-				list = slicesFilter(list, func(k string) bool {
-					return k != healthcheck.KindDNS && k != healthcheck.KindIssuance && k != healthcheck.KindCRL && k != healthcheck.KindRevocation
+				list = slices.DeleteFunc(slices.Clone(list), func(k string) bool {
+					return k == healthcheck.KindDNS || k == healthcheck.KindIssuance || k == healthcheck.KindCRL || k == healthcheck.KindRevocation
 				})
 			}
 			var results []healthcheck.Result
@@ -109,10 +110,7 @@ history that "cairn report availability" reads.`,
 
 // specForProbes finds the spec as probe and report do: -f, else the lab's.
 func (g *globals) specForProbes() (*cluster.Spec, string, error) {
-	path := g.config
-	if !fsutil.Exists(path) && fsutil.Exists(DefaultLabDir+"/"+cluster.DefaultFile) {
-		path = DefaultLabDir + "/" + cluster.DefaultFile
-	}
+	path := g.specPath()
 	spec, err := cluster.Load(path)
 	return spec, path, err
 }
@@ -134,7 +132,7 @@ func (g *globals) watch(cmd *cobra.Command, args []string, metricsAddr, historyF
 		return err
 	}
 	if len(args) == 1 {
-		targets = slicesFilterTargets(targets, args[0])
+		targets = slices.DeleteFunc(targets, func(t *healthcheck.Target) bool { return t.Site != args[0] })
 		if len(targets) == 0 {
 			return fmt.Errorf("no site %q in the spec (%s)", args[0], strings.Join(spec.SiteNames(), ", "))
 		}
@@ -195,16 +193,6 @@ func (g *globals) watch(cmd *cobra.Command, args []string, metricsAddr, historyF
 	return sched.Run(ctx)
 }
 
-func slicesFilterTargets(ts []*healthcheck.Target, site string) []*healthcheck.Target {
-	var out []*healthcheck.Target
-	for _, t := range ts {
-		if t.Site == site {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
 func newReportCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "report", Short: "Reports from the probe history"}
 	var since time.Duration
@@ -237,8 +225,6 @@ func newReportCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	avail.Flags().DurationVar(&since, "since", 24*time.Hour, "how far back")
-	avail.Flags().StringVar(&historyFile, "history", "", "probe history database (default var/probe-history.db next to the spec)")
 	steps := &cobra.Command{
 		Use:   "steps [--since DUR]",
 		Short: "p50 and p95 of every probe step, per site",
@@ -265,8 +251,10 @@ func newReportCmd(g *globals) *cobra.Command {
 			return w.Flush()
 		},
 	}
-	steps.Flags().DurationVar(&since, "since", 24*time.Hour, "how far back")
-	steps.Flags().StringVar(&historyFile, "history", "", "probe history database (default var/probe-history.db next to the spec)")
+	for _, sub := range []*cobra.Command{avail, steps} {
+		sub.Flags().DurationVar(&since, "since", 24*time.Hour, "how far back")
+		sub.Flags().StringVar(&historyFile, "history", "", "probe history database (default var/probe-history.db next to the spec)")
+	}
 	cmd.AddCommand(avail, steps)
 	return cmd
 }
@@ -306,16 +294,6 @@ func printReport(cmd *cobra.Command, rep healthcheck.Report) {
 				o.Duration.Round(time.Second), o.FailingStep, ongoing)
 		}
 	}
-}
-
-func slicesFilter(in []string, keep func(string) bool) []string {
-	var out []string
-	for _, s := range in {
-		if keep(s) {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // probeTarget is a site of the spec, or a directory URL.
