@@ -96,6 +96,12 @@ func TestValidationErrors(t *testing.T) {
 		{"crl base URL over https", strings.Replace(base, "  - name: a\n", "  - name: a\n    crlBaseURL: https://crl.a.lab.home.arpa/\n", 1),
 			[]string{"sites[0].crlBaseURL"}, "plain HTTP"},
 		{"failback mode", base + "failover:\n  failback: sometimes\n", []string{"failover.failback"}, "manual or automatic"},
+		{"quorum without shared etcd", base + "failover:\n  quorum: 2\n", []string{"failover.quorum"}, "etcd.endpoints"},
+		{"etcd endpoint not a URL, cert without key", base + "failover:\n  etcd:\n    endpoints: [10.0.0.5:2379]\n    certFile: c.pem\n",
+			[]string{"failover.etcd.endpoints[0]", "failover.etcd.keyFile"}, "https://10.0.0.5:2379"},
+		{"views expire between probes", base + "failover:\n  viewMaxAge: 3s\n", []string{"failover.viewMaxAge"}, "two probe intervals"},
+		{"etcd on the controller's port", base + "failover:\n  listen: 127.0.0.1:9180\n  etcd:\n    listen: 127.0.0.1:9180\n",
+			[]string{"failover.etcd.listen"}, "another port"},
 		{"list where mapping expected", base + "acme: [1, 2]\n", []string{"acme"}, "expected a mapping"},
 		{"not yaml", "name: [unclosed\n", []string{"(file)"}, "not valid YAML"},
 		{"empty", "", []string{"(file)"}, "empty"},
@@ -149,4 +155,16 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Several controllers: an external etcd with TLS and a quorum of two.
+func TestExternalEtcd(t *testing.T) {
+	spec, errs := ParseAndValidate([]byte(base + "failover:\n  quorum: 2\n  etcd:\n    endpoints: [https://10.0.0.5:2379, https://10.0.1.5:2379]\n    caFile: etcd-ca.pem\n    certFile: c.pem\n    keyFile: c.key\n"))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	e := spec.Failover.Etcd
+	if e.Embedded() || e.Listen != "" || e.DataDir != "" || e.Prefix != "/cairn/lab/" || spec.Failover.Quorum != 2 {
+		t.Fatalf("etcd: %+v", e)
+	}
 }

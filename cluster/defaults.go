@@ -129,6 +129,22 @@ func (s *Spec) ApplyDefaults() {
 	def(&f.Failback, FailbackManual)
 	def(&f.Listen, defaultListen(s))
 	def(&f.AdminTokenFile, DefaultSecretsDir+"/failover-admin.token")
+	defInt(&f.Quorum, 1)
+	defDur(&f.ViewMaxAge, 30*time.Second)
+	if f.Etcd.Embedded() {
+		def(&f.Etcd.Listen, etcdListen(f.Listen))
+		def(&f.Etcd.DataDir, "var/etcd")
+	}
+	def(&f.Etcd.Prefix, "/cairn/"+s.Name+"/")
+	defDur(&f.Etcd.SessionTTL, 10*time.Second)
+}
+
+// etcdListen puts the embedded etcd on the controller's address, port 2379.
+func etcdListen(listen string) string {
+	if ap, err := netip.ParseAddrPort(listen); err == nil {
+		return netip.AddrPortFrom(ap.Addr(), 2379).String()
+	}
+	return "127.0.0.1:2379"
 }
 
 // defaultListen puts the controller next to a loopback cluster DNS (the

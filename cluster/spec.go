@@ -179,7 +179,41 @@ type Failover struct {
 	Listen string `yaml:"listen"`
 	// AdminTokenFile holds the token operator calls (move, drain) need.
 	AdminTokenFile string `yaml:"adminTokenFile"`
+	// Quorum is how many voting controllers must see a site down before it
+	// is down (more than 1 needs several controllers on shared etcd).
+	Quorum int `yaml:"quorum"`
+	// ViewMaxAge: a controller's probe view older than this does not count.
+	ViewMaxAge Duration `yaml:"viewMaxAge"`
+	// Etcd coordinates the controllers: leader election, shared probe
+	// views, operator commands and drains.
+	Etcd Etcd `yaml:"etcd"`
 }
+
+// Etcd is where the controllers coordinate. Without endpoints the
+// controller runs a one-member etcd inside its own process.
+type Etcd struct {
+	// Endpoints of an external etcd cluster that several controllers share
+	// (e.g. https://10.1.0.5:2379); empty means embedded.
+	Endpoints []string `yaml:"endpoints"`
+	// CAFile, CertFile, KeyFile: TLS to the external cluster (optional;
+	// CertFile and KeyFile give a client certificate).
+	CAFile   string `yaml:"caFile"`
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+	// Listen is the embedded etcd's client address (mutual TLS with
+	// certificates made at run time; its peer port is the next one).
+	Listen string `yaml:"listen"`
+	// DataDir of the embedded etcd, relative to the spec's directory.
+	DataDir string `yaml:"dataDir"`
+	// Prefix of every key cairn writes.
+	Prefix string `yaml:"prefix"`
+	// SessionTTL: a controller that stops renewing loses its leadership
+	// and its view after this long.
+	SessionTTL Duration `yaml:"sessionTTL"`
+}
+
+// Embedded reports whether the controller runs its own one-member etcd.
+func (e Etcd) Embedded() bool { return len(e.Endpoints) == 0 }
 
 // Probes sets per-kind probe intervals.
 type Probes struct {

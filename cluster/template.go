@@ -124,4 +124,15 @@ failover:
   # or a management network); operator calls need the token in this file.
   listen: {{.Failover.Listen}}
   adminTokenFile: {{.Failover.AdminTokenFile}}
+  quorum: {{.Failover.Quorum}}              # controllers that must see a site down (several need etcd.endpoints)
+  viewMaxAge: {{.Failover.ViewMaxAge}}       # a controller's probe view older than this does not count
+  # Controllers coordinate on etcd: one-member etcd inside the controller
+  # (data in dataDir, mutual TLS on listen), or set endpoints (and caFile,
+  # certFile, keyFile) to join an external cluster with other controllers.
+  etcd:
+    # endpoints: [https://10.0.0.5:2379, https://10.1.0.5:2379, https://10.2.0.5:2379]
+    listen: {{.Failover.Etcd.Listen}}
+    dataDir: {{.Failover.Etcd.DataDir}}
+    prefix: {{.Failover.Etcd.Prefix}}
+    sessionTTL: {{.Failover.Etcd.SessionTTL}}
 `))

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/letsencrypt/boulder/policy"
 )
@@ -335,4 +336,45 @@ func (v *validator) failover() {
 		v.add("failover.listen", "%q is not IP:port (e.g. 127.0.0.1:9180)", f.Listen)
 	}
 	v.path("failover.adminTokenFile", f.AdminTokenFile)
+	v.etcd()
+}
+
+func (v *validator) etcd() {
+	f := v.spec.Failover
+	e := f.Etcd
+	if f.Quorum < 1 {
+		v.add("failover.quorum", "%d must be 1 or more", f.Quorum)
+	} else if f.Quorum > 1 && e.Embedded() {
+		v.add("failover.quorum", "%d needs as many controllers on a shared etcd: set failover.etcd.endpoints, or use 1", f.Quorum)
+	}
+	if least := 2 * max(f.Probes.Nonce.Duration, f.Probes.Account.Duration); f.ViewMaxAge.Duration < least {
+		v.add("failover.viewMaxAge", "%s is shorter than two probe intervals; use %s or more", f.ViewMaxAge, least)
+	}
+	for i, ep := range e.Endpoints {
+		if u, err := url.Parse(ep); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
+			v.add(fmt.Sprintf("failover.etcd.endpoints[%d]", i), "%q is not an etcd client URL like https://10.0.0.5:2379", ep)
+		}
+	}
+	if (e.CertFile == "") != (e.KeyFile == "") {
+		v.add("failover.etcd.keyFile", "certFile and keyFile go together (the client certificate and its key)")
+	}
+	if e.Embedded() {
+		if e.CAFile != "" || e.CertFile != "" {
+			v.add("failover.etcd.caFile", "TLS files are for an external cluster; set failover.etcd.endpoints or remove them")
+		}
+		if _, err := netip.ParseAddrPort(e.Listen); err != nil {
+			v.add("failover.etcd.listen", "%q is not IP:port (e.g. 127.0.0.1:2379)", e.Listen)
+		} else if e.Listen == f.Listen {
+			v.add("failover.etcd.listen", "%s is also failover.listen; use another port", e.Listen)
+		}
+		v.path("failover.etcd.dataDir", e.DataDir)
+	} else if e.Listen != "" || e.DataDir != "" {
+		v.add("failover.etcd.listen", "listen and dataDir are for the embedded etcd; remove them when endpoints are set")
+	}
+	if !strings.HasPrefix(e.Prefix, "/") || !strings.HasSuffix(e.Prefix, "/") {
+		v.add("failover.etcd.prefix", "%q must start and end with / (e.g. /cairn/lab/)", e.Prefix)
+	}
+	if e.SessionTTL.Duration < 2*time.Second {
+		v.add("failover.etcd.sessionTTL", "%s is too short for an etcd lease; use 2s or more", e.SessionTTL)
+	}
 }

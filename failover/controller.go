@@ -38,6 +38,9 @@ type Controller struct {
 	Log     *slog.Logger
 	// PrearmTTL is the TTL set while the active site is suspect.
 	PrearmTTL uint32
+	// Coord joins the controller to the others through etcd; nil means a
+	// controller on its own that always decides (tests).
+	Coord *Coordinator
 
 	mu       sync.Mutex
 	state    State
@@ -52,13 +55,32 @@ type Controller struct {
 	// prearmed: this controller lowered the TTL; step() puts the spec's
 	// TTL back once the active site is healthy again (a move does too).
 	prearmed bool
+	// With a coordinator: own recent observations (published as the
+	// view), the newest observation taken from each other controller, and
+	// what the last snapshot showed.
+	mine      []Observation
+	seen      map[string]time.Time
+	leading   bool
+	leaderID  string
+	views     []ViewStatus
+	etcdDown  bool      // the last snapshot failed (logged once per outage)
+	published time.Time // when the view was last written
+}
+
+// ViewStatus is one controller's view as the others see it.
+type ViewStatus struct {
+	Controller   string    `json:"controller"`
+	API          string    `json:"api,omitempty"`
+	Published    time.Time `json:"published"`
+	Observations int       `json:"observations"`
+	Fresh        bool      `json:"fresh"`
 }
 
 // PolicyFromSpec builds the decision policy from the spec.
 func PolicyFromSpec(spec *cluster.Spec) Policy {
 	f := spec.Failover
 	p := Policy{DownAfter: f.DownAfter, UpAfter: f.UpAfter, StablePeriod: f.StablePeriod.Duration, HoldDown: f.HoldDown.Duration,
-		Failback: f.Failback, Quorum: 1, Priority: map[string]int{}}
+		Failback: f.Failback, Quorum: f.Quorum, ViewMaxAge: f.ViewMaxAge.Duration, Priority: map[string]int{}}
 	for _, s := range spec.Sites {
 		p.Sites = append(p.Sites, s.Name)
 		p.Priority[s.Name] = s.Priority
@@ -126,6 +148,9 @@ func (c *Controller) Sink(r healthcheck.Result) {
 	o, ok := c.observation(r)
 	if ok {
 		c.obs = append(c.obs, o)
+		if c.Coord != nil {
+			c.mine = append(c.mine, o)
+		}
 	}
 	c.mu.Unlock()
 	if ok {
@@ -140,12 +165,21 @@ func (c *Controller) poke() {
 	}
 }
 
-// Command queues an operator command; the next decision applies it.
-func (c *Controller) Command(cmd Command) {
+// Command queues an operator command; the next decision applies it. With
+// a coordinator it goes through etcd, so whichever controller leads
+// applies it and drains outlive restarts.
+func (c *Controller) Command(ctx context.Context, cmd Command) error {
+	if c.Coord != nil {
+		if _, ok := c.Spec.SiteByName(cmd.Site); !ok {
+			return fmt.Errorf("%s: no site %q", cmd.Type, cmd.Site)
+		}
+		return c.Coord.Submit(ctx, cmd)
+	}
 	c.mu.Lock()
 	c.cmds = append(c.cmds, cmd)
 	c.mu.Unlock()
 	c.poke()
+	return nil
 }
 
 // Init reads the ACME name from DNS: the active site and the time of the
@@ -154,6 +188,11 @@ func (c *Controller) Command(cmd Command) {
 func (c *Controller) Init(ctx context.Context, reg prometheus.Registerer) error {
 	c.wake = make(chan struct{}, 1)
 	c.lastOK = map[string]time.Time{}
+	c.seen = map[string]time.Time{}
+	c.leading = c.Coord == nil
+	if c.Coord != nil {
+		c.Coord.OnChange = c.poke
+	}
 	if c.PrearmTTL == 0 {
 		c.PrearmTTL = 5
 	}
@@ -176,6 +215,7 @@ func (c *Controller) Init(ctx context.Context, reg prometheus.Registerer) error 
 	}
 	c.metrics = newControllerMetrics(reg, c.Policy.Sites)
 	c.metrics.setState(c.state, false)
+	c.metrics.setLeader(c.leading)
 	c.Log.Info("controller starting", "id", c.ID, "active", active, "epoch", cur.Epoch.N)
 	return nil
 }
@@ -183,6 +223,11 @@ func (c *Controller) Init(ctx context.Context, reg prometheus.Registerer) error 
 // Run decides whenever observations or commands arrive (and every second)
 // until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
+	if c.Coord != nil {
+		done := make(chan struct{})
+		go func() { c.Coord.Run(ctx); close(done) }()
+		defer func() { <-done }() // resigned and lease revoked before returning
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -203,9 +248,21 @@ func (c *Controller) step(ctx context.Context) {
 	prev := c.state
 	c.mu.Unlock()
 
+	leading := true
+	var taken []PendingMove
+	if c.Coord != nil {
+		var more []Observation
+		more, cmds, taken, leading = c.share(ctx, prev)
+		obs = append(obs, more...)
+	}
 	start := time.Now()
 	next, intents := Decide(c.Policy, prev, obs, cmds, start)
 	c.metrics.decision.Observe(time.Since(start).Seconds())
+	if !leading {
+		c.follow(ctx, &next, prev)
+		intents = nil
+	}
+	c.metrics.setLeader(leading)
 	for _, in := range intents {
 		switch in.Type {
 		case IntentMove:
@@ -223,13 +280,17 @@ func (c *Controller) step(ctx context.Context) {
 			c.Log.Warn("operator command refused", "reason", in.Reason)
 		}
 	}
-	if c.prearmed && !moved(intents) {
+	if leading && c.prearmed && !moved(intents) {
 		if ss := next.Sites[next.Active]; ss != nil && ss.Health == Healthy {
 			c.restoreTTL(ctx)
 		}
 	}
+	if err := c.ackMoves(ctx, taken); err != nil {
+		c.Log.Warn("etcd: could not remove handled operator moves", "err", err)
+	}
 	c.mu.Lock()
 	c.state = next
+	c.leading = leading
 	c.alert = next.NoHealthy
 	if len(intents) > 0 {
 		c.lastIntn = intents
@@ -249,6 +310,9 @@ func (c *Controller) applyMove(ctx context.Context, next *State, prev State, in 
 	dnsSite := c.siteOf(cur.Addrs)
 	if dnsSite == "" {
 		return fmt.Errorf("the ACME name points to %v, which is no site of the spec: not touching it", cur.Addrs)
+	}
+	if c.Coord != nil && !c.Coord.StillLeader(ctx) {
+		return errors.New("no longer the leader (etcd): not writing DNS")
 	}
 	if dnsSite != prev.Active {
 		c.Log.Warn("DNS changed under the controller; adopting it", "dns", dnsSite, "believed", prev.Active, "epoch", cur.Epoch.N)
@@ -377,6 +441,10 @@ type Status struct {
 	Moves      []Move       `json:"moves"`
 	LastIntent []Intent     `json:"lastIntents"`
 	HoldUntil  time.Time    `json:"holdDownUntil"`
+	// Leader is the controller that decides; Leading is whether it is this one.
+	Leader  string       `json:"leader"`
+	Leading bool         `json:"leading"`
+	Views   []ViewStatus `json:"views"`
 }
 
 // SiteStatus is one site.
@@ -394,7 +462,11 @@ type SiteStatus struct {
 func (c *Controller) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := Status{Controller: c.ID, Active: c.state.Active, Alert: c.alert, Moves: append([]Move{}, c.moves...), LastIntent: c.lastIntn}
+	st := Status{Controller: c.ID, Active: c.state.Active, Alert: c.alert, Moves: append([]Move{}, c.moves...), LastIntent: c.lastIntn,
+		Leading: c.leading && (c.Coord == nil || c.Coord.Leading()), Leader: c.leaderID, Views: c.views}
+	if c.Coord == nil {
+		st.Leader = c.ID
+	}
 	if !c.state.LastMove.IsZero() {
 		st.HoldUntil = c.state.LastMove.Add(c.Policy.HoldDown)
 	}

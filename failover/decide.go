@@ -24,18 +24,18 @@ const (
 
 // Observation is one probe result as the core needs it.
 type Observation struct {
-	Site    string
-	Vantage string // the prober that saw it
-	At      time.Time
-	OK      bool
+	Site    string    `json:"site"`
+	Vantage string    `json:"vantage"` // the prober that saw it
+	At      time.Time `json:"at"`
+	OK      bool      `json:"ok"`
 	// Deep results come from account and issuance probes; shallow ones
 	// (dns, tls, directory, nonce) can only bring a site down when hard.
-	Deep bool
+	Deep bool `json:"deep,omitempty"`
 	// Hard failures mean the site is unreachable (refused, timeout).
-	Hard bool
+	Hard bool `json:"hard,omitempty"`
 	// ReachesOthers is false when this vantage could reach no other site
 	// either: its view is its own problem and it does not vote.
-	ReachesOthers bool
+	ReachesOthers bool `json:"reachesOthers,omitempty"`
 }
 
 // Command is an operator's instruction.
@@ -52,7 +52,10 @@ type Policy struct {
 	HoldDown     time.Duration // least time between two moves
 	Failback     string        // "manual" or "automatic"
 	Quorum       int           // voting vantages that must see a site down (≥1)
-	Priority     map[string]int
+	// ViewMaxAge: a vantage not heard from for this long neither votes nor
+	// counts (0: views never expire).
+	ViewMaxAge time.Duration
+	Priority   map[string]int
 	// Sites lists every site (order breaks priority ties).
 	Sites []string
 }
@@ -197,6 +200,9 @@ func judge(p Policy, ss *SiteState, now time.Time) {
 	downVotes, failing, upViews := 0, 0, 0
 	var stableSince time.Time
 	for _, v := range ss.Views {
+		if p.ViewMaxAge > 0 && now.Sub(v.LastSeenAt) > p.ViewMaxAge {
+			continue // a controller that went quiet (crashed, partitioned) has no say
+		}
 		isDown := v.HardFails >= max(1, p.DownAfter) || v.DeepFails >= deepFailsToDown
 		if v.HardFails > 0 || v.DeepFails > 0 {
 			failing++

@@ -178,10 +178,12 @@ func TestDecideProperties(t *testing.T) {
 	for seq := 0; seq < sequences; seq++ {
 		p.Failback = []string{"manual", "automatic"}[rng.IntN(2)]
 		p.Quorum = 1 + rng.IntN(2)
+		p.ViewMaxAge = []time.Duration{0, 20 * time.Second}[rng.IntN(2)]
 		s := NewState(p, p.Sites[rng.IntN(3)], t0)
 		now := t0
 		// Per (site, vantage): the last two deep results, for the check below.
 		lastDeep := map[string][2]int{} // 0 none, 1 ok, 2 fail
+		lastSeen := map[string]time.Time{}
 		broken := map[string]bool{}
 		for step := 0; step < 30; step++ {
 			now = now.Add(time.Duration(rng.IntN(8000)) * time.Millisecond)
@@ -201,6 +203,7 @@ func TestDecideProperties(t *testing.T) {
 				o := Observation{Site: site, Vantage: v, At: now, OK: rng.Float64() < okProb, Deep: rng.Float64() < 0.6, ReachesOthers: rng.Float64() < 0.9}
 				o.Hard = !o.OK && rng.Float64() < 0.5
 				obs = append(obs, o)
+				lastSeen[site+"/"+v] = now
 				if o.Deep {
 					k := site + "/" + v
 					r := 1
@@ -228,7 +231,9 @@ func TestDecideProperties(t *testing.T) {
 					t.Fatalf("seq %d step %d: moved to %s which is %s (drained %v)", seq, step, in.To, target.Health, target.Drained)
 				}
 				for _, v := range vantages {
-					if d := lastDeep[in.To+"/"+v]; d == [2]int{2, 2} {
+					// A vantage gone quiet for longer than ViewMaxAge has no say.
+					fresh := p.ViewMaxAge == 0 || now.Sub(lastSeen[in.To+"/"+v]) <= p.ViewMaxAge
+					if d := lastDeep[in.To+"/"+v]; d == [2]int{2, 2} && fresh {
 						t.Fatalf("seq %d step %d: moved to %s whose last two deep probes from %s failed", seq, step, in.To, v)
 					}
 				}
@@ -250,5 +255,45 @@ func TestDecideProperties(t *testing.T) {
 				t.Fatalf("seq %d: the ACME name lost its answer", seq)
 			}
 		}
+	}
+}
+
+// A vantage that went quiet longer than ViewMaxAge no longer votes.
+func TestStaleViewsDoNotVote(t *testing.T) {
+	p := policy()
+	p.Quorum, p.ViewMaxAge, p.UpAfter, p.StablePeriod = 2, 10*time.Second, 1, 0
+	s := NewState(p, "a", t0)
+	// Every vantage keeps seeing b and c fine (and a, until it fails).
+	fine := func(at time.Time, vs ...string) (obs []Observation) {
+		for _, v := range vs {
+			for _, site := range p.Sites {
+				obs = append(obs, Observation{Site: site, Vantage: v, At: at, OK: true, Deep: true, ReachesOthers: true})
+			}
+		}
+		return obs
+	}
+	down := func(v string, at time.Time) (obs []Observation) {
+		for range 3 {
+			obs = append(obs, Observation{Site: "a", Vantage: v, At: at.Add(time.Millisecond), Hard: true, ReachesOthers: true})
+		}
+		return obs
+	}
+	s, _ = Decide(p, s, fine(t0, "v1", "v2", "v3"), nil, t0)
+	// v1 sees a down, then goes quiet; v2 sees it down 20 s later.
+	now := t0.Add(time.Second)
+	s, in := Decide(p, s, append(fine(now, "v2", "v3"), down("v1", now)...), nil, now)
+	if s.Sites["a"].Health == Down || moved(in) {
+		t.Fatalf("one vantage brought a down: %+v %+v", s.Sites["a"], in)
+	}
+	now = now.Add(20 * time.Second)
+	s, in = Decide(p, s, append(fine(now, "v3"), down("v2", now)...), nil, now)
+	if s.Sites["a"].Health == Down || moved(in) {
+		t.Fatalf("a stale vote counted: %s %+v", s.Sites["a"].Reason, in)
+	}
+	// v3 agrees while v2's view is fresh: quorum.
+	now = now.Add(time.Second)
+	s, in = Decide(p, s, down("v3", now), nil, now)
+	if s.Sites["a"].Health != Down || !moved(in) {
+		t.Fatalf("two fresh votes: %s %+v", s.Sites["a"].Health, in)
 	}
 }

@@ -40,9 +40,22 @@ func (c *Controller) Handler(reg prometheus.Gatherer, adminToken string) http.Ha
 				return
 			}
 			c.Log.Info("operator command", "command", cmdType, "site", s, "from", r.RemoteAddr)
-			c.Command(Command{Type: cmdType, Site: s})
-			// Let the next decision run, then report what it did.
-			time.Sleep(300 * time.Millisecond)
+			if err := c.Command(r.Context(), Command{Type: cmdType, Site: s}); err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			// Let the leader's next decision run (here or on another
+			// controller), then report what this controller sees.
+			deadline := time.Now().Add(300 * time.Millisecond)
+			if cmdType == "move" && c.Coord != nil {
+				deadline = time.Now().Add(3 * time.Second)
+			}
+			for time.Now().Before(deadline) {
+				time.Sleep(100 * time.Millisecond)
+				if cmdType == "move" && c.Status().Active == s {
+					break
+				}
+			}
 			writeJSON(w, c.Status())
 		}
 	}
@@ -85,13 +98,17 @@ h1{font-size:1.4em} table{border-collapse:collapse;margin:1em 0} td,th{padding:.
 small{color:#666}
 </style></head><body>
 <h1>cairn failover</h1>
-<p>controller <b>{{.Controller}}</b> · active site <b id="active">{{.Active}}</b>{{if not .HoldUntil.IsZero}} · hold-down until {{.HoldUntil.Format "15:04:05"}}{{end}}</p>
+<p>controller <b>{{.Controller}}</b>{{if .Leading}} (leader){{else}} (follower; leader <b id="leader">{{or .Leader "none"}}</b>){{end}} · active site <b id="active">{{.Active}}</b>{{if not .HoldUntil.IsZero}} · hold-down until {{.HoldUntil.Format "15:04:05"}}{{end}}</p>
 {{if .Alert}}<p class="alert">No healthy site: the ACME name is left on {{.Active}}.</p>{{end}}
 <table id="sites"><tr><th>site</th><th>state</th><th>since</th><th>priority</th><th>address</th><th>note</th></tr>
 {{range .Sites}}<tr class="{{if eq .Name $.Active}}active{{end}}"><td>{{.Name}}{{if eq .Name $.Active}} ◀ active{{end}}</td>
 <td class="{{.State}}">{{.State}}</td><td>{{ago .Since}}</td><td>{{.Priority}}</td><td>{{.Address}}</td>
 <td>{{if .Drained}}drained. {{end}}<small>{{.Reason}}</small></td></tr>
 {{end}}</table>
+{{if .Views}}<h2>Controllers</h2>
+<table id="views"><tr><th>controller</th><th>view published</th><th>observations</th><th>counts</th></tr>
+{{range .Views}}<tr><td>{{.Controller}}{{if eq .Controller $.Leader}} (leader){{end}}</td><td>{{ago .Published}}</td><td>{{.Observations}}</td><td>{{if .Fresh}}yes{{else}}no: stale{{end}}</td></tr>
+{{end}}</table>{{end}}
 <h2>Recent moves</h2>
 {{if .Moves}}<table><tr><th>at</th><th>from</th><th>to</th><th>epoch</th><th>reason</th><th>update</th></tr>
 {{range .Moves}}<tr><td>{{.At.Format "2006-01-02 15:04:05"}}</td><td>{{.From}}</td><td>{{.To}}</td><td>{{.Epoch}}</td><td>{{.Reason}}</td><td>{{printf "%.1f" .CommitMS}} ms</td></tr>

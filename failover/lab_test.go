@@ -40,18 +40,7 @@ func status(t testing.TB, spec *cluster.Spec) failover.Status {
 	return st
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for time.Since(start) < timeout {
-		if cond() {
-			return time.Since(start)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s", timeout, what)
-	return 0
-}
+var waitFor = failover.WaitFor
 
 // answers is what every authoritative server says the ACME name is.
 func answers(spec *cluster.Spec) []string {
@@ -116,8 +105,8 @@ func TestLabFailsOverByItself(t *testing.T) {
 		}
 		return true
 	})
-	if st := status(t, spec); st.Active != "a" {
-		t.Fatalf("active %s, want a", st.Active)
+	if st := status(t, spec); st.Active != "a" || !st.Leading || st.Leader != st.Controller {
+		t.Fatalf("active %s (want a), leader %q, leading %v (the lab's controller leads its embedded etcd)", st.Active, st.Leader, st.Leading)
 	}
 
 	// SIGKILL site a's WFE: the name moves to b on every authoritative server.
@@ -198,6 +187,9 @@ func TestLabFailsOverByItself(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), "cairn_failover_no_healthy_site 1") {
 		t.Error("alert metric not set")
+	}
+	if !strings.Contains(string(body), "cairn_failover_leader 1") {
+		t.Error("leadership metric not 1 on the lab's only controller")
 	}
 	if e3 := epoch(t, spec); e3.N != e.N {
 		t.Errorf("epoch changed with every site down: %+v", e3)

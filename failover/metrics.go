@@ -40,7 +40,6 @@ func newControllerMetrics(reg prometheus.Registerer, sites []string) *controller
 		sites: sites,
 	}
 	reg.MustRegister(m.active, m.siteState, m.noHealthy, m.moves, m.decision, m.updates, m.updateLatency, m.propagation, m.leader)
-	m.leader.Set(1)
 	return m
 }
 
@@ -63,5 +62,12 @@ func (m *controllerMetrics) setState(s State, noHealthy bool) {
 		m.noHealthy.Set(1)
 	} else {
 		m.noHealthy.Set(0)
+	}
+}
+
+func (m *controllerMetrics) setLeader(leading bool) {
+	if leading {
+	} else {
+		m.leader.Set(0)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/cairn-pki/cairn/internal/fsutil"
@@ -155,4 +156,30 @@ func readPair(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error
 		return nil, nil, errors.New(keyPath + ": not a signing key")
 	}
 	return cert, signer, nil
+}
+
+// MTLSFiles are the files of a small mutual-TLS setup made by EnsureMTLS.
+type MTLSFiles struct{ CA, Cert, Key string }
+
+// EnsureMTLS makes (once) a private CA in dir and one certificate for
+// name, usable as server and client, with the given IP SANs. The
+// controller's embedded etcd uses it: only holders of the key (mode 0600)
+// can talk to it.
+func EnsureMTLS(dir, name string, ips []net.IP) (MTLSFiles, error) {
+	k, err := loadOrCreateIPKI(dir, name, time.Now())
+	if err != nil {
+		return MTLSFiles{}, err
+	}
+	if cert, _, err := readPair(k.certFile(name), k.keyFile(name)); err == nil {
+		for _, ip := range ips {
+			if !slices.ContainsFunc(cert.IPAddresses, ip.Equal) {
+				os.Remove(k.certFile(name)) // the address changed: make a new one
+				break
+			}
+		}
+	}
+	if err := k.leaf(name, []string{"localhost"}, ips); err != nil {
+		return MTLSFiles{}, err
+	}
+	return MTLSFiles{CA: k.caFile(), Cert: k.certFile(name), Key: k.keyFile(name)}, nil
 }

@@ -127,7 +127,14 @@ func (g *globals) runController(ctx context.Context, id, historyFile string) err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	c := &failover.Controller{Spec: spec, ID: id, Applier: applier, Policy: failover.PolicyFromSpec(spec), Log: log}
+	etcd, err := failover.OpenEtcd(ctx, spec, id, log)
+	if err != nil {
+		return err
+	}
+	defer etcd.Close()
+	coord := &failover.Coordinator{Client: etcd.Client, Prefix: spec.Failover.Etcd.Prefix, ID: id, API: "http://" + spec.Failover.Listen,
+		TTL: spec.Failover.Etcd.SessionTTL.Duration, Log: log}
+	c := &failover.Controller{Spec: spec, ID: id, Applier: applier, Policy: failover.PolicyFromSpec(spec), Log: log, Coord: coord}
 	if err := c.Init(ctx, reg); err != nil {
 		return err
 	}
@@ -206,7 +213,14 @@ func (g *globals) operatorCall(cmd *cobra.Command, path, wantActive string) erro
 }
 
 func printFailoverStatus(w io.Writer, st failover.Status) {
-	fmt.Fprintf(w, "controller %s, active site %s", st.Controller, st.Active)
+	role := "leader"
+	if !st.Leading {
+		role = "follower of " + st.Leader
+		if st.Leader == "" {
+			role = "no leader elected"
+		}
+	}
+	fmt.Fprintf(w, "controller %s (%s), active site %s", st.Controller, role, st.Active)
 	if !st.HoldUntil.IsZero() && time.Now().Before(st.HoldUntil) {
 		fmt.Fprintf(w, " (hold-down until %s)", st.HoldUntil.Format(time.TimeOnly))
 	}
@@ -228,6 +242,13 @@ func printFailoverStatus(w io.Writer, st failover.Status) {
 		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d\t%s\t%s\n", s.Name, mark, s.State, s.Since.Format(time.TimeOnly), s.Priority, s.Address, note)
 	}
 	tw.Flush()
+	for _, v := range st.Views {
+		fresh := "counts"
+		if !v.Fresh {
+			fresh = "stale, ignored"
+		}
+		fmt.Fprintf(w, "view of %s: %d observations, published %s ago (%s)\n", v.Controller, v.Observations, time.Since(v.Published).Round(time.Second), fresh)
+	}
 	for _, m := range st.Moves {
 		fmt.Fprintf(w, "move %s %s→%s epoch %d (%s), update %.1f ms", m.At.Format(time.RFC3339), m.From, m.To, m.Epoch, m.Reason, m.CommitMS)
 		for _, p := range m.Propagation {
