@@ -40,21 +40,6 @@ func external(spec *cluster.Spec) *cluster.Spec {
 	return &cp
 }
 
-// WaitFor polls cond every 50 ms until it holds and says how long that
-// took; the test fails after timeout. (Exported for the external tests.)
-func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for time.Since(start) < timeout {
-		if cond() {
-			return time.Since(start)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("not within %s: %s", timeout, what)
-	return 0
-}
-
 type testController struct {
 	*Controller
 	etcd   *Etcd
@@ -166,7 +151,7 @@ func TestThreeControllersCoordinateThroughEtcd(t *testing.T) {
 	}
 	wait := func(what string, d time.Duration, cond func() bool) time.Duration {
 		t.Helper()
-		return WaitFor(t, what, d, cond)
+		return testenv.WaitFor(t, what, d, cond)
 	}
 	wait("one leader and every controller sees both sites healthy", 10*time.Second, func() bool {
 		if len(leaders(all...)) != 1 {

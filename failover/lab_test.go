@@ -20,6 +20,7 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/internal/labtest"
+	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/lab"
 )
 
@@ -40,7 +41,7 @@ func status(t testing.TB, spec *cluster.Spec) failover.Status {
 	return st
 }
 
-var waitFor = failover.WaitFor
+var waitFor = testenv.WaitFor
 
 // answers is what every authoritative server says the ACME name is.
 func answers(spec *cluster.Spec) []string {
@@ -196,15 +197,4 @@ func TestLabFailsOverByItself(t *testing.T) {
 	}
 }
 
-func chromium(t *testing.T, args ...string) string {
-	t.Helper()
-	argv := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--user-data-dir=" + t.TempDir()}, args...)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "chromium", argv...).Output()
-	if err != nil {
-		t.Fatalf("chromium %v: %v", args, err)
-	}
-	return string(out)
-}
+func chromium(t *testing.T, args ...string) string { t.Helper(); return testenv.Chromium(t, args...) }

@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cairn-pki/cairn/cluster"
@@ -612,4 +613,28 @@ func (l *Lab) StartComponent(ctx context.Context, siteName, name string) error {
 		return err
 	}
 	return l.startProc(ctx, p, l.resolver(bins))
+}
+
+// SignalComponent sends sig to one running process of the lab (by its PID
+// file, checked against the process start time) and returns the PID.
+func (l *Lab) SignalComponent(siteName, name string, sig syscall.Signal) (int, error) {
+	p, err := l.component(siteName, name)
+	if err != nil {
+		return 0, err
+	}
+	pid, ok := p.running()
+	if !ok {
+		return 0, fmt.Errorf("%s/%s is not running", siteName, name)
+	}
+	return pid, syscall.Kill(pid, sig)
+}
+
+// ComponentRunning reports whether one process of the lab runs.
+func (l *Lab) ComponentRunning(siteName, name string) bool {
+	p, err := l.component(siteName, name)
+	if err != nil {
+		return false
+	}
+	_, ok := p.running()
+	return ok
 }

@@ -97,9 +97,11 @@ type Options struct {
 	// DialAddr sends every connection to this host:port (a site's address),
 	// whatever the URL's host.
 	DialAddr string
-	Key      crypto.Signer // account key; nil makes a new P-256 key
-	DNS      DNSUpdater
-	Timeout  time.Duration // per HTTP request
+	// Dial replaces the dialer (e.g. resolving through a given DNS server).
+	Dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	Key     crypto.Signer // account key; nil makes a new P-256 key
+	DNS     DNSUpdater
+	Timeout time.Duration // per HTTP request
 }
 
 // New prepares a client; nothing is sent yet.
@@ -120,7 +122,9 @@ func New(o Options) (*Client, error) {
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     30 * time.Second,
 	}
-	if o.DialAddr != "" {
+	if o.Dial != nil {
+		tr.DialContext = o.Dial
+	} else if o.DialAddr != "" {
 		d := &net.Dialer{Timeout: 5 * time.Second}
 		tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return d.DialContext(ctx, network, o.DialAddr)

@@ -58,3 +58,34 @@ func Tool(t testing.TB, name string) string {
 	t.Fatalf("%s not found in .tools/bin or on PATH: run `make deps` (scripts/deps.sh)", name)
 	return ""
 }
+
+// Chromium runs headless Chromium with args (e.g. --dump-dom URL,
+// --screenshot=F URL) and returns its standard output.
+func Chromium(t testing.TB, args ...string) string {
+	t.Helper()
+	Integration(t, "chromium")
+	argv := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--user-data-dir=" + t.TempDir()}, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "chromium", argv...).Output()
+	if err != nil {
+		t.Fatalf("chromium %v: %v", args, err)
+	}
+	return string(out)
+}
+
+// WaitFor polls cond every 50 ms until it holds and says how long that
+// took; the test fails after timeout.
+func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < timeout {
+		if cond() {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("not within %s: %s", timeout, what)
+	return 0
+}

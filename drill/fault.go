@@ -1,0 +1,263 @@
+package drill
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cairn-pki/cairn/lab"
+)
+
+// Fault is one injected fault: Inject and Restore are idempotent, and
+// Restore works from any state Inject may have left.
+type Fault interface {
+	Describe() string
+	Inject(ctx context.Context) error
+	Restore(ctx context.Context) error
+}
+
+// crash: SIGKILL (or SIGSTOP for hang); restore starts it again (or SIGCONT).
+type procFault struct {
+	l               *lab.Lab
+	site, component string
+	hang            bool // SIGSTOP/SIGCONT instead of SIGKILL/start
+	graceful        bool // stop: a clean shutdown (database down, Redis down)
+}
+
+func (f *procFault) Describe() string {
+	switch {
+	case f.hang:
+		return "hang " + f.site + "/" + f.component + " (SIGSTOP)"
+	case f.graceful:
+		return "stop " + f.site + "/" + f.component
+	}
+	return "crash " + f.site + "/" + f.component + " (SIGKILL)"
+}
+
+func (f *procFault) Inject(ctx context.Context) error {
+	switch {
+	case f.hang:
+		_, err := f.l.SignalComponent(f.site, f.component, syscall.SIGSTOP)
+		return err
+	case f.graceful:
+		return f.l.StopComponent(f.site, f.component)
+	}
+	pid, err := f.l.SignalComponent(f.site, f.component, syscall.SIGKILL)
+	if err != nil {
+		return err
+	}
+	// Wait until it is gone, so "injected" means "down".
+	for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); strings.Contains(string(b), ") Z ") {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+func (f *procFault) Restore(ctx context.Context) error {
+	if f.hang {
+		if !f.l.ComponentRunning(f.site, f.component) {
+			return nil
+		}
+		_, err := f.l.SignalComponent(f.site, f.component, syscall.SIGCONT)
+		return err
+	}
+	if f.l.ComponentRunning(f.site, f.component) {
+		return nil
+	}
+	return f.l.StartComponent(ctx, f.site, f.component)
+}
+
+// hsmFault: the CA's PKCS#11 token disappears (its SoftHSM token directory
+// is hidden) and the CA is restarted, so it cannot open its signing keys.
+type hsmFault struct {
+	l    *lab.Lab
+	site string
+	dir  string // the site bundle
+}
+
+func (f *hsmFault) Describe() string {
+	return "HSM unavailable at " + f.site + " (token hidden, CA restarted)"
+}
+
+func (f *hsmFault) tokenDir() (string, error) {
+	file, err := os.Open(filepath.Join(f.dir, "etc", "softhsm2.conf"))
+	if err != nil {
+		return "", fmt.Errorf("site %s has no SoftHSM configuration (the hsm fault needs the softhsm backend): %w", f.site, err)
+	}
+	defer file.Close()
+	sc := bufio.NewScanner(file)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok && strings.TrimSpace(k) == "directories.tokendir" {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("site %s: no directories.tokendir in softhsm2.conf", f.site)
+}
+
+func (f *hsmFault) Inject(ctx context.Context) error {
+	dir, err := f.tokenDir()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(dir); err == nil {
+		if err := os.Rename(dir, dir+".cairn-drill-hidden"); err != nil {
+			return err
+		}
+	}
+	if _, err := f.l.SignalComponent(f.site, "ca", syscall.SIGKILL); err != nil {
+		return err
+	}
+	time.Sleep(100 * time.Millisecond)
+	// Start it without its token: it fails (that is the fault).
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	f.l.StartComponent(sctx, f.site, "ca")
+	return nil
+}
+
+func (f *hsmFault) Restore(ctx context.Context) error {
+	dir, err := f.tokenDir()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(dir + ".cairn-drill-hidden"); err == nil {
+		if err := os.Rename(dir+".cairn-drill-hidden", dir); err != nil {
+			return err
+		}
+	}
+	if pid, err := f.l.SignalComponent(f.site, "ca", syscall.SIGKILL); err == nil {
+		for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return f.l.StartComponent(ctx, f.site, "ca")
+}
+
+// partition: nftables drops every packet to the site's network that does
+// not come from it; the site keeps talking to itself.
+type partitionFault struct {
+	site, network string // e.g. 127.0.32.0/24
+	table         string
+}
+
+func (f *partitionFault) Describe() string {
+	return "partition " + f.site + " (" + f.network + " unreachable from outside, nftables)"
+}
+
+func (f *partitionFault) Inject(ctx context.Context) error {
+	f.Restore(ctx)
+	rules := fmt.Sprintf("table inet %[1]s {\n chain out {\n  type filter hook output priority 0; policy accept;\n  ip daddr %[2]s ip saddr != %[2]s drop\n }\n}\n", f.table, f.network)
+	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("nft: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func (f *partitionFault) Restore(ctx context.Context) error {
+	if exec.CommandContext(ctx, "nft", "list", "table", "inet", f.table).Run() != nil {
+		return nil // not there
+	}
+	if out, err := exec.CommandContext(ctx, "nft", "delete", "table", "inet", f.table).CombinedOutput(); err != nil {
+		return fmt.Errorf("nft delete table %s: %v: %s", f.table, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// flap: the inner fault on for Down, off for Up, for a while.
+type flapFault struct {
+	inner    Fault
+	down, up time.Duration
+	until    time.Duration
+	mu       sync.Mutex
+	cancel   context.CancelFunc
+	done     chan struct{}
+	onChange func(injected bool)
+}
+
+func (f *flapFault) Describe() string {
+	return fmt.Sprintf("flap: %s for %s, then up %s, repeatedly", f.inner.Describe(), f.down, f.up)
+}
+
+func (f *flapFault) Inject(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cancel != nil {
+		return nil
+	}
+	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	f.cancel, f.done = cancel, make(chan struct{})
+	if err := f.inner.Inject(ctx); err != nil {
+		cancel()
+		close(f.done)
+		return err
+	}
+	go func() {
+		defer close(f.done)
+		for {
+			for _, phase := range []struct {
+				d      time.Duration
+				inject bool
+			}{{f.down, false}, {f.up, true}} {
+				select {
+				case <-fctx.Done():
+					return
+				case <-time.After(phase.d):
+				}
+				var err error
+				if phase.inject {
+					err = f.inner.Inject(fctx)
+				} else {
+					err = f.inner.Restore(fctx)
+				}
+				if err == nil && f.onChange != nil {
+					f.onChange(phase.inject)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+func (f *flapFault) Restore(ctx context.Context) error {
+	f.mu.Lock()
+	cancel, done := f.cancel, f.done
+	f.cancel = nil
+	f.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	return f.inner.Restore(ctx)
+}
+
+// newFault builds the fault of one step for one concrete site (or "cluster").
+func newFault(l *lab.Lab, st Step, siteName string, n int) (Fault, error) {
+	switch st.Fault {
+	case "crash", "hang", "stop":
+		return &procFault{l: l, site: siteName, component: st.Component, hang: st.Fault == "hang", graceful: st.Fault == "stop"}, nil
+	case "hsm":
+		return &hsmFault{l: l, site: siteName, dir: l.Spec.Path(filepath.Join("sites", siteName))}, nil
+	case "partition":
+		s, ok := l.Spec.SiteByName(siteName)
+		if !ok || s.ServiceNetwork == "" {
+			return nil, fmt.Errorf("site %s has no serviceNetwork to partition", siteName)
+		}
+		return &partitionFault{site: siteName, network: s.ServiceNetwork, table: fmt.Sprintf("cairn_drill_%d_%d", os.Getpid(), n)}, nil
+	case "flap":
+		inner := &procFault{l: l, site: siteName, component: st.Component, hang: st.Signal == "stop"}
+		return &flapFault{inner: inner, down: st.Down.Duration, up: st.Up.Duration, until: st.For.Duration}, nil
+	}
+	return nil, fmt.Errorf("unknown fault %q", st.Fault)
+}

@@ -1,0 +1,174 @@
+package drill
+
+import (
+	"fmt"
+	"html/template"
+	"sort"
+	"strings"
+	"time"
+)
+
+// The HTML report is one file: inline CSS and SVG, no script, no fetch.
+
+type svgRect struct {
+	X, Y, W, H float64
+	Class      string
+	Title      string
+}
+
+type svgMark struct {
+	X     float64
+	Label string
+	Class string
+}
+
+type svgLane struct {
+	Y     float64
+	Label string
+}
+
+type htmlView struct {
+	*Report
+	Width, Height float64
+	Lanes         []svgLane
+	Rects         []svgRect
+	Marks         []svgMark
+	Ticks         []svgMark
+	Verdict       string
+}
+
+const (
+	svgLeft  = 150.0
+	svgWidth = 900.0
+	laneH    = 22.0
+)
+
+func (rep *Report) view() htmlView {
+	v := htmlView{Report: rep, Width: svgLeft + svgWidth + 20, Verdict: "PASSED"}
+	if !rep.Passed {
+		v.Verdict = "FAILED"
+	}
+	span := rep.End.Sub(rep.Start).Seconds()
+	if span <= 0 {
+		span = 1
+	}
+	x := func(t time.Time) float64 {
+		s := t.Sub(rep.Start).Seconds()
+		return svgLeft + svgWidth*min(max(s, 0), span)/span
+	}
+	y := 30.0
+	lane := func(label string) float64 {
+		v.Lanes = append(v.Lanes, svgLane{Y: y, Label: label})
+		y += laneH + 6
+		return y - laneH - 6
+	}
+	// Site health, from the controller's state changes.
+	sites := map[string][]Event{}
+	var names []string
+	for _, e := range rep.Events {
+		if e.Kind == "site-state" {
+			if _, ok := sites[e.Site]; !ok {
+				names = append(names, e.Site)
+			}
+			sites[e.Site] = append(sites[e.Site], e)
+		}
+	}
+	for _, n := range []string{rep.ActiveBefore, rep.FaultedSite} {
+		if _, ok := sites[n]; !ok && n != "" {
+			names = append(names, n)
+			sites[n] = nil
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		ly := lane("site " + n)
+		cur, from := "healthy", rep.Start
+		for _, e := range sites[n] {
+			state, _, _ := strings.Cut(e.Detail, ":")
+			v.Rects = append(v.Rects, svgRect{X: x(from), Y: ly, W: x(e.At) - x(from), H: laneH, Class: cur, Title: n + " " + cur})
+			cur, from = state, e.At
+		}
+		v.Rects = append(v.Rects, svgRect{X: x(from), Y: ly, W: x(rep.End) - x(from), H: laneH, Class: cur, Title: n + " " + cur})
+	}
+	// The active site.
+	ly := lane("ACME name → site")
+	cur, from := rep.ActiveBefore, rep.Start
+	for _, e := range rep.Events {
+		if e.Kind == "dns-committed" {
+			v.Rects = append(v.Rects, svgRect{X: x(from), Y: ly, W: x(e.At) - x(from), H: laneH, Class: "active", Title: "active " + cur})
+			cur, from = e.Site, e.At
+		}
+	}
+	v.Rects = append(v.Rects, svgRect{X: x(from), Y: ly, W: x(rep.End) - x(from), H: laneH, Class: "active", Title: "active " + cur})
+	// Client attempts per policy: one bar per attempt.
+	for _, c := range rep.Clients {
+		ly := lane("client " + c.Policy)
+		for _, a := range rep.Attempts {
+			if a.Policy != c.Policy {
+				continue
+			}
+			cls, title := "ok", "issued at "+a.Site
+			if !a.OK {
+				cls, title = "fail", a.Problem+": "+a.Error
+			}
+			v.Rects = append(v.Rects, svgRect{X: x(a.Start), Y: ly + 3, W: max(x(a.End)-x(a.Start), 1.5), H: laneH - 6, Class: cls, Title: title})
+		}
+	}
+	for _, e := range rep.Events {
+		switch e.Kind {
+		case "fault-injected", "fault-restored", "dns-committed", "first-new-client":
+			v.Marks = append(v.Marks, svgMark{X: x(e.At), Label: e.Kind + " " + e.Site, Class: e.Kind})
+		}
+	}
+	step := 10.0
+	if span > 300 {
+		step = 60
+	}
+	for s := 0.0; s <= span; s += step {
+		v.Ticks = append(v.Ticks, svgMark{X: svgLeft + svgWidth*s/span, Label: fmt.Sprintf("%.0fs", s)})
+	}
+	v.Height = y + 30
+	return v
+}
+
+var htmlReport = template.Must(template.New("report").Funcs(template.FuncMap{
+	"secs": fmtSecs,
+	"sub":  func(a, b float64) float64 { return a - b },
+	"add":  func(a, b float64) float64 { return a + b },
+}).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cairn drill {{.Scenario}}: {{.Verdict}}</title>
+<style>
+body{font:15px/1.45 system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}
+h1{font-size:1.4em} table{border-collapse:collapse;margin:.8em 0} td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}
+.PASSED{color:#176f2c}.FAILED{color:#b3261e}
+svg text{font:12px system-ui,sans-serif;fill:#333}
+rect.healthy{fill:#9fd5a8}rect.suspect{fill:#f3d27a}rect.down{fill:#e8877f}rect.recovering{fill:#9cc3ea}rect.unknown{fill:#ccc}
+rect.active{fill:#d9e6f5;stroke:#7a9cc6} rect.ok{fill:#2e8b47} rect.fail{fill:#c62828}
+line.fault-injected{stroke:#b3261e;stroke-width:2} line.fault-restored{stroke:#176f2c;stroke-dasharray:4 3}
+line.dns-committed{stroke:#1f5fa8;stroke-width:2} line.first-new-client{stroke:#6a1b9a;stroke-dasharray:2 2}
+line.tick{stroke:#eee}
+</style></head><body>
+<h1>Drill <b>{{.Scenario}}</b>: <span class="{{.Verdict}}" id="verdict">{{.Verdict}}</span></h1>
+<p>{{.Description}}</p>
+<p>Faulted site <b>{{.FaultedSite}}</b>. The ACME name pointed to <b>{{.ActiveBefore}}</b> before and <b id="after">{{.ActiveAfter}}</b> after (epoch {{.EpochBefore}} → {{.EpochAfter}}).</p>
+{{if .Failures}}<ul>{{range .Failures}}<li class="FAILED">{{.}}</li>{{end}}</ul>{{end}}
+<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{{.Width}}" height="{{.Height}}" role="img" aria-label="timeline">
+{{range .Ticks}}<line class="tick" x1="{{.X}}" x2="{{.X}}" y1="20" y2="{{sub $.Height 20}}"/><text x="{{.X}}" y="14" text-anchor="middle">{{.Label}}</text>
+{{end}}{{range .Lanes}}<text x="4" y="{{add .Y 15}}">{{.Label}}</text>
+{{end}}{{range .Rects}}<rect class="{{.Class}}" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}"><title>{{.Title}}</title></rect>
+{{end}}{{range .Marks}}<line class="{{.Class}}" x1="{{.X}}" x2="{{.X}}" y1="20" y2="{{sub $.Height 20}}"><title>{{.Label}}</title></line>
+{{end}}</svg>
+<p><small>Red line: fault injected; dashed green: restored; blue: DNS update committed; dashed purple: first new client issued. Client bars: green issued, red failed (hover for the problem).</small></p>
+<h2>Phases (seconds after the fault)</h2>
+<table id="phases"><tr><th>first failed probe</th><th>site marked down</th><th>DNS committed</th><th>every server serves it</th><th>first new client issues</th><th>running clients recover</th></tr>
+<tr><td>{{secs .Timings.FirstFailedProbe}}</td><td>{{secs .Timings.Detect}}</td><td>{{secs .Timings.Commit}}</td><td>{{secs .Timings.Visible}}</td><td>{{secs .Timings.FirstSuccess}}</td><td>{{secs .Timings.FirstWorkloadSuccess}}</td></tr></table>
+<h2>Clients</h2>
+<table id="clients"><tr><th>retry policy</th><th>issuances</th><th>lost</th><th>attempts</th><th>failed attempts</th><th>kept its account</th></tr>
+{{range .Clients}}<tr><td>{{.Policy}}</td><td>{{.Issuances}}</td><td>{{.Failed}}</td><td>{{.Attempts}}</td><td>{{.FailedTries}}</td><td>{{.AccountKept}}</td></tr>
+{{end}}</table>
+{{if .Problems}}<h3>Failed attempts by problem</h3><ul>{{range $k, $v := .Problems}}<li><code>{{$k}}</code>: {{$v}}</li>{{end}}</ul>{{end}}
+{{if .Accounts}}<h3>Accounts</h3><p>Sites keep their own accounts: a client reaching another site finds its account unknown and registers again.</p><ul>{{range .Accounts}}<li>{{.Client}} at {{.At.Format "15:04:05.000"}}: new account at {{.Site}}</li>{{end}}</ul>{{end}}
+<h2>Events</h2>
+<table>{{range .Events}}<tr><td>{{.At.Format "15:04:05.000"}}</td><td>{{.Kind}}</td><td>{{.Site}}</td><td>{{.Detail}}</td></tr>{{end}}</table>
+</body></html>
+`))

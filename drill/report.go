@@ -1,0 +1,287 @@
+package drill
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cairn-pki/cairn/internal/fsutil"
+)
+
+// Report is everything a drill measured.
+type Report struct {
+	Scenario     string    `json:"scenario"`
+	Description  string    `json:"description"`
+	Passed       bool      `json:"passed"`
+	Failures     []string  `json:"failures"` // pass criteria not met
+	Errors       []string  `json:"errors,omitempty"`
+	Interrupted  bool      `json:"interrupted,omitempty"`
+	Start        time.Time `json:"start"`
+	End          time.Time `json:"end"`
+	FaultAt      time.Time `json:"faultAt"`
+	FaultedSite  string    `json:"faultedSite"`
+	ActiveBefore string    `json:"activeBefore"`
+	ActiveAfter  string    `json:"activeAfter"`
+	EpochBefore  int64     `json:"epochBefore"`
+	EpochAfter   int64     `json:"epochAfter"`
+	DNSUnchanged bool      `json:"dnsUnchanged"`
+	Moves        int       `json:"moves"`
+	Alert        bool      `json:"alertRaised"`
+	// Timings are seconds from the first injected fault; null when it
+	// did not happen.
+	Timings       Timings         `json:"timings"`
+	Clients       []ClientSummary `json:"clients"`
+	Accounts      []AccountChange `json:"accountChanges"`
+	Attempts      []Attempt       `json:"attempts"`
+	Issuances     []Issuance      `json:"issuances"`
+	Events        []Event         `json:"events"`
+	RestoreErrors []string        `json:"restoreErrors,omitempty"`
+	Problems      map[string]int  `json:"problems"` // failed attempts by problem type
+}
+
+// Timings of the phases, in seconds after the fault.
+type Timings struct {
+	FirstFailedProbe *float64 `json:"firstFailedProbeSeconds"`
+	Detect           *float64 `json:"detectSeconds"`       // the faulted site marked down
+	Commit           *float64 `json:"commitSeconds"`       // the DNS update acknowledged
+	Visible          *float64 `json:"visibleSeconds"`      // every authoritative server serves it
+	FirstSuccess     *float64 `json:"firstSuccessSeconds"` // a new client issued again
+	// FirstWorkloadSuccess: the first success of a running client (with
+	// its DNS cache) after its first failure.
+	FirstWorkloadSuccess *float64 `json:"firstWorkloadSuccessSeconds"`
+}
+
+// ClientSummary is one retry policy's outcome.
+type ClientSummary struct {
+	Policy      string `json:"policy"`
+	Issuances   int    `json:"issuances"`
+	Attempts    int    `json:"attempts"`
+	Failed      int    `json:"failed"` // issuances given up (lost)
+	FailedTries int    `json:"failedAttempts"`
+	AccountKept bool   `json:"accountKept"` // never had to register again
+}
+
+func secs(from, to time.Time) *float64 {
+	if from.IsZero() || to.IsZero() {
+		return nil
+	}
+	v := to.Sub(from).Seconds()
+	return &v
+}
+
+func (rep *Report) compute(w *workload, newClient time.Time, sc *Scenario) {
+	w.mu.Lock()
+	rep.Attempts, rep.Issuances, rep.Accounts = w.attempts, w.issuances, w.accounts
+	w.mu.Unlock()
+	sort.SliceStable(rep.Events, func(i, j int) bool { return rep.Events[i].At.Before(rep.Events[j].At) })
+	t0 := rep.FaultAt
+	var detect, commit, probe time.Time
+	visible := map[string]time.Time{}
+	for _, e := range rep.Events {
+		if e.At.Before(t0) {
+			continue
+		}
+		switch e.Kind {
+		case "probe-failed":
+			if probe.IsZero() {
+				probe = e.At
+			}
+		case "site-state":
+			if detect.IsZero() && e.Site == rep.FaultedSite && strings.HasPrefix(e.Detail, "down") {
+				detect = e.At
+			}
+		case "dns-committed":
+			rep.Moves++
+			if commit.IsZero() {
+				commit = e.At
+			}
+		case "dns-visible":
+			if _, ok := visible[e.Detail]; !ok {
+				visible[e.Detail] = e.At
+			}
+		case "alert":
+			if strings.HasSuffix(e.Detail, "true") {
+				rep.Alert = true
+			}
+		}
+	}
+	var allVisible time.Time
+	if len(visible) > 0 {
+		for _, at := range visible {
+			if at.After(allVisible) {
+				allVisible = at
+			}
+		}
+	}
+	rep.Timings = Timings{FirstFailedProbe: secs(t0, probe), Detect: secs(t0, detect), Commit: secs(t0, commit), Visible: secs(t0, allVisible), FirstSuccess: secs(t0, newClient)}
+	// The first success of a running client after its first failure.
+	var firstFail, recovered time.Time
+	for _, a := range rep.Attempts {
+		if !t0.IsZero() && !a.OK && a.End.After(t0) && (firstFail.IsZero() || a.End.Before(firstFail)) {
+			firstFail = a.End
+		}
+	}
+	for _, a := range rep.Attempts {
+		if a.OK && !firstFail.IsZero() && a.End.After(firstFail) && (recovered.IsZero() || a.End.Before(recovered)) {
+			recovered = a.End
+		}
+	}
+	rep.Timings.FirstWorkloadSuccess = secs(t0, recovered)
+
+	rep.Problems = map[string]int{}
+	byPolicy := map[string]*ClientSummary{}
+	for _, p := range sc.Workload.Policies {
+		byPolicy[p] = &ClientSummary{Policy: p, AccountKept: true}
+	}
+	for _, a := range rep.Attempts {
+		if cs := byPolicy[a.Policy]; cs != nil {
+			cs.Attempts++
+			if !a.OK {
+				cs.FailedTries++
+			}
+		}
+		if !a.OK {
+			rep.Problems[a.Problem]++
+		}
+	}
+	for _, is := range rep.Issuances {
+		if cs := byPolicy[is.Policy]; cs != nil {
+			cs.Issuances++
+			if !is.OK {
+				cs.Failed++
+			}
+		}
+	}
+	for _, ac := range rep.Accounts {
+		if cs := byPolicy[strings.TrimPrefix(ac.Client, "go-")]; cs != nil {
+			cs.AccountKept = false
+		}
+	}
+	for _, p := range sc.Workload.Policies {
+		rep.Clients = append(rep.Clients, *byPolicy[p])
+	}
+	rep.judge(sc)
+}
+
+func (rep *Report) judge(sc *Scenario) {
+	p := sc.Pass
+	fail := func(format string, args ...any) { rep.Failures = append(rep.Failures, fmt.Sprintf(format, args...)) }
+	if rep.FaultAt.IsZero() && len(sc.Timeline) > 0 {
+		fail("no fault was injected")
+	}
+	if p.Moved && (rep.ActiveAfter == "" || rep.ActiveAfter == rep.FaultedSite) {
+		fail("the ACME name did not leave %s (it points to %s)", rep.FaultedSite, rep.ActiveAfter)
+	}
+	if p.MaxMoves != nil && rep.Moves > *p.MaxMoves {
+		fail("%d moves, at most %d allowed", rep.Moves, *p.MaxMoves)
+	}
+	if p.DNSUnchanged && !rep.DNSUnchanged {
+		fail("DNS changed (epoch %d → %d, now %s)", rep.EpochBefore, rep.EpochAfter, rep.ActiveAfter)
+	}
+	if p.Alert && !rep.Alert {
+		fail("the no-healthy-site alert was not raised")
+	}
+	if p.FirstSuccessWithin.Duration > 0 {
+		if rep.Timings.FirstSuccess == nil {
+			fail("no new client issued after the fault")
+		} else if *rep.Timings.FirstSuccess > p.FirstSuccessWithin.Seconds() {
+			fail("first new-client issuance %.1f s after the fault, goal ≤ %s", *rep.Timings.FirstSuccess, p.FirstSuccessWithin)
+		}
+	}
+	for _, c := range rep.Clients {
+		if max, ok := p.MaxLost[c.Policy]; ok && c.Failed > max {
+			fail("policy %s lost %d issuances, at most %d allowed", c.Policy, c.Failed, max)
+		}
+	}
+	if len(rep.RestoreErrors) > 0 {
+		fail("restoring faults failed: %s", strings.Join(rep.RestoreErrors, "; "))
+	}
+	if rep.Interrupted {
+		fail("interrupted before the end")
+	}
+	if len(rep.Errors) > 0 {
+		fail("errors: %s", strings.Join(rep.Errors, "; "))
+	}
+	rep.Passed = len(rep.Failures) == 0
+}
+
+// Write puts report.json, report.md and report.html in dir (each atomically).
+func (rep *Report) Write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if rep.Failures == nil {
+		rep.Failures = []string{}
+	}
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, "report.json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, "report.md"), []byte(rep.Markdown()), 0o644); err != nil {
+		return err
+	}
+	var html bytes.Buffer
+	if err := htmlReport.Execute(&html, rep.view()); err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(filepath.Join(dir, "report.html"), html.Bytes(), 0o644)
+}
+
+func fmtSecs(v *float64) string {
+	if v == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f s", *v)
+}
+
+// Markdown is the report for people.
+func (rep *Report) Markdown() string {
+	var b strings.Builder
+	verdict := "PASSED"
+	if !rep.Passed {
+		verdict = "FAILED"
+	}
+	fmt.Fprintf(&b, "# Drill %s: %s\n\n%s\n\n", rep.Scenario, verdict, rep.Description)
+	fmt.Fprintf(&b, "Run %s – %s. Faulted site **%s**; the ACME name pointed to **%s** before and **%s** after (epoch %d → %d).\n\n",
+		rep.Start.Format(time.RFC3339), rep.End.Format(time.TimeOnly), rep.FaultedSite, rep.ActiveBefore, rep.ActiveAfter, rep.EpochBefore, rep.EpochAfter)
+	for _, f := range rep.Failures {
+		fmt.Fprintf(&b, "* ✗ %s\n", f)
+	}
+	t := rep.Timings
+	fmt.Fprintf(&b, "\n## Phases (from the fault)\n\n| phase | time |\n|---|---|\n| first failed probe | %s |\n| site marked down | %s |\n| DNS update committed | %s |\n| every authoritative server serves it | %s |\n| first new client issues | %s |\n| first running client issues again | %s |\n",
+		fmtSecs(t.FirstFailedProbe), fmtSecs(t.Detect), fmtSecs(t.Commit), fmtSecs(t.Visible), fmtSecs(t.FirstSuccess), fmtSecs(t.FirstWorkloadSuccess))
+	fmt.Fprintf(&b, "\n## Clients (built-in, through the ACME name, DNS cached for its TTL)\n\n| retry policy | issuances | lost | attempts | failed attempts | kept its account |\n|---|---|---|---|---|---|\n")
+	for _, c := range rep.Clients {
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %v |\n", c.Policy, c.Issuances, c.Failed, c.Attempts, c.FailedTries, c.AccountKept)
+	}
+	if len(rep.Problems) > 0 {
+		fmt.Fprintf(&b, "\nFailed attempts by problem:\n\n")
+		keys := make([]string, 0, len(rep.Problems))
+		for k := range rep.Problems {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(&b, "* `%s`: %d\n", k, rep.Problems[k])
+		}
+	}
+	if len(rep.Accounts) > 0 {
+		fmt.Fprintf(&b, "\n## Accounts\n\nSites keep their own accounts: a client reaching another site finds its account unknown (`accountDoesNotExist`) and must register again.\n\n")
+		for _, a := range rep.Accounts {
+			fmt.Fprintf(&b, "* %s at %s: registered again at %s (%s → %s)\n", a.Client, a.At.Format("15:04:05.000"), a.Site, a.From, a.To)
+		}
+	}
+	fmt.Fprintf(&b, "\n## Events\n\n")
+	for _, e := range rep.Events {
+		fmt.Fprintf(&b, "* %s `%s` %s %s\n", e.At.Format("15:04:05.000"), e.Kind, e.Site, e.Detail)
+	}
+	return b.String()
+}

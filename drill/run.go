@@ -1,0 +1,396 @@
+package drill
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/failover"
+	"github.com/cairn-pki/cairn/healthcheck"
+	"github.com/cairn-pki/cairn/intermediates"
+	"github.com/cairn-pki/cairn/internal/acmeclient"
+	"github.com/cairn-pki/cairn/lab"
+	"github.com/cairn-pki/cairn/site"
+)
+
+// Event is one timestamped thing the drill saw.
+type Event struct {
+	At     time.Time `json:"at"`
+	Kind   string    `json:"kind"` // fault-injected, fault-restored, site-state, dns-committed, dns-visible, alert, first-new-client
+	Site   string    `json:"site,omitempty"`
+	Detail string    `json:"detail"`
+}
+
+// Runner runs one scenario against the lab.
+type Runner struct {
+	Lab      *lab.Lab
+	Scenario *Scenario
+	Site     string // --site: overrides "active" as the faulted site
+	Log      io.Writer
+
+	spec   *cluster.Spec
+	mu     sync.Mutex
+	events []Event
+	faults []Fault
+}
+
+func (r *Runner) logf(format string, args ...any) {
+	if r.Log != nil {
+		fmt.Fprintf(r.Log, time.Now().Format("15:04:05.000")+" "+format+"\n", args...)
+	}
+}
+
+func (r *Runner) event(kind, siteName, detail string) {
+	r.mu.Lock()
+	r.events = append(r.events, Event{At: time.Now(), Kind: kind, Site: siteName, Detail: detail})
+	r.mu.Unlock()
+	r.logf("%s %s %s", kind, siteName, detail)
+}
+
+func (r *Runner) status(ctx context.Context) (failover.Status, error) {
+	return ControllerStatus(ctx, r.spec)
+}
+
+// ControllerStatus asks the cluster's controller for its status.
+func ControllerStatus(ctx context.Context, spec *cluster.Spec) (failover.Status, error) {
+	var st failover.Status
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+spec.Failover.Listen+"/api/status", nil)
+	resp, err := (&http.Client{Timeout: 3 * time.Second}).Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// Run checks the steady state, runs the timeline and the workload, restores
+// every fault (also when ctx is cancelled) and returns the report.
+func (r *Runner) Run(ctx context.Context) (*Report, error) {
+	r.spec = r.Lab.Spec
+	sc := r.Scenario
+	applier, err := failover.ApplierFromSpec(r.spec)
+	if err != nil {
+		return nil, err
+	}
+	// Steady state: the controller answers and every site is healthy.
+	st, err := r.status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("steady state: no controller at %s (is the lab up?): %w", r.spec.Failover.Listen, err)
+	}
+	for _, s := range st.Sites {
+		if s.State != failover.Healthy || s.Drained {
+			return nil, fmt.Errorf("steady state not met: site %s is %s (drained %v); wait until `cairn failover status` shows every site healthy", s.Name, s.State, s.Drained)
+		}
+	}
+	before, err := applier.Read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("steady state: read the ACME name: %w", err)
+	}
+	active := st.Active
+	target := active
+	if r.Site != "" {
+		if _, ok := r.spec.SiteByName(r.Site); !ok {
+			return nil, fmt.Errorf("--site %s: no such site", r.Site)
+		}
+		target = r.Site
+	}
+	rep := &Report{Scenario: sc.Name, Description: sc.Description, ActiveBefore: active, FaultedSite: target, EpochBefore: before.Epoch.N}
+
+	roots, err := r.roots()
+	if err != nil {
+		return nil, err
+	}
+	tsig, err := site.ReadTSIGKey(r.spec.Path(r.spec.DNS.TSIG.ClientKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("dns.tsig.clientKeyFile: %w", err)
+	}
+	w := &workload{spec: r.spec, roots: roots, every: sc.Workload.Every.Duration, bySite: map[string]string{},
+		dnsUp: acmeclient.DNSUpdater{Server: site.Primary(r.spec).String(), Zone: r.spec.ACME.Zone,
+			Key: acmeclient.TSIG{Name: tsig.Name, Algorithm: tsig.Algorithm, Secret: tsig.Secret}}}
+	for _, s := range r.spec.Sites {
+		w.bySite[s.Address] = s.Name
+	}
+
+	// Whatever happens from here, every injected fault is restored.
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		for i := len(r.faults) - 1; i >= 0; i-- {
+			if err := r.faults[i].Restore(rctx); err != nil {
+				r.event("restore-failed", "", r.faults[i].Describe()+": "+err.Error())
+				rep.RestoreErrors = append(rep.RestoreErrors, r.faults[i].Describe()+": "+err.Error())
+			} else {
+				r.event("fault-restored", "", r.faults[i].Describe())
+			}
+		}
+	}()
+
+	dctx, cancel := context.WithTimeout(ctx, sc.Duration.Duration)
+	defer cancel()
+	start := time.Now()
+	rep.Start = start
+	var wg sync.WaitGroup
+	for _, p := range sc.Workload.Policies {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.runPolicy(dctx, p) }()
+	}
+	wg.Add(2)
+	go func() { defer wg.Done(); r.watchController(dctx, st) }()
+	go func() { defer wg.Done(); r.watchDNS(dctx, before.Addrs) }()
+
+	var firstFault time.Time
+	newClient := make(chan time.Time, 1)
+	timelineErr := make(chan error, 1)
+	go func() {
+		timelineErr <- r.timeline(dctx, start, active, func(at time.Time) {
+			if firstFault.IsZero() {
+				firstFault = at
+				go func() {
+					t, a := w.firstNewClient(dctx)
+					if !t.IsZero() {
+						r.event("first-new-client", a.Site, "a new client issued")
+					}
+					newClient <- t
+				}()
+			}
+		})
+	}()
+	<-dctx.Done()
+	if err := <-timelineErr; err != nil && ctx.Err() == nil {
+		rep.Errors = append(rep.Errors, err.Error())
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		rep.Interrupted = true
+	}
+	rep.End = time.Now()
+	after, err := applier.Read(context.WithoutCancel(ctx))
+	if err == nil {
+		rep.ActiveAfter, rep.EpochAfter = siteOf(r.spec, after.Addrs), after.Epoch.N
+		rep.DNSUnchanged = slices.Equal(after.Addrs, before.Addrs) && after.Epoch.N == before.Epoch.N
+	}
+	var newClientAt time.Time
+	select {
+	case newClientAt = <-newClient:
+	default:
+	}
+	r.mu.Lock()
+	rep.Events = append([]Event(nil), r.events...)
+	r.mu.Unlock()
+	rep.FaultAt = firstFault
+	r.firstFailedProbe(rep, target)
+	rep.compute(w, newClientAt, sc)
+	return rep, nil
+}
+
+func (r *Runner) roots() (*x509.CertPool, error) {
+	pki, err := intermediates.OpenReadOnly(r.spec)
+	if err != nil {
+		return nil, err
+	}
+	pem, err := os.ReadFile(pki.RootCertFile())
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	return roots, nil
+}
+
+// timeline injects each step's fault at its time, for the sites it names,
+// and restores those with a "for" when it has passed.
+func (r *Runner) timeline(ctx context.Context, start time.Time, active string, injected func(time.Time)) error {
+	var errs []error
+	var restores sync.WaitGroup
+	defer restores.Wait()
+	for i, st := range r.Scenario.Timeline {
+		sleepCtx(ctx, time.Until(start.Add(st.At.Duration)))
+		if ctx.Err() != nil {
+			return errors.Join(errs...)
+		}
+		for _, name := range r.sitesOf(st.Site, active) {
+			f, err := newFault(r.Lab, st, name, i)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("timeline[%d]: %w", i, err))
+				continue
+			}
+			if ff, ok := f.(*flapFault); ok {
+				ff.onChange = func(on bool) {
+					kind := "fault-restored"
+					if on {
+						kind = "fault-injected"
+					}
+					r.event(kind, name, ff.inner.Describe())
+				}
+			}
+			r.mu.Lock()
+			r.faults = append(r.faults, f)
+			r.mu.Unlock()
+			if err := f.Inject(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("timeline[%d] %s: %w", i, f.Describe(), err))
+				continue
+			}
+			r.event("fault-injected", name, f.Describe())
+			injected(time.Now())
+			if st.For.Duration > 0 {
+				restores.Add(1)
+				go func() {
+					defer restores.Done()
+					sleepCtx(ctx, st.For.Duration)
+					if ctx.Err() != nil {
+						return // restored at the end
+					}
+					if err := f.Restore(context.WithoutCancel(ctx)); err != nil {
+						r.event("restore-failed", name, f.Describe()+": "+err.Error())
+					} else {
+						r.event("fault-restored", name, f.Describe())
+					}
+				}()
+			}
+		}
+	}
+	<-ctx.Done()
+	return errors.Join(errs...)
+}
+
+func (r *Runner) sitesOf(sel, active string) []string {
+	switch sel {
+	case "active":
+		if r.Site != "" {
+			return []string{r.Site}
+		}
+		return []string{active}
+	case "standby":
+		for _, s := range r.spec.Sites {
+			if s.Name != active {
+				return []string{s.Name}
+			}
+		}
+	case "all":
+		var all []string
+		for _, s := range r.spec.Sites {
+			all = append(all, s.Name)
+		}
+		return all
+	}
+	return []string{sel}
+}
+
+// watchController records site state changes, moves and the alert.
+func (r *Runner) watchController(ctx context.Context, initial failover.Status) {
+	states := map[string]failover.Health{}
+	for _, s := range initial.Sites {
+		states[s.Name] = s.State
+	}
+	seenMoves := len(initial.Moves)
+	lastEpoch := int64(0)
+	if n := len(initial.Moves); n > 0 {
+		lastEpoch = initial.Moves[n-1].Epoch
+	}
+	alert := initial.Alert
+	for ctx.Err() == nil {
+		sleepCtx(ctx, 200*time.Millisecond)
+		st, err := r.status(ctx)
+		if err != nil {
+			continue // the controller may be the fault
+		}
+		for _, s := range st.Sites {
+			if states[s.Name] != s.State {
+				states[s.Name] = s.State
+				r.mu.Lock()
+				r.events = append(r.events, Event{At: s.Since, Kind: "site-state", Site: s.Name, Detail: string(s.State) + ": " + s.Reason})
+				r.mu.Unlock()
+				r.logf("site-state %s %s", s.Name, s.State)
+			}
+		}
+		_ = seenMoves
+		for _, m := range st.Moves {
+			if m.Epoch > lastEpoch {
+				lastEpoch = m.Epoch
+				at := m.At.Add(time.Duration(m.CommitMS * float64(time.Millisecond)))
+				r.mu.Lock()
+				r.events = append(r.events, Event{At: at, Kind: "dns-committed", Site: m.To, Detail: fmt.Sprintf("epoch %d %s→%s: %s", m.Epoch, m.From, m.To, m.Reason)})
+				r.mu.Unlock()
+				r.logf("dns-committed %s→%s", m.From, m.To)
+			}
+		}
+		if st.Alert != alert {
+			alert = st.Alert
+			r.event("alert", st.Active, fmt.Sprintf("no healthy site: %v", alert))
+		}
+	}
+}
+
+// watchDNS polls every authoritative server for the ACME name and records
+// when each starts serving a different answer.
+func (r *Runner) watchDNS(ctx context.Context, initial []string) {
+	serving := map[string]string{}
+	for _, s := range r.spec.DNS.Servers {
+		serving[s.Address] = siteOf(r.spec, initial)
+	}
+	cl := &dns.Client{Timeout: time.Second}
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(r.spec.ACME.Name), dns.TypeA)
+	for ctx.Err() == nil {
+		for _, s := range r.spec.DNS.Servers {
+			in, _, err := cl.ExchangeContext(ctx, m, s.Address)
+			if err != nil {
+				continue
+			}
+			var addrs []string
+			for _, rr := range in.Answer {
+				if a, ok := rr.(*dns.A); ok {
+					addrs = append(addrs, a.A.String())
+				}
+			}
+			if got := siteOf(r.spec, addrs); got != "" && got != serving[s.Address] {
+				serving[s.Address] = got
+				r.event("dns-visible", got, s.Address+" serves "+got)
+			}
+		}
+		sleepCtx(ctx, 100*time.Millisecond)
+	}
+}
+
+// firstFailedProbe reads the controller's probe history for the first
+// failure at the faulted site after the fault.
+func (r *Runner) firstFailedProbe(rep *Report, target string) {
+	if rep.FaultAt.IsZero() {
+		return
+	}
+	h, err := healthcheck.OpenHistory(r.spec.Path("var/probe-history.db"), 30*24*time.Hour)
+	if err != nil {
+		return
+	}
+	defer h.Close()
+	samples, err := h.Samples(context.Background(), rep.FaultAt.Add(-time.Second))
+	if err != nil {
+		return
+	}
+	for _, s := range samples {
+		if s.Site == target && !s.OK && !s.At.Before(rep.FaultAt.Add(-500*time.Millisecond)) {
+			rep.Events = append(rep.Events, Event{At: s.At, Kind: "probe-failed", Site: s.Site, Detail: s.Kind + " failed at " + s.FailedStep})
+			return
+		}
+	}
+}
+
+func siteOf(spec *cluster.Spec, addrs []string) string {
+	for _, s := range spec.Sites {
+		if slices.Contains(addrs, s.Address) {
+			return s.Name
+		}
+	}
+	return ""
+}

@@ -1,0 +1,224 @@
+// Package drill rehearses disaster recovery against a running cluster:
+// it injects real faults on a timeline, runs ACME clients through the
+// ACME name meanwhile, measures every phase (fault, first failed probe,
+// site down, DNS committed, each server serving it, first client success)
+// and writes a report (JSON, Markdown, self-contained HTML with an SVG
+// timeline). Every fault it injects it restores, also when interrupted.
+package drill
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Scenario is one drill: faults on a timeline, the client workload, and
+// what must hold for it to pass.
+type Scenario struct {
+	Name        string   `yaml:"name" json:"name"`
+	Description string   `yaml:"description" json:"description"`
+	Timeline    []Step   `yaml:"timeline" json:"timeline"`
+	Duration    Duration `yaml:"duration" json:"duration"` // from the start of the workload to the end
+	Workload    Workload `yaml:"workload" json:"workload"`
+	Pass        Pass     `yaml:"pass" json:"pass"`
+}
+
+// Step is one fault on the timeline.
+type Step struct {
+	At    Duration `yaml:"at" json:"at"`
+	Fault string   `yaml:"fault" json:"fault"` // crash, hang, stop, hsm, partition, flap
+	// Site: a site name, "active" (the site the ACME name points to when
+	// the drill starts), "standby" (the best other one), "all", or
+	// "cluster" (the DNS servers and the controller).
+	Site      string   `yaml:"site" json:"site"`
+	Component string   `yaml:"component,omitempty" json:"component,omitempty"`
+	For       Duration `yaml:"for,omitempty" json:"for,omitempty"` // then restore; 0: at the end
+	// flap: down and up phases, and the signal: kill (default) or stop.
+	Down   Duration `yaml:"down,omitempty" json:"down,omitempty"`
+	Up     Duration `yaml:"up,omitempty" json:"up,omitempty"`
+	Signal string   `yaml:"signal,omitempty" json:"signal,omitempty"`
+}
+
+// Workload is the built-in clients' load through the ACME name.
+type Workload struct {
+	Every    Duration `yaml:"every" json:"every"`       // one new issuance per client this often
+	Policies []string `yaml:"policies" json:"policies"` // retry windows: none, 30s, 2m, ...
+}
+
+// Pass criteria; unset ones are not checked.
+type Pass struct {
+	Moved              bool           `yaml:"moved,omitempty" json:"moved,omitempty"`               // the name left the faulted site
+	MaxMoves           *int           `yaml:"maxMoves,omitempty" json:"maxMoves,omitempty"`         // moves during the drill
+	DNSUnchanged       bool           `yaml:"dnsUnchanged,omitempty" json:"dnsUnchanged,omitempty"` // the ACME name and epoch as before
+	Alert              bool           `yaml:"alert,omitempty" json:"alert,omitempty"`               // the no-healthy-site alert was raised
+	FirstSuccessWithin Duration       `yaml:"firstSuccessWithin,omitempty" json:"firstSuccessWithin,omitempty"`
+	MaxLost            map[string]int `yaml:"maxLost,omitempty" json:"maxLost,omitempty"` // per policy: issuances given up
+}
+
+// Duration is a time.Duration written like 30s or 2m.
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML reads 30s, 2m, 1m30s.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration like 30s or 2m", n.Value)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML writes it back the same way.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// MarshalJSON writes seconds.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(fmt.Sprintf("%g", d.Seconds())), nil
+}
+
+// Faults a scenario may use.
+var faults = []string{"crash", "hang", "stop", "hsm", "partition", "flap"}
+
+//go:embed scenarios/*.yaml
+var builtin embed.FS
+
+// Builtins lists the scenarios shipped with cairn, by name.
+func Builtins() ([]*Scenario, error) {
+	entries, err := fs.ReadDir(builtin, "scenarios")
+	if err != nil {
+		return nil, err
+	}
+	var out []*Scenario
+	for _, e := range entries {
+		b, _ := builtin.ReadFile("scenarios/" + e.Name())
+		s, err := Parse(b)
+		if err != nil {
+			return nil, fmt.Errorf("built-in %s: %w", e.Name(), err)
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Load finds a scenario: a built-in by name, or a YAML file.
+func Load(nameOrFile string) (*Scenario, error) {
+	if strings.HasSuffix(nameOrFile, ".yaml") || strings.HasSuffix(nameOrFile, ".yml") || strings.ContainsRune(nameOrFile, filepath.Separator) {
+		b, err := os.ReadFile(nameOrFile)
+		if err != nil {
+			return nil, err
+		}
+		s, err := Parse(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", nameOrFile, err)
+		}
+		return s, nil
+	}
+	all, err := Builtins()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, s := range all {
+		if s.Name == nameOrFile {
+			return s, nil
+		}
+		names = append(names, s.Name)
+	}
+	return nil, fmt.Errorf("no scenario %q: built-ins are %s, or give a .yaml file", nameOrFile, strings.Join(names, ", "))
+}
+
+// Parse reads and checks a scenario; unknown fields are errors, and the
+// error names the field and the fix.
+func Parse(b []byte) (*Scenario, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var s Scenario
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("scenario: %w", err)
+	}
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func (s *Scenario) check() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if s.Name == "" {
+		add("name", "is required")
+	}
+	if s.Duration.Duration <= 0 {
+		add("duration", "is required (e.g. 90s): how long the drill runs after the steady-state check")
+	}
+	if s.Workload.Every.Duration <= 0 {
+		s.Workload.Every.Duration = 2 * time.Second
+	}
+	if len(s.Workload.Policies) == 0 {
+		s.Workload.Policies = []string{"none", "30s", "2m"}
+	}
+	for i, p := range s.Workload.Policies {
+		if _, err := RetryWindow(p); err != nil {
+			add(fmt.Sprintf("workload.policies[%d]", i), "%q is not a retry window: use none or a duration like 30s", p)
+		}
+	}
+	for p := range s.Pass.MaxLost {
+		if !slices.Contains(s.Workload.Policies, p) {
+			add("pass.maxLost."+p, "no client runs with policy %q; add it to workload.policies", p)
+		}
+	}
+	for i, st := range s.Timeline {
+		f := fmt.Sprintf("timeline[%d]", i)
+		if !slices.Contains(faults, st.Fault) {
+			add(f+".fault", "%q is not a fault: use one of %s", st.Fault, strings.Join(faults, ", "))
+		}
+		if st.Site == "" {
+			add(f+".site", "is required: a site name, active, standby, all or cluster")
+		}
+		switch st.Fault {
+		case "crash", "hang", "stop", "flap":
+			if st.Component == "" {
+				add(f+".component", "is required for %s (e.g. wfe, sa, mariadb, redis, ct-test-srv; cluster: dns-primary, controller)", st.Fault)
+			}
+		case "hsm", "partition":
+			if st.Site == "cluster" {
+				add(f+".site", "%s applies to a site, not the cluster", st.Fault)
+			}
+		}
+		if st.Fault == "flap" && (st.Down.Duration <= 0 || st.Up.Duration <= 0 || st.For.Duration <= 0) {
+			add(f, "flap needs down, up and for (e.g. down: 4s, up: 4s, for: 60s)")
+		}
+		if st.Signal != "" && st.Signal != "kill" && st.Signal != "stop" {
+			add(f+".signal", "%q: use kill or stop", st.Signal)
+		}
+		if st.At.Duration < 0 || st.At.Duration >= s.Duration.Duration {
+			add(f+".at", "%s is outside the drill (duration %s)", st.At, s.Duration)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RetryWindow parses a policy: "none" is 0.
+func RetryWindow(p string) (time.Duration, error) {
+	if p == "none" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(p)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("bad policy %q", p)
+	}
+	return d, nil
+}
