@@ -4,7 +4,10 @@
 // reading code.
 package cluster
 
-import "net/netip"
+import (
+	"net/netip"
+	"slices"
+)
 
 // Spec is one CA cluster: several independent Boulder sites under one offline
 // root, the ACME name that moves between them, and the policy that moves it.
@@ -221,6 +224,16 @@ type Probes struct {
 	Account  Duration `yaml:"account"`
 	Issuance Duration `yaml:"issuance"`
 	CRL      Duration `yaml:"crl"`
+}
+
+// SiteAt names the site that has one of addrs as its address ("" if none).
+func (s *Spec) SiteAt(addrs ...string) string {
+	for _, site := range s.Sites {
+		if slices.Contains(addrs, site.Address) {
+			return site.Name
+		}
+	}
+	return ""
 }
 
 // SiteByName returns the site with that name.

@@ -49,15 +49,16 @@ func (f *procFault) Inject(ctx context.Context) error {
 	case f.graceful:
 		return f.l.StopComponent(f.site, f.component)
 	}
-	pid, err := f.l.SignalComponent(f.site, f.component, syscall.SIGKILL)
-	if err != nil {
+	return kill(f.l, f.site, f.component)
+}
+
+// kill sends SIGKILL and waits until the process is gone, so "injected"
+// means "down".
+func kill(l *lab.Lab, siteName, component string) error {
+	if _, err := l.SignalComponent(siteName, component, syscall.SIGKILL); err != nil {
 		return err
 	}
-	// Wait until it is gone, so "injected" means "down".
-	for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
-		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); strings.Contains(string(b), ") Z ") {
-			break
-		}
+	for i := 0; i < 100 && l.ComponentRunning(siteName, component); i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return nil
@@ -114,10 +115,9 @@ func (f *hsmFault) Inject(ctx context.Context) error {
 			return err
 		}
 	}
-	if _, err := f.l.SignalComponent(f.site, "ca", syscall.SIGKILL); err != nil {
+	if err := kill(f.l, f.site, "ca"); err != nil {
 		return err
 	}
-	time.Sleep(100 * time.Millisecond)
 	// Start it without its token: it fails (that is the fault).
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
@@ -135,11 +135,7 @@ func (f *hsmFault) Restore(ctx context.Context) error {
 			return err
 		}
 	}
-	if pid, err := f.l.SignalComponent(f.site, "ca", syscall.SIGKILL); err == nil {
-		for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	kill(f.l, f.site, "ca") // the CA started without its token, if it still runs
 	return f.l.StartComponent(ctx, f.site, "ca")
 }
 
@@ -179,7 +175,6 @@ func (f *partitionFault) Restore(ctx context.Context) error {
 type flapFault struct {
 	inner    Fault
 	down, up time.Duration
-	until    time.Duration
 	mu       sync.Mutex
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -257,7 +252,7 @@ func newFault(l *lab.Lab, st Step, siteName string, n int) (Fault, error) {
 		return &partitionFault{site: siteName, network: s.ServiceNetwork, table: fmt.Sprintf("cairn_drill_%d_%d", os.Getpid(), n)}, nil
 	case "flap":
 		inner := &procFault{l: l, site: siteName, component: st.Component, hang: st.Signal == "stop"}
-		return &flapFault{inner: inner, down: st.Down.Duration, up: st.Up.Duration, until: st.For.Duration}, nil
+		return &flapFault{inner: inner, down: st.Down.Duration, up: st.Up.Duration}, nil
 	}
 	return nil, fmt.Errorf("unknown fault %q", st.Fault)
 }

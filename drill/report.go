@@ -111,11 +111,9 @@ func (rep *Report) compute(w *workload, newClient time.Time, sc *Scenario) {
 		}
 	}
 	var allVisible time.Time
-	if len(visible) > 0 {
-		for _, at := range visible {
-			if at.After(allVisible) {
-				allVisible = at
-			}
+	for _, at := range visible {
+		if at.After(allVisible) {
+			allVisible = at
 		}
 	}
 	rep.Timings = Timings{FirstFailedProbe: secs(t0, probe), Detect: secs(t0, detect), Commit: secs(t0, commit), Visible: secs(t0, allVisible), FirstSuccess: secs(t0, newClient)}
@@ -158,7 +156,7 @@ func (rep *Report) compute(w *workload, newClient time.Time, sc *Scenario) {
 		}
 	}
 	for _, ac := range rep.Accounts {
-		if cs := byPolicy[strings.TrimPrefix(ac.Client, "go-")]; cs != nil {
+		if cs := byPolicy[ac.Policy]; cs != nil {
 			cs.AccountKept = false
 		}
 	}

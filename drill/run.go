@@ -2,13 +2,11 @@ package drill
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -18,10 +16,7 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/healthcheck"
-	"github.com/cairn-pki/cairn/intermediates"
-	"github.com/cairn-pki/cairn/internal/acmeclient"
 	"github.com/cairn-pki/cairn/lab"
-	"github.com/cairn-pki/cairn/site"
 )
 
 // Event is one timestamped thing the drill saw.
@@ -58,10 +53,6 @@ func (r *Runner) event(kind, siteName, detail string) {
 	r.logf("%s %s %s", kind, siteName, detail)
 }
 
-func (r *Runner) status(ctx context.Context) (failover.Status, error) {
-	return ControllerStatus(ctx, r.spec)
-}
-
 // ControllerStatus asks the cluster's controller for its status.
 func ControllerStatus(ctx context.Context, spec *cluster.Spec) (failover.Status, error) {
 	var st failover.Status
@@ -84,7 +75,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	// Steady state: the controller answers and every site is healthy.
-	st, err := r.status(ctx)
+	st, err := ControllerStatus(ctx, r.spec)
 	if err != nil {
 		return nil, fmt.Errorf("steady state: no controller at %s (is the lab up?): %w", r.spec.Failover.Listen, err)
 	}
@@ -107,20 +98,13 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	}
 	rep := &Report{Scenario: sc.Name, Description: sc.Description, ActiveBefore: active, FaultedSite: target, EpochBefore: before.Epoch.N}
 
-	roots, err := r.roots()
+	// The clients trust the cluster root and write DNS-01 records with the
+	// clients' TSIG key, as the probes do.
+	targets, err := healthcheck.SiteTargets(r.spec)
 	if err != nil {
 		return nil, err
 	}
-	tsig, err := site.ReadTSIGKey(r.spec.Path(r.spec.DNS.TSIG.ClientKeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("dns.tsig.clientKeyFile: %w", err)
-	}
-	w := &workload{spec: r.spec, roots: roots, every: sc.Workload.Every.Duration, bySite: map[string]string{},
-		dnsUp: acmeclient.DNSUpdater{Server: site.Primary(r.spec).String(), Zone: r.spec.ACME.Zone,
-			Key: acmeclient.TSIG{Name: tsig.Name, Algorithm: tsig.Algorithm, Secret: tsig.Secret}}}
-	for _, s := range r.spec.Sites {
-		w.bySite[s.Address] = s.Name
-	}
+	w := &workload{spec: r.spec, roots: targets[0].Roots, dnsUp: *targets[0].DNS01, every: sc.Workload.Every.Duration}
 
 	// Whatever happens from here, every injected fault is restored.
 	defer func() {
@@ -177,7 +161,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	rep.End = time.Now()
 	after, err := applier.Read(context.WithoutCancel(ctx))
 	if err == nil {
-		rep.ActiveAfter, rep.EpochAfter = siteOf(r.spec, after.Addrs), after.Epoch.N
+		rep.ActiveAfter, rep.EpochAfter = r.spec.SiteAt(after.Addrs...), after.Epoch.N
 		rep.DNSUnchanged = slices.Equal(after.Addrs, before.Addrs) && after.Epoch.N == before.Epoch.N
 	}
 	var newClientAt time.Time
@@ -192,20 +176,6 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	r.firstFailedProbe(rep, target)
 	rep.compute(w, newClientAt, sc)
 	return rep, nil
-}
-
-func (r *Runner) roots() (*x509.CertPool, error) {
-	pki, err := intermediates.OpenReadOnly(r.spec)
-	if err != nil {
-		return nil, err
-	}
-	pem, err := os.ReadFile(pki.RootCertFile())
-	if err != nil {
-		return nil, err
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	return roots, nil
 }
 
 // timeline injects each step's fault at its time, for the sites it names,
@@ -293,7 +263,6 @@ func (r *Runner) watchController(ctx context.Context, initial failover.Status) {
 	for _, s := range initial.Sites {
 		states[s.Name] = s.State
 	}
-	seenMoves := len(initial.Moves)
 	lastEpoch := int64(0)
 	if n := len(initial.Moves); n > 0 {
 		lastEpoch = initial.Moves[n-1].Epoch
@@ -301,7 +270,7 @@ func (r *Runner) watchController(ctx context.Context, initial failover.Status) {
 	alert := initial.Alert
 	for ctx.Err() == nil {
 		sleepCtx(ctx, 200*time.Millisecond)
-		st, err := r.status(ctx)
+		st, err := ControllerStatus(ctx, r.spec)
 		if err != nil {
 			continue // the controller may be the fault
 		}
@@ -314,7 +283,6 @@ func (r *Runner) watchController(ctx context.Context, initial failover.Status) {
 				r.logf("site-state %s %s", s.Name, s.State)
 			}
 		}
-		_ = seenMoves
 		for _, m := range st.Moves {
 			if m.Epoch > lastEpoch {
 				lastEpoch = m.Epoch
@@ -337,7 +305,7 @@ func (r *Runner) watchController(ctx context.Context, initial failover.Status) {
 func (r *Runner) watchDNS(ctx context.Context, initial []string) {
 	serving := map[string]string{}
 	for _, s := range r.spec.DNS.Servers {
-		serving[s.Address] = siteOf(r.spec, initial)
+		serving[s.Address] = r.spec.SiteAt(initial...)
 	}
 	cl := &dns.Client{Timeout: time.Second}
 	m := new(dns.Msg)
@@ -354,7 +322,7 @@ func (r *Runner) watchDNS(ctx context.Context, initial []string) {
 					addrs = append(addrs, a.A.String())
 				}
 			}
-			if got := siteOf(r.spec, addrs); got != "" && got != serving[s.Address] {
+			if got := r.spec.SiteAt(addrs...); got != "" && got != serving[s.Address] {
 				serving[s.Address] = got
 				r.event("dns-visible", got, s.Address+" serves "+got)
 			}
@@ -369,7 +337,7 @@ func (r *Runner) firstFailedProbe(rep *Report, target string) {
 	if rep.FaultAt.IsZero() {
 		return
 	}
-	h, err := healthcheck.OpenHistory(r.spec.Path("var/probe-history.db"), 30*24*time.Hour)
+	h, err := healthcheck.OpenHistory(r.spec.Path(healthcheck.HistoryFile), 30*24*time.Hour)
 	if err != nil {
 		return
 	}
@@ -384,13 +352,4 @@ func (r *Runner) firstFailedProbe(rep *Report, target string) {
 			return
 		}
 	}
-}
-
-func siteOf(spec *cluster.Spec, addrs []string) string {
-	for _, s := range spec.Sites {
-		if slices.Contains(addrs, s.Address) {
-			return s.Name
-		}
-	}
-	return ""
 }

@@ -104,6 +104,7 @@ type Issuance struct {
 // AccountChange is a client finding its account gone and registering anew.
 type AccountChange struct {
 	Client string    `json:"client"`
+	Policy string    `json:"policy"`
 	At     time.Time `json:"at"`
 	From   string    `json:"from"` // account URL before
 	To     string    `json:"to"`
@@ -121,7 +122,6 @@ type workload struct {
 	attempts  []Attempt
 	issuances []Issuance
 	accounts  []AccountChange
-	bySite    map[string]string // address -> site
 }
 
 func (w *workload) servers() []string {
@@ -170,9 +170,7 @@ func (g *goClient) site(ctx context.Context) string {
 	if err != nil {
 		return ""
 	}
-	g.w.mu.Lock()
-	defer g.w.mu.Unlock()
-	return g.w.bySite[ip]
+	return g.w.spec.SiteAt(ip)
 }
 
 // attempt registers if needed and issues one certificate. A client whose
@@ -193,7 +191,7 @@ func (g *goClient) attempt(ctx context.Context) Attempt {
 			g.acct = ""
 			if g.connect() == nil && g.ensureAccount(actx) == nil {
 				g.w.mu.Lock()
-				g.w.accounts = append(g.w.accounts, AccountChange{Client: g.name, At: time.Now(), From: old, To: g.acct, Site: a.Site})
+				g.w.accounts = append(g.w.accounts, AccountChange{Client: g.name, Policy: g.policy, At: time.Now(), From: old, To: g.acct, Site: a.Site})
 				g.w.mu.Unlock()
 				_, _, _, err = g.c.Issue(actx, []string{name})
 			}

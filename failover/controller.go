@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,8 +63,11 @@ type Controller struct {
 	leading   bool
 	leaderID  string
 	views     []ViewStatus
-	etcdDown  bool      // the last snapshot failed (logged once per outage)
-	published time.Time // when the view was last written
+	etcdDown  bool        // the last snapshot failed (logged once per outage)
+	published time.Time   // when the view was last written
+	sharedAt  time.Time   // when etcd was last read
+	followed  time.Time   // when a follower last read DNS
+	refresh   atomic.Bool // leadership or operator keys changed: read etcd now
 }
 
 // ViewStatus is one controller's view as the others see it.
@@ -100,16 +103,6 @@ func ApplierFromSpec(spec *cluster.Spec) (*Applier, error) {
 		a.Servers = append(a.Servers, s.Address)
 	}
 	return a, nil
-}
-
-// siteOf maps an address of the ACME name to its site.
-func (c *Controller) siteOf(addrs []string) string {
-	for _, s := range c.Spec.Sites {
-		if slices.Contains(addrs, s.Address) {
-			return s.Name
-		}
-	}
-	return ""
 }
 
 func (c *Controller) addrOf(name string) string {
@@ -191,7 +184,7 @@ func (c *Controller) Init(ctx context.Context, reg prometheus.Registerer) error 
 	c.seen = map[string]time.Time{}
 	c.leading = c.Coord == nil
 	if c.Coord != nil {
-		c.Coord.OnChange = c.poke
+		c.Coord.OnChange = func() { c.refresh.Store(true); c.poke() }
 	}
 	if c.PrearmTTL == 0 {
 		c.PrearmTTL = 5
@@ -200,7 +193,7 @@ func (c *Controller) Init(ctx context.Context, reg prometheus.Registerer) error 
 	if err != nil {
 		return fmt.Errorf("read the ACME name %s from %s: %w", c.Applier.Name, c.Applier.Primary, err)
 	}
-	active := c.siteOf(cur.Addrs)
+	active := c.Spec.SiteAt(cur.Addrs...)
 	if active == "" {
 		return fmt.Errorf("the ACME name %s points to %v, which is no site of the spec: fix DNS or the spec", c.Applier.Name, cur.Addrs)
 	}
@@ -246,14 +239,22 @@ func (c *Controller) step(ctx context.Context) {
 	obs, cmds := c.obs, c.cmds
 	c.obs, c.cmds = nil, nil
 	prev := c.state
+	wasLeading := c.leading
 	c.mu.Unlock()
 
 	leading := true
 	var taken []PendingMove
 	if c.Coord != nil {
-		var more []Observation
-		more, cmds, taken, leading = c.share(ctx, prev)
-		obs = append(obs, more...)
+		// etcd is read at most every shareEvery (observations wake the
+		// controller several times a second), and at once when leadership
+		// or an operator key changes.
+		leading = wasLeading && c.Coord.Leading()
+		if c.refresh.Swap(false) || time.Since(c.sharedAt) >= shareEvery {
+			var more []Observation
+			more, cmds, taken, leading = c.share(ctx, prev)
+			obs = append(obs, more...)
+			c.sharedAt = time.Now()
+		}
 	}
 	start := time.Now()
 	next, intents := Decide(c.Policy, prev, obs, cmds, start)
@@ -307,7 +308,7 @@ func (c *Controller) applyMove(ctx context.Context, next *State, prev State, in 
 	if err != nil {
 		return err
 	}
-	dnsSite := c.siteOf(cur.Addrs)
+	dnsSite := c.Spec.SiteAt(cur.Addrs...)
 	if dnsSite == "" {
 		return fmt.Errorf("the ACME name points to %v, which is no site of the spec: not touching it", cur.Addrs)
 	}

@@ -260,6 +260,7 @@ func (k *Coordinator) Ack(ctx context.Context, moves []PendingMove) error {
 // of etcd writes per controller for three sites.
 const (
 	viewWindow   = 5 * time.Second
+	shareEvery   = 250 * time.Millisecond
 	maxViewObs   = 200
 	publishEvery = time.Second
 )
@@ -352,11 +353,15 @@ func (c *Controller) share(ctx context.Context, prev State) (obs []Observation, 
 // record, and moves the leader made show in this controller's status.
 func (c *Controller) follow(ctx context.Context, next *State, prev State) {
 	next.Active, next.LastMove = prev.Active, prev.LastMove
+	if time.Since(c.followed) < time.Second {
+		return
+	}
+	c.followed = time.Now()
 	cur, err := c.Applier.Read(ctx)
 	if err != nil {
 		return
 	}
-	if site := c.siteOf(cur.Addrs); site != "" {
+	if site := c.Spec.SiteAt(cur.Addrs...); site != "" {
 		next.Active = site
 	}
 	if !cur.Epoch.Time.IsZero() {

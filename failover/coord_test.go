@@ -4,8 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -31,12 +31,15 @@ func etcdSpec(t *testing.T, dir, listen string) *cluster.Spec {
 
 // external is the same spec seen by a controller that joins the embedded
 // etcd as an external cluster, with the client certificate it made.
-func external(spec *cluster.Spec) *cluster.Spec {
+func external(t *testing.T, spec *cluster.Spec) *cluster.Spec {
+	t.Helper()
+	files, err := embeddedTLS(spec, netip.MustParseAddrPort(spec.Failover.Etcd.Listen))
+	if err != nil {
+		t.Fatal(err)
+	}
 	cp := *spec
-	pki := filepath.Join(spec.Path(spec.Failover.Etcd.DataDir), "pki")
 	cp.Failover.Etcd = cluster.Etcd{Endpoints: []string{"https://" + spec.Failover.Etcd.Listen}, Prefix: spec.Failover.Etcd.Prefix,
-		SessionTTL: spec.Failover.Etcd.SessionTTL,
-		CAFile:     filepath.Join(pki, "ca.pem"), CertFile: filepath.Join(pki, "cairn-etcd", "cert.pem"), KeyFile: filepath.Join(pki, "cairn-etcd", "key.pem")}
+		SessionTTL: spec.Failover.Etcd.SessionTTL, CAFile: files.CA, CertFile: files.Cert, KeyFile: files.Key}
 	return &cp
 }
 
@@ -109,9 +112,9 @@ func TestThreeControllersCoordinateThroughEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Close)
-	x := startController(t, external(spec), "x", applier(server), 2)
-	y := startController(t, external(spec), "y", applier(server), 2)
-	z := startController(t, external(spec), "z", applier(server), 2)
+	x := startController(t, external(t, spec), "x", applier(server), 2)
+	y := startController(t, external(t, spec), "y", applier(server), 2)
+	z := startController(t, external(t, spec), "z", applier(server), 2)
 	all := []*testController{x, y, z}
 
 	// Probes: every controller reports through Sink every 100 ms.
@@ -183,7 +186,7 @@ func TestThreeControllersCoordinateThroughEtcd(t *testing.T) {
 	// One vantage sees a down: a quorum of 2 is not reached.
 	set("z", "a", true)
 	time.Sleep(3 * time.Second)
-	if cur := dnsNow(); cur.Epoch.N != before.Epoch.N || x.siteOf(cur.Addrs) != "a" {
+	if cur := dnsNow(); cur.Epoch.N != before.Epoch.N || x.Spec.SiteAt(cur.Addrs...) != "a" {
 		t.Fatalf("moved on one vantage's view: %+v", cur)
 	}
 	for _, c := range all {
@@ -194,7 +197,7 @@ func TestThreeControllersCoordinateThroughEtcd(t *testing.T) {
 
 	// A second vantage agrees: exactly one move, to b.
 	set("y", "a", true)
-	took := wait("the ACME name moved to b", 10*time.Second, func() bool { return x.siteOf(dnsNow().Addrs) == "b" })
+	took := wait("the ACME name moved to b", 10*time.Second, func() bool { return x.Spec.SiteAt(dnsNow().Addrs...) == "b" })
 	t.Logf("second vantage → moved in %s", took.Round(time.Millisecond))
 	time.Sleep(3 * time.Second)
 	after := dnsNow()
@@ -231,7 +234,7 @@ func TestThreeControllersCoordinateThroughEtcd(t *testing.T) {
 	if err := follower.Command(ctx, Command{Type: "move", Site: "a"}); err != nil {
 		t.Fatal(err)
 	}
-	wait("operator move through a follower", 5*time.Second, func() bool { return x.siteOf(dnsNow().Addrs) == "a" })
+	wait("operator move through a follower", 5*time.Second, func() bool { return x.Spec.SiteAt(dnsNow().Addrs...) == "a" })
 	if cur := dnsNow(); cur.Epoch.N != after.Epoch.N+1 || cur.Epoch.Reason != "operator move" {
 		t.Fatalf("after the operator move: %+v", cur.Epoch)
 	}

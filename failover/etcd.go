@@ -73,21 +73,37 @@ func externalTLS(spec *cluster.Spec, e cluster.Etcd) (*tls.Config, error) {
 	if !secure {
 		return nil, nil
 	}
+	path := func(p string) string { // an unset file stays unset
+		if p == "" {
+			return ""
+		}
+		return spec.Path(p)
+	}
+	tc, err := clientTLS(path(e.CAFile), path(e.CertFile), path(e.KeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("failover.etcd TLS files: %w", err)
+	}
+	return tc, nil
+}
+
+// clientTLS trusts caFile (system roots if empty) and presents the
+// certificate in certFile/keyFile (none if empty).
+func clientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if e.CAFile != "" {
-		pem, err := os.ReadFile(spec.Path(e.CAFile))
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("failover.etcd.caFile: %w", err)
+			return nil, err
 		}
 		tc.RootCAs = x509.NewCertPool()
 		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("failover.etcd.caFile %s: no PEM certificate in it", e.CAFile)
+			return nil, fmt.Errorf("%s: no PEM certificate in it", caFile)
 		}
 	}
-	if e.CertFile != "" {
-		pair, err := tls.LoadX509KeyPair(spec.Path(e.CertFile), spec.Path(e.KeyFile))
+	if certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
-			return nil, fmt.Errorf("failover.etcd.certFile/keyFile: %w", err)
+			return nil, err
 		}
 		tc.Certificates = []tls.Certificate{pair}
 	}
@@ -109,6 +125,12 @@ func dial(ctx context.Context, endpoints []string, tc *tls.Config) (*clientv3.Cl
 	return c, nil
 }
 
+// embeddedTLS makes (once) the embedded etcd's CA and its one certificate,
+// used by the server and by every client.
+func embeddedTLS(spec *cluster.Spec, ap netip.AddrPort) (site.MTLSFiles, error) {
+	return site.EnsureMTLS(filepath.Join(spec.Path(spec.Failover.Etcd.DataDir), "pki"), "cairn-etcd", []net.IP{net.IP(ap.Addr().AsSlice())})
+}
+
 func startEmbedded(ctx context.Context, spec *cluster.Spec, name string, log *slog.Logger) (*Etcd, error) {
 	e := spec.Failover.Etcd
 	ap, err := netip.ParseAddrPort(e.Listen)
@@ -119,7 +141,7 @@ func startEmbedded(ctx context.Context, spec *cluster.Spec, name string, log *sl
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("failover.etcd.dataDir: %w", err)
 	}
-	files, err := site.EnsureMTLS(filepath.Join(dir, "pki"), "cairn-etcd", []net.IP{net.IP(ap.Addr().AsSlice())})
+	files, err := embeddedTLS(spec, ap)
 	if err != nil {
 		return nil, fmt.Errorf("failover.etcd: TLS material in %s: %w", dir, err)
 	}
@@ -158,19 +180,12 @@ func startEmbedded(ctx context.Context, spec *cluster.Spec, name string, log *sl
 		srv.Close()
 		return nil, ctx.Err()
 	}
-	pair, err := tls.LoadX509KeyPair(files.Cert, files.Key)
+	tc, err := clientTLS(files.CA, files.Cert, files.Key)
 	if err != nil {
 		srv.Close()
 		return nil, err
 	}
-	pem, err := os.ReadFile(files.CA)
-	if err != nil {
-		srv.Close()
-		return nil, err
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	c, err := dial(ctx, []string{client.String()}, &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots, Certificates: []tls.Certificate{pair}})
+	c, err := dial(ctx, []string{client.String()}, tc)
 	if err != nil {
 		srv.Close()
 		return nil, fmt.Errorf("failover.etcd: embedded etcd on %s: %w", e.Listen, err)

@@ -38,6 +38,10 @@ var migrations = []string{
 	CREATE INDEX results_by_site_kind ON results (site, kind, started_ms);`,
 }
 
+// HistoryFile is where the controller and `probe --watch` keep the probe
+// history, relative to the spec.
+const HistoryFile = "var/probe-history.db"
+
 // OpenHistory opens (creating and migrating) the database at path.
 func OpenHistory(path string, retention time.Duration) (*History, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

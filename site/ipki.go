@@ -75,10 +75,12 @@ func loadOrCreateIPKI(dir, siteName string, now time.Time) (*ipki, error) {
 }
 
 // leaf makes (once) a serverAuth+clientAuth certificate for name with the
-// given SANs; an existing one is kept while it is valid for > 30 days.
+// given SANs; an existing one is kept while it is valid for > 30 days and
+// names the same SANs (an address change makes a new one).
 func (k *ipki) leaf(name string, dnsNames []string, ips []net.IP) error {
 	if cert, _, err := readPair(k.certFile(name), k.keyFile(name)); err == nil &&
-		cert.CheckSignatureFrom(k.cert) == nil && cert.NotAfter.Sub(k.now) > 30*24*time.Hour {
+		cert.CheckSignatureFrom(k.cert) == nil && cert.NotAfter.Sub(k.now) > 30*24*time.Hour &&
+		slices.Equal(cert.DNSNames, dnsNames) && slices.EqualFunc(cert.IPAddresses, ips, net.IP.Equal) {
 		return nil
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -169,14 +171,6 @@ func EnsureMTLS(dir, name string, ips []net.IP) (MTLSFiles, error) {
 	k, err := loadOrCreateIPKI(dir, name, time.Now())
 	if err != nil {
 		return MTLSFiles{}, err
-	}
-	if cert, _, err := readPair(k.certFile(name), k.keyFile(name)); err == nil {
-		for _, ip := range ips {
-			if !slices.ContainsFunc(cert.IPAddresses, ip.Equal) {
-				os.Remove(k.certFile(name)) // the address changed: make a new one
-				break
-			}
-		}
 	}
 	if err := k.leaf(name, []string{"localhost"}, ips); err != nil {
 		return MTLSFiles{}, err

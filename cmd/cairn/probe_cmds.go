@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -119,7 +118,7 @@ func historyPath(spec *cluster.Spec, flag string) string {
 	if flag != "" {
 		return flag
 	}
-	return spec.Path(filepath.Join("var", "probe-history.db"))
+	return spec.Path(healthcheck.HistoryFile)
 }
 
 func (g *globals) watch(cmd *cobra.Command, args []string, metricsAddr, historyFile string, duration, retention time.Duration) error {
