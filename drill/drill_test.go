@@ -1,23 +1,28 @@
-package drill_test
+package drill
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cairn-pki/cairn/drill"
-	"github.com/cairn-pki/cairn/failover"
+	"github.com/miekg/dns"
+
+	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/internal/labtest"
 	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/lab"
 )
 
 func TestBuiltinsParse(t *testing.T) {
-	all, err := drill.Builtins()
+	all, err := Builtins()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,8 +43,12 @@ func TestScenarioErrorsNameTheField(t *testing.T) {
 		{"name: x\nduration: 10s\nworkload:\n  policies: [sometimes]\n", "workload.policies[0]"},
 		{"name: x\nduration: 10s\ncolour: red\n", "field colour not found"},
 		{"name: x\n", "duration"},
+		{"name: x\nduration: 10s\ntimeline:\n  - at: 1s\n    fault: toxic\n    site: a\n    toxic: slow\n", "timeline[0].toxic"},
+		{"name: x\nduration: 10s\ntimeline:\n  - at: 1s\n    fault: toxic\n    site: a\n    toxic: latency\n", "timeline[0].latency"},
+		{"name: x\nduration: 10s\ntimeline:\n  - at: 1s\n    fault: toxic\n    site: cluster\n    toxic: reset\n", "timeline[0].site"},
+		{"name: x\nduration: 10s\nworkload:\n  clients: [curl]\n", "workload.clients[0]"},
 	} {
-		_, err := drill.Parse([]byte(tc.yaml))
+		_, err := Parse([]byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want it to name %s", tc.yaml, err, tc.want)
 		}
@@ -48,27 +57,21 @@ func TestScenarioErrorsNameTheField(t *testing.T) {
 
 const fastPolicy = "failover:\n  upAfter: 3\n  stablePeriod: 3s\n  holdDown: 15s\n"
 
-func waitHealthy(t *testing.T, r *drill.Runner, l *lab.Lab) {
+func waitHealthy(t *testing.T, l *lab.Lab) {
 	t.Helper()
 	testenv.WaitFor(t, "every site healthy", 90*time.Second, func() bool {
-		st, err := drill.ControllerStatus(context.Background(), l.Spec)
-		if err != nil {
-			return false
-		}
-		for _, s := range st.Sites {
-			if s.State != failover.Healthy {
-				return false
-			}
-		}
-		return true
+		st, err := ControllerStatus(context.Background(), l.Spec)
+		return err == nil && allHealthy(st)
 	})
 }
 
-// site-down and deep-db-failure end to end on a 2-site lab, then a drill
-// interrupted right after its fault restores it, and the HTML report
-// renders in Chromium.
+// site-down, deep-db-failure and full-outage end to end on a 2-site lab
+// (with certbot and lego), every injector on its own, a drill killed with
+// SIGKILL restored from its journal, a drill interrupted right after its
+// fault, and the HTML report in Chromium.
 func TestDrillsInTheLab(t *testing.T) {
 	spec := labtest.SpecWith(t, labtest.BlockDrill, fastPolicy, "a", "b")
+	testenv.Integration(t, "certbot", "lego", "nft", "unshare")
 	l := &lab.Lab{Spec: spec, Log: labtest.Log{T: t}, Cairn: labtest.CairnBinary(t)}
 	ctx := context.Background()
 	t.Cleanup(func() { l.Down(context.Background()) })
@@ -76,13 +79,13 @@ func TestDrillsInTheLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	for _, name := range []string{"site-down", "deep-db-failure"} {
-		sc, err := drill.Load(name)
+	for _, name := range []string{"site-down", "deep-db-failure", "full-outage"} {
+		sc, err := Load(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := &drill.Runner{Lab: l, Scenario: sc, Log: labtest.Log{T: t}}
-		waitHealthy(t, r, l)
+		r := &Runner{Lab: l, Scenario: sc, Log: labtest.Log{T: t}}
+		waitHealthy(t, l)
 		rep, err := r.Run(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -96,7 +99,7 @@ func TestDrillsInTheLab(t *testing.T) {
 		if err := json.Unmarshal(b, &raw); err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range []string{"scenario", "passed", "timings", "clients"} {
+		for _, k := range []string{"scenario", "passed", "timings", "clients", "realClients"} {
 			if _, ok := raw[k]; !ok {
 				t.Errorf("report.json has no %q", k)
 			}
@@ -105,20 +108,38 @@ func TestDrillsInTheLab(t *testing.T) {
 		if !rep.Passed {
 			t.Errorf("%s failed: %v", name, rep.Failures)
 		}
-		if rep.Timings.Commit == nil || rep.Timings.Visible == nil || rep.Timings.FirstSuccess == nil {
-			t.Errorf("%s: missing phase timings %+v", name, rep.Timings)
+		if rep.SteadyAfter == nil {
+			t.Errorf("%s: the steady state after was not checked", name)
+		}
+		// The real clients issued before the fault and renewed during it.
+		if len(rep.Real) != 2 {
+			t.Errorf("%s: real clients %+v, want certbot and lego", name, rep.Real)
+		}
+		for _, c := range rep.Real {
+			if c.Runs < 2 {
+				t.Errorf("%s: %s ran %d times, want an issuance and renewals", name, c.Client, c.Runs)
+			}
 		}
 		for _, c := range rep.Clients {
 			if c.Issuances == 0 {
 				t.Errorf("%s: policy %s issued nothing", name, c.Policy)
 			}
 		}
+		if name == "full-outage" {
+			if !rep.DNSUnchanged || !rep.Alert {
+				t.Errorf("full-outage: DNS unchanged %v, alert %v", rep.DNSUnchanged, rep.Alert)
+			}
+			continue
+		}
+		if rep.Timings.Commit == nil || rep.Timings.Visible == nil || rep.Timings.FirstSuccess == nil {
+			t.Errorf("%s: missing phase timings %+v", name, rep.Timings)
+		}
 	}
 
 	// The report renders, self-contained, in headless Chromium.
 	html := filepath.Join(out, "site-down", "report.html")
 	dom := testenv.Chromium(t, "--dump-dom", "file://"+html)
-	for _, want := range []string{`id="timeline"`, "<rect", `id="clients"`, "site-down"} {
+	for _, want := range []string{`id="timeline"`, "<rect", `id="clients"`, `id="real"`, "site-down"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("rendered report lacks %s", want)
 		}
@@ -129,14 +150,17 @@ func TestDrillsInTheLab(t *testing.T) {
 		t.Errorf("screenshot: %v", err)
 	}
 
+	t.Run("injectors", func(t *testing.T) { testInjectors(t, l) })
+	t.Run("killed drill restored from its journal", func(t *testing.T) { testKilledDrill(t, l) })
+
 	// Interrupted right after the fault: the WFE it killed runs again.
-	sc, err := drill.Parse([]byte("name: interrupted\nduration: 60s\ntimeline:\n  - at: 1s\n    fault: crash\n    site: active\n    component: wfe\n"))
+	sc, err := Parse([]byte("name: interrupted\nduration: 60s\ntimeline:\n  - at: 1s\n    fault: crash\n    site: active\n    component: wfe\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &drill.Runner{Lab: l, Scenario: sc, Log: labtest.Log{T: t}}
-	waitHealthy(t, r, l)
-	st, _ := drill.ControllerStatus(ctx, spec)
+	r := &Runner{Lab: l, Scenario: sc, Log: labtest.Log{T: t}}
+	waitHealthy(t, l)
+	st, _ := ControllerStatus(ctx, spec)
 	ictx, cancel := context.WithCancel(ctx)
 	go func() {
 		testenv.WaitFor(t, "the WFE killed", 20*time.Second, func() bool { return !l.ComponentRunning(st.Active, "wfe") })
@@ -151,5 +175,177 @@ func TestDrillsInTheLab(t *testing.T) {
 	}
 	if !l.ComponentRunning(st.Active, "wfe") {
 		t.Fatalf("the interrupted drill left %s's WFE down", st.Active)
+	}
+	if _, err := os.Stat(journalPath(l)); err == nil {
+		t.Errorf("the journal outlived a drill that restored everything")
+	}
+}
+
+// handshake times a TLS handshake with the site's WFE, as a client would.
+func handshake(l *lab.Lab, siteName string) (time.Duration, error) {
+	s, _ := l.Spec.SiteByName(siteName)
+	targets, err := healthcheck.SiteTargets(l.Spec)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", net.JoinHostPort(s.Address, strconv.Itoa(l.Spec.ACME.HTTPSPort)),
+		&tls.Config{RootCAs: targets[0].Roots, ServerName: l.Spec.ACME.Name})
+	if err != nil {
+		return 0, err
+	}
+	c.Close()
+	return time.Since(start), nil
+}
+
+// Each injector does what it says, and its restore undoes it.
+func testInjectors(t *testing.T, l *lab.Lab) {
+	ctx := context.Background()
+	inject := func(st Step, siteName string) Fault {
+		t.Helper()
+		f, err := newFault(l, st, siteName, "cairn_drill_test_"+strconv.Itoa(os.Getpid()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Restore(context.Background()) })
+		if err := f.Inject(ctx); err != nil {
+			t.Fatalf("%s: %v", f.Describe(), err)
+		}
+		return f
+	}
+	restore := func(f Fault) {
+		t.Helper()
+		if err := f.Restore(ctx); err != nil {
+			t.Fatalf("restore %s: %v", f.Describe(), err)
+		}
+		if err := f.Restore(ctx); err != nil {
+			t.Errorf("a second restore of %s: %v", f.Describe(), err)
+		}
+	}
+	if d, err := handshake(l, "b"); err != nil || d > time.Second {
+		t.Fatalf("before the faults: handshake %s %v", d, err)
+	}
+
+	// toxiproxy latency: a handshake takes at least the latency; reset:
+	// it fails; after the restore it is quick again.
+	f := inject(Step{Fault: "toxic", Toxic: "latency", Latency: Duration{1500 * time.Millisecond}}, "b")
+	if d, err := handshake(l, "b"); err != nil || d < 1500*time.Millisecond {
+		t.Errorf("%s: handshake %s %v, want ≥ 1.5 s", f.Describe(), d, err)
+	}
+	restore(f)
+	f = inject(Step{Fault: "toxic", Toxic: "reset"}, "b")
+	if _, err := handshake(l, "b"); err == nil {
+		t.Errorf("%s: the handshake succeeded", f.Describe())
+	}
+	restore(f)
+	if d, err := handshake(l, "b"); err != nil || d > time.Second {
+		t.Errorf("after the toxics: handshake %s %v", d, err)
+	}
+
+	// partition: nothing from outside reaches the site.
+	f = inject(Step{Fault: "partition"}, "b")
+	if _, err := handshake(l, "b"); err == nil {
+		t.Errorf("%s: the WFE answered", f.Describe())
+	}
+	restore(f)
+	if _, err := handshake(l, "b"); err != nil {
+		t.Errorf("after the partition: %v", err)
+	}
+
+	// hsm: the CA cannot run without its token; restored, it runs.
+	f = inject(Step{Fault: "hsm"}, "b")
+	if l.ComponentRunning("b", "ca") {
+		t.Errorf("%s: the CA runs", f.Describe())
+	}
+	restore(f)
+	if !l.ComponentRunning("b", "ca") {
+		t.Errorf("after the HSM fault: the CA does not run")
+	}
+
+	// flap: the WFE is seen both down and up; restored, it runs.
+	f = inject(Step{Fault: "flap", Component: "wfe", Down: Duration{time.Second}, Up: Duration{time.Second}}, "b")
+	seen := map[bool]bool{}
+	for end := time.Now().Add(6 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		seen[l.ComponentRunning("b", "wfe")] = true
+	}
+	if !seen[true] || !seen[false] {
+		t.Errorf("%s: WFE running states seen %v, want both", f.Describe(), seen)
+	}
+	restore(f)
+	if !l.ComponentRunning("b", "wfe") {
+		t.Errorf("after the flap: the WFE does not run")
+	}
+
+	// hang: SIGSTOP; the handshake times out; SIGCONT.
+	f = inject(Step{Fault: "hang", Component: "wfe"}, "b")
+	if _, err := handshake(l, "b"); err == nil {
+		t.Errorf("%s: the WFE answered", f.Describe())
+	}
+	restore(f)
+	if _, err := handshake(l, "b"); err != nil {
+		t.Errorf("after the hang: %v", err)
+	}
+
+	// The cluster's DNS primary and the controller.
+	primary := l.Spec.DNS.Servers[0].Address
+	askPrimary := func() error {
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(l.Spec.ACME.Name), dns.TypeA)
+		_, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, primary)
+		return err
+	}
+	f = inject(Step{Fault: "crash", Component: "dns-primary"}, "cluster")
+	if askPrimary() == nil {
+		t.Errorf("%s: the primary answers", f.Describe())
+	}
+	restore(f)
+	if err := askPrimary(); err != nil {
+		t.Errorf("after the primary crash: %v", err)
+	}
+	f = inject(Step{Fault: "crash", Component: "controller"}, "cluster")
+	if _, err := ControllerStatus(ctx, l.Spec); err == nil {
+		t.Errorf("%s: the controller answers", f.Describe())
+	}
+	restore(f)
+	if _, err := ControllerStatus(ctx, l.Spec); err != nil {
+		t.Errorf("after the controller crash: %v", err)
+	}
+}
+
+// A drill killed with SIGKILL right after its fault leaves a journal;
+// `cairn drill restore` undoes the fault from it.
+func testKilledDrill(t *testing.T, l *lab.Lab) {
+	waitHealthy(t, l)
+	st, err := ControllerStatus(context.Background(), l.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "killed.yaml")
+	os.WriteFile(file, []byte("name: killed\nduration: 60s\ntimeline:\n  - at: 1s\n    fault: partition\n    site: active\n  - at: 1s\n    fault: crash\n    site: active\n    component: wfe\n"), 0o644)
+	cmd := exec.Command(labtest.CairnBinary(t), "-f", l.Spec.Path("cairn.yaml"), "drill", "run", file, "--out", t.TempDir())
+	cmd.Stderr = labtest.Log{T: t}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the WFE killed", 60*time.Second, func() bool { return !l.ComponentRunning(st.Active, "wfe") })
+	cmd.Process.Kill()
+	cmd.Wait()
+	if _, err := os.Stat(journalPath(l)); err != nil {
+		t.Fatalf("no journal after the drill was killed: %v", err)
+	}
+	out, err := exec.Command(labtest.CairnBinary(t), "-f", l.Spec.Path("cairn.yaml"), "drill", "restore").CombinedOutput()
+	t.Logf("cairn drill restore:\n%s", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.ComponentRunning(st.Active, "wfe") {
+		t.Errorf("after the restore %s's WFE does not run", st.Active)
+	}
+	if _, err := handshake(l, st.Active); err != nil {
+		t.Errorf("after the restore %s's WFE does not answer (partition left?): %v", st.Active, err)
+	}
+	if _, err := os.Stat(journalPath(l)); err == nil {
+		t.Errorf("the journal is still there after the restore")
 	}
 }

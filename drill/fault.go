@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -140,7 +142,9 @@ func (f *hsmFault) Restore(ctx context.Context) error {
 }
 
 // partition: nftables drops every packet to the site's network that does
-// not come from it; the site keeps talking to itself.
+// not come from it. On loopback the site's own processes connect from
+// 127.0.0.1 too, so their connections to each other are cut as well (on
+// separate hosts only the outside is cut).
 type partitionFault struct {
 	site, network string // e.g. 127.0.32.0/24
 	table         string
@@ -151,22 +155,31 @@ func (f *partitionFault) Describe() string {
 }
 
 func (f *partitionFault) Inject(ctx context.Context) error {
-	f.Restore(ctx)
-	rules := fmt.Sprintf("table inet %[1]s {\n chain out {\n  type filter hook output priority 0; policy accept;\n  ip daddr %[2]s ip saddr != %[2]s drop\n }\n}\n", f.table, f.network)
+	return nftApply(ctx, "inet", f.table, fmt.Sprintf(" chain out {\n  type filter hook output priority 0; policy accept;\n  ip daddr %[1]s ip saddr != %[1]s drop\n }\n", f.network))
+}
+
+func (f *partitionFault) Restore(ctx context.Context) error { return nftDelete(ctx, "inet", f.table) }
+
+// nftApply replaces table (family) with the given chains.
+func nftApply(ctx context.Context, family, table, chains string) error {
+	if err := nftDelete(ctx, family, table); err != nil {
+		return err
+	}
 	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(rules)
+	cmd.Stdin = strings.NewReader("table " + family + " " + table + " {\n" + chains + "}\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("nft: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
 
-func (f *partitionFault) Restore(ctx context.Context) error {
-	if exec.CommandContext(ctx, "nft", "list", "table", "inet", f.table).Run() != nil {
+// nftDelete removes table if it is there.
+func nftDelete(ctx context.Context, family, table string) error {
+	if exec.CommandContext(ctx, "nft", "list", "table", family, table).Run() != nil {
 		return nil // not there
 	}
-	if out, err := exec.CommandContext(ctx, "nft", "delete", "table", "inet", f.table).CombinedOutput(); err != nil {
-		return fmt.Errorf("nft delete table %s: %v: %s", f.table, err, strings.TrimSpace(string(out)))
+	if out, err := exec.CommandContext(ctx, "nft", "delete", "table", family, table).CombinedOutput(); err != nil {
+		return fmt.Errorf("nft delete table %s %s: %v: %s", family, table, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -237,19 +250,27 @@ func (f *flapFault) Restore(ctx context.Context) error {
 	return f.inner.Restore(ctx)
 }
 
-// newFault builds the fault of one step for one concrete site (or "cluster").
-func newFault(l *lab.Lab, st Step, siteName string, n int) (Fault, error) {
+// newFault builds the fault of one step for one concrete site (or
+// "cluster"); table names the nftables table it may create.
+func newFault(l *lab.Lab, st Step, siteName, table string) (Fault, error) {
 	switch st.Fault {
 	case "crash", "hang", "stop":
 		return &procFault{l: l, site: siteName, component: st.Component, hang: st.Fault == "hang", graceful: st.Fault == "stop"}, nil
 	case "hsm":
 		return &hsmFault{l: l, site: siteName, dir: l.Spec.Path(filepath.Join("sites", siteName))}, nil
-	case "partition":
+	case "partition", "toxic":
 		s, ok := l.Spec.SiteByName(siteName)
-		if !ok || s.ServiceNetwork == "" {
+		if !ok {
+			return nil, fmt.Errorf("no site %q", siteName)
+		}
+		if st.Fault == "toxic" {
+			wfe := net.JoinHostPort(s.Address, strconv.Itoa(l.Spec.ACME.HTTPSPort))
+			return &toxicFault{site: siteName, wfe: wfe, kind: st.Toxic, latency: st.Latency.Milliseconds(), jitter: st.Jitter.Milliseconds(), table: table}, nil
+		}
+		if s.ServiceNetwork == "" {
 			return nil, fmt.Errorf("site %s has no serviceNetwork to partition", siteName)
 		}
-		return &partitionFault{site: siteName, network: s.ServiceNetwork, table: fmt.Sprintf("cairn_drill_%d_%d", os.Getpid(), n)}, nil
+		return &partitionFault{site: siteName, network: s.ServiceNetwork, table: table}, nil
 	case "flap":
 		inner := &procFault{l: l, site: siteName, component: st.Component, hang: st.Signal == "stop"}
 		return &flapFault{inner: inner, down: st.Down.Duration, up: st.Up.Duration}, nil

@@ -114,6 +114,20 @@ func (rep *Report) view() htmlView {
 			v.Rects = append(v.Rects, svgRect{X: x(a.Start), Y: ly + 3, W: max(x(a.End)-x(a.Start), 1.5), H: laneH - 6, Class: cls, Title: title})
 		}
 	}
+	// Real clients: one bar per run.
+	for _, c := range rep.Real {
+		ly := lane(c.Client)
+		for _, r := range rep.RealRuns {
+			if r.Client != c.Client {
+				continue
+			}
+			cls, title := "ok", r.Command+" at "+r.Site
+			if !r.OK {
+				cls, title = "fail", r.Command+": "+r.Problem+": "+r.Detail
+			}
+			v.Rects = append(v.Rects, svgRect{X: x(r.Start), Y: ly + 3, W: max(x(r.End)-x(r.Start), 1.5), H: laneH - 6, Class: cls, Title: title})
+		}
+	}
 	for _, e := range rep.Events {
 		switch e.Kind {
 		case "fault-injected", "fault-restored", "dns-committed", "first-new-client":
@@ -167,6 +181,11 @@ line.tick{stroke:#eee}
 {{range .Clients}}<tr><td>{{.Policy}}</td><td>{{.Issuances}}</td><td>{{.Failed}}</td><td>{{.Attempts}}</td><td>{{.FailedTries}}</td><td>{{.AccountKept}}</td></tr>
 {{end}}</table>
 {{if .Problems}}<h3>Failed attempts by problem</h3><ul>{{range $k, $v := .Problems}}<li><code>{{$k}}</code>: {{$v}}</li>{{end}}</ul>{{end}}
+{{if .Real}}<h2>Real clients</h2><p>certbot and lego issue once before the fault, then renew with their stored account.</p>
+<table id="real"><tr><th>client</th><th>runs</th><th>failed</th><th>kept its account</th><th>recovered after</th></tr>
+{{range .Real}}<tr><td>{{.Client}}</td><td>{{.Runs}}</td><td>{{.Failed}}</td><td>{{.AccountKept}}</td><td>{{secs .Recovered}}</td></tr>
+{{end}}</table>
+<table>{{range .RealRuns}}<tr><td>{{.Start.Format "15:04:05.000"}}</td><td>{{.Client}} {{.Command}}</td><td>{{.Site}}</td><td>{{if .OK}}ok{{else}}<span class="FAILED">{{.Problem}}</span>: {{.Detail}}{{end}}</td></tr>{{end}}</table>{{end}}
 {{if .Accounts}}<h3>Accounts</h3><p>Sites keep their own accounts: a client reaching another site finds its account unknown and registers again.</p><ul>{{range .Accounts}}<li>{{.Client}} at {{.At.Format "15:04:05.000"}}: new account at {{.Site}}</li>{{end}}</ul>{{end}}
 <h2>Events</h2>
 <table>{{range .Events}}<tr><td>{{.At.Format "15:04:05.000"}}</td><td>{{.Kind}}</td><td>{{.Site}}</td><td>{{.Detail}}</td></tr>{{end}}</table>

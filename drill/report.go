@@ -31,7 +31,9 @@ type Report struct {
 	EpochAfter   int64     `json:"epochAfter"`
 	DNSUnchanged bool      `json:"dnsUnchanged"`
 	Moves        int       `json:"moves"`
-	Alert        bool      `json:"alertRaised"`
+	// SteadyAfter: seconds from the restore to every site healthy again.
+	SteadyAfter *float64 `json:"steadyAfterSeconds"`
+	Alert       bool     `json:"alertRaised"`
 	// Timings are seconds from the first injected fault; null when it
 	// did not happen.
 	Timings       Timings         `json:"timings"`
@@ -42,6 +44,23 @@ type Report struct {
 	Events        []Event         `json:"events"`
 	RestoreErrors []string        `json:"restoreErrors,omitempty"`
 	Problems      map[string]int  `json:"problems"` // failed attempts by problem type
+	// Real clients (certbot, lego): every run, and per client a summary.
+	RealRuns []RealRun    `json:"realRuns"`
+	Real     []RealClient `json:"realClients"`
+}
+
+// RealClient is what happened to one real client.
+type RealClient struct {
+	Client string `json:"client"`
+	Runs   int    `json:"runs"`
+	Failed int    `json:"failed"`
+	// AccountKept: every run used the account it registered before the
+	// fault (real clients do not register again by themselves).
+	AccountKept bool `json:"accountKept"`
+	// Recovered: seconds from the fault to its first successful run after
+	// a failed one; null if it never failed or never recovered.
+	Recovered *float64       `json:"recoveredSeconds"`
+	Problems  map[string]int `json:"problems"`
 }
 
 // Timings of the phases, in seconds after the fault.
@@ -76,7 +95,7 @@ func secs(from, to time.Time) *float64 {
 
 func (rep *Report) compute(w *workload, newClient time.Time, sc *Scenario) {
 	w.mu.Lock()
-	rep.Attempts, rep.Issuances, rep.Accounts = w.attempts, w.issuances, w.accounts
+	rep.Attempts, rep.Issuances, rep.Accounts, rep.RealRuns = w.attempts, w.issuances, w.accounts, w.real
 	w.mu.Unlock()
 	sort.SliceStable(rep.Events, func(i, j int) bool { return rep.Events[i].At.Before(rep.Events[j].At) })
 	t0 := rep.FaultAt
@@ -162,6 +181,32 @@ func (rep *Report) compute(w *workload, newClient time.Time, sc *Scenario) {
 	}
 	for _, p := range sc.Workload.Policies {
 		rep.Clients = append(rep.Clients, *byPolicy[p])
+	}
+	for _, name := range sc.Workload.Clients {
+		rc := RealClient{Client: name, AccountKept: true, Problems: map[string]int{}}
+		var account string
+		var failedAt time.Time
+		for _, r := range rep.RealRuns {
+			if r.Client != name {
+				continue
+			}
+			rc.Runs++
+			if account == "" {
+				account = r.Account
+			} else if r.Account != "" && r.Account != account {
+				rc.AccountKept = false
+			}
+			if !r.OK {
+				rc.Failed++
+				rc.Problems[r.Problem]++
+				if failedAt.IsZero() && !t0.IsZero() && r.Start.After(t0) {
+					failedAt = r.End
+				}
+			} else if !failedAt.IsZero() && rc.Recovered == nil {
+				rc.Recovered = secs(t0, r.End)
+			}
+		}
+		rep.Real = append(rep.Real, rc)
 	}
 	rep.judge(sc)
 }
@@ -269,6 +314,20 @@ func (rep *Report) Markdown() string {
 		sort.Strings(keys)
 		for _, k := range keys {
 			fmt.Fprintf(&b, "* `%s`: %d\n", k, rep.Problems[k])
+		}
+	}
+	if len(rep.Real) > 0 {
+		fmt.Fprintf(&b, "\n## Real clients (certbot, lego: one issuance before the fault, then renewals with the stored account)\n\n| client | runs | failed | kept its account | recovered after |\n|---|---|---|---|---|\n")
+		for _, c := range rep.Real {
+			fmt.Fprintf(&b, "| %s | %d | %d | %v | %s |\n", c.Client, c.Runs, c.Failed, c.AccountKept, fmtSecs(c.Recovered))
+		}
+		fmt.Fprintf(&b, "\n")
+		for _, r := range rep.RealRuns {
+			outcome := "ok"
+			if !r.OK {
+				outcome = "**failed** `" + r.Problem + "`: " + r.Detail
+			}
+			fmt.Fprintf(&b, "* %s %s %s at %s (%.1f s): %s\n", r.Start.Format("15:04:05.000"), r.Client, r.Command, r.Site, r.End.Sub(r.Start).Seconds(), outcome)
 		}
 	}
 	if len(rep.Accounts) > 0 {

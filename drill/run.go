@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -38,6 +39,7 @@ type Runner struct {
 	mu     sync.Mutex
 	events []Event
 	faults []Fault
+	jrnl   journal
 }
 
 func (r *Runner) logf(format string, args ...any) {
@@ -70,18 +72,37 @@ func ControllerStatus(ctx context.Context, spec *cluster.Spec) (failover.Status,
 func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	r.spec = r.Lab.Spec
 	sc := r.Scenario
+	// Faults an earlier drill left (it was killed) are restored first.
+	restored, err := RestoreLeftovers(ctx, r.Lab)
+	for _, d := range restored {
+		r.event("fault-restored", "", d+" (left by an earlier drill)")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("faults left by an earlier drill: %w", err)
+	}
 	applier, err := failover.ApplierFromSpec(r.spec)
 	if err != nil {
 		return nil, err
 	}
-	// Steady state: the controller answers and every site is healthy.
+	// Steady state: the controller answers and every site is healthy (a
+	// site recovering from an earlier drill gets SteadyWithin to be so).
 	st, err := ControllerStatus(ctx, r.spec)
 	if err != nil {
 		return nil, fmt.Errorf("steady state: no controller at %s (is the lab up?): %w", r.spec.Failover.Listen, err)
 	}
-	for _, s := range st.Sites {
-		if s.State != failover.Healthy || s.Drained {
-			return nil, fmt.Errorf("steady state not met: site %s is %s (drained %v); wait until `cairn failover status` shows every site healthy", s.Name, s.State, s.Drained)
+	for waitUntil := time.Now().Add(sc.SteadyWithin()); !allHealthy(st); {
+		if time.Now().After(waitUntil) || ctx.Err() != nil {
+			for _, s := range st.Sites {
+				if s.State != failover.Healthy || s.Drained {
+					return nil, fmt.Errorf("steady state not met after %s: site %s is %s (drained %v); wait until `cairn failover status` shows every site healthy", sc.SteadyWithin(), s.Name, s.State, s.Drained)
+				}
+			}
+			return nil, fmt.Errorf("steady state not met: the controller reports no sites")
+		}
+		r.logf("waiting for every site to be healthy")
+		sleepCtx(ctx, 2*time.Second)
+		if st2, err := ControllerStatus(ctx, r.spec); err == nil {
+			st = st2
 		}
 	}
 	before, err := applier.Read(ctx)
@@ -106,20 +127,45 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	}
 	w := &workload{spec: r.spec, roots: targets[0].Roots, dnsUp: *targets[0].DNS01, every: sc.Workload.Every.Duration}
 
-	// Whatever happens from here, every injected fault is restored.
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		for i := len(r.faults) - 1; i >= 0; i-- {
-			if err := r.faults[i].Restore(rctx); err != nil {
-				r.event("restore-failed", "", r.faults[i].Describe()+": "+err.Error())
-				rep.RestoreErrors = append(rep.RestoreErrors, r.faults[i].Describe()+": "+err.Error())
-			} else {
-				r.event("fault-restored", "", r.faults[i].Describe())
+	// Real clients issue once, in the steady state, before anything is
+	// injected: that stores the account they will renew with.
+	if err := os.MkdirAll(r.spec.Path("var"), 0o755); err != nil {
+		return nil, err
+	}
+	state, err := os.MkdirTemp(r.spec.Path("var"), "drill-clients-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(state) // their keys and accounts
+	reals, err := w.newRealClients(sc.Workload.Clients, state)
+	if err != nil {
+		return nil, err
+	}
+	var ready []*realClient
+	var iwg sync.WaitGroup
+	var imu sync.Mutex
+	for _, rc := range reals {
+		iwg.Add(1)
+		go func() {
+			defer iwg.Done()
+			run := rc.run(ctx, "issue", 2*time.Minute)
+			w.recordReal(run)
+			imu.Lock()
+			defer imu.Unlock()
+			if run.OK {
+				ready = append(ready, rc)
+				return
 			}
-		}
-	}()
+			rep.Errors = append(rep.Errors, fmt.Sprintf("steady state: %s could not issue before the fault: %s %s", rc.name, run.Problem, run.Detail))
+		}()
+	}
+	iwg.Wait()
 
+	// Whatever happens from here, every injected fault is restored (the
+	// deferred call is the safety net; restore is idempotent); the journal
+	// keeps those that could not be.
+	r.jrnl = journal{PID: os.Getpid(), Started: time.Now()}
+	defer r.restoreAll(rep)
 	dctx, cancel := context.WithTimeout(ctx, sc.Duration.Duration)
 	defer cancel()
 	start := time.Now()
@@ -128,6 +174,10 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	for _, p := range sc.Workload.Policies {
 		wg.Add(1)
 		go func() { defer wg.Done(); w.runPolicy(dctx, p) }()
+	}
+	for _, rc := range ready {
+		wg.Add(1)
+		go func() { defer wg.Done(); rc.loop(dctx, sc.Workload.RenewEvery.Duration, w.recordReal) }()
 	}
 	wg.Add(2)
 	go func() { defer wg.Done(); r.watchController(dctx, st) }()
@@ -159,6 +209,10 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		rep.Interrupted = true
 	}
 	rep.End = time.Now()
+	r.restoreAll(rep)
+	if !rep.Interrupted {
+		r.steadyAfter(ctx, rep, sc.SteadyWithin())
+	}
 	after, err := applier.Read(context.WithoutCancel(ctx))
 	if err == nil {
 		rep.ActiveAfter, rep.EpochAfter = r.spec.SiteAt(after.Addrs...), after.Epoch.N
@@ -178,6 +232,58 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	return rep, nil
 }
 
+// restoreAll restores every injected fault, newest first, and rewrites the
+// journal with those that could not be restored.
+func (r *Runner) restoreAll(rep *Report) {
+	rctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r.mu.Lock()
+	faults, entries := r.faults, r.jrnl.Faults
+	r.faults, r.jrnl.Faults = nil, nil
+	r.mu.Unlock()
+	var left []journalEntry
+	failed := restoreEach(rctx, faults)
+	for i := len(faults) - 1; i >= 0; i-- {
+		if err := failed[i]; err != nil {
+			r.event("restore-failed", entries[i].Site, faults[i].Describe()+": "+err.Error())
+			rep.RestoreErrors = append(rep.RestoreErrors, faults[i].Describe()+": "+err.Error())
+			left = append(left, entries[i])
+		} else {
+			r.event("fault-restored", entries[i].Site, faults[i].Describe())
+		}
+	}
+	r.mu.Lock()
+	r.jrnl.Faults = append(r.jrnl.Faults, left...)
+	err := writeJournal(r.Lab, &r.jrnl)
+	r.mu.Unlock()
+	if err != nil {
+		rep.RestoreErrors = append(rep.RestoreErrors, "journal: "+err.Error())
+	}
+}
+
+// steadyAfter: once every fault is restored, every site must be healthy
+// again (and not drained) within the scenario's bound.
+func (r *Runner) steadyAfter(ctx context.Context, rep *Report, within time.Duration) {
+	from := time.Now()
+	for time.Since(from) < within && ctx.Err() == nil {
+		if st, err := ControllerStatus(ctx, r.spec); err == nil && allHealthy(st) {
+			rep.SteadyAfter = secs(from, time.Now())
+			return
+		}
+		sleepCtx(ctx, 500*time.Millisecond)
+	}
+	rep.Errors = append(rep.Errors, fmt.Sprintf("steady state after: not every site healthy %s after the faults were restored (steadyState.within)", within))
+}
+
+func allHealthy(st failover.Status) bool {
+	for _, s := range st.Sites {
+		if s.State != failover.Healthy || s.Drained {
+			return false
+		}
+	}
+	return len(st.Sites) > 0
+}
+
 // timeline injects each step's fault at its time, for the sites it names,
 // and restores those with a "for" when it has passed.
 func (r *Runner) timeline(ctx context.Context, start time.Time, active string, injected func(time.Time)) error {
@@ -190,7 +296,10 @@ func (r *Runner) timeline(ctx context.Context, start time.Time, active string, i
 			return errors.Join(errs...)
 		}
 		for _, name := range r.sitesOf(st.Site, active) {
-			f, err := newFault(r.Lab, st, name, i)
+			r.mu.Lock()
+			table := fmt.Sprintf("cairn_drill_%d_%d", os.Getpid(), len(r.faults))
+			r.mu.Unlock()
+			f, err := newFault(r.Lab, st, name, table)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("timeline[%d]: %w", i, err))
 				continue
@@ -204,9 +313,17 @@ func (r *Runner) timeline(ctx context.Context, start time.Time, active string, i
 					r.event(kind, name, ff.inner.Describe())
 				}
 			}
+			// Journal first: a drill killed while injecting still
+			// leaves the record its successor restores from.
 			r.mu.Lock()
 			r.faults = append(r.faults, f)
+			r.jrnl.Faults = append(r.jrnl.Faults, journalEntry{Step: st, Site: name, Table: table})
+			jerr := writeJournal(r.Lab, &r.jrnl)
 			r.mu.Unlock()
+			if jerr != nil {
+				errs = append(errs, fmt.Errorf("timeline[%d]: not injected, the journal cannot be written: %w", i, jerr))
+				continue
+			}
 			if err := f.Inject(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("timeline[%d] %s: %w", i, f.Describe(), err))
 				continue

@@ -9,6 +9,7 @@ package drill
 import (
 	"bytes"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -31,12 +32,27 @@ type Scenario struct {
 	Duration    Duration `yaml:"duration" json:"duration"` // from the start of the workload to the end
 	Workload    Workload `yaml:"workload" json:"workload"`
 	Pass        Pass     `yaml:"pass" json:"pass"`
+	// SteadyState is the hypothesis checked before (every site healthy,
+	// none drained; real clients issue) and after the faults are restored
+	// (every site healthy again within Within, default 3m).
+	SteadyState struct {
+		Within Duration `yaml:"within,omitempty" json:"within"`
+	} `yaml:"steadyState,omitempty" json:"steadyState"`
+}
+
+// SteadyWithin is how long the cluster has to be healthy again after the
+// faults are restored.
+func (s *Scenario) SteadyWithin() time.Duration {
+	if s.SteadyState.Within.Duration > 0 {
+		return s.SteadyState.Within.Duration
+	}
+	return 3 * time.Minute
 }
 
 // Step is one fault on the timeline.
 type Step struct {
 	At    Duration `yaml:"at" json:"at"`
-	Fault string   `yaml:"fault" json:"fault"` // crash, hang, stop, hsm, partition, flap
+	Fault string   `yaml:"fault" json:"fault"` // crash, hang, stop, hsm, partition, flap, toxic
 	// Site: a site name, "active" (the site the ACME name points to when
 	// the drill starts), "standby" (the best other one), "all", or
 	// "cluster" (the DNS servers and the controller).
@@ -47,12 +63,21 @@ type Step struct {
 	Down   Duration `yaml:"down,omitempty" json:"down,omitempty"`
 	Up     Duration `yaml:"up,omitempty" json:"up,omitempty"`
 	Signal string   `yaml:"signal,omitempty" json:"signal,omitempty"`
+	// toxic: toxiproxy in front of the WFE; latency (Latency ± Jitter),
+	// timeout (no answer; closed after Latency, 0 = never) or reset.
+	Toxic   string   `yaml:"toxic,omitempty" json:"toxic,omitempty"`
+	Latency Duration `yaml:"latency,omitempty" json:"latency,omitempty"`
+	Jitter  Duration `yaml:"jitter,omitempty" json:"jitter,omitempty"`
 }
 
 // Workload is the built-in clients' load through the ACME name.
 type Workload struct {
 	Every    Duration `yaml:"every" json:"every"`       // one new issuance per client this often
 	Policies []string `yaml:"policies" json:"policies"` // retry windows: none, 30s, 2m, ...
+	// Clients: real ACME clients (certbot, lego) that issue once before
+	// the fault and renew with their stored account every RenewEvery.
+	Clients    []string `yaml:"clients,omitempty" json:"clients,omitempty"`
+	RenewEvery Duration `yaml:"renewEvery,omitempty" json:"renewEvery,omitempty"`
 }
 
 // Pass criteria; unset ones are not checked.
@@ -81,13 +106,23 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML writes it back the same way.
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 
+// UnmarshalJSON reads seconds, as MarshalJSON writes them.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s float64
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	d.Duration = time.Duration(s * float64(time.Second))
+	return nil
+}
+
 // MarshalJSON writes seconds.
 func (d Duration) MarshalJSON() ([]byte, error) {
 	return []byte(fmt.Sprintf("%g", d.Seconds())), nil
 }
 
 // Faults a scenario may use.
-var faults = []string{"crash", "hang", "stop", "hsm", "partition", "flap"}
+var faults = []string{"crash", "hang", "stop", "hsm", "partition", "flap", "toxic"}
 
 //go:embed scenarios/*.yaml
 var builtin embed.FS
@@ -175,6 +210,14 @@ func (s *Scenario) check() error {
 			add(fmt.Sprintf("workload.policies[%d]", i), "%q is not a retry window: use none or a duration like 30s", p)
 		}
 	}
+	for i, c := range s.Workload.Clients {
+		if !slices.Contains(RealClients, c) {
+			add(fmt.Sprintf("workload.clients[%d]", i), "%q is not a client cairn can run: use %s", c, strings.Join(RealClients, ", "))
+		}
+	}
+	if s.Workload.RenewEvery.Duration <= 0 {
+		s.Workload.RenewEvery.Duration = 10 * time.Second
+	}
 	for p := range s.Pass.MaxLost {
 		if !slices.Contains(s.Workload.Policies, p) {
 			add("pass.maxLost."+p, "no client runs with policy %q; add it to workload.policies", p)
@@ -193,6 +236,14 @@ func (s *Scenario) check() error {
 			if st.Component == "" {
 				add(f+".component", "is required for %s (e.g. wfe, sa, mariadb, redis, ct-test-srv; cluster: dns-primary, controller)", st.Fault)
 			}
+		case "toxic":
+			switch {
+			case st.Toxic != "latency" && st.Toxic != "timeout" && st.Toxic != "reset":
+				add(f+".toxic", "%q: use latency, timeout or reset", st.Toxic)
+			case st.Toxic == "latency" && st.Latency.Duration <= 0:
+				add(f+".latency", "is required for toxic: latency (e.g. latency: 3s)")
+			}
+			fallthrough
 		case "hsm", "partition":
 			if st.Site == "cluster" {
 				add(f+".site", "%s applies to a site, not the cluster", st.Fault)

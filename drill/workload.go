@@ -122,6 +122,7 @@ type workload struct {
 	attempts  []Attempt
 	issuances []Issuance
 	accounts  []AccountChange
+	real      []RealRun
 }
 
 func (w *workload) servers() []string {
@@ -250,6 +251,12 @@ func firstLine(s string) string {
 	return s
 }
 
+func (w *workload) recordReal(r RealRun) {
+	w.mu.Lock()
+	w.real = append(w.real, r)
+	w.mu.Unlock()
+}
+
 func (w *workload) record(a Attempt) {
 	w.mu.Lock()
 	w.attempts = append(w.attempts, a)
@@ -296,21 +303,45 @@ func (w *workload) runPolicy(ctx context.Context, policy string) error {
 }
 
 // firstNewClient: from the fault on, a brand-new client (empty DNS cache,
-// new account) tries once a second until one issues; returns that time.
+// new account) starts every second, each in parallel, so one hanging at
+// the old site does not hold back the next; returns the end of the first
+// successful issuance. The others are stopped then.
 func (w *workload) firstNewClient(ctx context.Context) (time.Time, Attempt) {
-	for n := 0; ctx.Err() == nil; n++ {
-		g, err := w.newClient("new-"+strconv.Itoa(n), "new")
-		if err != nil {
-			return time.Time{}, Attempt{}
-		}
-		a := g.attempt(ctx)
-		g.c.Close()
-		if a.OK {
-			return a.End, a
-		}
-		sleepCtx(ctx, time.Second)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		at time.Time
+		a  Attempt
 	}
-	return time.Time{}, Attempt{}
+	won := make(chan result, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for n := 0; ; n++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g, err := w.newClient("new-"+strconv.Itoa(n), "new")
+			if err != nil {
+				return
+			}
+			defer g.c.Close()
+			if a := g.attempt(ctx); a.OK {
+				select {
+				case won <- result{a.End, a}:
+				default:
+				}
+			}
+		}()
+		select {
+		case r := <-won:
+			return r.at, r.a
+		case <-ctx.Done():
+			return time.Time{}, Attempt{}
+		case <-tick.C:
+		}
+	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

@@ -1,0 +1,58 @@
+package drill
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func f(v float64) *float64 { return &v }
+
+func TestSummarizeTakesTheMedianOfRunsWherePhasesHappened(t *testing.T) {
+	var reps []*Report
+	for i, c := range []float64{3, 1, 2, 10} {
+		r := &Report{Scenario: "site-down", Passed: i != 3, Timings: Timings{Commit: f(c)},
+			Clients: []ClientSummary{{Policy: "2m", Issuances: 5, Failed: i % 2}},
+			Real:    []RealClient{{Client: "lego", Runs: 4, Failed: 1, AccountKept: true}}}
+		if i == 3 {
+			r.Failures = []string{"too slow"}
+		}
+		reps = append(reps, r)
+	}
+	reps = append(reps, &Report{Scenario: "full-outage", Passed: true})
+	sum := Summarize(reps)
+	if len(sum.Scenarios) != 2 || sum.Scenarios[0].Scenario != "site-down" {
+		t.Fatalf("scenarios %+v", sum.Scenarios)
+	}
+	s := sum.Scenarios[0]
+	if got := s.Phases["commit"]; got.N != 4 || got.P50 != 2.5 || got.Min != 1 || got.Max != 10 {
+		t.Errorf("commit %+v, want n=4 p50=2.5 min=1 max=10", got)
+	}
+	if _, ok := s.Phases["visible"]; ok {
+		t.Errorf("a phase that never happened has figures")
+	}
+	if s.Runs != 4 || s.Passed != 3 || s.Lost["2m"] != [2]int{2, 20} || s.Real["lego"] != [3]int{4, 16, 4} {
+		t.Errorf("summary %+v", s)
+	}
+	md := sum.Markdown()
+	for _, want := range []string{"| site-down | 3/4 | – | – | 2.5 (1.0–10.0, n=4)", "2m 2/20", "lego 4/16, 4/4", "run 4: too slow"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("summary markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestRealProblemFindsTheACMEProblem(t *testing.T) {
+	out := "2026/11/21 renewing\n2026/11/21 [acme.lab] acme: error: 400 :: POST :: https://acme.lab/acme/new-order :: urn:ietf:params:acme:error:accountDoesNotExist :: Account not found\n"
+	p, d := realProblem([]byte(out), errors.New("exit status 1"), false)
+	if p != "urn:ietf:params:acme:error:accountDoesNotExist" || !strings.Contains(d, "Account not found") {
+		t.Errorf("problem %q detail %q", p, d)
+	}
+	p, d = realProblem([]byte("Saving debug log\nAn unexpected error occurred:\nconnection refused\nAsk for help or search for solutions at https://community.letsencrypt.org.\n"), errors.New("exit status 1"), false)
+	if p != "exit status 1" || d != "connection refused" {
+		t.Errorf("problem %q detail %q", p, d)
+	}
+	if p, _ = realProblem(nil, errors.New("signal: killed"), true); p != "timeout" {
+		t.Errorf("a run cut by its timeout: %q", p)
+	}
+}
