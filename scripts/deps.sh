@@ -36,6 +36,11 @@ if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
   done
 fi
 
+# Terraform: the machine image provides it (its registry is unreachable;
+# cairn never downloads Terraform or providers). The provision tests fail
+# without it.
+command -v terraform >/dev/null || echo "deps: warning: terraform not on PATH; go test ./provision/ will fail (install Terraform 1.x from your mirror)" >&2
+
 # Go: the machine image provides it; cairn pins its toolchain to what is there.
 command -v go >/dev/null || { echo "deps: Go 1.26 is required (https://go.dev/doc/install); not found on PATH" >&2; exit 1; }
 export GOTOOLCHAIN=local

@@ -1,0 +1,55 @@
+# One cairn site: one host in its own VPC, reachable only on what a site
+# needs. Every Boulder service, MariaDB, Redis and the site's resolver
+# listen on the host itself; nothing else is opened.
+
+locals {
+  tags = merge(var.tags, { "cairn:site" = var.name, "cairn:location" = var.location })
+}
+
+module "network" {
+  source            = "../network"
+  name              = "cairn-${var.name}"
+  cidr              = var.vpc_cidr
+  availability_zone = var.availability_zone
+  tags              = local.tags
+}
+
+# Every rule the site needs, one resource per direction.
+locals {
+  ingress = merge(
+    { for c in var.client_cidrs : "acme ${c}" => { description = "ACME (HTTPS) from clients and failover controllers", protocol = "tcp", from = 443, to = 443, cidr = c } },
+    { for c in var.admin_cidrs : "ssh ${c}" => { description = "SSH for Ansible and operators", protocol = "tcp", from = 22, to = 22, cidr = c } },
+    { for c in var.monitoring_cidrs : "metrics ${c}" => { description = "Boulder debug/metrics ports for Prometheus", protocol = "tcp", from = 8000, to = 8099, cidr = c } },
+  )
+  # Outbound: DNS to the cluster's authoritative servers (the VA validates
+  # DNS-01 there), HTTPS to S3 (CRLs), CT logs and package mirrors, HTTP
+  # to package mirrors.
+  egress = {
+    "dns udp" = { description = "DNS queries (VA, resolver)", protocol = "udp", from = 53, to = 53, cidr = "0.0.0.0/0" }
+    "dns tcp" = { description = "DNS over TCP (large answers)", protocol = "tcp", from = 53, to = 53, cidr = "0.0.0.0/0" }
+    "https"   = { description = "HTTPS: S3 (CRLs), CT logs, package mirrors", protocol = "tcp", from = 443, to = 443, cidr = "0.0.0.0/0" }
+    "http"    = { description = "HTTP: Debian package mirrors", protocol = "tcp", from = 80, to = 80, cidr = "0.0.0.0/0" }
+  }
+}
+
+module "firewall" {
+  source      = "../firewall"
+  name        = "cairn-${var.name}"
+  description = "cairn site ${var.name}: ACME from clients and controllers, SSH from admins, metrics from monitoring"
+  vpc_id      = module.network.vpc_id
+  ingress     = local.ingress
+  egress      = local.egress
+  tags        = local.tags
+}
+
+module "host" {
+  source             = "../host"
+  name               = "cairn-${var.name}"
+  ami_id             = var.ami_id
+  instance_type      = var.instance_type
+  root_volume_gb     = var.root_volume_gb
+  subnet_id          = module.network.subnet_id
+  security_group_ids = [module.firewall.id]
+  ssh_public_key     = var.ssh_public_key
+  tags               = local.tags
+}

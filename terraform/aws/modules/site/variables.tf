@@ -1,0 +1,96 @@
+variable "name" {
+  description = "Site name, as in cairn.yaml (sites[].name): lower-case letters, digits and hyphens."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,30}$", var.name))
+    error_message = "name: use 1-31 lower-case letters, digits or hyphens, starting with a letter (the site name in cairn.yaml)."
+  }
+}
+
+variable "location" {
+  description = "Location label shown in cairn's status and reports (e.g. the region or data centre)."
+  type        = string
+}
+
+variable "vpc_cidr" {
+  description = "CIDR of the site's own VPC. Sites must not share one: give each site a disjoint range."
+  type        = string
+  default     = "10.40.0.0/24"
+
+  validation {
+    condition     = can(cidrhost(var.vpc_cidr, 0)) && tonumber(split("/", var.vpc_cidr)[1]) <= 26
+    error_message = "vpc_cidr: give an IPv4 CIDR of /26 or larger, e.g. 10.40.0.0/24."
+  }
+}
+
+variable "availability_zone" {
+  description = "Availability zone of the site's host; empty picks the region's first."
+  type        = string
+  default     = ""
+}
+
+variable "instance_type" {
+  description = "EC2 instance type. A site runs about 17 processes (Boulder, MariaDB, Redis, BIND); 4 GiB of memory is the least that works."
+  type        = string
+  default     = "m6i.large"
+}
+
+variable "ami_id" {
+  description = "AMI of a Debian 12 (bookworm) image for the host; the Ansible roles expect Debian 12."
+  type        = string
+}
+
+variable "root_volume_gb" {
+  description = "Size of the root volume in GiB (database, logs, CRLs)."
+  type        = number
+  default     = 40
+
+  validation {
+    condition     = var.root_volume_gb >= 20
+    error_message = "root_volume_gb: at least 20 GiB."
+  }
+}
+
+variable "ssh_user" {
+  description = "User Ansible connects as (the AMI's default user, e.g. admin on Debian)."
+  type        = string
+  default     = "admin"
+}
+
+variable "ssh_public_key" {
+  description = "OpenSSH public key installed for ssh_user."
+  type        = string
+}
+
+variable "admin_cidrs" {
+  description = "CIDRs allowed to reach SSH (22/tcp): the operators' and Ansible's networks."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.admin_cidrs) > 0 && alltrue([for c in var.admin_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
+    error_message = "admin_cidrs: give at least one CIDR, and not 0.0.0.0/0 (SSH must not be open to everyone)."
+  }
+}
+
+variable "client_cidrs" {
+  description = "CIDRs of the ACME clients and of the failover controllers (their deep probes): they reach the ACME server on 443/tcp."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.client_cidrs) > 0 && alltrue([for c in var.client_cidrs : can(cidrhost(c, 0))])
+    error_message = "client_cidrs: give at least one IPv4 CIDR."
+  }
+}
+
+variable "monitoring_cidrs" {
+  description = "CIDRs of Prometheus servers that scrape the site's metrics ports (8000-8099/tcp); empty opens nothing."
+  type        = list(string)
+  default     = []
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}
