@@ -26,15 +26,15 @@ var (
 )
 
 // Connection says how Ansible reaches a host: ssh (user, port), local, or
-// nsenter into a namespace host (pid of its anchor process).
+// nsenter into a namespace host.
 type Connection struct {
 	Type string `json:"type"`
 	User string `json:"user,omitempty"`
 	Port int    `json:"port,omitempty"`
-	// Namespace hosts: the network namespace and the PID whose namespaces
-	// Ansible enters.
+	// Namespace hosts: the network namespace, and the state directory
+	// whose anchor.pid names the process Ansible enters.
 	Netns string `json:"netns,omitempty"`
-	PID   int    `json:"pid,omitempty"`
+	State string `json:"state,omitempty"`
 }
 
 // Host is one site's entry in the contract.
@@ -133,8 +133,8 @@ func (c Connection) check(f string) []string {
 		}
 	case "local":
 	case "nsenter":
-		if c.PID <= 0 {
-			return []string{f + ": nsenter needs the pid of the host's anchor process"}
+		if c.State == "" || c.Netns == "" {
+			return []string{f + ": nsenter needs netns and state (the host's state directory)"}
 		}
 	default:
 		return []string{fmt.Sprintf("%s.type %q: use ssh, local or nsenter", f, c.Type)}

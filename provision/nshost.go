@@ -1,0 +1,338 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// A namespace host is a "machine" on this machine, for the local
+// infrastructure: its own network namespace with one interface (eth0) on
+// the cluster's bridge, and an anchor process in its own mount, UTS, IPC
+// and PID namespaces whose root is an overlay of this machine's root
+// (writes stay in the host's own upper directory). Ansible reaches it
+// with community.docker.nsenter on the anchor's PID; stopping the anchor
+// ends every process of the host and its mounts.
+//
+// The bridge lives in a "switch" namespace, which also holds the
+// operator's vantage address (Gateway): cairn's own checks run there, so
+// nothing of the hosts' traffic touches the machine's own namespace.
+
+// NSHost is one namespace host.
+type NSHost struct {
+	Cluster string     // short prefix of every name (netns, state)
+	Name    string     // host name
+	Address netip.Addr // on eth0: what the others reach
+	// Local: prefixes local to the host (a site's service network): its
+	// processes may bind any address in them; from the bridge only Address
+	// is reachable.
+	Local    []netip.Prefix
+	StateDir string // upper and work directories, anchor PID file
+}
+
+// NSSwitch is the cluster's bridge and the operator's vantage.
+type NSSwitch struct {
+	Cluster string
+	Gateway netip.Addr // the operator's address on the bridge
+}
+
+func nsName(cluster, host string) string { return "cairn-" + cluster + "-" + host }
+
+// Netns is the switch's network namespace name (ip netns exec NAME …).
+func (s NSSwitch) Netns() string { return nsName(s.Cluster, "sw") }
+
+// Netns is the host's network namespace name.
+func (h NSHost) Netns() string { return nsName(h.Cluster, h.Name) }
+
+func (h NSHost) pidFile() string { return filepath.Join(h.StateDir, "anchor.pid") }
+
+// ipCmd runs ip (or another tool) and returns a one-line error with its output.
+func ipCmd(ctx context.Context, args ...string) error {
+	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func netnsExists(name string) bool {
+	_, err := os.Stat("/run/netns/" + name)
+	return err == nil
+}
+
+// trimLoopback keeps a namespace's lo from claiming all of 127/8, so
+// 127.x addresses on other interfaces are reachable (with route_localnet).
+func trimLoopback(ctx context.Context, ns string) error {
+	for _, a := range [][]string{
+		{"ip", "-n", ns, "link", "set", "lo", "up"},
+		{"ip", "-n", ns, "addr", "replace", "127.0.0.1/32", "dev", "lo"},
+	} {
+		if err := ipCmd(ctx, a...); err != nil {
+			return err
+		}
+	}
+	// The /8 that lo had at creation; gone already on a second run.
+	exec.CommandContext(ctx, "ip", "-n", ns, "addr", "del", "127.0.0.1/8", "dev", "lo").Run()
+	return nil
+}
+
+func routeLocalnet(ctx context.Context, ns string, ifaces ...string) error {
+	args := []string{"ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1"}
+	for _, i := range ifaces {
+		args = append(args, "net.ipv4.conf."+i+".route_localnet=1", "net.ipv4.conf."+i+".arp_ignore=1")
+	}
+	return ipCmd(ctx, args...)
+}
+
+// ifName is an interface name (at most 15 bytes).
+func ifName(prefix, host string) string {
+	n := prefix + host
+	if len(n) > 15 {
+		n = n[:15]
+	}
+	return n
+}
+
+// lock serialises the changes to one cluster's namespaces (Terraform
+// creates hosts in parallel).
+func lock(cluster string) (func(), error) {
+	f, err := os.OpenFile("/run/cairn-provision-"+cluster+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
+// Up creates the switch namespace with its bridge (idempotent).
+func (s NSSwitch) Up(ctx context.Context) error {
+	unlock, err := lock(s.Cluster)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ns := s.Netns()
+	if !netnsExists(ns) {
+		if err := ipCmd(ctx, "ip", "netns", "add", ns); err != nil {
+			return err
+		}
+	}
+	if err := trimLoopback(ctx, ns); err != nil {
+		return err
+	}
+	if exec.CommandContext(ctx, "ip", "-n", ns, "link", "show", "br0").Run() != nil {
+		if err := ipCmd(ctx, "ip", "-n", ns, "link", "add", "br0", "type", "bridge"); err != nil {
+			return err
+		}
+	}
+	if err := routeLocalnet(ctx, ns, "br0"); err != nil {
+		return err
+	}
+	if err := ipCmd(ctx, "ip", "-n", ns, "addr", "replace", s.Gateway.String()+"/8", "dev", "br0"); err != nil {
+		return err
+	}
+	return ipCmd(ctx, "ip", "-n", ns, "link", "set", "br0", "up")
+}
+
+// Down removes the switch namespace (and with it the bridge and every
+// host's switch-side interface).
+func (s NSSwitch) Down(ctx context.Context) error {
+	if netnsExists(s.Netns()) {
+		if err := ipCmd(ctx, "ip", "netns", "del", s.Netns()); err != nil {
+			return err
+		}
+	}
+	os.Remove("/run/cairn-provision-" + s.Cluster + ".lock")
+	return nil
+}
+
+// AnchorPID is the PID of the host's anchor process, if it runs.
+func (h NSHost) AnchorPID() (int, bool) {
+	b, err := os.ReadFile(h.pidFile())
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	// The PID must still be our anchor (not a reused PID).
+	cmd, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil || !strings.Contains(string(cmd), "host-init") || !strings.Contains(string(cmd), h.StateDir) {
+		return 0, false
+	}
+	return pid, true
+}
+
+// Up creates the host (idempotent): network namespace and eth0 on the
+// switch's bridge, its addresses, and the anchor process. self is the
+// cairn binary (it runs `cairn provision host-init` as the anchor).
+func (h NSHost) Up(ctx context.Context, sw NSSwitch, self string) error {
+	unlock, err := lock(h.Cluster)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ns := h.Netns()
+	if !netnsExists(ns) {
+		if err := ipCmd(ctx, "ip", "netns", "add", ns); err != nil {
+			return err
+		}
+	}
+	if err := trimLoopback(ctx, ns); err != nil {
+		return err
+	}
+	if exec.CommandContext(ctx, "ip", "-n", ns, "link", "show", "eth0").Run() != nil {
+		// Both ends are made in the switch namespace (short-lived names
+		// there), then one moves into the host and becomes eth0.
+		peer, tmp := ifName("h-", h.Name), ifName("t-", h.Name)
+		exec.CommandContext(ctx, "ip", "-n", sw.Netns(), "link", "del", peer).Run()
+		for _, a := range [][]string{
+			{"ip", "-n", sw.Netns(), "link", "add", peer, "type", "veth", "peer", "name", tmp},
+			{"ip", "-n", sw.Netns(), "link", "set", tmp, "netns", ns},
+			{"ip", "-n", ns, "link", "set", tmp, "name", "eth0"},
+			{"ip", "-n", sw.Netns(), "link", "set", peer, "master", "br0"},
+			{"ip", "-n", sw.Netns(), "link", "set", peer, "up"},
+		} {
+			if err := ipCmd(ctx, a...); err != nil {
+				return err
+			}
+		}
+	}
+	if err := routeLocalnet(ctx, ns, "eth0"); err != nil {
+		return err
+	}
+	if err := ipCmd(ctx, "ip", "-n", ns, "addr", "replace", h.Address.String()+"/8", "dev", "eth0"); err != nil {
+		return err
+	}
+	if err := ipCmd(ctx, "ip", "-n", ns, "link", "set", "eth0", "up"); err != nil {
+		return err
+	}
+	for _, p := range h.Local {
+		if err := ipCmd(ctx, "ip", "-n", ns, "route", "replace", "local", p.String(), "dev", "lo", "table", "local"); err != nil {
+			return err
+		}
+	}
+	if _, ok := h.AnchorPID(); ok {
+		return nil
+	}
+	return h.startAnchor(ctx, self)
+}
+
+func (h NSHost) startAnchor(ctx context.Context, self string) error {
+	for _, d := range []string{"upper", "work", "root"} {
+		if err := os.MkdirAll(filepath.Join(h.StateDir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	logf, err := os.OpenFile(filepath.Join(h.StateDir, "anchor.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	ready := filepath.Join(h.StateDir, "ready")
+	os.Remove(ready)
+	cmd := exec.Command("nsenter", "--net=/run/netns/"+h.Netns(), "--",
+		"unshare", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child", "--",
+		self, "provision", "host-init", "--state", h.StateDir, "--hostname", h.Name)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("host %s: start anchor: %w", h.Name, err)
+	}
+	go cmd.Wait() // reap it if it ends while we run
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	// The anchor (PID 1 of the host) is the child of unshare.
+	pid, err := childOf(cmd.Process.Pid, 3)
+	if err != nil {
+		cmd.Process.Kill()
+		b, _ := os.ReadFile(filepath.Join(h.StateDir, "anchor.log"))
+		return fmt.Errorf("host %s: anchor did not come up: %v: %s", h.Name, err, strings.TrimSpace(string(b)))
+	}
+	if _, err := os.Stat(ready); err != nil {
+		cmd.Process.Kill()
+		b, _ := os.ReadFile(filepath.Join(h.StateDir, "anchor.log"))
+		return fmt.Errorf("host %s: anchor not ready after 15s: %s", h.Name, strings.TrimSpace(string(b)))
+	}
+	return os.WriteFile(h.pidFile(), []byte(strconv.Itoa(pid)+"\n"), 0o644)
+}
+
+// childOf follows the first child down depth levels (nsenter → unshare →
+// anchor) and returns the one running host-init.
+func childOf(pid, depth int) (int, error) {
+	for range depth {
+		cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if strings.Contains(string(cmd), "host-init") && !strings.Contains(string(cmd), "unshare") {
+			return pid, nil
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		if err != nil {
+			return 0, err
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			return 0, fmt.Errorf("process %d has no child", pid)
+		}
+		if pid, err = strconv.Atoi(f[0]); err != nil {
+			return 0, err
+		}
+	}
+	cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if strings.Contains(string(cmd), "host-init") {
+		return pid, nil
+	}
+	return 0, errors.New("no host-init process found")
+}
+
+// Down stops the anchor (every process of the host ends with it, and its
+// mounts with its mount namespace), deletes the network namespace and the
+// state directory. Idempotent.
+func (h NSHost) Down(ctx context.Context) error {
+	if pid, ok := h.AnchorPID(); ok {
+		syscall.Kill(pid, syscall.SIGTERM)
+		for i := 0; i < 100; i++ {
+			if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
+				break
+			}
+			if i == 50 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if netnsExists(h.Netns()) {
+		if err := ipCmd(ctx, "ip", "netns", "del", h.Netns()); err != nil {
+			return err
+		}
+	}
+	return os.RemoveAll(h.StateDir)
+}
+
+// Exec runs argv inside the host (all its namespaces), as Ansible's
+// nsenter connection does.
+func (h NSHost) Exec(ctx context.Context, argv ...string) ([]byte, error) {
+	pid, ok := h.AnchorPID()
+	if !ok {
+		return nil, fmt.Errorf("host %s is not up", h.Name)
+	}
+	args := append([]string{"--target", strconv.Itoa(pid), "--mount", "--uts", "--ipc", "--net", "--pid", "--"}, argv...)
+	return exec.CommandContext(ctx, "nsenter", args...).CombinedOutput()
+}

@@ -1,0 +1,44 @@
+# Namespace hosts on this machine: one network namespace per host on a
+# bridge in a switch namespace, each with an overlay of this machine's
+# root and its own processes (see docs/provision.md). Terraform records
+# them; `cairn provision host up|down` does the work, idempotently.
+
+resource "terraform_data" "switch" {
+  input = {
+    cairn   = var.cairn
+    cluster = var.cluster
+  }
+
+  provisioner "local-exec" {
+    when    = destroy
+    command = "'${self.input.cairn}' provision host switch-down --cluster '${self.input.cluster}'"
+  }
+}
+
+resource "terraform_data" "host" {
+  for_each   = var.hosts
+  depends_on = [terraform_data.switch]
+
+  input = {
+    cairn   = var.cairn
+    cluster = var.cluster
+    name    = each.key
+    address = each.value.address
+    local   = each.value.local
+    gateway = var.gateway
+    state   = "${var.state_dir}/${each.key}"
+  }
+
+  provisioner "local-exec" {
+    command = join(" ", concat(
+      ["'${self.input.cairn}'", "provision", "host", "up", "--cluster", "'${self.input.cluster}'", "--name", "'${self.input.name}'",
+      "--address", "'${self.input.address}'", "--gateway", "'${self.input.gateway}'", "--state", "'${self.input.state}'"],
+      [for p in self.input.local : "--local '${p}'"],
+    ))
+  }
+
+  provisioner "local-exec" {
+    when    = destroy
+    command = "'${self.input.cairn}' provision host down --cluster '${self.input.cluster}' --name '${self.input.name}' --state '${self.input.state}'"
+  }
+}
