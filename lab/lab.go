@@ -211,28 +211,39 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 }
 
 func (l *Lab) startProc(ctx context.Context, p proc, resolve func(string) (string, error)) error {
+	return startProc(ctx, p, resolve, l.logf)
+}
+
+// startProc starts one process and waits until it is ready.
+func startProc(ctx context.Context, p proc, resolve func(string) (string, error), logf func(string, ...any)) error {
 	t := time.Now()
 	pid, err := p.start(resolve)
 	if err != nil {
 		return err
 	}
 	if p.Ready == "" {
-		l.logf("  %-22s pid %-7d started", filepath.Base(p.root)+"/"+p.Name, pid)
+		logf("  %-22s pid %-7d started", filepath.Base(p.root)+"/"+p.Name, pid)
 		return nil
 	}
 	if err := p.waitReady(ctx, 60*time.Second); err != nil {
 		return err
 	}
-	l.logf("  %-22s pid %-7d ready in %4.0fms on %s", filepath.Base(p.root)+"/"+p.Name, pid, float64(time.Since(t).Microseconds())/1000, p.Listen)
+	logf("  %-22s pid %-7d ready in %4.0fms on %s", filepath.Base(p.root)+"/"+p.Name, pid, float64(time.Since(t).Microseconds())/1000, p.Listen)
 	return nil
 }
 
 func (l *Lab) startSite(ctx context.Context, b *site.Bundle, resolve func(string) (string, error)) error {
+	return startSite(ctx, b, resolve, l.logf)
+}
+
+// startSite starts a site bundle in dependency order (the database loaded
+// once MariaDB answers) and publishes its CRLs.
+func startSite(ctx context.Context, b *site.Bundle, resolve func(string) (string, error), logf func(string, ...any)) error {
 	if err := initDBDir(ctx, b.Database); err != nil {
 		return fmt.Errorf("site %s: %w", b.Site, err)
 	}
 	for _, p := range b.Processes {
-		if err := l.startProc(ctx, newProc(p, b.Root), resolve); err != nil {
+		if err := startProc(ctx, newProc(p, b.Root), resolve, logf); err != nil {
 			return fmt.Errorf("site %s: %w", b.Site, err)
 		}
 		if p.Program == "mariadbd" {
@@ -243,7 +254,7 @@ func (l *Lab) startSite(ctx context.Context, b *site.Bundle, resolve func(string
 	}
 	// crl-updater first publishes after a random part of its period; publish
 	// every shard now so CRL URLs answer from the start.
-	return l.UpdateCRLs(ctx, b.Site)
+	return updateCRLs(ctx, b, resolve)
 }
 
 // resolver maps a bundle's program names to executables.
@@ -262,16 +273,21 @@ func (l *Lab) resolver(bins map[string]string) func(string) (string, error) {
 			}
 			return self, nil
 		}
-		if p, err := exec.LookPath(name); err == nil {
+		return lookProgram(name)
+	}
+}
+
+// lookProgram finds a system program (mariadbd, redis-server, named).
+func lookProgram(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		if p := filepath.Join(dir, name); fsutil.Exists(p) {
 			return p, nil
 		}
-		for _, dir := range []string{"/usr/sbin", "/sbin"} {
-			if p := filepath.Join(dir, name); fsutil.Exists(p) {
-				return p, nil
-			}
-		}
-		return "", fmt.Errorf("%s not found: run `make deps` (scripts/deps.sh)", name)
 	}
+	return "", fmt.Errorf("%s not found: run `make deps` (scripts/deps.sh)", name)
 }
 
 func (l *Lab) summary(rootCert string, cb *site.ClusterBundle, bundles []*site.Bundle) *Summary {
@@ -547,6 +563,14 @@ func (l *Lab) UpdateCRLs(ctx context.Context, siteName string) error {
 	if err != nil {
 		return err
 	}
+	return updateCRLs(ctx, b, l.resolver(bins))
+}
+
+func updateCRLs(ctx context.Context, b *site.Bundle, resolve func(string) (string, error)) error {
+	boulder, err := resolve("boulder")
+	if err != nil {
+		return err
+	}
 	for _, p := range b.Processes {
 		if p.Name != "crl-updater" {
 			continue
@@ -554,15 +578,15 @@ func (l *Lab) UpdateCRLs(ctx context.Context, siteName string) error {
 		// Its own debug port: the daemon holds the configured one.
 		host, _, _ := net.SplitHostPort(p.Listen)
 		args := append(append([]string{}, p.Args...), "-runOnce", "--debug-addr", net.JoinHostPort(host, "0"))
-		cmd := exec.CommandContext(ctx, bins["boulder"], args...)
+		cmd := exec.CommandContext(ctx, boulder, args...)
 		cmd.Env = environ(p.Env, p.UnsetEnv)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("site %s: crl-updater -runOnce: %v: %s", siteName, err, lastLines(out, 3))
+			return fmt.Errorf("site %s: crl-updater -runOnce: %v: %s", b.Site, err, lastLines(out, 3))
 		}
 		return nil
 	}
-	return fmt.Errorf("site %s has no crl-updater", siteName)
+	return fmt.Errorf("site %s has no crl-updater", b.Site)
 }
 
 // component finds one process of a site (or of the cluster: site "cluster").

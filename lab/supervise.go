@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"path/filepath"
 	"time"
 
 	"github.com/cairn-pki/cairn/internal/boulderbin"
@@ -47,19 +48,24 @@ func (l *Lab) Supervise(ctx context.Context, interval time.Duration) error {
 				procs = append(procs, newProc(p, b.Root))
 			}
 		}
-		for _, p := range procs {
-			if _, up := p.running(); !up {
-				if pid, err := p.start(resolve); err != nil {
-					l.logf("supervisor: restart %s: %v", p.Name, err)
-				} else {
-					l.logf("supervisor: restarted %s/%s (pid %d)", p.root, p.Name, pid)
-				}
-			}
-		}
+		restartExited(procs, resolve, l.logf)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(interval):
+		}
+	}
+}
+
+// restartExited starts again every process of procs that has exited.
+func restartExited(procs []proc, resolve func(string) (string, error), logf func(string, ...any)) {
+	for _, p := range procs {
+		if _, up := p.running(); !up {
+			if pid, err := p.start(resolve); err != nil {
+				logf("supervisor: restart %s: %v", p.Name, err)
+			} else {
+				logf("supervisor: restarted %s/%s (pid %d)", filepath.Base(p.root), p.Name, pid)
+			}
 		}
 	}
 }

@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 # lints metrics; headless Chromium renders the status page in a test.
 PKGS=(softhsm2 openssl ca-certificates gcc libc6-dev make git
       mariadb-server mariadb-client redis-server bind9 bind9-utils bind9-dnsutils
-      knot knot-dnsutils certbot lego iproute2 nftables util-linux procps prometheus chromium)
+      knot knot-dnsutils certbot lego iproute2 nftables util-linux procps prometheus chromium
+      ansible ansible-lint)
 
 missing=()
 for p in "${PKGS[@]}"; do

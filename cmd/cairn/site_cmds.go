@@ -1,0 +1,66 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-pki/cairn/lab"
+)
+
+func newSiteCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "site", Short: "Run a rendered bundle on this host (hosts without systemd)"}
+	var bundle, bin string
+	var interval time.Duration
+	run := &cobra.Command{
+		Use:   "run",
+		Short: "Start a site's (or the cluster's) bundle in dependency order and supervise it until SIGTERM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return lab.RunBundle(ctx, bundle, bin, interval, cmd.ErrOrStderr())
+		},
+	}
+	run.Flags().DurationVar(&interval, "interval", 2*time.Second, "how often exited processes are started again")
+	step := &cobra.Command{
+		Use:       "step db-init|db-load|publish-crls",
+		Short:     "One start-up step of a site bundle, for systemd units (ExecStartPre/ExecStartPost)",
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"db-init", "db-load", "publish-crls"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return lab.BundleStep(cmd.Context(), args[0], bundle, bin)
+		},
+	}
+	var restart, keep bool
+	super := &cobra.Command{
+		Use:   "supervisor",
+		Short: "Make sure `cairn site run` supervises the bundle (started detached; --restart: restart it) and wait until every process is ready",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			state, err := lab.Supervisor(cmd.Context(), bundle, bin, interval, restart && !keep, self)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "supervisor %s: %s\n", state, bundle)
+			return nil
+		},
+	}
+	super.Flags().BoolVar(&restart, "restart", false, "restart the supervisor and every process (the bundle changed)")
+	super.Flags().BoolVar(&keep, "keep", false, "leave a running supervisor as it is (the default)")
+	super.Flags().DurationVar(&interval, "interval", 2*time.Second, "how often exited processes are started again")
+	for _, c := range []*cobra.Command{run, step, super} {
+		c.Flags().StringVar(&bundle, "bundle", "/opt/cairn/site", "the rendered bundle (its bundle.json)")
+		c.Flags().StringVar(&bin, "bin", "/opt/cairn/bin", "where boulder, ct-test-srv, s3-test-srv and cairn are installed")
+	}
+	cmd.AddCommand(run, step, super)
+	return cmd
+}

@@ -1,0 +1,184 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cairn-pki/cairn/site"
+)
+
+// On a host without systemd (the namespace hosts of the local
+// infrastructure), one rendered bundle — a site's or the cluster's — runs
+// under cairn's own supervisor: `cairn site run --bundle DIR`.
+
+// bundleProcs reads the bundle in dir and returns its processes in start
+// order, the addresses BIND needs on an interface, and the site bundle
+// (nil for the cluster's).
+func bundleProcs(dir string) ([]proc, []string, *site.Bundle, error) {
+	if b, err := site.ReadBundle(dir); err == nil && b.Site != "" {
+		var ps []proc
+		for _, p := range b.Processes {
+			ps = append(ps, newProc(p, b.Root))
+		}
+		return ps, b.BindAddresses, b, nil
+	}
+	cb, err := site.ReadClusterBundle(dir)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("--bundle %s: no rendered bundle there (bundle.json): %w", dir, err)
+	}
+	var ps []proc
+	for _, p := range cb.Processes {
+		ps = append(ps, proc{Process: p, root: cb.Root})
+	}
+	if cb.Controller != nil {
+		ps = append(ps, proc{Process: *cb.Controller, root: cb.Root})
+	}
+	return ps, cb.BindAddresses, nil, nil
+}
+
+// binResolver finds programs in binDir (Boulder, ct-test-srv,
+// s3-test-srv, cairn as installed by Ansible), then on the system.
+func binResolver(binDir string) func(string) (string, error) {
+	return func(name string) (string, error) {
+		if p := filepath.Join(binDir, name); binDir != "" && isExecutable(p) {
+			return p, nil
+		}
+		return lookProgram(name)
+	}
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
+// RunBundle starts the bundle in dir in dependency order (a site's
+// database loaded once MariaDB answers, its CRLs published), then
+// supervises it: a process that has exited is started again every
+// interval, until ctx ends; then every process stops, newest first.
+func RunBundle(ctx context.Context, dir, binDir string, interval time.Duration, log io.Writer) error {
+	logf := func(format string, args ...any) { fmt.Fprintf(log, format+"\n", args...) }
+	procs, addrs, b, err := bundleProcs(dir)
+	if err != nil {
+		return err
+	}
+	for _, ip := range addrs {
+		if _, err := addLoopback(ip); err != nil {
+			return err
+		}
+	}
+	resolve := binResolver(binDir)
+	defer func() {
+		for i := len(procs) - 1; i >= 0; i-- {
+			if stopped, _ := procs[i].stop(10 * time.Second); stopped {
+				logf("  stopped %s", procs[i].Name)
+			}
+		}
+	}()
+	if b != nil {
+		err = startSite(ctx, b, resolve, logf)
+	} else {
+		for _, p := range procs {
+			if err = startProc(ctx, p, resolve, logf); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	logf("bundle %s running (%d processes); supervising", dir, len(procs))
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+		restartExited(procs, resolve, logf)
+	}
+}
+
+// siteBundle reads a site bundle (not the cluster's).
+func siteBundle(dir string) (*site.Bundle, error) {
+	b, err := site.ReadBundle(dir)
+	if err != nil {
+		return nil, err
+	}
+	if b.Site == "" {
+		return nil, fmt.Errorf("--bundle %s is not a site bundle", dir)
+	}
+	return b, nil
+}
+
+// BundleStep is one of the steps a service manager runs around a site's
+// processes (one systemd unit per component): "db-init" before MariaDB
+// starts (its data directory), "db-load" once it runs (schema and users),
+// "publish-crls" once the CRL updater runs.
+func BundleStep(ctx context.Context, step, dir, binDir string) error {
+	b, err := siteBundle(dir)
+	if err != nil {
+		return err
+	}
+	switch step {
+	case "db-init":
+		return initDBDir(ctx, b.Database)
+	case "db-load":
+		for _, p := range b.Processes {
+			if p.Program == "mariadbd" {
+				if err := newProc(p, b.Root).waitReady(ctx, 60*time.Second); err != nil {
+					return err
+				}
+			}
+		}
+		return loadDB(ctx, b.Database)
+	case "publish-crls":
+		return updateCRLs(ctx, b, binResolver(binDir))
+	}
+	return fmt.Errorf("unknown step %q: db-init, db-load or publish-crls", step)
+}
+
+// Supervisor makes sure `cairn site run` supervises the bundle in dir on
+// this host (started detached, its PID file in the bundle), restarting it
+// first when restart is set, and waits until every process of the bundle
+// is ready. It returns "started", "restarted" or "running".
+func Supervisor(ctx context.Context, dir, binDir string, interval time.Duration, restart bool, self string) (string, error) {
+	procs, _, _, err := bundleProcs(dir)
+	if err != nil {
+		return "", err
+	}
+	root := dir
+	if len(procs) > 0 {
+		root = procs[0].root
+	}
+	sup := proc{Process: site.Process{Name: "supervisor", Program: "cairn",
+		Args: []string{"site", "run", "--bundle", dir, "--bin", binDir, "--interval", interval.String()}}, root: root}
+	state := "running"
+	if _, up := sup.running(); up && restart {
+		// It stops every process of the bundle before it exits.
+		if _, err := sup.stop(2 * time.Minute); err != nil {
+			return "", err
+		}
+		state = "restarted"
+	}
+	if _, up := sup.running(); !up {
+		if _, err := sup.start(func(string) (string, error) { return self, nil }); err != nil {
+			return "", err
+		}
+		if state == "running" {
+			state = "started"
+		}
+	}
+	for _, p := range procs {
+		if p.Ready == "" {
+			continue
+		}
+		if err := p.waitReady(ctx, 3*time.Minute); err != nil {
+			return "", fmt.Errorf("%s (see %s and %s): %w", p.Name, sup.LogFile(), p.LogFile(), err)
+		}
+	}
+	return state, nil
+}
