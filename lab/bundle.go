@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cairn-pki/cairn/site"
@@ -91,7 +92,7 @@ func RunBundle(ctx context.Context, dir, binDir string, interval time.Duration, 
 	if err != nil {
 		return err
 	}
-	logf("bundle %s running (%d processes); supervising", dir, len(procs))
+	logf("bundle %s: %d processes %s", dir, len(procs), runningMark)
 	for {
 		select {
 		case <-ctx.Done():
@@ -157,28 +158,43 @@ func Supervisor(ctx context.Context, dir, binDir string, interval time.Duration,
 	sup := proc{Process: site.Process{Name: "supervisor", Program: "cairn",
 		Args: []string{"site", "run", "--bundle", dir, "--bin", binDir, "--interval", interval.String()}}, root: root}
 	state := "running"
-	if _, up := sup.running(); up && restart {
+	if _, up := sup.running(); up && !restart {
+		return state, nil
+	}
+	if _, up := sup.running(); up {
 		// It stops every process of the bundle before it exits.
 		if _, err := sup.stop(2 * time.Minute); err != nil {
 			return "", err
 		}
 		state = "restarted"
+	} else {
+		state = "started"
 	}
-	if _, up := sup.running(); !up {
-		if _, err := sup.start(func(string) (string, error) { return self, nil }); err != nil {
-			return "", err
+	var offset int64
+	if fi, err := os.Stat(sup.LogFile()); err == nil {
+		offset = fi.Size()
+	}
+	if _, err := sup.start(func(string) (string, error) { return self, nil }); err != nil {
+		return "", err
+	}
+	// Ready once it says so; it exits when a process cannot start.
+	for deadline := time.Now().Add(5 * time.Minute); ; {
+		if b, err := os.ReadFile(sup.LogFile()); err == nil && int64(len(b)) > offset && strings.Contains(string(b[offset:]), runningMark) {
+			return state, nil
 		}
-		if state == "running" {
-			state = "started"
+		if _, up := sup.running(); !up {
+			return "", fmt.Errorf("cairn site run exited; last log lines (%s):\n%s", sup.LogFile(), tailFile(sup.LogFile(), 12))
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("the bundle is not running after 5m; last log lines (%s):\n%s", sup.LogFile(), tailFile(sup.LogFile(), 12))
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	for _, p := range procs {
-		if p.Ready == "" {
-			continue
-		}
-		if err := p.waitReady(ctx, 3*time.Minute); err != nil {
-			return "", fmt.Errorf("%s (see %s and %s): %w", p.Name, sup.LogFile(), p.LogFile(), err)
-		}
-	}
-	return state, nil
 }
+
+// runningMark is what RunBundle logs once every process is up.
+const runningMark = "running; supervising"

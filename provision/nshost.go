@@ -31,6 +31,9 @@ type NSHost struct {
 	Cluster string     // short prefix of every name (netns, state)
 	Name    string     // host name
 	Address netip.Addr // on eth0: what the others reach
+	// Extra: further addresses on eth0 the others reach (a site's CRL
+	// front, the cluster's secondary DNS and PKI front).
+	Extra []netip.Addr
 	// Local: prefixes local to the host (a site's service network): its
 	// processes may bind any address in them; from the bridge only Address
 	// is reachable.
@@ -215,6 +218,11 @@ func (h NSHost) Up(ctx context.Context, sw NSSwitch, self string) error {
 	}
 	if err := ipCmd(ctx, "ip", "-n", ns, "addr", "replace", h.Address.String()+"/8", "dev", "eth0"); err != nil {
 		return err
+	}
+	for _, a := range h.Extra {
+		if err := ipCmd(ctx, "ip", "-n", ns, "addr", "replace", a.String()+"/32", "dev", "eth0"); err != nil {
+			return err
+		}
 	}
 	if err := ipCmd(ctx, "ip", "-n", ns, "link", "set", "eth0", "up"); err != nil {
 		return err

@@ -29,8 +29,12 @@ type ClusterOptions struct {
 	Out string
 	// PublicDir holds root.der, root.crl, … to serve at pki.baseURL.
 	PublicDir string
-	// SpecFile is the spec the failover controller reads.
+	// SpecFile is the spec the failover controller reads; empty: the
+	// bundle has no controller.
 	SpecFile string
+	// Root is where the bundle will live on the target host; every path in
+	// the configs uses it. Empty means Out (the lab).
+	Root string
 }
 
 // ClusterBundle is the rendered cluster DNS and PKI front.
@@ -116,7 +120,13 @@ func PKIFrontAddr(spec *cluster.Spec) string {
 func RenderCluster(o ClusterOptions) (*ClusterBundle, error) {
 	spec := o.Spec
 	out := func(parts ...string) string { return filepath.Join(append([]string{o.Out}, parts...)...) }
-	varDir := out("var")
+	root := func(parts ...string) string {
+		if o.Root == "" {
+			return out(parts...)
+		}
+		return filepath.Join(append([]string{o.Root}, parts...)...)
+	}
+	varDir, outVar := root("var"), out("var")
 	ctl, err := ensureTSIGKey(spec.Path(spec.DNS.TSIG.ControllerKeyFile), spec.Name+"-controller")
 	if err != nil {
 		return nil, err
@@ -229,18 +239,18 @@ zone:
 	}
 
 	for _, d := range []string{"bind", "run", "logs"} {
-		if err := os.MkdirAll(filepath.Join(varDir, d), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(outVar, d), 0o755); err != nil {
 			return nil, err
 		}
 	}
 	for i := range secondaries {
 		for _, d := range []string{"db", "zones"} {
-			if err := os.MkdirAll(filepath.Join(varDir, fmt.Sprintf("knot%d", i+1), d), 0o755); err != nil {
+			if err := os.MkdirAll(filepath.Join(outVar, fmt.Sprintf("knot%d", i+1), d), 0o755); err != nil {
 				return nil, err
 			}
 		}
 	}
-	zoneFile := filepath.Join(varDir, "bind", zone+".zone")
+	zoneFile := filepath.Join(outVar, "bind", zone+".zone")
 	if !fsutil.Exists(zoneFile) {
 		if err := fsutil.WriteFileAtomic(zoneFile, []byte(seedZone(spec, secondaries)), 0o644); err != nil {
 			return nil, err
@@ -254,20 +264,20 @@ zone:
 		return nil, err
 	}
 
-	b := &ClusterBundle{Root: o.Out, Zone: zone, ControllerKey: spec.Path(spec.DNS.TSIG.ControllerKeyFile),
+	b := &ClusterBundle{Root: root(), Zone: zone, ControllerKey: spec.Path(spec.DNS.TSIG.ControllerKeyFile),
 		ClientKey: spec.Path(spec.DNS.TSIG.ClientKeyFile), EpochName: EpochName(spec)}
 	b.BindAddresses = append(b.BindAddresses, primary.Addr().String())
 	b.Processes = append(b.Processes, Process{Name: "dns-primary", Program: "named",
-		Args:  []string{"-c", out("secrets", "named.conf"), "-f"},
+		Args:  []string{"-c", root("secrets", "named.conf"), "-f"},
 		Ready: "tcp:" + primary.String(), Listen: primary.String()})
 	for i, s := range secondaries {
 		b.BindAddresses = append(b.BindAddresses, s.Addr().String())
 		b.Processes = append(b.Processes, Process{Name: fmt.Sprintf("dns-secondary%d", i+1), Program: "knotd",
-			Args:  []string{"-c", out("secrets", fmt.Sprintf("knot%d.conf", i+1))},
+			Args:  []string{"-c", root("secrets", fmt.Sprintf("knot%d.conf", i+1))},
 			Ready: "tcp:" + s.String(), Listen: s.String()})
 	}
 	b.Processes = append(b.Processes, Process{Name: "pki-http", Program: "cairn",
-		Args:  []string{"lab", "http-front", "--front-config", out("etc", "http-front.json")},
+		Args:  []string{"lab", "http-front", "--front-config", root("etc", "http-front.json")},
 		Ready: "tcp:" + PKIFrontAddr(spec), Listen: PKIFrontAddr(spec)})
 	if o.SpecFile != "" {
 		b.Controller = &Process{Name: "controller", Program: "cairn", Args: []string{"failover", "run", "-f", o.SpecFile},

@@ -25,6 +25,7 @@ const (
 	BlockHealthcheck = 50
 	BlockFailover    = 60
 	BlockDrill       = 70
+	BlockProvision   = 80
 )
 
 // Spec writes a lab spec with the given sites on block B and loads it.

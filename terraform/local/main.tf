@@ -19,11 +19,16 @@ resource "terraform_data" "host" {
   for_each   = var.hosts
   depends_on = [terraform_data.switch]
 
+  # Provisioners run only on create: a host whose addresses change is made
+  # anew.
+  triggers_replace = [each.value.address, each.value.extra, each.value.local, var.cluster, var.state_dir]
+
   input = {
     cairn   = var.cairn
     cluster = var.cluster
     name    = each.key
     address = each.value.address
+    extra   = each.value.extra
     local   = each.value.local
     gateway = var.gateway
     state   = "${var.state_dir}/${each.key}"
@@ -33,6 +38,7 @@ resource "terraform_data" "host" {
     command = join(" ", concat(
       ["'${self.input.cairn}'", "provision", "host", "up", "--cluster", "'${self.input.cluster}'", "--name", "'${self.input.name}'",
       "--address", "'${self.input.address}'", "--gateway", "'${self.input.gateway}'", "--state", "'${self.input.state}'"],
+      [for a in self.input.extra : "--extra '${a}'"],
       [for p in self.input.local : "--local '${p}'"],
     ))
   }

@@ -4,7 +4,7 @@ output "sites" {
     for name, h in var.hosts : name => {
       name      = name
       location  = h.location
-      addresses = [h.address]
+      addresses = concat([h.address], h.extra)
       connection = {
         type  = "nsenter"
         user  = "root"

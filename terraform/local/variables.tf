@@ -39,10 +39,11 @@ variable "gateway" {
 }
 
 variable "hosts" {
-  description = "The hosts by name: role (site, dns-primary, dns-secondary or client), the address the others reach, prefixes local to the host (a site's service network), a location label."
+  description = "The hosts by name: role (site, dns-primary, dns-secondary or client), the address the others reach and extra ones, prefixes local to the host (a site's service network), a location label."
   type = map(object({
     role     = string
     address  = string
+    extra    = optional(list(string), [])
     local    = optional(list(string), [])
     location = optional(string, "local")
   }))

@@ -1,0 +1,136 @@
+package provision
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-pki/cairn/internal/labtest"
+	"github.com/cairn-pki/cairn/internal/testenv"
+	"github.com/cairn-pki/cairn/site"
+)
+
+// cairn provision apply --infra local brings up 2 sites (and the cluster
+// host) on namespace hosts through Terraform and Ansible; lego in a third
+// namespace gets a certificate from each site with DNS-01; destroy leaves
+// no namespace, process, mount or address behind.
+func TestProvisionLocalEndToEnd(t *testing.T) {
+	spec := labtest.SpecWith(t, labtest.BlockProvision, "", "a", "b")
+	testenv.Integration(t, "terraform", "ansible-playbook", "lego", "nsenter", "unshare")
+	cairn := labtest.CairnBinary(t)
+	cli := func(args ...string) ([]byte, error) {
+		cmd := exec.Command(cairn, append([]string{"-f", spec.File}, args...)...)
+		cmd.Stderr = labtest.Log{T: t}
+		return cmd.Output()
+	}
+	destroyed := false
+	t.Cleanup(func() {
+		if !destroyed {
+			cli("provision", "destroy", "--infra", "local")
+		}
+	})
+	start := time.Now()
+	out, err := cli("-o", "json", "provision", "apply", "--infra", "local")
+	if err != nil {
+		t.Fatalf("provision apply: %v\n%s", err, out)
+	}
+	var res Result
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("apply result: %v\n%s", err, out)
+	}
+	t.Logf("apply %.1fs: terraform %.2fs, render %.1fs, ansible %v, checks %v", time.Since(start).Seconds(), res.Terraform.Seconds(), res.Render.Seconds(), res.Ansible, res.Checks)
+	for _, s := range spec.Sites {
+		if res.Checks[s.Name] != "ok" {
+			t.Errorf("site %s check: %s", s.Name, res.Checks[s.Name])
+		}
+	}
+
+	// A client in a third namespace: lego through DNS-01 at each site.
+	client := NSHost{Cluster: "t", Name: "client", Address: netip.MustParseAddr("127.0.79.50"), StateDir: filepath.Join(t.TempDir(), "client")}
+	ctx := context.Background()
+	if err := client.Up(ctx, NSSwitch{Cluster: "t", Gateway: netip.MustParseAddr("127.0.254.254")}, cairn); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Down(context.Background()) })
+	key, err := site.ReadTSIGKey(spec.Path(spec.DNS.TSIG.ClientKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary := site.Primary(spec).String()
+	roots := x509.NewCertPool()
+	rootPEM, _ := os.ReadFile(spec.Path(filepath.Join(spec.PKI.Dir, "public", "root.cert.pem")))
+	roots.AppendCertsFromPEM(rootPEM)
+	// The client host has its own /tmp and /etc: give it the root there.
+	root := "/etc/cairn-root.pem"
+	if b, err := client.Exec(ctx, "env", "PEM="+string(rootPEM), "sh", "-c", `printf '%s' "$PEM" > `+root); err != nil {
+		t.Fatalf("root certificate into the client host: %v %s", err, b)
+	}
+	for _, s := range spec.Sites {
+		path := filepath.Join(t.TempDir(), "lego")
+		name := "lego-" + s.Name + "." + spec.ACME.Zone
+		b, err := client.Exec(ctx, "env", "LEGO_CA_CERTIFICATES="+root, "RFC2136_NAMESERVER="+primary, "RFC2136_ZONES="+spec.ACME.Zone,
+			"RFC2136_TSIG_KEY="+key.Name, "RFC2136_TSIG_ALGORITHM="+key.Algorithm+".", "RFC2136_TSIG_SECRET="+key.Secret,
+			"RFC2136_PROPAGATION_TIMEOUT=60", "RFC2136_POLLING_INTERVAL=1", "RFC2136_TTL=10",
+			"lego", "--server", "https://"+s.Address+"/directory", "--accept-tos", "--email", "ops@"+spec.ACME.Zone,
+			"--path", path, "--dns", "rfc2136", "--dns.resolvers", primary, "--dns.disable-cp", "--domains", name, "run")
+		if err != nil {
+			t.Errorf("lego at site %s from the client namespace: %v\n%s", s.Name, err, b)
+			continue
+		}
+		// The client's /tmp is its own: read the certificate inside it.
+		pemb, err := client.Exec(ctx, "cat", filepath.Join(path, "certificates", name+".crt"))
+		if err != nil {
+			t.Errorf("site %s: certificate: %v", s.Name, err)
+			continue
+		}
+		leaf, rest := pem.Decode(pemb)
+		cert, err := x509.ParseCertificate(leaf.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inter := x509.NewCertPool()
+		inter.AppendCertsFromPEM(rest)
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err != nil {
+			t.Errorf("site %s: certificate does not chain to the root: %v", s.Name, err)
+		}
+		if got := cert.SerialNumber.Bytes()[0]; got != s.SerialPrefix.Value() {
+			t.Errorf("site %s: serial prefix %x, want %s (the certificate must come from that site)", s.Name, got, s.SerialPrefix)
+		}
+	}
+	client.Down(ctx)
+
+	start = time.Now()
+	if out, err := cli("provision", "destroy", "--infra", "local"); err != nil {
+		t.Fatalf("provision destroy: %v\n%s", err, out)
+	}
+	destroyed = true
+	t.Logf("destroy %.2fs", time.Since(start).Seconds())
+	nets, _ := exec.Command("ip", "netns", "list").Output()
+	if strings.Contains(string(nets), "cairn-t-") {
+		t.Errorf("namespaces left: %s", nets)
+	}
+	if ps, _ := exec.Command("pgrep", "-af", "/opt/cairn/|host-init --state "+spec.Path(Dir)).Output(); len(ps) > 0 {
+		t.Errorf("processes left: %s", ps)
+	}
+	mounts, _ := os.ReadFile("/proc/mounts")
+	if strings.Contains(string(mounts), spec.Path(Dir)) {
+		t.Errorf("mounts left under %s", spec.Path(Dir))
+	}
+	addrs, _ := exec.Command("ip", "-o", "addr", "show").Output()
+	for _, a := range []string{"127.0.80.", "127.0.81.", "127.0.82.", "127.0.79.50"} {
+		if strings.Contains(string(addrs), " "+a) {
+			t.Errorf("address %s… left in the machine's namespace", a)
+		}
+	}
+	if _, err := os.Stat(spec.Path(Dir)); err == nil {
+		t.Errorf("%s left", spec.Path(Dir))
+	}
+}

@@ -1,0 +1,647 @@
+package provision
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/terraform-exec/tfexec"
+	"go.yaml.in/yaml/v3"
+
+	cairnansible "github.com/cairn-pki/cairn/ansible"
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/intermediates"
+	"github.com/cairn-pki/cairn/internal/boulderbin"
+	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/site"
+	cairnterraform "github.com/cairn-pki/cairn/terraform"
+)
+
+// Where things go on a host.
+const (
+	HostRoot     = "/opt/cairn"
+	hostSite     = HostRoot + "/site"
+	hostCluster  = HostRoot + "/cluster"
+	hostTokenDir = HostRoot + "/softhsm/tokens"
+)
+
+// Dir is cairn provision's working directory under the spec directory:
+// Terraform state, rendered bundles, archives, inventory. It holds
+// secrets (0700).
+const Dir = "provision"
+
+// Options of one provisioning run.
+type Options struct {
+	Spec  *cluster.Spec
+	Infra string // local, aws or existing
+	// TerraformDir: the root module for --infra aws (one that composes
+	// terraform/aws's modules and outputs the contract).
+	TerraformDir string
+	// Inventory: the contract (sites, dns_servers) of existing hosts, as
+	// YAML or JSON, for --infra existing.
+	Inventory string
+	// Gateway: the operator's address on the local bridge.
+	Gateway string
+	Self    string // the cairn binary
+	Log     io.Writer
+}
+
+// Result says what apply did and how long each part took.
+type Result struct {
+	Outputs   *Outputs
+	Terraform time.Duration
+	Render    time.Duration
+	Ansible   map[string]time.Duration // per host
+	Checks    map[string]string        // per site: "ok" or the failure
+	Total     time.Duration
+}
+
+// Provisioner drives Terraform and Ansible for one cluster.
+type Provisioner struct {
+	o   Options
+	dir string
+}
+
+// New checks the options; errors name the flag.
+func New(o Options) (*Provisioner, error) {
+	switch o.Infra {
+	case "local":
+		if o.Gateway == "" {
+			o.Gateway = "127.0.254.254"
+		}
+		if _, err := netip.ParseAddr(o.Gateway); err != nil {
+			return nil, fmt.Errorf("--gateway %q: give an IPv4 address no host uses, e.g. 127.0.254.254", o.Gateway)
+		}
+	case "aws":
+		if o.TerraformDir == "" {
+			return nil, fmt.Errorf("--infra aws needs --terraform-dir: a root module composing terraform/aws/modules (see terraform/aws/examples/three-regions) with your regions, AMIs and keys")
+		}
+	case "existing":
+		if o.Inventory == "" {
+			return nil, fmt.Errorf("--infra existing needs --inventory FILE: the hosts as the Terraform output contract (sites, dns_servers) in YAML or JSON")
+		}
+	default:
+		return nil, fmt.Errorf("--infra %q: use local, aws or existing", o.Infra)
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	return &Provisioner{o: o, dir: o.Spec.Path(Dir)}, nil
+}
+
+func (p *Provisioner) logf(format string, args ...any) {
+	fmt.Fprintf(p.o.Log, format+"\n", args...)
+}
+
+func (p *Provisioner) path(parts ...string) string {
+	return filepath.Join(append([]string{p.dir}, parts...)...)
+}
+
+// cluster prefix of namespace names: short, from the spec's name.
+func (p *Provisioner) prefix() string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(p.o.Spec.Name) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		}
+	}
+	s := b.String()
+	if s == "" || s[0] < 'a' {
+		s = "c" + s
+	}
+	return s[:min(len(s), 8)]
+}
+
+// writeFS copies an embedded tree (dir within fsys) to dst.
+func writeFS(fsys fs.FS, dir, dst string) error {
+	return fs.WalkDir(fsys, dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		if strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		b, err := fs.ReadFile(fsys, path)
+		if err != nil {
+			return err
+		}
+		return fsutil.WriteFileAtomic(target, b, 0o644)
+	})
+}
+
+// terraform prepares the working directory and the variables of the
+// local module, or the user's root for aws.
+func (p *Provisioner) terraform(ctx context.Context) (*tfexec.Terraform, []string, error) {
+	wd := p.o.TerraformDir
+	var vars []string
+	if p.o.Infra == "local" {
+		wd = p.path("terraform")
+		if err := writeFS(cairnterraform.Files, "local", wd); err != nil {
+			return nil, nil, err
+		}
+		hosts, err := p.localHosts()
+		if err != nil {
+			return nil, nil, err
+		}
+		hj, _ := json.Marshal(hosts)
+		vars = []string{"cairn=" + p.o.Self, "cluster=" + p.prefix(), "state_dir=" + p.path("hosts"), "gateway=" + p.o.Gateway, "hosts=" + string(hj)}
+	}
+	bin, err := exec.LookPath("terraform")
+	if err != nil {
+		return nil, nil, fmt.Errorf("terraform not found on PATH (cairn never downloads it): install Terraform 1.x")
+	}
+	tf, err := tfexec.NewTerraform(wd, bin)
+	if err != nil {
+		return nil, nil, err
+	}
+	env := map[string]string{"TF_IN_AUTOMATION": "1"}
+	if os.Getenv("TF_CLI_CONFIG_FILE") == "" || !fsutil.Exists(os.Getenv("TF_CLI_CONFIG_FILE")) {
+		env["TF_CLI_CONFIG_FILE"] = "/dev/null"
+	}
+	tf.SetEnv(env)
+	tf.SetStdout(p.o.Log)
+	tf.SetStderr(p.o.Log)
+	if err := tf.Init(ctx); err != nil {
+		return nil, nil, fmt.Errorf("terraform init in %s: %w", wd, err)
+	}
+	return tf, vars, nil
+}
+
+type localHost struct {
+	Role     string   `json:"role"`
+	Address  string   `json:"address"`
+	Extra    []string `json:"extra"`
+	Local    []string `json:"local"`
+	Location string   `json:"location"`
+}
+
+// localHosts: one host per site (its service network local to it), and
+// one cluster host for the DNS servers and the PKI front (their /24).
+func (p *Provisioner) localHosts() (map[string]localHost, error) {
+	spec := p.o.Spec
+	hosts := map[string]localHost{}
+	for i, s := range spec.Sites {
+		if s.ServiceNetwork == "" {
+			return nil, fmt.Errorf("sites[%d].serviceNetwork: required for --infra local (the host's own addresses)", i)
+		}
+		plan, err := site.NewPlan(spec, i)
+		if err != nil {
+			return nil, err
+		}
+		// The CRL front answers at the CRL URL in certificates.
+		hosts[s.Name] = localHost{Role: "site", Address: s.Address, Extra: []string{plan.CRL.String()}, Local: []string{s.ServiceNetwork}, Location: "local"}
+	}
+	primary := site.Primary(spec).Addr()
+	net24, _ := primary.Prefix(24)
+	// Every DNS server and the PKI front are reachable on the cluster host.
+	extra := []string{netip.MustParseAddrPort(site.PKIFrontAddr(spec)).Addr().String()}
+	for _, s := range spec.DNS.Servers {
+		a, err := netip.ParseAddrPort(s.Address)
+		if err != nil || !net24.Contains(a.Addr()) {
+			return nil, fmt.Errorf("dns.servers: for --infra local every DNS server must be in %s with the primary (one cluster host)", net24)
+		}
+		if a.Addr() != primary {
+			extra = append(extra, a.Addr().String())
+		}
+	}
+	if g, _ := netip.ParseAddr(p.o.Gateway); net24.Contains(g) {
+		return nil, fmt.Errorf("--gateway %s is inside the cluster host's %s: choose another address", g, net24)
+	}
+	hosts["cluster"] = localHost{Role: "dns-primary", Address: primary.String(), Extra: extra, Local: []string{net24.String()}, Location: "local"}
+	return hosts, nil
+}
+
+// outputs runs Terraform's apply (or reads the existing inventory) and
+// returns the contract.
+func (p *Provisioner) outputs(ctx context.Context) (*Outputs, error) {
+	if p.o.Infra == "existing" {
+		b, err := os.ReadFile(p.o.Inventory)
+		if err != nil {
+			return nil, err
+		}
+		var out Outputs
+		if err := yaml.Unmarshal(b, &out); err != nil {
+			return nil, fmt.Errorf("--inventory %s: %w", p.o.Inventory, err)
+		}
+		return &out, out.check()
+	}
+	tf, vars, err := p.terraform(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var opts []tfexec.ApplyOption
+	for _, v := range vars {
+		opts = append(opts, tfexec.Var(v))
+	}
+	if err := tf.Apply(ctx, opts...); err != nil {
+		return nil, fmt.Errorf("terraform apply: %w", err)
+	}
+	outs, err := tf.Output(ctx)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := json.Marshal(outs)
+	if err != nil {
+		return nil, err
+	}
+	return ParseOutputs(raw)
+}
+
+// checkAddresses: every site of the spec has a host whose addresses
+// include the site's address, and the primary DNS server is a DNS host.
+func (p *Provisioner) checkAddresses(out *Outputs) error {
+	for i, s := range p.o.Spec.Sites {
+		h, ok := out.Sites[s.Name]
+		if !ok {
+			return fmt.Errorf("sites[%d] (%s): the infrastructure has no host for it (Terraform output sites)", i, s.Name)
+		}
+		if !slices.Contains(h.Addresses, s.Address) {
+			return fmt.Errorf("sites[%d].address %s: not an address of its host %v; put the host's address in cairn.yaml", i, s.Address, h.Addresses)
+		}
+	}
+	if len(out.DNSServers) == 0 {
+		return fmt.Errorf("the infrastructure has no DNS host (Terraform output dns_servers)")
+	}
+	return nil
+}
+
+// tarDir writes dir as a .tar.gz (0600: bundles hold secrets), owned by
+// root; only directories and regular files.
+func tarDir(dir, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	tmp := dst + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	gz := gzip.NewWriter(f)
+	tw := tar.NewWriter(gz)
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		if rel == "." {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if !fi.Mode().IsRegular() && !fi.IsDir() {
+			return nil
+		}
+		hdr, err := tar.FileInfoHeader(fi, "")
+		if err != nil {
+			return err
+		}
+		hdr.Name = rel
+		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "root", "root"
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if fi.IsDir() {
+			return nil
+		}
+		src, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		_, err = io.Copy(tw, src)
+		return err
+	})
+	if err == nil {
+		err = tw.Close()
+	}
+	if err == nil {
+		err = gz.Close()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+// hostVars are one host's inventory variables.
+type hostVars map[string]any
+
+// render writes every bundle for its host, the archives and the
+// inventory, and links the binaries; it returns the inventory's path.
+func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) {
+	spec := p.o.Spec
+	bins, err := boulderbin.Ensure(ctx, p.o.Log, "boulder", "ceremony", "ct-test-srv", "s3-test-srv")
+	if err != nil {
+		return "", err
+	}
+	binDir := p.path("bin")
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return "", err
+	}
+	for name, path := range map[string]string{"boulder": bins["boulder"], "ct-test-srv": bins["ct-test-srv"], "s3-test-srv": bins["s3-test-srv"], "cairn": p.o.Self} {
+		link := filepath.Join(binDir, name)
+		os.Remove(link)
+		if err := os.Symlink(path, link); err != nil {
+			return "", err
+		}
+	}
+	pki, unlock, err := intermediates.Open(spec, intermediates.Options{Ceremony: bins["ceremony"], Log: p.o.Log})
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if err := pki.Init(ctx); err != nil {
+		return "", err
+	}
+	schema, err := boulderbin.SourceDir(ctx)
+	if err != nil {
+		return "", err
+	}
+	inv := map[string]map[string]hostVars{"cluster": {}, "sites": {}}
+	conn := func(c Connection, addr string) (hostVars, error) {
+		switch c.Type {
+		case "ssh":
+			return hostVars{"ansible_host": addr, "ansible_user": c.User, "ansible_port": c.Port, "ansible_become": c.User != "root"}, nil
+		case "local":
+			return hostVars{"ansible_connection": "local"}, nil
+		}
+		pid, ok := NSHost{Name: filepath.Base(c.State), StateDir: c.State}.AnchorPID()
+		if !ok {
+			return nil, fmt.Errorf("namespace host %s is not up (no anchor in %s)", c.Netns, c.State)
+		}
+		return hostVars{"ansible_connection": "community.docker.nsenter", "ansible_nsenter_pid": pid}, nil
+	}
+	// The cluster bundle goes to the primary DNS host.
+	cdir := p.path("bundles", "cluster")
+	if err := copyDir(spec.Path(filepath.Join(spec.PKI.Dir, "public")), filepath.Join(cdir, "public")); err != nil {
+		return "", err
+	}
+	if _, err := site.RenderCluster(site.ClusterOptions{Spec: spec, Out: cdir, Root: hostCluster, PublicDir: hostCluster + "/public"}); err != nil {
+		return "", err
+	}
+	primary := out.DNSServers[0]
+	hv, err := conn(primary.Connection, strings.Split(primary.Address, ":")[0])
+	if err != nil {
+		return "", err
+	}
+	if err := tarDir(cdir, p.path("archives", "cluster.tar.gz")); err != nil {
+		return "", err
+	}
+	hv["cairn_bundle_kind"], hv["cairn_bundle_archive"], hv["cairn_bundle_json"] = "cluster", p.path("archives", "cluster.tar.gz"), filepath.Join(cdir, "bundle.json")
+	inv["cluster"][primary.Name] = hv
+	for i, s := range spec.Sites {
+		h := out.Sites[s.Name]
+		sdir := p.path("bundles", s.Name)
+		if _, err := site.Render(ctx, site.Options{Spec: spec, PKI: pki, Index: i, Out: sdir, Root: hostSite, TokenDir: hostTokenDir, SchemaDir: schema}); err != nil {
+			return "", err
+		}
+		tok, err := pki.SiteToken(s.Name)
+		if err != nil {
+			return "", err
+		}
+		if tok.SoftHSMTokenDir == "" {
+			return "", fmt.Errorf("sites[%d].hsm: provisioning installs SoftHSM tokens only; with a network HSM configure the module on the host", i)
+		}
+		if err := tarDir(tok.SoftHSMTokenDir, p.path("archives", s.Name+"-tokens.tar.gz")); err != nil {
+			return "", err
+		}
+		if err := tarDir(sdir, p.path("archives", s.Name+".tar.gz")); err != nil {
+			return "", err
+		}
+		hv, err := conn(h.Connection, h.Addresses[0])
+		if err != nil {
+			return "", err
+		}
+		hv["cairn_bundle_kind"], hv["cairn_bundle_archive"], hv["cairn_bundle_json"] = "site", p.path("archives", s.Name+".tar.gz"), filepath.Join(sdir, "bundle.json")
+		hv["softhsm_tokens_archive"] = p.path("archives", s.Name+"-tokens.tar.gz")
+		inv["sites"][s.Name] = hv
+	}
+	doc := map[string]any{"all": map[string]any{
+		"vars":     map[string]any{"cairn_bin_dir": binDir},
+		"children": map[string]any{"cluster": map[string]any{"hosts": inv["cluster"]}, "sites": map[string]any{"hosts": inv["sites"]}},
+	}}
+	b, err := yaml.Marshal(doc)
+	if err != nil {
+		return "", err
+	}
+	path := p.path("inventory.yml")
+	return path, fsutil.WriteFileAtomic(path, b, 0o600)
+}
+
+// copyDir copies the regular files of src into dst (flat trees).
+func copyDir(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return fsutil.WriteFileAtomic(filepath.Join(dst, rel), b, 0o644)
+	})
+}
+
+// playbook runs site.yml for one host, its output streamed with the
+// host's name in front.
+func (p *Provisioner) playbook(ctx context.Context, inventory, host string) error {
+	dir := p.path("ansible")
+	cmd := exec.CommandContext(ctx, "ansible-playbook", "-i", inventory, "--limit", host, "site.yml")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "ANSIBLE_CONFIG="+filepath.Join(dir, "ansible.cfg"), "ANSIBLE_NOCOLOR=1", "ANSIBLE_LOCAL_TEMP="+p.path("ansible-tmp"))
+	cmd.WaitDelay = 10 * time.Second
+	r, w := io.Pipe()
+	cmd.Stdout, cmd.Stderr = w, w
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if line := sc.Text(); strings.TrimSpace(line) != "" {
+				p.logf("[%s] %s", host, line)
+			}
+		}
+	}()
+	err := cmd.Run()
+	w.Close()
+	<-done
+	if err != nil {
+		return fmt.Errorf("ansible-playbook on %s: %w (output above)", host, err)
+	}
+	return nil
+}
+
+// Apply makes the hosts, installs every bundle and checks every site.
+func (p *Provisioner) Apply(ctx context.Context) (*Result, error) {
+	start := time.Now()
+	if _, err := exec.LookPath("ansible-playbook"); err != nil {
+		return nil, fmt.Errorf("ansible-playbook not found on PATH: install ansible (scripts/deps.sh does)")
+	}
+	if err := os.MkdirAll(p.dir, 0o700); err != nil {
+		return nil, err
+	}
+	res := &Result{Ansible: map[string]time.Duration{}, Checks: map[string]string{}}
+	t := time.Now()
+	out, err := p.outputs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.Outputs, res.Terraform = out, time.Since(t)
+	p.logf("infrastructure ready in %.1fs: %d site hosts, %d DNS hosts", res.Terraform.Seconds(), len(out.Sites), len(out.DNSServers))
+	if err := p.checkAddresses(out); err != nil {
+		return nil, err
+	}
+	t = time.Now()
+	inventory, err := p.render(ctx, out)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFS(cairnansible.Files, ".", p.path("ansible")); err != nil {
+		return nil, err
+	}
+	res.Render = time.Since(t)
+	p.logf("bundles rendered in %.1fs; inventory %s", res.Render.Seconds(), inventory)
+	// The cluster host first (the sites' resolvers forward to its DNS),
+	// then every site in parallel.
+	run := func(host string) error {
+		t := time.Now()
+		err := p.playbook(ctx, inventory, host)
+		res.Ansible[host] = time.Since(t)
+		return err
+	}
+	if err := run(out.DNSServers[0].Name); err != nil {
+		return nil, err
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	errs := make([]error, len(p.o.Spec.Sites))
+	for i, s := range p.o.Spec.Sites {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.Now()
+			errs[i] = p.playbook(ctx, inventory, s.Name)
+			mu.Lock()
+			res.Ansible[s.Name] = time.Since(t)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	failed := 0
+	for _, s := range p.o.Spec.Sites {
+		if err := p.check(ctx, s.Name); err != nil {
+			res.Checks[s.Name] = err.Error()
+			failed++
+		} else {
+			res.Checks[s.Name] = "ok"
+		}
+	}
+	res.Total = time.Since(start)
+	if failed > 0 {
+		return res, fmt.Errorf("%d of %d sites failed their checks after provisioning: %v", failed, len(p.o.Spec.Sites), res.Checks)
+	}
+	return res, nil
+}
+
+// check runs the directory probe and one deep probe of a site with cairn's
+// own prober (from the operator's vantage: the switch namespace locally).
+func (p *Provisioner) check(ctx context.Context, siteName string) error {
+	argv := []string{p.o.Self, "-f", p.o.Spec.File, "probe", siteName, "--deep"}
+	if p.o.Infra == "local" {
+		argv = append([]string{"ip", "netns", "exec", nsName(p.prefix(), "sw")}, argv...)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	outb, err := exec.CommandContext(cctx, argv[0], argv[1:]...).CombinedOutput()
+	p.logf("check %s:\n%s", siteName, strings.TrimSpace(string(outb)))
+	if err != nil {
+		return fmt.Errorf("cairn probe %s --deep: %v", siteName, err)
+	}
+	return nil
+}
+
+// Plan shows what apply would change and changes nothing.
+func (p *Provisioner) Plan(ctx context.Context) error {
+	if p.o.Infra == "existing" {
+		out, err := p.outputs(ctx)
+		if err != nil {
+			return err
+		}
+		if err := p.checkAddresses(out); err != nil {
+			return err
+		}
+		p.logf("existing hosts: %d sites, %d DNS hosts; apply would render and install %d site bundles and the cluster bundle", len(out.Sites), len(out.DNSServers), len(p.o.Spec.Sites))
+		return nil
+	}
+	tf, vars, err := p.terraform(ctx)
+	if err != nil {
+		return err
+	}
+	var opts []tfexec.PlanOption
+	for _, v := range vars {
+		opts = append(opts, tfexec.Var(v))
+	}
+	changes, err := tf.Plan(ctx, opts...)
+	if err != nil {
+		return fmt.Errorf("terraform plan: %w", err)
+	}
+	p.logf("terraform: changes %v; apply would then render and install %d site bundles and the cluster bundle", changes, len(p.o.Spec.Sites))
+	return nil
+}
+
+// Destroy removes what apply made: the hosts (Terraform destroy) and the
+// working directory (bundles, archives, inventory, state). The cluster PKI
+// (with the offline root) is kept.
+func (p *Provisioner) Destroy(ctx context.Context) error {
+	if p.o.Infra != "existing" {
+		tf, vars, err := p.terraform(ctx)
+		if err != nil {
+			return err
+		}
+		var opts []tfexec.DestroyOption
+		for _, v := range vars {
+			opts = append(opts, tfexec.Var(v))
+		}
+		if err := tf.Destroy(ctx, opts...); err != nil {
+			return fmt.Errorf("terraform destroy: %w", err)
+		}
+	}
+	if p.o.Infra == "local" {
+		if err := (NSSwitch{Cluster: p.prefix()}).Down(ctx); err != nil {
+			return err
+		}
+	}
+	return os.RemoveAll(p.dir)
+}

@@ -1,0 +1,107 @@
+package provision
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/cairn-pki/cairn/cluster"
+)
+
+func testSpec(t *testing.T, extra string) *cluster.Spec {
+	t.Helper()
+	dir := t.TempDir()
+	text := "name: prod-cluster\ndns:\n  servers:\n    - {name: primary, address: 127.0.80.2:53, role: primary}\n    - {name: secondary, address: 127.0.80.3:53, role: secondary}\n" +
+		"sites:\n  - {name: a, address: 127.0.81.1, serviceNetwork: 127.0.81.0/24}\n  - {name: b, address: 127.0.82.1, serviceNetwork: 127.0.82.0/24}\n" + extra
+	path := filepath.Join(dir, cluster.DefaultFile)
+	os.WriteFile(path, []byte(text), 0o644)
+	spec, err := cluster.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spec
+}
+
+func TestNewNamesTheFlag(t *testing.T) {
+	spec := testSpec(t, "")
+	for _, tc := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{Spec: spec, Infra: "gcp"}, "--infra \"gcp\""},
+		{Options{Spec: spec, Infra: "aws"}, "--terraform-dir"},
+		{Options{Spec: spec, Infra: "existing"}, "--inventory"},
+		{Options{Spec: spec, Infra: "local", Gateway: "gw"}, "--gateway \"gw\""},
+	} {
+		if _, err := New(tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want %s", tc.o.Infra, err, tc.want)
+		}
+	}
+}
+
+func TestLocalHostsFromTheSpec(t *testing.T) {
+	p, err := New(Options{Spec: testSpec(t, ""), Infra: "local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.prefix() != "prodclus" {
+		t.Errorf("prefix %q, want prodclus", p.prefix())
+	}
+	hosts, err := p.localHosts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for n := range hosts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if strings.Join(names, " ") != "a b cluster" || hosts["a"].Local[0] != "127.0.81.0/24" || hosts["cluster"].Role != "dns-primary" || hosts["cluster"].Local[0] != "127.0.80.0/24" {
+		t.Errorf("hosts %+v", hosts)
+	}
+	p.o.Gateway = "127.0.80.254"
+	if _, err := p.localHosts(); err == nil || !strings.Contains(err.Error(), "--gateway") {
+		t.Errorf("a gateway inside the cluster host: %v", err)
+	}
+}
+
+func TestTarDirIsPrivateAndComplete(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "etc"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "var", "logs"), 0o755)
+	os.WriteFile(filepath.Join(dir, "etc", "x.json"), []byte("{}"), 0o644)
+	os.WriteFile(filepath.Join(dir, "var", "logs", "wfe.log"), []byte("log"), 0o644)
+	dst := filepath.Join(t.TempDir(), "b.tar.gz")
+	if err := tarDir(dir, dst); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(dst); fi.Mode().Perm() != 0o600 {
+		t.Errorf("archive mode %v, want 0600 (bundles hold secrets)", fi.Mode().Perm())
+	}
+	f, _ := os.Open(dst)
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	var got []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, h.Name)
+	}
+	if strings.Join(got, " ") != "etc etc/x.json var var/logs var/logs/wfe.log" {
+		t.Errorf("archive holds %v", got)
+	}
+}
