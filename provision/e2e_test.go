@@ -37,6 +37,13 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 			cli("provision", "destroy", "--infra", "local")
 		}
 	})
+	// plan shows the hosts and makes none.
+	if out, err := cli("provision", "plan", "--infra", "local"); err != nil {
+		t.Fatalf("provision plan: %v\n%s", err, out)
+	}
+	if nets, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(nets), "cairn-t-") {
+		t.Fatalf("plan made namespaces: %s", nets)
+	}
 	start := time.Now()
 	out, err := cli("-o", "json", "provision", "apply", "--infra", "local")
 	if err != nil {
@@ -107,6 +114,10 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 	}
 	client.Down(ctx)
 
+	// The same bundle on a systemd host: one unit per process, each
+	// accepted by systemd-analyze verify.
+	unitsFromBundle(t, spec.Path(filepath.Join(Dir, "bundles", "a", "bundle.json")))
+
 	start = time.Now()
 	if out, err := cli("provision", "destroy", "--infra", "local"); err != nil {
 		t.Fatalf("provision destroy: %v\n%s", err, out)
@@ -133,4 +144,66 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 	if _, err := os.Stat(spec.Path(Dir)); err == nil {
 		t.Errorf("%s left", spec.Path(Dir))
 	}
+}
+
+// unitsFromBundle has the cairn_common role write the systemd units of a
+// site bundle into a directory and checks them with systemd-analyze.
+func unitsFromBundle(t *testing.T, bundleJSON string) {
+	t.Helper()
+	testenv.Integration(t, "ansible-playbook", "systemd-analyze")
+	dir := t.TempDir()
+	root, units := filepath.Join(dir, "opt"), filepath.Join(dir, "units")
+	for _, d := range []string{filepath.Join(root, "bin"), filepath.Join(root, "site", "var", "logs"), units} {
+		os.MkdirAll(d, 0o755)
+	}
+	for _, b := range []string{"boulder", "ct-test-srv", "s3-test-srv", "cairn"} {
+		os.WriteFile(filepath.Join(root, "bin", b), []byte("#!/bin/sh\n"), 0o755)
+	}
+	play := filepath.Join(dir, "units.yml")
+	os.WriteFile(play, []byte(`---
+- name: Units of a site bundle
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Write them
+      ansible.builtin.include_role:
+        name: cairn_common
+        tasks_from: units
+      vars:
+        cairn_bundle_kind: site
+        cairn_common_root: `+root+`
+        cairn_common_unit_dir: `+units+`
+        cairn_common_reload_systemd: false
+        cairn_common_use_systemd: true
+        cairn_common_changed: false
+        cairn_common_bundle: "{{ lookup('ansible.builtin.file', '`+bundleJSON+`') | from_json }}"
+        cairn_common_bundle_dir: `+filepath.Join(root, "site")+`
+        cairn_common_units: "{{ cairn_common_bundle.processes | map(attribute='name') | list }}"
+`), 0o644)
+	cmd := exec.Command("ansible-playbook", "-i", "localhost,", play)
+	cmd.Env = append(os.Environ(), "ANSIBLE_ROLES_PATH="+filepath.Join("..", "ansible", "roles"), "ANSIBLE_NOCOLOR=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("units playbook: %v\n%s", err, out)
+	}
+	files, _ := filepath.Glob(filepath.Join(units, "cairn-*.service"))
+	var bundle struct {
+		Processes []struct{ Name string } `json:"processes"`
+	}
+	b, _ := os.ReadFile(bundleJSON)
+	json.Unmarshal(b, &bundle)
+	if len(files) != len(bundle.Processes) || len(files) == 0 {
+		t.Fatalf("%d units for %d processes", len(files), len(bundle.Processes))
+	}
+	out, err := exec.Command("systemd-analyze", append([]string{"verify", "--man=no"}, files...)...).CombinedOutput()
+	if err != nil {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	mariadb, _ := os.ReadFile(filepath.Join(units, "cairn-mariadb.service"))
+	for _, want := range []string{"ExecStartPre=" + root + "/bin/cairn site step db-init", "ExecStartPost=" + root + "/bin/cairn site step db-load", "--user=mysql", "Restart=always"} {
+		if !strings.Contains(string(mariadb), want) {
+			t.Errorf("cairn-mariadb.service lacks %q:\n%s", want, mariadb)
+		}
+	}
+	t.Logf("%d systemd units verified", len(files))
 }

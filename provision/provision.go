@@ -111,6 +111,14 @@ func (p *Provisioner) path(parts ...string) string {
 	return filepath.Join(append([]string{p.dir}, parts...)...)
 }
 
+// mkdir makes the working directory, private: it holds secrets.
+func (p *Provisioner) mkdir() error {
+	if err := os.MkdirAll(p.dir, 0o700); err != nil {
+		return err
+	}
+	return os.Chmod(p.dir, 0o700)
+}
+
 // cluster prefix of namespace names: short, from the spec's name.
 func (p *Provisioner) prefix() string {
 	var b strings.Builder
@@ -151,6 +159,9 @@ func writeFS(fsys fs.FS, dir, dst string) error {
 // terraform prepares the working directory and the variables of the
 // local module, or the user's root for aws.
 func (p *Provisioner) terraform(ctx context.Context) (*tfexec.Terraform, []string, error) {
+	if err := p.mkdir(); err != nil {
+		return nil, nil, err
+	}
 	wd := p.o.TerraformDir
 	var vars []string
 	if p.o.Infra == "local" {
@@ -173,9 +184,23 @@ func (p *Provisioner) terraform(ctx context.Context) (*tfexec.Terraform, []strin
 	if err != nil {
 		return nil, nil, err
 	}
-	env := map[string]string{"TF_IN_AUTOMATION": "1"}
-	if os.Getenv("TF_CLI_CONFIG_FILE") == "" || !fsutil.Exists(os.Getenv("TF_CLI_CONFIG_FILE")) {
-		env["TF_CLI_CONFIG_FILE"] = "/dev/null"
+	// Terraform's whole environment (SetEnv replaces it): ours, with a CLI
+	// configuration of our own unless the user has one, so nothing asks
+	// the registry and no warning about a missing ~/.terraformrc appears.
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	env["TF_IN_AUTOMATION"] = "1"
+	if rc := env["TF_CLI_CONFIG_FILE"]; rc == "" || !fsutil.Exists(rc) {
+		rc = p.path("terraformrc")
+		if err := fsutil.WriteFileAtomic(rc, []byte("disable_checkpoint = true\n"), 0o644); err != nil {
+			return nil, nil, err
+		}
+		env["TF_CLI_CONFIG_FILE"] = rc
+		os.Setenv("TF_CLI_CONFIG_FILE", rc) // terraform-exec's version check runs with the process environment
 	}
 	tf.SetEnv(env)
 	tf.SetStdout(p.o.Log)
@@ -506,7 +531,7 @@ func (p *Provisioner) Apply(ctx context.Context) (*Result, error) {
 	if _, err := exec.LookPath("ansible-playbook"); err != nil {
 		return nil, fmt.Errorf("ansible-playbook not found on PATH: install ansible (scripts/deps.sh does)")
 	}
-	if err := os.MkdirAll(p.dir, 0o700); err != nil {
+	if err := p.mkdir(); err != nil {
 		return nil, err
 	}
 	res := &Result{Ansible: map[string]time.Duration{}, Checks: map[string]string{}}
