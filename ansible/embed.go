@@ -4,7 +4,7 @@ package ansible
 
 import "embed"
 
-// Files: ansible.cfg, site.yml and roles/.
+// Files: ansible.cfg, site.yml, destroy.yml and roles/.
 //
-//go:embed ansible.cfg site.yml roles
+//go:embed ansible.cfg site.yml destroy.yml roles
 var Files embed.FS

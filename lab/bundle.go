@@ -198,3 +198,26 @@ func Supervisor(ctx context.Context, dir, binDir string, interval time.Duration,
 
 // runningMark is what RunBundle logs once every process is up.
 const runningMark = "running; supervising"
+
+// StopBundle stops the supervisor of the bundle in dir (it stops every
+// process of the bundle as it exits) and any process it left running.
+func StopBundle(dir string) error {
+	procs, _, _, err := bundleProcs(dir)
+	if err != nil {
+		return err
+	}
+	root := dir
+	if len(procs) > 0 {
+		root = procs[0].root
+	}
+	sup := proc{Process: site.Process{Name: "supervisor"}, root: root}
+	if _, err := sup.stop(2 * time.Minute); err != nil {
+		return err
+	}
+	for i := len(procs) - 1; i >= 0; i-- {
+		if _, err := procs[i].stop(10 * time.Second); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -13,7 +13,7 @@ import (
 func TestAnsibleLintProductionProfile(t *testing.T) {
 	testenv.Integration(t, "ansible-lint", "ansible-playbook")
 	dir := filepath.Join("..", "ansible")
-	cmd := exec.Command("ansible-lint", "--offline", "--nocolor", "--profile", "production", "site.yml", "roles")
+	cmd := exec.Command("ansible-lint", "--offline", "--nocolor", "--profile", "production", "site.yml", "destroy.yml", "roles")
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	t.Logf("ansible-lint:\n%s", out)

@@ -118,6 +118,24 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 	// accepted by systemd-analyze verify.
 	unitsFromBundle(t, spec.Path(filepath.Join(Dir, "bundles", "a", "bundle.json")))
 
+	// The same hosts as existing hosts: destroy --infra existing removes
+	// what Ansible installed (from another working directory, so the
+	// Terraform state of the local infrastructure stays).
+	other := t.TempDir()
+	specText, _ := os.ReadFile(spec.File)
+	os.WriteFile(filepath.Join(other, "cairn.yaml"), specText, 0o644)
+	inv, _ := json.Marshal(res.Outputs)
+	os.WriteFile(filepath.Join(other, "hosts.json"), inv, 0o644)
+	cmd := exec.Command(cairn, "-f", filepath.Join(other, "cairn.yaml"), "provision", "destroy", "--infra", "existing", "--inventory", filepath.Join(other, "hosts.json"))
+	cmd.Stderr = labtest.Log{T: t}
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("provision destroy --infra existing: %v", err)
+	}
+	a := NSHost{Cluster: "t", Name: "a", StateDir: res.Outputs.Sites["a"].Connection.State}
+	if b, err := a.Exec(ctx, "sh", "-c", "ls /opt/cairn 2>&1; ps -eo args | grep -c '^/opt/cairn/' || true"); err != nil || !strings.Contains(string(b), "No such file") || !strings.HasSuffix(strings.TrimSpace(string(b)), "0") {
+		t.Errorf("site a after destroy --infra existing: %s %v", b, err)
+	}
+
 	start = time.Now()
 	if out, err := cli("provision", "destroy", "--infra", "local"); err != nil {
 		t.Fatalf("provision destroy: %v\n%s", err, out)

@@ -28,43 +28,43 @@ var (
 // Connection says how Ansible reaches a host: ssh (user, port), local, or
 // nsenter into a namespace host.
 type Connection struct {
-	Type string `json:"type"`
-	User string `json:"user,omitempty"`
-	Port int    `json:"port,omitempty"`
+	Type string `json:"type" yaml:"type"`
+	User string `json:"user,omitempty" yaml:"user,omitempty"`
+	Port int    `json:"port,omitempty" yaml:"port,omitempty"`
 	// Namespace hosts: the network namespace, and the state directory
 	// whose anchor.pid names the process Ansible enters.
-	Netns string `json:"netns,omitempty"`
-	State string `json:"state,omitempty"`
+	Netns string `json:"netns,omitempty" yaml:"netns,omitempty"`
+	State string `json:"state,omitempty" yaml:"state,omitempty"`
 }
 
 // Host is one site's entry in the contract.
 type Host struct {
-	Name       string     `json:"name"`
-	Location   string     `json:"location"`
-	Addresses  []string   `json:"addresses"` // the first is the one clients reach
-	Connection Connection `json:"connection"`
+	Name       string     `json:"name" yaml:"name"`
+	Location   string     `json:"location" yaml:"location"`
+	Addresses  []string   `json:"addresses" yaml:"addresses"` // the first is the one clients reach
+	Connection Connection `json:"connection" yaml:"connection"`
 }
 
 // DNSServer is one of the cluster's authoritative servers.
 type DNSServer struct {
-	Name       string     `json:"name"`
-	Role       string     `json:"role"` // primary or secondary
-	Location   string     `json:"location"`
-	Address    string     `json:"address"` // ip:port
-	Connection Connection `json:"connection"`
+	Name       string     `json:"name" yaml:"name"`
+	Role       string     `json:"role" yaml:"role"` // primary or secondary
+	Location   string     `json:"location" yaml:"location"`
+	Address    string     `json:"address" yaml:"address"` // ip:port
+	Connection Connection `json:"connection" yaml:"connection"`
 }
 
 // Outputs is the contract, decoded from `terraform output -json`.
 type Outputs struct {
-	Sites      map[string]Host `json:"sites"`
-	DNSServers []DNSServer     `json:"dns_servers"`
+	Sites      map[string]Host `json:"sites" yaml:"sites"`
+	DNSServers []DNSServer     `json:"dns_servers" yaml:"dns_servers"`
 }
 
 // ParseOutputs reads `terraform output -json` (each output wrapped in
 // {"value": ...}) and checks the contract.
 func ParseOutputs(b []byte) (*Outputs, error) {
 	var raw map[string]struct {
-		Value json.RawMessage `json:"value"`
+		Value json.RawMessage `json:"value" yaml:"value"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("terraform output: %w", err)

@@ -228,6 +228,9 @@ func (p *Provisioner) localHosts() (map[string]localHost, error) {
 		if s.ServiceNetwork == "" {
 			return nil, fmt.Errorf("sites[%d].serviceNetwork: required for --infra local (the host's own addresses)", i)
 		}
+		if s.Name == "dns" {
+			return nil, fmt.Errorf("sites[%d].name: dns is the local DNS host's name; rename the site", i)
+		}
 		plan, err := site.NewPlan(spec, i)
 		if err != nil {
 			return nil, err
@@ -251,7 +254,7 @@ func (p *Provisioner) localHosts() (map[string]localHost, error) {
 	if g, _ := netip.ParseAddr(p.o.Gateway); net24.Contains(g) {
 		return nil, fmt.Errorf("--gateway %s is inside the cluster host's %s: choose another address", g, net24)
 	}
-	hosts["cluster"] = localHost{Role: "dns-primary", Address: primary.String(), Extra: extra, Local: []string{net24.String()}, Location: "local"}
+	hosts["dns"] = localHost{Role: "dns-primary", Address: primary.String(), Extra: extra, Local: []string{net24.String()}, Location: "local"}
 	return hosts, nil
 }
 
@@ -408,19 +411,7 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 		return "", err
 	}
 	inv := map[string]map[string]hostVars{"cluster": {}, "sites": {}}
-	conn := func(c Connection, addr string) (hostVars, error) {
-		switch c.Type {
-		case "ssh":
-			return hostVars{"ansible_host": addr, "ansible_user": c.User, "ansible_port": c.Port, "ansible_become": c.User != "root"}, nil
-		case "local":
-			return hostVars{"ansible_connection": "local"}, nil
-		}
-		pid, ok := NSHost{Name: filepath.Base(c.State), StateDir: c.State}.AnchorPID()
-		if !ok {
-			return nil, fmt.Errorf("namespace host %s is not up (no anchor in %s)", c.Netns, c.State)
-		}
-		return hostVars{"ansible_connection": "community.docker.nsenter", "ansible_nsenter_pid": pid}, nil
-	}
+	conn := connVars
 	// The cluster bundle goes to the primary DNS host.
 	cdir := p.path("bundles", "cluster")
 	if err := copyDir(spec.Path(filepath.Join(spec.PKI.Dir, "public")), filepath.Join(cdir, "public")); err != nil {
@@ -466,16 +457,36 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 		hv["softhsm_tokens_archive"] = p.path("archives", s.Name+"-tokens.tar.gz")
 		inv["sites"][s.Name] = hv
 	}
+	path := p.path("inventory.yml")
+	return path, writeInventory(path, map[string]any{"cairn_bin_dir": binDir}, inv)
+}
+
+// connVars are the inventory variables that say how Ansible reaches a host.
+func connVars(c Connection, addr string) (hostVars, error) {
+	switch c.Type {
+	case "ssh":
+		return hostVars{"ansible_host": addr, "ansible_user": c.User, "ansible_port": c.Port, "ansible_become": c.User != "root"}, nil
+	case "local":
+		return hostVars{"ansible_connection": "local"}, nil
+	}
+	pid, ok := NSHost{Name: filepath.Base(c.State), StateDir: c.State}.AnchorPID()
+	if !ok {
+		return nil, fmt.Errorf("namespace host %s is not up (no anchor in %s)", c.Netns, c.State)
+	}
+	return hostVars{"ansible_connection": "community.docker.nsenter", "ansible_nsenter_pid": pid}, nil
+}
+
+// writeInventory writes the groups cluster and sites (0600).
+func writeInventory(path string, vars map[string]any, inv map[string]map[string]hostVars) error {
 	doc := map[string]any{"all": map[string]any{
-		"vars":     map[string]any{"cairn_bin_dir": binDir},
+		"vars":     vars,
 		"children": map[string]any{"cluster": map[string]any{"hosts": inv["cluster"]}, "sites": map[string]any{"hosts": inv["sites"]}},
 	}}
 	b, err := yaml.Marshal(doc)
 	if err != nil {
-		return "", err
+		return err
 	}
-	path := p.path("inventory.yml")
-	return path, fsutil.WriteFileAtomic(path, b, 0o600)
+	return fsutil.WriteFileAtomic(path, b, 0o600)
 }
 
 // copyDir copies the regular files of src into dst (flat trees).
@@ -499,8 +510,12 @@ func copyDir(src, dst string) error {
 // playbook runs site.yml for one host, its output streamed with the
 // host's name in front.
 func (p *Provisioner) playbook(ctx context.Context, inventory, host string) error {
+	return p.ansible(ctx, inventory, host, "site.yml")
+}
+
+func (p *Provisioner) ansible(ctx context.Context, inventory, host, playbook string) error {
 	dir := p.path("ansible")
-	cmd := exec.CommandContext(ctx, "ansible-playbook", "-i", inventory, "--limit", host, "site.yml")
+	cmd := exec.CommandContext(ctx, "ansible-playbook", "-i", inventory, "--limit", host, playbook)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "ANSIBLE_CONFIG="+filepath.Join(dir, "ansible.cfg"), "ANSIBLE_NOCOLOR=1", "ANSIBLE_LOCAL_TEMP="+p.path("ansible-tmp"))
 	cmd.WaitDelay = 10 * time.Second
@@ -520,7 +535,7 @@ func (p *Provisioner) playbook(ctx context.Context, inventory, host string) erro
 	w.Close()
 	<-done
 	if err != nil {
-		return fmt.Errorf("ansible-playbook on %s: %w (output above)", host, err)
+		return fmt.Errorf("ansible-playbook %s on %s: %w (output above)", playbook, host, err)
 	}
 	return nil
 }
@@ -646,11 +661,16 @@ func (p *Provisioner) Plan(ctx context.Context) error {
 	return nil
 }
 
-// Destroy removes what apply made: the hosts (Terraform destroy) and the
-// working directory (bundles, archives, inventory, state). The cluster PKI
-// (with the offline root) is kept.
+// Destroy removes what apply made: the hosts (Terraform destroy), or on
+// existing hosts what Ansible installed (destroy.yml: units, processes,
+// /opt/cairn); then the working directory (bundles, archives, inventory,
+// state). The cluster PKI (with the offline root) is kept.
 func (p *Provisioner) Destroy(ctx context.Context) error {
-	if p.o.Infra != "existing" {
+	if p.o.Infra == "existing" {
+		if err := p.uninstall(ctx); err != nil {
+			return err
+		}
+	} else {
 		tf, vars, err := p.terraform(ctx)
 		if err != nil {
 			return err
@@ -669,4 +689,38 @@ func (p *Provisioner) Destroy(ctx context.Context) error {
 		}
 	}
 	return os.RemoveAll(p.dir)
+}
+
+// uninstall runs destroy.yml on every host of the existing inventory.
+func (p *Provisioner) uninstall(ctx context.Context) error {
+	out, err := p.outputs(ctx)
+	if err != nil {
+		return err
+	}
+	if err := p.mkdir(); err != nil {
+		return err
+	}
+	if err := writeFS(cairnansible.Files, ".", p.path("ansible")); err != nil {
+		return err
+	}
+	inv := map[string]map[string]hostVars{"cluster": {}, "sites": {}}
+	for _, d := range out.DNSServers[:min(1, len(out.DNSServers))] {
+		hv, err := connVars(d.Connection, strings.Split(d.Address, ":")[0])
+		if err != nil {
+			return err
+		}
+		inv["cluster"][d.Name] = hv
+	}
+	for name, h := range out.Sites {
+		hv, err := connVars(h.Connection, h.Addresses[0])
+		if err != nil {
+			return err
+		}
+		inv["sites"][name] = hv
+	}
+	path := p.path("inventory-destroy.yml")
+	if err := writeInventory(path, map[string]any{}, inv); err != nil {
+		return err
+	}
+	return p.ansible(ctx, path, "all", "destroy.yml")
 }

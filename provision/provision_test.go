@@ -61,7 +61,7 @@ func TestLocalHostsFromTheSpec(t *testing.T) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	if strings.Join(names, " ") != "a b cluster" || hosts["a"].Local[0] != "127.0.81.0/24" || hosts["cluster"].Role != "dns-primary" || hosts["cluster"].Local[0] != "127.0.80.0/24" {
+	if strings.Join(names, " ") != "a b dns" || hosts["a"].Local[0] != "127.0.81.0/24" || hosts["dns"].Role != "dns-primary" || hosts["dns"].Local[0] != "127.0.80.0/24" {
 		t.Errorf("hosts %+v", hosts)
 	}
 	p.o.Gateway = "127.0.80.254"
@@ -103,5 +103,31 @@ func TestTarDirIsPrivateAndComplete(t *testing.T) {
 	}
 	if strings.Join(got, " ") != "etc etc/x.json var var/logs var/logs/wfe.log" {
 		t.Errorf("archive holds %v", got)
+	}
+}
+
+func TestExistingHostsFromAnInventoryFile(t *testing.T) {
+	spec := testSpec(t, "")
+	inv := filepath.Join(t.TempDir(), "hosts.yml")
+	os.WriteFile(inv, []byte(`sites:
+  a: {name: a, location: eu, addresses: [127.0.81.1], connection: {type: ssh, user: admin, port: 22}}
+  b: {name: b, location: us, addresses: [10.0.0.9], connection: {type: ssh, user: admin, port: 22}}
+dns_servers:
+  - {name: dns1, role: primary, location: eu, address: 127.0.80.2:53, connection: {type: ssh, user: admin, port: 22}}
+`), 0o644)
+	p, err := New(Options{Spec: spec, Infra: "existing", Inventory: inv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.outputs(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.DNSServers[0].Address != "127.0.80.2:53" || out.Sites["b"].Location != "us" {
+		t.Errorf("inventory %+v", out)
+	}
+	// b's address in cairn.yaml is not its host's: the error names the field.
+	if err := p.checkAddresses(out); err == nil || !strings.Contains(err.Error(), "sites[1].address 127.0.82.1") {
+		t.Errorf("address check: %v", err)
 	}
 }

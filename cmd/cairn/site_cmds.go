@@ -57,10 +57,18 @@ func newSiteCmd() *cobra.Command {
 	super.Flags().BoolVar(&restart, "restart", false, "restart the supervisor and every process (the bundle changed)")
 	super.Flags().BoolVar(&keep, "keep", false, "leave a running supervisor as it is (the default)")
 	super.Flags().DurationVar(&interval, "interval", 2*time.Second, "how often exited processes are started again")
-	for _, c := range []*cobra.Command{run, step, super} {
+	stopCmd := &cobra.Command{
+		Use:   "stop",
+		Short: "Stop the bundle's supervisor and every process of the bundle",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return lab.StopBundle(bundle)
+		},
+	}
+	for _, c := range []*cobra.Command{run, step, super, stopCmd} {
 		c.Flags().StringVar(&bundle, "bundle", "/opt/cairn/site", "the rendered bundle (its bundle.json)")
 		c.Flags().StringVar(&bin, "bin", "/opt/cairn/bin", "where boulder, ct-test-srv, s3-test-srv and cairn are installed")
 	}
-	cmd.AddCommand(run, step, super)
+	cmd.AddCommand(run, step, super, stopCmd)
 	return cmd
 }
