@@ -60,6 +60,21 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 		}
 	}
 
+	// The failover controller runs on the DNS host and answers the
+	// operator (from the switch namespace, the operator's vantage).
+	st, err := exec.Command("ip", "netns", "exec", "cairn-t-sw", cairn, "-f", spec.File, "-o", "json", "failover", "status").CombinedOutput()
+	if err != nil {
+		t.Errorf("failover status from the operator's vantage: %v\n%s", err, st)
+	} else {
+		var status struct {
+			Leading bool
+			Sites   []struct{ Name string }
+		}
+		if err := json.Unmarshal(st, &status); err != nil || !status.Leading || len(status.Sites) != 2 {
+			t.Errorf("controller status %s (%v)", st, err)
+		}
+	}
+
 	// A client in a third namespace: lego through DNS-01 at each site.
 	client := NSHost{Cluster: "t", Name: "client", Address: netip.MustParseAddr("127.0.79.50"), StateDir: filepath.Join(t.TempDir(), "client")}
 	ctx := context.Background()

@@ -24,6 +24,7 @@ import (
 
 	cairnansible "github.com/cairn-pki/cairn/ansible"
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/intermediates"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/fsutil"
@@ -240,8 +241,12 @@ func (p *Provisioner) localHosts() (map[string]localHost, error) {
 	}
 	primary := site.Primary(spec).Addr()
 	net24, _ := primary.Prefix(24)
-	// Every DNS server and the PKI front are reachable on the cluster host.
+	// Every DNS server, the PKI front and the failover controller are
+	// reachable on the cluster host.
 	extra := []string{netip.MustParseAddrPort(site.PKIFrontAddr(spec)).Addr().String()}
+	if ctl, err := netip.ParseAddrPort(spec.Failover.Listen); err == nil && net24.Contains(ctl.Addr()) && ctl.Addr() != primary && !slices.Contains(extra, ctl.Addr().String()) {
+		extra = append(extra, ctl.Addr().String())
+	}
 	for _, s := range spec.DNS.Servers {
 		a, err := netip.ParseAddrPort(s.Address)
 		if err != nil || !net24.Contains(a.Addr()) {
@@ -417,7 +422,11 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 	if err := copyDir(spec.Path(filepath.Join(spec.PKI.Dir, "public")), filepath.Join(cdir, "public")); err != nil {
 		return "", err
 	}
-	if _, err := site.RenderCluster(site.ClusterOptions{Spec: spec, Out: cdir, Root: hostCluster, PublicDir: hostCluster + "/public"}); err != nil {
+	if _, err := site.RenderCluster(site.ClusterOptions{Spec: spec, Out: cdir, Root: hostCluster, PublicDir: hostCluster + "/public",
+		SpecFile: hostCluster + "/spec/" + filepath.Base(spec.File)}); err != nil {
+		return "", err
+	}
+	if err := controllerKit(spec, filepath.Join(cdir, "spec")); err != nil { // after the TSIG keys exist
 		return "", err
 	}
 	primary := out.DNSServers[0]
@@ -487,6 +496,51 @@ func writeInventory(path string, vars map[string]any, inv map[string]map[string]
 		return err
 	}
 	return fsutil.WriteFileAtomic(path, b, 0o600)
+}
+
+// controllerKit copies what the failover controller reads into dst, with
+// the spec's own layout: the spec, the PKI's certificates and state (no
+// key, no HSM token, no PIN), the TSIG keys, the admin token and the probe
+// account key. The controller keeps its own state (etcd, probe history)
+// under it on the host.
+func controllerKit(spec *cluster.Spec, dst string) error {
+	// The admin token and the probe account key are made here, so the
+	// operator's copy and the controller's are the same.
+	if _, err := fsutil.EnsureSecret(spec.Path(spec.Failover.AdminTokenFile), 24); err != nil {
+		return err
+	}
+	if _, err := healthcheck.SiteTargets(spec); err != nil {
+		return err
+	}
+	files := []string{filepath.Base(spec.File), spec.DNS.TSIG.ControllerKeyFile, spec.DNS.TSIG.ClientKeyFile,
+		spec.Failover.AdminTokenFile, healthcheck.ProbeAccountKeyFile, filepath.Join(spec.PKI.Dir, "state.json")}
+	for _, pattern := range []string{"public/*", "root/*.cert.pem", "infrastructure/*.cert.pem", "sites/*/*.cert.pem"} {
+		m, _ := filepath.Glob(filepath.Join(spec.Path(spec.PKI.Dir), pattern))
+		for _, f := range m {
+			rel, _ := filepath.Rel(spec.Path("."), f)
+			files = append(files, rel)
+		}
+	}
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		b, err := os.ReadFile(spec.Path(f))
+		if err != nil {
+			return fmt.Errorf("the controller's %s: %w", f, err)
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasPrefix(f, cluster.DefaultSecretsDir+"/") || strings.HasSuffix(f, ".key") || strings.HasSuffix(f, ".token") {
+			mode = 0o600
+		}
+		if err := os.MkdirAll(filepath.Join(dst, filepath.Dir(f)), 0o700); err != nil {
+			return err
+		}
+		if err := fsutil.WriteFileAtomic(filepath.Join(dst, f), b, mode); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // copyDir copies the regular files of src into dst (flat trees).
