@@ -118,7 +118,7 @@ func (c *Controller) observation(r healthcheck.Result) (Observation, bool) {
 		return Observation{}, false
 	}
 	o := Observation{Site: r.Site, Vantage: c.ID, At: r.Started, OK: r.OK,
-		Deep: r.Kind == healthcheck.KindAccount || r.Kind == healthcheck.KindIssuance}
+		Deep: r.Kind == healthcheck.KindAccount || r.Kind == healthcheck.KindIssuance, Kind: string(r.Kind)}
 	if f := r.FailedStep(); f != nil {
 		o.Hard = f.ErrorClass == healthcheck.ClassRefused || f.ErrorClass == healthcheck.ClassTimeout
 	}

@@ -6,6 +6,7 @@ package failover
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"time"
 )
@@ -31,6 +32,10 @@ type Observation struct {
 	// Deep results come from account and issuance probes; shallow ones
 	// (dns, tls, directory, nonce) can only bring a site down when hard.
 	Deep bool `json:"deep,omitempty"`
+	// Kind is the probe kind: a success clears the deep failures of its
+	// own kind only (a passing account probe says nothing about a CA that
+	// cannot sign).
+	Kind string `json:"kind,omitempty"`
 	// Hard failures mean the site is unreachable (refused, timeout).
 	Hard bool `json:"hard,omitempty"`
 	// ReachesOthers is false when this vantage could reach no other site
@@ -62,12 +67,16 @@ type Policy struct {
 
 // vantageView is one prober's running counts for one site.
 type vantageView struct {
-	HardFails  int       `json:"hardFails"`
-	DeepFails  int       `json:"deepFails"`
-	DeepOKs    int       `json:"deepOKs"`
-	FirstOK    time.Time `json:"firstOK"` // start of the current success streak
-	Voting     bool      `json:"voting"`
-	LastSeenAt time.Time `json:"lastSeenAt"`
+	HardFails int `json:"hardFails"`
+	// DeepFails: consecutive deep failures (any kind; a deep success of
+	// any kind resets it). KindFails: consecutive failures per deep probe
+	// kind, reset only by a success of that kind.
+	DeepFails  int            `json:"deepFails"`
+	KindFails  map[string]int `json:"kindFails,omitempty"`
+	DeepOKs    int            `json:"deepOKs"`
+	FirstOK    time.Time      `json:"firstOK"` // start of the current success streak
+	Voting     bool           `json:"voting"`
+	LastSeenAt time.Time      `json:"lastSeenAt"`
 }
 
 // SiteState is the controller's view of one site.
@@ -125,6 +134,7 @@ func (s State) Clone() State {
 		cp.Views = map[string]*vantageView{}
 		for v, vv := range ss.Views {
 			vc := *vv
+			vc.KindFails = maps.Clone(vv.KindFails)
 			cp.Views[v] = &vc
 		}
 		c.Sites[name] = &cp
@@ -178,9 +188,14 @@ func observe(ss *SiteState, o Observation) {
 		}
 		v.DeepOKs++
 		v.DeepFails, v.HardFails = 0, 0
+		delete(v.KindFails, o.Kind)
 	case o.OK:
 		v.HardFails = 0
 	case o.Deep:
+		if v.KindFails == nil {
+			v.KindFails = map[string]int{}
+		}
+		v.KindFails[o.Kind]++
 		v.DeepFails++
 		v.DeepOKs = 0
 		if o.Hard {
@@ -194,6 +209,14 @@ func observe(ss *SiteState, o Observation) {
 	}
 }
 
+func maxValue(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n = max(n, v)
+	}
+	return n
+}
+
 // judge moves the site through its states from the vantages' views.
 func judge(p Policy, ss *SiteState, now time.Time) {
 	quorum := max(1, p.Quorum)
@@ -203,8 +226,9 @@ func judge(p Policy, ss *SiteState, now time.Time) {
 		if p.ViewMaxAge > 0 && now.Sub(v.LastSeenAt) > p.ViewMaxAge {
 			continue // a controller that went quiet (crashed, partitioned) has no say
 		}
-		isDown := v.HardFails >= max(1, p.DownAfter) || v.DeepFails >= deepFailsToDown
-		if v.HardFails > 0 || v.DeepFails > 0 {
+		kindFails := maxValue(v.KindFails)
+		isDown := v.HardFails >= max(1, p.DownAfter) || v.DeepFails >= deepFailsToDown || kindFails >= deepFailsToDown
+		if v.HardFails > 0 || v.DeepFails > 0 || kindFails > 0 {
 			failing++
 		}
 		if isDown && v.Voting {

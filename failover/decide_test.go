@@ -26,6 +26,8 @@ func deepFail(site string, sec int) Observation {
 	return Observation{Site: site, Vantage: "v1", At: t0.Add(time.Duration(sec) * time.Second), Deep: true, ReachesOthers: true}
 }
 
+func kind(o Observation, k string) Observation { o.Kind = k; return o }
+
 // healthyAll brings every site to healthy by t=30 s.
 func healthyAll(p Policy) State {
 	s := NewState(p, "a", t0)
@@ -59,6 +61,15 @@ func TestDecideScenarios(t *testing.T) {
 		{"one hard failure: suspect, prearm TTL", healthyAll, []Observation{hardFail("a", 31)}, nil, 31, []string{IntentPrearm}, "a", Suspect},
 		{"three hard failures: move to b", healthyAll, []Observation{hardFail("a", 31), hardFail("a", 32), hardFail("a", 33)}, nil, 33, []string{IntentMove}, "b", Down},
 		{"deep failure confirmed once: move", healthyAll, []Observation{deepFail("a", 31), deepFail("a", 33)}, nil, 33, []string{IntentMove}, "b", Down},
+		// The CA cannot sign: issuance fails every 15 s while the account
+		// probe keeps passing every 2 s. The account successes must not
+		// clear the issuance failures (seen in the hsm-failure drill).
+		{"issuance failing between passing account probes: move", healthyAll,
+			[]Observation{kind(deepFail("a", 31), "issuance"), kind(ok("a", 33), "account"), kind(ok("a", 35), "account"),
+				kind(ok("a", 44), "account"), kind(deepFail("a", 46), "issuance"), kind(ok("a", 48), "account")}, nil, 48, []string{IntentMove}, "b", Down},
+		{"an issuance success clears the issuance failure", healthyAll,
+			[]Observation{kind(deepFail("a", 31), "issuance"), kind(ok("a", 33), "account"), kind(ok("a", 46), "issuance"), kind(deepFail("a", 48), "issuance")},
+			nil, 48, []string{IntentPrearm}, "a", Suspect},
 		{"a non-voting vantage cannot bring a site down", healthyAll,
 			[]Observation{{Site: "a", Vantage: "v2", At: at(31), Hard: true}, {Site: "a", Vantage: "v2", At: at(32), Hard: true}, {Site: "a", Vantage: "v2", At: at(33), Hard: true}},
 			nil, 33, []string{IntentPrearm}, "a", Suspect},
@@ -200,7 +211,8 @@ func TestDecideProperties(t *testing.T) {
 				if broken[site] {
 					okProb = 0.1
 				}
-				o := Observation{Site: site, Vantage: v, At: now, OK: rng.Float64() < okProb, Deep: rng.Float64() < 0.6, ReachesOthers: rng.Float64() < 0.9}
+				o := Observation{Site: site, Vantage: v, At: now, OK: rng.Float64() < okProb, Deep: rng.Float64() < 0.6, ReachesOthers: rng.Float64() < 0.9,
+					Kind: []string{"account", "issuance"}[rng.IntN(2)]}
 				o.Hard = !o.OK && rng.Float64() < 0.5
 				obs = append(obs, o)
 				lastSeen[site+"/"+v] = now
