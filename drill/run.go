@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -193,7 +192,11 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 				go func() {
 					t, a := w.firstNewClient(dctx)
 					if !t.IsZero() {
-						r.event("first-new-client", a.Site, "a new client issued")
+						// At its issuance, not when the others stopped.
+						r.mu.Lock()
+						r.events = append(r.events, Event{At: t, Kind: "first-new-client", Site: a.Site, Detail: "a new client issued"})
+						r.mu.Unlock()
+						r.logf("first-new-client %s", a.Site)
 					}
 					newClient <- t
 				}()
@@ -216,7 +219,6 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	after, err := applier.Read(context.WithoutCancel(ctx))
 	if err == nil {
 		rep.ActiveAfter, rep.EpochAfter = r.spec.SiteAt(after.Addrs...), after.Epoch.N
-		rep.DNSUnchanged = slices.Equal(after.Addrs, before.Addrs) && after.Epoch.N == before.Epoch.N
 	}
 	var newClientAt time.Time
 	select {

@@ -84,7 +84,7 @@ type Workload struct {
 type Pass struct {
 	Moved              bool           `yaml:"moved,omitempty" json:"moved,omitempty"`               // the name left the faulted site
 	MaxMoves           *int           `yaml:"maxMoves,omitempty" json:"maxMoves,omitempty"`         // moves during the drill
-	DNSUnchanged       bool           `yaml:"dnsUnchanged,omitempty" json:"dnsUnchanged,omitempty"` // the ACME name and epoch as before
+	DNSUnchanged       bool           `yaml:"dnsUnchanged,omitempty" json:"dnsUnchanged,omitempty"` // no DNS update while the faults were in place
 	Alert              bool           `yaml:"alert,omitempty" json:"alert,omitempty"`               // the no-healthy-site alert was raised
 	FirstSuccessWithin Duration       `yaml:"firstSuccessWithin,omitempty" json:"firstSuccessWithin,omitempty"`
 	MaxLost            map[string]int `yaml:"maxLost,omitempty" json:"maxLost,omitempty"` // per policy: issuances given up

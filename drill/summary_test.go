@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func f(v float64) *float64 { return &v }
@@ -54,5 +55,27 @@ func TestRealProblemFindsTheACMEProblem(t *testing.T) {
 	}
 	if p, _ = realProblem(nil, errors.New("signal: killed"), true); p != "timeout" {
 		t.Errorf("a run cut by its timeout: %q", p)
+	}
+}
+
+// A move after the faults are restored is recovery, not a change under
+// the fault; one while they are in place is.
+func TestDNSUnchangedCountsOnlyTheFaultWindow(t *testing.T) {
+	at := func(s int) time.Time { return time.Date(2026, 11, 21, 0, 0, s, 0, time.UTC) }
+	sc, err := Parse([]byte("name: x\nduration: 60s\ntimeline:\n  - {at: 5s, fault: crash, site: all, component: wfe, for: 30s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		move int
+		want bool
+	}{{41, true}, {20, false}} {
+		rep := &Report{Start: at(0), End: at(60), FaultAt: at(5), Events: []Event{
+			{At: at(5), Kind: "fault-injected"}, {At: at(35), Kind: "fault-restored"},
+			{At: at(tc.move), Kind: "dns-committed", Site: "b"}, {At: at(61), Kind: "fault-restored"}}}
+		rep.compute(&workload{}, time.Time{}, sc)
+		if rep.DNSUnchanged != tc.want {
+			t.Errorf("move at %ds: DNSUnchanged %v, want %v", tc.move, rep.DNSUnchanged, tc.want)
+		}
 	}
 }
