@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -152,6 +153,7 @@ func TestDrillsInTheLab(t *testing.T) {
 
 	t.Run("injectors", func(t *testing.T) { testInjectors(t, l) })
 	t.Run("killed drill restored from its journal", func(t *testing.T) { testKilledDrill(t, l) })
+	t.Run("SIGINT to cairn drill run restores", func(t *testing.T) { testSIGINT(t, l) })
 
 	// Interrupted right after the fault: the WFE it killed runs again.
 	sc, err := Parse([]byte("name: interrupted\nduration: 60s\ntimeline:\n  - at: 1s\n    fault: crash\n    site: active\n    component: wfe\n"))
@@ -347,5 +349,37 @@ func testKilledDrill(t *testing.T, l *lab.Lab) {
 	}
 	if _, err := os.Stat(journalPath(l)); err == nil {
 		t.Errorf("the journal is still there after the restore")
+	}
+}
+
+// cairn drill run interrupted with SIGINT right after its faults restores
+// them before it exits, and leaves no journal.
+func testSIGINT(t *testing.T, l *lab.Lab) {
+	waitHealthy(t, l)
+	st, err := ControllerStatus(context.Background(), l.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "sigint.yaml")
+	os.WriteFile(file, []byte("name: sigint\nduration: 60s\ntimeline:\n  - at: 1s\n    fault: partition\n    site: active\n  - at: 1s\n    fault: crash\n    site: active\n    component: wfe\n"), 0o644)
+	cmd := exec.Command(labtest.CairnBinary(t), "-f", l.Spec.Path("cairn.yaml"), "drill", "run", file, "--out", t.TempDir())
+	cmd.Stderr = labtest.Log{T: t}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the WFE killed", 60*time.Second, func() bool { return !l.ComponentRunning(st.Active, "wfe") })
+	cmd.Process.Signal(syscall.SIGINT)
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("interrupted drill exited with %v, want status 1 (not passed)", err)
+	}
+	if !l.ComponentRunning(st.Active, "wfe") {
+		t.Errorf("after SIGINT %s's WFE does not run", st.Active)
+	}
+	if _, err := handshake(l, st.Active); err != nil {
+		t.Errorf("after SIGINT %s's WFE does not answer (partition left?): %v", st.Active, err)
+	}
+	if _, err := os.Stat(journalPath(l)); err == nil {
+		t.Errorf("a journal is left after an interrupted drill restored everything")
 	}
 }

@@ -120,10 +120,17 @@ func (f *hsmFault) Inject(ctx context.Context) error {
 	if err := kill(f.l, f.site, "ca"); err != nil {
 		return err
 	}
-	// Start it without its token: it fails (that is the fault).
+	// Start it without its token: it fails (that is the fault). Injected
+	// means the CA is down: wait until it has given up.
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	f.l.StartComponent(sctx, f.site, "ca")
+	for i := 0; i < 200 && f.l.ComponentRunning(f.site, "ca"); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if f.l.ComponentRunning(f.site, "ca") {
+		return fmt.Errorf("site %s's CA still runs 10 s after losing its token", f.site)
+	}
 	return nil
 }
 
