@@ -318,19 +318,7 @@ func testInjectors(t *testing.T, l *lab.Lab) {
 // A drill killed with SIGKILL right after its fault leaves a journal;
 // `cairn drill restore` undoes the fault from it.
 func testKilledDrill(t *testing.T, l *lab.Lab) {
-	waitHealthy(t, l)
-	st, err := ControllerStatus(context.Background(), l.Spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "killed.yaml")
-	os.WriteFile(file, []byte("name: killed\nduration: 60s\ntimeline:\n  - at: 1s\n    fault: partition\n    site: active\n  - at: 1s\n    fault: crash\n    site: active\n    component: wfe\n"), 0o644)
-	cmd := exec.Command(labtest.CairnBinary(t), "-f", l.Spec.Path("cairn.yaml"), "drill", "run", file, "--out", t.TempDir())
-	cmd.Stderr = labtest.Log{T: t}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	testenv.WaitFor(t, "the WFE killed", 60*time.Second, func() bool { return !l.ComponentRunning(st.Active, "wfe") })
+	cmd, active := startCLIDrill(t, l)
 	cmd.Process.Kill()
 	cmd.Wait()
 	if _, err := os.Stat(journalPath(l)); err != nil {
@@ -341,45 +329,52 @@ func testKilledDrill(t *testing.T, l *lab.Lab) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !l.ComponentRunning(st.Active, "wfe") {
-		t.Errorf("after the restore %s's WFE does not run", st.Active)
+	assertRestored(t, l, active, "cairn drill restore")
+}
+
+// assertRestored: the active site's WFE runs and answers from outside
+// (no partition left) and no journal is left.
+func assertRestored(t *testing.T, l *lab.Lab, active, after string) {
+	t.Helper()
+	if !l.ComponentRunning(active, "wfe") {
+		t.Errorf("after %s %s's WFE does not run", after, active)
 	}
-	if _, err := handshake(l, st.Active); err != nil {
-		t.Errorf("after the restore %s's WFE does not answer (partition left?): %v", st.Active, err)
+	if _, err := handshake(l, active); err != nil {
+		t.Errorf("after %s %s's WFE does not answer (partition left?): %v", after, active, err)
 	}
 	if _, err := os.Stat(journalPath(l)); err == nil {
-		t.Errorf("the journal is still there after the restore")
+		t.Errorf("after %s a journal is left", after)
 	}
 }
 
 // cairn drill run interrupted with SIGINT right after its faults restores
 // them before it exits, and leaves no journal.
 func testSIGINT(t *testing.T, l *lab.Lab) {
+	cmd, active := startCLIDrill(t, l)
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("interrupted drill exited with %v, want status 1 (not passed)", err)
+	}
+	assertRestored(t, l, active, "SIGINT")
+}
+
+// startCLIDrill starts `cairn drill run` with a partition and a WFE crash
+// of the active site, and returns once the WFE is down.
+func startCLIDrill(t *testing.T, l *lab.Lab) (*exec.Cmd, string) {
+	t.Helper()
 	waitHealthy(t, l)
 	st, err := ControllerStatus(context.Background(), l.Spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(t.TempDir(), "sigint.yaml")
-	os.WriteFile(file, []byte("name: sigint\nduration: 60s\ntimeline:\n  - at: 1s\n    fault: partition\n    site: active\n  - at: 1s\n    fault: crash\n    site: active\n    component: wfe\n"), 0o644)
+	file := filepath.Join(t.TempDir(), "cli.yaml")
+	os.WriteFile(file, []byte("name: cli\nduration: 60s\ntimeline:\n  - at: 1s\n    fault: partition\n    site: active\n  - at: 1s\n    fault: crash\n    site: active\n    component: wfe\n"), 0o644)
 	cmd := exec.Command(labtest.CairnBinary(t), "-f", l.Spec.Path("cairn.yaml"), "drill", "run", file, "--out", t.TempDir())
 	cmd.Stderr = labtest.Log{T: t}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "the WFE killed", 60*time.Second, func() bool { return !l.ComponentRunning(st.Active, "wfe") })
-	cmd.Process.Signal(syscall.SIGINT)
-	err = cmd.Wait()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Errorf("interrupted drill exited with %v, want status 1 (not passed)", err)
-	}
-	if !l.ComponentRunning(st.Active, "wfe") {
-		t.Errorf("after SIGINT %s's WFE does not run", st.Active)
-	}
-	if _, err := handshake(l, st.Active); err != nil {
-		t.Errorf("after SIGINT %s's WFE does not answer (partition left?): %v", st.Active, err)
-	}
-	if _, err := os.Stat(journalPath(l)); err == nil {
-		t.Errorf("a journal is left after an interrupted drill restored everything")
-	}
+	return cmd, st.Active
 }

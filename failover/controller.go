@@ -41,6 +41,12 @@ type Controller struct {
 	// Coord joins the controller to the others through etcd; nil means a
 	// controller on its own that always decides (tests).
 	Coord *Coordinator
+	// Confirm checks a move's target right before DNS is written (a deep
+	// probe; its result reaches Sink too). A target that fails is not
+	// moved to: sites that fail together (a full outage) are not all seen
+	// at once, and the first one seen down must not send the name to the
+	// next dead one. nil: no check.
+	Confirm func(ctx context.Context, site string) error
 
 	mu       sync.Mutex
 	state    State
@@ -267,6 +273,14 @@ func (c *Controller) step(ctx context.Context) {
 	for _, in := range intents {
 		switch in.Type {
 		case IntentMove:
+			if c.Confirm != nil {
+				if err := c.Confirm(ctx, in.To); err != nil {
+					c.Log.Warn("the move's target failed its check; not moving, re-deciding", "from", in.From, "to", in.To, "err", err)
+					next.Active, next.LastMove = prev.Active, prev.LastMove
+					c.poke()
+					continue
+				}
+			}
 			if err := c.applyMove(ctx, &next, prev, in, start); err != nil {
 				c.Log.Error("move failed; will re-read and re-decide", "from", in.From, "to", in.To, "err", err)
 				next.Active, next.LastMove = prev.Active, prev.LastMove

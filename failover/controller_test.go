@@ -2,6 +2,7 @@ package failover
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -68,5 +69,36 @@ func TestControllerPrearmsAndRestoresTTL(t *testing.T) {
 	}
 	if st := c.Status(); len(st.Moves) != 0 {
 		t.Fatalf("moves: %+v", st.Moves)
+	}
+
+	// a goes down while b has not been probed since it died too: the check
+	// right before the move finds b failing, and the name stays.
+	failing := map[string]bool{"b": true}
+	c.Confirm = func(ctx context.Context, site string) error {
+		if failing[site] {
+			c.Sink(healthcheck.Result{Site: site, Kind: healthcheck.KindAccount, Started: time.Now(),
+				Steps: []healthcheck.Step{{Name: "directory", ErrorClass: healthcheck.ClassRefused}}})
+			return errors.New("refused")
+		}
+		return nil
+	}
+	for range 3 {
+		c.Sink(healthcheck.Result{Site: "a", Kind: healthcheck.KindNonce, Started: time.Now(),
+			Steps: []healthcheck.Step{{Name: "directory", ErrorClass: healthcheck.ClassRefused}}})
+	}
+	c.step(ctx)
+	c.step(ctx)
+	if st := c.Status(); st.Active != "a" || len(st.Moves) != 0 || !st.Alert {
+		t.Fatalf("a down, b failing its check: active %s, moves %+v, alert %v", st.Active, st.Moves, st.Alert)
+	}
+	if cur, _ := a.Read(ctx); c.Spec.SiteAt(cur.Addrs...) != "a" {
+		t.Fatalf("DNS moved to %v", cur.Addrs)
+	}
+	// b is fine again and passes the check: the name moves.
+	failing["b"] = false
+	c.Sink(ok("b"))
+	c.step(ctx)
+	if st := c.Status(); st.Active != "b" || len(st.Moves) != 1 {
+		t.Fatalf("b passing its check: active %s, moves %+v", st.Active, st.Moves)
 	}
 }

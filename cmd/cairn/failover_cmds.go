@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -152,13 +153,32 @@ func (g *globals) runController(ctx context.Context, id, historyFile string) err
 	go srv.Serve(ln)
 	defer srv.Close()
 	log.Info("status page and API", "url", "http://"+spec.Failover.Listen+"/")
-	sched := &healthcheck.Scheduler{Targets: targets, Schedule: healthcheck.DefaultSchedule(spec), Sink: func(r healthcheck.Result) {
+	sink := func(r healthcheck.Result) {
 		probeMetrics.Observe(r)
 		if err := hist.Record(context.WithoutCancel(ctx), r); err != nil {
 			log.Warn("probe history", "err", err)
 		}
 		c.Sink(r)
-	}}
+	}
+	// Right before a move, one account probe of the target (directory,
+	// nonce, account lookup: tens of milliseconds).
+	c.Confirm = func(ctx context.Context, site string) error {
+		for _, t := range targets {
+			if t.Site == site {
+				r := healthcheck.ProbeAccount(ctx, t)
+				sink(r)
+				if !r.OK {
+					if f := r.FailedStep(); f != nil {
+						return fmt.Errorf("account probe failed at %s: %s", f.Name, f.ErrorClass)
+					}
+					return errors.New("account probe failed")
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no probe target for site %s", site)
+	}
+	sched := &healthcheck.Scheduler{Targets: targets, Schedule: healthcheck.DefaultSchedule(spec), Sink: sink}
 	go sched.Run(ctx)
 	return c.Run(ctx)
 }
