@@ -11,11 +11,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cairn-pki/cairn/intermediates"
+	"github.com/cairn-pki/cairn/internal/acmecli"
 )
 
 // RealClients are the ACME clients a scenario may run as users do.
@@ -39,15 +41,19 @@ type RealRun struct {
 // /etc/resolv.conf names the cluster's DNS, so it resolves the ACME name
 // as any client of the cluster does (no cache: glibc and Go ask each time).
 type realClient struct {
-	name, dir, resolv, domain string
-	w                         *workload
-	env                       []string
-	rootFile, keyFile         string
+	name, dir, resolv string
+	w                 *workload
+	env               []string
+	issue, renew      []string // the command lines
 }
 
 // checkRealClients says what a scenario's real clients need that is missing.
 func checkRealClients(names []string) error {
-	for _, n := range append([]string{"unshare", "nsupdate"}, names...) {
+	tools := append([]string{"unshare"}, names...)
+	if slices.Contains(names, "certbot") {
+		tools = append(tools, "nsupdate") // its DNS-01 hooks
+	}
+	for _, n := range tools {
 		if _, err := exec.LookPath(n); err != nil {
 			return fmt.Errorf("workload.clients: %s is not on PATH (install it, or remove the real clients from the scenario)", n)
 		}
@@ -74,54 +80,29 @@ func (w *workload) newRealClients(names []string, state string) ([]*realClient, 
 		return nil, fmt.Errorf("workload.clients: the DNS primary %s must listen on port 53 for a resolv.conf", w.dnsUp.Server)
 	}
 	resolv := filepath.Join(state, "resolv.conf")
-	if err := os.WriteFile(resolv, []byte("nameserver "+primary.Addr().String()+"\noptions timeout:2 attempts:2\n"), 0o644); err != nil {
+	if err := os.WriteFile(resolv, acmecli.ResolvConf(primary.Addr().String()), 0o644); err != nil {
 		return nil, err
 	}
+	dir := "https://" + net.JoinHostPort(w.spec.ACME.Name, strconv.Itoa(w.spec.ACME.HTTPSPort)) + "/directory"
 	var out []*realClient
 	for _, n := range names {
-		rc := &realClient{name: n, dir: filepath.Join(state, n), resolv: resolv, w: w,
-			domain:   fmt.Sprintf("drill-%s-%d.%s", n, time.Now().Unix(), w.spec.ACME.Zone),
-			rootFile: pki.RootCertFile(), keyFile: w.spec.Path(w.spec.DNS.TSIG.ClientKeyFile)}
+		rc := &realClient{name: n, dir: filepath.Join(state, n), resolv: resolv, w: w}
 		if err := os.MkdirAll(rc.dir, 0o700); err != nil {
 			return nil, err
 		}
-		rc.env = append(os.Environ(), "LEGO_CA_CERTIFICATES="+rc.rootFile, "REQUESTS_CA_BUNDLE="+rc.rootFile)
+		domain := fmt.Sprintf("drill-%s-%d.%s", n, time.Now().Unix(), w.spec.ACME.Zone)
 		if n == "lego" {
-			k := w.dnsUp.Key
-			rc.env = append(rc.env, "RFC2136_NAMESERVER="+w.dnsUp.Server, "RFC2136_ZONES="+w.spec.ACME.Zone,
-				"RFC2136_TSIG_KEY="+k.Name, "RFC2136_TSIG_ALGORITHM="+k.Algorithm+".", "RFC2136_TSIG_SECRET="+k.Secret,
-				"RFC2136_PROPAGATION_TIMEOUT=60", "RFC2136_POLLING_INTERVAL=1", "RFC2136_TTL=10")
+			l := acmecli.Lego{Server: dir, Email: "drill@" + w.spec.ACME.Zone, Path: rc.dir, Resolver: w.dnsUp.Server, Domain: domain}
+			rc.issue, rc.renew = l.Args("run"), l.Args("renew", "--days", "10000", "--no-random-sleep")
+			rc.env = acmecli.LegoEnv(os.Environ(), pki.RootCertFile(), w.dnsUp.Server, w.spec.ACME.Zone, w.dnsUp.Key)
+		} else {
+			c := acmecli.Certbot{Server: dir, Dir: rc.dir, Domain: domain, DNSHost: primary.Addr().String(), KeyFile: w.spec.Path(w.spec.DNS.TSIG.ClientKeyFile)}
+			rc.issue, rc.renew = c.Certonly(), c.Renew()
+			rc.env = acmecli.CertbotEnv(os.Environ(), pki.RootCertFile())
 		}
 		out = append(out, rc)
 	}
 	return out, nil
-}
-
-func (rc *realClient) directory() string {
-	return "https://" + net.JoinHostPort(rc.w.spec.ACME.Name, strconv.Itoa(rc.w.spec.ACME.HTTPSPort)) + "/directory"
-}
-
-// argv is the command line for "issue" or "renew", as a user would type it.
-func (rc *realClient) argv(command string) []string {
-	if rc.name == "lego" {
-		a := []string{"lego", "--server", rc.directory(), "--accept-tos", "--email", "drill@" + rc.w.spec.ACME.Zone,
-			"--path", rc.dir, "--dns", "rfc2136", "--dns.resolvers", rc.w.dnsUp.Server, "--dns.disable-cp", "--domains", rc.domain}
-		if command == "issue" {
-			return append(a, "run")
-		}
-		return append(a, "renew", "--days", "10000", "--no-random-sleep")
-	}
-	host, _, _ := net.SplitHostPort(rc.w.dnsUp.Server)
-	hook := func(op string) string {
-		return fmt.Sprintf(`printf "server %s\nupdate %s _acme-challenge.$CERTBOT_DOMAIN. 10 TXT \"$CERTBOT_VALIDATION\"\nsend\n" | nsupdate -k %s`, host, op, rc.keyFile)
-	}
-	dirs := []string{"--config-dir", rc.dir, "--work-dir", rc.dir, "--logs-dir", rc.dir, "--non-interactive"}
-	if command == "issue" {
-		return append(append([]string{"certbot", "certonly"}, dirs...), "--agree-tos", "--register-unsafely-without-email",
-			"--server", rc.directory(), "--manual", "--preferred-challenges", "dns", "-d", rc.domain,
-			"--manual-auth-hook", hook("add"), "--manual-cleanup-hook", hook("delete"))
-	}
-	return append(append([]string{"certbot", "renew"}, dirs...), "--cert-name", rc.domain, "--force-renewal", "--no-random-sleep-on-renew")
 }
 
 var problemRE = regexp.MustCompile(`urn:ietf:params:acme:error:[A-Za-z]+`)
@@ -134,8 +115,11 @@ func (rc *realClient) run(ctx context.Context, command string, timeout time.Dura
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	script := `mount --bind "$0" /etc/resolv.conf && exec "$@"`
-	argv := append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c", script, rc.resolv}, rc.argv(command)...)
+	line := rc.renew
+	if command == "issue" {
+		line = rc.issue
+	}
+	argv := acmecli.WithResolver(rc.resolv, line)
 	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
 	cmd.Env = rc.env
 	cmd.WaitDelay = 5 * time.Second

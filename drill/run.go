@@ -89,19 +89,10 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("steady state: no controller at %s (is the lab up?): %w", r.spec.Failover.Listen, err)
 	}
-	for waitUntil := time.Now().Add(sc.SteadyWithin()); !allHealthy(st); {
-		if time.Now().After(waitUntil) || ctx.Err() != nil {
-			for _, s := range st.Sites {
-				if s.State != failover.Healthy || s.Drained {
-					return nil, fmt.Errorf("steady state not met after %s: site %s is %s (drained %v); wait until `cairn failover status` shows every site healthy", sc.SteadyWithin(), s.Name, s.State, s.Drained)
-				}
-			}
-			return nil, fmt.Errorf("steady state not met: the controller reports no sites")
-		}
+	if !allHealthy(st) {
 		r.logf("waiting for every site to be healthy")
-		sleepCtx(ctx, 2*time.Second)
-		if st2, err := ControllerStatus(ctx, r.spec); err == nil {
-			st = st2
+		if st, err = r.waitHealthy(ctx, sc.SteadyWithin()); err != nil {
+			return nil, fmt.Errorf("steady state not met: %w; wait until `cairn failover status` shows every site healthy", err)
 		}
 	}
 	before, err := applier.Read(ctx)
@@ -267,14 +258,36 @@ func (r *Runner) restoreAll(rep *Report) {
 // again (and not drained) within the scenario's bound.
 func (r *Runner) steadyAfter(ctx context.Context, rep *Report, within time.Duration) {
 	from := time.Now()
-	for time.Since(from) < within && ctx.Err() == nil {
-		if st, err := ControllerStatus(ctx, r.spec); err == nil && allHealthy(st) {
-			rep.SteadyAfter = secs(from, time.Now())
-			return
+	if _, err := r.waitHealthy(ctx, within); err != nil {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("steady state after the faults were restored: %v (steadyState.within)", err))
+		return
+	}
+	rep.SteadyAfter = secs(from, time.Now())
+}
+
+// waitHealthy polls the controller until every site is healthy and none
+// is drained; the error names a site that is not, after within.
+func (r *Runner) waitHealthy(ctx context.Context, within time.Duration) (failover.Status, error) {
+	var st failover.Status
+	var err error
+	for deadline := time.Now().Add(within); ; {
+		if st, err = ControllerStatus(ctx, r.spec); err == nil && allHealthy(st) {
+			return st, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			break
 		}
 		sleepCtx(ctx, 500*time.Millisecond)
 	}
-	rep.Errors = append(rep.Errors, fmt.Sprintf("steady state after: not every site healthy %s after the faults were restored (steadyState.within)", within))
+	if err != nil {
+		return st, fmt.Errorf("no answer from the controller after %s: %w", within, err)
+	}
+	for _, s := range st.Sites {
+		if s.State != failover.Healthy || s.Drained {
+			return st, fmt.Errorf("site %s is %s (drained %v) after %s", s.Name, s.State, s.Drained, within)
+		}
+	}
+	return st, fmt.Errorf("the controller reports no sites")
 }
 
 func allHealthy(st failover.Status) bool {

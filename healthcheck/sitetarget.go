@@ -41,7 +41,7 @@ func SiteTargets(spec *cluster.Spec) ([]*Target, error) {
 	if !roots.AppendCertsFromPEM(rootPEM) {
 		return nil, fmt.Errorf("%s holds no certificate", pki.RootCertFile())
 	}
-	key, err := loadOrCreateKey(spec.Path(ProbeAccountKeyFile))
+	key, err := ProbeAccountKey(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +106,11 @@ func hostPort(host string, port int) string {
 		return host
 	}
 	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// ProbeAccountKey is the probe account's key, made at first use.
+func ProbeAccountKey(spec *cluster.Spec) (crypto.Signer, error) {
+	return loadOrCreateKey(spec.Path(ProbeAccountKeyFile))
 }
 
 // loadOrCreateKey reads a PKCS#8 key (0600) or creates a P-256 one.

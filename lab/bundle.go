@@ -128,9 +128,10 @@ func BundleStep(ctx context.Context, step, dir, binDir string) error {
 	case "db-init":
 		return initDBDir(ctx, b.Database)
 	case "db-load":
+		// systemd started MariaDB (no PID file of ours): wait for its port.
 		for _, p := range b.Processes {
 			if p.Program == "mariadbd" {
-				if err := newProc(p, b.Root).waitReady(ctx, 60*time.Second); err != nil {
+				if err := waitListening(ctx, p.Name, strings.TrimPrefix(p.Ready, "tcp:"), newProc(p, b.Root).LogFile(), 60*time.Second, nil); err != nil {
 					return err
 				}
 			}
@@ -147,16 +148,11 @@ func BundleStep(ctx context.Context, step, dir, binDir string) error {
 // first when restart is set, and waits until every process of the bundle
 // is ready. It returns "started", "restarted" or "running".
 func Supervisor(ctx context.Context, dir, binDir string, interval time.Duration, restart bool, self string) (string, error) {
-	procs, _, _, err := bundleProcs(dir)
+	sup, _, err := supervisorOf(dir)
 	if err != nil {
 		return "", err
 	}
-	root := dir
-	if len(procs) > 0 {
-		root = procs[0].root
-	}
-	sup := proc{Process: site.Process{Name: "supervisor", Program: "cairn",
-		Args: []string{"site", "run", "--bundle", dir, "--bin", binDir, "--interval", interval.String()}}, root: root}
+	sup.Program, sup.Args = "cairn", []string{"site", "run", "--bundle", dir, "--bin", binDir, "--interval", interval.String()}
 	state := "running"
 	if _, up := sup.running(); up && !restart {
 		return state, nil
@@ -196,21 +192,30 @@ func Supervisor(ctx context.Context, dir, binDir string, interval time.Duration,
 	}
 }
 
+// supervisorOf is the supervisor of the bundle in dir (its PID file and
+// log live with the bundle's), and the bundle's processes.
+func supervisorOf(dir string) (proc, []proc, error) {
+	procs, _, _, err := bundleProcs(dir)
+	if err != nil {
+		return proc{}, nil, err
+	}
+	root := dir
+	if len(procs) > 0 {
+		root = procs[0].root
+	}
+	return proc{Process: site.Process{Name: "supervisor"}, root: root}, procs, nil
+}
+
 // runningMark is what RunBundle logs once every process is up.
 const runningMark = "running; supervising"
 
 // StopBundle stops the supervisor of the bundle in dir (it stops every
 // process of the bundle as it exits) and any process it left running.
 func StopBundle(dir string) error {
-	procs, _, _, err := bundleProcs(dir)
+	sup, procs, err := supervisorOf(dir)
 	if err != nil {
 		return err
 	}
-	root := dir
-	if len(procs) > 0 {
-		root = procs[0].root
-	}
-	sup := proc{Process: site.Process{Name: "supervisor"}, root: root}
 	if _, err := sup.stop(2 * time.Minute); err != nil {
 		return err
 	}

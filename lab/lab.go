@@ -578,13 +578,27 @@ func updateCRLs(ctx context.Context, b *site.Bundle, resolve func(string) (strin
 		// Its own debug port: the daemon holds the configured one.
 		host, _, _ := net.SplitHostPort(p.Listen)
 		args := append(append([]string{}, p.Args...), "-runOnce", "--debug-addr", net.JoinHostPort(host, "0"))
-		cmd := exec.CommandContext(ctx, boulder, args...)
-		cmd.Env = environ(p.Env, p.UnsetEnv)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("site %s: crl-updater -runOnce: %v: %s", b.Site, err, lastLines(out, 3))
+		// Right after start the storer may still refuse an upload: a few
+		// tries, then the error lines Boulder logged (level 3).
+		var out []byte
+		for try := 1; ; try++ {
+			cmd := exec.CommandContext(ctx, boulder, args...)
+			cmd.Env = environ(p.Env, p.UnsetEnv)
+			if out, err = cmd.CombinedOutput(); err == nil {
+				return nil
+			}
+			if try == 3 || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(2 * time.Second)
 		}
-		return nil
+		var errLines []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, " 3 crl-updater ") {
+				errLines = append(errLines, l)
+			}
+		}
+		return fmt.Errorf("site %s: crl-updater -runOnce (3 tries): %v: %s", b.Site, err, lastLines([]byte(strings.Join(errLines, "\n")), 3))
 	}
 	return fmt.Errorf("site %s has no crl-updater", b.Site)
 }

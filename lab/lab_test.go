@@ -21,6 +21,7 @@ import (
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
+	"github.com/cairn-pki/cairn/internal/acmecli"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/labtest"
@@ -90,9 +91,12 @@ func legoEnv(t testing.TB, spec *cluster.Spec, sum *Summary) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append(os.Environ(), "LEGO_CA_CERTIFICATES="+sum.RootCert, "RFC2136_NAMESERVER="+sum.DNS, "RFC2136_ZONES="+spec.ACME.Zone,
-		"RFC2136_TSIG_KEY="+key.Name, "RFC2136_TSIG_ALGORITHM="+key.Algorithm+".", "RFC2136_TSIG_SECRET="+key.Secret,
-		"RFC2136_PROPAGATION_TIMEOUT=60", "RFC2136_POLLING_INTERVAL=1", "RFC2136_TTL=10")
+	return acmecli.LegoEnv(os.Environ(), sum.RootCert, sum.DNS, spec.ACME.Zone, acmeclient.TSIG{Name: key.Name, Algorithm: key.Algorithm, Secret: key.Secret})
+}
+
+// lego is lego against dir, its state in path.
+func lego(spec *cluster.Spec, sum *Summary, dir, path, domain string) acmecli.Lego {
+	return acmecli.Lego{Server: dir, Email: "ops@" + spec.ACME.Zone, Path: path, Resolver: sum.DNS, Domain: domain}
 }
 
 // withLabResolver runs argv in a private mount namespace whose
@@ -100,9 +104,8 @@ func legoEnv(t testing.TB, spec *cluster.Spec, sum *Summary) []string {
 func withLabResolver(t testing.TB, sum *Summary, argv []string) []string {
 	host, _, _ := net.SplitHostPort(sum.DNS)
 	resolv := filepath.Join(t.TempDir(), "resolv.conf")
-	os.WriteFile(resolv, []byte("nameserver "+host+"\noptions timeout:2 attempts:2\n"), 0o644)
-	script := `mount --bind "$0" /etc/resolv.conf && exec "$@"`
-	return append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c", script, resolv}, argv...)
+	os.WriteFile(resolv, acmecli.ResolvConf(host), 0o644)
+	return acmecli.WithResolver(resolv, argv)
 }
 
 func run(t testing.TB, env []string, argv []string) (string, error) {
@@ -246,8 +249,7 @@ func TestLabEndToEnd(t *testing.T) {
 		dir := "https://" + s.Address + "/directory"
 		legoPath := filepath.Join(t.TempDir(), "lego")
 		name := fmt.Sprintf("lego-%s.%s", s.Name, spec.ACME.Zone)
-		out, err := run(t, legoEnv(t, spec, sum), []string{"lego", "--server", dir, "--accept-tos", "--email", "ops@" + spec.ACME.Zone,
-			"--path", legoPath, "--dns", "rfc2136", "--dns.resolvers", sum.DNS, "--dns.disable-cp", "--domains", name, "run"})
+		out, err := run(t, legoEnv(t, spec, sum), lego(spec, sum, dir, legoPath, name).Args("run"))
 		if err != nil {
 			t.Fatalf("lego from site %s: %v\n%s", s.Name, err, out)
 		}
@@ -259,7 +261,7 @@ func TestLabEndToEnd(t *testing.T) {
 
 		cbName := fmt.Sprintf("certbot-%s.%s", s.Name, spec.ACME.Zone)
 		cbDir := t.TempDir()
-		out, err = run(t, append(os.Environ(), "REQUESTS_CA_BUNDLE="+sum.RootCert), certbotArgs(sum, dir, cbDir, cbName))
+		out, err = run(t, acmecli.CertbotEnv(os.Environ(), sum.RootCert), certbotArgs(sum, dir, cbDir, cbName))
 		if err != nil {
 			t.Fatalf("certbot from site %s: %v\n%s", s.Name, err, out)
 		}
@@ -270,14 +272,13 @@ func TestLabEndToEnd(t *testing.T) {
 	nameDir := "https://" + spec.ACME.Name + "/directory"
 	legoPath := filepath.Join(t.TempDir(), "lego")
 	name := "lego-name." + spec.ACME.Zone
-	out, err := run(t, legoEnv(t, spec, sum), withLabResolver(t, sum, []string{"lego", "--server", nameDir, "--accept-tos",
-		"--email", "ops@" + spec.ACME.Zone, "--path", legoPath, "--dns", "rfc2136", "--dns.resolvers", sum.DNS, "--dns.disable-cp", "--domains", name, "run"}))
+	out, err := run(t, legoEnv(t, spec, sum), withLabResolver(t, sum, lego(spec, sum, nameDir, legoPath, name).Args("run")))
 	if err != nil {
 		t.Fatalf("lego through the ACME name: %v\n%s", err, out)
 	}
 	checkFromSite(t, l, spec, sum, 0, readPEMCert(t, filepath.Join(legoPath, "certificates", name+".crt")), "lego via name")
 	cbDir := t.TempDir()
-	out, err = run(t, append(os.Environ(), "REQUESTS_CA_BUNDLE="+sum.RootCert), withLabResolver(t, sum, certbotArgs(sum, nameDir, cbDir, "certbot-name."+spec.ACME.Zone)))
+	out, err = run(t, acmecli.CertbotEnv(os.Environ(), sum.RootCert), withLabResolver(t, sum, certbotArgs(sum, nameDir, cbDir, "certbot-name."+spec.ACME.Zone)))
 	if err != nil {
 		t.Fatalf("certbot through the ACME name: %v\n%s", err, out)
 	}
@@ -287,8 +288,7 @@ func TestLabEndToEnd(t *testing.T) {
 	// the certificate.
 	lname := "lego-a." + spec.ACME.Zone
 	cert := readPEMCert(t, filepath.Join(revokeMe, "certificates", lname+".crt"))
-	out, err = run(t, legoEnv(t, spec, sum), []string{"lego", "--server", "https://" + spec.Sites[0].Address + "/directory", "--accept-tos",
-		"--email", "ops@" + spec.ACME.Zone, "--path", revokeMe, "--dns", "rfc2136", "--domains", lname, "revoke", "--reason", "4"})
+	out, err = run(t, legoEnv(t, spec, sum), lego(spec, sum, "https://"+spec.Sites[0].Address+"/directory", revokeMe, lname).Args("revoke", "--reason", "4"))
 	if err != nil {
 		t.Fatalf("lego revoke: %v\n%s", err, out)
 	}
@@ -322,13 +322,7 @@ func TestLabEndToEnd(t *testing.T) {
 
 func certbotArgs(sum *Summary, dir, cbDir, name string) []string {
 	host, _, _ := net.SplitHostPort(sum.DNS)
-	hook := func(op string) string {
-		return fmt.Sprintf(`printf "server %s\nupdate %s _acme-challenge.$CERTBOT_DOMAIN. 10 TXT \"$CERTBOT_VALIDATION\"\nsend\n" | nsupdate -k %s`, host, op, sum.ClientKey)
-	}
-	return []string{"certbot", "certonly", "--non-interactive", "--agree-tos", "--register-unsafely-without-email",
-		"--server", dir, "--config-dir", cbDir, "--work-dir", cbDir, "--logs-dir", cbDir,
-		"--manual", "--preferred-challenges", "dns", "-d", name,
-		"--manual-auth-hook", hook("add"), "--manual-cleanup-hook", hook("delete")}
+	return acmecli.Certbot{Server: dir, Dir: cbDir, Domain: name, DNSHost: host, KeyFile: sum.ClientKey}.Certonly()
 }
 
 // fetchCRL resolves the CRL URL's host through the lab DNS and fetches it.

@@ -144,7 +144,16 @@ func environ(add, unset []string) []string {
 // waitReady waits until the readiness address accepts, the process dies,
 // or the timeout passes.
 func (p proc) waitReady(ctx context.Context, timeout time.Duration) error {
-	addr := strings.TrimPrefix(p.Ready, "tcp:")
+	return waitListening(ctx, p.Name, strings.TrimPrefix(p.Ready, "tcp:"), p.LogFile(), timeout, func() bool {
+		_, ok := p.running()
+		return ok
+	})
+}
+
+// waitListening waits until addr accepts connections, or fails as soon as
+// alive says the process is gone (nil: a service manager runs it, only
+// the timeout ends the wait).
+func waitListening(ctx context.Context, name, addr, logFile string, timeout time.Duration, alive func() bool) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
@@ -152,11 +161,11 @@ func (p proc) waitReady(ctx context.Context, timeout time.Duration) error {
 			c.Close()
 			return nil
 		}
-		if _, ok := p.running(); !ok {
-			return fmt.Errorf("%s exited before listening on %s; last log lines:\n%s", p.Name, addr, tailFile(p.LogFile(), 8))
+		if alive != nil && !alive() {
+			return fmt.Errorf("%s exited before listening on %s; last log lines:\n%s", name, addr, tailFile(logFile, 8))
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not listening on %s after %s; last log lines:\n%s", p.Name, addr, timeout, tailFile(p.LogFile(), 8))
+			return fmt.Errorf("%s not listening on %s after %s; last log lines:\n%s", name, addr, timeout, tailFile(logFile, 8))
 		}
 		select {
 		case <-ctx.Done():

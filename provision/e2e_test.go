@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-pki/cairn/internal/acmecli"
+	"github.com/cairn-pki/cairn/internal/acmeclient"
 	"github.com/cairn-pki/cairn/internal/labtest"
 	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/site"
@@ -98,11 +100,9 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 	for _, s := range spec.Sites {
 		path := filepath.Join(t.TempDir(), "lego")
 		name := "lego-" + s.Name + "." + spec.ACME.Zone
-		b, err := client.Exec(ctx, "env", "LEGO_CA_CERTIFICATES="+root, "RFC2136_NAMESERVER="+primary, "RFC2136_ZONES="+spec.ACME.Zone,
-			"RFC2136_TSIG_KEY="+key.Name, "RFC2136_TSIG_ALGORITHM="+key.Algorithm+".", "RFC2136_TSIG_SECRET="+key.Secret,
-			"RFC2136_PROPAGATION_TIMEOUT=60", "RFC2136_POLLING_INTERVAL=1", "RFC2136_TTL=10",
-			"lego", "--server", "https://"+s.Address+"/directory", "--accept-tos", "--email", "ops@"+spec.ACME.Zone,
-			"--path", path, "--dns", "rfc2136", "--dns.resolvers", primary, "--dns.disable-cp", "--domains", name, "run")
+		env := acmecli.LegoEnv(nil, root, primary, spec.ACME.Zone, acmeclient.TSIG{Name: key.Name, Algorithm: key.Algorithm, Secret: key.Secret})
+		lego := acmecli.Lego{Server: "https://" + s.Address + "/directory", Email: "ops@" + spec.ACME.Zone, Path: path, Resolver: primary, Domain: name}
+		b, err := client.Exec(ctx, append(append([]string{"env"}, env...), lego.Args("run")...)...)
 		if err != nil {
 			t.Errorf("lego at site %s from the client namespace: %v\n%s", s.Name, err, b)
 			continue

@@ -12,12 +12,19 @@ import (
 // host-init` as PID 1 of fresh mount, UTS, IPC and PID namespaces (inside
 // the host's network namespace). It makes the host's root an overlay of
 // this machine's root with the host's own upper directory, mounts /proc,
-// /sys, /dev, /run and /tmp, pivots into it, sets the host name, signals
-// ready, and then reaps orphans until SIGTERM. When it exits, the kernel
+// /sys, /dev, /run and /tmp, pivots into it, sets the host name, writes
+// its PID as the machine sees it to anchor.pid (the host is ready), and
+// then reaps orphans until SIGTERM. When it exits, the kernel
 // ends every process of the host and its mounts go with the namespace.
 func HostInit(state, hostname string) error {
 	if os.Getpid() != 1 {
 		return fmt.Errorf("host-init must be PID 1 of a new PID namespace (cairn provision host up starts it)")
+	}
+	// The machine's /proc is still mounted: it names this process by its
+	// PID outside the new PID namespace (what nsenter and Ansible use).
+	hostPID, err := os.Readlink("/proc/self")
+	if err != nil {
+		return err
 	}
 	// Keep a handle on the state directory: after pivot_root its path
 	// leads into the overlay, not to the real directory.
@@ -70,10 +77,11 @@ func HostInit(state, hostname string) error {
 	if err := syscall.Sethostname([]byte(hostname)); err != nil {
 		return fmt.Errorf("hostname: %w", err)
 	}
-	fd, err := syscall.Openat(int(dir.Fd()), "ready", syscall.O_CREAT|syscall.O_WRONLY|syscall.O_CLOEXEC, 0o644)
+	fd, err := syscall.Openat(int(dir.Fd()), "anchor.pid", syscall.O_CREAT|syscall.O_TRUNC|syscall.O_WRONLY|syscall.O_CLOEXEC, 0o644)
 	if err != nil {
 		return fmt.Errorf("signal ready: %w", err)
 	}
+	syscall.Write(fd, []byte(hostPID+"\n"))
 	syscall.Close(fd)
 
 	sigs := make(chan os.Signal, 8)

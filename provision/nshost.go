@@ -2,7 +2,6 @@ package provision
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -249,8 +248,7 @@ func (h NSHost) startAnchor(ctx context.Context, self string) error {
 		return err
 	}
 	defer logf.Close()
-	ready := filepath.Join(h.StateDir, "ready")
-	os.Remove(ready)
+	os.Remove(h.pidFile()) // host-init writes it once the host is ready
 	cmd := exec.Command("nsenter", "--net=/run/netns/"+h.Netns(), "--",
 		"unshare", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child", "--",
 		self, "provision", "host-init", "--state", h.StateDir, "--hostname", h.Name)
@@ -261,53 +259,16 @@ func (h NSHost) startAnchor(ctx context.Context, self string) error {
 	}
 	go cmd.Wait() // reap it if it ends while we run
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(ready); err == nil {
-			break
+		if _, ok := h.AnchorPID(); ok {
+			return nil
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			break
 		}
 	}
-	// The anchor (PID 1 of the host) is the child of unshare.
-	pid, err := childOf(cmd.Process.Pid, 3)
-	if err != nil {
-		cmd.Process.Kill()
-		b, _ := os.ReadFile(filepath.Join(h.StateDir, "anchor.log"))
-		return fmt.Errorf("host %s: anchor did not come up: %v: %s", h.Name, err, strings.TrimSpace(string(b)))
-	}
-	if _, err := os.Stat(ready); err != nil {
-		cmd.Process.Kill()
-		b, _ := os.ReadFile(filepath.Join(h.StateDir, "anchor.log"))
-		return fmt.Errorf("host %s: anchor not ready after 15s: %s", h.Name, strings.TrimSpace(string(b)))
-	}
-	return os.WriteFile(h.pidFile(), []byte(strconv.Itoa(pid)+"\n"), 0o644)
-}
-
-// childOf follows the first child down depth levels (nsenter → unshare →
-// anchor) and returns the one running host-init.
-func childOf(pid, depth int) (int, error) {
-	for range depth {
-		cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-		if strings.Contains(string(cmd), "host-init") && !strings.Contains(string(cmd), "unshare") {
-			return pid, nil
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-		if err != nil {
-			return 0, err
-		}
-		f := strings.Fields(string(b))
-		if len(f) == 0 {
-			return 0, fmt.Errorf("process %d has no child", pid)
-		}
-		if pid, err = strconv.Atoi(f[0]); err != nil {
-			return 0, err
-		}
-	}
-	cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	if strings.Contains(string(cmd), "host-init") {
-		return pid, nil
-	}
-	return 0, errors.New("no host-init process found")
+	cmd.Process.Kill()
+	b, _ := os.ReadFile(filepath.Join(h.StateDir, "anchor.log"))
+	return fmt.Errorf("host %s: anchor not ready after 15s: %s", h.Name, strings.TrimSpace(string(b)))
 }
 
 // Down stops the anchor (every process of the host ends with it, and its

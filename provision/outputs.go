@@ -64,7 +64,7 @@ type Outputs struct {
 // {"value": ...}) and checks the contract.
 func ParseOutputs(b []byte) (*Outputs, error) {
 	var raw map[string]struct {
-		Value json.RawMessage `json:"value" yaml:"value"`
+		Value json.RawMessage `json:"value"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return nil, fmt.Errorf("terraform output: %w", err)

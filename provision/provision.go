@@ -146,9 +146,6 @@ func writeFS(fsys fs.FS, dir, dst string) error {
 		if d.IsDir() {
 			return os.MkdirAll(target, 0o755)
 		}
-		if strings.HasSuffix(path, ".go") {
-			return nil
-		}
 		b, err := fs.ReadFile(fsys, path)
 		if err != nil {
 			return err
@@ -419,10 +416,8 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 	conn := connVars
 	// The cluster bundle goes to the primary DNS host.
 	cdir := p.path("bundles", "cluster")
-	if err := copyDir(spec.Path(filepath.Join(spec.PKI.Dir, "public")), filepath.Join(cdir, "public")); err != nil {
-		return "", err
-	}
-	if _, err := site.RenderCluster(site.ClusterOptions{Spec: spec, Out: cdir, Root: hostCluster, PublicDir: hostCluster + "/public",
+	// The PKI front serves the public directory the controller kit carries.
+	if _, err := site.RenderCluster(site.ClusterOptions{Spec: spec, Out: cdir, Root: hostCluster, PublicDir: filepath.Join(hostCluster, "spec", spec.PKI.Dir, "public"),
 		SpecFile: hostCluster + "/spec/" + filepath.Base(spec.File)}); err != nil {
 		return "", err
 	}
@@ -509,7 +504,7 @@ func controllerKit(spec *cluster.Spec, dst string) error {
 	if _, err := fsutil.EnsureSecret(spec.Path(spec.Failover.AdminTokenFile), 24); err != nil {
 		return err
 	}
-	if _, err := healthcheck.SiteTargets(spec); err != nil {
+	if _, err := healthcheck.ProbeAccountKey(spec); err != nil {
 		return err
 	}
 	files := []string{filepath.Base(spec.File), spec.DNS.TSIG.ControllerKeyFile, spec.DNS.TSIG.ClientKeyFile,
@@ -541,24 +536,6 @@ func controllerKit(spec *cluster.Spec, dst string) error {
 		}
 	}
 	return nil
-}
-
-// copyDir copies the regular files of src into dst (flat trees).
-func copyDir(src, dst string) error {
-	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return fsutil.WriteFileAtomic(filepath.Join(dst, rel), b, 0o644)
-	})
 }
 
 // playbook runs site.yml for one host, its output streamed with the
@@ -626,28 +603,23 @@ func (p *Provisioner) Apply(ctx context.Context) (*Result, error) {
 	p.logf("bundles rendered in %.1fs; inventory %s", res.Render.Seconds(), inventory)
 	// The cluster host first (the sites' resolvers forward to its DNS),
 	// then every site in parallel.
+	var mu sync.Mutex
 	run := func(host string) error {
 		t := time.Now()
 		err := p.playbook(ctx, inventory, host)
+		mu.Lock()
 		res.Ansible[host] = time.Since(t)
+		mu.Unlock()
 		return err
 	}
 	if err := run(out.DNSServers[0].Name); err != nil {
 		return nil, err
 	}
 	var wg sync.WaitGroup
-	var mu sync.Mutex
 	errs := make([]error, len(p.o.Spec.Sites))
 	for i, s := range p.o.Spec.Sites {
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t := time.Now()
-			errs[i] = p.playbook(ctx, inventory, s.Name)
-			mu.Lock()
-			res.Ansible[s.Name] = time.Since(t)
-			mu.Unlock()
-		}()
+		go func() { defer wg.Done(); errs[i] = run(s.Name) }()
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {

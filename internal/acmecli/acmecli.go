@@ -1,0 +1,84 @@
+// Package acmecli builds the command lines and environments of the real
+// ACME clients cairn runs against a cluster (lego, certbot): DNS-01
+// through RFC 2136 at the cluster's primary with the clients' TSIG key,
+// the cluster root trusted, and optionally the cluster DNS as the system
+// resolver inside a private mount namespace.
+package acmecli
+
+import (
+	"fmt"
+
+	"github.com/cairn-pki/cairn/internal/acmeclient"
+)
+
+// Lego is lego against one ACME server, with its state in Path.
+type Lego struct {
+	Server   string // directory URL
+	Email    string
+	Path     string
+	Resolver string // host:port lego checks DNS-01 propagation at (the primary)
+	Domain   string
+}
+
+// Args is the lego command line for command ("run", "renew", "revoke", …
+// and their own flags).
+func (l Lego) Args(command ...string) []string {
+	a := []string{"lego", "--server", l.Server, "--accept-tos", "--email", l.Email, "--path", l.Path,
+		"--dns", "rfc2136", "--dns.resolvers", l.Resolver, "--dns.disable-cp", "--domains", l.Domain}
+	return append(a, command...)
+}
+
+// LegoEnv is base plus what lego's rfc2136 provider and its trust need.
+func LegoEnv(base []string, rootFile, nameserver, zone string, key acmeclient.TSIG) []string {
+	return append(append([]string(nil), base...), "LEGO_CA_CERTIFICATES="+rootFile, "RFC2136_NAMESERVER="+nameserver,
+		"RFC2136_ZONES="+zone, "RFC2136_TSIG_KEY="+key.Name, "RFC2136_TSIG_ALGORITHM="+key.Algorithm+".",
+		"RFC2136_TSIG_SECRET="+key.Secret, "RFC2136_PROPAGATION_TIMEOUT=60", "RFC2136_POLLING_INTERVAL=1", "RFC2136_TTL=10")
+}
+
+// Certbot is certbot against one ACME server, with its state in Dir;
+// its manual hooks write the DNS-01 record with nsupdate.
+type Certbot struct {
+	Server  string // directory URL
+	Dir     string // config, work and logs directory
+	Domain  string
+	DNSHost string // the primary's address (port 53)
+	KeyFile string // the clients' TSIG key (tsig-keygen format)
+}
+
+func (c Certbot) hook(op string) string {
+	return fmt.Sprintf(`printf "server %s\nupdate %s _acme-challenge.$CERTBOT_DOMAIN. 10 TXT \"$CERTBOT_VALIDATION\"\nsend\n" | nsupdate -k %s`, c.DNSHost, op, c.KeyFile)
+}
+
+func (c Certbot) dirs() []string {
+	return []string{"--config-dir", c.Dir, "--work-dir", c.Dir, "--logs-dir", c.Dir, "--non-interactive"}
+}
+
+// Certonly registers (without an email) and issues.
+func (c Certbot) Certonly() []string {
+	return append(append([]string{"certbot", "certonly"}, c.dirs()...), "--agree-tos", "--register-unsafely-without-email",
+		"--server", c.Server, "--manual", "--preferred-challenges", "dns", "-d", c.Domain,
+		"--manual-auth-hook", c.hook("add"), "--manual-cleanup-hook", c.hook("delete"))
+}
+
+// Renew renews the certificate now, with the stored account and hooks.
+func (c Certbot) Renew() []string {
+	return append(append([]string{"certbot", "renew"}, c.dirs()...), "--cert-name", c.Domain, "--force-renewal", "--no-random-sleep-on-renew")
+}
+
+// CertbotEnv is base plus the cluster root for certbot's HTTPS.
+func CertbotEnv(base []string, rootFile string) []string {
+	return append(append([]string(nil), base...), "REQUESTS_CA_BUNDLE="+rootFile)
+}
+
+// WithResolver runs argv in a private mount namespace where resolvConf is
+// bind-mounted on /etc/resolv.conf, so the client resolves the ACME name
+// through the cluster DNS as any client of the cluster does (needs root).
+func WithResolver(resolvConf string, argv []string) []string {
+	script := `mount --bind "$0" /etc/resolv.conf && exec "$@"`
+	return append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c", script, resolvConf}, argv...)
+}
+
+// ResolvConf is a resolv.conf naming one nameserver (port 53).
+func ResolvConf(nameserver string) []byte {
+	return []byte("nameserver " + nameserver + "\noptions timeout:2 attempts:2\n")
+}
