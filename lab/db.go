@@ -14,10 +14,15 @@ import (
 	"github.com/cairn-pki/cairn/site"
 )
 
-// MariaDB refuses to run as root; as root the lab runs it as mysql.
+// dbOSUser is the --user MariaDB runs as. It refuses root unless told so
+// explicitly. As root, a lab's MariaDB runs as root too, like every other
+// lab component: the lab may live in a 0700 directory (a home directory)
+// that the mysql user cannot reach, and a loopback lab gains nothing from
+// one unprivileged component next to a root CA holding its HSM PIN.
+// Provisioned hosts run it as mysql (ansible/roles/cairn_common).
 func dbOSUser() string {
 	if os.Geteuid() == 0 {
-		return "mysql"
+		return "root"
 	}
 	return ""
 }
@@ -40,11 +45,6 @@ func initDBDir(ctx context.Context, db site.Database) error {
 	for _, d := range []string{"run", "log", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(mysqlDir, d), 0o750); err != nil {
 			return err
-		}
-	}
-	if u := dbOSUser(); u != "" {
-		if out, err := exec.CommandContext(ctx, "chown", "-R", u+":"+u, mysqlDir).CombinedOutput(); err != nil {
-			return fmt.Errorf("chown %s: %v: %s", mysqlDir, err, out)
 		}
 	}
 	if fsutil.Exists(filepath.Join(db.DataDir, "mysql")) {

@@ -24,8 +24,8 @@ type proc struct {
 	root string // bundle root: logs in var/logs, PID files in var/pids
 }
 
-// newProc prepares a bundle's process to run here: as root, MariaDB runs
-// as the mysql user (it refuses root).
+// newProc prepares a bundle's process to run here: MariaDB is told which
+// user to run as (see dbOSUser).
 func newProc(p site.Process, root string) proc {
 	if p.Program == "mariadbd" && dbOSUser() != "" {
 		p.Args = append(append([]string(nil), p.Args...), "--user="+dbOSUser())
