@@ -100,6 +100,8 @@ func TestValidationErrors(t *testing.T) {
 		{"etcd endpoint not a URL, cert without key", base + "failover:\n  etcd:\n    endpoints: [10.0.0.5:2379]\n    certFile: c.pem\n",
 			[]string{"failover.etcd.endpoints[0]", "failover.etcd.keyFile"}, "https://10.0.0.5:2379"},
 		{"views expire between probes", base + "failover:\n  viewMaxAge: 3s\n", []string{"failover.viewMaxAge"}, "two probe intervals"},
+		{"replication mode", base + "accounts:\n  replication: galera\n", []string{"accounts.replication"}, "mariadb"},
+		{"binlog kept too long", base + "accounts:\n  binlogRetention: 2400h\n", []string{"accounts.binlogRetention"}, "1h to"},
 		{"etcd on the controller's port", base + "failover:\n  listen: 127.0.0.1:9180\n  etcd:\n    listen: 127.0.0.1:9180\n",
 			[]string{"failover.etcd.listen"}, "another port"},
 		{"list where mapping expected", base + "acme: [1, 2]\n", []string{"acme"}, "expected a mapping"},

@@ -137,6 +137,9 @@ func (s *Spec) ApplyDefaults() {
 	}
 	def(&f.Etcd.Prefix, "/cairn/"+s.Name+"/")
 	defDur(&f.Etcd.SessionTTL, 10*time.Second)
+
+	def(&s.Accounts.Replication, ReplicationMariaDB)
+	defDur(&s.Accounts.BinlogRetention, 30*24*time.Hour)
 }
 
 // etcdListen puts the embedded etcd on the controller's address, port 2379.

@@ -20,6 +20,7 @@ type Spec struct {
 	PKI      PKI      `yaml:"pki"`
 	Sites    []Site   `yaml:"sites"`
 	Failover Failover `yaml:"failover"`
+	Accounts Accounts `yaml:"accounts"`
 
 	// Dir is the directory of the cairn.yaml file; relative paths in the spec
 	// are relative to it. Not part of the file.
@@ -158,6 +159,22 @@ type CRLStore struct {
 	Region   string `yaml:"region"`
 	// CredentialsFile is an AWS shared-credentials file (0600).
 	CredentialsFile string `yaml:"credentialsFile"`
+}
+
+// Account replication modes.
+const (
+	ReplicationMariaDB = "mariadb" // multi-source row-based replication of the registrations table
+	ReplicationOff     = "off"     // accounts stay at the site that created them
+)
+
+// Accounts says how ACME accounts follow the ACME name from site to site.
+type Accounts struct {
+	// Replication: "mariadb" (every site pulls boulder_sa.registrations from
+	// every peer with MariaDB's own multi-source replication) or "off".
+	Replication string `yaml:"replication"`
+	// BinlogRetention is how long a site keeps its binary log: the longest
+	// a peer may be unreachable and still catch up without a re-seed.
+	BinlogRetention Duration `yaml:"binlogRetention"`
 }
 
 // Failback modes.

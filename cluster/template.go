@@ -135,4 +135,11 @@ failover:
     dataDir: {{.Failover.Etcd.DataDir}}
     prefix: {{.Failover.Etcd.Prefix}}
     sessionTTL: {{.Failover.Etcd.SessionTTL}}
+
+# ACME accounts follow the ACME name: every site pulls the accounts table
+# (only it) from every peer with MariaDB multi-source replication, so a
+# client's account URL works at whichever site is active (docs/accounts.md).
+accounts:
+  replication: {{.Accounts.Replication}}       # mariadb | off
+  binlogRetention: {{.Accounts.BinlogRetention}}  # a peer away longer than this needs 'cairn accounts seed'
 `))

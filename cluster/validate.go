@@ -49,7 +49,21 @@ func (s *Spec) Validate() Errors {
 	v.pki()
 	v.sites()
 	v.failover()
+	v.accounts()
 	return v.errs
+}
+
+// MaxBinlogRetention is MariaDB's binlog_expire_logs_seconds maximum (99 days).
+const MaxBinlogRetention = 99 * 24 * time.Hour
+
+func (v *validator) accounts() {
+	a := v.spec.Accounts
+	if a.Replication != ReplicationMariaDB && a.Replication != ReplicationOff {
+		v.add("accounts.replication", "%.20q is not a mode; use mariadb (accounts follow the ACME name) or off", a.Replication)
+	}
+	if r := a.BinlogRetention.Duration; r < time.Hour || r > MaxBinlogRetention {
+		v.add("accounts.binlogRetention", "%s is out of range; use 1h to %s (MariaDB's limit)", a.BinlogRetention, MaxBinlogRetention)
+	}
 }
 
 func (v *validator) name() {

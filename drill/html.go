@@ -177,16 +177,15 @@ line.tick{stroke:#eee}
 <table id="phases"><tr><th>first failed probe</th><th>site marked down</th><th>DNS committed</th><th>every server serves it</th><th>first new client issues</th><th>running clients recover</th></tr>
 <tr><td>{{secs .Timings.FirstFailedProbe}}</td><td>{{secs .Timings.Detect}}</td><td>{{secs .Timings.Commit}}</td><td>{{secs .Timings.Visible}}</td><td>{{secs .Timings.FirstSuccess}}</td><td>{{secs .Timings.FirstWorkloadSuccess}}</td></tr></table>
 <h2>Clients</h2>
-<table id="clients"><tr><th>retry policy</th><th>issuances</th><th>lost</th><th>attempts</th><th>failed attempts</th><th>kept its account</th></tr>
-{{range .Clients}}<tr><td>{{.Policy}}</td><td>{{.Issuances}}</td><td>{{.Failed}}</td><td>{{.Attempts}}</td><td>{{.FailedTries}}</td><td>{{.AccountKept}}</td></tr>
+<table id="clients"><tr><th>retry policy</th><th>issuances</th><th>lost</th><th>attempts</th><th>failed attempts</th></tr>
+{{range .Clients}}<tr><td>{{.Policy}}</td><td>{{.Issuances}}</td><td>{{.Failed}}</td><td>{{.Attempts}}</td><td>{{.FailedTries}}</td></tr>
 {{end}}</table>
 {{if .Problems}}<h3>Failed attempts by problem</h3><ul>{{range $k, $v := .Problems}}<li><code>{{$k}}</code>: {{$v}}</li>{{end}}</ul>{{end}}
 {{if .Real}}<h2>Real clients</h2><p>certbot and lego issue once before the fault, then renew with their stored account.</p>
-<table id="real"><tr><th>client</th><th>runs</th><th>failed</th><th>kept its account</th><th>recovered after</th></tr>
-{{range .Real}}<tr><td>{{.Client}}</td><td>{{.Runs}}</td><td>{{.Failed}}</td><td>{{.AccountKept}}</td><td>{{secs .Recovered}}</td></tr>
+<table id="real"><tr><th>client</th><th>runs</th><th>failed</th><th>kept its account</th><th>recovered after</th><th>renewed after the name settled</th></tr>
+{{range .Real}}<tr><td>{{.Client}}</td><td>{{.Runs}}</td><td>{{.Failed}}</td><td>{{.AccountKept}}</td><td>{{secs .Recovered}}</td><td>{{secs .RenewedAfter}}</td></tr>
 {{end}}</table>
 <table>{{range .RealRuns}}<tr><td>{{.Start.Format "15:04:05.000"}}</td><td>{{.Client}} {{.Command}}</td><td>{{.Site}}</td><td>{{if .OK}}ok{{else}}<span class="FAILED">{{.Problem}}</span>: {{.Detail}}{{end}}</td></tr>{{end}}</table>{{end}}
-{{if .Accounts}}<h3>Accounts</h3><p>Sites keep their own accounts: a client reaching another site finds its account unknown and registers again.</p><ul>{{range .Accounts}}<li>{{.Client}} at {{.At.Format "15:04:05.000"}}: new account at {{.Site}}</li>{{end}}</ul>{{end}}
 <h2>Events</h2>
 <table>{{range .Events}}<tr><td>{{.At.Format "15:04:05.000"}}</td><td>{{.Kind}}</td><td>{{.Site}}</td><td>{{.Detail}}</td></tr>{{end}}</table>
 </body></html>

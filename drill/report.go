@@ -36,12 +36,17 @@ type Report struct {
 	Moves        int  `json:"moves"`
 	// SteadyAfter: seconds from the restore to every site healthy again.
 	SteadyAfter *float64 `json:"steadyAfterSeconds"`
-	Alert       bool     `json:"alertRaised"`
+	// SettledAt: every authoritative server served the new site (the
+	// name moved), or the faults were restored (it did not).
+	SettledAt time.Time `json:"settledAt"`
+	// RenewDeadline: a real client that renewed before the fault must
+	// renew again within TTL + 30 s after SettledAt (pass.clientsRenew).
+	RenewDeadline float64 `json:"renewDeadlineSeconds"`
+	Alert         bool    `json:"alertRaised"`
 	// Timings are seconds from the first injected fault; null when it
 	// did not happen.
 	Timings       Timings         `json:"timings"`
 	Clients       []ClientSummary `json:"clients"`
-	Accounts      []AccountChange `json:"accountChanges"`
 	Attempts      []Attempt       `json:"attempts"`
 	Issuances     []Issuance      `json:"issuances"`
 	Events        []Event         `json:"events"`
@@ -60,6 +65,11 @@ type RealClient struct {
 	// AccountKept: every run used the account it registered before the
 	// fault (real clients do not register again by themselves).
 	AccountKept bool `json:"accountKept"`
+	// RenewedBefore: it renewed before the fault. RenewedAfter: seconds
+	// from the name settling (SettledAt) to the end of its first
+	// successful run started after the fault; null if none.
+	RenewedBefore bool     `json:"renewedBefore"`
+	RenewedAfter  *float64 `json:"renewedAfterSettleSeconds"`
 	// Recovered: seconds from the fault to its first successful run after
 	// a failed one; null if it never failed or never recovered.
 	Recovered *float64       `json:"recoveredSeconds"`
@@ -85,7 +95,6 @@ type ClientSummary struct {
 	Attempts    int    `json:"attempts"`
 	Failed      int    `json:"failed"` // issuances given up (lost)
 	FailedTries int    `json:"failedAttempts"`
-	AccountKept bool   `json:"accountKept"` // never had to register again
 }
 
 func secs(from, to time.Time) *float64 {
@@ -98,7 +107,7 @@ func secs(from, to time.Time) *float64 {
 
 func (rep *Report) compute(w *workload, newClient time.Time, sc *Scenario) {
 	w.mu.Lock()
-	rep.Attempts, rep.Issuances, rep.Accounts, rep.RealRuns = w.attempts, w.issuances, w.accounts, w.real
+	rep.Attempts, rep.Issuances, rep.RealRuns = w.attempts, w.issuances, w.real
 	w.mu.Unlock()
 	sort.SliceStable(rep.Events, func(i, j int) bool { return rep.Events[i].At.Before(rep.Events[j].At) })
 	t0 := rep.FaultAt
@@ -152,6 +161,11 @@ func (rep *Report) compute(w *workload, newClient time.Time, sc *Scenario) {
 			allVisible = at
 		}
 	}
+	rep.SettledAt = window
+	if !rep.DNSUnchanged && !allVisible.IsZero() {
+		rep.SettledAt = allVisible
+	}
+	rep.RenewDeadline = float64(w.spec.ACME.TTL + 30)
 	rep.Timings = Timings{FirstFailedProbe: secs(t0, probe), Detect: secs(t0, detect), Commit: secs(t0, commit), Visible: secs(t0, allVisible), FirstSuccess: secs(t0, newClient)}
 	// The first success of a running client after its first failure.
 	var firstFail, recovered time.Time
@@ -170,7 +184,7 @@ func (rep *Report) compute(w *workload, newClient time.Time, sc *Scenario) {
 	rep.Problems = map[string]int{}
 	byPolicy := map[string]*ClientSummary{}
 	for _, p := range sc.Workload.Policies {
-		byPolicy[p] = &ClientSummary{Policy: p, AccountKept: true}
+		byPolicy[p] = &ClientSummary{Policy: p}
 	}
 	for _, a := range rep.Attempts {
 		if cs := byPolicy[a.Policy]; cs != nil {
@@ -191,11 +205,6 @@ func (rep *Report) compute(w *workload, newClient time.Time, sc *Scenario) {
 			}
 		}
 	}
-	for _, ac := range rep.Accounts {
-		if cs := byPolicy[ac.Policy]; cs != nil {
-			cs.AccountKept = false
-		}
-	}
 	for _, p := range sc.Workload.Policies {
 		rep.Clients = append(rep.Clients, *byPolicy[p])
 	}
@@ -212,6 +221,12 @@ func (rep *Report) compute(w *workload, newClient time.Time, sc *Scenario) {
 				account = r.Account
 			} else if r.Account != "" && r.Account != account {
 				rc.AccountKept = false
+			}
+			if r.OK && !t0.IsZero() && r.End.Before(t0) {
+				rc.RenewedBefore = true
+			}
+			if r.OK && !t0.IsZero() && !r.Start.Before(t0) && rc.RenewedAfter == nil {
+				rc.RenewedAfter = secs(rep.SettledAt, r.End)
 			}
 			if !r.OK {
 				rc.Failed++
@@ -258,6 +273,18 @@ func (rep *Report) judge(sc *Scenario) {
 			fail("policy %s lost %d issuances, at most %d allowed", c.Policy, c.Failed, max)
 		}
 	}
+	if p.ClientsRenew {
+		for _, c := range rep.Real {
+			switch {
+			case !c.RenewedBefore:
+				fail("%s never renewed before the fault, so the drill cannot judge it", c.Client)
+			case c.RenewedAfter == nil:
+				fail("%s did not renew after the fault (problems: %s)", c.Client, problemList(c.Problems))
+			case *c.RenewedAfter > rep.RenewDeadline:
+				fail("%s renewed %.1f s after the name settled, goal ≤ %.0f s (TTL + 30 s)", c.Client, *c.RenewedAfter, rep.RenewDeadline)
+			}
+		}
+	}
 	if len(rep.RestoreErrors) > 0 {
 		fail("restoring faults failed: %s", strings.Join(rep.RestoreErrors, "; "))
 	}
@@ -268,6 +295,18 @@ func (rep *Report) judge(sc *Scenario) {
 		fail("errors: %s", strings.Join(rep.Errors, "; "))
 	}
 	rep.Passed = len(rep.Failures) == 0
+}
+
+// problemList is "type ×N, …" for a failure line.
+func problemList(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var out []string
+	for _, k := range sortedKeys(m) {
+		out = append(out, fmt.Sprintf("%s ×%d", strings.TrimPrefix(k, "urn:ietf:params:acme:error:"), m[k]))
+	}
+	return strings.Join(out, ", ")
 }
 
 // Write puts report.json, report.md and report.html in dir (each atomically).
@@ -318,9 +357,9 @@ func (rep *Report) Markdown() string {
 	t := rep.Timings
 	fmt.Fprintf(&b, "\n## Phases (from the fault)\n\n| phase | time |\n|---|---|\n| first failed probe | %s |\n| site marked down | %s |\n| DNS update committed | %s |\n| every authoritative server serves it | %s |\n| first new client issues | %s |\n| first running client issues again | %s |\n",
 		fmtSecs(t.FirstFailedProbe), fmtSecs(t.Detect), fmtSecs(t.Commit), fmtSecs(t.Visible), fmtSecs(t.FirstSuccess), fmtSecs(t.FirstWorkloadSuccess))
-	fmt.Fprintf(&b, "\n## Clients (built-in, through the ACME name, DNS cached for its TTL)\n\n| retry policy | issuances | lost | attempts | failed attempts | kept its account |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "\n## Clients (built-in, through the ACME name, DNS cached for its TTL)\n\n| retry policy | issuances | lost | attempts | failed attempts |\n|---|---|---|---|---|\n")
 	for _, c := range rep.Clients {
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %v |\n", c.Policy, c.Issuances, c.Failed, c.Attempts, c.FailedTries, c.AccountKept)
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d |\n", c.Policy, c.Issuances, c.Failed, c.Attempts, c.FailedTries)
 	}
 	if len(rep.Problems) > 0 {
 		fmt.Fprintf(&b, "\nFailed attempts by problem:\n\n")
@@ -334,9 +373,10 @@ func (rep *Report) Markdown() string {
 		}
 	}
 	if len(rep.Real) > 0 {
-		fmt.Fprintf(&b, "\n## Real clients (certbot, lego: one issuance before the fault, then renewals with the stored account)\n\n| client | runs | failed | kept its account | recovered after |\n|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "\n## Real clients (certbot, lego: one issuance before the fault, then renewals with the stored account)\n\nThe name settled %s after the fault; a client that renewed before it must renew again within %.0f s (TTL + 30 s) after that.\n\n| client | runs | failed | kept its account | recovered after | renewed after the name settled |\n|---|---|---|---|---|---|\n",
+			fmtSecs(secs(rep.FaultAt, rep.SettledAt)), rep.RenewDeadline)
 		for _, c := range rep.Real {
-			fmt.Fprintf(&b, "| %s | %d | %d | %v | %s |\n", c.Client, c.Runs, c.Failed, c.AccountKept, fmtSecs(c.Recovered))
+			fmt.Fprintf(&b, "| %s | %d | %d | %v | %s | %s |\n", c.Client, c.Runs, c.Failed, c.AccountKept, fmtSecs(c.Recovered), fmtSecs(c.RenewedAfter))
 		}
 		fmt.Fprintf(&b, "\n")
 		for _, r := range rep.RealRuns {
@@ -345,12 +385,6 @@ func (rep *Report) Markdown() string {
 				outcome = "**failed** `" + r.Problem + "`: " + r.Detail
 			}
 			fmt.Fprintf(&b, "* %s %s %s at %s (%.1f s): %s\n", r.Start.Format("15:04:05.000"), r.Client, r.Command, r.Site, r.End.Sub(r.Start).Seconds(), outcome)
-		}
-	}
-	if len(rep.Accounts) > 0 {
-		fmt.Fprintf(&b, "\n## Accounts\n\nSites keep their own accounts: a client reaching another site finds its account unknown (`accountDoesNotExist`) and must register again.\n\n")
-		for _, a := range rep.Accounts {
-			fmt.Fprintf(&b, "* %s at %s: registered again at %s (%s → %s)\n", a.Client, a.At.Format("15:04:05.000"), a.Site, a.From, a.To)
 		}
 	}
 	fmt.Fprintf(&b, "\n## Events\n\n")

@@ -88,6 +88,10 @@ type Pass struct {
 	Alert              bool           `yaml:"alert,omitempty" json:"alert,omitempty"`               // the no-healthy-site alert was raised
 	FirstSuccessWithin Duration       `yaml:"firstSuccessWithin,omitempty" json:"firstSuccessWithin,omitempty"`
 	MaxLost            map[string]int `yaml:"maxLost,omitempty" json:"maxLost,omitempty"` // per policy: issuances given up
+	// ClientsRenew: every real client that renewed before the fault renews
+	// again, with its stored account, within TTL + 30 s after the name
+	// settled.
+	ClientsRenew bool `yaml:"clientsRenew,omitempty" json:"clientsRenew,omitempty"`
 }
 
 // Duration is a time.Duration written like 30s or 2m.

@@ -2,6 +2,7 @@ package drill
 
 import (
 	"errors"
+	"github.com/cairn-pki/cairn/cluster"
 	"strings"
 	"testing"
 	"time"
@@ -73,9 +74,55 @@ func TestDNSUnchangedCountsOnlyTheFaultWindow(t *testing.T) {
 		rep := &Report{Start: at(0), End: at(60), FaultAt: at(5), Events: []Event{
 			{At: at(5), Kind: "fault-injected"}, {At: at(35), Kind: "fault-restored"},
 			{At: at(tc.move), Kind: "dns-committed", Site: "b"}, {At: at(61), Kind: "fault-restored"}}}
-		rep.compute(&workload{}, time.Time{}, sc)
+		rep.compute(&workload{spec: cluster.Default([]string{"a", "b"})}, time.Time{}, sc)
 		if rep.DNSUnchanged != tc.want {
 			t.Errorf("move at %ds: DNSUnchanged %v, want %v", tc.move, rep.DNSUnchanged, tc.want)
+		}
+	}
+}
+
+// pass.clientsRenew: a real client that renewed before the fault must
+// renew again within TTL + 30 s after every server serves the new site.
+func TestClientsRenewJudgesRealClientsAgainstTheSettledName(t *testing.T) {
+	at := func(s int) time.Time { return time.Date(2026, 11, 21, 0, 0, s, 0, time.UTC) }
+	sc, err := Parse([]byte("name: x\nduration: 100s\ntimeline:\n  - {at: 5s, fault: crash, site: active, component: wfe}\n" +
+		"workload: {every: 2s, policies: [none], clients: [certbot, lego]}\npass: {clientsRenew: true}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := cluster.Default([]string{"a", "b"})
+	spec.ACME.TTL = 30 // deadline: 60 s after the name settled at 8 s, so 68 s
+	run := func(client string, start, end int, ok bool, problem string) RealRun {
+		return RealRun{Client: client, Command: "renew", Start: at(start), End: at(end), OK: ok, Problem: problem, Account: "https://x/acme/acct/1"}
+	}
+	for _, tc := range []struct {
+		name     string
+		runs     []RealRun
+		failures []string // substrings, one per expected failure
+	}{
+		{"both renew at the new site", []RealRun{run("certbot", 1, 3, true, ""), run("lego", 1, 3, true, ""),
+			run("certbot", 10, 12, false, "accountDoesNotExist"), run("certbot", 20, 22, true, ""), run("lego", 20, 23, true, "")}, nil},
+		{"certbot never renews again", []RealRun{run("certbot", 1, 3, true, ""), run("lego", 1, 3, true, ""),
+			run("certbot", 20, 22, false, "urn:ietf:params:acme:error:accountDoesNotExist"), run("lego", 20, 23, true, "")},
+			[]string{"certbot did not renew after the fault (problems: accountDoesNotExist ×1)"}},
+		{"lego renews too late", []RealRun{run("certbot", 1, 3, true, ""), run("lego", 1, 3, true, ""),
+			run("certbot", 20, 22, true, ""), run("lego", 70, 75, true, "")}, []string{"lego renewed 67.0 s after the name settled, goal ≤ 60 s"}},
+		{"a client that never renewed before cannot be judged", []RealRun{run("certbot", 1, 3, true, ""), run("lego", 1, 3, false, "timeout"),
+			run("certbot", 20, 22, true, ""), run("lego", 20, 23, true, "")}, []string{"lego never renewed before the fault"}},
+	} {
+		rep := &Report{Start: at(0), End: at(100), FaultAt: at(5), Events: []Event{
+			{At: at(5), Kind: "fault-injected"}, {At: at(7), Kind: "dns-committed", Site: "b"},
+			{At: at(7), Kind: "dns-visible", Detail: "primary"}, {At: at(8), Kind: "dns-visible", Detail: "secondary"},
+			{At: at(101), Kind: "fault-restored"}}}
+		rep.compute(&workload{spec: spec, real: tc.runs}, time.Time{}, sc)
+		if len(rep.Failures) != len(tc.failures) {
+			t.Errorf("%s: failures %q, want %d", tc.name, rep.Failures, len(tc.failures))
+			continue
+		}
+		for i, want := range tc.failures {
+			if !strings.Contains(rep.Failures[i], want) {
+				t.Errorf("%s: failure %q lacks %q", tc.name, rep.Failures[i], want)
+			}
 		}
 	}
 }

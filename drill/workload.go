@@ -101,16 +101,6 @@ type Issuance struct {
 	Attempts int       `json:"attempts"`
 }
 
-// AccountChange is a client finding its account gone and registering anew.
-type AccountChange struct {
-	Client string    `json:"client"`
-	Policy string    `json:"policy"`
-	At     time.Time `json:"at"`
-	From   string    `json:"from"` // account URL before
-	To     string    `json:"to"`
-	Site   string    `json:"site"`
-}
-
 // workload runs one client per retry policy through the ACME name.
 type workload struct {
 	spec  *cluster.Spec
@@ -121,7 +111,6 @@ type workload struct {
 	mu        sync.Mutex
 	attempts  []Attempt
 	issuances []Issuance
-	accounts  []AccountChange
 	real      []RealRun
 }
 
@@ -174,10 +163,11 @@ func (g *goClient) site(ctx context.Context) string {
 	return g.w.spec.SiteAt(ip)
 }
 
-// attempt registers if needed and issues one certificate. A client whose
-// account is unknown at the site it now reaches registers again with the
-// same key (what lego and certbot users end up doing by hand; see the
-// report's account section).
+// attempt registers once, the first time, and issues one certificate. Like
+// certbot, lego, acme.sh and cert-manager, it keeps its account: a site
+// that does not know it answers accountDoesNotExist, and that attempt
+// fails (no silent re-registration, so a drill counts what real clients
+// lose).
 func (g *goClient) attempt(ctx context.Context) Attempt {
 	a := Attempt{Client: g.name, Policy: g.policy, Start: time.Now()}
 	a.Site = g.site(ctx)
@@ -187,16 +177,6 @@ func (g *goClient) attempt(ctx context.Context) Attempt {
 	if err == nil {
 		name := fmt.Sprintf("drill-%s-%d.%s", g.name, time.Now().UnixNano(), g.w.spec.ACME.Zone)
 		_, _, _, err = g.c.Issue(actx, []string{name})
-		if isAccountGone(err) {
-			old := g.acct
-			g.acct = ""
-			if g.connect() == nil && g.ensureAccount(actx) == nil {
-				g.w.mu.Lock()
-				g.w.accounts = append(g.w.accounts, AccountChange{Client: g.name, Policy: g.policy, At: time.Now(), From: old, To: g.acct, Site: a.Site})
-				g.w.mu.Unlock()
-				_, _, _, err = g.c.Issue(actx, []string{name})
-			}
-		}
 	}
 	a.End = time.Now()
 	a.OK = err == nil
@@ -216,12 +196,6 @@ func (g *goClient) ensureAccount(ctx context.Context) error {
 	}
 	g.acct = acct.URI
 	return nil
-}
-
-func isAccountGone(err error) bool {
-	var ae *acme.Error
-	return errors.As(err, &ae) && (ae.ProblemType == "urn:ietf:params:acme:error:accountDoesNotExist" ||
-		ae.ProblemType == "urn:ietf:params:acme:error:unauthorized" && ae.StatusCode == 403 && strings.Contains(ae.Detail, "account"))
 }
 
 func problemOf(err error) string {

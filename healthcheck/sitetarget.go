@@ -22,9 +22,10 @@ import (
 	"github.com/cairn-pki/cairn/site"
 )
 
-// ProbeAccountKeyFile is the probe account's key (the same key is
-// registered at every site), relative to the spec.
-const ProbeAccountKeyFile = "secrets/probe-account.key"
+// ProbeAccountKeyFile is a site's probe account key, relative to the spec.
+// Every site has its own: accounts replicate between sites, and one key
+// registered at two sites would collide on the key's unique index.
+func ProbeAccountKeyFile(site string) string { return "secrets/probe-account-" + site + ".key" }
 
 // SiteTargets builds a Target for every site of the spec, each addressed
 // directly.
@@ -40,10 +41,6 @@ func SiteTargets(spec *cluster.Spec) ([]*Target, error) {
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(rootPEM) {
 		return nil, fmt.Errorf("%s holds no certificate", pki.RootCertFile())
-	}
-	key, err := ProbeAccountKey(spec)
-	if err != nil {
-		return nil, err
 	}
 	tsig, err := site.ReadTSIGKey(spec.Path(spec.DNS.TSIG.ClientKeyFile))
 	if err != nil {
@@ -65,6 +62,10 @@ func SiteTargets(spec *cluster.Spec) ([]*Target, error) {
 			return nil, err
 		}
 		issuers, err := pki.SiteIssuers(s.Name)
+		if err != nil {
+			return nil, err
+		}
+		key, err := ProbeAccountKey(spec, s.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -108,9 +109,9 @@ func hostPort(host string, port int) string {
 	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
-// ProbeAccountKey is the probe account's key, made at first use.
-func ProbeAccountKey(spec *cluster.Spec) (crypto.Signer, error) {
-	return loadOrCreateKey(spec.Path(ProbeAccountKeyFile))
+// ProbeAccountKey is a site's probe account key, made at first use.
+func ProbeAccountKey(spec *cluster.Spec, site string) (crypto.Signer, error) {
+	return loadOrCreateKey(spec.Path(ProbeAccountKeyFile(site)))
 }
 
 // loadOrCreateKey reads a PKCS#8 key (0600) or creates a P-256 one.

@@ -42,7 +42,7 @@ func dbAdmin() string {
 // initDBDir creates the datadir once with mariadb-install-db.
 func initDBDir(ctx context.Context, db site.Database) error {
 	mysqlDir := filepath.Dir(db.DataDir)
-	for _, d := range []string{"run", "log", "tmp"} {
+	for _, d := range []string{"run", "log", "tmp", "binlog", "relay"} {
 		if err := os.MkdirAll(filepath.Join(mysqlDir, d), 0o750); err != nil {
 			return err
 		}
@@ -65,10 +65,13 @@ func initDBDir(ctx context.Context, db site.Database) error {
 	return nil
 }
 
-// loadDB loads Boulder's schema once and (re)applies the users and grants.
+// loadDB loads Boulder's schema once and (re)applies the users, grants and
+// replication connections. None of it goes to the binary log: peers
+// replicate accounts, not each other's schema or users.
 func loadDB(ctx context.Context, db site.Database) error {
 	sql := func(stdin []byte, args ...string) ([]byte, error) {
-		cmd := exec.CommandContext(ctx, "mariadb", append([]string{"--defaults-file=" + db.Config, "-u", dbAdmin()}, args...)...)
+		cmd := exec.CommandContext(ctx, "mariadb", append([]string{"--defaults-file=" + db.Config, "-u", dbAdmin(),
+			"--init-command=SET SESSION sql_log_bin=0"}, args...)...)
 		cmd.Stdin = bytes.NewReader(stdin)
 		return cmd.CombinedOutput()
 	}
@@ -90,6 +93,16 @@ func loadDB(ctx context.Context, db site.Database) error {
 	if out, err := sql([]byte(users)); err != nil {
 		// The output may echo SQL with passwords: report only the error line.
 		return fmt.Errorf("create database users: %v: %s", err, firstLine(out))
+	}
+	if db.ReplicationSQL == "" {
+		return nil // a bundle rendered before account replication
+	}
+	repl, err := fsutil.ReadSecret(db.ReplicationSQL)
+	if err != nil {
+		return err
+	}
+	if out, err := sql([]byte(repl)); err != nil {
+		return fmt.Errorf("account replication users and connections: %v: %s", err, firstLine(out))
 	}
 	return nil
 }
@@ -118,8 +131,10 @@ func errorLines(b []byte) string {
 
 func firstLine(b []byte) string {
 	s, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-	if i := strings.Index(s, "IDENTIFIED BY"); i >= 0 {
-		s = s[:i] + "…"
+	for _, secret := range []string{"IDENTIFIED BY", "MASTER_PASSWORD"} {
+		if i := strings.Index(s, secret); i >= 0 {
+			s = s[:i] + "…"
+		}
 	}
 	return s
 }

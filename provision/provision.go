@@ -504,11 +504,14 @@ func controllerKit(spec *cluster.Spec, dst string) error {
 	if _, err := fsutil.EnsureSecret(spec.Path(spec.Failover.AdminTokenFile), 24); err != nil {
 		return err
 	}
-	if _, err := healthcheck.ProbeAccountKey(spec); err != nil {
-		return err
-	}
 	files := []string{filepath.Base(spec.File), spec.DNS.TSIG.ControllerKeyFile, spec.DNS.TSIG.ClientKeyFile,
-		spec.Failover.AdminTokenFile, healthcheck.ProbeAccountKeyFile, filepath.Join(spec.PKI.Dir, "state.json")}
+		spec.Failover.AdminTokenFile, filepath.Join(spec.PKI.Dir, "state.json")}
+	for _, s := range spec.Sites {
+		if _, err := healthcheck.ProbeAccountKey(spec, s.Name); err != nil {
+			return err
+		}
+		files = append(files, healthcheck.ProbeAccountKeyFile(s.Name))
+	}
 	for _, pattern := range []string{"public/*", "root/*.cert.pem", "infrastructure/*.cert.pem", "sites/*/*.cert.pem"} {
 		m, _ := filepath.Glob(filepath.Join(spec.Path(spec.PKI.Dir), pattern))
 		for _, f := range m {

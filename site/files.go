@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"strings"
 )
 
@@ -70,13 +71,19 @@ func ProbeOverridesYAML(id int64) []byte {
 // myCnf is the site's own MariaDB instance. auto_increment_increment and
 // _offset make every ID (accounts included) congruent to the site's serial
 // prefix mod 128, so an account URL can never name another site's account.
-func myCnf(p *Plan, varDir string) string {
+// It also listens on the public address, with TLS (certificate from the
+// cluster's database CA), for peers' replicas and cairn's monitor; replication
+// adds its part (replicationCnf).
+func myCnf(p *Plan, varDir, root, replication string) string {
 	return fmt.Sprintf(`[mariadbd]
 datadir=%[1]s/mysql/data
 socket=%[1]s/mysql/run/mysqld.sock
 pid-file=%[1]s/mysql/run/mysqld.pid
-bind-address=%[2]s
+bind-address=%[2]s,%[6]s
 port=%[3]d
+ssl_ca=%[7]s
+ssl_cert=%[8]s
+ssl_key=%[9]s
 skip-name-resolve
 innodb_buffer_pool_size=64M
 performance_schema=OFF
@@ -86,10 +93,12 @@ auto_increment_offset=%[5]d
 log-error=%[1]s/mysql/log/mariadb.err
 # Own temporary directory: concurrent bootstraps sharing /tmp collide.
 tmpdir=%[1]s/mysql/tmp
-
+%[10]s
 [client]
 socket=%[1]s/mysql/run/mysqld.sock
-`, varDir, p.DB, PortDB, accountIDRange, p.Site.SerialPrefix.Value())
+`, varDir, p.DB, PortDB, accountIDRange, p.Site.SerialPrefix.Value(), p.Public,
+		filepath.Join(root, "tls", "db-ca.pem"), filepath.Join(root, "tls", "db.pem"), filepath.Join(root, "secrets", "db-tls.key"),
+		replication)
 }
 
 // AccountIDRange and the offset tell which site created an account ID.

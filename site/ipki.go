@@ -37,8 +37,8 @@ func (k *ipki) caFile() string              { return filepath.Join(k.dir, "ca.pe
 func (k *ipki) certFile(name string) string { return filepath.Join(k.dir, name, "cert.pem") }
 func (k *ipki) keyFile(name string) string  { return filepath.Join(k.dir, name, "key.pem") }
 
-// loadOrCreateIPKI reuses the CA in dir or creates it.
-func loadOrCreateIPKI(dir, siteName string, now time.Time) (*ipki, error) {
+// loadOrCreateIPKI reuses the CA in dir or creates it, named caName.
+func loadOrCreateIPKI(dir, caName string, now time.Time) (*ipki, error) {
 	k := &ipki{dir: dir, now: now}
 	keyPath := filepath.Join(dir, "ca.key")
 	if fsutil.Exists(keyPath) && fsutil.Exists(k.caFile()) {
@@ -55,7 +55,7 @@ func loadOrCreateIPKI(dir, siteName string, now time.Time) (*ipki, error) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          randSerial(),
-		Subject:               pkix.Name{CommonName: siteName + " internal gRPC CA"},
+		Subject:               pkix.Name{CommonName: caName},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
 		IsCA:                  true,
@@ -168,7 +168,7 @@ type MTLSFiles struct{ CA, Cert, Key string }
 // controller's embedded etcd uses it: only holders of the key (mode 0600)
 // can talk to it.
 func EnsureMTLS(dir, name string, ips []net.IP) (MTLSFiles, error) {
-	k, err := loadOrCreateIPKI(dir, name, time.Now())
+	k, err := loadOrCreateIPKI(dir, name+" CA", time.Now())
 	if err != nil {
 		return MTLSFiles{}, err
 	}

@@ -69,11 +69,14 @@ type Bundle struct {
 
 // Database says how to initialise the site's MariaDB.
 type Database struct {
-	Config     string   `json:"config"` // my.cnf
-	DataDir    string   `json:"dataDir"`
-	SchemaSQL  []string `json:"schemaSQL"`  // run once, in order, as root over the socket
-	UsersSQL   string   `json:"usersSQL"`   // run on every start (idempotent; 0600)
-	CheckTable string   `json:"checkTable"` // exists once the schema is loaded
+	Config    string   `json:"config"` // my.cnf
+	DataDir   string   `json:"dataDir"`
+	SchemaSQL []string `json:"schemaSQL"` // run once, in order, as root over the socket
+	UsersSQL  string   `json:"usersSQL"`  // run on every start (idempotent; 0600)
+	// ReplicationSQL (users for peers and cairn, connections to peers) is
+	// run on every start after UsersSQL (idempotent; 0600).
+	ReplicationSQL string `json:"replicationSQL"`
+	CheckTable     string `json:"checkTable"` // exists once the schema is loaded
 }
 
 // Process is one long-running part of the site.
@@ -159,7 +162,7 @@ func (r *renderer) render(ctx context.Context) error {
 	}
 
 	// Internal mTLS PKI.
-	k, err := loadOrCreateIPKI(r.out("ipki"), p.Site.Name, r.o.Now)
+	k, err := loadOrCreateIPKI(r.out("ipki"), p.Site.Name+" internal gRPC CA", r.o.Now)
 	if err != nil {
 		return err
 	}
@@ -267,11 +270,17 @@ func (r *renderer) render(ctx context.Context) error {
 		return err
 	}
 
+	// Account replication: the database's certificate, users and connections.
+	replication, err := r.replication(ctx)
+	if err != nil {
+		return err
+	}
+
 	// Plain config files.
 	files := map[string]string{
 		"etc/ident-policy.yaml":            identPolicy(p),
 		"etc/ratelimit-defaults.yml":       rateLimitDefaults,
-		"etc/my.cnf":                       myCnf(p, r.varDir),
+		"etc/my.cnf":                       myCnf(p, r.varDir, r.o.Root, replication),
 		"etc/named.conf":                   namedConf(p, r.o.Root, r.varDir),
 		"etc/" + p.ServiceZone() + ".zone": serviceZone(p),
 		"etc/log_list.json":                string(logList),
@@ -476,7 +485,7 @@ func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 		DirectoryURL: p.DirectoryURL(), SiteURL: acmeURL(p.SiteName(), p.Spec.ACME.HTTPSPort) + "/directory", SiteName: p.SiteName(),
 		BindAddresses: []string{p.DNS.String()},
 		Database: Database{Config: etc("my.cnf"), DataDir: filepath.Join(r.varDir, "mysql", "data"), SchemaSQL: schema,
-			UsersSQL: r.root("secrets", "db-users.sql"), CheckTable: "boulder_sa.authz2"},
+			UsersSQL: r.root("secrets", "db-users.sql"), ReplicationSQL: r.root("secrets", "db-replication.sql"), CheckTable: "boulder_sa.authz2"},
 		Processes: procs,
 	}
 }

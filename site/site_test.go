@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +47,9 @@ type softPKI struct {
 
 func newSoftPKI(t *testing.T, spec *cluster.Spec) *softPKI {
 	t.Helper()
+	if spec.Dir == "" {
+		spec.Dir = t.TempDir() // cluster-level secrets (database CA, passwords)
+	}
 	dir := t.TempDir()
 	p := &softPKI{dir: dir, issuers: map[string][]intermediates.SiteIssuer{}}
 	p.rootKey, _ = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
@@ -337,5 +341,59 @@ func TestExternalCRLStore(t *testing.T) {
 	_, err := Render(context.Background(), Options{Spec: spec, PKI: newSoftPKI(t, spec), Out: t.TempDir(), SchemaDir: schemaDir(t)})
 	if err == nil || !strings.Contains(err.Error(), "crlStore.credentialsFile") {
 		t.Errorf("world-readable credentials accepted: %v", err)
+	}
+}
+
+// Account replication: site a pulls only the accounts table from b and c,
+// as a distinct user per peer tied to the peer's certificate; "off"
+// renders neither a binary log nor connections.
+func TestRenderReplication(t *testing.T) {
+	spec := cluster.Default([]string{"a", "b", "c"})
+	pki := newSoftPKI(t, spec)
+	out := t.TempDir()
+	render(t, spec, pki, 0, out)
+	sqlText, err := os.ReadFile(filepath.Join(out, "secrets", "db-replication.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(filepath.Join(out, "secrets", "db-replication.sql")); fi.Mode().Perm() != 0o600 {
+		t.Errorf("db-replication.sql mode %v, want 0600 (it holds passwords)", fi.Mode().Perm())
+	}
+	sql := string(sqlText)
+	for _, want := range []string{
+		"CREATE USER IF NOT EXISTS 'repl_b'@'127.0.32.1'", "REQUIRE SUBJECT '/CN=cairn-db-b' AND ISSUER '/CN=lab database replication CA'",
+		"GRANT REPLICATION SLAVE ON *.* TO 'repl_c'@'127.0.0.1'",
+		"CHANGE MASTER 'b' TO MASTER_HOST='127.0.32.1', MASTER_PORT=3306, MASTER_USER='repl_a'", "DO_DOMAIN_IDS=(2)",
+		"CHANGE MASTER 'c' TO MASTER_HOST='127.0.33.1'", "DO_DOMAIN_IDS=(3)", "MASTER_SSL_VERIFY_SERVER_CERT=1", "START ALL SLAVES",
+		"GRANT SELECT ON boulder_sa.registrations TO 'cairn_monitor'@'%'",
+	} {
+		if !strings.Contains(sql, want) {
+			t.Errorf("db-replication.sql lacks %q", want)
+		}
+	}
+	if strings.Contains(sql, "'repl_a'@") {
+		t.Error("site a must not create a user for itself")
+	}
+	// The replica's certificate is a client's too, and chains to the CA the
+	// peers trust.
+	cert, _, err := readPair(filepath.Join(out, "tls", "db.pem"), filepath.Join(out, "secrets", "db-tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _, err := readPair(filepath.Join(spec.Dir, DBCADir, "ca.pem"), filepath.Join(spec.Dir, DBCADir, "ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert.CheckSignatureFrom(ca) != nil || !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth) || cert.Subject.CommonName != "cairn-db-a" {
+		t.Errorf("db certificate: CN %q, EKU %v", cert.Subject.CommonName, cert.ExtKeyUsage)
+	}
+
+	spec.Accounts.Replication = cluster.ReplicationOff
+	out = t.TempDir()
+	render(t, spec, pki, 0, out)
+	cnf, _ := os.ReadFile(filepath.Join(out, "etc", "my.cnf"))
+	sqlText, _ = os.ReadFile(filepath.Join(out, "secrets", "db-replication.sql"))
+	if strings.Contains(string(cnf), "log_bin") || strings.Contains(string(cnf), "replicate_do_table") || strings.Contains(string(sqlText), "CHANGE MASTER") {
+		t.Errorf("replication off still replicates:\n%s\n%s", cnf, sqlText)
 	}
 }

@@ -1,0 +1,359 @@
+// Package accounts watches ACME account replication between sites: every
+// site's MariaDB pulls boulder_sa.registrations from every peer (rendered
+// by package site; docs/accounts.md). Status reads each site's replication
+// connections and account rows through a Reader and says what is wrong:
+// a stopped connection, a missing filter, lag, skipped rows, and accounts
+// that differ between sites.
+package accounts
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/site"
+)
+
+// Connection is one replication connection as MariaDB reports it (SHOW ALL
+// SLAVES STATUS), named after the peer it pulls from.
+type Connection struct {
+	Name         string
+	IORunning    string // Yes, No, Connecting
+	SQLRunning   string
+	LastIOError  string
+	LastSQLError string
+	DoTable      string // Replicate_Do_Table
+	UsingGTID    string // Slave_Pos
+	// SecondsBehind is Seconds_Behind_Master; nil when MariaDB says NULL.
+	SecondsBehind *int64
+	GTIDSlavePos  string
+}
+
+// Account is one row of the registrations table, as compared across sites.
+type Account struct {
+	ID     int64
+	KeySHA string // jwk_sha256
+	Status string
+}
+
+// Raw is what one site's database says.
+type Raw struct {
+	Connections   []Connection
+	BinlogPos     string // @@gtid_binlog_pos
+	SkippedErrors int64  // global Slave_skipped_errors
+	Accounts      []Account
+}
+
+// Reader reads one site's database (the monitor user over TLS in
+// production; a fake in unit tests).
+type Reader interface {
+	Read(ctx context.Context, site string) (Raw, error)
+}
+
+// ConnectionStatus is one site's connection to one peer, judged.
+type ConnectionStatus struct {
+	Site string `json:"site"` // the replica
+	Peer string `json:"peer"` // the source
+	// Running: both threads run (IO "Yes" and SQL "Yes").
+	Running    bool   `json:"running"`
+	IO         string `json:"io"`
+	SQL        string `json:"sql"`
+	Error      string `json:"error,omitempty"`
+	LagSeconds *int64 `json:"lagSeconds"`
+	// LagTransactions: the peer's last transaction in its own GTID domain
+	// minus the last one this site has from it; null when either is
+	// unknown (peer unreachable).
+	LagTransactions *int64 `json:"lagTransactions"`
+	Filter          string `json:"filter"`
+	FilterOK        bool   `json:"filterVerified"`
+	GTID            bool   `json:"gtid"`
+	Missing         bool   `json:"missing,omitempty"` // no such connection
+}
+
+// SiteStatus is one site.
+type SiteStatus struct {
+	Site      string `json:"site"`
+	Reachable bool   `json:"reachable"`
+	Error     string `json:"error,omitempty"`
+	BinlogPos string `json:"gtidBinlogPos,omitempty"`
+	// SkippedRows: rows the site skipped (duplicate key or missing row:
+	// the same key registered at two sites, or a re-applied event).
+	SkippedRows int64 `json:"skippedRows"`
+	Accounts    int   `json:"accounts"`
+	// Extra: connections that no peer in the spec explains.
+	Extra []string `json:"unexpectedConnections,omitempty"`
+}
+
+// Missing is an account some sites have and others lack.
+type Missing struct {
+	ID        int64    `json:"id"`
+	Origin    string   `json:"origin"` // the site whose ID range it is in
+	MissingAt []string `json:"missingAt"`
+}
+
+// Mismatch is an account whose key or status differs between sites.
+type Mismatch struct {
+	ID     int64             `json:"id"`
+	Field  string            `json:"field"` // key or status
+	BySite map[string]string `json:"bySite"`
+}
+
+// Conflict is one key registered under several IDs (at several sites
+// while they could not see each other). Each site keeps the row it had.
+type Conflict struct {
+	KeySHA string           `json:"keySHA256"`
+	IDs    map[string]int64 `json:"idBySite"`
+}
+
+// Status is the whole cluster's account replication.
+type Status struct {
+	Time        time.Time          `json:"time"`
+	Replication string             `json:"replication"` // the spec's mode
+	Sites       []SiteStatus       `json:"sites"`
+	Connections []ConnectionStatus `json:"connections"`
+	Missing     []Missing          `json:"missing"`
+	Mismatches  []Mismatch         `json:"mismatches"`
+	Conflicts   []Conflict         `json:"conflicts"`
+	// Problems are one line each; none means healthy.
+	Problems []string `json:"problems"`
+	OK       bool     `json:"ok"`
+}
+
+// Check reads every site and judges replication.
+func Check(ctx context.Context, spec *cluster.Spec, r Reader) *Status {
+	st := &Status{Time: time.Now().UTC(), Replication: spec.Accounts.Replication,
+		Missing: []Missing{}, Mismatches: []Mismatch{}, Conflicts: []Conflict{}, Problems: []string{}}
+	raws := map[string]*Raw{}
+	type result struct {
+		raw Raw
+		err error
+	}
+	results := make([]result, len(spec.Sites))
+	done := make(chan int)
+	for i, s := range spec.Sites {
+		go func() {
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			raw, err := r.Read(rctx, s.Name)
+			results[i] = result{raw, err}
+			done <- i
+		}()
+	}
+	for range spec.Sites {
+		<-done
+	}
+	for i, s := range spec.Sites {
+		ss := SiteStatus{Site: s.Name}
+		if err := results[i].err; err != nil {
+			ss.Error = err.Error()
+			st.Problems = append(st.Problems, fmt.Sprintf("site %s: database unreachable: %v", s.Name, err))
+		} else {
+			raw := results[i].raw
+			raws[s.Name] = &raw
+			ss.Reachable, ss.BinlogPos, ss.SkippedRows, ss.Accounts = true, raw.BinlogPos, raw.SkippedErrors, len(raw.Accounts)
+			if raw.SkippedErrors > 0 {
+				st.Problems = append(st.Problems, fmt.Sprintf("site %s: %d replicated rows skipped (duplicate key or missing row); see conflicts and docs/accounts.md", s.Name, raw.SkippedErrors))
+			}
+		}
+		st.Sites = append(st.Sites, ss)
+	}
+	if spec.Accounts.Replication == cluster.ReplicationMariaDB && len(spec.Sites) > 1 {
+		st.connections(spec, raws)
+		st.diff(spec, raws)
+	}
+	st.OK = len(st.Problems) == 0
+	return st
+}
+
+func (st *Status) connections(spec *cluster.Spec, raws map[string]*Raw) {
+	prefix := map[string]int64{}
+	for _, s := range spec.Sites {
+		prefix[s.Name] = int64(s.SerialPrefix.Value())
+	}
+	for i, s := range spec.Sites {
+		raw := raws[s.Name]
+		if raw == nil {
+			continue
+		}
+		byName := map[string]Connection{}
+		for _, c := range raw.Connections {
+			byName[strings.ToLower(c.Name)] = c
+		}
+		for _, peer := range spec.Sites {
+			if peer.Name == s.Name {
+				continue
+			}
+			name := site.ConnectionName(peer.Name)
+			c, ok := byName[name]
+			delete(byName, name)
+			cs := ConnectionStatus{Site: s.Name, Peer: peer.Name}
+			if !ok {
+				cs.Missing = true
+				st.Problems = append(st.Problems, fmt.Sprintf("site %s: no replication connection %q from %s (run `cairn accounts seed`)", s.Name, name, peer.Name))
+				st.Connections = append(st.Connections, cs)
+				continue
+			}
+			cs.IO, cs.SQL, cs.LagSeconds, cs.Filter = c.IORunning, c.SQLRunning, c.SecondsBehind, c.DoTable
+			cs.Running = c.IORunning == "Yes" && c.SQLRunning == "Yes"
+			cs.FilterOK = c.DoTable == site.ReplicatedTable
+			cs.GTID = strings.EqualFold(c.UsingGTID, "Slave_Pos")
+			cs.Error = strings.TrimSpace(strings.Join(nonEmpty(c.LastIOError, c.LastSQLError), "; "))
+			if pr := raws[peer.Name]; pr != nil {
+				src, okS := ParseGTIDPos(pr.BinlogPos)[prefix[peer.Name]]
+				have := ParseGTIDPos(c.GTIDSlavePos)[prefix[peer.Name]]
+				if okS {
+					lag := max(src-have, 0)
+					cs.LagTransactions = &lag
+				}
+			}
+			switch {
+			case !cs.FilterOK:
+				// Without its filter a connection copies every table: the
+				// peer's orders and certificates would land here.
+				st.Problems = append(st.Problems, fmt.Sprintf("site %s: connection from %s replicates %q, not only %s: stop it now (STOP SLAVE '%s')", s.Name, peer.Name, c.DoTable, site.ReplicatedTable, name))
+			case !cs.Running:
+				why := cs.Error
+				if why == "" {
+					why = "IO " + c.IORunning + ", SQL " + c.SQLRunning
+				}
+				st.Problems = append(st.Problems, fmt.Sprintf("site %s: replication from %s not running: %s", s.Name, peer.Name, firstLine(why)))
+			case !cs.GTID:
+				st.Problems = append(st.Problems, fmt.Sprintf("site %s: connection from %s does not use GTIDs (Using_Gtid %s)", s.Name, peer.Name, c.UsingGTID))
+			}
+			st.Connections = append(st.Connections, cs)
+		}
+		var extra []string
+		for n := range byName {
+			extra = append(extra, n)
+		}
+		sort.Strings(extra)
+		st.Sites[i].Extra = extra
+		if len(extra) > 0 {
+			st.Problems = append(st.Problems, fmt.Sprintf("site %s: replication connections no site of the spec explains: %s", s.Name, strings.Join(extra, ", ")))
+		}
+	}
+}
+
+// diff compares the account rows of every reachable site.
+func (st *Status) diff(spec *cluster.Spec, raws map[string]*Raw) {
+	origin := map[int64]string{}
+	for _, s := range spec.Sites {
+		origin[int64(s.SerialPrefix.Value())] = s.Name
+	}
+	var reachable []string
+	rows := map[int64]map[string]Account{}
+	keys := map[string]map[string]int64{} // key -> site -> id
+	for _, s := range spec.Sites {
+		raw := raws[s.Name]
+		if raw == nil {
+			continue
+		}
+		reachable = append(reachable, s.Name)
+		for _, a := range raw.Accounts {
+			if rows[a.ID] == nil {
+				rows[a.ID] = map[string]Account{}
+			}
+			rows[a.ID][s.Name] = a
+			if keys[a.KeySHA] == nil {
+				keys[a.KeySHA] = map[string]int64{}
+			}
+			keys[a.KeySHA][s.Name] = a.ID
+		}
+	}
+	ids := make([]int64, 0, len(rows))
+	for id := range rows {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		by := rows[id]
+		var missing []string
+		for _, s := range reachable {
+			if _, ok := by[s]; !ok {
+				missing = append(missing, s)
+			}
+		}
+		// A row that a site skipped because it holds the key under its own
+		// ID is a conflict, reported once below, not a missing account.
+		if len(missing) > 0 {
+			st.Missing = append(st.Missing, Missing{ID: id, Origin: origin[int64(site.AccountIDSite(id))], MissingAt: missing})
+		}
+		for _, f := range []struct {
+			name string
+			get  func(Account) string
+		}{{"key", func(a Account) string { return a.KeySHA }}, {"status", func(a Account) string { return a.Status }}} {
+			vals := map[string]string{}
+			distinct := map[string]bool{}
+			for s, a := range by {
+				vals[s] = f.get(a)
+				distinct[f.get(a)] = true
+			}
+			if len(distinct) > 1 {
+				st.Mismatches = append(st.Mismatches, Mismatch{ID: id, Field: f.name, BySite: vals})
+			}
+		}
+	}
+	shas := make([]string, 0, len(keys))
+	for k := range keys {
+		shas = append(shas, k)
+	}
+	sort.Strings(shas)
+	for _, k := range shas {
+		distinct := map[int64]bool{}
+		for _, id := range keys[k] {
+			distinct[id] = true
+		}
+		if len(distinct) > 1 {
+			st.Conflicts = append(st.Conflicts, Conflict{KeySHA: k, IDs: keys[k]})
+		}
+	}
+	if n := len(st.Missing); n > 0 {
+		st.Problems = append(st.Problems, fmt.Sprintf("%d accounts missing at some site (first: id %d missing at %s)", n, st.Missing[0].ID, strings.Join(st.Missing[0].MissingAt, ", ")))
+	}
+	if n := len(st.Mismatches); n > 0 {
+		st.Problems = append(st.Problems, fmt.Sprintf("%d accounts differ between sites (first: id %d, %s)", n, st.Mismatches[0].ID, st.Mismatches[0].Field))
+	}
+	if n := len(st.Conflicts); n > 0 {
+		st.Problems = append(st.Problems, fmt.Sprintf("%d keys registered under several IDs (each site keeps its own; a client keeps working only where its ID exists)", n))
+	}
+}
+
+// ParseGTIDPos reads a MariaDB GTID position ("1-1-28,2-2-20") into the
+// last sequence number per domain.
+func ParseGTIDPos(pos string) map[int64]int64 {
+	out := map[int64]int64{}
+	for _, part := range strings.Split(pos, ",") {
+		f := strings.Split(strings.TrimSpace(part), "-")
+		if len(f) != 3 {
+			continue
+		}
+		d, err1 := strconv.ParseInt(f[0], 10, 64)
+		n, err2 := strconv.ParseInt(f[2], 10, 64)
+		if err1 == nil && err2 == nil {
+			out[d] = n
+		}
+	}
+	return out
+}
+
+func nonEmpty(ss ...string) []string {
+	var out []string
+	for _, s := range ss {
+		if strings.TrimSpace(s) != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 240 {
+		s = s[:240] + "…"
+	}
+	return s
+}

@@ -1,0 +1,154 @@
+package accounts
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"database/sql"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/site"
+)
+
+// MariaDB reads each site's database as the monitor user, over TLS to the
+// site's replication address, verified against the cluster's database CA.
+type MariaDB struct {
+	addrs    map[string]string // site -> host:port
+	password string
+	roots    *x509.CertPool
+}
+
+// NewMariaDB reads the monitor password and the database CA of the spec.
+func NewMariaDB(spec *cluster.Spec) (*MariaDB, error) {
+	pw, err := fsutil.ReadSecret(spec.Path(site.MonitorPasswordFile))
+	if err != nil {
+		return nil, fmt.Errorf("monitor password: %w (render the sites first: `cairn lab up` or `cairn provision apply`)", err)
+	}
+	caPEM, err := os.ReadFile(site.DBCAFile(spec))
+	if err != nil {
+		return nil, fmt.Errorf("database CA: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("%s holds no certificate", site.DBCAFile(spec))
+	}
+	m := &MariaDB{addrs: map[string]string{}, password: pw, roots: roots}
+	for i, s := range spec.Sites {
+		p, err := site.NewPlan(spec, i)
+		if err != nil {
+			return nil, err
+		}
+		m.addrs[s.Name] = p.ReplicationAddr()
+	}
+	return m, nil
+}
+
+func (m *MariaDB) open(siteName string) (*sql.DB, error) {
+	addr, ok := m.addrs[siteName]
+	if !ok {
+		return nil, fmt.Errorf("no site %q in the spec", siteName)
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = site.MonitorUser, m.password, "tcp", addr
+	cfg.Timeout, cfg.ReadTimeout = 3*time.Second, 5*time.Second
+	cfg.TLS = &tls.Config{RootCAs: m.roots, ServerName: host, MinVersion: tls.VersionTLS12}
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(conn)
+	db.SetMaxOpenConns(1)
+	return db, nil
+}
+
+// Read implements Reader.
+func (m *MariaDB) Read(ctx context.Context, siteName string) (Raw, error) {
+	var raw Raw
+	db, err := m.open(siteName)
+	if err != nil {
+		return raw, err
+	}
+	defer db.Close()
+	if raw.Connections, err = slaves(ctx, db); err != nil {
+		return raw, fmt.Errorf("SHOW ALL SLAVES STATUS: %w", err)
+	}
+	if err := db.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&raw.BinlogPos); err != nil {
+		return raw, err
+	}
+	var name, val string
+	if err := db.QueryRowContext(ctx, "SHOW GLOBAL STATUS LIKE 'Slave_skipped_errors'").Scan(&name, &val); err == nil {
+		raw.SkippedErrors, _ = strconv.ParseInt(val, 10, 64)
+	}
+	rows, err := db.QueryContext(ctx, "SELECT id, jwk_sha256, status FROM "+site.ReplicatedTable+" ORDER BY id")
+	if err != nil {
+		return raw, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var a Account
+		if err := rows.Scan(&a.ID, &a.KeySHA, &a.Status); err != nil {
+			return raw, err
+		}
+		raw.Accounts = append(raw.Accounts, a)
+	}
+	return raw, rows.Err()
+}
+
+// slaves reads SHOW ALL SLAVES STATUS by column name (its columns change
+// between MariaDB versions).
+func slaves(ctx context.Context, db *sql.DB) ([]Connection, error) {
+	rows, err := db.QueryContext(ctx, "SHOW ALL SLAVES STATUS")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	var out []Connection
+	for rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		get := func(name string) (string, bool) {
+			for i, c := range cols {
+				if strings.EqualFold(c, name) {
+					return vals[i].String, vals[i].Valid
+				}
+			}
+			return "", false
+		}
+		c := Connection{}
+		c.Name, _ = get("Connection_name")
+		c.IORunning, _ = get("Slave_IO_Running")
+		c.SQLRunning, _ = get("Slave_SQL_Running")
+		c.LastIOError, _ = get("Last_IO_Error")
+		c.LastSQLError, _ = get("Last_SQL_Error")
+		c.DoTable, _ = get("Replicate_Do_Table")
+		c.UsingGTID, _ = get("Using_Gtid")
+		c.GTIDSlavePos, _ = get("Gtid_Slave_Pos")
+		if v, ok := get("Seconds_Behind_Master"); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				c.SecondsBehind = &n
+			}
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,243 @@
+package site
+
+import (
+	"context"
+	"crypto/x509/pkix"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/internal/fsutil"
+)
+
+// Account replication (docs/accounts.md): every site's MariaDB pulls the
+// boulder_sa.registrations table, and only it, from every peer with
+// MariaDB's multi-source, asynchronous, row-based, GTID replication. Each
+// site keeps writing alone when every peer is gone.
+//
+//   - Each site is its own GTID domain and server ID (its serial prefix),
+//     and account IDs are congruent to the prefix mod 128, so two sites
+//     never write the same ID.
+//   - Per-connection replicate_do_table filters sit in my.cnf, so no
+//     connection ever runs without its filter.
+//   - slave_skip_errors=1062,1032: a duplicate row (a re-applied event, or
+//     the same key registered at two sites during a partition) is skipped
+//     and counted; the row the site already has wins. Replication never
+//     stalls on it.
+//   - Each replica authenticates with a password and its certificate from
+//     the cluster's database CA (REQUIRE SUBJECT and ISSUER), and verifies
+//     the source's certificate and address against that CA. The database
+//     CA is cairn's own (software key in secrets/db-ca, 0600, on the
+//     machine that renders): the infrastructure intermediate made by
+//     Boulder's ceremony is limited to serverAuth, and replicas need
+//     clientAuth certificates.
+
+// ReplicatedTable is the only table sites exchange.
+const ReplicatedTable = "boulder_sa.registrations"
+
+// MonitorUser reads replication status and account rows (cairn accounts
+// status, the controller's accounts probe).
+const MonitorUser = "cairn_monitor"
+
+// ReplicationPasswordFile is a replica site's password at every source,
+// relative to the spec (the lab and `cairn provision` render every site
+// from one spec, so both ends read the same file).
+func ReplicationPasswordFile(site string) string {
+	return cluster.DefaultSecretsDir + "/db-replication-" + site + ".pw"
+}
+
+// MonitorPasswordFile is the monitor user's password, relative to the spec.
+const MonitorPasswordFile = cluster.DefaultSecretsDir + "/db-monitor.pw"
+
+// DBCADir holds the database CA (key 0600) and every site's database
+// certificate, relative to the spec.
+const DBCADir = cluster.DefaultSecretsDir + "/db-ca"
+
+// DBCAFile is the database CA certificate: what cairn's monitor trusts.
+func DBCAFile(spec *cluster.Spec) string { return spec.Path(DBCADir + "/ca.pem") }
+
+// ConnectionName is the replication connection a site uses for a peer
+// (MariaDB folds '-' and '_' in option names, so only '_' is used).
+func ConnectionName(peer string) string { return strings.ReplaceAll(peer, "-", "_") }
+
+// replicaUser is the user a replica site logs in as at its sources.
+func replicaUser(site string) string { return "repl_" + ConnectionName(site) }
+
+// DBCertCN is the common name of a site's database certificate; it has no
+// dot, so no ACME order can ever name it.
+func DBCertCN(site string) string { return "cairn-db-" + site }
+
+// ReplicationAddr is where peers reach a site's database: its public
+// address (the database also listens there; firewall it to peers).
+func (p *Plan) ReplicationAddr() string { return Addr(p.Public, PortDB) }
+
+// Replicating says whether this site exchanges accounts with peers.
+func (p *Plan) Replicating() bool {
+	return p.Spec.Accounts.Replication == cluster.ReplicationMariaDB && len(p.Spec.Sites) > 1
+}
+
+// peers are the plans of every other site.
+func (p *Plan) peers() ([]*Plan, error) {
+	var out []*Plan
+	for j := range p.Spec.Sites {
+		if j == p.Index {
+			continue
+		}
+		q, err := NewPlan(p.Spec, j)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, q)
+	}
+	return out, nil
+}
+
+// replicationCnf is the my.cnf part that makes the site a replication
+// source (binary log) and a replica of every peer (filters).
+func replicationCnf(p *Plan, varDir string, peers []*Plan) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# Account replication (docs/accounts.md): this site is GTID domain %[1]d.
+server_id=%[1]d
+gtid_domain_id=%[1]d
+gtid_strict_mode=ON
+log_bin=%[2]s/mysql/binlog/boulder
+binlog_format=ROW
+binlog_row_image=MINIMAL
+log_slave_updates=OFF
+sync_binlog=1
+binlog_expire_logs_seconds=%[3]d
+relay_log=%[2]s/mysql/relay/relay
+relay_log_recovery=ON
+slave_net_timeout=30
+master_retry_count=1000000
+slave_skip_errors=1062,1032
+`, p.Site.SerialPrefix.Value(), varDir, int64(p.Spec.Accounts.BinlogRetention.Seconds()))
+	for _, q := range peers {
+		fmt.Fprintf(&b, "%s.replicate_do_table=%s\n", ConnectionName(q.Site.Name), ReplicatedTable)
+	}
+	return b.String()
+}
+
+// replicaHosts are the addresses a replica site connects from: its public
+// address, and 127.0.0.1 when that is a loopback address (the kernel picks
+// 127.0.0.1 as the source on lo).
+func replicaHosts(q *Plan) []string {
+	hosts := []string{q.Public.String()}
+	if q.Public.IsLoopback() && q.Public.String() != "127.0.0.1" {
+		hosts = append(hosts, "127.0.0.1")
+	}
+	return hosts
+}
+
+// replicationSQL creates the users peers and cairn log in as, then points
+// one connection at every peer and starts them. It is run on every start,
+// as the local administrator over the socket, with sql_log_bin=0.
+func replicationSQL(p *Plan, peers []*Plan, root, issuerDN, ownPW string, peerPW map[string]string, monitorPW string) string {
+	var b strings.Builder
+	b.WriteString("-- Rendered by cairn: account replication (docs/accounts.md). Secret: 0600.\n")
+	user := func(name, host, pw, require, grant string) {
+		fmt.Fprintf(&b, "CREATE USER IF NOT EXISTS '%s'@'%s' IDENTIFIED BY '%s' REQUIRE %s;\n", name, host, pw, require)
+		fmt.Fprintf(&b, "ALTER USER '%s'@'%s' IDENTIFIED BY '%s' REQUIRE %s;\n", name, host, pw, require)
+		fmt.Fprintf(&b, "GRANT %s TO '%s'@'%s';\n", grant, name, host)
+	}
+	user(MonitorUser, "%", monitorPW, "SSL", "SLAVE MONITOR, BINLOG MONITOR ON *.*")
+	fmt.Fprintf(&b, "GRANT SELECT ON %s TO '%s'@'%%';\n", ReplicatedTable, MonitorUser)
+	if !p.Replicating() {
+		return b.String()
+	}
+	for _, q := range peers {
+		require := fmt.Sprintf("SUBJECT '/CN=%s' AND ISSUER '%s'", DBCertCN(q.Site.Name), issuerDN)
+		for _, h := range replicaHosts(q) {
+			user(replicaUser(q.Site.Name), h, peerPW[q.Site.Name], require, "REPLICATION SLAVE ON *.*")
+		}
+	}
+	// CHANGE MASTER needs its connection stopped; STOP ALL SLAVES also
+	// works when none exists yet. Positions survive (gtid_slave_pos).
+	b.WriteString("STOP ALL SLAVES;\n")
+	for _, q := range peers {
+		host, port, _ := net.SplitHostPort(q.ReplicationAddr())
+		fmt.Fprintf(&b, "CHANGE MASTER '%s' TO MASTER_HOST='%s', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', "+
+			"MASTER_SSL=1, MASTER_SSL_CA='%s', MASTER_SSL_CERT='%s', MASTER_SSL_KEY='%s', MASTER_SSL_VERIFY_SERVER_CERT=1, "+
+			"MASTER_USE_GTID=slave_pos, DO_DOMAIN_IDS=(%d), MASTER_CONNECT_RETRY=10;\n",
+			ConnectionName(q.Site.Name), host, port, replicaUser(p.Site.Name), ownPW,
+			filepath.Join(root, "tls", "db-ca.pem"), filepath.Join(root, "tls", "db.pem"), filepath.Join(root, "secrets", "db-tls.key"),
+			q.Site.SerialPrefix.Value())
+	}
+	b.WriteString("START ALL SLAVES;\n")
+	return b.String()
+}
+
+// opensslDN formats a name as OpenSSL's X509_NAME_oneline does, which is
+// what MariaDB compares REQUIRE SUBJECT and ISSUER with.
+func opensslDN(n pkix.Name) string {
+	short := map[string]string{"2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O", "2.5.4.11": "OU"}
+	var b strings.Builder
+	for _, rdn := range n.ToRDNSequence() {
+		for _, atv := range rdn {
+			k, ok := short[atv.Type.String()]
+			if !ok {
+				k = atv.Type.String()
+			}
+			fmt.Fprintf(&b, "/%s=%v", k, atv.Value)
+		}
+	}
+	return b.String()
+}
+
+// replication renders the database certificate, the peers' filters and
+// the replication SQL. It returns the my.cnf addition.
+func (r *renderer) replication(ctx context.Context) (string, error) {
+	p := r.p
+	// The database's certificate: server (peers and cairn connect to it)
+	// and client (it connects to its peers).
+	ca, err := loadOrCreateIPKI(r.o.Spec.Path(DBCADir), p.Spec.Name+" database replication CA", r.o.Now)
+	if err != nil {
+		return "", fmt.Errorf("database CA: %w", err)
+	}
+	cn := DBCertCN(p.Site.Name)
+	if err := ca.leaf(cn, nil, []net.IP{p.Public.AsSlice(), p.DB.AsSlice()}); err != nil {
+		return "", err
+	}
+	for _, f := range []struct {
+		src, dst string
+		secret   bool
+	}{{ca.caFile(), "tls/db-ca.pem", false}, {ca.certFile(cn), "tls/db.pem", false}, {ca.keyFile(cn), "secrets/db-tls.key", true}} {
+		b, err := os.ReadFile(f.src)
+		if err != nil {
+			return "", err
+		}
+		if err := r.write(f.dst, b, f.secret); err != nil {
+			return "", err
+		}
+	}
+	peers, err := p.peers()
+	if err != nil {
+		return "", err
+	}
+	secret := func(rel string) (string, error) { return fsutil.EnsureSecret(r.o.Spec.Path(rel), 18) }
+	monitorPW, err := secret(MonitorPasswordFile)
+	if err != nil {
+		return "", err
+	}
+	ownPW, err := secret(ReplicationPasswordFile(p.Site.Name))
+	if err != nil {
+		return "", err
+	}
+	peerPW := map[string]string{}
+	for _, q := range peers {
+		if peerPW[q.Site.Name], err = secret(ReplicationPasswordFile(q.Site.Name)); err != nil {
+			return "", err
+		}
+	}
+	sql := replicationSQL(p, peers, r.o.Root, opensslDN(ca.cert.Subject), ownPW, peerPW, monitorPW)
+	if err := r.write("secrets/db-replication.sql", []byte(sql), true); err != nil {
+		return "", err
+	}
+	if !p.Replicating() {
+		return "", nil
+	}
+	return replicationCnf(p, r.varDir, peers), nil
+}
