@@ -4,6 +4,8 @@ SHELL := /bin/bash
 export GOTOOLCHAIN := local
 export GOFLAGS := -buildvcs=false
 TOOLS := $(CURDIR)/.tools/bin
+# Drills and tests find lego v5 (built by deps) on PATH.
+export PATH := $(TOOLS):$(PATH)
 LAB_DIR ?= cairn-lab
 FUZZTIME ?= 30s
 

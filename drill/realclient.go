@@ -21,7 +21,8 @@ import (
 )
 
 // RealClients are the ACME clients a scenario may run as users do.
-var RealClients = []string{"certbot", "lego"}
+// lego5 is lego v5 with default flags (ARI on), built by `make deps`.
+var RealClients = []string{"certbot", "lego", "lego5"}
 
 // RealRun is one run of certbot or lego.
 type RealRun struct {
@@ -54,6 +55,12 @@ func checkRealClients(names []string) error {
 		tools = append(tools, "nsupdate") // its DNS-01 hooks
 	}
 	for _, n := range tools {
+		if n == "lego5" {
+			if _, err := acmecli.FindTool(n); err != nil {
+				return fmt.Errorf("workload.clients: %v (or remove lego5 from the scenario)", err)
+			}
+			continue
+		}
 		if _, err := exec.LookPath(n); err != nil {
 			return fmt.Errorf("workload.clients: %s is not on PATH (install it, or remove the real clients from the scenario)", n)
 		}
@@ -91,11 +98,22 @@ func (w *workload) newRealClients(names []string, state string) ([]*realClient, 
 			return nil, err
 		}
 		domain := fmt.Sprintf("drill-%s-%d.%s", n, time.Now().Unix(), w.spec.ACME.Zone)
-		if n == "lego" {
-			l := acmecli.Lego{Server: dir, Email: "drill@" + w.spec.ACME.Zone, Path: rc.dir, Resolver: w.dnsUp.Server, Domain: domain}
+		l := acmecli.Lego{Server: dir, Email: "drill@" + w.spec.ACME.Zone, Path: rc.dir, Resolver: w.dnsUp.Server, Domain: domain}
+		switch n {
+		case "lego":
 			rc.issue, rc.renew = l.Args("run"), l.Args("renew", "--days", "10000", "--no-random-sleep")
 			rc.env = acmecli.LegoEnv(os.Environ(), pki.RootCertFile(), w.dnsUp.Server, w.spec.ACME.Zone, w.dnsUp.Key)
-		} else {
+		case "lego5":
+			// Default flags but "renew now": ARI on, so a renewal after a
+			// move names the old site's certificate in "replaces".
+			prog, err := acmecli.FindTool(n)
+			if err != nil {
+				return nil, err
+			}
+			l5 := acmecli.Lego5{Lego: l, Program: prog}
+			rc.issue, rc.renew = l5.Args(), l5.Args("--renew-force", "--no-random-sleep")
+			rc.env = acmecli.Lego5Env(os.Environ(), pki.RootCertFile(), w.dnsUp.Server, w.spec.ACME.Zone, w.dnsUp.Key)
+		default:
 			c := acmecli.Certbot{Server: dir, Dir: rc.dir, Domain: domain, DNSHost: primary.Addr().String(), KeyFile: w.spec.Path(w.spec.DNS.TSIG.ClientKeyFile)}
 			rc.issue, rc.renew = c.Certonly(), c.Renew()
 			rc.env = acmecli.CertbotEnv(os.Environ(), pki.RootCertFile())

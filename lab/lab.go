@@ -471,7 +471,7 @@ func (l *Lab) Status(ctx context.Context) (*Status, error) {
 func checkDirectory(ctx context.Context, b *site.Bundle, spec *cluster.Spec, roots *x509.CertPool) error {
 	t := &healthcheck.Target{Site: b.Site, DirectoryURL: b.DirectoryURL, ServerName: spec.ACME.Name, Roots: roots, StepTimeout: 2 * time.Second}
 	for _, p := range b.Processes {
-		if p.Name == "wfe" {
+		if p.Name == site.ACMEFront {
 			t.DialAddr = p.Listen
 		}
 	}

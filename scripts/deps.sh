@@ -64,6 +64,16 @@ if [ ! -x "$TOOLS/pebble" ]; then
   GOBIN="$TOOLS" GOFLAGS=-buildvcs=false go install "github.com/letsencrypt/pebble/v2/cmd/pebble@$PEBBLE_VERSION"
 fi
 
+# lego v5, the newest the module proxy can build (v5.4+ need dependency
+# versions it refuses), through the tools module in tools/lego (go install
+# cannot: the proxy refuses its version list). Drills renew with it using
+# default flags (ARI on). A few minutes the first time.
+LEGO5_VERSION=v5.3.1
+if ! "$TOOLS/lego5" --version 2>/dev/null | grep -qF "version $LEGO5_VERSION"; then
+  echo "deps: go build lego $LEGO5_VERSION (tools/lego)"
+  (cd tools/lego && GOFLAGS=-buildvcs=false go build -o "$TOOLS/lego5" github.com/go-acme/lego/v5)
+fi
+
 # Boulder binaries (ceremony, later boulder itself) are built by cairn on
 # first use at the version pinned in go.mod, into ~/.cache/cairn/.
 echo "deps: ok"

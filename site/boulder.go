@@ -151,8 +151,6 @@ type boulderInputs struct {
 	issuers     []issuerInput
 	rootCert    string
 	pkcs11JSON  string
-	wfeCert     string
-	wfeKey      string
 	redisPWFile string
 }
 
@@ -361,10 +359,9 @@ func (in *boulderInputs) boulderConfigs() []boulderConfig {
 	var wfeC wfe.Config
 	w := &wfeC.WFE
 	w.DebugAddr = p.debugAddr(14)
+	// Plain HTTP on the service network only: cairn's ACME front
+	// (internal/acmefront) terminates TLS on the public address.
 	w.ListenAddress = Addr(p.Svc, PortWFEHTTP)
-	w.TLSListenAddress = Addr(p.Public, spec.ACME.HTTPSPort)
-	w.ServerCertificatePath = in.wfeCert
-	w.ServerKeyPath = in.wfeKey
 	w.Timeout = dur(30 * time.Second)
 	w.ShutdownStopTimeout = dur(10 * time.Second)
 	// The WFE requires termsOfServiceAgreed even without terms; clients such
@@ -489,7 +486,7 @@ func Check(spec *cluster.Spec) error {
 		}
 		root := "/cairn/sites/" + p.Site.Name
 		in := &boulderInputs{plan: p, root: root, rootCert: root + "/pki/root.cert.pem", pkcs11JSON: root + "/secrets/pkcs11.json",
-			wfeCert: root + "/https/wfe.pem", wfeKey: root + "/secrets/wfe-https.key", redisPWFile: root + "/secrets/redis.pw",
+			redisPWFile: root + "/secrets/redis.pw",
 			issuers: []issuerInput{{certFile: root + "/pki/e.pem", nameID: 1, current: true}, {certFile: root + "/pki/r.pem", nameID: 2, current: true}}}
 		for _, c := range in.boulderConfigs() {
 			if _, err := encodeValidated(c); err != nil {

@@ -184,7 +184,7 @@ func (r *renderer) render(ctx context.Context) error {
 		return err
 	}
 	in := &boulderInputs{plan: p, root: r.o.Root, rootCert: r.root("pki", "root.cert.pem"),
-		pkcs11JSON: r.root("secrets", "pkcs11.json"), wfeCert: r.root("https", "wfe.pem"), wfeKey: r.root("secrets", "wfe-https.key"),
+		pkcs11JSON: r.root("secrets", "pkcs11.json"),
 		redisPWFile: r.root("secrets", "redis.pw")}
 	rootPEM, err := os.ReadFile(r.o.PKI.RootCertFile())
 	if err != nil {
@@ -286,6 +286,7 @@ func (r *renderer) render(ctx context.Context) error {
 		"etc/log_list.json":                string(logList),
 		"etc/crl-storer.ini":               "[default]\nregion=us-east-1\n",
 		"etc/http-front.json":              r.httpFront(),
+		"etc/acme-front.json":              r.acmeFront(in),
 	}
 	for rel, content := range files {
 		if err := r.write(rel, []byte(content), false); err != nil {
@@ -462,6 +463,8 @@ func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 		boulder("ra", "boulder-ra", "ra.json", PortRA),
 		boulder("nonce", "nonce-service", "nonce.json", PortNonce),
 		boulder("wfe", "boulder-wfe2", "wfe2.json", PortWFEHTTP),
+		{Name: ACMEFront, Program: "cairn", Args: []string{"site", "acme-front", "--config", etc("acme-front.json")},
+			Ready: "tcp:" + Addr(p.Public, p.Spec.ACME.HTTPSPort), Listen: Addr(p.Public, p.Spec.ACME.HTTPSPort)},
 		boulder("crl-storer", "crl-storer", "crl-storer.json", PortCRLStorer),
 		{Name: "crl-updater", Program: "boulder", Args: []string{"crl-updater", "--config", etc("crl-updater.json")},
 			Ready: "tcp:" + p.debugAddr(22), Listen: p.debugAddr(22)},
@@ -474,10 +477,6 @@ func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 		switch procs[i].Name {
 		case "crl-storer":
 			procs[i].UnsetEnv = []string{"AWS_CA_BUNDLE"}
-		case "wfe":
-			// Ready when the HTTPS listener clients use accepts.
-			procs[i].Ready = "tcp:" + Addr(p.Public, p.Spec.ACME.HTTPSPort)
-			procs[i].Listen = Addr(p.Public, p.Spec.ACME.HTTPSPort)
 		}
 	}
 	return &Bundle{
@@ -488,6 +487,28 @@ func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 			UsersSQL: r.root("secrets", "db-users.sql"), ReplicationSQL: r.root("secrets", "db-replication.sql"), CheckTable: "boulder_sa.authz2"},
 		Processes: procs,
 	}
+}
+
+// ACMEFront is the process that serves the ACME name over HTTPS in front
+// of the WFE (internal/acmefront).
+const ACMEFront = "acme-front"
+
+// acmeFront is its config: TLS with the WFE's certificate, the WFE's plain
+// listener upstream, and the site's own issuers.
+func (r *renderer) acmeFront(in *boulderInputs) string {
+	p := r.p
+	var issuers []string
+	for _, is := range in.issuers {
+		issuers = append(issuers, is.certFile)
+	}
+	b, _ := json.MarshalIndent(map[string]any{
+		"listen":   Addr(p.Public, p.Spec.ACME.HTTPSPort),
+		"upstream": "http://" + Addr(p.Svc, PortWFEHTTP),
+		"certFile": r.root("https", "wfe.pem"),
+		"keyFile":  r.root("secrets", "wfe-https.key"),
+		"issuers":  issuers,
+	}, "", "  ")
+	return string(b) + "\n"
 }
 
 // ReadBundle reads a rendered bundle's manifest.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cairn-pki/cairn/internal/acmefront"
 	"github.com/cairn-pki/cairn/lab"
 )
 
@@ -57,6 +59,23 @@ func newSiteCmd() *cobra.Command {
 	super.Flags().BoolVar(&restart, "restart", false, "restart the supervisor and every process (the bundle changed)")
 	super.Flags().BoolVar(&keep, "keep", false, "leave a running supervisor as it is (the default)")
 	super.Flags().DurationVar(&interval, "interval", 2*time.Second, "how often exited processes are started again")
+	var frontConfig string
+	front := &cobra.Command{
+		Use:   "acme-front --config FILE",
+		Short: "Serve a site's ACME name over HTTPS in front of its WFE (a bundle process; see docs/accounts.md, ARI)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			c, err := acmefront.Load(frontConfig)
+			if err != nil {
+				return err
+			}
+			return acmefront.Serve(ctx, c, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
+		},
+	}
+	front.Flags().StringVar(&frontConfig, "config", "", "etc/acme-front.json of the bundle")
+	front.MarkFlagRequired("config")
 	stopCmd := &cobra.Command{
 		Use:   "stop",
 		Short: "Stop the bundle's supervisor and every process of the bundle",
@@ -69,6 +88,6 @@ func newSiteCmd() *cobra.Command {
 		c.Flags().StringVar(&bundle, "bundle", "/opt/cairn/site", "the rendered bundle (its bundle.json)")
 		c.Flags().StringVar(&bin, "bin", "/opt/cairn/bin", "where boulder, ct-test-srv, s3-test-srv and cairn are installed")
 	}
-	cmd.AddCommand(run, step, super, stopCmd)
+	cmd.AddCommand(run, step, super, front, stopCmd)
 	return cmd
 }

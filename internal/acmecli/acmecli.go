@@ -7,6 +7,9 @@ package acmecli
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 
 	"github.com/cairn-pki/cairn/internal/acmeclient"
 )
@@ -26,6 +29,43 @@ func (l Lego) Args(command ...string) []string {
 	a := []string{"lego", "--server", l.Server, "--accept-tos", "--email", l.Email, "--path", l.Path,
 		"--dns", "rfc2136", "--dns.resolvers", l.Resolver, "--dns.disable-cp", "--domains", l.Domain}
 	return append(a, command...)
+}
+
+// Lego5 is lego v5 (tools/lego pins the newest the module proxy can build):
+// one command, run, issues and renews; ARI is on by default. Program is
+// its path.
+type Lego5 struct {
+	Lego
+	Program string
+}
+
+// Args is the lego v5 run command line, with extra flags (e.g. renewal).
+func (l Lego5) Args(extra ...string) []string {
+	a := []string{l.Program, "run", "--server", l.Server, "--accept-tos", "--email", l.Email, "--path", l.Path,
+		"--dns", "dnsupdate", "--dns.resolvers", l.Resolver, "--dns.propagation.disable-ans", "--domains", l.Domain}
+	return append(a, extra...)
+}
+
+// Lego5Env is LegoEnv with the names lego v5's dnsupdate provider reads.
+func Lego5Env(base []string, rootFile, nameserver, zone string, key acmeclient.TSIG) []string {
+	return append(LegoEnv(base, rootFile, nameserver, zone, key), "DNSUPDATE_NAMESERVER="+nameserver, "DNSUPDATE_ZONES="+zone,
+		"DNSUPDATE_TSIG_KEY="+key.Name, "DNSUPDATE_TSIG_ALGORITHM="+key.Algorithm+".", "DNSUPDATE_TSIG_SECRET="+key.Secret,
+		"DNSUPDATE_PROPAGATION_TIMEOUT=60", "DNSUPDATE_POLLING_INTERVAL=1", "DNSUPDATE_TTL=10")
+}
+
+// FindTool finds a client program: on PATH, else in the .tools/bin that
+// `make deps` fills next to the running cairn (bin/cairn of a clone).
+func FindTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "..", ".tools", "bin", name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
+			return filepath.Clean(p), nil
+		}
+	}
+	return "", fmt.Errorf("%s is not on PATH (`make deps` builds lego v5 into .tools/bin: put that directory on PATH)", name)
 }
 
 // LegoEnv is base plus what lego's rfc2136 provider and its trust need.

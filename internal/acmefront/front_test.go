@@ -1,0 +1,136 @@
+package acmefront
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func issuer(t *testing.T, dir, name string) (file string, ski []byte) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	file = filepath.Join(dir, name+".pem")
+	os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	return file, cert.SubjectKeyId
+}
+
+func jws(payload map[string]any) string {
+	p, _ := json.Marshal(payload)
+	b, _ := json.Marshal(map[string]string{"protected": "e30", "payload": base64.RawURLEncoding.EncodeToString(p), "signature": "c2ln"})
+	return string(b)
+}
+
+func certID(aki []byte) string {
+	return base64.RawURLEncoding.EncodeToString(aki) + "." + base64.RawURLEncoding.EncodeToString([]byte{0x02, 0x11})
+}
+
+// Only a replaces naming another site's issuer is refused, as
+// alreadyReplaced with its status, a fresh nonce and the directory link;
+// everything else reaches the WFE unchanged, with the client's Host.
+func TestFrontRefusesOnlyForeignReplaces(t *testing.T) {
+	dir := t.TempDir()
+	ownFile, ownSKI := issuer(t, dir, "b-E1")
+	_, foreignSKI := issuer(t, dir, "a-E1")
+	var got []string
+	wfe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead && r.URL.Path == "/acme/new-nonce" {
+			w.Header().Set("Replay-Nonce", "nonce-"+r.Host)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		got = append(got, r.Host+" "+r.Header.Get("X-Forwarded-Proto")+" "+r.Header.Get("X-Real-IP")+" "+string(body))
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer wfe.Close()
+	f, err := New(&Config{Upstream: wfe.URL, Issuers: []string{ownFile}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewTLSServer(f)
+	defer front.Close()
+	post := func(body string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, front.URL+newOrderPath, strings.NewReader(body))
+		req.Host = "acme.lab.home.arpa"
+		req.Header.Set("Content-Type", "application/jose+json")
+		resp, err := front.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+
+	resp := post(jws(map[string]any{"identifiers": []any{}, "replaces": certID(foreignSKI)}))
+	var prob struct {
+		Type   string `json:"type"`
+		Status int    `json:"status"`
+	}
+	json.NewDecoder(resp.Body).Decode(&prob)
+	if resp.StatusCode != http.StatusConflict || prob.Type != "urn:ietf:params:acme:error:alreadyReplaced" || prob.Status != 409 ||
+		resp.Header.Get("Replay-Nonce") != "nonce-acme.lab.home.arpa" || resp.Header.Get("Content-Type") != "application/problem+json" ||
+		!strings.Contains(resp.Header.Get("Link"), `<https://acme.lab.home.arpa/directory>;rel="index"`) {
+		t.Errorf("foreign replaces: HTTP %d %+v headers %v", resp.StatusCode, prob, resp.Header)
+	}
+	if len(got) != 0 || f.Foreign.Load() != 1 {
+		t.Errorf("a refused order reached the WFE (%q) or was not counted (%d)", got, f.Foreign.Load())
+	}
+
+	for _, body := range []string{
+		jws(map[string]any{"identifiers": []any{}, "replaces": certID(ownSKI)}), // own certificate: the WFE judges it
+		jws(map[string]any{"identifiers": []any{}}),                             // no ARI
+		jws(map[string]any{"replaces": "not base64!.x"}),                        // malformed: the WFE answers it
+		"not json",
+	} {
+		got = nil
+		if resp := post(body); resp.StatusCode != http.StatusCreated || len(got) != 1 || got[0] != "acme.lab.home.arpa https 127.0.0.1 "+body {
+			t.Errorf("%.40s: HTTP %d, WFE saw %q", body, resp.StatusCode, got)
+		}
+	}
+}
+
+// With the WFE gone the client's connection is cut, as if nothing
+// listened: not a 502 that probes would count as a soft HTTP error.
+func TestFrontCutsConnectionsWhenTheWFEIsDown(t *testing.T) {
+	dir := t.TempDir()
+	ownFile, _ := issuer(t, dir, "b-E1")
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	f, err := New(&Config{Upstream: dead.URL, Issuers: []string{ownFile}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewTLSServer(f)
+	defer front.Close()
+	front.Config.ErrorLog = slog.NewLogLogger(slog.NewTextHandler(io.Discard, nil).WithAttrs(nil), slog.LevelDebug)
+	resp, err := front.Client().Get(front.URL + "/directory")
+	if err == nil {
+		t.Fatalf("got HTTP %d, want a cut connection", resp.StatusCode)
+	}
+}
+
+func TestNewRefusesAFrontWithoutIssuers(t *testing.T) {
+	if _, err := New(&Config{Upstream: "http://127.0.0.1:1"}, slog.Default()); err == nil || !strings.Contains(err.Error(), "issuers") {
+		t.Errorf("err %v", err)
+	}
+}
