@@ -80,8 +80,10 @@ type SiteStatus struct {
 	Reachable bool   `json:"reachable"`
 	Error     string `json:"error,omitempty"`
 	BinlogPos string `json:"gtidBinlogPos,omitempty"`
-	// SkippedRows: rows the site skipped (duplicate key or missing row:
-	// the same key registered at two sites, or a re-applied event).
+	// SkippedRows: rows the site skipped since its MariaDB started
+	// (duplicate key or missing row: the same key registered at two sites,
+	// or a re-applied event). A count, not a problem by itself: what it
+	// left different between sites shows in the diff; alert on increases.
 	SkippedRows int64 `json:"skippedRows"`
 	Accounts    int   `json:"accounts"`
 	// Extra: connections that no peer in the spec explains.
@@ -155,9 +157,6 @@ func Check(ctx context.Context, spec *cluster.Spec, r Reader) *Status {
 			raw := results[i].raw
 			raws[s.Name] = &raw
 			ss.Reachable, ss.BinlogPos, ss.SkippedRows, ss.Accounts = true, raw.BinlogPos, raw.SkippedErrors, len(raw.Accounts)
-			if raw.SkippedErrors > 0 {
-				st.Problems = append(st.Problems, fmt.Sprintf("site %s: %d replicated rows skipped (duplicate key or missing row); see conflicts and docs/accounts.md", s.Name, raw.SkippedErrors))
-			}
 		}
 		st.Sites = append(st.Sites, ss)
 	}

@@ -53,15 +53,22 @@ func NewMariaDB(spec *cluster.Spec) (*MariaDB, error) {
 }
 
 func (m *MariaDB) open(siteName string) (*sql.DB, error) {
+	return m.connect(siteName, site.MonitorUser, m.password, nil, 5*time.Second)
+}
+
+// connect opens one session (MaxOpenConns 1: session settings such as
+// sql_log_bin hold for every statement) to the site's database over TLS,
+// its certificate verified against the database CA.
+func (m *MariaDB) connect(siteName, user, password string, certs []tls.Certificate, timeout time.Duration) (*sql.DB, error) {
 	addr, ok := m.addrs[siteName]
 	if !ok {
 		return nil, fmt.Errorf("no site %q in the spec", siteName)
 	}
 	host, _, _ := net.SplitHostPort(addr)
 	cfg := mysql.NewConfig()
-	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = site.MonitorUser, m.password, "tcp", addr
-	cfg.Timeout, cfg.ReadTimeout = 3*time.Second, 5*time.Second
-	cfg.TLS = &tls.Config{RootCAs: m.roots, ServerName: host, MinVersion: tls.VersionTLS12}
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = user, password, "tcp", addr
+	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = 3*time.Second, timeout, timeout
+	cfg.TLS = &tls.Config{RootCAs: m.roots, ServerName: host, Certificates: certs, MinVersion: tls.VersionTLS12}
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, err

@@ -1,10 +1,14 @@
 package drill
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
+	"github.com/cairn-pki/cairn/accounts"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,7 +31,7 @@ func TestBuiltinsParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"controller-crash", "deep-db-failure", "dns-primary-down", "flapping", "full-outage", "hsm-failure", "partition", "site-down", "slow-site"}
+	want := []string{"account-conflict", "controller-crash", "deep-db-failure", "dns-primary-down", "flapping", "full-outage", "hsm-failure", "partition", "site-down", "slow-site"}
 	var got []string
 	for _, s := range all {
 		got = append(got, s.Name)
@@ -72,7 +76,7 @@ func waitHealthy(t *testing.T, l *lab.Lab) {
 // fault, and the HTML report in Chromium.
 func TestDrillsInTheLab(t *testing.T) {
 	spec := labtest.SpecWith(t, labtest.BlockDrill, fastPolicy, "a", "b")
-	testenv.Integration(t, "certbot", "lego", "nft", "unshare")
+	testenv.Integration(t, "certbot", "lego", "lego5", "nft", "unshare")
 	l := &lab.Lab{Spec: spec, Log: labtest.Log{T: t}, Cairn: labtest.CairnBinary(t)}
 	ctx := context.Background()
 	t.Cleanup(func() { l.Down(context.Background()) })
@@ -80,7 +84,7 @@ func TestDrillsInTheLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	for _, name := range []string{"site-down", "deep-db-failure", "full-outage"} {
+	for _, name := range []string{"site-down", "deep-db-failure", "full-outage", "account-conflict"} {
 		sc, err := Load(name)
 		if err != nil {
 			t.Fatal(err)
@@ -112,14 +116,24 @@ func TestDrillsInTheLab(t *testing.T) {
 		if rep.SteadyAfter == nil {
 			t.Errorf("%s: the steady state after was not checked", name)
 		}
-		// The real clients issued before the fault and renewed during it.
-		if len(rep.Real) != 2 {
-			t.Errorf("%s: real clients %+v, want certbot and lego", name, rep.Real)
+		// The real clients issued before the fault and renewed during it,
+		// each with the one account it registered.
+		if len(rep.Real) != len(sc.Workload.Clients) {
+			t.Errorf("%s: real clients %+v, want %v", name, rep.Real, sc.Workload.Clients)
 		}
 		for _, c := range rep.Real {
-			if c.Runs < 2 {
-				t.Errorf("%s: %s ran %d times, want an issuance and renewals", name, c.Client, c.Runs)
+			if c.Runs < 2 || !c.AccountKept {
+				t.Errorf("%s: %s ran %d times (want an issuance and renewals), kept its account: %v", name, c.Client, c.Runs, c.AccountKept)
 			}
+			if sc.Pass.ClientsRenew && c.RenewedAfter == nil {
+				t.Errorf("%s: %s never renewed after the fault", name, c.Client)
+			}
+		}
+		if name == "account-conflict" {
+			if a := rep.Accounts; len(a.ConflictIDs) != 2 || !a.ConflictReported || !a.ConnectionsRunning || a.FlowSeconds == nil || a.SkippedRows == 0 {
+				t.Errorf("account-conflict: %+v", a)
+			}
+			continue
 		}
 		for _, c := range rep.Clients {
 			if c.Issuances == 0 {
@@ -190,6 +204,7 @@ func handshake(l *lab.Lab, siteName string) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
+	// The TLS handshake and the WFE's directory behind the site's front.
 	start := time.Now()
 	d := &net.Dialer{Timeout: 2 * time.Second}
 	c, err := tls.DialWithDialer(d, "tcp", net.JoinHostPort(s.Address, strconv.Itoa(l.Spec.ACME.HTTPSPort)),
@@ -197,7 +212,19 @@ func handshake(l *lab.Lab, siteName string) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	c.Close()
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(8 * time.Second))
+	if _, err := fmt.Fprintf(c, "GET /directory HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", l.Spec.ACME.Name); err != nil {
+		return 0, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("directory: HTTP %d", resp.StatusCode)
+	}
 	return time.Since(start), nil
 }
 
@@ -243,6 +270,37 @@ func testInjectors(t *testing.T, l *lab.Lab) {
 	restore(f)
 	if d, err := handshake(l, "b"); err != nil || d > time.Second {
 		t.Errorf("after the toxics: handshake %s %v", d, err)
+	}
+
+	// replication: b's connection from a and a's from b stop; restored,
+	// both run again.
+	running := func() map[string]bool {
+		t.Helper()
+		r, err := accounts.NewMariaDB(l.Spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := accounts.Check(ctx, l.Spec, r)
+		out := map[string]bool{}
+		for _, c := range st.Connections {
+			out[c.Site+"<"+c.Peer] = c.IO == "Yes" && c.SQL == "Yes"
+		}
+		return out
+	}
+	f = inject(Step{Fault: "replication"}, "b")
+	if got := running(); got["a<b"] || got["b<a"] {
+		t.Errorf("%s: connections %v, want both stopped", f.Describe(), got)
+	}
+	restore(f)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		got := running()
+		if got["a<b"] && got["b<a"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("after the replication cut: connections %v, want both running", got)
+			break
+		}
 	}
 
 	// partition: nothing from outside reaches the site.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cairn-pki/cairn/lab"
+	"github.com/cairn-pki/cairn/site"
 )
 
 // Fault is one injected fault: Inject and Restore are idempotent, and
@@ -257,6 +258,40 @@ func (f *flapFault) Restore(ctx context.Context) error {
 	return f.inner.Restore(ctx)
 }
 
+// replicationFault cuts account replication between a site and every
+// peer, both ways, as a WAN partition between the sites' databases would,
+// while every site keeps serving its own clients: the site's connections
+// stop, and so do the peers' connections from it. Restore starts them;
+// they resume from their GTID positions.
+type replicationFault struct {
+	l    *lab.Lab
+	site string
+}
+
+func (f *replicationFault) Describe() string { return "replication cut " + f.site + " ⟷ peers" }
+
+func (f *replicationFault) each(ctx context.Context, own, peers string) error {
+	if err := f.l.DBExec(ctx, f.site, own); err != nil {
+		return err
+	}
+	for _, s := range f.l.Spec.Sites {
+		if s.Name != f.site {
+			if err := f.l.DBExec(ctx, s.Name, fmt.Sprintf(peers, site.ConnectionName(f.site))); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (f *replicationFault) Inject(ctx context.Context) error {
+	return f.each(ctx, "STOP ALL SLAVES", "STOP SLAVE '%s'")
+}
+
+func (f *replicationFault) Restore(ctx context.Context) error {
+	return f.each(ctx, "START ALL SLAVES", "START SLAVE '%s'")
+}
+
 // newFault builds the fault of one step for one concrete site (or
 // "cluster"); table names the nftables table it may create.
 func newFault(l *lab.Lab, st Step, siteName, table string) (Fault, error) {
@@ -278,6 +313,11 @@ func newFault(l *lab.Lab, st Step, siteName, table string) (Fault, error) {
 			return nil, fmt.Errorf("site %s has no serviceNetwork to partition", siteName)
 		}
 		return &partitionFault{site: siteName, network: s.ServiceNetwork, table: table}, nil
+	case "replication":
+		if _, ok := l.Spec.SiteByName(siteName); !ok {
+			return nil, fmt.Errorf("no site %q", siteName)
+		}
+		return &replicationFault{l: l, site: siteName}, nil
 	case "flap":
 		inner := &procFault{l: l, site: siteName, component: st.Component, hang: st.Signal == "stop"}
 		return &flapFault{inner: inner, down: st.Down.Duration, up: st.Up.Duration}, nil

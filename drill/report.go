@@ -55,6 +55,8 @@ type Report struct {
 	// Real clients (certbot, lego): every run, and per client a summary.
 	RealRuns []RealRun    `json:"realRuns"`
 	Real     []RealClient `json:"realClients"`
+	// Accounts: account replication checks (pass.accountsFlow).
+	Accounts AccountsReport `json:"accounts"`
 }
 
 // RealClient is what happened to one real client.
@@ -285,6 +287,7 @@ func (rep *Report) judge(sc *Scenario) {
 			}
 		}
 	}
+	rep.judgeAccounts(sc, fail)
 	if len(rep.RestoreErrors) > 0 {
 		fail("restoring faults failed: %s", strings.Join(rep.RestoreErrors, "; "))
 	}
@@ -386,6 +389,19 @@ func (rep *Report) Markdown() string {
 			}
 			fmt.Fprintf(&b, "* %s %s %s at %s (%.1f s): %s\n", r.Start.Format("15:04:05.000"), r.Client, r.Command, r.Site, r.End.Sub(r.Start).Seconds(), outcome)
 		}
+	}
+	if a := rep.Accounts; len(a.ConflictIDs) > 0 || a.FlowSeconds != nil || len(a.Errors) > 0 {
+		fmt.Fprintf(&b, "\n## Accounts (replication between sites)\n\n| check | result |\n|---|---|\n")
+		fmt.Fprintf(&b, "| one key registered at two sites | %v |\n| reported as a conflict by `cairn accounts status` | %v |\n", a.ConflictIDs, a.ConflictReported)
+		fmt.Fprintf(&b, "| rows skipped (all sites) | %d |\n| every connection running with its filter | %v |\n", a.SkippedRows, a.ConnectionsRunning)
+		fmt.Fprintf(&b, "| new account at the faulted site reached every site after | %s |\n", fmtSecs(a.FlowSeconds))
+		for _, p := range a.Problems {
+			fmt.Fprintf(&b, "\n* status: %s", p)
+		}
+		for _, e := range a.Errors {
+			fmt.Fprintf(&b, "\n* error: %s", e)
+		}
+		fmt.Fprintln(&b)
 	}
 	fmt.Fprintf(&b, "\n## Events\n\n")
 	for _, e := range rep.Events {

@@ -169,6 +169,16 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		wg.Add(1)
 		go func() { defer wg.Done(); rc.loop(dctx, sc.Workload.RenewEvery.Duration, w.recordReal) }()
 	}
+	if at := sc.Accounts.ConflictAt.Duration; at > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sleepCtx(dctx, time.Until(start.Add(at)))
+			if dctx.Err() == nil {
+				r.conflict(dctx, w, rep, target)
+			}
+		}()
+	}
 	wg.Add(2)
 	go func() { defer wg.Done(); r.watchController(dctx, st) }()
 	go func() { defer wg.Done(); r.watchDNS(dctx, before.Addrs) }()
@@ -206,6 +216,9 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	r.restoreAll(rep)
 	if !rep.Interrupted {
 		r.steadyAfter(ctx, rep, sc.SteadyWithin())
+		if sc.Pass.AccountsFlow {
+			r.checkAccounts(ctx, w, rep, target)
+		}
 	}
 	after, err := applier.Read(context.WithoutCancel(ctx))
 	if err == nil {

@@ -35,6 +35,8 @@ type Scenario struct {
 	// SteadyState is the hypothesis checked before (every site healthy,
 	// none drained; real clients issue) and after the faults are restored
 	// (every site healthy again within Within, default 3m).
+	// Accounts: account-replication checks (docs/accounts.md).
+	Accounts AccountsStep `yaml:"accounts,omitempty" json:"accounts"`
 	SteadyState struct {
 		Within Duration `yaml:"within,omitempty" json:"within"`
 	} `yaml:"steadyState,omitempty" json:"steadyState"`
@@ -47,6 +49,13 @@ func (s *Scenario) SteadyWithin() time.Duration {
 		return s.SteadyState.Within.Duration
 	}
 	return 3 * time.Minute
+}
+
+// AccountsStep: at ConflictAt, one new key registers at the faulted site
+// and at another site, each addressed directly (both sides of a
+// replication partition).
+type AccountsStep struct {
+	ConflictAt Duration `yaml:"conflictAt,omitempty" json:"conflictAt"`
 }
 
 // Step is one fault on the timeline.
@@ -92,6 +101,11 @@ type Pass struct {
 	// again, with its stored account, within TTL + 30 s after the name
 	// settled.
 	ClientsRenew bool `yaml:"clientsRenew,omitempty" json:"clientsRenew,omitempty"`
+	// AccountsFlow: after the restore, replication runs everywhere, cairn
+	// accounts status reports the conflict of accounts.conflictAt (if
+	// any), and an account made at the faulted site reaches every site
+	// within a minute.
+	AccountsFlow bool `yaml:"accountsFlow,omitempty" json:"accountsFlow,omitempty"`
 }
 
 // Duration is a time.Duration written like 30s or 2m.
@@ -126,7 +140,7 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 }
 
 // Faults a scenario may use.
-var faults = []string{"crash", "hang", "stop", "hsm", "partition", "flap", "toxic"}
+var faults = []string{"crash", "hang", "stop", "hsm", "partition", "flap", "toxic", "replication"}
 
 //go:embed scenarios/*.yaml
 var builtin embed.FS
@@ -227,6 +241,9 @@ func (s *Scenario) check() error {
 			add("pass.maxLost."+p, "no client runs with policy %q; add it to workload.policies", p)
 		}
 	}
+	if c := s.Accounts.ConflictAt.Duration; c < 0 || c >= s.Duration.Duration {
+		add("accounts.conflictAt", "%s is outside the drill (duration %s)", s.Accounts.ConflictAt, s.Duration)
+	}
 	for i, st := range s.Timeline {
 		f := fmt.Sprintf("timeline[%d]", i)
 		if !slices.Contains(faults, st.Fault) {
@@ -248,7 +265,7 @@ func (s *Scenario) check() error {
 				add(f+".latency", "is required for toxic: latency (e.g. latency: 3s)")
 			}
 			fallthrough
-		case "hsm", "partition":
+		case "hsm", "partition", "replication":
 			if st.Site == "cluster" {
 				add(f+".site", "%s applies to a site, not the cluster", st.Fault)
 			}

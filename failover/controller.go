@@ -74,6 +74,8 @@ type Controller struct {
 	sharedAt  time.Time   // when etcd was last read
 	followed  time.Time   // when a follower last read DNS
 	refresh   atomic.Bool // leadership or operator keys changed: read etcd now
+	// replication: the last account-replication probe of each site.
+	replication map[string]healthcheck.Result
 }
 
 // ViewStatus is one controller's view as the others see it.
@@ -116,11 +118,12 @@ func (c *Controller) addrOf(name string) string {
 	return s.Address
 }
 
-// observation turns a probe result into what the core needs. dns and crl
-// results do not judge a site's ability to issue.
+// observation turns a probe result into what the core needs. dns, crl,
+// revocation and replication results do not judge a site's ability to
+// issue: they never vote (replication is shown in the status only).
 func (c *Controller) observation(r healthcheck.Result) (Observation, bool) {
 	switch r.Kind {
-	case healthcheck.KindDNS, healthcheck.KindCRL, healthcheck.KindRevocation:
+	case healthcheck.KindDNS, healthcheck.KindCRL, healthcheck.KindRevocation, healthcheck.KindReplication:
 		return Observation{}, false
 	}
 	o := Observation{Site: r.Site, Vantage: c.ID, At: r.Started, OK: r.OK,
@@ -144,6 +147,12 @@ func (c *Controller) observation(r healthcheck.Result) (Observation, bool) {
 // Sink receives probe results from the scheduler.
 func (c *Controller) Sink(r healthcheck.Result) {
 	c.mu.Lock()
+	if r.Kind == healthcheck.KindReplication {
+		if c.replication == nil {
+			c.replication = map[string]healthcheck.Result{}
+		}
+		c.replication[r.Site] = r
+	}
 	o, ok := c.observation(r)
 	if ok {
 		c.obs = append(c.obs, o)
@@ -471,6 +480,16 @@ type SiteStatus struct {
 	Drained  bool      `json:"drained"`
 	Priority int       `json:"priority"`
 	Address  string    `json:"address"`
+	// Accounts: the last account-replication probe (shown, never voted
+	// on); nil when the spec does not replicate.
+	Accounts *AccountsHealth `json:"accounts,omitempty"`
+}
+
+// AccountsHealth is a site's account replication as last probed.
+type AccountsHealth struct {
+	OK     bool      `json:"ok"`
+	At     time.Time `json:"at"`
+	Detail string    `json:"detail,omitempty"` // the first failing connection
 }
 
 // Status snapshots the controller.
@@ -489,6 +508,13 @@ func (c *Controller) Status() Status {
 		ss := c.state.Sites[name]
 		st.Sites = append(st.Sites, SiteStatus{Name: name, State: ss.Health, Since: ss.Since, Reason: ss.Reason, Drained: ss.Drained,
 			Priority: c.Policy.Priority[name], Address: c.addrOf(name)})
+		if r, ok := c.replication[name]; ok {
+			ah := &AccountsHealth{OK: r.OK, At: r.Started}
+			if f := r.FailedStep(); f != nil {
+				ah.Detail = f.Detail
+			}
+			st.Sites[len(st.Sites)-1].Accounts = ah
+		}
 	}
 	if st.Moves == nil {
 		st.Moves = []Move{}

@@ -1,6 +1,8 @@
 package healthcheck
 
 import (
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +19,8 @@ type Metrics struct {
 	certExpiry    *prometheus.GaugeVec
 	crlNextUpdate *prometheus.GaugeVec
 	lastRun       *prometheus.GaugeVec
+	replLag       *prometheus.GaugeVec
+	replSkipped   *prometheus.GaugeVec
 }
 
 // Issuance takes 0.1–0.5 s on a healthy site; timeouts are seconds.
@@ -44,7 +48,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		lastRun: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_probe_last_run_timestamp_seconds",
 			Help: "When the last probe of this kind started, as a Unix time."}, []string{"site", "kind"}),
 	}
-	reg.MustRegister(m.success, m.duration, m.stepSuccess, m.stepDuration, m.runs, m.problems, m.certExpiry, m.crlNextUpdate, m.lastRun)
+	m.replLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_accounts_replication_lag_seconds",
+		Help: "Seconds_Behind_Master of the site's account replication connection from peer (replication probe)."}, []string{"site", "peer"})
+	m.replSkipped = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_accounts_replication_skipped_rows",
+		Help: "Replicated rows the site skipped since its MariaDB started (duplicate key or missing row: conflicts); alert on increases."}, []string{"site"})
+	reg.MustRegister(m.success, m.duration, m.stepSuccess, m.stepDuration, m.runs, m.problems, m.certExpiry, m.crlNextUpdate, m.lastRun,
+		m.replLag, m.replSkipped)
 	return m
 }
 
@@ -72,6 +81,19 @@ func (m *Metrics) Observe(r Result) {
 		m.stepDuration.WithLabelValues(r.Site, r.Kind, s.Name).Observe(s.Duration.Seconds())
 		if s.ACMEProblemType != "" {
 			m.problems.WithLabelValues(r.Site, r.Kind, ProblemType(s.ACMEProblemType)).Inc()
+		}
+	}
+	if r.Kind == KindReplication {
+		for k, v := range r.Facts {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				continue
+			}
+			if peer, ok := strings.CutPrefix(k, "lagSeconds."); ok {
+				m.replLag.WithLabelValues(r.Site, peer).Set(n)
+			} else if k == "skippedRows" {
+				m.replSkipped.WithLabelValues(r.Site).Set(n)
+			}
 		}
 	}
 	if t, err := time.Parse(time.RFC3339, r.Facts["notAfter"]); err == nil && r.Kind == KindTLS {

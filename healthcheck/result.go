@@ -30,6 +30,9 @@ const (
 	KindIssuance   = "issuance"
 	KindCRL        = "crl"
 	KindRevocation = "revocation"
+	// KindReplication reads the site's account replication; it never
+	// votes on failover.
+	KindReplication = "replication"
 )
 
 // ShallowKinds answer from the front end alone; DeepKinds reach the
@@ -41,18 +44,19 @@ var (
 
 // Error classes, coarse enough to alert on and to decide with.
 const (
-	ClassNone      = ""
-	ClassDNS       = "dns"       // name did not resolve, or the answer is wrong
-	ClassRefused   = "refused"   // connection refused or reset
-	ClassTimeout   = "timeout"   // no answer in time
-	ClassTLS       = "tls"       // handshake or certificate verification
-	ClassHTTP      = "http"      // unexpected HTTP status
-	ClassACME      = "acme"      // an RFC 8555 problem document (see ACMEProblemType)
-	ClassProtocol  = "protocol"  // answered, but not what RFC 8555 says
-	ClassMismatch  = "mismatch"  // wrong issuer, serial prefix, name, site
-	ClassStale     = "stale"     // a CRL past its nextUpdate
-	ClassInternal  = "internal"  // the prober itself failed
-	ClassCancelled = "cancelled" // the probe was stopped
+	ClassNone        = ""
+	ClassDNS         = "dns"         // name did not resolve, or the answer is wrong
+	ClassRefused     = "refused"     // connection refused or reset
+	ClassTimeout     = "timeout"     // no answer in time
+	ClassTLS         = "tls"         // handshake or certificate verification
+	ClassHTTP        = "http"        // unexpected HTTP status
+	ClassACME        = "acme"        // an RFC 8555 problem document (see ACMEProblemType)
+	ClassProtocol    = "protocol"    // answered, but not what RFC 8555 says
+	ClassMismatch    = "mismatch"    // wrong issuer, serial prefix, name, site
+	ClassStale       = "stale"       // a CRL past its nextUpdate
+	ClassInternal    = "internal"    // the prober itself failed
+	ClassCancelled   = "cancelled"   // the probe was stopped
+	ClassReplication = "replication" // account replication stopped, unfiltered or lagging
 )
 
 // Step is one timed step of a probe.

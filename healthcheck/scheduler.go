@@ -21,10 +21,11 @@ type Schedule struct {
 
 // DefaultSchedule takes the spec's probe intervals: nonce and account
 // every 2 s, issuance every 15 s (lab; use 60 s in production), CRL every
-// 60 s; the cheap front-end kinds (dns, tls, directory) every 10 s.
+// 60 s; the cheap front-end kinds (dns, tls, directory) and account
+// replication (when the spec replicates) every 10 s.
 func DefaultSchedule(spec *cluster.Spec) Schedule {
 	p := spec.Failover.Probes
-	return Schedule{
+	s := Schedule{
 		Intervals: map[string]time.Duration{
 			KindDNS: 10 * time.Second, KindTLS: 10 * time.Second, KindDirectory: 10 * time.Second,
 			KindNonce: p.Nonce.Duration, KindAccount: p.Account.Duration,
@@ -33,6 +34,10 @@ func DefaultSchedule(spec *cluster.Spec) Schedule {
 		Concurrency: 4,
 		Jitter:      0.2,
 	}
+	if spec.Accounts.Replication == cluster.ReplicationMariaDB && len(spec.Sites) > 1 {
+		s.Intervals[KindReplication] = 10 * time.Second
+	}
+	return s
 }
 
 // Scheduler runs every kind of the schedule against every target.

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cairn-pki/cairn/accounts"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/intermediates"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
@@ -55,6 +56,16 @@ func SiteTargets(spec *cluster.Spec) ([]*Target, error) {
 	for _, s := range spec.Sites {
 		byAddr[s.Address] = s.Name
 	}
+	// Account replication: read with the monitor user (its password and the
+	// database CA are made when the sites are rendered).
+	var repl accounts.Reader
+	if spec.Accounts.Replication == cluster.ReplicationMariaDB && len(spec.Sites) > 1 {
+		m, err := accounts.NewMariaDB(spec)
+		if err != nil {
+			return nil, fmt.Errorf("account replication probe: %w", err)
+		}
+		repl = m
+	}
 	var out []*Target
 	for i, s := range spec.Sites {
 		plan, err := site.NewPlan(spec, i)
@@ -81,6 +92,12 @@ func SiteTargets(spec *cluster.Spec) ([]*Target, error) {
 				Key: acmeclient.TSIG{Name: tsig.Name, Algorithm: tsig.Algorithm, Secret: tsig.Secret}},
 			ProbeName:    "{rand}.probe-" + s.Name + "." + spec.ACME.Zone,
 			SerialPrefix: int(s.SerialPrefix.Value()),
+			Replication:  repl,
+		}
+		for _, peer := range spec.Sites {
+			if peer.Name != s.Name && repl != nil {
+				t.ReplicationPeers = append(t.ReplicationPeers, peer.Name)
+			}
 		}
 		for _, is := range issuers {
 			cert, err := intermediates.ReadCert(is.CertFile)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/cairn-pki/cairn/accounts"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
 )
 
@@ -42,6 +43,11 @@ type Target struct {
 
 	// crl probe: the site's issuers' CRL shard URLs by issuer NameID.
 	CRLs []CRLSource
+
+	// replication probe: reads the site's database; the peers it must
+	// pull accounts from.
+	Replication      accounts.Reader
+	ReplicationPeers []string
 
 	// Timeout per network step when the context has no earlier deadline.
 	StepTimeout time.Duration
@@ -114,6 +120,8 @@ func KindFunc(kind string) (Func, bool) {
 		return ProbeCRL, true
 	case KindRevocation:
 		return ProbeRevocation, true
+	case KindReplication:
+		return ProbeReplication, true
 	}
 	return nil, false
 }

@@ -115,6 +115,10 @@ func siteBundle(dir string) (*site.Bundle, error) {
 	return b, nil
 }
 
+// SystemdDBUser is the user MariaDB's systemd unit runs it as
+// (ansible/roles/cairn_common/templates/component.service.j2).
+const SystemdDBUser = "mysql"
+
 // BundleStep is one of the steps a service manager runs around a site's
 // processes (one systemd unit per component): "db-init" before MariaDB
 // starts (its data directory), "db-load" once it runs (schema and users),
@@ -126,7 +130,8 @@ func BundleStep(ctx context.Context, step, dir, binDir string) error {
 	}
 	switch step {
 	case "db-init":
-		return initDBDir(ctx, b.Database)
+		// The systemd units run MariaDB as mysql (cairn_common's template).
+		return initDBDir(ctx, b.Database, SystemdDBUser)
 	case "db-load":
 		// systemd started MariaDB (no PID file of ours): wait for its port.
 		for _, p := range b.Processes {

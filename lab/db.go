@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/cairn-pki/cairn/internal/fsutil"
@@ -39,20 +40,33 @@ func dbAdmin() string {
 	return "root"
 }
 
-// initDBDir creates the datadir once with mariadb-install-db.
-func initDBDir(ctx context.Context, db site.Database) error {
+// initDBDir creates the datadir once with mariadb-install-db, for MariaDB
+// running as osUser ("" = whoever runs this). For a user other than root
+// (systemd hosts run it as mysql) the database's directory and TLS key
+// become that user's.
+func initDBDir(ctx context.Context, db site.Database, osUser string) error {
 	mysqlDir := filepath.Dir(db.DataDir)
 	for _, d := range []string{"run", "log", "tmp", "binlog", "relay"} {
 		if err := os.MkdirAll(filepath.Join(mysqlDir, d), 0o750); err != nil {
 			return err
 		}
 	}
+	if osUser != "" && osUser != "root" {
+		for _, p := range []string{mysqlDir, db.TLSKey} {
+			if p == "" {
+				continue
+			}
+			if out, err := exec.CommandContext(ctx, "chown", "-R", osUser+":"+osUser, p).CombinedOutput(); err != nil {
+				return fmt.Errorf("chown %s: %v: %s", p, err, out)
+			}
+		}
+	}
 	if fsutil.Exists(filepath.Join(db.DataDir, "mysql")) {
 		return nil
 	}
 	args := []string{"--defaults-file=" + db.Config, "--datadir=" + db.DataDir, "--auth-root-authentication-method=socket", "--skip-test-db"}
-	if u := dbOSUser(); u != "" {
-		args = append(args, "--user="+u)
+	if osUser != "" {
+		args = append(args, "--user="+osUser)
 	}
 	cmd := exec.CommandContext(ctx, "mariadb-install-db", args...)
 	out, err := cmd.CombinedOutput()
@@ -97,12 +111,45 @@ func loadDB(ctx context.Context, db site.Database) error {
 	if db.ReplicationSQL == "" {
 		return nil // a bundle rendered before account replication
 	}
+	if err := dropConnections(ctx, db); err != nil {
+		return err
+	}
 	repl, err := fsutil.ReadSecret(db.ReplicationSQL)
 	if err != nil {
 		return err
 	}
 	if out, err := sql([]byte(repl)); err != nil {
 		return fmt.Errorf("account replication users and connections: %v: %s", err, firstLine(out))
+	}
+	return nil
+}
+
+// dropConnections removes the replication connections the bundle does not
+// name (replication switched off, a peer gone from the spec), with their
+// relay logs; their positions stay in gtid_slave_pos.
+func dropConnections(ctx context.Context, db site.Database) error {
+	out, err := exec.CommandContext(ctx, "mariadb", "--defaults-file="+db.Config, "-u", dbAdmin(), "-B", "-e", "SHOW ALL SLAVES STATUS").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("SHOW ALL SLAVES STATUS: %v: %s", err, firstLine(out))
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) < 2 {
+		return nil
+	}
+	col := slices.Index(strings.Split(lines[0], "\t"), "Connection_name")
+	if col < 0 {
+		return fmt.Errorf("SHOW ALL SLAVES STATUS has no Connection_name column")
+	}
+	for _, l := range lines[1:] {
+		f := strings.Split(l, "\t")
+		if col >= len(f) || slices.Contains(db.Connections, strings.ToLower(f[col])) {
+			continue
+		}
+		name := strings.ReplaceAll(f[col], "'", "")
+		stmt := fmt.Sprintf("STOP SLAVE '%s'; RESET SLAVE '%s' ALL", name, name)
+		if out, err := exec.CommandContext(ctx, "mariadb", "--defaults-file="+db.Config, "-u", dbAdmin(), "-e", stmt).CombinedOutput(); err != nil {
+			return fmt.Errorf("remove replication connection %q: %v: %s", name, err, firstLine(out))
+		}
 	}
 	return nil
 }
@@ -137,4 +184,75 @@ func firstLine(b []byte) string {
 		}
 	}
 	return s
+}
+
+// DBExec runs SQL as the site's local database administrator (over the
+// socket, not logged to the binary log): drills use it to cut and restore
+// replication.
+func (l *Lab) DBExec(ctx context.Context, siteName, statements string) error {
+	b, err := site.ReadBundle(l.siteDir(siteName))
+	if err != nil {
+		return fmt.Errorf("site %s: %w", siteName, err)
+	}
+	cmd := exec.CommandContext(ctx, "mariadb", "--defaults-file="+b.Database.Config, "-u", dbAdmin(),
+		"--init-command=SET SESSION sql_log_bin=0", "-e", statements)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("site %s: mariadb: %v: %s", siteName, err, firstLine(out))
+	}
+	return nil
+}
+
+// BinlogOn says whether the site's MariaDB runs with its binary log (a
+// database started before account replication was switched on does not).
+func (l *Lab) BinlogOn(ctx context.Context, siteName string) (bool, error) {
+	b, err := site.ReadBundle(l.siteDir(siteName))
+	if err != nil {
+		return false, err
+	}
+	out, err := exec.CommandContext(ctx, "mariadb", "--defaults-file="+b.Database.Config, "-u", dbAdmin(), "-N", "-e", "SELECT @@log_bin").CombinedOutput()
+	if err != nil {
+		return false, fmt.Errorf("site %s: mariadb: %v: %s", siteName, err, firstLine(out))
+	}
+	return strings.TrimSpace(string(out)) == "1", nil
+}
+
+// EnableBinlogs restarts, with the rendered my.cnf, every site database
+// that still runs without its binary log (started before account
+// replication was switched on), and returns their sites.
+func (l *Lab) EnableBinlogs(ctx context.Context) ([]string, error) {
+	var restarted []string
+	for _, s := range l.Spec.Sites {
+		on, err := l.BinlogOn(ctx, s.Name)
+		if err != nil {
+			return restarted, err
+		}
+		if on {
+			continue
+		}
+		l.logf("site %s: restarting MariaDB with its binary log on", s.Name)
+		if err := l.RestartDatabase(ctx, s.Name); err != nil {
+			return restarted, err
+		}
+		restarted = append(restarted, s.Name)
+	}
+	return restarted, nil
+}
+
+// RestartDatabase stops the site's MariaDB and starts it with the rendered
+// my.cnf, then applies users and replication connections again.
+func (l *Lab) RestartDatabase(ctx context.Context, siteName string) error {
+	b, err := site.ReadBundle(l.siteDir(siteName))
+	if err != nil {
+		return err
+	}
+	if err := l.StopComponent(siteName, "mariadb"); err != nil {
+		return err
+	}
+	if err := initDBDir(ctx, b.Database, dbOSUser()); err != nil {
+		return err
+	}
+	if err := l.StartComponent(ctx, siteName, "mariadb"); err != nil {
+		return err
+	}
+	return loadDB(ctx, b.Database)
 }

@@ -239,7 +239,7 @@ func (l *Lab) startSite(ctx context.Context, b *site.Bundle, resolve func(string
 // startSite starts a site bundle in dependency order (the database loaded
 // once MariaDB answers) and publishes its CRLs.
 func startSite(ctx context.Context, b *site.Bundle, resolve func(string) (string, error), logf func(string, ...any)) error {
-	if err := initDBDir(ctx, b.Database); err != nil {
+	if err := initDBDir(ctx, b.Database, dbOSUser()); err != nil {
 		return fmt.Errorf("site %s: %w", b.Site, err)
 	}
 	for _, p := range b.Processes {
@@ -675,4 +675,15 @@ func (l *Lab) ComponentRunning(siteName, name string) bool {
 	}
 	_, ok := p.running()
 	return ok
+}
+
+// IsLab says whether the spec's sites were rendered here by the lab (so
+// its databases can be restarted from here).
+func (l *Lab) IsLab() bool {
+	for _, s := range l.Spec.Sites {
+		if !fsutil.Exists(filepath.Join(l.siteDir(s.Name), "bundle.json")) {
+			return false
+		}
+	}
+	return len(l.Spec.Sites) > 0
 }

@@ -129,6 +129,29 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 	}
 	client.Down(ctx)
 
+	// Accounts replicate between the site hosts: from the operator's
+	// vantage, every connection runs and every account (each site's probe
+	// account and each lego account) is at both sites.
+	var accts struct {
+		OK    bool
+		Sites []struct {
+			Site     string
+			Accounts int
+		}
+		Missing []any
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+		out, _ := exec.Command("ip", "netns", "exec", "cairn-t-sw", cairn, "-f", spec.File, "-o", "json", "accounts", "status").Output()
+		err := json.Unmarshal(out, &accts)
+		if err == nil && accts.OK && len(accts.Sites) == 2 && accts.Sites[0].Accounts >= 4 && accts.Sites[0].Accounts == accts.Sites[1].Accounts {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("accounts status from the operator's vantage: %s (%v)", out, err)
+			break
+		}
+	}
+
 	// The same bundle on a systemd host: one unit per process, each
 	// accepted by systemd-analyze verify.
 	unitsFromBundle(t, spec.Path(filepath.Join(Dir, "bundles", "a", "bundle.json")))

@@ -421,19 +421,6 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 		SpecFile: hostCluster + "/spec/" + filepath.Base(spec.File)}); err != nil {
 		return "", err
 	}
-	if err := controllerKit(spec, filepath.Join(cdir, "spec")); err != nil { // after the TSIG keys exist
-		return "", err
-	}
-	primary := out.DNSServers[0]
-	hv, err := conn(primary.Connection, strings.Split(primary.Address, ":")[0])
-	if err != nil {
-		return "", err
-	}
-	if err := tarDir(cdir, p.path("archives", "cluster.tar.gz")); err != nil {
-		return "", err
-	}
-	hv["cairn_bundle_kind"], hv["cairn_bundle_archive"], hv["cairn_bundle_json"] = "cluster", p.path("archives", "cluster.tar.gz"), filepath.Join(cdir, "bundle.json")
-	inv["cluster"][primary.Name] = hv
 	for i, s := range spec.Sites {
 		h := out.Sites[s.Name]
 		sdir := p.path("bundles", s.Name)
@@ -461,6 +448,19 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 		hv["softhsm_tokens_archive"] = p.path("archives", s.Name+"-tokens.tar.gz")
 		inv["sites"][s.Name] = hv
 	}
+	if err := controllerKit(spec, filepath.Join(cdir, "spec")); err != nil { // after the TSIG keys and the sites' database secrets exist
+		return "", err
+	}
+	primary := out.DNSServers[0]
+	hv, err := conn(primary.Connection, strings.Split(primary.Address, ":")[0])
+	if err != nil {
+		return "", err
+	}
+	if err := tarDir(cdir, p.path("archives", "cluster.tar.gz")); err != nil {
+		return "", err
+	}
+	hv["cairn_bundle_kind"], hv["cairn_bundle_archive"], hv["cairn_bundle_json"] = "cluster", p.path("archives", "cluster.tar.gz"), filepath.Join(cdir, "bundle.json")
+	inv["cluster"][primary.Name] = hv
 	path := p.path("inventory.yml")
 	return path, writeInventory(path, map[string]any{"cairn_bin_dir": binDir}, inv)
 }
@@ -504,8 +504,10 @@ func controllerKit(spec *cluster.Spec, dst string) error {
 	if _, err := fsutil.EnsureSecret(spec.Path(spec.Failover.AdminTokenFile), 24); err != nil {
 		return err
 	}
+	// The monitor's password and the database CA certificate: the
+	// controller's account-replication probe reads every site's database.
 	files := []string{filepath.Base(spec.File), spec.DNS.TSIG.ControllerKeyFile, spec.DNS.TSIG.ClientKeyFile,
-		spec.Failover.AdminTokenFile, filepath.Join(spec.PKI.Dir, "state.json")}
+		spec.Failover.AdminTokenFile, filepath.Join(spec.PKI.Dir, "state.json"), site.MonitorPasswordFile, site.DBCADir + "/ca.pem"}
 	for _, s := range spec.Sites {
 		if _, err := healthcheck.ProbeAccountKey(spec, s.Name); err != nil {
 			return err

@@ -487,7 +487,7 @@ func Check(spec *cluster.Spec) error {
 		root := "/cairn/sites/" + p.Site.Name
 		in := &boulderInputs{plan: p, root: root, rootCert: root + "/pki/root.cert.pem", pkcs11JSON: root + "/secrets/pkcs11.json",
 			redisPWFile: root + "/secrets/redis.pw",
-			issuers: []issuerInput{{certFile: root + "/pki/e.pem", nameID: 1, current: true}, {certFile: root + "/pki/r.pem", nameID: 2, current: true}}}
+			issuers:     []issuerInput{{certFile: root + "/pki/e.pem", nameID: 1, current: true}, {certFile: root + "/pki/r.pem", nameID: 2, current: true}}}
 		for _, c := range in.boulderConfigs() {
 			if _, err := encodeValidated(c); err != nil {
 				return fmt.Errorf("sites[%d] (%s): %w", i, p.Site.Name, err)

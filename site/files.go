@@ -93,11 +93,15 @@ auto_increment_offset=%[5]d
 log-error=%[1]s/mysql/log/mariadb.err
 # Own temporary directory: concurrent bootstraps sharing /tmp collide.
 tmpdir=%[1]s/mysql/tmp
+# Relay logs in one place whether or not accounts replicate: a server
+# restarted with the other setting must find its connections' relay logs.
+relay_log=%[1]s/mysql/relay/relay
+relay_log_recovery=ON
 %[10]s
 [client]
 socket=%[1]s/mysql/run/mysqld.sock
 `, varDir, p.DB, PortDB, accountIDRange, p.Site.SerialPrefix.Value(), p.Public,
-		filepath.Join(root, "tls", "db-ca.pem"), filepath.Join(root, "tls", "db.pem"), filepath.Join(root, "secrets", "db-tls.key"),
+		filepath.Join(root, "tls", "db-ca.pem"), filepath.Join(root, "tls", "db.pem"), filepath.Join(root, "tls", "db.key"),
 		replication)
 }
 

@@ -76,7 +76,13 @@ type Database struct {
 	// ReplicationSQL (users for peers and cairn, connections to peers) is
 	// run on every start after UsersSQL (idempotent; 0600).
 	ReplicationSQL string `json:"replicationSQL"`
-	CheckTable     string `json:"checkTable"` // exists once the schema is loaded
+	// Connections are the replication connections the site must have
+	// (one per peer; none when accounts do not replicate): any other is
+	// removed when the database is loaded.
+	Connections []string `json:"connections,omitempty"`
+	// TLSKey is the database's TLS key: MariaDB's own user must read it.
+	TLSKey     string `json:"tlsKey"`
+	CheckTable string `json:"checkTable"` // exists once the schema is loaded
 }
 
 // Process is one long-running part of the site.
@@ -184,7 +190,7 @@ func (r *renderer) render(ctx context.Context) error {
 		return err
 	}
 	in := &boulderInputs{plan: p, root: r.o.Root, rootCert: r.root("pki", "root.cert.pem"),
-		pkcs11JSON: r.root("secrets", "pkcs11.json"),
+		pkcs11JSON:  r.root("secrets", "pkcs11.json"),
 		redisPWFile: r.root("secrets", "redis.pw")}
 	rootPEM, err := os.ReadFile(r.o.PKI.RootCertFile())
 	if err != nil {
@@ -484,7 +490,7 @@ func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 		DirectoryURL: p.DirectoryURL(), SiteURL: acmeURL(p.SiteName(), p.Spec.ACME.HTTPSPort) + "/directory", SiteName: p.SiteName(),
 		BindAddresses: []string{p.DNS.String()},
 		Database: Database{Config: etc("my.cnf"), DataDir: filepath.Join(r.varDir, "mysql", "data"), SchemaSQL: schema,
-			UsersSQL: r.root("secrets", "db-users.sql"), ReplicationSQL: r.root("secrets", "db-replication.sql"), CheckTable: "boulder_sa.authz2"},
+			UsersSQL: r.root("secrets", "db-users.sql"), ReplicationSQL: r.root("secrets", "db-replication.sql"), TLSKey: r.root("tls", "db.key"), Connections: r.connections(), CheckTable: "boulder_sa.authz2"},
 		Processes: procs,
 	}
 }

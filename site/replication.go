@@ -49,6 +49,23 @@ func ReplicationPasswordFile(site string) string {
 	return cluster.DefaultSecretsDir + "/db-replication-" + site + ".pw"
 }
 
+// AdminUser copies accounts and sets replication positions (cairn
+// accounts seed), from the machine that renders the sites: TLS with a
+// client certificate only that machine holds (DBCADir/cairn-admin).
+const AdminUser = "cairn_admin"
+
+// AdminPasswordFile is the admin user's password, relative to the spec.
+const AdminPasswordFile = cluster.DefaultSecretsDir + "/db-admin.pw"
+
+// AdminCertCN is the admin client certificate's common name.
+const AdminCertCN = "cairn-admin"
+
+// AdminTLSFiles are the admin client's certificate and key.
+func AdminTLSFiles(spec *cluster.Spec) (cert, key string) {
+	dir := spec.Path(DBCADir + "/" + AdminCertCN)
+	return filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+}
+
 // MonitorPasswordFile is the monitor user's password, relative to the spec.
 const MonitorPasswordFile = cluster.DefaultSecretsDir + "/db-monitor.pw"
 
@@ -109,8 +126,6 @@ binlog_row_image=MINIMAL
 log_slave_updates=OFF
 sync_binlog=1
 binlog_expire_logs_seconds=%[3]d
-relay_log=%[2]s/mysql/relay/relay
-relay_log_recovery=ON
 slave_net_timeout=30
 master_retry_count=1000000
 slave_skip_errors=1062,1032
@@ -135,7 +150,7 @@ func replicaHosts(q *Plan) []string {
 // replicationSQL creates the users peers and cairn log in as, then points
 // one connection at every peer and starts them. It is run on every start,
 // as the local administrator over the socket, with sql_log_bin=0.
-func replicationSQL(p *Plan, peers []*Plan, root, issuerDN, ownPW string, peerPW map[string]string, monitorPW string) string {
+func replicationSQL(p *Plan, peers []*Plan, root, issuerDN, ownPW string, peerPW map[string]string, monitorPW, adminPW string) string {
 	var b strings.Builder
 	b.WriteString("-- Rendered by cairn: account replication (docs/accounts.md). Secret: 0600.\n")
 	user := func(name, host, pw, require, grant string) {
@@ -145,6 +160,9 @@ func replicationSQL(p *Plan, peers []*Plan, root, issuerDN, ownPW string, peerPW
 	}
 	user(MonitorUser, "%", monitorPW, "SSL", "SLAVE MONITOR, BINLOG MONITOR ON *.*")
 	fmt.Fprintf(&b, "GRANT SELECT ON %s TO '%s'@'%%';\n", ReplicatedTable, MonitorUser)
+	user(AdminUser, "%", adminPW, fmt.Sprintf("SUBJECT '/CN=%s' AND ISSUER '%s'", AdminCertCN, issuerDN),
+		"REPLICATION SLAVE ADMIN, SLAVE MONITOR, BINLOG MONITOR, BINLOG ADMIN ON *.*")
+	fmt.Fprintf(&b, "GRANT SELECT, INSERT, UPDATE ON %s TO '%s'@'%%';\n", ReplicatedTable, AdminUser)
 	if !p.Replicating() {
 		return b.String()
 	}
@@ -163,7 +181,7 @@ func replicationSQL(p *Plan, peers []*Plan, root, issuerDN, ownPW string, peerPW
 			"MASTER_SSL=1, MASTER_SSL_CA='%s', MASTER_SSL_CERT='%s', MASTER_SSL_KEY='%s', MASTER_SSL_VERIFY_SERVER_CERT=1, "+
 			"MASTER_USE_GTID=slave_pos, DO_DOMAIN_IDS=(%d), MASTER_CONNECT_RETRY=10;\n",
 			ConnectionName(q.Site.Name), host, port, replicaUser(p.Site.Name), ownPW,
-			filepath.Join(root, "tls", "db-ca.pem"), filepath.Join(root, "tls", "db.pem"), filepath.Join(root, "secrets", "db-tls.key"),
+			filepath.Join(root, "tls", "db-ca.pem"), filepath.Join(root, "tls", "db.pem"), filepath.Join(root, "tls", "db.key"),
 			q.Site.SerialPrefix.Value())
 	}
 	b.WriteString("START ALL SLAVES;\n")
@@ -201,10 +219,18 @@ func (r *renderer) replication(ctx context.Context) (string, error) {
 	if err := ca.leaf(cn, nil, []net.IP{p.Public.AsSlice(), p.DB.AsSlice()}); err != nil {
 		return "", err
 	}
+	if err := ca.leaf(AdminCertCN, nil, nil); err != nil { // stays on this machine
+		return "", err
+	}
+	// tls/ is traversable (0755): on systemd hosts MariaDB runs as mysql,
+	// which then owns tls/db.key (0600; `cairn site step db-init`).
+	if err := os.MkdirAll(r.out("tls"), 0o755); err != nil {
+		return "", err
+	}
 	for _, f := range []struct {
 		src, dst string
 		secret   bool
-	}{{ca.caFile(), "tls/db-ca.pem", false}, {ca.certFile(cn), "tls/db.pem", false}, {ca.keyFile(cn), "secrets/db-tls.key", true}} {
+	}{{ca.caFile(), "tls/db-ca.pem", false}, {ca.certFile(cn), "tls/db.pem", false}, {ca.keyFile(cn), "tls/db.key", true}} {
 		b, err := os.ReadFile(f.src)
 		if err != nil {
 			return "", err
@@ -222,6 +248,10 @@ func (r *renderer) replication(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	adminPW, err := secret(AdminPasswordFile)
+	if err != nil {
+		return "", err
+	}
 	ownPW, err := secret(ReplicationPasswordFile(p.Site.Name))
 	if err != nil {
 		return "", err
@@ -232,7 +262,7 @@ func (r *renderer) replication(ctx context.Context) (string, error) {
 			return "", err
 		}
 	}
-	sql := replicationSQL(p, peers, r.o.Root, opensslDN(ca.cert.Subject), ownPW, peerPW, monitorPW)
+	sql := replicationSQL(p, peers, r.o.Root, opensslDN(ca.cert.Subject), ownPW, peerPW, monitorPW, adminPW)
 	if err := r.write("secrets/db-replication.sql", []byte(sql), true); err != nil {
 		return "", err
 	}
@@ -240,4 +270,18 @@ func (r *renderer) replication(ctx context.Context) (string, error) {
 		return "", nil
 	}
 	return replicationCnf(p, r.varDir, peers), nil
+}
+
+// connections are the names of the site's replication connections.
+func (r *renderer) connections() []string {
+	if !r.p.Replicating() {
+		return nil
+	}
+	var out []string
+	for _, s := range r.p.Spec.Sites {
+		if s.Name != r.p.Site.Name {
+			out = append(out, ConnectionName(s.Name))
+		}
+	}
+	return out
 }

@@ -376,7 +376,7 @@ func TestRenderReplication(t *testing.T) {
 	}
 	// The replica's certificate is a client's too, and chains to the CA the
 	// peers trust.
-	cert, _, err := readPair(filepath.Join(out, "tls", "db.pem"), filepath.Join(out, "secrets", "db-tls.key"))
+	cert, _, err := readPair(filepath.Join(out, "tls", "db.pem"), filepath.Join(out, "tls", "db.key"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cairn-pki/cairn/accounts"
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/lab"
 )
 
 func newAccountsCmd(g *globals) *cobra.Command {
@@ -42,7 +43,41 @@ func newAccountsCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(status)
+	seed := &cobra.Command{
+		Use:   "seed",
+		Short: "Bring account replication up on a cluster that ran without it, or back after a peer was away longer than its binary logs or restored from backup (idempotent)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := cluster.Load(g.specPath())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			// The lab's databases started without a binary log are
+			// restarted with the rendered my.cnf; a provisioned site's
+			// are restarted by `cairn provision apply`.
+			if l := (&lab.Lab{Spec: spec, Log: out}); l.IsLab() {
+				if _, err := l.EnableBinlogs(cmd.Context()); err != nil {
+					return err
+				}
+			}
+			open, err := accounts.Admin(spec)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out, "seeding every site from every peer:")
+			rep, err := accounts.Seed(cmd.Context(), spec, open, out)
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return printJSON(out, rep)
+			}
+			fmt.Fprintln(out, "done: check with `cairn accounts status`")
+			return nil
+		},
+	}
+	cmd.AddCommand(status, seed)
 	return cmd
 }
 

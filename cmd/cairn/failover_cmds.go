@@ -255,6 +255,9 @@ func printFailoverStatus(w io.Writer, st failover.Status) {
 		if s.Drained {
 			note = "drained. " + note
 		}
+		if a := s.Accounts; a != nil && !a.OK {
+			note = "ACCOUNT REPLICATION BROKEN (" + a.Detail + "; still issues, not failed over for this). " + note
+		}
 		mark := ""
 		if s.Name == st.Active {
 			mark = " *"

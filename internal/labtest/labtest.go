@@ -26,6 +26,7 @@ const (
 	BlockFailover    = 60
 	BlockDrill       = 70
 	BlockProvision   = 80
+	BlockAccounts    = 90
 )
 
 // Spec writes a lab spec with the given sites on block B and loads it.

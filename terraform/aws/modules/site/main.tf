@@ -20,6 +20,7 @@ locals {
     { for c in var.client_cidrs : "acme ${c}" => { description = "ACME (HTTPS) from clients and failover controllers", protocol = "tcp", from = 443, to = 443, cidr = c } },
     { for c in var.admin_cidrs : "ssh ${c}" => { description = "SSH for Ansible and operators", protocol = "tcp", from = 22, to = 22, cidr = c } },
     { for c in var.monitoring_cidrs : "metrics ${c}" => { description = "Boulder debug/metrics ports for Prometheus", protocol = "tcp", from = 8000, to = 8099, cidr = c } },
+    { for c in var.replication_cidrs : "mariadb ${c}" => { description = "MariaDB (TLS): account replication from peer sites, the controllers' monitor", protocol = "tcp", from = 3306, to = 3306, cidr = c } },
   )
   # Outbound: DNS to the cluster's authoritative servers (the VA validates
   # DNS-01 there), HTTPS to S3 (CRLs), CT logs and package mirrors, HTTP
@@ -30,6 +31,8 @@ locals {
     "https"   = { description = "HTTPS: S3 (CRLs), CT logs, package mirrors", protocol = "tcp", from = 443, to = 443, cidr = "0.0.0.0/0" }
     "http"    = { description = "HTTP: Debian package mirrors", protocol = "tcp", from = 80, to = 80, cidr = "0.0.0.0/0" }
   }
+  # Outbound to the peers' databases: this site's replicas pull accounts.
+  egress_replication = { for c in var.replication_cidrs : "mariadb ${c}" => { description = "MariaDB (TLS): this site's replicas pull accounts from peers", protocol = "tcp", from = 3306, to = 3306, cidr = c } }
 }
 
 module "firewall" {
@@ -38,7 +41,7 @@ module "firewall" {
   description = "cairn site ${var.name}: ACME from clients and controllers, SSH from admins, metrics from monitoring"
   vpc_id      = module.network.vpc_id
   ingress     = local.ingress
-  egress      = local.egress
+  egress      = merge(local.egress, local.egress_replication)
   tags        = local.tags
 }
 

@@ -83,6 +83,17 @@ variable "client_cidrs" {
   }
 }
 
+variable "replication_cidrs" {
+  description = "CIDRs of the peer sites and of the failover controllers: account replication and its monitor use MariaDB on 3306/tcp (TLS, users bound to certificates) in both directions; empty opens nothing, and accounts then stay at the site that made them."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.replication_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
+    error_message = "replication_cidrs: give the peers' and controllers' CIDRs, never 0.0.0.0/0 (the database must not be open to everyone)."
+  }
+}
+
 variable "monitoring_cidrs" {
   description = "CIDRs of Prometheus servers that scrape the site's metrics ports (8000-8099/tcp); empty opens nothing."
   type        = list(string)

@@ -1,0 +1,283 @@
+package accounts
+
+import (
+	"context"
+	"crypto/tls"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/site"
+)
+
+// ErrBinlogOff: a site's MariaDB still runs without its binary log (it was
+// started before replication was switched on): restart it with the
+// rendered my.cnf, then seed again.
+var ErrBinlogOff = errors.New("binary log off")
+
+// SeedPair is what seeding one replica from one source did.
+type SeedPair struct {
+	Replica  string `json:"replica"`
+	Source   string `json:"source"`
+	Copied   int    `json:"copied"`    // rows the replica did not have
+	Updated  int    `json:"updated"`   // rows of the source's own accounts that differed (the origin wins; a deactivation is kept)
+	Conflict int    `json:"conflicts"` // rows left out: the replica holds the key under another ID
+	Position string `json:"position"`  // the source's GTID the replica continues from
+}
+
+// SeedReport is the whole seed.
+type SeedReport struct {
+	Pairs []SeedPair `json:"pairs"`
+}
+
+// Admin opens an administrator connection to each site's database: the
+// admin user over TLS with the client certificate of the machine that
+// renders the sites.
+func Admin(spec *cluster.Spec) (func(site string) (*sql.DB, error), error) {
+	m, err := NewMariaDB(spec)
+	if err != nil {
+		return nil, err
+	}
+	pw, err := fsutil.ReadSecret(spec.Path(site.AdminPasswordFile))
+	if err != nil {
+		return nil, fmt.Errorf("admin password: %w", err)
+	}
+	certFile, keyFile := site.AdminTLSFiles(spec)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("admin client certificate: %w (render the sites on this machine first)", err)
+	}
+	return func(siteName string) (*sql.DB, error) {
+		return m.connect(siteName, site.AdminUser, pw, []tls.Certificate{cert}, 30*time.Second)
+	}, nil
+}
+
+type row struct {
+	id                     int64
+	jwk                    []byte
+	sha, agreement, status string
+	createdAt              time.Time
+}
+
+// Seed brings account replication up on a cluster that ran without it, or
+// back after a peer was gone longer than the binary logs are kept, or a
+// site was restored from a backup. For every site R and every peer S:
+// stop R's connections, read S's current GTID position in its own domain,
+// copy every account S has that R lacks (INSERT IGNORE, not logged), let
+// S's own accounts that differ at R take S's values (a deactivation is
+// never undone), set R's position for S's domain to what was read, and
+// start R's connections. What S writes after the position was read is
+// replicated (and skipped where the copy already brought it), so Seed is
+// idempotent and safe to re-run. Every site's binary log must be on and
+// its connections must exist (the rendered db-replication.sql).
+func Seed(ctx context.Context, spec *cluster.Spec, open func(string) (*sql.DB, error), log io.Writer) (*SeedReport, error) {
+	if spec.Accounts.Replication != cluster.ReplicationMariaDB {
+		return nil, errors.New("accounts.replication is off in the spec: set it to mariadb, render the sites (cairn lab up / cairn provision apply), then seed")
+	}
+	dbs := map[string]*sql.DB{}
+	defer func() {
+		for _, db := range dbs {
+			db.Close()
+		}
+	}()
+	prefix := map[string]int64{}
+	var problems []error
+	for _, s := range spec.Sites {
+		prefix[s.Name] = int64(s.SerialPrefix.Value())
+		db, err := open(s.Name)
+		if err == nil {
+			err = db.PingContext(ctx)
+		}
+		if err != nil {
+			problems = append(problems, fmt.Errorf("site %s: %w", s.Name, err))
+			continue
+		}
+		dbs[s.Name] = db
+		var logBin int
+		if err := db.QueryRowContext(ctx, "SELECT @@log_bin").Scan(&logBin); err != nil {
+			problems = append(problems, fmt.Errorf("site %s: %w", s.Name, err))
+			continue
+		}
+		if logBin != 1 {
+			problems = append(problems, fmt.Errorf("site %s: %w: restart its MariaDB with the rendered my.cnf", s.Name, ErrBinlogOff))
+			continue
+		}
+		conns, err := slaves(ctx, db)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("site %s: %w", s.Name, err))
+			continue
+		}
+		for _, peer := range spec.Sites {
+			if peer.Name != s.Name && !slicesContainsConn(conns, site.ConnectionName(peer.Name)) {
+				problems = append(problems, fmt.Errorf("site %s: no replication connection from %s: restart its database so db-replication.sql is applied", s.Name, peer.Name))
+			}
+		}
+	}
+	if err := errors.Join(problems...); err != nil {
+		return nil, err
+	}
+	rep := &SeedReport{}
+	for _, r := range spec.Sites {
+		rdb := dbs[r.Name]
+		if _, err := rdb.ExecContext(ctx, "STOP ALL SLAVES"); err != nil {
+			return rep, fmt.Errorf("site %s: STOP ALL SLAVES: %w", r.Name, err)
+		}
+		var slavePos string
+		if err := rdb.QueryRowContext(ctx, "SELECT @@gtid_slave_pos").Scan(&slavePos); err != nil {
+			return rep, err
+		}
+		pos := gtidTriples(slavePos)
+		// gtid_strict_mode: the position must name the site's own domain
+		// as far as its binary log goes.
+		var own string
+		if err := rdb.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&own); err != nil {
+			return rep, err
+		}
+		if t, ok := gtidTriples(own)[prefix[r.Name]]; ok {
+			pos[prefix[r.Name]] = t
+		}
+		for _, src := range spec.Sites {
+			if src.Name == r.Name {
+				continue
+			}
+			pair, err := seedPair(ctx, dbs[src.Name], rdb, src.Name, r.Name, prefix[src.Name])
+			if err != nil {
+				return rep, fmt.Errorf("seed %s from %s: %w", r.Name, src.Name, err)
+			}
+			if pair.Position != "" {
+				pos[prefix[src.Name]] = pair.Position
+			}
+			rep.Pairs = append(rep.Pairs, pair)
+			fmt.Fprintf(log, "  %s from %s: %d copied, %d updated, %d conflicts; continues after %s\n", r.Name, src.Name, pair.Copied, pair.Updated, pair.Conflict, orNone(pair.Position))
+		}
+		var parts []string
+		for _, t := range pos {
+			parts = append(parts, t)
+		}
+		// Every part came from gtidTriples (digits and dashes only).
+		if _, err := rdb.ExecContext(ctx, "SET GLOBAL gtid_slave_pos = '"+strings.Join(parts, ",")+"'"); err != nil {
+			return rep, fmt.Errorf("site %s: set gtid_slave_pos: %w", r.Name, err)
+		}
+		if _, err := rdb.ExecContext(ctx, "START ALL SLAVES"); err != nil {
+			return rep, fmt.Errorf("site %s: START ALL SLAVES: %w", r.Name, err)
+		}
+	}
+	return rep, nil
+}
+
+func seedPair(ctx context.Context, sdb, rdb *sql.DB, source, replica string, domain int64) (SeedPair, error) {
+	pair := SeedPair{Replica: replica, Source: source}
+	var binlogPos string
+	if err := sdb.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&binlogPos); err != nil {
+		return pair, err
+	}
+	pair.Position = gtidTriples(binlogPos)[domain]
+	srcRows, err := readRows(ctx, sdb)
+	if err != nil {
+		return pair, err
+	}
+	have, err := readRows(ctx, rdb)
+	if err != nil {
+		return pair, err
+	}
+	byID := map[int64]row{}
+	byKey := map[string]int64{}
+	for _, h := range have {
+		byID[h.id] = h
+		byKey[h.sha] = h.id
+	}
+	if _, err := rdb.ExecContext(ctx, "SET SESSION sql_log_bin = 0"); err != nil {
+		return pair, err
+	}
+	for _, s := range srcRows {
+		h, ok := byID[s.id]
+		switch {
+		case !ok:
+			if id, taken := byKey[s.sha]; taken && id != s.id {
+				pair.Conflict++ // the replica's own row for this key wins there
+				continue
+			}
+			res, err := rdb.ExecContext(ctx, "INSERT IGNORE INTO "+site.ReplicatedTable+" (id, jwk, jwk_sha256, agreement, createdAt, status) VALUES (?, ?, ?, ?, ?, ?)",
+				s.id, s.jwk, s.sha, s.agreement, s.createdAt, s.status)
+			if err != nil {
+				return pair, err
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				pair.Copied++
+			}
+		case int64(site.AccountIDSite(s.id)) == domain && (h.sha != s.sha || (h.status == "valid" && s.status != "valid")):
+			// The source is this account's origin: its key (a rollover) and
+			// a status that left valid win.
+			status := s.status
+			if h.status != "valid" {
+				status = h.status
+			}
+			if id, taken := byKey[s.sha]; taken && id != s.id {
+				pair.Conflict++
+				continue
+			}
+			if _, err := rdb.ExecContext(ctx, "UPDATE "+site.ReplicatedTable+" SET jwk = ?, jwk_sha256 = ?, status = ? WHERE id = ?", s.jwk, s.sha, status, s.id); err != nil {
+				return pair, err
+			}
+			pair.Updated++
+		}
+	}
+	return pair, nil
+}
+
+func readRows(ctx context.Context, db *sql.DB) ([]row, error) {
+	rows, err := db.QueryContext(ctx, "SELECT id, jwk, jwk_sha256, agreement, createdAt, status FROM "+site.ReplicatedTable+" ORDER BY id")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []row
+	for rows.Next() {
+		var r row
+		var created []byte
+		if err := rows.Scan(&r.id, &r.jwk, &r.sha, &r.agreement, &created, &r.status); err != nil {
+			return nil, err
+		}
+		r.createdAt, err = time.Parse(time.DateTime, string(created))
+		if err != nil {
+			return nil, fmt.Errorf("account %d: createdAt %q: %w", r.id, created, err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// gtidTriples splits a GTID position into its "domain-server-seq" parts
+// by domain.
+func gtidTriples(pos string) map[int64]string {
+	out := map[int64]string{}
+	for _, part := range strings.Split(pos, ",") {
+		part = strings.TrimSpace(part)
+		var d, srv, n int64
+		if _, err := fmt.Sscanf(part, "%d-%d-%d", &d, &srv, &n); err == nil {
+			out[d] = part
+		}
+	}
+	return out
+}
+
+func slicesContainsConn(conns []Connection, name string) bool {
+	for _, c := range conns {
+		if strings.EqualFold(c.Name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "the start of its binary log"
+	}
+	return s
+}
