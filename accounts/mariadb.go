@@ -52,7 +52,9 @@ func NewMariaDB(spec *cluster.Spec) (*MariaDB, error) {
 	return m, nil
 }
 
-func (m *MariaDB) open(siteName string) (*sql.DB, error) {
+// Open is a monitor session to the site's database (read-only: status and
+// the accounts table).
+func (m *MariaDB) Open(siteName string) (*sql.DB, error) {
 	return m.connect(siteName, site.MonitorUser, m.password, nil, 5*time.Second)
 }
 
@@ -81,7 +83,7 @@ func (m *MariaDB) connect(siteName, user, password string, certs []tls.Certifica
 // Read implements Reader.
 func (m *MariaDB) Read(ctx context.Context, siteName string) (Raw, error) {
 	var raw Raw
-	db, err := m.open(siteName)
+	db, err := m.Open(siteName)
 	if err != nil {
 		return raw, err
 	}

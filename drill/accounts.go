@@ -30,7 +30,9 @@ type AccountsReport struct {
 	// the restore until every site has it; null if it never arrived.
 	FlowSeconds *float64 `json:"newAccountEverywhereSeconds"`
 	Problems    []string `json:"statusProblems,omitempty"` // accounts status at the end
-	Errors      []string `json:"errors,omitempty"`
+	// Missing: accounts some site still lacks at the end.
+	Missing int      `json:"missing"`
+	Errors  []string `json:"errors,omitempty"`
 }
 
 // registerAt registers key at one site, addressed directly (not through
@@ -123,6 +125,7 @@ func (r *Runner) checkAccounts(ctx context.Context, w *workload, rep *Report, ta
 	}
 	st := accounts.Check(ctx, r.spec, reader)
 	ar.Problems = st.Problems
+	ar.Missing = len(st.Missing)
 	ar.ConnectionsRunning = len(st.Connections) > 0
 	for _, c := range st.Connections {
 		ar.ConnectionsRunning = ar.ConnectionsRunning && c.Running && c.FilterOK
@@ -160,6 +163,9 @@ func (rep *Report) judgeAccounts(sc *Scenario, fail func(string, ...any)) {
 	}
 	if sc.Accounts.ConflictAt.Duration > 0 && len(ar.ConflictIDs) == 2 && !ar.ConflictReported {
 		fail("accounts: the key registered at two sites (%v) is not reported as a conflict", ar.ConflictIDs)
+	}
+	if ar.Missing > 0 {
+		fail("accounts: %d accounts still missing at some site after the restore (%v)", ar.Missing, ar.Problems)
 	}
 	if ar.FlowSeconds == nil {
 		fail("accounts: an account made at the faulted site after the restore did not reach every site within 1m")

@@ -394,7 +394,7 @@ func (rep *Report) Markdown() string {
 		fmt.Fprintf(&b, "\n## Accounts (replication between sites)\n\n| check | result |\n|---|---|\n")
 		fmt.Fprintf(&b, "| one key registered at two sites | %v |\n| reported as a conflict by `cairn accounts status` | %v |\n", a.ConflictIDs, a.ConflictReported)
 		fmt.Fprintf(&b, "| rows skipped (all sites) | %d |\n| every connection running with its filter | %v |\n", a.SkippedRows, a.ConnectionsRunning)
-		fmt.Fprintf(&b, "| new account at the faulted site reached every site after | %s |\n", fmtSecs(a.FlowSeconds))
+		fmt.Fprintf(&b, "| new account at the faulted site reached every site after | %s |\n| accounts missing somewhere at the end | %d |\n", fmtSecs(a.FlowSeconds), a.Missing)
 		for _, p := range a.Problems {
 			fmt.Fprintf(&b, "\n* status: %s", p)
 		}

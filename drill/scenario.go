@@ -36,7 +36,7 @@ type Scenario struct {
 	// none drained; real clients issue) and after the faults are restored
 	// (every site healthy again within Within, default 3m).
 	// Accounts: account-replication checks (docs/accounts.md).
-	Accounts AccountsStep `yaml:"accounts,omitempty" json:"accounts"`
+	Accounts    AccountsStep `yaml:"accounts,omitempty" json:"accounts"`
 	SteadyState struct {
 		Within Duration `yaml:"within,omitempty" json:"within"`
 	} `yaml:"steadyState,omitempty" json:"steadyState"`
