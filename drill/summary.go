@@ -31,8 +31,11 @@ type ScenarioSummary struct {
 	Lost map[string][2]int `json:"lost"`
 	// Real: per real client, failed runs and runs in all drills, and in
 	// how many drills it kept its account.
-	Real     map[string][3]int `json:"realClients"`
-	Failures []string          `json:"failures,omitempty"`
+	Real map[string][3]int `json:"realClients"`
+	// Renewed: per real client, seconds from the name settling to its
+	// first renewal after the fault, over the runs where it renewed.
+	Renewed  map[string]Stat `json:"renewedAfterSettle"`
+	Failures []string        `json:"failures,omitempty"`
 }
 
 // Stat is the spread of one phase over the runs where it happened.
@@ -67,6 +70,7 @@ func Summarize(reps []*Report) Summary {
 	var sum Summary
 	idx := map[string]int{}
 	values := map[string]map[string][]float64{}
+	renewed := map[string]map[string][]float64{}
 	for _, r := range reps {
 		i, ok := idx[r.Scenario]
 		if !ok {
@@ -74,6 +78,7 @@ func Summarize(reps []*Report) Summary {
 			idx[r.Scenario] = i
 			sum.Scenarios = append(sum.Scenarios, ScenarioSummary{Scenario: r.Scenario, Phases: map[string]Stat{}, Lost: map[string][2]int{}, Real: map[string][3]int{}})
 			values[r.Scenario] = map[string][]float64{}
+			renewed[r.Scenario] = map[string][]float64{}
 		}
 		s := &sum.Scenarios[i]
 		s.Runs++
@@ -99,12 +104,19 @@ func Summarize(reps []*Report) Summary {
 				kept = 1
 			}
 			s.Real[c.Client] = [3]int{x[0] + c.Failed, x[1] + c.Runs, x[2] + kept}
+			if c.RenewedAfter != nil {
+				renewed[r.Scenario][c.Client] = append(renewed[r.Scenario][c.Client], *c.RenewedAfter)
+			}
 		}
 	}
 	for i := range sum.Scenarios {
 		s := &sum.Scenarios[i]
 		for name, v := range values[s.Scenario] {
 			s.Phases[name] = Stat{N: len(v), P50: p50(v), Min: slices.Min(v), Max: slices.Max(v)}
+		}
+		s.Renewed = map[string]Stat{}
+		for c, v := range renewed[s.Scenario] {
+			s.Renewed[c] = Stat{N: len(v), P50: p50(v), Min: slices.Min(v), Max: slices.Max(v)}
 		}
 	}
 	return sum
@@ -140,6 +152,14 @@ func (sum Summary) Markdown() string {
 			real = append(real, fmt.Sprintf("%s %d/%d, %d/%d", c, s.Real[c][0], s.Real[c][1], s.Real[c][2], s.Runs))
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", s.Scenario, strings.Join(lost, "; "), strings.Join(real, "; "))
+	}
+	fmt.Fprintf(&b, "\nReal clients: seconds from the name settling to their first renewal after the fault, p50 (min–max, runs where they renewed):\n\n| scenario | per client |\n|---|---|\n")
+	for _, s := range sum.Scenarios {
+		var parts []string
+		for _, c := range sortedKeys(s.Renewed) {
+			parts = append(parts, c+" "+fmtStat(s.Renewed[c], true))
+		}
+		fmt.Fprintf(&b, "| %s | %s |\n", s.Scenario, strings.Join(parts, "; "))
 	}
 	for _, s := range sum.Scenarios {
 		if len(s.Failures) > 0 {

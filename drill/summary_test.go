@@ -2,10 +2,11 @@ package drill
 
 import (
 	"errors"
-	"github.com/cairn-pki/cairn/cluster"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairn-pki/cairn/cluster"
 )
 
 func f(v float64) *float64 { return &v }
@@ -15,7 +16,7 @@ func TestSummarizeTakesTheMedianOfRunsWherePhasesHappened(t *testing.T) {
 	for i, c := range []float64{3, 1, 2, 10} {
 		r := &Report{Scenario: "site-down", Passed: i != 3, Timings: Timings{Commit: f(c)},
 			Clients: []ClientSummary{{Policy: "2m", Issuances: 5, Failed: i % 2}},
-			Real:    []RealClient{{Client: "lego", Runs: 4, Failed: 1, AccountKept: true}}}
+			Real:    []RealClient{{Client: "lego", Runs: 4, Failed: 1, AccountKept: true, RenewedAfter: f(c + 5)}}}
 		if i == 3 {
 			r.Failures = []string{"too slow"}
 		}
@@ -37,7 +38,10 @@ func TestSummarizeTakesTheMedianOfRunsWherePhasesHappened(t *testing.T) {
 		t.Errorf("summary %+v", s)
 	}
 	md := sum.Markdown()
-	for _, want := range []string{"| site-down | 3/4 | – | – | 2.5 (1.0–10.0, n=4)", "2m 2/20", "lego 4/16, 4/4", "run 4: too slow"} {
+	if got := s.Renewed["lego"]; got.N != 4 || got.P50 != 7.5 {
+		t.Errorf("lego renewed %+v, want n=4 p50=7.5", got)
+	}
+	for _, want := range []string{"| site-down | 3/4 | – | – | 2.5 (1.0–10.0, n=4)", "2m 2/20", "lego 4/16, 4/4", "run 4: too slow", "| site-down | lego 7.5 (6.0–15.0, n=4) |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("summary markdown lacks %q:\n%s", want, md)
 		}
