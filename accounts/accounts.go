@@ -270,11 +270,19 @@ func (st *Status) diff(spec *cluster.Spec, raws map[string]*Raw) {
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
 		by := rows[id]
+		var sha string
+		for _, a := range by {
+			sha = a.KeySHA
+		}
 		var missing []string
 		for _, s := range reachable {
-			if _, ok := by[s]; !ok {
-				missing = append(missing, s)
+			if _, ok := by[s]; ok {
+				continue
 			}
+			if other, ok := keys[sha][s]; ok && other != id {
+				continue // the site holds this key under its own ID: a conflict
+			}
+			missing = append(missing, s)
 		}
 		// A row that a site skipped because it holds the key under its own
 		// ID is a conflict, reported once below, not a missing account.
