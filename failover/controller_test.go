@@ -54,6 +54,17 @@ func TestControllerPrearmsAndRestoresTTL(t *testing.T) {
 	if st := c.Status(); st.Sites[0].State != Healthy || st.Active != "a" {
 		t.Fatalf("not healthy: %+v", st)
 	}
+	// Account replication broken at a, however often: shown, never voted
+	// on (a still issues).
+	for range 10 {
+		c.Sink(healthcheck.Result{Site: "a", Kind: healthcheck.KindReplication, Started: time.Now(),
+			Steps: []healthcheck.Step{{Name: "from b", ErrorClass: healthcheck.ClassReplication, Detail: "replication from b not running"}}})
+	}
+	c.step(ctx)
+	if st := c.Status(); st.Sites[0].State != Healthy || st.Active != "a" || st.Sites[0].Accounts == nil ||
+		st.Sites[0].Accounts.OK || st.Sites[0].Accounts.Detail != "replication from b not running" || st.Sites[1].Accounts != nil {
+		t.Fatalf("broken replication at a: %+v", st.Sites)
+	}
 	// One hard failure: a is suspect, the TTL drops to 5 s, nothing moves.
 	c.Sink(healthcheck.Result{Site: "a", Kind: healthcheck.KindNonce, Started: time.Now(),
 		Steps: []healthcheck.Step{{Name: "directory", ErrorClass: healthcheck.ClassRefused}}})
