@@ -155,9 +155,11 @@ func (rc *realClient) run(ctx context.Context, command string, timeout time.Dura
 // realProblem finds the ACME problem type and the line that explains it.
 func realProblem(out []byte, err error, timedOut bool) (problem, detail string) {
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	for _, l := range lines {
-		if p := problemRE.FindString(l); p != "" {
-			return p, firstLine(strings.TrimSpace(l))
+	// The last problem is the one the client gave up on (lego v5 first
+	// warns about an ARI lookup it does not need).
+	for i := len(lines) - 1; i >= 0; i-- {
+		if p := problemRE.FindString(lines[i]); p != "" {
+			return p, firstLine(strings.TrimSpace(lines[i]))
 		}
 	}
 	for i := len(lines) - 1; i >= 0; i-- {

@@ -54,6 +54,12 @@ func TestRealProblemFindsTheACMEProblem(t *testing.T) {
 	if p != "urn:ietf:params:acme:error:accountDoesNotExist" || !strings.Contains(d, "Account not found") {
 		t.Errorf("problem %q detail %q", p, d)
 	}
+	// lego v5: an ARI warning first, the error it stopped on last.
+	p, _ = realProblem([]byte("WARN retry: acme: error: 404 :: urn:ietf:params:acme:error:malformed :: While parsing ARI CertID\n"+
+		"ERROR acme: error: 400 :: urn:ietf:params:acme:error:accountDoesNotExist :: Account not found\n"), errors.New("exit status 1"), false)
+	if p != "urn:ietf:params:acme:error:accountDoesNotExist" {
+		t.Errorf("lego v5: problem %q, want the last one", p)
+	}
 	p, d = realProblem([]byte("Saving debug log\nAn unexpected error occurred:\nconnection refused\nAsk for help or search for solutions at https://community.letsencrypt.org.\n"), errors.New("exit status 1"), false)
 	if p != "exit status 1" || d != "connection refused" {
 		t.Errorf("problem %q detail %q", p, d)
