@@ -9,7 +9,7 @@ export PATH := $(TOOLS):$(PATH)
 LAB_DIR ?= cairn-lab
 FUZZTIME ?= 30s
 
-.PHONY: deps build lab lab-down quickstart test unit lint fuzz bench clean
+.PHONY: deps build lab lab-down quickstart test unit lint rules fuzz bench clean
 
 deps:
 	@scripts/deps.sh
@@ -31,9 +31,14 @@ quickstart: deps build
 
 # Everything CI runs: lint, unit and integration tests (real SoftHSM,
 # Boulder, MariaDB, Redis, BIND, Knot, certbot, lego), and the spec fuzzer.
-test: deps lint
+test: deps lint rules
 	go test -count=1 ./...
 	$(MAKE) --no-print-directory fuzz
+
+# The alert rules users load (monitoring/): syntax and unit tests.
+rules:
+	promtool check rules monitoring/cairn-rules.yml
+	cd monitoring && promtool test rules tests/*.yml
 
 # Fast, hermetic loop for development: integration tests are skipped.
 unit:
