@@ -199,6 +199,16 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 	if err := l.exemptProbeAccounts(ctx, bins["admin"]); err != nil {
 		return nil, err
 	}
+	// Sites start in parallel: a replica that tried a peer before the
+	// peer's users existed waits MASTER_CONNECT_RETRY (10 s) before trying
+	// again. Every database is loaded now: reconnect at once.
+	for _, b := range bundles {
+		if len(b.Database.Connections) > 0 {
+			if err := l.DBExec(ctx, b.Site, "STOP ALL SLAVES; START ALL SLAVES"); err != nil {
+				return nil, err
+			}
+		}
+	}
 	// The failover controller, so the lab fails over by itself.
 	if cb.Controller != nil {
 		if err := l.startProc(ctx, proc{Process: *cb.Controller, root: cb.Root}, resolve); err != nil {
