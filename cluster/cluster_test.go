@@ -170,3 +170,23 @@ func TestExternalEtcd(t *testing.T) {
 		t.Fatalf("etcd: %+v", e)
 	}
 }
+
+// A huge bad value comes back as a short excerpt, never whole.
+func TestErrorsQuoteOnlyAnExcerpt(t *testing.T) {
+	huge := strings.Repeat("x", 1<<20)
+	for _, text := range []string{"name: " + huge + "\n", huge + "\n", "sites: [" + huge + "]\n", huge + ": 1\n"} {
+		_, errs := ParseAndValidate([]byte(text))
+		if len(errs) == 0 {
+			t.Fatalf("%.20s…: no error", text)
+		}
+		err := errs
+		for _, e := range errs {
+			if len(e.Error()) > 400 {
+				t.Errorf("%.20s…: error of %d characters: %.120s…", text, len(e.Error()), e.Error())
+			}
+		}
+		if strings.HasPrefix(text, "name:") && !strings.Contains(err.Error(), "… (1048576 characters)") {
+			t.Errorf("the excerpt does not say how long the value was: %.300s", err.Error())
+		}
+	}
+}

@@ -30,6 +30,33 @@ func (e FieldError) Error() string {
 	return fmt.Sprintf("%s: %s", e.Path, e.Msg)
 }
 
+// maxQuoted is how much of a bad value an error message quotes.
+const maxQuoted = 60
+
+// fieldMsg formats an error message, quoting at most an excerpt of each
+// string value (a 4 MB value must not come back as a 4 MB line).
+func fieldMsg(format string, args ...any) string {
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			args[i] = excerpt(s, maxQuoted)
+		}
+	}
+	return fmt.Sprintf(format, args...)
+}
+
+// FieldMsg is fieldMsg for other packages' one-line errors (drill
+// scenarios).
+func FieldMsg(format string, args ...any) string { return fieldMsg(format, args...) }
+
+// excerpt keeps the first n runes of s and says how long it was.
+func excerpt(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return fmt.Sprintf("%s… (%d characters)", string(r[:n]), len(r))
+}
+
 // Errors is every problem found in one pass, in file order where known.
 type Errors []FieldError
 
@@ -69,7 +96,7 @@ func Parse(data []byte) (*Spec, Errors) {
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 
 func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
-	d.errs = append(d.errs, FieldError{Path: displayPath(path), Line: n.Line, Msg: fmt.Sprintf(format, args...)})
+	d.errs = append(d.errs, FieldError{Path: excerpt(displayPath(path), 80), Line: n.Line, Msg: fieldMsg(format, args...)})
 }
 
 func displayPath(p string) string {

@@ -37,7 +37,7 @@ type validator struct {
 }
 
 func (v *validator) add(path, format string, args ...any) {
-	v.errs = append(v.errs, FieldError{Path: path, Line: v.spec.lines[path], Msg: fmt.Sprintf(format, args...)})
+	v.errs = append(v.errs, FieldError{Path: excerpt(path, 80), Line: v.spec.lines[path], Msg: fieldMsg(format, args...)})
 }
 
 // Validate checks a spec with defaults applied and returns every problem.

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/cairn-pki/cairn/cluster"
 )
 
 // Scenario is one drill: faults on a timeline, the client workload, and
@@ -209,7 +211,7 @@ func Parse(b []byte) (*Scenario, error) {
 func (s *Scenario) check() error {
 	var errs []error
 	add := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+		errs = append(errs, fmt.Errorf("%s: %s", field, cluster.FieldMsg(format, args...)))
 	}
 	if s.Name == "" {
 		add("name", "is required")
