@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -452,7 +453,7 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 		return "", err
 	}
 	primary := out.DNSServers[0]
-	hv, err := conn(primary.Connection, strings.Split(primary.Address, ":")[0])
+	hv, err := conn(primary.Connection, hostOf(primary.Address))
 	if err != nil {
 		return "", err
 	}
@@ -463,6 +464,14 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 	inv["cluster"][primary.Name] = hv
 	path := p.path("inventory.yml")
 	return path, writeInventory(path, map[string]any{"cairn_bin_dir": binDir}, inv)
+}
+
+// hostOf is the host of host:port (IPv6 too), or addr without a port.
+func hostOf(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
 }
 
 // connVars are the inventory variables that say how Ansible reaches a host.
@@ -736,7 +745,7 @@ func (p *Provisioner) uninstall(ctx context.Context) error {
 	}
 	inv := map[string]map[string]hostVars{"cluster": {}, "sites": {}}
 	for _, d := range out.DNSServers[:min(1, len(out.DNSServers))] {
-		hv, err := connVars(d.Connection, strings.Split(d.Address, ":")[0])
+		hv, err := connVars(d.Connection, hostOf(d.Address))
 		if err != nil {
 			return err
 		}
