@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -51,7 +52,8 @@ func startServer(t *testing.T, addr string, argv ...string) {
 
 func loopback(t *testing.T, ip string) {
 	t.Helper()
-	if out, err := exec.Command("ip", "addr", "add", ip+"/32", "dev", "lo").CombinedOutput(); err != nil {
+	// Already there: left by a test run that was killed; take it over.
+	if out, err := exec.Command("ip", "addr", "add", ip+"/32", "dev", "lo").CombinedOutput(); err != nil && !strings.Contains(string(out), "already assigned") {
 		t.Fatalf("ip addr add %s: %v %s", ip, err, out)
 	}
 	t.Cleanup(func() { exec.Command("ip", "addr", "del", ip+"/32", "dev", "lo").Run() })
