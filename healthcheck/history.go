@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // pure-Go SQLite driver
@@ -17,7 +18,15 @@ import (
 type History struct {
 	db        *sql.DB
 	retention time.Duration
+	// Record prunes at most once per pruneEvery of this clock, so every
+	// long-running writer (the controller, probe --watch) keeps the file
+	// bounded.
+	now      func() time.Time
+	mu       sync.Mutex
+	prunedAt time.Time
 }
+
+const pruneEvery = time.Hour
 
 // migrations are applied in order; schema_version records how far.
 var migrations = []string{
@@ -52,7 +61,7 @@ func OpenHistory(path string, retention time.Duration) (*History, error) {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1) // one writer; SQLite serialises anyway
-	h := &History{db: db, retention: retention}
+	h := &History{db: db, retention: retention, now: time.Now}
 	if err := h.migrate(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("probe history %s: %w", path, err)
@@ -94,8 +103,21 @@ func (h *History) migrate() error {
 // Close closes the database.
 func (h *History) Close() error { return h.db.Close() }
 
-// Record stores one result.
+// Record stores one result, pruning first what is past the retention
+// when the last prune is an hour old.
 func (h *History) Record(ctx context.Context, r Result) error {
+	now := h.now()
+	h.mu.Lock()
+	due := now.Sub(h.prunedAt) >= pruneEvery
+	if due {
+		h.prunedAt = now
+	}
+	h.mu.Unlock()
+	if due {
+		if _, err := h.Prune(ctx, now); err != nil {
+			return fmt.Errorf("prune: %w", err)
+		}
+	}
 	steps, err := json.Marshal(r.Steps)
 	if err != nil {
 		return err

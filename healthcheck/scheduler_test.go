@@ -2,6 +2,7 @@ package healthcheck
 
 import (
 	"context"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -114,5 +115,41 @@ func TestHistoryReopenKeepsData(t *testing.T) {
 	s, _ := h.Samples(context.Background(), time.Now().Add(-time.Minute))
 	if len(s) != 1 {
 		t.Fatalf("after reopen: %d samples", len(s))
+	}
+}
+
+// A long-running writer (the controller) prunes as it records: once an
+// hour of its clock has passed, what is past the retention is gone.
+func TestHistoryPrunesAsItRecords(t *testing.T) {
+	h, err := OpenHistory(filepath.Join(t.TempDir(), "h.db"), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ctx := context.Background()
+	clock := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	h.now = func() time.Time { return clock }
+	rec := func(at time.Time) {
+		t.Helper()
+		if err := h.Record(ctx, Result{Site: "a", Kind: KindNonce, OK: true, Started: at, Steps: []Step{{Name: "nonce", OK: true}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec(clock.Add(-25 * time.Hour)) // past the retention already, recorded after the first prune
+	rec(clock)
+	count := func() int {
+		s, err := h.Samples(ctx, clock.Add(-100*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(s)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("%d results before an hour passed, want 2 (no prune yet)", n)
+	}
+	clock = clock.Add(61 * time.Minute)
+	rec(clock)
+	if n := count(); n != 2 {
+		t.Errorf("%d results after an hour, want 2 (the 25-hour-old one pruned)", n)
 	}
 }

@@ -178,16 +178,6 @@ func (g *globals) watch(cmd *cobra.Command, args []string, metricsAddr, historyF
 			mu.Unlock()
 		}
 	}}
-	go func() { // prune hourly
-		for {
-			hist.Prune(context.WithoutCancel(ctx), time.Now())
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Hour):
-			}
-		}
-	}()
 	fmt.Fprintf(os.Stderr, "probing %d sites; history in %s\n", len(targets), historyPath(spec, historyFile))
 	return sched.Run(ctx)
 }
