@@ -48,6 +48,43 @@ type Raw struct {
 	Accounts      []Account
 }
 
+// Connection finds the site's connection from peer.
+func (raw Raw) Connection(peer string) (Connection, bool) {
+	name := site.ConnectionName(peer)
+	for _, c := range raw.Connections {
+		if strings.EqualFold(c.Name, name) {
+			return c, true
+		}
+	}
+	return Connection{}, false
+}
+
+func (c Connection) running() bool { return c.IORunning == "Yes" && c.SQLRunning == "Yes" }
+
+func (c Connection) errorText() string {
+	return strings.TrimSpace(strings.Join(nonEmpty(c.LastIOError, c.LastSQLError), "; "))
+}
+
+// Problem is what is wrong with this connection from peer, or "": its
+// filter (without it a connection copies every table: the peer's orders
+// and certificates would land here), its threads, its GTID mode. Lag is
+// the caller's to judge.
+func (c Connection) Problem(peer string) string {
+	switch {
+	case c.DoTable != site.ReplicatedTable:
+		return fmt.Sprintf("connection from %s replicates %q, not only %s: stop it now (STOP SLAVE '%s')", peer, c.DoTable, site.ReplicatedTable, site.ConnectionName(peer))
+	case !c.running():
+		why := c.errorText()
+		if why == "" {
+			why = "IO " + c.IORunning + ", SQL " + c.SQLRunning
+		}
+		return fmt.Sprintf("replication from %s not running: %s", peer, firstLine(why))
+	case !strings.EqualFold(c.UsingGTID, "Slave_Pos"):
+		return fmt.Sprintf("connection from %s does not use GTIDs (Using_Gtid %s)", peer, c.UsingGTID)
+	}
+	return ""
+}
+
 // Reader reads one site's database (the monitor user over TLS in
 // production; a fake in unit tests).
 type Reader interface {
@@ -182,6 +219,7 @@ func (st *Status) connections(spec *cluster.Spec, raws map[string]*Raw) {
 		for _, c := range raw.Connections {
 			byName[strings.ToLower(c.Name)] = c
 		}
+		// What is left in byName at the end no peer explains.
 		for _, peer := range spec.Sites {
 			if peer.Name == s.Name {
 				continue
@@ -197,10 +235,10 @@ func (st *Status) connections(spec *cluster.Spec, raws map[string]*Raw) {
 				continue
 			}
 			cs.IO, cs.SQL, cs.LagSeconds, cs.Filter = c.IORunning, c.SQLRunning, c.SecondsBehind, c.DoTable
-			cs.Running = c.IORunning == "Yes" && c.SQLRunning == "Yes"
+			cs.Running = c.running()
 			cs.FilterOK = c.DoTable == site.ReplicatedTable
 			cs.GTID = strings.EqualFold(c.UsingGTID, "Slave_Pos")
-			cs.Error = strings.TrimSpace(strings.Join(nonEmpty(c.LastIOError, c.LastSQLError), "; "))
+			cs.Error = c.errorText()
 			if pr := raws[peer.Name]; pr != nil {
 				src, okS := ParseGTIDPos(pr.BinlogPos)[prefix[peer.Name]]
 				have := ParseGTIDPos(c.GTIDSlavePos)[prefix[peer.Name]]
@@ -209,19 +247,8 @@ func (st *Status) connections(spec *cluster.Spec, raws map[string]*Raw) {
 					cs.LagTransactions = &lag
 				}
 			}
-			switch {
-			case !cs.FilterOK:
-				// Without its filter a connection copies every table: the
-				// peer's orders and certificates would land here.
-				st.Problems = append(st.Problems, fmt.Sprintf("site %s: connection from %s replicates %q, not only %s: stop it now (STOP SLAVE '%s')", s.Name, peer.Name, c.DoTable, site.ReplicatedTable, name))
-			case !cs.Running:
-				why := cs.Error
-				if why == "" {
-					why = "IO " + c.IORunning + ", SQL " + c.SQLRunning
-				}
-				st.Problems = append(st.Problems, fmt.Sprintf("site %s: replication from %s not running: %s", s.Name, peer.Name, firstLine(why)))
-			case !cs.GTID:
-				st.Problems = append(st.Problems, fmt.Sprintf("site %s: connection from %s does not use GTIDs (Using_Gtid %s)", s.Name, peer.Name, c.UsingGTID))
+			if p := c.Problem(peer.Name); p != "" {
+				st.Problems = append(st.Problems, fmt.Sprintf("site %s: %s", s.Name, p))
 			}
 			st.Connections = append(st.Connections, cs)
 		}

@@ -113,7 +113,7 @@ func Seed(ctx context.Context, spec *cluster.Spec, open func(string) (*sql.DB, e
 			continue
 		}
 		for _, peer := range spec.Sites {
-			if peer.Name != s.Name && !slicesContainsConn(conns, site.ConnectionName(peer.Name)) {
+			if _, ok := (Raw{Connections: conns}).Connection(peer.Name); peer.Name != s.Name && !ok {
 				problems = append(problems, fmt.Errorf("site %s: no replication connection from %s: restart its database so db-replication.sql is applied", s.Name, peer.Name))
 			}
 		}
@@ -264,15 +264,6 @@ func gtidTriples(pos string) map[int64]string {
 		}
 	}
 	return out
-}
-
-func slicesContainsConn(conns []Connection, name string) bool {
-	for _, c := range conns {
-		if strings.EqualFold(c.Name, name) {
-			return true
-		}
-	}
-	return false
 }
 
 func orNone(s string) string {

@@ -4,10 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
-
-	"github.com/cairn-pki/cairn/accounts"
-	"github.com/cairn-pki/cairn/site"
 )
 
 // MaxReplicationLagSeconds: a connection further behind fails the probe.
@@ -16,7 +12,8 @@ const MaxReplicationLagSeconds = 300
 // ProbeReplication reads the site's account replication (the monitor user
 // over TLS): one step per peer it must pull from, failing when that
 // connection is missing, has lost its filter, is not running, or lags more
-// than MaxReplicationLagSeconds. The kind never votes on failover: a site
+// than MaxReplicationLagSeconds (accounts.Connection.Problem judges the
+// rest, as cairn accounts status does). The kind never votes on failover: a site
 // whose replication is broken still issues (docs/accounts.md).
 func ProbeReplication(ctx context.Context, t *Target) Result {
 	r := newRecorder(t.Site, KindReplication)
@@ -29,24 +26,14 @@ func ProbeReplication(ctx context.Context, t *Target) Result {
 		return r.done()
 	}
 	r.fact("skippedRows", strconv.FormatInt(raw.SkippedErrors, 10))
-	byName := map[string]accounts.Connection{}
-	for _, c := range raw.Connections {
-		byName[strings.ToLower(c.Name)] = c
-	}
 	for _, peer := range t.ReplicationPeers {
-		c, ok := byName[site.ConnectionName(peer)]
+		c, ok := raw.Connection(peer)
 		var err error
 		switch {
 		case !ok:
 			err = probeError{ClassReplication, "no replication connection from " + peer}
-		case c.DoTable != site.ReplicatedTable:
-			err = probeError{ClassReplication, fmt.Sprintf("connection from %s replicates %q, not only %s", peer, c.DoTable, site.ReplicatedTable)}
-		case c.IORunning != "Yes" || c.SQLRunning != "Yes":
-			why := strings.TrimSpace(c.LastIOError + " " + c.LastSQLError)
-			if why == "" {
-				why = "IO " + c.IORunning + ", SQL " + c.SQLRunning
-			}
-			err = probeError{ClassReplication, "replication from " + peer + " not running: " + why}
+		case c.Problem(peer) != "":
+			err = probeError{ClassReplication, c.Problem(peer)}
 		case c.SecondsBehind != nil && *c.SecondsBehind > MaxReplicationLagSeconds:
 			err = probeError{ClassReplication, fmt.Sprintf("replication from %s is %d s behind", peer, *c.SecondsBehind)}
 		}

@@ -22,7 +22,7 @@ func TestProbeReplication(t *testing.T) {
 	lag := int64(3)
 	far := int64(MaxReplicationLagSeconds + 1)
 	ok := func(name string, behind *int64) accounts.Connection {
-		return accounts.Connection{Name: name, IORunning: "Yes", SQLRunning: "Yes", DoTable: "boulder_sa.registrations", SecondsBehind: behind}
+		return accounts.Connection{Name: name, IORunning: "Yes", SQLRunning: "Yes", DoTable: "boulder_sa.registrations", UsingGTID: "Slave_Pos", SecondsBehind: behind}
 	}
 	for _, tc := range []struct {
 		name   string
@@ -33,7 +33,7 @@ func TestProbeReplication(t *testing.T) {
 		{"unreachable", fakeRepl{err: errors.New("dial tcp: connection refused")}, "connection refused"},
 		{"missing", fakeRepl{raw: accounts.Raw{Connections: []accounts.Connection{ok("b", &lag)}}}, "no replication connection from c-east"},
 		{"stopped", fakeRepl{raw: accounts.Raw{Connections: []accounts.Connection{ok("b", &lag),
-			{Name: "c_east", IORunning: "Connecting", SQLRunning: "Yes", DoTable: "boulder_sa.registrations", LastIOError: "error connecting to master"}}}},
+			{Name: "c_east", IORunning: "Connecting", SQLRunning: "Yes", DoTable: "boulder_sa.registrations", UsingGTID: "Slave_Pos", LastIOError: "error connecting to master"}}}},
 			"replication from c-east not running: error connecting to master"},
 		{"unfiltered", fakeRepl{raw: accounts.Raw{Connections: []accounts.Connection{ok("b", &lag), {Name: "c_east", IORunning: "Yes", SQLRunning: "Yes"}}}}, `replicates ""`},
 		{"lagging", fakeRepl{raw: accounts.Raw{Connections: []accounts.Connection{ok("b", &far), ok("c_east", &lag)}}}, "replication from b is 301 s behind"},

@@ -79,13 +79,20 @@ func initDBDir(ctx context.Context, db site.Database, osUser string) error {
 	return nil
 }
 
+// adminSQL is the mariadb client as the site's local administrator, over
+// the socket; nothing it runs goes to the binary log (peers replicate
+// accounts, not schema, users or connections).
+func adminSQL(ctx context.Context, db site.Database, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "mariadb", append([]string{"--defaults-file=" + db.Config, "-u", dbAdmin(),
+		"--init-command=SET SESSION sql_log_bin=0"}, args...)...)
+}
+
 // loadDB loads Boulder's schema once and (re)applies the users, grants and
 // replication connections. None of it goes to the binary log: peers
 // replicate accounts, not each other's schema or users.
 func loadDB(ctx context.Context, db site.Database) error {
 	sql := func(stdin []byte, args ...string) ([]byte, error) {
-		cmd := exec.CommandContext(ctx, "mariadb", append([]string{"--defaults-file=" + db.Config, "-u", dbAdmin(),
-			"--init-command=SET SESSION sql_log_bin=0"}, args...)...)
+		cmd := adminSQL(ctx, db, args...)
 		cmd.Stdin = bytes.NewReader(stdin)
 		return cmd.CombinedOutput()
 	}
@@ -128,7 +135,7 @@ func loadDB(ctx context.Context, db site.Database) error {
 // name (replication switched off, a peer gone from the spec), with their
 // relay logs; their positions stay in gtid_slave_pos.
 func dropConnections(ctx context.Context, db site.Database) error {
-	out, err := exec.CommandContext(ctx, "mariadb", "--defaults-file="+db.Config, "-u", dbAdmin(), "-B", "-e", "SHOW ALL SLAVES STATUS").CombinedOutput()
+	out, err := adminSQL(ctx, db, "-B", "-e", "SHOW ALL SLAVES STATUS").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("SHOW ALL SLAVES STATUS: %v: %s", err, firstLine(out))
 	}
@@ -147,7 +154,7 @@ func dropConnections(ctx context.Context, db site.Database) error {
 		}
 		name := strings.ReplaceAll(f[col], "'", "")
 		stmt := fmt.Sprintf("STOP SLAVE '%s'; RESET SLAVE '%s' ALL", name, name)
-		if out, err := exec.CommandContext(ctx, "mariadb", "--defaults-file="+db.Config, "-u", dbAdmin(), "-e", stmt).CombinedOutput(); err != nil {
+		if out, err := adminSQL(ctx, db, "-e", stmt).CombinedOutput(); err != nil {
 			return fmt.Errorf("remove replication connection %q: %v: %s", name, err, firstLine(out))
 		}
 	}
@@ -194,9 +201,7 @@ func (l *Lab) DBExec(ctx context.Context, siteName, statements string) error {
 	if err != nil {
 		return fmt.Errorf("site %s: %w", siteName, err)
 	}
-	cmd := exec.CommandContext(ctx, "mariadb", "--defaults-file="+b.Database.Config, "-u", dbAdmin(),
-		"--init-command=SET SESSION sql_log_bin=0", "-e", statements)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := adminSQL(ctx, b.Database, "-e", statements).CombinedOutput(); err != nil {
 		return fmt.Errorf("site %s: mariadb: %v: %s", siteName, err, firstLine(out))
 	}
 	return nil
@@ -209,7 +214,7 @@ func (l *Lab) BinlogOn(ctx context.Context, siteName string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	out, err := exec.CommandContext(ctx, "mariadb", "--defaults-file="+b.Database.Config, "-u", dbAdmin(), "-N", "-e", "SELECT @@log_bin").CombinedOutput()
+	out, err := adminSQL(ctx, b.Database, "-N", "-e", "SELECT @@log_bin").CombinedOutput()
 	if err != nil {
 		return false, fmt.Errorf("site %s: mariadb: %v: %s", siteName, err, firstLine(out))
 	}
