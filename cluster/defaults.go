@@ -9,15 +9,17 @@ import (
 // Lab defaults. The lab runs every site on loopback: the cluster DNS on
 // 127.0.30.0/24 and site i on 127.0.(31+i).0/24.
 const (
-	DefaultName        = "lab"
-	DefaultTTL         = 30
-	DefaultHTTPSPort   = 443
-	DefaultSoftHSMLib  = "/usr/lib/softhsm/libsofthsm2.so"
-	DefaultPKIDir      = "pki"
-	DefaultSecretsDir  = "secrets"
-	labDNSPrimary      = "127.0.30.2:53"
-	labDNSSecondary    = "127.0.30.3:53"
-	labSiteFirstOctet3 = 31
+	DefaultName = "lab"
+	DefaultTTL  = 30
+	// DefaultPowerDNSAPIPort is where the PowerDNS API listens, on the primary's address.
+	DefaultPowerDNSAPIPort = 8081
+	DefaultHTTPSPort       = 443
+	DefaultSoftHSMLib      = "/usr/lib/softhsm/libsofthsm2.so"
+	DefaultPKIDir          = "pki"
+	DefaultSecretsDir      = "secrets"
+	labDNSPrimary          = "127.0.30.2:53"
+	labDNSSecondary        = "127.0.30.3:53"
+	labSiteFirstOctet3     = 31
 	// MaxLabSites bounds the default address plan (127.0.31-127.0.254).
 	MaxLabSites = 254 - labSiteFirstOctet3
 )
@@ -68,6 +70,18 @@ func (s *Spec) ApplyDefaults() {
 			{Name: "primary", Address: labDNSPrimary, Role: "primary"},
 			{Name: "secondary", Address: labDNSSecondary, Role: "secondary"},
 		}
+	}
+	def(&s.DNS.Provider, DNSProviderRFC2136)
+	if s.DNS.Provider == DNSProviderPowerDNS {
+		if s.DNS.PowerDNS.API == "" && len(s.DNS.Servers) > 0 {
+			for _, d := range s.DNS.Servers {
+				if ap, err := netip.ParseAddrPort(d.Address); err == nil && d.Role == "primary" {
+					s.DNS.PowerDNS.API = "http://" + netip.AddrPortFrom(ap.Addr(), DefaultPowerDNSAPIPort).String()
+				}
+			}
+		}
+		def(&s.DNS.PowerDNS.APIKeyFile, DefaultSecretsDir+"/pdns-api.key")
+		def(&s.DNS.PowerDNS.ServerID, "localhost")
 	}
 	def(&s.DNS.TSIG.ControllerKeyFile, DefaultSecretsDir+"/tsig-controller.key")
 	def(&s.DNS.TSIG.ClientKeyFile, DefaultSecretsDir+"/tsig-clients.key")

@@ -50,8 +50,29 @@ type ACME struct {
 
 // DNS lists the authoritative servers for the cluster zone and the TSIG keys.
 type DNS struct {
-	Servers []DNSServer `yaml:"servers"`
-	TSIG    TSIG        `yaml:"tsig"`
+	// Provider writes the ACME name: "rfc2136" (TSIG-signed updates with
+	// prerequisites to the primary) or "powerdns" (the PowerDNS HTTP API,
+	// compare-and-swap fenced through the controllers' etcd).
+	Provider string      `yaml:"provider"`
+	PowerDNS PowerDNSAPI `yaml:"powerdns"`
+	Servers  []DNSServer `yaml:"servers"`
+	TSIG     TSIG        `yaml:"tsig"`
+}
+
+// DNS providers.
+const (
+	DNSProviderRFC2136  = "rfc2136"
+	DNSProviderPowerDNS = "powerdns"
+)
+
+// PowerDNSAPI is the PowerDNS Authoritative server's HTTP API.
+type PowerDNSAPI struct {
+	// API is its base URL (http or https), e.g. http://10.0.0.2:8081.
+	API string `yaml:"api"`
+	// APIKeyFile holds the API key (0600; created with the lab's cluster DNS).
+	APIKeyFile string `yaml:"apiKeyFile"`
+	// ServerID is the API's server id ("localhost" for a PowerDNS server).
+	ServerID string `yaml:"serverID"`
 }
 
 // DNSServer is one authoritative server of the cluster zone.
@@ -254,6 +275,30 @@ func (s *Spec) SiteAt(addrs ...string) string {
 }
 
 // SiteByName returns the site with that name.
+// EpochName is the TXT record next to the ACME name where the controller
+// writes its epoch.
+func (s *Spec) EpochName() string { return "_cairn-epoch." + s.ACME.Name }
+
+// PrimaryDNS is the address of the authoritative server that takes
+// updates (validated: exactly one).
+func (s *Spec) PrimaryDNS() netip.AddrPort {
+	for _, d := range s.DNS.Servers {
+		if d.Role == "primary" {
+			return netip.MustParseAddrPort(d.Address)
+		}
+	}
+	panic("cluster spec without primary (not validated)")
+}
+
+// DNSAddresses are every authoritative server's host:port.
+func (s *Spec) DNSAddresses() []string {
+	var out []string
+	for _, d := range s.DNS.Servers {
+		out = append(out, d.Address)
+	}
+	return out
+}
+
 func (s *Spec) SiteByName(name string) (*Site, bool) {
 	for i := range s.Sites {
 		if s.Sites[i].Name == name {

@@ -132,6 +132,19 @@ func (v *validator) dns() {
 	}
 	v.path("dns.tsig.controllerKeyFile", d.TSIG.ControllerKeyFile)
 	v.path("dns.tsig.clientKeyFile", d.TSIG.ClientKeyFile)
+	switch d.Provider {
+	case DNSProviderRFC2136:
+	case DNSProviderPowerDNS:
+		if u, err := url.Parse(d.PowerDNS.API); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			v.add("dns.powerdns.api", "%q is not the API's base URL (e.g. http://10.0.0.2:8081)", d.PowerDNS.API)
+		}
+		v.path("dns.powerdns.apiKeyFile", d.PowerDNS.APIKeyFile)
+		if d.PowerDNS.ServerID == "" || strings.ContainsAny(d.PowerDNS.ServerID, "/?# ") {
+			v.add("dns.powerdns.serverID", "%q is not a server id (PowerDNS calls itself localhost)", d.PowerDNS.ServerID)
+		}
+	default:
+		v.add("dns.provider", "%q is not a provider; use %s or %s", d.Provider, DNSProviderRFC2136, DNSProviderPowerDNS)
+	}
 	if d.TSIG.ControllerKeyFile != "" && d.TSIG.ControllerKeyFile == d.TSIG.ClientKeyFile {
 		v.add("dns.tsig.clientKeyFile", "must differ from controllerKeyFile: clients may only touch _acme-challenge records, the controller only the ACME name")
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/cairn-pki/cairn/acmedns"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/healthcheck"
@@ -79,7 +80,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("faults left by an earlier drill: %w", err)
 	}
-	applier, err := failover.ApplierFromSpec(r.spec)
+	applier, err := acmedns.FromSpec(r.spec, nil)
 	if err != nil {
 		return nil, err
 	}

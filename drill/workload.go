@@ -22,6 +22,7 @@ import (
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
+	"github.com/cairn-pki/cairn/internal/rfc2136"
 )
 
 // stubResolver resolves like a stub resolver with a cache: it asks the
@@ -215,7 +216,7 @@ func problemOf(err error) string {
 		// The site's ACME front cuts connections while its WFE is down.
 		return "connect"
 	}
-	var ue *acmeclient.UpdateError
+	var ue *rfc2136.UpdateError
 	if errors.As(err, &ue) {
 		return "dns-update"
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-pki/cairn/acmedns"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/internal/labtest"
@@ -136,16 +137,17 @@ func BenchmarkUpdateVersusNsupdate(b *testing.B) {
 	defer l.Down(ctx)
 	// The controller would move the name too: stop it for this measurement.
 	l.StopComponent("cluster", "controller")
-	a, err := failover.ApplierFromSpec(spec)
+	a, err := acmedns.FromSpec(spec, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
+	primary := spec.PrimaryDNS()
 	const n = 200
 	addrs := []string{spec.Sites[0].Address, spec.Sites[1].Address}
 	cur, _ := a.Read(ctx)
 	var total time.Duration
 	for i := 0; i < n; i++ {
-		e := failover.Epoch{N: cur.Epoch.N + 1, Site: "x", Controller: "bench", Time: time.Now()}
+		e := acmedns.Epoch{N: cur.Epoch.N + 1, Site: "x", Controller: "bench", Time: time.Now()}
 		t0 := time.Now()
 		if err := a.Move(ctx, cur, []string{addrs[i%2]}, 30, e); err != nil {
 			b.Fatal(err)
@@ -156,7 +158,7 @@ func BenchmarkUpdateVersusNsupdate(b *testing.B) {
 	cas := total / n
 	// nsupdate: the same number of updates in one process (no process start per update).
 	var script strings.Builder
-	fmt.Fprintf(&script, "server %s %s\n", strings.Split(a.Primary, ":")[0], strings.Split(a.Primary, ":")[1])
+	fmt.Fprintf(&script, "server %s %d\n", primary.Addr(), primary.Port())
 	for i := 0; i < n; i++ {
 		fmt.Fprintf(&script, "update delete %s. A\nupdate add %s. 30 A %s\nsend\n", spec.ACME.Name, spec.ACME.Name, addrs[i%2])
 	}

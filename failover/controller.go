@@ -6,36 +6,37 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cairn-pki/cairn/acmedns"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
-	"github.com/cairn-pki/cairn/site"
 )
 
 // Move is one completed move of the ACME name.
 type Move struct {
-	From        string        `json:"from"`
-	To          string        `json:"to"`
-	Reason      string        `json:"reason"`
-	At          time.Time     `json:"at"`
-	Epoch       int64         `json:"epoch"`
-	CommitMS    float64       `json:"commitMs"` // decision to UPDATE acknowledged
-	Propagation []Propagation `json:"propagation"`
+	From        string                `json:"from"`
+	To          string                `json:"to"`
+	Reason      string                `json:"reason"`
+	Cause       Cause                 `json:"cause,omitempty"`
+	At          time.Time             `json:"at"`
+	Epoch       int64                 `json:"epoch"`
+	CommitMS    float64               `json:"commitMs"` // decision to UPDATE acknowledged
+	Propagation []acmedns.Propagation `json:"propagation"`
 }
 
 // Controller probes every site, decides and applies.
 type Controller struct {
-	Spec    *cluster.Spec
-	ID      string // this controller's name in the epoch record
-	Applier *Applier
-	Policy  Policy
-	Log     *slog.Logger
+	Spec *cluster.Spec
+	ID   string // this controller's name in the epoch record
+	// DNS writes the ACME name (acmedns.FromSpec; a fake in tests).
+	DNS    acmedns.Provider
+	Policy Policy
+	Log    *slog.Logger
 	// PrearmTTL is the TTL set while the active site is suspect.
 	PrearmTTL uint32
 	// Coord joins the controller to the others through etcd; nil means a
@@ -47,6 +48,8 @@ type Controller struct {
 	// at once, and the first one seen down must not send the name to the
 	// next dead one. nil: no check.
 	Confirm func(ctx context.Context, site string) error
+	// Now is the clock (tests give a fake one); nil: time.Now.
+	Now func() time.Time
 
 	mu       sync.Mutex
 	state    State
@@ -74,6 +77,7 @@ type Controller struct {
 	sharedAt  time.Time   // when etcd was last read
 	followed  time.Time   // when a follower last read DNS
 	refresh   atomic.Bool // leadership or operator keys changed: read etcd now
+	decisions atomic.Int64
 	// replication: the last account-replication probe of each site.
 	replication map[string]healthcheck.Result
 }
@@ -99,18 +103,11 @@ func PolicyFromSpec(spec *cluster.Spec) Policy {
 	return p
 }
 
-// ApplierFromSpec builds the DNS applier with the controller's TSIG key.
-func ApplierFromSpec(spec *cluster.Spec) (*Applier, error) {
-	k, err := site.ReadTSIGKey(spec.Path(spec.DNS.TSIG.ControllerKeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("dns.tsig.controllerKeyFile: %w", err)
+func (c *Controller) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
 	}
-	a := &Applier{Primary: site.Primary(spec).String(), Zone: spec.ACME.Zone, Name: spec.ACME.Name,
-		EpochName: site.EpochName(spec), Key: TSIG{Name: k.Name, Algorithm: k.Algorithm, Secret: k.Secret}}
-	for _, s := range spec.DNS.Servers {
-		a.Servers = append(a.Servers, s.Address)
-	}
-	return a, nil
+	return time.Now()
 }
 
 func (c *Controller) addrOf(name string) string {
@@ -204,22 +201,22 @@ func (c *Controller) Init(ctx context.Context, reg prometheus.Registerer) error 
 	if c.PrearmTTL == 0 {
 		c.PrearmTTL = 5
 	}
-	cur, err := c.Applier.Read(ctx)
+	cur, err := c.DNS.Read(ctx)
 	if err != nil {
-		return fmt.Errorf("read the ACME name %s from %s: %w", c.Applier.Name, c.Applier.Primary, err)
+		return fmt.Errorf("read the ACME name %s (%s): %w", c.Spec.ACME.Name, c.DNS, err)
 	}
 	active := c.Spec.SiteAt(cur.Addrs...)
 	if active == "" {
-		return fmt.Errorf("the ACME name %s points to %v, which is no site of the spec: fix DNS or the spec", c.Applier.Name, cur.Addrs)
+		return fmt.Errorf("the ACME name %s points to %v, which is no site of the spec: fix DNS or the spec", c.Spec.ACME.Name, cur.Addrs)
 	}
-	c.state = NewState(c.Policy, active, time.Now())
+	c.state = NewState(c.Policy, active, c.now())
 	if !cur.Epoch.Time.IsZero() {
 		c.state.LastMove = cur.Epoch.Time
 	}
 	if cur.Epoch.N > 0 {
 		// The last move, as the epoch record tells it (maybe another controller's).
 		c.moves = []Move{{To: cur.Epoch.Site, Reason: cur.Epoch.Reason + " (from the epoch record, by " + cur.Epoch.Controller + ")",
-			At: cur.Epoch.Time, Epoch: cur.Epoch.N, Propagation: []Propagation{}}}
+			At: cur.Epoch.Time, Epoch: cur.Epoch.N, Propagation: []acmedns.Propagation{}}}
 	}
 	c.metrics = newControllerMetrics(reg, c.Policy.Sites)
 	c.metrics.setState(c.state, false)
@@ -271,9 +268,10 @@ func (c *Controller) step(ctx context.Context) {
 			c.sharedAt = time.Now()
 		}
 	}
-	start := time.Now()
+	start := c.now()
+	t0 := time.Now()
 	next, intents := Decide(c.Policy, prev, obs, cmds, start)
-	c.metrics.decision.Observe(time.Since(start).Seconds())
+	c.metrics.decision.Observe(time.Since(t0).Seconds())
 	if !leading {
 		c.follow(ctx, &next, prev)
 		intents = nil
@@ -321,13 +319,14 @@ func (c *Controller) step(ctx context.Context) {
 	}
 	c.mu.Unlock()
 	c.metrics.setState(next, next.NoHealthy)
+	c.decisions.Add(1)
 }
 
 // applyMove writes the move with compare-and-swap. If DNS no longer
 // shows what this controller believes (another controller or an operator
 // moved it), it adopts DNS and does not write.
 func (c *Controller) applyMove(ctx context.Context, next *State, prev State, in Intent, decided time.Time) error {
-	cur, err := c.Applier.Read(ctx)
+	cur, err := c.DNS.Read(ctx)
 	if err != nil {
 		return err
 	}
@@ -345,12 +344,12 @@ func (c *Controller) applyMove(ctx context.Context, next *State, prev State, in 
 		return nil
 	}
 	ttl := uint32(c.Spec.ACME.TTL)
-	e := Epoch{N: cur.Epoch.N + 1, Site: in.To, Controller: c.ID, Reason: in.Reason, Time: decided}
+	e := acmedns.Epoch{N: cur.Epoch.N + 1, Site: in.To, Controller: c.ID, Reason: in.Reason, Time: decided}
 	t0 := time.Now()
-	err = c.Applier.Move(ctx, cur, []string{c.addrOf(in.To)}, ttl, e)
+	err = c.DNS.Move(ctx, cur, []string{c.addrOf(in.To)}, ttl, e)
 	c.metrics.updates.WithLabelValues(result(err)).Inc()
 	if err != nil {
-		if errors.Is(err, ErrConflict) {
+		if errors.Is(err, acmedns.ErrConflict) {
 			return fmt.Errorf("%w (epoch %d)", err, cur.Epoch.N)
 		}
 		return err
@@ -358,11 +357,11 @@ func (c *Controller) applyMove(ctx context.Context, next *State, prev State, in 
 	commit := time.Since(t0)
 	c.prearmed = false // the move wrote the spec's TTL
 	c.metrics.updateLatency.Observe(commit.Seconds())
-	c.metrics.moves.WithLabelValues(reasonLabel(in.Reason)).Inc()
-	m := Move{From: in.From, To: in.To, Reason: in.Reason, At: decided, Epoch: e.N, CommitMS: float64(commit.Microseconds()) / 1000}
+	c.metrics.moves.WithLabelValues(string(in.Cause)).Inc()
+	m := Move{From: in.From, To: in.To, Reason: in.Reason, Cause: in.Cause, At: decided, Epoch: e.N, CommitMS: float64(commit.Microseconds()) / 1000}
 	c.Log.Info("moved the ACME name", "from", in.From, "to", in.To, "epoch", e.N, "reason", in.Reason, "commitMs", m.CommitMS)
 	idx := c.recordMove(m)
-	go c.watchPropagation(ctx, idx, []string{c.addrOf(in.To)}, cur.Serial+1, t0)
+	go c.watchPropagation(ctx, idx, []string{c.addrOf(in.To)}, e.N, t0)
 	return nil
 }
 
@@ -376,10 +375,10 @@ func (c *Controller) recordMove(m Move) int {
 	return len(c.moves) - 1
 }
 
-func (c *Controller) watchPropagation(ctx context.Context, idx int, addrs []string, serial uint32, start time.Time) {
+func (c *Controller) watchPropagation(ctx context.Context, idx int, addrs []string, epoch int64, start time.Time) {
 	pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	props := c.Applier.WaitPropagated(pctx, addrs, serial, start)
+	props := c.DNS.WaitPropagated(pctx, addrs, epoch, start)
 	for _, p := range props {
 		if p.Done {
 			c.metrics.propagation.WithLabelValues(p.Server).Set(p.Lag.Seconds())
@@ -393,7 +392,7 @@ func (c *Controller) watchPropagation(ctx context.Context, idx int, addrs []stri
 }
 
 func (c *Controller) prearm(ctx context.Context) {
-	cur, err := c.Applier.Read(ctx)
+	cur, err := c.DNS.Read(ctx)
 	if err != nil {
 		return
 	}
@@ -401,7 +400,7 @@ func (c *Controller) prearm(ctx context.Context) {
 		c.prearmed = cur.TTL < uint32(c.Spec.ACME.TTL)
 		return
 	}
-	if err := c.Applier.SetTTL(ctx, cur, c.PrearmTTL); err != nil {
+	if err := c.DNS.SetTTL(ctx, cur, c.PrearmTTL); err != nil {
 		c.Log.Warn("pre-arming the TTL failed", "err", err)
 		return
 	}
@@ -411,11 +410,11 @@ func (c *Controller) prearm(ctx context.Context) {
 
 // restoreTTL puts the spec's TTL back after a pre-arm.
 func (c *Controller) restoreTTL(ctx context.Context) {
-	cur, err := c.Applier.Read(ctx)
+	cur, err := c.DNS.Read(ctx)
 	if err != nil {
 		return
 	}
-	if err := c.Applier.SetTTL(ctx, cur, uint32(c.Spec.ACME.TTL)); err != nil {
+	if err := c.DNS.SetTTL(ctx, cur, uint32(c.Spec.ACME.TTL)); err != nil {
 		c.Log.Warn("restoring the TTL failed", "err", err)
 		return
 	}
@@ -436,23 +435,10 @@ func result(err error) string {
 	switch {
 	case err == nil:
 		return "ok"
-	case errors.Is(err, ErrConflict):
+	case errors.Is(err, acmedns.ErrConflict):
 		return "conflict"
 	default:
 		return "error"
-	}
-}
-
-func reasonLabel(r string) string {
-	switch {
-	case strings.HasPrefix(r, "operator"):
-		return "operator"
-	case strings.HasPrefix(r, "failback"):
-		return "failback"
-	case strings.Contains(r, "drained"):
-		return "drain"
-	default:
-		return "down"
 	}
 }
 
@@ -469,6 +455,9 @@ type Status struct {
 	Leader  string       `json:"leader"`
 	Leading bool         `json:"leading"`
 	Views   []ViewStatus `json:"views"`
+	// Decisions counts the decisions made since the controller started
+	// (tests wait on it instead of sleeping).
+	Decisions int64 `json:"decisions"`
 }
 
 // SiteStatus is one site.
@@ -497,7 +486,7 @@ func (c *Controller) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := Status{Controller: c.ID, Active: c.state.Active, Alert: c.alert, Moves: append([]Move{}, c.moves...), LastIntent: c.lastIntn,
-		Leading: c.leading && (c.Coord == nil || c.Coord.Leading()), Leader: c.leaderID, Views: c.views}
+		Leading: c.leading && (c.Coord == nil || c.Coord.Leading()), Leader: c.leaderID, Views: c.views, Decisions: c.decisions.Load()}
 	if c.Coord == nil {
 		st.Leader = c.ID
 	}
@@ -527,7 +516,7 @@ func (c *Controller) Plan() []Intent {
 	c.mu.Lock()
 	s := c.state
 	c.mu.Unlock()
-	_, intents := Decide(c.Policy, s, nil, nil, time.Now())
+	_, intents := Decide(c.Policy, s, nil, nil, c.now())
 	return intents
 }
 

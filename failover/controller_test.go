@@ -5,111 +5,304 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/cairn-pki/cairn/acmedns"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
-	"github.com/cairn-pki/cairn/internal/testenv"
 )
 
-// The TTL is lowered while the active site is suspect and put back when it
-// is healthy again, against a real BIND.
-func TestControllerPrearmsAndRestoresTTL(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testenv.Integration(t)
-		t.Fatal("needs root (loopback addresses, port 53)")
-	}
-	server := startBIND(t)
-	a := applier(server)
-	ctx := context.Background()
-	if cur := readWhenLoaded(t, a); cur.TTL != 30 {
-		t.Fatalf("initial TTL %d, want 30", cur.TTL)
-	}
-	spec := cluster.Default([]string{"a", "b"})
-	spec.Sites[0].Address, spec.Sites[1].Address = "127.0.69.10", "127.0.69.11"
+// rig is one controller on a fake DNS with a fake clock. Tests call
+// step() themselves: one decision each, nothing runs in the background.
+type rig struct {
+	t    *testing.T
+	c    *Controller
+	dns  *acmedns.Fake
+	now  time.Time
+	fail map[string]bool // sites whose pre-move check fails
+	reg  *prometheus.Registry
+}
+
+const (
+	addrA = "127.0.69.10"
+	addrB = "127.0.69.11"
+	addrC = "127.0.69.12"
+)
+
+func newRig(t *testing.T, mod func(*Policy)) *rig {
+	t.Helper()
+	spec := cluster.Default([]string{"a", "b", "c"})
+	spec.Sites[0].Address, spec.Sites[1].Address, spec.Sites[2].Address = addrA, addrB, addrC
 	spec.ACME.TTL = 30
-	c := &Controller{Spec: spec, ID: "test", Applier: a, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Policy: Policy{DownAfter: 3, UpAfter: 1, HoldDown: time.Minute, Failback: "manual", Quorum: 1,
-			Priority: map[string]int{"a": 1, "b": 2}, Sites: []string{"a", "b"}}}
-	if err := c.Init(ctx, prometheus.NewRegistry()); err != nil {
+	r := &rig{t: t, now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), fail: map[string]bool{}, reg: prometheus.NewRegistry()}
+	r.dns = acmedns.NewFake([]string{addrA}, 30, acmedns.Epoch{N: 0, Site: "a", Controller: "seed", Reason: "initial"})
+	p := Policy{DownAfter: 3, UpAfter: 2, StablePeriod: 10 * time.Second, HoldDown: time.Minute, Failback: cluster.FailbackManual, Quorum: 1,
+		Priority: map[string]int{"a": 1, "b": 2, "c": 3}, Sites: []string{"a", "b", "c"}}
+	if mod != nil {
+		mod(&p)
+	}
+	r.c = &Controller{Spec: spec, ID: "test", DNS: r.dns, Policy: p, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now: func() time.Time { return r.now },
+		Confirm: func(_ context.Context, site string) error {
+			if r.fail[site] {
+				// As the daemon's check does: its result is a probe result too.
+				r.hard(site)
+				return errors.New("refused")
+			}
+			return nil
+		}}
+	if err := r.c.Init(context.Background(), r.reg); err != nil {
 		t.Fatal(err)
 	}
-	ok := func(site string) healthcheck.Result {
-		return healthcheck.Result{Site: site, Kind: healthcheck.KindAccount, OK: true, Started: time.Now(), Steps: []healthcheck.Step{{Name: "account", OK: true}}}
-	}
-	ttl := func() uint32 {
-		cur, err := a.Read(ctx)
-		if err != nil {
-			t.Fatal(err)
+	return r
+}
+
+func (r *rig) advance(d time.Duration) { r.now = r.now.Add(d) }
+
+// ok feeds deep successes for sites, one second apart, until each is
+// healthy (UpAfter results over StablePeriod).
+func (r *rig) healthy(sites ...string) {
+	r.t.Helper()
+	for range r.c.Policy.UpAfter {
+		for _, s := range sites {
+			r.c.Sink(healthcheck.Result{Site: s, Kind: healthcheck.KindAccount, OK: true, Started: r.now, Steps: []healthcheck.Step{{Name: "account", OK: true}}})
 		}
-		return cur.TTL
+		r.advance(r.c.Policy.StablePeriod/time.Duration(r.c.Policy.UpAfter) + time.Second)
+		r.step()
 	}
-	c.Sink(ok("b"))
-	c.Sink(ok("a"))
-	c.step(ctx)
-	if st := c.Status(); st.Sites[0].State != Healthy || st.Active != "a" {
-		t.Fatalf("not healthy: %+v", st)
+	for _, s := range sites {
+		if st := r.site(s); st.State != Healthy {
+			r.t.Fatalf("%s not healthy: %+v", s, st)
+		}
 	}
-	// Account replication broken at a, however often: shown, never voted
-	// on (a still issues).
+}
+
+// down feeds DownAfter hard failures of site.
+func (r *rig) down(site string) {
+	for range r.c.Policy.DownAfter {
+		r.hard(site)
+	}
+}
+
+func (r *rig) hard(site string) {
+	r.c.Sink(healthcheck.Result{Site: site, Kind: healthcheck.KindNonce, Started: r.now,
+		Steps: []healthcheck.Step{{Name: "directory", ErrorClass: healthcheck.ClassRefused}}})
+}
+
+func (r *rig) step() {
+	r.c.step(context.Background())
+}
+
+func (r *rig) site(name string) SiteStatus {
+	for _, s := range r.c.Status().Sites {
+		if s.Name == name {
+			return s
+		}
+	}
+	r.t.Fatalf("no site %s", name)
+	return SiteStatus{}
+}
+
+// served is the site DNS points to now.
+func (r *rig) served() string {
+	cur, err := r.dns.Read(context.Background())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return r.c.Spec.SiteAt(cur.Addrs...)
+}
+
+func (r *rig) ttl() uint32 {
+	cur, _ := r.dns.Read(context.Background())
+	return cur.TTL
+}
+
+func (r *rig) moves(cause Cause) float64 {
+	return testutil.ToFloat64(r.c.metrics.moves.WithLabelValues(string(cause)))
+}
+
+// The controller's paths, each against the fake DNS and a fake clock.
+func TestControllerDecidesAndMoves(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T, r *rig)
+	}{
+		{"active down moves to the best healthy site", func(t *testing.T, r *rig) {
+			r.healthy("a", "b", "c")
+			r.down("a")
+			r.step()
+			if r.served() != "b" || r.c.Status().Active != "b" {
+				t.Fatalf("served %s, active %s", r.served(), r.c.Status().Active)
+			}
+			cur, _ := r.dns.Read(context.Background())
+			if cur.Epoch.N != 1 || cur.Epoch.Site != "b" || cur.Epoch.Controller != "test" || !strings.Contains(cur.Epoch.Reason, "active site a is down") || !cur.Epoch.Time.Equal(r.now) {
+				t.Fatalf("epoch: %+v", cur.Epoch)
+			}
+			mv := r.c.Status().Moves
+			if len(mv) != 1 || mv[0].Cause != CauseDown || mv[0].From != "a" || mv[0].To != "b" {
+				t.Fatalf("moves: %+v", mv)
+			}
+			if r.moves(CauseDown) != 1 {
+				t.Fatalf("moves metric %v", r.moves(CauseDown))
+			}
+		}},
+		{"hold-down: no second move before it ends", func(t *testing.T, r *rig) {
+			r.healthy("a", "b", "c")
+			r.down("a")
+			r.step()
+			r.advance(10 * time.Second)
+			r.down("b")
+			for range 5 {
+				r.step()
+			}
+			if r.served() != "b" || len(r.dns.Writes()) != 1 {
+				t.Fatalf("moved during the hold-down: served %s, writes %d", r.served(), len(r.dns.Writes()))
+			}
+			r.advance(time.Minute)
+			r.step()
+			if r.served() != "c" {
+				t.Fatalf("after the hold-down: served %s", r.served())
+			}
+		}},
+		{"DNS moved by someone else is adopted, not overwritten", func(t *testing.T, r *rig) {
+			r.healthy("a", "b", "c")
+			r.dns.Set([]string{addrC}, 30, acmedns.Epoch{N: 7, Site: "c", Controller: "operator", Time: r.now})
+			r.down("a")
+			r.step()
+			if r.served() != "c" || r.c.Status().Active != "c" || len(r.dns.Writes()) != 0 {
+				t.Fatalf("served %s, active %s, writes %d", r.served(), r.c.Status().Active, len(r.dns.Writes()))
+			}
+		}},
+		{"a target that fails its check is not moved to", func(t *testing.T, r *rig) {
+			r.healthy("a", "b", "c")
+			r.fail["b"], r.fail["c"] = true, true
+			r.down("a")
+			r.step()
+			if r.served() != "a" || len(r.dns.Writes()) != 0 {
+				t.Fatalf("moved to a failing target: served %s", r.served())
+			}
+			r.fail["c"] = false
+			for range 3 {
+				r.step()
+			}
+			if r.served() != "c" {
+				t.Fatalf("c passes its check: served %s", r.served())
+			}
+		}},
+		{"a conflicting write is retried from a fresh read", func(t *testing.T, r *rig) {
+			r.healthy("a", "b", "c")
+			r.dns.FailNext(acmedns.ErrConflict)
+			r.down("a")
+			r.step()
+			if r.served() != "a" || r.c.Status().Active != "a" {
+				t.Fatalf("after the conflict: served %s, active %s", r.served(), r.c.Status().Active)
+			}
+			r.step()
+			if r.served() != "b" {
+				t.Fatalf("after the retry: served %s", r.served())
+			}
+			if got := testutil.ToFloat64(r.c.metrics.updates.WithLabelValues("ok")); got != 1 {
+				t.Fatalf("ok updates %v", got)
+			}
+		}},
+		{"no healthy site: alert, DNS left alone", func(t *testing.T, r *rig) {
+			r.healthy("a", "b", "c")
+			r.down("b")
+			r.down("c")
+			r.step()
+			r.down("a")
+			r.step()
+			if st := r.c.Status(); !st.Alert || r.served() != "a" || len(r.dns.Writes()) != 0 {
+				t.Fatalf("alert %v, served %s, writes %+v", st.Alert, r.served(), r.dns.Writes())
+			}
+			r.healthy("b")
+			r.step()
+			if st := r.c.Status(); st.Alert || r.served() != "b" {
+				t.Fatalf("b healthy: alert %v, served %s", st.Alert, r.served())
+			}
+		}},
+		{"suspect active pre-arms the TTL, recovery restores it", func(t *testing.T, r *rig) {
+			r.healthy("a", "b")
+			r.hard("a")
+			r.step()
+			if r.ttl() != 5 || r.served() != "a" {
+				t.Fatalf("suspect: TTL %d, served %s", r.ttl(), r.served())
+			}
+			r.healthy("a")
+			if r.ttl() != 30 {
+				t.Fatalf("healthy again: TTL %d", r.ttl())
+			}
+		}},
+		{"operator move ignores the hold-down; cause operator", func(t *testing.T, r *rig) {
+			r.healthy("a", "b", "c")
+			r.down("a")
+			r.step()
+			if err := r.c.Command(context.Background(), Command{Type: "move", Site: "c"}); err != nil {
+				t.Fatal(err)
+			}
+			r.step()
+			if r.served() != "c" || r.moves(CauseOperator) != 1 {
+				t.Fatalf("served %s, operator moves %v", r.served(), r.moves(CauseOperator))
+			}
+		}},
+		{"drained active moves with cause drain", func(t *testing.T, r *rig) {
+			r.healthy("a", "b")
+			r.c.Command(context.Background(), Command{Type: "drain", Site: "a"})
+			r.step()
+			if r.served() != "b" || r.moves(CauseDrain) != 1 {
+				t.Fatalf("served %s, drain moves %v", r.served(), r.moves(CauseDrain))
+			}
+		}},
+		{"automatic failback after the stable period", func(t *testing.T, r *rig) {
+			r.c.Policy.Failback = cluster.FailbackAutomatic
+			r.healthy("a", "b")
+			r.down("a")
+			r.step()
+			r.advance(2 * time.Minute)
+			r.healthy("a")
+			r.advance(r.c.Policy.StablePeriod)
+			r.step()
+			if r.served() != "a" || r.moves(CauseFailback) != 1 {
+				t.Fatalf("served %s, failbacks %v", r.served(), r.moves(CauseFailback))
+			}
+		}},
+		{"DNS unreadable: no move, no state change", func(t *testing.T, r *rig) {
+			r.healthy("a", "b")
+			r.down("a")
+			r.dns.FailNext(errors.New("connection refused"))
+			r.step()
+			if r.c.Status().Active != "a" || len(r.dns.Writes()) != 0 {
+				t.Fatalf("active %s, writes %d", r.c.Status().Active, len(r.dns.Writes()))
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, nil)
+			tc.run(t, r)
+			if d := r.c.Status().Decisions; d == 0 {
+				t.Fatal("no decisions counted")
+			}
+		})
+	}
+}
+
+// Account replication is shown per site and never votes.
+func TestReplicationIsShownNeverVoted(t *testing.T) {
+	r := newRig(t, nil)
+	r.healthy("a", "b")
 	for range 10 {
-		c.Sink(healthcheck.Result{Site: "a", Kind: healthcheck.KindReplication, Started: time.Now(),
+		r.c.Sink(healthcheck.Result{Site: "a", Kind: healthcheck.KindReplication, Started: r.now,
 			Steps: []healthcheck.Step{{Name: "from b", ErrorClass: healthcheck.ClassReplication, Detail: "replication from b not running"}}})
 	}
-	c.step(ctx)
-	if st := c.Status(); st.Sites[0].State != Healthy || st.Active != "a" || st.Sites[0].Accounts == nil ||
-		st.Sites[0].Accounts.OK || st.Sites[0].Accounts.Detail != "replication from b not running" || st.Sites[1].Accounts != nil {
+	r.step()
+	st := r.c.Status()
+	if st.Sites[0].State != Healthy || st.Active != "a" || st.Sites[0].Accounts == nil || st.Sites[0].Accounts.OK ||
+		st.Sites[0].Accounts.Detail != "replication from b not running" || st.Sites[1].Accounts != nil {
 		t.Fatalf("broken replication at a: %+v", st.Sites)
-	}
-	// One hard failure: a is suspect, the TTL drops to 5 s, nothing moves.
-	c.Sink(healthcheck.Result{Site: "a", Kind: healthcheck.KindNonce, Started: time.Now(),
-		Steps: []healthcheck.Step{{Name: "directory", ErrorClass: healthcheck.ClassRefused}}})
-	c.step(ctx)
-	if got := ttl(); got != 5 || c.Status().Active != "a" {
-		t.Fatalf("after one failure: TTL %d, active %s", got, c.Status().Active)
-	}
-	// a succeeds again: healthy, the TTL is back to 30 s.
-	c.Sink(ok("a"))
-	c.step(ctx)
-	if got := ttl(); got != 30 {
-		t.Fatalf("after recovery: TTL %d, want 30", got)
-	}
-	if st := c.Status(); len(st.Moves) != 0 {
-		t.Fatalf("moves: %+v", st.Moves)
-	}
-
-	// a goes down while b has not been probed since it died too: the check
-	// right before the move finds b failing, and the name stays.
-	failing := map[string]bool{"b": true}
-	c.Confirm = func(ctx context.Context, site string) error {
-		if failing[site] {
-			c.Sink(healthcheck.Result{Site: site, Kind: healthcheck.KindAccount, Started: time.Now(),
-				Steps: []healthcheck.Step{{Name: "directory", ErrorClass: healthcheck.ClassRefused}}})
-			return errors.New("refused")
-		}
-		return nil
-	}
-	for range 3 {
-		c.Sink(healthcheck.Result{Site: "a", Kind: healthcheck.KindNonce, Started: time.Now(),
-			Steps: []healthcheck.Step{{Name: "directory", ErrorClass: healthcheck.ClassRefused}}})
-	}
-	c.step(ctx)
-	c.step(ctx)
-	if st := c.Status(); st.Active != "a" || len(st.Moves) != 0 || !st.Alert {
-		t.Fatalf("a down, b failing its check: active %s, moves %+v, alert %v", st.Active, st.Moves, st.Alert)
-	}
-	if cur, _ := a.Read(ctx); c.Spec.SiteAt(cur.Addrs...) != "a" {
-		t.Fatalf("DNS moved to %v", cur.Addrs)
-	}
-	// b is fine again and passes the check: the name moves.
-	failing["b"] = false
-	c.Sink(ok("b"))
-	c.step(ctx)
-	if st := c.Status(); st.Active != "b" || len(st.Moves) != 1 {
-		t.Fatalf("b passing its check: active %s, moves %+v", st.Active, st.Moves)
 	}
 }

@@ -13,6 +13,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/cairn-pki/cairn/acmedns"
 )
 
 // Keys under the coordinator's prefix:
@@ -357,7 +359,7 @@ func (c *Controller) follow(ctx context.Context, next *State, prev State) {
 		return
 	}
 	c.followed = time.Now()
-	cur, err := c.Applier.Read(ctx)
+	cur, err := c.DNS.Read(ctx)
 	if err != nil {
 		return
 	}
@@ -371,7 +373,7 @@ func (c *Controller) follow(ctx context.Context, next *State, prev State) {
 	defer c.mu.Unlock()
 	if n := len(c.moves); cur.Epoch.N > 0 && (n == 0 || c.moves[n-1].Epoch < cur.Epoch.N) {
 		c.moves = append(c.moves, Move{From: prev.Active, To: cur.Epoch.Site, Reason: cur.Epoch.Reason + " (by " + cur.Epoch.Controller + ")",
-			At: cur.Epoch.Time, Epoch: cur.Epoch.N, Propagation: []Propagation{}})
+			At: cur.Epoch.Time, Epoch: cur.Epoch.N, Propagation: []acmedns.Propagation{}})
 	}
 }
 

@@ -12,8 +12,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cairn-pki/cairn/acmedns"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
+	"github.com/cairn-pki/cairn/internal/dnstest"
 	"github.com/cairn-pki/cairn/internal/testenv"
 )
 
@@ -50,7 +52,7 @@ type testController struct {
 	done   chan struct{}
 }
 
-func startController(t *testing.T, spec *cluster.Spec, id string, a *Applier, quorum int) *testController {
+func startController(t *testing.T, spec *cluster.Spec, id string, a acmedns.Provider, quorum int) *testController {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -61,7 +63,7 @@ func startController(t *testing.T, spec *cluster.Spec, id string, a *Applier, qu
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Controller{Spec: spec, ID: id, Applier: a, Log: log,
+	c := &Controller{Spec: spec, ID: id, DNS: a, Log: log,
 		Coord: &Coordinator{Client: e.Client, Prefix: spec.Failover.Etcd.Prefix, ID: id, TTL: spec.Failover.Etcd.SessionTTL.Duration, Log: log},
 		Policy: Policy{DownAfter: 2, UpAfter: 1, HoldDown: time.Minute, Failback: "manual", Quorum: quorum, ViewMaxAge: 10 * time.Second,
 			Priority: map[string]int{"a": 1, "b": 2}, Sites: []string{"a", "b"}}}
@@ -94,13 +96,8 @@ func account(site string, ok bool) healthcheck.Result {
 // the leader's crash hands over within the session TTL; operator commands
 // given to a follower are carried out by the leader.
 func TestThreeControllersCoordinateThroughEtcd(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testenv.Integration(t)
-		t.Fatal("needs root (loopback addresses, port 53)")
-	}
-	server := startBIND(t)
-	a := applier(server)
-	readWhenLoaded(t, a)
+	server := dnstest.BIND(t, "127.0.69.2", dnstest.Default)
+	a := provider(server)
 	ctx := context.Background()
 
 	// One etcd (the embedded server, started here on its own), and three
@@ -112,9 +109,9 @@ func TestThreeControllersCoordinateThroughEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Close)
-	x := startController(t, external(t, spec), "x", applier(server), 2)
-	y := startController(t, external(t, spec), "y", applier(server), 2)
-	z := startController(t, external(t, spec), "z", applier(server), 2)
+	x := startController(t, external(t, spec), "x", provider(server), 2)
+	y := startController(t, external(t, spec), "y", provider(server), 2)
+	z := startController(t, external(t, spec), "z", provider(server), 2)
 	all := []*testController{x, y, z}
 
 	// Probes: every controller reports through Sink every 100 ms.
@@ -174,7 +171,7 @@ func TestThreeControllersCoordinateThroughEtcd(t *testing.T) {
 			t.Fatalf("%s sees leader %q, want %q", c.ID, got, leader)
 		}
 	}
-	dnsNow := func() Current {
+	dnsNow := func() acmedns.Current {
 		cur, err := a.Read(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -185,7 +182,7 @@ func TestThreeControllersCoordinateThroughEtcd(t *testing.T) {
 
 	// One vantage sees a down: a quorum of 2 is not reached.
 	set("z", "a", true)
-	time.Sleep(3 * time.Second)
+	decided(t, 5, all...)
 	if cur := dnsNow(); cur.Epoch.N != before.Epoch.N || x.Spec.SiteAt(cur.Addrs...) != "a" {
 		t.Fatalf("moved on one vantage's view: %+v", cur)
 	}
@@ -199,7 +196,7 @@ func TestThreeControllersCoordinateThroughEtcd(t *testing.T) {
 	set("y", "a", true)
 	took := wait("the ACME name moved to b", 10*time.Second, func() bool { return x.Spec.SiteAt(dnsNow().Addrs...) == "b" })
 	t.Logf("second vantage → moved in %s", took.Round(time.Millisecond))
-	time.Sleep(3 * time.Second)
+	decided(t, 5, all...)
 	after := dnsNow()
 	if after.Epoch.N != before.Epoch.N+1 || after.Epoch.Controller != leader {
 		t.Fatalf("epoch %d by %s, want %d by the leader %s", after.Epoch.N, after.Epoch.Controller, before.Epoch.N+1, leader)
@@ -284,4 +281,36 @@ func TestThreeControllersCoordinateThroughEtcd(t *testing.T) {
 	if st := last[0].Status(); st.Active != "a" || !st.Sites[1].Drained {
 		t.Fatalf("last controller: active %s, b drained %v", st.Active, st.Sites[1].Drained)
 	}
+}
+
+// provider writes the test zone on server with RFC 2136, once it is loaded.
+func provider(server string) acmedns.Provider {
+	z := dnstest.Default
+	p := &acmedns.RFC2136{Servers: acmedns.Servers{Names: acmedns.Names{Zone: z.Zone, Name: z.Name, EpochName: z.EpochName}, List: []string{server}},
+		Primary: server, Key: z.Key}
+	for range 100 {
+		if _, err := p.Read(context.Background()); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return p
+}
+
+// decided waits until every controller has made n more decisions: what
+// a test asserts after that has had n chances to happen.
+func decided(t *testing.T, n int64, cs ...*testController) {
+	t.Helper()
+	base := map[*testController]int64{}
+	for _, c := range cs {
+		base[c] = c.Status().Decisions
+	}
+	testenv.WaitFor(t, "decisions", 30*time.Second, func() bool {
+		for _, c := range cs {
+			if c.Status().Decisions < base[c]+n {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -107,12 +107,25 @@ const (
 	IntentRefused    = "refused"     // an operator command that was not carried out
 )
 
+// Cause is why a move was made (the label of cairn_failover_moves_total).
+type Cause string
+
+// Move causes.
+const (
+	CauseDown     Cause = "down"     // the active site is down
+	CauseDrain    Cause = "drain"    // the active site was drained
+	CauseOperator Cause = "operator" // an operator's move
+	CauseFailback Cause = "failback" // automatic failback to a preferred site
+)
+
 // Intent is what the controller should do.
 type Intent struct {
 	Type   string `json:"type"`
 	From   string `json:"from,omitempty"`
 	To     string `json:"to,omitempty"`
 	Reason string `json:"reason"`
+	// Cause is set on moves.
+	Cause Cause `json:"cause,omitempty"`
 }
 
 // NewState starts with every site unknown and the given active site (what
@@ -309,8 +322,8 @@ func best(p Policy, s *State, except string) string {
 	return choice
 }
 
-func (s *State) move(to, reason string, now time.Time) Intent {
-	in := Intent{Type: IntentMove, From: s.Active, To: to, Reason: reason}
+func (s *State) move(to string, cause Cause, reason string, now time.Time) Intent {
+	in := Intent{Type: IntentMove, From: s.Active, To: to, Reason: reason, Cause: cause}
 	s.Active, s.LastMove = to, now
 	return in
 }
@@ -333,7 +346,7 @@ func command(p Policy, s *State, c Command, now time.Time) []Intent {
 			return []Intent{{Type: IntentRefused, To: c.Site, Reason: fmt.Sprintf("move to %s refused: it is %s%s, not healthy", c.Site, ss.Health, drainedNote(ss))}}
 		}
 		// An operator's move ignores the hold-down: it is deliberate.
-		return []Intent{s.move(c.Site, "operator move", now)}
+		return []Intent{s.move(c.Site, CauseOperator, "operator move", now)}
 	default:
 		return []Intent{{Type: IntentRefused, Reason: "unknown command " + c.Type}}
 	}
@@ -367,21 +380,21 @@ func selectActive(p Policy, s *State, now time.Time) []Intent {
 		case held:
 			return out
 		default:
-			reason := "active site " + s.Active + " is down"
+			cause, reason := CauseDown, "active site "+s.Active+" is down"
 			if cur != nil && cur.Drained {
-				reason = "active site " + s.Active + " is drained"
+				cause, reason = CauseDrain, "active site "+s.Active+" is drained"
 			}
 			if cur != nil && cur.Reason != "" && cur.Health == Down {
 				reason += " (" + cur.Reason + ")"
 			}
-			out = append(out, s.move(to, reason, now))
+			out = append(out, s.move(to, cause, reason, now))
 		}
 	} else if cur.Health == Suspect {
 		out = append(out, Intent{Type: IntentPrearm, From: s.Active, Reason: "active site " + s.Active + " is suspect"})
 	} else if p.Failback == "automatic" && !held {
 		if to := best(p, s, ""); to != "" && to != s.Active && p.better(to, s.Active) &&
 			now.Sub(s.Sites[to].Since) >= p.StablePeriod {
-			out = append(out, s.move(to, "failback to "+to+" (healthy for "+now.Sub(s.Sites[to].Since).Round(time.Second).String()+")", now))
+			out = append(out, s.move(to, CauseFailback, "failback to "+to+" (healthy for "+now.Sub(s.Sites[to].Since).Round(time.Second).String()+")", now))
 		}
 	}
 	if s.NoHealthy && best(p, s, "") != "" {

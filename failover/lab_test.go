@@ -17,6 +17,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/cairn-pki/cairn/acmedns"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/internal/labtest"
@@ -69,8 +70,15 @@ func allAnswer(spec *cluster.Spec, site string) bool {
 	return true
 }
 
-func epoch(t *testing.T, spec *cluster.Spec) failover.Epoch {
-	a, err := failover.ApplierFromSpec(spec)
+// decided waits until the controller has made n more decisions.
+func decided(t *testing.T, spec *cluster.Spec, n int64) {
+	t.Helper()
+	base := status(t, spec).Decisions
+	waitFor(t, fmt.Sprintf("%d more decisions", n), 30*time.Second, func() bool { return status(t, spec).Decisions >= base+n })
+}
+
+func epoch(t *testing.T, spec *cluster.Spec) acmedns.Epoch {
+	a, err := acmedns.FromSpec(spec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +152,17 @@ func TestLabFailsOverByItself(t *testing.T) {
 	if err := l.StartComponent(ctx, "cluster", "controller"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(8 * time.Second)
+	// It has judged every site, then decided five more times: a second
+	// move would have been made by now.
+	waitFor(t, "the restarted controller to judge every site", 60*time.Second, func() bool {
+		for _, s := range status(t, spec).Sites {
+			if s.State == failover.Unknown {
+				return false
+			}
+		}
+		return true
+	})
+	decided(t, spec, 5)
 	if e2 := epoch(t, spec); e2.N != e.N {
 		t.Fatalf("the restarted controller moved again: epoch %d -> %d (%s)", e.N, e2.N, e2.Reason)
 	}
@@ -176,7 +194,7 @@ func TestLabFailsOverByItself(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the no-healthy-site alert", 30*time.Second, func() bool { return status(t, spec).Alert })
-	time.Sleep(3 * time.Second)
+	decided(t, spec, 5)
 	if !allAnswer(spec, "c") {
 		t.Fatalf("DNS changed with every site down: %v", answers(spec))
 	}

@@ -29,6 +29,7 @@ import (
 
 	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
+	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
 )
 
@@ -43,7 +44,7 @@ const (
 // updateServer is an RFC 2136 endpoint that checks TSIG and accepts every
 // update: enough for the issuance probe against Pebble, which (with
 // PEBBLE_VA_ALWAYS_VALID) does not look the record up.
-func updateServer(t *testing.T, key acmeclient.TSIG) *sync.Map {
+func updateServer(t *testing.T, key rfc2136.Key) *sync.Map {
 	records := &sync.Map{}
 	mux := dns.NewServeMux()
 	mux.HandleFunc(".", func(w dns.ResponseWriter, r *dns.Msg) {
@@ -134,7 +135,7 @@ func mustParse(der []byte) *x509.Certificate {
 }
 
 func pebbleTarget(t *testing.T, roots *x509.CertPool, issuingPEM, dial string) *healthcheck.Target {
-	key := acmeclient.TSIG{Name: "probe-key", Algorithm: "hmac-sha256", Secret: base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))}
+	key := rfc2136.Key{Name: "probe-key", Algorithm: "hmac-sha256", Secret: base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))}
 	accountKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tg := &healthcheck.Target{
 		Site: "pebble", DirectoryURL: "https://" + pebbleHost + ":14000/dir", DialAddr: dial, Roots: roots,
@@ -150,7 +151,7 @@ func pebbleTarget(t *testing.T, roots *x509.CertPool, issuingPEM, dial string) *
 
 func TestProbesAgainstPebble(t *testing.T) {
 	testenv.Integration(t)
-	key := acmeclient.TSIG{Name: "probe-key", Algorithm: "hmac-sha256", Secret: base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))}
+	key := rfc2136.Key{Name: "probe-key", Algorithm: "hmac-sha256", Secret: base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))}
 	records := updateServer(t, key)
 	roots, issuing := startPebble(t)
 	tg := pebbleTarget(t, roots, issuing, "")

@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/crypto/acme"
 
-	"github.com/cairn-pki/cairn/internal/acmeclient"
+	"github.com/cairn-pki/cairn/internal/rfc2136"
 )
 
 // Probe kinds.
@@ -189,7 +189,7 @@ func Classify(err error) (class, problemType string, status int) {
 	if errors.As(err, &oe) {
 		return ClassACME, "", 0
 	}
-	var ue *acmeclient.UpdateError
+	var ue *rfc2136.UpdateError
 	if errors.As(err, &ue) {
 		return ClassDNS, "", 0
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/cairn-pki/cairn/intermediates"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
 	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/site"
 )
 
@@ -43,11 +44,11 @@ func SiteTargets(spec *cluster.Spec) ([]*Target, error) {
 	if !roots.AppendCertsFromPEM(rootPEM) {
 		return nil, fmt.Errorf("%s holds no certificate", pki.RootCertFile())
 	}
-	tsig, err := site.ReadTSIGKey(spec.Path(spec.DNS.TSIG.ClientKeyFile))
+	tsig, err := rfc2136.ReadKey(spec.Path(spec.DNS.TSIG.ClientKeyFile))
 	if err != nil {
 		return nil, fmt.Errorf("dns.tsig.clientKeyFile: %w", err)
 	}
-	primary := site.Primary(spec)
+	primary := spec.PrimaryDNS()
 	var servers []string
 	for _, s := range spec.DNS.Servers {
 		servers = append(servers, s.Address)
@@ -89,7 +90,7 @@ func SiteTargets(spec *cluster.Spec) ([]*Target, error) {
 			ACMEName:     spec.ACME.Name, Zone: spec.ACME.Zone, DNSServers: servers, SiteByAddr: byAddr,
 			AccountKey: key,
 			DNS01: &acmeclient.DNSUpdater{Server: primary.String(), Zone: spec.ACME.Zone,
-				Key: acmeclient.TSIG{Name: tsig.Name, Algorithm: tsig.Algorithm, Secret: tsig.Secret}},
+				Key: tsig},
 			ProbeName:    "{rand}.probe-" + s.Name + "." + spec.ACME.Zone,
 			SerialPrefix: int(s.SerialPrefix.Value()),
 			Replication:  repl,

@@ -25,6 +25,7 @@ import (
 	"github.com/cairn-pki/cairn/internal/acmeclient"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/labtest"
+	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/site"
 )
@@ -67,7 +68,7 @@ func rootPool(t testing.TB, sum *Summary) (*x509.CertPool, *x509.Certificate) {
 
 func goClient(t testing.TB, spec *cluster.Spec, sum *Summary, siteIdx int) *acmeclient.Client {
 	t.Helper()
-	key, err := site.ReadTSIGKey(sum.ClientKey)
+	key, err := rfc2136.ReadKey(sum.ClientKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func goClient(t testing.TB, spec *cluster.Spec, sum *Summary, siteIdx int) *acme
 	c, err := acmeclient.New(acmeclient.Options{
 		DirectoryURL: "https://" + spec.ACME.Name + "/directory", Roots: pool, ServerName: spec.ACME.Name,
 		DialAddr: net.JoinHostPort(s.Address, strconv.Itoa(spec.ACME.HTTPSPort)),
-		DNS:      acmeclient.DNSUpdater{Server: sum.DNS, Zone: spec.ACME.Zone, Key: acmeclient.TSIG{Name: key.Name, Algorithm: key.Algorithm, Secret: key.Secret}},
+		DNS:      acmeclient.DNSUpdater{Server: sum.DNS, Zone: spec.ACME.Zone, Key: key},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -87,11 +88,11 @@ func goClient(t testing.TB, spec *cluster.Spec, sum *Summary, siteIdx int) *acme
 
 // legoEnv is the environment lego's rfc2136 provider needs.
 func legoEnv(t testing.TB, spec *cluster.Spec, sum *Summary) []string {
-	key, err := site.ReadTSIGKey(sum.ClientKey)
+	key, err := rfc2136.ReadKey(sum.ClientKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return acmecli.LegoEnv(os.Environ(), sum.RootCert, sum.DNS, spec.ACME.Zone, acmeclient.TSIG{Name: key.Name, Algorithm: key.Algorithm, Secret: key.Secret})
+	return acmecli.LegoEnv(os.Environ(), sum.RootCert, sum.DNS, spec.ACME.Zone, key)
 }
 
 // lego is lego against dir, its state in path.
@@ -201,12 +202,12 @@ func TestLabEndToEnd(t *testing.T) {
 
 	// The cluster DNS keys are scoped: clients may not move the ACME name,
 	// the controller may not write clients' challenge records.
-	clientKey, _ := site.ReadTSIGKey(sum.ClientKey)
-	ctlKey, _ := site.ReadTSIGKey(spec.Path(spec.DNS.TSIG.ControllerKeyFile))
-	asUpdater := func(k site.TSIGKey) acmeclient.DNSUpdater {
-		return acmeclient.DNSUpdater{Server: sum.DNS, Zone: spec.ACME.Zone, Key: acmeclient.TSIG{Name: k.Name, Algorithm: k.Algorithm, Secret: k.Secret}}
+	clientKey, _ := rfc2136.ReadKey(sum.ClientKey)
+	ctlKey, _ := rfc2136.ReadKey(spec.Path(spec.DNS.TSIG.ControllerKeyFile))
+	asUpdater := func(k rfc2136.Key) acmeclient.DNSUpdater {
+		return acmeclient.DNSUpdater{Server: sum.DNS, Zone: spec.ACME.Zone, Key: k}
 	}
-	if err := asUpdater(clientKey).Update(ctx, true, site.EpochName(spec), "forged"); err == nil {
+	if err := asUpdater(clientKey).Update(ctx, true, spec.EpochName(), "forged"); err == nil {
 		t.Error("the clients' key could write the controller's epoch record")
 	}
 	if err := asUpdater(ctlKey).Update(ctx, true, "_acme-challenge.x."+spec.ACME.Zone, "forged"); err == nil {

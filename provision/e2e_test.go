@@ -14,10 +14,9 @@ import (
 	"time"
 
 	"github.com/cairn-pki/cairn/internal/acmecli"
-	"github.com/cairn-pki/cairn/internal/acmeclient"
 	"github.com/cairn-pki/cairn/internal/labtest"
+	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
-	"github.com/cairn-pki/cairn/site"
 )
 
 // cairn provision apply --infra local brings up 2 sites (and the cluster
@@ -84,11 +83,11 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Down(context.Background()) })
-	key, err := site.ReadTSIGKey(spec.Path(spec.DNS.TSIG.ClientKeyFile))
+	key, err := rfc2136.ReadKey(spec.Path(spec.DNS.TSIG.ClientKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	primary := site.Primary(spec).String()
+	primary := spec.PrimaryDNS().String()
 	roots := x509.NewCertPool()
 	rootPEM, _ := os.ReadFile(spec.Path(filepath.Join(spec.PKI.Dir, "public", "root.cert.pem")))
 	roots.AppendCertsFromPEM(rootPEM)
@@ -100,7 +99,7 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 	for _, s := range spec.Sites {
 		path := filepath.Join(t.TempDir(), "lego")
 		name := "lego-" + s.Name + "." + spec.ACME.Zone
-		env := acmecli.LegoEnv(nil, root, primary, spec.ACME.Zone, acmeclient.TSIG{Name: key.Name, Algorithm: key.Algorithm, Secret: key.Secret})
+		env := acmecli.LegoEnv(nil, root, primary, spec.ACME.Zone, key)
 		lego := acmecli.Lego{Server: "https://" + s.Address + "/directory", Email: "ops@" + spec.ACME.Zone, Path: path, Resolver: primary, Domain: name}
 		b, err := client.Exec(ctx, append(append([]string{"env"}, env...), lego.Args("run")...)...)
 		if err != nil {

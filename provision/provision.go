@@ -237,7 +237,7 @@ func (p *Provisioner) localHosts() (map[string]localHost, error) {
 		// The CRL front answers at the CRL URL in certificates.
 		hosts[s.Name] = localHost{Role: "site", Address: s.Address, Extra: []string{plan.CRL.String()}, Local: []string{s.ServiceNetwork}, Location: "local"}
 	}
-	primary := site.Primary(spec).Addr()
+	primary := spec.PrimaryDNS().Addr()
 	net24, _ := primary.Prefix(24)
 	// Every DNS server, the PKI front and the failover controller are
 	// reachable on the cluster host.

@@ -8,13 +8,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/internal/rfc2136"
 )
 
 // The cluster's own services live outside every site: the authoritative
@@ -54,64 +54,28 @@ type ClusterBundle struct {
 // PKIFrontAddr is where the lab serves pki.baseURL.
 const pkiFrontPort = 80
 
-// TSIGKey is one TSIG key as BIND's tsig-keygen writes it.
-type TSIGKey struct {
-	Name, Algorithm, Secret string
-}
-
-var tsigRE = regexp.MustCompile(`key\s+"([^"]+)"\s*\{\s*algorithm\s+([\w-]+);\s*secret\s+"([^"]+)";`)
-
-// ReadTSIGKey reads a tsig-keygen file, refusing it when others can read it.
-func ReadTSIGKey(path string) (TSIGKey, error) {
-	if err := fsutil.CheckSecretFile(path); err != nil {
-		return TSIGKey{}, err
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return TSIGKey{}, err
-	}
-	m := tsigRE.FindSubmatch(b)
-	if m == nil {
-		return TSIGKey{}, fmt.Errorf("%s is not a TSIG key in tsig-keygen format (key \"name\" { algorithm hmac-sha256; secret \"…\"; };)", path)
-	}
-	return TSIGKey{Name: string(m[1]), Algorithm: string(m[2]), Secret: string(m[3])}, nil
-}
-
 // ensureTSIGKey creates the key file (0600) if it does not exist.
-func ensureTSIGKey(path, name string) (TSIGKey, error) {
+func ensureTSIGKey(path, name string) (rfc2136.Key, error) {
 	if !fsutil.Exists(path) {
 		secret := make([]byte, 32)
 		if _, err := rand.Read(secret); err != nil {
-			return TSIGKey{}, err
+			return rfc2136.Key{}, err
 		}
 		content := fmt.Sprintf("key \"%s\" {\n\talgorithm hmac-sha256;\n\tsecret \"%s\";\n};\n", name, base64.StdEncoding.EncodeToString(secret))
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return TSIGKey{}, err
+			return rfc2136.Key{}, err
 		}
 		if err := fsutil.WriteFileAtomic(path, []byte(content), 0o600); err != nil {
-			return TSIGKey{}, err
+			return rfc2136.Key{}, err
 		}
 	}
-	return ReadTSIGKey(path)
-}
-
-// EpochName is the TXT record where the controller writes its epoch.
-func EpochName(spec *cluster.Spec) string { return "_cairn-epoch." + spec.ACME.Name }
-
-// Primary returns the primary authoritative server's address.
-func Primary(spec *cluster.Spec) netip.AddrPort {
-	for _, s := range spec.DNS.Servers {
-		if s.Role == "primary" {
-			return netip.MustParseAddrPort(s.Address)
-		}
-	}
-	panic("cluster spec without primary (not validated)")
+	return rfc2136.ReadKey(path)
 }
 
 // PKIFrontAddr is the address the lab's PKI HTTP front listens on: next to
 // the primary DNS server.
 func PKIFrontAddr(spec *cluster.Spec) string {
-	return Addr(Primary(spec).Addr().Next().Next(), pkiFrontPort)
+	return Addr(spec.PrimaryDNS().Addr().Next().Next(), pkiFrontPort)
 }
 
 // RenderCluster writes the cluster DNS and PKI front configuration. The
@@ -140,7 +104,7 @@ func RenderCluster(o ClusterOptions) (*ClusterBundle, error) {
 		return nil, err
 	}
 	zone := spec.ACME.Zone
-	primary := Primary(spec)
+	primary := spec.PrimaryDNS()
 	var secondaries []netip.AddrPort
 	for _, s := range spec.DNS.Servers {
 		if s.Role == "secondary" {
@@ -153,7 +117,7 @@ func RenderCluster(o ClusterOptions) (*ClusterBundle, error) {
 		notify = append(notify, fmt.Sprintf("%s port %d key \"%s\";", s.Addr(), s.Port(), xfr.Name))
 	}
 	keys := ""
-	for _, k := range []TSIGKey{ctl, cli, xfr} {
+	for _, k := range []rfc2136.Key{ctl, cli, xfr} {
 		keys += fmt.Sprintf("key \"%s\" { algorithm %s; secret \"%s\"; };\n", k.Name, k.Algorithm, k.Secret)
 	}
 	named := fmt.Sprintf(`// Cluster zone primary, written by cairn.
@@ -192,7 +156,7 @@ zone "%[6]s" {
     grant "%[11]s" subdomain %[6]s. TXT;
   };
 };
-`, keys, varDir, primary.Port(), primary.Addr(), strings.Join(notify, " "), zone, xfr.Name, ctl.Name, spec.ACME.Name, EpochName(spec), cli.Name)
+`, keys, varDir, primary.Port(), primary.Addr(), strings.Join(notify, " "), zone, xfr.Name, ctl.Name, spec.ACME.Name, spec.EpochName(), cli.Name)
 
 	knot := ""
 	for i, s := range secondaries {
@@ -265,7 +229,7 @@ zone:
 	}
 
 	b := &ClusterBundle{Root: root(), Zone: zone, ControllerKey: spec.Path(spec.DNS.TSIG.ControllerKeyFile),
-		ClientKey: spec.Path(spec.DNS.TSIG.ClientKeyFile), EpochName: EpochName(spec)}
+		ClientKey: spec.Path(spec.DNS.TSIG.ClientKeyFile), EpochName: spec.EpochName()}
 	b.BindAddresses = append(b.BindAddresses, primary.Addr().String())
 	b.Processes = append(b.Processes, Process{Name: "dns-primary", Program: "named",
 		Args:  []string{"-c", root("secrets", "named.conf"), "-f"},
@@ -304,7 +268,7 @@ func seedZone(spec *cluster.Spec, secondaries []netip.AddrPort) string {
 	var b strings.Builder
 	serial := time.Now().Unix()
 	fmt.Fprintf(&b, "$TTL %d\n@ SOA ns1.%s. hostmaster.%s. %d 3600 600 86400 %d\n", spec.ACME.TTL, zone, zone, serial, spec.ACME.TTL)
-	fmt.Fprintf(&b, "@ NS ns1\nns1 A %s\n", Primary(spec).Addr())
+	fmt.Fprintf(&b, "@ NS ns1\nns1 A %s\n", spec.PrimaryDNS().Addr())
 	for i, s := range secondaries {
 		fmt.Fprintf(&b, "@ NS ns%d\nns%d A %s\n", i+2, i+2, s.Addr())
 	}
@@ -312,7 +276,7 @@ func seedZone(spec *cluster.Spec, secondaries []netip.AddrPort) string {
 	sites := append([]cluster.Site(nil), spec.Sites...)
 	sort.SliceStable(sites, func(i, j int) bool { return sites[i].Priority < sites[j].Priority })
 	fmt.Fprintf(&b, "%s A %s\n", rel(spec.ACME.Name), sites[0].Address)
-	fmt.Fprintf(&b, "%s TXT \"epoch=0; site=%s; controller=seed; reason=initial\"\n", rel(EpochName(spec)), sites[0].Name)
+	fmt.Fprintf(&b, "%s TXT \"epoch=0; site=%s; controller=seed; reason=initial\"\n", rel(spec.EpochName()), sites[0].Name)
 	for i := range spec.Sites {
 		p, err := NewPlan(spec, i)
 		if err != nil {

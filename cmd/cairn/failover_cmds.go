@@ -3,23 +3,18 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/cairn-pki/cairn/failover"
-	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 )
 
@@ -28,7 +23,7 @@ func newFailoverCmd(g *globals) *cobra.Command {
 	var id, historyFile string
 	run := &cobra.Command{
 		Use:   "run",
-		Short: "Probe every site, decide, and move the ACME name with RFC 2136 (serves the status page, JSON API and /metrics)",
+		Short: "Probe every site, decide, and move the ACME name through the DNS provider (serves the status page, JSON API and /metrics)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.runController(cmd.Context(), id, historyFile)
@@ -113,74 +108,8 @@ func (g *globals) runController(ctx context.Context, id, historyFile string) err
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	token, err := fsutil.EnsureSecret(spec.Path(spec.Failover.AdminTokenFile), 24)
-	if err != nil {
-		return fmt.Errorf("failover.adminTokenFile: %w", err)
-	}
-	applier, err := failover.ApplierFromSpec(spec)
-	if err != nil {
-		return err
-	}
-	targets, err := healthcheck.SiteTargets(spec)
-	if err != nil {
-		return err
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	etcd, err := failover.OpenEtcd(ctx, spec, id, log)
-	if err != nil {
-		return err
-	}
-	defer etcd.Close()
-	coord := &failover.Coordinator{Client: etcd.Client, Prefix: spec.Failover.Etcd.Prefix, ID: id, API: "http://" + spec.Failover.Listen,
-		TTL: spec.Failover.Etcd.SessionTTL.Duration, Log: log}
-	c := &failover.Controller{Spec: spec, ID: id, Applier: applier, Policy: failover.PolicyFromSpec(spec), Log: log, Coord: coord}
-	if err := c.Init(ctx, reg); err != nil {
-		return err
-	}
-	hist, err := healthcheck.OpenHistory(historyPath(spec, historyFile), 30*24*time.Hour)
-	if err != nil {
-		return err
-	}
-	defer hist.Close()
-	probeMetrics := healthcheck.NewMetrics(reg)
-	ln, err := net.Listen("tcp", spec.Failover.Listen)
-	if err != nil {
-		return fmt.Errorf("failover.listen %s: %w", spec.Failover.Listen, err)
-	}
-	srv := &http.Server{Handler: c.Handler(reg, token), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	defer srv.Close()
-	log.Info("status page and API", "url", "http://"+spec.Failover.Listen+"/")
-	sink := func(r healthcheck.Result) {
-		probeMetrics.Observe(r)
-		if err := hist.Record(context.WithoutCancel(ctx), r); err != nil {
-			log.Warn("probe history", "err", err)
-		}
-		c.Sink(r)
-	}
-	// Right before a move, one account probe of the target (directory,
-	// nonce, account lookup: tens of milliseconds).
-	c.Confirm = func(ctx context.Context, site string) error {
-		for _, t := range targets {
-			if t.Site == site {
-				r := healthcheck.ProbeAccount(ctx, t)
-				sink(r)
-				if !r.OK {
-					if f := r.FailedStep(); f != nil {
-						return fmt.Errorf("account probe failed at %s: %s", f.Name, f.ErrorClass)
-					}
-					return errors.New("account probe failed")
-				}
-				return nil
-			}
-		}
-		return fmt.Errorf("no probe target for site %s", site)
-	}
-	sched := &healthcheck.Scheduler{Targets: targets, Schedule: healthcheck.DefaultSchedule(spec), Sink: sink}
-	go sched.Run(ctx)
-	return c.Run(ctx)
+	d := &failover.Daemon{Spec: spec, ID: id, HistoryPath: historyPath(spec, historyFile), Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+	return d.Run(ctx)
 }
 
 // controllerCall talks to the running controller's API.

@@ -12,8 +12,8 @@ import (
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/lab"
-	"github.com/cairn-pki/cairn/site"
 )
 
 // DefaultLabDir is where `cairn lab up` puts a lab when no cairn.yaml is
@@ -151,7 +151,7 @@ func (g *globals) lab(create bool, sites string) (*lab.Lab, error) {
 
 func printSummary(cmd *cobra.Command, s *lab.Summary) {
 	w := cmd.OutOrStdout()
-	tsig, _ := site.ReadTSIGKey(s.ClientKey)
+	tsig, _ := rfc2136.ReadKey(s.ClientKey)
 	key := tsig.Name
 	fmt.Fprintf(w, "\nlab up in %.1fs\n\n", s.Elapsed.Seconds())
 	fmt.Fprintf(w, "ACME directory:   %s  (resolve %s through %s)\n", s.DirectoryURL, s.ACMEName, s.DNS)

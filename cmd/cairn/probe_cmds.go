@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -126,24 +127,19 @@ func (g *globals) watch(cmd *cobra.Command, args []string, metricsAddr, historyF
 	if err != nil {
 		return err
 	}
-	targets, err := healthcheck.SiteTargets(spec)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	pipe, err := healthcheck.NewPipeline(spec, reg, historyPath(spec, historyFile), retention, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err != nil {
 		return err
 	}
+	defer pipe.Close()
 	if len(args) == 1 {
-		targets = slices.DeleteFunc(targets, func(t *healthcheck.Target) bool { return t.Site != args[0] })
-		if len(targets) == 0 {
+		pipe.Targets = slices.DeleteFunc(pipe.Targets, func(t *healthcheck.Target) bool { return t.Site != args[0] })
+		if len(pipe.Targets) == 0 {
 			return fmt.Errorf("no site %q in the spec (%s)", args[0], strings.Join(spec.SiteNames(), ", "))
 		}
 	}
-	hist, err := healthcheck.OpenHistory(historyPath(spec, historyFile), retention)
-	if err != nil {
-		return err
-	}
-	defer hist.Close()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := healthcheck.NewMetrics(reg)
 	ctx := cmd.Context()
 	if duration > 0 {
 		var cancel context.CancelFunc
@@ -162,11 +158,7 @@ func (g *globals) watch(cmd *cobra.Command, args []string, metricsAddr, historyF
 	}
 	out := cmd.OutOrStdout()
 	var mu sync.Mutex
-	sched := &healthcheck.Scheduler{Targets: targets, Schedule: healthcheck.DefaultSchedule(spec), Sink: func(r healthcheck.Result) {
-		metrics.Observe(r)
-		if err := hist.Record(context.WithoutCancel(ctx), r); err != nil {
-			fmt.Fprintf(os.Stderr, "cairn: probe history: %v\n", err)
-		}
+	pipe.Then = func(r healthcheck.Result) {
 		if !r.OK {
 			mu.Lock()
 			f := r.FailedStep()
@@ -177,9 +169,9 @@ func (g *globals) watch(cmd *cobra.Command, args []string, metricsAddr, historyF
 			fmt.Fprintf(out, "%s %s/%s FAILED %s\n", r.Started.UTC().Format(time.RFC3339), r.Site, r.Kind, detail)
 			mu.Unlock()
 		}
-	}}
-	fmt.Fprintf(os.Stderr, "probing %d sites; history in %s\n", len(targets), historyPath(spec, historyFile))
-	return sched.Run(ctx)
+	}
+	fmt.Fprintf(os.Stderr, "probing %d sites; history in %s\n", len(pipe.Targets), historyPath(spec, historyFile))
+	return pipe.Run(ctx)
 }
 
 func newReportCmd(g *globals) *cobra.Command {

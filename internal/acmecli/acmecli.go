@@ -11,7 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 
-	"github.com/cairn-pki/cairn/internal/acmeclient"
+	"github.com/cairn-pki/cairn/internal/rfc2136"
 )
 
 // Lego is lego against one ACME server, with its state in Path.
@@ -47,7 +47,7 @@ func (l Lego5) Args(extra ...string) []string {
 }
 
 // Lego5Env is LegoEnv with the names lego v5's dnsupdate provider reads.
-func Lego5Env(base []string, rootFile, nameserver, zone string, key acmeclient.TSIG) []string {
+func Lego5Env(base []string, rootFile, nameserver, zone string, key rfc2136.Key) []string {
 	return append(LegoEnv(base, rootFile, nameserver, zone, key), "DNSUPDATE_NAMESERVER="+nameserver, "DNSUPDATE_ZONES="+zone,
 		"DNSUPDATE_TSIG_KEY="+key.Name, "DNSUPDATE_TSIG_ALGORITHM="+key.Algorithm+".", "DNSUPDATE_TSIG_SECRET="+key.Secret,
 		"DNSUPDATE_PROPAGATION_TIMEOUT=60", "DNSUPDATE_POLLING_INTERVAL=1", "DNSUPDATE_TTL=10")
@@ -69,7 +69,7 @@ func FindTool(name string) (string, error) {
 }
 
 // LegoEnv is base plus what lego's rfc2136 provider and its trust need.
-func LegoEnv(base []string, rootFile, nameserver, zone string, key acmeclient.TSIG) []string {
+func LegoEnv(base []string, rootFile, nameserver, zone string, key rfc2136.Key) []string {
 	return append(append([]string(nil), base...), "LEGO_CA_CERTIFICATES="+rootFile, "RFC2136_NAMESERVER="+nameserver,
 		"RFC2136_ZONES="+zone, "RFC2136_TSIG_KEY="+key.Name, "RFC2136_TSIG_ALGORITHM="+key.Algorithm+".",
 		"RFC2136_TSIG_SECRET="+key.Secret, "RFC2136_PROPAGATION_TIMEOUT=60", "RFC2136_POLLING_INTERVAL=1", "RFC2136_TTL=10")

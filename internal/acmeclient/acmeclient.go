@@ -19,56 +19,21 @@ import (
 	"strings"
 	"time"
 
-	"github.com/miekg/dns"
 	"golang.org/x/crypto/acme"
-)
 
-// TSIG is a TSIG key for RFC 2136 updates.
-type TSIG struct {
-	Name      string // key name, e.g. "lab-clients"
-	Algorithm string // e.g. "hmac-sha256"
-	Secret    string // base64
-}
+	"github.com/cairn-pki/cairn/internal/rfc2136"
+)
 
 // DNSUpdater writes DNS-01 TXT records with RFC 2136.
 type DNSUpdater struct {
 	Server string // host:port of the primary
 	Zone   string
-	Key    TSIG
+	Key    rfc2136.Key
 }
 
+// Update adds (add) or removes the TXT record name=value.
 func (u DNSUpdater) Update(ctx context.Context, add bool, name, value string) error {
-	m := new(dns.Msg)
-	m.SetUpdate(dns.Fqdn(u.Zone))
-	rr := &dns.TXT{Hdr: dns.RR_Header{Name: dns.Fqdn(name), Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 10}, Txt: []string{value}}
-	if add {
-		m.Insert([]dns.RR{rr})
-	} else {
-		m.Remove([]dns.RR{rr})
-	}
-	alg := dns.Fqdn(u.Key.Algorithm)
-	m.SetTsig(dns.Fqdn(u.Key.Name), alg, 300, time.Now().Unix())
-	c := &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigSecret: map[string]string{dns.Fqdn(u.Key.Name): u.Key.Secret}}
-	r, _, err := c.ExchangeContext(ctx, m, u.Server)
-	if errors.Is(err, dns.ErrAuth) || errors.Is(err, dns.ErrSig) || errors.Is(err, dns.ErrKey) {
-		return &UpdateError{Name: name, Server: u.Server, Rcode: "TSIG verification failed (" + err.Error() + "): check the key name and secret"}
-	}
-	if err != nil {
-		return fmt.Errorf("RFC 2136 update of %s at %s: %w", name, u.Server, err)
-	}
-	if r.Rcode != dns.RcodeSuccess {
-		return &UpdateError{Name: name, Server: u.Server, Rcode: dns.RcodeToString[r.Rcode]}
-	}
-	return nil
-}
-
-// UpdateError is an RFC 2136 update the server refused.
-type UpdateError struct {
-	Name, Server, Rcode string
-}
-
-func (e *UpdateError) Error() string {
-	return fmt.Sprintf("RFC 2136 update of %s at %s: %s", e.Name, e.Server, e.Rcode)
+	return rfc2136.Client{Server: u.Server, Key: u.Key, Timeout: 5 * time.Second, TCP: true}.SetTXT(ctx, u.Zone, add, name, value, 10)
 }
 
 // Step is one timed step of an issuance.
