@@ -21,6 +21,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 )
 
@@ -214,9 +215,4 @@ func ipv4s(addrs []string) error {
 	return nil
 }
 
-func excerpt(s string) string {
-	if len(s) > 60 {
-		return s[:57] + "..."
-	}
-	return s
-}
+func excerpt(s string) string { return cluster.Excerpt(s) }

@@ -69,7 +69,28 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("PowerDNS API %s: HTTP %d: %s", e.Method, e.Status, e.Msg)
 }
 
-func (p *PowerDNS) do(ctx context.Context, method string, body any, out any) error {
+// do sends one request to the zone's URL (plus suffix). PowerDNS with
+// SQLite answers 500 when its database is busy (another write, its own
+// background writes) and the write is then not applied: that is retried,
+// a few times with backoff.
+func (p *PowerDNS) do(ctx context.Context, method, suffix string, body any, out any) error {
+	var err error
+	for attempt, wait := 0, 20*time.Millisecond; attempt < 6; attempt, wait = attempt+1, wait*2 {
+		err = p.once(ctx, method, suffix, body, out)
+		var ae *APIError
+		if !errors.As(err, &ae) || ae.Status != http.StatusInternalServerError {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+	return err
+}
+
+func (p *PowerDNS) once(ctx context.Context, method, suffix string, body any, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -78,7 +99,7 @@ func (p *PowerDNS) do(ctx context.Context, method string, body any, out any) err
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, p.zoneURL(), rd)
+	req, err := http.NewRequestWithContext(ctx, method, p.zoneURL()+suffix, rd)
 	if err != nil {
 		return err
 	}
@@ -134,7 +155,7 @@ type pdnsZone struct {
 // read is the zone as the API has it, without the fence.
 func (p *PowerDNS) read(ctx context.Context) (Current, error) {
 	var z pdnsZone
-	if err := p.do(ctx, http.MethodGet, nil, &z); err != nil {
+	if err := p.do(ctx, http.MethodGet, "", nil, &z); err != nil {
 		return Current{}, err
 	}
 	cur := Current{Serial: z.Serial}
@@ -192,6 +213,14 @@ func (p *PowerDNS) swap(ctx context.Context, cur Current, next fenceState) error
 	if p.Fence == nil {
 		return errors.New("the PowerDNS provider has no fence: it is read-only here")
 	}
+	// The API itself must still show what was read: this also proves the
+	// credentials before the fence is taken (a writer that cannot PATCH
+	// must not leave its state in the fence for others to complete).
+	if now, err := p.read(ctx); err != nil {
+		return err
+	} else if !now.Same(cur) {
+		return ErrConflict
+	}
 	b, version, err := p.Fence.Get(ctx)
 	if err != nil {
 		return fmt.Errorf("the PowerDNS fence: %w", err)
@@ -201,12 +230,6 @@ func (p *PowerDNS) swap(ctx context.Context, cur Current, next fenceState) error
 		if err := json.Unmarshal(b, &f); err == nil && ParseEpoch(f.Epoch).N > cur.Epoch.N {
 			return fmt.Errorf("%w: epoch %d was written after epoch %d was read", ErrConflict, ParseEpoch(f.Epoch).N, cur.Epoch.N)
 		}
-	} else if now, err := p.read(ctx); err != nil {
-		return err
-	} else if !now.Same(cur) {
-		// No fence yet (first write, or etcd was wiped): the API itself
-		// must still show what was read.
-		return ErrConflict
 	}
 	val, _ := json.Marshal(next)
 	ok, err := p.Fence.Put(ctx, val, version)
@@ -231,7 +254,14 @@ func (p *PowerDNS) patch(ctx context.Context, f fenceState, epoch bool) error {
 		sets = append(sets, pdnsRRset{Name: dns.Fqdn(p.EpochName), Type: "TXT", TTL: f.TTL, ChangeType: "REPLACE",
 			Records: []pdnsRecord{{Content: quoteTXT(f.Epoch)}}})
 	}
-	return p.do(ctx, http.MethodPatch, map[string]any{"rrsets": sets}, nil)
+	if err := p.do(ctx, http.MethodPatch, "", map[string]any{"rrsets": sets}, nil); err != nil {
+		return err
+	}
+	// PowerDNS notifies secondaries on its own only every
+	// xfr-cycle-interval; ask now (best effort: the write is done, and
+	// WaitPropagated reports a secondary that lags).
+	p.do(ctx, http.MethodPut, "/notify", nil, nil)
+	return nil
 }
 
 // Move swaps the fence, then writes the addresses and epoch.

@@ -3,13 +3,20 @@ package acmedns_test
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cairn-pki/cairn/acmedns"
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/internal/dnstest"
 )
 
@@ -170,4 +177,70 @@ func TestParseEpoch(t *testing.T) {
 	if s := acmedns.ParseEpoch("epoch=0; site=a; controller=seed; reason=initial"); s.N != 0 || s.Site != "a" || s.Reason != "initial" {
 		t.Errorf("seed record: %+v", s)
 	}
+}
+
+// The same contract against PowerDNS 4.7 (HTTP API), fenced through a
+// real etcd (the controllers' embedded one).
+func TestPowerDNSAgainstPowerDNSAndEtcd(t *testing.T) {
+	srv := dnstest.PowerDNS(t, "127.0.71.5", zone)
+	fence := etcdFence(t, "127.0.71.6")
+	mk := func(key string, f acmedns.Fence) func() acmedns.Provider {
+		return func() acmedns.Provider {
+			return &acmedns.PowerDNS{Servers: acmedns.Servers{Names: names(), List: []string{srv.DNS}}, API: srv.API, APIKey: key, Fence: f}
+		}
+	}
+	contract(t, harness{make: mk(srv.APIKey, fence), badCredentials: mk("wrong", fence)})
+
+	ctx := context.Background()
+	p := mk(srv.APIKey, fence)()
+	// Without a fence the provider only reads.
+	cur, _ := p.Read(ctx)
+	if err := mk(srv.APIKey, nil)().Move(ctx, cur, []string{"127.0.69.40"}, 30, acmedns.Epoch{N: cur.Epoch.N + 1}); err == nil {
+		t.Fatal("a provider without a fence wrote")
+	}
+	// A writer that won the fence and died before its PATCH: the next
+	// read completes its write.
+	next := acmedns.Epoch{N: cur.Epoch.N + 1, Site: "b", Controller: "died", Reason: "fenced, never patched"}
+	_, version, _ := fence.Get(ctx)
+	val, _ := json.Marshal(map[string]any{"addrs": []string{"127.0.69.41"}, "ttl": 30, "epoch": next.String()})
+	if ok, err := fence.Put(ctx, val, version); !ok || err != nil {
+		t.Fatalf("fence by hand: %v %v", ok, err)
+	}
+	got, err := p.Read(ctx)
+	if err != nil || fmt.Sprint(got.Addrs) != "[127.0.69.41]" || got.Epoch.N != next.N {
+		t.Fatalf("roll forward: %+v %v", got, err)
+	}
+	if served := p.WaitPropagated(ctx, []string{"127.0.69.41"}, next.N, time.Now())[0]; !served.Done {
+		t.Fatalf("rolled-forward write not served: %+v", served)
+	}
+	// An epoch written to PowerDNS behind cairn's back (an operator) is
+	// newer than the fence: it is adopted, and the next move builds on it.
+	patch := `{"rrsets":[{"name":"` + zone.EpochName + `.","type":"TXT","ttl":30,"changetype":"REPLACE","records":[{"content":"\"epoch=50; site=c; controller=operator\""}]}]}`
+	req, _ := http.NewRequest(http.MethodPatch, srv.API+"/api/v1/servers/localhost/zones/"+zone.Zone+".", strings.NewReader(patch))
+	req.Header.Set("X-API-Key", srv.APIKey)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("operator PATCH: %v %v", resp, err)
+	}
+	op, _ := p.Read(ctx)
+	if op.Epoch.N != 50 {
+		t.Fatalf("operator's epoch not read: %+v", op)
+	}
+	if err := p.Move(ctx, op, []string{"127.0.69.42"}, 30, acmedns.Epoch{N: 51, Site: "a", Controller: "c1"}); err != nil {
+		t.Fatalf("move after the operator: %v", err)
+	}
+}
+
+// etcdFence starts a one-member etcd (the controller's embedded one) on ip.
+func etcdFence(t *testing.T, ip string) acmedns.Fence {
+	t.Helper()
+	dnstest.Loopback(t, ip)
+	spec := cluster.Default([]string{"a"})
+	spec.Dir = t.TempDir()
+	spec.Failover.Etcd = cluster.Etcd{Listen: ip + ":2379", DataDir: "var/etcd", Prefix: "/cairn/test/", SessionTTL: cluster.Duration{Duration: 5 * time.Second}}
+	e, err := failover.OpenEtcd(context.Background(), spec, "test", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return acmedns.EtcdFence{Client: e.Client, Key: failover.FenceKey(spec)}
 }

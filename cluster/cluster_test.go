@@ -100,6 +100,11 @@ func TestValidationErrors(t *testing.T) {
 		{"etcd endpoint not a URL, cert without key", base + "failover:\n  etcd:\n    endpoints: [10.0.0.5:2379]\n    certFile: c.pem\n",
 			[]string{"failover.etcd.endpoints[0]", "failover.etcd.keyFile"}, "https://10.0.0.5:2379"},
 		{"views expire between probes", base + "failover:\n  viewMaxAge: 3s\n", []string{"failover.viewMaxAge"}, "two probe intervals"},
+		{"resume mode", base + "failover:\n  resume: always\n", []string{"failover.resume"}, "history or off"},
+		{"resume confirm", base + "failover:\n  resumeConfirm: -1\n", []string{"failover.resumeConfirm"}, "1 or more"},
+		{"dns provider", base + "dns:\n  provider: route53\n", []string{"dns.provider"}, "rfc2136 or powerdns"},
+		{"powerdns API not a base URL", base + "dns:\n  provider: powerdns\n  powerdns:\n    api: http://10.0.0.2:8081/api/v1\n    serverID: a/b\n",
+			[]string{"dns.powerdns.api", "dns.powerdns.serverID"}, "base URL"},
 		{"replication mode", base + "accounts:\n  replication: galera\n", []string{"accounts.replication"}, "mariadb"},
 		{"binlog kept too long", base + "accounts:\n  binlogRetention: 2400h\n", []string{"accounts.binlogRetention"}, "1h to"},
 		{"etcd on the controller's port", base + "failover:\n  listen: 127.0.0.1:9180\n  etcd:\n    listen: 127.0.0.1:9180\n",
@@ -160,6 +165,25 @@ func FuzzParse(f *testing.F) {
 }
 
 // Several controllers: an external etcd with TLS and a quorum of two.
+// PowerDNS gets its API on the primary's address and a key file by default.
+func TestPowerDNSDefaults(t *testing.T) {
+	spec, errs := ParseAndValidate([]byte("name: lab\ndns:\n  provider: powerdns\nsites:\n  - name: a\n"))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if p := spec.DNS.PowerDNS; p.API != "http://127.0.30.2:8081" || p.APIKeyFile != "secrets/pdns-api.key" || p.ServerID != "localhost" {
+		t.Fatalf("%+v", p)
+	}
+	data, err := TemplateFor(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, errs := ParseAndValidate(data)
+	if len(errs) > 0 || again.DNS.PowerDNS != spec.DNS.PowerDNS {
+		t.Fatalf("template round trip: %+v %v", again.DNS, errs)
+	}
+}
+
 func TestExternalEtcd(t *testing.T) {
 	spec, errs := ParseAndValidate([]byte(base + "failover:\n  quorum: 2\n  etcd:\n    endpoints: [https://10.0.0.5:2379, https://10.0.1.5:2379]\n    caFile: etcd-ca.pem\n    certFile: c.pem\n    keyFile: c.key\n"))
 	if len(errs) > 0 {

@@ -48,6 +48,9 @@ func fieldMsg(format string, args ...any) string {
 // scenarios).
 func FieldMsg(format string, args ...any) string { return fieldMsg(format, args...) }
 
+// Excerpt is a bad value as one-line errors quote it: at most 60 runes.
+func Excerpt(s string) string { return excerpt(s, 60) }
+
 // excerpt keeps the first n runes of s and says how long it was.
 func excerpt(s string, n int) string {
 	r := []rune(s)

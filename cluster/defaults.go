@@ -145,6 +145,9 @@ func (s *Spec) ApplyDefaults() {
 	def(&f.AdminTokenFile, DefaultSecretsDir+"/failover-admin.token")
 	defInt(&f.Quorum, 1)
 	defDur(&f.ViewMaxAge, 30*time.Second)
+	def(&f.Resume, ResumeHistory)
+	defDur(&f.ResumeWithin, 30*time.Second)
+	defInt(&f.ResumeConfirm, 3)
 	if f.Etcd.Embedded() {
 		def(&f.Etcd.Listen, etcdListen(f.Listen))
 		def(&f.Etcd.DataDir, "var/etcd")

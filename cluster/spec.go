@@ -198,6 +198,12 @@ type Accounts struct {
 	BinlogRetention Duration `yaml:"binlogRetention"`
 }
 
+// Resume modes.
+const (
+	ResumeHistory = "history"
+	ResumeOff     = "off"
+)
+
 // Failback modes.
 const (
 	FailbackManual    = "manual"
@@ -225,6 +231,13 @@ type Failover struct {
 	Quorum int `yaml:"quorum"`
 	// ViewMaxAge: a controller's probe view older than this does not count.
 	ViewMaxAge Duration `yaml:"viewMaxAge"`
+	// Resume: "history" (a restarted controller replays its probe history;
+	// a site healthy in it until at most ResumeWithin before the start is
+	// healthy after ResumeConfirm fresh deep successes instead of UpAfter
+	// over StablePeriod) or "off" (every start needs the full proof).
+	Resume        string   `yaml:"resume"`
+	ResumeWithin  Duration `yaml:"resumeWithin"`
+	ResumeConfirm int      `yaml:"resumeConfirm"`
 	// Etcd coordinates the controllers: leader election, shared probe
 	// views, operator commands and drains.
 	Etcd Etcd `yaml:"etcd"`

@@ -8,8 +8,13 @@ import (
 // Template renders a commented cairn.yaml holding every default for the
 // given sites, so that an operator sees every knob and what it does.
 func Template(siteNames []string) ([]byte, error) {
+	return TemplateFor(Default(siteNames))
+}
+
+// TemplateFor renders spec (defaults applied) as a commented cairn.yaml.
+func TemplateFor(spec *Spec) ([]byte, error) {
 	var buf bytes.Buffer
-	if err := specTemplate.Execute(&buf, Default(siteNames)); err != nil {
+	if err := specTemplate.Execute(&buf, spec); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
@@ -37,6 +42,17 @@ acme:
   caaIdentity: {{.ACME.CAAIdentity}}
 
 dns:
+  # How the controller writes the ACME name: rfc2136 (TSIG-signed updates
+  # with prerequisites to the primary: BIND, Knot, PowerDNS) or powerdns
+  # (the PowerDNS HTTP API; compare-and-swap fenced through the
+  # controllers' etcd; the lab then runs PowerDNS as the primary).
+  provider: {{.DNS.Provider}}
+{{- if eq .DNS.Provider "powerdns"}}
+  powerdns:
+    api: {{.DNS.PowerDNS.API}}
+    apiKeyFile: {{.DNS.PowerDNS.APIKeyFile}}
+    serverID: {{.DNS.PowerDNS.ServerID}}
+{{- end}}
   # Authoritative servers for acme.zone; exactly one primary takes updates.
   servers:
 {{- range .DNS.Servers}}
@@ -126,6 +142,12 @@ failover:
   adminTokenFile: {{.Failover.AdminTokenFile}}
   quorum: {{.Failover.Quorum}}              # controllers that must see a site down (several need etcd.endpoints)
   viewMaxAge: {{.Failover.ViewMaxAge}}       # a controller's probe view older than this does not count
+  # A restarted controller replays its probe history: a site healthy in it
+  # until at most resumeWithin before the start is healthy after
+  # resumeConfirm fresh deep probes (not upAfter over stablePeriod).
+  resume: {{.Failover.Resume}}                # history | off
+  resumeWithin: {{.Failover.ResumeWithin}}
+  resumeConfirm: {{.Failover.ResumeConfirm}}
   # Controllers coordinate on etcd: one-member etcd inside the controller
   # (data in dataDir, mutual TLS on listen), or set endpoints (and caFile,
   # certFile, keyFile) to join an external cluster with other controllers.

@@ -354,6 +354,15 @@ func (v *validator) failover() {
 	if f.UpAfter < 1 {
 		v.add("failover.upAfter", "%d must be 1 or more", f.UpAfter)
 	}
+	switch f.Resume {
+	case ResumeHistory, ResumeOff:
+	default:
+		v.add("failover.resume", "%q is not a mode; use history or off", f.Resume)
+	}
+	pos("failover.resumeWithin", f.ResumeWithin)
+	if f.ResumeConfirm < 1 {
+		v.add("failover.resumeConfirm", "%d must be 1 or more", f.ResumeConfirm)
+	}
 	switch f.Failback {
 	case FailbackManual, FailbackAutomatic:
 	default:

@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,7 +26,7 @@ type Fault interface {
 
 // crash: SIGKILL (or SIGSTOP for hang); restore starts it again (or SIGCONT).
 type procFault struct {
-	l               *lab.Lab
+	l               Components
 	site, component string
 	hang            bool // SIGSTOP/SIGCONT instead of SIGKILL/start
 	graceful        bool // stop: a clean shutdown (database down, Redis down)
@@ -57,7 +55,7 @@ func (f *procFault) Inject(ctx context.Context) error {
 
 // kill sends SIGKILL and waits until the process is gone, so "injected"
 // means "down".
-func kill(l *lab.Lab, siteName, component string) error {
+func kill(l Components, siteName, component string) error {
 	if _, err := l.SignalComponent(siteName, component, syscall.SIGKILL); err != nil {
 		return err
 	}
@@ -293,34 +291,19 @@ func (f *replicationFault) Restore(ctx context.Context) error {
 }
 
 // newFault builds the fault of one step for one concrete site (or
-// "cluster"); table names the nftables table it may create.
+// "cluster") from its row of the fault table; table names the nftables
+// table it may create.
 func newFault(l *lab.Lab, st Step, siteName, table string) (Fault, error) {
-	switch st.Fault {
-	case "crash", "hang", "stop":
-		return &procFault{l: l, site: siteName, component: st.Component, hang: st.Fault == "hang", graceful: st.Fault == "stop"}, nil
-	case "hsm":
-		return &hsmFault{l: l, site: siteName, dir: l.Spec.Path(filepath.Join("sites", siteName))}, nil
-	case "partition", "toxic":
-		s, ok := l.Spec.SiteByName(siteName)
-		if !ok {
-			return nil, fmt.Errorf("no site %q", siteName)
-		}
-		if st.Fault == "toxic" {
-			wfe := net.JoinHostPort(s.Address, strconv.Itoa(l.Spec.ACME.HTTPSPort))
-			return &toxicFault{site: siteName, wfe: wfe, kind: st.Toxic, latency: st.Latency.Milliseconds(), jitter: st.Jitter.Milliseconds(), table: table}, nil
-		}
-		if s.ServiceNetwork == "" {
-			return nil, fmt.Errorf("site %s has no serviceNetwork to partition", siteName)
-		}
-		return &partitionFault{site: siteName, network: s.ServiceNetwork, table: table}, nil
-	case "replication":
-		if _, ok := l.Spec.SiteByName(siteName); !ok {
-			return nil, fmt.Errorf("no site %q", siteName)
-		}
-		return &replicationFault{l: l, site: siteName}, nil
-	case "flap":
-		inner := &procFault{l: l, site: siteName, component: st.Component, hang: st.Signal == "stop"}
-		return &flapFault{inner: inner, down: st.Down.Duration, up: st.Up.Duration}, nil
+	k, ok := faultKindOf(st.Fault)
+	if !ok {
+		return nil, fmt.Errorf("unknown fault %q", st.Fault)
 	}
-	return nil, fmt.Errorf("unknown fault %q", st.Fault)
+	f, err := k.Build(l, st, siteName, table)
+	if err != nil || !k.Network {
+		return f, err
+	}
+	return networkFault{f}, nil
 }
+
+// networkFault marks a fault whose row says it cuts the network.
+type networkFault struct{ Fault }

@@ -71,15 +71,8 @@ func restoreEach(ctx context.Context, faults []Fault) map[int]error {
 	var order []int
 	for _, network := range []bool{true, false} {
 		for i := len(faults) - 1; i >= 0; i-- {
-			switch faults[i].(type) {
-			case *partitionFault, *toxicFault:
-				if network {
-					order = append(order, i)
-				}
-			default:
-				if !network {
-					order = append(order, i)
-				}
+			if _, cuts := faults[i].(networkFault); cuts == network {
+				order = append(order, i)
 			}
 		}
 	}

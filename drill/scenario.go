@@ -141,9 +141,6 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 	return []byte(fmt.Sprintf("%g", d.Seconds())), nil
 }
 
-// Faults a scenario may use.
-var faults = []string{"crash", "hang", "stop", "hsm", "partition", "flap", "toxic", "replication"}
-
 //go:embed scenarios/*.yaml
 var builtin embed.FS
 
@@ -248,32 +245,21 @@ func (s *Scenario) check() error {
 	}
 	for i, st := range s.Timeline {
 		f := fmt.Sprintf("timeline[%d]", i)
-		if !slices.Contains(faults, st.Fault) {
-			add(f+".fault", "%q is not a fault: use one of %s", st.Fault, strings.Join(faults, ", "))
+		k, known := faultKindOf(st.Fault)
+		if !known {
+			add(f+".fault", "%q is not a fault: use one of %s", st.Fault, faultNames())
 		}
 		if st.Site == "" {
 			add(f+".site", "is required: a site name, active, standby, all or cluster")
 		}
-		switch st.Fault {
-		case "crash", "hang", "stop", "flap":
-			if st.Component == "" {
-				add(f+".component", "is required for %s (e.g. wfe, sa, mariadb, redis, ct-test-srv; cluster: dns-primary, controller)", st.Fault)
-			}
-		case "toxic":
-			switch {
-			case st.Toxic != "latency" && st.Toxic != "timeout" && st.Toxic != "reset":
-				add(f+".toxic", "%q: use latency, timeout or reset", st.Toxic)
-			case st.Toxic == "latency" && st.Latency.Duration <= 0:
-				add(f+".latency", "is required for toxic: latency (e.g. latency: 3s)")
-			}
-			fallthrough
-		case "hsm", "partition", "replication":
-			if st.Site == "cluster" {
-				add(f+".site", "%s applies to a site, not the cluster", st.Fault)
-			}
+		if k.Component && st.Component == "" {
+			add(f+".component", "is required for %s (e.g. wfe, sa, mariadb, redis, ct-test-srv; cluster: dns-primary, controller)", st.Fault)
 		}
-		if st.Fault == "flap" && (st.Down.Duration <= 0 || st.Up.Duration <= 0 || st.For.Duration <= 0) {
-			add(f, "flap needs down, up and for (e.g. down: 4s, up: 4s, for: 60s)")
+		if k.SiteOnly && st.Site == "cluster" {
+			add(f+".site", "%s applies to a site, not the cluster", st.Fault)
+		}
+		if k.Check != nil {
+			k.Check(st, func(field, format string, args ...any) { add(f+field, format, args...) })
 		}
 		if st.Signal != "" && st.Signal != "kill" && st.Signal != "stop" {
 			add(f+".signal", "%q: use kill or stop", st.Signal)

@@ -215,3 +215,63 @@ func BenchmarkNoiseRun(b *testing.B) {
 		l.Down(ctx)
 	}
 }
+
+// BenchmarkFaultAfterRestart measures the blind time after a controller
+// restart: the controller is restarted, the active site's WFE is killed
+// 10 s later, and the time from the kill until every authoritative
+// server answers another site is reported, over CAIRN_TRIALS trials
+// (default 5) with the lab's default policy (upAfter 20 over 60 s):
+//
+//	go test -run '^$' -bench FaultAfterRestart -benchtime 1x -timeout 60m ./failover/
+//
+// CAIRN_RESUME=off measures a controller that does not resume from its
+// probe history (every restart needs the full proof).
+func BenchmarkFaultAfterRestart(b *testing.B) {
+	trials := 5
+	if v := os.Getenv("CAIRN_TRIALS"); v != "" {
+		fmt.Sscan(v, &trials)
+	}
+	extra := ""
+	if os.Getenv("CAIRN_RESUME") == "off" {
+		extra = "failover:\n  resume: off\n"
+	}
+	for range b.N {
+		spec := labtest.SpecWith(b, labtest.BlockFailover, extra, "a", "b", "c")
+		l := &lab.Lab{Spec: spec, Log: labtest.Log{T: b}, Cairn: labtest.CairnBinary(b)}
+		ctx := context.Background()
+		if _, err := l.Up(ctx, lab.UpOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		var out []time.Duration
+		for i := 0; i < trials; i++ {
+			waitHealthyAndFree(b, spec)
+			from := statusB(b, spec).Active
+			if err := l.StopComponent("cluster", "controller"); err != nil {
+				b.Fatal(err)
+			}
+			if err := l.StartComponent(ctx, "cluster", "controller"); err != nil {
+				b.Fatal(err)
+			}
+			time.Sleep(10 * time.Second) // the fault comes 10 s after the restart
+			start := time.Now()
+			if err := syscall.Kill(pidOfB(b, filepath.Join(spec.Dir, "sites", from, "var", "pids", "wfe.pid")), syscall.SIGKILL); err != nil {
+				b.Fatal(err)
+			}
+			for deadline := start.Add(120 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				if st := statusB(b, spec); st.Active != from && allAnswer(spec, st.Active) {
+					out = append(out, time.Since(start))
+					break
+				}
+				if time.Now().After(deadline) {
+					b.Fatalf("trial %d: no switch away from %s within 120 s", i, from)
+				}
+			}
+			fmt.Fprintf(os.Stderr, "trial %d: %s -> %s in %.1f s\n", i, from, statusB(b, spec).Active, out[len(out)-1].Seconds())
+			if err := l.StartComponent(ctx, from, "wfe"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		report(b, "restart_then_fault", out)
+		l.Down(ctx)
+	}
+}

@@ -50,6 +50,12 @@ type Controller struct {
 	Confirm func(ctx context.Context, site string) error
 	// Now is the clock (tests give a fake one); nil: time.Now.
 	Now func() time.Time
+	// History is this controller's own probe history (nil: none): Init
+	// replays what it recorded until ResumeWithin before the start, so a
+	// restart does not cost the full UpAfter/StablePeriod proof of sites
+	// that were healthy moments before (see Resumable).
+	History      func(ctx context.Context, from time.Time) ([]healthcheck.Result, error)
+	ResumeWithin time.Duration
 
 	mu       sync.Mutex
 	state    State
@@ -95,7 +101,7 @@ type ViewStatus struct {
 func PolicyFromSpec(spec *cluster.Spec) Policy {
 	f := spec.Failover
 	p := Policy{DownAfter: f.DownAfter, UpAfter: f.UpAfter, StablePeriod: f.StablePeriod.Duration, HoldDown: f.HoldDown.Duration,
-		Failback: f.Failback, Quorum: f.Quorum, ViewMaxAge: f.ViewMaxAge.Duration, Priority: map[string]int{}}
+		Failback: f.Failback, Quorum: f.Quorum, ViewMaxAge: f.ViewMaxAge.Duration, ResumeConfirm: f.ResumeConfirm, Priority: map[string]int{}}
 	for _, s := range spec.Sites {
 		p.Sites = append(p.Sites, s.Name)
 		p.Priority[s.Name] = s.Priority
@@ -115,16 +121,14 @@ func (c *Controller) addrOf(name string) string {
 	return s.Address
 }
 
-// observation turns a probe result into what the core needs. dns, crl,
-// revocation and replication results do not judge a site's ability to
-// issue: they never vote (replication is shown in the status only).
+// observation turns a probe result into what the core needs; kinds that
+// do not vote (healthcheck.Kinds) are shown only.
 func (c *Controller) observation(r healthcheck.Result) (Observation, bool) {
-	switch r.Kind {
-	case healthcheck.KindDNS, healthcheck.KindCRL, healthcheck.KindRevocation, healthcheck.KindReplication:
+	k, known := healthcheck.KindOf(r.Kind)
+	if !known || !k.Votes {
 		return Observation{}, false
 	}
-	o := Observation{Site: r.Site, Vantage: c.ID, At: r.Started, OK: r.OK,
-		Deep: r.Kind == healthcheck.KindAccount || r.Kind == healthcheck.KindIssuance, Kind: string(r.Kind)}
+	o := Observation{Site: r.Site, Vantage: c.ID, At: r.Started, OK: r.OK, Deep: k.Deep, Kind: r.Kind}
 	if f := r.FailedStep(); f != nil {
 		o.Hard = f.ErrorClass == healthcheck.ClassRefused || f.ErrorClass == healthcheck.ClassTimeout
 	}
@@ -218,11 +222,35 @@ func (c *Controller) Init(ctx context.Context, reg prometheus.Registerer) error 
 		c.moves = []Move{{To: cur.Epoch.Site, Reason: cur.Epoch.Reason + " (from the epoch record, by " + cur.Epoch.Controller + ")",
 			At: cur.Epoch.Time, Epoch: cur.Epoch.N, Propagation: []acmedns.Propagation{}}}
 	}
+	c.resume(ctx)
 	c.metrics = newControllerMetrics(reg, c.Policy.Sites)
 	c.metrics.setState(c.state, false)
 	c.metrics.setLeader(c.leading)
 	c.Log.Info("controller starting", "id", c.ID, "active", active, "epoch", cur.Epoch.N)
 	return nil
+}
+
+// resume marks the sites the history shows healthy until just before now.
+func (c *Controller) resume(ctx context.Context) {
+	if c.History == nil || c.ResumeWithin <= 0 {
+		return
+	}
+	now := c.now()
+	results, err := c.History(ctx, now.Add(-(c.Policy.StablePeriod + 2*c.ResumeWithin)))
+	if err != nil {
+		c.Log.Warn("probe history unreadable: every site needs the full proof", "err", err)
+		return
+	}
+	var obs []Observation
+	for _, r := range results {
+		if o, ok := c.observation(r); ok {
+			obs = append(obs, o)
+		}
+	}
+	for site, at := range Resumable(c.Policy, obs, now, c.ResumeWithin) {
+		c.state.Sites[site].ResumedAt = at
+		c.Log.Info("resuming from the probe history", "site", site, "lastDeepOK", at, "confirmWith", c.Policy.ResumeConfirm)
+	}
 }
 
 // Run decides whenever observations or commands arrive (and every second)

@@ -306,3 +306,41 @@ func TestReplicationIsShownNeverVoted(t *testing.T) {
 		t.Fatalf("broken replication at a: %+v", st.Sites)
 	}
 }
+
+// A controller restarted with a history showing b healthy moments before
+// moves the name off a dead a after ResumeConfirm fresh probes of b; the
+// same controller without its history waits for the full proof.
+func TestRestartedControllerResumesFromHistory(t *testing.T) {
+	for _, withHistory := range []bool{true, false} {
+		r := newRig(t, func(p *Policy) { p.UpAfter, p.StablePeriod, p.ResumeConfirm = 10, time.Minute, 2 })
+		var hist []healthcheck.Result
+		for sec := 90; sec > 0; sec -= 2 {
+			for _, s := range []string{"a", "b", "c"} {
+				hist = append(hist, healthcheck.Result{Site: s, Kind: healthcheck.KindAccount, OK: true, Started: r.now.Add(-time.Duration(sec) * time.Second),
+					Steps: []healthcheck.Step{{Name: "account", OK: true}}})
+			}
+		}
+		c := &Controller{Spec: r.c.Spec, ID: "restarted", DNS: r.dns, Policy: r.c.Policy, Log: r.c.Log, Now: r.c.Now, Confirm: r.c.Confirm}
+		if withHistory {
+			c.History = func(context.Context, time.Time) ([]healthcheck.Result, error) { return hist, nil }
+			c.ResumeWithin = 30 * time.Second
+		}
+		if err := c.Init(context.Background(), prometheus.NewRegistry()); err != nil {
+			t.Fatal(err)
+		}
+		r.c = c
+		r.advance(10 * time.Second)
+		r.down("a")
+		for range 2 {
+			r.c.Sink(healthcheck.Result{Site: "b", Kind: healthcheck.KindAccount, OK: true, Started: r.now, Steps: []healthcheck.Step{{Name: "account", OK: true}}})
+			r.advance(2 * time.Second)
+			r.step()
+		}
+		if withHistory && r.served() != "b" {
+			t.Fatalf("with its history: served %s, b %+v", r.served(), r.site("b"))
+		}
+		if !withHistory && (r.served() != "a" || r.site("b").State == Healthy) {
+			t.Fatalf("without history: served %s, b %+v", r.served(), r.site("b"))
+		}
+	}
+}

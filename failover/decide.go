@@ -60,7 +60,11 @@ type Policy struct {
 	// ViewMaxAge: a vantage not heard from for this long neither votes nor
 	// counts (0: views never expire).
 	ViewMaxAge time.Duration
-	Priority   map[string]int
+	// ResumeConfirm: fresh deep successes that make a resumed site (one
+	// the controller's history showed healthy until just before it
+	// started) healthy, instead of UpAfter over StablePeriod.
+	ResumeConfirm int
+	Priority      map[string]int
 	// Sites lists every site (order breaks priority ties).
 	Sites []string
 }
@@ -86,6 +90,10 @@ type SiteState struct {
 	Drained bool                    `json:"drained"`
 	Reason  string                  `json:"reason,omitempty"`
 	Views   map[string]*vantageView `json:"views"`
+	// ResumedAt is set on a site that was healthy in this controller's
+	// history until then (just before it started): ResumeConfirm fresh
+	// deep successes make it healthy. A failure clears it.
+	ResumedAt time.Time `json:"resumedAt,omitzero"`
 }
 
 // State is everything Decide remembers between calls.
@@ -259,6 +267,10 @@ func judge(p Policy, ss *SiteState, now time.Time) {
 			ss.Health, ss.Since, ss.Reason = h, now, reason
 		}
 	}
+	if failing > 0 {
+		ss.ResumedAt = time.Time{}
+	}
+	resumed := !ss.ResumedAt.IsZero() && ss.Health == Unknown && deepOKs(ss) >= max(1, p.ResumeConfirm)
 	switch {
 	case downVotes >= quorum:
 		set(Down, fmt.Sprintf("%d of %d required vantages see it down", downVotes, quorum))
@@ -269,6 +281,10 @@ func judge(p Policy, ss *SiteState, now time.Time) {
 		case Recovering:
 			set(Down, "failed again while recovering")
 		}
+	case resumed:
+		set(Healthy, fmt.Sprintf("healthy in history until %s before the start, confirmed by %d fresh deep probes",
+			ss.ResumedAt.UTC().Format(time.TimeOnly), deepOKs(ss)))
+		ss.ResumedAt = time.Time{}
 	case upViews > 0 && now.Sub(stableSince) >= p.StablePeriod:
 		set(Healthy, fmt.Sprintf("%d deep successes over %s", p.UpAfter, now.Sub(stableSince).Round(time.Second)))
 	case upViews > 0 || anySuccess(ss):
@@ -278,6 +294,40 @@ func judge(p Policy, ss *SiteState, now time.Time) {
 			set(Healthy, "failures cleared")
 		}
 	}
+}
+
+// deepOKs is the longest current run of deep successes of any vantage.
+func deepOKs(ss *SiteState) int {
+	n := 0
+	for _, v := range ss.Views {
+		n = max(n, v.DeepOKs)
+	}
+	return n
+}
+
+// Resumable replays a controller's own recent history (observations up to
+// start, oldest first) through the same judgement and returns, per site
+// it shows healthy at start whose last deep success is no older than
+// within, the time of that success. A brand-new controller has no
+// history and resumes nothing.
+func Resumable(p Policy, history []Observation, start time.Time, within time.Duration) map[string]time.Time {
+	if len(history) == 0 || within <= 0 {
+		return nil
+	}
+	s, _ := Decide(p, NewState(p, "", history[0].At), history, nil, start)
+	last := map[string]time.Time{}
+	for _, o := range history {
+		if o.OK && o.Deep && o.At.After(last[o.Site]) {
+			last[o.Site] = o.At
+		}
+	}
+	out := map[string]time.Time{}
+	for name, ss := range s.Sites {
+		if ss.Health == Healthy && !last[name].IsZero() && start.Sub(last[name]) <= within {
+			out[name] = last[name]
+		}
+	}
+	return out
 }
 
 func anySuccess(ss *SiteState) bool {

@@ -309,3 +309,56 @@ func TestStaleViewsDoNotVote(t *testing.T) {
 		t.Fatalf("two fresh votes: %s %+v", s.Sites["a"].Health, in)
 	}
 }
+
+// A restarted controller resumes the sites its own history shows healthy
+// until moments before; it still needs fresh deep successes, never the
+// history alone; a failure, an old history or none at all resume nothing.
+func TestResumeFromHistory(t *testing.T) {
+	p := policy()
+	p.ResumeConfirm = 2
+	// 40 s of history: a and b succeed every 2 s; c failed last.
+	var hist []Observation
+	for sec := 0; sec <= 40; sec += 2 {
+		hist = append(hist, ok("a", sec), ok("b", sec))
+		if sec < 38 {
+			hist = append(hist, ok("c", sec))
+		}
+	}
+	hist = append(hist, deepFail("c", 38))
+	start := at(43)
+	got := Resumable(p, hist, start, 10*time.Second)
+	if len(got) != 2 || !got["a"].Equal(at(40)) || !got["b"].Equal(at(40)) {
+		t.Fatalf("resumable: %v", got)
+	}
+	if r := Resumable(p, hist, at(60), 10*time.Second); len(r) != 0 {
+		t.Fatalf("a history 20 s old resumed %v", r)
+	}
+	if r := Resumable(p, nil, start, 10*time.Second); r != nil {
+		t.Fatalf("no history resumed %v", r)
+	}
+	if r := Resumable(p, hist[:8], at(7), 10*time.Second); len(r) != 0 {
+		t.Fatalf("6 s of history (less than the stable period) resumed %v", r)
+	}
+
+	s := NewState(p, "a", start)
+	for site, when := range got {
+		s.Sites[site].ResumedAt = when
+	}
+	// One fresh success is not enough; the second is.
+	s, _ = Decide(p, s, []Observation{ok("a", 44), ok("b", 44)}, nil, at(44))
+	if s.Sites["a"].Health != Unknown {
+		t.Fatalf("healthy on one fresh probe: %+v", s.Sites["a"])
+	}
+	s, _ = Decide(p, s, []Observation{ok("a", 46), deepFail("b", 46)}, nil, at(46))
+	if s.Sites["a"].Health != Healthy || !s.Sites["a"].ResumedAt.IsZero() {
+		t.Fatalf("a after two fresh probes: %+v", s.Sites["a"])
+	}
+	// b failed once after the restart: it lost its resume and needs the full proof.
+	s, _ = Decide(p, s, []Observation{ok("b", 48), ok("b", 50)}, nil, at(50))
+	if s.Sites["b"].Health == Healthy || !s.Sites["b"].ResumedAt.IsZero() {
+		t.Fatalf("b after a failure: %+v", s.Sites["b"])
+	}
+	if s.Sites["c"].Health != Unknown {
+		t.Fatalf("c was never resumed: %+v", s.Sites["c"])
+	}
+}

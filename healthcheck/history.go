@@ -157,6 +157,32 @@ func (h *History) Samples(ctx context.Context, from time.Time) ([]Sample, error)
 	return scanSamples(rows)
 }
 
+// Results returns the results since from, oldest first, with their steps.
+func (h *History) Results(ctx context.Context, from time.Time) ([]Result, error) {
+	rows, err := h.db.QueryContext(ctx, `SELECT site, kind, ok, started_ms, elapsed_ms, steps FROM results WHERE started_ms >= ? ORDER BY started_ms`, from.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Result
+	for rows.Next() {
+		var r Result
+		var ok int
+		var ms int64
+		var elapsed float64
+		var steps string
+		if err := rows.Scan(&r.Site, &r.Kind, &ok, &ms, &elapsed, &steps); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(steps), &r.Steps); err != nil {
+			return nil, fmt.Errorf("result %s/%s at %d: steps: %w", r.Site, r.Kind, ms, err)
+		}
+		r.OK, r.Started, r.Elapsed = ok == 1, time.UnixMilli(ms), time.Duration(elapsed*float64(time.Millisecond))
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
 // scanSamples reads rows of (site, kind, ok, started_ms, failed_step, active_site).
 func scanSamples(rows *sql.Rows) ([]Sample, error) {
 	defer rows.Close()

@@ -47,7 +47,7 @@ func TestProbesAgainstLabFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := targets[0]
-	kinds := append(append([]string{}, healthcheck.ShallowKinds...), healthcheck.DeepKinds...)
+	kinds := healthcheck.KindsIn(true)
 	for _, k := range kinds {
 		if r := run(t, a, k, 20*time.Second); !r.OK {
 			t.Fatalf("healthy site: %s", describe(r))

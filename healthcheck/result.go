@@ -35,13 +35,6 @@ const (
 	KindReplication = "replication"
 )
 
-// ShallowKinds answer from the front end alone; DeepKinds reach the
-// database, the nonce service, validation, the CA and its HSM.
-var (
-	ShallowKinds = []string{KindDNS, KindTLS, KindDirectory, KindNonce}
-	DeepKinds    = []string{KindAccount, KindIssuance, KindCRL}
-)
-
 // Error classes, coarse enough to alert on and to decide with.
 const (
 	ClassNone        = ""

@@ -24,18 +24,11 @@ type Schedule struct {
 // 60 s; the cheap front-end kinds (dns, tls, directory) and account
 // replication (when the spec replicates) every 10 s.
 func DefaultSchedule(spec *cluster.Spec) Schedule {
-	p := spec.Failover.Probes
-	s := Schedule{
-		Intervals: map[string]time.Duration{
-			KindDNS: 10 * time.Second, KindTLS: 10 * time.Second, KindDirectory: 10 * time.Second,
-			KindNonce: p.Nonce.Duration, KindAccount: p.Account.Duration,
-			KindIssuance: p.Issuance.Duration, KindCRL: p.CRL.Duration,
-		},
-		Concurrency: 4,
-		Jitter:      0.2,
-	}
-	if spec.Accounts.Replication == cluster.ReplicationMariaDB && len(spec.Sites) > 1 {
-		s.Intervals[KindReplication] = 10 * time.Second
+	s := Schedule{Intervals: map[string]time.Duration{}, Concurrency: 4, Jitter: 0.2}
+	for _, k := range Kinds {
+		if d := k.Every(spec); d > 0 {
+			s.Intervals[k.Name] = d
+		}
 	}
 	return s
 }

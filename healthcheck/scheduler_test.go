@@ -97,6 +97,15 @@ func TestHistoryRoundTripAndRetention(t *testing.T) {
 	if err != nil || len(prev) != 2 {
 		t.Errorf("before: %+v %v", prev, err)
 	}
+	// Whole results come back with their steps (a restarted controller
+	// replays them).
+	rs, err := h.Results(ctx, now.Add(-time.Hour))
+	if err != nil || len(rs) != 2 {
+		t.Fatalf("results %+v %v", rs, err)
+	}
+	if f := rs[0].FailedStep(); rs[0].OK || f == nil || f.Name != "finalize" || f.ErrorClass != ClassACME || !rs[0].Started.Equal(failed.Started.Truncate(time.Millisecond)) || rs[1].Kind != KindDNS {
+		t.Errorf("results %+v", rs)
+	}
 }
 
 func TestHistoryReopenKeepsData(t *testing.T) {

@@ -100,28 +100,3 @@ func (t *Target) acmeClient() (*acmeclient.Client, error) {
 
 // Func is the one signature of every probe kind.
 type Func func(ctx context.Context, t *Target) Result
-
-// KindFunc returns the probe of a kind.
-func KindFunc(kind string) (Func, bool) {
-	switch kind {
-	case KindDNS:
-		return ProbeDNS, true
-	case KindTLS:
-		return ProbeTLS, true
-	case KindDirectory:
-		return ProbeDirectory, true
-	case KindNonce:
-		return ProbeNonce, true
-	case KindAccount:
-		return ProbeAccount, true
-	case KindIssuance:
-		return ProbeIssuance, true
-	case KindCRL:
-		return ProbeCRL, true
-	case KindRevocation:
-		return ProbeRevocation, true
-	case KindReplication:
-		return ProbeReplication, true
-	}
-	return nil, false
-}

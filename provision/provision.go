@@ -5,7 +5,6 @@ import (
 	"bufio"
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,7 +29,6 @@ import (
 	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 	"github.com/cairn-pki/cairn/site"
-	cairnterraform "github.com/cairn-pki/cairn/terraform"
 )
 
 // Where things go on a host.
@@ -74,35 +72,27 @@ type Result struct {
 
 // Provisioner drives Terraform and Ansible for one cluster.
 type Provisioner struct {
-	o   Options
-	dir string
+	o     Options
+	dir   string
+	infra Infrastructure
 }
 
-// New checks the options; errors name the flag.
+// New checks the options and picks the infrastructure; errors name the flag.
 func New(o Options) (*Provisioner, error) {
-	switch o.Infra {
-	case "local":
-		if o.Gateway == "" {
-			o.Gateway = "127.0.254.254"
-		}
-		if _, err := netip.ParseAddr(o.Gateway); err != nil {
-			return nil, fmt.Errorf("--gateway %q: give an IPv4 address no host uses, e.g. 127.0.254.254", o.Gateway)
-		}
-	case "aws":
-		if o.TerraformDir == "" {
-			return nil, fmt.Errorf("--infra aws needs --terraform-dir: a root module composing terraform/aws/modules (see terraform/aws/examples/three-regions) with your regions, AMIs and keys")
-		}
-	case "existing":
-		if o.Inventory == "" {
-			return nil, fmt.Errorf("--infra existing needs --inventory FILE: the hosts as the Terraform output contract (sites, dns_servers) in YAML or JSON")
-		}
-	default:
-		return nil, fmt.Errorf("--infra %q: use local, aws or existing", o.Infra)
-	}
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	return &Provisioner{o: o, dir: o.Spec.Path(Dir)}, nil
+	p := &Provisioner{o: o, dir: o.Spec.Path(Dir)}
+	mk, ok := infrastructures[o.Infra]
+	if !ok {
+		return nil, fmt.Errorf("--infra %q: use %s", cluster.Excerpt(o.Infra), InfrastructureNames())
+	}
+	infra, err := mk(p)
+	if err != nil {
+		return nil, err
+	}
+	p.infra = infra
+	return p, nil
 }
 
 func (p *Provisioner) logf(format string, args ...any) {
@@ -155,59 +145,47 @@ func writeFS(fsys fs.FS, dir, dst string) error {
 	})
 }
 
-// terraform prepares the working directory and the variables of the
-// local module, or the user's root for aws.
-func (p *Provisioner) terraform(ctx context.Context) (*tfexec.Terraform, []string, error) {
+// terraform prepares Terraform in the root module wd.
+func (p *Provisioner) terraform(ctx context.Context, wd string) (*tfexec.Terraform, error) {
 	if err := p.mkdir(); err != nil {
-		return nil, nil, err
-	}
-	wd := p.o.TerraformDir
-	var vars []string
-	if p.o.Infra == "local" {
-		wd = p.path("terraform")
-		if err := writeFS(cairnterraform.Files, "local", wd); err != nil {
-			return nil, nil, err
-		}
-		hosts, err := p.localHosts()
-		if err != nil {
-			return nil, nil, err
-		}
-		hj, _ := json.Marshal(hosts)
-		vars = []string{"cairn=" + p.o.Self, "cluster=" + p.prefix(), "state_dir=" + p.path("hosts"), "gateway=" + p.o.Gateway, "hosts=" + string(hj)}
+		return nil, err
 	}
 	bin, err := exec.LookPath("terraform")
 	if err != nil {
-		return nil, nil, fmt.Errorf("terraform not found on PATH (cairn never downloads it): install Terraform 1.x")
+		return nil, fmt.Errorf("terraform not found on PATH (cairn never downloads it): install Terraform 1.x")
 	}
 	tf, err := tfexec.NewTerraform(wd, bin)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	// Terraform's whole environment (SetEnv replaces it): ours, with a CLI
-	// configuration of our own unless the user has one, so nothing asks
-	// the registry and no warning about a missing ~/.terraformrc appears.
+	// Terraform's whole environment (SetEnv replaces it): ours, without
+	// what terraform-exec sets itself (SetEnv refuses those, and then the
+	// process environment would be used), with a CLI configuration of our
+	// own unless the user has one, so nothing asks the registry and no
+	// warning about a missing ~/.terraformrc appears.
 	env := map[string]string{}
 	for _, kv := range os.Environ() {
 		if k, v, ok := strings.Cut(kv, "="); ok {
 			env[k] = v
 		}
 	}
-	env["TF_IN_AUTOMATION"] = "1"
+	env = tfexec.CleanEnv(env)
 	if rc := env["TF_CLI_CONFIG_FILE"]; rc == "" || !fsutil.Exists(rc) {
 		rc = p.path("terraformrc")
 		if err := fsutil.WriteFileAtomic(rc, []byte("disable_checkpoint = true\n"), 0o644); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		env["TF_CLI_CONFIG_FILE"] = rc
-		os.Setenv("TF_CLI_CONFIG_FILE", rc) // terraform-exec's version check runs with the process environment
 	}
-	tf.SetEnv(env)
+	if err := tf.SetEnv(env); err != nil {
+		return nil, fmt.Errorf("terraform environment: %w", err)
+	}
 	tf.SetStdout(p.o.Log)
 	tf.SetStderr(p.o.Log)
 	if err := tf.Init(ctx); err != nil {
-		return nil, nil, fmt.Errorf("terraform init in %s: %w", wd, err)
+		return nil, fmt.Errorf("terraform init in %s: %w", wd, err)
 	}
-	return tf, vars, nil
+	return tf, nil
 }
 
 type localHost struct {
@@ -261,40 +239,9 @@ func (p *Provisioner) localHosts() (map[string]localHost, error) {
 	return hosts, nil
 }
 
-// outputs runs Terraform's apply (or reads the existing inventory) and
-// returns the contract.
+// outputs makes the hosts (or reads them) and returns the contract.
 func (p *Provisioner) outputs(ctx context.Context) (*Outputs, error) {
-	if p.o.Infra == "existing" {
-		b, err := os.ReadFile(p.o.Inventory)
-		if err != nil {
-			return nil, err
-		}
-		var out Outputs
-		if err := yaml.Unmarshal(b, &out); err != nil {
-			return nil, fmt.Errorf("--inventory %s: %w", p.o.Inventory, err)
-		}
-		return &out, out.check()
-	}
-	tf, vars, err := p.terraform(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var opts []tfexec.ApplyOption
-	for _, v := range vars {
-		opts = append(opts, tfexec.Var(v))
-	}
-	if err := tf.Apply(ctx, opts...); err != nil {
-		return nil, fmt.Errorf("terraform apply: %w", err)
-	}
-	outs, err := tf.Output(ctx)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := json.Marshal(outs)
-	if err != nil {
-		return nil, err
-	}
-	return ParseOutputs(raw)
+	return p.infra.Apply(ctx)
 }
 
 // checkAddresses: every site of the spec has a host whose addresses
@@ -658,10 +605,7 @@ func (p *Provisioner) Apply(ctx context.Context) (*Result, error) {
 // check runs the directory probe and one deep probe of a site with cairn's
 // own prober (from the operator's vantage: the switch namespace locally).
 func (p *Provisioner) check(ctx context.Context, siteName string) error {
-	argv := []string{p.o.Self, "-f", p.o.Spec.File, "probe", siteName, "--deep"}
-	if p.o.Infra == "local" {
-		argv = append([]string{"ip", "netns", "exec", nsName(p.prefix(), "sw")}, argv...)
-	}
+	argv := p.infra.FromOperator([]string{p.o.Self, "-f", p.o.Spec.File, "probe", siteName, "--deep"})
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	outb, err := exec.CommandContext(cctx, argv[0], argv[1:]...).CombinedOutput()
@@ -674,30 +618,11 @@ func (p *Provisioner) check(ctx context.Context, siteName string) error {
 
 // Plan shows what apply would change and changes nothing.
 func (p *Provisioner) Plan(ctx context.Context) error {
-	if p.o.Infra == "existing" {
-		out, err := p.outputs(ctx)
-		if err != nil {
-			return err
-		}
-		if err := p.checkAddresses(out); err != nil {
-			return err
-		}
-		p.logf("existing hosts: %d sites, %d DNS hosts; apply would render and install %d site bundles and the cluster bundle", len(out.Sites), len(out.DNSServers), len(p.o.Spec.Sites))
-		return nil
-	}
-	tf, vars, err := p.terraform(ctx)
+	what, err := p.infra.Plan(ctx)
 	if err != nil {
 		return err
 	}
-	var opts []tfexec.PlanOption
-	for _, v := range vars {
-		opts = append(opts, tfexec.Var(v))
-	}
-	changes, err := tf.Plan(ctx, opts...)
-	if err != nil {
-		return fmt.Errorf("terraform plan: %w", err)
-	}
-	p.logf("terraform: changes %v; apply would then render and install %d site bundles and the cluster bundle", changes, len(p.o.Spec.Sites))
+	p.logf("%s; apply would then render and install %d site bundles and the cluster bundle", what, len(p.o.Spec.Sites))
 	return nil
 }
 
@@ -706,27 +631,8 @@ func (p *Provisioner) Plan(ctx context.Context) error {
 // /opt/cairn); then the working directory (bundles, archives, inventory,
 // state). The cluster PKI (with the offline root) is kept.
 func (p *Provisioner) Destroy(ctx context.Context) error {
-	if p.o.Infra == "existing" {
-		if err := p.uninstall(ctx); err != nil {
-			return err
-		}
-	} else {
-		tf, vars, err := p.terraform(ctx)
-		if err != nil {
-			return err
-		}
-		var opts []tfexec.DestroyOption
-		for _, v := range vars {
-			opts = append(opts, tfexec.Var(v))
-		}
-		if err := tf.Destroy(ctx, opts...); err != nil {
-			return fmt.Errorf("terraform destroy: %w", err)
-		}
-	}
-	if p.o.Infra == "local" {
-		if err := (NSSwitch{Cluster: p.prefix()}).Down(ctx); err != nil {
-			return err
-		}
+	if err := p.infra.Destroy(ctx); err != nil {
+		return err
 	}
 	return os.RemoveAll(p.dir)
 }

@@ -33,7 +33,7 @@ func TestNewNamesTheFlag(t *testing.T) {
 		o    Options
 		want string
 	}{
-		{Options{Spec: spec, Infra: "gcp"}, "--infra \"gcp\""},
+		{Options{Spec: spec, Infra: "gcp"}, "--infra \"gcp\": use aws, existing, local"},
 		{Options{Spec: spec, Infra: "aws"}, "--terraform-dir"},
 		{Options{Spec: spec, Infra: "existing"}, "--inventory"},
 		{Options{Spec: spec, Infra: "local", Gateway: "gw"}, "--gateway \"gw\""},

@@ -9,21 +9,24 @@ cd "$(dirname "$0")/.."
 # MariaDB, Redis and BIND in every site, BIND + Knot as the cluster DNS;
 # tests drive real certbot and lego. iproute2 adds loopback addresses,
 # util-linux gives unshare (clients with the lab's resolver); promtool
-# lints metrics; headless Chromium renders the status page in a test.
+# lints metrics; headless Chromium renders the status page in a test;
+# PowerDNS (gsqlite3) is the second DNS provider (dns.provider: powerdns).
 PKGS=(softhsm2 openssl ca-certificates gcc libc6-dev make git
       mariadb-server mariadb-client redis-server bind9 bind9-utils bind9-dnsutils
       knot knot-dnsutils certbot lego iproute2 nftables util-linux procps prometheus chromium
-      ansible ansible-lint)
+      pdns-server pdns-backend-sqlite3 ansible ansible-lint)
 
 missing=()
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO=sudo
+fi
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then
+  if [ -n "$SUDO" ]; then
     command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
-    SUDO=sudo
   fi
   echo "deps: installing ${missing[*]}"
   $SUDO apt-get update -qq
@@ -32,7 +35,7 @@ fi
 # The packages' own services are not used (the lab runs private instances
 # on its own addresses); stop any that the install started.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-  for svc in mariadb redis-server named knot prometheus prometheus-node-exporter; do
+  for svc in mariadb redis-server named knot pdns prometheus prometheus-node-exporter; do
     $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
   done
 fi

@@ -56,16 +56,14 @@ history that "cairn report availability" reads.`,
 			if err != nil {
 				return err
 			}
-			list := healthcheck.ShallowKinds
-			if deep {
-				list = append(append([]string{}, healthcheck.ShallowKinds...), healthcheck.DeepKinds...)
-			}
+			list := healthcheck.KindsIn(deep)
 			if kinds != "" {
 				list = strings.Split(kinds, ",")
 			}
 			if t.Zone == "" { // a plain URL: no zone to ask, no DNS-01, no CRL list
-				list = slices.DeleteFunc(slices.Clone(list), func(k string) bool {
-					return k == healthcheck.KindDNS || k == healthcheck.KindIssuance || k == healthcheck.KindCRL || k == healthcheck.KindRevocation
+				list = slices.DeleteFunc(slices.Clone(list), func(name string) bool {
+					k, ok := healthcheck.KindOf(name)
+					return ok && k.NeedsSpec
 				})
 			}
 			var results []healthcheck.Result
@@ -73,7 +71,7 @@ history that "cairn report availability" reads.`,
 			for _, k := range list {
 				fn, ok := healthcheck.KindFunc(k)
 				if !ok {
-					return fmt.Errorf("--kinds: unknown probe kind %q (kinds: dns, tls, directory, nonce, account, issuance, crl, revocation)", k)
+					return fmt.Errorf("--kinds: unknown probe kind %q (kinds: %s)", cluster.Excerpt(k), healthcheck.KindNames())
 				}
 				ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 				res := fn(ctx, t)

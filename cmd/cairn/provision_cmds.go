@@ -187,7 +187,7 @@ func newProvisionCmd(g *globals) *cobra.Command {
 		},
 	}
 	for _, c := range []*cobra.Command{plan, apply, destroy} {
-		c.Flags().StringVar(&o.Infra, "infra", "local", "local (namespace hosts here), aws (--terraform-dir) or existing (--inventory)")
+		c.Flags().StringVar(&o.Infra, "infra", "local", "infrastructure: "+provision.InfrastructureNames()+" (local: namespace hosts here; aws: --terraform-dir; existing: --inventory)")
 		c.Flags().StringVar(&o.TerraformDir, "terraform-dir", "", "--infra aws: a root module composing terraform/aws/modules that outputs the contract")
 		c.Flags().StringVar(&o.Inventory, "inventory", "", "--infra existing: the hosts as the output contract (sites, dns_servers), YAML or JSON")
 		c.Flags().StringVar(&o.Gateway, "gateway", "127.0.254.254", "--infra local: the operator's address on the hosts' bridge")

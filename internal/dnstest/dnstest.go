@@ -5,9 +5,13 @@
 package dnstest
 
 import (
+	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-pki/cairn/internal/powerdns"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
 )
@@ -132,4 +137,65 @@ zone:
 	os.WriteFile(filepath.Join(dir, "knot.conf"), []byte(conf), 0o644)
 	start(t, ip+":53", "knotd", "knotd", "-c", filepath.Join(dir, "knot.conf"))
 	return ip + ":53"
+}
+
+// PowerDNSServer is a running PowerDNS Authoritative server.
+type PowerDNSServer struct {
+	DNS    string // ip:53
+	API    string // http://ip:8081
+	APIKey string
+}
+
+// PowerDNS serves z on ip:53 (gsqlite3), its API on ip:8081; the zone is
+// created through the API with SOA-EDIT-API INCREASE.
+func PowerDNS(t *testing.T, ip string, z Zone) PowerDNSServer {
+	testenv.Integration(t, "pdns_server", "ip")
+	Root(t)
+	dir := t.TempDir()
+	Loopback(t, ip)
+	if err := powerdns.CreateDB(filepath.Join(dir, "pdns.sqlite3")); err != nil {
+		t.Fatal(err)
+	}
+	key := base64.RawURLEncoding.EncodeToString([]byte(t.Name() + ip))
+	conf := fmt.Sprintf(`launch=gsqlite3
+gsqlite3-database=%[1]s/pdns.sqlite3
+local-address=%[2]s
+local-port=53
+socket-dir=%[1]s
+daemon=no
+guardian=no
+api=yes
+api-key=%[3]s
+webserver=yes
+webserver-address=%[2]s
+webserver-port=8081
+webserver-allow-from=127.0.0.0/8
+cache-ttl=0
+query-cache-ttl=0
+negquery-cache-ttl=0
+security-poll-suffix=
+`, dir, ip, key)
+	os.WriteFile(filepath.Join(dir, "pdns.conf"), []byte(conf), 0o600)
+	start(t, ip+":8081", "pdns", "pdns_server", "--config-dir="+dir)
+	s := PowerDNSServer{DNS: ip + ":53", API: "http://" + ip + ":8081", APIKey: key}
+	txt := func(v string) string { return `"` + v + `"` }
+	body := map[string]any{"name": z.Zone + ".", "kind": "Native", "soa_edit_api": "INCREASE", "nameservers": []string{"ns1." + z.Zone + "."},
+		"rrsets": []map[string]any{
+			{"name": "ns1." + z.Zone + ".", "type": "A", "ttl": 30, "records": []map[string]any{{"content": ip}}},
+			{"name": z.Name + ".", "type": "A", "ttl": 30, "records": []map[string]any{{"content": z.Initial}}},
+			{"name": z.EpochName + ".", "type": "TXT", "ttl": 30, "records": []map[string]any{{"content": txt(InitialEpoch)}}},
+		}}
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, s.API+"/api/v1/servers/localhost/zones", bytes.NewReader(b))
+	req.Header.Set("X-API-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		msg, _ := io.ReadAll(resp.Body)
+		t.Fatalf("PowerDNS: create zone: HTTP %d %s", resp.StatusCode, msg)
+	}
+	return s
 }

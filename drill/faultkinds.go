@@ -1,0 +1,118 @@
+package drill
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/cairn-pki/cairn/lab"
+)
+
+// Components is what process faults act on: a cluster's components by
+// site and name. The lab implements it; provisioned hosts can too.
+type Components interface {
+	SignalComponent(site, component string, sig syscall.Signal) (int, error)
+	StartComponent(ctx context.Context, site, component string) error
+	StopComponent(site, component string) error
+	ComponentRunning(site, component string) bool
+}
+
+var _ Components = (*lab.Lab)(nil)
+
+// faultKind is one row of the fault table: adding a fault is one type
+// implementing Fault and one row here.
+type faultKind struct {
+	Name string
+	// Component: steps must name a component (wfe, sa, mariadb, …).
+	Component bool
+	// SiteOnly: it applies to a site, never to "cluster".
+	SiteOnly bool
+	// Network: it cuts the network, and is restored before the others (a
+	// component restarted behind a partition cannot reach its database).
+	Network bool
+	// Check validates the rest of the step; field is relative to it
+	// (".latency").
+	Check func(st Step, add func(field, format string, args ...any))
+	// Build makes the fault for one concrete site (or "cluster").
+	Build func(l *lab.Lab, st Step, site, table string) (Fault, error)
+}
+
+func procKind(name string) faultKind {
+	return faultKind{Name: name, Component: true, Build: func(l *lab.Lab, st Step, site, _ string) (Fault, error) {
+		return &procFault{l: l, site: site, component: st.Component, hang: name == "hang", graceful: name == "stop"}, nil
+	}}
+}
+
+// faultKinds is the table of faults a scenario may use.
+var faultKinds = []faultKind{
+	procKind("crash"),
+	procKind("hang"),
+	procKind("stop"),
+	{Name: "hsm", SiteOnly: true, Build: func(l *lab.Lab, _ Step, site, _ string) (Fault, error) {
+		return &hsmFault{l: l, site: site, dir: l.Spec.Path(filepath.Join("sites", site))}, nil
+	}},
+	{Name: "partition", SiteOnly: true, Network: true, Build: func(l *lab.Lab, _ Step, site, table string) (Fault, error) {
+		s, ok := l.Spec.SiteByName(site)
+		if !ok {
+			return nil, fmt.Errorf("no site %q", site)
+		}
+		if s.ServiceNetwork == "" {
+			return nil, fmt.Errorf("site %s has no serviceNetwork to partition", site)
+		}
+		return &partitionFault{site: site, network: s.ServiceNetwork, table: table}, nil
+	}},
+	{Name: "flap", Component: true,
+		Check: func(st Step, add func(string, string, ...any)) {
+			if st.Down.Duration <= 0 || st.Up.Duration <= 0 || st.For.Duration <= 0 {
+				add("", "flap needs down, up and for (e.g. down: 4s, up: 4s, for: 60s)")
+			}
+		},
+		Build: func(l *lab.Lab, st Step, site, _ string) (Fault, error) {
+			inner := &procFault{l: l, site: site, component: st.Component, hang: st.Signal == "stop"}
+			return &flapFault{inner: inner, down: st.Down.Duration, up: st.Up.Duration}, nil
+		}},
+	{Name: "toxic", SiteOnly: true, Network: true,
+		Check: func(st Step, add func(string, string, ...any)) {
+			switch {
+			case st.Toxic != "latency" && st.Toxic != "timeout" && st.Toxic != "reset":
+				add(".toxic", "%q: use latency, timeout or reset", st.Toxic)
+			case st.Toxic == "latency" && st.Latency.Duration <= 0:
+				add(".latency", "is required for toxic: latency (e.g. latency: 3s)")
+			}
+		},
+		Build: func(l *lab.Lab, st Step, site, table string) (Fault, error) {
+			s, ok := l.Spec.SiteByName(site)
+			if !ok {
+				return nil, fmt.Errorf("no site %q", site)
+			}
+			wfe := net.JoinHostPort(s.Address, strconv.Itoa(l.Spec.ACME.HTTPSPort))
+			return &toxicFault{site: site, wfe: wfe, kind: st.Toxic, latency: st.Latency.Milliseconds(), jitter: st.Jitter.Milliseconds(), table: table}, nil
+		}},
+	{Name: "replication", SiteOnly: true, Build: func(l *lab.Lab, _ Step, site, _ string) (Fault, error) {
+		if _, ok := l.Spec.SiteByName(site); !ok {
+			return nil, fmt.Errorf("no site %q", site)
+		}
+		return &replicationFault{l: l, site: site}, nil
+	}},
+}
+
+func faultKindOf(name string) (faultKind, bool) {
+	i := slices.IndexFunc(faultKinds, func(k faultKind) bool { return k.Name == name })
+	if i < 0 {
+		return faultKind{}, false
+	}
+	return faultKinds[i], true
+}
+
+func faultNames() string {
+	var names []string
+	for _, k := range faultKinds {
+		names = append(names, k.Name)
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,212 @@
+package provision
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/terraform-exec/tfexec"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/cairn-pki/cairn/cluster"
+	cairnterraform "github.com/cairn-pki/cairn/terraform"
+)
+
+// Infrastructure makes (or names) the hosts of a cluster and hands back
+// the Terraform output contract (Outputs): everything after it (render,
+// install, check) is the same for every kind.
+type Infrastructure interface {
+	// Apply makes the hosts (idempotent) and returns the contract.
+	Apply(ctx context.Context) (*Outputs, error)
+	// Plan says what Apply would change, changing nothing.
+	Plan(ctx context.Context) (string, error)
+	// Destroy removes the hosts; on hosts cairn did not make, what was
+	// installed on them.
+	Destroy(ctx context.Context) error
+	// FromOperator wraps a command so it runs where the operator would
+	// reach the sites from (locally: inside the switch namespace).
+	FromOperator(argv []string) []string
+}
+
+// infrastructures are the kinds --infra takes.
+var infrastructures = map[string]func(p *Provisioner) (Infrastructure, error){
+	"local":    newLocal,
+	"aws":      newAWS,
+	"existing": newExisting,
+}
+
+// InfrastructureNames lists the kinds, for messages and flags.
+func InfrastructureNames() string {
+	var names []string
+	for n := range infrastructures {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// terraformInfra is a root module applied with terraform-exec; vars are
+// its variables.
+type terraformInfra struct {
+	p       *Provisioner
+	dir     string
+	prepare func() ([]string, error) // writes the module if it is ours; returns its variables
+	after   func(ctx context.Context) error
+	what    string
+}
+
+func (t *terraformInfra) init(ctx context.Context) (*tfexec.Terraform, []string, error) {
+	var vars []string
+	if t.prepare != nil {
+		var err error
+		if vars, err = t.prepare(); err != nil {
+			return nil, nil, err
+		}
+	}
+	tf, err := t.p.terraform(ctx, t.dir)
+	return tf, vars, err
+}
+
+func (t *terraformInfra) Apply(ctx context.Context) (*Outputs, error) {
+	tf, vars, err := t.init(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var opts []tfexec.ApplyOption
+	for _, v := range vars {
+		opts = append(opts, tfexec.Var(v))
+	}
+	if err := tf.Apply(ctx, opts...); err != nil {
+		return nil, fmt.Errorf("terraform apply: %w", err)
+	}
+	outs, err := tf.Output(ctx)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := json.Marshal(outs)
+	if err != nil {
+		return nil, err
+	}
+	return ParseOutputs(raw)
+}
+
+func (t *terraformInfra) Plan(ctx context.Context) (string, error) {
+	tf, vars, err := t.init(ctx)
+	if err != nil {
+		return "", err
+	}
+	var opts []tfexec.PlanOption
+	for _, v := range vars {
+		opts = append(opts, tfexec.Var(v))
+	}
+	changes, err := tf.Plan(ctx, opts...)
+	if err != nil {
+		return "", fmt.Errorf("terraform plan: %w", err)
+	}
+	return fmt.Sprintf("terraform (%s): changes %v", t.what, changes), nil
+}
+
+func (t *terraformInfra) Destroy(ctx context.Context) error {
+	tf, vars, err := t.init(ctx)
+	if err != nil {
+		return err
+	}
+	var opts []tfexec.DestroyOption
+	for _, v := range vars {
+		opts = append(opts, tfexec.Var(v))
+	}
+	if err := tf.Destroy(ctx, opts...); err != nil {
+		return fmt.Errorf("terraform destroy: %w", err)
+	}
+	if t.after != nil {
+		return t.after(ctx)
+	}
+	return nil
+}
+
+func (t *terraformInfra) FromOperator(argv []string) []string { return argv }
+
+// localInfra: namespace hosts on this machine, made by cairn's own
+// module (terraform/local, built-ins only) behind one switch namespace.
+type localInfra struct{ *terraformInfra }
+
+func newLocal(p *Provisioner) (Infrastructure, error) {
+	if p.o.Gateway == "" {
+		p.o.Gateway = "127.0.254.254"
+	}
+	if _, err := netip.ParseAddr(p.o.Gateway); err != nil {
+		return nil, fmt.Errorf("--gateway %q: give an IPv4 address no host uses, e.g. 127.0.254.254", cluster.Excerpt(p.o.Gateway))
+	}
+	t := &terraformInfra{p: p, dir: p.path("terraform"), what: "local namespace hosts"}
+	t.prepare = func() ([]string, error) {
+		if err := p.mkdir(); err != nil {
+			return nil, err
+		}
+		if err := writeFS(cairnterraform.Files, "local", t.dir); err != nil {
+			return nil, err
+		}
+		hosts, err := p.localHosts()
+		if err != nil {
+			return nil, err
+		}
+		hj, _ := json.Marshal(hosts)
+		return []string{"cairn=" + p.o.Self, "cluster=" + p.prefix(), "state_dir=" + p.path("hosts"), "gateway=" + p.o.Gateway, "hosts=" + string(hj)}, nil
+	}
+	t.after = func(ctx context.Context) error { return NSSwitch{Cluster: p.prefix()}.Down(ctx) }
+	return localInfra{t}, nil
+}
+
+// FromOperator runs argv inside the switch namespace.
+func (l localInfra) FromOperator(argv []string) []string {
+	return append([]string{"ip", "netns", "exec", nsName(l.p.prefix(), "sw")}, argv...)
+}
+
+// newAWS: the user's root module composing terraform/aws's modules.
+func newAWS(p *Provisioner) (Infrastructure, error) {
+	if p.o.TerraformDir == "" {
+		return nil, fmt.Errorf("--infra aws needs --terraform-dir: a root module composing terraform/aws/modules (see terraform/aws/examples/three-regions) with your regions, AMIs and keys")
+	}
+	return &terraformInfra{p: p, dir: p.o.TerraformDir, what: p.o.TerraformDir}, nil
+}
+
+// existingInfra: hosts someone else made, given as the contract itself.
+type existingInfra struct{ p *Provisioner }
+
+func newExisting(p *Provisioner) (Infrastructure, error) {
+	if p.o.Inventory == "" {
+		return nil, fmt.Errorf("--infra existing needs --inventory FILE: the hosts as the Terraform output contract (sites, dns_servers) in YAML or JSON")
+	}
+	return existingInfra{p}, nil
+}
+
+func (e existingInfra) Apply(context.Context) (*Outputs, error) {
+	b, err := os.ReadFile(e.p.o.Inventory)
+	if err != nil {
+		return nil, err
+	}
+	var out Outputs
+	if err := yaml.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("--inventory %s: %w", e.p.o.Inventory, err)
+	}
+	return &out, out.check()
+}
+
+func (e existingInfra) Plan(ctx context.Context) (string, error) {
+	out, err := e.Apply(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := e.p.checkAddresses(out); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("existing hosts: %d sites, %d DNS hosts", len(out.Sites), len(out.DNSServers)), nil
+}
+
+// Destroy uninstalls what cairn put on the hosts (destroy.yml); the hosts stay.
+func (e existingInfra) Destroy(ctx context.Context) error { return e.p.uninstall(ctx) }
+
+func (e existingInfra) FromOperator(argv []string) []string { return argv }
