@@ -21,6 +21,7 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/internal/labtest"
+	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/lab"
 )
@@ -216,3 +217,55 @@ func TestLabFailsOverByItself(t *testing.T) {
 }
 
 func chromium(t *testing.T, args ...string) string { t.Helper(); return testenv.Chromium(t, args...) }
+
+// A lab whose cairn.yaml selects PowerDNS as the cluster DNS: PowerDNS is
+// the primary (the controller writes through its API, fenced through
+// etcd; clients' DNS-01 arrives as RFC 2136 under a Lua policy), Knot the
+// secondary; the name fails over end to end.
+func TestLabWithPowerDNSFailsOver(t *testing.T) {
+	spec := labtest.SpecWithDNS(t, labtest.BlockPowerDNS, cluster.DNSProviderPowerDNS, fastPolicy, "a", "b")
+	l := &lab.Lab{Spec: spec, Log: labtest.Log{T: t}, Cairn: labtest.CairnBinary(t)}
+	ctx := context.Background()
+	t.Cleanup(func() { l.Down(context.Background()) })
+	if _, err := l.Up(ctx, lab.UpOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Healthy needs deep probes: issuance proves DNS-01 through PowerDNS.
+	waitFor(t, "every site healthy", 90*time.Second, func() bool {
+		for _, s := range status(t, spec).Sites {
+			if s.State != failover.Healthy {
+				return false
+			}
+		}
+		return true
+	})
+	// The clients' key may not touch the epoch record (the Lua policy).
+	clientKey, err := rfc2136.ReadKey(spec.Path(spec.DNS.TSIG.ClientKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := rfc2136.Client{Server: spec.PrimaryDNS().String(), Key: clientKey}
+	if err := cl.SetTXT(ctx, spec.ACME.Zone, true, spec.EpochName(), "forged", 10); err == nil {
+		t.Fatal("the clients' key wrote the epoch record")
+	}
+	if err := cl.SetTXT(ctx, spec.ACME.Zone, true, "_acme-challenge.x."+spec.ACME.Zone, "ok", 10); err != nil {
+		t.Fatalf("the clients' key may write DNS-01 records: %v", err)
+	}
+
+	siteDir := func(s string) string { return filepath.Join(spec.Dir, "sites", s) }
+	syscall.Kill(pidOf(t, l, filepath.Join(siteDir("a"), "var", "pids", "wfe.pid")), syscall.SIGKILL)
+	d := waitFor(t, "the name on b at PowerDNS and Knot", 30*time.Second, func() bool { return allAnswer(spec, "b") })
+	t.Logf("PowerDNS: every authoritative server answers b %.1f s after the kill", d.Seconds())
+	st := status(t, spec)
+	if len(st.Moves) != 1 || st.Moves[0].To != "b" || st.Moves[0].Cause != failover.CauseDown {
+		t.Fatalf("moves: %+v", st.Moves)
+	}
+	for _, p := range st.Moves[0].Propagation {
+		if !p.Done {
+			t.Errorf("propagation: %+v", p)
+		}
+	}
+	if e := epoch(t, spec); e.N != 1 || e.Site != "b" {
+		t.Fatalf("epoch %+v", e)
+	}
+}

@@ -78,46 +78,95 @@ func PKIFrontAddr(spec *cluster.Spec) string {
 	return Addr(spec.PrimaryDNS().Addr().Next().Next(), pkiFrontPort)
 }
 
-// RenderCluster writes the cluster DNS and PKI front configuration. The
-// zone file is only seeded once: after that the zone lives in the
-// servers' journals and changes only through RFC 2136.
-func RenderCluster(o ClusterOptions) (*ClusterBundle, error) {
-	spec := o.Spec
-	out := func(parts ...string) string { return filepath.Join(append([]string{o.Out}, parts...)...) }
-	root := func(parts ...string) string {
-		if o.Root == "" {
-			return out(parts...)
-		}
-		return filepath.Join(append([]string{o.Root}, parts...)...)
-	}
-	varDir, outVar := root("var"), out("var")
-	ctl, err := ensureTSIGKey(spec.Path(spec.DNS.TSIG.ControllerKeyFile), spec.Name+"-controller")
-	if err != nil {
-		return nil, err
-	}
-	cli, err := ensureTSIGKey(spec.Path(spec.DNS.TSIG.ClientKeyFile), spec.Name+"-clients")
-	if err != nil {
-		return nil, err
-	}
-	xfr, err := ensureTSIGKey(out("secrets", "xfr.key"), spec.Name+"-xfr")
-	if err != nil {
-		return nil, err
-	}
-	zone := spec.ACME.Zone
-	primary := spec.PrimaryDNS()
-	var secondaries []netip.AddrPort
-	for _, s := range spec.DNS.Servers {
-		if s.Role == "secondary" {
-			secondaries = append(secondaries, netip.MustParseAddrPort(s.Address))
-		}
-	}
+// clusterRender is one RenderCluster run: where files go, the keys.
+type clusterRender struct {
+	o              ClusterOptions
+	spec           *cluster.Spec
+	ctl, cli, xfr  rfc2136.Key
+	primary        netip.AddrPort
+	secondaries    []netip.AddrPort
+	varDir, outVar string
+	primaryProc    Process
+}
 
+func (r *clusterRender) out(parts ...string) string {
+	return filepath.Join(append([]string{r.o.Out}, parts...)...)
+}
+
+// root is where a path of the bundle lives on its host.
+func (r *clusterRender) root(parts ...string) string {
+	if r.o.Root == "" {
+		return r.out(parts...)
+	}
+	return filepath.Join(append([]string{r.o.Root}, parts...)...)
+}
+
+// RenderCluster writes the cluster DNS and PKI front configuration. The
+// zone is only seeded once: after that it lives in the primary's journal
+// or database and changes only through RFC 2136 or the provider's API.
+func RenderCluster(o ClusterOptions) (*ClusterBundle, error) {
+	r := &clusterRender{o: o, spec: o.Spec, primary: o.Spec.PrimaryDNS()}
+	r.varDir, r.outVar = r.root("var"), r.out("var")
+	for _, s := range o.Spec.DNS.Servers {
+		if s.Role == "secondary" {
+			r.secondaries = append(r.secondaries, netip.MustParseAddrPort(s.Address))
+		}
+	}
+	steps := []func() error{r.keys, r.dirs}
+	if o.Spec.DNS.Provider == cluster.DNSProviderPowerDNS {
+		steps = append(steps, r.powerDNS)
+	} else {
+		steps = append(steps, r.bind)
+	}
+	steps = append(steps, r.knot, r.pkiFront)
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	return r.bundle()
+}
+
+// keys makes (once) the controller's, the clients' and the transfer TSIG keys.
+func (r *clusterRender) keys() error {
+	var err error
+	if r.ctl, err = ensureTSIGKey(r.spec.Path(r.spec.DNS.TSIG.ControllerKeyFile), r.spec.Name+"-controller"); err != nil {
+		return err
+	}
+	if r.cli, err = ensureTSIGKey(r.spec.Path(r.spec.DNS.TSIG.ClientKeyFile), r.spec.Name+"-clients"); err != nil {
+		return err
+	}
+	r.xfr, err = ensureTSIGKey(r.out("secrets", "xfr.key"), r.spec.Name+"-xfr")
+	return err
+}
+
+// dirs makes the state directories of every server.
+func (r *clusterRender) dirs() error {
+	for _, d := range []string{"bind", "run", "logs"} {
+		if err := os.MkdirAll(filepath.Join(r.outVar, d), 0o755); err != nil {
+			return err
+		}
+	}
+	for i := range r.secondaries {
+		for _, d := range []string{"db", "zones"} {
+			if err := os.MkdirAll(filepath.Join(r.outVar, fmt.Sprintf("knot%d", i+1), d), 0o755); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// bind renders the BIND primary: updates from the controller's key for the
+// ACME name and its epoch only, from the clients' key for TXT elsewhere.
+func (r *clusterRender) bind() error {
+	spec, zone := r.spec, r.spec.ACME.Zone
 	var notify []string
-	for _, s := range secondaries {
-		notify = append(notify, fmt.Sprintf("%s port %d key \"%s\";", s.Addr(), s.Port(), xfr.Name))
+	for _, s := range r.secondaries {
+		notify = append(notify, fmt.Sprintf("%s port %d key \"%s\";", s.Addr(), s.Port(), r.xfr.Name))
 	}
 	keys := ""
-	for _, k := range []rfc2136.Key{ctl, cli, xfr} {
+	for _, k := range []rfc2136.Key{r.ctl, r.cli, r.xfr} {
 		keys += fmt.Sprintf("key \"%s\" { algorithm %s; secret \"%s\"; };\n", k.Name, k.Algorithm, k.Secret)
 	}
 	named := fmt.Sprintf(`// Cluster zone primary, written by cairn.
@@ -156,11 +205,25 @@ zone "%[6]s" {
     grant "%[11]s" subdomain %[6]s. TXT;
   };
 };
-`, keys, varDir, primary.Port(), primary.Addr(), strings.Join(notify, " "), zone, xfr.Name, ctl.Name, spec.ACME.Name, spec.EpochName(), cli.Name)
+`, keys, r.varDir, r.primary.Port(), r.primary.Addr(), strings.Join(notify, " "), zone, r.xfr.Name, r.ctl.Name, spec.ACME.Name, spec.EpochName(), r.cli.Name)
+	if err := fsutil.WriteFileAtomic(r.out("secrets", "named.conf"), []byte(named), 0o600); err != nil {
+		return err
+	}
+	zoneFile := filepath.Join(r.outVar, "bind", zone+".zone")
+	if !fsutil.Exists(zoneFile) {
+		if err := fsutil.WriteFileAtomic(zoneFile, []byte(seedZone(spec, r.secondaries)), 0o644); err != nil {
+			return err
+		}
+	}
+	r.primaryProc = Process{Name: "dns-primary", Program: "named", Args: []string{"-c", r.root("secrets", "named.conf"), "-f"}}
+	return nil
+}
 
-	knot := ""
-	for i, s := range secondaries {
-		knot = fmt.Sprintf(`# Cluster zone secondary %[1]d, written by cairn.
+// knot renders one Knot secondary per secondary server, fed by NOTIFY
+// and zone transfers signed with the transfer key.
+func (r *clusterRender) knot() error {
+	for i, s := range r.secondaries {
+		knot := fmt.Sprintf(`# Cluster zone secondary %[1]d, written by cairn.
 server:
   rundir: "%[2]s/knot%[1]d"
   listen: %[3]s@%[4]d
@@ -193,62 +256,47 @@ zone:
   - domain: %[10]s
     master: primary
     acl: notify_from_primary
-`, i+1, varDir, s.Addr(), s.Port(), xfr.Name, xfr.Algorithm, xfr.Secret, primary.Addr(), primary.Port(), zone)
-		if err := fsutil.WriteFileAtomic(out("secrets", fmt.Sprintf("knot%d.conf", i+1)), []byte(knot), 0o600); err != nil {
-			return nil, err
+`, i+1, r.varDir, s.Addr(), s.Port(), r.xfr.Name, r.xfr.Algorithm, r.xfr.Secret, r.primary.Addr(), r.primary.Port(), r.spec.ACME.Zone)
+		if err := fsutil.WriteFileAtomic(r.out("secrets", fmt.Sprintf("knot%d.conf", i+1)), []byte(knot), 0o600); err != nil {
+			return err
 		}
 	}
-	if err := fsutil.WriteFileAtomic(out("secrets", "named.conf"), []byte(named), 0o600); err != nil {
-		return nil, err
-	}
+	return nil
+}
 
-	for _, d := range []string{"bind", "run", "logs"} {
-		if err := os.MkdirAll(filepath.Join(outVar, d), 0o755); err != nil {
-			return nil, err
-		}
-	}
-	for i := range secondaries {
-		for _, d := range []string{"db", "zones"} {
-			if err := os.MkdirAll(filepath.Join(outVar, fmt.Sprintf("knot%d", i+1), d), 0o755); err != nil {
-				return nil, err
-			}
-		}
-	}
-	zoneFile := filepath.Join(outVar, "bind", zone+".zone")
-	if !fsutil.Exists(zoneFile) {
-		if err := fsutil.WriteFileAtomic(zoneFile, []byte(seedZone(spec, secondaries)), 0o644); err != nil {
-			return nil, err
-		}
-	}
+// pkiFront renders the HTTP front that publishes the root and its CRL.
+func (r *clusterRender) pkiFront() error {
 	front, _ := json.MarshalIndent(map[string]any{
-		"listen": PKIFrontAddr(spec),
-		"static": map[string]string{"/": o.PublicDir},
+		"listen": PKIFrontAddr(r.spec),
+		"static": map[string]string{"/": r.o.PublicDir},
 	}, "", "  ")
-	if err := fsutil.WriteFileAtomic(out("etc", "http-front.json"), front, 0o644); err != nil {
-		return nil, err
-	}
+	return fsutil.WriteFileAtomic(r.out("etc", "http-front.json"), front, 0o644)
+}
 
-	b := &ClusterBundle{Root: root(), Zone: zone, ControllerKey: spec.Path(spec.DNS.TSIG.ControllerKeyFile),
+// bundle writes bundle.json: the processes in start order.
+func (r *clusterRender) bundle() (*ClusterBundle, error) {
+	spec := r.spec
+	b := &ClusterBundle{Root: r.root(), Zone: spec.ACME.Zone, ControllerKey: spec.Path(spec.DNS.TSIG.ControllerKeyFile),
 		ClientKey: spec.Path(spec.DNS.TSIG.ClientKeyFile), EpochName: spec.EpochName()}
-	b.BindAddresses = append(b.BindAddresses, primary.Addr().String())
-	b.Processes = append(b.Processes, Process{Name: "dns-primary", Program: "named",
-		Args:  []string{"-c", root("secrets", "named.conf"), "-f"},
-		Ready: "tcp:" + primary.String(), Listen: primary.String()})
-	for i, s := range secondaries {
+	b.BindAddresses = append(b.BindAddresses, r.primary.Addr().String())
+	p := r.primaryProc
+	p.Ready, p.Listen = "tcp:"+r.primary.String(), r.primary.String()
+	b.Processes = append(b.Processes, p)
+	for i, s := range r.secondaries {
 		b.BindAddresses = append(b.BindAddresses, s.Addr().String())
 		b.Processes = append(b.Processes, Process{Name: fmt.Sprintf("dns-secondary%d", i+1), Program: "knotd",
-			Args:  []string{"-c", root("secrets", fmt.Sprintf("knot%d.conf", i+1))},
+			Args:  []string{"-c", r.root("secrets", fmt.Sprintf("knot%d.conf", i+1))},
 			Ready: "tcp:" + s.String(), Listen: s.String()})
 	}
 	b.Processes = append(b.Processes, Process{Name: "pki-http", Program: "cairn",
-		Args:  []string{"lab", "http-front", "--front-config", root("etc", "http-front.json")},
+		Args:  []string{"lab", "http-front", "--front-config", r.root("etc", "http-front.json")},
 		Ready: "tcp:" + PKIFrontAddr(spec), Listen: PKIFrontAddr(spec)})
-	if o.SpecFile != "" {
-		b.Controller = &Process{Name: "controller", Program: "cairn", Args: []string{"failover", "run", "-f", o.SpecFile},
+	if r.o.SpecFile != "" {
+		b.Controller = &Process{Name: "controller", Program: "cairn", Args: []string{"failover", "run", "-f", r.o.SpecFile},
 			Ready: "tcp:" + spec.Failover.Listen, Listen: spec.Failover.Listen}
 	}
 	data, _ := json.MarshalIndent(b, "", "  ")
-	if err := fsutil.WriteFileAtomic(out("bundle.json"), append(data, '\n'), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(r.out("bundle.json"), append(data, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 	return b, nil

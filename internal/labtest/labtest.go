@@ -17,7 +17,7 @@ import (
 )
 
 // Tools are what a lab needs on PATH.
-var Tools = []string{"softhsm2-util", "mariadbd", "mariadb-install-db", "redis-server", "named", "knotd", "nsupdate", "ip", "openssl"}
+var Tools = []string{"softhsm2-util", "mariadbd", "mariadb-install-db", "redis-server", "named", "knotd", "pdns_server", "pdnsutil", "nsupdate", "ip", "openssl"}
 
 // Address blocks per test package: DNS at 127.0.B.2-3, site i at 127.0.(B+1+i).0/24.
 const (
@@ -27,6 +27,7 @@ const (
 	BlockDrill       = 70
 	BlockProvision   = 80
 	BlockAccounts    = 90
+	BlockPowerDNS    = 100 // the failover package's PowerDNS lab
 )
 
 // Spec writes a lab spec with the given sites on block B and loads it.
@@ -38,6 +39,13 @@ func Spec(t testing.TB, block int, sites ...string) *cluster.Spec {
 // SpecWith is Spec with extra top-level YAML (e.g. a failover section).
 func SpecWith(t testing.TB, block int, extra string, sites ...string) *cluster.Spec {
 	t.Helper()
+	return SpecWithDNS(t, block, cluster.DNSProviderRFC2136, extra, sites...)
+}
+
+// SpecWithDNS is SpecWith with the cluster DNS of dns.provider (powerdns:
+// a PowerDNS primary whose API the controller writes).
+func SpecWithDNS(t testing.TB, block int, provider, extra string, sites ...string) *cluster.Spec {
+	t.Helper()
 	testenv.Integration(t, Tools...)
 	if os.Geteuid() != 0 {
 		t.Fatal("lab tests need root (loopback addresses, ports 53 and 443)")
@@ -48,7 +56,7 @@ func SpecWith(t testing.TB, block int, extra string, sites ...string) *cluster.S
 	if fi, err := os.Stat(filepath.Dir(dir)); err != nil || fi.Mode().Perm()&0o077 != 0 {
 		t.Fatalf("test directory %s: want mode 0700 like a home directory, have %v (%v)", filepath.Dir(dir), fi.Mode().Perm(), err)
 	}
-	text := fmt.Sprintf("name: t\ndns:\n  servers:\n    - {name: primary, address: 127.0.%d.2:53, role: primary}\n"+
+	text := fmt.Sprintf("name: t\ndns:\n  provider: "+provider+"\n  servers:\n    - {name: primary, address: 127.0.%d.2:53, role: primary}\n"+
 		"    - {name: secondary, address: 127.0.%d.3:53, role: secondary}\nsites:\n", block, block)
 	for i, s := range sites {
 		text += fmt.Sprintf("  - {name: %s, address: 127.0.%d.1, serviceNetwork: 127.0.%d.0/24}\n", s, block+1+i, block+1+i)
