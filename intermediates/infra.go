@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/letsencrypt/boulder/issuance"
@@ -140,10 +141,17 @@ func (p *PKI) IssueInfrastructureCert(ctx context.Context, pub crypto.PublicKey,
 	return append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: issuer.Raw})...), nil
 }
 
+var softhsmEnv sync.Mutex
+
 // withSigner opens the token in this process for one signing operation and
 // closes the module again. For SoftHSM the token's own configuration is put
 // in the environment first, since SoftHSM reads it when the module starts.
 func withSigner(tok token, slot uint, pin, label string, pub crypto.PublicKey, fn func(crypto.Signer) error) error {
+	// SoftHSM reads its configuration only from the process environment
+	// when the module initialises, so this is the one place cairn's
+	// library changes the environment: one signing at a time.
+	softhsmEnv.Lock()
+	defer softhsmEnv.Unlock()
 	if tok.softhsmDir != "" {
 		old, had := os.LookupEnv("SOFTHSM2_CONF")
 		os.Setenv("SOFTHSM2_CONF", tok.softhsmConf())
