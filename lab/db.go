@@ -1,197 +1,13 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
-	"slices"
 	"strings"
 
-	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/hostrun"
 	"github.com/cairn-pki/cairn/site"
 )
-
-// dbOSUser is the --user MariaDB runs as. It refuses root unless told so
-// explicitly. As root, a lab's MariaDB runs as root too, like every other
-// lab component: the lab may live in a 0700 directory (a home directory)
-// that the mysql user cannot reach, and a loopback lab gains nothing from
-// one unprivileged component next to a root CA holding its HSM PIN.
-// Provisioned hosts run it as mysql (ansible/roles/cairn_common).
-func dbOSUser() string {
-	if os.Geteuid() == 0 {
-		return "root"
-	}
-	return ""
-}
-
-// dbAdmin is the database account with socket authentication that
-// mariadb-install-db creates for whoever runs it.
-func dbAdmin() string {
-	if os.Geteuid() == 0 {
-		return "root"
-	}
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return "root"
-}
-
-// initDBDir creates the datadir once with mariadb-install-db, for MariaDB
-// running as osUser ("" = whoever runs this). For a user other than root
-// (systemd hosts run it as mysql) the database's directory and TLS key
-// become that user's.
-func initDBDir(ctx context.Context, db site.Database, osUser string) error {
-	mysqlDir := filepath.Dir(db.DataDir)
-	for _, d := range []string{"run", "log", "tmp", "binlog", "relay"} {
-		if err := os.MkdirAll(filepath.Join(mysqlDir, d), 0o750); err != nil {
-			return err
-		}
-	}
-	if osUser != "" && osUser != "root" {
-		for _, p := range []string{mysqlDir, db.TLSKey} {
-			if p == "" {
-				continue
-			}
-			if out, err := exec.CommandContext(ctx, "chown", "-R", osUser+":"+osUser, p).CombinedOutput(); err != nil {
-				return fmt.Errorf("chown %s: %v: %s", p, err, out)
-			}
-		}
-	}
-	if fsutil.Exists(filepath.Join(db.DataDir, "mysql")) {
-		return nil
-	}
-	args := []string{"--defaults-file=" + db.Config, "--datadir=" + db.DataDir, "--auth-root-authentication-method=socket", "--skip-test-db"}
-	if osUser != "" {
-		args = append(args, "--user="+osUser)
-	}
-	cmd := exec.CommandContext(ctx, "mariadb-install-db", args...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		os.RemoveAll(db.DataDir) // a half-made datadir would be taken as done next time
-		// MariaDB writes its reasons to log-error, not to the output.
-		logged, _ := os.ReadFile(filepath.Join(mysqlDir, "log", "mariadb.err"))
-		return fmt.Errorf("mariadb-install-db: %v: %s %s", err, errorLines(out), errorLines(logged))
-	}
-	return nil
-}
-
-// adminSQL is the mariadb client as the site's local administrator, over
-// the socket; nothing it runs goes to the binary log (peers replicate
-// accounts, not schema, users or connections).
-func adminSQL(ctx context.Context, db site.Database, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, "mariadb", append([]string{"--defaults-file=" + db.Config, "-u", dbAdmin(),
-		"--init-command=SET SESSION sql_log_bin=0"}, args...)...)
-}
-
-// loadDB loads Boulder's schema once and (re)applies the users, grants and
-// replication connections. None of it goes to the binary log: peers
-// replicate accounts, not each other's schema or users.
-func loadDB(ctx context.Context, db site.Database) error {
-	sql := func(stdin []byte, args ...string) ([]byte, error) {
-		cmd := adminSQL(ctx, db, args...)
-		cmd.Stdin = bytes.NewReader(stdin)
-		return cmd.CombinedOutput()
-	}
-	if _, err := sql(nil, "-e", "SELECT 1 FROM "+db.CheckTable+" LIMIT 1"); err != nil {
-		for _, f := range db.SchemaSQL {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				return err
-			}
-			if out, err := sql(b); err != nil {
-				return fmt.Errorf("load schema %s: %v: %s", filepath.Base(f), err, lastLines(out, 3))
-			}
-		}
-	}
-	users, err := fsutil.ReadSecret(db.UsersSQL)
-	if err != nil {
-		return err
-	}
-	if out, err := sql([]byte(users)); err != nil {
-		// The output may echo SQL with passwords: report only the error line.
-		return fmt.Errorf("create database users: %v: %s", err, firstLine(out))
-	}
-	if db.ReplicationSQL == "" {
-		return nil // a bundle rendered before account replication
-	}
-	if err := dropConnections(ctx, db); err != nil {
-		return err
-	}
-	repl, err := fsutil.ReadSecret(db.ReplicationSQL)
-	if err != nil {
-		return err
-	}
-	if out, err := sql([]byte(repl)); err != nil {
-		return fmt.Errorf("account replication users and connections: %v: %s", err, firstLine(out))
-	}
-	return nil
-}
-
-// dropConnections removes the replication connections the bundle does not
-// name (replication switched off, a peer gone from the spec), with their
-// relay logs; their positions stay in gtid_slave_pos.
-func dropConnections(ctx context.Context, db site.Database) error {
-	out, err := adminSQL(ctx, db, "-B", "-e", "SHOW ALL SLAVES STATUS").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("SHOW ALL SLAVES STATUS: %v: %s", err, firstLine(out))
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) < 2 {
-		return nil
-	}
-	col := slices.Index(strings.Split(lines[0], "\t"), "Connection_name")
-	if col < 0 {
-		return fmt.Errorf("SHOW ALL SLAVES STATUS has no Connection_name column")
-	}
-	for _, l := range lines[1:] {
-		f := strings.Split(l, "\t")
-		if col >= len(f) || slices.Contains(db.Connections, strings.ToLower(f[col])) {
-			continue
-		}
-		name := strings.ReplaceAll(f[col], "'", "")
-		stmt := fmt.Sprintf("STOP SLAVE '%s'; RESET SLAVE '%s' ALL", name, name)
-		if out, err := adminSQL(ctx, db, "-e", stmt).CombinedOutput(); err != nil {
-			return fmt.Errorf("remove replication connection %q: %v: %s", name, err, firstLine(out))
-		}
-	}
-	return nil
-}
-
-func lastLines(b []byte, n int) string {
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
-}
-
-// errorLines keeps MariaDB's [ERROR] lines (its output ends in advice).
-func errorLines(b []byte) string {
-	var keep []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, "ERROR") || strings.Contains(l, "Can't") || strings.Contains(l, "failed") {
-			keep = append(keep, strings.TrimSpace(l))
-		}
-	}
-	if len(keep) == 0 {
-		return lastLines(b, 5)
-	}
-	return strings.Join(keep, " | ")
-}
-
-func firstLine(b []byte) string {
-	s, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-	for _, secret := range []string{"IDENTIFIED BY", "MASTER_PASSWORD"} {
-		if i := strings.Index(s, secret); i >= 0 {
-			s = s[:i] + "…"
-		}
-	}
-	return s
-}
 
 // DBExec runs SQL as the site's local database administrator (over the
 // socket, not logged to the binary log): drills use it to cut and restore
@@ -201,8 +17,8 @@ func (l *Lab) DBExec(ctx context.Context, siteName, statements string) error {
 	if err != nil {
 		return fmt.Errorf("site %s: %w", siteName, err)
 	}
-	if out, err := adminSQL(ctx, b.Database, "-e", statements).CombinedOutput(); err != nil {
-		return fmt.Errorf("site %s: mariadb: %v: %s", siteName, err, firstLine(out))
+	if _, err := hostrun.AdminSQL(ctx, b.Database, "-e", statements); err != nil {
+		return fmt.Errorf("site %s: %w", siteName, err)
 	}
 	return nil
 }
@@ -214,9 +30,9 @@ func (l *Lab) BinlogOn(ctx context.Context, siteName string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	out, err := adminSQL(ctx, b.Database, "-N", "-e", "SELECT @@log_bin").CombinedOutput()
+	out, err := hostrun.AdminSQL(ctx, b.Database, "-N", "-e", "SELECT @@log_bin")
 	if err != nil {
-		return false, fmt.Errorf("site %s: mariadb: %v: %s", siteName, err, firstLine(out))
+		return false, fmt.Errorf("site %s: %w", siteName, err)
 	}
 	return strings.TrimSpace(string(out)) == "1", nil
 }
@@ -253,11 +69,11 @@ func (l *Lab) RestartDatabase(ctx context.Context, siteName string) error {
 	if err := l.StopComponent(siteName, "mariadb"); err != nil {
 		return err
 	}
-	if err := initDBDir(ctx, b.Database, dbOSUser()); err != nil {
+	if err := hostrun.InitDBDir(ctx, b.Database, hostrun.DBOSUser()); err != nil {
 		return err
 	}
 	if err := l.StartComponent(ctx, siteName, "mariadb"); err != nil {
 		return err
 	}
-	return loadDB(ctx, b.Database)
+	return hostrun.LoadDB(ctx, b.Database)
 }

@@ -1,7 +1,7 @@
 // Package lab runs the embedded default: every rendered site of a cluster
 // plus the cluster's own DNS on loopback addresses of one machine, as
-// supervised processes with per-process logs and PID files. It renders
-// nothing itself: bundles come from package site.
+// supervised processes with per-process logs and PID files (run by package
+// hostrun). It renders nothing itself: bundles come from package site.
 package lab
 
 import (
@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
+	"github.com/cairn-pki/cairn/hostrun"
 	"github.com/cairn-pki/cairn/intermediates"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/fsutil"
@@ -159,7 +159,7 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 		aliases = append(aliases, b.BindAddresses...)
 	}
 	for _, ip := range aliases {
-		added, err := addLoopback(ip)
+		added, err := hostrun.AddLoopback(ip)
 		if err != nil {
 			return nil, err
 		}
@@ -173,7 +173,7 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 
 	resolve := l.resolver(bins)
 	for _, p := range cb.Processes {
-		if err := l.startProc(ctx, proc{Process: p, root: cb.Root}, resolve); err != nil {
+		if err := l.startProc(ctx, hostrun.Proc{Process: p, Root: cb.Root}, resolve); err != nil {
 			return nil, err
 		}
 	}
@@ -211,7 +211,7 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 	}
 	// The failover controller, so the lab fails over by itself.
 	if cb.Controller != nil {
-		if err := l.startProc(ctx, proc{Process: *cb.Controller, root: cb.Root}, resolve); err != nil {
+		if err := l.startProc(ctx, hostrun.Proc{Process: *cb.Controller, Root: cb.Root}, resolve); err != nil {
 			return nil, err
 		}
 	}
@@ -220,51 +220,12 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 	return sum, nil
 }
 
-func (l *Lab) startProc(ctx context.Context, p proc, resolve func(string) (string, error)) error {
-	return startProc(ctx, p, resolve, l.logf)
-}
-
-// startProc starts one process and waits until it is ready.
-func startProc(ctx context.Context, p proc, resolve func(string) (string, error), logf func(string, ...any)) error {
-	t := time.Now()
-	pid, err := p.start(resolve)
-	if err != nil {
-		return err
-	}
-	if p.Ready == "" {
-		logf("  %-22s pid %-7d started", filepath.Base(p.root)+"/"+p.Name, pid)
-		return nil
-	}
-	if err := p.waitReady(ctx, 60*time.Second); err != nil {
-		return err
-	}
-	logf("  %-22s pid %-7d ready in %4.0fms on %s", filepath.Base(p.root)+"/"+p.Name, pid, float64(time.Since(t).Microseconds())/1000, p.Listen)
-	return nil
+func (l *Lab) startProc(ctx context.Context, p hostrun.Proc, resolve func(string) (string, error)) error {
+	return hostrun.StartProc(ctx, p, resolve, l.logf)
 }
 
 func (l *Lab) startSite(ctx context.Context, b *site.Bundle, resolve func(string) (string, error)) error {
-	return startSite(ctx, b, resolve, l.logf)
-}
-
-// startSite starts a site bundle in dependency order (the database loaded
-// once MariaDB answers) and publishes its CRLs.
-func startSite(ctx context.Context, b *site.Bundle, resolve func(string) (string, error), logf func(string, ...any)) error {
-	if err := initDBDir(ctx, b.Database, dbOSUser()); err != nil {
-		return fmt.Errorf("site %s: %w", b.Site, err)
-	}
-	for _, p := range b.Processes {
-		if err := startProc(ctx, newProc(p, b.Root), resolve, logf); err != nil {
-			return fmt.Errorf("site %s: %w", b.Site, err)
-		}
-		if p.Program == "mariadbd" {
-			if err := loadDB(ctx, b.Database); err != nil {
-				return fmt.Errorf("site %s: %w", b.Site, err)
-			}
-		}
-	}
-	// crl-updater first publishes after a random part of its period; publish
-	// every shard now so CRL URLs answer from the start.
-	return updateCRLs(ctx, b, resolve)
+	return hostrun.StartSite(ctx, b, resolve, l.logf)
 }
 
 // resolver maps a bundle's program names to executables.
@@ -283,21 +244,8 @@ func (l *Lab) resolver(bins map[string]string) func(string) (string, error) {
 			}
 			return self, nil
 		}
-		return lookProgram(name)
+		return hostrun.LookProgram(name)
 	}
-}
-
-// lookProgram finds a system program (mariadbd, redis-server, named).
-func lookProgram(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin"} {
-		if p := filepath.Join(dir, name); fsutil.Exists(p) {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s not found: run `make deps` (scripts/deps.sh)", name)
 }
 
 func (l *Lab) summary(rootCert string, cb *site.ClusterBundle, bundles []*site.Bundle) *Summary {
@@ -345,13 +293,13 @@ func (l *Lab) bundles() ([]*site.Bundle, error) {
 // order, and removes the loopback addresses it added. Data stays.
 func (l *Lab) Down(ctx context.Context) error {
 	// The supervisor first, or it would restart what is being stopped.
-	if stopped, err := l.supervisorProc().stop(5 * time.Second); err != nil {
+	if stopped, err := l.supervisorProc().Stop(5 * time.Second); err != nil {
 		return err
 	} else if stopped {
 		l.logf("  stopped the supervisor")
 	}
 	if cb, err := site.ReadClusterBundle(l.clusterDir()); err == nil && cb.Controller != nil {
-		if stopped, _ := (proc{Process: *cb.Controller, root: cb.Root}).stop(10 * time.Second); stopped {
+		if stopped, _ := (hostrun.Proc{Process: *cb.Controller, Root: cb.Root}).Stop(10 * time.Second); stopped {
 			l.logf("  stopped cluster/controller")
 		}
 	}
@@ -365,8 +313,8 @@ func (l *Lab) Down(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for i := len(b.Processes) - 1; i >= 0; i-- {
-				p := proc{Process: b.Processes[i], root: b.Root}
-				if stopped, err := p.stop(10 * time.Second); err != nil {
+				p := hostrun.Proc{Process: b.Processes[i], Root: b.Root}
+				if stopped, err := p.Stop(10 * time.Second); err != nil {
 					l.logf("  %s/%s: %v", b.Site, p.Name, err)
 				} else if stopped {
 					l.logf("  stopped %s/%s", b.Site, p.Name)
@@ -377,8 +325,8 @@ func (l *Lab) Down(ctx context.Context) error {
 	wg.Wait()
 	if cb, err := site.ReadClusterBundle(l.clusterDir()); err == nil {
 		for i := len(cb.Processes) - 1; i >= 0; i-- {
-			p := proc{Process: cb.Processes[i], root: cb.Root}
-			if stopped, _ := p.stop(10 * time.Second); stopped {
+			p := hostrun.Proc{Process: cb.Processes[i], Root: cb.Root}
+			if stopped, _ := p.Stop(10 * time.Second); stopped {
 				l.logf("  stopped cluster/%s", p.Name)
 			}
 		}
@@ -386,7 +334,7 @@ func (l *Lab) Down(ctx context.Context) error {
 	st := l.readState()
 	var left []string
 	for _, ip := range st.Aliases {
-		if err := removeLoopback(ip); err != nil {
+		if err := hostrun.RemoveLoopback(ip); err != nil {
 			l.logf("  %v", err)
 			left = append(left, ip)
 		}
@@ -428,11 +376,11 @@ type ProcStatus struct {
 	Listen string `json:"listen"`
 }
 
-func procStatus(p proc) ProcStatus {
-	pid, up := p.running()
+func procStatus(p hostrun.Proc) ProcStatus {
+	pid, up := p.Running()
 	ps := ProcStatus{Name: p.Name, Up: up, Listen: p.Listen}
 	if up {
-		ps.PID, ps.RSSKB = pid, rssKB(pid)
+		ps.PID, ps.RSSKB = pid, hostrun.RSSKB(pid)
 	}
 	return ps
 }
@@ -450,7 +398,7 @@ func (l *Lab) Status(ctx context.Context) (*Status, error) {
 	}
 	if cb, err := site.ReadClusterBundle(l.clusterDir()); err == nil {
 		for _, p := range cb.All() {
-			st.Cluster = append(st.Cluster, procStatus(proc{Process: p, root: cb.Root}))
+			st.Cluster = append(st.Cluster, procStatus(hostrun.Proc{Process: p, Root: cb.Root}))
 		}
 	}
 	bundles, err := l.bundles()
@@ -464,7 +412,7 @@ func (l *Lab) Status(ctx context.Context) (*Status, error) {
 	for _, b := range bundles {
 		ss := SiteStatus{Name: b.Site, Address: b.Public, Directory: b.SiteURL, Processes: []ProcStatus{}}
 		for _, p := range b.Processes {
-			ss.Processes = append(ss.Processes, procStatus(proc{Process: p, root: b.Root}))
+			ss.Processes = append(ss.Processes, procStatus(hostrun.Proc{Process: p, Root: b.Root}))
 		}
 		if err := checkDirectory(ctx, b, l.Spec, pool); err != nil {
 			ss.DirectoryError = err.Error()
@@ -509,7 +457,7 @@ func (l *Lab) LogFiles(siteName, component string) ([]string, error) {
 		found = true
 		for _, p := range b.Processes {
 			if component == "" || p.Name == component {
-				files = append(files, proc{Process: p, root: b.Root}.LogFile())
+				files = append(files, hostrun.Proc{Process: p, Root: b.Root}.LogFile())
 			}
 		}
 	}
@@ -517,7 +465,7 @@ func (l *Lab) LogFiles(siteName, component string) ([]string, error) {
 		found = true
 		for _, p := range cb.All() {
 			if component == "" || p.Name == component {
-				files = append(files, proc{Process: p, root: cb.Root}.LogFile())
+				files = append(files, hostrun.Proc{Process: p, Root: cb.Root}.LogFile())
 			}
 		}
 	}
@@ -561,6 +509,15 @@ func (l *Lab) exemptProbeAccounts(ctx context.Context, admin string) error {
 	return nil
 }
 
+// lastLines joins the last n lines of a command's output.
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
 // UpdateCRLs has the site's crl-updater build and publish every CRL shard
 // now, instead of at its next period (as an operator would after an urgent
 // revocation). It runs a one-shot crl-updater next to the daemon.
@@ -573,70 +530,33 @@ func (l *Lab) UpdateCRLs(ctx context.Context, siteName string) error {
 	if err != nil {
 		return err
 	}
-	return updateCRLs(ctx, b, l.resolver(bins))
-}
-
-func updateCRLs(ctx context.Context, b *site.Bundle, resolve func(string) (string, error)) error {
-	boulder, err := resolve("boulder")
-	if err != nil {
-		return err
-	}
-	for _, p := range b.Processes {
-		if p.Name != "crl-updater" {
-			continue
-		}
-		// Its own debug port: the daemon holds the configured one.
-		host, _, _ := net.SplitHostPort(p.Listen)
-		args := append(append([]string{}, p.Args...), "-runOnce", "--debug-addr", net.JoinHostPort(host, "0"))
-		// Right after start the storer may still refuse an upload: a few
-		// tries, then the error lines Boulder logged (level 3).
-		var out []byte
-		for try := 1; ; try++ {
-			cmd := exec.CommandContext(ctx, boulder, args...)
-			cmd.Env = environ(p.Env, p.UnsetEnv)
-			if out, err = cmd.CombinedOutput(); err == nil {
-				return nil
-			}
-			if try == 3 || ctx.Err() != nil {
-				break
-			}
-			time.Sleep(2 * time.Second)
-		}
-		var errLines []string
-		for _, l := range strings.Split(string(out), "\n") {
-			if strings.Contains(l, " 3 crl-updater ") {
-				errLines = append(errLines, l)
-			}
-		}
-		return fmt.Errorf("site %s: crl-updater -runOnce (3 tries): %v: %s", b.Site, err, lastLines([]byte(strings.Join(errLines, "\n")), 3))
-	}
-	return fmt.Errorf("site %s has no crl-updater", b.Site)
+	return hostrun.UpdateCRLs(ctx, b, l.resolver(bins))
 }
 
 // component finds one process of a site (or of the cluster: site "cluster").
-func (l *Lab) component(siteName, name string) (proc, error) {
+func (l *Lab) component(siteName, name string) (hostrun.Proc, error) {
 	if siteName == "cluster" {
 		cb, err := site.ReadClusterBundle(l.clusterDir())
 		if err != nil {
-			return proc{}, err
+			return hostrun.Proc{}, err
 		}
 		for _, p := range cb.All() {
 			if p.Name == name {
-				return proc{Process: p, root: cb.Root}, nil
+				return hostrun.Proc{Process: p, Root: cb.Root}, nil
 			}
 		}
-		return proc{}, fmt.Errorf("no cluster component %q", name)
+		return hostrun.Proc{}, fmt.Errorf("no cluster component %q", name)
 	}
 	b, err := site.ReadBundle(l.siteDir(siteName))
 	if err != nil {
-		return proc{}, fmt.Errorf("site %q: %w", siteName, err)
+		return hostrun.Proc{}, fmt.Errorf("site %q: %w", siteName, err)
 	}
 	for _, p := range b.Processes {
 		if p.Name == name {
-			return newProc(p, b.Root), nil
+			return hostrun.NewProc(p, b.Root), nil
 		}
 	}
-	return proc{}, fmt.Errorf("site %s has no component %q", siteName, name)
+	return hostrun.Proc{}, fmt.Errorf("site %s has no component %q", siteName, name)
 }
 
 // StopComponent stops one process of the lab (by PID), as a crash or an
@@ -646,7 +566,7 @@ func (l *Lab) StopComponent(siteName, name string) error {
 	if err != nil {
 		return err
 	}
-	_, err = p.stop(10 * time.Second)
+	_, err = p.Stop(10 * time.Second)
 	return err
 }
 
@@ -670,7 +590,7 @@ func (l *Lab) SignalComponent(siteName, name string, sig syscall.Signal) (int, e
 	if err != nil {
 		return 0, err
 	}
-	pid, ok := p.running()
+	pid, ok := p.Running()
 	if !ok {
 		return 0, fmt.Errorf("%s/%s is not running", siteName, name)
 	}
@@ -683,7 +603,7 @@ func (l *Lab) ComponentRunning(siteName, name string) bool {
 	if err != nil {
 		return false
 	}
-	_, ok := p.running()
+	_, ok := p.Running()
 	return ok
 }
 

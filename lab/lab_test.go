@@ -21,6 +21,7 @@ import (
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
+	"github.com/cairn-pki/cairn/hostrun"
 	"github.com/cairn-pki/cairn/internal/acmecli"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
@@ -358,17 +359,17 @@ func fetchCRL(t *testing.T, sum *Summary, rawURL string) *x509.RevocationList {
 
 func assertNothingLeft(t *testing.T, spec *cluster.Spec, bundles []*site.Bundle, cb *site.ClusterBundle) {
 	t.Helper()
-	var all []proc
+	var all []hostrun.Proc
 	for _, b := range bundles {
 		for _, p := range b.Processes {
-			all = append(all, proc{Process: p, root: b.Root})
+			all = append(all, hostrun.Proc{Process: p, Root: b.Root})
 		}
 	}
 	for _, p := range cb.All() {
-		all = append(all, proc{Process: p, root: cb.Root})
+		all = append(all, hostrun.Proc{Process: p, Root: cb.Root})
 	}
 	for _, p := range all {
-		if _, up := p.running(); up {
+		if _, up := p.Running(); up {
 			t.Errorf("%s still running after down", p.Name)
 		}
 		if c, err := net.DialTimeout("tcp", p.Listen, 300*time.Millisecond); err == nil {
@@ -380,9 +381,15 @@ func assertNothingLeft(t *testing.T, spec *cluster.Spec, bundles []*site.Bundle,
 	for _, b := range bundles {
 		aliases = append(aliases, b.BindAddresses...)
 	}
+	ifAddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, ip := range aliases {
-		if hasAddress(ip) {
-			t.Errorf("loopback alias %s remains after down", ip)
+		for _, a := range ifAddrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.String() == ip {
+				t.Errorf("loopback alias %s remains after down", ip)
+			}
 		}
 	}
 	out, _ := exec.Command("pgrep", "-f", spec.Dir).Output()
@@ -400,13 +407,13 @@ func TestSupervisorRestartsCrashedProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := site.ReadBundle(l.siteDir("a"))
-	var nonce proc
+	var nonce hostrun.Proc
 	for _, p := range b.Processes {
 		if p.Name == "nonce" {
-			nonce = proc{Process: p, root: b.Root}
+			nonce = hostrun.Proc{Process: p, Root: b.Root}
 		}
 	}
-	pid, up := nonce.running()
+	pid, up := nonce.Running()
 	if !up {
 		t.Fatal("nonce not running")
 	}
@@ -415,24 +422,33 @@ func TestSupervisorRestartsCrashedProcesses(t *testing.T) {
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if newPID, up := nonce.running(); up && newPID != pid {
+		if newPID, up := nonce.Running(); up && newPID != pid {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the supervisor did not restart the killed nonce service; supervisor log:\n%s", tailFile(l.supervisorProc().LogFile(), 10))
+			log, _ := os.ReadFile(l.supervisorProc().LogFile())
+			t.Fatalf("the supervisor did not restart the killed nonce service; supervisor log: %s", lastLines(log, 10))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if err := nonce.waitReady(ctx, 10*time.Second); err != nil {
-		t.Fatal(err)
+	// Ready again: its readiness address accepts connections.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(25 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", strings.TrimPrefix(nonce.Ready, "tcp:"), 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if _, up := nonce.Running(); !up || time.Now().After(deadline) {
+			t.Fatalf("nonce not ready again: %v", err)
+		}
 	}
 	if err := l.Down(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, up := l.supervisorProc().running(); up {
+	if _, up := l.supervisorProc().Running(); up {
 		t.Error("supervisor still running after down")
 	}
-	if _, up := nonce.running(); up {
+	if _, up := nonce.Running(); up {
 		t.Error("nonce restarted after down")
 	}
 }

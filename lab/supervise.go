@@ -2,9 +2,9 @@ package lab
 
 import (
 	"context"
-	"path/filepath"
 	"time"
 
+	"github.com/cairn-pki/cairn/hostrun"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/site"
 )
@@ -20,8 +20,8 @@ func (l *Lab) specFile() string {
 	return l.Spec.Path("cairn.yaml")
 }
 
-func (l *Lab) supervisorProc() proc {
-	return proc{root: l.clusterDir(), Process: site.Process{Name: "supervisor", Program: "cairn",
+func (l *Lab) supervisorProc() hostrun.Proc {
+	return hostrun.Proc{Root: l.clusterDir(), Process: site.Process{Name: "supervisor", Program: "cairn",
 		Args: []string{"lab", "supervise", "-f", l.specFile()}}}
 }
 
@@ -37,35 +37,22 @@ func (l *Lab) Supervise(ctx context.Context, interval time.Duration) error {
 		if err != nil {
 			return err
 		}
-		var procs []proc
+		var procs []hostrun.Proc
 		if cb, err := site.ReadClusterBundle(l.clusterDir()); err == nil {
 			for _, p := range cb.All() {
-				procs = append(procs, proc{Process: p, root: cb.Root})
+				procs = append(procs, hostrun.Proc{Process: p, Root: cb.Root})
 			}
 		}
 		for _, b := range bundles {
 			for _, p := range b.Processes {
-				procs = append(procs, newProc(p, b.Root))
+				procs = append(procs, hostrun.NewProc(p, b.Root))
 			}
 		}
-		restartExited(procs, resolve, l.logf)
+		hostrun.RestartExited(procs, resolve, l.logf)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(interval):
-		}
-	}
-}
-
-// restartExited starts again every process of procs that has exited.
-func restartExited(procs []proc, resolve func(string) (string, error), logf func(string, ...any)) {
-	for _, p := range procs {
-		if _, up := p.running(); !up {
-			if pid, err := p.start(resolve); err != nil {
-				logf("supervisor: restart %s: %v", p.Name, err)
-			} else {
-				logf("supervisor: restarted %s/%s (pid %d)", filepath.Base(p.root), p.Name, pid)
-			}
 		}
 	}
 }

@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cairn-pki/cairn/hostrun"
 	"github.com/cairn-pki/cairn/internal/acmefront"
-	"github.com/cairn-pki/cairn/lab"
 )
 
 func newSiteCmd() *cobra.Command {
@@ -25,7 +25,7 @@ func newSiteCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return lab.RunBundle(ctx, bundle, bin, interval, cmd.ErrOrStderr())
+			return hostrun.RunBundle(ctx, bundle, bin, interval, cmd.ErrOrStderr())
 		},
 	}
 	run.Flags().DurationVar(&interval, "interval", 2*time.Second, "how often exited processes are started again")
@@ -35,7 +35,7 @@ func newSiteCmd() *cobra.Command {
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: []string{"db-init", "db-load", "publish-crls"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return lab.BundleStep(cmd.Context(), args[0], bundle, bin)
+			return hostrun.BundleStep(cmd.Context(), args[0], bundle, bin)
 		},
 	}
 	var restart, keep bool
@@ -48,7 +48,7 @@ func newSiteCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			state, err := lab.Supervisor(cmd.Context(), bundle, bin, interval, restart && !keep, self)
+			state, err := hostrun.Supervisor(cmd.Context(), bundle, bin, interval, restart && !keep, self)
 			if err != nil {
 				return err
 			}
@@ -81,7 +81,7 @@ func newSiteCmd() *cobra.Command {
 		Short: "Stop the bundle's supervisor and every process of the bundle",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return lab.StopBundle(bundle)
+			return hostrun.StopBundle(bundle)
 		},
 	}
 	for _, c := range []*cobra.Command{run, step, super, stopCmd} {

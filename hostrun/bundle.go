@@ -1,4 +1,4 @@
-package lab
+package hostrun
 
 import (
 	"context"
@@ -19,11 +19,11 @@ import (
 // bundleProcs reads the bundle in dir and returns its processes in start
 // order, the addresses BIND needs on an interface, and the site bundle
 // (nil for the cluster's).
-func bundleProcs(dir string) ([]proc, []string, *site.Bundle, error) {
+func bundleProcs(dir string) ([]Proc, []string, *site.Bundle, error) {
 	if b, err := site.ReadBundle(dir); err == nil && b.Site != "" {
-		var ps []proc
+		var ps []Proc
 		for _, p := range b.Processes {
-			ps = append(ps, newProc(p, b.Root))
+			ps = append(ps, NewProc(p, b.Root))
 		}
 		return ps, b.BindAddresses, b, nil
 	}
@@ -31,12 +31,12 @@ func bundleProcs(dir string) ([]proc, []string, *site.Bundle, error) {
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--bundle %s: no rendered bundle there (bundle.json): %w", dir, err)
 	}
-	var ps []proc
+	var ps []Proc
 	for _, p := range cb.Processes {
-		ps = append(ps, proc{Process: p, root: cb.Root})
+		ps = append(ps, Proc{Process: p, Root: cb.Root})
 	}
 	if cb.Controller != nil {
-		ps = append(ps, proc{Process: *cb.Controller, root: cb.Root})
+		ps = append(ps, Proc{Process: *cb.Controller, Root: cb.Root})
 	}
 	return ps, cb.BindAddresses, nil, nil
 }
@@ -48,7 +48,7 @@ func binResolver(binDir string) func(string) (string, error) {
 		if p := filepath.Join(binDir, name); binDir != "" && isExecutable(p) {
 			return p, nil
 		}
-		return lookProgram(name)
+		return LookProgram(name)
 	}
 }
 
@@ -68,23 +68,23 @@ func RunBundle(ctx context.Context, dir, binDir string, interval time.Duration, 
 		return err
 	}
 	for _, ip := range addrs {
-		if _, err := addLoopback(ip); err != nil {
+		if _, err := AddLoopback(ip); err != nil {
 			return err
 		}
 	}
 	resolve := binResolver(binDir)
 	defer func() {
 		for i := len(procs) - 1; i >= 0; i-- {
-			if stopped, _ := procs[i].stop(10 * time.Second); stopped {
+			if stopped, _ := procs[i].Stop(10 * time.Second); stopped {
 				logf("  stopped %s", procs[i].Name)
 			}
 		}
 	}()
 	if b != nil {
-		err = startSite(ctx, b, resolve, logf)
+		err = StartSite(ctx, b, resolve, logf)
 	} else {
 		for _, p := range procs {
-			if err = startProc(ctx, p, resolve, logf); err != nil {
+			if err = StartProc(ctx, p, resolve, logf); err != nil {
 				break
 			}
 		}
@@ -99,7 +99,7 @@ func RunBundle(ctx context.Context, dir, binDir string, interval time.Duration, 
 			return nil
 		case <-time.After(interval):
 		}
-		restartExited(procs, resolve, logf)
+		RestartExited(procs, resolve, logf)
 	}
 }
 
@@ -131,19 +131,19 @@ func BundleStep(ctx context.Context, step, dir, binDir string) error {
 	switch step {
 	case "db-init":
 		// The systemd units run MariaDB as mysql (cairn_common's template).
-		return initDBDir(ctx, b.Database, SystemdDBUser)
+		return InitDBDir(ctx, b.Database, SystemdDBUser)
 	case "db-load":
 		// systemd started MariaDB (no PID file of ours): wait for its port.
 		for _, p := range b.Processes {
 			if p.Program == "mariadbd" {
-				if err := waitListening(ctx, p.Name, strings.TrimPrefix(p.Ready, "tcp:"), newProc(p, b.Root).LogFile(), 60*time.Second, nil); err != nil {
+				if err := waitListening(ctx, p.Name, strings.TrimPrefix(p.Ready, "tcp:"), NewProc(p, b.Root).LogFile(), 60*time.Second, nil); err != nil {
 					return err
 				}
 			}
 		}
-		return loadDB(ctx, b.Database)
+		return LoadDB(ctx, b.Database)
 	case "publish-crls":
-		return updateCRLs(ctx, b, binResolver(binDir))
+		return UpdateCRLs(ctx, b, binResolver(binDir))
 	}
 	return fmt.Errorf("unknown step %q: db-init, db-load or publish-crls", step)
 }
@@ -159,12 +159,12 @@ func Supervisor(ctx context.Context, dir, binDir string, interval time.Duration,
 	}
 	sup.Program, sup.Args = "cairn", []string{"site", "run", "--bundle", dir, "--bin", binDir, "--interval", interval.String()}
 	state := "running"
-	if _, up := sup.running(); up && !restart {
+	if _, up := sup.Running(); up && !restart {
 		return state, nil
 	}
-	if _, up := sup.running(); up {
+	if _, up := sup.Running(); up {
 		// It stops every process of the bundle before it exits.
-		if _, err := sup.stop(2 * time.Minute); err != nil {
+		if _, err := sup.Stop(2 * time.Minute); err != nil {
 			return "", err
 		}
 		state = "restarted"
@@ -183,7 +183,7 @@ func Supervisor(ctx context.Context, dir, binDir string, interval time.Duration,
 		if b, err := os.ReadFile(sup.LogFile()); err == nil && int64(len(b)) > offset && strings.Contains(string(b[offset:]), runningMark) {
 			return state, nil
 		}
-		if _, up := sup.running(); !up {
+		if _, up := sup.Running(); !up {
 			return "", fmt.Errorf("cairn site run exited; last log lines (%s):\n%s", sup.LogFile(), tailFile(sup.LogFile(), 12))
 		}
 		if time.Now().After(deadline) {
@@ -199,16 +199,16 @@ func Supervisor(ctx context.Context, dir, binDir string, interval time.Duration,
 
 // supervisorOf is the supervisor of the bundle in dir (its PID file and
 // log live with the bundle's), and the bundle's processes.
-func supervisorOf(dir string) (proc, []proc, error) {
+func supervisorOf(dir string) (Proc, []Proc, error) {
 	procs, _, _, err := bundleProcs(dir)
 	if err != nil {
-		return proc{}, nil, err
+		return Proc{}, nil, err
 	}
 	root := dir
 	if len(procs) > 0 {
-		root = procs[0].root
+		root = procs[0].Root
 	}
-	return proc{Process: site.Process{Name: "supervisor"}, root: root}, procs, nil
+	return Proc{Process: site.Process{Name: "supervisor"}, Root: root}, procs, nil
 }
 
 // runningMark is what RunBundle logs once every process is up.
@@ -221,11 +221,11 @@ func StopBundle(dir string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := sup.stop(2 * time.Minute); err != nil {
+	if _, err := sup.Stop(2 * time.Minute); err != nil {
 		return err
 	}
 	for i := len(procs) - 1; i >= 0; i-- {
-		if _, err := procs[i].stop(10 * time.Second); err != nil {
+		if _, err := procs[i].Stop(10 * time.Second); err != nil {
 			return err
 		}
 	}

@@ -1,4 +1,4 @@
-package lab
+package hostrun
 
 import (
 	"fmt"
@@ -8,8 +8,8 @@ import (
 )
 
 // BIND binds only addresses that exist on an interface; Go servers bind
-// any 127/8 address. The lab adds the BIND addresses to lo as /32 and
-// removes exactly the ones it added.
+// any 127/8 address. The BIND addresses are added to lo as /32 (the lab
+// removes exactly the ones it added).
 
 func hasAddress(ip string) bool {
 	addrs, err := net.InterfaceAddrs()
@@ -24,8 +24,8 @@ func hasAddress(ip string) bool {
 	return false
 }
 
-// addLoopback adds ip/32 to lo; added is false when it was already there.
-func addLoopback(ip string) (added bool, err error) {
+// AddLoopback adds ip/32 to lo; added is false when it was already there.
+func AddLoopback(ip string) (added bool, err error) {
 	if hasAddress(ip) {
 		return false, nil
 	}
@@ -36,7 +36,8 @@ func addLoopback(ip string) (added bool, err error) {
 	return true, nil
 }
 
-func removeLoopback(ip string) error {
+// RemoveLoopback removes ip/32 from lo, if it is there.
+func RemoveLoopback(ip string) error {
 	if !hasAddress(ip) {
 		return nil
 	}

@@ -1,4 +1,9 @@
-package lab
+// Package hostrun runs rendered bundles on one host: supervised processes
+// with PID files, readiness, dependency order, database init and load,
+// restarts. It runs a bundle for `cairn site run|supervisor|step` on
+// provisioned hosts, and runs the lab's processes for package lab. It
+// renders nothing itself: bundles come from package site.
+package hostrun
 
 import (
 	"context"
@@ -17,26 +22,27 @@ import (
 	"github.com/cairn-pki/cairn/site"
 )
 
-// proc is one supervised process of a bundle: its PID file records the PID
+// Proc is one supervised process of a bundle: its PID file records the PID
 // and the process start time, so a recycled PID is never mistaken for ours.
-type proc struct {
+type Proc struct {
 	site.Process
-	root string // bundle root: logs in var/logs, PID files in var/pids
+	// Root is the bundle's root: logs in var/logs, PID files in var/pids.
+	Root string
 }
 
-// newProc prepares a bundle's process to run here: MariaDB is told which
-// user to run as (see dbOSUser).
-func newProc(p site.Process, root string) proc {
-	if p.Program == "mariadbd" && dbOSUser() != "" {
-		p.Args = append(append([]string(nil), p.Args...), "--user="+dbOSUser())
+// NewProc prepares a site bundle's process to run here: MariaDB is told
+// which user to run as (see DBOSUser).
+func NewProc(p site.Process, root string) Proc {
+	if p.Program == "mariadbd" && DBOSUser() != "" {
+		p.Args = append(append([]string(nil), p.Args...), "--user="+DBOSUser())
 	}
-	return proc{Process: p, root: root}
+	return Proc{Process: p, Root: root}
 }
 
-func (p proc) pidFile() string { return filepath.Join(p.root, "var", "pids", p.Name+".pid") }
+func (p Proc) pidFile() string { return filepath.Join(p.Root, "var", "pids", p.Name+".pid") }
 
 // LogFile is where the process's stdout and stderr go.
-func (p proc) LogFile() string { return filepath.Join(p.root, "var", "logs", p.Name+".log") }
+func (p Proc) LogFile() string { return filepath.Join(p.Root, "var", "logs", p.Name+".log") }
 
 // startTime reads field 22 of /proc/PID/stat (clock ticks since boot).
 func startTime(pid int) (uint64, error) {
@@ -56,8 +62,10 @@ func startTime(pid int) (uint64, error) {
 	return strconv.ParseUint(fields[19], 10, 64)
 }
 
-// running returns the PID if the process we started is alive.
-func (p proc) running() (int, bool) {
+// Running returns the PID recorded in the process's PID file, and whether
+// the process we started with it is alive (a recycled PID or a zombie is
+// not).
+func (p Proc) Running() (int, bool) {
 	b, err := os.ReadFile(p.pidFile())
 	if err != nil {
 		return 0, false
@@ -82,8 +90,8 @@ func (p proc) running() (int, bool) {
 
 // start launches the process detached (own session, so it outlives this
 // command), logging to its log file, unless it already runs.
-func (p proc) start(bin func(string) (string, error)) (int, error) {
-	if pid, ok := p.running(); ok {
+func (p Proc) start(bin func(string) (string, error)) (int, error) {
+	if pid, ok := p.Running(); ok {
 		return pid, nil
 	}
 	exe, err := bin(p.Program)
@@ -105,7 +113,7 @@ func (p proc) start(bin func(string) (string, error)) (int, error) {
 	cmd.Env = environ(p.Env, p.UnsetEnv)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.Dir = p.root
+	cmd.Dir = p.Root
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start %s: %w", p.Name, err)
 	}
@@ -143,9 +151,9 @@ func environ(add, unset []string) []string {
 
 // waitReady waits until the readiness address accepts, the process dies,
 // or the timeout passes.
-func (p proc) waitReady(ctx context.Context, timeout time.Duration) error {
+func (p Proc) waitReady(ctx context.Context, timeout time.Duration) error {
 	return waitListening(ctx, p.Name, strings.TrimPrefix(p.Ready, "tcp:"), p.LogFile(), timeout, func() bool {
-		_, ok := p.running()
+		_, ok := p.Running()
 		return ok
 	})
 }
@@ -175,10 +183,11 @@ func waitListening(ctx context.Context, name, addr, logFile string, timeout time
 	}
 }
 
-// stop ends the process we started: SIGTERM, then SIGKILL after grace.
+// Stop ends the process we started: SIGTERM, then SIGKILL after grace, and
+// removes its PID file; it reports false when the process was not running.
 // It never signals a PID whose start time differs from the recorded one.
-func (p proc) stop(grace time.Duration) (bool, error) {
-	pid, ok := p.running()
+func (p Proc) Stop(grace time.Duration) (bool, error) {
+	pid, ok := p.Running()
 	if !ok {
 		os.Remove(p.pidFile())
 		return false, nil
@@ -188,16 +197,16 @@ func (p proc) stop(grace time.Duration) (bool, error) {
 	}
 	deadline := time.Now().Add(grace)
 	for time.Now().Before(deadline) {
-		if _, alive := p.running(); !alive {
+		if _, alive := p.Running(); !alive {
 			os.Remove(p.pidFile())
 			return true, nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if _, alive := p.running(); alive {
+	if _, alive := p.Running(); alive {
 		syscall.Kill(pid, syscall.SIGKILL)
 		for range 100 {
-			if _, alive := p.running(); !alive {
+			if _, alive := p.Running(); !alive {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -207,8 +216,9 @@ func (p proc) stop(grace time.Duration) (bool, error) {
 	return true, nil
 }
 
-// rssKB reads VmRSS of a process.
-func rssKB(pid int) int {
+// RSSKB is the resident set size (VmRSS) of process pid in KiB, 0 when
+// unknown.
+func RSSKB(pid int) int {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0

@@ -1,0 +1,123 @@
+package hostrun
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/site"
+)
+
+// In the functions below, resolve maps a bundle's program name (boulder,
+// mariadbd, cairn, …) to an executable, and logf takes one progress line.
+
+// StartProc starts one process, unless it already runs, and waits until it
+// is ready (its Ready address accepts connections).
+func StartProc(ctx context.Context, p Proc, resolve func(string) (string, error), logf func(string, ...any)) error {
+	t := time.Now()
+	pid, err := p.start(resolve)
+	if err != nil {
+		return err
+	}
+	if p.Ready == "" {
+		logf("  %-22s pid %-7d started", filepath.Base(p.Root)+"/"+p.Name, pid)
+		return nil
+	}
+	if err := p.waitReady(ctx, 60*time.Second); err != nil {
+		return err
+	}
+	logf("  %-22s pid %-7d ready in %4.0fms on %s", filepath.Base(p.Root)+"/"+p.Name, pid, float64(time.Since(t).Microseconds())/1000, p.Listen)
+	return nil
+}
+
+// StartSite starts a site bundle in dependency order (the database loaded
+// once MariaDB answers) and publishes its CRLs.
+func StartSite(ctx context.Context, b *site.Bundle, resolve func(string) (string, error), logf func(string, ...any)) error {
+	if err := InitDBDir(ctx, b.Database, DBOSUser()); err != nil {
+		return fmt.Errorf("site %s: %w", b.Site, err)
+	}
+	for _, p := range b.Processes {
+		if err := StartProc(ctx, NewProc(p, b.Root), resolve, logf); err != nil {
+			return fmt.Errorf("site %s: %w", b.Site, err)
+		}
+		if p.Program == "mariadbd" {
+			if err := LoadDB(ctx, b.Database); err != nil {
+				return fmt.Errorf("site %s: %w", b.Site, err)
+			}
+		}
+	}
+	// crl-updater first publishes after a random part of its period; publish
+	// every shard now so CRL URLs answer from the start.
+	return UpdateCRLs(ctx, b, resolve)
+}
+
+// RestartExited starts again every process of procs that has exited.
+func RestartExited(procs []Proc, resolve func(string) (string, error), logf func(string, ...any)) {
+	for _, p := range procs {
+		if _, up := p.Running(); !up {
+			if pid, err := p.start(resolve); err != nil {
+				logf("supervisor: restart %s: %v", p.Name, err)
+			} else {
+				logf("supervisor: restarted %s/%s (pid %d)", filepath.Base(p.Root), p.Name, pid)
+			}
+		}
+	}
+}
+
+// LookProgram finds a system program (mariadbd, redis-server, named).
+func LookProgram(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		if p := filepath.Join(dir, name); fsutil.Exists(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found: run `make deps` (scripts/deps.sh)", name)
+}
+
+// UpdateCRLs has the site's crl-updater build and publish every CRL shard
+// now, instead of at its next period: it runs a one-shot crl-updater next
+// to the daemon.
+func UpdateCRLs(ctx context.Context, b *site.Bundle, resolve func(string) (string, error)) error {
+	boulder, err := resolve("boulder")
+	if err != nil {
+		return err
+	}
+	for _, p := range b.Processes {
+		if p.Name != "crl-updater" {
+			continue
+		}
+		// Its own debug port: the daemon holds the configured one.
+		host, _, _ := net.SplitHostPort(p.Listen)
+		args := append(append([]string{}, p.Args...), "-runOnce", "--debug-addr", net.JoinHostPort(host, "0"))
+		// Right after start the storer may still refuse an upload: a few
+		// tries, then the error lines Boulder logged (level 3).
+		var out []byte
+		for try := 1; ; try++ {
+			cmd := exec.CommandContext(ctx, boulder, args...)
+			cmd.Env = environ(p.Env, p.UnsetEnv)
+			if out, err = cmd.CombinedOutput(); err == nil {
+				return nil
+			}
+			if try == 3 || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(2 * time.Second)
+		}
+		var errLines []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, " 3 crl-updater ") {
+				errLines = append(errLines, l)
+			}
+		}
+		return fmt.Errorf("site %s: crl-updater -runOnce (3 tries): %v: %s", b.Site, err, lastLines([]byte(strings.Join(errLines, "\n")), 3))
+	}
+	return fmt.Errorf("site %s has no crl-updater", b.Site)
+}
