@@ -104,16 +104,9 @@ var generated = []string{"sites", "cluster", "lab-state.json"}
 func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 	start := time.Now()
 	if opts.Reset {
-		if err := l.Down(ctx); err != nil {
+		if err := l.reset(ctx); err != nil {
 			return nil, err
 		}
-		for _, g := range append(generated, l.Spec.PKI.Dir, filepath.Dir(l.Spec.DNS.TSIG.ControllerKeyFile), cluster.DefaultSecretsDir) {
-			if g == "." || g == "" {
-				continue
-			}
-			os.RemoveAll(l.Spec.Path(g))
-		}
-		l.logf("reset: removed the previous lab's data, keys and PKI")
 	}
 	bins, err := boulderbin.Ensure(ctx, l.Log, "boulder", "ceremony", "ct-test-srv", "s3-test-srv", "admin")
 	if err != nil {
@@ -127,32 +120,82 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 	if err := pki.Init(ctx); err != nil {
 		return nil, err
 	}
-	schema, err := boulderbin.SourceDir(ctx)
+	cb, bundles, err := l.render(ctx, pki)
 	if err != nil {
 		return nil, err
+	}
+	l.logf("rendered %d sites and the cluster DNS in %.1fs", len(bundles), time.Since(start).Seconds())
+	if err := l.addAliases(cb, bundles); err != nil {
+		return nil, err
+	}
+	resolve := l.resolver(bins)
+	if err := l.startCluster(ctx, cb, resolve); err != nil {
+		return nil, err
+	}
+	if err := l.startSites(ctx, bundles, resolve); err != nil {
+		return nil, err
+	}
+	if opts.Restart {
+		if err := l.startProc(ctx, l.supervisorProc(), resolve); err != nil {
+			return nil, err
+		}
+	}
+	if err := l.finishUp(ctx, cb, bundles, bins["admin"], resolve); err != nil {
+		return nil, err
+	}
+	sum := l.summary(pki.RootCertFile(), cb, bundles)
+	sum.Elapsed = time.Since(start)
+	return sum, nil
+}
+
+// reset stops the previous lab and removes its data, keys and PKI.
+func (l *Lab) reset(ctx context.Context) error {
+	if err := l.Down(ctx); err != nil {
+		return err
+	}
+	for _, g := range append(generated, l.Spec.PKI.Dir, filepath.Dir(l.Spec.DNS.TSIG.ControllerKeyFile), cluster.DefaultSecretsDir) {
+		if g == "." || g == "" {
+			continue
+		}
+		os.RemoveAll(l.Spec.Path(g))
+	}
+	l.logf("reset: removed the previous lab's data, keys and PKI")
+	return nil
+}
+
+// render renders the cluster bundle and every site's bundle, in spec
+// order.
+func (l *Lab) render(ctx context.Context, pki *intermediates.PKI) (*site.ClusterBundle, []*site.Bundle, error) {
+	schema, err := boulderbin.SourceDir(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
 	cb, err := site.RenderCluster(site.ClusterOptions{Spec: l.Spec, Out: l.clusterDir(),
 		PublicDir: l.Spec.Path(filepath.Join(l.Spec.PKI.Dir, "public")), SpecFile: l.specFile()})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Traversable: MariaDB runs as its own user inside.
 	if err := os.MkdirAll(l.sitesDir(), 0o755); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := os.Chmod(l.sitesDir(), 0o755); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var bundles []*site.Bundle
 	for i := range l.Spec.Sites {
 		b, err := site.Render(ctx, site.Options{Spec: l.Spec, PKI: pki, Index: i, Out: l.siteDir(l.Spec.Sites[i].Name), SchemaDir: schema})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		bundles = append(bundles, b)
 	}
-	l.logf("rendered %d sites and the cluster DNS in %.1fs", len(bundles), time.Since(start).Seconds())
+	return cb, bundles, nil
+}
 
+// addAliases adds the addresses BIND needs to lo, recording each one it
+// added in the lab state (as soon as it is added) for Down to remove.
+func (l *Lab) addAliases(cb *site.ClusterBundle, bundles []*site.Bundle) error {
 	st := l.readState()
 	aliases := cb.BindAddresses
 	for _, b := range bundles {
@@ -161,23 +204,32 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 	for _, ip := range aliases {
 		added, err := hostrun.AddLoopback(ip)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if added {
 			st.Aliases = append(st.Aliases, ip)
 			if err := l.writeState(st); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
+	return nil
+}
 
-	resolve := l.resolver(bins)
+// startCluster starts the cluster's processes (its DNS and PKI front) in
+// order; the failover controller starts last, in finishUp.
+func (l *Lab) startCluster(ctx context.Context, cb *site.ClusterBundle, resolve func(string) (string, error)) error {
 	for _, p := range cb.Processes {
 		if err := l.startProc(ctx, hostrun.Proc{Process: p, Root: cb.Root}, resolve); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	// Sites start in parallel; inside a site, in dependency order.
+	return nil
+}
+
+// startSites starts the sites in parallel; inside a site, in dependency
+// order.
+func (l *Lab) startSites(ctx context.Context, bundles []*site.Bundle, resolve func(string) (string, error)) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(bundles))
 	for i, b := range bundles {
@@ -188,16 +240,14 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	if opts.Restart {
-		if err := l.startProc(ctx, l.supervisorProc(), resolve); err != nil {
-			return nil, err
-		}
-	}
-	if err := l.exemptProbeAccounts(ctx, bins["admin"]); err != nil {
-		return nil, err
+	return errors.Join(errs...)
+}
+
+// finishUp runs once every site is up: the probe accounts exempted from
+// rate limits, replication reconnected, the failover controller started.
+func (l *Lab) finishUp(ctx context.Context, cb *site.ClusterBundle, bundles []*site.Bundle, admin string, resolve func(string) (string, error)) error {
+	if err := l.exemptProbeAccounts(ctx, admin); err != nil {
+		return err
 	}
 	// Sites start in parallel: a replica that tried a peer before the
 	// peer's users existed waits MASTER_CONNECT_RETRY (10 s) before trying
@@ -205,19 +255,17 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 	for _, b := range bundles {
 		if len(b.Database.Connections) > 0 {
 			if err := l.DBExec(ctx, b.Site, "STOP ALL SLAVES; START ALL SLAVES"); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
 	// The failover controller, so the lab fails over by itself.
 	if cb.Controller != nil {
 		if err := l.startProc(ctx, hostrun.Proc{Process: *cb.Controller, Root: cb.Root}, resolve); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	sum := l.summary(pki.RootCertFile(), cb, bundles)
-	sum.Elapsed = time.Since(start)
-	return sum, nil
+	return nil
 }
 
 func (l *Lab) startProc(ctx context.Context, p hostrun.Proc, resolve func(string) (string, error)) error {

@@ -22,6 +22,12 @@ const DefaultLabDir = "cairn-lab"
 
 func newLabCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "lab", Short: "Run the cluster on this machine: every site and the cluster DNS on loopback"}
+	cmd.AddCommand(newLabUpCmd(g), newLabHTTPFrontCmd(), newLabSuperviseCmd(g),
+		newLabDownCmd(g), newLabStatusCmd(g), newLabLogsCmd(g))
+	return cmd
+}
+
+func newLabUpCmd(g *globals) *cobra.Command {
 	var reset, restart bool
 	var sites string
 	up := &cobra.Command{
@@ -47,7 +53,11 @@ func newLabCmd(g *globals) *cobra.Command {
 	up.Flags().BoolVar(&reset, "reset", false, "remove the previous lab's data, keys and PKI first")
 	up.Flags().StringVar(&sites, "sites", "", "site names when a new spec is created (default a,b,c)")
 	up.Flags().BoolVar(&restart, "restart", false, "restart crashed processes (off by default: drills need real crashes)")
-	supervise := &cobra.Command{
+	return up
+}
+
+func newLabSuperviseCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
 		Use:    "supervise",
 		Short:  "Restart exited lab processes (started by lab up --restart)",
 		Hidden: true,
@@ -60,6 +70,9 @@ func newLabCmd(g *globals) *cobra.Command {
 			return l.Supervise(cmd.Context(), time.Second)
 		},
 	}
+}
+
+func newLabHTTPFrontCmd() *cobra.Command {
 	front := &cobra.Command{
 		Use:    "http-front --config FILE",
 		Short:  "Serve a lab HTTP front (CRLs, issuer and root certificates); started by lab up",
@@ -71,58 +84,65 @@ func newLabCmd(g *globals) *cobra.Command {
 		},
 	}
 	front.Flags().String("front-config", "", "front configuration (JSON)")
-	cmd.AddCommand(up, front, supervise,
-		&cobra.Command{
-			Use:   "down",
-			Short: "Stop every process the lab started (by PID) and remove its loopback addresses; data stays",
-			Args:  cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, args []string) error {
-				l, err := g.lab(false, "")
-				if err != nil {
-					return err
-				}
-				return l.Down(cmd.Context())
-			},
+	return front
+}
+
+func newLabDownCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "down",
+		Short: "Stop every process the lab started (by PID) and remove its loopback addresses; data stays",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.lab(false, "")
+			if err != nil {
+				return err
+			}
+			return l.Down(cmd.Context())
 		},
-		&cobra.Command{
-			Use:   "status",
-			Short: "Each site's processes (pid, RSS, listen address) and whether its ACME directory answers",
-			Args:  cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, args []string) error {
-				l, err := g.lab(false, "")
-				if err != nil {
-					return err
-				}
-				st, err := l.Status(cmd.Context())
-				if err != nil {
-					return err
-				}
-				if g.output == "json" {
-					return printJSON(cmd.OutOrStdout(), st)
-				}
-				printLabStatus(cmd, st)
-				return nil
-			},
+	}
+}
+
+func newLabStatusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Each site's processes (pid, RSS, listen address) and whether its ACME directory answers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.lab(false, "")
+			if err != nil {
+				return err
+			}
+			st, err := l.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			printLabStatus(cmd, st)
+			return nil
 		},
-		&cobra.Command{
-			Use:   "logs [SITE] [COMPONENT]",
-			Short: "Follow the logs of the lab, a site (or cluster), or one component",
-			Args:  cobra.MaximumNArgs(2),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				l, err := g.lab(false, "")
-				if err != nil {
-					return err
-				}
-				args = append(args, "", "")
-				files, err := l.LogFiles(args[0], args[1])
-				if err != nil {
-					return err
-				}
-				return lab.Follow(cmd.Context(), cmd.OutOrStdout(), files, 20)
-			},
+	}
+}
+
+func newLabLogsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "logs [SITE] [COMPONENT]",
+		Short: "Follow the logs of the lab, a site (or cluster), or one component",
+		Args:  cobra.MaximumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.lab(false, "")
+			if err != nil {
+				return err
+			}
+			args = append(args, "", "")
+			files, err := l.LogFiles(args[0], args[1])
+			if err != nil {
+				return err
+			}
+			return lab.Follow(cmd.Context(), cmd.OutOrStdout(), files, 20)
 		},
-	)
-	return cmd
+	}
 }
 
 // lab finds the spec for lab commands: -f if given; else ./cairn.yaml if it
