@@ -24,7 +24,6 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/hostrun"
-	"github.com/cairn-pki/cairn/intermediates"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 	"github.com/cairn-pki/cairn/site"
@@ -108,22 +107,20 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 			return nil, err
 		}
 	}
-	bins, err := boulderbin.Ensure(ctx, l.Log, "boulder", "ceremony", "ct-test-srv", "s3-test-srv", "admin")
+	// Traversable: MariaDB runs as its own user inside.
+	if err := os.MkdirAll(l.sitesDir(), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(l.sitesDir(), 0o755); err != nil {
+		return nil, err
+	}
+	r, err := site.RenderAll(ctx, site.AllOptions{Spec: l.Spec, Log: l.Log, Binaries: []string{"boulder", "ct-test-srv", "s3-test-srv", "admin"},
+		ClusterOut: l.clusterDir(), PublicDir: l.Spec.Path(filepath.Join(l.Spec.PKI.Dir, "public")), SpecFile: l.specFile(), SiteOut: l.siteDir})
 	if err != nil {
 		return nil, err
 	}
-	pki, unlock, err := intermediates.Open(l.Spec, intermediates.Options{Ceremony: bins["ceremony"], Log: l.Log})
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	if err := pki.Init(ctx); err != nil {
-		return nil, err
-	}
-	cb, bundles, err := l.render(ctx, pki)
-	if err != nil {
-		return nil, err
-	}
+	defer r.Close()
+	bins, pki, cb, bundles := r.Bins, r.PKI, r.Cluster, r.Sites
 	l.logf("rendered %d sites and the cluster DNS in %.1fs", len(bundles), time.Since(start).Seconds())
 	if err := l.addAliases(cb, bundles); err != nil {
 		return nil, err
@@ -161,36 +158,6 @@ func (l *Lab) reset(ctx context.Context) error {
 	}
 	l.logf("reset: removed the previous lab's data, keys and PKI")
 	return nil
-}
-
-// render renders the cluster bundle and every site's bundle, in spec
-// order.
-func (l *Lab) render(ctx context.Context, pki *intermediates.PKI) (*site.ClusterBundle, []*site.Bundle, error) {
-	schema, err := boulderbin.SourceDir(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	cb, err := site.RenderCluster(site.ClusterOptions{Spec: l.Spec, Out: l.clusterDir(),
-		PublicDir: l.Spec.Path(filepath.Join(l.Spec.PKI.Dir, "public")), SpecFile: l.specFile()})
-	if err != nil {
-		return nil, nil, err
-	}
-	// Traversable: MariaDB runs as its own user inside.
-	if err := os.MkdirAll(l.sitesDir(), 0o755); err != nil {
-		return nil, nil, err
-	}
-	if err := os.Chmod(l.sitesDir(), 0o755); err != nil {
-		return nil, nil, err
-	}
-	var bundles []*site.Bundle
-	for i := range l.Spec.Sites {
-		b, err := site.Render(ctx, site.Options{Spec: l.Spec, PKI: pki, Index: i, Out: l.siteDir(l.Spec.Sites[i].Name), SchemaDir: schema})
-		if err != nil {
-			return nil, nil, err
-		}
-		bundles = append(bundles, b)
-	}
-	return cb, bundles, nil
 }
 
 // addAliases adds the addresses BIND needs to lo, recording each one it
