@@ -241,11 +241,23 @@ const profile = "classic"
 
 // boulderConfigs builds every Boulder config of the site.
 func (in *boulderInputs) boulderConfigs() []boulderConfig {
-	p := in.plan
-	spec := p.Spec
-	policyFile := in.path("etc", "ident-policy.yaml")
-	rateDefaults := in.path("etc", "ratelimit-defaults.yml")
+	configs := []boulderConfig{in.saConfig(), in.caConfig(), in.raConfig(), in.vaConfig()}
+	configs = append(configs, in.rvaConfigs()...)
+	return append(configs,
+		in.publisherConfig(),
+		in.nonceConfig(),
+		in.wfeConfig(),
+		in.crlStorerConfig(),
+		in.crlUpdaterConfig(),
+	)
+}
 
+func (in *boulderInputs) policyFile() string   { return in.path("etc", "ident-policy.yaml") }
+func (in *boulderInputs) rateDefaults() string { return in.path("etc", "ratelimit-defaults.yml") }
+
+// saConfig is the storage authority's config.
+func (in *boulderInputs) saConfig() boulderConfig {
+	p := in.plan
 	var saC sa.Config
 	saC.SA.DebugAddr = p.debugAddr(3)
 	saC.SA.TLS = in.tls("sa")
@@ -258,11 +270,16 @@ func (in *boulderInputs) boulderConfigs() []boulderConfig {
 	saC.SA.IncidentsDB = in.db("incidents_sa")
 	saC.SA.ParallelismPerRPC = 5
 	saC.Syslog = noSyslog
+	return boulderConfig{"sa.json", "boulder-sa", saC}
+}
 
+// caConfig is the CA's config: its profile, CRL profile and issuers.
+func (in *boulderInputs) caConfig() boulderConfig {
+	p := in.plan
 	var caC ca.Config
 	caC.CA.DebugAddr = p.debugAddr(1)
 	caC.CA.TLS = in.tls("ca")
-	caC.CA.HostnamePolicyFile = policyFile
+	caC.CA.HostnamePolicyFile = in.policyFile()
 	caC.CA.GRPCCA = in.server(PortCA, map[string][]string{"ca.CertificateAuthority": {"ra"}, "ca.CRLGenerator": {"crl-updater"}})
 	caC.CA.SCTService = in.client(PortRA, "ra", 15*time.Second)
 	caC.CA.SAService = in.client(PortSA, "sa", 15*time.Second)
@@ -288,11 +305,16 @@ func (in *boulderInputs) boulderConfigs() []boulderConfig {
 	caC.CA.CTLogListFile = in.path("etc", "log_list.json")
 	caC.PA = in.pa()
 	caC.Syslog = noSyslog
+	return boulderConfig{"ca.json", "boulder-ca", caC}
+}
 
+// raConfig is the registration authority's config.
+func (in *boulderInputs) raConfig() boulderConfig {
+	p := in.plan
 	var raC ra.Config
 	raC.RA.DebugAddr = p.debugAddr(2)
 	raC.RA.TLS = in.tls("ra")
-	raC.RA.HostnamePolicyFile = policyFile
+	raC.RA.HostnamePolicyFile = in.policyFile()
 	raC.RA.GRPC = in.server(PortRA, map[string][]string{"ra.RegistrationAuthority": {"admin", "wfe"}, "ra.SCTProvider": {"ca"}})
 	raC.RA.MaxContactsPerRegistration = 3
 	raC.RA.SAService = in.client(PortSA, "sa", 15*time.Second)
@@ -300,7 +322,7 @@ func (in *boulderInputs) boulderConfigs() []boulderConfig {
 	raC.RA.CAService = in.client(PortCA, "ca", 15*time.Second)
 	raC.RA.PublisherService = in.client(PortPublisher, "publisher", 300*time.Second)
 	raC.RA.Limiter.Redis = in.redis("ra")
-	raC.RA.Limiter.Defaults = rateDefaults
+	raC.RA.Limiter.Defaults = in.rateDefaults()
 	// Overrides live in the SA database (added with Boulder's admin tool),
 	// so the health-probe account can be exempted once it exists.
 	raC.RA.Limiter.OverridesFromDB = true
@@ -315,47 +337,65 @@ func (in *boulderInputs) boulderConfigs() []boulderConfig {
 	raC.RA.CTLogs.SCTLogs = ctLogNames(p)
 	raC.PA = in.pa()
 	raC.Syslog = noSyslog
+	return boulderConfig{"ra.json", "boulder-ra", raC}
+}
 
+// vaConfig is the VA's config, with its remote perspectives.
+func (in *boulderInputs) vaConfig() boulderConfig {
 	var vaC va.Config
 	vaC.VA.Common = in.vaCommon("va", PortVA, 4, "ra")
 	for i, rir := range rirs {
-		c := va.RemoteVAGRPCClientConfig{GRPCClientConfig: *in.client(PortRVA1+i, "rva", 15*time.Second), Perspective: perspective(p, i), RIR: rir}
+		c := va.RemoteVAGRPCClientConfig{GRPCClientConfig: *in.client(PortRVA1+i, "rva", 15*time.Second), Perspective: perspective(in.plan, i), RIR: rir}
 		vaC.VA.RemoteVAs = append(vaC.VA.RemoteVAs, c)
 	}
 	vaC.Syslog = noSyslog
+	return boulderConfig{"va.json", "boulder-va", vaC}
+}
 
-	configs := []boulderConfig{
-		{"sa.json", "boulder-sa", saC},
-		{"ca.json", "boulder-ca", caC},
-		{"ra.json", "boulder-ra", raC},
-		{"va.json", "boulder-va", vaC},
-	}
+// rvaConfigs are the remote VAs' configs, one per RIR.
+func (in *boulderInputs) rvaConfigs() []boulderConfig {
+	var configs []boulderConfig
 	for i, rir := range rirs {
 		var r rva.Config
 		r.RVA.Common = in.vaCommon("rva", PortRVA1+i, 11+i, "va")
-		r.RVA.Perspective = perspective(p, i)
+		r.RVA.Perspective = perspective(in.plan, i)
 		r.RVA.RIR = rir
 		r.Syslog = noSyslog
 		configs = append(configs, boulderConfig{fmt.Sprintf("rva%d.json", i+1), "remoteva", r})
 	}
+	return configs
+}
 
+// publisherConfig is the CT publisher's config.
+func (in *boulderInputs) publisherConfig() boulderConfig {
+	p := in.plan
 	var pubC publisher.Config
 	pubC.Publisher.DebugAddr = p.debugAddr(9)
 	pubC.Publisher.TLS = in.tls("publisher")
 	pubC.Publisher.GRPC = in.server(PortPublisher, map[string][]string{"Publisher": {"ra"}})
-	pubC.Publisher.UserAgent = "cairn-" + spec.Name + "-" + p.Site.Name
+	pubC.Publisher.UserAgent = "cairn-" + p.Spec.Name + "-" + p.Site.Name
 	pubC.Publisher.Chains = in.chains()
 	pubC.Syslog = noSyslog
+	return boulderConfig{"publisher.json", "boulder-publisher", pubC}
+}
 
+// nonceConfig is the nonce service's config.
+func (in *boulderInputs) nonceConfig() boulderConfig {
 	var nonceC nonce.Config
-	nonceC.NonceService.DebugAddr = p.debugAddr(5)
+	nonceC.NonceService.DebugAddr = in.plan.debugAddr(5)
 	nonceC.NonceService.TLS = in.tls("nonce")
 	nonceC.NonceService.GRPC = in.server(PortNonce, map[string][]string{"nonce.NonceService": {"wfe"}})
 	nonceC.NonceService.GRPC.MaxConnectionAge = dur(30 * time.Minute)
 	nonceC.NonceService.MaxUsed = 131072
 	nonceC.NonceService.NonceHMACKey = cmd.HMACKeyConfig{KeyFile: in.path("secrets", "nonce_hmac.key")}
 	nonceC.NonceService.Syslog = noSyslog
+	return boulderConfig{"nonce.json", "nonce-service", nonceC}
+}
 
+// wfeConfig is the WFE's config.
+func (in *boulderInputs) wfeConfig() boulderConfig {
+	p := in.plan
+	spec := p.Spec
 	var wfeC wfe.Config
 	w := &wfeC.WFE
 	w.DebugAddr = p.debugAddr(14)
@@ -385,11 +425,17 @@ func (in *boulderInputs) boulderConfigs() []boulderConfig {
 	w.StaleTimeout = dur(5 * time.Minute)
 	w.AccountCache = &wfe.CacheConfig{Size: 9000, TTL: dur(5 * time.Second)}
 	w.Limiter.Redis = in.redis("wfe")
-	w.Limiter.Defaults = rateDefaults
+	w.Limiter.Defaults = in.rateDefaults()
 	w.Limiter.OverridesFromDB = true
 	w.CertProfiles = map[string]string{profile: "90 days"}
 	wfeC.Syslog = noSyslog
+	return boulderConfig{"wfe2.json", "boulder-wfe2", wfeC}
+}
 
+// crlStorerConfig is the CRL storer's config: it writes to the site's S3
+// store.
+func (in *boulderInputs) crlStorerConfig() boulderConfig {
+	p := in.plan
 	var storer crlstorer.Config
 	storer.CRLStorer.DebugAddr = p.debugAddr(21)
 	storer.CRLStorer.TLS = in.tls("crl-storer")
@@ -400,10 +446,14 @@ func (in *boulderInputs) boulderConfigs() []boulderConfig {
 	storer.CRLStorer.AWSConfigFile = in.path("etc", "crl-storer.ini")
 	storer.CRLStorer.AWSCredsFile = in.path("secrets", "aws_creds.ini")
 	storer.Syslog = noSyslog
+	return boulderConfig{"crl-storer.json", "crl-storer", storer}
+}
 
+// crlUpdaterConfig is the CRL updater's config.
+func (in *boulderInputs) crlUpdaterConfig() boulderConfig {
 	var updater crlupdater.Config
 	u := &updater.CRLUpdater
-	u.DebugAddr = p.debugAddr(22)
+	u.DebugAddr = in.plan.debugAddr(22)
 	u.TLS = in.tls("crl-updater")
 	u.SAService = in.client(PortSA, "sa", 15*time.Second)
 	u.CRLGeneratorService = in.client(PortCA, "ca", 15*time.Second)
@@ -420,14 +470,7 @@ func (in *boulderInputs) boulderConfigs() []boulderConfig {
 	u.MaxParallelism = 4
 	u.MaxAttempts = 2
 	updater.Syslog = noSyslog
-
-	return append(configs,
-		boulderConfig{"publisher.json", "boulder-publisher", pubC},
-		boulderConfig{"nonce.json", "nonce-service", nonceC},
-		boulderConfig{"wfe2.json", "boulder-wfe2", wfeC},
-		boulderConfig{"crl-storer.json", "crl-storer", storer},
-		boulderConfig{"crl-updater.json", "crl-updater", updater},
-	)
+	return boulderConfig{"crl-updater.json", "crl-updater", updater}
 }
 
 // adminConfig mirrors the config of Boulder's admin tool (package main at

@@ -151,9 +151,61 @@ func (r *renderer) secret(name string, nBytes int) (string, error) {
 }
 
 func (r *renderer) render(ctx context.Context) error {
-	p := r.p
-	// The bundle directory itself must be traversable: MariaDB runs as its
-	// own user.
+	if err := r.bundleDirs(); err != nil {
+		return err
+	}
+	if err := r.internalPKI(); err != nil {
+		return err
+	}
+	in, err := r.issuers()
+	if err != nil {
+		return err
+	}
+	caEnv, err := r.pkcs11Config()
+	if err != nil {
+		return err
+	}
+	if err := r.wfeCertificate(ctx); err != nil {
+		return err
+	}
+	redisPW, err := r.siteSecrets()
+	if err != nil {
+		return err
+	}
+	logList, err := r.ctLogs()
+	if err != nil {
+		return err
+	}
+	// Account replication: the database's certificate, users and connections.
+	replication, err := r.replication(ctx)
+	if err != nil {
+		return err
+	}
+	if err := r.plainConfigs(in, replication, logList, redisPW); err != nil {
+		return err
+	}
+	if err := r.boulderFiles(in); err != nil {
+		return err
+	}
+	// Database schema from the pinned Boulder module.
+	schema, err := r.schema()
+	if err != nil {
+		return err
+	}
+	if err := r.workDirs(); err != nil {
+		return err
+	}
+	r.bundle = r.manifest(caEnv, schema)
+	data, err := json.MarshalIndent(r.bundle, "", "  ")
+	if err != nil {
+		return err
+	}
+	return r.write("bundle.json", append(data, '\n'), false)
+}
+
+// bundleDirs makes the bundle directory and its secrets directory. The
+// bundle directory itself must be traversable: MariaDB runs as its own user.
+func (r *renderer) bundleDirs() error {
 	if err := os.MkdirAll(r.o.Out, 0o755); err != nil {
 		return err
 	}
@@ -163,11 +215,12 @@ func (r *renderer) render(ctx context.Context) error {
 	if err := os.MkdirAll(r.out("secrets"), 0o700); err != nil {
 		return err
 	}
-	if err := os.Chmod(r.out("secrets"), 0o700); err != nil {
-		return err
-	}
+	return os.Chmod(r.out("secrets"), 0o700)
+}
 
-	// Internal mTLS PKI.
+// internalPKI makes (or keeps) the site's internal mTLS PKI and its leaves.
+func (r *renderer) internalPKI() error {
+	p := r.p
 	k, err := loadOrCreateIPKI(r.out("ipki"), p.Site.Name+" internal gRPC CA", r.o.Now)
 	if err != nil {
 		return err
@@ -180,51 +233,60 @@ func (r *renderer) render(ctx context.Context) error {
 	if err := k.leaf("doh", []string{"dns." + p.ServiceZone()}, []net.IP{p.DNS.AsSlice()}); err != nil {
 		return err
 	}
-	if err := k.leaf("redis", []string{"redis.boulder"}, []net.IP{p.DB.AsSlice()}); err != nil {
-		return err
-	}
+	return k.leaf("redis", []string{"redis.boulder"}, []net.IP{p.DB.AsSlice()})
+}
 
-	// Issuers (cluster PKI) and the CA's PKCS#11 config.
+// issuers copies the root and the site's issuers (cluster PKI) into the
+// bundle, with each issuer in DER for AIA, and returns the inputs of the
+// Boulder configs.
+func (r *renderer) issuers() (*boulderInputs, error) {
+	p := r.p
 	issuers, err := r.o.PKI.SiteIssuers(p.Site.Name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	in := &boulderInputs{plan: p, root: r.o.Root, rootCert: r.root("pki", "root.cert.pem"),
 		pkcs11JSON:  r.root("secrets", "pkcs11.json"),
 		redisPWFile: r.root("secrets", "redis.pw")}
 	rootPEM, err := os.ReadFile(r.o.PKI.RootCertFile())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := r.write("pki/root.cert.pem", rootPEM, false); err != nil {
-		return err
+		return nil, err
 	}
 	for _, is := range issuers {
 		b, err := os.ReadFile(is.CertFile)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := r.write("pki/"+is.Label+".cert.pem", b, false); err != nil {
-			return err
+			return nil, err
 		}
 		// AIA: the issuer certificate in DER, served by the CRL front.
 		block, _ := pem.Decode(b)
 		if err := r.write(fmt.Sprintf("pki/issuers/%d.der", is.NameID), block.Bytes, false); err != nil {
-			return err
+			return nil, err
 		}
 		in.issuers = append(in.issuers, issuerInput{certFile: r.root("pki", is.Label+".cert.pem"), nameID: is.NameID, current: is.Current})
 	}
-	tok, err := r.o.PKI.SiteToken(p.Site.Name)
+	return in, nil
+}
+
+// pkcs11Config writes the CA's PKCS#11 config (and the SoftHSM config when
+// the token is a SoftHSM one) and returns the CA's extra environment.
+func (r *renderer) pkcs11Config() ([]string, error) {
+	tok, err := r.o.PKI.SiteToken(r.p.Site.Name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pin, err := fsutil.ReadSecret(tok.PINFile)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p11, _ := json.Marshal(map[string]string{"module": tok.Module, "tokenLabel": tok.Label, "pin": pin})
 	if err := r.write("secrets/pkcs11.json", p11, true); err != nil {
-		return err
+		return nil, err
 	}
 	tokenDir := r.o.TokenDir
 	if tokenDir == "" {
@@ -233,56 +295,59 @@ func (r *renderer) render(ctx context.Context) error {
 	var caEnv []string
 	if tokenDir != "" {
 		if err := r.write("etc/softhsm2.conf", []byte(softhsmConf(tokenDir)), false); err != nil {
-			return err
+			return nil, err
 		}
 		caEnv = []string{"SOFTHSM2_CONF=" + r.root("etc", "softhsm2.conf")}
 	}
+	return caEnv, nil
+}
 
-	// The WFE's HTTPS certificate for the ACME name, from the infrastructure CA.
-	if err := r.wfeCertificate(ctx); err != nil {
-		return err
-	}
-
-	// Secrets.
+// siteSecrets makes (or keeps) the site's secrets: the nonce key, the Redis
+// password (returned), the database users' passwords and URLs, and the CRL
+// store's credentials.
+func (r *renderer) siteSecrets() (string, error) {
+	p := r.p
 	if _, err := r.secret("nonce_hmac.key", 32); err != nil {
-		return err
+		return "", err
 	}
 	redisPW, err := r.secret("redis.pw", 20)
 	if err != nil {
-		return err
+		return "", err
 	}
 	passwords := map[string]string{}
 	for _, u := range dbUserOrder {
 		if passwords[u], err = r.secret("db_"+u+".pw", 16); err != nil {
-			return err
+			return "", err
 		}
 		if err := r.write("secrets/"+u+"_dburl", []byte(dbURL(p, u, passwords[u])), true); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if err := r.write("secrets/db-users.sql", []byte(usersSQL(p, passwords)), true); err != nil {
-		return err
+		return "", err
 	}
 	if err := r.crlStoreCredentials(); err != nil {
-		return err
+		return "", err
 	}
+	return redisPW, nil
+}
 
-	// CT logs.
+// ctLogs writes the CT test server's config (with its keys) and returns
+// the CT log list.
+func (r *renderer) ctLogs() ([]byte, error) {
 	ctSecret, logList, err := r.ctFiles()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := r.write("secrets/ct-test-srv.json", ctSecret, true); err != nil {
-		return err
+		return nil, err
 	}
+	return logList, nil
+}
 
-	// Account replication: the database's certificate, users and connections.
-	replication, err := r.replication(ctx)
-	if err != nil {
-		return err
-	}
-
-	// Plain config files.
+// plainConfigs writes the config files that are not Boulder's.
+func (r *renderer) plainConfigs(in *boulderInputs, replication string, logList []byte, redisPW string) error {
+	p := r.p
 	files := map[string]string{
 		"etc/ident-policy.yaml":            identPolicy(p),
 		"etc/ratelimit-defaults.yml":       rateLimitDefaults,
@@ -299,11 +364,12 @@ func (r *renderer) render(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := r.write("secrets/redis.conf", []byte(redisConf(p, r.o.Root, r.varDir, redisPW)), true); err != nil {
-		return err
-	}
+	return r.write("secrets/redis.conf", []byte(redisConf(p, r.o.Root, r.varDir, redisPW)), true)
+}
 
-	// Boulder configs through Boulder's structs and validator.
+// boulderFiles writes Boulder's configs through Boulder's structs and
+// validator, and the admin tool's config.
+func (r *renderer) boulderFiles(in *boulderInputs) error {
 	for _, c := range in.boulderConfigs() {
 		data, err := encodeValidated(c)
 		if err != nil {
@@ -313,34 +379,22 @@ func (r *renderer) render(ctx context.Context) error {
 			return err
 		}
 	}
-
 	admin, err := in.adminConfig()
 	if err != nil {
 		return err
 	}
-	if err := r.write("etc/admin.json", admin, false); err != nil {
-		return err
-	}
+	return r.write("etc/admin.json", admin, false)
+}
 
-	// Database schema from the pinned Boulder module.
-	schema, err := r.schema()
-	if err != nil {
-		return err
-	}
-
-	// Working directories the processes expect (the database's are made by
-	// whoever initialises it).
+// workDirs makes the working directories the processes expect (the
+// database's are made by whoever initialises it).
+func (r *renderer) workDirs() error {
 	for _, d := range []string{"bind", "redis", "run", "logs", "pids"} {
 		if err := os.MkdirAll(filepath.Join(r.o.Out, "var", d), 0o755); err != nil {
 			return err
 		}
 	}
-	r.bundle = r.manifest(caEnv, schema)
-	data, err := json.MarshalIndent(r.bundle, "", "  ")
-	if err != nil {
-		return err
-	}
-	return r.write("bundle.json", append(data, '\n'), false)
+	return nil
 }
 
 // wfeCertificate keeps a valid certificate or has the infrastructure CA sign
