@@ -18,8 +18,17 @@ import (
 	"github.com/cairn-pki/cairn/internal/fsutil"
 )
 
+// newFailoverCmd is `cairn failover`: the controller and its operator
+// commands.
 func newFailoverCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "failover", Short: "The controller that moves the ACME name to a healthy site"}
+	cmd.AddCommand(newFailoverRunCmd(g), newFailoverStatusCmd(g), newFailoverPlanCmd(g), newFailoverMoveCmd(g),
+		newFailoverDrainCmd(g), newFailoverUndrainCmd(g))
+	return cmd
+}
+
+// newFailoverRunCmd is `failover run`: the controller itself.
+func newFailoverRunCmd(g *globals) *cobra.Command {
 	var id, historyFile string
 	run := &cobra.Command{
 		Use:   "run",
@@ -31,7 +40,12 @@ func newFailoverCmd(g *globals) *cobra.Command {
 	}
 	run.Flags().StringVar(&id, "id", failover.DefaultID(), "this controller's name in the epoch record")
 	run.Flags().StringVar(&historyFile, "history", "", "probe history database (default var/probe-history.db next to the spec)")
-	status := &cobra.Command{
+	return run
+}
+
+// newFailoverStatusCmd is `failover status`.
+func newFailoverStatusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
 		Use:   "status",
 		Short: "Active site, each site's state, recent moves with reasons and propagation",
 		Args:  cobra.NoArgs,
@@ -47,7 +61,11 @@ func newFailoverCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	plan := &cobra.Command{
+}
+
+// newFailoverPlanCmd is `failover plan`.
+func newFailoverPlanCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
 		Use:   "plan",
 		Short: "What the controller would do now (changes nothing)",
 		Args:  cobra.NoArgs,
@@ -70,6 +88,10 @@ func newFailoverCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// newFailoverMoveCmd is `failover move`.
+func newFailoverMoveCmd(g *globals) *cobra.Command {
 	var to string
 	move := &cobra.Command{
 		Use:   "move --to SITE",
@@ -83,7 +105,12 @@ func newFailoverCmd(g *globals) *cobra.Command {
 		},
 	}
 	move.Flags().StringVar(&to, "to", "", "target site")
-	drain := &cobra.Command{
+	return move
+}
+
+// newFailoverDrainCmd is `failover drain`.
+func newFailoverDrainCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
 		Use:   "drain SITE",
 		Short: "Take SITE out of rotation (moves the name away if it is active)",
 		Args:  cobra.ExactArgs(1),
@@ -91,7 +118,11 @@ func newFailoverCmd(g *globals) *cobra.Command {
 			return g.operatorCall(cmd, "/api/drain?site="+args[0], "")
 		},
 	}
-	undrain := &cobra.Command{
+}
+
+// newFailoverUndrainCmd is `failover undrain`.
+func newFailoverUndrainCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
 		Use:   "undrain SITE",
 		Short: "Put SITE back into rotation",
 		Args:  cobra.ExactArgs(1),
@@ -99,8 +130,6 @@ func newFailoverCmd(g *globals) *cobra.Command {
 			return g.operatorCall(cmd, "/api/undrain?site="+args[0], "")
 		},
 	}
-	cmd.AddCommand(run, status, plan, move, drain, undrain)
-	return cmd
 }
 
 func (g *globals) runController(ctx context.Context, id, historyFile string) error {

@@ -26,10 +26,16 @@ import (
 	"github.com/cairn-pki/cairn/internal/fsutil"
 )
 
+// probeFlags are the flags of `cairn probe`.
+type probeFlags struct {
+	deep, watch                               bool
+	kinds, rootFile, metricsAddr, historyFile string
+	timeout, duration, retention              time.Duration
+}
+
+// newProbeCmd is `cairn probe`: one site or URL once, or --watch.
 func newProbeCmd(g *globals) *cobra.Command {
-	var deep, watch bool
-	var kinds, rootFile, metricsAddr, historyFile string
-	var timeout, duration, retention time.Duration
+	f := &probeFlags{}
 	cmd := &cobra.Command{
 		Use:   "probe (SITE | URL) [--deep] | probe --watch [SITE]",
 		Short: "Probe one site of the spec (addressed directly) or any RFC 8555 directory URL, step by step",
@@ -46,64 +52,77 @@ intervals, serves Prometheus metrics and stores every result in the probe
 history that "cairn report availability" reads.`,
 		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if watch {
-				return g.watch(cmd, args, metricsAddr, historyFile, duration, retention)
+			if f.watch {
+				return g.watch(cmd, args, f.metricsAddr, f.historyFile, f.duration, f.retention)
 			}
-			if len(args) != 1 {
-				return fmt.Errorf("name a SITE or a directory URL (or use --watch)")
-			}
-			t, err := g.probeTarget(args[0], rootFile)
-			if err != nil {
-				return err
-			}
-			list := healthcheck.KindsIn(deep)
-			if kinds != "" {
-				list = strings.Split(kinds, ",")
-			}
-			if t.Zone == "" { // a plain URL: no zone to ask, no DNS-01, no CRL list
-				list = slices.DeleteFunc(slices.Clone(list), func(name string) bool {
-					k, ok := healthcheck.KindOf(name)
-					return ok && k.NeedsSpec
-				})
-			}
-			var results []healthcheck.Result
-			failed := 0
-			for _, k := range list {
-				fn, ok := healthcheck.KindFunc(k)
-				if !ok {
-					return fmt.Errorf("--kinds: unknown probe kind %q (kinds: %s)", cluster.Excerpt(k), healthcheck.KindNames())
-				}
-				ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-				res := fn(ctx, t)
-				cancel()
-				results = append(results, res)
-				if !res.OK {
-					failed++
-				}
-			}
-			if g.output == "json" {
-				if err := printJSON(cmd.OutOrStdout(), results); err != nil {
-					return err
-				}
-			} else {
-				printResults(cmd, results)
-			}
-			if failed > 0 {
-				return fmt.Errorf("%d of %d probes of %s failed", failed, len(results), t.Site)
-			}
-			return nil
+			return g.probeOnce(cmd, args, f)
 		},
 	}
-	cmd.Flags().BoolVar(&deep, "deep", false, "also probe account, issuance and CRLs")
-	cmd.Flags().StringVar(&kinds, "kinds", "", "comma-separated probe kinds instead of the default set")
-	cmd.Flags().StringVar(&rootFile, "root", "", "PEM file of roots to trust for a URL target (default: system roots)")
-	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "deadline of each probe")
-	cmd.Flags().BoolVar(&watch, "watch", false, "probe continuously on the spec's intervals, with metrics and history")
-	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "127.0.0.1:9109", "with --watch: where /metrics is served (empty: not served)")
-	cmd.Flags().StringVar(&historyFile, "history", "", "with --watch: probe history database (default var/probe-history.db next to the spec)")
-	cmd.Flags().DurationVar(&duration, "for", 0, "with --watch: stop after this long (default: until interrupted)")
-	cmd.Flags().DurationVar(&retention, "retention", 30*24*time.Hour, "with --watch: delete history older than this")
+	cmd.Flags().BoolVar(&f.deep, "deep", false, "also probe account, issuance and CRLs")
+	cmd.Flags().StringVar(&f.kinds, "kinds", "", "comma-separated probe kinds instead of the default set")
+	cmd.Flags().StringVar(&f.rootFile, "root", "", "PEM file of roots to trust for a URL target (default: system roots)")
+	cmd.Flags().DurationVar(&f.timeout, "timeout", 30*time.Second, "deadline of each probe")
+	cmd.Flags().BoolVar(&f.watch, "watch", false, "probe continuously on the spec's intervals, with metrics and history")
+	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9109", "with --watch: where /metrics is served (empty: not served)")
+	cmd.Flags().StringVar(&f.historyFile, "history", "", "with --watch: probe history database (default var/probe-history.db next to the spec)")
+	cmd.Flags().DurationVar(&f.duration, "for", 0, "with --watch: stop after this long (default: until interrupted)")
+	cmd.Flags().DurationVar(&f.retention, "retention", 30*24*time.Hour, "with --watch: delete history older than this")
 	return cmd
+}
+
+// probeOnce probes the one target args names with each kind in turn,
+// prints the results and fails when any probe failed.
+func (g *globals) probeOnce(cmd *cobra.Command, args []string, f *probeFlags) error {
+	if len(args) != 1 {
+		return fmt.Errorf("name a SITE or a directory URL (or use --watch)")
+	}
+	t, err := g.probeTarget(args[0], f.rootFile)
+	if err != nil {
+		return err
+	}
+	var results []healthcheck.Result
+	failed := 0
+	for _, k := range f.kindsFor(t) {
+		fn, ok := healthcheck.KindFunc(k)
+		if !ok {
+			return fmt.Errorf("--kinds: unknown probe kind %q (kinds: %s)", cluster.Excerpt(k), healthcheck.KindNames())
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+		res := fn(ctx, t)
+		cancel()
+		results = append(results, res)
+		if !res.OK {
+			failed++
+		}
+	}
+	if g.output == "json" {
+		if err := printJSON(cmd.OutOrStdout(), results); err != nil {
+			return err
+		}
+	} else {
+		printResults(cmd, results)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d probes of %s failed", failed, len(results), t.Site)
+	}
+	return nil
+}
+
+// kindsFor is the probe kinds to run against t: --kinds, else the default
+// set (or the deep one), less those that need the spec when t is a plain
+// URL.
+func (f *probeFlags) kindsFor(t *healthcheck.Target) []string {
+	list := healthcheck.KindsIn(f.deep)
+	if f.kinds != "" {
+		list = strings.Split(f.kinds, ",")
+	}
+	if t.Zone == "" { // a plain URL: no zone to ask, no DNS-01, no CRL list
+		list = slices.DeleteFunc(slices.Clone(list), func(name string) bool {
+			k, ok := healthcheck.KindOf(name)
+			return ok && k.NeedsSpec
+		})
+	}
+	return list
 }
 
 // specForProbes finds the spec as probe and report do: -f, else the lab's.
