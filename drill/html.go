@@ -43,6 +43,9 @@ const (
 	laneH    = 22.0
 )
 
+// view lays out the report's timeline: a lane per site, one for the ACME
+// name, one per retry policy and one per real client, with the events
+// marked and ticks along the time axis.
 func (rep *Report) view() htmlView {
 	v := htmlView{Report: rep, Width: svgLeft + svgWidth + 20, Verdict: "PASSED"}
 	if !rep.Passed {
@@ -52,17 +55,47 @@ func (rep *Report) view() htmlView {
 	if span <= 0 {
 		span = 1
 	}
-	x := func(t time.Time) float64 {
-		s := t.Sub(rep.Start).Seconds()
-		return svgLeft + svgWidth*min(max(s, 0), span)/span
-	}
-	y := 30.0
-	lane := func(label string) float64 {
-		v.Lanes = append(v.Lanes, svgLane{Y: y, Label: label})
-		y += laneH + 6
-		return y - laneH - 6
-	}
-	// Site health, from the controller's state changes.
+	l := &layout{v: &v, rep: rep, span: span, y: 30}
+	l.siteLanes()
+	l.activeLane()
+	l.clientLanes()
+	l.realLanes()
+	l.marks()
+	l.ticks()
+	v.Height = l.y + 30
+	return v
+}
+
+// layout places the timeline's lanes top to bottom, with the drill's time
+// (span seconds from its start) along the x axis.
+type layout struct {
+	v    *htmlView
+	rep  *Report
+	span float64
+	y    float64 // the next lane's top
+}
+
+// x is where t falls on the time axis (clamped to the drill).
+func (l *layout) x(t time.Time) float64 {
+	s := t.Sub(l.rep.Start).Seconds()
+	return svgLeft + svgWidth*min(max(s, 0), l.span)/l.span
+}
+
+// lane adds a lane below the others and returns its top.
+func (l *layout) lane(label string) float64 {
+	l.v.Lanes = append(l.v.Lanes, svgLane{Y: l.y, Label: label})
+	l.y += laneH + 6
+	return l.y - laneH - 6
+}
+
+// bar adds a rectangle from one time to another.
+func (l *layout) bar(from, to time.Time, y, h float64, class, title string) {
+	l.v.Rects = append(l.v.Rects, svgRect{X: l.x(from), Y: y, W: l.x(to) - l.x(from), H: h, Class: class, Title: title})
+}
+
+// siteLanes are the sites' health, from the controller's state changes.
+func (l *layout) siteLanes() {
+	rep := l.rep
 	sites := map[string][]Event{}
 	var names []string
 	for _, e := range rep.Events {
@@ -81,29 +114,41 @@ func (rep *Report) view() htmlView {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		ly := lane("site " + n)
+		ly := l.lane("site " + n)
 		cur, from := "healthy", rep.Start
 		for _, e := range sites[n] {
 			state, _, _ := strings.Cut(e.Detail, ":")
-			v.Rects = append(v.Rects, svgRect{X: x(from), Y: ly, W: x(e.At) - x(from), H: laneH, Class: cur, Title: n + " " + cur})
+			l.bar(from, e.At, ly, laneH, cur, n+" "+cur)
 			cur, from = state, e.At
 		}
-		v.Rects = append(v.Rects, svgRect{X: x(from), Y: ly, W: x(rep.End) - x(from), H: laneH, Class: cur, Title: n + " " + cur})
+		l.bar(from, rep.End, ly, laneH, cur, n+" "+cur)
 	}
-	// The active site.
-	ly := lane("ACME name → site")
+}
+
+// activeLane is the active site.
+func (l *layout) activeLane() {
+	rep := l.rep
+	ly := l.lane("ACME name → site")
 	cur, from := rep.ActiveBefore, rep.Start
 	for _, e := range rep.Events {
 		if e.Kind == "dns-committed" {
-			v.Rects = append(v.Rects, svgRect{X: x(from), Y: ly, W: x(e.At) - x(from), H: laneH, Class: "active", Title: "active " + cur})
+			l.bar(from, e.At, ly, laneH, "active", "active "+cur)
 			cur, from = e.Site, e.At
 		}
 	}
-	v.Rects = append(v.Rects, svgRect{X: x(from), Y: ly, W: x(rep.End) - x(from), H: laneH, Class: "active", Title: "active " + cur})
-	// Client attempts per policy: one bar per attempt.
-	for _, c := range rep.Clients {
-		ly := lane("client " + c.Policy)
-		for _, a := range rep.Attempts {
+	l.bar(from, rep.End, ly, laneH, "active", "active "+cur)
+}
+
+// attempt adds the bar of one attempt or run (at least 1.5 wide).
+func (l *layout) attempt(start, end time.Time, ly float64, class, title string) {
+	l.v.Rects = append(l.v.Rects, svgRect{X: l.x(start), Y: ly + 3, W: max(l.x(end)-l.x(start), 1.5), H: laneH - 6, Class: class, Title: title})
+}
+
+// clientLanes are the client attempts per policy: one bar per attempt.
+func (l *layout) clientLanes() {
+	for _, c := range l.rep.Clients {
+		ly := l.lane("client " + c.Policy)
+		for _, a := range l.rep.Attempts {
 			if a.Policy != c.Policy {
 				continue
 			}
@@ -111,13 +156,16 @@ func (rep *Report) view() htmlView {
 			if !a.OK {
 				cls, title = "fail", a.Problem+": "+a.Error
 			}
-			v.Rects = append(v.Rects, svgRect{X: x(a.Start), Y: ly + 3, W: max(x(a.End)-x(a.Start), 1.5), H: laneH - 6, Class: cls, Title: title})
+			l.attempt(a.Start, a.End, ly, cls, title)
 		}
 	}
-	// Real clients: one bar per run.
-	for _, c := range rep.Real {
-		ly := lane(c.Client)
-		for _, r := range rep.RealRuns {
+}
+
+// realLanes are the real clients: one bar per run.
+func (l *layout) realLanes() {
+	for _, c := range l.rep.Real {
+		ly := l.lane(c.Client)
+		for _, r := range l.rep.RealRuns {
 			if r.Client != c.Client {
 				continue
 			}
@@ -125,24 +173,30 @@ func (rep *Report) view() htmlView {
 			if !r.OK {
 				cls, title = "fail", r.Command+": "+r.Problem+": "+r.Detail
 			}
-			v.Rects = append(v.Rects, svgRect{X: x(r.Start), Y: ly + 3, W: max(x(r.End)-x(r.Start), 1.5), H: laneH - 6, Class: cls, Title: title})
+			l.attempt(r.Start, r.End, ly, cls, title)
 		}
 	}
-	for _, e := range rep.Events {
+}
+
+// marks are the faults, the DNS commits and the first new client.
+func (l *layout) marks() {
+	for _, e := range l.rep.Events {
 		switch e.Kind {
 		case "fault-injected", "fault-restored", "dns-committed", "first-new-client":
-			v.Marks = append(v.Marks, svgMark{X: x(e.At), Label: e.Kind + " " + e.Site, Class: e.Kind})
+			l.v.Marks = append(l.v.Marks, svgMark{X: l.x(e.At), Label: e.Kind + " " + e.Site, Class: e.Kind})
 		}
 	}
+}
+
+// ticks mark every 10 s along the time axis (every minute past 5 min).
+func (l *layout) ticks() {
 	step := 10.0
-	if span > 300 {
+	if l.span > 300 {
 		step = 60
 	}
-	for s := 0.0; s <= span; s += step {
-		v.Ticks = append(v.Ticks, svgMark{X: svgLeft + svgWidth*s/span, Label: fmt.Sprintf("%.0fs", s)})
+	for s := 0.0; s <= l.span; s += step {
+		l.v.Ticks = append(l.v.Ticks, svgMark{X: svgLeft + svgWidth*s/l.span, Label: fmt.Sprintf("%.0fs", s)})
 	}
-	v.Height = y + 30
-	return v
 }
 
 var htmlReport = template.Must(template.New("report").Funcs(template.FuncMap{

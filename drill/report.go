@@ -107,13 +107,40 @@ func secs(from, to time.Time) *float64 {
 	return &v
 }
 
+// compute fills in the report from the events and the workload's
+// attempts, issuances and real runs, and judges it.
 func (rep *Report) compute(w *workload, newClient time.Time, sc *Scenario) {
 	w.mu.Lock()
 	rep.Attempts, rep.Issuances, rep.RealRuns = w.attempts, w.issuances, w.real
 	w.mu.Unlock()
 	sort.SliceStable(rep.Events, func(i, j int) bool { return rep.Events[i].At.Before(rep.Events[j].At) })
 	t0 := rep.FaultAt
-	var detect, commit, probe time.Time
+	probe, detect, commit, allVisible := rep.phases(t0)
+	window := rep.faultWindow(t0)
+	rep.DNSUnchanged = true
+	for _, e := range rep.Events {
+		if e.Kind == "dns-committed" && !e.At.Before(t0) && !e.At.After(window) {
+			rep.DNSUnchanged = false
+		}
+	}
+	rep.SettledAt = window
+	if !rep.DNSUnchanged && !allVisible.IsZero() {
+		rep.SettledAt = allVisible
+	}
+	rep.RenewDeadline = float64(w.spec.ACME.TTL + 30)
+	rep.Timings = Timings{FirstFailedProbe: secs(t0, probe), Detect: secs(t0, detect), Commit: secs(t0, commit), Visible: secs(t0, allVisible), FirstSuccess: secs(t0, newClient)}
+	rep.Timings.FirstWorkloadSuccess = secs(t0, rep.firstWorkloadSuccess(t0))
+	rep.policySummaries(sc.Workload.Policies)
+	for _, name := range sc.Workload.Clients {
+		rep.Real = append(rep.Real, rep.realClient(name, t0))
+	}
+	rep.judge(sc)
+}
+
+// phases reads the events from t0 on: the first failed probe, the faulted
+// site first marked down, the first DNS commit and when every server had
+// served the new answer; it counts the moves and notes an alert.
+func (rep *Report) phases(t0 time.Time) (probe, detect, commit, allVisible time.Time) {
 	visible := map[string]time.Time{}
 	for _, e := range rep.Events {
 		if e.At.Before(t0) {
@@ -143,33 +170,29 @@ func (rep *Report) compute(w *workload, newClient time.Time, sc *Scenario) {
 			}
 		}
 	}
-	// The faults' window: to the last restore before the drill's end (or
-	// the end when they are restored only then).
+	for _, at := range visible {
+		if at.After(allVisible) {
+			allVisible = at
+		}
+	}
+	return probe, detect, commit, allVisible
+}
+
+// faultWindow is when the faults' window ends: the last restore before
+// the drill's end (or the end when they are restored only then).
+func (rep *Report) faultWindow(t0 time.Time) time.Time {
 	window := rep.End
 	for _, e := range rep.Events {
 		if e.Kind == "fault-restored" && !e.At.Before(t0) && e.At.Before(rep.End) {
 			window = e.At
 		}
 	}
-	rep.DNSUnchanged = true
-	for _, e := range rep.Events {
-		if e.Kind == "dns-committed" && !e.At.Before(t0) && !e.At.After(window) {
-			rep.DNSUnchanged = false
-		}
-	}
-	var allVisible time.Time
-	for _, at := range visible {
-		if at.After(allVisible) {
-			allVisible = at
-		}
-	}
-	rep.SettledAt = window
-	if !rep.DNSUnchanged && !allVisible.IsZero() {
-		rep.SettledAt = allVisible
-	}
-	rep.RenewDeadline = float64(w.spec.ACME.TTL + 30)
-	rep.Timings = Timings{FirstFailedProbe: secs(t0, probe), Detect: secs(t0, detect), Commit: secs(t0, commit), Visible: secs(t0, allVisible), FirstSuccess: secs(t0, newClient)}
-	// The first success of a running client after its first failure.
+	return window
+}
+
+// firstWorkloadSuccess is the first success of a running client after its
+// first failure since t0 (zero when none).
+func (rep *Report) firstWorkloadSuccess(t0 time.Time) time.Time {
 	var firstFail, recovered time.Time
 	for _, a := range rep.Attempts {
 		if !t0.IsZero() && !a.OK && a.End.After(t0) && (firstFail.IsZero() || a.End.Before(firstFail)) {
@@ -181,11 +204,15 @@ func (rep *Report) compute(w *workload, newClient time.Time, sc *Scenario) {
 			recovered = a.End
 		}
 	}
-	rep.Timings.FirstWorkloadSuccess = secs(t0, recovered)
+	return recovered
+}
 
+// policySummaries counts the failed attempts by problem and sums up each
+// retry policy's attempts and issuances, in the scenario's order.
+func (rep *Report) policySummaries(policies []string) {
 	rep.Problems = map[string]int{}
 	byPolicy := map[string]*ClientSummary{}
-	for _, p := range sc.Workload.Policies {
+	for _, p := range policies {
 		byPolicy[p] = &ClientSummary{Policy: p}
 	}
 	for _, a := range rep.Attempts {
@@ -207,42 +234,43 @@ func (rep *Report) compute(w *workload, newClient time.Time, sc *Scenario) {
 			}
 		}
 	}
-	for _, p := range sc.Workload.Policies {
+	for _, p := range policies {
 		rep.Clients = append(rep.Clients, *byPolicy[p])
 	}
-	for _, name := range sc.Workload.Clients {
-		rc := RealClient{Client: name, AccountKept: true, Problems: map[string]int{}}
-		var account string
-		var failedAt time.Time
-		for _, r := range rep.RealRuns {
-			if r.Client != name {
-				continue
-			}
-			rc.Runs++
-			if account == "" {
-				account = r.Account
-			} else if r.Account != "" && r.Account != account {
-				rc.AccountKept = false
-			}
-			if r.OK && !t0.IsZero() && r.End.Before(t0) {
-				rc.RenewedBefore = true
-			}
-			if r.OK && !t0.IsZero() && !r.Start.Before(t0) && rc.RenewedAfter == nil {
-				rc.RenewedAfter = secs(rep.SettledAt, r.End)
-			}
-			if !r.OK {
-				rc.Failed++
-				rc.Problems[r.Problem]++
-				if failedAt.IsZero() && !t0.IsZero() && r.Start.After(t0) {
-					failedAt = r.End
-				}
-			} else if !failedAt.IsZero() && rc.Recovered == nil {
-				rc.Recovered = secs(t0, r.End)
-			}
+}
+
+// realClient sums up the runs of one real client around the fault at t0.
+func (rep *Report) realClient(name string, t0 time.Time) RealClient {
+	rc := RealClient{Client: name, AccountKept: true, Problems: map[string]int{}}
+	var account string
+	var failedAt time.Time
+	for _, r := range rep.RealRuns {
+		if r.Client != name {
+			continue
 		}
-		rep.Real = append(rep.Real, rc)
+		rc.Runs++
+		if account == "" {
+			account = r.Account
+		} else if r.Account != "" && r.Account != account {
+			rc.AccountKept = false
+		}
+		if r.OK && !t0.IsZero() && r.End.Before(t0) {
+			rc.RenewedBefore = true
+		}
+		if r.OK && !t0.IsZero() && !r.Start.Before(t0) && rc.RenewedAfter == nil {
+			rc.RenewedAfter = secs(rep.SettledAt, r.End)
+		}
+		if !r.OK {
+			rc.Failed++
+			rc.Problems[r.Problem]++
+			if failedAt.IsZero() && !t0.IsZero() && r.Start.After(t0) {
+				failedAt = r.End
+			}
+		} else if !failedAt.IsZero() && rc.Recovered == nil {
+			rc.Recovered = secs(t0, r.End)
+		}
 	}
-	rep.judge(sc)
+	return rc
 }
 
 func (rep *Report) judge(sc *Scenario) {

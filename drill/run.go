@@ -71,21 +71,72 @@ func ControllerStatus(ctx context.Context, spec *cluster.Spec) (failover.Status,
 // every fault (also when ctx is cancelled) and returns the report.
 func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	r.spec = r.Lab.Spec
-	sc := r.Scenario
-	// Faults an earlier drill left (it was killed) are restored first.
-	restored, err := RestoreLeftovers(ctx, r.Lab)
-	for _, d := range restored {
-		r.event("fault-restored", "", d+" (left by an earlier drill)")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("faults left by an earlier drill: %w", err)
+	if err := r.restoreLeftovers(ctx); err != nil {
+		return nil, err
 	}
 	applier, err := acmedns.FromSpec(r.spec, nil)
 	if err != nil {
 		return nil, err
 	}
-	// Steady state: the controller answers and every site is healthy (a
-	// site recovering from an earlier drill gets SteadyWithin to be so).
+	s, err := r.steadyState(ctx, applier)
+	if err != nil {
+		return nil, err
+	}
+	// Real clients issue once, in the steady state, before anything is
+	// injected: that stores the account they will renew with.
+	if err := os.MkdirAll(r.spec.Path("var"), 0o755); err != nil {
+		return nil, err
+	}
+	state, err := os.MkdirTemp(r.spec.Path("var"), "drill-clients-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(state) // their keys and accounts
+	if err := r.issueBeforeFault(ctx, s, state); err != nil {
+		return nil, err
+	}
+
+	// Whatever happens from here, every injected fault is restored (the
+	// deferred call is the safety net; restore is idempotent); the journal
+	// keeps those that could not be.
+	r.jrnl = journal{PID: os.Getpid(), Started: time.Now()}
+	defer r.restoreAll(s.rep)
+	r.drive(ctx, s)
+	r.restoreAll(s.rep)
+	r.finish(ctx, applier, s)
+	return s.rep, nil
+}
+
+// runState is what one run of a scenario carries from phase to phase.
+type runState struct {
+	rep            *Report
+	w              *workload
+	status         failover.Status // the controller's, in the steady state
+	addrs          []string        // the ACME name's, in the steady state
+	active, target string          // the active site before the drill; the faulted site
+	ready          []*realClient   // the real clients that issued in the steady state
+	firstFault     time.Time       // when the timeline injected its first fault
+	newClient      chan time.Time  // when a new client first issued after it
+}
+
+// restoreLeftovers restores first the faults an earlier drill left (it was
+// killed).
+func (r *Runner) restoreLeftovers(ctx context.Context) error {
+	restored, err := RestoreLeftovers(ctx, r.Lab)
+	for _, d := range restored {
+		r.event("fault-restored", "", d+" (left by an earlier drill)")
+	}
+	if err != nil {
+		return fmt.Errorf("faults left by an earlier drill: %w", err)
+	}
+	return nil
+}
+
+// steadyState checks that the controller answers and every site is
+// healthy (a site recovering from an earlier drill gets SteadyWithin to be
+// so), reads the ACME name, and sets up the report and the workload.
+func (r *Runner) steadyState(ctx context.Context, applier acmedns.Provider) (*runState, error) {
+	sc := r.Scenario
 	st, err := ControllerStatus(ctx, r.spec)
 	if err != nil {
 		return nil, fmt.Errorf("steady state: no controller at %s (is the lab up?): %w", r.spec.Failover.Listen, err)
@@ -117,22 +168,17 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	w := &workload{spec: r.spec, roots: targets[0].Roots, dnsUp: *targets[0].DNS01, every: sc.Workload.Every.Duration}
+	return &runState{rep: rep, w: w, status: st, addrs: before.Addrs, active: active, target: target}, nil
+}
 
-	// Real clients issue once, in the steady state, before anything is
-	// injected: that stores the account they will renew with.
-	if err := os.MkdirAll(r.spec.Path("var"), 0o755); err != nil {
-		return nil, err
-	}
-	state, err := os.MkdirTemp(r.spec.Path("var"), "drill-clients-")
+// issueBeforeFault has every real client issue once, concurrently, with
+// its keys and account under state; those that could (s.ready) renew
+// during the drill, the others are errors of the report.
+func (r *Runner) issueBeforeFault(ctx context.Context, s *runState, state string) error {
+	reals, err := s.w.newRealClients(r.Scenario.Workload.Clients, state)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer os.RemoveAll(state) // their keys and accounts
-	reals, err := w.newRealClients(sc.Workload.Clients, state)
-	if err != nil {
-		return nil, err
-	}
-	var ready []*realClient
 	var iwg sync.WaitGroup
 	var imu sync.Mutex
 	for _, rc := range reals {
@@ -140,35 +186,62 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		go func() {
 			defer iwg.Done()
 			run := rc.run(ctx, "issue", 2*time.Minute)
-			w.recordReal(run)
+			s.w.recordReal(run)
 			imu.Lock()
 			defer imu.Unlock()
 			if run.OK {
-				ready = append(ready, rc)
+				s.ready = append(s.ready, rc)
 				return
 			}
-			rep.Errors = append(rep.Errors, fmt.Sprintf("steady state: %s could not issue before the fault: %s %s", rc.name, run.Problem, run.Detail))
+			s.rep.Errors = append(s.rep.Errors, fmt.Sprintf("steady state: %s could not issue before the fault: %s %s", rc.name, run.Problem, run.Detail))
 		}()
 	}
 	iwg.Wait()
+	return nil
+}
 
-	// Whatever happens from here, every injected fault is restored (the
-	// deferred call is the safety net; restore is idempotent); the journal
-	// keeps those that could not be.
-	r.jrnl = journal{PID: os.Getpid(), Started: time.Now()}
-	defer r.restoreAll(rep)
-	dctx, cancel := context.WithTimeout(ctx, sc.Duration.Duration)
+// drive runs the drill for the scenario's duration (or until ctx is
+// cancelled): the workload, the watchers of the controller and of DNS, and
+// the timeline of faults. It returns once they have all ended.
+func (r *Runner) drive(ctx context.Context, s *runState) {
+	dctx, cancel := context.WithTimeout(ctx, r.Scenario.Duration.Duration)
 	defer cancel()
 	start := time.Now()
-	rep.Start = start
+	s.rep.Start = start
 	var wg sync.WaitGroup
+	r.startWorkload(dctx, &wg, s, start)
+	wg.Add(2)
+	go func() { defer wg.Done(); r.watchController(dctx, s.status) }()
+	go func() { defer wg.Done(); r.watchDNS(dctx, s.addrs) }()
+
+	s.newClient = make(chan time.Time, 1)
+	timelineErr := make(chan error, 1)
+	go func() {
+		timelineErr <- r.timeline(dctx, start, s.active, func(at time.Time) { r.injected(dctx, s, at) })
+	}()
+	<-dctx.Done()
+	if err := <-timelineErr; err != nil && ctx.Err() == nil {
+		s.rep.Errors = append(s.rep.Errors, err.Error())
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		s.rep.Interrupted = true
+	}
+	s.rep.End = time.Now()
+}
+
+// startWorkload starts, under wg, the scenario's client policies, the
+// renewals of the ready real clients and, when the scenario asks for one,
+// the accounts conflict at its time.
+func (r *Runner) startWorkload(dctx context.Context, wg *sync.WaitGroup, s *runState, start time.Time) {
+	sc := r.Scenario
 	for _, p := range sc.Workload.Policies {
 		wg.Add(1)
-		go func() { defer wg.Done(); w.runPolicy(dctx, p) }()
+		go func() { defer wg.Done(); s.w.runPolicy(dctx, p) }()
 	}
-	for _, rc := range ready {
+	for _, rc := range s.ready {
 		wg.Add(1)
-		go func() { defer wg.Done(); rc.loop(dctx, sc.Workload.RenewEvery.Duration, w.recordReal) }()
+		go func() { defer wg.Done(); rc.loop(dctx, sc.Workload.RenewEvery.Duration, s.w.recordReal) }()
 	}
 	if at := sc.Accounts.ConflictAt.Duration; at > 0 {
 		wg.Add(1)
@@ -176,49 +249,42 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 			defer wg.Done()
 			sleepCtx(dctx, time.Until(start.Add(at)))
 			if dctx.Err() == nil {
-				r.conflict(dctx, w, rep, target)
+				r.conflict(dctx, s.w, s.rep, s.target)
 			}
 		}()
 	}
-	wg.Add(2)
-	go func() { defer wg.Done(); r.watchController(dctx, st) }()
-	go func() { defer wg.Done(); r.watchDNS(dctx, before.Addrs) }()
+}
 
-	var firstFault time.Time
-	newClient := make(chan time.Time, 1)
-	timelineErr := make(chan error, 1)
+// injected is called by the timeline at each injection: the first one
+// sets s.firstFault and starts waiting for the first new client to issue,
+// which is recorded at its issuance and sent on s.newClient.
+func (r *Runner) injected(dctx context.Context, s *runState, at time.Time) {
+	if !s.firstFault.IsZero() {
+		return
+	}
+	s.firstFault = at
 	go func() {
-		timelineErr <- r.timeline(dctx, start, active, func(at time.Time) {
-			if firstFault.IsZero() {
-				firstFault = at
-				go func() {
-					t, a := w.firstNewClient(dctx)
-					if !t.IsZero() {
-						// At its issuance, not when the others stopped.
-						r.mu.Lock()
-						r.events = append(r.events, Event{At: t, Kind: "first-new-client", Site: a.Site, Detail: "a new client issued"})
-						r.mu.Unlock()
-						r.logf("first-new-client %s", a.Site)
-					}
-					newClient <- t
-				}()
-			}
-		})
+		t, a := s.w.firstNewClient(dctx)
+		if !t.IsZero() {
+			// At its issuance, not when the others stopped.
+			r.mu.Lock()
+			r.events = append(r.events, Event{At: t, Kind: "first-new-client", Site: a.Site, Detail: "a new client issued"})
+			r.mu.Unlock()
+			r.logf("first-new-client %s", a.Site)
+		}
+		s.newClient <- t
 	}()
-	<-dctx.Done()
-	if err := <-timelineErr; err != nil && ctx.Err() == nil {
-		rep.Errors = append(rep.Errors, err.Error())
-	}
-	wg.Wait()
-	if ctx.Err() != nil {
-		rep.Interrupted = true
-	}
-	rep.End = time.Now()
-	r.restoreAll(rep)
+}
+
+// finish checks the state after the faults were restored (unless the
+// drill was interrupted), reads where the ACME name points, and completes
+// the report.
+func (r *Runner) finish(ctx context.Context, applier acmedns.Provider, s *runState) {
+	sc, rep := r.Scenario, s.rep
 	if !rep.Interrupted {
 		r.steadyAfter(ctx, rep, sc.SteadyWithin())
 		if sc.Pass.AccountsFlow {
-			r.checkAccounts(ctx, w, rep, target)
+			r.checkAccounts(ctx, s.w, rep, s.target)
 		}
 	}
 	after, err := applier.Read(context.WithoutCancel(ctx))
@@ -227,16 +293,15 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	}
 	var newClientAt time.Time
 	select {
-	case newClientAt = <-newClient:
+	case newClientAt = <-s.newClient:
 	default:
 	}
 	r.mu.Lock()
 	rep.Events = append([]Event(nil), r.events...)
 	r.mu.Unlock()
-	rep.FaultAt = firstFault
-	r.firstFailedProbe(rep, target)
-	rep.compute(w, newClientAt, sc)
-	return rep, nil
+	rep.FaultAt = s.firstFault
+	r.firstFailedProbe(rep, s.target)
+	rep.compute(s.w, newClientAt, sc)
 }
 
 // restoreAll restores every injected fault, newest first, and rewrites the
