@@ -41,30 +41,50 @@ func Default(siteNames []string) *Spec {
 // derived from other fields (zone from name, URLs from zone, and so on).
 // Fields the operator set are never changed.
 func (s *Spec) ApplyDefaults() {
-	def := func(p *string, v string) {
-		if *p == "" {
-			*p = v
-		}
-	}
-	defInt := func(p *int, v int) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	defDur := func(p *Duration, v time.Duration) {
-		if p.Duration == 0 {
-			p.Duration = v
-		}
-	}
 	def(&s.Name, DefaultName)
+	s.acmeDefaults()
+	s.dnsDefaults()
+	s.pkiDefaults()
+	s.siteDefaults()
+	s.failoverDefaults()
+	def(&s.Accounts.Replication, ReplicationMariaDB)
+	defDur(&s.Accounts.BinlogRetention, 30*24*time.Hour)
+}
 
+// def sets *p to v when it is empty.
+func def(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+// defInt sets *p to v when it is zero.
+func defInt(p *int, v int) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+// defDur sets *p to v when it is zero.
+func defDur(p *Duration, v time.Duration) {
+	if p.Duration == 0 {
+		p.Duration = v
+	}
+}
+
+// acmeDefaults fills the ACME name, derived from the cluster's name.
+func (s *Spec) acmeDefaults() {
 	a := &s.ACME
 	def(&a.Zone, s.Name+".home.arpa")
 	def(&a.Name, "acme."+a.Zone)
 	defInt(&a.TTL, DefaultTTL)
 	defInt(&a.HTTPSPort, DefaultHTTPSPort)
 	def(&a.CAAIdentity, "ca."+a.Zone)
+}
 
+// dnsDefaults fills the cluster DNS: the lab's two servers, the provider
+// (and PowerDNS's API on the primary) and the TSIG key files.
+func (s *Spec) dnsDefaults() {
 	if len(s.DNS.Servers) == 0 {
 		s.DNS.Servers = []DNSServer{
 			{Name: "primary", Address: labDNSPrimary, Role: "primary"},
@@ -85,12 +105,16 @@ func (s *Spec) ApplyDefaults() {
 	}
 	def(&s.DNS.TSIG.ControllerKeyFile, DefaultSecretsDir+"/tsig-controller.key")
 	def(&s.DNS.TSIG.ClientKeyFile, DefaultSecretsDir+"/tsig-clients.key")
+}
 
+// pkiDefaults fills the PKI: names, key types and validities, and the
+// SoftHSM tokens of the root and the infrastructure CA.
+func (s *Spec) pkiDefaults() {
 	p := &s.PKI
 	def(&p.Dir, DefaultPKIDir)
 	def(&p.Organization, "cairn "+s.Name)
 	def(&p.Country, "XX")
-	def(&p.BaseURL, "http://pki."+a.Zone+"/")
+	def(&p.BaseURL, "http://pki."+s.ACME.Zone+"/")
 	def(&p.Root.CommonName, p.Organization+" Root X1")
 	def(&p.Root.KeyType, "ecdsa-p384")
 	defInt(&p.Root.ValidityDays, 3650)
@@ -109,7 +133,11 @@ func (s *Spec) ApplyDefaults() {
 		def(&p.HSM.Infrastructure.Label, s.Name+"-infra")
 		def(&p.HSM.Infrastructure.PINFile, DefaultSecretsDir+"/hsm-infra.pin")
 	}
+}
 
+// siteDefaults fills each site: priority and serial prefix from its
+// place, the lab's addresses, the CRL store and URL, and its SoftHSM token.
+func (s *Spec) siteDefaults() {
 	for i := range s.Sites {
 		site := &s.Sites[i]
 		defInt(&site.Priority, i+1)
@@ -123,14 +151,18 @@ func (s *Spec) ApplyDefaults() {
 		def(&site.CRLStore.Bucket, "crls")
 		def(&site.CRLStore.Region, "us-east-1")
 		if site.Name != "" {
-			def(&site.CRLBaseURL, "http://crl."+site.Name+"."+a.Zone+"/")
-			if p.HSM.Backend == BackendSoftHSM {
+			def(&site.CRLBaseURL, "http://crl."+site.Name+"."+s.ACME.Zone+"/")
+			if s.PKI.HSM.Backend == BackendSoftHSM {
 				def(&site.HSM.Label, s.Name+"-"+site.Name)
 				def(&site.HSM.PINFile, DefaultSecretsDir+"/hsm-"+site.Name+".pin")
 			}
 		}
 	}
+}
 
+// failoverDefaults fills the controller: probe intervals, thresholds,
+// where it listens, resuming, and etcd.
+func (s *Spec) failoverDefaults() {
 	f := &s.Failover
 	defDur(&f.Probes.Nonce, 2*time.Second)
 	defDur(&f.Probes.Account, 2*time.Second)
@@ -154,9 +186,6 @@ func (s *Spec) ApplyDefaults() {
 	}
 	def(&f.Etcd.Prefix, "/cairn/"+s.Name+"/")
 	defDur(&f.Etcd.SessionTTL, 10*time.Second)
-
-	def(&s.Accounts.Replication, ReplicationMariaDB)
-	defDur(&s.Accounts.BinlogRetention, 30*24*time.Hour)
 }
 
 // etcdListen puts the embedded etcd on the controller's address, port 2379.

@@ -249,87 +249,111 @@ func (v *validator) publicURL(path, raw string) {
 	}
 }
 
+// sites checks each site, and that no two sites (or a site and a DNS
+// server) share what each must have to itself.
 func (v *validator) sites() {
 	sites := v.spec.Sites
 	if len(sites) == 0 {
 		v.add("sites", "needs at least one site (failover needs two or more)")
 	}
-	names := map[string]int{}
-	prefixes := map[uint8]int{}
-	addrs := map[netip.Addr]string{}
+	c := &siteClaims{names: map[string]int{}, prefixes: map[uint8]int{}, addrs: map[netip.Addr]string{}, crls: map[string]int{}}
 	for _, srv := range v.spec.DNS.Servers {
 		if a, ok := addrOf(srv.Address); ok {
-			addrs[a] = "a dns.servers address"
+			c.addrs[a] = "a dns.servers address"
 		}
 	}
-	var nets []netip.Prefix
-	var netOwners []int
-	crls := map[string]int{}
 	for i, s := range sites {
 		p := fmt.Sprintf("sites[%d]", i)
-		if !dnsLabelRE.MatchString(s.Name) {
-			v.add(p+".name", "%q is not a DNS label (lower-case letters, digits and '-')", s.Name)
-		} else if j, dup := names[s.Name]; dup {
-			v.add(p+".name", "%q already used by sites[%d]", s.Name, j)
+		v.siteIdentity(p, i, s, c)
+		v.siteNetwork(p, i, s, c)
+		v.siteCRLs(p, i, s, c)
+	}
+}
+
+// siteClaims are what the sites so far use that no other site (or DNS
+// server) may: names, serial prefixes, addresses, service networks and
+// CRL URLs, each with its owner.
+type siteClaims struct {
+	names     map[string]int
+	prefixes  map[uint8]int
+	addrs     map[netip.Addr]string
+	nets      []netip.Prefix
+	netOwners []int
+	crls      map[string]int
+}
+
+// siteIdentity checks site i's name, priority and serial prefix.
+func (v *validator) siteIdentity(p string, i int, s Site, c *siteClaims) {
+	if !dnsLabelRE.MatchString(s.Name) {
+		v.add(p+".name", "%q is not a DNS label (lower-case letters, digits and '-')", s.Name)
+	} else if j, dup := c.names[s.Name]; dup {
+		v.add(p+".name", "%q already used by sites[%d]", s.Name, j)
+	} else {
+		c.names[s.Name] = i
+	}
+	if s.Priority < 1 {
+		v.add(p+".priority", "%d must be 1 or more (lower is preferred)", s.Priority)
+	}
+	switch sp := s.SerialPrefix; {
+	case !sp.IsSet():
+		v.add(p+".serialPrefix", "is required: two hex digits 0x01..0x7f, unique per site")
+	case sp.Value() < 0x01 || sp.Value() > 0x7f:
+		v.add(p+".serialPrefix", "%s is out of range; Boulder accepts 0x01..0x7f", sp)
+	default:
+		if j, dup := c.prefixes[sp.Value()]; dup {
+			v.add(p+".serialPrefix", "%s already used by sites[%d]", sp, j)
 		} else {
-			names[s.Name] = i
+			c.prefixes[sp.Value()] = i
 		}
-		if s.Priority < 1 {
-			v.add(p+".priority", "%d must be 1 or more (lower is preferred)", s.Priority)
-		}
-		switch sp := s.SerialPrefix; {
-		case !sp.IsSet():
-			v.add(p+".serialPrefix", "is required: two hex digits 0x01..0x7f, unique per site")
-		case sp.Value() < 0x01 || sp.Value() > 0x7f:
-			v.add(p+".serialPrefix", "%s is out of range; Boulder accepts 0x01..0x7f", sp)
-		default:
-			if j, dup := prefixes[sp.Value()]; dup {
-				v.add(p+".serialPrefix", "%s already used by sites[%d]", sp, j)
-			} else {
-				prefixes[sp.Value()] = i
+	}
+}
+
+// siteNetwork checks site i's address and service network.
+func (v *validator) siteNetwork(p string, i int, s Site, c *siteClaims) {
+	if a, err := netip.ParseAddr(s.Address); err != nil {
+		v.add(p+".address", "%q is not an IP address", s.Address)
+	} else if owner, dup := c.addrs[a]; dup {
+		v.add(p+".address", "%s already used by %s", a, owner)
+	} else {
+		c.addrs[a] = p
+	}
+	if n, err := netip.ParsePrefix(s.ServiceNetwork); err != nil {
+		v.add(p+".serviceNetwork", "%q is not a CIDR block (e.g. 127.0.31.0/24)", s.ServiceNetwork)
+	} else {
+		n = n.Masked()
+		for k, other := range c.nets {
+			if other.Overlaps(n) {
+				v.add(p+".serviceNetwork", "%s overlaps sites[%d].serviceNetwork %s", n, c.netOwners[k], other)
 			}
 		}
-		if a, err := netip.ParseAddr(s.Address); err != nil {
-			v.add(p+".address", "%q is not an IP address", s.Address)
-		} else if owner, dup := addrs[a]; dup {
-			v.add(p+".address", "%s already used by %s", a, owner)
-		} else {
-			addrs[a] = p
+		c.nets = append(c.nets, n)
+		c.netOwners = append(c.netOwners, i)
+	}
+}
+
+// siteCRLs checks site i's CRL URL and CRL store.
+func (v *validator) siteCRLs(p string, i int, s Site, c *siteClaims) {
+	v.publicURL(p+".crlBaseURL", s.CRLBaseURL)
+	if !strings.HasPrefix(s.CRLBaseURL, "http://") {
+		v.add(p+".crlBaseURL", "%q must be http:// (Boulder requires CRL URLs over plain HTTP)", s.CRLBaseURL)
+	}
+	if !bucketRE.MatchString(s.CRLStore.Bucket) {
+		v.add(p+".crlStore.bucket", "%q is not an S3 bucket name (3-63 lower-case letters, digits, '.', '-')", s.CRLStore.Bucket)
+	}
+	if e := s.CRLStore.Endpoint; e != "" {
+		if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.add(p+".crlStore.endpoint", "%q is not an http(s) URL of an S3-compatible store", e)
 		}
-		if n, err := netip.ParsePrefix(s.ServiceNetwork); err != nil {
-			v.add(p+".serviceNetwork", "%q is not a CIDR block (e.g. 127.0.31.0/24)", s.ServiceNetwork)
-		} else {
-			n = n.Masked()
-			for k, other := range nets {
-				if other.Overlaps(n) {
-					v.add(p+".serviceNetwork", "%s overlaps sites[%d].serviceNetwork %s", n, netOwners[k], other)
-				}
-			}
-			nets = append(nets, n)
-			netOwners = append(netOwners, i)
+		if s.CRLStore.CredentialsFile == "" {
+			v.add(p+".crlStore.credentialsFile", "is required with crlStore.endpoint (AWS shared-credentials format, mode 0600)")
 		}
-		v.publicURL(p+".crlBaseURL", s.CRLBaseURL)
-		if !strings.HasPrefix(s.CRLBaseURL, "http://") {
-			v.add(p+".crlBaseURL", "%q must be http:// (Boulder requires CRL URLs over plain HTTP)", s.CRLBaseURL)
-		}
-		if !bucketRE.MatchString(s.CRLStore.Bucket) {
-			v.add(p+".crlStore.bucket", "%q is not an S3 bucket name (3-63 lower-case letters, digits, '.', '-')", s.CRLStore.Bucket)
-		}
-		if e := s.CRLStore.Endpoint; e != "" {
-			if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				v.add(p+".crlStore.endpoint", "%q is not an http(s) URL of an S3-compatible store", e)
-			}
-			if s.CRLStore.CredentialsFile == "" {
-				v.add(p+".crlStore.credentialsFile", "is required with crlStore.endpoint (AWS shared-credentials format, mode 0600)")
-			}
-		} else if s.CRLStore.CredentialsFile != "" {
-			v.add(p+".crlStore.credentialsFile", "is only used with crlStore.endpoint; remove it or set the endpoint")
-		}
-		if j, dup := crls[s.CRLBaseURL]; dup && s.CRLBaseURL != "" {
-			v.add(p+".crlBaseURL", "%q already used by sites[%d]; each site publishes its own CRLs", s.CRLBaseURL, j)
-		} else {
-			crls[s.CRLBaseURL] = i
-		}
+	} else if s.CRLStore.CredentialsFile != "" {
+		v.add(p+".crlStore.credentialsFile", "is only used with crlStore.endpoint; remove it or set the endpoint")
+	}
+	if j, dup := c.crls[s.CRLBaseURL]; dup && s.CRLBaseURL != "" {
+		v.add(p+".crlBaseURL", "%q already used by sites[%d]; each site publishes its own CRLs", s.CRLBaseURL, j)
+	} else {
+		c.crls[s.CRLBaseURL] = i
 	}
 }
 
