@@ -266,71 +266,101 @@ func (st *Status) connections(spec *cluster.Spec, raws map[string]*Raw) {
 
 // diff compares the account rows of every reachable site.
 func (st *Status) diff(spec *cluster.Spec, raws map[string]*Raw) {
-	origin := map[int64]string{}
-	for _, s := range spec.Sites {
-		origin[int64(s.SerialPrefix.Value())] = s.Name
+	x := indexAccounts(spec, raws)
+	ids := make([]int64, 0, len(x.rows))
+	for id := range x.rows {
+		ids = append(ids, id)
 	}
-	var reachable []string
-	rows := map[int64]map[string]Account{}
-	keys := map[string]map[string]int64{} // key -> site -> id
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		st.noteMissing(x, id)
+		st.noteMismatches(id, x.rows[id])
+	}
+	st.noteConflicts(x.keys)
+	st.diffProblems()
+}
+
+// accountIndex is the account rows of the reachable sites, by ID and by
+// key, and each GTID domain's (serial prefix's) site.
+type accountIndex struct {
+	origin    map[int64]string
+	reachable []string
+	rows      map[int64]map[string]Account // id -> site -> row
+	keys      map[string]map[string]int64  // key -> site -> id
+}
+
+// indexAccounts indexes the rows of every site whose rows were read.
+func indexAccounts(spec *cluster.Spec, raws map[string]*Raw) *accountIndex {
+	x := &accountIndex{origin: map[int64]string{}, rows: map[int64]map[string]Account{}, keys: map[string]map[string]int64{}}
+	for _, s := range spec.Sites {
+		x.origin[int64(s.SerialPrefix.Value())] = s.Name
+	}
 	for _, s := range spec.Sites {
 		raw := raws[s.Name]
 		if raw == nil {
 			continue
 		}
-		reachable = append(reachable, s.Name)
+		x.reachable = append(x.reachable, s.Name)
 		for _, a := range raw.Accounts {
-			if rows[a.ID] == nil {
-				rows[a.ID] = map[string]Account{}
+			if x.rows[a.ID] == nil {
+				x.rows[a.ID] = map[string]Account{}
 			}
-			rows[a.ID][s.Name] = a
-			if keys[a.KeySHA] == nil {
-				keys[a.KeySHA] = map[string]int64{}
+			x.rows[a.ID][s.Name] = a
+			if x.keys[a.KeySHA] == nil {
+				x.keys[a.KeySHA] = map[string]int64{}
 			}
-			keys[a.KeySHA][s.Name] = a.ID
+			x.keys[a.KeySHA][s.Name] = a.ID
 		}
 	}
-	ids := make([]int64, 0, len(rows))
-	for id := range rows {
-		ids = append(ids, id)
+	return x
+}
+
+// noteMissing notes the reachable sites that lack account id. A row that a
+// site skipped because it holds the key under its own ID is a conflict,
+// reported once by noteConflicts, not a missing account.
+func (st *Status) noteMissing(x *accountIndex, id int64) {
+	by := x.rows[id]
+	var sha string
+	for _, a := range by {
+		sha = a.KeySHA
 	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	for _, id := range ids {
-		by := rows[id]
-		var sha string
-		for _, a := range by {
-			sha = a.KeySHA
+	var missing []string
+	for _, s := range x.reachable {
+		if _, ok := by[s]; ok {
+			continue
 		}
-		var missing []string
-		for _, s := range reachable {
-			if _, ok := by[s]; ok {
-				continue
-			}
-			if other, ok := keys[sha][s]; ok && other != id {
-				continue // the site holds this key under its own ID: a conflict
-			}
-			missing = append(missing, s)
+		if other, ok := x.keys[sha][s]; ok && other != id {
+			continue // the site holds this key under its own ID: a conflict
 		}
-		// A row that a site skipped because it holds the key under its own
-		// ID is a conflict, reported once below, not a missing account.
-		if len(missing) > 0 {
-			st.Missing = append(st.Missing, Missing{ID: id, Origin: origin[int64(site.AccountIDSite(id))], MissingAt: missing})
+		missing = append(missing, s)
+	}
+	if len(missing) > 0 {
+		st.Missing = append(st.Missing, Missing{ID: id, Origin: x.origin[int64(site.AccountIDSite(id))], MissingAt: missing})
+	}
+}
+
+// noteMismatches notes the fields (key, status) in which the sites' rows of
+// account id differ.
+func (st *Status) noteMismatches(id int64, by map[string]Account) {
+	for _, f := range []struct {
+		name string
+		get  func(Account) string
+	}{{"key", func(a Account) string { return a.KeySHA }}, {"status", func(a Account) string { return a.Status }}} {
+		vals := map[string]string{}
+		distinct := map[string]bool{}
+		for s, a := range by {
+			vals[s] = f.get(a)
+			distinct[f.get(a)] = true
 		}
-		for _, f := range []struct {
-			name string
-			get  func(Account) string
-		}{{"key", func(a Account) string { return a.KeySHA }}, {"status", func(a Account) string { return a.Status }}} {
-			vals := map[string]string{}
-			distinct := map[string]bool{}
-			for s, a := range by {
-				vals[s] = f.get(a)
-				distinct[f.get(a)] = true
-			}
-			if len(distinct) > 1 {
-				st.Mismatches = append(st.Mismatches, Mismatch{ID: id, Field: f.name, BySite: vals})
-			}
+		if len(distinct) > 1 {
+			st.Mismatches = append(st.Mismatches, Mismatch{ID: id, Field: f.name, BySite: vals})
 		}
 	}
+}
+
+// noteConflicts notes the keys registered under different IDs at different
+// sites.
+func (st *Status) noteConflicts(keys map[string]map[string]int64) {
 	shas := make([]string, 0, len(keys))
 	for k := range keys {
 		shas = append(shas, k)
@@ -345,6 +375,10 @@ func (st *Status) diff(spec *cluster.Spec, raws map[string]*Raw) {
 			st.Conflicts = append(st.Conflicts, Conflict{KeySHA: k, IDs: keys[k]})
 		}
 	}
+}
+
+// diffProblems sums up the missing accounts, mismatches and conflicts.
+func (st *Status) diffProblems() {
 	if n := len(st.Missing); n > 0 {
 		st.Problems = append(st.Problems, fmt.Sprintf("%d accounts missing at some site (first: id %d missing at %s)", n, st.Missing[0].ID, strings.Join(st.Missing[0].MissingAt, ", ")))
 	}

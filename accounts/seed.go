@@ -79,95 +79,142 @@ func Seed(ctx context.Context, spec *cluster.Spec, open func(string) (*sql.DB, e
 	if spec.Accounts.Replication != cluster.ReplicationMariaDB {
 		return nil, errors.New("accounts.replication is off in the spec: set it to mariadb, render the sites (cairn lab up / cairn provision apply), then seed")
 	}
-	dbs := map[string]*sql.DB{}
-	defer func() {
-		for _, db := range dbs {
-			db.Close()
-		}
-	}()
-	prefix := map[string]int64{}
-	var problems []error
-	for _, s := range spec.Sites {
-		prefix[s.Name] = int64(s.SerialPrefix.Value())
-		db, err := open(s.Name)
-		if err == nil {
-			err = db.PingContext(ctx)
-		}
-		if err != nil {
-			problems = append(problems, fmt.Errorf("site %s: %w", s.Name, err))
-			continue
-		}
-		dbs[s.Name] = db
-		var logBin int
-		if err := db.QueryRowContext(ctx, "SELECT @@log_bin").Scan(&logBin); err != nil {
-			problems = append(problems, fmt.Errorf("site %s: %w", s.Name, err))
-			continue
-		}
-		if logBin != 1 {
-			problems = append(problems, fmt.Errorf("site %s: %w: restart its MariaDB with the rendered my.cnf", s.Name, ErrBinlogOff))
-			continue
-		}
-		conns, err := slaves(ctx, db)
-		if err != nil {
-			problems = append(problems, fmt.Errorf("site %s: %w", s.Name, err))
-			continue
-		}
-		for _, peer := range spec.Sites {
-			if _, ok := (Raw{Connections: conns}).Connection(peer.Name); peer.Name != s.Name && !ok {
-				problems = append(problems, fmt.Errorf("site %s: no replication connection from %s: restart its database so db-replication.sql is applied", s.Name, peer.Name))
-			}
-		}
-	}
-	if err := errors.Join(problems...); err != nil {
+	sd := &seeder{spec: spec, dbs: map[string]*sql.DB{}, prefix: map[string]int64{}, log: log}
+	defer sd.close()
+	if err := sd.check(ctx, open); err != nil {
 		return nil, err
 	}
 	rep := &SeedReport{}
 	for _, r := range spec.Sites {
-		rdb := dbs[r.Name]
-		if _, err := rdb.ExecContext(ctx, "STOP ALL SLAVES"); err != nil {
-			return rep, fmt.Errorf("site %s: STOP ALL SLAVES: %w", r.Name, err)
-		}
-		var slavePos string
-		if err := rdb.QueryRowContext(ctx, "SELECT @@gtid_slave_pos").Scan(&slavePos); err != nil {
+		if err := sd.seedReplica(ctx, r.Name, rep); err != nil {
 			return rep, err
-		}
-		pos := gtidTriples(slavePos)
-		// gtid_strict_mode: the position must name the site's own domain
-		// as far as its binary log goes.
-		var own string
-		if err := rdb.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&own); err != nil {
-			return rep, err
-		}
-		if t, ok := gtidTriples(own)[prefix[r.Name]]; ok {
-			pos[prefix[r.Name]] = t
-		}
-		for _, src := range spec.Sites {
-			if src.Name == r.Name {
-				continue
-			}
-			pair, err := seedPair(ctx, dbs[src.Name], rdb, src.Name, r.Name, prefix[src.Name])
-			if err != nil {
-				return rep, fmt.Errorf("seed %s from %s: %w", r.Name, src.Name, err)
-			}
-			if pair.Position != "" {
-				pos[prefix[src.Name]] = pair.Position
-			}
-			rep.Pairs = append(rep.Pairs, pair)
-			fmt.Fprintf(log, "  %s from %s: %d copied, %d updated, %d conflicts; continues after %s\n", r.Name, src.Name, pair.Copied, pair.Updated, pair.Conflict, orNone(pair.Position))
-		}
-		var parts []string
-		for _, t := range pos {
-			parts = append(parts, t)
-		}
-		// Every part came from gtidTriples (digits and dashes only).
-		if _, err := rdb.ExecContext(ctx, "SET GLOBAL gtid_slave_pos = '"+strings.Join(parts, ",")+"'"); err != nil {
-			return rep, fmt.Errorf("site %s: set gtid_slave_pos: %w", r.Name, err)
-		}
-		if _, err := rdb.ExecContext(ctx, "START ALL SLAVES"); err != nil {
-			return rep, fmt.Errorf("site %s: START ALL SLAVES: %w", r.Name, err)
 		}
 	}
 	return rep, nil
+}
+
+// seeder is one Seed: the sites' databases and GTID domains (their serial
+// prefixes).
+type seeder struct {
+	spec   *cluster.Spec
+	dbs    map[string]*sql.DB
+	prefix map[string]int64
+	log    io.Writer
+}
+
+func (sd *seeder) close() {
+	for _, db := range sd.dbs {
+		db.Close()
+	}
+}
+
+// check opens every site's database and checks that it can be seeded:
+// it answers, its binary log is on and it has a replication connection
+// from every peer. The error names every problem.
+func (sd *seeder) check(ctx context.Context, open func(string) (*sql.DB, error)) error {
+	var problems []error
+	for _, s := range sd.spec.Sites {
+		sd.prefix[s.Name] = int64(s.SerialPrefix.Value())
+		problems = append(problems, sd.checkSite(ctx, s.Name, open)...)
+	}
+	return errors.Join(problems...)
+}
+
+// checkSite opens one site's database (kept in sd.dbs once it answers)
+// and returns its problems.
+func (sd *seeder) checkSite(ctx context.Context, name string, open func(string) (*sql.DB, error)) []error {
+	db, err := open(name)
+	if err == nil {
+		err = db.PingContext(ctx)
+	}
+	if err != nil {
+		return []error{fmt.Errorf("site %s: %w", name, err)}
+	}
+	sd.dbs[name] = db
+	var logBin int
+	if err := db.QueryRowContext(ctx, "SELECT @@log_bin").Scan(&logBin); err != nil {
+		return []error{fmt.Errorf("site %s: %w", name, err)}
+	}
+	if logBin != 1 {
+		return []error{fmt.Errorf("site %s: %w: restart its MariaDB with the rendered my.cnf", name, ErrBinlogOff)}
+	}
+	conns, err := slaves(ctx, db)
+	if err != nil {
+		return []error{fmt.Errorf("site %s: %w", name, err)}
+	}
+	var problems []error
+	for _, peer := range sd.spec.Sites {
+		if _, ok := (Raw{Connections: conns}).Connection(peer.Name); peer.Name != name && !ok {
+			problems = append(problems, fmt.Errorf("site %s: no replication connection from %s: restart its database so db-replication.sql is applied", name, peer.Name))
+		}
+	}
+	return problems
+}
+
+// seedReplica stops replica r's connections, seeds it from every peer,
+// sets its position for each peer's domain and starts its connections.
+func (sd *seeder) seedReplica(ctx context.Context, r string, rep *SeedReport) error {
+	rdb := sd.dbs[r]
+	pos, err := sd.stop(ctx, r)
+	if err != nil {
+		return err
+	}
+	for _, src := range sd.spec.Sites {
+		if src.Name == r {
+			continue
+		}
+		pair, err := seedPair(ctx, sd.dbs[src.Name], rdb, src.Name, r, sd.prefix[src.Name])
+		if err != nil {
+			return fmt.Errorf("seed %s from %s: %w", r, src.Name, err)
+		}
+		if pair.Position != "" {
+			pos[sd.prefix[src.Name]] = pair.Position
+		}
+		rep.Pairs = append(rep.Pairs, pair)
+		fmt.Fprintf(sd.log, "  %s from %s: %d copied, %d updated, %d conflicts; continues after %s\n", r, src.Name, pair.Copied, pair.Updated, pair.Conflict, orNone(pair.Position))
+	}
+	return sd.start(ctx, r, pos)
+}
+
+// stop stops replica r's connections and returns its current position by
+// domain.
+func (sd *seeder) stop(ctx context.Context, r string) (map[int64]string, error) {
+	rdb := sd.dbs[r]
+	if _, err := rdb.ExecContext(ctx, "STOP ALL SLAVES"); err != nil {
+		return nil, fmt.Errorf("site %s: STOP ALL SLAVES: %w", r, err)
+	}
+	var slavePos string
+	if err := rdb.QueryRowContext(ctx, "SELECT @@gtid_slave_pos").Scan(&slavePos); err != nil {
+		return nil, err
+	}
+	pos := gtidTriples(slavePos)
+	// gtid_strict_mode: the position must name the site's own domain
+	// as far as its binary log goes.
+	var own string
+	if err := rdb.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&own); err != nil {
+		return nil, err
+	}
+	if t, ok := gtidTriples(own)[sd.prefix[r]]; ok {
+		pos[sd.prefix[r]] = t
+	}
+	return pos, nil
+}
+
+// start sets replica r's position and starts its connections.
+func (sd *seeder) start(ctx context.Context, r string, pos map[int64]string) error {
+	rdb := sd.dbs[r]
+	var parts []string
+	for _, t := range pos {
+		parts = append(parts, t)
+	}
+	// Every part came from gtidTriples (digits and dashes only).
+	if _, err := rdb.ExecContext(ctx, "SET GLOBAL gtid_slave_pos = '"+strings.Join(parts, ",")+"'"); err != nil {
+		return fmt.Errorf("site %s: set gtid_slave_pos: %w", r, err)
+	}
+	if _, err := rdb.ExecContext(ctx, "START ALL SLAVES"); err != nil {
+		return fmt.Errorf("site %s: START ALL SLAVES: %w", r, err)
+	}
+	return nil
 }
 
 func seedPair(ctx context.Context, sdb, rdb *sql.DB, source, replica string, domain int64) (SeedPair, error) {
