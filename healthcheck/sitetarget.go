@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -32,6 +33,35 @@ func ProbeAccountKeyFile(site string) string { return "secrets/probe-account-" +
 // SiteTargets builds a Target for every site of the spec, each addressed
 // directly.
 func SiteTargets(spec *cluster.Spec) ([]*Target, error) {
+	c, err := newTargetCommon(spec)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Target
+	for i, s := range spec.Sites {
+		t, err := c.siteTarget(i, s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// targetCommon is what every site's Target shares: the cluster root, the
+// clients' TSIG key, the cluster DNS and the account replication reader.
+type targetCommon struct {
+	spec    *cluster.Spec
+	pki     *intermediates.PKI
+	roots   *x509.CertPool
+	tsig    rfc2136.Key
+	primary netip.AddrPort
+	servers []string
+	byAddr  map[string]string // site address -> site name
+	repl    accounts.Reader
+}
+
+func newTargetCommon(spec *cluster.Spec) (*targetCommon, error) {
 	pki, err := intermediates.OpenReadOnly(spec)
 	if err != nil {
 		return nil, err
@@ -48,76 +78,82 @@ func SiteTargets(spec *cluster.Spec) ([]*Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dns.tsig.clientKeyFile: %w", err)
 	}
-	primary := spec.PrimaryDNS()
-	var servers []string
+	c := &targetCommon{spec: spec, pki: pki, roots: roots, tsig: tsig, primary: spec.PrimaryDNS(), byAddr: map[string]string{}}
 	for _, s := range spec.DNS.Servers {
-		servers = append(servers, s.Address)
+		c.servers = append(c.servers, s.Address)
 	}
-	byAddr := map[string]string{}
 	for _, s := range spec.Sites {
-		byAddr[s.Address] = s.Name
+		c.byAddr[s.Address] = s.Name
 	}
 	// Account replication: read with the monitor user (its password and the
 	// database CA are made when the sites are rendered).
-	var repl accounts.Reader
 	if spec.Accounts.Replication == cluster.ReplicationMariaDB && len(spec.Sites) > 1 {
 		m, err := accounts.NewMariaDB(spec)
 		if err != nil {
 			return nil, fmt.Errorf("account replication probe: %w", err)
 		}
-		repl = m
+		c.repl = m
 	}
-	var out []*Target
-	for i, s := range spec.Sites {
-		plan, err := site.NewPlan(spec, i)
-		if err != nil {
-			return nil, err
-		}
-		issuers, err := pki.SiteIssuers(s.Name)
-		if err != nil {
-			return nil, err
-		}
-		key, err := ProbeAccountKey(spec, s.Name)
-		if err != nil {
-			return nil, err
-		}
-		t := &Target{
-			Site:         s.Name,
-			DirectoryURL: "https://" + hostPort(spec.ACME.Name, spec.ACME.HTTPSPort) + "/directory",
-			DialAddr:     net.JoinHostPort(s.Address, strconv.Itoa(spec.ACME.HTTPSPort)),
-			ServerName:   spec.ACME.Name,
-			Roots:        roots,
-			ACMEName:     spec.ACME.Name, Zone: spec.ACME.Zone, DNSServers: servers, SiteByAddr: byAddr,
-			AccountKey: key,
-			DNS01: &acmeclient.DNSUpdater{Server: primary.String(), Zone: spec.ACME.Zone,
-				Key: tsig},
-			ProbeName:    "{rand}.probe-" + s.Name + "." + spec.ACME.Zone,
-			SerialPrefix: int(s.SerialPrefix.Value()),
-			Replication:  repl,
-		}
-		for _, peer := range spec.Sites {
-			if peer.Name != s.Name && repl != nil {
-				t.ReplicationPeers = append(t.ReplicationPeers, peer.Name)
-			}
-		}
-		for _, is := range issuers {
-			cert, err := intermediates.ReadCert(is.CertFile)
-			if err != nil {
-				return nil, err
-			}
-			t.Issuers = append(t.Issuers, cert)
-			src := CRLSource{Issuer: cert}
-			for shard := 1; shard <= site.CRLShards; shard++ {
-				src.URLs = append(src.URLs, fmt.Sprintf("%s%s/%d/%d.crl", s.CRLBaseURL, s.CRLStore.Bucket, is.NameID, shard))
-			}
-			if !plan.ExternalCRLStore() {
-				src.DialAddr = site.Addr(plan.CRL, site.PortCRLHTTP)
-			}
-			t.CRLs = append(t.CRLs, src)
-		}
-		out = append(out, t)
+	return c, nil
+}
+
+// siteTarget is the Target of site i, s.
+func (c *targetCommon) siteTarget(i int, s cluster.Site) (*Target, error) {
+	spec := c.spec
+	plan, err := site.NewPlan(spec, i)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	issuers, err := c.pki.SiteIssuers(s.Name)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ProbeAccountKey(spec, s.Name)
+	if err != nil {
+		return nil, err
+	}
+	t := &Target{
+		Site:         s.Name,
+		DirectoryURL: "https://" + hostPort(spec.ACME.Name, spec.ACME.HTTPSPort) + "/directory",
+		DialAddr:     net.JoinHostPort(s.Address, strconv.Itoa(spec.ACME.HTTPSPort)),
+		ServerName:   spec.ACME.Name,
+		Roots:        c.roots,
+		ACMEName:     spec.ACME.Name, Zone: spec.ACME.Zone, DNSServers: c.servers, SiteByAddr: c.byAddr,
+		AccountKey: key,
+		DNS01: &acmeclient.DNSUpdater{Server: c.primary.String(), Zone: spec.ACME.Zone,
+			Key: c.tsig},
+		ProbeName:    "{rand}.probe-" + s.Name + "." + spec.ACME.Zone,
+		SerialPrefix: int(s.SerialPrefix.Value()),
+		Replication:  c.repl,
+	}
+	for _, peer := range spec.Sites {
+		if peer.Name != s.Name && c.repl != nil {
+			t.ReplicationPeers = append(t.ReplicationPeers, peer.Name)
+		}
+	}
+	for _, is := range issuers {
+		cert, err := intermediates.ReadCert(is.CertFile)
+		if err != nil {
+			return nil, err
+		}
+		t.Issuers = append(t.Issuers, cert)
+		t.CRLs = append(t.CRLs, crlSource(plan, s, is, cert))
+	}
+	return t, nil
+}
+
+// crlSource is where the CRLs of one of site s's issuers are published:
+// every shard at the site's CRL URL, fetched from the site's own CRL front
+// unless the operator's store publishes them.
+func crlSource(plan *site.Plan, s cluster.Site, is intermediates.SiteIssuer, cert *x509.Certificate) CRLSource {
+	src := CRLSource{Issuer: cert}
+	for shard := 1; shard <= site.CRLShards; shard++ {
+		src.URLs = append(src.URLs, fmt.Sprintf("%s%s/%d/%d.crl", s.CRLBaseURL, s.CRLStore.Bucket, is.NameID, shard))
+	}
+	if !plan.ExternalCRLStore() {
+		src.DialAddr = site.Addr(plan.CRL, site.PortCRLHTTP)
+	}
+	return src
 }
 
 func hostPort(host string, port int) string {
