@@ -146,70 +146,103 @@ func (c *Client) Issue(ctx context.Context, names []string) ([][]byte, crypto.Si
 
 // IssueSteps is Issue reporting each step to onStep as it ends.
 func (c *Client) IssueSteps(ctx context.Context, names []string, onStep StepFunc) (der [][]byte, key crypto.Signer, err error) {
-	step := func(name string, e error) error {
-		if onStep != nil {
-			onStep(name, e)
-		}
-		return e
-	}
 	var cleanup []func() error
 	defer func() {
-		if len(cleanup) == 0 {
-			return
-		}
-		var errs []error
-		for _, f := range cleanup {
-			errs = append(errs, f())
-		}
-		if cerr := step("cleanup", errors.Join(errs...)); cerr != nil && err == nil {
+		if cerr := onStep.cleanup(cleanup); cerr != nil && err == nil {
 			err = cerr
 		}
 	}()
 	order, err := c.ac.AuthorizeOrder(ctx, acme.DomainIDs(names...))
-	if step("new-order", err) != nil {
+	if onStep.report("new-order", err) != nil {
 		return nil, nil, fmt.Errorf("new-order: %w", err)
 	}
 	for _, authzURL := range order.AuthzURLs {
 		authz, err := c.ac.GetAuthorization(ctx, authzURL)
-		if step("authorization", err) != nil {
+		if onStep.report("authorization", err) != nil {
 			return nil, nil, fmt.Errorf("authorization: %w", err)
 		}
 		if authz.Status == acme.StatusValid {
 			continue
 		}
-		var chal *acme.Challenge
-		for _, ch := range authz.Challenges {
-			if ch.Type == "dns-01" {
-				chal = ch
-			}
-		}
-		if chal == nil {
-			err := fmt.Errorf("authorization for %s offers no dns-01 challenge", authz.Identifier.Value)
-			return nil, nil, step("challenge", err)
-		}
-		value, err := c.ac.DNS01ChallengeRecord(chal.Token)
+		chal, undo, err := c.publishDNS01(ctx, authz, onStep)
 		if err != nil {
-			return nil, nil, step("dns-update", err)
-		}
-		name := "_acme-challenge." + strings.TrimPrefix(authz.Identifier.Value, "*.")
-		err = c.DNS.Update(ctx, true, name, value)
-		if step("dns-update", err) != nil {
 			return nil, nil, err
 		}
-		cleanup = append(cleanup, func() error {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			return c.DNS.Update(cctx, false, name, value)
-		})
-		_, err = c.ac.Accept(ctx, chal)
-		if step("challenge", err) != nil {
-			return nil, nil, fmt.Errorf("challenge: %w", err)
-		}
-		err = c.waitAuthorization(ctx, authzURL)
-		if step("validation", err) != nil {
-			return nil, nil, fmt.Errorf("validation: %w", err)
+		cleanup = append(cleanup, undo)
+		if err := c.validate(ctx, authzURL, chal, onStep); err != nil {
+			return nil, nil, err
 		}
 	}
+	return c.finalize(ctx, order, names, onStep)
+}
+
+// report tells f (if any) that a step ended, and returns its error.
+func (f StepFunc) report(name string, err error) error {
+	if f != nil {
+		f(name, err)
+	}
+	return err
+}
+
+// cleanup runs every undo (all of them, whatever fails) as the "cleanup"
+// step, when there is any.
+func (f StepFunc) cleanup(undo []func() error) error {
+	if len(undo) == 0 {
+		return nil
+	}
+	var errs []error
+	for _, fn := range undo {
+		errs = append(errs, fn())
+	}
+	return f.report("cleanup", errors.Join(errs...))
+}
+
+// publishDNS01 publishes the DNS-01 record of authz's dns-01 challenge and
+// returns the challenge and what removes the record.
+func (c *Client) publishDNS01(ctx context.Context, authz *acme.Authorization, onStep StepFunc) (*acme.Challenge, func() error, error) {
+	var chal *acme.Challenge
+	for _, ch := range authz.Challenges {
+		if ch.Type == "dns-01" {
+			chal = ch
+		}
+	}
+	if chal == nil {
+		err := fmt.Errorf("authorization for %s offers no dns-01 challenge", authz.Identifier.Value)
+		return nil, nil, onStep.report("challenge", err)
+	}
+	value, err := c.ac.DNS01ChallengeRecord(chal.Token)
+	if err != nil {
+		return nil, nil, onStep.report("dns-update", err)
+	}
+	name := "_acme-challenge." + strings.TrimPrefix(authz.Identifier.Value, "*.")
+	err = c.DNS.Update(ctx, true, name, value)
+	if onStep.report("dns-update", err) != nil {
+		return nil, nil, err
+	}
+	return chal, func() error {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return c.DNS.Update(cctx, false, name, value)
+	}, nil
+}
+
+// validate accepts the challenge and waits for its authorization to be
+// valid.
+func (c *Client) validate(ctx context.Context, authzURL string, chal *acme.Challenge, onStep StepFunc) error {
+	_, err := c.ac.Accept(ctx, chal)
+	if onStep.report("challenge", err) != nil {
+		return fmt.Errorf("challenge: %w", err)
+	}
+	err = c.waitAuthorization(ctx, authzURL)
+	if onStep.report("validation", err) != nil {
+		return fmt.Errorf("validation: %w", err)
+	}
+	return nil
+}
+
+// finalize waits for the order to be ready and finalizes it with a CSR of
+// a new P-256 key; it returns the chain and the key.
+func (c *Client) finalize(ctx context.Context, order *acme.Order, names []string, onStep StepFunc) ([][]byte, crypto.Signer, error) {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -220,12 +253,12 @@ func (c *Client) IssueSteps(ctx context.Context, names []string, onStep StepFunc
 	}
 	order, err = c.waitOrder(ctx, order.URI)
 	if err != nil {
-		return nil, nil, step("finalize", fmt.Errorf("order ready: %w", err))
+		return nil, nil, onStep.report("finalize", fmt.Errorf("order ready: %w", err))
 	}
 	// CreateCertFromOrder, not CreateOrderCert: the latter needs a Location
 	// header on the finalize response.
-	der, _, err = c.ac.CreateCertFromOrder(ctx, order, csr, true)
-	if step("finalize", err) != nil {
+	der, _, err := c.ac.CreateCertFromOrder(ctx, order, csr, true)
+	if onStep.report("finalize", err) != nil {
 		return nil, nil, fmt.Errorf("finalize: %w", err)
 	}
 	return der, k, nil
