@@ -33,13 +33,37 @@ func HostInit(state, hostname string) error {
 		return err
 	}
 	defer dir.Close()
+	root, err := mountRoot(state)
+	if err != nil {
+		return err
+	}
+	if err := pivotInto(root); err != nil {
+		return err
+	}
+	if err := syscall.Sethostname([]byte(hostname)); err != nil {
+		return fmt.Errorf("hostname: %w", err)
+	}
+	fd, err := syscall.Openat(int(dir.Fd()), "anchor.pid", syscall.O_CREAT|syscall.O_TRUNC|syscall.O_WRONLY|syscall.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("signal ready: %w", err)
+	}
+	syscall.Write(fd, []byte(hostPID+"\n"))
+	syscall.Close(fd)
+	reapUntilTerminated()
+	return nil
+}
+
+// mountRoot makes the host's root under state: an overlay of this
+// machine's root with the host's own upper directory, with /proc, /sys,
+// /dev, /run and /tmp mounted in it.
+func mountRoot(state string) (string, error) {
 	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("make / private: %w", err)
+		return "", fmt.Errorf("make / private: %w", err)
 	}
 	root := filepath.Join(state, "root")
 	opts := fmt.Sprintf("lowerdir=/,upperdir=%s,workdir=%s", filepath.Join(state, "upper"), filepath.Join(state, "work"))
 	if err := syscall.Mount("overlay", root, "overlay", 0, opts); err != nil {
-		return fmt.Errorf("overlay root: %w", err)
+		return "", fmt.Errorf("overlay root: %w", err)
 	}
 	for _, m := range []struct {
 		src, dst, fstype string
@@ -54,12 +78,18 @@ func HostInit(state, hostname string) error {
 	} {
 		dst := filepath.Join(root, m.dst)
 		if err := os.MkdirAll(dst, 0o755); err != nil {
-			return err
+			return "", err
 		}
 		if err := syscall.Mount(m.src, dst, m.fstype, m.flags, m.data); err != nil {
-			return fmt.Errorf("mount %s on /%s: %w", m.src, m.dst, err)
+			return "", fmt.Errorf("mount %s on /%s: %w", m.src, m.dst, err)
 		}
 	}
+	return root, nil
+}
+
+// pivotInto makes root the root of this mount namespace and detaches the
+// old one.
+func pivotInto(root string) error {
 	old := filepath.Join(root, ".oldroot")
 	if err := os.MkdirAll(old, 0o700); err != nil {
 		return err
@@ -74,21 +104,17 @@ func HostInit(state, hostname string) error {
 		return fmt.Errorf("detach the old root: %w", err)
 	}
 	os.Remove("/.oldroot")
-	if err := syscall.Sethostname([]byte(hostname)); err != nil {
-		return fmt.Errorf("hostname: %w", err)
-	}
-	fd, err := syscall.Openat(int(dir.Fd()), "anchor.pid", syscall.O_CREAT|syscall.O_TRUNC|syscall.O_WRONLY|syscall.O_CLOEXEC, 0o644)
-	if err != nil {
-		return fmt.Errorf("signal ready: %w", err)
-	}
-	syscall.Write(fd, []byte(hostPID+"\n"))
-	syscall.Close(fd)
+	return nil
+}
 
+// reapUntilTerminated reaps orphans until SIGTERM or SIGINT: then PID 1
+// leaves, and the kernel ends the host's processes.
+func reapUntilTerminated() {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT)
 	for s := range sigs {
 		if s != syscall.SIGCHLD {
-			return nil // PID 1 leaves: the kernel ends the host's processes
+			return
 		}
 		for {
 			var ws syscall.WaitStatus
@@ -97,5 +123,4 @@ func HostInit(state, hostname string) error {
 			}
 		}
 	}
-	return nil
 }

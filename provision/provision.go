@@ -337,16 +337,9 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	binDir := p.path("bin")
-	if err := os.MkdirAll(binDir, 0o755); err != nil {
+	binDir, err := p.linkBinaries(bins)
+	if err != nil {
 		return "", err
-	}
-	for name, path := range map[string]string{"boulder": bins["boulder"], "ct-test-srv": bins["ct-test-srv"], "s3-test-srv": bins["s3-test-srv"], "cairn": p.o.Self} {
-		link := filepath.Join(binDir, name)
-		os.Remove(link)
-		if err := os.Symlink(path, link); err != nil {
-			return "", err
-		}
 	}
 	pki, unlock, err := intermediates.Open(spec, intermediates.Options{Ceremony: bins["ceremony"], Log: p.o.Log})
 	if err != nil {
@@ -361,7 +354,6 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 		return "", err
 	}
 	inv := map[string]map[string]hostVars{"cluster": {}, "sites": {}}
-	conn := connVars
 	// The cluster bundle goes to the primary DNS host.
 	cdir := p.path("bundles", "cluster")
 	// The PKI front serves the public directory the controller kit carries.
@@ -370,50 +362,87 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 		return "", err
 	}
 	for i, s := range spec.Sites {
-		h := out.Sites[s.Name]
-		sdir := p.path("bundles", s.Name)
-		if _, err := site.Render(ctx, site.Options{Spec: spec, PKI: pki, Index: i, Out: sdir, Root: hostSite, TokenDir: hostTokenDir, SchemaDir: schema}); err != nil {
-			return "", err
-		}
-		tok, err := pki.SiteToken(s.Name)
+		hv, err := p.renderSite(ctx, pki, schema, i, out.Sites[s.Name])
 		if err != nil {
 			return "", err
 		}
-		if tok.SoftHSMTokenDir == "" {
-			return "", fmt.Errorf("sites[%d].hsm: provisioning installs SoftHSM tokens only; with a network HSM configure the module on the host", i)
-		}
-		if err := tarDir(tok.SoftHSMTokenDir, p.path("archives", s.Name+"-tokens.tar.gz")); err != nil {
-			return "", err
-		}
-		if err := tarDir(sdir, p.path("archives", s.Name+".tar.gz")); err != nil {
-			return "", err
-		}
-		hv, err := conn(h.Connection, h.Addresses[0])
-		if err != nil {
-			return "", err
-		}
-		hv["cairn_bundle_kind"], hv["cairn_bundle_archive"], hv["cairn_bundle_json"] = "site", p.path("archives", s.Name+".tar.gz"), filepath.Join(sdir, "bundle.json")
-		hv["softhsm_tokens_archive"] = p.path("archives", s.Name+"-tokens.tar.gz")
 		inv["sites"][s.Name] = hv
 	}
-	if err := controllerKit(spec, filepath.Join(cdir, "spec")); err != nil { // after the TSIG keys and the sites' database secrets exist
-		return "", err
-	}
-	primary := out.DNSServers[0]
-	hv, err := conn(primary.Connection, hostOf(primary.Address))
+	name, hv, err := p.clusterHost(cdir, out.DNSServers[0])
 	if err != nil {
 		return "", err
 	}
-	if err := tarDir(cdir, p.path("archives", "cluster.tar.gz")); err != nil {
-		return "", err
-	}
-	hv["cairn_bundle_kind"], hv["cairn_bundle_archive"], hv["cairn_bundle_json"] = "cluster", p.path("archives", "cluster.tar.gz"), filepath.Join(cdir, "bundle.json")
-	inv["cluster"][primary.Name] = hv
+	inv["cluster"][name] = hv
 	path := p.path("inventory.yml")
 	return path, writeInventory(path, map[string]any{"cairn_bin_dir": binDir}, inv)
 }
 
-// hostOf is the host of host:port (IPv6 too), or addr without a port.
+// linkBinaries links the binaries the hosts get into bin and returns its
+// path.
+func (p *Provisioner) linkBinaries(bins map[string]string) (string, error) {
+	binDir := p.path("bin")
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return "", err
+	}
+	for name, path := range map[string]string{"boulder": bins["boulder"], "ct-test-srv": bins["ct-test-srv"], "s3-test-srv": bins["s3-test-srv"], "cairn": p.o.Self} {
+		link := filepath.Join(binDir, name)
+		os.Remove(link)
+		if err := os.Symlink(path, link); err != nil {
+			return "", err
+		}
+	}
+	return binDir, nil
+}
+
+// renderSite renders site i's bundle, archives it and its SoftHSM tokens,
+// and returns the inventory variables of its host h.
+func (p *Provisioner) renderSite(ctx context.Context, pki *intermediates.PKI, schema string, i int, h Host) (hostVars, error) {
+	spec := p.o.Spec
+	s := spec.Sites[i]
+	sdir := p.path("bundles", s.Name)
+	if _, err := site.Render(ctx, site.Options{Spec: spec, PKI: pki, Index: i, Out: sdir, Root: hostSite, TokenDir: hostTokenDir, SchemaDir: schema}); err != nil {
+		return nil, err
+	}
+	tok, err := pki.SiteToken(s.Name)
+	if err != nil {
+		return nil, err
+	}
+	if tok.SoftHSMTokenDir == "" {
+		return nil, fmt.Errorf("sites[%d].hsm: provisioning installs SoftHSM tokens only; with a network HSM configure the module on the host", i)
+	}
+	if err := tarDir(tok.SoftHSMTokenDir, p.path("archives", s.Name+"-tokens.tar.gz")); err != nil {
+		return nil, err
+	}
+	if err := tarDir(sdir, p.path("archives", s.Name+".tar.gz")); err != nil {
+		return nil, err
+	}
+	hv, err := connVars(h.Connection, h.Addresses[0])
+	if err != nil {
+		return nil, err
+	}
+	hv["cairn_bundle_kind"], hv["cairn_bundle_archive"], hv["cairn_bundle_json"] = "site", p.path("archives", s.Name+".tar.gz"), filepath.Join(sdir, "bundle.json")
+	hv["softhsm_tokens_archive"] = p.path("archives", s.Name+"-tokens.tar.gz")
+	return hv, nil
+}
+
+// clusterHost completes the cluster bundle in cdir with the controller
+// kit, archives it, and returns the name and inventory variables of the
+// primary DNS host that gets it.
+func (p *Provisioner) clusterHost(cdir string, primary DNSServer) (string, hostVars, error) {
+	if err := controllerKit(p.o.Spec, filepath.Join(cdir, "spec")); err != nil { // after the TSIG keys and the sites' database secrets exist
+		return "", nil, err
+	}
+	hv, err := connVars(primary.Connection, hostOf(primary.Address))
+	if err != nil {
+		return "", nil, err
+	}
+	if err := tarDir(cdir, p.path("archives", "cluster.tar.gz")); err != nil {
+		return "", nil, err
+	}
+	hv["cairn_bundle_kind"], hv["cairn_bundle_archive"], hv["cairn_bundle_json"] = "cluster", p.path("archives", "cluster.tar.gz"), filepath.Join(cdir, "bundle.json")
+	return primary.Name, hv, nil
+}
+
 func hostOf(addr string) string {
 	if h, _, err := net.SplitHostPort(addr); err == nil {
 		return h
