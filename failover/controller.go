@@ -15,6 +15,7 @@ import (
 	"github.com/cairn-pki/cairn/acmedns"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
+	"github.com/cairn-pki/cairn/internal/acmeclient"
 )
 
 // Move is one completed move of the ACME name.
@@ -126,6 +127,12 @@ func (c *Controller) addrOf(name string) string {
 func (c *Controller) observation(r healthcheck.Result) (Observation, bool) {
 	k, known := healthcheck.KindOf(r.Kind)
 	if !known || !k.Votes {
+		return Observation{}, false
+	}
+	// Publishing the DNS-01 record failed: the cluster DNS (its primary)
+	// is at fault, for every site alike; the result says nothing about
+	// this site (it is shown in the probe metrics and history).
+	if f := r.FailedStep(); f != nil && f.Name == acmeclient.StepDNSUpdate {
 		return Observation{}, false
 	}
 	o := Observation{Site: r.Site, Vantage: c.ID, At: r.Started, OK: r.OK, Deep: k.Deep, Kind: r.Kind}

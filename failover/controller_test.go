@@ -15,6 +15,7 @@ import (
 	"github.com/cairn-pki/cairn/acmedns"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
+	"github.com/cairn-pki/cairn/internal/acmeclient"
 )
 
 // rig is one controller on a fake DNS with a fake clock. Tests call
@@ -342,5 +343,29 @@ func TestRestartedControllerResumesFromHistory(t *testing.T) {
 		if !withHistory && (r.served() != "a" || r.site("b").State == Healthy) {
 			t.Fatalf("without history: served %s, b %+v", r.served(), r.site("b"))
 		}
+	}
+}
+
+// The cluster DNS primary down: every site's issuance probe fails to
+// publish its DNS-01 record. That is the cluster DNS's fault, not the
+// sites': no site goes down and nothing moves (dns-primary-down drill).
+func TestDNS01PublicationFailuresDoNotVote(t *testing.T) {
+	r := newRig(t, nil)
+	r.healthy("a", "b", "c")
+	for range 5 {
+		for _, s := range []string{"a", "b", "c"} {
+			r.c.Sink(healthcheck.Result{Site: s, Kind: healthcheck.KindIssuance, Started: r.now, Steps: []healthcheck.Step{
+				{Name: "new-order", OK: true}, {Name: acmeclient.StepDNSUpdate, ErrorClass: healthcheck.ClassRefused}}})
+		}
+		r.advance(15 * time.Second)
+		r.step()
+	}
+	for _, s := range []string{"a", "b", "c"} {
+		if st := r.site(s); st.State != Healthy {
+			t.Fatalf("%s: %+v", s, st)
+		}
+	}
+	if r.served() != "a" || len(r.dns.Writes()) != 0 {
+		t.Fatalf("served %s, writes %d", r.served(), len(r.dns.Writes()))
 	}
 }

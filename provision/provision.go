@@ -26,7 +26,6 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/intermediates"
-	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 	"github.com/cairn-pki/cairn/site"
 )
@@ -333,36 +332,24 @@ type hostVars map[string]any
 // inventory, and links the binaries; it returns the inventory's path.
 func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) {
 	spec := p.o.Spec
-	bins, err := boulderbin.Ensure(ctx, p.o.Log, "boulder", "ceremony", "ct-test-srv", "s3-test-srv")
+	// The cluster bundle goes to the primary DNS host; its PKI front
+	// serves the public directory the controller kit carries.
+	cdir := p.path("bundles", "cluster")
+	r, err := site.RenderAll(ctx, site.AllOptions{Spec: spec, Log: p.o.Log, Binaries: []string{"boulder", "ct-test-srv", "s3-test-srv"},
+		ClusterOut: cdir, ClusterRoot: hostCluster, PublicDir: filepath.Join(hostCluster, "spec", spec.PKI.Dir, "public"),
+		SpecFile: hostCluster + "/spec/" + filepath.Base(spec.File),
+		SiteOut:  func(name string) string { return p.path("bundles", name) }, SiteRoot: hostSite, TokenDir: hostTokenDir})
 	if err != nil {
 		return "", err
 	}
-	binDir, err := p.linkBinaries(bins)
-	if err != nil {
-		return "", err
-	}
-	pki, unlock, err := intermediates.Open(spec, intermediates.Options{Ceremony: bins["ceremony"], Log: p.o.Log})
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	if err := pki.Init(ctx); err != nil {
-		return "", err
-	}
-	schema, err := boulderbin.SourceDir(ctx)
+	defer r.Close()
+	binDir, err := p.linkBinaries(r.Bins)
 	if err != nil {
 		return "", err
 	}
 	inv := map[string]map[string]hostVars{"cluster": {}, "sites": {}}
-	// The cluster bundle goes to the primary DNS host.
-	cdir := p.path("bundles", "cluster")
-	// The PKI front serves the public directory the controller kit carries.
-	if _, err := site.RenderCluster(site.ClusterOptions{Spec: spec, Out: cdir, Root: hostCluster, PublicDir: filepath.Join(hostCluster, "spec", spec.PKI.Dir, "public"),
-		SpecFile: hostCluster + "/spec/" + filepath.Base(spec.File)}); err != nil {
-		return "", err
-	}
 	for i, s := range spec.Sites {
-		hv, err := p.renderSite(ctx, pki, schema, i, out.Sites[s.Name])
+		hv, err := p.packageSite(r.PKI, i, out.Sites[s.Name])
 		if err != nil {
 			return "", err
 		}
@@ -394,15 +381,11 @@ func (p *Provisioner) linkBinaries(bins map[string]string) (string, error) {
 	return binDir, nil
 }
 
-// renderSite renders site i's bundle, archives it and its SoftHSM tokens,
+// packageSite archives site i's rendered bundle and its SoftHSM tokens,
 // and returns the inventory variables of its host h.
-func (p *Provisioner) renderSite(ctx context.Context, pki *intermediates.PKI, schema string, i int, h Host) (hostVars, error) {
-	spec := p.o.Spec
-	s := spec.Sites[i]
+func (p *Provisioner) packageSite(pki *intermediates.PKI, i int, h Host) (hostVars, error) {
+	s := p.o.Spec.Sites[i]
 	sdir := p.path("bundles", s.Name)
-	if _, err := site.Render(ctx, site.Options{Spec: spec, PKI: pki, Index: i, Out: sdir, Root: hostSite, TokenDir: hostTokenDir, SchemaDir: schema}); err != nil {
-		return nil, err
-	}
 	tok, err := pki.SiteToken(s.Name)
 	if err != nil {
 		return nil, err

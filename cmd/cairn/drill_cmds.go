@@ -1,19 +1,15 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cairn-pki/cairn/drill"
-	"github.com/cairn-pki/cairn/lab"
 )
 
 // newDrillCmd is `cairn drill`: list, run, restore and summary.
@@ -102,9 +98,6 @@ func (d *drillRun) run(cmd *cobra.Command, arg string) error {
 	if d.out == "" {
 		return fmt.Errorf("--out DIR is required (where the report goes)")
 	}
-	if d.runs < 1 {
-		return fmt.Errorf("--runs %d: give 1 or more", d.runs)
-	}
 	l, err := d.g.lab(false, "")
 	if err != nil {
 		return err
@@ -112,58 +105,17 @@ func (d *drillRun) run(cmd *cobra.Command, arg string) error {
 	// SIGINT/SIGTERM end the drill early; every fault is restored.
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	single := len(scenarios) == 1 && d.runs == 1
-	var reps []*drill.Report
-	failed := 0
-	for _, sc := range scenarios {
-		for k := 1; k <= d.runs && ctx.Err() == nil; k++ {
-			rep, err := d.runOne(ctx, cmd.OutOrStdout(), l, sc, k, single)
-			if err != nil {
-				return err
-			}
-			reps = append(reps, rep)
-			if !rep.Passed {
-				failed++
-			}
-		}
+	c := &drill.Campaign{Lab: l, Scenarios: scenarios, Runs: d.runs, Site: d.siteName, Out: d.out, Progress: cmd.OutOrStdout(), Log: os.Stderr}
+	res, err := c.Run(ctx)
+	if err != nil {
+		return err
 	}
-	if !single {
-		sum := drill.Summarize(reps)
-		if err := sum.Write(d.out); err != nil {
-			return fmt.Errorf("--out %s: %w", d.out, err)
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "%s\nsummary: %s/summary.md\n", sum.Markdown(), d.out)
-	}
-	if failed > 0 {
-		return fmt.Errorf("%d of %d drills failed: pass criteria not met (see the report.md files under %s)", failed, len(reps), d.out)
+	if res.Failed > 0 {
+		return fmt.Errorf("%d of %d drills failed: pass criteria not met (see the report.md files under %s)", res.Failed, len(res.Reports), d.out)
 	}
 	return nil
 }
 
-// runOne runs run k of a scenario, writes its report (to --out itself when
-// it is the single run, else to --out/SCENARIO/run-K) and says how it went.
-func (d *drillRun) runOne(ctx context.Context, w io.Writer, l *lab.Lab, sc *drill.Scenario, k int, single bool) (*drill.Report, error) {
-	dir := d.out
-	if !single {
-		dir = filepath.Join(d.out, sc.Name, fmt.Sprintf("run-%d", k))
-	}
-	r := &drill.Runner{Lab: l, Scenario: sc, Site: d.siteName, Log: os.Stderr}
-	rep, err := r.Run(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%s run %d: %w", sc.Name, k, err)
-	}
-	if err := rep.Write(dir); err != nil {
-		return nil, fmt.Errorf("--out %s: %w", d.out, err)
-	}
-	if single {
-		fmt.Fprintf(w, "%s\nreport: %s/report.html\n", rep.Markdown(), dir)
-	} else {
-		fmt.Fprintf(w, "%s run %d: passed %v, report %s/report.html\n", sc.Name, k, rep.Passed, dir)
-	}
-	return rep, nil
-}
-
-// newDrillRestoreCmd is `drill restore`.
 func newDrillRestoreCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "restore",

@@ -197,6 +197,10 @@ func (f StepFunc) cleanup(undo []func() error) error {
 	return f.report("cleanup", errors.Join(errs...))
 }
 
+// StepDNSUpdate is the step that writes the DNS-01 record to the cluster
+// DNS: its failure is the cluster DNS's, not the ACME server's.
+const StepDNSUpdate = "dns-update"
+
 // publishDNS01 publishes the DNS-01 record of authz's dns-01 challenge and
 // returns the challenge and what removes the record.
 func (c *Client) publishDNS01(ctx context.Context, authz *acme.Authorization, onStep StepFunc) (*acme.Challenge, func() error, error) {
@@ -212,11 +216,11 @@ func (c *Client) publishDNS01(ctx context.Context, authz *acme.Authorization, on
 	}
 	value, err := c.ac.DNS01ChallengeRecord(chal.Token)
 	if err != nil {
-		return nil, nil, onStep.report("dns-update", err)
+		return nil, nil, onStep.report(StepDNSUpdate, err)
 	}
 	name := "_acme-challenge." + strings.TrimPrefix(authz.Identifier.Value, "*.")
 	err = c.DNS.Update(ctx, true, name, value)
-	if onStep.report("dns-update", err) != nil {
+	if onStep.report(StepDNSUpdate, err) != nil {
 		return nil, nil, err
 	}
 	return chal, func() error {
