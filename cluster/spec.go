@@ -303,6 +303,17 @@ func (s *Spec) PrimaryDNS() netip.AddrPort {
 	panic("cluster spec without primary (not validated)")
 }
 
+// SecondaryDNS are the addresses of the servers that follow the primary.
+func (s *Spec) SecondaryDNS() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, d := range s.DNS.Servers {
+		if d.Role == "secondary" {
+			out = append(out, netip.MustParseAddrPort(d.Address))
+		}
+	}
+	return out
+}
+
 // DNSAddresses are every authoritative server's host:port.
 func (s *Spec) DNSAddresses() []string {
 	var out []string

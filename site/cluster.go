@@ -107,11 +107,7 @@ func (r *clusterRender) root(parts ...string) string {
 func RenderCluster(o ClusterOptions) (*ClusterBundle, error) {
 	r := &clusterRender{o: o, spec: o.Spec, primary: o.Spec.PrimaryDNS()}
 	r.varDir, r.outVar = r.root("var"), r.out("var")
-	for _, s := range o.Spec.DNS.Servers {
-		if s.Role == "secondary" {
-			r.secondaries = append(r.secondaries, netip.MustParseAddrPort(s.Address))
-		}
-	}
+	r.secondaries = o.Spec.SecondaryDNS()
 	steps := []func() error{r.keys, r.dirs}
 	if o.Spec.DNS.Provider == cluster.DNSProviderPowerDNS {
 		steps = append(steps, r.powerDNS)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -181,7 +182,10 @@ func printSummary(cmd *cobra.Command, s *lab.Summary) {
 	fmt.Fprintf(w, "DNS servers:      %s (primary; DNS-01 updates go here), all: %s\n", s.DNS, strings.Join(s.DNSServers, ", "))
 	fmt.Fprintf(w, "Root certificate: %s\n", s.RootCert)
 	fmt.Fprintf(w, "DNS-01 TSIG key:  %s (key %s; may only write TXT records)\n\n", s.ClientKey, key)
-	dnsHost, _, _ := strings.Cut(s.DNS, ":")
+	dnsHost, _, err := net.SplitHostPort(s.DNS)
+	if err != nil {
+		dnsHost = s.DNS
+	}
 	site := s.Sites[0]
 	fmt.Fprintf(w, "Get a certificate from site %s with lego:\n", site.Name)
 	fmt.Fprintf(w, "  LEGO_CA_CERTIFICATES=%s RFC2136_NAMESERVER=%s RFC2136_ZONES=%s RFC2136_TSIG_KEY=%s \\\n", s.RootCert, s.DNS, s.Zone, key)
