@@ -41,8 +41,13 @@ func StartSite(ctx context.Context, b *site.Bundle, resolve func(string) (string
 	if err := InitDBDir(ctx, b.Database, DBOSUser()); err != nil {
 		return fmt.Errorf("site %s: %w", b.Site, err)
 	}
+	publish := false
 	for _, p := range b.Processes {
-		if err := StartProc(ctx, NewProc(p, b.Root), resolve, logf); err != nil {
+		proc := NewProc(p, b.Root)
+		if _, up := proc.Running(); !up && p.Name == "crl-updater" {
+			publish = true
+		}
+		if err := StartProc(ctx, proc, resolve, logf); err != nil {
 			return fmt.Errorf("site %s: %w", b.Site, err)
 		}
 		if p.Program == "mariadbd" {
@@ -52,7 +57,12 @@ func StartSite(ctx context.Context, b *site.Bundle, resolve func(string) (string
 		}
 	}
 	// crl-updater first publishes after a random part of its period; publish
-	// every shard now so CRL URLs answer from the start.
+	// every shard now so CRL URLs answer from the start. A crl-updater that
+	// was running already publishes on its own (and holds shard leases a
+	// second run would collide with).
+	if !publish {
+		return nil
+	}
 	return UpdateCRLs(ctx, b, resolve)
 }
 

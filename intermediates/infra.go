@@ -30,6 +30,7 @@ type SiteIssuer struct {
 	NameID     int64
 	Current    bool // issues new certificates
 	Revoked    bool // listed in the root CRL
+	NotAfter   time.Time
 }
 
 // SiteIssuers lists the site's intermediates that exist and are not revoked,
@@ -59,7 +60,7 @@ func (p *PKI) SiteIssuers(site string) ([]SiteIssuer, error) {
 				return nil, err
 			}
 			out = append(out, SiteIssuer{Label: k.label, KeyType: k.keyType, Generation: g, CertFile: k.cert(),
-				NameID: int64(ic.NameID()), Current: g == cur})
+				NameID: int64(ic.NameID()), Current: g == cur, NotAfter: cert.NotAfter})
 		}
 	}
 	if len(out) < 2 || !out[0].Current || !out[1].Current {

@@ -18,10 +18,12 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/crypto/acme"
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/hostrun"
+	"github.com/cairn-pki/cairn/intermediates"
 	"github.com/cairn-pki/cairn/internal/acmecli"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
@@ -220,6 +222,9 @@ func TestLabEndToEnd(t *testing.T) {
 
 	// (d) Account IDs are disjoint: ID mod 128 is the site's serial prefix.
 	accounts := map[int]int64{}
+	var beforeRotation []byte
+	var beforeClient *acmeclient.Client
+	var revokeByCLI *x509.Certificate
 	for i := range spec.Sites {
 		c := goClient(t, spec, sum, i)
 		acct, err := c.Register(ctx)
@@ -240,6 +245,12 @@ func TestLabEndToEnd(t *testing.T) {
 		}
 		cert, _ := x509.ParseCertificate(chain[0])
 		checkFromSite(t, l, spec, sum, i, cert, "go client")
+		if i == 1 {
+			beforeRotation, beforeClient = chain[0], c
+		}
+		if i == 0 {
+			revokeByCLI = cert
+		}
 	}
 	if accounts[0]%128 == accounts[1]%128 {
 		t.Errorf("accounts at a and b share a residue: %v", accounts)
@@ -311,6 +322,29 @@ func TestLabEndToEnd(t *testing.T) {
 	issuerMatches, _ := filepath.Glob(filepath.Join(l.siteDir("a"), "pki", "a-e1.cert.pem"))
 	if err := crl.CheckSignatureFrom(readPEMCert(t, issuerMatches[0])); err != nil {
 		t.Errorf("CRL signature: %v", err)
+	}
+
+	// (g) `cairn revoke --cert` finds the issuing site from the serial
+	// prefix and revokes there; the serial is in that site's CRL.
+	pemFile := filepath.Join(t.TempDir(), "go-a.pem")
+	os.WriteFile(pemFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: revokeByCLI.Raw}), 0o644)
+	if out, err := exec.Command(l.Cairn, "-f", spec.File, "revoke", "--cert", pemFile, "--reason", "keyCompromise").CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "at site a") {
+		t.Fatalf("cairn revoke: %v\n%s", err, out)
+	}
+	if err := l.UpdateCRLs(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if !inCRL(fetchCRL(t, sum, revokeByCLI.CRLDistributionPoints[0]), revokeByCLI) {
+		t.Errorf("cairn revoke: serial %x not in a's CRL", revokeByCLI.SerialNumber)
+	}
+
+	// (f) After `cairn pki rotate b`, a certificate b issued with the
+	// previous generation can still be revoked (the WFE knows every live
+	// generation, not only the current one).
+	rotateSite(t, l, "b")
+	if err := beforeClient.Revoke(ctx, beforeRotation, acme.CRLReasonSuperseded); err != nil {
+		t.Errorf("revoking a certificate of b's previous generation: %v", err)
 	}
 
 	// (e) After down nothing of the lab remains.
@@ -454,3 +488,41 @@ func TestSupervisorRestartsCrashedProcesses(t *testing.T) {
 }
 
 func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
+
+// rotateSite makes a new intermediate generation for site, renders again
+// and restarts its WFE (the component whose chains change).
+func rotateSite(t *testing.T, l *Lab, siteName string) {
+	t.Helper()
+	ctx := context.Background()
+	bins, err := boulderbin.Ensure(ctx, io.Discard, "ceremony")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pki, unlock, err := intermediates.Open(l.Spec, intermediates.Options{Ceremony: bins["ceremony"], Log: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen, err := pki.Rotate(ctx, siteName)
+	unlock()
+	if err != nil || gen != 2 {
+		t.Fatalf("rotate %s: generation %d, %v", siteName, gen, err)
+	}
+	if _, err := l.Up(ctx, UpOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StopComponent(siteName, "wfe"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StartComponent(ctx, siteName, "wfe"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func inCRL(crl *x509.RevocationList, cert *x509.Certificate) bool {
+	for _, e := range crl.RevokedCertificateEntries {
+		if e.SerialNumber.Cmp(cert.SerialNumber) == 0 {
+			return true
+		}
+	}
+	return false
+}

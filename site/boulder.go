@@ -142,6 +142,9 @@ type issuerInput struct {
 	certFile string // in the bundle
 	nameID   int64
 	current  bool // issues new certificates; older generations only sign CRLs
+	// live: not expired at render time; its certificates may still be
+	// downloaded and revoked through the WFE.
+	live bool
 }
 
 // boulderInputs are the bundle paths the Boulder configs reference.
@@ -217,10 +220,13 @@ func (in *boulderInputs) issuerCerts() []string {
 	return out
 }
 
+// chains are every live issuer generation's: the WFE downloads and
+// revokes only certificates whose issuer is in its chains, so after a
+// rotation the previous generation's certificates stay revocable.
 func (in *boulderInputs) chains() [][]string {
 	var out [][]string
 	for _, i := range in.issuers {
-		if i.current {
+		if i.current || i.live {
 			out = append(out, []string{i.certFile, in.rootCert})
 		}
 	}
@@ -287,7 +293,7 @@ func (in *boulderInputs) caConfig() boulderConfig {
 		OmitClientAuth: true, MaxValidityPeriod: dur(90 * 24 * time.Hour), MaxValidityBackdate: dur(time.Hour + 5*time.Minute),
 		IgnoredLints: []string{"w_subject_common_name_included", "w_ext_subject_key_identifier_not_recommended_subscriber"},
 	}}
-	caC.CA.Issuance.CRLProfile = issuance.CRLProfileConfig{ValidityInterval: dur(216 * time.Hour), MaxBackdate: dur(time.Hour + 5*time.Minute)}
+	caC.CA.Issuance.CRLProfile = issuance.CRLProfileConfig{ValidityInterval: dur(CRLValidity), MaxBackdate: dur(time.Hour + 5*time.Minute)}
 	for _, i := range in.issuers {
 		ic := issuance.IssuerConfig{
 			IssuerURL:  p.Site.CRLBaseURL + fmt.Sprintf("issuers/%d.der", i.nameID),
@@ -441,6 +447,10 @@ func (in *boulderInputs) crlStorerConfig() boulderConfig {
 	storer.CRLStorer.TLS = in.tls("crl-storer")
 	storer.CRLStorer.GRPC = in.server(PortCRLStorer, map[string][]string{"storer.CRLStorer": {"crl-updater"}})
 	storer.CRLStorer.IssuerCerts = in.issuerCerts()
+	// Refuse to drop an entry whose certificate has not yet been on a CRL
+	// published after it expired (instead of silently dropping it when a
+	// site comes back after longer than the look-back).
+	storer.CRLStorer.SAReadOnlyService = in.client(PortSA, "sa", 15*time.Second)
 	storer.CRLStorer.S3Endpoint = p.crlEndpoint()
 	storer.CRLStorer.S3Bucket = p.Site.CRLStore.Bucket
 	storer.CRLStorer.AWSConfigFile = in.path("etc", "crl-storer.ini")
@@ -460,13 +470,20 @@ func (in *boulderInputs) crlUpdaterConfig() boulderConfig {
 	u.CRLStorerService = in.client(PortCRLStorer, "crl-storer", 15*time.Second)
 	u.IssuerCerts = in.issuerCerts()
 	u.NumShards = CRLShards
-	u.ShardWidth = dur(240 * time.Hour)
-	u.LookbackPeriod = dur(24 * time.Hour)
+	// A site may be down as long as its CRLs stay valid (CRLValidity)
+	// and still list, when it returns, every revoked certificate that
+	// expired meanwhile.
+	u.LookbackPeriod = dur(CRLLookback)
+	// Sign only what includes the database's latest revocation.
+	u.CheckFreshness = true
+	u.LagFactor = dur(crlLagFactor)
 	// Revocations reach the CRL within one update period.
 	u.UpdatePeriod = dur(crlUpdatePeriod)
 	u.UpdateTimeout = dur(time.Minute)
 	u.ExpiresMargin = dur(5 * time.Minute)
-	u.CacheControl = "stale-if-error=60"
+	// Caches may serve a CRL while the site is unreachable, up to its
+	// nextUpdate.
+	u.CacheControl = fmt.Sprintf("stale-if-error=%d", int(CRLValidity.Seconds()))
 	u.MaxParallelism = 4
 	u.MaxAttempts = 2
 	updater.Syslog = noSyslog
@@ -496,6 +513,22 @@ func (in *boulderInputs) adminConfig() ([]byte, error) {
 
 // crlUpdatePeriod bounds how long a revocation takes to appear in a CRL.
 const crlUpdatePeriod = 5 * time.Minute
+
+// CRLValidity is each CRL's validity (nextUpdate − thisUpdate): the
+// longest a site may be down before relying parties that check CRLs
+// reject every certificate of its issuers.
+const CRLValidity = 216 * time.Hour
+
+// CRLLookback is how far back a CRL lists revoked certificates that have
+// expired: longer than CRLValidity, so a site that returns within its
+// CRLs' validity still publishes every entry at least once after expiry.
+const CRLLookback = 14 * 24 * time.Hour
+
+// crlLagFactor: the freshness check ignores revocations this recent. The
+// site's SA reads its own primary database (no replica lag), so one
+// second: a revocation is in the next CRL signed a second later (0 would
+// mean Boulder's default, 5 minutes).
+const crlLagFactor = time.Second
 
 // MPIC: the VA needs ≥3 remote perspectives from ≥2 RIRs.
 var rirs = []string{"ARIN", "RIPE", "APNIC"}

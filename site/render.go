@@ -268,7 +268,8 @@ func (r *renderer) issuers() (*boulderInputs, error) {
 		if err := r.write(fmt.Sprintf("pki/issuers/%d.der", is.NameID), block.Bytes, false); err != nil {
 			return nil, err
 		}
-		in.issuers = append(in.issuers, issuerInput{certFile: r.root("pki", is.Label+".cert.pem"), nameID: is.NameID, current: is.Current})
+		in.issuers = append(in.issuers, issuerInput{certFile: r.root("pki", is.Label+".cert.pem"), nameID: is.NameID, current: is.Current,
+			live: is.NotAfter.After(r.o.Now)})
 	}
 	return in, nil
 }
