@@ -16,6 +16,7 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
+	"github.com/cairn-pki/cairn/revocation"
 )
 
 // Move is one completed move of the ACME name.
@@ -57,6 +58,9 @@ type Controller struct {
 	// that were healthy moments before (see Resumable).
 	History      func(ctx context.Context, from time.Time) ([]healthcheck.Result, error)
 	ResumeWithin time.Duration
+	// Revocations is the revocation journal and its replayer (nil: none);
+	// its Blocked sites never become active.
+	Revocations *revocation.Replayer
 
 	mu       sync.Mutex
 	state    State
@@ -282,9 +286,16 @@ func (c *Controller) Run(ctx context.Context) error {
 }
 
 func (c *Controller) step(ctx context.Context) {
+	var blocked map[string]string
+	if c.Revocations != nil {
+		blocked = c.Revocations.Blocked()
+	}
 	c.mu.Lock()
 	obs, cmds := c.obs, c.cmds
 	c.obs, c.cmds = nil, nil
+	for name, ss := range c.state.Sites {
+		ss.Blocked = blocked[name]
+	}
 	prev := c.state
 	wasLeading := c.leading
 	c.mu.Unlock()
@@ -497,13 +508,15 @@ type Status struct {
 
 // SiteStatus is one site.
 type SiteStatus struct {
-	Name     string    `json:"name"`
-	State    Health    `json:"state"`
-	Since    time.Time `json:"since"`
-	Reason   string    `json:"reason,omitempty"`
-	Drained  bool      `json:"drained"`
-	Priority int       `json:"priority"`
-	Address  string    `json:"address"`
+	Name    string    `json:"name"`
+	State   Health    `json:"state"`
+	Since   time.Time `json:"since"`
+	Reason  string    `json:"reason,omitempty"`
+	Drained bool      `json:"drained"`
+	// Blocked: why it may not become active although healthy.
+	Blocked  string `json:"blocked,omitempty"`
+	Priority int    `json:"priority"`
+	Address  string `json:"address"`
 	// Accounts: the last account-replication probe (shown, never voted
 	// on); nil when the spec does not replicate.
 	Accounts *AccountsHealth `json:"accounts,omitempty"`
@@ -530,7 +543,7 @@ func (c *Controller) Status() Status {
 	}
 	for _, name := range c.Policy.Sites {
 		ss := c.state.Sites[name]
-		st.Sites = append(st.Sites, SiteStatus{Name: name, State: ss.Health, Since: ss.Since, Reason: ss.Reason, Drained: ss.Drained,
+		st.Sites = append(st.Sites, SiteStatus{Name: name, State: ss.Health, Since: ss.Since, Reason: ss.Reason, Drained: ss.Drained, Blocked: ss.Blocked,
 			Priority: c.Policy.Priority[name], Address: c.addrOf(name)})
 		if r, ok := c.replication[name]; ok {
 			ah := &AccountsHealth{OK: r.OK, At: r.Started}

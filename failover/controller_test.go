@@ -16,6 +16,7 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
+	"github.com/cairn-pki/cairn/revocation"
 )
 
 // rig is one controller on a fake DNS with a fake clock. Tests call
@@ -367,5 +368,40 @@ func TestDNS01PublicationFailuresDoNotVote(t *testing.T) {
 	}
 	if r.served() != "a" || len(r.dns.Writes()) != 0 {
 		t.Fatalf("served %s, writes %d", r.served(), len(r.dns.Writes()))
+	}
+}
+
+// A site with a revocation made while it was down is never moved to (nor
+// by an operator) until the serial is in its CRL.
+func TestBlockedSiteIsNoTarget(t *testing.T) {
+	r := newRig(t, nil)
+	inCRL := false
+	rep := &revocation.Replayer{Journal: &revocation.MemJournal{},
+		Revoke: func(context.Context, string, string, string) error { return errors.New("site b: connection refused") },
+		InCRL:  func(context.Context, string, string) (bool, error) { return inCRL, nil }}
+	r.c.Revocations = rep
+	ctx := context.Background()
+	rep.Submit(ctx, revocation.Entry{Serial: "02aa", Site: "b", Reason: "keyCompromise"})
+	rep.Step(ctx)
+	r.healthy("a", "b", "c")
+	if st := r.site("b"); st.Blocked == "" {
+		t.Fatalf("b not blocked: %+v", st)
+	}
+	r.c.Command(ctx, Command{Type: "move", Site: "b"})
+	r.step()
+	if r.served() != "a" {
+		t.Fatalf("operator move to a blocked site: served %s", r.served())
+	}
+	r.down("a")
+	r.step()
+	if r.served() != "c" {
+		t.Fatalf("a down: served %s, want c (b is blocked though it has the better priority)", r.served())
+	}
+	rep.Revoke = func(context.Context, string, string, string) error { return nil }
+	inCRL = true
+	rep.Step(ctx)
+	r.step()
+	if st := r.site("b"); st.Blocked != "" {
+		t.Fatalf("b still blocked: %+v", st)
 	}
 }

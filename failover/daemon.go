@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,7 +17,11 @@ import (
 	"github.com/cairn-pki/cairn/acmedns"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
+	"github.com/cairn-pki/cairn/hostrun"
+	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/revocation"
+	"github.com/cairn-pki/cairn/site"
 )
 
 // HistoryRetention is how long the controller keeps probe results.
@@ -59,7 +65,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer pipe.Close()
 	coord := &Coordinator{Client: etcd.Client, Prefix: spec.Failover.Etcd.Prefix, ID: d.ID, API: "http://" + spec.Failover.Listen,
 		TTL: spec.Failover.Etcd.SessionTTL.Duration, Log: log}
-	c := &Controller{Spec: spec, ID: d.ID, DNS: dns, Policy: PolicyFromSpec(spec), Log: log, Coord: coord, Confirm: confirmer(pipe)}
+	c := &Controller{Spec: spec, ID: d.ID, DNS: dns, Policy: PolicyFromSpec(spec), Log: log, Coord: coord, Confirm: confirmer(pipe),
+		Revocations: replayer(spec, etcd, pipe, log)}
 	if spec.Failover.Resume == cluster.ResumeHistory {
 		c.History, c.ResumeWithin = pipe.History.Results, spec.Failover.ResumeWithin.Duration
 	}
@@ -76,6 +83,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer srv.Close()
 	log.Info("status page and API", "url", "http://"+spec.Failover.Listen+"/", "dns", dns.String())
 	go pipe.Run(ctx)
+	go replay(ctx, c.Revocations, log)
 	return c.Run(ctx)
 }
 
@@ -97,5 +105,76 @@ func confirmer(pipe *healthcheck.Pipeline) func(context.Context, string) error {
 			return fmt.Errorf("account probe failed at %s: %s", f.Name, f.ErrorClass)
 		}
 		return errors.New("account probe failed")
+	}
+}
+
+// replayer is the revocation journal in the controllers' etcd and what
+// carries each entry to its site's CRL. Revoking and publishing need the
+// site's rendered bundle on this host (the lab); elsewhere entries stay
+// pending with an error saying so.
+func replayer(spec *cluster.Spec, etcd *Etcd, pipe *healthcheck.Pipeline, log *slog.Logger) *revocation.Replayer {
+	bundle := func(name string) (*site.Bundle, error) {
+		b, err := site.ReadBundle(spec.Path(filepath.Join("sites", name)))
+		if err != nil {
+			return nil, fmt.Errorf("site %s's bundle is not on this controller's host: run `cairn revoke` where the site's bundle is", name)
+		}
+		return b, nil
+	}
+	bins := func(ctx context.Context) (map[string]string, error) {
+		return boulderbin.Ensure(ctx, io.Discard, "admin", "boulder")
+	}
+	return &revocation.Replayer{
+		Journal: revocation.EtcdJournal{Client: etcd.Client, Prefix: spec.Failover.Etcd.Prefix},
+		Revoke: func(ctx context.Context, name, serial, reason string) error {
+			if _, err := bundle(name); err != nil {
+				return err
+			}
+			b, err := bins(ctx)
+			if err != nil {
+				return err
+			}
+			a := revocation.Admin{Binary: b["admin"], Config: func(s string) string { return spec.Path(filepath.Join("sites", s, "etc", "admin.json")) }}
+			return a.Revoke(ctx, name, serial, reason)
+		},
+		InCRL: func(ctx context.Context, name, serial string) (bool, error) {
+			t := pipe.Target(name)
+			if t == nil {
+				return false, fmt.Errorf("no probe target for site %s", name)
+			}
+			return healthcheck.SerialInCRL(ctx, t, serial)
+		},
+		Publish: func(ctx context.Context, name string) error {
+			b, err := bundle(name)
+			if err != nil {
+				return err
+			}
+			paths, err := bins(ctx)
+			if err != nil {
+				return err
+			}
+			log.Info("publishing CRLs after a deferred revocation", "site", name)
+			return hostrun.UpdateCRLs(ctx, b, func(p string) (string, error) {
+				if x, ok := paths[p]; ok {
+					return x, nil
+				}
+				return hostrun.LookProgram(p)
+			})
+		},
+	}
+}
+
+// replay steps the revocation journal until ctx ends.
+func replay(ctx context.Context, r *revocation.Replayer, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		if err := r.Step(sctx); err != nil {
+			log.Warn("revocation journal", "err", err)
+		}
+		cancel()
 	}
 }

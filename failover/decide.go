@@ -90,6 +90,10 @@ type SiteState struct {
 	Drained bool                    `json:"drained"`
 	Reason  string                  `json:"reason,omitempty"`
 	Views   map[string]*vantageView `json:"views"`
+	// Blocked says why the site must not become the active site although
+	// it may be healthy (revocations made while it was down not yet in
+	// its CRLs); the controller sets it before each decision.
+	Blocked string `json:"blocked,omitempty"`
 	// ResumedAt is set on a site that was healthy in this controller's
 	// history until then (just before it started): ResumeConfirm fresh
 	// deep successes make it healthy. A failure clears it.
@@ -362,7 +366,7 @@ func best(p Policy, s *State, except string) string {
 	choice := ""
 	for _, name := range p.Sites {
 		ss := s.Sites[name]
-		if name == except || ss.Health != Healthy || ss.Drained {
+		if name == except || ss.Health != Healthy || ss.Drained || ss.Blocked != "" {
 			continue
 		}
 		if choice == "" || p.better(name, choice) {
@@ -394,6 +398,9 @@ func command(p Policy, s *State, c Command, now time.Time) []Intent {
 		}
 		if ss.Health != Healthy || ss.Drained {
 			return []Intent{{Type: IntentRefused, To: c.Site, Reason: fmt.Sprintf("move to %s refused: it is %s%s, not healthy", c.Site, ss.Health, drainedNote(ss))}}
+		}
+		if ss.Blocked != "" {
+			return []Intent{{Type: IntentRefused, To: c.Site, Reason: fmt.Sprintf("move to %s refused: %s", c.Site, ss.Blocked)}}
 		}
 		// An operator's move ignores the hold-down: it is deliberate.
 		return []Intent{s.move(c.Site, CauseOperator, "operator move", now)}

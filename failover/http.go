@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"html/template"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cairn-pki/cairn/revocation"
 )
 
 // Handler serves the status page (/), the JSON API (/api/status,
@@ -27,11 +30,17 @@ func (c *Controller) Handler(reg prometheus.Gatherer, adminToken string) http.Ha
 		}
 		writeJSON(w, map[string]any{"intents": plan})
 	})
+	authorized := func(w http.ResponseWriter, r *http.Request) bool {
+		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if adminToken == "" || subtle.ConstantTimeCompare([]byte(got), []byte(adminToken)) != 1 {
+			http.Error(w, "missing or wrong admin token", http.StatusUnauthorized)
+			return false
+		}
+		return true
+	}
 	admin := func(cmdType, param string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if adminToken == "" || subtle.ConstantTimeCompare([]byte(got), []byte(adminToken)) != 1 {
-				http.Error(w, "missing or wrong admin token", http.StatusUnauthorized)
+			if !authorized(w, r) {
 				return
 			}
 			s := r.URL.Query().Get(param)
@@ -62,6 +71,26 @@ func (c *Controller) Handler(reg prometheus.Gatherer, adminToken string) http.Ha
 	mux.HandleFunc("POST /api/move", admin("move", "to"))
 	mux.HandleFunc("POST /api/drain", admin("drain", "site"))
 	mux.HandleFunc("POST /api/undrain", admin("undrain", "site"))
+	mux.HandleFunc("POST /api/revoke", func(w http.ResponseWriter, r *http.Request) {
+		if authorized(w, r) {
+			c.serveRevoke(w, r)
+		}
+	})
+	mux.HandleFunc("GET /api/revocations", func(w http.ResponseWriter, r *http.Request) {
+		if c.Revocations == nil {
+			writeJSON(w, []revocation.Entry{})
+			return
+		}
+		es, err := c.Revocations.Journal.List(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		if es == nil {
+			es = []revocation.Entry{}
+		}
+		writeJSON(w, es)
+	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
@@ -117,3 +146,47 @@ small{color:#666}
 <p><small>JSON: <a href="/api/status">/api/status</a> · plan: <a href="/api/plan">/api/plan</a> · <a href="/metrics">/metrics</a></small></p>
 </body></html>
 `))
+
+// serveRevoke journals a revocation (?serial=HEX&reason=R) and tries it at
+// the issuing site at once; it answers the journal entry.
+func (c *Controller) serveRevoke(w http.ResponseWriter, r *http.Request) {
+	if c.Revocations == nil {
+		http.Error(w, "this controller keeps no revocation journal", http.StatusNotImplemented)
+		return
+	}
+	q := r.URL.Query()
+	serial, err := revocation.ParseSerial(q.Get("serial"))
+	if err == nil {
+		err = revocation.CheckReason(q.Get("reason"))
+	}
+	var site string
+	if err == nil {
+		site, err = revocation.Route(c.Spec, serial)
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	e, err := c.Revocations.Submit(r.Context(), revocation.Entry{Serial: serial, Site: site, Reason: q.Get("reason"), Requester: r.RemoteAddr})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	c.Log.Info("revocation requested", "serial", serial, "site", site, "reason", e.Reason, "from", r.RemoteAddr)
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if err := c.Revocations.Step(ctx); err != nil {
+		c.Log.Warn("revocation journal", "err", err)
+	}
+	es, err := c.Revocations.Journal.List(ctx)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	for _, x := range es {
+		if x.Serial == serial {
+			e = x
+		}
+	}
+	writeJSON(w, e)
+}

@@ -2,9 +2,12 @@ package failover_test
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,10 +23,13 @@ import (
 	"github.com/cairn-pki/cairn/acmedns"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/failover"
+	"github.com/cairn-pki/cairn/internal/acmeclient"
 	"github.com/cairn-pki/cairn/internal/labtest"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/lab"
+	"github.com/cairn-pki/cairn/revocation"
+	"github.com/cairn-pki/cairn/site"
 )
 
 // Fast policy for tests: 3 deep successes over 3 s make a site healthy; 15 s hold-down.
@@ -268,4 +274,113 @@ func TestLabWithPowerDNSFailsOver(t *testing.T) {
 	if e := epoch(t, spec); e.N != 1 || e.Site != "b" {
 		t.Fatalf("epoch %+v", e)
 	}
+}
+
+// A revocation for a site that is down: journaled in the controller's
+// etcd, the site may not become active again before the serial is in its
+// CRL; once it is back the revocation is applied and published, and
+// `cairn revoke status` says when the serial appeared.
+func TestLabRevokesAtADeadSite(t *testing.T) {
+	spec := labtest.SpecWith(t, labtest.BlockFailover, fastPolicy, "a", "b")
+	l := &lab.Lab{Spec: spec, Log: labtest.Log{T: t}, Cairn: labtest.CairnBinary(t)}
+	ctx := context.Background()
+	t.Cleanup(func() { l.Down(context.Background()) })
+	sum, err := l.Up(ctx, lab.UpOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every site healthy", 60*time.Second, func() bool {
+		for _, s := range status(t, spec).Sites {
+			if s.State != failover.Healthy {
+				return false
+			}
+		}
+		return true
+	})
+	certFile := issueAt(t, spec, sum, 1)
+
+	// Site b entirely down.
+	b, err := site.ReadBundle(filepath.Join(spec.Dir, "sites", "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(b.Processes) - 1; i >= 0; i-- {
+		if err := l.StopComponent("b", b.Processes[i].Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cairn := func(args ...string) string {
+		out, err := exec.Command(l.Cairn, append([]string{"-f", spec.File}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("cairn %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := cairn("revoke", "--cert", certFile, "--reason", "keyCompromise"); !strings.Contains(out, "pending at site b") {
+		t.Fatalf("revoke with b down: %s", out)
+	}
+	waitFor(t, "b blocked", 10*time.Second, func() bool { return status(t, spec).Sites[1].Blocked != "" })
+	if err := cairnJSON(l, spec, "failover", "move", "--to", "b"); err == nil {
+		t.Error("an operator move to b while its revocation is pending was accepted")
+	}
+
+	// b back: applied, published, in the CRL; the gate lifts.
+	back := time.Now()
+	if _, err := l.Up(ctx, lab.UpOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var entries []revocation.Entry
+	d := waitFor(t, "the serial in b's CRL", 5*time.Minute, func() bool {
+		if err := json.Unmarshal([]byte(cairn("-o", "json", "revoke", "status")), &entries); err != nil {
+			t.Fatal(err)
+		}
+		return len(entries) == 1 && entries[0].State() == "in-crl"
+	})
+	t.Logf("b back → serial in b's published CRL: %.1f s (revoke status: revoked %s, in CRL %s)", d.Seconds(),
+		entries[0].AppliedAt.Sub(back).Round(100*time.Millisecond), entries[0].InCRLAt.Sub(back).Round(100*time.Millisecond))
+	if !entries[0].Deferred || entries[0].Site != "b" || entries[0].Reason != "keyCompromise" {
+		t.Errorf("entry %+v", entries[0])
+	}
+	waitFor(t, "b no longer blocked", 15*time.Second, func() bool { return status(t, spec).Sites[1].Blocked == "" })
+}
+
+// cairnJSON runs a cairn command and returns its error.
+func cairnJSON(l *lab.Lab, spec *cluster.Spec, args ...string) error {
+	return exec.Command(l.Cairn, append([]string{"-f", spec.File}, args...)...).Run()
+}
+
+// issueAt issues a certificate at site i (addressed directly) with the Go
+// client and returns its PEM file.
+func issueAt(t *testing.T, spec *cluster.Spec, sum *lab.Summary, i int) string {
+	t.Helper()
+	key, err := rfc2136.ReadKey(sum.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootPEM, err := os.ReadFile(sum.RootCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(rootPEM)
+	s := spec.Sites[i]
+	c, err := acmeclient.New(acmeclient.Options{DirectoryURL: "https://" + spec.ACME.Name + "/directory", Roots: pool, ServerName: spec.ACME.Name,
+		DialAddr: net.JoinHostPort(s.Address, strconv.Itoa(spec.ACME.HTTPSPort)),
+		DNS:      acmeclient.DNSUpdater{Server: sum.DNS, Zone: spec.ACME.Zone, Key: key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Register(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	chain, _, _, err := c.Issue(context.Background(), []string{"revoke-me." + spec.ACME.Zone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "cert.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: chain[0]}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

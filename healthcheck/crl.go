@@ -3,6 +3,7 @@ package healthcheck
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -94,4 +95,30 @@ func crlHas(crl *x509.RevocationList, serial *big.Int) bool {
 		}
 	}
 	return false
+}
+
+// SerialInCRL reports whether serial (hex) is listed in a CRL the site
+// published, fetching every shard of every issuer at its URL (each one's
+// signature and freshness checked).
+func SerialInCRL(ctx context.Context, t *Target, serial string) (bool, error) {
+	want, ok := new(big.Int).SetString(serial, 16)
+	if !ok {
+		return false, fmt.Errorf("serial %q is not hex", serial)
+	}
+	var errs []error
+	for _, src := range t.CRLs {
+		for _, u := range src.URLs {
+			crl, err := fetchCRL(ctx, t, src, u)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			for _, e := range crl.RevokedCertificateEntries {
+				if e.SerialNumber.Cmp(want) == 0 {
+					return true, nil
+				}
+			}
+		}
+	}
+	return false, errors.Join(errs...)
 }

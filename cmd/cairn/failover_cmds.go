@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -141,6 +142,9 @@ func (g *globals) runController(ctx context.Context, id, historyFile string) err
 	return d.Run(ctx)
 }
 
+// errNoController: nothing answers at failover.listen.
+var errNoController = errors.New("no controller answers")
+
 // controllerCall talks to the running controller's API.
 func (g *globals) controllerCall(ctx context.Context, method, path string, out any) error {
 	spec, _, err := g.specForProbes()
@@ -160,7 +164,7 @@ func (g *globals) controllerCall(ctx context.Context, method, path string, out a
 	}
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
-		return fmt.Errorf("no controller answers at %s (is `cairn failover run` or the lab up?): %w", spec.Failover.Listen, err)
+		return fmt.Errorf("%w at %s (is `cairn failover run` or the lab up?): %v", errNoController, spec.Failover.Listen, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

@@ -3,8 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,7 +29,12 @@ Boulder's admin tool over its own mTLS, and lists it in its next CRL
 (within the crl-updater period, 5 minutes). Only the issuing site can:
 no other site holds the certificate or may sign its CRLs.
 
-Runs where the sites' rendered bundles are (the lab).`,
+The request goes through the failover controller (admin token), which
+keeps it in its etcd journal: a site that is down gets it when it is back,
+and may not become the active site before the serial is in its CRL.
+` + "`cairn revoke status`" + ` lists every request. Without a controller it revokes
+directly (the site must be up). Revoking needs the site's rendered bundle
+on the controller's host (the lab).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if (certFile == "") == (serial == "") {
@@ -50,24 +60,79 @@ Runs where the sites' rendered bundles are (the lab).`,
 			if err != nil {
 				return err
 			}
-			bins, err := boulderbin.Ensure(cmd.Context(), os.Stderr, "admin")
-			if err != nil {
-				return err
+			var e revocation.Entry
+			path := "/api/revoke?serial=" + url.QueryEscape(s) + "&reason=" + url.QueryEscape(reason)
+			if err := g.controllerCall(cmd.Context(), http.MethodPost, path, &e); err != nil {
+				if !errors.Is(err, errNoController) {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "cairn: %v\ncairn: revoking directly at site %s (not journaled)\n", err, site)
+				return revokeDirectly(cmd, spec, site, s, reason)
 			}
-			a := revocation.Admin{Binary: bins["admin"], Config: func(name string) string { return spec.Path(filepath.Join("sites", name, "etc", "admin.json")) }}
-			switch err := a.Revoke(cmd.Context(), site, s, reason); {
-			case errors.Is(err, revocation.ErrAlreadyRevoked):
-				fmt.Fprintf(cmd.OutOrStdout(), "%s was already revoked at site %s\n", s, site)
-			case err != nil:
-				return err
-			default:
-				fmt.Fprintf(cmd.OutOrStdout(), "revoked %s at site %s (%s); it is in site %s's CRL within 5 minutes\n", s, site, reason, site)
-			}
+			printEntry(cmd.OutOrStdout(), e)
 			return nil
 		},
 	}
+	cmd.AddCommand(newRevokeStatusCmd(g))
 	cmd.Flags().StringVar(&certFile, "cert", "", "PEM file of the certificate to revoke")
 	cmd.Flags().StringVar(&serial, "serial", "", "serial of the certificate to revoke, in hex")
 	cmd.Flags().StringVar(&reason, "reason", "unspecified", "CRL reason: unspecified, keyCompromise, superseded, cessationOfOperation or privilegeWithdrawn")
 	return cmd
+}
+
+func revokeDirectly(cmd *cobra.Command, spec *cluster.Spec, site, serial, reason string) error {
+	bins, err := boulderbin.Ensure(cmd.Context(), os.Stderr, "admin")
+	if err != nil {
+		return err
+	}
+	a := revocation.Admin{Binary: bins["admin"], Config: func(name string) string { return spec.Path(filepath.Join("sites", name, "etc", "admin.json")) }}
+	switch err := a.Revoke(cmd.Context(), site, serial, reason); {
+	case errors.Is(err, revocation.ErrAlreadyRevoked):
+		fmt.Fprintf(cmd.OutOrStdout(), "%s was already revoked at site %s\n", serial, site)
+	case err != nil:
+		return err
+	default:
+		fmt.Fprintf(cmd.OutOrStdout(), "revoked %s at site %s (%s); it is in site %s's CRL within 5 minutes\n", serial, site, reason, site)
+	}
+	return nil
+}
+
+func printEntry(w io.Writer, e revocation.Entry) {
+	switch e.State() {
+	case "pending":
+		fmt.Fprintf(w, "%s: pending at site %s (%s): %s; journaled, applied when the site answers\n", e.Serial, e.Site, e.Reason, e.LastError)
+	case "revoked":
+		fmt.Fprintf(w, "revoked %s at site %s (%s); it is in the site's CRL within 5 minutes (cairn revoke status)\n", e.Serial, e.Site, e.Reason)
+	default:
+		fmt.Fprintf(w, "%s: revoked at site %s, in its CRL since %s\n", e.Serial, e.Site, e.InCRLAt.UTC().Format(time.RFC3339))
+	}
+}
+
+func newRevokeStatusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Every revocation request: pending, revoked at its site, or in its CRL (and when)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var es []revocation.Entry
+			if err := g.controllerCall(cmd.Context(), http.MethodGet, "/api/revocations", &es); err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return printJSON(cmd.OutOrStdout(), es)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SERIAL\tSITE\tREASON\tSTATE\tREQUESTED\tREVOKED\tIN CRL\tLAST ERROR")
+			ts := func(t time.Time) string {
+				if t.IsZero() {
+					return "-"
+				}
+				return t.UTC().Format(time.RFC3339)
+			}
+			for _, e := range es {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Serial, e.Site, e.Reason, e.State(), ts(e.RequestedAt), ts(e.AppliedAt), ts(e.InCRLAt), e.LastError)
+			}
+			return tw.Flush()
+		},
+	}
 }

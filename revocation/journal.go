@@ -1,0 +1,233 @@
+package revocation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Entry is one revocation request in the journal, from the request until
+// its serial is seen in a CRL the issuing site published.
+type Entry struct {
+	Serial      string    `json:"serial"`
+	Site        string    `json:"site"`
+	Reason      string    `json:"reason"`
+	Requester   string    `json:"requester,omitempty"`
+	RequestedAt time.Time `json:"requestedAt"`
+	// AppliedAt: the issuing site revoked it (Boulder records its own
+	// clock then as the revocation date; RequestedAt stays for audit).
+	AppliedAt time.Time `json:"appliedAt,omitzero"`
+	// InCRLAt: first seen in a CRL the site published.
+	InCRLAt   time.Time `json:"inCRLAt,omitzero"`
+	LastError string    `json:"lastError,omitempty"`
+	// Deferred: the site could not be reached when it was first tried; it
+	// may not become the active site again until the serial is in its
+	// CRL.
+	Deferred bool `json:"deferred,omitempty"`
+}
+
+// Pending reports whether the entry is not yet in a published CRL.
+func (e Entry) Pending() bool { return e.InCRLAt.IsZero() }
+
+// State is "pending", "revoked" (at the site, not yet in a CRL) or "in-crl".
+func (e Entry) State() string {
+	switch {
+	case !e.InCRLAt.IsZero():
+		return "in-crl"
+	case !e.AppliedAt.IsZero():
+		return "revoked"
+	}
+	return "pending"
+}
+
+// Journal keeps revocation requests outside every site.
+type Journal interface {
+	Put(ctx context.Context, e Entry) error
+	List(ctx context.Context) ([]Entry, error)
+}
+
+// EtcdJournal keeps one key per serial under Prefix+"revocations/" in the
+// controllers' etcd.
+type EtcdJournal struct {
+	Client *clientv3.Client
+	Prefix string
+}
+
+func (j EtcdJournal) key(serial string) string { return j.Prefix + "revocations/" + serial }
+
+func (j EtcdJournal) Put(ctx context.Context, e Entry) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	_, err = j.Client.Put(ctx, j.key(e.Serial), string(b))
+	return err
+}
+
+func (j EtcdJournal) List(ctx context.Context) ([]Entry, error) {
+	r, err := j.Client.Get(ctx, j.Prefix+"revocations/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for _, kv := range r.Kvs {
+		var e Entry
+		if err := json.Unmarshal(kv.Value, &e); err != nil {
+			return nil, fmt.Errorf("revocation journal %s: %w", kv.Key, err)
+		}
+		out = append(out, e)
+	}
+	sortEntries(out)
+	return out, nil
+}
+
+func sortEntries(es []Entry) {
+	sort.Slice(es, func(i, k int) bool { return es[i].RequestedAt.Before(es[k].RequestedAt) })
+}
+
+// MemJournal is a Journal in memory (tests).
+type MemJournal struct {
+	mu sync.Mutex
+	m  map[string]Entry
+}
+
+func (j *MemJournal) Put(_ context.Context, e Entry) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.m == nil {
+		j.m = map[string]Entry{}
+	}
+	j.m[e.Serial] = e
+	return nil
+}
+
+func (j *MemJournal) List(context.Context) ([]Entry, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out []Entry
+	for _, e := range j.m {
+		out = append(out, e)
+	}
+	sortEntries(out)
+	return out, nil
+}
+
+// Replayer carries every journal entry to the issuing site's CRL: it
+// revokes at the site when the site answers (a site that is down keeps
+// its entries pending), then watches the site's published CRLs until the
+// serial is there. A site with pending entries must not become the
+// active site (the controller asks Blocked).
+type Replayer struct {
+	Journal Journal
+	// Revoke revokes at the issuing site (Admin.Revoke).
+	Revoke func(ctx context.Context, site, serial, reason string) error
+	// InCRL reports whether serial is in a CRL the site published.
+	InCRL func(ctx context.Context, site, serial string) (bool, error)
+	// Publish, if set, has the site publish its CRLs now (after a deferred
+	// revocation was applied: a returning site is gated until then).
+	Publish func(ctx context.Context, site string) error
+	Now     func() time.Time
+
+	mu      sync.Mutex
+	blocked map[string]int
+}
+
+func (r *Replayer) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Submit journals a new request (a serial already journaled keeps its
+// entry) and returns the entry.
+func (r *Replayer) Submit(ctx context.Context, e Entry) (Entry, error) {
+	all, err := r.Journal.List(ctx)
+	if err != nil {
+		return Entry{}, err
+	}
+	for _, old := range all {
+		if old.Serial == e.Serial {
+			return old, nil
+		}
+	}
+	e.RequestedAt = r.now()
+	if err := r.Journal.Put(ctx, e); err != nil {
+		return Entry{}, err
+	}
+	return e, nil
+}
+
+// Step advances every pending entry once.
+func (r *Replayer) Step(ctx context.Context) error {
+	all, err := r.Journal.List(ctx)
+	if err != nil {
+		return err
+	}
+	blocked := map[string]int{}
+	var errs []error
+	for _, e := range all {
+		if !e.Pending() {
+			continue
+		}
+		before := e
+		if e.AppliedAt.IsZero() {
+			switch err := r.Revoke(ctx, e.Site, e.Serial, e.Reason); {
+			case err == nil || errors.Is(err, ErrAlreadyRevoked):
+				e.AppliedAt, e.LastError = r.now(), ""
+				if e.Deferred && r.Publish != nil {
+					if err := r.Publish(ctx, e.Site); err != nil {
+						e.LastError = "publishing CRLs: " + err.Error()
+					}
+				}
+			case errors.Is(err, ErrNotFound):
+				// The site does not know it (restored from an old backup?):
+				// only `cairn pki revoke-site` covers it. It stays pending.
+				e.LastError, e.Deferred = err.Error(), true
+			default:
+				e.LastError, e.Deferred = err.Error(), true
+			}
+		}
+		if !e.AppliedAt.IsZero() {
+			switch in, err := r.InCRL(ctx, e.Site, e.Serial); {
+			case err != nil:
+				e.LastError = err.Error()
+			case in:
+				e.InCRLAt, e.LastError = r.now(), ""
+			}
+		}
+		if e.Pending() && e.Deferred {
+			blocked[e.Site]++
+		}
+		if e != before {
+			if err := r.Journal.Put(ctx, e); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	r.mu.Lock()
+	r.blocked = blocked
+	r.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// Blocked returns, per site, why it must not become active: revocations
+// requested while it was unreachable that are not yet in its published
+// CRLs (as of the last Step).
+func (r *Replayer) Blocked() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]string{}
+	for site, n := range r.blocked {
+		if n > 0 {
+			out[site] = fmt.Sprintf("%d revocation(s) made while it was down not yet in its CRLs", n)
+		}
+	}
+	return out
+}

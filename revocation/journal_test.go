@@ -1,0 +1,73 @@
+package revocation
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// A site that is down keeps its revocation pending and is gated; once it
+// is back the revocation is applied, its CRLs published, and the gate
+// lifts only when the serial is in a published CRL.
+func TestReplayerGatesAReturningSite(t *testing.T) {
+	ctx := context.Background()
+	clock := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	down := map[string]bool{"b": true}
+	revoked, published, crl := map[string]bool{}, map[string]int{}, map[string]bool{}
+	r := &Replayer{Journal: &MemJournal{}, Now: func() time.Time { return clock },
+		Revoke: func(_ context.Context, site, serial, _ string) error {
+			if down[site] {
+				return errors.New("connection refused")
+			}
+			revoked[serial] = true
+			return nil
+		},
+		InCRL:   func(_ context.Context, site, serial string) (bool, error) { return crl[serial], nil },
+		Publish: func(_ context.Context, site string) error { published[site]++; return nil },
+	}
+	// One revocation at a live site (a), one at a dead one (b).
+	for _, e := range []Entry{{Serial: "01aa", Site: "a", Reason: "superseded"}, {Serial: "02bb", Site: "b", Reason: "keyCompromise"}} {
+		if _, err := r.Submit(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if again, _ := r.Submit(ctx, Entry{Serial: "02bb", Site: "b", Reason: "unspecified"}); again.Reason != "keyCompromise" {
+		t.Fatalf("a second request replaced the first: %+v", again)
+	}
+	if err := r.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	state := func() map[string]string {
+		es, _ := r.Journal.List(ctx)
+		out := map[string]string{}
+		for _, e := range es {
+			out[e.Serial] = e.State()
+		}
+		return out
+	}
+	if s := state(); s["01aa"] != "revoked" || s["02bb"] != "pending" {
+		t.Fatalf("after the first step: %v", s)
+	}
+	if b := r.Blocked(); len(b) != 1 || b["b"] == "" {
+		t.Fatalf("blocked %v: want b only (a revoked at once is not gated)", b)
+	}
+	// b is back: applied, CRLs published at once, still gated until seen.
+	down["b"] = false
+	clock = clock.Add(time.Minute)
+	r.Step(ctx)
+	if !revoked["02bb"] || published["b"] != 1 || state()["02bb"] != "revoked" || r.Blocked()["b"] == "" {
+		t.Fatalf("b back: revoked %v, published %v, state %v, blocked %v", revoked, published, state(), r.Blocked())
+	}
+	crl["02bb"], crl["01aa"] = true, true
+	r.Step(ctx)
+	if s := state(); s["02bb"] != "in-crl" || s["01aa"] != "in-crl" || len(r.Blocked()) != 0 {
+		t.Fatalf("in the CRLs: %v, blocked %v", s, r.Blocked())
+	}
+	es, _ := r.Journal.List(ctx)
+	for _, e := range es {
+		if e.Serial == "02bb" && (!e.InCRLAt.Equal(clock) || !e.RequestedAt.Equal(clock.Add(-time.Minute)) || !e.Deferred) {
+			t.Errorf("entry times: %+v", e)
+		}
+	}
+}
