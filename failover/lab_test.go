@@ -113,14 +113,7 @@ func TestLabFailsOverByItself(t *testing.T) {
 	if _, err := l.Up(ctx, lab.UpOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "every site healthy", 60*time.Second, func() bool {
-		for _, s := range status(t, spec).Sites {
-			if s.State != failover.Healthy {
-				return false
-			}
-		}
-		return true
-	})
+	waitAllHealthy(t, spec, 60*time.Second)
 	if st := status(t, spec); st.Active != "a" || !st.Leading || st.Leader != st.Controller {
 		t.Fatalf("active %s (want a), leader %q, leading %v (the lab's controller leads its embedded etcd)", st.Active, st.Leader, st.Leading)
 	}
@@ -237,14 +230,7 @@ func TestLabWithPowerDNSFailsOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Healthy needs deep probes: issuance proves DNS-01 through PowerDNS.
-	waitFor(t, "every site healthy", 90*time.Second, func() bool {
-		for _, s := range status(t, spec).Sites {
-			if s.State != failover.Healthy {
-				return false
-			}
-		}
-		return true
-	})
+	waitAllHealthy(t, spec, 90*time.Second)
 	// The clients' key may not touch the epoch record (the Lua policy).
 	clientKey, err := rfc2136.ReadKey(spec.Path(spec.DNS.TSIG.ClientKeyFile))
 	if err != nil {
@@ -289,14 +275,7 @@ func TestLabRevokesAtADeadSite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "every site healthy", 60*time.Second, func() bool {
-		for _, s := range status(t, spec).Sites {
-			if s.State != failover.Healthy {
-				return false
-			}
-		}
-		return true
-	})
+	waitAllHealthy(t, spec, 60*time.Second)
 	certFile := issueAt(t, spec, sum, 1)
 
 	// Site b entirely down.
@@ -383,4 +362,16 @@ func issueAt(t *testing.T, spec *cluster.Spec, sum *lab.Summary, i int) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+func waitAllHealthy(t *testing.T, spec *cluster.Spec, timeout time.Duration) {
+	t.Helper()
+	waitFor(t, "every site healthy", timeout, func() bool {
+		for _, s := range status(t, spec).Sites {
+			if s.State != failover.Healthy {
+				return false
+			}
+		}
+		return true
+	})
 }
