@@ -278,6 +278,12 @@ func TestLabRevokesAtADeadSite(t *testing.T) {
 	waitAllHealthy(t, spec, 60*time.Second)
 	certFile := issueAt(t, spec, sum, 1)
 
+	// Site a's CRL front has copied b's CRL for this certificate's shard.
+	cert := labtest.ReadCert(t, certFile)
+	crlURL := cert.CRLDistributionPoints[0]
+	mirrored := filepath.Join(spec.Dir, "sites", "a", "var", "crl-mirror", filepath.FromSlash(crlURL[strings.Index(crlURL[len("http://"):], "/")+len("http://")+1:]))
+	waitFor(t, "a's copy of b's CRL", 90*time.Second, func() bool { _, err := os.Stat(mirrored); return err == nil })
+
 	// Site b entirely down.
 	b, err := site.ReadBundle(filepath.Join(spec.Dir, "sites", "b"))
 	if err != nil {
@@ -299,6 +305,14 @@ func TestLabRevokesAtADeadSite(t *testing.T) {
 		t.Fatalf("revoke with b down: %s", out)
 	}
 	waitFor(t, "b blocked", 10*time.Second, func() bool { return status(t, spec).Sites[1].Blocked != "" })
+	// b's CRL still downloads from its URL: crl.b lists every front, and
+	// a's serves its copy (signature checked against b's issuer).
+	crl, from := fetchCRLVia(t, sum, crlURL)
+	issuer := labtest.ReadCert(t, filepath.Join(spec.Dir, "sites", "b", "pki", "b-e1.cert.pem"))
+	if err := crl.CheckSignatureFrom(issuer); err != nil || time.Now().After(crl.NextUpdate) {
+		t.Fatalf("b's CRL from %s while b is down: %v (nextUpdate %s)", from, err, crl.NextUpdate)
+	}
+	t.Logf("b down: its CRL %s downloaded from %s", crlURL, from)
 	if err := cairnJSON(l, spec, "failover", "move", "--to", "b"); err == nil {
 		t.Error("an operator move to b while its revocation is pending was accepted")
 	}
@@ -374,4 +388,32 @@ func waitAllHealthy(t *testing.T, spec *cluster.Spec, timeout time.Duration) {
 		}
 		return true
 	})
+}
+
+// fetchCRLVia fetches a CRL URL as a relying party would: its host
+// resolved through the lab's DNS (every address tried in turn).
+func fetchCRLVia(t *testing.T, sum *lab.Summary, rawURL string) (*x509.RevocationList, string) {
+	t.Helper()
+	res := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, sum.DNS)
+	}}
+	var from string
+	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{Resolver: res, Timeout: 2 * time.Second}).DialContext(ctx, network, addr)
+		if err == nil {
+			from = c.RemoteAddr().String()
+		}
+		return c, err
+	}}
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(rawURL)
+	if err != nil {
+		t.Fatalf("GET %s: %v", rawURL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	crl, err := x509.ParseRevocationList(b)
+	if err != nil {
+		t.Fatalf("GET %s from %s: HTTP %d: %v", rawURL, from, resp.StatusCode, err)
+	}
+	return crl, from
 }

@@ -14,9 +14,11 @@ import (
 )
 
 // ProbeCRL fetches every CRL shard of every issuer of the site at the URL
-// its certificates name, checks the issuer's signature and that the CRL is
-// fresh (now before nextUpdate), and reports the oldest thisUpdate and the
-// earliest nextUpdate.
+// its certificates name, from the site's own front and from every other
+// front that mirrors it, checks the issuer's signature, that the CRL is
+// fresh (now before nextUpdate) and that no mirror serves a number newer
+// than the site's own, and reports the oldest thisUpdate and the earliest
+// nextUpdate.
 func ProbeCRL(ctx context.Context, t *Target) Result {
 	r := newRecorder(t.Site, KindCRL)
 	if len(t.CRLs) == 0 {
@@ -27,14 +29,24 @@ func ProbeCRL(ctx context.Context, t *Target) Result {
 	for _, src := range t.CRLs {
 		for _, u := range src.URLs {
 			crl, err := fetchCRL(ctx, t, src, u)
-			if r.step("crl "+u, err) != nil {
-				continue
+			if r.step("crl "+u, err) == nil {
+				if oldest.IsZero() || crl.ThisUpdate.Before(oldest) {
+					oldest = crl.ThisUpdate
+				}
+				if earliest.IsZero() || crl.NextUpdate.Before(earliest) {
+					earliest = crl.NextUpdate
+				}
 			}
-			if oldest.IsZero() || crl.ThisUpdate.Before(oldest) {
-				oldest = crl.ThisUpdate
-			}
-			if earliest.IsZero() || crl.NextUpdate.Before(earliest) {
-				earliest = crl.NextUpdate
+			// The copies are checked even when the site's own front is
+			// down: then they are all relying parties can get.
+			for _, m := range src.Mirrors {
+				via := src
+				via.DialAddr = m
+				mc, err := fetchCRL(ctx, t, via, u)
+				if err == nil && crl != nil && mc.Number.Cmp(crl.Number) > 0 {
+					err = probeError{ClassMismatch, fmt.Sprintf("the copy at %s has CRL number %s, newer than the site's own %s", m, mc.Number, crl.Number)}
+				}
+				r.step("crl "+u+" via "+m, err)
 			}
 		}
 	}

@@ -137,7 +137,13 @@ func (c *targetCommon) siteTarget(i int, s cluster.Site) (*Target, error) {
 			return nil, err
 		}
 		t.Issuers = append(t.Issuers, cert)
-		t.CRLs = append(t.CRLs, crlSource(plan, s, is, cert))
+		src := crlSource(plan, s, is, cert)
+		for i, peer := range spec.Sites {
+			if pp, err := site.NewPlan(spec, i); err == nil && peer.Name != s.Name && !pp.ExternalCRLStore() && src.DialAddr != "" {
+				src.Mirrors = append(src.Mirrors, site.Addr(pp.CRL, site.PortCRLHTTP))
+			}
+		}
+		t.CRLs = append(t.CRLs, src)
 	}
 	return t, nil
 }

@@ -60,6 +60,9 @@ type CRLSource struct {
 	// DialAddr, if set, is where the URLs' host is reached (the lab's CRL
 	// front); else the host is resolved.
 	DialAddr string
+	// Mirrors are the other sites' CRL fronts, which serve copies of these
+	// CRLs too (while this site is down, they are what relying parties get).
+	Mirrors []string
 }
 
 func (t *Target) tlsConfig() *tls.Config {

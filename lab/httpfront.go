@@ -23,6 +23,8 @@ type HTTPFrontConfig struct {
 	Listen string            `json:"listen"`
 	Static map[string]string `json:"static"` // URL prefix -> directory
 	Proxy  map[string]string `json:"proxy"`  // URL prefix -> upstream base URL
+	// Mirror, on a site's CRL front: every other site's CRLs, copied.
+	Mirror *CRLMirror `json:"mirror,omitempty"`
 }
 
 // ServeHTTPFront runs the front until ctx ends.
@@ -46,6 +48,9 @@ func ServeHTTPFront(ctx context.Context, configFile string, log *slog.Logger) er
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
+	if cfg.Mirror != nil {
+		go cfg.Mirror.Run(ctx, log)
+	}
 	log.Info("http front listening", "addr", cfg.Listen)
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
@@ -74,7 +79,11 @@ func (cfg HTTPFrontConfig) handler() (http.Handler, error) {
 			return nil, fmt.Errorf("proxy %s: %w", prefix, err)
 		}
 		// Path kept as is: crl-storer writes /<bucket>/<nameID>/<shard>.crl.
-		mux.Handle(prefix, readOnly(httputil.NewSingleHostReverseProxy(u)))
+		var h http.Handler = httputil.NewSingleHostReverseProxy(u)
+		if cfg.Mirror != nil && prefix == "/"+cfg.Mirror.Bucket+"/" {
+			h = cfg.Mirror.handler(h)
+		}
+		mux.Handle(prefix, readOnly(h))
 	}
 	return mux, nil
 }

@@ -121,19 +121,7 @@ func run(t testing.TB, env []string, argv []string) (string, error) {
 	return string(out), err
 }
 
-func readPEMCert(t testing.TB, path string) *x509.Certificate {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, _ := pem.Decode(b)
-	c, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+func readPEMCert(t testing.TB, path string) *x509.Certificate { return labtest.ReadCert(t, path) }
 
 // checkFromSite verifies the certificate chains to the root through one of
 // the site's intermediates and carries the site's serial prefix.

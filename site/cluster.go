@@ -321,14 +321,25 @@ func seedZone(spec *cluster.Spec, secondaries []netip.AddrPort) string {
 	sort.SliceStable(sites, func(i, j int) bool { return sites[i].Priority < sites[j].Priority })
 	fmt.Fprintf(&b, "%s A %s\n", rel(spec.ACME.Name), sites[0].Address)
 	fmt.Fprintf(&b, "%s TXT \"epoch=0; site=%s; controller=seed; reason=initial\"\n", rel(spec.EpochName()), sites[0].Name)
+	var plans []*Plan
 	for i := range spec.Sites {
-		p, err := NewPlan(spec, i)
-		if err != nil {
+		if p, err := NewPlan(spec, i); err == nil {
+			plans = append(plans, p)
+		}
+	}
+	for _, p := range plans {
+		fmt.Fprintf(&b, "%s A %s\n", rel(p.SiteName()), p.Public)
+		if !strings.HasSuffix(p.CRLHost(), "."+zone) {
 			continue
 		}
-		fmt.Fprintf(&b, "%s A %s\n", rel(p.SiteName()), p.Public)
-		if strings.HasSuffix(p.CRLHost(), "."+zone) {
-			fmt.Fprintf(&b, "%s A %s\n", rel(p.CRLHost()), p.CRL)
+		// Every CRL front serves every site's CRLs (each mirrors the
+		// others): the site's own front first, then the others, so a
+		// client whose first address is down tries the next.
+		fmt.Fprintf(&b, "%s A %s\n", rel(p.CRLHost()), p.CRL)
+		for _, o := range plans {
+			if o != p && !o.ExternalCRLStore() {
+				fmt.Fprintf(&b, "%s A %s\n", rel(p.CRLHost()), o.CRL)
+			}
 		}
 	}
 	if host := pkiHost(spec); strings.HasSuffix(host, "."+zone) {

@@ -125,6 +125,7 @@ type renderer struct {
 	p      *Plan
 	varDir string
 	bundle *Bundle
+	own    []int64 // this site's issuer NameIDs
 }
 
 func (r *renderer) out(parts ...string) string {
@@ -270,8 +271,34 @@ func (r *renderer) issuers() (*boulderInputs, error) {
 		}
 		in.issuers = append(in.issuers, issuerInput{certFile: r.root("pki", is.Label+".cert.pem"), nameID: is.NameID, current: is.Current,
 			live: is.NotAfter.After(r.o.Now)})
+		r.own = append(r.own, is.NameID)
 	}
-	return in, nil
+	return in, r.peerIssuers()
+}
+
+// peerIssuers puts every other site's issuers (public certificates) in
+// pki/issuers too: the CRL front's mirror checks their CRLs with them.
+func (r *renderer) peerIssuers() error {
+	for _, s := range r.o.Spec.Sites {
+		if s.Name == r.p.Site.Name {
+			continue
+		}
+		issuers, err := r.o.PKI.SiteIssuers(s.Name)
+		if err != nil {
+			continue // no intermediates yet: nothing to mirror
+		}
+		for _, is := range issuers {
+			b, err := os.ReadFile(is.CertFile)
+			if err != nil {
+				return err
+			}
+			block, _ := pem.Decode(b)
+			if err := r.write(fmt.Sprintf("pki/issuers/%d.der", is.NameID), block.Bytes, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // pkcs11Config writes the CA's PKCS#11 config (and the SoftHSM config when
@@ -483,14 +510,42 @@ func (r *renderer) schema() ([]string, error) {
 
 // httpFront serves the site's CRLs (proxied from the S3 store, at the path
 // crl-storer writes) and its issuer certificates (AIA) at the CRL URL.
+// It also mirrors every other site's CRLs (and serves them) so they
+// download while their site is down.
 func (r *renderer) httpFront() string {
+	type peer struct {
+		URL     string  `json:"url"`
+		NameIDs []int64 `json:"nameIDs"`
+	}
+	peers := []peer{}
+	for i, s := range r.o.Spec.Sites {
+		if s.Name == r.p.Site.Name {
+			continue
+		}
+		pp, err := NewPlan(r.o.Spec, i)
+		if err != nil || pp.ExternalCRLStore() {
+			continue
+		}
+		pr := peer{URL: "http://" + Addr(pp.CRL, PortCRLHTTP), NameIDs: []int64{}}
+		if issuers, err := r.o.PKI.SiteIssuers(s.Name); err == nil {
+			for _, is := range issuers {
+				pr.NameIDs = append(pr.NameIDs, is.NameID)
+			}
+		}
+		peers = append(peers, pr)
+	}
 	b, _ := json.MarshalIndent(map[string]any{
 		"listen": Addr(r.p.CRL, PortCRLHTTP),
 		"static": map[string]string{"/issuers/": r.root("pki", "issuers")},
 		"proxy":  map[string]string{"/" + r.p.Site.CRLStore.Bucket + "/": "http://" + Addr(r.p.CRL, PortS3)},
+		"mirror": map[string]any{"dir": r.root("var", "crl-mirror"), "bucket": r.p.Site.CRLStore.Bucket, "peers": peers,
+			"issuers": r.root("pki", "issuers"), "own": r.own, "shards": CRLShards, "every": crlMirrorEvery.String()},
 	}, "", "  ")
 	return string(b)
 }
+
+// crlMirrorEvery: how often a CRL front copies the other sites' CRLs.
+const crlMirrorEvery = 30 * time.Second
 
 func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 	p := r.p

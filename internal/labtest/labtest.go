@@ -4,6 +4,8 @@
 package labtest
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -118,4 +120,22 @@ type Log struct{ T testing.TB }
 func (w Log) Write(p []byte) (int, error) {
 	w.T.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// ReadCert reads a PEM certificate file.
+func ReadCert(t testing.TB, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		t.Fatalf("%s: no PEM", path)
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
