@@ -27,9 +27,15 @@ func ProbeCRL(ctx context.Context, t *Target) Result {
 	}
 	var oldest, earliest time.Time
 	for _, src := range t.CRLs {
+		// What a relying party can get for this issuer: per shard the
+		// latest nextUpdate any front serves; the issuer's clock is the
+		// earliest of those (the outage clock, while the site is down).
+		var issuerClock time.Time
 		for _, u := range src.URLs {
 			crl, err := fetchCRL(ctx, t, src, u)
+			var best time.Time
 			if r.step("crl "+u, err) == nil {
+				best = crl.NextUpdate
 				if oldest.IsZero() || crl.ThisUpdate.Before(oldest) {
 					oldest = crl.ThisUpdate
 				}
@@ -46,8 +52,20 @@ func ProbeCRL(ctx context.Context, t *Target) Result {
 				if err == nil && crl != nil && mc.Number.Cmp(crl.Number) > 0 {
 					err = probeError{ClassMismatch, fmt.Sprintf("the copy at %s has CRL number %s, newer than the site's own %s", m, mc.Number, crl.Number)}
 				}
+				if err == nil && mc.NextUpdate.After(best) {
+					best = mc.NextUpdate
+				}
 				r.step("crl "+u+" via "+m, err)
 			}
+			if best.IsZero() {
+				best = time.Unix(0, 0) // no front serves this shard: its clock has run out
+			}
+			if issuerClock.IsZero() || best.Before(issuerClock) {
+				issuerClock = best
+			}
+		}
+		if !issuerClock.IsZero() {
+			r.fact(NextUpdateFact+src.Issuer.Subject.CommonName, issuerClock.UTC().Format(time.RFC3339))
 		}
 	}
 	if !oldest.IsZero() {
@@ -68,6 +86,10 @@ func crlHTTPClient(t *Target, src CRLSource) *http.Client {
 	}
 	return &http.Client{Transport: tr, Timeout: 2 * t.stepTimeout()}
 }
+
+// NextUpdateFact prefixes the crl probe's fact per issuer (by common
+// name): the earliest nextUpdate a relying party can still get.
+const NextUpdateFact = "nextUpdate."
 
 // fetchCRL downloads one shard and checks signature and freshness.
 func fetchCRL(ctx context.Context, t *Target, src CRLSource, u string) (*x509.RevocationList, error) {

@@ -44,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_certificate_expiry_timestamp_seconds",
 			Help: "notAfter of the site's HTTPS certificate (tls probe), as a Unix time."}, []string{"site"}),
 		crlNextUpdate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_crl_next_update_timestamp_seconds",
-			Help: "Earliest nextUpdate over the site's CRL shards, as a Unix time."}, []string{"site"}),
+			Help: "Per issuer of the site: the earliest nextUpdate over its CRL shards, taking for each shard the latest CRL any front serves (its own or a copy), as a Unix time. Relying parties that check CRLs reject the issuer's certificates after it."}, []string{"site", "issuer"}),
 		lastRun: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_probe_last_run_timestamp_seconds",
 			Help: "When the last probe of this kind started, as a Unix time."}, []string{"site", "kind"}),
 	}
@@ -99,7 +99,13 @@ func (m *Metrics) Observe(r Result) {
 	if t, err := time.Parse(time.RFC3339, r.Facts["notAfter"]); err == nil && r.Kind == KindTLS {
 		m.certExpiry.WithLabelValues(r.Site).Set(float64(t.Unix()))
 	}
-	if t, err := time.Parse(time.RFC3339, r.Facts["earliestNextUpdate"]); err == nil {
-		m.crlNextUpdate.WithLabelValues(r.Site).Set(float64(t.Unix()))
+	if r.Kind == KindCRL {
+		for k, v := range r.Facts {
+			if issuer, ok := strings.CutPrefix(k, NextUpdateFact); ok {
+				if t, err := time.Parse(time.RFC3339, v); err == nil {
+					m.crlNextUpdate.WithLabelValues(r.Site, issuer).Set(float64(t.Unix()))
+				}
+			}
+		}
 	}
 }

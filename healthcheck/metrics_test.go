@@ -25,7 +25,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 	m.Observe(Result{Site: "b", Kind: KindIssuance, Started: now, Elapsed: 80 * time.Millisecond,
 		Steps: []Step{{Name: "new-order", OK: true}, {Name: "finalize", ErrorClass: ClassACME, ACMEProblemType: "urn:ietf:params:acme:error:serverInternal"}}})
 	m.Observe(Result{Site: "a", Kind: KindCRL, OK: true, Started: now, Steps: []Step{{Name: "crl", OK: true}},
-		Facts: map[string]string{"earliestNextUpdate": now.Add(9 * 24 * time.Hour).Format(time.RFC3339)}})
+		Facts: map[string]string{NextUpdateFact + "cairn lab a E1": now.Add(9 * 24 * time.Hour).Format(time.RFC3339)}})
 	rec := httptest.NewRecorder()
 	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body := rec.Body.String()
@@ -35,7 +35,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 		`cairn_probe_acme_problems_total{kind="issuance",site="b",type="serverInternal"} 1`,
 		`cairn_probe_step_success{kind="issuance",site="b",step="finalize"} 0`,
 		`cairn_certificate_expiry_timestamp_seconds{site="a"}`,
-		`cairn_crl_next_update_timestamp_seconds{site="a"}`,
+		`cairn_crl_next_update_timestamp_seconds{issuer="cairn lab a E1",site="a"}`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
