@@ -2,7 +2,10 @@ package failover_test
 
 import (
 	"context"
+	"crypto"
+	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -18,7 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/miekg/dns"
+	"golang.org/x/crypto/acme"
 
 	"github.com/cairn-pki/cairn/acmedns"
 	"github.com/cairn-pki/cairn/cluster"
@@ -277,6 +282,15 @@ func TestLabRevokesAtADeadSite(t *testing.T) {
 	}
 	waitAllHealthy(t, spec, 60*time.Second)
 	certFile := issueAt(t, spec, sum, 1)
+	_, viaACME, viaACMEKey := issueWithKey(t, spec, sum, 1, "revoke-via-acme")
+	atA := goClientAt(t, spec, sum, 0) // where the ACME name points
+	// No waiting out Retry-After (60 s) on a 503: one answer is enough here.
+	atA.ACME().RetryBackoff = func(n int, _ *http.Request, resp *http.Response) time.Duration {
+		if (resp != nil && resp.StatusCode == http.StatusServiceUnavailable) || n > 5 {
+			return -1
+		}
+		return time.Duration(n) * 100 * time.Millisecond
+	}
 
 	// Site a's CRL front has copied b's CRL for this certificate's shard.
 	cert := labtest.ReadCert(t, certFile)
@@ -313,6 +327,12 @@ func TestLabRevokesAtADeadSite(t *testing.T) {
 		t.Fatalf("b's CRL from %s while b is down: %v (nextUpdate %s)", from, err, crl.NextUpdate)
 	}
 	t.Logf("b down: its CRL %s downloaded from %s", crlURL, from)
+	// Through ACME at a: b's certificate cannot be revoked while b is
+	// down, and the client is told so (not 404 "unrecognized issuer").
+	err = atA.ACME().RevokeCert(ctx, viaACMEKey, viaACME, acme.CRLReasonKeyCompromise)
+	if err == nil || !strings.Contains(err.Error(), "NOT revoked") || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("ACME revocation of b's certificate at a while b is down: %v", err)
+	}
 	if err := cairnJSON(l, spec, "failover", "move", "--to", "b"); err == nil {
 		t.Error("an operator move to b while its revocation is pending was accepted")
 	}
@@ -335,6 +355,22 @@ func TestLabRevokesAtADeadSite(t *testing.T) {
 		t.Errorf("entry %+v", entries[0])
 	}
 	waitFor(t, "b no longer blocked", 15*time.Second, func() bool { return status(t, spec).Sites[1].Blocked == "" })
+	// Through ACME at a again, b up: a's front answers badNonce with one of
+	// b's nonces (RFC 8555 §6.5: clients retry with it, and the retry is
+	// passed to b). Go's x/crypto/acme instead drops that nonce and fetches
+	// one from a, so it ends with that answer: a clear error naming b,
+	// never 404 "unrecognized issuer".
+	err = atA.ACME().RevokeCert(ctx, viaACMEKey, viaACME, acme.CRLReasonKeyCompromise)
+	if err == nil || !strings.Contains(err.Error(), "badNonce") || !strings.Contains(err.Error(), "issued by site b") {
+		t.Fatalf("ACME revocation of b's certificate at a, b up: %v", err)
+	}
+	// A client that does what RFC 8555 §6.5 says succeeds: revokeCert at a
+	// signed with the certificate's key, retried with the nonce of the
+	// badNonce answer.
+	status, body := revokeAsRFCClient(t, spec, sum, viaACME, viaACMEKey)
+	if status != http.StatusOK {
+		t.Fatalf("RFC 8555 client revoking b's certificate at a: HTTP %d %s", status, body)
+	}
 }
 
 // cairnJSON runs a cairn command and returns its error.
@@ -345,6 +381,13 @@ func cairnJSON(l *lab.Lab, spec *cluster.Spec, args ...string) error {
 // issueAt issues a certificate at site i (addressed directly) with the Go
 // client and returns its PEM file.
 func issueAt(t *testing.T, spec *cluster.Spec, sum *lab.Summary, i int) string {
+	path, _, _ := issueWithKey(t, spec, sum, i, "revoke-me")
+	return path
+}
+
+// goClientAt is the Go ACME client bound to site i (its address, the ACME
+// name as TLS server name).
+func goClientAt(t *testing.T, spec *cluster.Spec, sum *lab.Summary, i int) *acmeclient.Client {
 	t.Helper()
 	key, err := rfc2136.ReadKey(sum.ClientKey)
 	if err != nil {
@@ -363,11 +406,19 @@ func issueAt(t *testing.T, spec *cluster.Spec, sum *lab.Summary, i int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(c.Close)
+	return c
+}
+
+// issueWithKey issues a certificate for name at site i and returns its PEM
+// file, DER and private key.
+func issueWithKey(t *testing.T, spec *cluster.Spec, sum *lab.Summary, i int, name string) (string, []byte, crypto.Signer) {
+	t.Helper()
+	c := goClientAt(t, spec, sum, i)
 	if _, err := c.Register(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	chain, _, _, err := c.Issue(context.Background(), []string{"revoke-me." + spec.ACME.Zone})
+	chain, key, _, err := c.Issue(context.Background(), []string{name + "." + spec.ACME.Zone})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +426,7 @@ func issueAt(t *testing.T, spec *cluster.Spec, sum *lab.Summary, i int) string {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: chain[0]}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return path, chain[0], key
 }
 
 func waitAllHealthy(t *testing.T, spec *cluster.Spec, timeout time.Duration) {
@@ -416,4 +467,49 @@ func fetchCRLVia(t *testing.T, sum *lab.Summary, rawURL string) (*x509.Revocatio
 		t.Fatalf("GET %s from %s: HTTP %d: %v", rawURL, from, resp.StatusCode, err)
 	}
 	return crl, from
+}
+
+// revokeAsRFCClient sends revokeCert for der to site a (where the ACME
+// name points), JWS-signed with the certificate's key, and retries once
+// with the nonce of a badNonce answer, as RFC 8555 §6.5 says clients do.
+func revokeAsRFCClient(t *testing.T, spec *cluster.Spec, sum *lab.Summary, der []byte, key crypto.Signer) (int, string) {
+	t.Helper()
+	rootPEM, _ := os.ReadFile(sum.RootCert)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(rootPEM)
+	a := net.JoinHostPort(spec.Sites[0].Address, strconv.Itoa(spec.ACME.HTTPSPort))
+	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: spec.ACME.Name},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, a)
+		}}}
+	base := "https://" + spec.ACME.Name
+	resp, err := hc.Head(base + "/acme/new-nonce")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	nonce := resp.Header.Get("Replay-Nonce")
+	payload, _ := json.Marshal(map[string]any{"certificate": base64.RawURLEncoding.EncodeToString(der), "reason": 1})
+	for try := 0; try < 2; try++ {
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, &jose.SignerOptions{EmbedJWK: true,
+			ExtraHeaders: map[jose.HeaderKey]any{"nonce": nonce, "url": base + "/acme/revoke-cert"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, err := signer.Sign(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := hc.Post(base+"/acme/revoke-cert", "application/jose+json", strings.NewReader(sig.FullSerialize()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "badNonce") {
+			return resp.StatusCode, string(b)
+		}
+		nonce = resp.Header.Get("Replay-Nonce")
+	}
+	return 0, "badNonce twice"
 }

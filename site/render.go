@@ -617,12 +617,37 @@ func (r *renderer) acmeFront(in *boulderInputs) string {
 	for _, is := range in.issuers {
 		issuers = append(issuers, is.certFile)
 	}
+	type peer struct {
+		Site    string   `json:"site"`
+		Addr    string   `json:"addr"`
+		Issuers []string `json:"issuers"`
+	}
+	peers := []peer{}
+	for i, s := range r.o.Spec.Sites {
+		if s.Name == p.Site.Name {
+			continue
+		}
+		pp, err := NewPlan(r.o.Spec, i)
+		if err != nil {
+			continue
+		}
+		pr := peer{Site: s.Name, Addr: Addr(pp.Public, p.Spec.ACME.HTTPSPort), Issuers: []string{}}
+		if iss, err := r.o.PKI.SiteIssuers(s.Name); err == nil {
+			for _, is := range iss {
+				pr.Issuers = append(pr.Issuers, r.root("pki", "issuers", fmt.Sprintf("%d.der", is.NameID)))
+			}
+		}
+		peers = append(peers, pr)
+	}
 	b, _ := json.MarshalIndent(map[string]any{
 		"listen":   Addr(p.Public, p.Spec.ACME.HTTPSPort),
 		"upstream": "http://" + Addr(p.Svc, PortWFEHTTP),
 		"certFile": r.root("https", "wfe.pem"),
 		"keyFile":  r.root("secrets", "wfe-https.key"),
 		"issuers":  issuers,
+		// Another site's certificate is revoked there (revokeCert).
+		"peers":    peers,
+		"rootFile": r.root("pki", "root.cert.pem"),
 	}, "", "  ")
 	return string(b) + "\n"
 }

@@ -7,6 +7,15 @@
 // (unknown issuer), which lego ≥ 4.20 treats as final: every default lego
 // renewal after a move would fail. The site never learns, accepts or
 // revokes another site's certificates (docs/accounts.md, "ARI").
+//
+// A revokeCert of another site's certificate (a client whose certificate
+// came from a site the ACME name no longer points to) is passed to that
+// site's front: only the issuing site holds the certificate and may list
+// it in its CRLs. Nonces are per site, so the first try gets badNonce
+// with that site's nonce, and the client's retry goes through. When that
+// site does not answer, the client gets 503 serverInternal with
+// Retry-After, never Boulder's 404 "unrecognized issuer" nor a success no
+// CRL will show (docs/revocation.md).
 package acmefront
 
 import (
@@ -40,19 +49,37 @@ type Config struct {
 	// Issuers are this site's issuing intermediates (PEM files): a
 	// "replaces" naming any other issuer is another site's certificate.
 	Issuers []string `json:"issuers"`
+	// Peers are the other sites' fronts, where a revokeCert of their
+	// certificates goes; RootFile verifies their TLS (the ACME name).
+	Peers    []Peer `json:"peers,omitempty"`
+	RootFile string `json:"rootFile,omitempty"`
+}
+
+// Peer is another site's front and its issuers.
+type Peer struct {
+	Site    string   `json:"site"`
+	Addr    string   `json:"addr"`    // its public address and ACME port
+	Issuers []string `json:"issuers"` // PEM or DER files
 }
 
 // maxBody bounds what the front reads of a newOrder (a JWS of a few KiB).
 const maxBody = 1 << 20
 
-// newOrderPath is Boulder's newOrder endpoint.
-const newOrderPath = "/acme/new-order"
+// newOrderPath and revokePath are Boulder's newOrder and revokeCert
+// endpoints.
+const (
+	newOrderPath = "/acme/new-order"
+	revokePath   = "/acme/revoke-cert"
+)
 
 // Front is the handler; Foreign counts orders answered alreadyReplaced.
 type Front struct {
 	upstream *url.URL
 	proxy    *httputil.ReverseProxy
 	own      map[string]bool // authority key IDs (raw bytes as string) of own issuers
+	peers    map[string]Peer // authority key ID -> the issuing site's front
+	peerTLS  *tls.Config
+	prefix   atomic.Value // this site's nonce prefix (string)
 	client   *http.Client
 	log      *slog.Logger
 	Foreign  atomic.Int64
@@ -77,23 +104,22 @@ func New(c *Config, log *slog.Logger) (*Front, error) {
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("upstream %q: want http://ip:port", c.Upstream)
 	}
-	f := &Front{upstream: u, own: map[string]bool{}, log: log,
+	f := &Front{upstream: u, own: map[string]bool{}, peers: map[string]Peer{}, log: log,
 		client: &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	for _, file := range c.Issuers {
-		b, err := os.ReadFile(file)
+		certs, err := readCerts(file)
 		if err != nil {
 			return nil, fmt.Errorf("issuers: %w", err)
 		}
-		for block, rest := pem.Decode(b); block != nil; block, rest = pem.Decode(rest) {
-			cert, err := x509.ParseCertificate(block.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("issuers: %s: %w", file, err)
-			}
+		for _, cert := range certs {
 			f.own[string(cert.SubjectKeyId)] = true
 		}
 	}
 	if len(f.own) == 0 {
 		return nil, errors.New("issuers: no certificate: the front must know the site's own issuers")
+	}
+	if err := f.loadPeers(c); err != nil {
+		return nil, err
 	}
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
@@ -114,8 +140,76 @@ func New(c *Config, log *slog.Logger) (*Front, error) {
 	return f, nil
 }
 
+// readCerts reads every certificate of a PEM file, or one DER certificate.
+func readCerts(file string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for block, rest := pem.Decode(b); block != nil; block, rest = pem.Decode(rest) {
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		out = append(out, cert)
+	}
+	if len(out) == 0 {
+		cert, err := x509.ParseCertificate(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: neither PEM nor DER certificates: %w", file, err)
+		}
+		out = append(out, cert)
+	}
+	return out, nil
+}
+
+func (f *Front) loadPeers(c *Config) error {
+	if len(c.Peers) == 0 {
+		return nil
+	}
+	pool := x509.NewCertPool()
+	if c.RootFile != "" {
+		roots, err := readCerts(c.RootFile)
+		if err != nil {
+			return fmt.Errorf("rootFile: %w", err)
+		}
+		for _, r := range roots {
+			pool.AddCert(r)
+		}
+	}
+	f.peerTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	for _, p := range c.Peers {
+		for _, file := range p.Issuers {
+			certs, err := readCerts(file)
+			if err != nil {
+				return fmt.Errorf("peers %s: %w", p.Site, err)
+			}
+			for _, cert := range certs {
+				f.peers[string(cert.SubjectKeyId)] = p
+			}
+		}
+	}
+	return nil
+}
+
 // ServeHTTP implements http.Handler.
 func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.URL.Path == revokePath && len(f.peers) > 0 {
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+		r.Body.Close()
+		if err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		if aki, ok := revokedAKI(body); ok && !f.own[string(aki)] {
+			if p, known := f.peers[string(aki)]; known {
+				f.forwardRevocation(w, r, body, p)
+				return
+			}
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+	}
 	if r.Method == http.MethodPost && r.URL.Path == newOrderPath {
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 		r.Body.Close()
@@ -176,11 +270,8 @@ func (f *Front) nonce(ctx context.Context, host string) (string, error) {
 	return n, nil
 }
 
-// replacesAKI reads the authority key identifier of the certificate a
-// newOrder's "replaces" names (RFC 9773: base64url(AKI) "." base64url(serial)),
-// from the JWS payload. The signature is the WFE's to check; the front
-// only ever refuses, and cannot change what it forwards.
-func replacesAKI(body []byte) ([]byte, bool) {
+// jwsPayload is the decoded payload of a flattened JWS.
+func jwsPayload(body []byte) ([]byte, bool) {
 	var jws struct {
 		Payload string `json:"payload"`
 	}
@@ -188,7 +279,175 @@ func replacesAKI(body []byte) ([]byte, bool) {
 		return nil, false
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(jws.Payload)
+	return payload, err == nil
+}
+
+// revokedAKI reads the authority key identifier of the certificate a
+// revokeCert's JWS payload carries; the WFE that gets it checks the rest.
+func revokedAKI(body []byte) ([]byte, bool) {
+	payload, ok := jwsPayload(body)
+	if !ok {
+		return nil, false
+	}
+	var req struct {
+		Certificate string `json:"certificate"`
+	}
+	if json.Unmarshal(payload, &req) != nil {
+		return nil, false
+	}
+	der, err := base64.RawURLEncoding.DecodeString(req.Certificate)
 	if err != nil {
+		return nil, false
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil || len(cert.AuthorityKeyId) == 0 {
+		return nil, false
+	}
+	return cert.AuthorityKeyId, true
+}
+
+// forwardRevocation passes a revokeCert to the issuing site's front, with
+// the client's Host (the ACME name: the JWS url names it), and relays the
+// answer. An issuing site that does not answer gets the client a 503.
+func (f *Front) forwardRevocation(w http.ResponseWriter, r *http.Request, body []byte, p Peer) {
+	hc := f.peerClient(r, p)
+	// A nonce this site handed out is worthless at the issuing site: answer
+	// badNonce with one of that site's nonces (clients retry with the
+	// nonce of a badNonce answer), instead of a round trip that cannot
+	// succeed.
+	if own := f.ownPrefix(r); own != "" && strings.HasPrefix(jwsNonce(body), own) {
+		nonce, err := peerNonce(r.Context(), hc, r.Host)
+		if err != nil {
+			f.log.Warn("revokeCert of another site's certificate: that site does not answer", "site", p.Site, "err", err)
+			f.problem(w, r, http.StatusServiceUnavailable, "urn:ietf:params:acme:error:serverInternal",
+				fmt.Sprintf("the certificate was issued by site %s of this CA cluster, which does not answer: it was NOT revoked. Retry later, or ask the CA operator to revoke it (cairn revoke)", p.Site))
+			return
+		}
+		w.Header().Set("Replay-Nonce", nonce)
+		w.Header().Set("Link", fmt.Sprintf(`<https://%s/directory>;rel="index"`, r.Host))
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusBadRequest)
+		json.NewEncoder(w).Encode(map[string]any{"type": "urn:ietf:params:acme:error:badNonce", "status": http.StatusBadRequest,
+			"detail": fmt.Sprintf("the certificate was issued by site %s of this CA cluster, where it is revoked: retry with the nonce of this answer (a client that fetches a new nonce instead cannot revoke it here; the CA operator can: cairn revoke)", p.Site)})
+		return
+	}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, "https://"+r.Host+revokePath, bytes.NewReader(body))
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	req.Header.Set("Content-Type", r.Header.Get("Content-Type"))
+	resp, err := hc.Do(req)
+	if err != nil {
+		f.log.Warn("revokeCert of another site's certificate: that site does not answer", "site", p.Site, "err", err)
+		f.problem(w, r, http.StatusServiceUnavailable, "urn:ietf:params:acme:error:serverInternal",
+			fmt.Sprintf("the certificate was issued by site %s of this CA cluster, which does not answer: it was NOT revoked. Retry later, or ask the CA operator to revoke it (cairn revoke)", p.Site))
+		return
+	}
+	defer resp.Body.Close()
+	f.log.Info("revokeCert of another site's certificate passed to it", "site", p.Site, "status", resp.StatusCode)
+	for _, h := range []string{"Content-Type", "Replay-Nonce", "Link", "Retry-After", "Cache-Control"} {
+		for _, v := range resp.Header.Values(h) {
+			w.Header().Add(h, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, io.LimitReader(resp.Body, maxBody))
+}
+
+// peerClient reaches p's front over TLS for the client's host name.
+func (f *Front) peerClient(r *http.Request, p Peer) *http.Client {
+	tc := f.peerTLS.Clone()
+	tc.ServerName = hostOnly(r.Host)
+	return &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{Timeout: 3 * time.Second}).DialContext(ctx, network, p.Addr)
+		}}}
+}
+
+// noncePrefixLen is the length of the prefix Boulder's nonce service puts
+// on every nonce (it names the service that issued it).
+const noncePrefixLen = 8
+
+// ownPrefix is this site's nonce prefix, learned from its WFE once.
+func (f *Front) ownPrefix(r *http.Request) string {
+	if v := f.prefix.Load(); v != nil {
+		return v.(string)
+	}
+	n, err := f.nonce(r.Context(), r.Host)
+	if err != nil || len(n) < noncePrefixLen {
+		return ""
+	}
+	f.prefix.Store(n[:noncePrefixLen])
+	return n[:noncePrefixLen]
+}
+
+// jwsNonce is the nonce in a flattened JWS's protected header.
+func jwsNonce(body []byte) string {
+	var j struct {
+		Protected string `json:"protected"`
+	}
+	if json.Unmarshal(body, &j) != nil {
+		return ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(j.Protected)
+	if err != nil {
+		return ""
+	}
+	var h struct {
+		Nonce string `json:"nonce"`
+	}
+	json.Unmarshal(b, &h)
+	return h.Nonce
+}
+
+// peerNonce is a fresh nonce of another site's front.
+func peerNonce(ctx context.Context, hc *http.Client, host string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, "https://"+host+"/acme/new-nonce", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	if n := resp.Header.Get("Replay-Nonce"); n != "" {
+		return n, nil
+	}
+	return "", fmt.Errorf("no Replay-Nonce (HTTP %d)", resp.StatusCode)
+}
+
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}
+
+// problem answers an RFC 8555 problem document with a fresh nonce from
+// this site's WFE.
+func (f *Front) problem(w http.ResponseWriter, r *http.Request, status int, typ, detail string) {
+	if nonce, err := f.nonce(r.Context(), r.Host); err == nil {
+		w.Header().Set("Replay-Nonce", nonce)
+	}
+	w.Header().Set("Link", fmt.Sprintf(`<https://%s/directory>;rel="index"`, r.Host))
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "60")
+	}
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{"type": typ, "detail": detail, "status": status})
+}
+
+// replacesAKI reads the authority key identifier of the certificate a
+// newOrder's "replaces" names (RFC 9773: base64url(AKI) "." base64url(serial)),
+// from the JWS payload. The signature is the WFE's to check; the front
+// only ever refuses, and cannot change what it forwards.
+func replacesAKI(body []byte) ([]byte, bool) {
+	payload, ok := jwsPayload(body)
+	if !ok {
 		return nil, false
 	}
 	var order struct {

@@ -134,3 +134,95 @@ func TestNewRefusesAFrontWithoutIssuers(t *testing.T) {
 		t.Errorf("err %v", err)
 	}
 }
+
+// leafOf makes a certificate whose AKI is ski (as if issued by it).
+func leafOf(t *testing.T, ski []byte) []byte {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(0x02aa), Subject: pkix.Name{CommonName: "x"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
+		AuthorityKeyId: ski}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// A revokeCert of another site's certificate goes to that site's front
+// (TLS checked against the cluster root, the client's Host kept) and its
+// answer comes back; with that site down the client gets 503
+// serverInternal with Retry-After and a nonce, never the WFE's 404.
+func TestFrontPassesForeignRevocationsToTheirSite(t *testing.T) {
+	dir := t.TempDir()
+	ownFile, ownSKI := issuer(t, dir, "a-E1")
+	peerIssuer, peerSKI := issuer(t, dir, "b-E1")
+	var wfeSaw, peerSaw []string
+	wfe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			w.Header().Set("Replay-Nonce", "aaaaaaaa-fresh")
+			return
+		}
+		wfeSaw = append(wfeSaw, r.URL.Path)
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer wfe.Close()
+	peer := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			w.Header().Set("Replay-Nonce", "bbbbbbbb-fresh")
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		peerSaw = append(peerSaw, r.Host+" "+r.URL.Path+" "+string(b))
+		w.Header().Set("Replay-Nonce", "b-nonce")
+		w.WriteHeader(http.StatusOK)
+	}))
+	rootFile := filepath.Join(dir, "root.pem")
+	os.WriteFile(rootFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: peer.Certificate().Raw}), 0o644)
+	f, err := New(&Config{Upstream: wfe.URL, Issuers: []string{ownFile}, RootFile: rootFile,
+		Peers: []Peer{{Site: "b", Addr: peer.Listener.Addr().String(), Issuers: []string{peerIssuer}}}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewTLSServer(f)
+	defer front.Close()
+	revoke := func(der []byte, nonce string) *http.Response {
+		p, _ := json.Marshal(map[string]any{"certificate": base64.RawURLEncoding.EncodeToString(der), "reason": 1})
+		h, _ := json.Marshal(map[string]string{"nonce": nonce})
+		b, _ := json.Marshal(map[string]string{"protected": base64.RawURLEncoding.EncodeToString(h), "payload": base64.RawURLEncoding.EncodeToString(p), "signature": "c2ln"})
+		body := string(b)
+		req, _ := http.NewRequest(http.MethodPost, front.URL+revokePath, strings.NewReader(body))
+		req.Host = "example.com" // the name in httptest's certificate
+		req.Header.Set("Content-Type", "application/jose+json")
+		resp, err := front.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	// A nonce of this site: badNonce with the issuing site's nonce, not forwarded.
+	resp := revoke(leafOf(t, peerSKI), "aaaaaaaa-old")
+	var prob struct {
+		Type, Detail string
+	}
+	json.NewDecoder(resp.Body).Decode(&prob)
+	if resp.StatusCode != 400 || prob.Type != "urn:ietf:params:acme:error:badNonce" || resp.Header.Get("Replay-Nonce") != "bbbbbbbb-fresh" ||
+		!strings.Contains(prob.Detail, "issued by site b") || len(peerSaw) != 0 {
+		t.Fatalf("own nonce: HTTP %d %+v nonce %q, peer saw %q", resp.StatusCode, prob, resp.Header.Get("Replay-Nonce"), peerSaw)
+	}
+	// The retry with the issuing site's nonce is passed to it.
+	if resp := revoke(leafOf(t, peerSKI), "bbbbbbbb-fresh"); resp.StatusCode != 200 || resp.Header.Get("Replay-Nonce") != "b-nonce" || len(peerSaw) != 1 ||
+		!strings.HasPrefix(peerSaw[0], "example.com "+revokePath+" {") || len(wfeSaw) != 0 {
+		t.Fatalf("foreign revocation: HTTP %d nonce %q, peer saw %q, own WFE saw %q", resp.StatusCode, resp.Header.Get("Replay-Nonce"), peerSaw, wfeSaw)
+	}
+	if resp := revoke(leafOf(t, ownSKI), "aaaaaaaa-x"); resp.StatusCode != 200 || len(wfeSaw) != 1 || len(peerSaw) != 1 {
+		t.Fatalf("own revocation: HTTP %d, own WFE saw %q, peer %q", resp.StatusCode, wfeSaw, peerSaw)
+	}
+	peer.Close()
+	resp = revoke(leafOf(t, peerSKI), "aaaaaaaa-y")
+	prob.Type, prob.Detail = "", ""
+	json.NewDecoder(resp.Body).Decode(&prob)
+	if resp.StatusCode != http.StatusServiceUnavailable || prob.Type != "urn:ietf:params:acme:error:serverInternal" || !strings.Contains(prob.Detail, "NOT revoked") ||
+		resp.Header.Get("Retry-After") == "" || resp.Header.Get("Replay-Nonce") != "aaaaaaaa-fresh" {
+		t.Fatalf("peer down: HTTP %d %+v %v", resp.StatusCode, prob, resp.Header)
+	}
+}
