@@ -123,17 +123,31 @@ func replayer(spec *cluster.Spec, etcd *Etcd, pipe *healthcheck.Pipeline, log *s
 	bins := func(ctx context.Context) (map[string]string, error) {
 		return boulderbin.Ensure(ctx, io.Discard, "admin", "boulder")
 	}
+	admin := func(ctx context.Context, name string) (revocation.Admin, error) {
+		if _, err := bundle(name); err != nil {
+			return revocation.Admin{}, err
+		}
+		b, err := bins(ctx)
+		if err != nil {
+			return revocation.Admin{}, err
+		}
+		return revocation.Admin{Binary: b["admin"], Config: func(s string) string { return spec.Path(filepath.Join("sites", s, "etc", "admin.json")) }}, nil
+	}
 	return &revocation.Replayer{
 		Journal: revocation.EtcdJournal{Client: etcd.Client, Prefix: spec.Failover.Etcd.Prefix},
-		Revoke: func(ctx context.Context, name, serial, reason string) error {
-			if _, err := bundle(name); err != nil {
-				return err
-			}
-			b, err := bins(ctx)
+		Sites:   spec.SiteNames(),
+		BlockKey: func(ctx context.Context, name, spki, comment string) error {
+			a, err := admin(ctx, name)
 			if err != nil {
 				return err
 			}
-			a := revocation.Admin{Binary: b["admin"], Config: func(s string) string { return spec.Path(filepath.Join("sites", s, "etc", "admin.json")) }}
+			return a.BlockKey(ctx, name, spki, comment)
+		},
+		Revoke: func(ctx context.Context, name, serial, reason string) error {
+			a, err := admin(ctx, name)
+			if err != nil {
+				return err
+			}
 			return a.Revoke(ctx, name, serial, reason)
 		},
 		InCRL: func(ctx context.Context, name, serial string) (bool, error) {

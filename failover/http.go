@@ -167,7 +167,15 @@ func (c *Controller) serveRevoke(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	e, err := c.Revocations.Submit(r.Context(), revocation.Entry{Serial: serial, Site: site, Reason: q.Get("reason"), Requester: r.RemoteAddr})
+	spki := strings.ToLower(q.Get("spki"))
+	if spki != "" && (len(spki) != 64 || strings.Trim(spki, "0123456789abcdef") != "") {
+		http.Error(w, "spki: want the SHA-256 of the certificate's public key in hex", http.StatusBadRequest)
+		return
+	}
+	if q.Get("reason") != "keyCompromise" {
+		spki = "" // only a compromised key is blocked everywhere
+	}
+	e, err := c.Revocations.Submit(r.Context(), revocation.Entry{Serial: serial, Site: site, Reason: q.Get("reason"), Requester: r.RemoteAddr, SPKIHash: spki})
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return

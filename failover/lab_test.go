@@ -319,6 +319,12 @@ func TestLabRevokesAtADeadSite(t *testing.T) {
 		t.Fatalf("revoke with b down: %s", out)
 	}
 	waitFor(t, "b blocked", 10*time.Second, func() bool { return status(t, spec).Sites[1].Blocked != "" })
+	// keyCompromise: the key is blocked at a (live) at once, b when it returns.
+	var pending []revocation.Entry
+	json.Unmarshal([]byte(cairn("-o", "json", "revoke", "status")), &pending)
+	if len(pending) != 1 || pending[0].KeyBlocked["a"].IsZero() || !pending[0].KeyBlocked["b"].IsZero() {
+		t.Fatalf("key blocks with b down: %+v", pending)
+	}
 	// b's CRL still downloads from its URL: crl.b lists every front, and
 	// a's serves its copy (signature checked against b's issuer).
 	crl, from := fetchCRLVia(t, sum, crlURL)
@@ -347,7 +353,7 @@ func TestLabRevokesAtADeadSite(t *testing.T) {
 		if err := json.Unmarshal([]byte(cairn("-o", "json", "revoke", "status")), &entries); err != nil {
 			t.Fatal(err)
 		}
-		return len(entries) == 1 && entries[0].State() == "in-crl"
+		return len(entries) == 1 && entries[0].State() == "in-crl" && len(entries[0].KeyBlocked) == 2
 	})
 	t.Logf("b back → serial in b's published CRL: %.1f s (revoke status: revoked %s, in CRL %s)", d.Seconds(),
 		entries[0].AppliedAt.Sub(back).Round(100*time.Millisecond), entries[0].InCRLAt.Sub(back).Round(100*time.Millisecond))

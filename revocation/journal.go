@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -30,6 +32,24 @@ type Entry struct {
 	// may not become the active site again until the serial is in its
 	// CRL.
 	Deferred bool `json:"deferred,omitempty"`
+	// SPKIHash (keyCompromise with the certificate known): SHA-256 of its
+	// public key, blocked at every site; KeyBlocked says when, per site.
+	SPKIHash   string               `json:"spkiSHA256,omitempty"`
+	KeyBlocked map[string]time.Time `json:"keyBlocked,omitempty"`
+}
+
+// keyBlocksDone reports whether every site has blocked the entry's key
+// (or there is none to block).
+func (e Entry) keyBlocksDone(sites []string) bool {
+	if e.SPKIHash == "" {
+		return true
+	}
+	for _, s := range sites {
+		if e.KeyBlocked[s].IsZero() {
+			return false
+		}
+	}
+	return true
 }
 
 // Pending reports whether the entry is not yet in a published CRL.
@@ -132,7 +152,12 @@ type Replayer struct {
 	// Publish, if set, has the site publish its CRLs now (after a deferred
 	// revocation was applied: a returning site is gated until then).
 	Publish func(ctx context.Context, site string) error
-	Now     func() time.Time
+	// Sites and BlockKey: a keyCompromise key is blocked at every site,
+	// the live ones at once, the others when they answer (and they are
+	// gated until then).
+	Sites    []string
+	BlockKey func(ctx context.Context, site, spkiHash, comment string) error
+	Now      func() time.Time
 
 	mu      sync.Mutex
 	blocked map[string]int
@@ -173,39 +198,21 @@ func (r *Replayer) Step(ctx context.Context) error {
 	blocked := map[string]int{}
 	var errs []error
 	for _, e := range all {
-		if !e.Pending() {
+		if !e.Pending() && e.keyBlocksDone(r.Sites) {
 			continue
 		}
 		before := e
-		if e.AppliedAt.IsZero() {
-			switch err := r.Revoke(ctx, e.Site, e.Serial, e.Reason); {
-			case err == nil || errors.Is(err, ErrAlreadyRevoked):
-				e.AppliedAt, e.LastError = r.now(), ""
-				if e.Deferred && r.Publish != nil {
-					if err := r.Publish(ctx, e.Site); err != nil {
-						e.LastError = "publishing CRLs: " + err.Error()
-					}
-				}
-			case errors.Is(err, ErrNotFound):
-				// The site does not know it (restored from an old backup?):
-				// only `cairn pki revoke-site` covers it. It stays pending.
-				e.LastError, e.Deferred = err.Error(), true
-			default:
-				e.LastError, e.Deferred = err.Error(), true
+		before.KeyBlocked = maps.Clone(e.KeyBlocked)
+		if e.Pending() {
+			r.apply(ctx, &e)
+			if e.Pending() && e.Deferred {
+				blocked[e.Site]++
 			}
 		}
-		if !e.AppliedAt.IsZero() {
-			switch in, err := r.InCRL(ctx, e.Site, e.Serial); {
-			case err != nil:
-				e.LastError = err.Error()
-			case in:
-				e.InCRLAt, e.LastError = r.now(), ""
-			}
+		for _, site := range r.blockKey(ctx, &e) {
+			blocked[site]++
 		}
-		if e.Pending() && e.Deferred {
-			blocked[e.Site]++
-		}
-		if e != before {
+		if !reflect.DeepEqual(e, before) {
 			if err := r.Journal.Put(ctx, e); err != nil {
 				errs = append(errs, err)
 			}
@@ -217,16 +224,68 @@ func (r *Replayer) Step(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// apply revokes at the issuing site (deferred when it does not answer)
+// and watches its CRLs.
+func (r *Replayer) apply(ctx context.Context, e *Entry) {
+	if e.AppliedAt.IsZero() {
+		switch err := r.Revoke(ctx, e.Site, e.Serial, e.Reason); {
+		case err == nil || errors.Is(err, ErrAlreadyRevoked):
+			e.AppliedAt, e.LastError = r.now(), ""
+			if e.Deferred && r.Publish != nil {
+				if err := r.Publish(ctx, e.Site); err != nil {
+					e.LastError = "publishing CRLs: " + err.Error()
+				}
+			}
+		default:
+			// Down, or it does not know the serial (restored from an old
+			// backup? only `cairn pki revoke-site` covers that): pending.
+			e.LastError, e.Deferred = err.Error(), true
+		}
+	}
+	if !e.AppliedAt.IsZero() {
+		switch in, err := r.InCRL(ctx, e.Site, e.Serial); {
+		case err != nil:
+			e.LastError = err.Error()
+		case in:
+			e.InCRLAt, e.LastError = r.now(), ""
+		}
+	}
+}
+
+// blockKey blocks a keyCompromise entry's key at every site that has not
+// yet; it returns the sites that did not answer.
+func (r *Replayer) blockKey(ctx context.Context, e *Entry) []string {
+	if e.SPKIHash == "" || r.BlockKey == nil {
+		return nil
+	}
+	var missing []string
+	for _, site := range r.Sites {
+		if !e.KeyBlocked[site].IsZero() {
+			continue
+		}
+		if err := r.BlockKey(ctx, site, e.SPKIHash, "cairn revoke "+e.Serial+" keyCompromise"); err != nil {
+			e.LastError = err.Error()
+			missing = append(missing, site)
+			continue
+		}
+		if e.KeyBlocked == nil {
+			e.KeyBlocked = map[string]time.Time{}
+		}
+		e.KeyBlocked[site] = r.now()
+	}
+	return missing
+}
+
 // Blocked returns, per site, why it must not become active: revocations
 // requested while it was unreachable that are not yet in its published
-// CRLs (as of the last Step).
+// CRLs, and compromised keys it has not blocked yet (as of the last Step).
 func (r *Replayer) Blocked() map[string]string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := map[string]string{}
 	for site, n := range r.blocked {
 		if n > 0 {
-			out[site] = fmt.Sprintf("%d revocation(s) made while it was down not yet in its CRLs", n)
+			out[site] = fmt.Sprintf("%d revocation(s) or compromised key(s) from while it was down not yet applied", n)
 		}
 	}
 	return out

@@ -71,3 +71,42 @@ func TestReplayerGatesAReturningSite(t *testing.T) {
 		}
 	}
 }
+
+// A compromised key is blocked at every live site at once; a site that is
+// down is gated until it has blocked it too.
+func TestReplayerBlocksACompromisedKeyEverywhere(t *testing.T) {
+	ctx := context.Background()
+	down := map[string]bool{"c": true}
+	blockedAt := map[string]int{}
+	r := &Replayer{Journal: &MemJournal{}, Sites: []string{"a", "b", "c"},
+		Revoke: func(context.Context, string, string, string) error { return nil },
+		InCRL:  func(context.Context, string, string) (bool, error) { return true, nil },
+		BlockKey: func(_ context.Context, site, spki, _ string) error {
+			if down[site] {
+				return errors.New("site " + site + ": connection refused")
+			}
+			blockedAt[site]++
+			return nil
+		}}
+	r.Submit(ctx, Entry{Serial: "02aa", Site: "b", Reason: "keyCompromise", SPKIHash: "ab"})
+	r.Submit(ctx, Entry{Serial: "01bb", Site: "a", Reason: "superseded", SPKIHash: ""})
+	r.Step(ctx)
+	if blockedAt["a"] != 1 || blockedAt["b"] != 1 || blockedAt["c"] != 0 {
+		t.Fatalf("blocked at %v", blockedAt)
+	}
+	if b := r.Blocked(); len(b) != 1 || b["c"] == "" {
+		t.Fatalf("gated %v: want c only", b)
+	}
+	down["c"] = false
+	r.Step(ctx)
+	r.Step(ctx) // nothing left to do: no second block anywhere
+	if blockedAt["c"] != 1 || blockedAt["a"] != 1 || len(r.Blocked()) != 0 {
+		t.Fatalf("c back: blocked at %v, gated %v", blockedAt, r.Blocked())
+	}
+	es, _ := r.Journal.List(ctx)
+	for _, e := range es {
+		if e.Serial == "02aa" && len(e.KeyBlocked) != 3 {
+			t.Errorf("key blocked at %v", e.KeyBlocked)
+		}
+	}
+}

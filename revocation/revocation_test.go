@@ -73,3 +73,17 @@ func TestAdminMapsItsAnswers(t *testing.T) {
 		t.Errorf("site down: %v", err)
 	}
 }
+
+func TestBlockKeyTellsAFailureFromAKeyAlreadyBlocked(t *testing.T) {
+	a := Admin{Binary: "admin", Config: func(s string) string { return s }}
+	for out, want := range map[string]bool{
+		"checking if key is already blocked: rpc error: code = Unavailable desc = connection refused": false,
+		"the provided key already exists in the 'blockedKeys' table":                                  true,
+		"not blocking 0a1b: already blocked":                                                          true,
+	} {
+		a.Run = func(*exec.Cmd) ([]byte, error) { return []byte(out), errors.New("exit status 1") }
+		if err := a.BlockKey(context.Background(), "b", "0a1b", "x"); (err == nil) != want {
+			t.Errorf("%q: %v", out, err)
+		}
+	}
+}

@@ -62,6 +62,13 @@ on the controller's host (the lab).`,
 			}
 			var e revocation.Entry
 			path := "/api/revoke?serial=" + url.QueryEscape(s) + "&reason=" + url.QueryEscape(reason)
+			if reason == "keyCompromise" {
+				if certFile == "" {
+					fmt.Fprintln(cmd.ErrOrStderr(), "cairn: with --serial only the issuing site blocks the key; give --cert to block it at every site")
+				} else if spki, err := revocation.SPKIHash(certFile); err == nil {
+					path += "&spki=" + spki
+				}
+			}
 			if err := g.controllerCall(cmd.Context(), http.MethodPost, path, &e); err != nil {
 				if !errors.Is(err, errNoController) {
 					return err
