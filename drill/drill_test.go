@@ -32,7 +32,7 @@ func TestBuiltinsParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"account-conflict", "controller-crash", "deep-db-failure", "dns-primary-down", "flapping", "full-outage", "hsm-failure", "partition", "peer-db-down", "site-down", "slow-site"}
+	want := []string{"account-conflict", "controller-crash", "deep-db-failure", "dns-primary-down", "flapping", "full-outage", "hsm-failure", "partition", "peer-db-down", "revoke-at-dead-site", "site-down", "slow-site"}
 	var got []string
 	for _, s := range all {
 		got = append(got, s.Name)
@@ -85,7 +85,7 @@ func TestDrillsInTheLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	for _, name := range []string{"site-down", "deep-db-failure", "full-outage", "account-conflict"} {
+	for _, name := range []string{"site-down", "deep-db-failure", "full-outage", "account-conflict", "revoke-at-dead-site"} {
 		sc, err := Load(name)
 		if err != nil {
 			t.Fatal(err)
@@ -128,6 +128,11 @@ func TestDrillsInTheLab(t *testing.T) {
 			}
 			if sc.Pass.ClientsRenew && c.RenewedAfter == nil {
 				t.Errorf("%s: %s never renewed after the fault", name, c.Client)
+			}
+		}
+		if name == "revoke-at-dead-site" {
+			if rv := rep.Revocation; rv.CRLChecks == 0 || len(rv.CRLFailures) > 0 || rv.InCRLAt == nil || rv.ACMERevokedAt == nil || rv.MovedBackFirst {
+				t.Errorf("revoke-at-dead-site: %+v", rv)
 			}
 		}
 		if name == "account-conflict" {

@@ -57,6 +57,8 @@ type Report struct {
 	Real     []RealClient `json:"realClients"`
 	// Accounts: account replication checks (pass.accountsFlow).
 	Accounts AccountsReport `json:"accounts"`
+	// Revocation: revocation and CRL checks (pass.revoked, pass.crlsAvailable).
+	Revocation RevocationReport `json:"revocation"`
 }
 
 // RealClient is what happened to one real client.
@@ -316,6 +318,7 @@ func (rep *Report) judge(sc *Scenario) {
 		}
 	}
 	rep.judgeAccounts(sc, fail)
+	rep.judgeRevocation(sc, fail)
 	if len(rep.RestoreErrors) > 0 {
 		fail("restoring faults failed: %s", strings.Join(rep.RestoreErrors, "; "))
 	}
@@ -431,6 +434,7 @@ func (rep *Report) Markdown() string {
 		}
 		fmt.Fprintln(&b)
 	}
+	rep.Revocation.markdown(&b, rep.FaultAt)
 	fmt.Fprintf(&b, "\n## Events\n\n")
 	for _, e := range rep.Events {
 		fmt.Fprintf(&b, "* %s `%s` %s %s\n", e.At.Format("15:04:05.000"), e.Kind, e.Site, e.Detail)

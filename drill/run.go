@@ -95,6 +95,9 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	if err := r.issueBeforeFault(ctx, s, state); err != nil {
 		return nil, err
 	}
+	if err := r.prepareRevocation(ctx, s, state); err != nil {
+		return nil, fmt.Errorf("steady state: certificates for the revocation checks: %w", err)
+	}
 
 	// Whatever happens from here, every injected fault is restored (the
 	// deferred call is the safety net; restore is idempotent); the journal
@@ -117,6 +120,7 @@ type runState struct {
 	ready          []*realClient   // the real clients that issued in the steady state
 	firstFault     time.Time       // when the timeline injected its first fault
 	newClient      chan time.Time  // when a new client first issued after it
+	revocation     *revocationCerts
 }
 
 // restoreLeftovers restores first the faults an earlier drill left (it was
@@ -243,6 +247,14 @@ func (r *Runner) startWorkload(dctx context.Context, wg *sync.WaitGroup, s *runS
 		wg.Add(1)
 		go func() { defer wg.Done(); rc.loop(dctx, sc.Workload.RenewEvery.Duration, s.w.recordReal) }()
 	}
+	if s.revocation != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.checkCRLsDuringFault(dctx, s) }()
+		if s.revocation.journaled != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); r.revokeDuringFault(dctx, s, start) }()
+		}
+	}
 	if at := sc.Accounts.ConflictAt.Duration; at > 0 {
 		wg.Add(1)
 		go func() {
@@ -283,6 +295,7 @@ func (r *Runner) finish(ctx context.Context, applier acmedns.Provider, s *runSta
 	sc, rep := r.Scenario, s.rep
 	if !rep.Interrupted {
 		r.steadyAfter(ctx, rep, sc.SteadyWithin())
+		r.finishRevocation(ctx, s)
 		if sc.Pass.AccountsFlow {
 			r.checkAccounts(ctx, s.w, rep, s.target)
 		}

@@ -38,7 +38,10 @@ type Scenario struct {
 	// none drained; real clients issue) and after the faults are restored
 	// (every site healthy again within Within, default 3m).
 	// Accounts: account-replication checks (docs/accounts.md).
-	Accounts    AccountsStep `yaml:"accounts,omitempty" json:"accounts"`
+	Accounts AccountsStep `yaml:"accounts,omitempty" json:"accounts"`
+	// Revocation: revoke certificates of the faulted site while it is
+	// down (pass.revoked).
+	Revocation  RevocationStep `yaml:"revocation,omitempty" json:"revocation"`
 	SteadyState struct {
 		Within Duration `yaml:"within,omitempty" json:"within"`
 	} `yaml:"steadyState,omitempty" json:"steadyState"`
@@ -108,6 +111,15 @@ type Pass struct {
 	// any), and an account made at the faulted site reaches every site
 	// within a minute.
 	AccountsFlow bool `yaml:"accountsFlow,omitempty" json:"accountsFlow,omitempty"`
+	// Revoked: the certificate revoked with cairn revoke while its site was
+	// down is in that site's published CRL after it returns, before the
+	// name moved back to it; the one revoked through ACME went through once
+	// the site was back, and while it was down the answer was never 404.
+	Revoked bool `yaml:"revoked,omitempty" json:"revoked,omitempty"`
+	// CRLsAvailable: a relying party's openssl verify -crl_check of the
+	// faulted site's valid certificate, with its CRL fetched through its
+	// URL, passed every time while the faults were in place.
+	CRLsAvailable bool `yaml:"crlsAvailable,omitempty" json:"crlsAvailable,omitempty"`
 }
 
 // Duration is a time.Duration written like 30s or 2m.
