@@ -1,17 +1,23 @@
 package intermediates
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
-	"sync"
+	"os/exec"
+	"strings"
 	"time"
 
 	"github.com/letsencrypt/boulder/issuance"
@@ -130,11 +136,20 @@ func (p *PKI) IssueInfrastructureCert(ctx context.Context, pub crypto.PublicKey,
 		DNSNames:     dnsNames,
 		IPAddresses:  ips,
 	}
+	req := SignRequest{Module: tok.module, Slot: slot, PIN: pin, Label: p.infraKey().label, Issuer: issuer.Raw, Serial: tmpl.SerialNumber.Text(16),
+		CommonName: cn, DNSNames: dnsNames, NotBefore: tmpl.NotBefore, NotAfter: tmpl.NotAfter}
+	for _, ip := range ips {
+		req.IPs = append(req.IPs, ip.String())
+	}
+	if req.Pub, err = x509.MarshalPKIXPublicKey(pub); err != nil {
+		return nil, err
+	}
 	var der []byte
-	err = withSigner(tok, slot, pin, p.infraKey().label, issuer.PublicKey, func(signer crypto.Signer) error {
-		der, err = x509.CreateCertificate(rand.Reader, tmpl, issuer, pub, signer)
-		return err
-	})
+	if tok.softhsmDir != "" {
+		der, err = p.signInChild(ctx, tok, req)
+	} else {
+		der, err = req.Sign()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sign with infrastructure key in token %q: %w", tok.label, err)
 	}
@@ -142,28 +157,10 @@ func (p *PKI) IssueInfrastructureCert(ctx context.Context, pub crypto.PublicKey,
 	return append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: issuer.Raw})...), nil
 }
 
-var softhsmEnv sync.Mutex
-
 // withSigner opens the token in this process for one signing operation and
-// closes the module again. For SoftHSM the token's own configuration is put
-// in the environment first, since SoftHSM reads it when the module starts.
+// closes the module again. A SoftHSM token's configuration must already be
+// in this process's environment (signInChild puts it in the child's).
 func withSigner(tok token, slot uint, pin, label string, pub crypto.PublicKey, fn func(crypto.Signer) error) error {
-	// SoftHSM reads its configuration only from the process environment
-	// when the module initialises, so this is the one place cairn's
-	// library changes the environment: one signing at a time.
-	softhsmEnv.Lock()
-	defer softhsmEnv.Unlock()
-	if tok.softhsmDir != "" {
-		old, had := os.LookupEnv("SOFTHSM2_CONF")
-		os.Setenv("SOFTHSM2_CONF", tok.softhsmConf())
-		defer func() {
-			if had {
-				os.Setenv("SOFTHSM2_CONF", old)
-			} else {
-				os.Unsetenv("SOFTHSM2_CONF")
-			}
-		}()
-	}
 	sess, err := pkcs11helpers.Initialize(tok.module, slot, pin)
 	if err != nil {
 		return err
@@ -181,6 +178,88 @@ func withSigner(tok token, slot uint, pin, label string, pub crypto.PublicKey, f
 		return err
 	}
 	return fn(signer)
+}
+
+// SignRequest is one infrastructure certificate to sign inside a token:
+// what `cairn pki sign-infra` reads on its standard input (the PIN never
+// appears on a command line).
+type SignRequest struct {
+	Module     string    `json:"module"`
+	Slot       uint      `json:"slot"`
+	PIN        string    `json:"pin"`
+	Label      string    `json:"label"`
+	Issuer     []byte    `json:"issuer"` // DER
+	Pub        []byte    `json:"pub"`    // PKIX DER of the subject key
+	Serial     string    `json:"serial"` // hex
+	CommonName string    `json:"commonName"`
+	DNSNames   []string  `json:"dnsNames"`
+	IPs        []string  `json:"ips"`
+	NotBefore  time.Time `json:"notBefore"`
+	NotAfter   time.Time `json:"notAfter"`
+}
+
+// Sign signs the request's certificate in its token, in this process.
+func (req SignRequest) Sign() ([]byte, error) {
+	issuer, err := x509.ParseCertificate(req.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := x509.ParsePKIXPublicKey(req.Pub)
+	if err != nil {
+		return nil, err
+	}
+	serial, ok := new(big.Int).SetString(req.Serial, 16)
+	if !ok {
+		return nil, fmt.Errorf("serial %q", req.Serial)
+	}
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: req.CommonName}, NotBefore: req.NotBefore, NotAfter: req.NotAfter,
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, DNSNames: req.DNSNames}
+	for _, s := range req.IPs {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(s))
+	}
+	var der []byte
+	err = withSigner(token{module: req.Module}, req.Slot, req.PIN, req.Label, issuer.PublicKey, func(signer crypto.Signer) error {
+		der, err = x509.CreateCertificate(rand.Reader, tmpl, issuer, pub, signer)
+		return err
+	})
+	return der, err
+}
+
+// SignFromStdin is `cairn pki sign-infra`: a SignRequest in (JSON), the
+// certificate out (DER, base64).
+func SignFromStdin(in io.Reader, out io.Writer) error {
+	var req SignRequest
+	if err := json.NewDecoder(io.LimitReader(in, 1<<20)).Decode(&req); err != nil {
+		return fmt.Errorf("sign request: %w", err)
+	}
+	der, err := req.Sign()
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(out, base64.StdEncoding.EncodeToString(der))
+	return err
+}
+
+// signInChild signs in `cairn pki sign-infra`, with the token's SoftHSM
+// configuration in the child's environment only.
+func (p *PKI) signInChild(ctx context.Context, tok token, req SignRequest) ([]byte, error) {
+	if p.opts.Signer == "" {
+		return nil, errors.New("signing with a SoftHSM token needs the cairn executable (intermediates.Options.Signer)")
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, p.opts.Signer, "pki", "sign-infra")
+	cmd.Env = append(os.Environ(), tok.env()...)
+	cmd.Stdin = bytes.NewReader(b)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("cairn pki sign-infra: %v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return base64.StdEncoding.DecodeString(strings.TrimSpace(string(out)))
 }
 
 // Spec returns the spec the PKI was opened with.

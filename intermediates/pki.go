@@ -33,6 +33,11 @@ type Options struct {
 	Log io.Writer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Signer is the cairn executable. SoftHSM reads its configuration only
+	// from the environment of the process that loads it, so signing with a
+	// SoftHSM token runs in `cairn pki sign-infra` with that token's
+	// SOFTHSM2_CONF; the library never changes its own environment.
+	Signer string
 }
 
 // PKI is the cluster PKI in spec.PKI.Dir.

@@ -1,6 +1,8 @@
 package intermediates
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,5 +66,19 @@ func TestSiteSubjectsAreUniquePerGeneration(t *testing.T) {
 	spec.PKI.Infrastructure.CommonName = "cairn lab a E2"
 	if err := p.checkSubjectsUnique(); err == nil {
 		t.Fatal("colliding subject accepted")
+	}
+}
+
+// The child signer refuses a malformed request with one line, and a PKI
+// without the cairn executable refuses to sign with a SoftHSM token rather
+// than touch its own environment.
+func TestSignerNeedsItsRequestAndItsExecutable(t *testing.T) {
+	var out strings.Builder
+	if err := SignFromStdin(strings.NewReader("not json"), &out); err == nil || !strings.HasPrefix(err.Error(), "sign request") || out.Len() != 0 {
+		t.Errorf("bad request: %v, wrote %q", err, out.String())
+	}
+	p := &PKI{opts: Options{}}
+	if _, err := p.signInChild(context.Background(), token{softhsmDir: t.TempDir()}, SignRequest{}); err == nil || !strings.Contains(err.Error(), "Options.Signer") {
+		t.Errorf("no signer: %v", err)
 	}
 }

@@ -114,7 +114,11 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 	if err := os.Chmod(l.sitesDir(), 0o755); err != nil {
 		return nil, err
 	}
-	r, err := site.RenderAll(ctx, site.AllOptions{Spec: l.Spec, Log: l.Log, Binaries: []string{"boulder", "ct-test-srv", "s3-test-srv", "admin"},
+	self := l.Cairn
+	if self == "" {
+		self, _ = os.Executable()
+	}
+	r, err := site.RenderAll(ctx, site.AllOptions{Spec: l.Spec, Log: l.Log, Binaries: []string{"boulder", "ct-test-srv", "s3-test-srv", "admin"}, Self: self,
 		ClusterOut: l.clusterDir(), PublicDir: l.Spec.Path(filepath.Join(l.Spec.PKI.Dir, "public")), SpecFile: l.specFile(), SiteOut: l.siteDir})
 	if err != nil {
 		return nil, err

@@ -335,7 +335,7 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 	// The cluster bundle goes to the primary DNS host; its PKI front
 	// serves the public directory the controller kit carries.
 	cdir := p.path("bundles", "cluster")
-	r, err := site.RenderAll(ctx, site.AllOptions{Spec: spec, Log: p.o.Log, Binaries: []string{"boulder", "ct-test-srv", "s3-test-srv"},
+	r, err := site.RenderAll(ctx, site.AllOptions{Spec: spec, Log: p.o.Log, Binaries: []string{"boulder", "ct-test-srv", "s3-test-srv"}, Self: p.o.Self,
 		ClusterOut: cdir, ClusterRoot: hostCluster, PublicDir: filepath.Join(hostCluster, "spec", spec.PKI.Dir, "public"),
 		SpecFile: hostCluster + "/spec/" + filepath.Base(spec.File),
 		SiteOut:  func(name string) string { return p.path("bundles", name) }, SiteRoot: hostSite, TokenDir: hostTokenDir})

@@ -17,6 +17,9 @@ type AllOptions struct {
 	// Binaries are the Boulder programs to build or find besides ceremony
 	// (which opening the PKI needs).
 	Binaries []string
+	// Self is the cairn executable (it signs with SoftHSM tokens: see
+	// intermediates.Options.Signer).
+	Self string
 	// ClusterOut, ClusterRoot, PublicDir, SpecFile: see ClusterOptions.
 	ClusterOut, ClusterRoot, PublicDir, SpecFile string
 	// SiteOut is where a site's bundle is written; SiteRoot and TokenDir:
@@ -43,7 +46,7 @@ func RenderAll(ctx context.Context, o AllOptions) (*Rendered, error) {
 	if err != nil {
 		return nil, err
 	}
-	pki, unlock, err := intermediates.Open(o.Spec, intermediates.Options{Ceremony: bins["ceremony"], Log: o.Log})
+	pki, unlock, err := intermediates.Open(o.Spec, intermediates.Options{Ceremony: bins["ceremony"], Log: o.Log, Signer: o.Self})
 	if err != nil {
 		return nil, err
 	}

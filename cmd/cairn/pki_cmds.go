@@ -20,6 +20,15 @@ func newPKICmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(
 		&cobra.Command{
+			Use:    "sign-infra",
+			Short:  "Sign one infrastructure certificate in its token (a SignRequest on stdin; run by cairn itself)",
+			Hidden: true,
+			Args:   cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return intermediates.SignFromStdin(cmd.InOrStdin(), cmd.OutOrStdout())
+			},
+		},
+		&cobra.Command{
 			Use:   "init",
 			Short: "Create the root, every site's ECDSA and RSA intermediates and the root CRL (only what is missing)",
 			Args:  cobra.NoArgs,
