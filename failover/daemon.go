@@ -83,7 +83,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer srv.Close()
 	log.Info("status page and API", "url", "http://"+spec.Failover.Listen+"/", "dns", dns.String())
 	go pipe.Run(ctx)
-	go replay(ctx, c.Revocations, log)
+	pending := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_revocations_pending",
+		Help: "Revocation requests in the controller's journal not yet seen in the issuing site's published CRL, by site."}, []string{"site"})
+	reg.MustRegister(pending)
+	go replay(ctx, c.Revocations, spec.SiteNames(), pending, log)
 	return c.Run(ctx)
 }
 
@@ -177,8 +180,9 @@ func replayer(spec *cluster.Spec, etcd *Etcd, pipe *healthcheck.Pipeline, log *s
 	}
 }
 
-// replay steps the revocation journal until ctx ends.
-func replay(ctx context.Context, r *revocation.Replayer, log *slog.Logger) {
+// replay steps the revocation journal until ctx ends, exporting what is
+// pending per site.
+func replay(ctx context.Context, r *revocation.Replayer, sites []string, pending *prometheus.GaugeVec, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -190,5 +194,9 @@ func replay(ctx context.Context, r *revocation.Replayer, log *slog.Logger) {
 			log.Warn("revocation journal", "err", err)
 		}
 		cancel()
+		n := r.Pending()
+		for _, s := range sites {
+			pending.WithLabelValues(s).Set(float64(n[s]))
+		}
 	}
 }

@@ -319,6 +319,15 @@ func TestLabRevokesAtADeadSite(t *testing.T) {
 		t.Fatalf("revoke with b down: %s", out)
 	}
 	waitFor(t, "b blocked", 10*time.Second, func() bool { return status(t, spec).Sites[1].Blocked != "" })
+	waitFor(t, "cairn_revocations_pending{site=b} 1", 15*time.Second, func() bool {
+		resp, err := http.Get("http://" + spec.Failover.Listen + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), `cairn_revocations_pending{site="b"} 1`)
+	})
 	// keyCompromise: the key is blocked at a (live) at once, b when it returns.
 	var pending []revocation.Entry
 	json.Unmarshal([]byte(cairn("-o", "json", "revoke", "status")), &pending)

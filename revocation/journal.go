@@ -161,6 +161,7 @@ type Replayer struct {
 
 	mu      sync.Mutex
 	blocked map[string]int
+	pending map[string]int
 }
 
 func (r *Replayer) now() time.Time {
@@ -195,12 +196,13 @@ func (r *Replayer) Step(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	blocked := map[string]int{}
+	blocked, pending := map[string]int{}, map[string]int{}
 	var errs []error
 	for _, e := range all {
 		if !e.Pending() && e.keyBlocksDone(r.Sites) {
 			continue
 		}
+
 		before := e
 		before.KeyBlocked = maps.Clone(e.KeyBlocked)
 		if e.Pending() {
@@ -217,9 +219,12 @@ func (r *Replayer) Step(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
+		if e.Pending() {
+			pending[e.Site]++
+		}
 	}
 	r.mu.Lock()
-	r.blocked = blocked
+	r.blocked, r.pending = blocked, pending
 	r.mu.Unlock()
 	return errors.Join(errs...)
 }
@@ -274,6 +279,14 @@ func (r *Replayer) blockKey(ctx context.Context, e *Entry) []string {
 		e.KeyBlocked[site] = r.now()
 	}
 	return missing
+}
+
+// Pending returns, per site, the journal entries not yet in its published
+// CRLs (as of the last Step).
+func (r *Replayer) Pending() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.pending)
 }
 
 // Blocked returns, per site, why it must not become active: revocations

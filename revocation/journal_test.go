@@ -52,6 +52,9 @@ func TestReplayerGatesAReturningSite(t *testing.T) {
 	if b := r.Blocked(); len(b) != 1 || b["b"] == "" {
 		t.Fatalf("blocked %v: want b only (a revoked at once is not gated)", b)
 	}
+	if p := r.Pending(); p["a"] != 1 || p["b"] != 1 {
+		t.Fatalf("pending %v: want one at a (not yet in its CRL) and one at b", p)
+	}
 	// b is back: applied, CRLs published at once, still gated until seen.
 	down["b"] = false
 	clock = clock.Add(time.Minute)
