@@ -35,17 +35,27 @@ type AccountsReport struct {
 	Errors  []string `json:"errors,omitempty"`
 }
 
+// siteClient is an ACME client of one site, addressed directly (not
+// through the ACME name), with key as its account key (nil: a new one).
+func (r *Runner) siteClient(w *workload, siteName string, key *ecdsa.PrivateKey) (*acmeclient.Client, error) {
+	s, ok := r.spec.SiteByName(siteName)
+	if !ok {
+		return nil, fmt.Errorf("no site %q", siteName)
+	}
+	o := acmeclient.Options{
+		DirectoryURL: "https://" + net.JoinHostPort(r.spec.ACME.Name, strconv.Itoa(r.spec.ACME.HTTPSPort)) + "/directory",
+		Roots:        w.roots, ServerName: r.spec.ACME.Name, DNS: w.dnsUp,
+		DialAddr: net.JoinHostPort(s.Address, strconv.Itoa(r.spec.ACME.HTTPSPort)), Timeout: 10 * time.Second}
+	if key != nil {
+		o.Key = key
+	}
+	return acmeclient.New(o)
+}
+
 // registerAt registers key at one site, addressed directly (not through
 // the ACME name), and returns the account ID.
 func (r *Runner) registerAt(ctx context.Context, w *workload, siteName string, key *ecdsa.PrivateKey) (int64, error) {
-	s, ok := r.spec.SiteByName(siteName)
-	if !ok {
-		return 0, fmt.Errorf("no site %q", siteName)
-	}
-	c, err := acmeclient.New(acmeclient.Options{
-		DirectoryURL: "https://" + net.JoinHostPort(r.spec.ACME.Name, strconv.Itoa(r.spec.ACME.HTTPSPort)) + "/directory",
-		Roots:        w.roots, ServerName: r.spec.ACME.Name,
-		DialAddr: net.JoinHostPort(s.Address, strconv.Itoa(r.spec.ACME.HTTPSPort)), Key: key, Timeout: 10 * time.Second})
+	c, err := r.siteClient(w, siteName, key)
 	if err != nil {
 		return 0, err
 	}

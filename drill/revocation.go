@@ -23,7 +23,6 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/cairn-pki/cairn/internal/acmeclient"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 	"github.com/cairn-pki/cairn/revocation"
 )
@@ -66,14 +65,7 @@ type siteCert struct {
 
 // issueAtSite issues one certificate at site (addressed directly).
 func (r *Runner) issueAtSite(ctx context.Context, w *workload, site, name string) (*siteCert, error) {
-	s, ok := r.spec.SiteByName(site)
-	if !ok {
-		return nil, fmt.Errorf("no site %q", site)
-	}
-	c, err := acmeclient.New(acmeclient.Options{
-		DirectoryURL: "https://" + net.JoinHostPort(r.spec.ACME.Name, strconv.Itoa(r.spec.ACME.HTTPSPort)) + "/directory",
-		Roots:        w.roots, ServerName: r.spec.ACME.Name, DNS: w.dnsUp,
-		DialAddr: net.JoinHostPort(s.Address, strconv.Itoa(r.spec.ACME.HTTPSPort)), Timeout: 10 * time.Second})
+	c, err := r.siteClient(w, site, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +90,7 @@ func (r *Runner) revokeJournaled(ctx context.Context, cert *siteCert) (revocatio
 		return e, err
 	}
 	c, _ := x509.ParseCertificate(cert.der)
-	serial := fmt.Sprintf("%036x", c.SerialNumber)
+	serial := revocation.Serial(c)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+r.spec.Failover.Listen+"/api/revoke?serial="+serial+"&reason=keyCompromise", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := (&http.Client{Timeout: 40 * time.Second}).Do(req)
@@ -185,12 +177,17 @@ func (r *Runner) revokeByACME(ctx context.Context, w *workload, cert *siteCert) 
 	return status, body, nil
 }
 
-// nameAddrs is the ACME name's answer at the primary.
-func (r *Runner) nameAddrs(ctx context.Context) ([]string, error) {
-	res := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+// clusterResolver resolves through the cluster's primary DNS server,
+// every address of an answer (a relying party tries each in turn).
+func (r *Runner) clusterResolver() *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, network, r.spec.PrimaryDNS().String())
 	}}
-	return res.LookupHost(ctx, r.spec.ACME.Name)
+}
+
+// nameAddrs is the ACME name's answer at the primary.
+func (r *Runner) nameAddrs(ctx context.Context) ([]string, error) {
+	return r.clusterResolver().LookupHost(ctx, r.spec.ACME.Name)
 }
 
 // checkCRL verifies cert with openssl -crl_check against its CRL fetched
@@ -202,11 +199,8 @@ func (r *Runner) checkCRL(ctx context.Context, cert *siteCert, dir string) error
 		return fmt.Errorf("certificate without a CRL URL")
 	}
 	u, _ := url.Parse(c.CRLDistributionPoints[0])
-	res := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, network, r.spec.PrimaryDNS().String())
-	}}
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-		DialContext: (&net.Dialer{Timeout: 2 * time.Second, Resolver: res}).DialContext}}
+		DialContext: (&net.Dialer{Timeout: 2 * time.Second, Resolver: r.clusterResolver()}).DialContext}}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	resp, err := hc.Do(req)
 	if err != nil {

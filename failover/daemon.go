@@ -17,9 +17,9 @@ import (
 	"github.com/cairn-pki/cairn/acmedns"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
-	"github.com/cairn-pki/cairn/hostrun"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/lab"
 	"github.com/cairn-pki/cairn/revocation"
 	"github.com/cairn-pki/cairn/site"
 )
@@ -116,25 +116,21 @@ func confirmer(pipe *healthcheck.Pipeline) func(context.Context, string) error {
 // site's rendered bundle on this host (the lab); elsewhere entries stay
 // pending with an error saying so.
 func replayer(spec *cluster.Spec, etcd *Etcd, pipe *healthcheck.Pipeline, log *slog.Logger) *revocation.Replayer {
-	bundle := func(name string) (*site.Bundle, error) {
-		b, err := site.ReadBundle(spec.Path(filepath.Join("sites", name)))
-		if err != nil {
-			return nil, fmt.Errorf("site %s's bundle is not on this controller's host: run `cairn revoke` where the site's bundle is", name)
+	local := func(name string) error {
+		if _, err := site.ReadBundle(spec.Path(filepath.Join("sites", name))); err != nil {
+			return fmt.Errorf("site %s's bundle is not on this controller's host: run `cairn revoke` where the site's bundle is", name)
 		}
-		return b, nil
-	}
-	bins := func(ctx context.Context) (map[string]string, error) {
-		return boulderbin.Ensure(ctx, io.Discard, "admin", "boulder")
+		return nil
 	}
 	admin := func(ctx context.Context, name string) (revocation.Admin, error) {
-		if _, err := bundle(name); err != nil {
+		if err := local(name); err != nil {
 			return revocation.Admin{}, err
 		}
-		b, err := bins(ctx)
+		b, err := boulderbin.Ensure(ctx, io.Discard, "admin")
 		if err != nil {
 			return revocation.Admin{}, err
 		}
-		return revocation.Admin{Binary: b["admin"], Config: func(s string) string { return spec.Path(filepath.Join("sites", s, "etc", "admin.json")) }}, nil
+		return revocation.SiteAdmin(spec, b["admin"]), nil
 	}
 	return &revocation.Replayer{
 		Journal: revocation.EtcdJournal{Client: etcd.Client, Prefix: spec.Failover.Etcd.Prefix},
@@ -161,21 +157,11 @@ func replayer(spec *cluster.Spec, etcd *Etcd, pipe *healthcheck.Pipeline, log *s
 			return healthcheck.SerialInCRL(ctx, t, serial)
 		},
 		Publish: func(ctx context.Context, name string) error {
-			b, err := bundle(name)
-			if err != nil {
-				return err
-			}
-			paths, err := bins(ctx)
-			if err != nil {
+			if err := local(name); err != nil {
 				return err
 			}
 			log.Info("publishing CRLs after a deferred revocation", "site", name)
-			return hostrun.UpdateCRLs(ctx, b, func(p string) (string, error) {
-				if x, ok := paths[p]; ok {
-					return x, nil
-				}
-				return hostrun.LookProgram(p)
-			})
+			return (&lab.Lab{Spec: spec, Log: io.Discard}).UpdateCRLs(ctx, name)
 		},
 	}
 }

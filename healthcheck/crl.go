@@ -147,10 +147,8 @@ func SerialInCRL(ctx context.Context, t *Target, serial string) (bool, error) {
 				errs = append(errs, err)
 				continue
 			}
-			for _, e := range crl.RevokedCertificateEntries {
-				if e.SerialNumber.Cmp(want) == 0 {
-					return true, nil
-				}
+			if crlHas(crl, want) {
+				return true, nil
 			}
 		}
 	}

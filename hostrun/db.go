@@ -104,7 +104,7 @@ func LoadDB(ctx context.Context, db site.Database) error {
 				return err
 			}
 			if out, err := sql(b); err != nil {
-				return fmt.Errorf("load schema %s: %v: %s", filepath.Base(f), err, lastLines(out, 3))
+				return fmt.Errorf("load schema %s: %v: %s", filepath.Base(f), err, LastLines(out, 3))
 			}
 		}
 	}
@@ -162,7 +162,9 @@ func dropConnections(ctx context.Context, db site.Database) error {
 	return nil
 }
 
-func lastLines(b []byte, n int) string {
+// LastLines is the last n lines of a command's output on one line, for
+// one-line errors.
+func LastLines(b []byte, n int) string {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
@@ -179,7 +181,7 @@ func errorLines(b []byte) string {
 		}
 	}
 	if len(keep) == 0 {
-		return lastLines(b, 5)
+		return LastLines(b, 5)
 	}
 	return strings.Join(keep, " | ")
 }

@@ -209,7 +209,7 @@ func TestDBOutputLines(t *testing.T) {
 	if got := firstLine(out); strings.Contains(got, "secret") || !strings.HasPrefix(got, "ERROR 1064") {
 		t.Errorf("firstLine = %q", got)
 	}
-	if got := lastLines([]byte("a\nb\nc\n"), 2); got != "b | c" {
+	if got := LastLines([]byte("a\nb\nc\n"), 2); got != "b | c" {
 		t.Errorf("lastLines = %q", got)
 	}
 	logged := []byte("note\n2024 [ERROR] Can't open file\nadvice\n")

@@ -127,7 +127,7 @@ func UpdateCRLs(ctx context.Context, b *site.Bundle, resolve func(string) (strin
 				errLines = append(errLines, l)
 			}
 		}
-		return fmt.Errorf("site %s: crl-updater -runOnce (3 tries): %v: %s", b.Site, err, lastLines([]byte(strings.Join(errLines, "\n")), 3))
+		return fmt.Errorf("site %s: crl-updater -runOnce (3 tries): %v: %s", b.Site, err, LastLines([]byte(strings.Join(errLines, "\n")), 3))
 	}
 	return fmt.Errorf("site %s has no crl-updater", b.Site)
 }

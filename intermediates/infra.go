@@ -126,18 +126,10 @@ func (p *PKI) IssueInfrastructureCert(ctx context.Context, pub crypto.PublicKey,
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial.Add(serial, big.NewInt(1)),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     dnsNames,
-		IPAddresses:  ips,
-	}
-	req := SignRequest{Module: tok.module, Slot: slot, PIN: pin, Label: p.infraKey().label, Issuer: issuer.Raw, Serial: tmpl.SerialNumber.Text(16),
-		CommonName: cn, DNSNames: dnsNames, NotBefore: tmpl.NotBefore, NotAfter: tmpl.NotAfter}
+	// The certificate itself is built by SignRequest.Sign (here or in the
+	// signing child).
+	req := SignRequest{Module: tok.module, Slot: slot, PIN: pin, Label: p.infraKey().label, Issuer: issuer.Raw,
+		Serial: serial.Add(serial, big.NewInt(1)).Text(16), CommonName: cn, DNSNames: dnsNames, NotBefore: now.Add(-time.Hour), NotAfter: notAfter}
 	for _, ip := range ips {
 		req.IPs = append(req.IPs, ip.String())
 	}

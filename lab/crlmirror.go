@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairn-pki/cairn/internal/fsutil"
@@ -31,6 +32,12 @@ type CRLMirror struct {
 	Own     []int64 `json:"own"`     // this site's issuer NameIDs (served from its own store)
 	Shards  int     `json:"shards"`
 	Every   string  `json:"every"` // e.g. 30s
+
+	// The other sites' issuers, read once (a rotation re-renders and
+	// restarts the front).
+	once    sync.Once
+	issuers map[int64]*x509.Certificate
+	loadErr error
 }
 
 // Peer is another site's CRL front and the issuers it publishes.
@@ -61,8 +68,13 @@ func (m *CRLMirror) own(nameID int64) bool {
 	return false
 }
 
-// foreign lists every issuer in the issuers directory that is not ours.
+// foreign is every issuer in the issuers directory that is not ours.
 func (m *CRLMirror) foreign() (map[int64]*x509.Certificate, error) {
+	m.once.Do(func() { m.issuers, m.loadErr = m.readForeign() })
+	return m.issuers, m.loadErr
+}
+
+func (m *CRLMirror) readForeign() (map[int64]*x509.Certificate, error) {
 	entries, err := os.ReadDir(m.Issuers)
 	if err != nil {
 		return nil, err

@@ -521,20 +521,11 @@ func (l *Lab) exemptProbeAccounts(ctx context.Context, admin string) error {
 		cmd := exec.CommandContext(ctx, admin, "-config", filepath.Join(l.siteDir(t.Site), "etc", "admin.json"), "-dry-run=false",
 			"import-limit-overrides", "-file", file)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("site %s: admin import-limit-overrides: %v: %s", t.Site, err, lastLines(out, 2))
+			return fmt.Errorf("site %s: admin import-limit-overrides: %v: %s", t.Site, err, hostrun.LastLines(out, 2))
 		}
 		l.logf("  %-22s probe account %d exempted from per-account rate limits", t.Site+"/limits", id)
 	}
 	return nil
-}
-
-// lastLines joins the last n lines of a command's output.
-func lastLines(b []byte, n int) string {
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
 }
 
 // UpdateCRLs has the site's crl-updater build and publish every CRL shard

@@ -449,7 +449,7 @@ func TestSupervisorRestartsCrashedProcesses(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(l.supervisorProc().LogFile())
-			t.Fatalf("the supervisor did not restart the killed nonce service; supervisor log: %s", lastLines(log, 10))
+			t.Fatalf("the supervisor did not restart the killed nonce service; supervisor log: %s", hostrun.LastLines(log, 10))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

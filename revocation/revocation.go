@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -47,22 +48,25 @@ func ParseSerial(s string) (string, error) {
 
 func serialHex(n *big.Int) string { return fmt.Sprintf("%036x", n) }
 
-// SerialOfCert reads a PEM certificate file and returns its serial.
-func SerialOfCert(path string) (string, error) {
+// ReadCert reads a PEM certificate file (--cert).
+func ReadCert(path string) (*x509.Certificate, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("--cert: %w", err)
+		return nil, fmt.Errorf("--cert: %w", err)
 	}
 	block, _ := pem.Decode(b)
 	if block == nil || block.Type != "CERTIFICATE" {
-		return "", fmt.Errorf("--cert %s: no PEM CERTIFICATE in it", path)
+		return nil, fmt.Errorf("--cert %s: no PEM CERTIFICATE in it", path)
 	}
 	c, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
-		return "", fmt.Errorf("--cert %s: %w", path, err)
+		return nil, fmt.Errorf("--cert %s: %w", path, err)
 	}
-	return serialHex(c.SerialNumber), nil
+	return c, nil
 }
+
+// Serial is a certificate's serial in Boulder's form.
+func Serial(c *x509.Certificate) string { return serialHex(c.SerialNumber) }
 
 // Route returns the site whose serial prefix is the serial's first byte.
 func Route(spec *cluster.Spec, serial string) (string, error) {
@@ -145,21 +149,17 @@ func (a Admin) BlockKey(ctx context.Context, site, spkiHash, comment string) err
 
 // SPKIHash is the SHA-256 of a certificate's public key, in hex (what
 // Boulder's blockedKeys table holds).
-func SPKIHash(certPath string) (string, error) {
-	b, err := os.ReadFile(certPath)
-	if err != nil {
-		return "", fmt.Errorf("--cert: %w", err)
-	}
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return "", fmt.Errorf("--cert %s: no PEM CERTIFICATE in it", certPath)
-	}
-	c, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return "", fmt.Errorf("--cert %s: %w", certPath, err)
-	}
+func SPKIHash(c *x509.Certificate) string {
 	h := sha256.Sum256(c.RawSubjectPublicKeyInfo)
-	return hex.EncodeToString(h[:]), nil
+	return hex.EncodeToString(h[:])
+}
+
+// SiteAdmin is Admin for the sites' bundles as the lab lays them out
+// (sites/<name>/etc/admin.json next to the spec).
+func SiteAdmin(spec *cluster.Spec, binary string) Admin {
+	return Admin{Binary: binary, Config: func(site string) string {
+		return spec.Path(filepath.Join("sites", site, "etc", "admin.json"))
+	}}
 }
 
 func lastLine(s string) string {

@@ -125,7 +125,15 @@ type renderer struct {
 	p      *Plan
 	varDir string
 	bundle *Bundle
-	own    []int64 // this site's issuer NameIDs
+	own    []int64    // this site's issuer NameIDs
+	peers  []peerSite // the other sites, read once by peerIssuers
+}
+
+// peerSite is another site as this site's fronts need it.
+type peerSite struct {
+	name    string
+	plan    *Plan
+	nameIDs []int64 // its issuers (each also in this bundle's pki/issuers)
 }
 
 func (r *renderer) out(parts ...string) string {
@@ -279,13 +287,18 @@ func (r *renderer) issuers() (*boulderInputs, error) {
 // peerIssuers puts every other site's issuers (public certificates) in
 // pki/issuers too: the CRL front's mirror checks their CRLs with them.
 func (r *renderer) peerIssuers() error {
-	for _, s := range r.o.Spec.Sites {
+	for i, s := range r.o.Spec.Sites {
 		if s.Name == r.p.Site.Name {
 			continue
 		}
+		pp, err := NewPlan(r.o.Spec, i)
+		if err != nil {
+			continue
+		}
+		peer := peerSite{name: s.Name, plan: pp, nameIDs: []int64{}}
 		issuers, err := r.o.PKI.SiteIssuers(s.Name)
 		if err != nil {
-			continue // no intermediates yet: nothing to mirror
+			issuers = nil // no intermediates yet: nothing to mirror or forward
 		}
 		for _, is := range issuers {
 			b, err := os.ReadFile(is.CertFile)
@@ -296,7 +309,9 @@ func (r *renderer) peerIssuers() error {
 			if err := r.write(fmt.Sprintf("pki/issuers/%d.der", is.NameID), block.Bytes, false); err != nil {
 				return err
 			}
+			peer.nameIDs = append(peer.nameIDs, is.NameID)
 		}
+		r.peers = append(r.peers, peer)
 	}
 	return nil
 }
@@ -518,21 +533,10 @@ func (r *renderer) httpFront() string {
 		NameIDs []int64 `json:"nameIDs"`
 	}
 	peers := []peer{}
-	for i, s := range r.o.Spec.Sites {
-		if s.Name == r.p.Site.Name {
-			continue
+	for _, pr := range r.peers {
+		if !pr.plan.ExternalCRLStore() {
+			peers = append(peers, peer{URL: "http://" + Addr(pr.plan.CRL, PortCRLHTTP), NameIDs: pr.nameIDs})
 		}
-		pp, err := NewPlan(r.o.Spec, i)
-		if err != nil || pp.ExternalCRLStore() {
-			continue
-		}
-		pr := peer{URL: "http://" + Addr(pp.CRL, PortCRLHTTP), NameIDs: []int64{}}
-		if issuers, err := r.o.PKI.SiteIssuers(s.Name); err == nil {
-			for _, is := range issuers {
-				pr.NameIDs = append(pr.NameIDs, is.NameID)
-			}
-		}
-		peers = append(peers, pr)
 	}
 	b, _ := json.MarshalIndent(map[string]any{
 		"listen": Addr(r.p.CRL, PortCRLHTTP),
@@ -623,21 +627,12 @@ func (r *renderer) acmeFront(in *boulderInputs) string {
 		Issuers []string `json:"issuers"`
 	}
 	peers := []peer{}
-	for i, s := range r.o.Spec.Sites {
-		if s.Name == p.Site.Name {
-			continue
+	for _, pr := range r.peers {
+		x := peer{Site: pr.name, Addr: Addr(pr.plan.Public, p.Spec.ACME.HTTPSPort), Issuers: []string{}}
+		for _, id := range pr.nameIDs {
+			x.Issuers = append(x.Issuers, r.root("pki", "issuers", fmt.Sprintf("%d.der", id)))
 		}
-		pp, err := NewPlan(r.o.Spec, i)
-		if err != nil {
-			continue
-		}
-		pr := peer{Site: s.Name, Addr: Addr(pp.Public, p.Spec.ACME.HTTPSPort), Issuers: []string{}}
-		if iss, err := r.o.PKI.SiteIssuers(s.Name); err == nil {
-			for _, is := range iss {
-				pr.Issuers = append(pr.Issuers, r.root("pki", "issuers", fmt.Sprintf("%d.der", is.NameID)))
-			}
-		}
-		peers = append(peers, pr)
+		peers = append(peers, x)
 	}
 	b, _ := json.MarshalIndent(map[string]any{
 		"listen":   Addr(p.Public, p.Spec.ACME.HTTPSPort),

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -47,13 +46,14 @@ on the controller's host (the lab).`,
 			if err != nil {
 				return err
 			}
-			var s string
+			var s, spki string
 			if certFile != "" {
-				s, err = revocation.SerialOfCert(certFile)
-			} else {
-				s, err = revocation.ParseSerial(serial)
-			}
-			if err != nil {
+				c, err := revocation.ReadCert(certFile)
+				if err != nil {
+					return err
+				}
+				s, spki = revocation.Serial(c), revocation.SPKIHash(c)
+			} else if s, err = revocation.ParseSerial(serial); err != nil {
 				return err
 			}
 			site, err := revocation.Route(spec, s)
@@ -63,9 +63,9 @@ on the controller's host (the lab).`,
 			var e revocation.Entry
 			path := "/api/revoke?serial=" + url.QueryEscape(s) + "&reason=" + url.QueryEscape(reason)
 			if reason == "keyCompromise" {
-				if certFile == "" {
+				if spki == "" {
 					fmt.Fprintln(cmd.ErrOrStderr(), "cairn: with --serial only the issuing site blocks the key; give --cert to block it at every site")
-				} else if spki, err := revocation.SPKIHash(certFile); err == nil {
+				} else {
 					path += "&spki=" + spki
 				}
 			}
@@ -92,8 +92,7 @@ func revokeDirectly(cmd *cobra.Command, spec *cluster.Spec, site, serial, reason
 	if err != nil {
 		return err
 	}
-	a := revocation.Admin{Binary: bins["admin"], Config: func(name string) string { return spec.Path(filepath.Join("sites", name, "etc", "admin.json")) }}
-	switch err := a.Revoke(cmd.Context(), site, serial, reason); {
+	switch err := revocation.SiteAdmin(spec, bins["admin"]).Revoke(cmd.Context(), site, serial, reason); {
 	case errors.Is(err, revocation.ErrAlreadyRevoked):
 		fmt.Fprintf(cmd.OutOrStdout(), "%s was already revoked at site %s\n", serial, site)
 	case err != nil:

@@ -239,16 +239,8 @@ func (f *Front) alreadyReplaced(w http.ResponseWriter, r *http.Request) {
 		f.log.Warn("new nonce for alreadyReplaced", "err", err)
 		panic(http.ErrAbortHandler)
 	}
-	w.Header().Set("Replay-Nonce", nonce)
-	w.Header().Set("Link", fmt.Sprintf(`<https://%s/directory>;rel="index"`, r.Host))
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusConflict)
-	json.NewEncoder(w).Encode(map[string]any{
-		"type":   "urn:ietf:params:acme:error:alreadyReplaced",
-		"detail": "the certificate named in 'replaces' was issued by another site of this CA cluster (the ACME name moved); order again without 'replaces'",
-		"status": http.StatusConflict,
-	})
+	writeProblem(w, r.Host, nonce, http.StatusConflict, "urn:ietf:params:acme:error:alreadyReplaced",
+		"the certificate named in 'replaces' was issued by another site of this CA cluster (the ACME name moved); order again without 'replaces'")
 }
 
 func (f *Front) nonce(ctx context.Context, host string) (string, error) {
@@ -323,13 +315,8 @@ func (f *Front) forwardRevocation(w http.ResponseWriter, r *http.Request, body [
 				fmt.Sprintf("the certificate was issued by site %s of this CA cluster, which does not answer: it was NOT revoked. Retry later, or ask the CA operator to revoke it (cairn revoke)", p.Site))
 			return
 		}
-		w.Header().Set("Replay-Nonce", nonce)
-		w.Header().Set("Link", fmt.Sprintf(`<https://%s/directory>;rel="index"`, r.Host))
-		w.Header().Set("Content-Type", "application/problem+json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusBadRequest)
-		json.NewEncoder(w).Encode(map[string]any{"type": "urn:ietf:params:acme:error:badNonce", "status": http.StatusBadRequest,
-			"detail": fmt.Sprintf("the certificate was issued by site %s of this CA cluster, where it is revoked: retry with the nonce of this answer (a client that fetches a new nonce instead cannot revoke it here; the CA operator can: cairn revoke)", p.Site)})
+		writeProblem(w, r.Host, nonce, http.StatusBadRequest, "urn:ietf:params:acme:error:badNonce",
+			fmt.Sprintf("the certificate was issued by site %s of this CA cluster, where it is revoked: retry with the nonce of this answer (a client that fetches a new nonce instead cannot revoke it here; the CA operator can: cairn revoke)", p.Site))
 		return
 	}
 	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, "https://"+r.Host+revokePath, bytes.NewReader(body))
@@ -428,10 +415,18 @@ func hostOnly(hostport string) string {
 // problem answers an RFC 8555 problem document with a fresh nonce from
 // this site's WFE.
 func (f *Front) problem(w http.ResponseWriter, r *http.Request, status int, typ, detail string) {
-	if nonce, err := f.nonce(r.Context(), r.Host); err == nil {
+	nonce, _ := f.nonce(r.Context(), r.Host)
+	writeProblem(w, r.Host, nonce, status, typ, detail)
+}
+
+// writeProblem answers an RFC 8555 problem document: its status, the nonce
+// (if any: clients take the next one from every response), the directory
+// link, and Retry-After on 503.
+func writeProblem(w http.ResponseWriter, host, nonce string, status int, typ, detail string) {
+	if nonce != "" {
 		w.Header().Set("Replay-Nonce", nonce)
 	}
-	w.Header().Set("Link", fmt.Sprintf(`<https://%s/directory>;rel="index"`, r.Host))
+	w.Header().Set("Link", fmt.Sprintf(`<https://%s/directory>;rel="index"`, host))
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
 	if status == http.StatusServiceUnavailable {
