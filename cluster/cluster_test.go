@@ -52,6 +52,9 @@ sites:
     serialPrefix: 0x13
 `
 
+// shared: a site publishing to the cluster's bucket (AWS module cluster).
+const shared = "    crlBaseURL: http://s3.eu-west-1.amazonaws.com/\n    crlStore: {endpoint: https://s3.eu-west-1.amazonaws.com, bucket: cairn-crls, credentialsFile: s3.cred}\n"
+
 func TestValidationErrors(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -93,6 +96,9 @@ func TestValidationErrors(t *testing.T) {
 			[]string{"pki.intermediates.ecdsaKeyType"}, "ecdsa-p256"},
 		{"crl store endpoint without credentials", strings.Replace(base, "  - name: a\n", "  - name: a\n    crlStore: {endpoint: https://minio.example.net:9000}\n", 1),
 			[]string{"sites[0].crlStore.credentialsFile"}, "is required"},
+		{"one shared store outside every site", strings.Replace(strings.Replace(base, "  - name: a\n", "  - name: a\n"+shared, 1), "  - name: b\n", "  - name: b\n"+shared, 1), nil, ""},
+		{"same URL, different stores", strings.Replace(strings.Replace(base, "  - name: a\n", "  - name: a\n"+shared, 1), "  - name: b\n", "  - name: b\n"+strings.Replace(shared, "cairn-crls", "other-crls", 1), 1),
+			[]string{"sites[1].crlBaseURL"}, "same crlStore endpoint and bucket"},
 		{"crl base URL over https", strings.Replace(base, "  - name: a\n", "  - name: a\n    crlBaseURL: https://crl.a.lab.home.arpa/\n", 1),
 			[]string{"sites[0].crlBaseURL"}, "plain HTTP"},
 		{"failback mode", base + "failover:\n  failback: sometimes\n", []string{"failover.failback"}, "manual or automatic"},

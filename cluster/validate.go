@@ -350,11 +350,19 @@ func (v *validator) siteCRLs(p string, i int, s Site, c *siteClaims) {
 	} else if s.CRLStore.CredentialsFile != "" {
 		v.add(p+".crlStore.credentialsFile", "is only used with crlStore.endpoint; remove it or set the endpoint")
 	}
-	if j, dup := c.crls[s.CRLBaseURL]; dup && s.CRLBaseURL != "" {
-		v.add(p+".crlBaseURL", "%q already used by sites[%d]; each site publishes its own CRLs", s.CRLBaseURL, j)
+	// Sites may share one URL only by sharing one store outside every site
+	// (objects are named by issuer, so they never collide there).
+	if j, dup := c.crls[s.CRLBaseURL]; dup && s.CRLBaseURL != "" && !sharedStore(v.spec.Sites[j].CRLStore, s.CRLStore) {
+		v.add(p+".crlBaseURL", "%q already used by sites[%d]; each site publishes its own CRLs (or both name the same crlStore endpoint and bucket)", s.CRLBaseURL, j)
 	} else {
 		c.crls[s.CRLBaseURL] = i
 	}
+}
+
+// sharedStore reports whether two sites publish to the same external
+// store (the cluster's bucket).
+func sharedStore(a, b CRLStore) bool {
+	return a.Endpoint != "" && a.Endpoint == b.Endpoint && a.Bucket == b.Bucket
 }
 
 func (v *validator) failover() {

@@ -112,38 +112,31 @@ func confirmer(pipe *healthcheck.Pipeline) func(context.Context, string) error {
 }
 
 // replayer is the revocation journal in the controllers' etcd and what
-// carries each entry to its site's CRL. Revoking and publishing need the
-// site's rendered bundle on this host (the lab); elsewhere entries stay
-// pending with an error saying so.
+// carries each entry to its site's CRL. It revokes and blocks keys with
+// Boulder's admin tool and the controller's credentials for the site,
+// through the site's ACME front (site.ControllerAdminDir). Where the
+// site's bundle is on this host too (the lab) it publishes the site's CRLs
+// at once; elsewhere the site's crl-updater does within its period.
 func replayer(spec *cluster.Spec, etcd *Etcd, pipe *healthcheck.Pipeline, log *slog.Logger) *revocation.Replayer {
-	local := func(name string) error {
-		if _, err := site.ReadBundle(spec.Path(filepath.Join("sites", name))); err != nil {
-			return fmt.Errorf("site %s's bundle is not on this controller's host: run `cairn revoke` where the site's bundle is", name)
-		}
-		return nil
-	}
-	admin := func(ctx context.Context, name string) (revocation.Admin, error) {
-		if err := local(name); err != nil {
-			return revocation.Admin{}, err
-		}
+	admin := func(ctx context.Context) (revocation.Admin, error) {
 		b, err := boulderbin.Ensure(ctx, io.Discard, "admin")
 		if err != nil {
 			return revocation.Admin{}, err
 		}
-		return revocation.SiteAdmin(spec, b["admin"]), nil
+		return revocation.ControllerAdmin(spec, b["admin"]), nil
 	}
 	return &revocation.Replayer{
 		Journal: revocation.EtcdJournal{Client: etcd.Client, Prefix: spec.Failover.Etcd.Prefix},
 		Sites:   spec.SiteNames(),
 		BlockKey: func(ctx context.Context, name, spki, comment string) error {
-			a, err := admin(ctx, name)
+			a, err := admin(ctx)
 			if err != nil {
 				return err
 			}
 			return a.BlockKey(ctx, name, spki, comment)
 		},
 		Revoke: func(ctx context.Context, name, serial, reason string) error {
-			a, err := admin(ctx, name)
+			a, err := admin(ctx)
 			if err != nil {
 				return err
 			}
@@ -157,8 +150,9 @@ func replayer(spec *cluster.Spec, etcd *Etcd, pipe *healthcheck.Pipeline, log *s
 			return healthcheck.SerialInCRL(ctx, t, serial)
 		},
 		Publish: func(ctx context.Context, name string) error {
-			if err := local(name); err != nil {
-				return err
+			if _, err := site.ReadBundle(spec.Path(filepath.Join("sites", name))); err != nil {
+				log.Info("a deferred revocation is applied; the site's crl-updater publishes it within its period", "site", name)
+				return nil
 			}
 			log.Info("publishing CRLs after a deferred revocation", "site", name)
 			return (&lab.Lab{Spec: spec, Log: io.Discard}).UpdateCRLs(ctx, name)

@@ -96,6 +96,7 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 	if b, err := client.Exec(ctx, "env", "PEM="+string(rootPEM), "sh", "-c", `printf '%s' "$PEM" > `+root); err != nil {
 		t.Fatalf("root certificate into the client host: %v %s", err, b)
 	}
+	var certA string
 	for _, s := range spec.Sites {
 		path := filepath.Join(t.TempDir(), "lego")
 		name := "lego-" + s.Name + "." + spec.ACME.Zone
@@ -125,8 +126,19 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 		if got := cert.SerialNumber.Bytes()[0]; got != s.SerialPrefix.Value() {
 			t.Errorf("site %s: serial prefix %x, want %s (the certificate must come from that site)", s.Name, got, s.SerialPrefix)
 		}
+		if s.Name == "a" {
+			certA = filepath.Join(t.TempDir(), "a.pem")
+			os.WriteFile(certA, pemb, 0o644)
+		}
 	}
 	client.Down(ctx)
+
+	// Revocation from the operator's vantage goes through the controller
+	// on the DNS host, which revokes at site a and blocks the key at both
+	// sites over their fronts (admin passthrough), not from a site host.
+	if certA != "" {
+		revokeThroughTheController(t, cairn, spec.File, certA)
+	}
 
 	// Accounts replicate between the site hosts: from the operator's
 	// vantage, every connection runs and every account (each site's probe
@@ -261,4 +273,36 @@ func unitsFromBundle(t *testing.T, bundleJSON string) {
 		}
 	}
 	t.Logf("%d systemd units verified", len(files))
+}
+
+// revokeThroughTheController revokes cert (site a's) for keyCompromise
+// from the operator's vantage and waits until the controller has revoked
+// it at its site and blocked its key at every site.
+func revokeThroughTheController(t *testing.T, cairn, specFile, cert string) {
+	t.Helper()
+	op := func(args ...string) ([]byte, error) {
+		return exec.Command("ip", append([]string{"netns", "exec", "cairn-t-sw", cairn, "-f", specFile}, args...)...).CombinedOutput()
+	}
+	if out, err := op("revoke", "--cert", cert, "--reason", "keyCompromise"); err != nil {
+		t.Errorf("cairn revoke from the operator's vantage: %v\n%s", err, out)
+		return
+	}
+	start := time.Now()
+	for {
+		out, err := op("-o", "json", "revoke", "status")
+		var es []struct {
+			Site, State, LastError string
+			AppliedAt              time.Time
+			KeyBlocked             map[string]time.Time
+		}
+		if err == nil && json.Unmarshal(out, &es) == nil && len(es) == 1 && !es[0].AppliedAt.IsZero() && len(es[0].KeyBlocked) == 2 {
+			t.Logf("revoked at site %s and key blocked at both sites %.1fs after cairn revoke", es[0].Site, time.Since(start).Seconds())
+			return
+		}
+		if time.Since(start) > time.Minute {
+			t.Errorf("revocation through the controller not applied after a minute: %s (%v)", out, err)
+			return
+		}
+		time.Sleep(time.Second)
+	}
 }

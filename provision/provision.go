@@ -335,7 +335,7 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 	// The cluster bundle goes to the primary DNS host; its PKI front
 	// serves the public directory the controller kit carries.
 	cdir := p.path("bundles", "cluster")
-	r, err := site.RenderAll(ctx, site.AllOptions{Spec: spec, Log: p.o.Log, Binaries: []string{"boulder", "ct-test-srv", "s3-test-srv"}, Self: p.o.Self,
+	r, err := site.RenderAll(ctx, site.AllOptions{Spec: spec, Log: p.o.Log, Binaries: []string{"boulder", "ct-test-srv", "s3-test-srv", "admin"}, Self: p.o.Self, BinDir: HostRoot + "/bin",
 		ClusterOut: cdir, ClusterRoot: hostCluster, PublicDir: filepath.Join(hostCluster, "spec", spec.PKI.Dir, "public"),
 		SpecFile: hostCluster + "/spec/" + filepath.Base(spec.File),
 		SiteOut:  func(name string) string { return p.path("bundles", name) }, SiteRoot: hostSite, TokenDir: hostTokenDir})
@@ -371,7 +371,7 @@ func (p *Provisioner) linkBinaries(bins map[string]string) (string, error) {
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return "", err
 	}
-	for name, path := range map[string]string{"boulder": bins["boulder"], "ct-test-srv": bins["ct-test-srv"], "s3-test-srv": bins["s3-test-srv"], "cairn": p.o.Self} {
+	for name, path := range map[string]string{"boulder": bins["boulder"], "ct-test-srv": bins["ct-test-srv"], "s3-test-srv": bins["s3-test-srv"], "admin": bins["admin"], "cairn": p.o.Self} {
 		link := filepath.Join(binDir, name)
 		os.Remove(link)
 		if err := os.Symlink(path, link); err != nil {
@@ -463,8 +463,8 @@ func writeInventory(path string, vars map[string]any, inv map[string]map[string]
 
 // controllerKit copies what the failover controller reads into dst, with
 // the spec's own layout: the spec, the PKI's certificates and state (no
-// key, no HSM token, no PIN), the TSIG keys, the admin token and the probe
-// account key. The controller keeps its own state (etcd, probe history)
+// key, no HSM token, no PIN), the TSIG keys, the admin token, the probe
+// account keys and its admin credentials for each site (revocations). The controller keeps its own state (etcd, probe history)
 // under it on the host.
 func controllerKit(spec *cluster.Spec, dst string) error {
 	// The admin token and the probe account key are made here, so the
@@ -481,6 +481,9 @@ func controllerKit(spec *cluster.Spec, dst string) error {
 			return err
 		}
 		files = append(files, healthcheck.ProbeAccountKeyFile(s.Name))
+		for _, f := range []string{"admin.json", "ca.pem", "cert.pem", "key.pem"} {
+			files = append(files, filepath.Join(site.ControllerAdminDir(s.Name), f))
+		}
 	}
 	for _, pattern := range []string{"public/*", "root/*.cert.pem", "infrastructure/*.cert.pem", "sites/*/*.cert.pem"} {
 		m, _ := filepath.Glob(filepath.Join(spec.Path(spec.PKI.Dir), pattern))

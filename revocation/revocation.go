@@ -21,6 +21,7 @@ import (
 	"strings"
 
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/site"
 )
 
 // Reasons are the CRL reason codes an operator may give (RFC 5280; the
@@ -91,7 +92,9 @@ var ErrAlreadyRevoked = errors.New("already revoked")
 var ErrNotFound = errors.New("the issuing site has no certificate with this serial")
 
 // Admin revokes at a site with Boulder's admin tool, over the site's own
-// mTLS to its RA (the rendered etc/admin.json of its bundle).
+// mTLS to its RA and SA: with the controller's credentials for that site
+// (site.ControllerAdminDir), through the site's ACME front, so it works
+// from the controller's host as from the lab's.
 type Admin struct {
 	Binary string                          // Boulder's admin tool
 	Config func(site string) string        // the site's admin.json
@@ -103,7 +106,7 @@ func (a Admin) Revoke(ctx context.Context, site, serial, reason string) error {
 	if err := CheckReason(reason); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, a.Binary, "-config", a.Config(site), "-dry-run=false", "revoke-cert", "-serial", serial, "-reason", reason)
+	cmd := a.command(ctx, site, "revoke-cert", "-serial", serial, "-reason", reason)
 	run := a.Run
 	if run == nil {
 		run = (*exec.Cmd).CombinedOutput
@@ -133,7 +136,7 @@ func (a Admin) BlockKey(ctx context.Context, site, spkiHash, comment string) err
 	defer os.Remove(f.Name())
 	fmt.Fprintln(f, spkiHash)
 	f.Close()
-	cmd := exec.CommandContext(ctx, a.Binary, "-config", a.Config(site), "-dry-run=false", "block-key", "-spki-file", f.Name(), "-comment", comment)
+	cmd := a.command(ctx, site, "block-key", "-spki-file", f.Name(), "-comment", comment)
 	run := a.Run
 	if run == nil {
 		run = (*exec.Cmd).CombinedOutput
@@ -154,11 +157,22 @@ func SPKIHash(c *x509.Certificate) string {
 	return hex.EncodeToString(h[:])
 }
 
-// SiteAdmin is Admin for the sites' bundles as the lab lays them out
-// (sites/<name>/etc/admin.json next to the spec).
-func SiteAdmin(spec *cluster.Spec, binary string) Admin {
-	return Admin{Binary: binary, Config: func(site string) string {
-		return spec.Path(filepath.Join("sites", site, "etc", "admin.json"))
+// command is the admin tool for one subcommand at site, run in its
+// config's directory (the controller's admin.json names its files
+// relative to it).
+func (a Admin) command(ctx context.Context, site, sub string, args ...string) *exec.Cmd {
+	config := a.Config(site)
+	cmd := exec.CommandContext(ctx, a.Binary, append([]string{"-config", config, "-dry-run=false", sub}, args...)...)
+	cmd.Dir = filepath.Dir(config)
+	return cmd
+}
+
+// ControllerAdmin is Admin with the controller's credentials for each site
+// (site.ControllerAdminDir next to the spec): the same on the
+// controller's host, the operator's machine and in the lab.
+func ControllerAdmin(spec *cluster.Spec, binary string) Admin {
+	return Admin{Binary: binary, Config: func(name string) string {
+		return spec.Path(filepath.Join(site.ControllerAdminDir(name), "admin.json"))
 	}}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 )
@@ -35,6 +36,9 @@ type ClusterOptions struct {
 	// Root is where the bundle will live on the target host; every path in
 	// the configs uses it. Empty means Out (the lab).
 	Root string
+	// BinDir, if set, is where the target host has the Boulder binaries
+	// (the controller's admin tool): CAIRN_BOULDER_BIN of the controller.
+	BinDir string
 }
 
 // ClusterBundle is the rendered cluster DNS and PKI front.
@@ -290,6 +294,9 @@ func (r *clusterRender) bundle() (*ClusterBundle, error) {
 	if r.o.SpecFile != "" {
 		b.Controller = &Process{Name: "controller", Program: "cairn", Args: []string{"failover", "run", "-f", r.o.SpecFile},
 			Ready: "tcp:" + spec.Failover.Listen, Listen: spec.Failover.Listen}
+		if r.o.BinDir != "" {
+			b.Controller.Env = []string{boulderbin.EnvDir + "=" + r.o.BinDir}
+		}
 	}
 	data, _ := json.MarshalIndent(b, "", "  ")
 	if err := fsutil.WriteFileAtomic(r.out("bundle.json"), append(data, '\n'), 0o644); err != nil {

@@ -78,7 +78,12 @@ func loadOrCreateIPKI(dir, caName string, now time.Time) (*ipki, error) {
 // given SANs; an existing one is kept while it is valid for > 30 days and
 // names the same SANs (an address change makes a new one).
 func (k *ipki) leaf(name string, dnsNames []string, ips []net.IP) error {
-	if cert, _, err := readPair(k.certFile(name), k.keyFile(name)); err == nil &&
+	return k.leafAt(k.certFile(name), k.keyFile(name), name, dnsNames, ips)
+}
+
+// leafAt is leaf with the certificate and key at the given paths.
+func (k *ipki) leafAt(certPath, keyPath, name string, dnsNames []string, ips []net.IP) error {
+	if cert, _, err := readPair(certPath, keyPath); err == nil &&
 		cert.CheckSignatureFrom(k.cert) == nil && cert.NotAfter.Sub(k.now) > 30*24*time.Hour &&
 		slices.Equal(cert.DNSNames, dnsNames) && slices.EqualFunc(cert.IPAddresses, ips, net.IP.Equal) {
 		return nil
@@ -101,7 +106,7 @@ func (k *ipki) leaf(name string, dnsNames []string, ips []net.IP) error {
 	if err != nil {
 		return err
 	}
-	return writeKeyPair(k.certFile(name), k.keyFile(name), der, key)
+	return writeKeyPair(certPath, keyPath, der, key)
 }
 
 func randSerial() *big.Int {

@@ -242,7 +242,10 @@ func (r *renderer) internalPKI() error {
 	if err := k.leaf("doh", []string{"dns." + p.ServiceZone()}, []net.IP{p.DNS.AsSlice()}); err != nil {
 		return err
 	}
-	return k.leaf("redis", []string{"redis.boulder"}, []net.IP{p.DB.AsSlice()})
+	if err := k.leaf("redis", []string{"redis.boulder"}, []net.IP{p.DB.AsSlice()}); err != nil {
+		return err
+	}
+	return r.controllerAdmin(k)
 }
 
 // issuers copies the root and the site's issuers (cluster PKI) into the
@@ -643,6 +646,10 @@ func (r *renderer) acmeFront(in *boulderInputs) string {
 		// Another site's certificate is revoked there (revokeCert).
 		"peers":    peers,
 		"rootFile": r.root("pki", "root.cert.pem"),
+		// The failover controller's admin gRPC to the RA and the SA
+		// (revocations, blocked keys) comes in on this port and is
+		// spliced to them; their own mTLS decides.
+		"passthrough": map[string]string{"ra.boulder": Addr(p.Svc, PortRA), "sa.boulder": Addr(p.Svc, PortSA)},
 	}, "", "  ")
 	return string(b) + "\n"
 }

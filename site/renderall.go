@@ -20,8 +20,9 @@ type AllOptions struct {
 	// Self is the cairn executable (it signs with SoftHSM tokens: see
 	// intermediates.Options.Signer).
 	Self string
-	// ClusterOut, ClusterRoot, PublicDir, SpecFile: see ClusterOptions.
-	ClusterOut, ClusterRoot, PublicDir, SpecFile string
+	// ClusterOut, ClusterRoot, PublicDir, SpecFile, BinDir: see
+	// ClusterOptions.
+	ClusterOut, ClusterRoot, PublicDir, SpecFile, BinDir string
 	// SiteOut is where a site's bundle is written; SiteRoot and TokenDir:
 	// see Options (empty: in place).
 	SiteOut            func(site string) string
@@ -66,7 +67,7 @@ func (r *Rendered) render(ctx context.Context, o AllOptions) error {
 	if err != nil {
 		return err
 	}
-	if r.Cluster, err = RenderCluster(ClusterOptions{Spec: o.Spec, Out: o.ClusterOut, Root: o.ClusterRoot, PublicDir: o.PublicDir, SpecFile: o.SpecFile}); err != nil {
+	if r.Cluster, err = RenderCluster(ClusterOptions{Spec: o.Spec, Out: o.ClusterOut, Root: o.ClusterRoot, PublicDir: o.PublicDir, SpecFile: o.SpecFile, BinDir: o.BinDir}); err != nil {
 		return err
 	}
 	for i, s := range o.Spec.Sites {

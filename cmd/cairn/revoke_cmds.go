@@ -92,7 +92,7 @@ func revokeDirectly(cmd *cobra.Command, spec *cluster.Spec, site, serial, reason
 	if err != nil {
 		return err
 	}
-	switch err := revocation.SiteAdmin(spec, bins["admin"]).Revoke(cmd.Context(), site, serial, reason); {
+	switch err := revocation.ControllerAdmin(spec, bins["admin"]).Revoke(cmd.Context(), site, serial, reason); {
 	case errors.Is(err, revocation.ErrAlreadyRevoked):
 		fmt.Fprintf(cmd.OutOrStdout(), "%s was already revoked at site %s\n", serial, site)
 	case err != nil:

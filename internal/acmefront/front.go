@@ -53,6 +53,10 @@ type Config struct {
 	// certificates goes; RootFile verifies their TLS (the ACME name).
 	Peers    []Peer `json:"peers,omitempty"`
 	RootFile string `json:"rootFile,omitempty"`
+	// Passthrough maps TLS server names of the site's internal gRPC
+	// services (ra.boulder, sa.boulder) to their addresses: connections
+	// naming them are spliced there, not terminated (passthrough.go).
+	Passthrough map[string]string `json:"passthrough,omitempty"`
 }
 
 // Peer is another site's front and its issuers.
@@ -481,8 +485,15 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger) error {
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
-	log.Info("acme front listening", "addr", c.Listen, "upstream", c.Upstream, "issuers", len(f.own))
-	if err := srv.ListenAndServeTLS("", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	l, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return err
+	}
+	if len(c.Passthrough) > 0 {
+		l = newSNIListener(l, c.Passthrough, log)
+	}
+	log.Info("acme front listening", "addr", c.Listen, "upstream", c.Upstream, "issuers", len(f.own), "passthrough", len(c.Passthrough))
+	if err := srv.ServeTLS(l, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

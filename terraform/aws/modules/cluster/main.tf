@@ -29,8 +29,10 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "crl" {
   }
 }
 
-# CRLs are public by nature (relying parties fetch them); everything else
-# in the bucket is not. No ACLs; one policy that allows reading crl/*.
+# CRLs are public by nature (relying parties fetch them), and the bucket
+# holds nothing else: every site's crl-storer writes <issuer NameID>/<shard>.crl
+# at its root (names never collide: one NameID per issuer). No ACLs; one
+# policy that allows reading objects (not listing them).
 resource "aws_s3_bucket_ownership_controls" "crl" {
   bucket = aws_s3_bucket.crl.id
 
@@ -57,7 +59,7 @@ resource "aws_s3_bucket_policy" "crl_read" {
       Effect    = "Allow"
       Principal = "*"
       Action    = "s3:GetObject"
-      Resource  = "${aws_s3_bucket.crl.arn}/crl/*"
+      Resource  = "${aws_s3_bucket.crl.arn}/*"
     }]
   })
 }

@@ -24,6 +24,6 @@ output "crl_bucket" {
 }
 
 output "crl_base_url" {
-  description = "Base URL of the published CRLs (put it in cairn.yaml as the CRL URL prefix)."
-  value       = "https://${aws_s3_bucket.crl.bucket_regional_domain_name}/crl"
+  description = "Every site's crlBaseURL in cairn.yaml (path-style, plain HTTP as Boulder requires; with crlStore.bucket = crl_bucket and the same endpoint at every site). The CRL URLs are <this><bucket>/<NameID>/<shard>.crl."
+  value       = "http://s3.${aws_s3_bucket.crl.region}.amazonaws.com/"
 }

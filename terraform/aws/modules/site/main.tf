@@ -17,7 +17,7 @@ module "network" {
 # Every rule the site needs, one resource per direction.
 locals {
   ingress = merge(
-    { for c in var.client_cidrs : "acme ${c}" => { description = "ACME (HTTPS) from clients and failover controllers", protocol = "tcp", from = 443, to = 443, cidr = c } },
+    { for c in var.client_cidrs : "acme ${c}" => { description = "ACME (HTTPS) from clients and controllers; the controllers' admin gRPC (passthrough by TLS name, site mTLS)", protocol = "tcp", from = 443, to = 443, cidr = c } },
     { for c in var.admin_cidrs : "ssh ${c}" => { description = "SSH for Ansible and operators", protocol = "tcp", from = 22, to = 22, cidr = c } },
     { for c in var.monitoring_cidrs : "metrics ${c}" => { description = "Boulder debug/metrics ports for Prometheus", protocol = "tcp", from = 8000, to = 8099, cidr = c } },
     { for c in var.replication_cidrs : "mariadb ${c}" => { description = "MariaDB (TLS): account replication from peer sites, the controllers' monitor", protocol = "tcp", from = 3306, to = 3306, cidr = c } },
