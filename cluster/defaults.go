@@ -49,6 +49,8 @@ func (s *Spec) ApplyDefaults() {
 	s.failoverDefaults()
 	def(&s.Accounts.Replication, ReplicationMariaDB)
 	defDur(&s.Accounts.BinlogRetention, 30*24*time.Hour)
+	def(&s.Monitoring.Prometheus, portNext(s.Failover.Listen, 9090))
+	defDur(&s.Monitoring.Retention, 48*time.Hour)
 }
 
 // def sets *p to v when it is empty.
@@ -189,11 +191,15 @@ func (s *Spec) failoverDefaults() {
 }
 
 // etcdListen puts the embedded etcd on the controller's address, port 2379.
-func etcdListen(listen string) string {
+func etcdListen(listen string) string { return portNext(listen, 2379) }
+
+// portNext is the controller's address with another port (127.0.0.1 if
+// listen is not IP:port).
+func portNext(listen string, port uint16) string {
 	if ap, err := netip.ParseAddrPort(listen); err == nil {
-		return netip.AddrPortFrom(ap.Addr(), 2379).String()
+		return netip.AddrPortFrom(ap.Addr(), port).String()
 	}
-	return "127.0.0.1:2379"
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String()
 }
 
 // defaultListen puts the controller next to a loopback cluster DNS (the

@@ -14,13 +14,14 @@ import (
 type Spec struct {
 	// Name is the cluster's name, a DNS label. It prefixes HSM token labels
 	// and certificate subjects.
-	Name     string   `yaml:"name"`
-	ACME     ACME     `yaml:"acme"`
-	DNS      DNS      `yaml:"dns"`
-	PKI      PKI      `yaml:"pki"`
-	Sites    []Site   `yaml:"sites"`
-	Failover Failover `yaml:"failover"`
-	Accounts Accounts `yaml:"accounts"`
+	Name       string     `yaml:"name"`
+	ACME       ACME       `yaml:"acme"`
+	DNS        DNS        `yaml:"dns"`
+	PKI        PKI        `yaml:"pki"`
+	Sites      []Site     `yaml:"sites"`
+	Failover   Failover   `yaml:"failover"`
+	Accounts   Accounts   `yaml:"accounts"`
+	Monitoring Monitoring `yaml:"monitoring"`
 
 	// Dir is the directory of the cairn.yaml file; relative paths in the spec
 	// are relative to it. Not part of the file.
@@ -187,6 +188,20 @@ const (
 	ReplicationMariaDB = "mariadb" // multi-source row-based replication of the registrations table
 	ReplicationOff     = "off"     // accounts stay at the site that created them
 )
+
+// Monitoring is the lab's Prometheus (production clusters load
+// monitoring/cairn-rules.yml into their own).
+type Monitoring struct {
+	// Prometheus is where `cairn lab up` runs a Prometheus server (IP:port)
+	// that scrapes the controller and every Boulder component with cairn's
+	// alert rules loaded, or "off".
+	Prometheus string `yaml:"prometheus"`
+	// Retention is how long it keeps samples.
+	Retention Duration `yaml:"retention"`
+}
+
+// PrometheusOff turns the lab's Prometheus off.
+const PrometheusOff = "off"
 
 // Accounts says how ACME accounts follow the ACME name from site to site.
 type Accounts struct {

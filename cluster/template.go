@@ -164,4 +164,11 @@ failover:
 accounts:
   replication: {{.Accounts.Replication}}       # mariadb | off
   binlogRetention: {{.Accounts.BinlogRetention}}  # a peer away longer than this needs 'cairn accounts seed'
+
+# The lab's Prometheus: 'cairn lab up' runs one here (IP:port, or off) that
+# scrapes the controller and every Boulder component with cairn's alert
+# rules (monitoring/cairn-rules.yml; load that file into your own).
+monitoring:
+  prometheus: {{.Monitoring.Prometheus}}
+  retention: {{.Monitoring.Retention}}
 `))

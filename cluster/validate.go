@@ -50,11 +50,26 @@ func (s *Spec) Validate() Errors {
 	v.sites()
 	v.failover()
 	v.accounts()
+	v.monitoring()
 	return v.errs
 }
 
 // MaxBinlogRetention is MariaDB's binlog_expire_logs_seconds maximum (99 days).
 const MaxBinlogRetention = 99 * 24 * time.Hour
+
+func (v *validator) monitoring() {
+	m := v.spec.Monitoring
+	if m.Prometheus != PrometheusOff {
+		if _, err := netip.ParseAddrPort(m.Prometheus); err != nil {
+			v.add("monitoring.prometheus", "%.30q is not IP:port (e.g. 127.0.30.1:9090) or off", m.Prometheus)
+		} else if m.Prometheus == v.spec.Failover.Listen || m.Prometheus == v.spec.Failover.Etcd.Listen {
+			v.add("monitoring.prometheus", "%s is also the controller's or etcd's address; use another port", m.Prometheus)
+		}
+	}
+	if r := m.Retention.Duration; r < time.Hour || r > 90*24*time.Hour {
+		v.add("monitoring.retention", "%s is out of range; use 1h to 2160h", m.Retention)
+	}
+}
 
 func (v *validator) accounts() {
 	a := v.spec.Accounts

@@ -155,12 +155,24 @@ func TestDrillsInTheLab(t *testing.T) {
 		if rep.Timings.Commit == nil || rep.Timings.Visible == nil || rep.Timings.FirstSuccess == nil {
 			t.Errorf("%s: missing phase timings %+v", name, rep.Timings)
 		}
+		if name == "site-down" {
+			// The lab's Prometheus paged for the faulted site.
+			paged := false
+			for _, e := range rep.Events {
+				paged = paged || (e.Kind == eventAlertPage && e.Site == rep.FaultedSite && strings.HasPrefix(e.Detail, "CairnSiteDown"))
+			}
+			if !paged || rep.Timings.Alert == nil {
+				t.Errorf("site-down: no page for site %s in the lab's Prometheus (alert at %v; errors %v)", rep.FaultedSite, rep.Timings.Alert, rep.Errors)
+			} else {
+				t.Logf("site-down: first page %.1f s after the fault (DNS committed at %.1f s)", *rep.Timings.Alert, *rep.Timings.Commit)
+			}
+		}
 	}
 
 	// The report renders, self-contained, in headless Chromium.
 	html := filepath.Join(out, "site-down", "report.html")
 	dom := testenv.Chromium(t, "--dump-dom", "file://"+html)
-	for _, want := range []string{`id="timeline"`, "<rect", `id="clients"`, `id="real"`, "site-down"} {
+	for _, want := range []string{`id="timeline"`, "<rect", `id="clients"`, `id="real"`, "site-down", "alert firing"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("rendered report lacks %s", want)
 		}

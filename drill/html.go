@@ -228,8 +228,8 @@ line.tick{stroke:#eee}
 {{end}}</svg>
 <p><small>Red line: fault injected; dashed green: restored; blue: DNS update committed; dashed purple: first new client issued. Client bars: green issued, red failed (hover for the problem).</small></p>
 <h2>Phases (seconds after the fault)</h2>
-<table id="phases"><tr><th>first failed probe</th><th>site marked down</th><th>DNS committed</th><th>every server serves it</th><th>first new client issues</th><th>running clients recover</th></tr>
-<tr><td>{{secs .Timings.FirstFailedProbe}}</td><td>{{secs .Timings.Detect}}</td><td>{{secs .Timings.Commit}}</td><td>{{secs .Timings.Visible}}</td><td>{{secs .Timings.FirstSuccess}}</td><td>{{secs .Timings.FirstWorkloadSuccess}}</td></tr></table>
+<table id="phases"><tr><th>first failed probe</th><th>site marked down</th><th>DNS committed</th><th>alert firing</th><th>every server serves it</th><th>first new client issues</th><th>running clients recover</th></tr>
+<tr><td>{{secs .Timings.FirstFailedProbe}}</td><td>{{secs .Timings.Detect}}</td><td>{{secs .Timings.Commit}}</td><td>{{secs .Timings.Alert}}</td><td>{{secs .Timings.Visible}}</td><td>{{secs .Timings.FirstSuccess}}</td><td>{{secs .Timings.FirstWorkloadSuccess}}</td></tr></table>
 <h2>Clients</h2>
 <table id="clients"><tr><th>retry policy</th><th>issuances</th><th>lost</th><th>attempts</th><th>failed attempts</th></tr>
 {{range .Clients}}<tr><td>{{.Policy}}</td><td>{{.Issuances}}</td><td>{{.Failed}}</td><td>{{.Attempts}}</td><td>{{.FailedTries}}</td></tr>

@@ -85,6 +85,7 @@ type Timings struct {
 	FirstFailedProbe *float64 `json:"firstFailedProbeSeconds"`
 	Detect           *float64 `json:"detectSeconds"`       // the faulted site marked down
 	Commit           *float64 `json:"commitSeconds"`       // the DNS update acknowledged
+	Alert            *float64 `json:"alertSeconds"`        // the first page (warning or critical alert) fired in the lab's Prometheus
 	Visible          *float64 `json:"visibleSeconds"`      // every authoritative server serves it
 	FirstSuccess     *float64 `json:"firstSuccessSeconds"` // a new client issued again
 	// FirstWorkloadSuccess: the first success of a running client (with
@@ -132,6 +133,12 @@ func (rep *Report) compute(w *workload, newClient time.Time, sc *Scenario) {
 	rep.RenewDeadline = float64(w.spec.ACME.TTL + 30)
 	rep.Timings = Timings{FirstFailedProbe: secs(t0, probe), Detect: secs(t0, detect), Commit: secs(t0, commit), Visible: secs(t0, allVisible), FirstSuccess: secs(t0, newClient)}
 	rep.Timings.FirstWorkloadSuccess = secs(t0, rep.firstWorkloadSuccess(t0))
+	for _, e := range rep.Events {
+		if e.Kind == eventAlertPage && !e.At.Before(t0) {
+			rep.Timings.Alert = secs(t0, e.At)
+			break
+		}
+	}
 	rep.policySummaries(sc.Workload.Policies)
 	for _, name := range sc.Workload.Clients {
 		rep.Real = append(rep.Real, rep.realClient(name, t0))
@@ -389,8 +396,8 @@ func (rep *Report) Markdown() string {
 		fmt.Fprintf(&b, "* ✗ %s\n", f)
 	}
 	t := rep.Timings
-	fmt.Fprintf(&b, "\n## Phases (from the fault)\n\n| phase | time |\n|---|---|\n| first failed probe | %s |\n| site marked down | %s |\n| DNS update committed | %s |\n| every authoritative server serves it | %s |\n| first new client issues | %s |\n| first running client issues again | %s |\n",
-		fmtSecs(t.FirstFailedProbe), fmtSecs(t.Detect), fmtSecs(t.Commit), fmtSecs(t.Visible), fmtSecs(t.FirstSuccess), fmtSecs(t.FirstWorkloadSuccess))
+	fmt.Fprintf(&b, "\n## Phases (from the fault)\n\n| phase | time |\n|---|---|\n| first failed probe | %s |\n| site marked down | %s |\n| DNS update committed | %s |\n| alert firing (first page) | %s |\n| every authoritative server serves it | %s |\n| first new client issues | %s |\n| first running client issues again | %s |\n",
+		fmtSecs(t.FirstFailedProbe), fmtSecs(t.Detect), fmtSecs(t.Commit), fmtSecs(t.Alert), fmtSecs(t.Visible), fmtSecs(t.FirstSuccess), fmtSecs(t.FirstWorkloadSuccess))
 	fmt.Fprintf(&b, "\n## Clients (built-in, through the ACME name, DNS cached for its TTL)\n\n| retry policy | issuances | lost | attempts | failed attempts |\n|---|---|---|---|---|\n")
 	for _, c := range rep.Clients {
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d |\n", c.Policy, c.Issuances, c.Failed, c.Attempts, c.FailedTries)

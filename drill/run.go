@@ -314,6 +314,7 @@ func (r *Runner) finish(ctx context.Context, applier acmedns.Provider, s *runSta
 	r.mu.Unlock()
 	rep.FaultAt = s.firstFault
 	r.firstFailedProbe(rep, s.target)
+	r.firedAlerts(ctx, rep)
 	rep.compute(s.w, newClientAt, sc)
 }
 

@@ -47,10 +47,10 @@ type Stat struct {
 }
 
 // phaseNames are the timings in the order they happen.
-var phaseNames = []string{"firstFailedProbe", "detect", "commit", "visible", "firstSuccess", "firstWorkloadSuccess"}
+var phaseNames = []string{"firstFailedProbe", "detect", "commit", "alert", "visible", "firstSuccess", "firstWorkloadSuccess"}
 
 func (t Timings) byName() map[string]*float64 {
-	return map[string]*float64{"firstFailedProbe": t.FirstFailedProbe, "detect": t.Detect, "commit": t.Commit,
+	return map[string]*float64{"firstFailedProbe": t.FirstFailedProbe, "detect": t.Detect, "commit": t.Commit, "alert": t.Alert,
 		"visible": t.Visible, "firstSuccess": t.FirstSuccess, "firstWorkloadSuccess": t.FirstWorkloadSuccess}
 }
 
@@ -133,7 +133,7 @@ func fmtStat(s Stat, ok bool) string {
 func (sum Summary) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Drill summary\n\nSeconds after the fault: p50 (min–max, runs where the phase happened).\n\n")
-	fmt.Fprintf(&b, "| scenario | passed | first failed probe | site down | DNS committed | every server | first new client | running clients recover |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| scenario | passed | first failed probe | site down | DNS committed | alert firing | every server | first new client | running clients recover |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range sum.Scenarios {
 		fmt.Fprintf(&b, "| %s | %d/%d", s.Scenario, s.Passed, s.Runs)
 		for _, n := range phaseNames {

@@ -61,6 +61,8 @@ type Controller struct {
 	// Revocations is the revocation journal and its replayer (nil: none);
 	// its Blocked sites never become active.
 	Revocations *revocation.Replayer
+	// Board is what the status page shows of the probes (nil: none).
+	Board *healthcheck.Board
 
 	mu       sync.Mutex
 	state    State
@@ -428,6 +430,9 @@ func (c *Controller) watchPropagation(ctx context.Context, idx int, addrs []stri
 	for _, p := range props {
 		if p.Done {
 			c.metrics.propagation.WithLabelValues(p.Server).Set(p.Lag.Seconds())
+			c.metrics.propagated.WithLabelValues(p.Server).Set(1)
+		} else {
+			c.metrics.propagated.WithLabelValues(p.Server).Set(0)
 		}
 	}
 	c.mu.Lock()

@@ -66,7 +66,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	coord := &Coordinator{Client: etcd.Client, Prefix: spec.Failover.Etcd.Prefix, ID: d.ID, API: "http://" + spec.Failover.Listen,
 		TTL: spec.Failover.Etcd.SessionTTL.Duration, Log: log}
 	c := &Controller{Spec: spec, ID: d.ID, DNS: dns, Policy: PolicyFromSpec(spec), Log: log, Coord: coord, Confirm: confirmer(pipe),
-		Revocations: replayer(spec, etcd, pipe, log)}
+		Revocations: replayer(spec, etcd, pipe, log), Board: healthcheck.NewBoard(pipe.History, reg)}
 	if spec.Failover.Resume == cluster.ResumeHistory {
 		c.History, c.ResumeWithin = pipe.History.Results, spec.Failover.ResumeWithin.Duration
 	}
@@ -83,6 +83,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer srv.Close()
 	log.Info("status page and API", "url", "http://"+spec.Failover.Listen+"/", "dns", dns.String())
 	go pipe.Run(ctx)
+	go c.Board.Run(ctx, 15*time.Second)
 	pending := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_revocations_pending",
 		Help: "Revocation requests in the controller's journal not yet seen in the issuing site's published CRL, by site."}, []string{"site"})
 	reg.MustRegister(pending)

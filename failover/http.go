@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/revocation"
 )
 
@@ -92,13 +93,33 @@ func (c *Controller) Handler(reg prometheus.Gatherer, adminToken string) http.Ha
 		writeJSON(w, es)
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		page := pageData{Status: c.Status(), CSS: template.CSS(healthcheck.BoardCSS)}
+		if c.Board != nil {
+			v, err := c.Board.View(r.Context())
+			if err == nil {
+				page.Board, err = healthcheck.BoardHTML(v)
+			}
+			if err != nil {
+				c.Log.Warn("status page: probe board", "err", err)
+				page.BoardError = err.Error()
+			}
+		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-		if err := statusPage.Execute(w, c.Status()); err != nil {
+		if err := statusPage.Execute(w, page); err != nil {
 			c.Log.Error("status page", "err", err)
 		}
 	})
 	return mux
+}
+
+// pageData is the status page: the controller's status and the probes'
+// board.
+type pageData struct {
+	Status
+	CSS        template.CSS
+	Board      template.HTML
+	BoardError string
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -116,7 +137,7 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 		return time.Since(t).Round(time.Second).String() + " ago"
 	},
 }).Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><meta http-equiv="refresh" content="5">
 <title>cairn failover — {{.Active}}</title>
 <style>
 body{font:15px/1.4 system-ui,sans-serif;margin:2em;color:#222}
@@ -125,24 +146,27 @@ h1{font-size:1.4em} table{border-collapse:collapse;margin:1em 0} td,th{padding:.
 .recovering{color:#1f5fa8}.unknown{color:#666}.active{background:#eef6ee}
 .alert{background:#b3261e;color:#fff;padding:.6em 1em;border-radius:4px}
 small{color:#666}
-</style></head><body>
+.scroll{overflow-x:auto}
+@media (max-width:600px){body{margin:.5em}td,th{padding:.3em .4em}}
+{{.CSS}}</style></head><body>
 <h1>cairn failover</h1>
 <p>controller <b>{{.Controller}}</b>{{if .Leading}} (leader){{else}} (follower; leader <b id="leader">{{or .Leader "none"}}</b>){{end}} · active site <b id="active">{{.Active}}</b>{{if not .HoldUntil.IsZero}} · hold-down until {{.HoldUntil.Format "15:04:05"}}{{end}}</p>
 {{if .Alert}}<p class="alert">No healthy site: the ACME name is left on {{.Active}}.</p>{{end}}
-<table id="sites"><tr><th>site</th><th>state</th><th>since</th><th>priority</th><th>address</th><th>accounts</th><th>note</th></tr>
+<div class="scroll"><table id="sites"><tr><th>site</th><th>state</th><th>since</th><th>priority</th><th>address</th><th>accounts</th><th>note</th></tr>
 {{range .Sites}}<tr class="{{if eq .Name $.Active}}active{{end}}"><td>{{.Name}}{{if eq .Name $.Active}} ◀ active{{end}}</td>
 <td class="{{.State}}">{{.State}}</td><td>{{ago .Since}}</td><td>{{.Priority}}</td><td>{{.Address}}</td>
 <td class="accounts">{{with .Accounts}}{{if .OK}}<span class="healthy">replicating</span>{{else}}<span class="suspect">replication broken</span> <small>{{.Detail}} (still issues; not failed over for this)</small>{{end}}{{else}}–{{end}}</td>
 <td>{{if .Drained}}drained. {{end}}<small>{{.Reason}}</small></td></tr>
-{{end}}</table>
+{{end}}</table></div>
 {{if .Views}}<h2>Controllers</h2>
 <table id="views"><tr><th>controller</th><th>view published</th><th>observations</th><th>counts</th></tr>
 {{range .Views}}<tr><td>{{.Controller}}{{if eq .Controller $.Leader}} (leader){{end}}</td><td>{{ago .Published}}</td><td>{{.Observations}}</td><td>{{if .Fresh}}yes{{else}}no: stale{{end}}</td></tr>
 {{end}}</table>{{end}}
 <h2>Recent moves</h2>
-{{if .Moves}}<table><tr><th>at</th><th>from</th><th>to</th><th>epoch</th><th>reason</th><th>update</th></tr>
+{{if .Moves}}<div class="scroll"><table id="moves"><tr><th>at</th><th>from</th><th>to</th><th>epoch</th><th>reason</th><th>update</th></tr>
 {{range .Moves}}<tr><td>{{.At.Format "2006-01-02 15:04:05"}}</td><td>{{.From}}</td><td>{{.To}}</td><td>{{.Epoch}}</td><td>{{.Reason}}</td><td>{{printf "%.1f" .CommitMS}} ms</td></tr>
-{{end}}</table>{{else}}<p>none since this controller started.</p>{{end}}
+{{end}}</table></div>{{else}}<p>none since this controller started.</p>{{end}}
+{{.Board}}{{if .BoardError}}<p class="alert">probe board: {{.BoardError}}</p>{{end}}
 <p><small>JSON: <a href="/api/status">/api/status</a> · plan: <a href="/api/plan">/api/plan</a> · <a href="/metrics">/metrics</a></small></p>
 </body></html>
 `))

@@ -33,6 +33,7 @@ import (
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/lab"
+	"github.com/cairn-pki/cairn/monitoring"
 	"github.com/cairn-pki/cairn/revocation"
 	"github.com/cairn-pki/cairn/site"
 )
@@ -144,6 +145,9 @@ func TestLabFailsOverByItself(t *testing.T) {
 	if e.Site != "c" || e.N != 2 {
 		t.Fatalf("epoch %+v", e)
 	}
+	// Every metric the shipped dashboard names, once the controller has
+	// moved the name (propagation is measured per move).
+	dashboardMetricsExist(t, spec)
 
 	// Restart the controller right after the move: it converges on what
 	// DNS says and makes no second move.
@@ -175,22 +179,35 @@ func TestLabFailsOverByItself(t *testing.T) {
 		t.Fatalf("restarted controller: active %s, moves %+v", st.Active, st.Moves)
 	}
 
-	// The status page, rendered by Chromium, shows every site and the active one.
+	// The status page, rendered by Chromium at a desktop's and a phone's
+	// width, shows every site, the active one, why a and b fail (step, ACME
+	// problem), the latency charts, availability and the moves.
 	if _, err := exec.LookPath("chromium"); err == nil || os.Getenv("CI") != "" {
-		dom := chromium(t, "--dump-dom", "http://"+spec.Failover.Listen+"/")
-		for _, want := range []string{">a<", ">b<", "c ◀ active", "healthy", "down"} {
-			if !strings.Contains(dom, want) {
-				t.Errorf("status page lacks %q", want)
+		start := time.Now()
+		resp, err := http.Get("http://" + spec.Failover.Listen + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Logf("status page: %d bytes, served in %v", len(page), time.Since(start).Round(time.Millisecond))
+		for _, width := range []string{"1280,900", "390,844"} {
+			dom := chromium(t, "--window-size="+width, "--dump-dom", "http://"+spec.Failover.Listen+"/")
+			for _, want := range []string{">a<", ">b<", "c ◀ active", "healthy", "down", `id="moves"`, `id="site-a"`, `id="site-b"`,
+				"fails at step", `class="problem"`, `<svg class="latency"`, "<polyline", `<rect class="down"`, `id="availability"`, "lost, retry 30s"} {
+				if !strings.Contains(dom, want) {
+					t.Errorf("status page at %s lacks %q", width, want)
+				}
 			}
-		}
-		shot := filepath.Join(t.TempDir(), "status.png")
-		chromium(t, "--screenshot="+shot, "--window-size=1100,700", "http://"+spec.Failover.Listen+"/")
-		if st, err := os.Stat(shot); err != nil || st.Size() < 5000 {
-			t.Errorf("screenshot: %v %v", st, err)
-		}
-		if dir := os.Getenv("CAIRN_SCREENSHOT_DIR"); dir != "" {
-			b, _ := os.ReadFile(shot)
-			os.WriteFile(filepath.Join(dir, "failover-status.png"), b, 0o644)
+			shot := filepath.Join(t.TempDir(), "status.png")
+			chromium(t, "--screenshot="+shot, "--window-size="+width, "http://"+spec.Failover.Listen+"/")
+			if st, err := os.Stat(shot); err != nil || st.Size() < 5000 {
+				t.Errorf("screenshot at %s: %v %v", width, st, err)
+			}
+			if dir := os.Getenv("CAIRN_SCREENSHOT_DIR"); dir != "" {
+				b, _ := os.ReadFile(shot)
+				os.WriteFile(filepath.Join(dir, "failover-status-"+strings.Split(width, ",")[0]+".png"), b, 0o644)
+			}
 		}
 	}
 
@@ -209,10 +226,11 @@ func TestLabFailsOverByItself(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), "cairn_failover_no_healthy_site 1") {
+	// Whole lines: each metric's HELP text also starts "<name> 1 …".
+	if !strings.Contains(string(body), "\ncairn_failover_no_healthy_site 1\n") {
 		t.Error("alert metric not set")
 	}
-	if !strings.Contains(string(body), "cairn_failover_leader 1") {
+	if !strings.Contains(string(body), "\ncairn_failover_leader 1\n") {
 		t.Error("leadership metric not 1 on the lab's only controller")
 	}
 	if e3 := epoch(t, spec); e3.N != e.N {
@@ -527,4 +545,33 @@ func revokeAsRFCClient(t *testing.T, spec *cluster.Spec, sum *lab.Summary, der [
 		nonce = resp.Header.Get("Replay-Nonce")
 	}
 	return 0, "badNonce twice"
+}
+
+// dashboardMetricsExist: every metric the shipped Grafana dashboard names
+// is served by the running controller (availability within one export).
+func dashboardMetricsExist(t *testing.T, spec *cluster.Spec) {
+	t.Helper()
+	m, err := monitoring.DashboardModel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var missing []string
+	for deadline := time.Now().Add(45 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+		resp, err := http.Get("http://" + spec.Failover.Listen + "/metrics")
+		if err != nil {
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = nil
+		for _, name := range m.Metrics() {
+			if !strings.Contains(string(body), "\n# TYPE "+name+" ") {
+				missing = append(missing, name)
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+	}
+	t.Errorf("dashboard metrics the controller does not serve: %v", missing)
 }

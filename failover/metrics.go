@@ -11,6 +11,7 @@ type controllerMetrics struct {
 	updates       *prometheus.CounterVec
 	updateLatency prometheus.Histogram
 	propagation   *prometheus.GaugeVec
+	propagated    *prometheus.GaugeVec
 	leader        prometheus.Gauge
 	sites         []string
 }
@@ -35,11 +36,21 @@ func newControllerMetrics(reg prometheus.Registerer, sites []string) *controller
 			Help: "Round trip of a successful RFC 2136 update.", Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .5}}),
 		propagation: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_failover_propagation_lag_seconds",
 			Help: "Time from the last update until each authoritative server served it."}, []string{"server"}),
+		propagated: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_failover_name_propagated",
+			Help: "After each move: 1 if the authoritative server served the new address and epoch within 60 s, 0 if not."}, []string{"server"}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cairn_failover_leader",
 			Help: "1 if this controller decides (single controller: always)."}),
 		sites: sites,
 	}
-	reg.MustRegister(m.active, m.siteState, m.noHealthy, m.moves, m.decision, m.updates, m.updateLatency, m.propagation, m.leader)
+	reg.MustRegister(m.active, m.siteState, m.noHealthy, m.moves, m.decision, m.updates, m.updateLatency, m.propagation, m.propagated, m.leader)
+	// Every label value exists from the start at 0, so that the first move
+	// or conflict is an increase alert rules can see.
+	for _, c := range []Cause{CauseDown, CauseDrain, CauseOperator, CauseFailback} {
+		m.moves.WithLabelValues(string(c))
+	}
+	for _, r := range []string{"ok", "conflict", "error"} {
+		m.updates.WithLabelValues(r)
+	}
 	return m
 }
 
@@ -67,6 +78,7 @@ func (m *controllerMetrics) setState(s State, noHealthy bool) {
 
 func (m *controllerMetrics) setLeader(leading bool) {
 	if leading {
+		m.leader.Set(1)
 	} else {
 		m.leader.Set(0)
 	}

@@ -45,6 +45,9 @@ var migrations = []string{
 	);
 	CREATE INDEX results_by_time ON results (started_ms);
 	CREATE INDEX results_by_site_kind ON results (site, kind, started_ms);`,
+	// The status page and the availability metrics read one kind over a
+	// span (30 days of issuance samples among every kind's).
+	`CREATE INDEX results_by_kind_time ON results (kind, started_ms);`,
 }
 
 // HistoryFile is where the controller and `probe --watch` keep the probe
@@ -157,12 +160,54 @@ func (h *History) Samples(ctx context.Context, from time.Time) ([]Sample, error)
 	return scanSamples(rows)
 }
 
+// SamplesOf is Samples of the given kinds only.
+func (h *History) SamplesOf(ctx context.Context, from time.Time, kinds ...string) ([]Sample, error) {
+	var out []Sample
+	for _, k := range kinds {
+		rows, err := h.db.QueryContext(ctx, `SELECT site, kind, ok, started_ms, failed_step, active_site FROM results WHERE kind = ? AND started_ms >= ? ORDER BY started_ms`, k, from.UnixMilli())
+		if err != nil {
+			return nil, err
+		}
+		s, err := scanSamples(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s...)
+	}
+	return out, nil
+}
+
 // Results returns the results since from, oldest first, with their steps.
 func (h *History) Results(ctx context.Context, from time.Time) ([]Result, error) {
 	rows, err := h.db.QueryContext(ctx, `SELECT site, kind, ok, started_ms, elapsed_ms, steps FROM results WHERE started_ms >= ? ORDER BY started_ms`, from.UnixMilli())
 	if err != nil {
 		return nil, err
 	}
+	return scanResults(rows)
+}
+
+// ResultsOf returns the results of one kind since from, oldest first.
+func (h *History) ResultsOf(ctx context.Context, from time.Time, kind string) ([]Result, error) {
+	rows, err := h.db.QueryContext(ctx, `SELECT site, kind, ok, started_ms, elapsed_ms, steps FROM results WHERE kind = ? AND started_ms >= ? ORDER BY started_ms`, kind, from.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	return scanResults(rows)
+}
+
+// Latest returns the last result of every site and kind, with its steps.
+func (h *History) Latest(ctx context.Context) ([]Result, error) {
+	rows, err := h.db.QueryContext(ctx, `SELECT r.site, r.kind, r.ok, r.started_ms, r.elapsed_ms, r.steps FROM results r
+		JOIN (SELECT site, kind, MAX(started_ms) m FROM results GROUP BY site, kind) l
+		ON r.site = l.site AND r.kind = l.kind AND r.started_ms = l.m ORDER BY r.site, r.kind`)
+	if err != nil {
+		return nil, err
+	}
+	return scanResults(rows)
+}
+
+// scanResults reads rows of (site, kind, ok, started_ms, elapsed_ms, steps).
+func scanResults(rows *sql.Rows) ([]Result, error) {
 	defer rows.Close()
 	var out []Result
 	for rows.Next() {

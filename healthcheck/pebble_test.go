@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ import (
 
 	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
+	"github.com/cairn-pki/cairn/internal/labtest"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
 )
@@ -245,5 +247,64 @@ func TestFaultClassesThroughToxiproxy(t *testing.T) {
 	}
 	if r := run(t, tg, healthcheck.KindDirectory, 5*time.Second); !r.OK {
 		t.Errorf("after the faults: %s", describe(r))
+	}
+}
+
+// `cairn probe --watch URL` of a CA cairn does not run (Pebble): its
+// status page shows the target's probes and availability, and reads at a
+// desktop and at a phone's width in headless Chromium.
+func TestWatchPageOfAnyCA(t *testing.T) {
+	testenv.Integration(t, "chromium")
+	startPebble(t)
+	// Pebble's TLS certificate, as a root file for --root.
+	conn, err := tls.Dial("tcp", pebbleHost+":14000", &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	root := filepath.Join(dir, "pebble-tls.pem")
+	os.WriteFile(root, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: conn.ConnectionState().PeerCertificates[0].Raw}), 0o644)
+	conn.Close()
+	addr := "127.0.59.13:9109"
+	cmd := exec.Command(labtest.CairnBinary(t), "probe", "--watch", "https://"+pebbleHost+":14000/dir", "--root", root,
+		"--history", filepath.Join(dir, "h.db"), "--metrics-addr", addr, "--for", "2m")
+	cmd.Dir = dir // no spec here: a URL target needs none
+	cmd.Stdout, cmd.Stderr = labtest.Log{T: t}, labtest.Log{T: t}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var page string
+	testenv.WaitFor(t, "the page shows the directory and nonce probes", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/")
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		page = string(b)
+		return strings.Contains(page, `id="site-`+pebbleHost+`:14000"`) && strings.Contains(page, `id="availability"`) &&
+			strings.Contains(page, "every probe kind passed its last run")
+	})
+	start := time.Now()
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	t.Logf("status page: %d bytes in %v", len(b), time.Since(start).Round(time.Millisecond))
+	for _, width := range []string{"1280,900", "390,844"} {
+		dom := testenv.Chromium(t, "--window-size="+width, "--dump-dom", "http://"+addr+"/")
+		for _, want := range []string{"cairn probe: https://" + pebbleHost + ":14000/dir", `<table id="availability">`, "<svg"} {
+			if !strings.Contains(dom, want) {
+				t.Errorf("at %s the page lacks %q", width, want)
+			}
+		}
+		png := filepath.Join(dir, "page-"+strings.Split(width, ",")[0]+".png")
+		testenv.Chromium(t, "--window-size="+width, "--screenshot="+png, "http://"+addr+"/")
+		if fi, err := os.Stat(png); err != nil || fi.Size() < 5000 {
+			t.Errorf("screenshot at %s: %v", width, err)
+		}
 	}
 }

@@ -105,35 +105,32 @@ func Compute(samples []Sample, kind string, from, to time.Time) Report {
 			}
 		}
 		sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+		// One pass: times only grow, so the active site's index and each
+		// site's state index only move forward (30 days of samples stay
+		// linear).
+		ai, next := -1, map[string]int{} // next[site]: index of its first state after t
 		for _, t := range times {
-			site := ""
-			for _, a := range active {
-				if !a.at.After(t) {
-					site = a.site
-				}
+			for ai+1 < len(active) && !active[ai+1].at.After(t) {
+				ai++
 			}
-			st, ok := stateAt(bySite[site], t)
-			if site == "" || !ok {
+			if ai < 0 {
 				continue
 			}
-			svc = append(svc, state{t, st.ok, st.step})
+			site := active[ai].site
+			st, i := bySite[site], next[site]
+			for i < len(st) && !st[i].at.After(t) {
+				i++
+			}
+			next[site] = i
+			if i == 0 {
+				continue
+			}
+			svc = append(svc, state{t, st[i-1].ok, st[i-1].step})
 		}
 		a := availability("service", svc, from, to)
 		rep.Service = &a
 	}
 	return rep
-}
-
-func stateAt(st []state, t time.Time) (state, bool) {
-	var cur state
-	found := false
-	for _, s := range st {
-		if s.at.After(t) {
-			break
-		}
-		cur, found = s, true
-	}
-	return cur, found
 }
 
 // availability turns a step function into uptime, outages and the failed

@@ -84,7 +84,11 @@ type Summary struct {
 	ClientKey    string        `json:"clientTSIGKey"`
 	Zone         string        `json:"zone"`
 	Sites        []SiteSummary `json:"sites"`
-	Elapsed      time.Duration `json:"-"`
+	// StatusURL is the controller's status page; PrometheusURL the lab's
+	// Prometheus ("" when monitoring.prometheus is off).
+	StatusURL     string        `json:"statusURL"`
+	PrometheusURL string        `json:"prometheusURL,omitempty"`
+	Elapsed       time.Duration `json:"-"`
 }
 
 // SiteSummary is one site's entry point.
@@ -119,7 +123,8 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 		self, _ = os.Executable()
 	}
 	r, err := site.RenderAll(ctx, site.AllOptions{Spec: l.Spec, Log: l.Log, Binaries: []string{"boulder", "ct-test-srv", "s3-test-srv", "admin"}, Self: self,
-		ClusterOut: l.clusterDir(), PublicDir: l.Spec.Path(filepath.Join(l.Spec.PKI.Dir, "public")), SpecFile: l.specFile(), SiteOut: l.siteDir})
+		ClusterOut: l.clusterDir(), PublicDir: l.Spec.Path(filepath.Join(l.Spec.PKI.Dir, "public")), SpecFile: l.specFile(), SiteOut: l.siteDir,
+		Prometheus: site.WantsPrometheus(l.Spec)})
 	if err != nil {
 		return nil, err
 	}
@@ -269,7 +274,10 @@ func (l *Lab) resolver(bins map[string]string) func(string) (string, error) {
 
 func (l *Lab) summary(rootCert string, cb *site.ClusterBundle, bundles []*site.Bundle) *Summary {
 	s := &Summary{ACMEName: l.Spec.ACME.Name, DirectoryURL: bundles[0].DirectoryURL, RootCert: rootCert,
-		ClientKey: cb.ClientKey, Zone: cb.Zone}
+		ClientKey: cb.ClientKey, Zone: cb.Zone, StatusURL: "http://" + l.Spec.Failover.Listen + "/"}
+	if site.WantsPrometheus(l.Spec) {
+		s.PrometheusURL = "http://" + l.Spec.Monitoring.Prometheus + "/"
+	}
 	for _, srv := range l.Spec.DNS.Servers {
 		s.DNSServers = append(s.DNSServers, srv.Address)
 		if srv.Role == "primary" {
@@ -374,6 +382,9 @@ type Status struct {
 	RootCert   string       `json:"rootCert"`
 	Cluster    []ProcStatus `json:"cluster"`
 	Sites      []SiteStatus `json:"sites"`
+	// StatusURL and PrometheusURL as in Summary.
+	StatusURL     string `json:"statusURL"`
+	PrometheusURL string `json:"prometheusURL,omitempty"`
 }
 
 // SiteStatus is one site's processes and whether its directory answers.
@@ -392,6 +403,7 @@ type ProcStatus struct {
 	PID    int    `json:"pid"`
 	Up     bool   `json:"up"`
 	RSSKB  int    `json:"rssKB"`
+	PSSKB  int    `json:"pssKB"`
 	Listen string `json:"listen"`
 }
 
@@ -399,7 +411,7 @@ func procStatus(p hostrun.Proc) ProcStatus {
 	pid, up := p.Running()
 	ps := ProcStatus{Name: p.Name, Up: up, Listen: p.Listen}
 	if up {
-		ps.PID, ps.RSSKB = pid, hostrun.RSSKB(pid)
+		ps.PID, ps.RSSKB, ps.PSSKB = pid, hostrun.RSSKB(pid), hostrun.PSSKB(pid)
 	}
 	return ps
 }
@@ -408,7 +420,10 @@ func procStatus(p hostrun.Proc) ProcStatus {
 // (its address, the ACME name as SNI, trusting only the cluster root).
 func (l *Lab) Status(ctx context.Context) (*Status, error) {
 	rootFile := l.Spec.Path(filepath.Join(l.Spec.PKI.Dir, "public", "root.cert.pem"))
-	st := &Status{ACMEName: l.Spec.ACME.Name, RootCert: rootFile, Cluster: []ProcStatus{}, Sites: []SiteStatus{}}
+	st := &Status{ACMEName: l.Spec.ACME.Name, RootCert: rootFile, Cluster: []ProcStatus{}, Sites: []SiteStatus{}, StatusURL: "http://" + l.Spec.Failover.Listen + "/"}
+	if site.WantsPrometheus(l.Spec) {
+		st.PrometheusURL = "http://" + l.Spec.Monitoring.Prometheus + "/"
+	}
 	for _, srv := range l.Spec.DNS.Servers {
 		st.DNSServers = append(st.DNSServers, srv.Address)
 		if srv.Role == "primary" {
@@ -507,7 +522,11 @@ func (l *Lab) exemptProbeAccounts(ctx context.Context, admin string) error {
 		return err
 	}
 	for _, t := range targets {
-		id, err := healthcheck.RegisterProbeAccount(ctx, t)
+		// A site whose component was just restarted may answer 500 while
+		// its peers' gRPC connections back off: the site serves when this
+		// ACME request (directory, nonce, account through WFE, RA, SA)
+		// succeeds.
+		id, err := untilServes(ctx, t.Site, l.logf, func() (int64, error) { return healthcheck.RegisterProbeAccount(ctx, t) })
 		if err != nil {
 			return err
 		}
@@ -526,6 +545,32 @@ func (l *Lab) exemptProbeAccounts(ctx context.Context, admin string) error {
 		l.logf("  %-22s probe account %d exempted from per-account rate limits", t.Site+"/limits", id)
 	}
 	return nil
+}
+
+// serveWithin bounds how long `lab up` waits for a started site to serve.
+const serveWithin = 90 * time.Second
+
+// untilServes retries fn with backoff (0.25 s doubling to 5 s) until it
+// succeeds or serveWithin passes.
+func untilServes[T any](ctx context.Context, site string, logf func(string, ...any), fn func() (T, error)) (T, error) {
+	deadline := time.Now().Add(serveWithin)
+	wait := 250 * time.Millisecond
+	for {
+		v, err := fn()
+		if err == nil || time.Now().Add(wait).After(deadline) {
+			if err != nil {
+				err = fmt.Errorf("site %s does not serve %s after its start: %w", site, serveWithin, err)
+			}
+			return v, err
+		}
+		logf("  %-22s not serving yet (%v); retrying in %s", site+"/serve", err, wait)
+		select {
+		case <-ctx.Done():
+			return v, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
 
 // UpdateCRLs has the site's crl-updater build and publish every CRL shard

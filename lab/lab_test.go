@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -161,6 +162,10 @@ func TestLabEndToEnd(t *testing.T) {
 			}
 		}
 	}
+
+	checkPrometheus(t, st)
+	checkExec(t, spec)
+	checkHeal(t, l)
 
 	// The health-probe account is exempted from per-account limits at every
 	// site (overrides in the SA database, read back with Boulder's admin tool).
@@ -513,4 +518,144 @@ func inCRL(crl *x509.RevocationList, cert *x509.Certificate) bool {
 		}
 	}
 	return false
+}
+
+// checkPrometheus: the lab's Prometheus runs, lists in status, has cairn's
+// rules loaded and scrapes the controller and every Boulder component.
+func checkPrometheus(t *testing.T, st *Status) {
+	t.Helper()
+	var prom *ProcStatus
+	for i, p := range st.Cluster {
+		if p.Name == site.PrometheusProcess {
+			prom = &st.Cluster[i]
+		}
+	}
+	if prom == nil || !prom.Up || st.PrometheusURL == "" {
+		t.Fatalf("lab status: no running Prometheus (%+v, %q)", prom, st.PrometheusURL)
+	}
+	get := func(path string, v any) error {
+		resp, err := http.Get(st.PrometheusURL + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(v)
+	}
+	var rules struct {
+		Data struct{ Groups []struct{ Name string } }
+	}
+	if err := get("api/v1/rules", &rules); err != nil || len(rules.Data.Groups) < 3 {
+		t.Errorf("Prometheus rules: %+v (%v)", rules, err)
+	}
+	var down []string
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		var targets struct {
+			Data struct {
+				ActiveTargets []struct {
+					Labels    map[string]string
+					Health    string
+					LastError string
+				}
+			}
+		}
+		if err := get("api/v1/targets", &targets); err != nil {
+			t.Fatal(err)
+		}
+		down = nil
+		jobs := map[string]int{}
+		for _, tg := range targets.Data.ActiveTargets {
+			jobs[tg.Labels["job"]]++
+			if tg.Health != "up" {
+				down = append(down, tg.Labels["job"]+" "+tg.Labels["site"]+"/"+tg.Labels["component"]+": "+tg.Health+" "+tg.LastError)
+			}
+		}
+		if len(down) == 0 && jobs["cairn-controller"] == 1 && jobs["boulder"] == 12*len(st.Sites) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("Prometheus targets %v, not up: %v", jobs, down)
+			return
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// checkExec: lego run by `cairn lab exec` issues through the ACME name.
+func checkExec(t *testing.T, spec *cluster.Spec) {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command(labtest.CairnBinary(t), "-f", spec.File, "lab", "exec", "--", "lego", "--server", "https://"+spec.ACME.Name+"/directory",
+		"--accept-tos", "--email", "ops@"+spec.ACME.Zone, "--path", dir, "--dns", "rfc2136", "--domains", "exec."+spec.ACME.Zone, "run")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("cairn lab exec -- lego through %s: %v\n%s", spec.ACME.Name, err, out)
+		return
+	}
+	if _, err := os.Stat(filepath.Join(dir, "certificates", "exec."+spec.ACME.Zone+".crt")); err != nil {
+		t.Errorf("lab exec lego: %v", err)
+	}
+}
+
+// checkHeal: with site b's SA and nonce service dead, lab status marks
+// them DOWN; lab up starts exactly those and returns once b serves again
+// (its WFE's connections to them were backing off).
+func checkHeal(t *testing.T, l *Lab) {
+	t.Helper()
+	ctx := context.Background()
+	pids := func(st *Status) map[string]ProcStatus {
+		m := map[string]ProcStatus{}
+		for _, p := range st.Cluster {
+			m["cluster/"+p.Name] = p
+		}
+		for _, s := range st.Sites {
+			for _, p := range s.Processes {
+				m[s.Name+"/"+p.Name] = p
+			}
+		}
+		return m
+	}
+	before, err := l.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := map[string]bool{"b/sa": true, "b/nonce": true}
+	for name := range dead {
+		if err := l.StopComponent("b", strings.TrimPrefix(name, "b/")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := l.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range pids(st) {
+		if p.Up == dead[name] {
+			t.Errorf("lab status with b's sa and nonce dead: %s up=%v", name, p.Up)
+		}
+	}
+	start := time.Now()
+	if _, err := l.Up(ctx, UpOptions{}); err != nil {
+		t.Fatalf("lab up on a lab with dead components: %v", err)
+	}
+	t.Logf("lab up healed b's sa and nonce in %.1f s", time.Since(start).Seconds())
+	after, err := l.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := pids(before)
+	for name, p := range pids(after) {
+		switch {
+		case !p.Up:
+			t.Errorf("after lab up, %s is down", name)
+		case dead[name] && p.PID == old[name].PID:
+			t.Errorf("%s: not restarted", name)
+		case !dead[name] && p.PID != old[name].PID:
+			t.Errorf("%s: restarted (pid %d -> %d) though it was running", name, old[name].PID, p.PID)
+		}
+	}
+	for _, s := range after.Sites {
+		if !s.DirectoryOK {
+			t.Errorf("after lab up, site %s directory: %s", s.Name, s.DirectoryError)
+		}
+	}
 }

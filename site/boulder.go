@@ -265,7 +265,7 @@ func (in *boulderInputs) rateDefaults() string { return in.path("etc", "ratelimi
 func (in *boulderInputs) saConfig() boulderConfig {
 	p := in.plan
 	var saC sa.Config
-	saC.SA.DebugAddr = p.debugAddr(3)
+	saC.SA.DebugAddr = p.debug("sa")
 	saC.SA.TLS = in.tls("sa")
 	saC.SA.GRPC = in.server(PortSA, map[string][]string{
 		"sa.StorageAuthority":         {"admin", "ca", "crl-updater", "ra"},
@@ -283,7 +283,7 @@ func (in *boulderInputs) saConfig() boulderConfig {
 func (in *boulderInputs) caConfig() boulderConfig {
 	p := in.plan
 	var caC ca.Config
-	caC.CA.DebugAddr = p.debugAddr(1)
+	caC.CA.DebugAddr = p.debug("ca")
 	caC.CA.TLS = in.tls("ca")
 	caC.CA.HostnamePolicyFile = in.policyFile()
 	caC.CA.GRPCCA = in.server(PortCA, map[string][]string{"ca.CertificateAuthority": {"ra"}, "ca.CRLGenerator": {"crl-updater"}})
@@ -318,7 +318,7 @@ func (in *boulderInputs) caConfig() boulderConfig {
 func (in *boulderInputs) raConfig() boulderConfig {
 	p := in.plan
 	var raC ra.Config
-	raC.RA.DebugAddr = p.debugAddr(2)
+	raC.RA.DebugAddr = p.debug("ra")
 	raC.RA.TLS = in.tls("ra")
 	raC.RA.HostnamePolicyFile = in.policyFile()
 	raC.RA.GRPC = in.server(PortRA, map[string][]string{"ra.RegistrationAuthority": {"admin", "wfe"}, "ra.SCTProvider": {"ca"}})
@@ -349,7 +349,7 @@ func (in *boulderInputs) raConfig() boulderConfig {
 // vaConfig is the VA's config, with its remote perspectives.
 func (in *boulderInputs) vaConfig() boulderConfig {
 	var vaC va.Config
-	vaC.VA.Common = in.vaCommon("va", PortVA, 4, "ra")
+	vaC.VA.Common = in.vaCommon("va", PortVA, "va", "ra")
 	for i, rir := range rirs {
 		c := va.RemoteVAGRPCClientConfig{GRPCClientConfig: *in.client(PortRVA1+i, "rva", 15*time.Second), Perspective: perspective(in.plan, i), RIR: rir}
 		vaC.VA.RemoteVAs = append(vaC.VA.RemoteVAs, c)
@@ -363,7 +363,7 @@ func (in *boulderInputs) rvaConfigs() []boulderConfig {
 	var configs []boulderConfig
 	for i, rir := range rirs {
 		var r rva.Config
-		r.RVA.Common = in.vaCommon("rva", PortRVA1+i, 11+i, "va")
+		r.RVA.Common = in.vaCommon("rva", PortRVA1+i, fmt.Sprintf("rva%d", i+1), "va")
 		r.RVA.Perspective = perspective(in.plan, i)
 		r.RVA.RIR = rir
 		r.Syslog = noSyslog
@@ -376,7 +376,7 @@ func (in *boulderInputs) rvaConfigs() []boulderConfig {
 func (in *boulderInputs) publisherConfig() boulderConfig {
 	p := in.plan
 	var pubC publisher.Config
-	pubC.Publisher.DebugAddr = p.debugAddr(9)
+	pubC.Publisher.DebugAddr = p.debug("publisher")
 	pubC.Publisher.TLS = in.tls("publisher")
 	pubC.Publisher.GRPC = in.server(PortPublisher, map[string][]string{"Publisher": {"ra"}})
 	pubC.Publisher.UserAgent = "cairn-" + p.Spec.Name + "-" + p.Site.Name
@@ -388,7 +388,7 @@ func (in *boulderInputs) publisherConfig() boulderConfig {
 // nonceConfig is the nonce service's config.
 func (in *boulderInputs) nonceConfig() boulderConfig {
 	var nonceC nonce.Config
-	nonceC.NonceService.DebugAddr = in.plan.debugAddr(5)
+	nonceC.NonceService.DebugAddr = in.plan.debug("nonce")
 	nonceC.NonceService.TLS = in.tls("nonce")
 	nonceC.NonceService.GRPC = in.server(PortNonce, map[string][]string{"nonce.NonceService": {"wfe"}})
 	nonceC.NonceService.GRPC.MaxConnectionAge = dur(30 * time.Minute)
@@ -404,7 +404,7 @@ func (in *boulderInputs) wfeConfig() boulderConfig {
 	spec := p.Spec
 	var wfeC wfe.Config
 	w := &wfeC.WFE
-	w.DebugAddr = p.debugAddr(14)
+	w.DebugAddr = p.debug("wfe")
 	// Plain HTTP on the service network only: cairn's ACME front
 	// (internal/acmefront) terminates TLS on the public address.
 	w.ListenAddress = Addr(p.Svc, PortWFEHTTP)
@@ -443,7 +443,7 @@ func (in *boulderInputs) wfeConfig() boulderConfig {
 func (in *boulderInputs) crlStorerConfig() boulderConfig {
 	p := in.plan
 	var storer crlstorer.Config
-	storer.CRLStorer.DebugAddr = p.debugAddr(21)
+	storer.CRLStorer.DebugAddr = p.debug("crl-storer")
 	storer.CRLStorer.TLS = in.tls("crl-storer")
 	storer.CRLStorer.GRPC = in.server(PortCRLStorer, map[string][]string{"storer.CRLStorer": {"crl-updater"}})
 	storer.CRLStorer.IssuerCerts = in.issuerCerts()
@@ -463,7 +463,7 @@ func (in *boulderInputs) crlStorerConfig() boulderConfig {
 func (in *boulderInputs) crlUpdaterConfig() boulderConfig {
 	var updater crlupdater.Config
 	u := &updater.CRLUpdater
-	u.DebugAddr = in.plan.debugAddr(22)
+	u.DebugAddr = in.plan.debug("crl-updater")
 	u.TLS = in.tls("crl-updater")
 	u.SAService = in.client(PortSA, "sa", 15*time.Second)
 	u.CRLGeneratorService = in.client(PortCA, "ca", 15*time.Second)
@@ -535,10 +535,10 @@ var rirs = []string{"ARIN", "RIPE", "APNIC"}
 
 func perspective(p *Plan, i int) string { return fmt.Sprintf("%s-p%d", p.Site.Name, i+1) }
 
-func (in *boulderInputs) vaCommon(svc string, port, debugOffset int, caller string) vaconfig.Common {
+func (in *boulderInputs) vaCommon(svc string, port int, proc, caller string) vaconfig.Common {
 	p := in.plan
 	c := vaconfig.Common{}
-	c.DebugAddr = p.debugAddr(debugOffset)
+	c.DebugAddr = p.debug(proc)
 	c.TLS = in.tls(svc)
 	c.GRPC = in.server(port, map[string][]string{"va.VA": {caller}, "va.CAA": {caller}})
 	c.UserAgent = "cairn-" + p.Spec.Name + "-" + p.Site.Name

@@ -36,6 +36,8 @@ type ClusterOptions struct {
 	// Root is where the bundle will live on the target host; every path in
 	// the configs uses it. Empty means Out (the lab).
 	Root string
+	// Prometheus: run the lab's Prometheus (spec.Monitoring) in the bundle.
+	Prometheus bool
 	// BinDir, if set, is where the target host has the Boulder binaries
 	// (the controller's admin tool): CAIRN_BOULDER_BIN of the controller.
 	BinDir string
@@ -119,6 +121,9 @@ func RenderCluster(o ClusterOptions) (*ClusterBundle, error) {
 		steps = append(steps, r.bind)
 	}
 	steps = append(steps, r.knot, r.pkiFront)
+	if o.Prometheus {
+		steps = append(steps, r.prometheus)
+	}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return nil, err
@@ -291,6 +296,9 @@ func (r *clusterRender) bundle() (*ClusterBundle, error) {
 	b.Processes = append(b.Processes, Process{Name: "pki-http", Program: "cairn",
 		Args:  []string{"lab", "http-front", "--front-config", r.root("etc", "http-front.json")},
 		Ready: "tcp:" + PKIFrontAddr(spec), Listen: PKIFrontAddr(spec)})
+	if r.o.Prometheus {
+		b.Processes = append(b.Processes, r.prometheusProcess())
+	}
 	if r.o.SpecFile != "" {
 		b.Controller = &Process{Name: "controller", Program: "cairn", Args: []string{"failover", "run", "-f", r.o.SpecFile},
 			Ready: "tcp:" + spec.Failover.Listen, Listen: spec.Failover.Listen}

@@ -590,7 +590,7 @@ func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 			Ready: "tcp:" + Addr(p.Public, p.Spec.ACME.HTTPSPort), Listen: Addr(p.Public, p.Spec.ACME.HTTPSPort)},
 		boulder("crl-storer", "crl-storer", "crl-storer.json", PortCRLStorer),
 		{Name: "crl-updater", Program: "boulder", Args: []string{"crl-updater", "--config", etc("crl-updater.json")},
-			Ready: "tcp:" + p.debugAddr(22), Listen: p.debugAddr(22)},
+			Ready: "tcp:" + p.debug("crl-updater"), Listen: p.debug("crl-updater")},
 	}
 	if p.ExternalCRLStore() {
 		// The operator's store and web server publish the CRLs.

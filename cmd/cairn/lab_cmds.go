@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -24,8 +26,37 @@ const DefaultLabDir = "cairn-lab"
 func newLabCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "lab", Short: "Run the cluster on this machine: every site and the cluster DNS on loopback"}
 	cmd.AddCommand(newLabUpCmd(g), newLabHTTPFrontCmd(), newLabSuperviseCmd(g),
-		newLabDownCmd(g), newLabStatusCmd(g), newLabLogsCmd(g))
+		newLabDownCmd(g), newLabStatusCmd(g), newLabLogsCmd(g), newLabExecCmd(g))
 	return cmd
+}
+
+func newLabExecCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "exec -- CMD [ARG...]",
+		Short: "Run a command as a client of the lab: the ACME name resolves through the cluster DNS, the lab root is trusted, lego's RFC2136_* are set",
+		Example: "  cairn lab exec -- lego --server https://acme.lab.home.arpa/directory --accept-tos --email ops@lab.home.arpa \\\n" +
+			"    --path ./lego --dns rfc2136 --domains test.lab.home.arpa run",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.lab(false, "")
+			if err != nil {
+				return err
+			}
+			c, err := l.Exec(args)
+			if err != nil {
+				return err
+			}
+			c.Stdin, c.Stdout, c.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if err := c.Run(); err != nil {
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					os.Exit(ee.ExitCode())
+				}
+				return err
+			}
+			return nil
+		},
+	}
 }
 
 func newLabUpCmd(g *globals) *cobra.Command {
@@ -47,7 +78,11 @@ func newLabUpCmd(g *globals) *cobra.Command {
 			if g.output == "json" {
 				return printJSON(cmd.OutOrStdout(), sum)
 			}
-			printSummary(cmd, sum)
+			self := os.Args[0]
+			if g.configChanged {
+				self += " -f " + g.specPath()
+			}
+			printSummary(cmd, sum, self)
 			return nil
 		},
 	}
@@ -170,7 +205,7 @@ func (g *globals) lab(create bool, sites string) (*lab.Lab, error) {
 	return &lab.Lab{Spec: spec, Log: os.Stderr}, nil
 }
 
-func printSummary(cmd *cobra.Command, s *lab.Summary) {
+func printSummary(cmd *cobra.Command, s *lab.Summary, self string) {
 	w := cmd.OutOrStdout()
 	tsig, _ := rfc2136.ReadKey(s.ClientKey)
 	key := tsig.Name
@@ -181,13 +216,29 @@ func printSummary(cmd *cobra.Command, s *lab.Summary) {
 	}
 	fmt.Fprintf(w, "DNS servers:      %s (primary; DNS-01 updates go here), all: %s\n", s.DNS, strings.Join(s.DNSServers, ", "))
 	fmt.Fprintf(w, "Root certificate: %s\n", s.RootCert)
-	fmt.Fprintf(w, "DNS-01 TSIG key:  %s (key %s; may only write TXT records)\n\n", s.ClientKey, key)
+	fmt.Fprintf(w, "DNS-01 TSIG key:  %s (key %s; may only write TXT records)\n", s.ClientKey, key)
+	fmt.Fprintf(w, "Status page:      %s\n", s.StatusURL)
+	if s.PrometheusURL != "" {
+		fmt.Fprintf(w, "Prometheus:       %s  (cairn's alert rules: %salerts)\n", s.PrometheusURL, s.PrometheusURL)
+	}
+	fmt.Fprintln(w)
+	// First through the ACME name, as any client of the cluster: lab exec
+	// gives the command the cluster DNS and the lab root.
+	fmt.Fprintf(w, "Get a certificate through the ACME name (lab exec: the cluster's resolver, the lab root, lego's RFC2136_* set):\n")
+	fmt.Fprintf(w, "  %s lab exec -- lego --server %s --accept-tos --email ops@%s --path ./lego \\\n", self, s.DirectoryURL, s.Zone)
+	fmt.Fprintf(w, "    --dns rfc2136 --domains test1.%s run\n", s.Zone)
+	nsupdate := `printf "server $CAIRN_LAB_DNS\nupdate %s _acme-challenge.$CERTBOT_DOMAIN. 10 TXT \"$CERTBOT_VALIDATION\"\nsend\n" | nsupdate -k $CAIRN_LAB_TSIG_KEY`
+	fmt.Fprintf(w, "  %s lab exec -- certbot certonly --non-interactive --agree-tos --register-unsafely-without-email \\\n", self)
+	fmt.Fprintf(w, "    --server %s --config-dir ./certbot --work-dir ./certbot --logs-dir ./certbot \\\n", s.DirectoryURL)
+	fmt.Fprintf(w, "    --manual --preferred-challenges dns -d test2.%s \\\n", s.Zone)
+	fmt.Fprintf(w, "    --manual-auth-hook '%s' \\\n", fmt.Sprintf(nsupdate, "add"))
+	fmt.Fprintf(w, "    --manual-cleanup-hook '%s'\n\n", fmt.Sprintf(nsupdate, "delete"))
 	dnsHost, _, err := net.SplitHostPort(s.DNS)
 	if err != nil {
 		dnsHost = s.DNS
 	}
 	site := s.Sites[0]
-	fmt.Fprintf(w, "Get a certificate from site %s with lego:\n", site.Name)
+	fmt.Fprintf(w, "Or from one site directly (no resolver needed), site %s with lego:\n", site.Name)
 	fmt.Fprintf(w, "  LEGO_CA_CERTIFICATES=%s RFC2136_NAMESERVER=%s RFC2136_ZONES=%s RFC2136_TSIG_KEY=%s \\\n", s.RootCert, s.DNS, s.Zone, key)
 	fmt.Fprintf(w, "  RFC2136_TSIG_ALGORITHM=hmac-sha256. RFC2136_TSIG_SECRET=$(sed -n 's/.*secret \"\\(.*\\)\";/\\1/p' %s) \\\n", s.ClientKey)
 	fmt.Fprintf(w, "  lego --server https://%s/directory --accept-tos --email ops@%s --path ./lego \\\n", site.Address, s.Zone)
@@ -199,28 +250,27 @@ func printSummary(cmd *cobra.Command, s *lab.Summary) {
 	fmt.Fprintf(w, "    --manual --preferred-challenges dns -d test2.%s \\\n", s.Zone)
 	fmt.Fprintf(w, "    --manual-auth-hook '%s' \\\n", fmt.Sprintf(hook, "add", ""))
 	fmt.Fprintf(w, "    --manual-cleanup-hook '%s'\n", fmt.Sprintf(hook, "delete", ""))
-	fmt.Fprintf(w, "\nThrough the ACME name, point the client's resolver at %s (see docs/lab.md).\n", s.DNS)
 }
 
 func printLabStatus(cmd *cobra.Command, st *lab.Status) {
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "ACME name %s, DNS %s, root %s\n\n", st.ACMEName, strings.Join(st.DNSServers, " "), st.RootCert)
-	fmt.Fprintln(w, "SITE\tPROCESS\tSTATE\tPID\tRSS MiB\tLISTEN")
+	fmt.Fprintln(w, "SITE\tPROCESS\tSTATE\tPID\tRSS MiB\tPSS MiB\tLISTEN")
+	var rss, pss int
 	row := func(siteName string, p lab.ProcStatus) {
 		state := "up"
 		if !p.Up {
 			state = "DOWN"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%.0f\t%s\n", siteName, p.Name, state, p.PID, float64(p.RSSKB)/1024, p.Listen)
+		rss, pss = rss+p.RSSKB, pss+p.PSSKB
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%.0f\t%.0f\t%s\n", siteName, p.Name, state, p.PID, float64(p.RSSKB)/1024, float64(p.PSSKB)/1024, p.Listen)
 	}
 	for _, p := range st.Cluster {
 		row("cluster", p)
 	}
-	total := 0
 	for _, s := range st.Sites {
 		for _, p := range s.Processes {
 			row(s.Name, p)
-			total += p.RSSKB
 		}
 	}
 	w.Flush()
@@ -231,5 +281,13 @@ func printLabStatus(cmd *cobra.Command, st *lab.Status) {
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "site %s directory %s %s\n", s.Name, s.Directory, ok)
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "total RSS of site processes: %.0f MiB\n", float64(total)/1024)
+	if st.StatusURL != "" {
+		fmt.Fprintf(cmd.OutOrStdout(), "status page %s", st.StatusURL)
+		if st.PrometheusURL != "" {
+			fmt.Fprintf(cmd.OutOrStdout(), ", Prometheus %s", st.PrometheusURL)
+		}
+		fmt.Fprintln(cmd.OutOrStdout())
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "memory of every lab process: %.0f MiB (PSS: shared pages counted once; summed RSS %.0f MiB counts each binary once per process)\n",
+		float64(pss)/1024, float64(rss)/1024)
 }

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"html/template"
 	"log/slog"
 	"net"
 	"net/http"
@@ -37,7 +39,7 @@ type probeFlags struct {
 func newProbeCmd(g *globals) *cobra.Command {
 	f := &probeFlags{}
 	cmd := &cobra.Command{
-		Use:   "probe (SITE | URL) [--deep] | probe --watch [SITE]",
+		Use:   "probe (SITE | URL) [--deep] | probe --watch [SITE | URL]",
 		Short: "Probe one site of the spec (addressed directly) or any RFC 8555 directory URL, step by step",
 		Long: `Probe one site of the spec, addressed directly (its address, the ACME name
 as TLS server name), or any RFC 8555 server by its directory URL.
@@ -48,12 +50,16 @@ cluster's primary). --kinds picks kinds explicitly, e.g. --kinds revocation.
 Exit status 1 when any probe fails.
 
 --watch runs every kind against every site (or one) on the spec's
-intervals, serves Prometheus metrics and stores every result in the probe
-history that "cairn report availability" reads.`,
+intervals, or the kinds that need no spec against one directory URL (any
+ACME CA, with --history FILE), stores every result in the probe history
+that "cairn report availability" reads, and serves a status page (/: per
+site the failing step and ACME problem, step latency over the last hour,
+availability over 1 h, 24 h and 30 d) and Prometheus metrics (/metrics)
+on --metrics-addr.`,
 		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.watch {
-				return g.watch(cmd, args, f.metricsAddr, f.historyFile, f.duration, f.retention)
+				return g.watch(cmd, args, f)
 			}
 			return g.probeOnce(cmd, args, f)
 		},
@@ -63,7 +69,7 @@ history that "cairn report availability" reads.`,
 	cmd.Flags().StringVar(&f.rootFile, "root", "", "PEM file of roots to trust for a URL target (default: system roots)")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 30*time.Second, "deadline of each probe")
 	cmd.Flags().BoolVar(&f.watch, "watch", false, "probe continuously on the spec's intervals, with metrics and history")
-	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9109", "with --watch: where /metrics is served (empty: not served)")
+	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9109", "with --watch: where the status page (/) and /metrics are served (empty: not served)")
 	cmd.Flags().StringVar(&f.historyFile, "history", "", "with --watch: probe history database (default var/probe-history.db next to the spec)")
 	cmd.Flags().DurationVar(&f.duration, "for", 0, "with --watch: stop after this long (default: until interrupted)")
 	cmd.Flags().DurationVar(&f.retention, "retention", 30*24*time.Hour, "with --watch: delete history older than this")
@@ -139,39 +145,34 @@ func historyPath(spec *cluster.Spec, flag string) string {
 	return spec.Path(healthcheck.HistoryFile)
 }
 
-func (g *globals) watch(cmd *cobra.Command, args []string, metricsAddr, historyFile string, duration, retention time.Duration) error {
-	spec, _, err := g.specForProbes()
-	if err != nil {
-		return err
-	}
+func (g *globals) watch(cmd *cobra.Command, args []string, f *probeFlags) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	pipe, err := healthcheck.NewPipeline(spec, reg, historyPath(spec, historyFile), retention, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	pipe, title, history, err := g.watchPipeline(args, f, reg)
 	if err != nil {
 		return err
 	}
 	defer pipe.Close()
-	if len(args) == 1 {
-		pipe.Targets = slices.DeleteFunc(pipe.Targets, func(t *healthcheck.Target) bool { return t.Site != args[0] })
-		if len(pipe.Targets) == 0 {
-			return fmt.Errorf("no site %q in the spec (%s)", args[0], strings.Join(spec.SiteNames(), ", "))
-		}
-	}
 	ctx := cmd.Context()
-	if duration > 0 {
+	if f.duration > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, duration)
+		ctx, cancel = context.WithTimeout(ctx, f.duration)
 		defer cancel()
 	}
-	if metricsAddr != "" {
-		srv := &http.Server{Addr: metricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-		ln, err := net.Listen("tcp", metricsAddr)
+	board := healthcheck.NewBoard(pipe.History, reg)
+	go board.Run(ctx, 15*time.Second)
+	if f.metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { serveBoard(w, r, board, title) })
+		srv := &http.Server{Addr: f.metricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		ln, err := net.Listen("tcp", f.metricsAddr)
 		if err != nil {
-			return fmt.Errorf("--metrics-addr %s: %w", metricsAddr, err)
+			return fmt.Errorf("--metrics-addr %s: %w", f.metricsAddr, err)
 		}
 		go srv.Serve(ln)
 		defer srv.Close()
-		fmt.Fprintf(os.Stderr, "metrics on http://%s/metrics\n", metricsAddr)
+		fmt.Fprintf(os.Stderr, "status page on http://%s/, metrics on http://%s/metrics\n", f.metricsAddr, f.metricsAddr)
 	}
 	out := cmd.OutOrStdout()
 	var mu sync.Mutex
@@ -187,8 +188,72 @@ func (g *globals) watch(cmd *cobra.Command, args []string, metricsAddr, historyF
 			mu.Unlock()
 		}
 	}
-	fmt.Fprintf(os.Stderr, "probing %d sites; history in %s\n", len(pipe.Targets), historyPath(spec, historyFile))
+	fmt.Fprintf(os.Stderr, "probing %d target(s); history in %s\n", len(pipe.Targets), history)
 	return pipe.Run(ctx)
+}
+
+// watchPipeline is the spec's sites (or one), or one directory URL of any
+// ACME CA (the kinds that need no spec, on the default intervals).
+func (g *globals) watchPipeline(args []string, f *probeFlags, reg prometheus.Registerer) (*healthcheck.Pipeline, string, string, error) {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if len(args) == 1 && strings.Contains(args[0], "://") {
+		t, err := g.probeTarget(args[0], f.rootFile)
+		if err != nil {
+			return nil, "", "", err
+		}
+		if f.historyFile == "" {
+			return nil, "", "", errors.New("--history: a URL target has no spec to keep its history next to; give a file (e.g. --history probe-history.db)")
+		}
+		hist, err := healthcheck.OpenHistory(f.historyFile, f.retention)
+		if err != nil {
+			return nil, "", "", err
+		}
+		sched := healthcheck.DefaultSchedule(cluster.Default([]string{"x"}))
+		for name := range sched.Intervals {
+			if k, ok := healthcheck.KindOf(name); ok && k.NeedsSpec {
+				delete(sched.Intervals, name)
+			}
+		}
+		return &healthcheck.Pipeline{Targets: []*healthcheck.Target{t}, Schedule: sched, Metrics: healthcheck.NewMetrics(reg), History: hist, Log: log},
+			args[0], f.historyFile, nil
+	}
+	spec, _, err := g.specForProbes()
+	if err != nil {
+		return nil, "", "", err
+	}
+	history := historyPath(spec, f.historyFile)
+	pipe, err := healthcheck.NewPipeline(spec, reg, history, f.retention, log)
+	if err != nil {
+		return nil, "", "", err
+	}
+	title := spec.ACME.Name
+	if len(args) == 1 {
+		pipe.Targets = slices.DeleteFunc(pipe.Targets, func(t *healthcheck.Target) bool { return t.Site != args[0] })
+		if len(pipe.Targets) == 0 {
+			pipe.Close()
+			return nil, "", "", fmt.Errorf("no site %q in the spec (%s)", args[0], strings.Join(spec.SiteNames(), ", "))
+		}
+		title = "site " + args[0]
+	}
+	return pipe, title, history, nil
+}
+
+// serveBoard is `probe --watch`'s status page: the same board as the
+// controller's page.
+func serveBoard(w http.ResponseWriter, r *http.Request, board *healthcheck.Board, title string) {
+	v, err := board.View(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	frag, err := healthcheck.BoardHTML(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	healthcheck.BoardPage.Execute(w, healthcheck.PageData{Title: title, At: v.At, CSS: template.CSS(healthcheck.BoardCSS), Board: frag})
 }
 
 func newReportCmd(g *globals) *cobra.Command {

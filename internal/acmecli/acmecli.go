@@ -118,6 +118,14 @@ func WithResolver(resolvConf string, argv []string) []string {
 	return append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c", script, resolvConf}, argv...)
 }
 
+// WithResolverAndRoots is WithResolver that also bind-mounts the trust
+// bundle roots on the system's (systemCAs), for clients that read only
+// the system's roots.
+func WithResolverAndRoots(resolvConf, roots, systemCAs string, argv []string) []string {
+	script := `mount --bind "$0" /etc/resolv.conf && { [ ! -e "$2" ] || mount --bind "$1" "$2"; } && shift 2 && exec "$@"`
+	return append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c", script, resolvConf, roots, systemCAs}, argv...)
+}
+
 // ResolvConf is a resolv.conf naming one nameserver (port 53).
 func ResolvConf(nameserver string) []byte {
 	return []byte("nameserver " + nameserver + "\noptions timeout:2 attempts:2\n")

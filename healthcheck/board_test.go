@@ -1,0 +1,86 @@
+package healthcheck
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// The board of a history where site b's finalize fails for the last ten
+// minutes while a issues and the ACME name moved from b to a.
+func TestBoardShowsTheFailingStepLatencyAndAvailability(t *testing.T) {
+	h, err := OpenHistory(filepath.Join(t.TempDir(), "h.db"), 31*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ctx := context.Background()
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	ok := func(name string, ms int) Step {
+		return Step{Name: name, OK: true, Duration: time.Duration(ms) * time.Millisecond}
+	}
+	for at := now.Add(-50 * time.Minute); at.Before(now); at = at.Add(15 * time.Second) {
+		h.Record(ctx, Result{Site: "a", Kind: KindIssuance, OK: true, Started: at, Steps: []Step{ok("directory", 4), ok("newOrder", 12), ok("finalize", 90)}})
+		r := Result{Site: "b", Kind: KindIssuance, OK: true, Started: at, Steps: []Step{ok("directory", 5), ok("newOrder", 14), ok("finalize", 110)}}
+		active := "b"
+		if at.After(now.Add(-10 * time.Minute)) {
+			r.OK = false
+			r.Steps[2] = Step{Name: "finalize", ErrorClass: ClassACME, ACMEProblemType: "urn:ietf:params:acme:error:serverInternal", HTTPStatus: 500, Detail: "HSM unavailable"}
+			active = "a"
+		}
+		h.Record(ctx, r)
+		h.Record(ctx, Result{Site: "cluster", Kind: KindDNS, OK: true, Started: at, Facts: map[string]string{"activeSite": active}})
+	}
+	reg := prometheus.NewRegistry()
+	b := NewBoard(h, reg)
+	b.Now = func() time.Time { return now }
+	v, err := b.View(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Sites) != 2 || v.Sites[1].Name != "b" {
+		t.Fatalf("sites %+v", v.Sites)
+	}
+	sb := v.Sites[1]
+	if len(sb.Failing) != 1 || sb.Failing[0].Step != "finalize" || sb.Failing[0].Problem != "serverInternal" || sb.Failing[0].HTTPStatus != 500 {
+		t.Errorf("b failing %+v", sb.Failing)
+	}
+	if len(v.Sites[0].Failing) != 0 {
+		t.Errorf("a failing %+v", v.Sites[0].Failing)
+	}
+	if len(sb.Chart.Lines) != 3 || len(sb.Chart.Shades) != 1 || len(v.Sites[0].Chart.Shades) != 0 {
+		t.Errorf("b chart: %d lines, %d shades; a: %d shades", len(sb.Chart.Lines), len(sb.Chart.Shades), len(v.Sites[0].Chart.Shades))
+	}
+	if len(v.Availability) != 3 || v.Availability[0].Label != "1h" {
+		t.Fatalf("windows %+v", v.Availability)
+	}
+	hour := v.Availability[0].Report
+	if hour.Service == nil || hour.Service.UptimePct < 99 {
+		t.Errorf("service over the hour %+v: the name moved to a, which issued", hour.Service)
+	}
+	html, err := BoardHTML(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`id="site-b"`, `<b class="step">finalize</b>`, `<code class="problem">serverInternal</code>`, `<span class="status">500</span>`,
+		`<polyline`, `<rect class="down"`, `id="availability"`, "lost, retry 2m", "HSM unavailable"} {
+		if !strings.Contains(string(html), want) {
+			t.Errorf("board HTML lacks %s", want)
+		}
+	}
+	if err := b.Export(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// b was down 10 of its 50 minutes: a client retrying 2 minutes lost 8.
+	if got := testutil.ToFloat64(b.share.WithLabelValues("b", "2m", "24h")); got < 0.15 || got > 0.17 {
+		t.Errorf("b's failed share, retry 2m over 24h = %v, want 8/50", got)
+	}
+	if got := testutil.ToFloat64(b.uptime.WithLabelValues("service", "1h")); got < 0.99 {
+		t.Errorf("service uptime over 1h = %v", got)
+	}
+}
