@@ -16,6 +16,7 @@ deps:
 
 build:
 	go build -o bin/cairn ./cmd/cairn
+	go build -o bin/cairn-front ./cmd/cairn-front
 
 # The lab: 3 Boulder sites + cluster DNS on loopback (./cairn-lab).
 lab: deps build

@@ -268,6 +268,9 @@ func (l *Lab) resolver(bins map[string]string) func(string) (string, error) {
 			}
 			return self, nil
 		}
+		if name == site.FrontProgram {
+			return site.FrontNextTo(self)
+		}
 		return hostrun.LookProgram(name)
 	}
 }

@@ -223,7 +223,7 @@ func unitsFromBundle(t *testing.T, bundleJSON string) {
 	for _, d := range []string{filepath.Join(root, "bin"), filepath.Join(root, "site", "var", "logs"), units} {
 		os.MkdirAll(d, 0o755)
 	}
-	for _, b := range []string{"boulder", "ct-test-srv", "s3-test-srv", "cairn"} {
+	for _, b := range []string{"boulder", "ct-test-srv", "s3-test-srv", "cairn", "cairn-front"} {
 		os.WriteFile(filepath.Join(root, "bin", b), []byte("#!/bin/sh\n"), 0o755)
 	}
 	play := filepath.Join(dir, "units.yml")

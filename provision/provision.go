@@ -371,7 +371,11 @@ func (p *Provisioner) linkBinaries(bins map[string]string) (string, error) {
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return "", err
 	}
-	for name, path := range map[string]string{"boulder": bins["boulder"], "ct-test-srv": bins["ct-test-srv"], "s3-test-srv": bins["s3-test-srv"], "admin": bins["admin"], "cairn": p.o.Self} {
+	front, err := site.FrontNextTo(p.o.Self)
+	if err != nil {
+		return "", err
+	}
+	for name, path := range map[string]string{"boulder": bins["boulder"], "ct-test-srv": bins["ct-test-srv"], "s3-test-srv": bins["s3-test-srv"], "admin": bins["admin"], "cairn": p.o.Self, site.FrontProgram: front} {
 		link := filepath.Join(binDir, name)
 		os.Remove(link)
 		if err := os.Symlink(path, link); err != nil {

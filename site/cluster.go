@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -293,8 +294,8 @@ func (r *clusterRender) bundle() (*ClusterBundle, error) {
 			Args:  []string{"-c", r.root("secrets", fmt.Sprintf("knot%d.conf", i+1))},
 			Ready: "tcp:" + s.String(), Listen: s.String()})
 	}
-	b.Processes = append(b.Processes, Process{Name: "pki-http", Program: "cairn",
-		Args:  []string{"lab", "http-front", "--front-config", r.root("etc", "http-front.json")},
+	b.Processes = append(b.Processes, Process{Name: "pki-http", Program: FrontProgram,
+		Args:  []string{"http-front", "--config", r.root("etc", "http-front.json")},
 		Ready: "tcp:" + PKIFrontAddr(spec), Listen: PKIFrontAddr(spec)})
 	if r.o.Prometheus {
 		b.Processes = append(b.Processes, r.prometheusProcess())
@@ -304,6 +305,16 @@ func (r *clusterRender) bundle() (*ClusterBundle, error) {
 			Ready: "tcp:" + spec.Failover.Listen, Listen: spec.Failover.Listen}
 		if r.o.BinDir != "" {
 			b.Controller.Env = []string{boulderbin.EnvDir + "=" + r.o.BinDir}
+		}
+	}
+	if r.o.Root == "" { // the lab, as its sites (LabGOGC)
+		for i := range b.Processes {
+			if slices.Contains(goPrograms, b.Processes[i].Program) {
+				b.Processes[i].Env = append(b.Processes[i].Env, LabGOGC)
+			}
+		}
+		if b.Controller != nil {
+			b.Controller.Env = append(b.Controller.Env, LabGOGC)
 		}
 	}
 	data, _ := json.MarshalIndent(b, "", "  ")

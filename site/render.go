@@ -106,14 +106,15 @@ func Render(ctx context.Context, o Options) (*Bundle, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	if o.Root == "" {
+	inPlace := o.Root == "" // the lab: the bundle runs where it is rendered
+	if inPlace {
 		o.Root = o.Out
 	}
 	p, err := NewPlan(o.Spec, o.Index)
 	if err != nil {
 		return nil, err
 	}
-	r := &renderer{o: o, p: p, varDir: filepath.Join(o.Root, "var")}
+	r := &renderer{o: o, p: p, varDir: filepath.Join(o.Root, "var"), inPlace: inPlace}
 	if err := r.render(ctx); err != nil {
 		return nil, fmt.Errorf("render site %q: %w", p.Site.Name, err)
 	}
@@ -127,6 +128,8 @@ type renderer struct {
 	bundle *Bundle
 	own    []int64    // this site's issuer NameIDs
 	peers  []peerSite // the other sites, read once by peerIssuers
+	// inPlace: rendered where it runs (the lab).
+	inPlace bool
 }
 
 // peerSite is another site as this site's fronts need it.
@@ -572,7 +575,7 @@ func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 			Ready: "tcp:" + Addr(p.CT, PortCTB), Listen: Addr(p.CT, PortCTA)},
 		{Name: "s3-test-srv", Program: "s3-test-srv", Args: []string{"--listen", Addr(p.CRL, PortS3)},
 			Ready: "tcp:" + Addr(p.CRL, PortS3), Listen: Addr(p.CRL, PortS3)},
-		{Name: "crl-http", Program: "cairn", Args: []string{"lab", "http-front", "--front-config", etc("http-front.json")},
+		{Name: "crl-http", Program: FrontProgram, Args: []string{"http-front", "--config", etc("http-front.json")},
 			Ready: "tcp:" + Addr(p.CRL, PortCRLHTTP), Listen: Addr(p.CRL, PortCRLHTTP)},
 		boulder("sa", "boulder-sa", "sa.json", PortSA),
 		boulder("publisher", "boulder-publisher", "publisher.json", PortPublisher),
@@ -586,7 +589,7 @@ func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 		boulder("ra", "boulder-ra", "ra.json", PortRA),
 		boulder("nonce", "nonce-service", "nonce.json", PortNonce),
 		boulder("wfe", "boulder-wfe2", "wfe2.json", PortWFEHTTP),
-		{Name: ACMEFront, Program: "cairn", Args: []string{"site", "acme-front", "--config", etc("acme-front.json")},
+		{Name: ACMEFront, Program: FrontProgram, Args: []string{"acme-front", "--config", etc("acme-front.json")},
 			Ready: "tcp:" + Addr(p.Public, p.Spec.ACME.HTTPSPort), Listen: Addr(p.Public, p.Spec.ACME.HTTPSPort)},
 		boulder("crl-storer", "crl-storer", "crl-storer.json", PortCRLStorer),
 		{Name: "crl-updater", Program: "boulder", Args: []string{"crl-updater", "--config", etc("crl-updater.json")},
@@ -601,6 +604,9 @@ func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 		case "crl-storer":
 			procs[i].UnsetEnv = []string{"AWS_CA_BUNDLE"}
 		}
+		if r.inPlace && slices.Contains(goPrograms, procs[i].Program) {
+			procs[i].Env = append(procs[i].Env, LabGOGC)
+		}
 	}
 	return &Bundle{
 		Site: p.Site.Name, Root: r.o.Root, Public: p.Public.String(),
@@ -610,6 +616,29 @@ func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 			UsersSQL: r.root("secrets", "db-users.sql"), ReplicationSQL: r.root("secrets", "db-replication.sql"), TLSKey: r.root("tls", "db.key"), Connections: r.connections(), CheckTable: "boulder_sa.authz2"},
 		Processes: procs,
 	}
+}
+
+// LabGOGC: the lab runs some 50 Go processes on one machine; collecting
+// garbage at half Go's default heap growth saves about 100 MiB of the
+// lab's memory (docs/lab.md, Figures) for little CPU at a lab's load.
+// Provisioned hosts keep Go's default.
+const LabGOGC = "GOGC=50"
+
+// goPrograms are the bundles' Go programs.
+var goPrograms = []string{"boulder", "cairn", FrontProgram, "ct-test-srv", "s3-test-srv", "prometheus"}
+
+// FrontProgram is the small binary of the processes that face clients
+// (cmd/cairn-front): a site's ACME and CRL fronts, the cluster's PKI front.
+// It is installed next to cairn.
+const FrontProgram = "cairn-front"
+
+// FrontNextTo finds cairn-front next to the cairn executable self.
+func FrontNextTo(self string) (string, error) {
+	p := filepath.Join(filepath.Dir(self), FrontProgram)
+	if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+		return p, nil
+	}
+	return "", fmt.Errorf("%s is not next to %s: build it too (make build, or go build -o %s ./cmd/cairn-front)", FrontProgram, self, p)
 }
 
 // ACMEFront is the process that serves the ACME name over HTTPS in front

@@ -397,3 +397,36 @@ func TestRenderReplication(t *testing.T) {
 		t.Errorf("replication off still replicates:\n%s\n%s", cnf, sqlText)
 	}
 }
+
+// The lab's Go processes collect garbage harder (LabGOGC); a bundle for a
+// host keeps Go's default.
+func TestLabGOGCOnlyInPlace(t *testing.T) {
+	spec := cluster.Default([]string{"a", "b"})
+	spec.Dir = t.TempDir()
+	pki := newSoftPKI(t, spec)
+	envOf := func(b *Bundle, name string) []string {
+		for _, p := range b.Processes {
+			if p.Name == name {
+				return p.Env
+			}
+		}
+		t.Fatalf("no process %s", name)
+		return nil
+	}
+	host := render(t, spec, pki, 0, t.TempDir())
+	lab, err := Render(context.Background(), Options{Spec: spec, PKI: pki, Index: 0, Out: t.TempDir(), SchemaDir: schemaDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"wfe", "sa", ACMEFront, "ct-test-srv"} {
+		if !slices.Contains(envOf(lab, name), LabGOGC) {
+			t.Errorf("lab %s: env %v lacks %s", name, envOf(lab, name), LabGOGC)
+		}
+		if slices.Contains(envOf(host, name), LabGOGC) {
+			t.Errorf("host bundle %s: env %v has %s", name, envOf(host, name), LabGOGC)
+		}
+	}
+	if slices.Contains(envOf(lab, "mariadb"), LabGOGC) {
+		t.Error("mariadb is not a Go program")
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/internal/httpfront"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/lab"
 )
@@ -116,7 +117,7 @@ func newLabHTTPFrontCmd() *cobra.Command {
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, _ := cmd.Flags().GetString("front-config")
-			return lab.ServeHTTPFront(cmd.Context(), cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+			return httpfront.Serve(cmd.Context(), cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 		},
 	}
 	front.Flags().String("front-config", "", "front configuration (JSON)")

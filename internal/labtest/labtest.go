@@ -86,26 +86,30 @@ var (
 func CairnBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		// One fixed path, rebuilt by every test binary: nothing accumulates.
-		dir := filepath.Join(os.TempDir(), "cairn-test-bin")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			buildErr = err
-			return
-		}
-		built = filepath.Join(dir, fmt.Sprintf("cairn-%d", os.Getpid()))
-		// Remove binaries of earlier test processes that have ended.
-		if old, _ := filepath.Glob(filepath.Join(dir, "cairn-*")); len(old) > 0 {
+		// One directory per test process (cairn and cairn-front, which
+		// cairn finds next to itself); those of ended processes go.
+		base := filepath.Join(os.TempDir(), "cairn-test-bin")
+		if old, _ := filepath.Glob(filepath.Join(base, "*")); len(old) > 0 {
 			for _, o := range old {
 				var pid int
-				if _, err := fmt.Sscanf(filepath.Base(o), "cairn-%d", &pid); err == nil {
+				if _, err := fmt.Sscanf(strings.TrimPrefix(filepath.Base(o), "cairn-"), "%d", &pid); err == nil {
 					if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
-						os.Remove(o)
+						os.RemoveAll(o)
 					}
 				}
 			}
 		}
-		if out, err := exec.Command("go", "build", "-o", built, "github.com/cairn-pki/cairn/cmd/cairn").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build cairn: %v\n%s", err, out)
+		dir := filepath.Join(base, fmt.Sprint(os.Getpid()))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			buildErr = err
+			return
+		}
+		built = filepath.Join(dir, "cairn")
+		for _, b := range []string{"cairn", "cairn-front"} {
+			if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, b), "github.com/cairn-pki/cairn/cmd/"+b).CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("build %s: %v\n%s", b, err, out)
+				return
+			}
 		}
 	})
 	if buildErr != nil {

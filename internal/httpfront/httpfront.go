@@ -1,4 +1,9 @@
-package lab
+// Package httpfront is the small HTTP server in front of what production
+// deployments publish with their own web servers: a site's CRLs (proxied
+// from its S3 store, and every other site's, mirrored) and issuer
+// certificates, and the cluster's root certificate and CRL. It runs in
+// cairn-front, the small binary of the processes that face clients.
+package httpfront
 
 import (
 	"context"
@@ -15,11 +20,8 @@ import (
 	"time"
 )
 
-// HTTPFrontConfig is the lab's small HTTP server in front of what real
-// deployments publish with their own web servers: a site's CRLs (proxied
-// from its S3 store) and issuer certificates, and the cluster's root
-// certificate and CRL.
-type HTTPFrontConfig struct {
+// Config is a front's configuration (etc/http-front.json of a bundle).
+type Config struct {
 	Listen string            `json:"listen"`
 	Static map[string]string `json:"static"` // URL prefix -> directory
 	Proxy  map[string]string `json:"proxy"`  // URL prefix -> upstream base URL
@@ -27,13 +29,13 @@ type HTTPFrontConfig struct {
 	Mirror *CRLMirror `json:"mirror,omitempty"`
 }
 
-// ServeHTTPFront runs the front until ctx ends.
-func ServeHTTPFront(ctx context.Context, configFile string, log *slog.Logger) error {
+// Serve runs the front until ctx ends.
+func Serve(ctx context.Context, configFile string, log *slog.Logger) error {
 	b, err := os.ReadFile(configFile)
 	if err != nil {
 		return err
 	}
-	var cfg HTTPFrontConfig
+	var cfg Config
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return fmt.Errorf("%s: %w", configFile, err)
 	}
@@ -58,7 +60,7 @@ func ServeHTTPFront(ctx context.Context, configFile string, log *slog.Logger) er
 	return nil
 }
 
-func (cfg HTTPFrontConfig) handler() (http.Handler, error) {
+func (cfg Config) handler() (http.Handler, error) {
 	mux := http.NewServeMux()
 	prefixes := func(m map[string]string) []string {
 		var ks []string
