@@ -93,6 +93,7 @@ type Controller struct {
 	decisions atomic.Int64
 	// replication: the last account-replication probe of each site.
 	replication map[string]healthcheck.Result
+	releases    map[string]Release // per site, from its directory's header
 }
 
 // ViewStatus is one controller's view as the others see it.
@@ -166,6 +167,12 @@ func (c *Controller) Sink(r healthcheck.Result) {
 			c.replication = map[string]healthcheck.Result{}
 		}
 		c.replication[r.Site] = r
+	}
+	if v, b := r.Facts[healthcheck.FactBoulderVersion], r.Facts[healthcheck.FactBundle]; v != "" || b != "" {
+		if c.releases == nil {
+			c.releases = map[string]Release{}
+		}
+		c.releases[r.Site] = Release{Boulder: v, Bundle: b, At: r.Started}
 	}
 	o, ok := c.observation(r)
 	if ok {
@@ -525,6 +532,17 @@ type SiteStatus struct {
 	// Accounts: the last account-replication probe (shown, never voted
 	// on); nil when the spec does not replicate.
 	Accounts *AccountsHealth `json:"accounts,omitempty"`
+	// Release: what the site said it runs when last probed (nil: not
+	// yet, or a front that does not say).
+	Release *Release `json:"release,omitempty"`
+}
+
+// Release is the Boulder version and bundle generation a site's ACME
+// front reports on its directory.
+type Release struct {
+	Boulder string    `json:"boulderVersion"`
+	Bundle  string    `json:"bundle"`
+	At      time.Time `json:"at"`
 }
 
 // AccountsHealth is a site's account replication as last probed.
@@ -556,6 +574,9 @@ func (c *Controller) Status() Status {
 				ah.Detail = f.Detail
 			}
 			st.Sites[len(st.Sites)-1].Accounts = ah
+		}
+		if rel, ok := c.releases[name]; ok {
+			st.Sites[len(st.Sites)-1].Release = &rel
 		}
 	}
 	if st.Moves == nil {

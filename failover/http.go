@@ -152,9 +152,10 @@ small{color:#666}
 <h1>cairn failover</h1>
 <p>controller <b>{{.Controller}}</b>{{if .Leading}} (leader){{else}} (follower; leader <b id="leader">{{or .Leader "none"}}</b>){{end}} · active site <b id="active">{{.Active}}</b>{{if not .HoldUntil.IsZero}} · hold-down until {{.HoldUntil.Format "15:04:05"}}{{end}}</p>
 {{if .Alert}}<p class="alert">No healthy site: the ACME name is left on {{.Active}}.</p>{{end}}
-<div class="scroll"><table id="sites"><tr><th>site</th><th>state</th><th>since</th><th>priority</th><th>address</th><th>accounts</th><th>note</th></tr>
+<div class="scroll"><table id="sites"><tr><th>site</th><th>state</th><th>since</th><th>priority</th><th>address</th><th>release</th><th>accounts</th><th>note</th></tr>
 {{range .Sites}}<tr class="{{if eq .Name $.Active}}active{{end}}"><td>{{.Name}}{{if eq .Name $.Active}} ◀ active{{end}}</td>
 <td class="{{.State}}">{{.State}}</td><td>{{ago .Since}}</td><td>{{.Priority}}</td><td>{{.Address}}</td>
+<td class="release">{{with .Release}}Boulder {{.Boulder}}<br><small>bundle {{.Bundle}}</small>{{else}}–{{end}}</td>
 <td class="accounts">{{with .Accounts}}{{if .OK}}<span class="healthy">replicating</span>{{else}}<span class="suspect">replication broken</span> <small>{{.Detail}} (still issues; not failed over for this)</small>{{end}}{{else}}–{{end}}</td>
 <td>{{if .Drained}}drained. {{end}}<small>{{.Reason}}</small></td></tr>
 {{end}}</table></div>

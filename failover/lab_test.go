@@ -29,6 +29,7 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
+	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/labtest"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
@@ -123,6 +124,20 @@ func TestLabFailsOverByItself(t *testing.T) {
 	if st := status(t, spec); st.Active != "a" || !st.Leading || st.Leader != st.Controller {
 		t.Fatalf("active %s (want a), leader %q, leading %v (the lab's controller leads its embedded etcd)", st.Active, st.Leader, st.Leading)
 	}
+	// Each site's release, as its front reports it, is what its bundle runs.
+	lst, err := l.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every site's release on the controller", 30*time.Second, func() bool {
+		st := status(t, spec)
+		for i, s := range st.Sites {
+			if s.Release == nil || s.Release.Boulder != boulderbin.Version || s.Release.Bundle != lst.Sites[i].Generation || s.Release.Bundle == "" {
+				return false
+			}
+		}
+		return true
+	})
 
 	// SIGKILL site a's WFE: the name moves to b on every authoritative server.
 	siteDir := func(s string) string { return filepath.Join(spec.Dir, "sites", s) }

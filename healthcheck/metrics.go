@@ -3,6 +3,7 @@ package healthcheck
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,9 @@ type Metrics struct {
 	lastRun       *prometheus.GaugeVec
 	replLag       *prometheus.GaugeVec
 	replSkipped   *prometheus.GaugeVec
+	release       *prometheus.GaugeVec
+	mu            sync.Mutex
+	releases      map[string][2]string // site -> its last exported release
 }
 
 // Issuance takes 0.1–0.5 s on a healthy site; timeouts are seconds.
@@ -52,8 +56,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Seconds_Behind_Master of the site's account replication connection from peer (replication probe)."}, []string{"site", "peer"})
 	m.replSkipped = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_accounts_replication_skipped_rows",
 		Help: "Replicated rows the site skipped since its MariaDB started (duplicate key or missing row: conflicts); alert on increases."}, []string{"site"})
+	m.release = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_site_release",
+		Help: "1 for the Boulder version and bundle generation the site's ACME front says it runs."}, []string{"site", "boulder_version", "bundle"})
+	m.releases = map[string][2]string{}
 	reg.MustRegister(m.success, m.duration, m.stepSuccess, m.stepDuration, m.runs, m.problems, m.certExpiry, m.crlNextUpdate, m.lastRun,
-		m.replLag, m.replSkipped)
+		m.replLag, m.replSkipped, m.release)
 	return m
 }
 
@@ -83,6 +90,9 @@ func (m *Metrics) Observe(r Result) {
 			m.problems.WithLabelValues(r.Site, r.Kind, ProblemType(s.ACMEProblemType)).Inc()
 		}
 	}
+	if v, b := r.Facts[FactBoulderVersion], r.Facts[FactBundle]; v != "" || b != "" {
+		m.observeRelease(r.Site, [2]string{v, b})
+	}
 	if r.Kind == KindReplication {
 		for k, v := range r.Facts {
 			n, err := strconv.ParseFloat(v, 64)
@@ -108,4 +118,15 @@ func (m *Metrics) Observe(r Result) {
 			}
 		}
 	}
+}
+
+// observeRelease exports the site's release, dropping the one it replaced.
+func (m *Metrics) observeRelease(site string, rel [2]string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.releases[site]; ok && old != rel {
+		m.release.DeleteLabelValues(site, old[0], old[1])
+	}
+	m.releases[site] = rel
+	m.release.WithLabelValues(site, rel[0], rel[1]).Set(1)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cairn-pki/cairn/internal/testenv"
 )
@@ -45,5 +46,27 @@ func TestMetricsPassPromtool(t *testing.T) {
 	cmd.Stdin = bytes.NewBufferString(body)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// A site's release, read from its directory's header, is one series that
+// follows the site's upgrades.
+func TestSiteReleaseFollowsTheDirectory(t *testing.T) {
+	r := newRecorder("a", KindDirectory)
+	recordRelease(r, "site=a; boulder=v0.20260921.0; bundle=0123abcd4567")
+	res := r.done()
+	if res.Facts[FactBoulderVersion] != "v0.20260921.0" || res.Facts[FactBundle] != "0123abcd4567" {
+		t.Fatalf("facts %v", res.Facts)
+	}
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	m.Observe(res)
+	res.Facts[FactBundle] = "89abcdef0123"
+	m.Observe(res)
+	if n := testutil.CollectAndCount(m.release); n != 1 {
+		t.Errorf("%d release series after an upgrade, want 1", n)
+	}
+	if v := testutil.ToFloat64(m.release.WithLabelValues("a", "v0.20260921.0", "89abcdef0123")); v != 1 {
+		t.Errorf("new release = %v", v)
 	}
 }

@@ -398,6 +398,9 @@ type SiteStatus struct {
 	DirectoryOK    bool         `json:"directoryOK"`
 	DirectoryError string       `json:"directoryError,omitempty"`
 	Processes      []ProcStatus `json:"processes"`
+	// BoulderVersion and Generation: what its rendered bundle runs.
+	BoulderVersion string `json:"boulderVersion"`
+	Generation     string `json:"generation"`
 }
 
 // ProcStatus is one process.
@@ -447,7 +450,7 @@ func (l *Lab) Status(ctx context.Context) (*Status, error) {
 		pool.AppendCertsFromPEM(b)
 	}
 	for _, b := range bundles {
-		ss := SiteStatus{Name: b.Site, Address: b.Public, Directory: b.SiteURL, Processes: []ProcStatus{}}
+		ss := SiteStatus{Name: b.Site, Address: b.Public, Directory: b.SiteURL, Processes: []ProcStatus{}, BoulderVersion: b.BoulderVersion, Generation: b.Generation}
 		for _, p := range b.Processes {
 			ss.Processes = append(ss.Processes, procStatus(hostrun.Proc{Process: p, Root: b.Root}))
 		}

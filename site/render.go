@@ -6,7 +6,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/intermediates"
+	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 )
 
@@ -65,6 +68,10 @@ type Bundle struct {
 	BindAddresses []string  `json:"bindAddresses"`
 	Database      Database  `json:"database"`
 	Processes     []Process `json:"processes"`
+	// BoulderVersion is the Boulder release the bundle's configs are for;
+	// Generation names the rendered bundle (configs, processes, version).
+	BoulderVersion string `json:"boulderVersion"`
+	Generation     string `json:"generation"`
 }
 
 // Database says how to initialise the site's MariaDB.
@@ -208,6 +215,14 @@ func (r *renderer) render(ctx context.Context) error {
 		return err
 	}
 	r.bundle = r.manifest(caEnv, schema)
+	r.bundle.BoulderVersion = boulderbin.Version
+	if r.bundle.Generation, err = r.generation(); err != nil {
+		return err
+	}
+	// The ACME front tells the probes which release the site runs.
+	if err := r.write("etc/acme-front.json", []byte(r.acmeFront(in)), false); err != nil {
+		return err
+	}
 	data, err := json.MarshalIndent(r.bundle, "", "  ")
 	if err != nil {
 		return err
@@ -406,7 +421,6 @@ func (r *renderer) plainConfigs(in *boulderInputs, replication string, logList [
 		"etc/log_list.json":                string(logList),
 		"etc/crl-storer.ini":               "[default]\nregion=us-east-1\n",
 		"etc/http-front.json":              r.httpFront(),
-		"etc/acme-front.json":              r.acmeFront(in),
 	}
 	for rel, content := range files {
 		if err := r.write(rel, []byte(content), false); err != nil {
@@ -667,6 +681,7 @@ func (r *renderer) acmeFront(in *boulderInputs) string {
 		peers = append(peers, x)
 	}
 	b, _ := json.MarshalIndent(map[string]any{
+		"release":  map[string]string{"site": p.Site.Name, "boulder": r.bundle.BoulderVersion, "bundle": r.bundle.Generation},
 		"listen":   Addr(p.Public, p.Spec.ACME.HTTPSPort),
 		"upstream": "http://" + Addr(p.Svc, PortWFEHTTP),
 		"certFile": r.root("https", "wfe.pem"),
@@ -681,6 +696,41 @@ func (r *renderer) acmeFront(in *boulderInputs) string {
 		"passthrough": map[string]string{"ra.boulder": Addr(p.Svc, PortRA), "sa.boulder": Addr(p.Svc, PortSA)},
 	}, "", "  ")
 	return string(b) + "\n"
+}
+
+// generation names what the bundle runs: a digest of its configs,
+// schema, certificates and issuers (etc, sql, https, pki: the files
+// readable by others, so no secret), its processes and the Boulder
+// version. Two renders that would run the same thing have the same
+// generation; any change of config, binary version or process list gives
+// a new one.
+func (r *renderer) generation() (string, error) {
+	h := sha256.New()
+	for _, dir := range []string{"etc", "sql", "https", "pki"} {
+		err := filepath.WalkDir(r.out(dir), func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(r.o.Out, path)
+			fi, err := d.Info()
+			if err != nil || rel == "etc/acme-front.json" || fi.Mode().Perm()&0o044 == 0 {
+				return err // the front carries the generation; secrets stay out
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "%s %x\n", rel, sha256.Sum256(b))
+			return nil
+		})
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+	}
+	procs, _ := json.Marshal(r.bundle.Processes)
+	h.Write(procs)
+	fmt.Fprintf(h, "boulder %s\n", r.bundle.BoulderVersion)
+	return hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
 // ReadBundle reads a rendered bundle's manifest.

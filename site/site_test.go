@@ -30,6 +30,7 @@ import (
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/intermediates"
+	"github.com/cairn-pki/cairn/internal/boulderbin"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -152,12 +153,14 @@ func TestRenderGolden(t *testing.T) {
 	spec := cluster.Default([]string{"a", "b", "c"})
 	pki := newSoftPKI(t, spec)
 	out := t.TempDir()
-	render(t, spec, pki, 0, out)
+	b := render(t, spec, pki, 0, out)
 	for _, f := range goldenFiles {
 		got, err := os.ReadFile(filepath.Join(out, f))
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The generation digests certificates made with random keys.
+		got = bytes.ReplaceAll(got, []byte(`"`+b.Generation+`"`), []byte(`"GENERATION"`))
 		golden := filepath.Join("testdata", "golden", strings.ReplaceAll(f, "/", "_"))
 		if *update {
 			os.MkdirAll(filepath.Dir(golden), 0o755)
@@ -178,10 +181,24 @@ func TestRenderIsIdempotent(t *testing.T) {
 	spec := cluster.Default([]string{"a", "b"})
 	pki := newSoftPKI(t, spec)
 	out := t.TempDir()
-	render(t, spec, pki, 1, out)
+	b1 := render(t, spec, pki, 1, out)
 	first := snapshot(t, out)
-	render(t, spec, pki, 1, out)
+	b2 := render(t, spec, pki, 1, out)
 	second := snapshot(t, out)
+	if b1.Generation == "" || b1.Generation != b2.Generation || b1.BoulderVersion != boulderbin.Version {
+		t.Errorf("generation %q then %q, Boulder %q", b1.Generation, b2.Generation, b1.BoulderVersion)
+	}
+	// A change of what the site runs is a new generation, and the ACME
+	// front carries it.
+	spec.ACME.CAAIdentity = "ca2." + spec.ACME.Zone
+	b3 := render(t, spec, pki, 1, t.TempDir())
+	if b3.Generation == b1.Generation {
+		t.Errorf("a changed CAA identity kept generation %s", b1.Generation)
+	}
+	front, _ := os.ReadFile(filepath.Join(out, "etc", "acme-front.json"))
+	if !strings.Contains(string(front), `"bundle": "`+b2.Generation+`"`) {
+		t.Errorf("acme-front.json does not carry generation %s:\n%s", b2.Generation, front)
+	}
 	for f, h := range first {
 		if second[f] != h {
 			t.Errorf("%s changed on the second render", f)

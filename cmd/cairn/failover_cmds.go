@@ -211,7 +211,7 @@ func printFailoverStatus(w io.Writer, st failover.Status) {
 		fmt.Fprintln(w, "ALERT: no healthy site; the ACME name is left unchanged")
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SITE\tSTATE\tSINCE\tPRIORITY\tADDRESS\tNOTE")
+	fmt.Fprintln(tw, "SITE\tSTATE\tSINCE\tPRIORITY\tADDRESS\tRELEASE\tNOTE")
 	for _, s := range st.Sites {
 		note := s.Reason
 		if s.Drained {
@@ -224,7 +224,11 @@ func printFailoverStatus(w io.Writer, st failover.Status) {
 		if s.Name == st.Active {
 			mark = " *"
 		}
-		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d\t%s\t%s\n", s.Name, mark, s.State, s.Since.Format(time.TimeOnly), s.Priority, s.Address, note)
+		release := "-"
+		if r := s.Release; r != nil {
+			release = r.Boulder + " " + r.Bundle
+		}
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, mark, s.State, s.Since.Format(time.TimeOnly), s.Priority, s.Address, release, note)
 	}
 	tw.Flush()
 	for _, v := range st.Views {

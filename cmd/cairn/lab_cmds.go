@@ -280,7 +280,7 @@ func printLabStatus(cmd *cobra.Command, st *lab.Status) {
 		if !s.DirectoryOK {
 			ok = "FAILS: " + s.DirectoryError
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "site %s directory %s %s\n", s.Name, s.Directory, ok)
+		fmt.Fprintf(cmd.OutOrStdout(), "site %s (Boulder %s, bundle %s) directory %s %s\n", s.Name, s.BoulderVersion, s.Generation, s.Directory, ok)
 	}
 	if st.StatusURL != "" {
 		fmt.Fprintf(cmd.OutOrStdout(), "status page %s", st.StatusURL)

@@ -53,11 +53,25 @@ type Config struct {
 	// certificates goes; RootFile verifies their TLS (the ACME name).
 	Peers    []Peer `json:"peers,omitempty"`
 	RootFile string `json:"rootFile,omitempty"`
+	// Release is what the site runs; the directory's response carries it
+	// (ReleaseHeader) so the controller's probes see each site's release.
+	Release *Release `json:"release,omitempty"`
 	// Passthrough maps TLS server names of the site's internal gRPC
 	// services (ra.boulder, sa.boulder) to their addresses: connections
 	// naming them are spliced there, not terminated (passthrough.go).
 	Passthrough map[string]string `json:"passthrough,omitempty"`
 }
+
+// Release is the Boulder version and bundle generation a site runs.
+type Release struct {
+	Site    string `json:"site"`
+	Boulder string `json:"boulder"`
+	Bundle  string `json:"bundle"`
+}
+
+// ReleaseHeader is the response header of the directory that names the
+// site's release: "site=a; boulder=v0.20260921.0; bundle=0123abcd4567".
+const ReleaseHeader = "Cairn-Site-Release"
 
 // Peer is another site's front and its issuers.
 type Peer struct {
@@ -86,6 +100,7 @@ type Front struct {
 	prefix   atomic.Value // this site's nonce prefix (string)
 	client   *http.Client
 	log      *slog.Logger
+	release  string // ReleaseHeader's value ("" if unknown)
 	Foreign  atomic.Int64
 }
 
@@ -118,6 +133,9 @@ func New(c *Config, log *slog.Logger) (*Front, error) {
 		for _, cert := range certs {
 			f.own[string(cert.SubjectKeyId)] = true
 		}
+	}
+	if c.Release != nil {
+		f.release = fmt.Sprintf("site=%s; boulder=%s; bundle=%s", c.Release.Site, c.Release.Boulder, c.Release.Bundle)
 	}
 	if len(f.own) == 0 {
 		return nil, errors.New("issuers: no certificate: the front must know the site's own issuers")
@@ -229,6 +247,9 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
+	}
+	if f.release != "" && r.Method == http.MethodGet && r.URL.Path == "/directory" {
+		w.Header().Set(ReleaseHeader, f.release)
 	}
 	f.proxy.ServeHTTP(w, r)
 }

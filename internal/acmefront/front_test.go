@@ -226,3 +226,28 @@ func TestFrontPassesForeignRevocationsToTheirSite(t *testing.T) {
 		t.Fatalf("peer down: HTTP %d %+v %v", resp.StatusCode, prob, resp.Header)
 	}
 }
+
+// The directory names the site's release (for the controller's probes);
+// other answers do not.
+func TestFrontNamesItsReleaseOnTheDirectory(t *testing.T) {
+	own, _ := issuer(t, t.TempDir(), "a-E1")
+	wfe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("{}")) }))
+	defer wfe.Close()
+	f, err := New(&Config{Upstream: wfe.URL, Issuers: []string{own}, Release: &Release{Site: "a", Boulder: "v0.20260921.0", Bundle: "0123abcd4567"}},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(f)
+	defer front.Close()
+	for path, want := range map[string]string{"/directory": "site=a; boulder=v0.20260921.0; bundle=0123abcd4567", "/acme/new-nonce": ""} {
+		resp, err := http.Get(front.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get(ReleaseHeader); got != want {
+			t.Errorf("%s: %s %q, want %q", path, ReleaseHeader, got, want)
+		}
+	}
+}
