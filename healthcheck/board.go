@@ -159,7 +159,9 @@ func (b *Board) report(ctx context.Context, span, reuse time.Duration, now time.
 	b.mu.Lock()
 	c, ok := b.cache[span]
 	b.mu.Unlock()
-	if ok && reuse > 0 && now.Sub(c.at) < reuse {
+	// A report without sites (a history that had nothing yet) is not
+	// reused: it would hide the first samples for the whole reuse span.
+	if ok && reuse > 0 && now.Sub(c.at) < reuse && len(c.rep.Sites) > 0 {
 		return c.rep, nil
 	}
 	from := now.Add(-span)

@@ -56,6 +56,12 @@ func TestBoardShowsTheFailingStepLatencyAndAvailability(t *testing.T) {
 	if len(sb.Chart.Lines) != 3 || len(sb.Chart.Shades) != 1 || len(v.Sites[0].Chart.Shades) != 0 {
 		t.Errorf("b chart: %d lines, %d shades; a: %d shades", len(sb.Chart.Lines), len(sb.Chart.Shades), len(v.Sites[0].Chart.Shades))
 	}
+	// Durations survive the history: a's finalize line sits at 90 ms.
+	for _, l := range v.Sites[0].Chart.Lines {
+		if l.Step == "finalize" && l.Last != "90 ms" {
+			t.Errorf("a's finalize legend %q, want 90 ms (durations read back from the history)", l.Last)
+		}
+	}
 	if len(v.Availability) != 3 || v.Availability[0].Label != "1h" {
 		t.Fatalf("windows %+v", v.Availability)
 	}
@@ -82,5 +88,33 @@ func TestBoardShowsTheFailingStepLatencyAndAvailability(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(b.uptime.WithLabelValues("service", "1h")); got < 0.99 {
 		t.Errorf("service uptime over 1h = %v", got)
+	}
+}
+
+// A controller that starts with an empty history shows its first samples
+// in every window at once, not after the 24 h and 30 d reports' reuse.
+func TestBoardDoesNotKeepAnEmptyReport(t *testing.T) {
+	h, err := OpenHistory(filepath.Join(t.TempDir(), "h.db"), 31*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ctx := context.Background()
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	b := NewBoard(h, nil)
+	b.Now = func() time.Time { return now }
+	if _, err := b.View(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.Record(ctx, Result{Site: "a", Kind: KindIssuance, OK: true, Started: now.Add(time.Second)})
+	now = now.Add(10 * time.Second)
+	v, err := b.View(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range v.Availability {
+		if len(w.Report.Sites) != 1 {
+			t.Errorf("window %s: %d sites 10 s after the first sample", w.Label, len(w.Report.Sites))
+		}
 	}
 }

@@ -72,6 +72,22 @@ func (s Step) MarshalJSON() ([]byte, error) {
 	}{plain(s), float64(s.Duration.Microseconds()) / 1000})
 }
 
+// UnmarshalJSON reads what MarshalJSON wrote, duration included (the
+// history stores steps this way).
+func (s *Step) UnmarshalJSON(b []byte) error {
+	type plain Step
+	var v struct {
+		plain
+		DurationMS float64 `json:"durationMs"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*s = Step(v.plain)
+	s.Duration = time.Duration(v.DurationMS * float64(time.Millisecond))
+	return nil
+}
+
 // Result is one run of one probe kind against one site.
 type Result struct {
 	Site    string        `json:"site"`
