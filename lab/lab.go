@@ -43,6 +43,9 @@ func (l *Lab) logf(format string, args ...any) { fmt.Fprintf(l.Log, format+"\n",
 // Layout under the spec's directory.
 func (l *Lab) sitesDir() string           { return l.Spec.Path("sites") }
 func (l *Lab) siteDir(name string) string { return filepath.Join(l.sitesDir(), name) }
+
+// SiteDir is where the lab keeps (and runs) site name's bundle.
+func (l *Lab) SiteDir(name string) string { return l.siteDir(name) }
 func (l *Lab) clusterDir() string         { return l.Spec.Path("cluster") }
 func (l *Lab) statePath() string          { return l.Spec.Path("lab-state.json") }
 

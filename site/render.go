@@ -51,7 +51,11 @@ type Options struct {
 	TokenDir string
 	// SchemaDir holds Boulder's sa/db/*.sql at the pinned version.
 	SchemaDir string
-	Now       time.Time
+	// Lab: the bundle runs on this machine as part of the lab (implied
+	// when Root is empty; set it when rendering a lab site elsewhere, e.g.
+	// to plan an upgrade).
+	Lab bool
+	Now time.Time
 }
 
 // Bundle is the rendered site: what to start, in which order, and how to
@@ -113,8 +117,8 @@ func Render(ctx context.Context, o Options) (*Bundle, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	inPlace := o.Root == "" // the lab: the bundle runs where it is rendered
-	if inPlace {
+	inPlace := o.Root == "" || o.Lab // the lab
+	if o.Root == "" {
 		o.Root = o.Out
 	}
 	p, err := NewPlan(o.Spec, o.Index)

@@ -1,0 +1,291 @@
+// Package upgrade rolls a new Boulder release or a changed cairn.yaml
+// through the sites one at a time (docs/upgrades.md). Its first part
+// plans: it renders what each site would run into a copy of the site's
+// bundle and reports, site by site in the order an upgrade takes them,
+// what would change — changing nothing.
+package upgrade
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/intermediates"
+	"github.com/cairn-pki/cairn/internal/boulderbin"
+	"github.com/cairn-pki/cairn/site"
+)
+
+// SitePlan is what upgrading one site changes.
+type SitePlan struct {
+	Site   string `json:"site"`
+	Step   int    `json:"step"` // 1: first
+	Active bool   `json:"active"`
+	// From and To: the Boulder version and bundle generation now and after.
+	FromBoulder    string `json:"fromBoulder"`
+	ToBoulder      string `json:"toBoulder"`
+	FromGeneration string `json:"fromGeneration"`
+	ToGeneration   string `json:"toGeneration"`
+	// Changed: the bundle's non-secret files that differ (added, removed
+	// or changed), and Restart the processes whose command or
+	// environment differs.
+	Changed []string `json:"changed"`
+	Restart []string `json:"restart"`
+	Diff    string   `json:"diff,omitempty"`
+}
+
+// Unchanged reports whether the site would run exactly what it runs.
+func (p SitePlan) Unchanged() bool {
+	return p.FromGeneration == p.ToGeneration && len(p.Changed) == 0 && len(p.Restart) == 0
+}
+
+// Options say where each site's bundle is and where it runs.
+type Options struct {
+	Spec *cluster.Spec
+	// Bundle is the directory of the site's current rendered bundle; Root
+	// is where that bundle runs (the lab: the same directory).
+	Bundle, Root func(site string) string
+	Lab          bool
+	// Active is the site the ACME name points to ("" if unknown: the
+	// best-priority site is taken as active).
+	Active string
+	// Self is the cairn executable (SoftHSM signing); Log takes progress.
+	Self string
+	Log  io.Writer
+}
+
+// Plan renders every site into a copy of its bundle and compares.
+func Plan(ctx context.Context, o Options) ([]SitePlan, error) {
+	bins, err := boulderbin.Ensure(ctx, o.Log, "ceremony")
+	if err != nil {
+		return nil, err
+	}
+	pki, unlock, err := intermediates.Open(o.Spec, intermediates.Options{Ceremony: bins["ceremony"], Log: o.Log, Signer: o.Self})
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	schema, err := boulderbin.SourceDir(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var plans []SitePlan
+	for i, s := range o.Spec.Sites {
+		p, err := planSite(ctx, o, pki, schema, i)
+		if err != nil {
+			return nil, fmt.Errorf("site %s: %w", s.Name, err)
+		}
+		plans = append(plans, p)
+	}
+	order(plans, o.Spec, o.Active)
+	return plans, nil
+}
+
+// planSite renders site i into a copy of its bundle (its keys and
+// certificates kept, its data left out) and compares the two.
+func planSite(ctx context.Context, o Options, pki site.PKISource, schema string, i int) (SitePlan, error) {
+	name := o.Spec.Sites[i].Name
+	cur := o.Bundle(name)
+	old, err := site.ReadBundle(cur)
+	if err != nil {
+		return SitePlan{}, fmt.Errorf("no rendered bundle to compare with (%w): render it first (cairn lab up)", err)
+	}
+	tmp, err := os.MkdirTemp("", "cairn-upgrade-"+name+"-*")
+	if err != nil {
+		return SitePlan{}, err
+	}
+	defer os.RemoveAll(tmp)
+	if err := copyBundle(cur, tmp); err != nil {
+		return SitePlan{}, err
+	}
+	nb, err := site.Render(ctx, site.Options{Spec: o.Spec, PKI: pki, Index: i, Out: tmp, Root: o.Root(name), SchemaDir: schema, Lab: o.Lab})
+	if err != nil {
+		return SitePlan{}, err
+	}
+	p := SitePlan{Site: name, FromBoulder: old.BoulderVersion, ToBoulder: nb.BoulderVersion, FromGeneration: old.Generation, ToGeneration: nb.Generation}
+	if p.Changed, err = changedFiles(cur, tmp); err != nil {
+		return SitePlan{}, err
+	}
+	p.Restart = restarts(old, nb, p.Changed)
+	p.Diff = diff(cur, tmp, p.Changed)
+	return p, nil
+}
+
+// copyBundle copies a bundle without its data (var/).
+func copyBundle(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if rel == "var" {
+			return filepath.SkipDir
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, fi.Mode().Perm()|0o700)
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(target, b, fi.Mode().Perm())
+		}
+		return nil // sockets, links: not part of what is rendered
+	})
+}
+
+// planned are the bundle's directories an upgrade changes (the rest is
+// data and secrets).
+var planned = []string{"etc", "sql", "https", "pki"}
+
+// changedFiles lists the non-secret files of the planned directories that
+// differ between two bundles.
+func changedFiles(a, b string) ([]string, error) {
+	fa, err := files(a)
+	if err != nil {
+		return nil, err
+	}
+	fb, err := files(b)
+	if err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for rel, x := range fa {
+		if y, ok := fb[rel]; !ok || !bytes.Equal(x, y) {
+			out = append(out, rel)
+		}
+	}
+	for rel := range fb {
+		if _, ok := fa[rel]; !ok {
+			out = append(out, rel)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// files reads the non-secret files of a bundle's planned directories.
+func files(dir string) (map[string][]byte, error) {
+	m := map[string][]byte{}
+	for _, d := range planned {
+		err := filepath.WalkDir(filepath.Join(dir, d), func(path string, e fs.DirEntry, err error) error {
+			if err != nil || e.IsDir() {
+				return err
+			}
+			fi, err := e.Info()
+			if err != nil || fi.Mode().Perm()&0o044 == 0 {
+				return err // secrets stay out of plans
+			}
+			rel, _ := filepath.Rel(dir, path)
+			m[rel], err = os.ReadFile(path)
+			return err
+		})
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// restarts are the processes whose program, arguments or environment
+// differ, that read a changed file (named in their arguments: every
+// component reads its config only at start), or that appear or go.
+func restarts(a, b *site.Bundle, changed []string) []string {
+	key := func(p site.Process) string {
+		return p.Program + "\x00" + strings.Join(p.Args, "\x00") + "\x00" + strings.Join(p.Env, "\x00") + "\x00" + strings.Join(p.UnsetEnv, "\x00")
+	}
+	was := map[string]string{}
+	for _, p := range a.Processes {
+		was[p.Name] = key(p)
+	}
+	out := []string{}
+	reads := func(p site.Process) bool {
+		for _, arg := range p.Args {
+			for _, rel := range changed {
+				if strings.HasSuffix(arg, "/"+rel) || strings.HasSuffix(arg, "="+rel) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, p := range b.Processes {
+		if k, ok := was[p.Name]; !ok || k != key(p) || reads(p) {
+			out = append(out, p.Name)
+		}
+		delete(was, p.Name)
+	}
+	for name := range was {
+		out = append(out, name+" (removed)")
+	}
+	return out
+}
+
+// diff is `diff -u` of the changed text files (at most 200 lines).
+func diff(a, b string, changed []string) string {
+	var buf bytes.Buffer
+	for _, rel := range changed {
+		if !strings.HasPrefix(rel, "etc/") {
+			continue // certificates and schema: named, not shown
+		}
+		out, _ := exec.Command("diff", "-u", "--label", "now/"+rel, "--label", "planned/"+rel, nullIfMissing(filepath.Join(a, rel)), nullIfMissing(filepath.Join(b, rel))).Output()
+		buf.Write(out)
+	}
+	lines := strings.SplitAfter(buf.String(), "\n")
+	if len(lines) > 200 {
+		return strings.Join(lines[:200], "") + fmt.Sprintf("… %d more lines\n", len(lines)-200)
+	}
+	return buf.String()
+}
+
+func nullIfMissing(path string) string {
+	if _, err := os.Stat(path); err != nil {
+		return "/dev/null"
+	}
+	return path
+}
+
+// order numbers the sites as an upgrade takes them: the sites not serving
+// the ACME name first, least preferred (highest priority number) first, so
+// the most preferred standby is upgraded last before the active site; the
+// active site last (it is drained first).
+func order(plans []SitePlan, spec *cluster.Spec, active string) {
+	prio := map[string]int{}
+	best := ""
+	for _, s := range spec.Sites {
+		prio[s.Name] = s.Priority
+		if best == "" || s.Priority < prio[best] {
+			best = s.Name
+		}
+	}
+	if active == "" {
+		active = best
+	}
+	for i := range plans {
+		plans[i].Active = plans[i].Site == active
+	}
+	sort.SliceStable(plans, func(i, j int) bool {
+		a, b := plans[i], plans[j]
+		if a.Active != b.Active {
+			return !a.Active
+		}
+		return prio[a.Site] > prio[b.Site]
+	})
+	for i := range plans {
+		plans[i].Step = i + 1
+	}
+}
