@@ -37,7 +37,7 @@ func newLabExecCmd(g *globals) *cobra.Command {
 		Short: "Run a command as a client of the lab: the ACME name resolves through the cluster DNS, the lab root is trusted, lego's RFC2136_* are set",
 		Example: "  cairn lab exec -- lego --server https://acme.lab.home.arpa/directory --accept-tos --email ops@lab.home.arpa \\\n" +
 			"    --path ./lego --dns rfc2136 --domains test.lab.home.arpa run",
-		Args: cobra.MinimumNArgs(1),
+		Args: cobra.ArbitraryArgs, // lab.Exec says what is missing
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := g.lab(false, "")
 			if err != nil {
