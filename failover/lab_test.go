@@ -173,6 +173,16 @@ func TestLabFailsOverByItself(t *testing.T) {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", old))
 		return err != nil || strings.Contains(string(b), ") Z ")
 	})
+	// Its leader thread turns zombie before the other threads have closed
+	// its sockets: until the listener is gone, the new controller's
+	// readiness check would find the old one.
+	waitFor(t, "the old controller's listener to close", 10*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", spec.Failover.Listen, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
 	if err := l.StartComponent(ctx, "cluster", "controller"); err != nil {
 		t.Fatal(err)
 	}
