@@ -13,14 +13,19 @@ import (
 
 // The board of a history where site b's finalize fails for the last ten
 // minutes while a issues and the ACME name moved from b to a.
-func TestBoardShowsTheFailingStepLatencyAndAvailability(t *testing.T) {
+// boardHistory is an empty history and the board's clock.
+func boardHistory(t *testing.T) (*History, time.Time) {
 	h, err := OpenHistory(filepath.Join(t.TempDir(), "h.db"), 31*24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
+	t.Cleanup(func() { h.Close() })
+	return h, time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+}
+
+func TestBoardShowsTheFailingStepLatencyAndAvailability(t *testing.T) {
+	h, now := boardHistory(t)
 	ctx := context.Background()
-	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	ok := func(name string, ms int) Step {
 		return Step{Name: name, OK: true, Duration: time.Duration(ms) * time.Millisecond}
 	}
@@ -94,13 +99,8 @@ func TestBoardShowsTheFailingStepLatencyAndAvailability(t *testing.T) {
 // A controller that starts with an empty history shows its first samples
 // in every window at once, not after the 24 h and 30 d reports' reuse.
 func TestBoardDoesNotKeepAnEmptyReport(t *testing.T) {
-	h, err := OpenHistory(filepath.Join(t.TempDir(), "h.db"), 31*24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h, now := boardHistory(t)
 	ctx := context.Background()
-	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	b := NewBoard(h, nil)
 	b.Now = func() time.Time { return now }
 	if _, err := b.View(ctx); err != nil {

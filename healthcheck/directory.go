@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
+
+	"github.com/cairn-pki/cairn/internal/acmefront"
 )
 
 // directoryFields are the URLs RFC 8555 §7.1.1 requires.
@@ -54,14 +55,9 @@ func fetchDirectory(ctx context.Context, t *Target, r *recorder) (map[string]any
 		return nil, err
 	}
 	r.res.Steps[len(r.res.Steps)-1].HTTPStatus = resp.StatusCode
-	recordRelease(r, resp.Header.Get(ReleaseHeader))
+	recordRelease(r, resp.Header.Get(acmefront.ReleaseHeader))
 	return dir, nil
 }
-
-// ReleaseHeader is the header a cairn site's ACME front puts on its
-// directory: "site=a; boulder=v0.20260921.0; bundle=0123abcd4567"
-// (acmefront.ReleaseHeader).
-const ReleaseHeader = "Cairn-Site-Release"
 
 // Facts of the release a site runs, from its directory.
 const (
@@ -69,16 +65,14 @@ const (
 	FactBundle         = "bundle"
 )
 
-// recordRelease keeps the site's release as facts of the result.
+// recordRelease keeps the release a cairn site's front names on its
+// directory as facts of the result.
 func recordRelease(r *recorder, header string) {
-	for _, part := range strings.Split(header, ";") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		switch {
-		case !ok:
-		case k == "boulder":
-			r.fact(FactBoulderVersion, v)
-		case k == "bundle":
-			r.fact(FactBundle, v)
-		}
+	rel := acmefront.ParseRelease(header)
+	if rel.Boulder != "" {
+		r.fact(FactBoulderVersion, rel.Boulder)
+	}
+	if rel.Bundle != "" {
+		r.fact(FactBundle, rel.Bundle)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -162,19 +163,19 @@ func (h *History) Samples(ctx context.Context, from time.Time) ([]Sample, error)
 
 // SamplesOf is Samples of the given kinds only.
 func (h *History) SamplesOf(ctx context.Context, from time.Time, kinds ...string) ([]Sample, error) {
-	var out []Sample
-	for _, k := range kinds {
-		rows, err := h.db.QueryContext(ctx, `SELECT site, kind, ok, started_ms, failed_step, active_site FROM results WHERE kind = ? AND started_ms >= ? ORDER BY started_ms`, k, from.UnixMilli())
-		if err != nil {
-			return nil, err
-		}
-		s, err := scanSamples(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s...)
+	if len(kinds) == 0 {
+		return nil, nil
 	}
-	return out, nil
+	args := []any{from.UnixMilli()}
+	for _, k := range kinds {
+		args = append(args, k)
+	}
+	rows, err := h.db.QueryContext(ctx, `SELECT site, kind, ok, started_ms, failed_step, active_site FROM results
+		WHERE started_ms >= ? AND kind IN (?`+strings.Repeat(", ?", len(kinds)-1)+`) ORDER BY started_ms`, args...)
+	if err != nil {
+		return nil, err
+	}
+	return scanSamples(rows)
 }
 
 // Results returns the results since from, oldest first, with their steps.

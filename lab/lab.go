@@ -280,10 +280,8 @@ func (l *Lab) resolver(bins map[string]string) func(string) (string, error) {
 
 func (l *Lab) summary(rootCert string, cb *site.ClusterBundle, bundles []*site.Bundle) *Summary {
 	s := &Summary{ACMEName: l.Spec.ACME.Name, DirectoryURL: bundles[0].DirectoryURL, RootCert: rootCert,
-		ClientKey: cb.ClientKey, Zone: cb.Zone, StatusURL: "http://" + l.Spec.Failover.Listen + "/"}
-	if site.WantsPrometheus(l.Spec) {
-		s.PrometheusURL = "http://" + l.Spec.Monitoring.Prometheus + "/"
-	}
+		ClientKey: cb.ClientKey, Zone: cb.Zone}
+	s.StatusURL, s.PrometheusURL = l.urls()
 	for _, srv := range l.Spec.DNS.Servers {
 		s.DNSServers = append(s.DNSServers, srv.Address)
 		if srv.Role == "primary" {
@@ -294,6 +292,16 @@ func (l *Lab) summary(rootCert string, cb *site.ClusterBundle, bundles []*site.B
 		s.Sites = append(s.Sites, SiteSummary{Name: b.Site, Address: b.Public, Directory: b.SiteURL})
 	}
 	return s
+}
+
+// urls are the controller's status page and the lab's Prometheus ("" when
+// monitoring.prometheus is off).
+func (l *Lab) urls() (status, prometheus string) {
+	status = "http://" + l.Spec.Failover.Listen + "/"
+	if site.WantsPrometheus(l.Spec) {
+		prometheus = "http://" + l.Spec.Monitoring.Prometheus + "/"
+	}
+	return status, prometheus
 }
 
 // bundles reads every rendered site bundle, in spec order, then any others.
@@ -429,10 +437,8 @@ func procStatus(p hostrun.Proc) ProcStatus {
 // (its address, the ACME name as SNI, trusting only the cluster root).
 func (l *Lab) Status(ctx context.Context) (*Status, error) {
 	rootFile := l.Spec.Path(filepath.Join(l.Spec.PKI.Dir, "public", "root.cert.pem"))
-	st := &Status{ACMEName: l.Spec.ACME.Name, RootCert: rootFile, Cluster: []ProcStatus{}, Sites: []SiteStatus{}, StatusURL: "http://" + l.Spec.Failover.Listen + "/"}
-	if site.WantsPrometheus(l.Spec) {
-		st.PrometheusURL = "http://" + l.Spec.Monitoring.Prometheus + "/"
-	}
+	st := &Status{ACMEName: l.Spec.ACME.Name, RootCert: rootFile, Cluster: []ProcStatus{}, Sites: []SiteStatus{}}
+	st.StatusURL, st.PrometheusURL = l.urls()
 	for _, srv := range l.Spec.DNS.Servers {
 		st.DNSServers = append(st.DNSServers, srv.Address)
 		if srv.Role == "primary" {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/letsencrypt/boulder/cmd"
 
-	"github.com/cairn-pki/cairn/cluster"
 	ca "github.com/letsencrypt/boulder/cmd/boulder-ca"
 	publisher "github.com/letsencrypt/boulder/cmd/boulder-publisher"
 	ra "github.com/letsencrypt/boulder/cmd/boulder-ra"
@@ -29,6 +28,8 @@ import (
 	raimpl "github.com/letsencrypt/boulder/ra"
 	bredis "github.com/letsencrypt/boulder/redis"
 	vaconfig "github.com/letsencrypt/boulder/va/config"
+
+	"github.com/cairn-pki/cairn/cluster"
 )
 
 // boulderConfig is one rendered Boulder config: the component name under
@@ -502,10 +503,13 @@ type adminConfig struct {
 }
 
 func (in *boulderInputs) adminConfig() ([]byte, error) {
+	return adminJSON(in.tls("admin"), in.client(PortRA, "ra", 15*time.Second), in.client(PortSA, "sa", 15*time.Second))
+}
+
+// adminJSON is an admin.json: the admin tool's TLS and its RA and SA.
+func adminJSON(tls cmd.TLSConfig, ra, sa *cmd.GRPCClientConfig) ([]byte, error) {
 	var c adminConfig
-	c.Admin.TLS = in.tls("admin")
-	c.Admin.RAService = in.client(PortRA, "ra", 15*time.Second)
-	c.Admin.SAService = in.client(PortSA, "sa", 15*time.Second)
+	c.Admin.TLS, c.Admin.RAService, c.Admin.SAService = tls, ra, sa
 	c.Syslog = noSyslog
 	b, err := json.MarshalIndent(plain(reflect.ValueOf(c)), "", "  ")
 	return append(b, '\n'), err

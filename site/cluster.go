@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -309,12 +308,10 @@ func (r *clusterRender) bundle() (*ClusterBundle, error) {
 	}
 	if r.o.Root == "" { // the lab, as its sites (LabGOGC)
 		for i := range b.Processes {
-			if slices.Contains(goPrograms, b.Processes[i].Program) {
-				b.Processes[i].Env = append(b.Processes[i].Env, LabGOGC)
-			}
+			b.Processes[i].labEnv()
 		}
 		if b.Controller != nil {
-			b.Controller.Env = append(b.Controller.Env, LabGOGC)
+			b.Controller.labEnv()
 		}
 	}
 	data, _ := json.MarshalIndent(b, "", "  ")

@@ -1,10 +1,8 @@
 package site
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
-	"reflect"
 	"time"
 
 	"github.com/letsencrypt/boulder/cmd"
@@ -46,14 +44,11 @@ func (r *renderer) controllerAdmin(k *ipki) error {
 		return err
 	}
 	front := Addr(p.Public, p.Spec.ACME.HTTPSPort)
-	var c adminConfig
-	c.Admin.TLS = cmd.TLSConfig{CACertFile: "ca.pem", CertFile: "cert.pem", KeyFile: "key.pem"}
-	c.Admin.RAService = &cmd.GRPCClientConfig{ServerAddress: front, HostOverride: "ra.boulder", Timeout: dur(15 * time.Second)}
-	c.Admin.SAService = &cmd.GRPCClientConfig{ServerAddress: front, HostOverride: "sa.boulder", Timeout: dur(15 * time.Second)}
-	c.Syslog = noSyslog
-	b, err := json.MarshalIndent(plain(reflect.ValueOf(c)), "", "  ")
+	b, err := adminJSON(cmd.TLSConfig{CACertFile: "ca.pem", CertFile: "cert.pem", KeyFile: "key.pem"},
+		&cmd.GRPCClientConfig{ServerAddress: front, HostOverride: "ra.boulder", Timeout: dur(15 * time.Second)},
+		&cmd.GRPCClientConfig{ServerAddress: front, HostOverride: "sa.boulder", Timeout: dur(15 * time.Second)})
 	if err != nil {
 		return err
 	}
-	return fsutil.WriteFileAtomic(filepath.Join(dir, "admin.json"), append(b, '\n'), 0o600)
+	return fsutil.WriteFileAtomic(filepath.Join(dir, "admin.json"), b, 0o600)
 }

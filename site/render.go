@@ -18,11 +18,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/intermediates"
+	"github.com/cairn-pki/cairn/internal/acmefront"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 )
@@ -622,8 +624,8 @@ func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 		case "crl-storer":
 			procs[i].UnsetEnv = []string{"AWS_CA_BUNDLE"}
 		}
-		if r.inPlace && slices.Contains(goPrograms, procs[i].Program) {
-			procs[i].Env = append(procs[i].Env, LabGOGC)
+		if r.inPlace {
+			procs[i].labEnv()
 		}
 	}
 	return &Bundle{
@@ -644,6 +646,14 @@ const LabGOGC = "GOGC=50"
 
 // goPrograms are the bundles' Go programs.
 var goPrograms = []string{"boulder", "cairn", FrontProgram, "ct-test-srv", "s3-test-srv", "prometheus"}
+
+// labEnv gives a lab process what the lab's processes get (LabGOGC for
+// Go programs).
+func (p *Process) labEnv() {
+	if slices.Contains(goPrograms, p.Program) {
+		p.Env = append(p.Env, LabGOGC)
+	}
+}
 
 // FrontProgram is the small binary of the processes that face clients
 // (cmd/cairn-front): a site's ACME and CRL fronts, the cluster's PKI front.
@@ -685,7 +695,7 @@ func (r *renderer) acmeFront(in *boulderInputs) string {
 		peers = append(peers, x)
 	}
 	b, _ := json.MarshalIndent(map[string]any{
-		"release":  map[string]string{"site": p.Site.Name, "boulder": r.bundle.BoulderVersion, "bundle": r.bundle.Generation},
+		"release":  acmefront.Release{Site: p.Site.Name, Boulder: r.bundle.BoulderVersion, Bundle: r.bundle.Generation},
 		"listen":   Addr(p.Public, p.Spec.ACME.HTTPSPort),
 		"upstream": "http://" + Addr(p.Svc, PortWFEHTTP),
 		"certFile": r.root("https", "wfe.pem"),
@@ -702,39 +712,58 @@ func (r *renderer) acmeFront(in *boulderInputs) string {
 	return string(b) + "\n"
 }
 
-// generation names what the bundle runs: a digest of its configs,
-// schema, certificates and issuers (etc, sql, https, pki: the files
-// readable by others, so no secret), its processes and the Boulder
-// version. Two renders that would run the same thing have the same
-// generation; any change of config, binary version or process list gives
-// a new one.
+// generation names what the bundle runs: a digest of its rendered files
+// (RenderedFiles), its processes and the Boulder version. Two renders that
+// would run the same thing have the same generation; any change of
+// config, binary version or process list gives a new one.
 func (r *renderer) generation() (string, error) {
+	files, err := RenderedFiles(r.o.Out)
+	if err != nil {
+		return "", err
+	}
+	delete(files, "etc/acme-front.json") // it carries the generation
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
 	h := sha256.New()
-	for _, dir := range []string{"etc", "sql", "https", "pki"} {
-		err := filepath.WalkDir(r.out(dir), func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			rel, _ := filepath.Rel(r.o.Out, path)
-			fi, err := d.Info()
-			if err != nil || rel == "etc/acme-front.json" || fi.Mode().Perm()&0o044 == 0 {
-				return err // the front carries the generation; secrets stay out
-			}
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(h, "%s %x\n", rel, sha256.Sum256(b))
-			return nil
-		})
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return "", err
-		}
+	for _, n := range names {
+		fmt.Fprintf(h, "%s %x\n", n, sha256.Sum256(files[n]))
 	}
 	procs, _ := json.Marshal(r.bundle.Processes)
 	h.Write(procs)
 	fmt.Fprintf(h, "boulder %s\n", r.bundle.BoulderVersion)
 	return hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+// renderedDirs are the bundle's directories that rendering writes and an
+// upgrade changes; the others hold data and secrets.
+var renderedDirs = []string{"etc", "sql", "https", "pki"}
+
+// RenderedFiles reads a bundle's rendered files by path relative to dir:
+// configs, schema, certificates and issuers, only those others may read
+// (no secret).
+func RenderedFiles(dir string) (map[string][]byte, error) {
+	m := map[string][]byte{}
+	for _, d := range renderedDirs {
+		err := filepath.WalkDir(filepath.Join(dir, d), func(path string, e fs.DirEntry, err error) error {
+			if err != nil || e.IsDir() {
+				return err
+			}
+			fi, err := e.Info()
+			if err != nil || fi.Mode().Perm()&0o044 == 0 {
+				return err
+			}
+			rel, _ := filepath.Rel(dir, path)
+			m[rel], err = os.ReadFile(path)
+			return err
+		})
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+	}
+	return m, nil
 }
 
 // ReadBundle reads a rendered bundle's manifest.

@@ -8,7 +8,6 @@ package upgrade
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -148,18 +147,14 @@ func copyBundle(src, dst string) error {
 	})
 }
 
-// planned are the bundle's directories an upgrade changes (the rest is
-// data and secrets).
-var planned = []string{"etc", "sql", "https", "pki"}
-
-// changedFiles lists the non-secret files of the planned directories that
-// differ between two bundles.
+// changedFiles lists the rendered files (site.RenderedFiles) that differ
+// between two bundles.
 func changedFiles(a, b string) ([]string, error) {
-	fa, err := files(a)
+	fa, err := site.RenderedFiles(a)
 	if err != nil {
 		return nil, err
 	}
-	fb, err := files(b)
+	fb, err := site.RenderedFiles(b)
 	if err != nil {
 		return nil, err
 	}
@@ -176,29 +171,6 @@ func changedFiles(a, b string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
-}
-
-// files reads the non-secret files of a bundle's planned directories.
-func files(dir string) (map[string][]byte, error) {
-	m := map[string][]byte{}
-	for _, d := range planned {
-		err := filepath.WalkDir(filepath.Join(dir, d), func(path string, e fs.DirEntry, err error) error {
-			if err != nil || e.IsDir() {
-				return err
-			}
-			fi, err := e.Info()
-			if err != nil || fi.Mode().Perm()&0o044 == 0 {
-				return err // secrets stay out of plans
-			}
-			rel, _ := filepath.Rel(dir, path)
-			m[rel], err = os.ReadFile(path)
-			return err
-		})
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
-	}
-	return m, nil
 }
 
 // restarts are the processes whose program, arguments or environment

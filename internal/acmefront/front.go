@@ -70,8 +70,30 @@ type Release struct {
 }
 
 // ReleaseHeader is the response header of the directory that names the
-// site's release: "site=a; boulder=v0.20260921.0; bundle=0123abcd4567".
+// site's release (Release.String).
 const ReleaseHeader = "Cairn-Site-Release"
+
+// String is the header's value: "site=a; boulder=v0.20260921.0; bundle=0123abcd4567".
+func (r Release) String() string {
+	return fmt.Sprintf("site=%s; boulder=%s; bundle=%s", r.Site, r.Boulder, r.Bundle)
+}
+
+// ParseRelease reads a ReleaseHeader value (unknown parts are ignored).
+func ParseRelease(v string) Release {
+	var r Release
+	for _, part := range strings.Split(v, ";") {
+		k, val, _ := strings.Cut(strings.TrimSpace(part), "=")
+		switch k {
+		case "site":
+			r.Site = val
+		case "boulder":
+			r.Boulder = val
+		case "bundle":
+			r.Bundle = val
+		}
+	}
+	return r
+}
 
 // Peer is another site's front and its issuers.
 type Peer struct {
@@ -135,7 +157,7 @@ func New(c *Config, log *slog.Logger) (*Front, error) {
 		}
 	}
 	if c.Release != nil {
-		f.release = fmt.Sprintf("site=%s; boulder=%s; bundle=%s", c.Release.Site, c.Release.Boulder, c.Release.Bundle)
+		f.release = c.Release.String()
 	}
 	if len(f.own) == 0 {
 		return nil, errors.New("issuers: no certificate: the front must know the site's own issuers")
