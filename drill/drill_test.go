@@ -32,7 +32,7 @@ func TestBuiltinsParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"account-conflict", "controller-crash", "deep-db-failure", "dns-primary-down", "flapping", "full-outage", "hsm-failure", "partition", "peer-db-down", "revoke-at-dead-site", "site-down", "slow-site"}
+	want := []string{"account-conflict", "bad-release", "controller-crash", "deep-db-failure", "dns-primary-down", "flapping", "full-outage", "hsm-failure", "partition", "peer-db-down", "revoke-at-dead-site", "site-down", "slow-site", "upgrade"}
 	var got []string
 	for _, s := range all {
 		got = append(got, s.Name)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/lab"
 )
 
@@ -92,6 +93,20 @@ var faultKinds = []faultKind{
 			}
 			wfe := net.JoinHostPort(s.Address, strconv.Itoa(l.Spec.ACME.HTTPSPort))
 			return &toxicFault{site: site, wfe: wfe, kind: st.Toxic, latency: st.Latency.Milliseconds(), jitter: st.Jitter.Milliseconds(), table: table}, nil
+		}},
+	{Name: "upgrade",
+		Check: func(st Step, add func(string, string, ...any)) {
+			if st.Site != "cluster" {
+				add(".site", "upgrade rolls through every site in upgrade order: use site: cluster")
+			}
+			if st.To != "" {
+				if err := boulderbin.CheckVersion(st.To); err != nil {
+					add(".to", "%v", err)
+				}
+			}
+		},
+		Build: func(l *lab.Lab, st Step, _, table string) (Fault, error) {
+			return &upgradeFault{l: l, st: st, state: l.Spec.Path(filepath.Join("var", table+"-upgrade.json"))}, nil
 		}},
 	{Name: "replication", SiteOnly: true, Build: func(l *lab.Lab, _ Step, site, _ string) (Fault, error) {
 		if _, ok := l.Spec.SiteByName(site); !ok {

@@ -59,6 +59,8 @@ type Report struct {
 	Accounts AccountsReport `json:"accounts"`
 	// Revocation: revocation and CRL checks (pass.revoked, pass.crlsAvailable).
 	Revocation RevocationReport `json:"revocation"`
+	// Upgrade: what an upgrade step did (pass.upgrade).
+	Upgrade UpgradeReport `json:"upgrade"`
 }
 
 // RealClient is what happened to one real client.
@@ -133,6 +135,7 @@ func (rep *Report) compute(w *workload, newClient time.Time, sc *Scenario) {
 	rep.RenewDeadline = float64(w.spec.ACME.TTL + 30)
 	rep.Timings = Timings{FirstFailedProbe: secs(t0, probe), Detect: secs(t0, detect), Commit: secs(t0, commit), Visible: secs(t0, allVisible), FirstSuccess: secs(t0, newClient)}
 	rep.Timings.FirstWorkloadSuccess = secs(t0, rep.firstWorkloadSuccess(t0))
+	rep.computeUpgrade()
 	for _, e := range rep.Events {
 		if e.Kind == eventAlertPage && !e.At.Before(t0) {
 			rep.Timings.Alert = secs(t0, e.At)
@@ -324,8 +327,19 @@ func (rep *Report) judge(sc *Scenario) {
 			}
 		}
 	}
+	if p.MaxRealFailures != nil {
+		for _, c := range rep.Real {
+			if c.Failed > *p.MaxRealFailures {
+				fail("%s failed %d of %d runs, at most %d allowed (problems: %s)", c.Client, c.Failed, c.Runs, *p.MaxRealFailures, problemList(c.Problems))
+			}
+			if !c.AccountKept {
+				fail("%s did not keep its account", c.Client)
+			}
+		}
+	}
 	rep.judgeAccounts(sc, fail)
 	rep.judgeRevocation(sc, fail)
+	rep.judgeUpgrade(sc, fail)
 	if len(rep.RestoreErrors) > 0 {
 		fail("restoring faults failed: %s", strings.Join(rep.RestoreErrors, "; "))
 	}
@@ -442,6 +456,7 @@ func (rep *Report) Markdown() string {
 		fmt.Fprintln(&b)
 	}
 	rep.Revocation.markdown(&b, rep.FaultAt)
+	rep.Upgrade.markdown(&b)
 	fmt.Fprintf(&b, "\n## Events\n\n")
 	for _, e := range rep.Events {
 		fmt.Fprintf(&b, "* %s `%s` %s %s\n", e.At.Format("15:04:05.000"), e.Kind, e.Site, e.Detail)

@@ -2,7 +2,6 @@ package drill
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/lab"
+	"github.com/cairn-pki/cairn/upgrade"
 )
 
 // Event is one timestamped thing the drill saw.
@@ -57,14 +57,7 @@ func (r *Runner) event(kind, siteName, detail string) {
 
 // ControllerStatus asks the cluster's controller for its status.
 func ControllerStatus(ctx context.Context, spec *cluster.Spec) (failover.Status, error) {
-	var st failover.Status
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+spec.Failover.Listen+"/api/status", nil)
-	resp, err := (&http.Client{Timeout: 3 * time.Second}).Do(req)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	return st, json.NewDecoder(resp.Body).Decode(&st)
+	return (&failover.Client{Spec: spec, HTTP: &http.Client{Timeout: 3 * time.Second}}).Status(ctx)
 }
 
 // Run checks the steady state, runs the timeline and the workload, restores
@@ -321,7 +314,8 @@ func (r *Runner) finish(ctx context.Context, applier acmedns.Provider, s *runSta
 // restoreAll restores every injected fault, newest first, and rewrites the
 // journal with those that could not be restored.
 func (r *Runner) restoreAll(rep *Report) {
-	rctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// Ten minutes: an upgrade's restore rolls every site back, gated.
+	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	r.mu.Lock()
 	faults, entries := r.faults, r.jrnl.Faults
@@ -412,6 +406,10 @@ func (r *Runner) timeline(ctx context.Context, start time.Time, active string, i
 				errs = append(errs, fmt.Errorf("timeline[%d]: %w", i, err))
 				continue
 			}
+			uf, isUpgrade := f.(*upgradeFault)
+			if isUpgrade {
+				uf.event = func(e upgrade.Event) { r.event("upgrade-"+e.Phase, e.Site, e.Detail) }
+			}
 			if ff, ok := f.(*flapFault); ok {
 				ff.onChange = func(on bool) {
 					kind := "fault-restored"
@@ -432,8 +430,18 @@ func (r *Runner) timeline(ctx context.Context, start time.Time, active string, i
 				errs = append(errs, fmt.Errorf("timeline[%d]: not injected, the journal cannot be written: %w", i, jerr))
 				continue
 			}
+			if isUpgrade {
+				// An upgrade runs for minutes: it starts now.
+				r.event("fault-injected", name, f.Describe())
+				r.event("upgrade-start", name, f.Describe())
+				injected(time.Now())
+			}
 			if err := f.Inject(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("timeline[%d] %s: %w", i, f.Describe(), err))
+				continue
+			}
+			if isUpgrade {
+				r.event("upgrade-result", name, uf.Result())
 				continue
 			}
 			r.event("fault-injected", name, f.Describe())

@@ -82,6 +82,14 @@ type Step struct {
 	Toxic   string   `yaml:"toxic,omitempty" json:"toxic,omitempty"`
 	Latency Duration `yaml:"latency,omitempty" json:"latency,omitempty"`
 	Jitter  Duration `yaml:"jitter,omitempty" json:"jitter,omitempty"`
+	// upgrade (site: cluster): `cairn upgrade apply` to Boulder release
+	// To ("" keeps each site's), each site watched for Canary and gated
+	// by Gate deep-probe rounds (default failover.upAfter); Broken rolls
+	// out a broken release instead (its RA cannot reach its CA).
+	To     string   `yaml:"to,omitempty" json:"to,omitempty"`
+	Canary Duration `yaml:"canary,omitempty" json:"canary,omitempty"`
+	Gate   int      `yaml:"gate,omitempty" json:"gate,omitempty"`
+	Broken bool     `yaml:"broken,omitempty" json:"broken,omitempty"`
 }
 
 // Workload is the built-in clients' load through the ACME name.
@@ -120,6 +128,13 @@ type Pass struct {
 	// faulted site's valid certificate, with its CRL fetched through its
 	// URL, passed every time while the faults were in place.
 	CRLsAvailable bool `yaml:"crlsAvailable,omitempty" json:"crlsAvailable,omitempty"`
+	// Upgrade: how the timeline's upgrade must end: done (every site on
+	// the new release) or rolled-back (the gate stopped it at the first
+	// site, which was rolled back; no other site was touched).
+	Upgrade string `yaml:"upgrade,omitempty" json:"upgrade,omitempty"`
+	// MaxRealFailures: failed runs of the real clients (certbot, lego)
+	// allowed, each kept its account.
+	MaxRealFailures *int `yaml:"maxRealFailures,omitempty" json:"maxRealFailures,omitempty"`
 }
 
 // Duration is a time.Duration written like 30s or 2m.
@@ -254,6 +269,15 @@ func (s *Scenario) check() error {
 	}
 	if c := s.Accounts.ConflictAt.Duration; c < 0 || c >= s.Duration.Duration {
 		add("accounts.conflictAt", "%s is outside the drill (duration %s)", s.Accounts.ConflictAt, s.Duration)
+	}
+	switch s.Pass.Upgrade {
+	case "":
+	case UpgradeDone, UpgradeRolledBack:
+		if !slices.ContainsFunc(s.Timeline, func(st Step) bool { return st.Fault == "upgrade" }) {
+			add("pass.upgrade", "needs an upgrade step in the timeline")
+		}
+	default:
+		add("pass.upgrade", "%q: use %s or %s", s.Pass.Upgrade, UpgradeDone, UpgradeRolledBack)
 	}
 	for i, st := range s.Timeline {
 		f := fmt.Sprintf("timeline[%d]", i)

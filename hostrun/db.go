@@ -186,8 +186,16 @@ func errorLines(b []byte) string {
 	return strings.Join(keep, " | ")
 }
 
+// firstLine is the client's ERROR line, else its first line, any secret
+// in it cut off.
 func firstLine(b []byte) string {
 	s, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "ERROR") {
+			s = strings.TrimSpace(l)
+			break
+		}
+	}
 	for _, secret := range []string{"IDENTIFIED BY", "MASTER_PASSWORD"} {
 		if i := strings.Index(s, secret); i >= 0 {
 			s = s[:i] + "…"

@@ -102,7 +102,7 @@ type SiteSummary struct {
 }
 
 // generated lists what the lab creates under the spec directory.
-var generated = []string{"sites", "cluster", "lab-state.json"}
+var generated = []string{"sites", "cluster", "lab-state.json", "upgrade-state.json", "upgrade-backups"}
 
 // Up builds the binaries if missing, creates the PKI, renders every bundle
 // and starts the cluster DNS and all sites. Data and keys of an earlier
@@ -252,7 +252,26 @@ func (l *Lab) startProc(ctx context.Context, p hostrun.Proc, resolve func(string
 }
 
 func (l *Lab) startSite(ctx context.Context, b *site.Bundle, resolve func(string) (string, error)) error {
-	return hostrun.StartSite(ctx, b, resolve, l.logf)
+	return hostrun.StartSite(ctx, b, l.resolverFor(ctx, b, resolve), l.logf)
+}
+
+// resolverFor is resolve for one site: its Boulder components run the
+// release its bundle names (built into that release's own directory the
+// first time), so sites on different releases run side by side.
+func (l *Lab) resolverFor(ctx context.Context, b *site.Bundle, resolve func(string) (string, error)) func(string) (string, error) {
+	if b == nil || b.BoulderVersion == "" || b.BoulderVersion == boulderbin.Version {
+		return resolve
+	}
+	return func(name string) (string, error) {
+		if name != "boulder" {
+			return resolve(name)
+		}
+		bins, err := boulderbin.EnsureVersion(ctx, l.Log, b.BoulderVersion, "boulder")
+		if err != nil {
+			return "", err
+		}
+		return bins["boulder"], nil
+	}
 }
 
 // resolver maps a bundle's program names to executables.
@@ -600,7 +619,7 @@ func (l *Lab) UpdateCRLs(ctx context.Context, siteName string) error {
 	if err != nil {
 		return err
 	}
-	return hostrun.UpdateCRLs(ctx, b, l.resolver(bins))
+	return hostrun.UpdateCRLs(ctx, b, l.resolverFor(ctx, b, l.resolver(bins)))
 }
 
 // component finds one process of a site (or of the cluster: site "cluster").
@@ -650,7 +669,11 @@ func (l *Lab) StartComponent(ctx context.Context, siteName, name string) error {
 	if err != nil {
 		return err
 	}
-	return l.startProc(ctx, p, l.resolver(bins))
+	var b *site.Bundle
+	if siteName != "cluster" {
+		b, _ = site.ReadBundle(l.siteDir(siteName))
+	}
+	return l.startProc(ctx, p, l.resolverFor(ctx, b, l.resolver(bins)))
 }
 
 // SignalComponent sends sig to one running process of the lab (by its PID

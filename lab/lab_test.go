@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,7 +32,6 @@ import (
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/site"
-	"github.com/cairn-pki/cairn/upgrade"
 )
 
 var labTools = append(labtest.Tools, "lego", "certbot", "unshare")
@@ -168,7 +166,6 @@ func TestLabEndToEnd(t *testing.T) {
 	checkPrometheus(t, st)
 	checkExec(t, spec)
 	checkHeal(t, l)
-	checkUpgradePlan(t, l)
 
 	// The health-probe account is exempted from per-account limits at every
 	// site (overrides in the SA database, read back with Boulder's admin tool).
@@ -660,45 +657,5 @@ func checkHeal(t *testing.T, l *Lab) {
 		if !s.DirectoryOK {
 			t.Errorf("after lab up, site %s directory: %s", s.Name, s.DirectoryError)
 		}
-	}
-}
-
-// checkUpgradePlan: with the spec as rendered, no site would change; with
-// a changed CAA identity every site would (its VAs' configs, their
-// restarts, a new generation), standbys first; and planning changed
-// nothing on disk.
-func checkUpgradePlan(t *testing.T, l *Lab) {
-	t.Helper()
-	ctx := context.Background()
-	opts := upgrade.Options{Spec: l.Spec, Bundle: l.SiteDir, Root: l.SiteDir, Lab: true, Active: "a", Self: l.Cairn, Log: io.Discard}
-	plans, err := upgrade.Plan(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range plans {
-		if !p.Unchanged() {
-			t.Errorf("site %s would change with the spec it runs: %+v", p.Site, p)
-		}
-	}
-	before, _ := site.ReadBundle(l.SiteDir("a"))
-	changed := *l.Spec
-	changed.ACME.CAAIdentity = "ca2." + changed.ACME.Zone
-	opts.Spec = &changed
-	plans, err = upgrade.Plan(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(plans) != 2 || plans[0].Site != "b" || plans[1].Site != "a" || !plans[1].Active {
-		t.Fatalf("plan order %+v: want b then the active a", plans)
-	}
-	for _, p := range plans {
-		if p.Unchanged() || p.ToGeneration == p.FromGeneration || !slices.Contains(p.Changed, "etc/va.json") || !slices.Contains(p.Restart, "va") ||
-			!strings.Contains(p.Diff, "ca2."+changed.ACME.Zone) {
-			t.Errorf("site %s with a new CAA identity: %+v", p.Site, p)
-		}
-	}
-	after, _ := site.ReadBundle(l.SiteDir("a"))
-	if before.Generation != after.Generation {
-		t.Errorf("planning changed site a's bundle: %s -> %s", before.Generation, after.Generation)
 	}
 }

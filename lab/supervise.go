@@ -37,18 +37,20 @@ func (l *Lab) Supervise(ctx context.Context, interval time.Duration) error {
 		if err != nil {
 			return err
 		}
-		var procs []hostrun.Proc
 		if cb, err := site.ReadClusterBundle(l.clusterDir()); err == nil {
+			var procs []hostrun.Proc
 			for _, p := range cb.All() {
 				procs = append(procs, hostrun.Proc{Process: p, Root: cb.Root})
 			}
+			hostrun.RestartExited(procs, resolve, l.logf)
 		}
 		for _, b := range bundles {
+			var procs []hostrun.Proc
 			for _, p := range b.Processes {
 				procs = append(procs, hostrun.NewProc(p, b.Root))
 			}
+			hostrun.RestartExited(procs, l.resolverFor(ctx, b, resolve), l.logf)
 		}
-		hostrun.RestartExited(procs, resolve, l.logf)
 		select {
 		case <-ctx.Done():
 			return nil

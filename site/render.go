@@ -51,8 +51,16 @@ type Options struct {
 	// TokenDir is where the site's SoftHSM tokens are on the target. Empty
 	// means the cluster PKI's own token directory (the lab).
 	TokenDir string
-	// SchemaDir holds Boulder's sa/db/*.sql at the pinned version.
+	// SchemaDir holds Boulder's sa/db/*.sql at the pinned version (a site
+	// on another release reads that release's own).
 	SchemaDir string
+	// BoulderVersion is the Boulder release the site runs. Empty keeps
+	// the one its bundle at Out records (a site stays on its release
+	// until `cairn upgrade apply --to` moves it), else the pinned one.
+	// Configs are rendered from the pinned release's structs: another
+	// release must accept them (its components validate their configs at
+	// start, and the upgrade gate proves it issues).
+	BoulderVersion string
 	// Lab: the bundle runs on this machine as part of the lab (implied
 	// when Root is empty; set it when rendering a lab site elsewhere, e.g.
 	// to plan an upgrade).
@@ -126,6 +134,20 @@ func Render(ctx context.Context, o Options) (*Bundle, error) {
 	p, err := NewPlan(o.Spec, o.Index)
 	if err != nil {
 		return nil, err
+	}
+	if o.BoulderVersion == "" {
+		o.BoulderVersion = boulderbin.Version
+		if old, err := ReadBundle(o.Out); err == nil && old.BoulderVersion != "" {
+			o.BoulderVersion = old.BoulderVersion
+		}
+	}
+	if err := boulderbin.CheckVersion(o.BoulderVersion); err != nil {
+		return nil, err
+	}
+	if o.BoulderVersion != boulderbin.Version {
+		if o.SchemaDir, err = boulderbin.SourceDirFor(ctx, o.BoulderVersion); err != nil {
+			return nil, err
+		}
 	}
 	r := &renderer{o: o, p: p, varDir: filepath.Join(o.Root, "var"), inPlace: inPlace}
 	if err := r.render(ctx); err != nil {
@@ -212,7 +234,7 @@ func (r *renderer) render(ctx context.Context) error {
 	if err := r.boulderFiles(in); err != nil {
 		return err
 	}
-	// Database schema from the pinned Boulder module.
+	// Database schema from the site's Boulder release.
 	schema, err := r.schema()
 	if err != nil {
 		return err
@@ -221,7 +243,7 @@ func (r *renderer) render(ctx context.Context) error {
 		return err
 	}
 	r.bundle = r.manifest(caEnv, schema)
-	r.bundle.BoulderVersion = boulderbin.Version
+	r.bundle.BoulderVersion = r.o.BoulderVersion
 	if r.bundle.Generation, err = r.generation(); err != nil {
 		return err
 	}

@@ -59,6 +59,8 @@ type Options struct {
 	// Self is the cairn executable (SoftHSM signing); Log takes progress.
 	Self string
 	Log  io.Writer
+	// To is the Boulder release to plan for ("": each site keeps its own).
+	To string
 }
 
 // Plan renders every site into a copy of its bundle and compares.
@@ -105,7 +107,7 @@ func planSite(ctx context.Context, o Options, pki site.PKISource, schema string,
 	if err := copyBundle(cur, tmp); err != nil {
 		return SitePlan{}, err
 	}
-	nb, err := site.Render(ctx, site.Options{Spec: o.Spec, PKI: pki, Index: i, Out: tmp, Root: o.Root(name), SchemaDir: schema, Lab: o.Lab})
+	nb, err := site.Render(ctx, site.Options{Spec: o.Spec, PKI: pki, Index: i, Out: tmp, Root: o.Root(name), SchemaDir: schema, Lab: o.Lab, BoulderVersion: o.To})
 	if err != nil {
 		return SitePlan{}, err
 	}
@@ -175,7 +177,8 @@ func changedFiles(a, b string) ([]string, error) {
 
 // restarts are the processes whose program, arguments or environment
 // differ, that read a changed file (named in their arguments: every
-// component reads its config only at start), or that appear or go.
+// component reads its config only at start), that run Boulder when the
+// release changes, or that appear or go.
 func restarts(a, b *site.Bundle, changed []string) []string {
 	key := func(p site.Process) string {
 		return p.Program + "\x00" + strings.Join(p.Args, "\x00") + "\x00" + strings.Join(p.Env, "\x00") + "\x00" + strings.Join(p.UnsetEnv, "\x00")
@@ -195,8 +198,9 @@ func restarts(a, b *site.Bundle, changed []string) []string {
 		}
 		return false
 	}
+	release := a.BoulderVersion != b.BoulderVersion
 	for _, p := range b.Processes {
-		if k, ok := was[p.Name]; !ok || k != key(p) || reads(p) {
+		if k, ok := was[p.Name]; !ok || k != key(p) || reads(p) || (release && p.Program == "boulder") {
 			out = append(out, p.Name)
 		}
 		delete(was, p.Name)

@@ -2,21 +2,17 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cairn-pki/cairn/failover"
-	"github.com/cairn-pki/cairn/internal/fsutil"
 )
 
 // newFailoverCmd is `cairn failover`: the controller and its operator
@@ -143,46 +139,24 @@ func (g *globals) runController(ctx context.Context, id, historyFile string) err
 }
 
 // errNoController: nothing answers at failover.listen.
-var errNoController = errors.New("no controller answers")
+var errNoController = failover.ErrNoController
 
-// controllerCall talks to the running controller's API.
 func (g *globals) controllerCall(ctx context.Context, method, path string, out any) error {
 	spec, _, err := g.specForProbes()
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+spec.Failover.Listen+path, nil)
-	if err != nil {
-		return err
-	}
-	if method == http.MethodPost {
-		token, err := fsutil.ReadSecret(spec.Path(spec.Failover.AdminTokenFile))
-		if err != nil {
-			return fmt.Errorf("failover.adminTokenFile: %w", err)
-		}
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		return fmt.Errorf("%w at %s (is `cairn failover run` or the lab up?): %v", errNoController, spec.Failover.Listen, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("controller: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
-	}
-	return json.Unmarshal(body, out)
+	return (&failover.Client{Spec: spec}).Call(ctx, method, path, out)
 }
 
 func (g *globals) operatorCall(cmd *cobra.Command, path, wantActive string) error {
-	var st failover.Status
-	if err := g.controllerCall(cmd.Context(), http.MethodPost, path, &st); err != nil {
+	spec, _, err := g.specForProbes()
+	if err != nil {
 		return err
 	}
-	for _, in := range st.LastIntent {
-		if in.Type == failover.IntentRefused {
-			return fmt.Errorf("%s", in.Reason)
-		}
+	st, err := (&failover.Client{Spec: spec}).Operate(cmd.Context(), path)
+	if err != nil {
+		return err
 	}
 	if wantActive != "" && st.Active != wantActive {
 		return fmt.Errorf("the ACME name still points to %s (see `cairn failover status`)", st.Active)

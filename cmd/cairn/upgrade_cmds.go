@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -14,8 +15,9 @@ import (
 )
 
 func newUpgradeCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "upgrade", Short: "Roll a changed cairn.yaml or cairn release through the sites one at a time (plan for now: docs/upgrades.md)"}
+	cmd := &cobra.Command{Use: "upgrade", Short: "Roll a Boulder release or a changed cairn.yaml through the sites one at a time, gated by deep probes (docs/upgrades.md)"}
 	var showDiff bool
+	var to string
 	plan := &cobra.Command{
 		Use:   "plan",
 		Short: "Show, site by site in upgrade order (standbys first, the active site last), what would change: Boulder version, bundle generation, files, processes to restart; changes nothing",
@@ -31,7 +33,7 @@ func newUpgradeCmd(g *globals) *cobra.Command {
 				active = st.Active
 			}
 			self, _ := os.Executable()
-			plans, err := upgrade.Plan(cmd.Context(), upgrade.Options{Spec: l.Spec, Bundle: l.SiteDir, Root: l.SiteDir, Lab: true, Active: active, Self: self, Log: os.Stderr})
+			plans, err := upgrade.Plan(cmd.Context(), upgrade.Options{Spec: l.Spec, Bundle: l.SiteDir, Root: l.SiteDir, Lab: true, Active: active, Self: self, Log: os.Stderr, To: to})
 			if err != nil {
 				return err
 			}
@@ -43,8 +45,140 @@ func newUpgradeCmd(g *globals) *cobra.Command {
 		},
 	}
 	plan.Flags().BoolVar(&showDiff, "diff", false, "also show the configuration diff of every site")
-	cmd.AddCommand(plan)
+	plan.Flags().StringVar(&to, "to", "", "Boulder release to plan for (default: each site keeps its own)")
+	cmd.AddCommand(plan, newUpgradeApplyCmd(g), newUpgradeAbandonCmd(g), newUpgradeStatusCmd(g))
 	return cmd
+}
+
+// labUpgrade is the options of an upgrade of the lab's sites.
+func (g *globals) labUpgrade() (upgrade.ApplyOptions, error) {
+	l, err := g.lab(false, "")
+	if err != nil {
+		return upgrade.ApplyOptions{}, err
+	}
+	return upgrade.ForLab(l.Spec, l, l.Log, "")
+}
+
+type applyFlags struct {
+	to, sites     string
+	canary        time.Duration
+	canaryTraffic bool
+	gate          int
+	gateTimeout   time.Duration
+}
+
+func newUpgradeApplyCmd(g *globals) *cobra.Command {
+	f := &applyFlags{}
+	cmd := &cobra.Command{
+		Use:   "apply",
+		Short: "Upgrade the sites one at a time (standbys first, the active site last, drained): re-render, migrate, restart, gate on deep probes, canary; roll a failing site back and stop. Re-run to resume.",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o, err := g.labUpgrade()
+			if err != nil {
+				return err
+			}
+			o.To, o.Canary, o.CanaryTraffic, o.Gate, o.GateTimeout = f.to, f.canary, f.canaryTraffic, f.gate, f.gateTimeout
+			if f.sites != "" {
+				o.Sites = strings.Split(f.sites, ",")
+			}
+			if f.canary < 0 {
+				return fmt.Errorf("--canary %s: give a duration of 0 or more (0: no canary)", f.canary)
+			}
+			st, err := upgrade.Apply(cmd.Context(), o)
+			if st != nil {
+				printUpgrade(cmd.OutOrStdout(), st)
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&f.to, "to", "", "Boulder release every site moves to, e.g. v0.20260908.0 (default: each keeps its own; the upgrade is then a cairn.yaml or cairn change)")
+	cmd.Flags().StringVar(&f.sites, "sites", "", "comma-separated sites to upgrade (default: all)")
+	cmd.Flags().DurationVar(&f.canary, "canary", 10*time.Minute, "how long each upgraded site is watched by deep probes before the next one starts")
+	cmd.Flags().BoolVar(&f.canaryTraffic, "canary-traffic", false, "also move the ACME name to each upgraded site for its canary period")
+	cmd.Flags().IntVar(&f.gate, "gate", 0, "consecutive successful deep-probe rounds a site needs on the new release (default failover.upAfter)")
+	cmd.Flags().DurationVar(&f.gateTimeout, "gate-timeout", 5*time.Minute, "how long a site may take to pass its gate")
+	return cmd
+}
+
+func newUpgradeAbandonCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "abandon",
+		Short: "End a half-done upgrade: roll the site in progress back and undrain it; finished sites keep the new release",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o, err := g.labUpgrade()
+			if err != nil {
+				return err
+			}
+			st, err := upgrade.Abandon(cmd.Context(), o)
+			if st != nil {
+				printUpgrade(cmd.OutOrStdout(), st)
+			}
+			return err
+		},
+	}
+}
+
+func newUpgradeStatusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the recorded upgrade: each site's phase, release before and after, and times",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.lab(false, "")
+			if err != nil {
+				return err
+			}
+			st, err := upgrade.ReadState(upgrade.StateFile(l.Spec))
+			if err != nil {
+				return err
+			}
+			if st == nil {
+				fmt.Fprintln(cmd.OutOrStdout(), "no upgrade recorded")
+				return nil
+			}
+			if g.output == "json" {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			printUpgrade(cmd.OutOrStdout(), st)
+			return nil
+		},
+	}
+}
+
+func printUpgrade(w io.Writer, st *upgrade.State) {
+	state := "in progress (re-run `cairn upgrade apply` to resume, or `cairn upgrade abandon`)"
+	switch {
+	case st.Abandoned:
+		state = "abandoned " + st.Finished.Format(time.RFC3339)
+	case !st.Finished.IsZero():
+		state = fmt.Sprintf("finished in %s", st.Finished.Sub(st.Started).Round(time.Second))
+	}
+	to := st.To
+	if to == "" {
+		to = "each site's own Boulder release"
+	}
+	fmt.Fprintf(w, "upgrade to %s, started %s: %s\n", to, st.Started.Format(time.RFC3339), state)
+	for i, name := range st.Order {
+		ss := st.Sites[name]
+		fmt.Fprintf(w, "%d. site %s: %s", i+1, name, ss.Phase)
+		if ss.FromGeneration != "" {
+			fmt.Fprintf(w, " (Boulder %s → %s, bundle %s → %s)", ss.FromBoulder, ss.ToBoulder, ss.FromGeneration, ss.ToGeneration)
+		}
+		fmt.Fprintln(w)
+		if len(ss.Phases) > 0 {
+			t0 := ss.Phases[0].At
+			var parts []string
+			for _, e := range ss.Phases {
+				parts = append(parts, fmt.Sprintf("%s +%.1fs", e.Phase, e.At.Sub(t0).Seconds()))
+			}
+			fmt.Fprintf(w, "   %s\n", strings.Join(parts, ", "))
+		}
+		if ss.Error != "" {
+			fmt.Fprintf(w, "   error: %s\n", ss.Error)
+		}
+	}
 }
 
 func printPlan(w io.Writer, plans []upgrade.SitePlan, showDiff bool) {

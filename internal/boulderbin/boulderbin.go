@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -38,21 +40,60 @@ const EnvDir = "CAIRN_BOULDER_BIN"
 
 // Dir is where the pinned binaries are kept: $CAIRN_BOULDER_BIN, or a
 // per-version directory in the user's cache, shared by every cluster.
-func Dir() (string, error) {
+func Dir() (string, error) { return DirFor(Version) }
+
+// DirFor is where one Boulder release's binaries are kept: a directory
+// per version, so several releases live side by side (sites upgrade one
+// at a time). $CAIRN_BOULDER_BIN holds the pinned release's; other
+// releases go next to it, in boulder-<version>/bin.
+func DirFor(version string) (string, error) {
+	if err := CheckVersion(version); err != nil {
+		return "", err
+	}
 	if d := os.Getenv(EnvDir); d != "" {
-		return filepath.Abs(d)
+		d, err := filepath.Abs(d)
+		if err != nil || version == Version {
+			return d, err
+		}
+		return filepath.Join(filepath.Dir(d), "boulder-"+version, "bin"), nil
 	}
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		return "", fmt.Errorf("no cache directory for Boulder binaries (set %s): %w", EnvDir, err)
 	}
-	return filepath.Join(cache, "cairn", "boulder-"+Version, "bin"), nil
+	return filepath.Join(cache, "cairn", "boulder-"+version, "bin"), nil
 }
 
-// Ensure returns the paths of the named binaries, building the missing
-// ones with the Go toolchain. Progress goes to w.
+var goTooOld = regexp.MustCompile(`requires go >= ([0-9.]+)`)
+
+var versionRE = regexp.MustCompile(`^v0\.20[0-9]{6}\.[0-9]+$`)
+
+// CheckVersion accepts a Boulder release tag (v0.YYYYMMDD.N).
+func CheckVersion(version string) error {
+	if !versionRE.MatchString(version) {
+		return fmt.Errorf("%q is not a Boulder release tag like %s", short(version), Version)
+	}
+	return nil
+}
+
+func short(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+// Ensure returns the paths of the named binaries at the pinned version,
+// building the missing ones with the Go toolchain. Progress goes to w.
 func Ensure(ctx context.Context, w io.Writer, names ...string) (map[string]string, error) {
-	dir, err := Dir()
+	return EnsureVersion(ctx, w, Version, names...)
+}
+
+// EnsureVersion is Ensure for any Boulder release (each in its own
+// directory). A release needs a Go toolchain at least as new as its go.mod
+// says; the error says so when it is not.
+func EnsureVersion(ctx context.Context, w io.Writer, version string, names ...string) (map[string]string, error) {
+	dir, err := DirFor(version)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +109,7 @@ func Ensure(ctx context.Context, w io.Writer, names ...string) (map[string]strin
 		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
 			continue
 		}
-		missing = append(missing, Module+"/"+pkg+"@"+Version)
+		missing = append(missing, Module+"/"+pkg+"@"+version)
 	}
 	if len(missing) == 0 {
 		return paths, nil
@@ -90,12 +131,15 @@ func Ensure(ctx context.Context, w io.Writer, names ...string) (map[string]strin
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(w, "building Boulder %s: %s (first time only; about a minute per binary on 2 cores)\n", Version, shortNames(missing))
+	fmt.Fprintf(w, "building Boulder %s: %s (first time only; about a minute per binary on 2 cores)\n", version, shortNames(missing))
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, goBin, append([]string{"install"}, missing...)...)
 	cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOTOOLCHAIN=local", "GOFLAGS=-buildvcs=false")
 	cmd.Dir = os.TempDir() // outside any module: `go install pkg@version` builds with Boulder's own go.mod
 	out, err := cmd.CombinedOutput()
+	if m := goTooOld.FindSubmatch(out); err != nil && m != nil {
+		return nil, fmt.Errorf("building Boulder %s needs Go %s or newer (this toolchain: %s): pick a release built with it, or install that Go", version, m[1], runtime.Version())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("go install %s failed: %w\n%s", strings.Join(missing, " "), err, tail(out, 20))
 	}
@@ -127,24 +171,30 @@ func tail(b []byte, lines int) string {
 
 // SourceDir returns the pinned Boulder module's source directory in the Go
 // module cache, downloading it if needed (for sa/db/*.sql).
-func SourceDir(ctx context.Context) (string, error) {
+func SourceDir(ctx context.Context) (string, error) { return SourceDirFor(ctx, Version) }
+
+// SourceDirFor is SourceDir for any Boulder release.
+func SourceDirFor(ctx context.Context, version string) (string, error) {
+	if err := CheckVersion(version); err != nil {
+		return "", err
+	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		return "", errors.New("the Go toolchain is needed to fetch Boulder's database schema: install Go 1.26")
 	}
-	cmd := exec.CommandContext(ctx, goBin, "mod", "download", "-json", Module+"@"+Version)
+	cmd := exec.CommandContext(ctx, goBin, "mod", "download", "-json", Module+"@"+version)
 	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local")
 	cmd.Dir = os.TempDir()
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("go mod download %s@%s: %w", Module, Version, err)
+		return "", fmt.Errorf("go mod download %s@%s: %w", Module, version, err)
 	}
 	var info struct{ Dir, Error string }
 	if err := json.Unmarshal(out, &info); err != nil {
 		return "", fmt.Errorf("go mod download: %w", err)
 	}
 	if info.Error != "" || info.Dir == "" {
-		return "", fmt.Errorf("go mod download %s@%s: %s", Module, Version, info.Error)
+		return "", fmt.Errorf("go mod download %s@%s: %s", Module, version, info.Error)
 	}
 	return info.Dir, nil
 }

@@ -28,3 +28,20 @@ func TestDirOverride(t *testing.T) {
 		t.Fatalf("Dir() = %s", d)
 	}
 }
+
+// Releases live side by side: the override directory holds the pinned
+// one, any other goes next to it; a bad tag is refused by name.
+func TestDirForVersions(t *testing.T) {
+	t.Setenv(EnvDir, "/opt/cairn/boulder/bin")
+	if d, _ := DirFor(Version); d != "/opt/cairn/boulder/bin" {
+		t.Fatalf("DirFor(pinned) = %s", d)
+	}
+	if d, _ := DirFor("v0.20260908.0"); d != "/opt/cairn/boulder/boulder-v0.20260908.0/bin" {
+		t.Fatalf("DirFor(other) = %s", d)
+	}
+	for _, bad := range []string{"", "latest", "v1.2.3", "v0.20260908.0/../x"} {
+		if _, err := DirFor(bad); err == nil {
+			t.Errorf("DirFor(%q) accepted", bad)
+		}
+	}
+}

@@ -30,6 +30,7 @@ const (
 	BlockProvision   = 80
 	BlockAccounts    = 90
 	BlockPowerDNS    = 100 // the failover package's PowerDNS lab
+	BlockUpgrade     = 110
 )
 
 // Spec writes a lab spec with the given sites on block B and loads it.

@@ -1,0 +1,350 @@
+package upgrade_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-pki/cairn/drill"
+	"github.com/cairn-pki/cairn/failover"
+	"github.com/cairn-pki/cairn/hostrun"
+	"github.com/cairn-pki/cairn/internal/labtest"
+	"github.com/cairn-pki/cairn/internal/testenv"
+	"github.com/cairn-pki/cairn/lab"
+	"github.com/cairn-pki/cairn/site"
+	"github.com/cairn-pki/cairn/upgrade"
+)
+
+const fastPolicy = "failover:\n  upAfter: 3\n  stablePeriod: 3s\n  holdDown: 15s\n"
+
+// otherRelease is a real Boulder release that builds with this Go and
+// accepts the configs cairn renders (docs/upgrades.md).
+const otherRelease = "v0.20260908.0"
+
+// A 2-site lab with replicated accounts: an additive schema change to
+// registrations applied at both sites with replication paused, the
+// bad-release drill (the gate stops a broken release at the first site
+// and rolls it back), and an upgrade to another Boulder release that is
+// interrupted after its first site restarted and finished by running it
+// again.
+func TestUpgradeInTheLab(t *testing.T) {
+	spec := labtest.SpecWith(t, labtest.BlockUpgrade, fastPolicy, "a", "b")
+	testenv.Integration(t, "certbot", "lego")
+	l := &lab.Lab{Spec: spec, Log: labtest.Log{T: t}, Cairn: labtest.CairnBinary(t)}
+	ctx := context.Background()
+	t.Cleanup(func() { l.Down(context.Background()) })
+	if _, err := l.Up(ctx, lab.UpOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitHealthy(t, l)
+	t.Run("plan", func(t *testing.T) { testPlan(t, l) })
+	t.Run("schema", func(t *testing.T) { testSchemaChange(t, l) })
+	t.Run("bad-release drill", func(t *testing.T) { testBadRelease(t, l) })
+	t.Run("interrupted and resumed", func(t *testing.T) { testInterruptedUpgrade(t, l) })
+}
+
+func waitHealthy(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	c := &failover.Client{Spec: l.Spec}
+	testenv.WaitFor(t, "every site healthy", 90*time.Second, func() bool {
+		st, err := c.Status(context.Background())
+		if err != nil || len(st.Sites) == 0 {
+			return false
+		}
+		for _, s := range st.Sites {
+			if s.State != failover.Healthy || s.Drained {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func sql(t *testing.T, l *lab.Lab, siteName, q string) string {
+	t.Helper()
+	out, err := l.SiteSQL(context.Background(), siteName, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// A target schema that adds a column and an index to registrations and a
+// table elsewhere: the registrations change reaches both sites with
+// replication paused and running again afterwards (a row written at a
+// with the new column arrives at b); the new table only the migrated
+// site. A changed column is refused, naming it.
+func testSchemaChange(t *testing.T, l *lab.Lab) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	src := l.SiteDir("a")
+	for _, rel := range []string{"bundle.json", "sql/01-boulder_sa.sql", "sql/01-incidents_sa.sql"} {
+		b, err := os.ReadFile(filepath.Join(src, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(rel)), 0o755)
+		if rel == "sql/01-boulder_sa.sql" {
+			s := string(b)
+			old := "  `status` varchar(255) NOT NULL DEFAULT 'valid',\n  PRIMARY KEY (`id`),\n"
+			if !strings.Contains(s, old) {
+				t.Fatalf("Boulder's registrations table changed: update this test")
+			}
+			s = strings.Replace(s, old, "  `status` varchar(255) NOT NULL DEFAULT 'valid',\n  `cairnTest` int(11) DEFAULT NULL,\n  PRIMARY KEY (`id`),\n  KEY `cairn_test_idx` (`createdAt`),\n", 1)
+			s += "\nCREATE TABLE `cairnTestTable` (`id` bigint(20) NOT NULL AUTO_INCREMENT, PRIMARY KEY (`id`)) ENGINE=InnoDB;\n"
+			b = []byte(s)
+		}
+		if err := os.WriteFile(filepath.Join(dir, rel), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var log strings.Builder
+	if err := upgrade.Migrate(ctx, l, l.Spec, "a", dir, &log); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, log.String())
+	}
+	t.Logf("migration:\n%s", log.String())
+	for _, want := range []string{"replication paused", "ADD COLUMN `cairnTest`", "ADD KEY `cairn_test_idx`", "CREATE TABLE boulder_sa.`cairnTestTable`", "replication resumed"} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("migration log lacks %q", want)
+		}
+	}
+	for _, s := range []string{"a", "b"} {
+		if got := sql(t, l, s, "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='boulder_sa' AND TABLE_NAME='registrations' AND COLUMN_NAME='cairnTest'"); got != "1" {
+			t.Errorf("site %s: registrations.cairnTest missing", s)
+		}
+		if got := sql(t, l, s, "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA='boulder_sa' AND TABLE_NAME='registrations' AND INDEX_NAME='cairn_test_idx'"); got != "1" {
+			t.Errorf("site %s: registrations index missing", s)
+		}
+		want := map[string]string{"a": "1", "b": "0"}[s]
+		if got := sql(t, l, s, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='boulder_sa' AND TABLE_NAME='cairnTestTable'"); got != want {
+			t.Errorf("site %s: cairnTestTable count %s, want %s", s, got, want)
+		}
+		if got := sql(t, l, s, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'cairn_next_%'"); got != "0" {
+			t.Errorf("site %s: a scratch database was left", s)
+		}
+	}
+	// Replication runs again and carries the new column.
+	// Written as the SA would: into the binary log (the admin's session
+	// is not).
+	sql(t, l, "a", "SET sql_log_bin=1; INSERT INTO boulder_sa.registrations (jwk, jwk_sha256, agreement, createdAt, cairnTest) VALUES ('{}', 'cairn-upgrade-test', '', NOW(), 7)")
+	testenv.WaitFor(t, "the row written at a replicated to b", 30*time.Second, func() bool {
+		out, _ := l.SiteSQL(ctx, "b", "SELECT cairnTest FROM boulder_sa.registrations WHERE jwk_sha256='cairn-upgrade-test'")
+		return strings.TrimSpace(string(out)) == "7"
+	})
+	sql(t, l, "a", "SET sql_log_bin=1; DELETE FROM boulder_sa.registrations WHERE jwk_sha256='cairn-upgrade-test'")
+	// Applied already: nothing more to do.
+	log.Reset()
+	if err := upgrade.Migrate(ctx, l, l.Spec, "a", dir, &log); err != nil || !strings.Contains(log.String(), "nothing to migrate") {
+		t.Errorf("second migration: %v\n%s", err, log.String())
+	}
+	// A changed column needs a hand-written migration.
+	p := filepath.Join(dir, "sql/01-boulder_sa.sql")
+	b, _ := os.ReadFile(p)
+	os.WriteFile(p, []byte(strings.Replace(string(b), "`status` varchar(255) NOT NULL DEFAULT 'valid'", "`status` varchar(100) NOT NULL DEFAULT 'valid'", 1)), 0o644)
+	err := upgrade.Migrate(ctx, l, l.Spec, "a", dir, &log)
+	if err == nil || !strings.Contains(err.Error(), "registrations`.status") || !strings.Contains(err.Error(), "by hand") {
+		t.Errorf("a changed column: %v", err)
+	}
+}
+
+// The bad-release drill: the gate catches the broken release at the
+// standby, rolls it back, and the clients lose nothing.
+func testBadRelease(t *testing.T, l *lab.Lab) {
+	sc, err := drill.Load("bad-release")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitHealthy(t, l)
+	before, _ := site.ReadBundle(l.SiteDir("b"))
+	r := &drill.Runner{Lab: l, Scenario: sc, Log: labtest.Log{T: t}}
+	rep, err := r.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("bad-release:\n%s", rep.Markdown())
+	if !rep.Passed {
+		t.Errorf("bad-release failed: %v", rep.Failures)
+	}
+	u := rep.Upgrade
+	if u.Result != drill.UpgradeRolledBack || len(u.Sites) != 1 || u.Sites[0].Site != "b" {
+		t.Fatalf("upgrade report %+v", u)
+	}
+	var phases []string
+	for _, p := range u.Sites[0].Phases {
+		phases = append(phases, p.Phase)
+	}
+	for _, want := range []string{"drained", "restarted", "rollback", "rolled-back"} {
+		if !strings.Contains(" "+strings.Join(phases, " ")+" ", " "+want+" ") {
+			t.Errorf("site b phases %v lack %s", phases, want)
+		}
+	}
+	after, _ := site.ReadBundle(l.SiteDir("b"))
+	if after.Generation != before.Generation {
+		t.Errorf("b runs bundle %s after the rollback, %s before", after.Generation, before.Generation)
+	}
+	ra, _ := os.ReadFile(filepath.Join(l.SiteDir("b"), "etc", "ra.json"))
+	if strings.Contains(string(ra), ":1\"") {
+		t.Errorf("b's RA config still has the broken CA address")
+	}
+	for _, c := range rep.Clients {
+		if c.Issuances == 0 {
+			t.Errorf("policy %s issued nothing during the drill", c.Policy)
+		}
+	}
+}
+
+// An upgrade to another Boulder release, interrupted once its first site
+// restarted, then run again: it resumes (the first site is not restarted
+// again), finishes, and every site runs the other release's binaries.
+func testInterruptedUpgrade(t *testing.T, l *lab.Lab) {
+	waitHealthy(t, l)
+	ctl := &failover.Client{Spec: l.Spec}
+	st0, err := ctl.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := upgrade.ForLab(l.Spec, l, l.Log, l.Cairn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.To, o.Canary = otherRelease, 2*time.Second
+	ictx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := ""
+	o.Event = func(e upgrade.Event) {
+		if first == "" {
+			first = e.Site
+		}
+		if e.Site == first && e.Phase == upgrade.PhaseRestarted {
+			cancel()
+		}
+	}
+	_, err = upgrade.Apply(ictx, o)
+	if err == nil || !strings.Contains(err.Error(), "run the same command again") {
+		t.Fatalf("interrupted upgrade: %v", err)
+	}
+	st, err := upgrade.ReadState(o.StateFile)
+	if err != nil || st == nil || !st.Finished.IsZero() || st.Sites[first].Phase != upgrade.PhaseRestarted {
+		t.Fatalf("state after the interruption: %v %+v", err, st)
+	}
+	raPID := pidOf(t, l, first, "ra")
+
+	o.Event = nil
+	start := time.Now()
+	st, err = upgrade.Apply(context.Background(), o)
+	if err != nil {
+		t.Fatalf("resumed upgrade: %v", err)
+	}
+	t.Logf("resumed upgrade finished in %.1f s: %+v", time.Since(start).Seconds(), st.Order)
+	if got := pidOf(t, l, first, "ra"); got != raPID {
+		t.Errorf("site %s's RA was restarted again on resume (pid %d → %d)", first, raPID, got)
+	}
+	for _, name := range []string{"a", "b"} {
+		b, err := site.ReadBundle(l.SiteDir(name))
+		if err != nil || b.BoulderVersion != otherRelease {
+			t.Fatalf("site %s bundle: %v %+v", name, err, b)
+		}
+		exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pidOf(t, l, name, "ra")), "exe"))
+		if !strings.Contains(exe, "boulder-"+otherRelease) {
+			t.Errorf("site %s's RA runs %s, not the %s binary", name, exe, otherRelease)
+		}
+		if st.Sites[name].Phase != upgrade.PhaseDone {
+			t.Errorf("site %s ended in phase %s", name, st.Sites[name].Phase)
+		}
+	}
+	// The controller sees the release, and the name is where it was.
+	testenv.WaitFor(t, "the controller sees the new release at every site", 30*time.Second, func() bool {
+		s, err := ctl.Status(context.Background())
+		if err != nil {
+			return false
+		}
+		for _, x := range s.Sites {
+			if x.Release == nil || x.Release.Boulder != otherRelease {
+				return false
+			}
+		}
+		return s.Active == st0.Active
+	})
+	// Nothing left to do: a new run changes nothing.
+	o2, _ := upgrade.ForLab(l.Spec, l, l.Log, l.Cairn)
+	o2.To, o2.Canary = otherRelease, 0
+	st2, err := upgrade.Apply(context.Background(), o2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range st2.Order {
+		if p := st2.Sites[name].Phase; p != upgrade.PhaseUnchanged {
+			t.Errorf("a second run: site %s phase %s, want unchanged", name, p)
+		}
+	}
+	var f *upgrade.Failed
+	if errors.As(err, &f) {
+		t.Errorf("unexpected failure: %v", f)
+	}
+}
+
+func pidOf(t *testing.T, l *lab.Lab, siteName, component string) int {
+	t.Helper()
+	b, err := site.ReadBundle(l.SiteDir(siteName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range b.Processes {
+		if p.Name == component {
+			pid, ok := hostrun.NewProc(p, b.Root).Running()
+			if !ok {
+				t.Fatalf("%s/%s is not running", siteName, component)
+			}
+			return pid
+		}
+	}
+	t.Fatalf("no %s/%s", siteName, component)
+	return 0
+}
+
+// checkUpgradePlan: with the spec as rendered, no site would change; with
+// a changed CAA identity every site would (its VAs' configs, their
+// restarts, a new generation), standbys first; and planning changed
+// nothing on disk.
+func testPlan(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	ctx := context.Background()
+	opts := upgrade.Options{Spec: l.Spec, Bundle: l.SiteDir, Root: l.SiteDir, Lab: true, Active: "a", Self: l.Cairn, Log: io.Discard}
+	plans, err := upgrade.Plan(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range plans {
+		if !p.Unchanged() {
+			t.Errorf("site %s would change with the spec it runs: %+v", p.Site, p)
+		}
+	}
+	before, _ := site.ReadBundle(l.SiteDir("a"))
+	changed := *l.Spec
+	changed.ACME.CAAIdentity = "ca2." + changed.ACME.Zone
+	opts.Spec = &changed
+	plans, err = upgrade.Plan(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plans) != 2 || plans[0].Site != "b" || plans[1].Site != "a" || !plans[1].Active {
+		t.Fatalf("plan order %+v: want b then the active a", plans)
+	}
+	for _, p := range plans {
+		if p.Unchanged() || p.ToGeneration == p.FromGeneration || !slices.Contains(p.Changed, "etc/va.json") || !slices.Contains(p.Restart, "va") ||
+			!strings.Contains(p.Diff, "ca2."+changed.ACME.Zone) {
+			t.Errorf("site %s with a new CAA identity: %+v", p.Site, p)
+		}
+	}
+	after, _ := site.ReadBundle(l.SiteDir("a"))
+	if before.Generation != after.Generation {
+		t.Errorf("planning changed site a's bundle: %s -> %s", before.Generation, after.Generation)
+	}
+}

@@ -1,0 +1,322 @@
+package upgrade
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/site"
+)
+
+// Boulder ships its schema whole (sa/db/01-boulder_sa.sql), not as
+// migrations, and changes it only additively ahead of the code that uses
+// it. Migrate therefore compares the schema the site runs with the one its
+// re-rendered bundle carries (loaded into a scratch database next to it)
+// and applies what was added — tables, columns at the end, indexes —
+// refusing anything else (a changed or moved column) with the table and
+// column named: that needs a hand-written migration. A statement that fails
+// undoes the ones before it. Additions stay when a site rolls back: the
+// previous release ignores them.
+//
+// A change to `registrations` is applied at every site, with account
+// replication stopped at each and the statements kept out of the binary
+// log, then replication restarted (docs/accounts.md): row replication of
+// a table breaks when its columns differ between sites.
+
+// change is one schema statement and its undo.
+type change struct {
+	Table string
+	Do    string
+	Undo  string
+}
+
+// column is one column as information_schema describes it.
+type column struct {
+	Table, Name, Type, Nullable, Default, Extra string
+}
+
+// schemaInfo is one database's tables, columns (in order) and indexes.
+type schemaInfo struct {
+	Columns map[string][]column          // table -> columns in order
+	Indexes map[string]map[string]string // table -> index -> "unique cols"
+}
+
+// Migrate applies to the site's database what its bundle's schema adds.
+func Migrate(ctx context.Context, h Host, spec *cluster.Spec, siteName, bundleDir string, log io.Writer) error {
+	b, err := site.ReadBundle(bundleDir)
+	if err != nil {
+		return err
+	}
+	var all []change
+	// The scratch databases stay until the changes are applied: new
+	// tables are created LIKE theirs.
+	var scratches []string
+	defer func() {
+		for _, db := range scratches {
+			h.SiteSQL(context.WithoutCancel(ctx), siteName, "SET sql_log_bin=0; DROP DATABASE IF EXISTS "+db)
+		}
+	}()
+	for _, f := range b.Database.SchemaSQL {
+		sql, err := os.ReadFile(filepath.Join(bundleDir, "sql", filepath.Base(f)))
+		if err != nil {
+			return fmt.Errorf("schema: %w", err)
+		}
+		db := dbOf(string(sql))
+		if db == "" {
+			return fmt.Errorf("schema: %s names no database", filepath.Base(f))
+		}
+		scratches = append(scratches, "cairn_next_"+db)
+		ch, err := diffDatabase(ctx, h, siteName, db, string(sql))
+		if err != nil {
+			return fmt.Errorf("schema %s: %w", db, err)
+		}
+		all = append(all, ch...)
+	}
+	if len(all) == 0 {
+		fmt.Fprintf(log, "site %s: schema: nothing to migrate\n", siteName)
+		return nil
+	}
+	var regs, local []change
+	for _, c := range all {
+		if c.Table == "boulder_sa.registrations" {
+			regs = append(regs, c)
+		} else {
+			local = append(local, c)
+		}
+	}
+	if len(regs) > 0 {
+		sites := []string{siteName}
+		if len(b.Database.Connections) > 0 {
+			sites = spec.SiteNames() // replicated: every site, replication paused
+		}
+		if err := applyReplicated(ctx, h, sites, regs, len(b.Database.Connections) > 0, log); err != nil {
+			return err
+		}
+	}
+	return applyChanges(ctx, h, siteName, local, log)
+}
+
+var useRE = regexp.MustCompile(`(?m)^USE (\w+);\s*$`)
+
+func dbOf(sql string) string {
+	if m := useRE.FindStringSubmatch(sql); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+var dbLineRE = regexp.MustCompile(`(?m)^(CREATE DATABASE IF NOT EXISTS \w+|USE \w+);\s*$`)
+
+// diffDatabase loads the target schema into a scratch database
+// (cairn_next_<db>; the caller drops it) and compares it with the live one.
+func diffDatabase(ctx context.Context, h Host, siteName, db, sql string) ([]change, error) {
+	scratch := "cairn_next_" + db
+	body := dbLineRE.ReplaceAllString(sql, "")
+	load := fmt.Sprintf("SET sql_log_bin=0; DROP DATABASE IF EXISTS %[1]s; CREATE DATABASE %[1]s; USE %[1]s;\n%s", scratch, body)
+	if _, err := h.SiteSQL(ctx, siteName, load); err != nil {
+		return nil, fmt.Errorf("load the new schema into %s: %w", scratch, err)
+	}
+	live, err := readSchema(ctx, h, siteName, db)
+	if err != nil {
+		return nil, err
+	}
+	next, err := readSchema(ctx, h, siteName, scratch)
+	if err != nil {
+		return nil, err
+	}
+	defs := map[string]string{}
+	for t := range next.Columns {
+		if _, ok := live.Columns[t]; !ok {
+			continue // a new table is created LIKE the scratch one
+		}
+		out, err := h.SiteSQL(ctx, siteName, fmt.Sprintf("SHOW CREATE TABLE %s.`%s`", scratch, t))
+		if err != nil {
+			return nil, err
+		}
+		defs[t] = string(out)
+	}
+	return schemaChanges(db, scratch, live, next, defs)
+}
+
+func readSchema(ctx context.Context, h Host, siteName, db string) (schemaInfo, error) {
+	s := schemaInfo{Columns: map[string][]column{}, Indexes: map[string]map[string]string{}}
+	out, err := h.SiteSQL(ctx, siteName, fmt.Sprintf("SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, IFNULL(COLUMN_DEFAULT,'(none)'), EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='%s' ORDER BY TABLE_NAME, ORDINAL_POSITION", db))
+	if err != nil {
+		return s, err
+	}
+	for _, l := range lines(out) {
+		f := strings.Split(l, "\t")
+		if len(f) != 6 {
+			return s, fmt.Errorf("information_schema.COLUMNS: unexpected row %q", firstLine(l))
+		}
+		s.Columns[f[0]] = append(s.Columns[f[0]], column{Table: f[0], Name: f[1], Type: f[2], Nullable: f[3], Default: f[4], Extra: f[5]})
+	}
+	out, err = h.SiteSQL(ctx, siteName, fmt.Sprintf("SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA='%s' GROUP BY TABLE_NAME, INDEX_NAME, NON_UNIQUE", db))
+	if err != nil {
+		return s, err
+	}
+	for _, l := range lines(out) {
+		f := strings.Split(l, "\t")
+		if len(f) != 4 {
+			return s, fmt.Errorf("information_schema.STATISTICS: unexpected row %q", firstLine(l))
+		}
+		if s.Indexes[f[0]] == nil {
+			s.Indexes[f[0]] = map[string]string{}
+		}
+		s.Indexes[f[0]][f[1]] = f[2] + " " + f[3]
+	}
+	return s, nil
+}
+
+func lines(b []byte) []string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// schemaChanges is what turns live into next, additions only. defs holds
+// `SHOW CREATE TABLE` of next's tables that live has too (the client's
+// batch output: newlines written as \n).
+func schemaChanges(db, scratch string, live, next schemaInfo, defs map[string]string) ([]change, error) {
+	var out []change
+	tables := make([]string, 0, len(next.Columns))
+	for t := range next.Columns {
+		tables = append(tables, t)
+	}
+	sort.Strings(tables)
+	for _, t := range tables {
+		q := fmt.Sprintf("%s.`%s`", db, t)
+		cols, ok := live.Columns[t]
+		if !ok {
+			out = append(out, change{Table: db + "." + t, Do: fmt.Sprintf("CREATE TABLE %s LIKE %s.`%s`", q, scratch, t), Undo: "DROP TABLE " + q})
+			continue
+		}
+		def := strings.Split(defs[t], `\n`)
+		have := map[string]column{}
+		for _, c := range cols {
+			have[c.Name] = c
+		}
+		prev := ""
+		for i, c := range next.Columns[t] {
+			old, ok := have[c.Name]
+			switch {
+			case ok && (old.Type != c.Type || old.Nullable != c.Nullable || old.Default != c.Default || old.Extra != c.Extra):
+				return nil, fmt.Errorf("%s.%s changes (%s → %s): not an addition; migrate it by hand, then run the upgrade again", q, c.Name, old.Type, c.Type)
+			case ok:
+			case i < len(cols) && t == "registrations":
+				return nil, fmt.Errorf("%s gains column %s before existing ones: row replication of registrations needs new columns at the end; migrate it by hand", q, c.Name)
+			default:
+				line := defLine(def, "`"+c.Name+"` ")
+				if line == "" {
+					return nil, fmt.Errorf("%s.%s: no definition in SHOW CREATE TABLE", q, c.Name)
+				}
+				do := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s", q, line)
+				if prev != "" {
+					do += " AFTER `" + prev + "`"
+				}
+				out = append(out, change{Table: db + "." + t, Do: do, Undo: fmt.Sprintf("ALTER TABLE %s DROP COLUMN `%s`", q, c.Name)})
+			}
+			prev = c.Name
+		}
+		names := make([]string, 0, len(next.Indexes[t]))
+		for n := range next.Indexes[t] {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			old, ok := live.Indexes[t][n]
+			switch {
+			case ok && old != next.Indexes[t][n]:
+				return nil, fmt.Errorf("%s index %s changes: not an addition; migrate it by hand", q, n)
+			case ok:
+			default:
+				line := defLine(def, "KEY `"+n+"` (")
+				if line == "" {
+					return nil, fmt.Errorf("%s index %s: no definition in SHOW CREATE TABLE", q, n)
+				}
+				out = append(out, change{Table: db + "." + t, Do: fmt.Sprintf("ALTER TABLE %s ADD %s", q, line), Undo: fmt.Sprintf("ALTER TABLE %s DROP INDEX `%s`", q, n)})
+			}
+		}
+	}
+	return out, nil
+}
+
+// defLine finds the line of a CREATE TABLE that defines a column or an
+// index, without its trailing comma.
+func defLine(def []string, want string) string {
+	for _, l := range def {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, want) || strings.HasPrefix(l, "UNIQUE "+want) {
+			return strings.TrimSuffix(l, ",")
+		}
+	}
+	return ""
+}
+
+// applyChanges runs the changes at one site, undoing the applied ones if
+// one fails.
+func applyChanges(ctx context.Context, h Host, siteName string, cs []change, log io.Writer) error {
+	for i, c := range cs {
+		if _, err := h.SiteSQL(ctx, siteName, "SET sql_log_bin=0; "+c.Do); err != nil {
+			undo := undoChanges(context.WithoutCancel(ctx), h, siteName, cs[:i])
+			return errors.Join(fmt.Errorf("site %s: schema: %s: %w (undone)", siteName, firstLine(c.Do), err), undo)
+		}
+		fmt.Fprintf(log, "site %s: schema: %s\n", siteName, c.Do)
+	}
+	return nil
+}
+
+func undoChanges(ctx context.Context, h Host, siteName string, done []change) error {
+	var errs []error
+	for _, c := range slices.Backward(done) {
+		if _, err := h.SiteSQL(ctx, siteName, "SET sql_log_bin=0; "+c.Undo); err != nil {
+			errs = append(errs, fmt.Errorf("site %s: undo %s: %w", siteName, firstLine(c.Undo), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// applyReplicated applies changes to `registrations` at every site with
+// account replication stopped at each, and starts replication again
+// whatever happened. A failure undoes the change at the sites done.
+func applyReplicated(ctx context.Context, h Host, sites []string, cs []change, replicated bool, log io.Writer) (err error) {
+	if replicated {
+		for _, s := range sites {
+			if _, err := h.SiteSQL(ctx, s, "STOP ALL SLAVES"); err != nil {
+				return fmt.Errorf("pause account replication: %w", err)
+			}
+			fmt.Fprintf(log, "site %s: account replication paused for a registrations schema change\n", s)
+		}
+		defer func() {
+			for _, s := range sites {
+				if _, e := h.SiteSQL(context.WithoutCancel(ctx), s, "START ALL SLAVES"); e != nil {
+					err = errors.Join(err, fmt.Errorf("resume account replication: %w", e))
+				} else {
+					fmt.Fprintf(log, "site %s: account replication resumed\n", s)
+				}
+			}
+		}()
+	}
+	for i, s := range sites {
+		if err := applyChanges(ctx, h, s, cs, log); err != nil {
+			var undo []error
+			for _, d := range sites[:i] {
+				undo = append(undo, undoChanges(context.WithoutCancel(ctx), h, d, cs))
+			}
+			return errors.Join(append([]error{err}, undo...)...)
+		}
+	}
+	return nil
+}
