@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cairn-pki/cairn/site"
@@ -230,4 +232,50 @@ func StopBundle(dir string) error {
 		}
 	}
 	return nil
+}
+
+// RestartBundleComponents restarts the named processes of the site bundle
+// in dir with the binaries in binDir (what `cairn upgrade apply` asks of a
+// provisioned host after installing a re-rendered bundle).
+func RestartBundleComponents(ctx context.Context, dir, binDir string, names []string, log io.Writer) error {
+	b, err := siteBundle(dir)
+	if err != nil {
+		return err
+	}
+	return RestartComponents(ctx, b, names, binResolver(binDir), func(format string, args ...any) { fmt.Fprintf(log, format+"\n", args...) })
+}
+
+// BundleSQL runs statements as the site's local database administrator
+// (over the socket, kept out of the binary log) and returns the rows
+// tab-separated without headers.
+func BundleSQL(ctx context.Context, dir, statements string) ([]byte, error) {
+	b, err := siteBundle(dir)
+	if err != nil {
+		return nil, err
+	}
+	return AdminSQL(ctx, b.Database, "-N", "-B", "-e", statements)
+}
+
+// CloseConnections has the site's ACME front (in the bundle in dir) end
+// every keep-alive connection after its next answer: SIGUSR1 to the
+// process of its PID file, or to its systemd unit.
+func CloseConnections(ctx context.Context, dir string) error {
+	b, err := siteBundle(dir)
+	if err != nil {
+		return err
+	}
+	for _, p := range b.Processes {
+		if p.Name != site.ACMEFront {
+			continue
+		}
+		if pid, ok := NewProc(p, b.Root).Running(); ok {
+			return syscall.Kill(pid, syscall.SIGUSR1)
+		}
+		out, err := exec.CommandContext(ctx, "systemctl", "kill", "--signal=SIGUSR1", "cairn-"+p.Name+".service").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s runs neither under cairn's supervisor nor as a systemd unit: %v %s", p.Name, err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	return nil // a bundle without a front (older render)
 }

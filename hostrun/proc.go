@@ -90,18 +90,31 @@ func (p Proc) Running() (int, bool) {
 
 // start launches the process detached (own session, so it outlives this
 // command), logging to its log file, unless it already runs.
+// Two starters (a supervisor and `cairn site restart` or `lab up`) take
+// turns on the process's lock file, so it is never started twice.
 func (p Proc) start(bin func(string) (string, error)) (int, error) {
 	if pid, ok := p.Running(); ok {
 		return pid, nil
-	}
-	exe, err := bin(p.Program)
-	if err != nil {
-		return 0, err
 	}
 	for _, d := range []string{filepath.Dir(p.pidFile()), filepath.Dir(p.LogFile())} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return 0, err
 		}
+	}
+	lock, err := os.OpenFile(strings.TrimSuffix(p.pidFile(), ".pid")+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return 0, err
+	}
+	if pid, ok := p.Running(); ok {
+		return pid, nil // the other starter was first
+	}
+	exe, err := bin(p.Program)
+	if err != nil {
+		return 0, err
 	}
 	logf, err := os.OpenFile(p.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -130,4 +131,39 @@ func UpdateCRLs(ctx context.Context, b *site.Bundle, resolve func(string) (strin
 		return fmt.Errorf("site %s: crl-updater -runOnce (3 tries): %v: %s", b.Site, err, LastLines([]byte(strings.Join(errLines, "\n")), 3))
 	}
 	return fmt.Errorf("site %s has no crl-updater", b.Site)
+}
+
+// RestartComponents restarts the named processes of a site bundle with
+// what the bundle says now: stopped in reverse dependency order, started
+// in dependency order, each ready before the next; a restarted MariaDB
+// gets its users and replication connections again. A supervisor that
+// starts one of them first does no harm: a running process is left as
+// it is and waited for.
+func RestartComponents(ctx context.Context, b *site.Bundle, names []string, resolve func(string) (string, error), logf func(string, ...any)) error {
+	for _, n := range names {
+		if !slices.ContainsFunc(b.Processes, func(p site.Process) bool { return p.Name == n }) {
+			return fmt.Errorf("site %s has no component %q", b.Site, n)
+		}
+	}
+	for _, p := range slices.Backward(b.Processes) {
+		if slices.Contains(names, p.Name) {
+			if _, err := NewProc(p, b.Root).Stop(10 * time.Second); err != nil {
+				return fmt.Errorf("site %s: stop %s: %w", b.Site, p.Name, err)
+			}
+		}
+	}
+	for _, p := range b.Processes {
+		if !slices.Contains(names, p.Name) {
+			continue
+		}
+		if err := StartProc(ctx, NewProc(p, b.Root), resolve, logf); err != nil {
+			return fmt.Errorf("site %s: %w", b.Site, err)
+		}
+		if p.Program == "mariadbd" {
+			if err := LoadDB(ctx, b.Database); err != nil {
+				return fmt.Errorf("site %s: %w", b.Site, err)
+			}
+		}
+	}
+	return nil
 }

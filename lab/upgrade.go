@@ -3,8 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
-	"slices"
-	"time"
+	"syscall"
 
 	"github.com/cairn-pki/cairn/hostrun"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
@@ -22,38 +21,11 @@ func (l *Lab) RestartComponents(ctx context.Context, siteName string, names []st
 	if err != nil {
 		return fmt.Errorf("site %s: %w", siteName, err)
 	}
-	for _, n := range names {
-		if !slices.ContainsFunc(b.Processes, func(p site.Process) bool { return p.Name == n }) {
-			return fmt.Errorf("site %s has no component %q", siteName, n)
-		}
-	}
-	for i := len(b.Processes) - 1; i >= 0; i-- {
-		p := b.Processes[i]
-		if slices.Contains(names, p.Name) {
-			if _, err := hostrun.NewProc(p, b.Root).Stop(10 * time.Second); err != nil {
-				return fmt.Errorf("site %s: stop %s: %w", siteName, p.Name, err)
-			}
-		}
-	}
 	bins, err := boulderbin.Ensure(ctx, l.Log, "boulder", "ct-test-srv", "s3-test-srv")
 	if err != nil {
 		return err
 	}
-	resolve := l.resolverFor(ctx, b, l.resolver(bins))
-	for _, p := range b.Processes {
-		if !slices.Contains(names, p.Name) {
-			continue
-		}
-		if err := l.startProc(ctx, hostrun.NewProc(p, b.Root), resolve); err != nil {
-			return fmt.Errorf("site %s: %w", siteName, err)
-		}
-		if p.Program == "mariadbd" {
-			if err := hostrun.LoadDB(ctx, b.Database); err != nil {
-				return fmt.Errorf("site %s: %w", siteName, err)
-			}
-		}
-	}
-	return nil
+	return hostrun.RestartComponents(ctx, b, names, l.resolverFor(ctx, b, l.resolver(bins)), l.logf)
 }
 
 // SiteSQL runs statements as the site's local database administrator
@@ -68,4 +40,15 @@ func (l *Lab) SiteSQL(ctx context.Context, siteName, statements string) ([]byte,
 		return nil, fmt.Errorf("site %s: %w", siteName, err)
 	}
 	return out, nil
+}
+
+// CloseConnections has the site's ACME front end every keep-alive
+// connection after its next answer (SIGUSR1); nothing to do when it does
+// not run.
+func (l *Lab) CloseConnections(_ context.Context, siteName string) error {
+	if !l.ComponentRunning(siteName, site.ACMEFront) {
+		return nil
+	}
+	_, err := l.SignalComponent(siteName, site.ACMEFront, syscall.SIGUSR1)
+	return err
 }

@@ -24,7 +24,8 @@ import (
 // namespace gets a certificate from each site with DNS-01; destroy leaves
 // no namespace, process, mount or address behind.
 func TestProvisionLocalEndToEnd(t *testing.T) {
-	spec := labtest.SpecWith(t, labtest.BlockProvision, "", "a", "b")
+	// A fast failover policy: the upgrade's gate waits for the controller.
+	spec := labtest.SpecWith(t, labtest.BlockProvision, "failover:\n  upAfter: 3\n  stablePeriod: 3s\n  holdDown: 15s\n", "a", "b")
 	testenv.Integration(t, "terraform", "ansible-playbook", "lego", "nsenter", "unshare")
 	cairn := labtest.CairnBinary(t)
 	cli := func(args ...string) ([]byte, error) {
@@ -163,6 +164,11 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 		}
 	}
 
+	// A staggered upgrade of the provisioned sites to another Boulder
+	// release: each site's bundle re-rendered here and installed on its
+	// host with that release's binaries, gated from the operator's vantage.
+	upgradeProvisioned(t, cli, cairn, spec.File)
+
 	// The same bundle on a systemd host: one unit per process, each
 	// accepted by systemd-analyze verify.
 	unitsFromBundle(t, spec.Path(filepath.Join(Dir, "bundles", "a", "bundle.json")))
@@ -181,7 +187,7 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 		t.Fatalf("provision destroy --infra existing: %v", err)
 	}
 	a := NSHost{Cluster: "t", Name: "a", StateDir: res.Outputs.Sites["a"].Connection.State}
-	if b, err := a.Exec(ctx, "sh", "-c", "ls /opt/cairn 2>&1; ps -eo args | grep -c '^/opt/cairn/' || true"); err != nil || !strings.Contains(string(b), "No such file") || !strings.HasSuffix(strings.TrimSpace(string(b)), "0") {
+	if b, err := a.Exec(ctx, "sh", "-c", "ls /opt/cairn 2>&1; ps -eo pid,args | grep ' /opt/cairn/' | grep -v grep; echo left: $(ps -eo args | grep -c '^/opt/cairn/')"); err != nil || !strings.Contains(string(b), "No such file") || !strings.HasSuffix(strings.TrimSpace(string(b)), "left: 0") {
 		t.Errorf("site a after destroy --infra existing: %s %v", b, err)
 	}
 
@@ -304,5 +310,58 @@ func revokeThroughTheController(t *testing.T, cairn, specFile, cert string) {
 			return
 		}
 		time.Sleep(time.Second)
+	}
+}
+
+// upgradeProvisioned: cairn upgrade apply --infra local --to another
+// release, then the controller (asked from the operator's vantage) sees
+// that release at every site, and a second run changes nothing.
+func upgradeProvisioned(t *testing.T, cli func(...string) ([]byte, error), cairn, specFile string) {
+	t.Helper()
+	const other = "v0.20260908.0"
+	start := time.Now()
+	out, err := cli("-o", "json", "upgrade", "apply", "--infra", "local", "--to", other, "--canary", "2s", "--gate", "3")
+	if err != nil {
+		t.Fatalf("upgrade apply --infra local: %v\n%s", err, out)
+	}
+	t.Logf("provisioned upgrade to %s: %.1fs", other, time.Since(start).Seconds())
+	var st struct {
+		Finished time.Time
+		Sites    map[string]struct{ Phase, ToBoulder string }
+	}
+	if err := json.Unmarshal(out, &st); err != nil || st.Finished.IsZero() {
+		t.Fatalf("upgrade state %s: %v", out, err)
+	}
+	for name, s := range st.Sites {
+		if s.Phase != "done" || s.ToBoulder != other {
+			t.Errorf("site %s: %+v", name, s)
+		}
+	}
+	b, err := exec.Command("ip", "netns", "exec", "cairn-t-sw", cairn, "-f", specFile, "-o", "json", "failover", "status").CombinedOutput()
+	var status struct {
+		Sites []struct {
+			Name    string
+			Release *struct {
+				Boulder string `json:"boulderVersion"`
+			}
+		}
+	}
+	if err != nil || json.Unmarshal(b, &status) != nil || len(status.Sites) != 2 {
+		t.Fatalf("failover status after the upgrade: %v %s", err, b)
+	}
+	for _, s := range status.Sites {
+		if s.Release == nil || s.Release.Boulder != other {
+			t.Errorf("the controller sees site %s on %+v, want %s", s.Name, s.Release, other)
+		}
+	}
+	out, err = cli("-o", "json", "upgrade", "apply", "--infra", "local", "--to", other, "--canary", "0s", "--gate", "3")
+	st.Sites = nil
+	if err != nil || json.Unmarshal(out, &st) != nil || len(st.Sites) != 2 {
+		t.Fatalf("a second upgrade run: %v %s", err, out)
+	}
+	for name, s := range st.Sites {
+		if s.Phase != "unchanged" {
+			t.Errorf("a second upgrade run: site %s %s, want unchanged", name, s.Phase)
+		}
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/intermediates"
+	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 	"github.com/cairn-pki/cairn/site"
 )
@@ -343,7 +344,7 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 		return "", err
 	}
 	defer r.Close()
-	binDir, err := p.linkBinaries(r.Bins)
+	binDir, err := p.linkBinaries(r.Bins, "bin")
 	if err != nil {
 		return "", err
 	}
@@ -352,6 +353,12 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 		hv, err := p.packageSite(r.PKI, i, out.Sites[s.Name])
 		if err != nil {
 			return "", err
+		}
+		// A site an upgrade moved to another Boulder release keeps it.
+		if v := r.Sites[i].BoulderVersion; v != boulderbin.Version {
+			if hv["cairn_bin_dir"], err = p.releaseBinDir(ctx, v); err != nil {
+				return "", err
+			}
 		}
 		inv["sites"][s.Name] = hv
 	}
@@ -364,10 +371,10 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 	return path, writeInventory(path, map[string]any{"cairn_bin_dir": binDir}, inv)
 }
 
-// linkBinaries links the binaries the hosts get into bin and returns its
-// path.
-func (p *Provisioner) linkBinaries(bins map[string]string) (string, error) {
-	binDir := p.path("bin")
+// linkBinaries links the binaries the hosts get into the directory name
+// of the working directory and returns its path.
+func (p *Provisioner) linkBinaries(bins map[string]string, name string) (string, error) {
+	binDir := p.path(name)
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return "", err
 	}

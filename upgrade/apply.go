@@ -28,6 +28,10 @@ type Host interface {
 	// SiteSQL runs statements as the site's local database administrator
 	// and returns the rows tab-separated, without headers.
 	SiteSQL(ctx context.Context, site, statements string) ([]byte, error)
+	// CloseConnections has the site's ACME front end every keep-alive
+	// connection after its next answer (the name moved away: clients that
+	// hold a connection reconnect elsewhere before the restart).
+	CloseConnections(ctx context.Context, site string) error
 }
 
 // Controller is the failover controller as an upgrade uses it.
@@ -369,7 +373,7 @@ func (a *applier) render(ctx context.Context, name string) ([]string, error) {
 	ss := a.st.Sites[name]
 	i := slices.IndexFunc(a.o.Spec.Sites, func(s cluster.Site) bool { return s.Name == name })
 	nb, err := site.Render(ctx, site.Options{Spec: a.o.Spec, PKI: a.pki, Index: i, Out: a.o.Bundle(name), Root: a.o.Root(name),
-		SchemaDir: a.schema, Lab: a.o.Lab, BoulderVersion: a.o.To})
+		TokenDir: a.o.TokenDir, SchemaDir: a.schema, Lab: a.o.Lab, BoulderVersion: a.o.To})
 	if err != nil {
 		return nil, err
 	}
@@ -423,18 +427,30 @@ func (a *applier) drain(ctx context.Context, name string) error {
 	ss.WeDrained = true
 	detail := "standby: out of rotation while it restarts"
 	if wasActive {
-		if err := a.waitActiveNot(ctx, name); err != nil {
-			return err
-		}
-		ttl := time.Duration(a.o.Spec.ACME.TTL) * time.Second
-		a.logf("site %s: the name moved away; waiting the name's TTL (%s) for clients' cached answers", name, ttl)
-		if err := sleep(ctx, ttl); err != nil {
+		if err := a.moveAway(ctx, name); err != nil {
 			return err
 		}
 		detail = "was active: the name moved away"
+	} else if err := a.o.Host.CloseConnections(ctx, name); err != nil {
+		return fmt.Errorf("site %s: %w", name, err)
 	}
 	a.phase(name, PhaseDrained, detail)
 	return nil
+}
+
+// moveAway waits until the drained site no longer has the ACME name, has
+// its front close the connections clients keep to it, and waits the
+// name's TTL for the answers clients cached.
+func (a *applier) moveAway(ctx context.Context, name string) error {
+	if err := a.waitActiveNot(ctx, name); err != nil {
+		return err
+	}
+	if err := a.o.Host.CloseConnections(ctx, name); err != nil {
+		return fmt.Errorf("site %s: %w", name, err)
+	}
+	ttl := time.Duration(a.o.Spec.ACME.TTL) * time.Second
+	a.logf("site %s: the name moved away and its front closes kept connections; waiting the name's TTL (%s) for clients' cached answers", name, ttl)
+	return sleep(ctx, ttl)
 }
 
 func (a *applier) waitActiveNot(ctx context.Context, name string) error {
@@ -604,7 +620,9 @@ func (a *applier) rollback(ctx context.Context, name string, cause error) error 
 			// A canary with traffic: the name moves away before the restart.
 			if err := a.o.Controller.Drain(ctx, name); err == nil {
 				ss.WeDrained = true
-				_ = a.waitActiveNot(ctx, name)
+				if err := a.moveAway(ctx, name); err != nil {
+					a.logf("site %s: rolling back although: %v", name, err)
+				}
 			}
 		}
 	}

@@ -42,6 +42,17 @@ func (f *fakeController) Move(_ context.Context, s string) error {
 	return nil
 }
 
+// fakeHost records the sites whose fronts were told to close connections.
+type fakeHost struct {
+	Host
+	closed []string
+}
+
+func (h *fakeHost) CloseConnections(_ context.Context, site string) error {
+	h.closed = append(h.closed, site)
+	return nil
+}
+
 // prober answers round i with script[i] (the last one after the end):
 // "" passes, anything else fails the issuance probe at that step.
 func prober(bundle string, script ...string) (Prober, *int) {
@@ -61,7 +72,7 @@ func prober(bundle string, script ...string) (Prober, *int) {
 func testApplier(t *testing.T, p Prober, c Controller) *applier {
 	spec := cluster.Default([]string{"a", "b"})
 	o := ApplyOptions{Options: Options{Spec: spec}, Host: nil, Probe: p, Controller: c, StateFile: filepath.Join(t.TempDir(), "s.json"), Gate: 3, Fail: 2, GateTimeout: time.Minute, Interval: time.Millisecond}
-	o.Host = struct{ Host }{}
+	o.Host = &fakeHost{}
 	if err := o.defaults(); err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +142,11 @@ func TestDrainAndUndrain(t *testing.T) {
 		if err := a.undrain(context.Background(), s); err != nil || c.drained[s] {
 			t.Fatalf("undrain %s: %v", s, err)
 		}
+	}
+	// Both fronts closed the connections clients kept (the active one
+	// once the name had moved away).
+	if got := a.o.Host.(*fakeHost).closed; strings.Join(got, ",") != "b,a" {
+		t.Errorf("fronts told to close connections: %v", got)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -31,9 +32,9 @@ const otherRelease = "v0.20260908.0"
 // A 2-site lab with replicated accounts: an additive schema change to
 // registrations applied at both sites with replication paused, the
 // bad-release drill (the gate stops a broken release at the first site
-// and rolls it back), and an upgrade to another Boulder release that is
-// interrupted after its first site restarted and finished by running it
-// again.
+// and rolls it back), and `cairn upgrade apply` to another Boulder
+// release interrupted with SIGINT after its first site restarted and
+// finished by running it again.
 func TestUpgradeInTheLab(t *testing.T) {
 	spec := labtest.SpecWith(t, labtest.BlockUpgrade, fastPolicy, "a", "b")
 	testenv.Integration(t, "certbot", "lego")
@@ -200,9 +201,10 @@ func testBadRelease(t *testing.T, l *lab.Lab) {
 	}
 }
 
-// An upgrade to another Boulder release, interrupted once its first site
-// restarted, then run again: it resumes (the first site is not restarted
-// again), finishes, and every site runs the other release's binaries.
+// `cairn upgrade apply --to` another Boulder release, interrupted with
+// SIGINT once its first site restarted, then run again: it resumes (the
+// first site is not restarted again), finishes, and every site runs the
+// other release's binaries.
 func testInterruptedUpgrade(t *testing.T, l *lab.Lab) {
 	waitHealthy(t, l)
 	ctl := &failover.Client{Spec: l.Spec}
@@ -210,37 +212,45 @@ func testInterruptedUpgrade(t *testing.T, l *lab.Lab) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := upgrade.ForLab(l.Spec, l, l.Log, l.Cairn)
-	if err != nil {
+	// The CLI as an operator runs it, interrupted with SIGINT once its
+	// first site restarted on the new release (seen in the state file).
+	apply := func() *exec.Cmd {
+		cmd := exec.Command(l.Cairn, "-f", l.Spec.File, "upgrade", "apply", "--to", otherRelease, "--canary", "2s")
+		cmd.Stdout = labtest.Log{T: t}
+		return cmd
+	}
+	var stderr strings.Builder
+	cmd := apply()
+	cmd.Stderr = io.MultiWriter(&stderr, labtest.Log{T: t})
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	o.To, o.Canary = otherRelease, 2*time.Second
-	ictx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	first := ""
-	o.Event = func(e upgrade.Event) {
-		if first == "" {
-			first = e.Site
+	testenv.WaitFor(t, "the first site restarted on the new release", 3*time.Minute, func() bool {
+		st, _ := upgrade.ReadState(upgrade.StateFile(l.Spec))
+		if st == nil || len(st.Order) == 0 {
+			return false
 		}
-		if e.Site == first && e.Phase == upgrade.PhaseRestarted {
-			cancel()
-		}
+		first = st.Order[0]
+		p := st.Sites[first].Phase
+		return p == upgrade.PhaseRestarted || p == upgrade.PhaseHealthy || p == upgrade.PhaseCanary
+	})
+	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err == nil || !strings.Contains(stderr.String(), "run the same command again to resume") {
+		t.Fatalf("interrupted upgrade: %v\n%s", err, stderr.String())
 	}
-	_, err = upgrade.Apply(ictx, o)
-	if err == nil || !strings.Contains(err.Error(), "run the same command again") {
-		t.Fatalf("interrupted upgrade: %v", err)
-	}
-	st, err := upgrade.ReadState(o.StateFile)
-	if err != nil || st == nil || !st.Finished.IsZero() || st.Sites[first].Phase != upgrade.PhaseRestarted {
+	st, err := upgrade.ReadState(upgrade.StateFile(l.Spec))
+	if err != nil || st == nil || !st.Finished.IsZero() || st.Sites[st.Order[1]].Phase != upgrade.PhasePending {
 		t.Fatalf("state after the interruption: %v %+v", err, st)
 	}
 	raPID := pidOf(t, l, first, "ra")
 
-	o.Event = nil
 	start := time.Now()
-	st, err = upgrade.Apply(context.Background(), o)
-	if err != nil {
+	if err := apply().Run(); err != nil {
 		t.Fatalf("resumed upgrade: %v", err)
+	}
+	if st, err = upgrade.ReadState(upgrade.StateFile(l.Spec)); err != nil || st.Finished.IsZero() {
+		t.Fatalf("state after the resumed run: %v %+v", err, st)
 	}
 	t.Logf("resumed upgrade finished in %.1f s: %+v", time.Since(start).Seconds(), st.Order)
 	if got := pidOf(t, l, first, "ra"); got != raPID {
@@ -273,7 +283,10 @@ func testInterruptedUpgrade(t *testing.T, l *lab.Lab) {
 		return s.Active == st0.Active
 	})
 	// Nothing left to do: a new run changes nothing.
-	o2, _ := upgrade.ForLab(l.Spec, l, l.Log, l.Cairn)
+	o2, err := upgrade.ForLab(l.Spec, l, l.Log, l.Cairn)
+	if err != nil {
+		t.Fatal(err)
+	}
 	o2.To, o2.Canary = otherRelease, 0
 	st2, err := upgrade.Apply(context.Background(), o2)
 	if err != nil {

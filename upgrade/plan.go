@@ -61,6 +61,9 @@ type Options struct {
 	Log  io.Writer
 	// To is the Boulder release to plan for ("": each site keeps its own).
 	To string
+	// TokenDir is where the sites' SoftHSM tokens are on their hosts
+	// ("": the cluster PKI's own, the lab).
+	TokenDir string
 }
 
 // Plan renders every site into a copy of its bundle and compares.
@@ -107,7 +110,7 @@ func planSite(ctx context.Context, o Options, pki site.PKISource, schema string,
 	if err := copyBundle(cur, tmp); err != nil {
 		return SitePlan{}, err
 	}
-	nb, err := site.Render(ctx, site.Options{Spec: o.Spec, PKI: pki, Index: i, Out: tmp, Root: o.Root(name), SchemaDir: schema, Lab: o.Lab, BoulderVersion: o.To})
+	nb, err := site.Render(ctx, site.Options{Spec: o.Spec, PKI: pki, Index: i, Out: tmp, Root: o.Root(name), TokenDir: o.TokenDir, SchemaDir: schema, Lab: o.Lab, BoulderVersion: o.To})
 	if err != nil {
 		return SitePlan{}, err
 	}

@@ -9,10 +9,10 @@ import (
 	"github.com/cairn-pki/cairn/healthcheck"
 )
 
-// gateKinds are the probes of one gate round: the directory (which names
+// GateKinds are the probes of one gate round: the directory (which names
 // the release the site runs), then the deep ones the controller needs
 // before it calls a site healthy.
-var gateKinds = []string{healthcheck.KindDirectory, healthcheck.KindAccount, healthcheck.KindIssuance}
+var GateKinds = []string{healthcheck.KindDirectory, healthcheck.KindAccount, healthcheck.KindIssuance}
 
 // SiteProber probes each site directly, as the controller does, with the
 // spec's probe accounts; a round stops at its first failed probe.
@@ -31,7 +31,7 @@ func SiteProber(spec *cluster.Spec, timeout time.Duration) (Prober, error) {
 			return []healthcheck.Result{{Site: site, Kind: "target", Steps: []healthcheck.Step{{Name: "target", Detail: fmt.Sprintf("no site %q", site)}}}}
 		}
 		var out []healthcheck.Result
-		for _, k := range gateKinds {
+		for _, k := range GateKinds {
 			fn, _ := healthcheck.KindFunc(k)
 			pctx, cancel := context.WithTimeout(ctx, timeout)
 			r := fn(pctx, t)

@@ -20,7 +20,7 @@ func newProvisionCmd(g *globals) *cobra.Command {
 	po := &provisionOptions{g: g}
 	plan, apply, destroy := newProvisionPlanCmd(po), newProvisionApplyCmd(po), newProvisionDestroyCmd(po)
 	for _, c := range []*cobra.Command{plan, apply, destroy} {
-		po.addFlags(c)
+		po.addFlags(c, "local")
 	}
 	cmd.AddCommand(newProvisionHostCmd(), newHostInitCmd(), plan, apply, destroy)
 	return cmd
@@ -172,10 +172,16 @@ type provisionOptions struct {
 	o provision.Options
 }
 
-// addFlags adds the infrastructure flags to plan, apply or destroy.
-func (po *provisionOptions) addFlags(c *cobra.Command) {
+// addFlags adds the infrastructure flags to plan, apply or destroy (and,
+// with no default infrastructure, to the upgrade commands: the lab
+// unless --infra names one).
+func (po *provisionOptions) addFlags(c *cobra.Command, infra string) {
 	o := &po.o
-	c.Flags().StringVar(&o.Infra, "infra", "local", "infrastructure: "+provision.InfrastructureNames()+" (local: namespace hosts here; aws: --terraform-dir; existing: --inventory)")
+	what := "infrastructure: " + provision.InfrastructureNames() + " (local: namespace hosts here; aws: --terraform-dir; existing: --inventory)"
+	if infra == "" {
+		what = "upgrade the cluster provisioned on this infrastructure (" + provision.InfrastructureNames() + ") instead of the lab"
+	}
+	c.Flags().StringVar(&o.Infra, "infra", infra, what)
 	c.Flags().StringVar(&o.TerraformDir, "terraform-dir", "", "--infra aws: a root module composing terraform/aws/modules that outputs the contract")
 	c.Flags().StringVar(&o.Inventory, "inventory", "", "--infra existing: the hosts as the output contract (sites, dns_servers), YAML or JSON")
 	c.Flags().StringVar(&o.Gateway, "gateway", "127.0.254.254", "--infra local: the operator's address on the hosts' bridge")

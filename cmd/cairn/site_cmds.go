@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -84,10 +85,43 @@ func newSiteCmd() *cobra.Command {
 			return hostrun.StopBundle(bundle)
 		},
 	}
-	for _, c := range []*cobra.Command{run, step, super, stopCmd} {
+	restartCmd := &cobra.Command{
+		Use:   "restart COMPONENT...",
+		Short: "Restart some processes of a site bundle in dependency order with what the bundle says now (cairn upgrade apply on provisioned hosts)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return hostrun.RestartBundleComponents(cmd.Context(), bundle, bin, args, cmd.ErrOrStderr())
+		},
+	}
+	sqlCmd := &cobra.Command{
+		Use:   "sql",
+		Short: "Run the SQL statements on standard input as the site's database administrator (kept out of the binary log); rows tab-separated",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), 8<<20))
+			if err != nil {
+				return err
+			}
+			out, err := hostrun.BundleSQL(cmd.Context(), bundle, string(in))
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	}
+	closeCmd := &cobra.Command{
+		Use:   "close-connections",
+		Short: "Have the site's ACME front end every kept connection after its next answer (the site is drained for a restart)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return hostrun.CloseConnections(cmd.Context(), bundle)
+		},
+	}
+	for _, c := range []*cobra.Command{run, step, super, stopCmd, restartCmd, sqlCmd, closeCmd} {
 		c.Flags().StringVar(&bundle, "bundle", "/opt/cairn/site", "the rendered bundle (its bundle.json)")
 		c.Flags().StringVar(&bin, "bin", "/opt/cairn/bin", "where boulder, ct-test-srv, s3-test-srv and cairn are installed")
 	}
-	cmd.AddCommand(run, step, super, front, stopCmd)
+	cmd.AddCommand(run, step, super, front, stopCmd, restartCmd, sqlCmd, closeCmd)
 	return cmd
 }

@@ -3,19 +3,17 @@ package main
 import (
 	"fmt"
 	"io"
-	"net/http"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/upgrade"
 )
 
 func newUpgradeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "upgrade", Short: "Roll a Boulder release or a changed cairn.yaml through the sites one at a time, gated by deep probes (docs/upgrades.md)"}
+	uo := &upgradeOptions{po: provisionOptions{g: g}}
 	var showDiff bool
 	var to string
 	plan := &cobra.Command{
@@ -23,21 +21,19 @@ func newUpgradeCmd(g *globals) *cobra.Command {
 		Short: "Show, site by site in upgrade order (standbys first, the active site last), what would change: Boulder version, bundle generation, files, processes to restart; changes nothing",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := g.lab(false, "")
+			o, err := uo.options(cmd)
 			if err != nil {
 				return err
 			}
-			var st failover.Status
-			active := ""
-			if err := g.controllerCall(cmd.Context(), http.MethodGet, "/api/status", &st); err == nil {
-				active = st.Active
+			if st, err := o.Controller.Status(cmd.Context()); err == nil {
+				o.Active = st.Active
 			}
-			self, _ := os.Executable()
-			plans, err := upgrade.Plan(cmd.Context(), upgrade.Options{Spec: l.Spec, Bundle: l.SiteDir, Root: l.SiteDir, Lab: true, Active: active, Self: self, Log: os.Stderr, To: to})
+			o.To = to
+			plans, err := upgrade.Plan(cmd.Context(), o.Options)
 			if err != nil {
 				return err
 			}
-			if g.output == "json" {
+			if uo.po.g.output == "json" {
 				return printJSON(cmd.OutOrStdout(), plans)
 			}
 			printPlan(cmd.OutOrStdout(), plans, showDiff)
@@ -46,13 +42,27 @@ func newUpgradeCmd(g *globals) *cobra.Command {
 	}
 	plan.Flags().BoolVar(&showDiff, "diff", false, "also show the configuration diff of every site")
 	plan.Flags().StringVar(&to, "to", "", "Boulder release to plan for (default: each site keeps its own)")
-	cmd.AddCommand(plan, newUpgradeApplyCmd(g), newUpgradeAbandonCmd(g), newUpgradeStatusCmd(g))
+	apply, abandon, status := newUpgradeApplyCmd(uo), newUpgradeAbandonCmd(uo), newUpgradeStatusCmd(uo)
+	for _, c := range []*cobra.Command{plan, apply, abandon, status} {
+		uo.po.addFlags(c, "")
+	}
+	cmd.AddCommand(plan, apply, abandon, status)
 	return cmd
 }
 
-// labUpgrade is the options of an upgrade of the lab's sites.
-func (g *globals) labUpgrade() (upgrade.ApplyOptions, error) {
-	l, err := g.lab(false, "")
+// upgradeOptions pick what an upgrade acts on: the lab, or with --infra
+// the provisioned cluster.
+type upgradeOptions struct{ po provisionOptions }
+
+func (uo *upgradeOptions) options(cmd *cobra.Command) (upgrade.ApplyOptions, error) {
+	if uo.po.o.Infra != "" {
+		p, err := uo.po.provisioner(cmd)
+		if err != nil {
+			return upgrade.ApplyOptions{}, err
+		}
+		return p.UpgradeOptions(cmd.Context())
+	}
+	l, err := uo.po.g.lab(false, "")
 	if err != nil {
 		return upgrade.ApplyOptions{}, err
 	}
@@ -67,14 +77,26 @@ type applyFlags struct {
 	gateTimeout   time.Duration
 }
 
-func newUpgradeApplyCmd(g *globals) *cobra.Command {
+// print shows the recorded upgrade (text or JSON).
+func (uo *upgradeOptions) print(cmd *cobra.Command, st *upgrade.State) {
+	if st == nil {
+		return
+	}
+	if uo.po.g.output == "json" {
+		printJSON(cmd.OutOrStdout(), st)
+		return
+	}
+	printUpgrade(cmd.OutOrStdout(), st)
+}
+
+func newUpgradeApplyCmd(uo *upgradeOptions) *cobra.Command {
 	f := &applyFlags{}
 	cmd := &cobra.Command{
 		Use:   "apply",
 		Short: "Upgrade the sites one at a time (standbys first, the active site last, drained): re-render, migrate, restart, gate on deep probes, canary; roll a failing site back and stop. Re-run to resume.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := g.labUpgrade()
+			o, err := uo.options(cmd)
 			if err != nil {
 				return err
 			}
@@ -86,9 +108,7 @@ func newUpgradeApplyCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("--canary %s: give a duration of 0 or more (0: no canary)", f.canary)
 			}
 			st, err := upgrade.Apply(cmd.Context(), o)
-			if st != nil {
-				printUpgrade(cmd.OutOrStdout(), st)
-			}
+			uo.print(cmd, st)
 			return err
 		},
 	}
@@ -101,36 +121,34 @@ func newUpgradeApplyCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newUpgradeAbandonCmd(g *globals) *cobra.Command {
+func newUpgradeAbandonCmd(uo *upgradeOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "abandon",
 		Short: "End a half-done upgrade: roll the site in progress back and undrain it; finished sites keep the new release",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := g.labUpgrade()
+			o, err := uo.options(cmd)
 			if err != nil {
 				return err
 			}
 			st, err := upgrade.Abandon(cmd.Context(), o)
-			if st != nil {
-				printUpgrade(cmd.OutOrStdout(), st)
-			}
+			uo.print(cmd, st)
 			return err
 		},
 	}
 }
 
-func newUpgradeStatusCmd(g *globals) *cobra.Command {
+func newUpgradeStatusCmd(uo *upgradeOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
 		Short: "Show the recorded upgrade: each site's phase, release before and after, and times",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := g.lab(false, "")
+			o, err := uo.options(cmd)
 			if err != nil {
 				return err
 			}
-			st, err := upgrade.ReadState(upgrade.StateFile(l.Spec))
+			st, err := upgrade.ReadState(o.StateFile)
 			if err != nil {
 				return err
 			}
@@ -138,7 +156,7 @@ func newUpgradeStatusCmd(g *globals) *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), "no upgrade recorded")
 				return nil
 			}
-			if g.output == "json" {
+			if uo.po.g.output == "json" {
 				return printJSON(cmd.OutOrStdout(), st)
 			}
 			printUpgrade(cmd.OutOrStdout(), st)

@@ -35,8 +35,10 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/signal"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -124,7 +126,17 @@ type Front struct {
 	log      *slog.Logger
 	release  string // ReleaseHeader's value ("" if unknown)
 	Foreign  atomic.Int64
+	// closing: every answer closes its connection (the site is drained
+	// for a restart: clients holding keep-alive connections to it
+	// reconnect, and resolve the ACME name again, after their next
+	// request instead of losing one to the restart).
+	closing atomic.Bool
 }
+
+// CloseConnections makes every answer from now on close its connection
+// (SIGUSR1 to cairn-front acme-front; `cairn upgrade apply` sends it once
+// the ACME name moved away from the site, before restarting it).
+func (f *Front) CloseConnections() { f.closing.Store(true) }
 
 // Load reads the config and the issuers' key identifiers.
 func Load(file string) (*Config, error) {
@@ -239,6 +251,9 @@ func (f *Front) loadPeers(c *Config) error {
 
 // ServeHTTP implements http.Handler.
 func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f.closing.Load() {
+		w.Header().Set("Connection", "close")
+	}
 	if r.Method == http.MethodPost && r.URL.Path == revokePath && len(f.peers) > 0 {
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 		r.Body.Close()
@@ -522,11 +537,22 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger) error {
 	srv := &http.Server{Addr: c.Listen, Handler: f, ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
+		for {
+			select {
+			case <-usr1:
+				f.CloseConnections()
+				log.Info("closing every connection after its next answer (site drained)")
+			case <-ctx.Done():
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				srv.Shutdown(sctx)
+				return
+			}
+		}
 	}()
 	l, err := net.Listen("tcp", c.Listen)
 	if err != nil {

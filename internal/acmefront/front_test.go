@@ -251,3 +251,35 @@ func TestFrontNamesItsReleaseOnTheDirectory(t *testing.T) {
 		}
 	}
 }
+
+// Once told to close connections, the front answers as before but ends
+// every keep-alive connection after its answer: a client that kept one
+// opens a new connection (and resolves the ACME name again) instead of
+// losing a request to the restart.
+func TestFrontClosesKeepAliveConnectionsWhenDrained(t *testing.T) {
+	own, _ := issuer(t, t.TempDir(), "a-E1")
+	wfe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("{}")) }))
+	defer wfe.Close()
+	f, err := New(&Config{Upstream: wfe.URL, Issuers: []string{own}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(f)
+	defer front.Close()
+	get := func() *http.Response {
+		resp, err := http.Get(front.URL + "/directory")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if r := get(); r.Close || r.StatusCode != http.StatusOK {
+		t.Fatalf("before: close %v status %d", r.Close, r.StatusCode)
+	}
+	f.CloseConnections()
+	if r := get(); !r.Close || r.StatusCode != http.StatusOK {
+		t.Fatalf("after: close %v status %d (want Connection: close and the answer)", r.Close, r.StatusCode)
+	}
+}

@@ -1,0 +1,266 @@
+package provision
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	cairnansible "github.com/cairn-pki/cairn/ansible"
+	"github.com/cairn-pki/cairn/failover"
+	"github.com/cairn-pki/cairn/healthcheck"
+	"github.com/cairn-pki/cairn/internal/boulderbin"
+	"github.com/cairn-pki/cairn/site"
+	"github.com/cairn-pki/cairn/upgrade"
+)
+
+// A provisioned cluster upgrades like the lab (upgrade.Apply), site by
+// site: the bundle is re-rendered here, in the working directory, and
+// installed on the site's host by the same Ansible play as `provision
+// apply` (limited to that host, with the release's binaries and only the
+// changed processes restarted); SQL runs on the host through `cairn site
+// sql`; the controller and the deep probes are reached from the
+// operator's vantage, as `cairn failover` and `cairn probe` are.
+
+// UpgradeOptions are upgrade.Apply's options for the provisioned cluster
+// (made with `provision apply` before).
+func (p *Provisioner) UpgradeOptions(ctx context.Context) (upgrade.ApplyOptions, error) {
+	if _, err := exec.LookPath("ansible-playbook"); err != nil {
+		return upgrade.ApplyOptions{}, fmt.Errorf("ansible-playbook not found on PATH: install ansible (scripts/deps.sh does)")
+	}
+	out, err := p.outputs(ctx)
+	if err != nil {
+		return upgrade.ApplyOptions{}, err
+	}
+	if _, err := os.Stat(p.path("bundles")); err != nil {
+		return upgrade.ApplyOptions{}, fmt.Errorf("no provisioned bundles in %s: run `cairn provision apply` first", p.dir)
+	}
+	if err := writeFS(cairnansible.Files, ".", p.path("ansible")); err != nil {
+		return upgrade.ApplyOptions{}, err
+	}
+	h := &upgradeHost{p: p, out: out}
+	return upgrade.ApplyOptions{
+		Options: upgrade.Options{Spec: p.o.Spec, Self: p.o.Self, Log: p.o.Log, TokenDir: hostTokenDir,
+			Bundle: func(name string) string { return p.path("bundles", name) },
+			Root:   func(string) string { return hostSite }},
+		StateFile:  p.path("upgrade-state.json"),
+		Backups:    p.path("upgrade-backups"),
+		Host:       h,
+		Controller: &operatorController{p: p},
+		Probe:      p.operatorProbe,
+	}, nil
+}
+
+// upgradeHost is upgrade.Host over the provisioned hosts.
+type upgradeHost struct {
+	p   *Provisioner
+	out *Outputs
+}
+
+// RestartComponents installs the site's re-rendered bundle (and its
+// release's binaries) on its host and restarts the named processes there.
+func (h *upgradeHost) RestartComponents(ctx context.Context, name string, names []string) error {
+	b, err := site.ReadBundle(h.p.path("bundles", name))
+	if err != nil {
+		return err
+	}
+	if err := tarDir(h.p.path("bundles", name), h.p.path("archives", name+".tar.gz")); err != nil {
+		return err
+	}
+	inv, err := h.inventory(ctx, name, b.BoulderVersion)
+	if err != nil {
+		return err
+	}
+	inv.host["cairn_common_restart_only"] = names
+	if err := writeInventory(inv.path, inv.vars, map[string]map[string]hostVars{"sites": {name: inv.host}}); err != nil {
+		return err
+	}
+	return h.p.playbook(ctx, inv.path, name)
+}
+
+type hostInventory struct {
+	path string
+	vars map[string]any
+	host hostVars
+}
+
+// inventory is a one-host inventory for site name on Boulder release
+// version (0600; the connection of the host as provisioning found it).
+func (h *upgradeHost) inventory(ctx context.Context, name, version string) (*hostInventory, error) {
+	host, ok := h.out.Sites[name]
+	if !ok {
+		return nil, fmt.Errorf("site %s has no provisioned host", name)
+	}
+	hv, err := connVars(host.Connection, host.Addresses[0])
+	if err != nil {
+		return nil, err
+	}
+	sdir := h.p.path("bundles", name)
+	hv["cairn_bundle_kind"], hv["cairn_bundle_archive"], hv["cairn_bundle_json"] = "site", h.p.path("archives", name+".tar.gz"), filepath.Join(sdir, "bundle.json")
+	hv["softhsm_tokens_archive"] = h.p.path("archives", name+"-tokens.tar.gz")
+	bin, err := h.p.releaseBinDir(ctx, version)
+	if err != nil {
+		return nil, err
+	}
+	return &hostInventory{path: h.p.path("upgrade-" + name + ".yml"), vars: map[string]any{"cairn_bin_dir": bin}, host: hv}, nil
+}
+
+// SiteSQL runs statements on the site's host with `cairn site sql`
+// (through Ansible, which already reaches every host).
+func (h *upgradeHost) SiteSQL(ctx context.Context, name, statements string) ([]byte, error) {
+	out, err := h.onHost(ctx, name, statements, "sql")
+	if err != nil {
+		return nil, err
+	}
+	return []byte(out + "\n"), nil
+}
+
+// CloseConnections has the site's ACME front close kept connections
+// (`cairn site close-connections` on its host).
+func (h *upgradeHost) CloseConnections(ctx context.Context, name string) error {
+	_, err := h.onHost(ctx, name, "", "close-connections")
+	return err
+}
+
+// onHost runs `cairn site <args> --bundle … --bin …` on the site's host
+// with stdin, through an ad-hoc Ansible command, and returns its stdout.
+func (h *upgradeHost) onHost(ctx context.Context, name, stdin string, args ...string) (string, error) {
+	inv, err := h.inventory(ctx, name, boulderbin.Version)
+	if err != nil {
+		return "", err
+	}
+	if err := writeInventory(inv.path, inv.vars, map[string]map[string]hostVars{"sites": {name: inv.host}}); err != nil {
+		return "", err
+	}
+	argv := append(append([]string{HostRoot + "/bin/cairn", "site"}, args...), "--bundle", hostSite, "--bin", HostRoot+"/bin")
+	margs, _ := json.Marshal(map[string]any{"argv": argv, "stdin": stdin, "stdin_add_newline": false})
+	dir := h.p.path("ansible")
+	cmd := exec.CommandContext(ctx, "ansible", "-i", inv.path, name, "-m", "ansible.builtin.command", "-a", string(margs))
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "ANSIBLE_CONFIG="+filepath.Join(dir, "ansible.cfg"), "ANSIBLE_LOAD_CALLBACK_PLUGINS=1", "ANSIBLE_STDOUT_CALLBACK=json",
+		"ANSIBLE_NOCOLOR=1", "ANSIBLE_LOCAL_TEMP="+h.p.path("ansible-tmp"))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	var res struct {
+		Plays []struct {
+			Tasks []struct {
+				Hosts map[string]struct {
+					RC     int    `json:"rc"`
+					Stdout string `json:"stdout"`
+					Stderr string `json:"stderr"`
+					Msg    string `json:"msg"`
+				} `json:"hosts"`
+			} `json:"tasks"`
+		} `json:"plays"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil || len(res.Plays) == 0 || len(res.Plays[0].Tasks) == 0 {
+		return "", fmt.Errorf("site %s: cairn site %s through ansible: %v %s", name, args[0], runErr, firstLine(stderr.String()))
+	}
+	r, ok := res.Plays[0].Tasks[0].Hosts[name]
+	if !ok {
+		return "", fmt.Errorf("site %s: ansible did not reach the host: %s", name, firstLine(stderr.String()))
+	}
+	if r.RC != 0 || runErr != nil {
+		msg := r.Stderr
+		if msg == "" {
+			msg = r.Msg
+		}
+		return "", fmt.Errorf("site %s: cairn site %s: %s", name, args[0], firstLine(msg))
+	}
+	return r.Stdout, nil
+}
+
+// releaseBinDir is the directory of links to the binaries a host on
+// Boulder release version gets: that release's boulder, the pinned
+// release's tools, this cairn.
+func (p *Provisioner) releaseBinDir(ctx context.Context, version string) (string, error) {
+	bins, err := boulderbin.Ensure(ctx, p.o.Log, "boulder", "ct-test-srv", "s3-test-srv", "admin")
+	if err != nil {
+		return "", err
+	}
+	if version == "" || version == boulderbin.Version {
+		return p.linkBinaries(bins, "bin")
+	}
+	rel, err := boulderbin.EnsureVersion(ctx, p.o.Log, version, "boulder")
+	if err != nil {
+		return "", err
+	}
+	bins["boulder"] = rel["boulder"]
+	return p.linkBinaries(bins, "bin-"+version)
+}
+
+// operatorController is the controller's API from the operator's vantage
+// (`cairn failover`, through Infrastructure.FromOperator).
+type operatorController struct{ p *Provisioner }
+
+func (c *operatorController) cli(ctx context.Context, args ...string) ([]byte, error) {
+	return c.p.operatorCLI(ctx, 30*time.Second, args...)
+}
+
+// operatorCLI runs `cairn -o json ARGS` from the operator's vantage and
+// returns its standard output (also when it fails).
+func (p *Provisioner) operatorCLI(ctx context.Context, timeout time.Duration, args ...string) ([]byte, error) {
+	argv := p.infra.FromOperator(append([]string{p.o.Self, "-f", p.o.Spec.File, "-o", "json"}, args...))
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("cairn %s: %v: %s", strings.Join(args, " "), err, firstLine(stderr.String()))
+	}
+	return out, nil
+}
+
+func (c *operatorController) Status(ctx context.Context) (failover.Status, error) {
+	var st failover.Status
+	out, err := c.cli(ctx, "failover", "status")
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(out, &st)
+}
+
+func (c *operatorController) Drain(ctx context.Context, s string) error {
+	_, err := c.cli(ctx, "failover", "drain", s)
+	return err
+}
+
+func (c *operatorController) Undrain(ctx context.Context, s string) error {
+	_, err := c.cli(ctx, "failover", "undrain", s)
+	return err
+}
+
+func (c *operatorController) Move(ctx context.Context, to string) error {
+	_, err := c.cli(ctx, "failover", "move", "--to", to)
+	return err
+}
+
+// operatorProbe is one gate round with `cairn probe` from the operator's
+// vantage.
+func (p *Provisioner) operatorProbe(ctx context.Context, name string) []healthcheck.Result {
+	out, err := p.operatorCLI(ctx, 2*time.Minute, "probe", name, "--kinds", strings.Join(upgrade.GateKinds, ","))
+	var rs []healthcheck.Result
+	if jerr := json.Unmarshal(out, &rs); jerr != nil || len(rs) == 0 {
+		// cairn probe exits non-zero when a probe failed: only output
+		// that is not a result list is an error of the probe itself.
+		return []healthcheck.Result{{Site: name, Kind: "probe", Steps: []healthcheck.Step{{Name: "cairn probe", Detail: firstLine(errors.Join(err, jerr).Error())}}}}
+	}
+	return rs
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
