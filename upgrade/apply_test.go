@@ -230,3 +230,30 @@ func TestRestoreIsTheBackup(t *testing.T) {
 		t.Error("a file the release added survived the rollback")
 	}
 }
+
+// With traffic, the canary is put back in rotation and the ACME name moved
+// to it; Fail failed rounds in a row end the canary with the step.
+func TestCanaryWithTraffic(t *testing.T) {
+	c := &fakeController{active: "a", health: failover.Healthy, drained: map[string]bool{"b": true}}
+	p, n := prober("new", "")
+	a := testApplier(t, p, c)
+	a.o.Canary, a.o.CanaryTraffic = 50*time.Millisecond, true
+	a.o.Spec.Failover.Probes.Issuance.Duration = time.Millisecond
+	a.st.Sites["b"] = &SiteState{ToGeneration: "new", WeDrained: true}
+	if err := a.canary(context.Background(), "b"); err != nil {
+		t.Fatal(err)
+	}
+	if c.drained["b"] || strings.Join(c.moves, ",") != "b" || *n < 2 {
+		t.Errorf("canary with traffic: drained %v, moves %v, %d rounds", c.drained["b"], c.moves, *n)
+	}
+	// A canary that fails.
+	p, _ = prober("new", "", "finalize")
+	a = testApplier(t, p, c)
+	a.o.Canary = time.Minute
+	a.o.Spec.Failover.Probes.Issuance.Duration = time.Millisecond
+	a.st.Sites["b"] = &SiteState{ToGeneration: "new"}
+	var g *GateError
+	if err := a.canary(context.Background(), "b"); !errors.As(err, &g) || g.Step != "finalize" {
+		t.Errorf("failing canary: %v", err)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/cairn-pki/cairn/drill"
 	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/hostrun"
+	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/labtest"
 	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/lab"
@@ -300,6 +301,33 @@ func testInterruptedUpgrade(t *testing.T, l *lab.Lab) {
 	var f *upgrade.Failed
 	if errors.As(err, &f) {
 		t.Errorf("unexpected failure: %v", f)
+	}
+
+	// Back to the pinned release with --canary-traffic: each site takes
+	// the ACME name for its canary, and the name ends where it was.
+	o3, err := upgrade.ForLab(l.Spec, l, l.Log, l.Cairn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o3.To, o3.Canary, o3.CanaryTraffic = boulderbin.Version, 3*time.Second, true
+	var served []string
+	o3.Event = func(e upgrade.Event) {
+		if e.Phase == upgrade.PhaseCanary {
+			testenv.WaitFor(t, "the name on the canary "+e.Site, 30*time.Second, func() bool {
+				s, err := ctl.Status(context.Background())
+				return err == nil && s.Active == e.Site
+			})
+			served = append(served, e.Site)
+		}
+	}
+	if _, err := upgrade.Apply(context.Background(), o3); err != nil {
+		t.Fatalf("back to %s with canary traffic: %v", boulderbin.Version, err)
+	}
+	if len(served) != 2 {
+		t.Errorf("canaries that took the name: %v, want both sites", served)
+	}
+	if s, err := ctl.Status(context.Background()); err != nil || s.Active != st0.Active {
+		t.Errorf("after the upgrade the name is on %s, was on %s (%v)", s.Active, st0.Active, err)
 	}
 }
 
