@@ -9,13 +9,19 @@ import (
 	"github.com/cairn-pki/cairn/healthcheck"
 )
 
+// minDeadline keeps a kind probed every 2 s from failing the gate on a
+// busy host for taking more than 1 s.
+const minDeadline = 5 * time.Second
+
 // GateKinds are the probes of one gate round: the directory (which names
 // the release the site runs), then the deep ones the controller needs
 // before it calls a site healthy.
 var GateKinds = []string{healthcheck.KindDirectory, healthcheck.KindAccount, healthcheck.KindIssuance}
 
 // SiteProber probes each site directly, as the controller does, with the
-// spec's probe accounts; a round stops at its first failed probe.
+// spec's probe accounts and the controller's deadlines (half of each
+// kind's interval, at least minDeadline; timeout when the kind has none);
+// a round stops at its first failed probe.
 func SiteProber(spec *cluster.Spec, timeout time.Duration) (Prober, error) {
 	targets, err := healthcheck.SiteTargets(spec)
 	if err != nil {
@@ -32,8 +38,13 @@ func SiteProber(spec *cluster.Spec, timeout time.Duration) (Prober, error) {
 		}
 		var out []healthcheck.Result
 		for _, k := range GateKinds {
-			fn, _ := healthcheck.KindFunc(k)
-			pctx, cancel := context.WithTimeout(ctx, timeout)
+			kind, _ := healthcheck.KindOf(k)
+			deadline := timeout
+			if every := kind.Every(spec); every > 0 {
+				deadline = max(every/2, minDeadline)
+			}
+			fn := kind.Probe
+			pctx, cancel := context.WithTimeout(ctx, deadline)
 			r := fn(pctx, t)
 			cancel()
 			out = append(out, r)

@@ -120,60 +120,92 @@ var dbLineRE = regexp.MustCompile(`(?m)^(CREATE DATABASE IF NOT EXISTS \w+|USE \
 func diffDatabase(ctx context.Context, h Host, siteName, db, sql string) ([]change, error) {
 	scratch := "cairn_next_" + db
 	body := dbLineRE.ReplaceAllString(sql, "")
-	load := fmt.Sprintf("SET sql_log_bin=0; DROP DATABASE IF EXISTS %[1]s; CREATE DATABASE %[1]s; USE %[1]s;\n%s", scratch, body)
-	if _, err := h.SiteSQL(ctx, siteName, load); err != nil {
-		return nil, fmt.Errorf("load the new schema into %s: %w", scratch, err)
+	// One round trip (on a provisioned host each is a remote command):
+	// load the scratch schema, then describe both.
+	q := fmt.Sprintf("SET sql_log_bin=0; DROP DATABASE IF EXISTS %[1]s; CREATE DATABASE %[1]s; USE %[1]s;\n%[3]s\n"+
+		"SELECT 'C', TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, IFNULL(COLUMN_DEFAULT,'(none)'), EXTRA FROM information_schema.COLUMNS "+
+		"WHERE TABLE_SCHEMA IN ('%[1]s','%[2]s') ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION;\n"+
+		"SELECT 'I', TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) FROM information_schema.STATISTICS "+
+		"WHERE TABLE_SCHEMA IN ('%[1]s','%[2]s') GROUP BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE;", scratch, db, body)
+	out, err := h.SiteSQL(ctx, siteName, q)
+	if err != nil {
+		return nil, fmt.Errorf("load the new schema into %s and compare: %w", scratch, err)
 	}
-	live, err := readSchema(ctx, h, siteName, db)
+	schemas, err := parseSchemas(out)
 	if err != nil {
 		return nil, err
 	}
-	next, err := readSchema(ctx, h, siteName, scratch)
-	if err != nil {
-		return nil, err
+	live, next := schemas[db], schemas[scratch]
+	// Definitions only of the tables that gain a column or an index.
+	var shows []string
+	for t := range next.Columns {
+		if _, ok := live.Columns[t]; ok && gains(live, next, t) {
+			shows = append(shows, fmt.Sprintf("SHOW CREATE TABLE %s.`%s`;", scratch, t))
+		}
 	}
 	defs := map[string]string{}
-	for t := range next.Columns {
-		if _, ok := live.Columns[t]; !ok {
-			continue // a new table is created LIKE the scratch one
-		}
-		out, err := h.SiteSQL(ctx, siteName, fmt.Sprintf("SHOW CREATE TABLE %s.`%s`", scratch, t))
+	if len(shows) > 0 {
+		sort.Strings(shows)
+		out, err := h.SiteSQL(ctx, siteName, strings.Join(shows, "\n"))
 		if err != nil {
 			return nil, err
 		}
-		defs[t] = string(out)
+		for _, l := range lines(out) {
+			name, def, _ := strings.Cut(l, "\t")
+			defs[name] = def
+		}
 	}
 	return schemaChanges(db, scratch, live, next, defs)
 }
 
-func readSchema(ctx context.Context, h Host, siteName, db string) (schemaInfo, error) {
-	s := schemaInfo{Columns: map[string][]column{}, Indexes: map[string]map[string]string{}}
-	out, err := h.SiteSQL(ctx, siteName, fmt.Sprintf("SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, IFNULL(COLUMN_DEFAULT,'(none)'), EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='%s' ORDER BY TABLE_NAME, ORDINAL_POSITION", db))
-	if err != nil {
-		return s, err
+// gains says whether next has a column or an index of table t that live
+// has not.
+func gains(live, next schemaInfo, t string) bool {
+	have := map[string]bool{}
+	for _, c := range live.Columns[t] {
+		have[c.Name] = true
+	}
+	for _, c := range next.Columns[t] {
+		if !have[c.Name] {
+			return true
+		}
+	}
+	for n := range next.Indexes[t] {
+		if _, ok := live.Indexes[t][n]; !ok {
+			return true
+		}
+	}
+	return false
+}
+
+// parseSchemas reads the rows of diffDatabase's two SELECTs, by schema.
+func parseSchemas(out []byte) (map[string]schemaInfo, error) {
+	m := map[string]schemaInfo{}
+	get := func(db string) schemaInfo {
+		s, ok := m[db]
+		if !ok {
+			s = schemaInfo{Columns: map[string][]column{}, Indexes: map[string]map[string]string{}}
+			m[db] = s
+		}
+		return s
 	}
 	for _, l := range lines(out) {
 		f := strings.Split(l, "\t")
-		if len(f) != 6 {
-			return s, fmt.Errorf("information_schema.COLUMNS: unexpected row %q", firstLine(l))
+		switch {
+		case len(f) == 8 && f[0] == "C":
+			s := get(f[1])
+			s.Columns[f[2]] = append(s.Columns[f[2]], column{Table: f[2], Name: f[3], Type: f[4], Nullable: f[5], Default: f[6], Extra: f[7]})
+		case len(f) == 6 && f[0] == "I":
+			s := get(f[1])
+			if s.Indexes[f[2]] == nil {
+				s.Indexes[f[2]] = map[string]string{}
+			}
+			s.Indexes[f[2]][f[3]] = f[4] + " " + f[5]
+		default:
+			return nil, fmt.Errorf("information_schema: unexpected row %q", firstLine(l))
 		}
-		s.Columns[f[0]] = append(s.Columns[f[0]], column{Table: f[0], Name: f[1], Type: f[2], Nullable: f[3], Default: f[4], Extra: f[5]})
 	}
-	out, err = h.SiteSQL(ctx, siteName, fmt.Sprintf("SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA='%s' GROUP BY TABLE_NAME, INDEX_NAME, NON_UNIQUE", db))
-	if err != nil {
-		return s, err
-	}
-	for _, l := range lines(out) {
-		f := strings.Split(l, "\t")
-		if len(f) != 4 {
-			return s, fmt.Errorf("information_schema.STATISTICS: unexpected row %q", firstLine(l))
-		}
-		if s.Indexes[f[0]] == nil {
-			s.Indexes[f[0]] = map[string]string{}
-		}
-		s.Indexes[f[0]][f[1]] = f[2] + " " + f[3]
-	}
-	return s, nil
+	return m, nil
 }
 
 func lines(b []byte) []string {
