@@ -137,15 +137,18 @@ func Apply(ctx context.Context, o ApplyOptions) (*State, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
+	// The target's binaries first: a release that cannot be built
+	// leaves no upgrade half done behind.
+	a := &applier{o: o}
+	if err := a.prepare(ctx); err != nil {
+		return nil, err
+	}
+	defer a.close()
 	st, err := o.loadState(ctx)
 	if err != nil {
 		return nil, err
 	}
-	a := &applier{o: o, st: st}
-	if err := a.prepare(ctx); err != nil {
-		return st, err
-	}
-	defer a.close()
+	a.st = st
 	for _, name := range st.Order {
 		ss := st.Sites[name]
 		if ss.Phase == PhaseDone || ss.Phase == PhaseUnchanged {
