@@ -51,6 +51,13 @@ func FieldMsg(format string, args ...any) string { return fieldMsg(format, args.
 // Excerpt is a bad value as one-line errors quote it: at most 60 runes.
 func Excerpt(s string) string { return excerpt(s, 60) }
 
+// FirstLine is the first line of a message (a command's output, a
+// server's error) as one-line errors quote it: at most 240 runes.
+func FirstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return excerpt(s, 240)
+}
+
 // excerpt keeps the first n runes of s and says how long it was.
 func excerpt(s string, n int) string {
 	r := []rune(s)

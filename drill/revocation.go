@@ -23,6 +23,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 	"github.com/cairn-pki/cairn/revocation"
 )
@@ -85,36 +86,18 @@ func (r *Runner) issueAtSite(ctx context.Context, w *workload, site, name string
 // revokeJournaled asks the controller to revoke serial (keyCompromise).
 func (r *Runner) revokeJournaled(ctx context.Context, cert *siteCert) (revocation.Entry, error) {
 	var e revocation.Entry
-	token, err := fsutil.ReadSecret(r.spec.Path(r.spec.Failover.AdminTokenFile))
-	if err != nil {
-		return e, err
-	}
 	c, _ := x509.ParseCertificate(cert.der)
-	serial := revocation.Serial(c)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+r.spec.Failover.Listen+"/api/revoke?serial="+serial+"&reason=keyCompromise", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := (&http.Client{Timeout: 40 * time.Second}).Do(req)
-	if err != nil {
-		return e, err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return e, fmt.Errorf("controller: HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
-	}
-	return e, json.Unmarshal(b, &e)
+	path := "/api/revoke?serial=" + revocation.Serial(c) + "&reason=keyCompromise"
+	err := (&failover.Client{Spec: r.spec, HTTP: &http.Client{Timeout: 40 * time.Second}}).Call(ctx, http.MethodPost, path, &e)
+	return e, err
 }
 
 // journalEntry reads the controller's journal entry for serial.
 func (r *Runner) journalEntry(ctx context.Context, serial string) (revocation.Entry, bool) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.spec.Failover.Listen+"/api/revocations", nil)
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-	if err != nil {
+	var es []revocation.Entry
+	if err := (&failover.Client{Spec: r.spec, HTTP: &http.Client{Timeout: 5 * time.Second}}).Call(ctx, http.MethodGet, "/api/revocations", &es); err != nil {
 		return revocation.Entry{}, false
 	}
-	defer resp.Body.Close()
-	var es []revocation.Entry
-	json.NewDecoder(resp.Body).Decode(&es)
 	for _, e := range es {
 		if e.Serial == serial {
 			return e, true

@@ -441,7 +441,7 @@ func (r *Runner) timeline(ctx context.Context, start time.Time, active string, i
 				continue
 			}
 			if isUpgrade {
-				r.event("upgrade-result", name, uf.Result())
+				r.event("upgrade-result", name, uf.result)
 				continue
 			}
 			r.event("fault-injected", name, f.Describe())

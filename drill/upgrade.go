@@ -82,9 +82,6 @@ func (f *upgradeFault) Inject(ctx context.Context) error {
 	return err
 }
 
-// Result is how the upgrade ended ("" while it runs or if it errored).
-func (f *upgradeFault) Result() string { return f.result }
-
 // Restore abandons a half-done upgrade, then takes every site the drill
 // changed back to the release and spec it ran (its backup's Boulder
 // version; re-rendered, so a broken release is gone).

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairn-pki/cairn/internal/fsutil"
 	"github.com/cairn-pki/cairn/site"
 )
 
@@ -258,7 +259,8 @@ func BundleSQL(ctx context.Context, dir, statements string) ([]byte, error) {
 
 // CloseConnections has the site's ACME front (in the bundle in dir) end
 // every keep-alive connection after its next answer: SIGUSR1 to the
-// process of its PID file, or to its systemd unit.
+// process of its PID file (nothing when that process is gone: no
+// connection to close), or to its systemd unit when cairn did not start it.
 func CloseConnections(ctx context.Context, dir string) error {
 	b, err := siteBundle(dir)
 	if err != nil {
@@ -268,8 +270,12 @@ func CloseConnections(ctx context.Context, dir string) error {
 		if p.Name != site.ACMEFront {
 			continue
 		}
-		if pid, ok := NewProc(p, b.Root).Running(); ok {
+		proc := NewProc(p, b.Root)
+		if pid, ok := proc.Running(); ok {
 			return syscall.Kill(pid, syscall.SIGUSR1)
+		}
+		if fsutil.Exists(proc.pidFile()) {
+			return nil
 		}
 		out, err := exec.CommandContext(ctx, "systemctl", "kill", "--signal=SIGUSR1", "cairn-"+p.Name+".service").CombinedOutput()
 		if err != nil {

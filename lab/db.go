@@ -13,14 +13,8 @@ import (
 // socket, not logged to the binary log): drills use it to cut and restore
 // replication.
 func (l *Lab) DBExec(ctx context.Context, siteName, statements string) error {
-	b, err := site.ReadBundle(l.siteDir(siteName))
-	if err != nil {
-		return fmt.Errorf("site %s: %w", siteName, err)
-	}
-	if _, err := hostrun.AdminSQL(ctx, b.Database, "-e", statements); err != nil {
-		return fmt.Errorf("site %s: %w", siteName, err)
-	}
-	return nil
+	_, err := l.SiteSQL(ctx, siteName, statements)
+	return err
 }
 
 // BinlogOn says whether the site's MariaDB runs with its binary log (a

@@ -255,6 +255,16 @@ func (l *Lab) startSite(ctx context.Context, b *site.Bundle, resolve func(string
 	return hostrun.StartSite(ctx, b, l.resolverFor(ctx, b, resolve), l.logf)
 }
 
+// siteResolver is the resolver of one site's processes (the Boulder
+// binaries built if missing).
+func (l *Lab) siteResolver(ctx context.Context, b *site.Bundle) (func(string) (string, error), error) {
+	bins, err := boulderbin.Ensure(ctx, l.Log, "boulder", "ct-test-srv", "s3-test-srv")
+	if err != nil {
+		return nil, err
+	}
+	return l.resolverFor(ctx, b, l.resolver(bins)), nil
+}
+
 // resolverFor is resolve for one site: its Boulder components run the
 // release its bundle names (built into that release's own directory the
 // first time), so sites on different releases run side by side.
@@ -615,11 +625,11 @@ func (l *Lab) UpdateCRLs(ctx context.Context, siteName string) error {
 	if err != nil {
 		return fmt.Errorf("site %s: %w", siteName, err)
 	}
-	bins, err := boulderbin.Ensure(ctx, l.Log, "boulder")
+	resolve, err := l.siteResolver(ctx, b)
 	if err != nil {
 		return err
 	}
-	return hostrun.UpdateCRLs(ctx, b, l.resolverFor(ctx, b, l.resolver(bins)))
+	return hostrun.UpdateCRLs(ctx, b, resolve)
 }
 
 // component finds one process of a site (or of the cluster: site "cluster").
@@ -665,15 +675,15 @@ func (l *Lab) StartComponent(ctx context.Context, siteName, name string) error {
 	if err != nil {
 		return err
 	}
-	bins, err := boulderbin.Ensure(ctx, l.Log, "boulder", "ct-test-srv", "s3-test-srv")
-	if err != nil {
-		return err
-	}
 	var b *site.Bundle
 	if siteName != "cluster" {
 		b, _ = site.ReadBundle(l.siteDir(siteName))
 	}
-	return l.startProc(ctx, p, l.resolverFor(ctx, b, l.resolver(bins)))
+	resolve, err := l.siteResolver(ctx, b)
+	if err != nil {
+		return err
+	}
+	return l.startProc(ctx, p, resolve)
 }
 
 // SignalComponent sends sig to one running process of the lab (by its PID

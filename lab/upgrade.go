@@ -3,10 +3,8 @@ package lab
 import (
 	"context"
 	"fmt"
-	"syscall"
 
 	"github.com/cairn-pki/cairn/hostrun"
-	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/site"
 )
 
@@ -21,21 +19,18 @@ func (l *Lab) RestartComponents(ctx context.Context, siteName string, names []st
 	if err != nil {
 		return fmt.Errorf("site %s: %w", siteName, err)
 	}
-	bins, err := boulderbin.Ensure(ctx, l.Log, "boulder", "ct-test-srv", "s3-test-srv")
+	resolve, err := l.siteResolver(ctx, b)
 	if err != nil {
 		return err
 	}
-	return hostrun.RestartComponents(ctx, b, names, l.resolverFor(ctx, b, l.resolver(bins)), l.logf)
+	return hostrun.RestartComponents(ctx, b, names, resolve, l.logf)
 }
 
 // SiteSQL runs statements as the site's local database administrator
-// (over the socket) and returns the rows, tab-separated, without headers.
+// (over the socket, kept out of the binary log) and returns the rows,
+// tab-separated, without headers.
 func (l *Lab) SiteSQL(ctx context.Context, siteName, statements string) ([]byte, error) {
-	b, err := site.ReadBundle(l.siteDir(siteName))
-	if err != nil {
-		return nil, fmt.Errorf("site %s: %w", siteName, err)
-	}
-	out, err := hostrun.AdminSQL(ctx, b.Database, "-N", "-B", "-e", statements)
+	out, err := hostrun.BundleSQL(ctx, l.siteDir(siteName), statements)
 	if err != nil {
 		return nil, fmt.Errorf("site %s: %w", siteName, err)
 	}
@@ -45,10 +40,6 @@ func (l *Lab) SiteSQL(ctx context.Context, siteName, statements string) ([]byte,
 // CloseConnections has the site's ACME front end every keep-alive
 // connection after its next answer (SIGUSR1); nothing to do when it does
 // not run.
-func (l *Lab) CloseConnections(_ context.Context, siteName string) error {
-	if !l.ComponentRunning(siteName, site.ACMEFront) {
-		return nil
-	}
-	_, err := l.SignalComponent(siteName, site.ACMEFront, syscall.SIGUSR1)
-	return err
+func (l *Lab) CloseConnections(ctx context.Context, siteName string) error {
+	return hostrun.CloseConnections(ctx, l.siteDir(siteName))
 }

@@ -410,12 +410,18 @@ func (p *Provisioner) packageSite(pki *intermediates.PKI, i int, h Host) (hostVa
 	if err := tarDir(sdir, p.path("archives", s.Name+".tar.gz")); err != nil {
 		return nil, err
 	}
+	return p.siteVars(s.Name, h)
+}
+
+// siteVars are the inventory variables of site name's host h: how Ansible
+// reaches it and the archives packageSite made.
+func (p *Provisioner) siteVars(name string, h Host) (hostVars, error) {
 	hv, err := connVars(h.Connection, h.Addresses[0])
 	if err != nil {
 		return nil, err
 	}
-	hv["cairn_bundle_kind"], hv["cairn_bundle_archive"], hv["cairn_bundle_json"] = "site", p.path("archives", s.Name+".tar.gz"), filepath.Join(sdir, "bundle.json")
-	hv["softhsm_tokens_archive"] = p.path("archives", s.Name+"-tokens.tar.gz")
+	hv["cairn_bundle_kind"], hv["cairn_bundle_archive"], hv["cairn_bundle_json"] = "site", p.path("archives", name+".tar.gz"), p.path("bundles", name, "bundle.json")
+	hv["softhsm_tokens_archive"] = p.path("archives", name+"-tokens.tar.gz")
 	return hv, nil
 }
 
@@ -532,10 +538,7 @@ func (p *Provisioner) playbook(ctx context.Context, inventory, host string) erro
 }
 
 func (p *Provisioner) ansible(ctx context.Context, inventory, host, playbook string) error {
-	dir := p.path("ansible")
-	cmd := exec.CommandContext(ctx, "ansible-playbook", "-i", inventory, "--limit", host, playbook)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "ANSIBLE_CONFIG="+filepath.Join(dir, "ansible.cfg"), "ANSIBLE_NOCOLOR=1", "ANSIBLE_LOCAL_TEMP="+p.path("ansible-tmp"))
+	cmd := p.ansibleCmd(ctx, "ansible-playbook", "-i", inventory, "--limit", host, playbook)
 	cmd.WaitDelay = 10 * time.Second
 	r, w := io.Pipe()
 	cmd.Stdout, cmd.Stderr = w, w
@@ -556,6 +559,16 @@ func (p *Provisioner) ansible(ctx context.Context, inventory, host, playbook str
 		return fmt.Errorf("ansible-playbook %s on %s: %w (output above)", playbook, host, err)
 	}
 	return nil
+}
+
+// ansibleCmd is an Ansible command (ansible-playbook, ansible) run in the
+// working directory's copy of cairn's Ansible files, with their config.
+func (p *Provisioner) ansibleCmd(ctx context.Context, name string, args ...string) *exec.Cmd {
+	dir := p.path("ansible")
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "ANSIBLE_CONFIG="+filepath.Join(dir, "ansible.cfg"), "ANSIBLE_NOCOLOR=1", "ANSIBLE_LOCAL_TEMP="+p.path("ansible-tmp"))
+	return cmd
 }
 
 // Apply makes the hosts, installs every bundle and checks every site.

@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
 	cairnansible "github.com/cairn-pki/cairn/ansible"
+	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
@@ -49,13 +50,17 @@ func (p *Provisioner) UpgradeOptions(ctx context.Context) (upgrade.ApplyOptions,
 		Options: upgrade.Options{Spec: p.o.Spec, Self: p.o.Self, Log: p.o.Log, TokenDir: hostTokenDir,
 			Bundle: func(name string) string { return p.path("bundles", name) },
 			Root:   func(string) string { return hostSite }},
-		StateFile:  p.path("upgrade-state.json"),
+		StateFile:  p.UpgradeStateFile(),
 		Backups:    p.path("upgrade-backups"),
 		Host:       h,
 		Controller: &operatorController{p: p},
 		Probe:      p.operatorProbe,
 	}, nil
 }
+
+// UpgradeStateFile is where an upgrade of the provisioned cluster records
+// its progress.
+func (p *Provisioner) UpgradeStateFile() string { return p.path("upgrade-state.json") }
 
 // upgradeHost is upgrade.Host over the provisioned hosts.
 type upgradeHost struct {
@@ -73,42 +78,35 @@ func (h *upgradeHost) RestartComponents(ctx context.Context, name string, names 
 	if err := tarDir(h.p.path("bundles", name), h.p.path("archives", name+".tar.gz")); err != nil {
 		return err
 	}
-	inv, err := h.inventory(ctx, name, b.BoulderVersion)
+	bin, err := h.p.releaseBinDir(ctx, b.BoulderVersion)
 	if err != nil {
 		return err
 	}
-	inv.host["cairn_common_restart_only"] = names
-	if err := writeInventory(inv.path, inv.vars, map[string]map[string]hostVars{"sites": {name: inv.host}}); err != nil {
+	inv, err := h.inventory(name, map[string]any{"cairn_bin_dir": bin}, hostVars{"cairn_common_restart_only": names})
+	if err != nil {
 		return err
 	}
-	return h.p.playbook(ctx, inv.path, name)
+	return h.p.playbook(ctx, inv, name)
 }
 
-type hostInventory struct {
-	path string
-	vars map[string]any
-	host hostVars
-}
-
-// inventory is a one-host inventory for site name on Boulder release
-// version (0600; the connection of the host as provisioning found it).
-func (h *upgradeHost) inventory(ctx context.Context, name, version string) (*hostInventory, error) {
-	host, ok := h.out.Sites[name]
+// inventory writes a one-host inventory for site name (0600; the host's
+// connection as provisioning found it, plus vars and host) and returns
+// its path.
+func (h *upgradeHost) inventory(name string, vars map[string]any, host hostVars) (string, error) {
+	target, ok := h.out.Sites[name]
 	if !ok {
-		return nil, fmt.Errorf("site %s has no provisioned host", name)
+		return "", fmt.Errorf("site %s has no provisioned host", name)
 	}
-	hv, err := connVars(host.Connection, host.Addresses[0])
+	hv, err := h.p.siteVars(name, target)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	sdir := h.p.path("bundles", name)
-	hv["cairn_bundle_kind"], hv["cairn_bundle_archive"], hv["cairn_bundle_json"] = "site", h.p.path("archives", name+".tar.gz"), filepath.Join(sdir, "bundle.json")
-	hv["softhsm_tokens_archive"] = h.p.path("archives", name+"-tokens.tar.gz")
-	bin, err := h.p.releaseBinDir(ctx, version)
-	if err != nil {
-		return nil, err
+	maps.Copy(hv, host)
+	if vars == nil {
+		vars = map[string]any{}
 	}
-	return &hostInventory{path: h.p.path("upgrade-" + name + ".yml"), vars: map[string]any{"cairn_bin_dir": bin}, host: hv}, nil
+	path := h.p.path("upgrade-" + name + ".yml")
+	return path, writeInventory(path, vars, map[string]map[string]hostVars{"sites": {name: hv}})
 }
 
 // SiteSQL runs statements on the site's host with `cairn site sql`
@@ -131,20 +129,14 @@ func (h *upgradeHost) CloseConnections(ctx context.Context, name string) error {
 // onHost runs `cairn site <args> --bundle … --bin …` on the site's host
 // with stdin, through an ad-hoc Ansible command, and returns its stdout.
 func (h *upgradeHost) onHost(ctx context.Context, name, stdin string, args ...string) (string, error) {
-	inv, err := h.inventory(ctx, name, boulderbin.Version)
+	inv, err := h.inventory(name, nil, nil)
 	if err != nil {
-		return "", err
-	}
-	if err := writeInventory(inv.path, inv.vars, map[string]map[string]hostVars{"sites": {name: inv.host}}); err != nil {
 		return "", err
 	}
 	argv := append(append([]string{HostRoot + "/bin/cairn", "site"}, args...), "--bundle", hostSite, "--bin", HostRoot+"/bin")
 	margs, _ := json.Marshal(map[string]any{"argv": argv, "stdin": stdin, "stdin_add_newline": false})
-	dir := h.p.path("ansible")
-	cmd := exec.CommandContext(ctx, "ansible", "-i", inv.path, name, "-m", "ansible.builtin.command", "-a", string(margs))
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "ANSIBLE_CONFIG="+filepath.Join(dir, "ansible.cfg"), "ANSIBLE_LOAD_CALLBACK_PLUGINS=1", "ANSIBLE_STDOUT_CALLBACK=json",
-		"ANSIBLE_NOCOLOR=1", "ANSIBLE_LOCAL_TEMP="+h.p.path("ansible-tmp"))
+	cmd := h.p.ansibleCmd(ctx, "ansible", "-i", inv, name, "-m", "ansible.builtin.command", "-a", string(margs))
+	cmd.Env = append(cmd.Env, "ANSIBLE_LOAD_CALLBACK_PLUGINS=1", "ANSIBLE_STDOUT_CALLBACK=json")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
@@ -161,18 +153,18 @@ func (h *upgradeHost) onHost(ctx context.Context, name, stdin string, args ...st
 		} `json:"plays"`
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil || len(res.Plays) == 0 || len(res.Plays[0].Tasks) == 0 {
-		return "", fmt.Errorf("site %s: cairn site %s through ansible: %v %s", name, args[0], runErr, firstLine(stderr.String()))
+		return "", fmt.Errorf("site %s: cairn site %s through ansible: %v %s", name, args[0], runErr, cluster.FirstLine(stderr.String()))
 	}
 	r, ok := res.Plays[0].Tasks[0].Hosts[name]
 	if !ok {
-		return "", fmt.Errorf("site %s: ansible did not reach the host: %s", name, firstLine(stderr.String()))
+		return "", fmt.Errorf("site %s: ansible did not reach the host: %s", name, cluster.FirstLine(stderr.String()))
 	}
 	if r.RC != 0 || runErr != nil {
 		msg := r.Stderr
 		if msg == "" {
 			msg = r.Msg
 		}
-		return "", fmt.Errorf("site %s: cairn site %s: %s", name, args[0], firstLine(msg))
+		return "", fmt.Errorf("site %s: cairn site %s: %s", name, args[0], cluster.FirstLine(msg))
 	}
 	return r.Stdout, nil
 }
@@ -215,7 +207,7 @@ func (p *Provisioner) operatorCLI(ctx context.Context, timeout time.Duration, ar
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return out, fmt.Errorf("cairn %s: %v: %s", strings.Join(args, " "), err, firstLine(stderr.String()))
+		return out, fmt.Errorf("cairn %s: %v: %s", strings.Join(args, " "), err, cluster.FirstLine(stderr.String()))
 	}
 	return out, nil
 }
@@ -252,15 +244,7 @@ func (p *Provisioner) operatorProbe(ctx context.Context, name string) []healthch
 	if jerr := json.Unmarshal(out, &rs); jerr != nil || len(rs) == 0 {
 		// cairn probe exits non-zero when a probe failed: only output
 		// that is not a result list is an error of the probe itself.
-		return []healthcheck.Result{{Site: name, Kind: "probe", Steps: []healthcheck.Step{{Name: "cairn probe", Detail: firstLine(errors.Join(err, jerr).Error())}}}}
+		return []healthcheck.Result{{Site: name, Kind: "probe", Steps: []healthcheck.Step{{Name: "cairn probe", Detail: cluster.FirstLine(errors.Join(err, jerr).Error())}}}}
 	}
 	return rs
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
 }

@@ -13,20 +13,20 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/healthcheck"
-	"github.com/cairn-pki/cairn/intermediates"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/site"
 )
 
-// Host is what an upgrade acts on where the sites run: the lab implements
-// it (provisioned hosts can: the same two operations over their agent).
+// Host is what an upgrade acts on where the sites run: the lab, or the
+// provisioned hosts (provision: Ansible and `cairn site` on each host).
 type Host interface {
 	// RestartComponents restarts the named processes of a site with what
 	// its bundle on disk says now, in dependency order, each ready before
 	// the next.
 	RestartComponents(ctx context.Context, site string, names []string) error
-	// SiteSQL runs statements as the site's local database administrator
-	// and returns the rows tab-separated, without headers.
+	// SiteSQL runs statements as the site's local database administrator,
+	// kept out of the binary log, and returns the rows tab-separated,
+	// without headers.
 	SiteSQL(ctx context.Context, site, statements string) ([]byte, error)
 	// CloseConnections has the site's ACME front end every keep-alive
 	// connection after its next answer (the name moved away: clients that
@@ -230,11 +230,9 @@ func (o *ApplyOptions) defaults() error {
 }
 
 type applier struct {
-	o      ApplyOptions
-	st     *State
-	pki    site.PKISource
-	unlock func()
-	schema string
+	o  ApplyOptions
+	st *State
+	r  *render
 }
 
 func (a *applier) logf(format string, args ...any) {
@@ -264,32 +262,22 @@ func (a *applier) phase(site, phase, detail string) {
 	}
 }
 
-// prepare opens the PKI and makes sure the target release's binaries
-// exist before any site is touched.
+// prepare makes sure the target release's binaries exist before any site
+// is touched, and opens the PKI.
 func (a *applier) prepare(ctx context.Context) error {
-	bins, err := boulderbin.Ensure(ctx, a.o.Log, "ceremony")
-	if err != nil {
-		return err
-	}
-	pki, unlock, err := intermediates.Open(a.o.Spec, intermediates.Options{Ceremony: bins["ceremony"], Log: a.o.Log, Signer: a.o.Self})
-	if err != nil {
-		return err
-	}
-	a.pki, a.unlock = pki, unlock
-	if a.schema, err = boulderbin.SourceDir(ctx); err != nil {
-		return err
-	}
 	if a.o.To != "" {
 		if _, err := boulderbin.EnsureVersion(ctx, a.o.Log, a.o.To, "boulder"); err != nil {
 			return fmt.Errorf("--to %s: %w", a.o.To, err)
 		}
 	}
-	return nil
+	r, err := openRender(ctx, a.o.Options)
+	a.r = r
+	return err
 }
 
 func (a *applier) close() {
-	if a.unlock != nil {
-		a.unlock()
+	if a.r != nil {
+		a.r.close()
 	}
 }
 
@@ -301,8 +289,7 @@ func (a *applier) site(ctx context.Context, name string) error {
 	}
 	if ss.Phase == PhasePending && a.o.Break == nil {
 		// Nothing to change: the site is not even drained.
-		i := slices.IndexFunc(a.o.Spec.Sites, func(s cluster.Site) bool { return s.Name == name })
-		p, err := planSite(ctx, a.o.Options, a.pki, a.schema, i)
+		p, err := a.r.plan(ctx, name)
 		if err != nil {
 			return fmt.Errorf("site %s: %w", name, err)
 		}
@@ -328,9 +315,8 @@ func (a *applier) site(ctx context.Context, name string) error {
 		a.phase(name, PhaseBackedUp, dir)
 	}
 	// From here on a failure rolls back to the backup. Rendering is
-	// idempotent, so a resumed site renders again.
-	// A resumed site that restarted on this very bundle is not restarted
-	// again: it goes on to its gate.
+	// idempotent, so a resumed site renders again; one that restarted on
+	// this very bundle is not restarted again: it goes on to its gate.
 	restarted := ss.reached(PhaseRestarted) && ss.Phase != PhaseRollback
 	wasGen := ss.ToGeneration
 	restart, err := a.render(ctx, name)
@@ -374,9 +360,7 @@ func (a *applier) site(ctx context.Context, name string) error {
 // returns the processes to restart, compared with the backup.
 func (a *applier) render(ctx context.Context, name string) ([]string, error) {
 	ss := a.st.Sites[name]
-	i := slices.IndexFunc(a.o.Spec.Sites, func(s cluster.Site) bool { return s.Name == name })
-	nb, err := site.Render(ctx, site.Options{Spec: a.o.Spec, PKI: a.pki, Index: i, Out: a.o.Bundle(name), Root: a.o.Root(name),
-		TokenDir: a.o.TokenDir, SchemaDir: a.schema, Lab: a.o.Lab, BoulderVersion: a.o.To})
+	nb, err := a.r.site(ctx, name, a.o.Bundle(name))
 	if err != nil {
 		return nil, err
 	}
@@ -395,7 +379,6 @@ func (a *applier) render(ctx context.Context, name string) ([]string, error) {
 	}
 	ss.ToBoulder, ss.ToGeneration = nb.BoulderVersion, nb.Generation
 	restart := restarts(old, nb, changed)
-	ss.Restart = restart
 	a.phase(name, PhaseRendered, fmt.Sprintf("Boulder %s → %s, bundle %s → %s, %d files changed", ss.FromBoulder, ss.ToBoulder, ss.FromGeneration, ss.ToGeneration, len(changed)))
 	return restart, nil
 }
@@ -532,7 +515,7 @@ func (a *applier) round(ctx context.Context, name, bundle string) *GateError {
 		if !r.OK {
 			g := &GateError{Site: name, Kind: r.Kind}
 			if s := r.FailedStep(); s != nil {
-				g.Step, g.Problem, g.Detail = s.Name, s.ACMEProblemType, firstLine(s.Detail)
+				g.Step, g.Problem, g.Detail = s.Name, s.ACMEProblemType, cluster.FirstLine(s.Detail)
 				if g.Problem == "" && s.HTTPStatus != 0 {
 					g.Problem = fmt.Sprintf("HTTP %d", s.HTTPStatus)
 				}
@@ -690,14 +673,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
 }
 
 // Abandon ends a half-done upgrade: the site in progress is rolled back

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -68,22 +69,14 @@ type Options struct {
 
 // Plan renders every site into a copy of its bundle and compares.
 func Plan(ctx context.Context, o Options) ([]SitePlan, error) {
-	bins, err := boulderbin.Ensure(ctx, o.Log, "ceremony")
+	r, err := openRender(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	pki, unlock, err := intermediates.Open(o.Spec, intermediates.Options{Ceremony: bins["ceremony"], Log: o.Log, Signer: o.Self})
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	schema, err := boulderbin.SourceDir(ctx)
-	if err != nil {
-		return nil, err
-	}
+	defer r.close()
 	var plans []SitePlan
-	for i, s := range o.Spec.Sites {
-		p, err := planSite(ctx, o, pki, schema, i)
+	for _, s := range o.Spec.Sites {
+		p, err := r.plan(ctx, s.Name)
 		if err != nil {
 			return nil, fmt.Errorf("site %s: %w", s.Name, err)
 		}
@@ -93,10 +86,44 @@ func Plan(ctx context.Context, o Options) ([]SitePlan, error) {
 	return plans, nil
 }
 
-// planSite renders site i into a copy of its bundle (its keys and
+// render renders sites as o says: the cluster PKI open, Boulder's schema
+// found.
+type render struct {
+	o      Options
+	pki    site.PKISource
+	unlock func()
+	schema string
+}
+
+func openRender(ctx context.Context, o Options) (*render, error) {
+	bins, err := boulderbin.Ensure(ctx, o.Log, "ceremony")
+	if err != nil {
+		return nil, err
+	}
+	schema, err := boulderbin.SourceDir(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pki, unlock, err := intermediates.Open(o.Spec, intermediates.Options{Ceremony: bins["ceremony"], Log: o.Log, Signer: o.Self})
+	if err != nil {
+		return nil, err
+	}
+	return &render{o: o, pki: pki, unlock: unlock, schema: schema}, nil
+}
+
+func (r *render) close() { r.unlock() }
+
+// site renders site name into out, on the release o.To ("": its own).
+func (r *render) site(ctx context.Context, name, out string) (*site.Bundle, error) {
+	i := slices.IndexFunc(r.o.Spec.Sites, func(s cluster.Site) bool { return s.Name == name })
+	return site.Render(ctx, site.Options{Spec: r.o.Spec, PKI: r.pki, Index: i, Out: out, Root: r.o.Root(name),
+		TokenDir: r.o.TokenDir, SchemaDir: r.schema, Lab: r.o.Lab, BoulderVersion: r.o.To})
+}
+
+// plan renders site name into a copy of its bundle (its keys and
 // certificates kept, its data left out) and compares the two.
-func planSite(ctx context.Context, o Options, pki site.PKISource, schema string, i int) (SitePlan, error) {
-	name := o.Spec.Sites[i].Name
+func (r *render) plan(ctx context.Context, name string) (SitePlan, error) {
+	o := r.o
 	cur := o.Bundle(name)
 	old, err := site.ReadBundle(cur)
 	if err != nil {
@@ -110,7 +137,7 @@ func planSite(ctx context.Context, o Options, pki site.PKISource, schema string,
 	if err := copyBundle(cur, tmp); err != nil {
 		return SitePlan{}, err
 	}
-	nb, err := site.Render(ctx, site.Options{Spec: o.Spec, PKI: pki, Index: i, Out: tmp, Root: o.Root(name), TokenDir: o.TokenDir, SchemaDir: schema, Lab: o.Lab, BoulderVersion: o.To})
+	nb, err := r.site(ctx, name, tmp)
 	if err != nil {
 		return SitePlan{}, err
 	}

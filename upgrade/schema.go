@@ -61,7 +61,7 @@ func Migrate(ctx context.Context, h Host, spec *cluster.Spec, siteName, bundleDi
 	var scratches []string
 	defer func() {
 		for _, db := range scratches {
-			h.SiteSQL(context.WithoutCancel(ctx), siteName, "SET sql_log_bin=0; DROP DATABASE IF EXISTS "+db)
+			h.SiteSQL(context.WithoutCancel(ctx), siteName, "DROP DATABASE IF EXISTS "+db)
 		}
 	}()
 	for _, f := range b.Database.SchemaSQL {
@@ -86,18 +86,19 @@ func Migrate(ctx context.Context, h Host, spec *cluster.Spec, siteName, bundleDi
 	}
 	var regs, local []change
 	for _, c := range all {
-		if c.Table == "boulder_sa.registrations" {
+		if c.Table == site.ReplicatedTable {
 			regs = append(regs, c)
 		} else {
 			local = append(local, c)
 		}
 	}
 	if len(regs) > 0 {
+		replicated := len(b.Database.Connections) > 0
 		sites := []string{siteName}
-		if len(b.Database.Connections) > 0 {
-			sites = spec.SiteNames() // replicated: every site, replication paused
+		if replicated {
+			sites = spec.SiteNames() // every site, replication paused
 		}
-		if err := applyReplicated(ctx, h, sites, regs, len(b.Database.Connections) > 0, log); err != nil {
+		if err := applyReplicated(ctx, h, sites, regs, replicated, log); err != nil {
 			return err
 		}
 	}
@@ -122,7 +123,7 @@ func diffDatabase(ctx context.Context, h Host, siteName, db, sql string) ([]chan
 	body := dbLineRE.ReplaceAllString(sql, "")
 	// One round trip (on a provisioned host each is a remote command):
 	// load the scratch schema, then describe both.
-	q := fmt.Sprintf("SET sql_log_bin=0; DROP DATABASE IF EXISTS %[1]s; CREATE DATABASE %[1]s; USE %[1]s;\n%[3]s\n"+
+	q := fmt.Sprintf("DROP DATABASE IF EXISTS %[1]s; CREATE DATABASE %[1]s; USE %[1]s;\n%[3]s\n"+
 		"SELECT 'C', TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, IFNULL(COLUMN_DEFAULT,'(none)'), EXTRA FROM information_schema.COLUMNS "+
 		"WHERE TABLE_SCHEMA IN ('%[1]s','%[2]s') ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION;\n"+
 		"SELECT 'I', TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) FROM information_schema.STATISTICS "+
@@ -202,7 +203,7 @@ func parseSchemas(out []byte) (map[string]schemaInfo, error) {
 			}
 			s.Indexes[f[2]][f[3]] = f[4] + " " + f[5]
 		default:
-			return nil, fmt.Errorf("information_schema: unexpected row %q", firstLine(l))
+			return nil, fmt.Errorf("information_schema: unexpected row %q", cluster.FirstLine(l))
 		}
 	}
 	return m, nil
@@ -247,7 +248,7 @@ func schemaChanges(db, scratch string, live, next schemaInfo, defs map[string]st
 			case ok && (old.Type != c.Type || old.Nullable != c.Nullable || old.Default != c.Default || old.Extra != c.Extra):
 				return nil, fmt.Errorf("%s.%s changes (%s → %s): not an addition; migrate it by hand, then run the upgrade again", q, c.Name, old.Type, c.Type)
 			case ok:
-			case i < len(cols) && t == "registrations":
+			case i < len(cols) && db+"."+t == site.ReplicatedTable:
 				return nil, fmt.Errorf("%s gains column %s before existing ones: row replication of registrations needs new columns at the end; migrate it by hand", q, c.Name)
 			default:
 				line := defLine(def, "`"+c.Name+"` ")
@@ -301,9 +302,9 @@ func defLine(def []string, want string) string {
 // one fails.
 func applyChanges(ctx context.Context, h Host, siteName string, cs []change, log io.Writer) error {
 	for i, c := range cs {
-		if _, err := h.SiteSQL(ctx, siteName, "SET sql_log_bin=0; "+c.Do); err != nil {
+		if _, err := h.SiteSQL(ctx, siteName, c.Do); err != nil {
 			undo := undoChanges(context.WithoutCancel(ctx), h, siteName, cs[:i])
-			return errors.Join(fmt.Errorf("site %s: schema: %s: %w (undone)", siteName, firstLine(c.Do), err), undo)
+			return errors.Join(fmt.Errorf("site %s: schema: %s: %w (undone)", siteName, cluster.FirstLine(c.Do), err), undo)
 		}
 		fmt.Fprintf(log, "site %s: schema: %s\n", siteName, c.Do)
 	}
@@ -313,8 +314,8 @@ func applyChanges(ctx context.Context, h Host, siteName string, cs []change, log
 func undoChanges(ctx context.Context, h Host, siteName string, done []change) error {
 	var errs []error
 	for _, c := range slices.Backward(done) {
-		if _, err := h.SiteSQL(ctx, siteName, "SET sql_log_bin=0; "+c.Undo); err != nil {
-			errs = append(errs, fmt.Errorf("site %s: undo %s: %w", siteName, firstLine(c.Undo), err))
+		if _, err := h.SiteSQL(ctx, siteName, c.Undo); err != nil {
+			errs = append(errs, fmt.Errorf("site %s: undo %s: %w", siteName, cluster.FirstLine(c.Undo), err))
 		}
 	}
 	return errors.Join(errs...)

@@ -34,13 +34,12 @@ type State struct {
 
 // SiteState is one site's progress.
 type SiteState struct {
-	Phase          string   `json:"phase"`
-	FromBoulder    string   `json:"fromBoulder,omitempty"`
-	ToBoulder      string   `json:"toBoulder,omitempty"`
-	FromGeneration string   `json:"fromGeneration,omitempty"`
-	ToGeneration   string   `json:"toGeneration,omitempty"`
-	Backup         string   `json:"backup,omitempty"`
-	Restart        []string `json:"restart,omitempty"`
+	Phase          string `json:"phase"`
+	FromBoulder    string `json:"fromBoulder,omitempty"`
+	ToBoulder      string `json:"toBoulder,omitempty"`
+	FromGeneration string `json:"fromGeneration,omitempty"`
+	ToGeneration   string `json:"toGeneration,omitempty"`
+	Backup         string `json:"backup,omitempty"`
 	// WeDrained: the upgrade drained the site and must undrain it.
 	WeDrained bool    `json:"weDrained,omitempty"`
 	Error     string  `json:"error,omitempty"`
@@ -53,7 +52,7 @@ var phaseOrder = []string{PhasePending, PhaseDraining, PhaseDrained, PhaseBacked
 // this attempt.
 func (s *SiteState) reached(p string) bool {
 	i, j := slices.Index(phaseOrder, s.Phase), slices.Index(phaseOrder, p)
-	if s.Phase == PhaseRollback || s.Phase == PhaseUnchanged {
+	if s.Phase == PhaseRollback { // interrupted while rolling back
 		i = slices.Index(phaseOrder, PhaseRestarted)
 	}
 	return i >= 0 && j >= 0 && i >= j

@@ -69,6 +69,23 @@ func (uo *upgradeOptions) options(cmd *cobra.Command) (upgrade.ApplyOptions, err
 	return upgrade.ForLab(l.Spec, l, l.Log, "")
 }
 
+// stateFile is where the upgrade's progress is recorded (status reads
+// only that: no controller, probes or hosts).
+func (uo *upgradeOptions) stateFile(cmd *cobra.Command) (string, error) {
+	if uo.po.o.Infra != "" {
+		p, err := uo.po.provisioner(cmd)
+		if err != nil {
+			return "", err
+		}
+		return p.UpgradeStateFile(), nil
+	}
+	l, err := uo.po.g.lab(false, "")
+	if err != nil {
+		return "", err
+	}
+	return upgrade.StateFile(l.Spec), nil
+}
+
 type applyFlags struct {
 	to, sites     string
 	canary        time.Duration
@@ -144,11 +161,11 @@ func newUpgradeStatusCmd(uo *upgradeOptions) *cobra.Command {
 		Short: "Show the recorded upgrade: each site's phase, release before and after, and times",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := uo.options(cmd)
+			path, err := uo.stateFile(cmd)
 			if err != nil {
 				return err
 			}
-			st, err := upgrade.ReadState(o.StateFile)
+			st, err := upgrade.ReadState(path)
 			if err != nil {
 				return err
 			}

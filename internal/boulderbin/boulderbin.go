@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cairn-pki/cairn/cluster"
 )
 
 // Module and Version are the pinned Boulder module; a test keeps Version
@@ -71,16 +73,9 @@ var versionRE = regexp.MustCompile(`^v0\.20[0-9]{6}\.[0-9]+$`)
 // CheckVersion accepts a Boulder release tag (v0.YYYYMMDD.N).
 func CheckVersion(version string) error {
 	if !versionRE.MatchString(version) {
-		return fmt.Errorf("%q is not a Boulder release tag like %s", short(version), Version)
+		return fmt.Errorf("%q is not a Boulder release tag like %s", cluster.Excerpt(version), Version)
 	}
 	return nil
-}
-
-func short(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
 }
 
 // Ensure returns the paths of the named binaries at the pinned version,
