@@ -1,32 +1,40 @@
 # The two commands a newcomer needs (README): `make lab` and `make test`.
-# Both install their dependencies first (scripts/deps.sh, idempotent).
+# Both install their dependencies first (scripts/deps.sh, idempotent):
+# `make lab` only what the lab runs, `make test` also the test-only tools.
 SHELL := /bin/bash
 export GOTOOLCHAIN := local
 export GOFLAGS := -buildvcs=false
 TOOLS := $(CURDIR)/.tools/bin
-# Drills and tests find lego v5 (built by deps) on PATH.
+# Tests find lego v5 (built by `deps.sh test`) on PATH; bin/cairn finds it
+# in ../.tools/bin from any directory.
 export PATH := $(TOOLS):$(PATH)
 LAB_DIR ?= cairn-lab
 FUZZTIME ?= 30s
 
-.PHONY: deps build lab lab-down quickstart test unit lint rules fuzz bench clean
+.PHONY: deps deps-lab build lab lab-down quickstart test unit lint rules fuzz bench clean
 
 deps:
-	@scripts/deps.sh
+	@scripts/deps.sh test
+
+deps-lab:
+	@scripts/deps.sh lab
 
 build:
 	go build -o bin/cairn ./cmd/cairn
 	go build -o bin/cairn-front ./cmd/cairn-front
 
 # The lab: 3 Boulder sites + cluster DNS on loopback (./cairn-lab).
-lab: deps build
-	bin/cairn lab up
+# Each phase says how long it took (deps per phase, then the build, then
+# `lab up`, which builds Boulder the first time).
+lab: deps-lab
+	@s=$$SECONDS; $(MAKE) --no-print-directory build; echo "make lab: build cairn: $$((SECONDS - s)) s"
+	@s=$$SECONDS; bin/cairn lab up; rc=$$?; echo "make lab: lab up: $$((SECONDS - s)) s"; exit $$rc
 
 lab-down: build
 	bin/cairn lab down
 
 # Spec and PKI only, without starting anything.
-quickstart: deps build
+quickstart: deps-lab build
 	@if [ ! -f $(LAB_DIR)/cairn.yaml ]; then bin/cairn init --dir $(LAB_DIR); fi
 	cd $(LAB_DIR) && ../bin/cairn validate && ../bin/cairn pki init && ../bin/cairn pki status
 
@@ -57,7 +65,7 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./cluster/
 
 # Performance figures of docs/lab.md: a fresh 3-site lab on its own addresses.
-bench: deps
+bench: deps-lab
 	go test -run '^$$' -bench Lab -benchtime 1x -timeout 30m ./lab/
 
 clean:

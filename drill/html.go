@@ -235,6 +235,7 @@ line.tick{stroke:#eee}
 {{range .Clients}}<tr><td>{{.Policy}}</td><td>{{.Issuances}}</td><td>{{.Failed}}</td><td>{{.Attempts}}</td><td>{{.FailedTries}}</td></tr>
 {{end}}</table>
 {{if .Problems}}<h3>Failed attempts by problem</h3><ul>{{range $k, $v := .Problems}}<li><code>{{$k}}</code>: {{$v}}</li>{{end}}</ul>{{end}}
+{{if .SkippedClients}}<h2>Real clients not run</h2><ul>{{range .SkippedClients}}<li>{{.}}</li>{{end}}</ul>{{end}}
 {{if .Real}}<h2>Real clients</h2><p>certbot and lego issue once before the fault, then renew with their stored account.</p>
 <table id="real"><tr><th>client</th><th>runs</th><th>failed</th><th>kept its account</th><th>recovered after</th><th>renewed after the name settled</th></tr>
 {{range .Real}}<tr><td>{{.Client}}</td><td>{{.Runs}}</td><td>{{.Failed}}</td><td>{{.AccountKept}}</td><td>{{secs .Recovered}}</td><td>{{secs .RenewedAfter}}</td></tr>

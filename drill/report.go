@@ -55,6 +55,9 @@ type Report struct {
 	// Real clients (certbot, lego): every run, and per client a summary.
 	RealRuns []RealRun    `json:"realRuns"`
 	Real     []RealClient `json:"realClients"`
+	// SkippedClients: a line per real client of the scenario that is not
+	// installed here, saying so (the others are judged as usual).
+	SkippedClients []string `json:"skippedClients,omitempty"`
 	// Accounts: account replication checks (pass.accountsFlow).
 	Accounts AccountsReport `json:"accounts"`
 	// Revocation: revocation and CRL checks (pass.revoked, pass.crlsAvailable).
@@ -425,6 +428,12 @@ func (rep *Report) Markdown() string {
 		sort.Strings(keys)
 		for _, k := range keys {
 			fmt.Fprintf(&b, "* `%s`: %d\n", k, rep.Problems[k])
+		}
+	}
+	if len(rep.SkippedClients) > 0 {
+		fmt.Fprintf(&b, "\n## Real clients not run\n\n")
+		for _, line := range rep.SkippedClients {
+			fmt.Fprintf(&b, "* %s\n", line)
 		}
 	}
 	if len(rep.Real) > 0 {

@@ -172,10 +172,14 @@ func (r *Runner) steadyState(ctx context.Context, applier acmedns.Provider) (*ru
 // its keys and account under state; those that could (s.ready) renew
 // during the drill, the others are errors of the report.
 func (r *Runner) issueBeforeFault(ctx context.Context, s *runState, state string) error {
-	reals, err := s.w.newRealClients(r.Scenario.Workload.Clients, state)
+	reals, skipped, err := s.w.newRealClients(r.Scenario.Workload.Clients, state)
 	if err != nil {
 		return err
 	}
+	for _, line := range skipped {
+		r.logf("real clients: %s", line)
+	}
+	s.rep.SkippedClients = skipped
 	var iwg sync.WaitGroup
 	var imu sync.Mutex
 	for _, rc := range reals {

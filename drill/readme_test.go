@@ -1,0 +1,165 @@
+package drill
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cairn-pki/cairn/internal/acmecli"
+	"github.com/cairn-pki/cairn/internal/labtest"
+	"github.com/cairn-pki/cairn/lab"
+)
+
+// readmeSkips are the README's bin/cairn commands this test does not run,
+// and why: each is run by another test or would end the shared lab.
+var readmeSkips = map[string]string{
+	"lab logs":  "follows logs until interrupted (lab tests read the logs)",
+	"lab down":  "would stop the shared lab (every lab test ends with it)",
+	"provision": "TestProvisionLocalEndToEnd runs it on namespace hosts",
+}
+
+// readmeCommands are the bin/cairn lines of the README's sh blocks, as a
+// user copies them: comments dropped, placeholders (X, …) left out.
+func readmeCommands(t *testing.T) (run []string) {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := false
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "```") {
+			in = line == "```sh"
+			continue
+		}
+		if !in || !strings.HasPrefix(line, "bin/cairn ") {
+			continue
+		}
+		if i := strings.Index(line, " #"); i > 0 {
+			line = strings.TrimSpace(line[:i])
+		}
+		skip := strings.Contains(line, "…") || strings.Contains(line, " X/") || strings.Contains(line, "--dir X")
+		for k := range readmeSkips {
+			skip = skip || strings.Contains(line, k)
+		}
+		if !skip {
+			run = append(run, line)
+		}
+	}
+	return run
+}
+
+// printedCommands are the copy-paste client commands `lab up` prints
+// under "Get a certificate through the ACME name", continuation lines
+// joined.
+func printedCommands(out string) []string {
+	var cmds []string
+	_, rest, ok := strings.Cut(out, "Get a certificate through the ACME name")
+	if !ok {
+		return nil
+	}
+	rest, _, _ = strings.Cut(rest, "\n\n")
+	var cur string
+	for _, line := range strings.Split(rest, "\n")[1:] {
+		cur += strings.TrimSpace(strings.TrimSuffix(line, "\\")) + " "
+		if !strings.HasSuffix(line, "\\") {
+			cmds = append(cmds, strings.TrimSpace(cur))
+			cur = ""
+		}
+	}
+	return cmds
+}
+
+// testReadme runs the README's commands as written after `make lab`, in a
+// directory laid out like that checkout: bin/cairn and bin/cairn-front,
+// .tools/bin with lego v5 (not on PATH, as after `make lab`) and
+// cairn-lab/ (this lab). Then the lego and certbot commands `lab up`
+// printed. It returns the site-down drill's report, which the caller
+// judges like the other drills.
+func testReadme(t *testing.T, l *lab.Lab) (*Report, string) {
+	work := t.TempDir()
+	for _, d := range []string{"bin", ".tools/bin"} {
+		if err := os.MkdirAll(filepath.Join(work, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	built := filepath.Dir(labtest.CairnBinary(t))
+	for _, b := range []string{"cairn", "cairn-front"} {
+		if err := os.Link(filepath.Join(built, b), filepath.Join(work, "bin", b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lego5, err := acmecli.FindTool("lego5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(lego5, filepath.Join(work, ".tools/bin/lego5")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(l.Spec.Dir, filepath.Join(work, "cairn-lab")); err != nil {
+		t.Fatal(err)
+	}
+	// PATH as a user's: without the .tools/bin `make test` puts on it.
+	var path []string
+	for _, p := range filepath.SplitList(os.Getenv("PATH")) {
+		if !strings.HasSuffix(p, ".tools/bin") {
+			path = append(path, p)
+		}
+	}
+	env := append(os.Environ(), "PATH="+strings.Join(path, ":"))
+	sh := func(line string) string {
+		t.Helper()
+		cmd := exec.Command("bash", "-c", line)
+		cmd.Dir, cmd.Env = work, env
+		out, err := cmd.CombinedOutput()
+		// A drill that fails exits 1: its report says why (judged below).
+		if err != nil && !strings.Contains(line, "drill run") {
+			t.Fatalf("README command %q: %v\n%s", line, err, out)
+		}
+		t.Logf("$ %s\n%s", line, out)
+		return string(out)
+	}
+
+	cmds := readmeCommands(t)
+	for _, want := range []string{"lab status", "lab up", "probe a --deep", "failover status", "drill list", "drill run site-down", "upgrade plan"} {
+		found := false
+		for _, c := range cmds {
+			found = found || strings.Contains(c, want)
+		}
+		if !found {
+			t.Errorf("the README no longer shows bin/cairn %s: update this test", want)
+		}
+	}
+	var printed []string
+	for _, c := range cmds {
+		out := sh(c)
+		if strings.Contains(c, "lab up") {
+			printed = printedCommands(out)
+		}
+	}
+	if len(printed) != 2 {
+		t.Fatalf("lab up printed %d client commands through the ACME name, want lego and certbot", len(printed))
+	}
+	for _, c := range printed {
+		sh(c)
+	}
+	dir := filepath.Join(work, "drills/site-down")
+	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.SkippedClients) > 0 {
+		t.Errorf("site-down after make lab skipped real clients: %v", rep.SkippedClients)
+	}
+	return &rep, dir
+}
