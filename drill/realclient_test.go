@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A scenario's real client that is not installed is skipped with a line
@@ -34,6 +35,18 @@ func TestMissingRealClientIsSkippedWithALine(t *testing.T) {
 	rep := &Report{Scenario: "x", SkippedClients: skipped}
 	if md := rep.Markdown(); !strings.Contains(md, "Real clients not run") || !strings.Contains(md, "lego5: skipped") {
 		t.Errorf("the report does not say lego5 was skipped:\n%s", md)
+	}
+
+	// Only the clients that ran are judged.
+	rep.summarizeReal([]string{"certbot", "lego5"}, time.Now())
+	rep.judge(&Scenario{Pass: Pass{ClientsRenew: true}})
+	if len(rep.Real) != 1 || rep.Real[0].Client != "certbot" {
+		t.Errorf("judged %+v, want certbot alone", rep.Real)
+	}
+	for _, f := range rep.Failures {
+		if strings.Contains(f, "lego5") {
+			t.Errorf("the skipped client is judged: %s", f)
+		}
 	}
 
 	// What every real client needs is still an error.

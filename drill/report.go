@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -146,10 +147,18 @@ func (rep *Report) compute(w *workload, newClient time.Time, sc *Scenario) {
 		}
 	}
 	rep.policySummaries(sc.Workload.Policies)
-	for _, name := range sc.Workload.Clients {
-		rep.Real = append(rep.Real, rep.realClient(name, t0))
-	}
+	rep.summarizeReal(sc.Workload.Clients, t0)
 	rep.judge(sc)
+}
+
+// summarizeReal sums up each real client that ran (a skipped one has its
+// line in SkippedClients and is not judged).
+func (rep *Report) summarizeReal(clients []string, t0 time.Time) {
+	for _, name := range clients {
+		if !slices.ContainsFunc(rep.SkippedClients, func(line string) bool { return strings.HasPrefix(line, name+":") }) {
+			rep.Real = append(rep.Real, rep.realClient(name, t0))
+		}
+	}
 }
 
 // phases reads the events from t0 on: the first failed probe, the faulted

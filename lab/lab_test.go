@@ -166,6 +166,7 @@ func TestLabEndToEnd(t *testing.T) {
 	checkPrometheus(t, st)
 	checkExec(t, spec)
 	checkHeal(t, l)
+	checkFrontUnderAbuse(t, l, spec, sum)
 
 	// The health-probe account is exempted from per-account limits at every
 	// site (overrides in the SA database, read back with Boulder's admin tool).
@@ -570,7 +571,7 @@ func checkPrometheus(t *testing.T, st *Status) {
 				down = append(down, tg.Labels["job"]+" "+tg.Labels["site"]+"/"+tg.Labels["component"]+": "+tg.Health+" "+tg.LastError)
 			}
 		}
-		if len(down) == 0 && jobs["cairn-controller"] == 1 && jobs["boulder"] == 12*len(st.Sites) {
+		if len(down) == 0 && jobs["cairn-controller"] == 1 && jobs["boulder"] == 13*len(st.Sites) {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -132,15 +132,16 @@ func (p *Plan) crlEndpoint() string {
 // debugAddr gives each Boulder process its own debug (metrics) port.
 func (p *Plan) debugAddr(offset int) string { return Addr(p.Svc, debugPortBase+offset) }
 
-// debugOffsets: each Boulder process's debug port, above debugPortBase.
+// debugOffsets: each Boulder process's debug port, and the ACME front's
+// metrics port, above debugPortBase.
 var debugOffsets = map[string]int{"ca": 1, "ra": 2, "sa": 3, "va": 4, "nonce": 5, "publisher": 9,
-	"rva1": 11, "rva2": 12, "rva3": 13, "wfe": 14, "crl-storer": 21, "crl-updater": 22}
+	"rva1": 11, "rva2": 12, "rva3": 13, "wfe": 14, "crl-storer": 21, "crl-updater": 22, ACMEFront: 30}
 
 // debug is the debug (metrics) address of the bundle process name.
 func (p *Plan) debug(name string) string { return p.debugAddr(debugOffsets[name]) }
 
-// MetricsAddrs are the Boulder processes' metrics listeners (/metrics on
-// their debug ports), by process name.
+// MetricsAddrs are the metrics listeners (/metrics on the Boulder
+// processes' debug ports, and the ACME front's), by process name.
 func (p *Plan) MetricsAddrs() map[string]string {
 	m := map[string]string{}
 	for name := range debugOffsets {

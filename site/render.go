@@ -730,6 +730,9 @@ func (r *renderer) acmeFront(in *boulderInputs) string {
 		// (revocations, blocked keys) comes in on this port and is
 		// spliced to them; their own mTLS decides.
 		"passthrough": map[string]string{"ra.boulder": Addr(p.Svc, PortRA), "sa.boulder": Addr(p.Svc, PortSA)},
+		// Connections held and refused (caps: connlimit's defaults), on
+		// the internal address Prometheus scrapes.
+		"metricsListen": p.debug(ACMEFront),
 	}, "", "  ")
 	return string(b) + "\n"
 }

@@ -40,6 +40,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/cairn-pki/cairn/internal/connlimit"
 )
 
 // Config is etc/acme-front.json.
@@ -62,7 +64,31 @@ type Config struct {
 	// services (ra.boulder, sa.boulder) to their addresses: connections
 	// naming them are spliced there, not terminated (passthrough.go).
 	Passthrough map[string]string `json:"passthrough,omitempty"`
+	// MetricsListen serves /metrics (connections held and refused,
+	// accept errors, alreadyReplaced answers) on the site's internal
+	// address; "" serves none.
+	MetricsListen string `json:"metricsListen,omitempty"`
+	// MaxConns and MaxConnsPerSource cap the connections held at once, in
+	// total and per client address (0: connlimit's defaults).
+	MaxConns          int `json:"maxConns,omitempty"`
+	MaxConnsPerSource int `json:"maxConnsPerSource,omitempty"`
 }
+
+// Deadlines of the public listener. A stranger holds a connection at most
+// HandshakeTimeout before its first request, and at most IdleTimeout
+// between requests; a request's headers and body must arrive within
+// ReadTimeout; the answer (the WFE's work included) within WriteTimeout.
+const (
+	HandshakeTimeout = 5 * time.Second // TLS handshake and request headers
+	ReadTimeout      = 30 * time.Second
+	WriteTimeout     = 90 * time.Second
+	IdleTimeout      = 60 * time.Second
+	upstreamTimeout  = 75 * time.Second // the WFE's answer headers
+	maxHeaderBytes   = 64 << 10
+)
+
+// deadlines are the ones Serve uses (tests shorten them).
+var deadlines = struct{ handshake, read, write, idle time.Duration }{HandshakeTimeout, ReadTimeout, WriteTimeout, IdleTimeout}
 
 // Release is the Boulder version and bundle generation a site runs.
 type Release struct {
@@ -178,6 +204,12 @@ func New(c *Config, log *slog.Logger) (*Front, error) {
 		return nil, err
 	}
 	f.proxy = &httputil.ReverseProxy{
+		Transport: &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ResponseHeaderTimeout: upstreamTimeout,
+			IdleConnTimeout:       IdleTimeout,
+			MaxIdleConnsPerHost:   64,
+		},
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(u)
 			r.Out.Host = r.In.Host // Boulder builds every URL from Host
@@ -534,9 +566,34 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("certificate: %w", err)
 	}
-	srv := &http.Server{Addr: c.Listen, Handler: f, ReadHeaderTimeout: 10 * time.Second,
+	// ReadHeaderTimeout also bounds the TLS handshake (net/http takes the
+	// shortest of its read and write deadlines for it).
+	srv := &http.Server{Addr: c.Listen, Handler: f, ReadHeaderTimeout: deadlines.handshake,
+		ReadTimeout: deadlines.read, WriteTimeout: deadlines.write, IdleTimeout: deadlines.idle, MaxHeaderBytes: maxHeaderBytes,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	inner, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return err
+	}
+	capped := connlimit.New(inner, c.MaxConns, c.MaxConnsPerSource, log)
+	var l net.Listener = capped
+	var spliced *atomic.Int64
+	if len(c.Passthrough) > 0 {
+		sl := newSNIListener(capped, c.Passthrough, log)
+		l, spliced = sl, &sl.spliced
+	}
+	var metrics *http.Server
+	if c.MetricsListen != "" {
+		ml, err := net.Listen("tcp", c.MetricsListen)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("metricsListen: %w", err)
+		}
+		metrics = &http.Server{Handler: metricsHandler(f, capped.Stats, spliced), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: IdleTimeout}
+		go metrics.Serve(ml)
+	}
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
 	defer signal.Stop(usr1)
@@ -549,19 +606,16 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger) error {
 			case <-ctx.Done():
 				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
+				if metrics != nil {
+					metrics.Shutdown(sctx)
+				}
 				srv.Shutdown(sctx)
 				return
 			}
 		}
 	}()
-	l, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return err
-	}
-	if len(c.Passthrough) > 0 {
-		l = newSNIListener(l, c.Passthrough, log)
-	}
-	log.Info("acme front listening", "addr", c.Listen, "upstream", c.Upstream, "issuers", len(f.own), "passthrough", len(c.Passthrough))
+	log.Info("acme front listening", "addr", c.Listen, "upstream", c.Upstream, "issuers", len(f.own), "passthrough", len(c.Passthrough),
+		"metrics", c.MetricsListen)
 	if err := srv.ServeTLS(l, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,9 +21,11 @@ import (
 // (its internal CA, the service's list of client names) decides, end to
 // end. Every other connection is the ACME server.
 
-// helloTimeout bounds how long a connection may take to send its
-// ClientHello before the front gives up on it.
-const helloTimeout = 10 * time.Second
+// A connection has deadlines.handshake to send its ClientHello before the
+// front gives up on it; spliceIdle is how long a
+// spliced connection may stay silent both ways (the admin tool's calls
+// take milliseconds).
+const spliceIdle = 2 * time.Minute
 
 // errPeeked stops the handshake once the ClientHello has been read.
 var errPeeked = errors.New("client hello read")
@@ -71,6 +74,8 @@ type sniListener struct {
 	conns  chan net.Conn
 	done   chan struct{}
 	once   sync.Once
+	// spliced counts connections passed through.
+	spliced atomic.Int64
 }
 
 func newSNIListener(l net.Listener, routes map[string]string, log *slog.Logger) *sniListener {
@@ -79,15 +84,13 @@ func newSNIListener(l net.Listener, routes map[string]string, log *slog.Logger) 
 	return s
 }
 
+// acceptLoop ends only when the listener is closed: the inner listener
+// (connlimit) retries every other accept error.
 func (s *sniListener) acceptLoop() {
 	defer s.Close()
 	for {
 		c, err := s.Listener.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
 			return
 		}
 		go s.route(c)
@@ -97,7 +100,7 @@ func (s *sniListener) acceptLoop() {
 // route peeks at the ClientHello and sends the connection on.
 func (s *sniListener) route(c net.Conn) {
 	var seen bytes.Buffer
-	c.SetReadDeadline(time.Now().Add(helloTimeout))
+	c.SetReadDeadline(time.Now().Add(deadlines.handshake))
 	name, err := serverName(io.TeeReader(c, &seen))
 	c.SetReadDeadline(time.Time{})
 	replay := &replayConn{Conn: c, r: io.MultiReader(bytes.NewReader(seen.Bytes()), c)}
@@ -123,10 +126,18 @@ func (s *sniListener) splice(c net.Conn, name, to string) {
 		return
 	}
 	defer up.Close()
-	s.log.Info("admin passthrough", "service", name, "from", c.RemoteAddr())
+	s.spliced.Add(1)
+	s.log.Debug("admin passthrough", "service", name, "from", c.RemoteAddr())
+	// Both ends get a deadline spliceIdle ahead at every read, so a
+	// connection that goes silent is cut (its two descriptors freed).
+	idle := func(a, b net.Conn) {
+		d := time.Now().Add(spliceIdle)
+		a.SetDeadline(d)
+		b.SetDeadline(d)
+	}
 	done := make(chan struct{}, 2)
 	cp := func(dst, src net.Conn) {
-		io.Copy(dst, src)
+		copyWith(dst, src, func() { idle(c, up) })
 		if tc, ok := dst.(interface{ CloseWrite() error }); ok {
 			tc.CloseWrite()
 		}
@@ -156,4 +167,21 @@ func (s *sniListener) Close() error {
 		err = s.Listener.Close()
 	})
 	return err
+}
+
+// copyWith copies src to dst, calling tick before every read.
+func copyWith(dst io.Writer, src io.Reader, tick func()) {
+	buf := make([]byte, 32<<10)
+	for {
+		tick()
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }

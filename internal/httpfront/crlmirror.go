@@ -38,6 +38,32 @@ type CRLMirror struct {
 	once    sync.Once
 	issuers map[int64]*x509.Certificate
 	loadErr error
+
+	// lastFetch: when a request last fetched a shard from its owner
+	// (within fetchEvery, requests get the copy: strangers cannot turn
+	// requests into fetches).
+	mu        sync.Mutex
+	lastFetch map[string]time.Time
+}
+
+// fetchEvery is how often requests for one foreign shard may fetch it from
+// its owner; in between they get the copy (which the fetch refreshed, and
+// the mirror loop refreshes every Every).
+const fetchEvery = 10 * time.Second
+
+// mayFetch reports whether a request for rel may fetch it now, and if so
+// notes it.
+func (m *CRLMirror) mayFetch(rel string, now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lastFetch == nil {
+		m.lastFetch = map[string]time.Time{}
+	}
+	if now.Sub(m.lastFetch[rel]) < fetchEvery {
+		return false
+	}
+	m.lastFetch[rel] = now
+	return true
 }
 
 // Peer is another site's CRL front and the issuers it publishes.
@@ -199,7 +225,8 @@ func (m *CRLMirror) fetch(ctx context.Context, hc *http.Client, peer, rel string
 // handler serves /<bucket>/<nameID>/<shard>.crl: this site's issuers from
 // its own store (own), every other issuer from the mirror.
 // A foreign one is fetched from its owner's front first (and the copy
-// refreshed); only when the owner does not answer is the copy served.
+// refreshed), at most once per fetchEvery per shard; otherwise, and when
+// the owner does not answer, the copy is served.
 func (m *CRLMirror) handler(own http.Handler) http.Handler {
 	files := http.FileServer(http.Dir(m.Dir))
 	hc := &http.Client{Timeout: 2 * time.Second}
@@ -211,9 +238,10 @@ func (m *CRLMirror) handler(own http.Handler) http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "application/pkix-crl")
-		if owner := m.owner(id); owner != "" {
+		rel := strings.Join(parts, "/")
+		if owner := m.owner(id); owner != "" && m.mayFetch(rel, time.Now()) {
 			if issuers, err := m.foreign(); err == nil && issuers[id] != nil {
-				if _, der, err := m.fetch(r.Context(), hc, owner, strings.Join(parts, "/"), issuers[id]); err == nil && der != nil {
+				if _, der, err := m.fetch(r.Context(), hc, owner, rel, issuers[id]); err == nil && der != nil {
 					w.Write(der)
 					return
 				}

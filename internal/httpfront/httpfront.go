@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -18,6 +19,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/cairn-pki/cairn/internal/connlimit"
 )
 
 // Config is a front's configuration (etc/http-front.json of a bundle).
@@ -43,7 +46,15 @@ func Serve(ctx context.Context, configFile string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Addr: cfg.Listen, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	// A public listener: deadlines on every phase, caps on connections.
+	srv := &http.Server{Addr: cfg.Listen, Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	inner, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	l := connlimit.New(inner, 0, 0, log)
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -54,7 +65,7 @@ func Serve(ctx context.Context, configFile string, log *slog.Logger) error {
 		go cfg.Mirror.Run(ctx, log)
 	}
 	log.Info("http front listening", "addr", cfg.Listen)
-	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
