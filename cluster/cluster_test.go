@@ -220,3 +220,23 @@ func TestErrorsQuoteOnlyAnExcerpt(t *testing.T) {
 		}
 	}
 }
+
+// A key given twice (two acme: blocks, or a field twice in one) is an
+// error naming both lines, not a silent merge where the later one wins.
+func TestDuplicateKeysNameBothLines(t *testing.T) {
+	_, errs := ParseAndValidate([]byte(base + "acme:\n  ttl: 60\nacme:\n  name: acme.lab.home.arpa\n"))
+	found := false
+	for _, e := range errs {
+		if e.Path == "acme" && strings.Contains(e.Msg, "given twice") && strings.Contains(e.Msg, "lines ") {
+			found = true
+			t.Log(e.Error())
+		}
+	}
+	if !found {
+		t.Fatalf("two acme: blocks: %v", errs)
+	}
+	_, errs = ParseAndValidate([]byte(strings.Replace(base, "name: a\n", "name: a\n    name: z\n", 1)))
+	if len(errs) == 0 || !strings.Contains(errs[0].Msg, "given twice") {
+		t.Errorf("a field twice in one site: %v", errs)
+	}
+}

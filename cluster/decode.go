@@ -151,9 +151,17 @@ func (d *decoder) decodeAt(n *yaml.Node, v reflect.Value, path string, depth int
 			return
 		}
 		fields := yamlFields(v.Type())
+		seen := map[string]int{} // key -> line of its first occurrence
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key, val := n.Content[i], n.Content[i+1]
 			sub := joinPath(path, key.Value)
+			// YAML leaves a key given twice undefined; the later one would
+			// silently win (two acme: blocks, one half lost).
+			if first, dup := seen[key.Value]; dup {
+				d.fail(key, sub, "given twice, at lines %d and %d: keep one (merge what the two say)", first, key.Line)
+				continue
+			}
+			seen[key.Value] = key.Line
 			idx, ok := fields[key.Value]
 			if !ok {
 				d.fail(key, sub, "unknown field (known fields here: %s)", strings.Join(sortedKeys(fields), ", "))

@@ -31,7 +31,8 @@ func (c *Client) Call(ctx context.Context, method, path string, out any) error {
 	if err != nil {
 		return err
 	}
-	if method == http.MethodPost {
+	// Commands and the revocation journal need the operator's token.
+	if method == http.MethodPost || strings.HasPrefix(path, "/api/revocations") {
 		token, err := fsutil.ReadSecret(c.Spec.Path(c.Spec.Failover.AdminTokenFile))
 		if err != nil {
 			return fmt.Errorf("failover.adminTokenFile: %w", err)

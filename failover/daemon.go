@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,11 +15,8 @@ import (
 	"github.com/cairn-pki/cairn/acmedns"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
-	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/fsutil"
-	"github.com/cairn-pki/cairn/lab"
 	"github.com/cairn-pki/cairn/revocation"
-	"github.com/cairn-pki/cairn/site"
 )
 
 // HistoryRetention is how long the controller keeps probe results.
@@ -113,36 +108,16 @@ func confirmer(pipe *healthcheck.Pipeline) func(context.Context, string) error {
 }
 
 // replayer is the revocation journal in the controllers' etcd and what
-// carries each entry to its site's CRL. It revokes and blocks keys with
-// Boulder's admin tool and the controller's credentials for the site,
-// through the site's ACME front (site.ControllerAdminDir). Where the
-// site's bundle is on this host too (the lab) it publishes the site's CRLs
-// at once; elsewhere the site's crl-updater does within its period.
+// carries each entry to its site's CRL: the site's agent revokes, blocks
+// keys and publishes the CRLs at once (revocation.Agents, with the
+// controller's credential for each site).
 func replayer(spec *cluster.Spec, etcd *Etcd, pipe *healthcheck.Pipeline, log *slog.Logger) *revocation.Replayer {
-	admin := func(ctx context.Context) (revocation.Admin, error) {
-		b, err := boulderbin.Ensure(ctx, io.Discard, "admin")
-		if err != nil {
-			return revocation.Admin{}, err
-		}
-		return revocation.ControllerAdmin(spec, b["admin"]), nil
-	}
+	agents := revocation.Agents{Spec: spec}
 	return &revocation.Replayer{
-		Journal: revocation.EtcdJournal{Client: etcd.Client, Prefix: spec.Failover.Etcd.Prefix},
-		Sites:   spec.SiteNames(),
-		BlockKey: func(ctx context.Context, name, spki, comment string) error {
-			a, err := admin(ctx)
-			if err != nil {
-				return err
-			}
-			return a.BlockKey(ctx, name, spki, comment)
-		},
-		Revoke: func(ctx context.Context, name, serial, reason string) error {
-			a, err := admin(ctx)
-			if err != nil {
-				return err
-			}
-			return a.Revoke(ctx, name, serial, reason)
-		},
+		Journal:  revocation.EtcdJournal{Client: etcd.Client, Prefix: spec.Failover.Etcd.Prefix},
+		Sites:    spec.SiteNames(),
+		BlockKey: agents.BlockKey,
+		Revoke:   agents.Revoke,
 		InCRL: func(ctx context.Context, name, serial string) (bool, error) {
 			t := pipe.Target(name)
 			if t == nil {
@@ -151,12 +126,8 @@ func replayer(spec *cluster.Spec, etcd *Etcd, pipe *healthcheck.Pipeline, log *s
 			return healthcheck.SerialInCRL(ctx, t, serial)
 		},
 		Publish: func(ctx context.Context, name string) error {
-			if _, err := site.ReadBundle(spec.Path(filepath.Join("sites", name))); err != nil {
-				log.Info("a deferred revocation is applied; the site's crl-updater publishes it within its period", "site", name)
-				return nil
-			}
 			log.Info("publishing CRLs after a deferred revocation", "site", name)
-			return (&lab.Lab{Spec: spec, Log: io.Discard}).UpdateCRLs(ctx, name)
+			return agents.PublishCRLs(ctx, name)
 		},
 	}
 }

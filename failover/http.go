@@ -77,7 +77,11 @@ func (c *Controller) Handler(reg prometheus.Gatherer, adminToken string) http.Ha
 			c.serveRevoke(w, r)
 		}
 	})
+	// Serials, requesters and errors: the operator's, like the commands.
 	mux.HandleFunc("GET /api/revocations", func(w http.ResponseWriter, r *http.Request) {
+		if !authorized(w, r) {
+			return
+		}
 		if c.Revocations == nil {
 			writeJSON(w, []revocation.Entry{})
 			return

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"github.com/cairn-pki/cairn/internal/labtest"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
+	"github.com/cairn-pki/cairn/site"
 )
 
 // cairn provision apply --infra local brings up 2 sites (and the cluster
@@ -136,9 +138,19 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 
 	// Revocation from the operator's vantage goes through the controller
 	// on the DNS host, which revokes at site a and blocks the key at both
-	// sites over their fronts (admin passthrough), not from a site host.
+	// sites through their agents, not from a site host.
 	if certA != "" {
 		revokeThroughTheController(t, cairn, spec.File, certA)
+	}
+	// Its way in, the site agent's port, answers the controller's host
+	// alone: from the operator's namespace the connection is dropped.
+	agentAddr, err := site.AgentAddr(spec, spec.Sites[0].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(agentAddr)
+	if out, err := exec.Command("ip", "netns", "exec", "cairn-t-sw", "timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/"+host+"/"+port).CombinedOutput(); err == nil {
+		t.Errorf("site a's agent port %s took a connection from the operator's namespace (only the controller's host may): %s", agentAddr, out)
 	}
 
 	// Accounts replicate between the site hosts: from the operator's

@@ -368,7 +368,10 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 	}
 	inv["cluster"][name] = hv
 	path := p.path("inventory.yml")
-	return path, writeInventory(path, map[string]any{"cairn_bin_dir": binDir}, inv)
+	// The controller runs on the primary DNS host: the only address the
+	// sites' agents answer (nftables on each site host).
+	return path, writeInventory(path, map[string]any{"cairn_bin_dir": binDir,
+		"cairn_controller_addresses": []string{hostOf(out.DNSServers[0].Address)}}, inv)
 }
 
 // linkBinaries links the binaries the hosts get into the directory name
@@ -481,7 +484,7 @@ func writeInventory(path string, vars map[string]any, inv map[string]map[string]
 // controllerKit copies what the failover controller reads into dst, with
 // the spec's own layout: the spec, the PKI's certificates and state (no
 // key, no HSM token, no PIN), the TSIG keys, the admin token, the probe
-// account keys and its admin credentials for each site (revocations). The controller keeps its own state (etcd, probe history)
+// account keys and its credential for each site's agent (revocations). The controller keeps its own state (etcd, probe history)
 // under it on the host.
 func controllerKit(spec *cluster.Spec, dst string) error {
 	// The admin token and the probe account key are made here, so the
@@ -498,8 +501,8 @@ func controllerKit(spec *cluster.Spec, dst string) error {
 			return err
 		}
 		files = append(files, healthcheck.ProbeAccountKeyFile(s.Name))
-		for _, f := range []string{"admin.json", "ca.pem", "cert.pem", "key.pem"} {
-			files = append(files, filepath.Join(site.ControllerAdminDir(s.Name), f))
+		for _, f := range []string{"ca.pem", "cert.pem", "key.pem"} {
+			files = append(files, filepath.Join(site.ControllerAgentDir(s.Name), f))
 		}
 	}
 	for _, pattern := range []string{"public/*", "root/*.cert.pem", "infrastructure/*.cert.pem", "sites/*/*.cert.pem"} {

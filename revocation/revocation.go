@@ -21,7 +21,6 @@ import (
 	"strings"
 
 	"github.com/cairn-pki/cairn/cluster"
-	"github.com/cairn-pki/cairn/site"
 )
 
 // Reasons are the CRL reason codes an operator may give (RFC 5280; the
@@ -91,10 +90,10 @@ var ErrAlreadyRevoked = errors.New("already revoked")
 // ErrNotFound means the site holds no certificate with that serial.
 var ErrNotFound = errors.New("the issuing site has no certificate with this serial")
 
-// Admin revokes at a site with Boulder's admin tool, over the site's own
-// mTLS to its RA and SA: with the controller's credentials for that site
-// (site.ControllerAdminDir), through the site's ACME front, so it works
-// from the controller's host as from the lab's.
+// Admin revokes at a site with Boulder's admin tool and the site's own
+// admin credential (the bundle's admin.json): what the site agent does on
+// the site's host (hostrun.AgentBackend). Everyone else goes through the
+// agent (Agents).
 type Admin struct {
 	Binary string                          // Boulder's admin tool
 	Config func(site string) string        // the site's admin.json
@@ -165,15 +164,6 @@ func (a Admin) command(ctx context.Context, site, sub string, args ...string) *e
 	cmd := exec.CommandContext(ctx, a.Binary, append([]string{"-config", config, "-dry-run=false", sub}, args...)...)
 	cmd.Dir = filepath.Dir(config)
 	return cmd
-}
-
-// ControllerAdmin is Admin with the controller's credentials for each site
-// (site.ControllerAdminDir next to the spec): the same on the
-// controller's host, the operator's machine and in the lab.
-func ControllerAdmin(spec *cluster.Spec, binary string) Admin {
-	return Admin{Binary: binary, Config: func(name string) string {
-		return spec.Path(filepath.Join(site.ControllerAdminDir(name), "admin.json"))
-	}}
 }
 
 func lastLine(s string) string {

@@ -291,7 +291,7 @@ func (r *renderer) internalPKI() error {
 	if err := k.leaf("redis", []string{"redis.boulder"}, []net.IP{p.DB.AsSlice()}); err != nil {
 		return err
 	}
-	return r.controllerAdmin(k)
+	return r.siteAgent(k)
 }
 
 // issuers copies the root and the site's issuers (cluster PKI) into the
@@ -636,6 +636,9 @@ func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 		boulder("crl-storer", "crl-storer", "crl-storer.json", PortCRLStorer),
 		{Name: "crl-updater", Program: "boulder", Args: []string{"crl-updater", "--config", etc("crl-updater.json")},
 			Ready: "tcp:" + p.debug("crl-updater"), Listen: p.debug("crl-updater")},
+		// The controller's way in: revoke, block a key, publish CRLs.
+		{Name: AgentProcess, Program: "cairn", Args: []string{"site", "agent", "--config", etc("agent.json")},
+			Ready: "tcp:" + p.agentListen(), Listen: p.agentListen()},
 	}
 	if p.ExternalCRLStore() {
 		// The operator's store and web server publish the CRLs.
@@ -726,10 +729,6 @@ func (r *renderer) acmeFront(in *boulderInputs) string {
 		// Another site's certificate is revoked there (revokeCert).
 		"peers":    peers,
 		"rootFile": r.root("pki", "root.cert.pem"),
-		// The failover controller's admin gRPC to the RA and the SA
-		// (revocations, blocked keys) comes in on this port and is
-		// spliced to them; their own mTLS decides.
-		"passthrough": map[string]string{"ra.boulder": Addr(p.Svc, PortRA), "sa.boulder": Addr(p.Svc, PortSA)},
 		// Connections held and refused (caps: connlimit's defaults), on
 		// the internal address Prometheus scrapes.
 		"metricsListen": p.debug(ACMEFront),

@@ -146,7 +146,7 @@ func render(t *testing.T, spec *cluster.Spec, pki *softPKI, i int, out string) *
 // random per render (NameIDs of the test PKI's keys are not: subjects are
 // fixed) masked.
 var goldenFiles = []string{"bundle.json", "etc/sa.json", "etc/ca.json", "etc/ra.json", "etc/va.json", "etc/rva1.json",
-	"etc/publisher.json", "etc/nonce.json", "etc/wfe2.json", "etc/crl-storer.json", "etc/crl-updater.json",
+	"etc/publisher.json", "etc/nonce.json", "etc/wfe2.json", "etc/crl-storer.json", "etc/crl-updater.json", "etc/agent.json",
 	"etc/my.cnf", "etc/named.conf", "etc/a.boulder.internal.zone", "etc/ident-policy.yaml", "etc/http-front.json", "etc/acme-front.json", "etc/softhsm2.conf", "etc/admin.json"}
 
 func TestRenderGolden(t *testing.T) {

@@ -6,14 +6,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cairn-pki/cairn/cluster"
-	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/revocation"
 )
 
@@ -88,11 +86,7 @@ on the controller's host (the lab).`,
 }
 
 func revokeDirectly(cmd *cobra.Command, spec *cluster.Spec, site, serial, reason string) error {
-	bins, err := boulderbin.Ensure(cmd.Context(), os.Stderr, "admin")
-	if err != nil {
-		return err
-	}
-	switch err := revocation.ControllerAdmin(spec, bins["admin"]).Revoke(cmd.Context(), site, serial, reason); {
+	switch err := (revocation.Agents{Spec: spec}).Revoke(cmd.Context(), site, serial, reason); {
 	case errors.Is(err, revocation.ErrAlreadyRevoked):
 		fmt.Fprintf(cmd.OutOrStdout(), "%s was already revoked at site %s\n", serial, site)
 	case err != nil:

@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cairn-pki/cairn/agent"
 	"github.com/cairn-pki/cairn/hostrun"
-	"github.com/cairn-pki/cairn/internal/acmefront"
 )
 
 func newSiteCmd() *cobra.Command {
@@ -60,23 +60,27 @@ func newSiteCmd() *cobra.Command {
 	super.Flags().BoolVar(&restart, "restart", false, "restart the supervisor and every process (the bundle changed)")
 	super.Flags().BoolVar(&keep, "keep", false, "leave a running supervisor as it is (the default)")
 	super.Flags().DurationVar(&interval, "interval", 2*time.Second, "how often exited processes are started again")
-	var frontConfig string
-	front := &cobra.Command{
-		Use:   "acme-front --config FILE",
-		Short: "Serve a site's ACME name over HTTPS in front of its WFE (a bundle process; see docs/accounts.md, ARI)",
+	var agentConfig string
+	agentCmd := &cobra.Command{
+		Use:   "agent --config FILE",
+		Short: "Serve the site agent: the controller's revoke, block-key and publish-crls at this site, over mutual TLS (a bundle process; docs/security.md)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			c, err := acmefront.Load(frontConfig)
+			c, err := agent.Load(agentConfig)
 			if err != nil {
 				return err
 			}
-			return acmefront.Serve(ctx, c, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
+			b, err := hostrun.NewAgentBackend(c)
+			if err != nil {
+				return err
+			}
+			return agent.Serve(ctx, c, b, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
 		},
 	}
-	front.Flags().StringVar(&frontConfig, "config", "", "etc/acme-front.json of the bundle")
-	front.MarkFlagRequired("config")
+	agentCmd.Flags().StringVar(&agentConfig, "config", "", "etc/agent.json of the bundle")
+	agentCmd.MarkFlagRequired("config")
 	stopCmd := &cobra.Command{
 		Use:   "stop",
 		Short: "Stop the bundle's supervisor and every process of the bundle",
@@ -122,6 +126,6 @@ func newSiteCmd() *cobra.Command {
 		c.Flags().StringVar(&bundle, "bundle", "/opt/cairn/site", "the rendered bundle (its bundle.json)")
 		c.Flags().StringVar(&bin, "bin", "/opt/cairn/bin", "where boulder, ct-test-srv, s3-test-srv and cairn are installed")
 	}
-	cmd.AddCommand(run, step, super, front, stopCmd, restartCmd, sqlCmd, closeCmd)
+	cmd.AddCommand(run, step, super, agentCmd, stopCmd, restartCmd, sqlCmd, closeCmd)
 	return cmd
 }

@@ -52,7 +52,7 @@ func serveForTest(t *testing.T, wfe string, maxConns, perSource int) (addr, metr
 	}
 	addr, metrics = free(), free()
 	c := &Config{Listen: addr, Upstream: wfe, CertFile: certFile, KeyFile: keyFile, Issuers: []string{own},
-		Passthrough: map[string]string{"ra.boulder": "127.0.0.1:1"}, MetricsListen: metrics, MaxConns: maxConns, MaxConnsPerSource: perSource}
+		MetricsListen: metrics, MaxConns: maxConns, MaxConnsPerSource: perSource}
 	ctx, cancel := context.WithCancel(context.Background())
 	done = make(chan error, 1)
 	go func() { done <- Serve(ctx, c, slog.New(slog.DiscardHandler)) }()

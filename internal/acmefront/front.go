@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/cairn-pki/cairn/internal/connlimit"
+	"github.com/cairn-pki/cairn/internal/fsutil"
 )
 
 // Config is etc/acme-front.json.
@@ -60,10 +61,6 @@ type Config struct {
 	// Release is what the site runs; the directory's response carries it
 	// (ReleaseHeader) so the controller's probes see each site's release.
 	Release *Release `json:"release,omitempty"`
-	// Passthrough maps TLS server names of the site's internal gRPC
-	// services (ra.boulder, sa.boulder) to their addresses: connections
-	// naming them are spliced there, not terminated (passthrough.go).
-	Passthrough map[string]string `json:"passthrough,omitempty"`
 	// MetricsListen serves /metrics (connections held and refused,
 	// accept errors, alreadyReplaced answers) on the site's internal
 	// address; "" serves none.
@@ -166,13 +163,9 @@ func (f *Front) CloseConnections() { f.closing.Store(true) }
 
 // Load reads the config and the issuers' key identifiers.
 func Load(file string) (*Config, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
 	var c Config
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+	if err := fsutil.ReadJSON(file, &c); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }
@@ -576,13 +569,11 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Every connection is the ACME server's, whatever name it asks for:
+	// nothing else is reachable on this port (the controller reaches the
+	// site through its agent, package agent).
 	capped := connlimit.New(inner, c.MaxConns, c.MaxConnsPerSource, log)
 	var l net.Listener = capped
-	var spliced *atomic.Int64
-	if len(c.Passthrough) > 0 {
-		sl := newSNIListener(capped, c.Passthrough, log)
-		l, spliced = sl, &sl.spliced
-	}
 	var metrics *http.Server
 	if c.MetricsListen != "" {
 		ml, err := net.Listen("tcp", c.MetricsListen)
@@ -590,7 +581,7 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger) error {
 			l.Close()
 			return fmt.Errorf("metricsListen: %w", err)
 		}
-		metrics = &http.Server{Handler: metricsHandler(f, capped.Stats, spliced), ReadHeaderTimeout: 5 * time.Second,
+		metrics = &http.Server{Handler: metricsHandler(f, capped.Stats), ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: IdleTimeout}
 		go metrics.Serve(ml)
 	}
@@ -614,8 +605,7 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger) error {
 			}
 		}
 	}()
-	log.Info("acme front listening", "addr", c.Listen, "upstream", c.Upstream, "issuers", len(f.own), "passthrough", len(c.Passthrough),
-		"metrics", c.MetricsListen)
+	log.Info("acme front listening", "addr", c.Listen, "upstream", c.Upstream, "issuers", len(f.own), "metrics", c.MetricsListen)
 	if err := srv.ServeTLS(l, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

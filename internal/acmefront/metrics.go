@@ -12,8 +12,8 @@ import (
 
 // metricsHandler is the front's /metrics: what its listener holds and
 // refused (a flood of connections shows as refusals, not as an outage),
-// and the answers it gives itself. spliced is nil without passthrough.
-func metricsHandler(f *Front, st *connlimit.Stats, spliced *atomic.Int64) http.Handler {
+// and the answers it gives itself.
+func metricsHandler(f *Front, st *connlimit.Stats) http.Handler {
 	reg := prometheus.NewRegistry()
 	gauge := func(name, help string, v func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, v))
@@ -29,8 +29,5 @@ func metricsHandler(f *Front, st *connlimit.Stats, spliced *atomic.Int64) http.H
 	counter(refused, refusedHelp, prometheus.Labels{"cap": "per_source"}, &st.RefusedPer)
 	counter("cairn_front_accept_errors_total", "Accept errors (descriptors exhausted, aborted connections) retried.", nil, &st.AcceptErrors)
 	counter("cairn_front_already_replaced_total", "newOrders answered alreadyReplaced (replaces named another site's certificate).", nil, &f.Foreign)
-	if spliced != nil {
-		counter("cairn_front_passthrough_total", "Connections spliced to the site's RA or SA (the controller's admin gRPC).", nil, spliced)
-	}
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

@@ -26,6 +26,8 @@ module "site_eu" {
   ssh_public_key = var.ssh_public_key
   admin_cidrs    = var.admin_cidrs
   client_cidrs   = var.client_cidrs
+  # The controller runs on the cluster's DNS host.
+  controller_cidrs = var.controller_cidrs
 }
 
 module "site_us" {
@@ -39,6 +41,8 @@ module "site_us" {
   ssh_public_key = var.ssh_public_key
   admin_cidrs    = var.admin_cidrs
   client_cidrs   = var.client_cidrs
+  # The controller runs on the cluster's DNS host.
+  controller_cidrs = var.controller_cidrs
 }
 
 module "site_ap" {
@@ -52,4 +56,6 @@ module "site_ap" {
   ssh_public_key = var.ssh_public_key
   admin_cidrs    = var.admin_cidrs
   client_cidrs   = var.client_cidrs
+  # The controller runs on the cluster's DNS host.
+  controller_cidrs = var.controller_cidrs
 }

@@ -17,3 +17,8 @@ variable "ami_ids" {
   description = "Debian 12 AMI per region: shared, eu, us, ap."
   type        = map(string)
 }
+
+variable "controller_cidrs" {
+  description = "The failover controllers' addresses as the sites see them (the cluster host's public address, /32): only they reach the site agents."
+  type        = list(string)
+}

@@ -17,7 +17,8 @@ module "network" {
 # Every rule the site needs, one resource per direction.
 locals {
   ingress = merge(
-    { for c in var.client_cidrs : "acme ${c}" => { description = "ACME (HTTPS) from clients and controllers; the controllers' admin gRPC (passthrough by TLS name, site mTLS)", protocol = "tcp", from = 443, to = 443, cidr = c } },
+    { for c in var.client_cidrs : "acme ${c}" => { description = "ACME (HTTPS) from clients and controllers' probes", protocol = "tcp", from = 443, to = 443, cidr = c } },
+    { for c in var.controller_cidrs : "agent ${c}" => { description = "The site agent (mutual TLS) from the failover controllers: revoke, block a key, publish CRLs", protocol = "tcp", from = 9480, to = 9480, cidr = c } },
     { for c in var.admin_cidrs : "ssh ${c}" => { description = "SSH for Ansible and operators", protocol = "tcp", from = 22, to = 22, cidr = c } },
     { for c in var.monitoring_cidrs : "metrics ${c}" => { description = "Boulder debug/metrics ports for Prometheus", protocol = "tcp", from = 8000, to = 8099, cidr = c } },
     { for c in var.replication_cidrs : "mariadb ${c}" => { description = "MariaDB (TLS): account replication from peer sites, the controllers' monitor", protocol = "tcp", from = 3306, to = 3306, cidr = c } },
@@ -38,7 +39,7 @@ locals {
 module "firewall" {
   source      = "../firewall"
   name        = "cairn-${var.name}"
-  description = "cairn site ${var.name}: ACME from clients and controllers, SSH from admins, metrics from monitoring"
+  description = "cairn site ${var.name}: ACME from clients, the agent from controllers, SSH from admins, metrics from monitoring"
   vpc_id      = module.network.vpc_id
   ingress     = local.ingress
   egress      = merge(local.egress, local.egress_replication)

@@ -74,12 +74,22 @@ variable "admin_cidrs" {
 }
 
 variable "client_cidrs" {
-  description = "CIDRs of the ACME clients and of the failover controllers (their deep probes): they reach the ACME server on 443/tcp."
+  description = "CIDRs of the ACME clients and of the failover controllers (their deep probes): they reach the ACME server on 443/tcp, and nothing else of the site."
   type        = list(string)
 
   validation {
     condition     = length(var.client_cidrs) > 0 && alltrue([for c in var.client_cidrs : can(cidrhost(c, 0))])
     error_message = "client_cidrs: give at least one IPv4 CIDR."
+  }
+}
+
+variable "controller_cidrs" {
+  description = "CIDRs of the failover controllers' hosts: the only ones that reach the site agent (9480/tcp, mutual TLS), which revokes, blocks keys and publishes CRLs for them."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.controller_cidrs) > 0 && alltrue([for c in var.controller_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
+    error_message = "controller_cidrs: give the controllers' CIDRs (at least one), never 0.0.0.0/0 (the agent must not be open to everyone)."
   }
 }
 
