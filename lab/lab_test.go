@@ -306,14 +306,7 @@ func TestLabEndToEnd(t *testing.T) {
 	if len(cert.CRLDistributionPoints) != 1 {
 		t.Fatalf("certificate CRL DPs: %v", cert.CRLDistributionPoints)
 	}
-	crl := fetchCRL(t, sum, cert.CRLDistributionPoints[0])
-	found := false
-	for _, e := range crl.RevokedCertificateEntries {
-		found = found || e.SerialNumber.Cmp(cert.SerialNumber) == 0
-	}
-	if !found {
-		t.Errorf("serial %x not in the CRL at %s (%d entries)", cert.SerialNumber, cert.CRLDistributionPoints[0], len(crl.RevokedCertificateEntries))
-	}
+	crl := waitInCRL(t, sum, cert)
 	issuerMatches, _ := filepath.Glob(filepath.Join(l.siteDir("a"), "pki", "a-e1.cert.pem"))
 	if err := crl.CheckSignatureFrom(readPEMCert(t, issuerMatches[0])); err != nil {
 		t.Errorf("CRL signature: %v", err)
@@ -330,9 +323,7 @@ func TestLabEndToEnd(t *testing.T) {
 	if err := l.UpdateCRLs(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if !inCRL(fetchCRL(t, sum, revokeByCLI.CRLDistributionPoints[0]), revokeByCLI) {
-		t.Errorf("cairn revoke: serial %x not in a's CRL", revokeByCLI.SerialNumber)
-	}
+	waitInCRL(t, sum, revokeByCLI)
 
 	// (f) After `cairn pki rotate b`, a certificate b issued with the
 	// previous generation can still be revoked (the WFE knows every live
@@ -511,6 +502,20 @@ func rotateSite(t *testing.T, l *Lab, siteName string) {
 	if err := l.StartComponent(ctx, siteName, "wfe"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// waitInCRL fetches cert's CRL through its distribution point until it
+// lists cert: crl.<site> names every site's CRL front, and another site's
+// front serves its copy of this site's CRL for up to 10 s before fetching
+// it again (internal/httpfront, fetchEvery).
+func waitInCRL(t *testing.T, sum *Summary, cert *x509.Certificate) *x509.RevocationList {
+	t.Helper()
+	var crl *x509.RevocationList
+	testenv.WaitFor(t, fmt.Sprintf("serial %x in the CRL at %s", cert.SerialNumber, cert.CRLDistributionPoints[0]), 30*time.Second, func() bool {
+		crl = fetchCRL(t, sum, cert.CRLDistributionPoints[0])
+		return inCRL(crl, cert)
+	})
+	return crl
 }
 
 func inCRL(crl *x509.RevocationList, cert *x509.Certificate) bool {
