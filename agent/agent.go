@@ -30,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/connlimit"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 )
@@ -90,10 +91,10 @@ type Backend interface {
 	PublishCRLs(ctx context.Context) error
 }
 
-// Errors a Backend (and the Client) report.
+// Errors a Backend reports (revocation's errors are these).
 var (
 	ErrAlreadyRevoked = errors.New("already revoked")
-	ErrNotFound       = errors.New("the site has no certificate with this serial")
+	ErrNotFound       = errors.New("the issuing site has no certificate with this serial")
 )
 
 // Request is what the controller sends (the fields each call uses).
@@ -126,14 +127,14 @@ func Handler(c *Config, b Backend, log *slog.Logger) http.Handler {
 		dec := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
-			answer(w, http.StatusBadRequest, Answer{Error: "the body is not a request: " + excerpt(err.Error())})
+			answer(w, http.StatusBadRequest, Answer{Error: "the body is not a request: " + cluster.FirstLine(err.Error())})
 			return req, false
 		}
 		return req, true
 	}
 	failed := func(w http.ResponseWriter, what string, err error) {
 		log.Warn(what+" failed", "err", err)
-		answer(w, http.StatusBadGateway, Answer{Error: excerpt(err.Error())})
+		answer(w, http.StatusBadGateway, Answer{Error: cluster.FirstLine(err.Error())})
 	}
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		answer(w, http.StatusOK, Answer{Result: "ok"})
@@ -148,7 +149,7 @@ func Handler(c *Config, b Backend, log *slog.Logger) http.Handler {
 			return
 		}
 		if !slices.Contains(Reasons, req.Reason) {
-			answer(w, http.StatusBadRequest, Answer{Error: fmt.Sprintf("reason %q: use one of %s", excerpt(req.Reason), strings.Join(Reasons, ", "))})
+			answer(w, http.StatusBadRequest, Answer{Error: fmt.Sprintf("reason %q: use one of %s", cluster.Excerpt(req.Reason), strings.Join(Reasons, ", "))})
 			return
 		}
 		err := b.Revoke(r.Context(), req.Serial, req.Reason)
@@ -159,7 +160,7 @@ func Handler(c *Config, b Backend, log *slog.Logger) http.Handler {
 		case errors.Is(err, ErrAlreadyRevoked):
 			answer(w, http.StatusOK, Answer{Result: "alreadyRevoked"})
 		case errors.Is(err, ErrNotFound):
-			answer(w, http.StatusNotFound, Answer{Error: excerpt(err.Error())})
+			answer(w, http.StatusNotFound, Answer{Error: cluster.FirstLine(err.Error())})
 		default:
 			failed(w, "revoke", err)
 		}
@@ -170,7 +171,7 @@ func Handler(c *Config, b Backend, log *slog.Logger) http.Handler {
 			return
 		}
 		if h, err := hex.DecodeString(req.SPKIHash); err != nil || len(h) != 32 {
-			answer(w, http.StatusBadRequest, Answer{Error: fmt.Sprintf("spkiHash %q: want the SHA-256 of a public key, 64 hex digits", excerpt(req.SPKIHash))})
+			answer(w, http.StatusBadRequest, Answer{Error: fmt.Sprintf("spkiHash %q: want the SHA-256 of a public key, 64 hex digits", cluster.Excerpt(req.SPKIHash))})
 			return
 		}
 		if len(req.Comment) > 200 || strings.ContainsFunc(req.Comment, func(r rune) bool { return r < ' ' }) {
@@ -200,19 +201,12 @@ func Handler(c *Config, b Backend, log *slog.Logger) http.Handler {
 func checkSerial(serial string, prefix int) error {
 	b, err := hex.DecodeString(serial)
 	if err != nil || len(b) != 18 || serial != strings.ToLower(serial) {
-		return fmt.Errorf("serial %q: want 36 lower-case hex digits (Boulder's form)", excerpt(serial))
+		return fmt.Errorf("serial %q: want 36 lower-case hex digits (Boulder's form)", cluster.Excerpt(serial))
 	}
 	if int(b[0]) != prefix {
 		return fmt.Errorf("serial %s starts with %02x, not this site's prefix %02x: only the issuing site revokes it", serial, b[0], prefix)
 	}
 	return nil
-}
-
-func excerpt(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
-	}
-	return s
 }
 
 func caller(r *http.Request) string {

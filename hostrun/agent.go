@@ -2,10 +2,10 @@ package hostrun
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/cairn-pki/cairn/agent"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
@@ -48,7 +48,7 @@ func ReleaseResolver(version string) func(string) (string, error) {
 		if self, err := os.Executable(); err == nil {
 			dirs = append(dirs, filepath.Dir(self))
 		}
-		for _, v := range []string{version, boulderbin.Version} {
+		for _, v := range slices.Compact([]string{version, boulderbin.Version}) {
 			if d, err := boulderbin.DirFor(v); err == nil && v != "" {
 				dirs = append(dirs, d)
 			}
@@ -62,16 +62,9 @@ func ReleaseResolver(version string) func(string) (string, error) {
 	}
 }
 
-// Revoke implements agent.Backend.
+// Revoke implements agent.Backend (revocation's errors are the agent's).
 func (a *AgentBackend) Revoke(ctx context.Context, serial, reason string) error {
-	err := a.Admin.Revoke(ctx, a.Bundle.Site, serial, reason)
-	switch {
-	case errors.Is(err, revocation.ErrAlreadyRevoked):
-		return agent.ErrAlreadyRevoked
-	case errors.Is(err, revocation.ErrNotFound):
-		return fmt.Errorf("%w: %v", agent.ErrNotFound, err)
-	}
-	return err
+	return a.Admin.Revoke(ctx, a.Bundle.Site, serial, reason)
 }
 
 // BlockKey implements agent.Backend.

@@ -26,9 +26,6 @@ import (
 // blocks keys and publishes CRLs with.
 type Agents struct {
 	Spec *cluster.Spec
-	// Addr overrides where a site's agent is reached (tests); nil:
-	// site.AgentAddr.
-	Addr func(site string) (string, error)
 }
 
 func (a Agents) client(name string) (*http.Client, string, error) {
@@ -43,11 +40,7 @@ func (a Agents) client(name string) (*http.Client, string, error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
-	addr := site.AgentAddr
-	if a.Addr != nil {
-		addr = func(_ *cluster.Spec, n string) (string, error) { return a.Addr(n) }
-	}
-	at, err := addr(a.Spec, name)
+	at, err := site.AgentAddr(a.Spec, name)
 	if err != nil {
 		return nil, "", err
 	}

@@ -11,7 +11,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"os"
@@ -20,12 +19,14 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cairn-pki/cairn/agent"
 	"github.com/cairn-pki/cairn/cluster"
 )
 
 // Reasons are the CRL reason codes an operator may give (RFC 5280; the
 // ones Boulder's admin tool takes).
-var Reasons = []string{"unspecified", "keyCompromise", "superseded", "cessationOfOperation", "privilegeWithdrawn"}
+// They are the ones the site agent passes on.
+var Reasons = agent.Reasons
 
 // CheckReason returns an error naming --reason unless r is one of Reasons.
 func CheckReason(r string) error {
@@ -85,10 +86,10 @@ func Route(spec *cluster.Spec, serial string) (string, error) {
 }
 
 // ErrAlreadyRevoked means the site had already revoked the certificate.
-var ErrAlreadyRevoked = errors.New("already revoked")
+var ErrAlreadyRevoked = agent.ErrAlreadyRevoked
 
 // ErrNotFound means the site holds no certificate with that serial.
-var ErrNotFound = errors.New("the issuing site has no certificate with this serial")
+var ErrNotFound = agent.ErrNotFound
 
 // Admin revokes at a site with Boulder's admin tool and the site's own
 // admin credential (the bundle's admin.json): what the site agent does on

@@ -573,12 +573,11 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger) error {
 	// nothing else is reachable on this port (the controller reaches the
 	// site through its agent, package agent).
 	capped := connlimit.New(inner, c.MaxConns, c.MaxConnsPerSource, log)
-	var l net.Listener = capped
 	var metrics *http.Server
 	if c.MetricsListen != "" {
 		ml, err := net.Listen("tcp", c.MetricsListen)
 		if err != nil {
-			l.Close()
+			capped.Close()
 			return fmt.Errorf("metricsListen: %w", err)
 		}
 		metrics = &http.Server{Handler: metricsHandler(f, capped.Stats), ReadHeaderTimeout: 5 * time.Second,
@@ -606,7 +605,7 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger) error {
 		}
 	}()
 	log.Info("acme front listening", "addr", c.Listen, "upstream", c.Upstream, "issuers", len(f.own), "metrics", c.MetricsListen)
-	if err := srv.ServeTLS(l, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.ServeTLS(capped, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
