@@ -186,7 +186,9 @@ func TestFrontSurvivesAbuse(t *testing.T) {
 	if v := metric(t, metrics, `cairn_front_connections_refused_total{cap="per_source"}`); v == 0 {
 		t.Error("no connection refused for its source's cap")
 	}
-	// Back to normal: the front answers and holds nothing.
+	// Back to normal: the front answers and holds nothing (once the
+	// client has closed its own kept-alive connection).
+	hc.CloseIdleConnections()
 	testenv.WaitFor(t, "the attackers' connections released", 10*time.Second, func() bool {
 		return metric(t, metrics, "cairn_front_connections_open") == 0
 	})
