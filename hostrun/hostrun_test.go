@@ -217,3 +217,37 @@ func TestDBOutputLines(t *testing.T) {
 		t.Errorf("errorLines = %q", got)
 	}
 }
+
+// A supervisor that starts the process again as soon as it is gone, and
+// a stop (`cairn site restart`) at the same time: whatever runs in the
+// end is the process the PID file names; none is left running without it
+// (the provisioned test once found a WFE nothing could stop any more).
+func TestStopAndASupervisorLeaveNoOrphan(t *testing.T) {
+	dir := t.TempDir()
+	started := filepath.Join(dir, "started")
+	p := shProc(t, "raced", "echo $$ >> "+started+"; exec sleep 60")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			p.start(LookProgram)
+		}
+	}()
+	for range 20 {
+		p.Stop(5 * time.Second)
+		time.Sleep(50 * time.Millisecond)
+	}
+	<-done
+	p.Stop(5 * time.Second)
+	b, _ := os.ReadFile(started)
+	for _, f := range strings.Fields(string(b)) {
+		var pid int
+		fmt.Sscan(f, &pid)
+		if syscall.Kill(pid, 0) == nil {
+			if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(st), ") Z") {
+				syscall.Kill(pid, syscall.SIGKILL)
+				t.Errorf("process %d runs with no PID file naming it (of %d started)", pid, len(strings.Fields(string(b))))
+			}
+		}
+	}
+}

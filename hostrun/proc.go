@@ -88,6 +88,20 @@ func (p Proc) Running() (int, bool) {
 	return pid, true
 }
 
+// lock takes the process's lock file (exclusive), which starting and
+// stopping it hold; the returned func releases it.
+func (p Proc) lock() (func(), error) {
+	f, err := os.OpenFile(strings.TrimSuffix(p.pidFile(), ".pid")+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
 // start launches the process detached (own session, so it outlives this
 // command), logging to its log file, unless it already runs.
 // Two starters (a supervisor and `cairn site restart` or `lab up`) take
@@ -101,14 +115,11 @@ func (p Proc) start(bin func(string) (string, error)) (int, error) {
 			return 0, err
 		}
 	}
-	lock, err := os.OpenFile(strings.TrimSuffix(p.pidFile(), ".pid")+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	unlock, err := p.lock()
 	if err != nil {
 		return 0, err
 	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return 0, err
-	}
+	defer unlock()
 	if pid, ok := p.Running(); ok {
 		return pid, nil // the other starter was first
 	}
@@ -200,6 +211,17 @@ func waitListening(ctx context.Context, name, addr, logFile string, timeout time
 // removes its PID file; it reports false when the process was not running.
 // It never signals a PID whose start time differs from the recorded one.
 func (p Proc) Stop(grace time.Duration) (bool, error) {
+	// Under the start lock: a supervisor that sees the process gone
+	// starts it again only after its PID file is removed here, never
+	// between (removing the new process's PID file would orphan it).
+	if !fsutil.Exists(p.pidFile()) {
+		return false, nil
+	}
+	unlock, err := p.lock()
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	pid, ok := p.Running()
 	if !ok {
 		os.Remove(p.pidFile())
