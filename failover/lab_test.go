@@ -255,9 +255,17 @@ func TestLabFailsOverByItself(t *testing.T) {
 	if !strings.Contains(string(body), "\ncairn_failover_no_healthy_site 1\n") {
 		t.Error("alert metric not set")
 	}
-	if !strings.Contains(string(body), "\ncairn_failover_leader 1\n") {
-		t.Error("leadership metric not 1 on the lab's only controller")
-	}
+	// The controller restarted above leads once its killed predecessor's
+	// etcd session has expired (failover.etcd.sessionTTL): wait for that.
+	waitFor(t, "the leadership metric to be 1 on the lab's only controller", spec.Failover.Etcd.SessionTTL.Duration+20*time.Second, func() bool {
+		resp, err := http.Get("http://" + spec.Failover.Listen + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), "\ncairn_failover_leader 1\n")
+	})
 	if e3 := epoch(t, spec); e3.N != e.N {
 		t.Errorf("epoch changed with every site down: %+v", e3)
 	}
