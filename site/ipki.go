@@ -17,6 +17,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 )
 
@@ -24,30 +25,56 @@ import (
 // service, used as both server and client certificate, named <svc>.boulder.
 var grpcIdentities = []string{"sa", "ca", "ra", "va", "rva", "publisher", "nonce", "wfe", "crl-updater", "crl-storer", "admin", "health-checker"}
 
+// Internal certificates (gRPC, Redis, DoH, the agent and the controller's
+// credential for it) live leafValidity and are made again by any render
+// when less than leafRenewBefore is left, or always when rotating.
+const (
+	leafValidity    = 90 * 24 * time.Hour
+	leafRenewBefore = 30 * 24 * time.Hour
+)
+
 // ipki is a site's internal mTLS CA. It is separate at every site so the
-// sites' meshes can never talk to each other.
+// sites' meshes can never talk to each other. Its key is in caDir, which
+// for a site is next to the spec on the rendering machine
+// (InternalCADir), never in the bundle: a site host cannot mint internal
+// credentials. The leaves and the CA certificate are in dir.
 type ipki struct {
-	dir  string
-	cert *x509.Certificate
-	key  crypto.Signer
-	now  time.Time
+	dir, caDir string
+	cert       *x509.Certificate
+	key        crypto.Signer
+	now        time.Time
+	// rotate: every leaf is made again, whatever its validity.
+	rotate bool
+}
+
+// InternalCADir is where a site's internal gRPC CA (key and certificate)
+// lives, relative to the spec: on the rendering machine only.
+func InternalCADir(site string) string {
+	return filepath.Join(cluster.DefaultSecretsDir, "ipki", site)
 }
 
 func (k *ipki) caFile() string              { return filepath.Join(k.dir, "ca.pem") }
 func (k *ipki) certFile(name string) string { return filepath.Join(k.dir, name, "cert.pem") }
 func (k *ipki) keyFile(name string) string  { return filepath.Join(k.dir, name, "key.pem") }
 
-// loadOrCreateIPKI reuses the CA in dir or creates it, named caName.
+// loadOrCreateIPKI reuses the CA in dir or creates it, named caName; the
+// leaves are written in dir too.
 func loadOrCreateIPKI(dir, caName string, now time.Time) (*ipki, error) {
-	k := &ipki{dir: dir, now: now}
-	keyPath := filepath.Join(dir, "ca.key")
-	if fsutil.Exists(keyPath) && fsutil.Exists(k.caFile()) {
-		cert, key, err := readPair(k.caFile(), keyPath)
+	return loadOrCreateCA(dir, dir, caName, now)
+}
+
+// loadOrCreateCA reuses the CA in caDir (ca.key, ca.pem) or creates it,
+// and writes its certificate as dir/ca.pem, where its leaves go.
+func loadOrCreateCA(caDir, dir, caName string, now time.Time) (*ipki, error) {
+	k := &ipki{dir: dir, caDir: caDir, now: now}
+	keyPath, certPath := filepath.Join(caDir, "ca.key"), filepath.Join(caDir, "ca.pem")
+	if fsutil.Exists(keyPath) && fsutil.Exists(certPath) {
+		cert, key, err := readPair(certPath, keyPath)
 		if err != nil {
 			return nil, fmt.Errorf("internal CA: %w", err)
 		}
 		k.cert, k.key = cert, key
-		return k, nil
+		return k, k.publishCA()
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -66,17 +93,58 @@ func loadOrCreateIPKI(dir, caName string, now time.Time) (*ipki, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeKeyPair(k.caFile(), keyPath, der, key); err != nil {
+	if err := writeKeyPair(certPath, keyPath, der, key); err != nil {
 		return nil, err
 	}
 	k.cert, _ = x509.ParseCertificate(der)
 	k.key = key
-	return k, nil
+	return k, k.publishCA()
+}
+
+// publishCA writes the CA certificate where the leaves are (what every
+// component trusts), when that is not the CA's own directory.
+func (k *ipki) publishCA() error {
+	if k.dir == k.caDir {
+		return nil
+	}
+	if err := os.MkdirAll(k.dir, 0o755); err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(k.caFile(), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.cert.Raw}), 0o644)
+}
+
+// moveCAOutOfBundle moves an internal CA that an older cairn kept inside
+// the bundle (bundle/ipki/ca.key) to caDir, so the site keeps its CA and
+// every leaf stays valid, and the bundle no longer holds the key.
+func moveCAOutOfBundle(bundleIPKI, caDir string) error {
+	oldKey, oldCert := filepath.Join(bundleIPKI, "ca.key"), filepath.Join(bundleIPKI, "ca.pem")
+	if !fsutil.Exists(oldKey) {
+		return nil
+	}
+	if !fsutil.Exists(filepath.Join(caDir, "ca.key")) {
+		if err := os.MkdirAll(caDir, 0o700); err != nil {
+			return err
+		}
+		for _, f := range []struct {
+			from, to string
+			mode     os.FileMode
+		}{{oldKey, filepath.Join(caDir, "ca.key"), 0o600}, {oldCert, filepath.Join(caDir, "ca.pem"), 0o644}} {
+			b, err := os.ReadFile(f.from)
+			if err != nil {
+				return fmt.Errorf("moving the internal CA out of the bundle: %w", err)
+			}
+			if err := fsutil.WriteFileAtomic(f.to, b, f.mode); err != nil {
+				return err
+			}
+		}
+	}
+	return os.Remove(oldKey)
 }
 
 // leaf makes (once) a serverAuth+clientAuth certificate for name with the
 // given SANs; an existing one is kept while it is valid for > 30 days and
-// names the same SANs (an address change makes a new one).
+// names the same SANs (an address change makes a new one), unless the
+// PKI rotates.
 func (k *ipki) leaf(name string, dnsNames []string, ips []net.IP) error {
 	return k.leafAt(k.certFile(name), k.keyFile(name), name, dnsNames, ips)
 }
@@ -84,7 +152,7 @@ func (k *ipki) leaf(name string, dnsNames []string, ips []net.IP) error {
 // leafAt is leaf with the certificate and key at the given paths.
 func (k *ipki) leafAt(certPath, keyPath, name string, dnsNames []string, ips []net.IP) error {
 	if cert, _, err := readPair(certPath, keyPath); err == nil &&
-		cert.CheckSignatureFrom(k.cert) == nil && cert.NotAfter.Sub(k.now) > 30*24*time.Hour &&
+		!k.rotate && cert.CheckSignatureFrom(k.cert) == nil && cert.NotAfter.Sub(k.now) > leafRenewBefore &&
 		slices.Equal(cert.DNSNames, dnsNames) && slices.EqualFunc(cert.IPAddresses, ips, net.IP.Equal) {
 		return nil
 	}
@@ -96,7 +164,7 @@ func (k *ipki) leafAt(certPath, keyPath, name string, dnsNames []string, ips []n
 		SerialNumber: randSerial(),
 		Subject:      pkix.Name{CommonName: name},
 		NotBefore:    k.now.Add(-time.Hour),
-		NotAfter:     k.now.Add(825 * 24 * time.Hour),
+		NotAfter:     k.now.Add(leafValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		DNSNames:     dnsNames,

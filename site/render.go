@@ -65,7 +65,10 @@ type Options struct {
 	// when Root is empty; set it when rendering a lab site elsewhere, e.g.
 	// to plan an upgrade).
 	Lab bool
-	Now time.Time
+	// RotateInternal makes every internal certificate again (new keys,
+	// full validity), whatever is left of the old ones.
+	RotateInternal bool
+	Now            time.Time
 }
 
 // Bundle is the rendered site: what to start, in which order, and how to
@@ -276,10 +279,15 @@ func (r *renderer) bundleDirs() error {
 // internalPKI makes (or keeps) the site's internal mTLS PKI and its leaves.
 func (r *renderer) internalPKI() error {
 	p := r.p
-	k, err := loadOrCreateIPKI(r.out("ipki"), p.Site.Name+" internal gRPC CA", r.o.Now)
+	caDir := p.Spec.Path(InternalCADir(p.Site.Name))
+	if err := moveCAOutOfBundle(r.out("ipki"), caDir); err != nil {
+		return err
+	}
+	k, err := loadOrCreateCA(caDir, r.out("ipki"), p.Site.Name+" internal gRPC CA", r.o.Now)
 	if err != nil {
 		return err
 	}
+	k.rotate = r.o.RotateInternal
 	for _, id := range grpcIdentities {
 		if err := k.leaf(id+".boulder", []string{id + ".boulder"}, nil); err != nil {
 			return err
@@ -763,7 +771,7 @@ func (r *renderer) generation() (string, error) {
 
 // renderedDirs are the bundle's directories that rendering writes and an
 // upgrade changes; the others hold data and secrets.
-var renderedDirs = []string{"etc", "sql", "https", "pki"}
+var renderedDirs = []string{"etc", "sql", "https", "pki", "ipki"}
 
 // RenderedFiles reads a bundle's rendered files by path relative to dir:
 // configs, schema, certificates and issuers, only those others may read

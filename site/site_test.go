@@ -31,6 +31,8 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/intermediates"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
+	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/internal/labtest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -445,5 +447,93 @@ func TestLabGOGCOnlyInPlace(t *testing.T) {
 	}
 	if slices.Contains(envOf(lab, "mariadb"), LabGOGC) {
 		t.Error("mariadb is not a Go program")
+	}
+}
+
+// The internal gRPC CA's key stays next to the spec (the rendering
+// machine): the bundle has the CA certificate and the leaves only. A
+// bundle rendered by an older cairn, with the key inside, keeps its CA
+// (every leaf stays valid) and loses the key. Leaves live 90 days and a
+// rotating render replaces every one of them under the same CA.
+func TestInternalCAKeyStaysOffTheBundle(t *testing.T) {
+	spec := cluster.Default([]string{"a", "b"})
+	pki := newSoftPKI(t, spec)
+	out := t.TempDir()
+	render(t, spec, pki, 0, out)
+	caDir := spec.Path(InternalCADir("a"))
+	if err := filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, "ca.key") {
+			t.Errorf("the bundle holds a CA key: %s", p)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(caDir, "ca.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the internal CA key next to the spec: %v %v", err, fi)
+	}
+	caCert := func() *x509.Certificate { return labtest.ReadCert(t, filepath.Join(out, "ipki", "ca.pem")) }
+	ca := caCert()
+	if !bytes.Equal(ca.Raw, labtest.ReadCert(t, filepath.Join(caDir, "ca.pem")).Raw) {
+		t.Fatal("the bundle's ipki/ca.pem is not the CA next to the spec")
+	}
+	leaves := map[string]*x509.Certificate{}
+	for _, id := range append(slices.Clone(grpcIdentities), "redis", "doh", "agent") {
+		name := id
+		if slices.Contains(grpcIdentities, id) {
+			name = id + ".boulder"
+		}
+		c := labtest.ReadCert(t, filepath.Join(out, "ipki", name, "cert.pem"))
+		if err := c.CheckSignatureFrom(ca); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		if life := c.NotAfter.Sub(c.NotBefore); life > leafValidity+time.Hour {
+			t.Errorf("%s lives %s, want at most %s", name, life, leafValidity)
+		}
+		leaves[name] = c
+	}
+	controller := labtest.ReadCert(t, filepath.Join(spec.Path(ControllerAgentDir("a")), "cert.pem"))
+
+	// An older bundle: the CA inside it, none next to the spec.
+	old := t.TempDir()
+	render(t, spec, pki, 0, old)
+	oldCA := labtest.ReadCert(t, filepath.Join(caDir, "ca.pem"))
+	for _, f := range []string{"ca.key", "ca.pem"} {
+		b, err := os.ReadFile(filepath.Join(caDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(old, "ipki", f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.RemoveAll(caDir); err != nil {
+		t.Fatal(err)
+	}
+	render(t, spec, pki, 0, old)
+	if fsutil.Exists(filepath.Join(old, "ipki", "ca.key")) {
+		t.Error("re-rendering an older bundle left the CA key in it")
+	}
+	if got := labtest.ReadCert(t, filepath.Join(caDir, "ca.pem")); !bytes.Equal(got.Raw, oldCA.Raw) {
+		t.Error("re-rendering an older bundle made a new internal CA: its leaves (and peers' trust) would break")
+	}
+
+	// Rotation: every leaf new (new key), same CA, and the controller's
+	// credential for the agent too.
+	if _, err := Render(context.Background(), Options{Spec: spec, PKI: pki, Index: 0, Out: out, Root: "/cairn/sites/a",
+		SchemaDir: schemaDir(t), Now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC), RotateInternal: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(caCert().Raw, ca.Raw) {
+		t.Error("rotating the leaves changed the CA")
+	}
+	for name, c := range leaves {
+		n := labtest.ReadCert(t, filepath.Join(out, "ipki", name, "cert.pem"))
+		if n.SerialNumber.Cmp(c.SerialNumber) == 0 || bytes.Equal(n.RawSubjectPublicKeyInfo, c.RawSubjectPublicKeyInfo) {
+			t.Errorf("%s was not rotated", name)
+		}
+	}
+	if n := labtest.ReadCert(t, filepath.Join(spec.Path(ControllerAgentDir("a")), "cert.pem")); bytes.Equal(n.RawSubjectPublicKeyInfo, controller.RawSubjectPublicKeyInfo) {
+		t.Error("the controller's agent credential was not rotated")
 	}
 }

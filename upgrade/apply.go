@@ -149,6 +149,7 @@ func Apply(ctx context.Context, o ApplyOptions) (*State, error) {
 		return nil, err
 	}
 	a.st = st
+	a.r.o.RotateInternal = st.RotateInternal
 	for _, name := range st.Order {
 		ss := st.Sites[name]
 		if ss.Phase == PhaseDone || ss.Phase == PhaseUnchanged {

@@ -20,6 +20,7 @@ import (
 	"github.com/cairn-pki/cairn/internal/labtest"
 	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/lab"
+	"github.com/cairn-pki/cairn/revocation"
 	"github.com/cairn-pki/cairn/site"
 	"github.com/cairn-pki/cairn/upgrade"
 )
@@ -50,6 +51,71 @@ func TestUpgradeInTheLab(t *testing.T) {
 	t.Run("schema", func(t *testing.T) { testSchemaChange(t, l) })
 	t.Run("bad-release drill", func(t *testing.T) { testBadRelease(t, l) })
 	t.Run("interrupted and resumed", func(t *testing.T) { testInterruptedUpgrade(t, l) })
+	t.Run("rotate internal certificates", func(t *testing.T) { testRotateInternal(t, l) })
+}
+
+// `cairn upgrade apply --rotate-internal`: every internal certificate of
+// every site is made again under the site's internal CA (whose key is
+// not in the bundle), every component but the database restarts on them,
+// each site passes its deep-probe gate, and the controller's rotated
+// credential works with the rotated agents.
+func testRotateInternal(t *testing.T, l *lab.Lab) {
+	waitHealthy(t, l)
+	ctx := context.Background()
+	leaf := func(siteName, id string) []byte {
+		b, err := os.ReadFile(filepath.Join(l.SiteDir(siteName), "ipki", id, "cert.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	ids := []string{"wfe.boulder", "ra.boulder", "sa.boulder", "ca.boulder", "redis", "doh", "agent"}
+	before := map[string][]byte{}
+	for _, s := range []string{"a", "b"} {
+		if _, err := os.Stat(filepath.Join(l.SiteDir(s), "ipki", "ca.key")); err == nil {
+			t.Errorf("site %s's bundle holds its internal CA's key", s)
+		}
+		for _, id := range ids {
+			before[s+"/"+id] = leaf(s, id)
+		}
+	}
+	o, err := upgrade.ForLab(l.Spec, l, l.Log, l.Cairn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.RotateInternal = true
+	plans, err := upgrade.Plan(ctx, o.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range plans {
+		if !slices.Contains(p.Changed, "ipki/wfe.boulder/cert.pem") || !slices.Contains(p.Restart, "wfe") || slices.Contains(p.Restart, "mariadb") {
+			t.Errorf("site %s plan with --rotate-internal: changed %v, restart %v", p.Site, p.Changed, p.Restart)
+		}
+	}
+	for _, id := range ids {
+		if !slices.Equal(leaf("a", id), before["a/"+id]) {
+			t.Fatalf("planning rotated %s in the running bundle", id)
+		}
+	}
+	o.Canary = 0
+	st, err := upgrade.Apply(ctx, o)
+	if err != nil {
+		t.Fatalf("rotation: %v", err)
+	}
+	for _, s := range []string{"a", "b"} {
+		if p := st.Sites[s].Phase; p != upgrade.PhaseDone {
+			t.Errorf("site %s ended in phase %s", s, p)
+		}
+		for _, id := range ids {
+			if slices.Equal(leaf(s, id), before[s+"/"+id]) {
+				t.Errorf("site %s: %s not rotated", s, id)
+			}
+		}
+		if err := (revocation.Agents{Spec: l.Spec}).PublishCRLs(ctx, s); err != nil {
+			t.Errorf("site %s: the controller's rotated credential at the rotated agent: %v", s, err)
+		}
+	}
 }
 
 func waitHealthy(t *testing.T, l *lab.Lab) {

@@ -65,6 +65,9 @@ type Options struct {
 	// TokenDir is where the sites' SoftHSM tokens are on their hosts
 	// ("": the cluster PKI's own, the lab).
 	TokenDir string
+	// RotateInternal makes every site's internal certificates again (new
+	// keys) under its internal CA: `--rotate-internal`.
+	RotateInternal bool
 }
 
 // Plan renders every site into a copy of its bundle and compares.
@@ -117,7 +120,7 @@ func (r *render) close() { r.unlock() }
 func (r *render) site(ctx context.Context, name, out string) (*site.Bundle, error) {
 	i := slices.IndexFunc(r.o.Spec.Sites, func(s cluster.Site) bool { return s.Name == name })
 	return site.Render(ctx, site.Options{Spec: r.o.Spec, PKI: r.pki, Index: i, Out: out, Root: r.o.Root(name),
-		TokenDir: r.o.TokenDir, SchemaDir: r.schema, Lab: r.o.Lab, BoulderVersion: r.o.To})
+		TokenDir: r.o.TokenDir, SchemaDir: r.schema, Lab: r.o.Lab, BoulderVersion: r.o.To, RotateInternal: r.o.RotateInternal})
 }
 
 // plan renders site name into a copy of its bundle (its keys and
@@ -208,7 +211,10 @@ func changedFiles(a, b string) ([]string, error) {
 // restarts are the processes whose program, arguments or environment
 // differ, that read a changed file (named in their arguments: every
 // component reads its config only at start), that run Boulder when the
-// release changes, or that appear or go.
+// release changes, or that appear or go. A changed internal certificate
+// (ipki/: renewed or rotated) restarts everything but the database, whose
+// TLS comes from the cluster's database CA: every other component speaks
+// the site's internal mTLS.
 func restarts(a, b *site.Bundle, changed []string) []string {
 	key := func(p site.Process) string {
 		return p.Program + "\x00" + strings.Join(p.Args, "\x00") + "\x00" + strings.Join(p.Env, "\x00") + "\x00" + strings.Join(p.UnsetEnv, "\x00")
@@ -229,8 +235,9 @@ func restarts(a, b *site.Bundle, changed []string) []string {
 		return false
 	}
 	release := a.BoulderVersion != b.BoulderVersion
+	internal := slices.ContainsFunc(changed, func(rel string) bool { return strings.HasPrefix(rel, "ipki/") })
 	for _, p := range b.Processes {
-		if k, ok := was[p.Name]; !ok || k != key(p) || reads(p) || (release && p.Program == "boulder") {
+		if k, ok := was[p.Name]; !ok || k != key(p) || reads(p) || (release && p.Program == "boulder") || (internal && p.Program != "mariadbd") {
 			out = append(out, p.Name)
 		}
 		delete(was, p.Name)

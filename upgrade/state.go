@@ -30,6 +30,9 @@ type State struct {
 	// (it goes back there at the end).
 	ActiveBefore string                `json:"activeBefore,omitempty"`
 	Sites        map[string]*SiteState `json:"sites"`
+	// RotateInternal: every site's internal certificates are made again
+	// (a resumed run keeps rotating the sites not done yet).
+	RotateInternal bool `json:"rotateInternal,omitempty"`
 }
 
 // SiteState is one site's progress.
@@ -109,7 +112,7 @@ func (o *ApplyOptions) loadState(ctx context.Context) (*State, error) {
 		}
 	}
 	order(plans, o.Spec, active)
-	st = &State{To: o.To, Started: time.Now(), Sites: map[string]*SiteState{}, ActiveBefore: active}
+	st = &State{To: o.To, Started: time.Now(), Sites: map[string]*SiteState{}, ActiveBefore: active, RotateInternal: o.RotateInternal}
 	for _, p := range plans {
 		st.Order = append(st.Order, p.Site)
 		st.Sites[p.Site] = &SiteState{Phase: PhasePending, Phases: []Event{}}

@@ -14,7 +14,7 @@ import (
 func newUpgradeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "upgrade", Short: "Roll a Boulder release or a changed cairn.yaml through the sites one at a time, gated by deep probes (docs/upgrades.md)"}
 	uo := &upgradeOptions{po: provisionOptions{g: g}}
-	var showDiff bool
+	var showDiff, rotate bool
 	var to string
 	plan := &cobra.Command{
 		Use:   "plan",
@@ -28,7 +28,7 @@ func newUpgradeCmd(g *globals) *cobra.Command {
 			if st, err := o.Controller.Status(cmd.Context()); err == nil {
 				o.Active = st.Active
 			}
-			o.To = to
+			o.To, o.RotateInternal = to, rotate
 			plans, err := upgrade.Plan(cmd.Context(), o.Options)
 			if err != nil {
 				return err
@@ -42,6 +42,7 @@ func newUpgradeCmd(g *globals) *cobra.Command {
 	}
 	plan.Flags().BoolVar(&showDiff, "diff", false, "also show the configuration diff of every site")
 	plan.Flags().StringVar(&to, "to", "", "Boulder release to plan for (default: each site keeps its own)")
+	plan.Flags().BoolVar(&rotate, "rotate-internal", false, rotateInternalHelp)
 	apply, abandon, status := newUpgradeApplyCmd(uo), newUpgradeAbandonCmd(uo), newUpgradeStatusCmd(uo)
 	for _, c := range []*cobra.Command{plan, apply, abandon, status} {
 		uo.po.addFlags(c, "")
@@ -86,10 +87,13 @@ func (uo *upgradeOptions) stateFile(cmd *cobra.Command) (string, error) {
 	return upgrade.StateFile(l.Spec), nil
 }
 
+const rotateInternalHelp = "make every internal certificate of each site again (gRPC, Redis, DoH, agent, the controller's agent credential): new keys under the site's internal CA"
+
 type applyFlags struct {
 	to, sites     string
 	canary        time.Duration
 	canaryTraffic bool
+	rotate        bool
 	gate          int
 	gateTimeout   time.Duration
 }
@@ -117,7 +121,7 @@ func newUpgradeApplyCmd(uo *upgradeOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o.To, o.Canary, o.CanaryTraffic, o.Gate, o.GateTimeout = f.to, f.canary, f.canaryTraffic, f.gate, f.gateTimeout
+			o.To, o.Canary, o.CanaryTraffic, o.Gate, o.GateTimeout, o.RotateInternal = f.to, f.canary, f.canaryTraffic, f.gate, f.gateTimeout, f.rotate
 			if f.sites != "" {
 				o.Sites = strings.Split(f.sites, ",")
 			}
@@ -131,6 +135,7 @@ func newUpgradeApplyCmd(uo *upgradeOptions) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&f.to, "to", "", "Boulder release every site moves to, e.g. v0.20260908.0 (default: each keeps its own; the upgrade is then a cairn.yaml or cairn change)")
 	cmd.Flags().StringVar(&f.sites, "sites", "", "comma-separated sites to upgrade (default: all)")
+	cmd.Flags().BoolVar(&f.rotate, "rotate-internal", false, rotateInternalHelp)
 	cmd.Flags().DurationVar(&f.canary, "canary", 10*time.Minute, "how long each upgraded site is watched by deep probes before the next one starts")
 	cmd.Flags().BoolVar(&f.canaryTraffic, "canary-traffic", false, "also move the ACME name to each upgraded site for its canary period")
 	cmd.Flags().IntVar(&f.gate, "gate", 0, "consecutive successful deep-probe rounds a site needs on the new release (default failover.upAfter)")
