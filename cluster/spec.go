@@ -269,6 +269,10 @@ type Etcd struct {
 	CAFile   string `yaml:"caFile"`
 	CertFile string `yaml:"certFile"`
 	KeyFile  string `yaml:"keyFile"`
+	// InsecureNoMutualTLS accepts an external cluster over plain http://
+	// or without a client certificate. Whoever reaches such an etcd can
+	// write the controllers' leadership, views and revocation journal.
+	InsecureNoMutualTLS bool `yaml:"insecureNoMutualTLS"`
 	// Listen is the embedded etcd's client address (mutual TLS with
 	// certificates made at run time; its peer port is the next one).
 	Listen string `yaml:"listen"`

@@ -441,8 +441,20 @@ func (v *validator) etcd() {
 	if (e.CertFile == "") != (e.KeyFile == "") {
 		v.add("failover.etcd.keyFile", "certFile and keyFile go together (the client certificate and its key)")
 	}
+	if !e.Embedded() && !e.InsecureNoMutualTLS {
+		// The controllers' leadership, views and revocation journal live
+		// there: only holders of a client certificate may write them.
+		for i, ep := range e.Endpoints {
+			if u, err := url.Parse(ep); err == nil && u.Scheme == "http" {
+				v.add(fmt.Sprintf("failover.etcd.endpoints[%d]", i), "%q is plain http: use https:// with certFile and keyFile (or insecureNoMutualTLS: true, not for production)", ep)
+			}
+		}
+		if e.CertFile == "" && e.KeyFile == "" {
+			v.add("failover.etcd.certFile", "an external etcd needs a client certificate (certFile, keyFile; the etcd must require one: --client-cert-auth), or insecureNoMutualTLS: true (not for production)")
+		}
+	}
 	if e.Embedded() {
-		if e.CAFile != "" || e.CertFile != "" {
+		if e.CAFile != "" || e.CertFile != "" || e.InsecureNoMutualTLS {
 			v.add("failover.etcd.caFile", "TLS files are for an external cluster; set failover.etcd.endpoints or remove them")
 		}
 		if _, err := netip.ParseAddrPort(e.Listen); err != nil {

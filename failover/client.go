@@ -31,13 +31,14 @@ func (c *Client) Call(ctx context.Context, method, path string, out any) error {
 	if err != nil {
 		return err
 	}
-	// Commands and the revocation journal need the operator's token.
-	if method == http.MethodPost || strings.HasPrefix(path, "/api/revocations") {
-		token, err := fsutil.ReadSecret(c.Spec.Path(c.Spec.Failover.AdminTokenFile))
-		if err != nil {
-			return fmt.Errorf("failover.adminTokenFile: %w", err)
-		}
+	// Commands and the revocation journal need the operator's token; the
+	// status carries replication details with it (without, ok or broken).
+	token, err := fsutil.ReadSecret(c.Spec.Path(c.Spec.Failover.AdminTokenFile))
+	switch {
+	case err == nil:
 		req.Header.Set("Authorization", "Bearer "+token)
+	case method == http.MethodPost || strings.HasPrefix(path, "/api/revocations"):
+		return fmt.Errorf("failover.adminTokenFile: %w", err)
 	}
 	hc := c.HTTP
 	if hc == nil {

@@ -81,8 +81,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go c.Board.Run(ctx, 15*time.Second)
 	pending := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_revocations_pending",
 		Help: "Revocation requests in the controller's journal not yet seen in the issuing site's published CRL, by site."}, []string{"site"})
-	reg.MustRegister(pending)
-	go replay(ctx, c.Revocations, spec.SiteNames(), pending, log)
+	refused := prometheus.NewGauge(prometheus.GaugeOpts{Name: "cairn_revocation_journal_refused_entries",
+		Help: "Entries in the revocation journal the controller refuses to act on (a serial of another site, an unknown reason or site, a bad key hash): someone else wrote the controllers' etcd."})
+	reg.MustRegister(pending, refused)
+	go replay(ctx, c.Revocations, spec.SiteNames(), pending, refused, log)
 	return c.Run(ctx)
 }
 
@@ -118,6 +120,7 @@ func replayer(spec *cluster.Spec, etcd *Etcd, pipe *healthcheck.Pipeline, log *s
 		Sites:    spec.SiteNames(),
 		BlockKey: agents.BlockKey,
 		Revoke:   agents.Revoke,
+		Route:    func(serial string) (string, error) { return revocation.Route(spec, serial) },
 		InCRL: func(ctx context.Context, name, serial string) (bool, error) {
 			t := pipe.Target(name)
 			if t == nil {
@@ -133,8 +136,9 @@ func replayer(spec *cluster.Spec, etcd *Etcd, pipe *healthcheck.Pipeline, log *s
 }
 
 // replay steps the revocation journal until ctx ends, exporting what is
-// pending per site.
-func replay(ctx context.Context, r *revocation.Replayer, sites []string, pending *prometheus.GaugeVec, log *slog.Logger) {
+// pending per site and how many entries it refuses.
+func replay(ctx context.Context, r *revocation.Replayer, sites []string, pending *prometheus.GaugeVec, refused prometheus.Gauge, log *slog.Logger) {
+	was := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -149,6 +153,13 @@ func replay(ctx context.Context, r *revocation.Replayer, sites []string, pending
 		n := r.Pending()
 		for _, s := range sites {
 			pending.WithLabelValues(s).Set(float64(n[s]))
+		}
+		if now := r.Refused(); now != was {
+			refused.Set(float64(now))
+			if now > was {
+				log.Error("revocation journal: entries the controller did not write, refused (cairn revoke status shows them)", "refused", now)
+			}
+			was = now
 		}
 	}
 }

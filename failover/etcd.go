@@ -50,6 +50,9 @@ func (e *Etcd) Close() {
 func OpenEtcd(ctx context.Context, spec *cluster.Spec, name string, log *slog.Logger) (*Etcd, error) {
 	e := spec.Failover.Etcd
 	if !e.Embedded() {
+		if e.InsecureNoMutualTLS {
+			log.Warn("failover.etcd.insecureNoMutualTLS is set: whoever reaches the etcd endpoints can write the controllers' leadership, views and revocation journal", "endpoints", e.Endpoints)
+		}
 		tc, err := externalTLS(spec, e)
 		if err != nil {
 			return nil, err

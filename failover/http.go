@@ -23,7 +23,6 @@ import (
 func (c *Controller) Handler(reg prometheus.Gatherer, adminToken string) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, c.Status()) })
 	mux.HandleFunc("GET /api/plan", func(w http.ResponseWriter, r *http.Request) {
 		plan := c.Plan()
 		if plan == nil {
@@ -39,6 +38,16 @@ func (c *Controller) Handler(reg prometheus.Gatherer, adminToken string) http.Ha
 		}
 		return true
 	}
+	// Replication details (a replica's last error quotes SQL and rows:
+	// account contacts) only with the token; without it, ok or broken.
+	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
+		st := c.Status()
+		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if adminToken == "" || subtle.ConstantTimeCompare([]byte(got), []byte(adminToken)) != 1 {
+			st.hideReplicationDetails()
+		}
+		writeJSON(w, st)
+	})
 	admin := func(cmdType, param string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if !authorized(w, r) {
@@ -98,9 +107,11 @@ func (c *Controller) Handler(reg prometheus.Gatherer, adminToken string) http.Ha
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		page := pageData{Status: c.Status(), CSS: template.CSS(healthcheck.BoardCSS)}
+		page.hideReplicationDetails()
 		if c.Board != nil {
 			v, err := c.Board.View(r.Context())
 			if err == nil {
+				v.HideDetails(healthcheck.KindReplication, replicationDetailsHidden)
 				page.Board, err = healthcheck.BoardHTML(v)
 			}
 			if err != nil {
@@ -115,6 +126,18 @@ func (c *Controller) Handler(reg prometheus.Gatherer, adminToken string) http.Ha
 		}
 	})
 	return mux
+}
+
+// replicationDetailsHidden stands for a replication detail shown only
+// with the operator's token.
+const replicationDetailsHidden = "details: `cairn accounts status` or `cairn failover status` (operator token)"
+
+func (st *Status) hideReplicationDetails() {
+	for i := range st.Sites {
+		if a := st.Sites[i].Accounts; a != nil && a.Detail != "" {
+			a.Detail = replicationDetailsHidden
+		}
+	}
 }
 
 // pageData is the status page: the controller's status and the probes'

@@ -2,6 +2,7 @@ package healthcheck
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -76,6 +77,32 @@ type BoardView struct {
 	At           time.Time
 	Sites        []SiteBoard
 	Availability []WindowReport
+}
+
+// HideDetails replaces the details of kind's failing steps with note
+// (the controller's status page shows replication errors, which quote
+// rows, only to holders of the operator token).
+func (v *BoardView) HideDetails(kind, note string) {
+	for i := range v.Sites {
+		s := &v.Sites[i]
+		for j := range s.Failing {
+			if s.Failing[j].Kind == kind && s.Failing[j].Detail != "" {
+				s.Failing[j].Detail = note
+			}
+		}
+		for j := range s.Latest {
+			if s.Latest[j].Kind != kind {
+				continue
+			}
+			steps := slices.Clone(s.Latest[j].Steps)
+			for k := range steps {
+				if steps[k].Detail != "" {
+					steps[k].Detail = note
+				}
+			}
+			s.Latest[j].Steps = steps
+		}
+	}
 }
 
 // WindowReport is the availability over one window.

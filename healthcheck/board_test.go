@@ -3,6 +3,7 @@ package healthcheck
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -116,5 +117,25 @@ func TestBoardDoesNotKeepAnEmptyReport(t *testing.T) {
 		if len(w.Report.Sites) != 1 {
 			t.Errorf("window %s: %d sites 10 s after the first sample", w.Label, len(w.Report.Sites))
 		}
+	}
+}
+
+// HideDetails hides one kind's details, in the failing list and in the
+// latest results, without touching the others or the history they came from.
+func TestBoardHidesOneKindsDetails(t *testing.T) {
+	latest := []Result{{Kind: KindReplication, Steps: []Step{{Name: "from b", Detail: "row with mailto:x@example.net"}}},
+		{Kind: KindIssuance, Steps: []Step{{Name: "finalize", Detail: "HSM unavailable"}}}}
+	v := &BoardView{Sites: []SiteBoard{{Name: "a", Latest: slices.Clone(latest),
+		Failing: []Failing{{Kind: KindReplication, Detail: "row with mailto:x@example.net"}, {Kind: KindIssuance, Detail: "HSM unavailable"}}}}}
+	v.HideDetails(KindReplication, "hidden")
+	s := v.Sites[0]
+	if s.Failing[0].Detail != "hidden" || s.Latest[0].Steps[0].Detail != "hidden" {
+		t.Errorf("replication details shown: %+v", s)
+	}
+	if s.Failing[1].Detail != "HSM unavailable" || s.Latest[1].Steps[0].Detail != "HSM unavailable" {
+		t.Errorf("other kinds' details hidden: %+v", s)
+	}
+	if latest[0].Steps[0].Detail == "hidden" {
+		t.Error("the results the board was made from were changed")
 	}
 }

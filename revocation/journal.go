@@ -2,14 +2,19 @@ package revocation
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/cairn-pki/cairn/cluster"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -157,12 +162,49 @@ type Replayer struct {
 	// gated until then).
 	Sites    []string
 	BlockKey func(ctx context.Context, site, spkiHash, comment string) error
-	Now      func() time.Time
+	// Route, if set, names the site that issued a serial (Route with the
+	// spec): an entry naming another site is refused.
+	Route func(serial string) (string, error)
+	Now   func() time.Time
 
 	mu      sync.Mutex
 	blocked map[string]int
 	pending map[string]int
+	refused int
 }
+
+// check re-validates an entry read from the journal before anything acts
+// on it: the journal is in etcd, and whoever can write there must not
+// steer the controller's credentials (revoke another site's serial, pass
+// a reason or a key hash the agent would not get from `cairn revoke`).
+func (r *Replayer) check(e Entry) error {
+	if !slices.Contains(Reasons, e.Reason) {
+		return fmt.Errorf("reason %q is not one of %s", cluster.Excerpt(e.Reason), strings.Join(Reasons, ", "))
+	}
+	if b, err := hex.DecodeString(e.Serial); err != nil || len(b) == 0 || len(b) > 20 {
+		return fmt.Errorf("serial %q is not a certificate serial in hex", cluster.Excerpt(e.Serial))
+	}
+	if e.SPKIHash != "" {
+		if b, err := hex.DecodeString(e.SPKIHash); err != nil || len(b) != 32 {
+			return fmt.Errorf("key hash %q is not a SHA-256 in hex", cluster.Excerpt(e.SPKIHash))
+		}
+	}
+	if r.Route != nil {
+		site, err := r.Route(e.Serial)
+		if err != nil {
+			return err
+		}
+		if site != e.Site {
+			return fmt.Errorf("serial %s was issued by site %s, the entry names site %q", e.Serial, site, cluster.Excerpt(e.Site))
+		}
+	} else if len(r.Sites) > 0 && !slices.Contains(r.Sites, e.Site) {
+		return fmt.Errorf("site %q is not a site of this cluster", cluster.Excerpt(e.Site))
+	}
+	return nil
+}
+
+// refusedPrefix marks an entry the replayer will not act on.
+const refusedPrefix = "refused by the controller: "
 
 func (r *Replayer) now() time.Time {
 	if r.Now != nil {
@@ -197,8 +239,21 @@ func (r *Replayer) Step(ctx context.Context) error {
 		return err
 	}
 	blocked, pending := map[string]int{}, map[string]int{}
+	refused := 0
 	var errs []error
 	for _, e := range all {
+		if err := r.check(e); err != nil {
+			// Counted, marked once for `cairn revoke status`, and neither
+			// applied nor gating a site.
+			refused++
+			if msg := refusedPrefix + err.Error(); e.LastError != msg {
+				e.LastError = msg
+				if err := r.Journal.Put(ctx, e); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			continue
+		}
 		if !e.Pending() && e.keyBlocksDone(r.Sites) {
 			continue
 		}
@@ -224,9 +279,17 @@ func (r *Replayer) Step(ctx context.Context) error {
 		}
 	}
 	r.mu.Lock()
-	r.blocked, r.pending = blocked, pending
+	r.blocked, r.pending, r.refused = blocked, pending, refused
 	r.mu.Unlock()
 	return errors.Join(errs...)
+}
+
+// Refused is the number of journal entries the last Step refused to act
+// on (check): someone who is not the controller wrote the journal.
+func (r *Replayer) Refused() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.refused
 }
 
 // apply revokes at the issuing site (deferred when it does not answer)

@@ -3,8 +3,12 @@ package revocation
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairn-pki/cairn/cluster"
 )
 
 // A site that is down keeps its revocation pending and is gated; once it
@@ -91,7 +95,7 @@ func TestReplayerBlocksACompromisedKeyEverywhere(t *testing.T) {
 			blockedAt[site]++
 			return nil
 		}}
-	r.Submit(ctx, Entry{Serial: "02aa", Site: "b", Reason: "keyCompromise", SPKIHash: "ab"})
+	r.Submit(ctx, Entry{Serial: "02aa", Site: "b", Reason: "keyCompromise", SPKIHash: strings.Repeat("ab", 32)})
 	r.Submit(ctx, Entry{Serial: "01bb", Site: "a", Reason: "superseded", SPKIHash: ""})
 	r.Step(ctx)
 	if blockedAt["a"] != 1 || blockedAt["b"] != 1 || blockedAt["c"] != 0 {
@@ -111,5 +115,62 @@ func TestReplayerBlocksACompromisedKeyEverywhere(t *testing.T) {
 		if e.Serial == "02aa" && len(e.KeyBlocked) != 3 {
 			t.Errorf("key blocked at %v", e.KeyBlocked)
 		}
+	}
+}
+
+// The journal lives in etcd: an entry the controller would not have
+// written (another site's serial, an unknown reason or site, a key hash
+// that is not one) is refused before any call to a site, counted, marked
+// for `cairn revoke status`, and gates no site; a valid entry next to
+// them is applied.
+func TestReplayerRefusesEntriesItWouldNotHaveWritten(t *testing.T) {
+	ctx := context.Background()
+	spec := cluster.Default([]string{"a", "b"})
+	var calls []string
+	j := &MemJournal{}
+	r := &Replayer{Journal: j, Sites: spec.SiteNames(), Route: func(serial string) (string, error) { return Route(spec, serial) },
+		Revoke: func(_ context.Context, site, serial, _ string) error {
+			calls = append(calls, "revoke "+site+" "+serial)
+			return errors.New("down")
+		},
+		BlockKey: func(_ context.Context, site, _, _ string) error { calls = append(calls, "block "+site); return nil },
+		InCRL:    func(context.Context, string, string) (bool, error) { return false, nil }}
+	pa, pb := spec.Sites[0].SerialPrefix.Value(), spec.Sites[1].SerialPrefix.Value()
+	serial := func(prefix byte, fill string) string { return fmt.Sprintf("%02x", prefix) + strings.Repeat(fill, 17) }
+	bad := []Entry{
+		{Serial: serial(pb, "11"), Site: "a", Reason: "superseded"},                            // b's serial sent to a
+		{Serial: serial(pa, "12"), Site: "a", Reason: "removeFromCRL"},                         // not a reason cairn passes
+		{Serial: serial(pa, "13"), Site: "a", Reason: "keyCompromise", SPKIHash: "not-a-hash"}, // bad key hash
+		{Serial: "zz", Site: "a", Reason: "superseded"},                                        // not hex
+		{Serial: serial(0x7e, "14"), Site: "x", Reason: "superseded"},                          // no such site
+	}
+	for _, e := range bad {
+		if err := j.Put(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := Entry{Serial: serial(pa, "22"), Site: "a", Reason: "superseded"}
+	if err := j.Put(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	r.Step(ctx)
+	if len(calls) != 1 || calls[0] != "revoke a "+good.Serial {
+		t.Fatalf("calls to sites: %q, want only the valid entry's revocation", calls)
+	}
+	if n := r.Refused(); n != len(bad) {
+		t.Errorf("refused %d, want %d", n, len(bad))
+	}
+	if b := r.Blocked(); b["b"] != "" || b["x"] != "" {
+		t.Errorf("refused entries gate sites: %v", b)
+	}
+	es, _ := j.List(ctx)
+	marked := 0
+	for _, e := range es {
+		if strings.HasPrefix(e.LastError, refusedPrefix) {
+			marked++
+		}
+	}
+	if marked != len(bad) {
+		t.Errorf("%d entries marked refused, want %d: %+v", marked, len(bad), es)
 	}
 }

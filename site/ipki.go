@@ -1,6 +1,7 @@
 package site
 
 import (
+	"cmp"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -45,6 +46,8 @@ type ipki struct {
 	now        time.Time
 	// rotate: every leaf is made again, whatever its validity.
 	rotate bool
+	// validity of the leaves it makes (leafValidity if zero).
+	validity time.Duration
 }
 
 // InternalCADir is where a site's internal gRPC CA (key and certificate)
@@ -164,7 +167,7 @@ func (k *ipki) leafAt(certPath, keyPath, name string, dnsNames []string, ips []n
 		SerialNumber: randSerial(),
 		Subject:      pkix.Name{CommonName: name},
 		NotBefore:    k.now.Add(-time.Hour),
-		NotAfter:     k.now.Add(leafValidity),
+		NotAfter:     k.now.Add(cmp.Or(k.validity, leafValidity)),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		DNSNames:     dnsNames,
@@ -239,12 +242,14 @@ type MTLSFiles struct{ CA, Cert, Key string }
 // EnsureMTLS makes (once) a private CA in dir and one certificate for
 // name, usable as server and client, with the given IP SANs. The
 // controller's embedded etcd uses it: only holders of the key (mode 0600)
-// can talk to it.
+// can talk to it. Its certificate lives 825 days: it is made when the
+// controller starts, and nothing would renew it during a long run.
 func EnsureMTLS(dir, name string, ips []net.IP) (MTLSFiles, error) {
 	k, err := loadOrCreateIPKI(dir, name+" CA", time.Now())
 	if err != nil {
 		return MTLSFiles{}, err
 	}
+	k.validity = 825 * 24 * time.Hour
 	if err := k.leaf(name, []string{"localhost"}, ips); err != nil {
 		return MTLSFiles{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/fsutil"
@@ -215,6 +216,9 @@ func (r *renderer) replication(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("database CA: %w", err)
 	}
+	// MariaDB reads its certificate at start only and an upgrade does not
+	// restart it for a renewed one: its certificates keep a long life.
+	ca.validity = 825 * 24 * time.Hour
 	cn := DBCertCN(p.Site.Name)
 	if err := ca.leaf(cn, nil, []net.IP{p.Public.AsSlice(), p.DB.AsSlice()}); err != nil {
 		return "", err
