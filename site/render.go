@@ -740,6 +740,8 @@ func (r *renderer) acmeFront(in *boulderInputs) string {
 		// Connections held and refused (caps: connlimit's defaults), on
 		// the internal address Prometheus scrapes.
 		"metricsListen": p.debug(ACMEFront),
+		// When the internal certificates expire, on the same /metrics.
+		"internalCerts": r.root("ipki"),
 	}, "", "  ")
 	return string(b) + "\n"
 }

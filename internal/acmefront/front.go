@@ -69,6 +69,10 @@ type Config struct {
 	// total and per client address (0: connlimit's defaults).
 	MaxConns          int `json:"maxConns,omitempty"`
 	MaxConnsPerSource int `json:"maxConnsPerSource,omitempty"`
+	// InternalCerts is the bundle's ipki directory: the expiry of every
+	// <name>/cert.pem in it (and of CertFile) is on /metrics, read at
+	// each scrape.
+	InternalCerts string `json:"internalCerts,omitempty"`
 }
 
 // Deadlines of the public listener. A stranger holds a connection at most
@@ -580,7 +584,7 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger) error {
 			capped.Close()
 			return fmt.Errorf("metricsListen: %w", err)
 		}
-		metrics = &http.Server{Handler: metricsHandler(f, capped.Stats), ReadHeaderTimeout: 5 * time.Second,
+		metrics = &http.Server{Handler: metricsHandler(f, capped.Stats, *c), ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: IdleTimeout}
 		go metrics.Serve(ml)
 	}
