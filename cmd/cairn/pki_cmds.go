@@ -29,6 +29,15 @@ func newPKICmd(g *globals) *cobra.Command {
 			},
 		},
 		&cobra.Command{
+			Use:    "token",
+			Short:  "Find or create one PKCS#11 token (a TokenRequest on stdin; run by cairn itself)",
+			Hidden: true,
+			Args:   cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return intermediates.TokenFromStdin(cmd.InOrStdin(), cmd.OutOrStdout())
+			},
+		},
+		&cobra.Command{
 			Use:   "init",
 			Short: "Create the root, every site's ECDSA and RSA intermediates and the root CRL (only what is missing)",
 			Args:  cobra.NoArgs,
@@ -121,7 +130,13 @@ func (g *globals) withPKI(ctx context.Context, signs bool, fn func(*intermediate
 	if err != nil {
 		return err
 	}
-	opts := intermediates.Options{Log: os.Stderr}
+	// SoftHSM tokens are found, created and used in children of this
+	// executable (intermediates.Options.Signer).
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	opts := intermediates.Options{Log: os.Stderr, Signer: self}
 	if signs {
 		bins, err := boulderbin.Ensure(ctx, os.Stderr, "ceremony")
 		if err != nil {
