@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -19,24 +20,8 @@ func newPKICmd(g *globals) *cobra.Command {
 		Short: "The cluster PKI: offline root, per-site intermediates, root CRL",
 	}
 	cmd.AddCommand(
-		&cobra.Command{
-			Use:    "sign-infra",
-			Short:  "Sign one infrastructure certificate in its token (a SignRequest on stdin; run by cairn itself)",
-			Hidden: true,
-			Args:   cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, args []string) error {
-				return intermediates.SignFromStdin(cmd.InOrStdin(), cmd.OutOrStdout())
-			},
-		},
-		&cobra.Command{
-			Use:    "token",
-			Short:  "Find or create one PKCS#11 token (a TokenRequest on stdin; run by cairn itself)",
-			Hidden: true,
-			Args:   cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, args []string) error {
-				return intermediates.TokenFromStdin(cmd.InOrStdin(), cmd.OutOrStdout())
-			},
-		},
+		pkiChildCmd("sign-infra", "Sign one infrastructure certificate in its token (a SignRequest on stdin; run by cairn itself)", intermediates.SignFromStdin),
+		pkiChildCmd("token", "Find or create one PKCS#11 token (a TokenRequest on stdin; run by cairn itself)", intermediates.TokenFromStdin),
 		&cobra.Command{
 			Use:   "init",
 			Short: "Create the root, every site's ECDSA and RSA intermediates and the root CRL (only what is missing)",
@@ -121,6 +106,14 @@ func reasonOrDefault(r string) string {
 		return intermediates.DefaultRevocationReason
 	}
 	return r
+}
+
+// pkiChildCmd is a hidden command cairn runs as its own child to use a
+// SoftHSM token with that token's configuration in its environment: a
+// JSON request on stdin (secrets included), the answer on stdout.
+func pkiChildCmd(use, short string, fn func(io.Reader, io.Writer) error) *cobra.Command {
+	return &cobra.Command{Use: use, Short: short, Hidden: true, Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return fn(cmd.InOrStdin(), cmd.OutOrStdout()) }}
 }
 
 // withPKI loads the spec, makes sure the pinned ceremony binary exists when
