@@ -231,7 +231,7 @@ func (c *ceremonyRun) run(ctx context.Context, cfg any, pin string) error {
 	cmd.Env = c.env
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	runErr := cmd.Run()
+	runErr := c.p.run(cmd)
 	log := bytes.ReplaceAll(out.Bytes(), []byte(pin), []byte("REDACTED"))
 	if err := fsutil.WriteFileAtomic(filepath.Join(recordDir, stamp+"-"+c.name+".log"), log, 0o644); err != nil {
 		return err

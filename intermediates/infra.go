@@ -10,12 +10,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"time"
@@ -235,23 +233,34 @@ func SignFromStdin(in io.Reader, out io.Writer) error {
 // signInChild signs in `cairn pki sign-infra`, with the token's SoftHSM
 // configuration in the child's environment only.
 func (p *PKI) signInChild(ctx context.Context, tok token, req SignRequest) ([]byte, error) {
+	out, err := p.inChild(ctx, tok, "sign-infra", req)
+	if err != nil {
+		return nil, err
+	}
+	return base64.StdEncoding.DecodeString(strings.TrimSpace(string(out)))
+}
+
+// inChild runs `cairn pki <sub>` (the Signer executable) with req as JSON
+// on its standard input, secrets included, and the token's SoftHSM
+// configuration in its environment only, and returns its standard output.
+// Its command line holds nothing secret.
+func (p *PKI) inChild(ctx context.Context, tok token, sub string, req any) ([]byte, error) {
 	if p.opts.Signer == "" {
-		return nil, errors.New("signing with a SoftHSM token needs the cairn executable (intermediates.Options.Signer)")
+		return nil, fmt.Errorf("a SoftHSM token is used in `cairn pki %s`, which needs the cairn executable (intermediates.Options.Signer)", sub)
 	}
 	b, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, p.opts.Signer, "pki", "sign-infra")
-	cmd.Env = append(os.Environ(), tok.env()...)
+	cmd := exec.CommandContext(ctx, p.opts.Signer, "pki", sub)
+	cmd.Env = tok.env()
 	cmd.Stdin = bytes.NewReader(b)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("cairn pki sign-infra: %v: %s", err, strings.TrimSpace(stderr.String()))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := p.run(cmd); err != nil {
+		return nil, fmt.Errorf("cairn pki %s: %v: %s", sub, err, strings.TrimSpace(stderr.String()))
 	}
-	return base64.StdEncoding.DecodeString(strings.TrimSpace(string(out)))
+	return stdout.Bytes(), nil
 }
 
 // Spec returns the spec the PKI was opened with.

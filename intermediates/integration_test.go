@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -19,6 +20,15 @@ import (
 // newTestPKI writes a lab spec for sites into a temp dir and opens it.
 func newTestPKI(t *testing.T, sites []string, edit func(*cluster.Spec)) (*PKI, *cluster.Spec) {
 	t.Helper()
+	p, spec, _ := newRecordedPKI(t, sites, edit)
+	return p, spec
+}
+
+// newRecordedPKI is newTestPKI that records every command the PKI starts;
+// when the test ends, no PIN or SO PIN below the spec's directory may
+// be in any of their command lines or environments.
+func newRecordedPKI(t *testing.T, sites []string, edit func(*cluster.Spec)) (*PKI, *cluster.Spec, *commands) {
+	t.Helper()
 	testenv.Integration(t, "softhsm2-util", "openssl")
 	bins := testenv.Boulder(t, "ceremony")
 	spec := cluster.Default(sites)
@@ -29,12 +39,53 @@ func newTestPKI(t *testing.T, sites []string, edit func(*cluster.Spec)) (*PKI, *
 	if errs := spec.Validate(); len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	p, unlock, err := Open(spec, Options{Ceremony: bins["ceremony"]})
+	rec := &commands{}
+	p, unlock, err := Open(spec, Options{Ceremony: bins["ceremony"], Signer: testExecutable(t), Run: rec.run})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(unlock)
-	return p, spec
+	t.Cleanup(func() {
+		for file, pin := range secretsIn(t, spec.Dir) {
+			if where := rec.find(pin); where != "" {
+				t.Errorf("the secret in %s is in %s", file, where)
+			}
+		}
+	})
+	return p, spec, rec
+}
+
+// tokensIn lists the labels of the initialised tokens in tok's SoftHSM
+// directory, through `cairn pki token` (this test binary).
+func tokensIn(t *testing.T, p *PKI, tok token) []string {
+	t.Helper()
+	out, err := p.inChild(context.Background(), tok, "token", TokenRequest{Module: tok.module, Label: tok.label})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r TokenReply
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r.Tokens
+}
+
+// secretsIn reads every PIN and SO PIN file below dir.
+func secretsIn(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !(strings.HasSuffix(path, ".pin") || strings.HasSuffix(path, ".so-pin")) {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		out[path] = strings.TrimSpace(string(b))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // snapshot hashes every file below dir except ceremony records and state.
@@ -68,7 +119,7 @@ func opensslVerify(t *testing.T, p *PKI, cert string) error {
 }
 
 func TestInitRevokeRotate(t *testing.T) {
-	p, spec := newTestPKI(t, []string{"a", "b", "c"}, nil)
+	p, spec, rec := newRecordedPKI(t, []string{"a", "b", "c"}, nil)
 	ctx := context.Background()
 	if err := p.Init(ctx); err != nil {
 		t.Fatal(err)
@@ -114,9 +165,20 @@ func TestInitRevokeRotate(t *testing.T) {
 
 	// A site's token directory holds its own token only.
 	for _, s := range spec.Sites {
-		slots, err := p.siteToken(s).softhsmSlots(ctx)
-		if _, ok := slots[s.HSM.Label]; err != nil || len(slots) != 1 || !ok {
-			t.Errorf("site %s tokens: %v %v", s.Name, slots, err)
+		if got := tokensIn(t, p, p.siteToken(s)); len(got) != 1 || got[0] != s.HSM.Label {
+			t.Errorf("site %s tokens: %q", s.Name, got)
+		}
+	}
+
+	// The PKI made a PIN and an SO PIN for every token and started both
+	// kinds of children; newRecordedPKI checks, when the test ends, that
+	// none of those PINs was on their command lines.
+	if pins, want := secretsIn(t, spec.Dir), 2*(len(spec.Sites)+2); len(pins) != want {
+		t.Errorf("%d PIN and SO PIN files, want %d: %v", len(pins), want, pins)
+	}
+	for _, prog := range []string{p.opts.Ceremony, p.opts.Signer} {
+		if rec.count(prog) == 0 {
+			t.Errorf("no %s command recorded", prog)
 		}
 	}
 
@@ -214,10 +276,10 @@ func TestPKCS11BackendWithExistingTokens(t *testing.T) {
 	os.WriteFile(conf, []byte("directories.tokendir = "+filepath.Join(dir, "tokens")+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600)
 	t.Setenv("SOFTHSM2_CONF", conf)
 	for _, label := range []string{"hsm-root", "hsm-infra", "hsm-x"} {
-		os.WriteFile(filepath.Join(dir, label+".pin"), []byte("1234"+label+"\n"), 0o600)
-		out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--pin", "1234"+label, "--so-pin", "5678").CombinedOutput()
-		if err != nil {
-			t.Fatalf("init token: %v %s", err, out)
+		pin := filepath.Join(dir, label+".pin")
+		os.WriteFile(pin, []byte("1234"+label+"\n"), 0o600)
+		if _, err := EnsureToken(TokenRequest{Module: cluster.DefaultSoftHSMLib, Label: label, PINFile: pin, SOPINFile: filepath.Join(dir, label+".so-pin")}); err != nil {
+			t.Fatalf("init token: %v", err)
 		}
 	}
 	p, _ := newTestPKI(t, []string{"x"}, func(s *cluster.Spec) {

@@ -15,6 +15,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -35,9 +36,14 @@ type Options struct {
 	Now func() time.Time
 	// Signer is the cairn executable. SoftHSM reads its configuration only
 	// from the environment of the process that loads it, so signing with a
-	// SoftHSM token runs in `cairn pki sign-infra` with that token's
+	// SoftHSM token runs in `cairn pki sign-infra`, and finding or creating
+	// a SoftHSM token in `cairn pki token`, each with that token's
 	// SOFTHSM2_CONF; the library never changes its own environment.
 	Signer string
+	// Run runs every external command the PKI starts (the ceremony tool,
+	// cairn's token and signing children); nil is (*exec.Cmd).Run. Tests
+	// record here what each command line and environment held.
+	Run func(*exec.Cmd) error
 }
 
 // PKI is the cluster PKI in spec.PKI.Dir.
@@ -124,6 +130,15 @@ func OpenReadOnly(spec *cluster.Spec) (*PKI, error) {
 }
 
 func (p *PKI) now() time.Time { return p.opts.Now() }
+
+// run runs cmd through Options.Run: every external command the PKI starts
+// goes through here.
+func (p *PKI) run(cmd *exec.Cmd) error {
+	if p.opts.Run != nil {
+		return p.opts.Run(cmd)
+	}
+	return cmd.Run()
+}
 
 func (p *PKI) logf(format string, args ...any) { fmt.Fprintf(p.opts.Log, format+"\n", args...) }
 
@@ -276,7 +291,7 @@ func (p *PKI) open(ctx context.Context, t token) (uint, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	slot, err := t.slot(ctx)
+	slot, err := p.slot(ctx, t)
 	if err != nil {
 		return 0, "", err
 	}

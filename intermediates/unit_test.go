@@ -9,30 +9,6 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 )
 
-func TestParseSoftHSMSlots(t *testing.T) {
-	out := `Available slots:
-Slot 269165571
-    Token info:
-        Initialized:      yes
-        User PIN init.:   yes
-        Label:            lab-root                        
-Slot 2
-    Token info:
-        Serial number:                    
-        Initialized:      no
-        User PIN init.:   no
-        Label:                                            
-Slot 77
-    Token info:
-        Initialized:      yes
-        Label:            lab-a
-`
-	got := parseSoftHSMSlots(out)
-	if len(got) != 2 || got["lab-root"] != 269165571 || got["lab-a"] != 77 {
-		t.Fatalf("got %v", got)
-	}
-}
-
 func TestValidityHasNoExtraSecondAndRespectsIssuer(t *testing.T) {
 	now := time.Date(2026, 11, 21, 20, 30, 0, 0, time.UTC)
 	nb, na := validity(now, 1095, time.Time{})

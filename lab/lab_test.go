@@ -484,7 +484,7 @@ func rotateSite(t *testing.T, l *Lab, siteName string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pki, unlock, err := intermediates.Open(l.Spec, intermediates.Options{Ceremony: bins["ceremony"], Log: io.Discard})
+	pki, unlock, err := intermediates.Open(l.Spec, intermediates.Options{Ceremony: bins["ceremony"], Log: io.Discard, Signer: labtest.CairnBinary(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

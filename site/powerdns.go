@@ -13,6 +13,7 @@ import (
 
 	"github.com/cairn-pki/cairn/internal/fsutil"
 	"github.com/cairn-pki/cairn/internal/powerdns"
+	"github.com/cairn-pki/cairn/internal/rfc2136"
 )
 
 // powerDNS renders a PowerDNS primary (dns.provider: powerdns): the
@@ -154,8 +155,6 @@ func (r *clusterRender) seedPowerDNS(confDir string) (err error) {
 	steps := [][]string{
 		{"load-zone", zone, zoneFile},
 		{"set-kind", zone, "primary"},
-		{"import-tsig-key", r.cli.Name, r.cli.Algorithm, r.cli.Secret},
-		{"import-tsig-key", r.xfr.Name, r.xfr.Algorithm, r.xfr.Secret},
 		{"set-meta", zone, "SOA-EDIT-API", "INCREASE"},
 		{"set-meta", zone, "SOA-EDIT-DNSUPDATE", "INCREASE"},
 		{"set-meta", zone, "TSIG-ALLOW-AXFR", r.xfr.Name},
@@ -165,14 +164,18 @@ func (r *clusterRender) seedPowerDNS(confDir string) (err error) {
 		{"set-meta", zone, "TSIG-ALLOW-DNSUPDATE", r.cli.Name},
 		{"set-meta", zone, "NOTIFY-DNSUPDATE", "1"},
 	}
+	// Straight into the database: pdnsutil import-tsig-key takes the
+	// secret only on its command line.
+	for _, k := range []rfc2136.Key{r.cli, r.xfr} {
+		if err := powerdns.ImportTSIGKey(db, k.Name, k.Algorithm, k.Secret); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, args := range steps {
 		cmd := exec.CommandContext(ctx, "pdnsutil", append([]string{"--config-dir=" + confDir}, args...)...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			if args[0] == "import-tsig-key" {
-				args = args[:3] // never log a secret
-			}
 			return fmt.Errorf("pdnsutil %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -19,15 +20,8 @@ func newPKICmd(g *globals) *cobra.Command {
 		Short: "The cluster PKI: offline root, per-site intermediates, root CRL",
 	}
 	cmd.AddCommand(
-		&cobra.Command{
-			Use:    "sign-infra",
-			Short:  "Sign one infrastructure certificate in its token (a SignRequest on stdin; run by cairn itself)",
-			Hidden: true,
-			Args:   cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, args []string) error {
-				return intermediates.SignFromStdin(cmd.InOrStdin(), cmd.OutOrStdout())
-			},
-		},
+		pkiChildCmd("sign-infra", "Sign one infrastructure certificate in its token (a SignRequest on stdin; run by cairn itself)", intermediates.SignFromStdin),
+		pkiChildCmd("token", "Find or create one PKCS#11 token (a TokenRequest on stdin; run by cairn itself)", intermediates.TokenFromStdin),
 		&cobra.Command{
 			Use:   "init",
 			Short: "Create the root, every site's ECDSA and RSA intermediates and the root CRL (only what is missing)",
@@ -114,6 +108,14 @@ func reasonOrDefault(r string) string {
 	return r
 }
 
+// pkiChildCmd is a hidden command cairn runs as its own child to use a
+// SoftHSM token with that token's configuration in its environment: a
+// JSON request on stdin (secrets included), the answer on stdout.
+func pkiChildCmd(use, short string, fn func(io.Reader, io.Writer) error) *cobra.Command {
+	return &cobra.Command{Use: use, Short: short, Hidden: true, Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return fn(cmd.InOrStdin(), cmd.OutOrStdout()) }}
+}
+
 // withPKI loads the spec, makes sure the pinned ceremony binary exists when
 // the command signs anything, and opens the PKI under its lock.
 func (g *globals) withPKI(ctx context.Context, signs bool, fn func(*intermediates.PKI) error) error {
@@ -121,7 +123,13 @@ func (g *globals) withPKI(ctx context.Context, signs bool, fn func(*intermediate
 	if err != nil {
 		return err
 	}
-	opts := intermediates.Options{Log: os.Stderr}
+	// SoftHSM tokens are found, created and used in children of this
+	// executable (intermediates.Options.Signer).
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	opts := intermediates.Options{Log: os.Stderr, Signer: self}
 	if signs {
 		bins, err := boulderbin.Ensure(ctx, os.Stderr, "ceremony")
 		if err != nil {

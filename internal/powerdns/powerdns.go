@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	_ "modernc.org/sqlite" // pure-Go SQLite driver
 
@@ -51,5 +52,29 @@ func CreateDB(path string) error {
 	if err := db.Close(); err != nil {
 		return err
 	}
+	// It will hold TSIG secrets.
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return err
+	}
 	return os.Rename(tmp, path)
+}
+
+// ImportTSIGKey stores a TSIG key in the gsqlite3 database at path as
+// `pdnsutil import-tsig-key` would (lower case, no trailing dots, replacing
+// a key of that name and algorithm), without putting the secret on a
+// command line, where every user of the machine could read it.
+func ImportTSIGKey(path, name, algorithm, secret string) error {
+	if !fsutil.Exists(path) {
+		return fmt.Errorf("PowerDNS database %s does not exist", path)
+	}
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	canon := func(s string) string { return strings.ToLower(strings.TrimSuffix(s, ".")) }
+	if _, err := db.Exec("REPLACE INTO tsigkeys (name, algorithm, secret) VALUES (?, ?, ?)", canon(name), canon(algorithm), secret); err != nil {
+		return fmt.Errorf("import TSIG key %s into %s: %w", name, path, err)
+	}
+	return db.Close()
 }
