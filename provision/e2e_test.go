@@ -236,42 +236,7 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 func unitsFromBundle(t *testing.T, bundleJSON string) {
 	t.Helper()
 	testenv.Integration(t, "ansible-playbook", "systemd-analyze")
-	dir := t.TempDir()
-	root, units := filepath.Join(dir, "opt"), filepath.Join(dir, "units")
-	for _, d := range []string{filepath.Join(root, "bin"), filepath.Join(root, "site", "var", "logs"), units} {
-		os.MkdirAll(d, 0o755)
-	}
-	for _, b := range []string{"boulder", "ct-test-srv", "s3-test-srv", "cairn", "cairn-front"} {
-		os.WriteFile(filepath.Join(root, "bin", b), []byte("#!/bin/sh\n"), 0o755)
-	}
-	play := filepath.Join(dir, "units.yml")
-	os.WriteFile(play, []byte(`---
-- name: Units of a site bundle
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - name: Write them
-      ansible.builtin.include_role:
-        name: cairn_common
-        tasks_from: units
-      vars:
-        cairn_bundle_kind: site
-        cairn_common_root: `+root+`
-        cairn_common_unit_dir: `+units+`
-        cairn_common_reload_systemd: false
-        cairn_common_use_systemd: true
-        cairn_common_changed: false
-        cairn_common_bundle: "{{ lookup('ansible.builtin.file', '`+bundleJSON+`') | from_json }}"
-        cairn_common_bundle_dir: `+filepath.Join(root, "site")+`
-        cairn_common_units: "{{ cairn_common_bundle.processes | map(attribute='name') | list }}"
-`), 0o644)
-	cmd := exec.Command("ansible-playbook", "-i", "localhost,", play)
-	cmd.Env = append(os.Environ(), "ANSIBLE_ROLES_PATH="+filepath.Join("..", "ansible", "roles"), "ANSIBLE_NOCOLOR=1")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("units playbook: %v\n%s", err, out)
-	}
-	files, _ := filepath.Glob(filepath.Join(units, "cairn-*.service"))
+	files, root := renderUnits(t, "site", bundleJSON)
 	var bundle struct {
 		Processes []struct{ Name string } `json:"processes"`
 	}
@@ -284,7 +249,7 @@ func unitsFromBundle(t *testing.T, bundleJSON string) {
 	if err != nil {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
-	mariadb, _ := os.ReadFile(filepath.Join(units, "cairn-mariadb.service"))
+	mariadb, _ := os.ReadFile(filepath.Join(filepath.Dir(files[0]), "cairn-mariadb.service"))
 	for _, want := range []string{"ExecStartPre=" + root + "/bin/cairn site step db-init", "ExecStartPost=" + root + "/bin/cairn site step db-load", "--user=mysql", "Restart=always"} {
 		if !strings.Contains(string(mariadb), want) {
 			t.Errorf("cairn-mariadb.service lacks %q:\n%s", want, mariadb)
