@@ -210,7 +210,9 @@ func TestUnitViewsCoverTheConfigs(t *testing.T) {
 				continue // its own state (a StateDirectory of its unit)
 			}
 			secret := top == "secrets" || strings.HasSuffix(f, ".key") || strings.HasSuffix(f, "key.pem")
-			if (secret || tops[top]) && !slices.Contains(view, f) && !slices.ContainsFunc(view, func(v string) bool { return strings.HasPrefix(f, v+"/") }) {
+			// A directory (the front's internalCerts) is covered by files under it.
+			covered := slices.Contains(view, f) || slices.ContainsFunc(view, func(v string) bool { return strings.HasPrefix(f, v+"/") || strings.HasPrefix(v, f+"/") })
+			if (secret || tops[top]) && !covered {
 				t.Errorf("%s's config %s names %s, which its view (cairn_common_views.%s) lacks", p.Name, rel, f, p.Name)
 			}
 		}
