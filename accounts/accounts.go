@@ -9,6 +9,7 @@ package accounts
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +28,7 @@ type Connection struct {
 	LastIOError  string
 	LastSQLError string
 	DoTable      string // Replicate_Do_Table
+	DoDomainIDs  string // Replicate_Do_Domain_Ids
 	UsingGTID    string // Slave_Pos
 	// SecondsBehind is Seconds_Behind_Master; nil when MariaDB says NULL.
 	SecondsBehind *int64
@@ -40,12 +42,53 @@ type Account struct {
 	Status string
 }
 
+// ForeignWrite is what a site refused from one peer: replicated account
+// rows whose ID is not in that peer's range (site.ForeignWritesTable).
+type ForeignWrite struct {
+	Count  int64     `json:"count"`
+	LastID int64     `json:"lastID"`
+	LastOp string    `json:"lastOp"` // insert, update or delete
+	LastAt time.Time `json:"lastAt"`
+}
+
 // Raw is what one site's database says.
 type Raw struct {
 	Connections   []Connection
 	BinlogPos     string // @@gtid_binlog_pos
-	SkippedErrors int64  // global Slave_skipped_errors
+	SkippedErrors int64  // global Slave_skipped_errors (conflicts and refused foreign rows)
 	Accounts      []Account
+
+	// The ownership guard (docs/accounts.md, "Only owned rows").
+	RunTriggersForRBR string // @@slave_run_triggers_for_rbr: ENFORCE
+	SkipErrors        string // @@slave_skip_errors: lists site.ForeignWriteErrno
+	// ForeignWrites by the peer's GTID domain (its serial prefix); nil
+	// with ForeignWritesErr when the count could not be read.
+	ForeignWrites    map[int64]ForeignWrite
+	ForeignWritesErr string
+}
+
+// GuardProblem is what keeps the site from refusing a peer's rows outside
+// the peer's range, or "". A replica whose triggers do not run for
+// replicated rows applies them all; one that does not skip the triggers'
+// error stops its connection at the first foreign row.
+func (raw Raw) GuardProblem() string {
+	const fix = "restart its MariaDB with the rendered my.cnf"
+	switch {
+	case !strings.EqualFold(raw.RunTriggersForRBR, "ENFORCE"):
+		return fmt.Sprintf("replicated account rows are not checked for their origin (slave_run_triggers_for_rbr %s, not ENFORCE): %s", orDash(raw.RunTriggersForRBR), fix)
+	case !slices.Contains(strings.Split(raw.SkipErrors, ","), strconv.Itoa(site.ForeignWriteErrno)):
+		return fmt.Sprintf("a refused foreign account row would stop replication (slave_skip_errors %s lacks %d): %s", orDash(raw.SkipErrors), site.ForeignWriteErrno, fix)
+	case raw.ForeignWritesErr != "":
+		return fmt.Sprintf("no ownership guard (%s: %s): restart the site's database so db-replication.sql is applied", site.ForeignWritesTable, firstLine(raw.ForeignWritesErr))
+	}
+	return ""
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
 }
 
 // Connection finds the site's connection from peer.
@@ -65,14 +108,18 @@ func (c Connection) errorText() string {
 	return strings.TrimSpace(strings.Join(nonEmpty(c.LastIOError, c.LastSQLError), "; "))
 }
 
-// Problem is what is wrong with this connection from peer, or "": its
-// filter (without it a connection copies every table: the peer's orders
-// and certificates would land here), its threads, its GTID mode. Lag is
-// the caller's to judge.
-func (c Connection) Problem(peer string) string {
+// Problem is what is wrong with this connection from peer, whose GTID
+// domain is domain, or "": its filters (without the table filter a
+// connection copies every table: the peer's orders and certificates would
+// land here; without the domain filter the peer could send rows under
+// another site's domain, and they would be judged as that site's), its
+// threads, its GTID mode. Lag is the caller's to judge.
+func (c Connection) Problem(peer string, domain int64) string {
 	switch {
 	case c.DoTable != site.ReplicatedTable:
 		return fmt.Sprintf("connection from %s replicates %q, not only %s: stop it now (STOP SLAVE '%s')", peer, c.DoTable, site.ReplicatedTable, site.ConnectionName(peer))
+	case strings.TrimSpace(c.DoDomainIDs) != strconv.FormatInt(domain, 10):
+		return fmt.Sprintf("connection from %s takes GTID domains %q, not only %s's %d: stop it now (STOP SLAVE '%s') and restart the database so db-replication.sql is applied", peer, c.DoDomainIDs, peer, domain, site.ConnectionName(peer))
 	case !c.running():
 		why := c.errorText()
 		if why == "" {
@@ -83,6 +130,13 @@ func (c Connection) Problem(peer string) string {
 		return fmt.Sprintf("connection from %s does not use GTIDs (Using_Gtid %s)", peer, c.UsingGTID)
 	}
 	return ""
+}
+
+// Peer is a site a replica pulls accounts from: its name and its GTID
+// domain (its serial prefix, also the residue of its account IDs).
+type Peer struct {
+	Name   string
+	Domain int64
 }
 
 // Reader reads one site's database (the monitor user over TLS in
@@ -109,6 +163,11 @@ type ConnectionStatus struct {
 	FilterOK        bool   `json:"filterVerified"`
 	GTID            bool   `json:"gtid"`
 	Missing         bool   `json:"missing,omitempty"` // no such connection
+	// ForeignWrites: account rows from Peer that Site refused, ever,
+	// because their ID is not in Peer's range (a compromised or misused
+	// peer, or a key rollover or deactivation made at Peer for another
+	// site's account). Null when the site's count could not be read.
+	ForeignWrites *ForeignWrite `json:"foreignWrites"`
 }
 
 // SiteStatus is one site.
@@ -125,6 +184,9 @@ type SiteStatus struct {
 	Accounts    int   `json:"accounts"`
 	// Extra: connections that no peer in the spec explains.
 	Extra []string `json:"unexpectedConnections,omitempty"`
+	// Guard: what keeps the site from refusing rows outside a peer's
+	// range ("" = it refuses them).
+	Guard string `json:"guardProblem,omitempty"`
 }
 
 // Missing is an account some sites have and others lack.
@@ -198,11 +260,24 @@ func Check(ctx context.Context, spec *cluster.Spec, r Reader) *Status {
 		st.Sites = append(st.Sites, ss)
 	}
 	if spec.Accounts.Replication == cluster.ReplicationMariaDB && len(spec.Sites) > 1 {
+		st.guards(spec, raws)
 		st.connections(spec, raws)
 		st.diff(spec, raws)
 	}
 	st.OK = len(st.Problems) == 0
 	return st
+}
+
+// guards notes the sites that would apply a peer's rows outside its range.
+func (st *Status) guards(spec *cluster.Spec, raws map[string]*Raw) {
+	for i, s := range spec.Sites {
+		if raw := raws[s.Name]; raw != nil {
+			if g := raw.GuardProblem(); g != "" {
+				st.Sites[i].Guard = g
+				st.Problems = append(st.Problems, fmt.Sprintf("site %s: %s", s.Name, g))
+			}
+		}
+	}
 }
 
 func (st *Status) connections(spec *cluster.Spec, raws map[string]*Raw) {
@@ -247,7 +322,11 @@ func (st *Status) connections(spec *cluster.Spec, raws map[string]*Raw) {
 					cs.LagTransactions = &lag
 				}
 			}
-			if p := c.Problem(peer.Name); p != "" {
+			if raw.ForeignWrites != nil {
+				fw := raw.ForeignWrites[prefix[peer.Name]]
+				cs.ForeignWrites = &fw
+			}
+			if p := c.Problem(peer.Name, prefix[peer.Name]); p != "" {
 				st.Problems = append(st.Problems, fmt.Sprintf("site %s: %s", s.Name, p))
 			}
 			st.Connections = append(st.Connections, cs)

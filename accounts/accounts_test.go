@@ -19,9 +19,18 @@ func (f fakeReader) Read(_ context.Context, s string) (Raw, error) {
 	return raw, nil
 }
 
+// conn is a healthy connection from a site of cluster.Default's a, b, c
+// (GTID domains 1, 2, 3).
 func conn(name, pos string) Connection {
 	zero := int64(0)
-	return Connection{Name: name, IORunning: "Yes", SQLRunning: "Yes", DoTable: "boulder_sa.registrations", UsingGTID: "Slave_Pos", SecondsBehind: &zero, GTIDSlavePos: pos}
+	domain := map[string]string{"a": "1", "b": "2", "c": "3"}[name]
+	return Connection{Name: name, IORunning: "Yes", SQLRunning: "Yes", DoTable: "boulder_sa.registrations", DoDomainIDs: domain, UsingGTID: "Slave_Pos", SecondsBehind: &zero, GTIDSlavePos: pos}
+}
+
+// guarded is a site whose triggers check every peer row (none refused yet).
+func guarded(raw Raw) Raw {
+	raw.RunTriggersForRBR, raw.SkipErrors, raw.ForeignWrites = "ENFORCE", "1032,1062,1644", map[int64]ForeignWrite{}
+	return raw
 }
 
 // A healthy 3-site mesh, then each way it can go wrong, each named in one
@@ -31,9 +40,9 @@ func TestCheckJudgesConnectionsAndDiff(t *testing.T) {
 	rows := []Account{{1, "k1", "valid"}, {2, "k2", "valid"}, {3, "k3", "valid"}, {129, "k4", "valid"}}
 	healthy := func() fakeReader {
 		return fakeReader{
-			"a": {BinlogPos: "1-1-50", Connections: []Connection{conn("b", "2-2-40,3-3-30"), conn("c", "2-2-40,3-3-30")}, Accounts: rows},
-			"b": {BinlogPos: "2-2-40", Connections: []Connection{conn("a", "1-1-50,3-3-30"), conn("c", "1-1-50,3-3-30")}, Accounts: rows},
-			"c": {BinlogPos: "3-3-30", Connections: []Connection{conn("a", "1-1-50,2-2-40"), conn("b", "1-1-50,2-2-40")}, Accounts: rows},
+			"a": guarded(Raw{BinlogPos: "1-1-50", Connections: []Connection{conn("b", "2-2-40,3-3-30"), conn("c", "2-2-40,3-3-30")}, Accounts: rows}),
+			"b": guarded(Raw{BinlogPos: "2-2-40", Connections: []Connection{conn("a", "1-1-50,3-3-30"), conn("c", "1-1-50,3-3-30")}, Accounts: rows}),
+			"c": guarded(Raw{BinlogPos: "3-3-30", Connections: []Connection{conn("a", "1-1-50,2-2-40"), conn("b", "1-1-50,2-2-40")}, Accounts: rows}),
 		}
 	}
 	st := Check(context.Background(), spec, healthy())
@@ -41,7 +50,7 @@ func TestCheckJudgesConnectionsAndDiff(t *testing.T) {
 		t.Fatalf("healthy mesh: ok %v, %d connections, problems %q", st.OK, len(st.Connections), st.Problems)
 	}
 	for _, c := range st.Connections {
-		if c.LagTransactions == nil || *c.LagTransactions != 0 || !c.FilterOK || !c.Running {
+		if c.LagTransactions == nil || *c.LagTransactions != 0 || !c.FilterOK || !c.Running || c.ForeignWrites == nil || c.ForeignWrites.Count != 0 {
 			t.Errorf("%s from %s: %+v", c.Site, c.Peer, c)
 		}
 	}
@@ -64,6 +73,11 @@ func TestCheckJudgesConnectionsAndDiff(t *testing.T) {
 			f["c"] = r
 		}, "site c: replication from b not running: error connecting to master"},
 		{"no filter", func(f fakeReader) { f["a"].Connections[0].DoTable = "" }, `site a: connection from b replicates "", not only boulder_sa.registrations`},
+		{"no domain filter", func(f fakeReader) { f["a"].Connections[1].DoDomainIDs = "" }, `site a: connection from c takes GTID domains "", not only c's 3`},
+		{"triggers off", func(f fakeReader) { r := f["b"]; r.RunTriggersForRBR = "YES"; f["b"] = r },
+			"site b: replicated account rows are not checked for their origin (slave_run_triggers_for_rbr YES, not ENFORCE)"},
+		{"refusals stop replication", func(f fakeReader) { r := f["c"]; r.SkipErrors = "1032,1062"; f["c"] = r },
+			"site c: a refused foreign account row would stop replication"},
 		{"missing connection", func(f fakeReader) { r := f["a"]; r.Connections = r.Connections[:1]; f["a"] = r }, `site a: no replication connection "c" from c`},
 		{"unexpected connection", func(f fakeReader) { r := f["a"]; r.Connections = append(r.Connections, conn("old", "")); f["a"] = r },
 			"site a: replication connections no site of the spec explains: old"},
@@ -106,6 +120,29 @@ func TestCheckJudgesConnectionsAndDiff(t *testing.T) {
 		}
 		if st.OK || !strings.Contains(strings.Join(st.Problems, "\n"), tc.want) {
 			t.Errorf("%s: ok %v, problems %q, want one containing %q", tc.name, st.OK, st.Problems, tc.want)
+		}
+	}
+}
+
+// Rows a site refused from a peer show on that connection, by the peer's
+// domain; they are counted, not a problem (the alert is on increases).
+func TestCheckForeignWrites(t *testing.T) {
+	spec := cluster.Default([]string{"a", "b"})
+	rows := []Account{{1, "k1", "valid"}, {2, "k2", "valid"}}
+	b := guarded(Raw{BinlogPos: "2-2-4", Connections: []Connection{conn("a", "1-1-9")}, Accounts: rows})
+	b.ForeignWrites = map[int64]ForeignWrite{1: {Count: 3, LastID: 2, LastOp: "update"}}
+	st := Check(context.Background(), spec, fakeReader{
+		"a": guarded(Raw{BinlogPos: "1-1-9", Connections: []Connection{conn("b", "2-2-4")}, Accounts: rows}), "b": b})
+	if !st.OK {
+		t.Errorf("problems %q", st.Problems)
+	}
+	for _, c := range st.Connections {
+		want := int64(0)
+		if c.Site == "b" {
+			want = 3
+		}
+		if c.ForeignWrites == nil || c.ForeignWrites.Count != want {
+			t.Errorf("%s from %s: foreign writes %+v, want %d", c.Site, c.Peer, c.ForeignWrites, want)
 		}
 	}
 }

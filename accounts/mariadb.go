@@ -20,14 +20,17 @@ import (
 )
 
 // MariaDB reads each site's database as the monitor user, over TLS to the
-// site's replication address, verified against the cluster's database CA.
+// site's replication address, verified against the cluster's database CA,
+// with the monitor's client certificate of that CA.
 type MariaDB struct {
 	addrs    map[string]string // site -> host:port
 	password string
 	roots    *x509.CertPool
+	cert     tls.Certificate // the monitor's
 }
 
-// NewMariaDB reads the monitor password and the database CA of the spec.
+// NewMariaDB reads the monitor password, its client certificate and the
+// database CA of the spec.
 func NewMariaDB(spec *cluster.Spec) (*MariaDB, error) {
 	pw, err := fsutil.ReadSecret(spec.Path(site.MonitorPasswordFile))
 	if err != nil {
@@ -41,7 +44,12 @@ func NewMariaDB(spec *cluster.Spec) (*MariaDB, error) {
 	if !roots.AppendCertsFromPEM(caPEM) {
 		return nil, fmt.Errorf("%s holds no certificate", site.DBCAFile(spec))
 	}
-	m := &MariaDB{addrs: map[string]string{}, password: pw, roots: roots}
+	certFile, keyFile := site.MonitorTLSFiles(spec)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("monitor client certificate: %w (render the sites first: `cairn lab up` or `cairn provision apply`)", err)
+	}
+	m := &MariaDB{addrs: map[string]string{}, password: pw, roots: roots, cert: cert}
 	for i, s := range spec.Sites {
 		p, err := site.NewPlan(spec, i)
 		if err != nil {
@@ -55,7 +63,7 @@ func NewMariaDB(spec *cluster.Spec) (*MariaDB, error) {
 // Open is a monitor session to the site's database (read-only: status and
 // the accounts table).
 func (m *MariaDB) Open(siteName string) (*sql.DB, error) {
-	return m.connect(siteName, site.MonitorUser, m.password, nil, 5*time.Second)
+	return m.connect(siteName, site.MonitorUser, m.password, []tls.Certificate{m.cert}, 5*time.Second)
 }
 
 // connect opens one session (MaxOpenConns 1: session settings such as
@@ -98,6 +106,12 @@ func (m *MariaDB) Read(ctx context.Context, siteName string) (Raw, error) {
 	if err := db.QueryRowContext(ctx, "SHOW GLOBAL STATUS LIKE 'Slave_skipped_errors'").Scan(&name, &val); err == nil {
 		raw.SkippedErrors, _ = strconv.ParseInt(val, 10, 64)
 	}
+	if err := db.QueryRowContext(ctx, "SELECT @@slave_run_triggers_for_rbr, @@slave_skip_errors").Scan(&raw.RunTriggersForRBR, &raw.SkipErrors); err != nil {
+		return raw, err
+	}
+	if raw.ForeignWrites, err = foreignWrites(ctx, db); err != nil {
+		raw.ForeignWritesErr = err.Error()
+	}
 	rows, err := db.QueryContext(ctx, "SELECT id, jwk_sha256, status FROM "+site.ReplicatedTable+" ORDER BY id")
 	if err != nil {
 		return raw, err
@@ -111,6 +125,29 @@ func (m *MariaDB) Read(ctx context.Context, siteName string) (Raw, error) {
 		raw.Accounts = append(raw.Accounts, a)
 	}
 	return raw, rows.Err()
+}
+
+// foreignWrites reads the rows the site refused, by the peer's domain.
+func foreignWrites(ctx context.Context, db *sql.DB) (map[int64]ForeignWrite, error) {
+	rows, err := db.QueryContext(ctx, "SELECT domain_id, n, last_id, last_op, last_at FROM "+site.ForeignWritesTable)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int64]ForeignWrite{}
+	for rows.Next() {
+		var d int64
+		var fw ForeignWrite
+		var at []byte
+		if err := rows.Scan(&d, &fw.Count, &fw.LastID, &fw.LastOp, &at); err != nil {
+			return nil, err
+		}
+		if t, err := time.Parse(time.DateTime, string(at)); err == nil {
+			fw.LastAt = t.UTC()
+		}
+		out[d] = fw
+	}
+	return out, rows.Err()
 }
 
 // slaves reads SHOW ALL SLAVES STATUS by column name (its columns change
@@ -150,6 +187,7 @@ func slaves(ctx context.Context, db *sql.DB) ([]Connection, error) {
 		c.LastIOError, _ = get("Last_IO_Error")
 		c.LastSQLError, _ = get("Last_SQL_Error")
 		c.DoTable, _ = get("Replicate_Do_Table")
+		c.DoDomainIDs, _ = get("Replicate_Do_Domain_Ids")
 		c.UsingGTID, _ = get("Using_Gtid")
 		c.GTIDSlavePos, _ = get("Gtid_Slave_Pos")
 		if v, ok := get("Seconds_Behind_Master"); ok {

@@ -30,24 +30,7 @@ func TestSeed(t *testing.T) {
 	if _, err := l.Up(ctx, lab.UpOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	targets, err := healthcheck.SiteTargets(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	register := func(siteName string) int64 {
-		t.Helper()
-		for _, tg := range targets {
-			if tg.Site == siteName {
-				id, err := registerNew(ctx, tg.Roots, tg.DialAddr, tg.ServerName, tg.DirectoryURL)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return id
-			}
-		}
-		t.Fatalf("no site %s", siteName)
-		return 0
-	}
+	register := registrar(t, spec)
 	before := []int64{register("a"), register("a"), register("b")}
 	reader, err := accounts.NewMariaDB(spec)
 	if err != nil {
@@ -106,6 +89,29 @@ func TestSeed(t *testing.T) {
 	}
 	id = register("a")
 	waitFor(t, func() bool { return has(t, reader, "b", id) }, "account %d made at a to reach b after a second seed", id)
+}
+
+// registrar registers a new account at a site of spec over ACME and
+// returns its ID.
+func registrar(t *testing.T, spec *cluster.Spec) func(siteName string) int64 {
+	targets, err := healthcheck.SiteTargets(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(siteName string) int64 {
+		t.Helper()
+		for _, tg := range targets {
+			if tg.Site == siteName {
+				id, err := registerNew(context.Background(), tg.Roots, tg.DialAddr, tg.ServerName, tg.DirectoryURL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return id
+			}
+		}
+		t.Fatalf("no site %s", siteName)
+		return 0
+	}
 }
 
 func registerNew(ctx context.Context, roots *x509.CertPool, dial, serverName, dir string) (int64, error) {

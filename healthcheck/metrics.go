@@ -22,9 +22,11 @@ type Metrics struct {
 	lastRun       *prometheus.GaugeVec
 	replLag       *prometheus.GaugeVec
 	replSkipped   *prometheus.GaugeVec
+	foreign       *prometheus.CounterVec
 	release       *prometheus.GaugeVec
 	mu            sync.Mutex
-	releases      map[string][2]string // site -> its last exported release
+	releases      map[string][2]string  // site -> its last exported release
+	foreignSeen   map[[2]string]float64 // (site, peer) -> the count exported
 }
 
 // Issuance takes 0.1–0.5 s on a healthy site; timeouts are seconds.
@@ -56,11 +58,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Seconds_Behind_Master of the site's account replication connection from peer (replication probe)."}, []string{"site", "peer"})
 	m.replSkipped = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_accounts_replication_skipped_rows",
 		Help: "Replicated rows the site skipped since its MariaDB started (duplicate key or missing row: conflicts); alert on increases."}, []string{"site"})
+	m.foreign = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cairn_accounts_foreign_writes_total",
+		Help: "Replicated account rows the site refused from peer because their ID is not in the peer's range (a compromised or misused peer; replication probe, the site's own count)."}, []string{"site", "peer"})
+	m.foreignSeen = map[[2]string]float64{}
 	m.release = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_site_release",
 		Help: "1 for the Boulder version and bundle generation the site's ACME front says it runs."}, []string{"site", "boulder_version", "bundle"})
 	m.releases = map[string][2]string{}
 	reg.MustRegister(m.success, m.duration, m.stepSuccess, m.stepDuration, m.runs, m.problems, m.certExpiry, m.crlNextUpdate, m.lastRun,
-		m.replLag, m.replSkipped, m.release)
+		m.replLag, m.replSkipped, m.foreign, m.release)
 	return m
 }
 
@@ -99,8 +104,10 @@ func (m *Metrics) Observe(r Result) {
 			if err != nil {
 				continue
 			}
-			if peer, ok := strings.CutPrefix(k, "lagSeconds."); ok {
+			if peer, ok := strings.CutPrefix(k, FactLagSeconds); ok {
 				m.replLag.WithLabelValues(r.Site, peer).Set(n)
+			} else if peer, ok := strings.CutPrefix(k, FactForeignWrites); ok {
+				m.observeForeign(r.Site, peer, n)
 			} else if k == "skippedRows" {
 				m.replSkipped.WithLabelValues(r.Site).Set(n)
 			}
@@ -118,6 +125,23 @@ func (m *Metrics) Observe(r Result) {
 			}
 		}
 	}
+}
+
+// observeForeign exports the site's count of rows refused from peer. The
+// count lives in the site's database, so it survives restarts of both
+// ends; the counter follows it (and starts over if the count went down:
+// its table was emptied).
+func (m *Metrics) observeForeign(site, peer string, n float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := [2]string{site, peer}
+	last, seen := m.foreignSeen[k]
+	if seen && n < last {
+		m.foreign.DeleteLabelValues(site, peer)
+		last = 0
+	}
+	m.foreign.WithLabelValues(site, peer).Add(n - last)
+	m.foreignSeen[k] = n
 }
 
 // observeRelease exports the site's release, dropping the one it replaced.

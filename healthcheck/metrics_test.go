@@ -27,10 +27,13 @@ func TestMetricsPassPromtool(t *testing.T) {
 		Steps: []Step{{Name: "new-order", OK: true}, {Name: "finalize", ErrorClass: ClassACME, ACMEProblemType: "urn:ietf:params:acme:error:serverInternal"}}})
 	m.Observe(Result{Site: "a", Kind: KindCRL, OK: true, Started: now, Steps: []Step{{Name: "crl", OK: true}},
 		Facts: map[string]string{NextUpdateFact + "cairn lab a E1": now.Add(9 * 24 * time.Hour).Format(time.RFC3339)}})
+	m.Observe(Result{Site: "a", Kind: KindReplication, OK: true, Started: now, Steps: []Step{{Name: "from b", OK: true}},
+		Facts: map[string]string{FactLagSeconds + "b": "0", FactForeignWrites + "b": "2", "skippedRows": "3"}})
 	rec := httptest.NewRecorder()
 	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body := rec.Body.String()
 	for _, want := range []string{
+		`cairn_accounts_foreign_writes_total{peer="b",site="a"} 2`,
 		`cairn_probe_success{kind="issuance",site="b"} 0`,
 		`cairn_probe_runs_total{kind="issuance",result="acme",site="b"} 1`,
 		`cairn_probe_acme_problems_total{kind="issuance",site="b",type="serverInternal"} 1`,
@@ -46,6 +49,30 @@ func TestMetricsPassPromtool(t *testing.T) {
 	cmd.Stdin = bytes.NewBufferString(body)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// The count of rows a site refused from a peer lives in the site's
+// database: the counter follows it across probes and controller restarts,
+// and starts over when the site's count went down.
+func TestForeignWritesFollowTheSite(t *testing.T) {
+	observe := func(m *Metrics, n string) {
+		m.Observe(Result{Site: "b", Kind: KindReplication, OK: true, Facts: map[string]string{FactForeignWrites + "a": n}})
+	}
+	m := NewMetrics(prometheus.NewRegistry())
+	for _, tc := range []struct {
+		count string
+		want  float64
+	}{{"0", 0}, {"2", 2}, {"2", 2}, {"5", 5}, {"1", 1}} {
+		observe(m, tc.count)
+		if got := testutil.ToFloat64(m.foreign.WithLabelValues("b", "a")); got != tc.want {
+			t.Errorf("after a count of %s: counter %v, want %v", tc.count, got, tc.want)
+		}
+	}
+	restarted := NewMetrics(prometheus.NewRegistry())
+	observe(restarted, "7")
+	if got := testutil.ToFloat64(restarted.foreign.WithLabelValues("b", "a")); got != 7 {
+		t.Errorf("a restarted controller exports %v, want the site's count 7", got)
 	}
 }
 

@@ -128,7 +128,7 @@ func (c *targetCommon) siteTarget(i int, s cluster.Site) (*Target, error) {
 	}
 	for _, peer := range spec.Sites {
 		if peer.Name != s.Name && c.repl != nil {
-			t.ReplicationPeers = append(t.ReplicationPeers, peer.Name)
+			t.ReplicationPeers = append(t.ReplicationPeers, accounts.Peer{Name: peer.Name, Domain: int64(peer.SerialPrefix.Value())})
 		}
 	}
 	for _, is := range issuers {

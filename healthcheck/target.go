@@ -47,7 +47,7 @@ type Target struct {
 	// replication probe: reads the site's database; the peers it must
 	// pull accounts from.
 	Replication      accounts.Reader
-	ReplicationPeers []string
+	ReplicationPeers []accounts.Peer
 
 	// Timeout per network step when the context has no earlier deadline.
 	StepTimeout time.Duration

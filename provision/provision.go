@@ -492,10 +492,12 @@ func controllerKit(spec *cluster.Spec, dst string) error {
 	if _, err := fsutil.EnsureSecret(spec.Path(spec.Failover.AdminTokenFile), 24); err != nil {
 		return err
 	}
-	// The monitor's password and the database CA certificate: the
-	// controller's account-replication probe reads every site's database.
+	// The monitor's password, its client certificate and key, and the
+	// database CA certificate: the controller's account-replication probe
+	// reads every site's database.
 	files := []string{filepath.Base(spec.File), spec.DNS.TSIG.ControllerKeyFile, spec.DNS.TSIG.ClientKeyFile,
-		spec.Failover.AdminTokenFile, filepath.Join(spec.PKI.Dir, "state.json"), site.MonitorPasswordFile, site.DBCADir + "/ca.pem"}
+		spec.Failover.AdminTokenFile, filepath.Join(spec.PKI.Dir, "state.json"), site.MonitorPasswordFile, site.DBCADir + "/ca.pem",
+		site.MonitorCertDir + "/cert.pem", site.MonitorCertDir + "/key.pem"}
 	for _, s := range spec.Sites {
 		if _, err := healthcheck.ProbeAccountKey(spec, s.Name); err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +29,11 @@ import (
 //     the same key registered at two sites during a partition) is skipped
 //     and counted; the row the site already has wins. Replication never
 //     stalls on it.
+//   - A site applies a peer's account row only if its ID is in that peer's
+//     range (ownershipGuardSQL): triggers on the accounts table, run for
+//     replicated rows too (slave_run_triggers_for_rbr=ENFORCE), refuse
+//     any other row with ForeignWriteErrno, which slave_skip_errors skips,
+//     and count it in ForeignWritesTable.
 //   - Each replica authenticates with a password and its certificate from
 //     the cluster's database CA (REQUIRE SUBJECT and ISSUER), and verifies
 //     the source's certificate and address against that CA. The database
@@ -40,8 +46,36 @@ import (
 const ReplicatedTable = "boulder_sa.registrations"
 
 // MonitorUser reads replication status and account rows (cairn accounts
-// status, the controller's accounts probe).
+// status, the controller's accounts probe): TLS with a client certificate
+// of the database CA (MonitorTLSFiles) and a password.
 const MonitorUser = "cairn_monitor"
+
+// MonitorCertCN is the monitor client certificate's common name.
+const MonitorCertCN = "cairn-monitor"
+
+// MonitorCertDir holds the monitor client's cert.pem and key.pem (0600),
+// relative to the spec; the controllers get a copy.
+const MonitorCertDir = DBCADir + "/" + MonitorCertCN
+
+// MonitorTLSFiles are the monitor client's certificate and key.
+func MonitorTLSFiles(spec *cluster.Spec) (cert, key string) {
+	return dbClientFiles(spec, MonitorCertCN)
+}
+
+// ForeignWritesTable counts, per peer (its GTID domain, which is its
+// serial prefix), the replicated account rows this site refused because
+// their ID is not in that peer's range: domain_id, n, last_id, last_op,
+// last_at (UTC).
+const ForeignWritesTable = "cairn.foreign_writes"
+
+// ForeignWriteErrno is the error the ownership triggers raise for a
+// refused row (ER_SIGNAL_EXCEPTION); slave_skip_errors lists it, so the
+// replica skips the row and keeps applying the peer's others.
+const ForeignWriteErrno = 1644
+
+// ReplicaSkipErrors are the errors a replica skips (slave_skip_errors):
+// a duplicate key (1062), a missing row (1032), a refused foreign row.
+var ReplicaSkipErrors = []int{1062, 1032, ForeignWriteErrno}
 
 // ReplicationPasswordFile is a replica site's password at every source,
 // relative to the spec (the lab and `cairn provision` render every site
@@ -62,8 +96,11 @@ const AdminPasswordFile = cluster.DefaultSecretsDir + "/db-admin.pw"
 const AdminCertCN = "cairn-admin"
 
 // AdminTLSFiles are the admin client's certificate and key.
-func AdminTLSFiles(spec *cluster.Spec) (cert, key string) {
-	dir := spec.Path(DBCADir + "/" + AdminCertCN)
+func AdminTLSFiles(spec *cluster.Spec) (cert, key string) { return dbClientFiles(spec, AdminCertCN) }
+
+// dbClientFiles are the certificate and key of a client of the database CA.
+func dbClientFiles(spec *cluster.Spec, cn string) (cert, key string) {
+	dir := spec.Path(DBCADir + "/" + cn)
 	return filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 }
 
@@ -129,8 +166,11 @@ sync_binlog=1
 binlog_expire_logs_seconds=%[3]d
 slave_net_timeout=30
 master_retry_count=1000000
-slave_skip_errors=1062,1032
-`, p.Site.SerialPrefix.Value(), varDir, int64(p.Spec.Accounts.BinlogRetention.Seconds()))
+# Refused foreign rows (%[4]d) are skipped like conflicts; the ownership
+# triggers run for replicated rows whatever the peer's events claim.
+slave_skip_errors=%[5]s
+slave_run_triggers_for_rbr=ENFORCE
+`, p.Site.SerialPrefix.Value(), varDir, int64(p.Spec.Accounts.BinlogRetention.Seconds()), ForeignWriteErrno, joinInts(ReplicaSkipErrors))
 	for _, q := range peers {
 		fmt.Fprintf(&b, "%s.replicate_do_table=%s\n", ConnectionName(q.Site.Name), ReplicatedTable)
 	}
@@ -159,8 +199,11 @@ func replicationSQL(p *Plan, peers []*Plan, root, issuerDN, ownPW string, peerPW
 		fmt.Fprintf(&b, "ALTER USER '%s'@'%s' IDENTIFIED BY '%s' REQUIRE %s;\n", name, host, pw, require)
 		fmt.Fprintf(&b, "GRANT %s TO '%s'@'%s';\n", grant, name, host)
 	}
-	user(MonitorUser, "%", monitorPW, "SSL", "SLAVE MONITOR, BINLOG MONITOR ON *.*")
+	b.WriteString(ownershipGuardSQL())
+	user(MonitorUser, "%", monitorPW, fmt.Sprintf("SUBJECT '/CN=%s' AND ISSUER '%s'", MonitorCertCN, issuerDN),
+		"SLAVE MONITOR, BINLOG MONITOR ON *.*")
 	fmt.Fprintf(&b, "GRANT SELECT ON %s TO '%s'@'%%';\n", ReplicatedTable, MonitorUser)
+	fmt.Fprintf(&b, "GRANT SELECT ON %s TO '%s'@'%%';\n", ForeignWritesTable, MonitorUser)
 	user(AdminUser, "%", adminPW, fmt.Sprintf("SUBJECT '/CN=%s' AND ISSUER '%s'", AdminCertCN, issuerDN),
 		"REPLICATION SLAVE ADMIN, SLAVE MONITOR, BINLOG MONITOR, BINLOG ADMIN ON *.*")
 	fmt.Fprintf(&b, "GRANT SELECT, INSERT, UPDATE ON %s TO '%s'@'%%';\n", ReplicatedTable, AdminUser)
@@ -187,6 +230,68 @@ func replicationSQL(p *Plan, peers []*Plan, root, issuerDN, ownPW string, peerPW
 	}
 	b.WriteString("START ALL SLAVES;\n")
 	return b.String()
+}
+
+// ownershipGuardSQL makes the site refuse a peer's account row whose ID
+// is not in that peer's range (docs/accounts.md, "Only owned rows").
+//
+// The replication SQL thread runs each peer transaction with the session
+// gtid_domain_id of its GTID, and each connection takes only its peer's
+// domain (DO_DOMAIN_IDS, checked by cairn accounts status), so inside a
+// trigger the session domain names the peer the row came from; a local
+// session (Boulder, cairn accounts seed) has the site's own domain. The
+// domain is the peer's serial prefix, and its account IDs are the prefix
+// mod 128. A refused row is counted, then raises ForeignWriteErrno: the
+// replica skips that row (slave_skip_errors) and goes on with the peer's
+// next ones. The count is kept: a skipped row's error is cleared, not
+// rolled back. The applier's writes are not binary-logged
+// (log_slave_updates=OFF), so the count stays at this site.
+func ownershipGuardSQL() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `CREATE DATABASE IF NOT EXISTS cairn;
+CREATE TABLE IF NOT EXISTS %[1]s (
+  domain_id INT UNSIGNED NOT NULL PRIMARY KEY,
+  n BIGINT UNSIGNED NOT NULL,
+  last_id BIGINT NOT NULL,
+  last_op VARCHAR(6) NOT NULL,
+  last_at DATETIME NOT NULL
+) ENGINE=InnoDB;
+DELIMITER //
+CREATE OR REPLACE PROCEDURE cairn.refuse_foreign_write(IN row_id BIGINT, IN op VARCHAR(6))
+BEGIN
+  INSERT INTO %[1]s (domain_id, n, last_id, last_op, last_at)
+    VALUES (@@session.gtid_domain_id, 1, row_id, op, UTC_TIMESTAMP())
+    ON DUPLICATE KEY UPDATE n = n + 1, last_id = VALUES(last_id), last_op = VALUES(last_op), last_at = VALUES(last_at);
+  SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = %[2]d,
+    MESSAGE_TEXT = 'cairn: refused a replicated account row outside its origin''s ID range (docs/accounts.md)';
+END//
+`, ForeignWritesTable, ForeignWriteErrno)
+	schema, _, _ := strings.Cut(ReplicatedTable, ".") // a trigger lives in its table's schema
+	peer := "@@session.gtid_domain_id <> @@global.gtid_domain_id"
+	// Parenthesised: under sql_mode HIGH_NOT_PRECEDENCE, NOT binds tighter
+	// than =.
+	owned := func(id string) string {
+		return fmt.Sprintf("(%s %% %d = @@session.gtid_domain_id)", id, accountIDRange)
+	}
+	for _, t := range []struct{ op, cond, id string }{
+		{"insert", "NOT " + owned("NEW.id"), "NEW.id"},
+		{"update", fmt.Sprintf("NOT (%s AND %s)", owned("OLD.id"), owned("NEW.id")), "OLD.id"},
+		{"delete", "NOT " + owned("OLD.id"), "OLD.id"},
+	} {
+		fmt.Fprintf(&b, "CREATE OR REPLACE TRIGGER %[1]s.cairn_owned_%[2]s BEFORE %[3]s ON %[4]s FOR EACH ROW\n"+
+			"  IF %[5]s AND %[6]s THEN CALL cairn.refuse_foreign_write(%[7]s, '%[2]s'); END IF//\n",
+			schema, t.op, strings.ToUpper(t.op), ReplicatedTable, peer, t.cond, t.id)
+	}
+	b.WriteString("DELIMITER ;\n")
+	return b.String()
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
 }
 
 // opensslDN formats a name as OpenSSL's X509_NAME_oneline does, which is
@@ -224,6 +329,9 @@ func (r *renderer) replication(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if err := ca.leaf(AdminCertCN, nil, nil); err != nil { // stays on this machine
+		return "", err
+	}
+	if err := ca.leaf(MonitorCertCN, nil, nil); err != nil { // here and at the controllers
 		return "", err
 	}
 	// tls/ is traversable (0755): on systemd hosts MariaDB runs as mysql,

@@ -385,6 +385,19 @@ func TestRenderReplication(t *testing.T) {
 		"CHANGE MASTER 'b' TO MASTER_HOST='127.0.32.1', MASTER_PORT=3306, MASTER_USER='repl_a'", "DO_DOMAIN_IDS=(2)",
 		"CHANGE MASTER 'c' TO MASTER_HOST='127.0.33.1'", "DO_DOMAIN_IDS=(3)", "MASTER_SSL_VERIFY_SERVER_CERT=1", "START ALL SLAVES",
 		"GRANT SELECT ON boulder_sa.registrations TO 'cairn_monitor'@'%'",
+		// The monitor is bound to its client certificate, and reads the
+		// count of refused foreign rows.
+		"CREATE USER IF NOT EXISTS 'cairn_monitor'@'%' IDENTIFIED BY", "REQUIRE SUBJECT '/CN=cairn-monitor' AND ISSUER '/CN=lab database replication CA'",
+		"GRANT SELECT ON cairn.foreign_writes TO 'cairn_monitor'@'%'",
+		// Every write to the accounts table, local or replicated, passes
+		// the ownership triggers.
+		"CREATE OR REPLACE TRIGGER boulder_sa.cairn_owned_insert BEFORE INSERT ON boulder_sa.registrations FOR EACH ROW\n" +
+			"  IF @@session.gtid_domain_id <> @@global.gtid_domain_id AND NOT (NEW.id % 128 = @@session.gtid_domain_id) THEN CALL cairn.refuse_foreign_write(NEW.id, 'insert'); END IF//",
+		"BEFORE UPDATE ON boulder_sa.registrations FOR EACH ROW\n" +
+			"  IF @@session.gtid_domain_id <> @@global.gtid_domain_id AND NOT ((OLD.id % 128 = @@session.gtid_domain_id) AND (NEW.id % 128 = @@session.gtid_domain_id)) THEN",
+		"BEFORE DELETE ON boulder_sa.registrations FOR EACH ROW\n" +
+			"  IF @@session.gtid_domain_id <> @@global.gtid_domain_id AND NOT (OLD.id % 128 = @@session.gtid_domain_id) THEN CALL cairn.refuse_foreign_write(OLD.id, 'delete')",
+		"SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 1644",
 	} {
 		if !strings.Contains(sql, want) {
 			t.Errorf("db-replication.sql lacks %q", want)
@@ -392,6 +405,31 @@ func TestRenderReplication(t *testing.T) {
 	}
 	if strings.Contains(sql, "'repl_a'@") {
 		t.Error("site a must not create a user for itself")
+	}
+	if strings.Contains(sql, "REQUIRE SSL") {
+		t.Error("a database user is bound to TLS only, not to a certificate")
+	}
+	cnf, err := os.ReadFile(filepath.Join(out, "etc", "my.cnf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"slave_skip_errors=1062,1032,1644\n", "slave_run_triggers_for_rbr=ENFORCE\n"} {
+		if !strings.Contains(string(cnf), want) {
+			t.Errorf("my.cnf lacks %q", want)
+		}
+	}
+	// The monitor's client certificate: the database CA's, clientAuth, its
+	// key 0600.
+	mCertFile, mKeyFile := MonitorTLSFiles(spec)
+	mCert, _, err := readPair(mCertFile, mKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(mKeyFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("monitor key %s: %v, %v", mKeyFile, fi.Mode(), err)
+	}
+	if mCert.Subject.CommonName != MonitorCertCN || !slices.Contains(mCert.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
+		t.Errorf("monitor certificate: CN %q, EKU %v", mCert.Subject.CommonName, mCert.ExtKeyUsage)
 	}
 	// The replica's certificate is a client's too, and chains to the CA the
 	// peers trust.
@@ -403,6 +441,9 @@ func TestRenderReplication(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if mCert.CheckSignatureFrom(ca) != nil {
+		t.Error("the monitor certificate is not the database CA's")
+	}
 	if cert.CheckSignatureFrom(ca) != nil || !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth) || cert.Subject.CommonName != "cairn-db-a" {
 		t.Errorf("db certificate: CN %q, EKU %v", cert.Subject.CommonName, cert.ExtKeyUsage)
 	}
@@ -410,7 +451,7 @@ func TestRenderReplication(t *testing.T) {
 	spec.Accounts.Replication = cluster.ReplicationOff
 	out = t.TempDir()
 	render(t, spec, pki, 0, out)
-	cnf, _ := os.ReadFile(filepath.Join(out, "etc", "my.cnf"))
+	cnf, _ = os.ReadFile(filepath.Join(out, "etc", "my.cnf"))
 	sqlText, _ = os.ReadFile(filepath.Join(out, "secrets", "db-replication.sql"))
 	if strings.Contains(string(cnf), "log_bin") || strings.Contains(string(cnf), "replicate_do_table") || strings.Contains(string(sqlText), "CHANGE MASTER") {
 		t.Errorf("replication off still replicates:\n%s\n%s", cnf, sqlText)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,7 +19,7 @@ func newAccountsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "accounts", Short: "ACME accounts across sites: replication status"}
 	status := &cobra.Command{
 		Use:   "status",
-		Short: "Every replication connection (running, error, lag, filter, skipped rows) and a cross-site diff of accounts (exit 1 on any problem)",
+		Short: "Every replication connection (running, error, lag, filter, skipped rows, refused foreign rows) and a cross-site diff of accounts (exit 1 on any problem)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec, err := cluster.Load(g.specPath())
@@ -96,7 +97,7 @@ func printAccountsStatus(w io.Writer, st *accounts.Status) {
 	if len(st.Connections) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "SITE\tFROM\tRUNNING\tLAG s\tLAG tx\tFILTER\tERROR")
+		fmt.Fprintln(tw, "SITE\tFROM\tRUNNING\tLAG s\tLAG tx\tFILTER\tREFUSED\tERROR")
 		for _, c := range st.Connections {
 			run := "yes"
 			switch {
@@ -109,9 +110,19 @@ func printAccountsStatus(w io.Writer, st *accounts.Status) {
 			if !c.FilterOK {
 				filter = "WRONG: " + c.Filter
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Site, c.Peer, run, optInt(c.LagSeconds), optInt(c.LagTransactions), filter, trim(c.Error, 80))
+			refused := "–"
+			if c.ForeignWrites != nil {
+				refused = fmt.Sprint(c.ForeignWrites.Count)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Site, c.Peer, run, optInt(c.LagSeconds), optInt(c.LagTransactions), filter, refused, trim(c.Error, 80))
 		}
 		tw.Flush()
+		for _, c := range st.Connections {
+			if fw := c.ForeignWrites; fw != nil && fw.Count > 0 {
+				fmt.Fprintf(w, "  %s refused %d account rows from %s outside %s's ID range; last: %s of id %d at %s\n",
+					c.Site, fw.Count, c.Peer, c.Peer, fw.LastOp, fw.LastID, fw.LastAt.Format(time.RFC3339))
+			}
+		}
 	}
 	fmt.Fprintf(w, "\nAccounts: %d missing somewhere, %d differing, %d keys under several IDs\n", len(st.Missing), len(st.Mismatches), len(st.Conflicts))
 	for _, c := range st.Conflicts {
