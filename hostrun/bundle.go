@@ -139,7 +139,7 @@ func BundleStep(ctx context.Context, step, dir, binDir string) error {
 		// systemd started MariaDB (no PID file of ours): wait for its port.
 		for _, p := range b.Processes {
 			if p.Program == "mariadbd" {
-				if err := waitListening(ctx, p.Name, strings.TrimPrefix(p.Ready, "tcp:"), NewProc(p, b.Root).LogFile(), 60*time.Second, nil); err != nil {
+				if err := waitListening(ctx, p.Name, p.Ready, NewProc(p, b.Root).LogFile(), 60*time.Second, nil); err != nil {
 					return err
 				}
 			}

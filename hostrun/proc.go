@@ -176,7 +176,7 @@ func environ(add, unset []string) []string {
 // waitReady waits until the readiness address accepts, the process dies,
 // or the timeout passes.
 func (p Proc) waitReady(ctx context.Context, timeout time.Duration) error {
-	return waitListening(ctx, p.Name, strings.TrimPrefix(p.Ready, "tcp:"), p.LogFile(), timeout, func() bool {
+	return waitListening(ctx, p.Name, p.Ready, p.LogFile(), timeout, func() bool {
 		_, ok := p.Running()
 		return ok
 	})
@@ -185,10 +185,15 @@ func (p Proc) waitReady(ctx context.Context, timeout time.Duration) error {
 // waitListening waits until addr accepts connections, or fails as soon as
 // alive says the process is gone (nil: a service manager runs it, only
 // the timeout ends the wait).
-func waitListening(ctx context.Context, name, addr, logFile string, timeout time.Duration, alive func() bool) error {
+// ready is "tcp:IP:port" or "unix:PATH" (a Unix socket).
+func waitListening(ctx context.Context, name, ready, logFile string, timeout time.Duration, alive func() bool) error {
+	network, addr := "tcp", strings.TrimPrefix(ready, "tcp:")
+	if path, ok := strings.CutPrefix(ready, "unix:"); ok {
+		network, addr = "unix", path
+	}
 	deadline := time.Now().Add(timeout)
 	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		c, err := net.DialTimeout(network, addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
 			return nil

@@ -167,3 +167,22 @@ func RestartComponents(ctx context.Context, b *site.Bundle, names []string, reso
 	}
 	return nil
 }
+
+// StopChanged stops every running process of the cluster bundle whose
+// configuration its render changed (ClusterBundle.Changed), so the next
+// start reads the new one.
+func StopChanged(cb *site.ClusterBundle, logf func(string, ...any)) error {
+	for _, p := range cb.Processes {
+		if !slices.Contains(cb.Changed, p.Name) {
+			continue
+		}
+		stopped, err := (Proc{Process: p, Root: cb.Root}).Stop(10 * time.Second)
+		if err != nil {
+			return err
+		}
+		if stopped {
+			logf("  %-22s configuration changed: stopped to restart", filepath.Base(cb.Root)+"/"+p.Name)
+		}
+	}
+	return nil
+}

@@ -198,6 +198,11 @@ func (l *Lab) addAliases(cb *site.ClusterBundle, bundles []*site.Bundle) error {
 // startCluster starts the cluster's processes (its DNS and PKI front) in
 // order; the failover controller starts last, in finishUp.
 func (l *Lab) startCluster(ctx context.Context, cb *site.ClusterBundle, resolve func(string) (string, error)) error {
+	// A running process whose configuration the render changed (the
+	// primary DNS server after `cairn dns key add`) restarts to read it.
+	if err := hostrun.StopChanged(cb, l.logf); err != nil {
+		return err
+	}
 	for _, p := range cb.Processes {
 		if err := l.startProc(ctx, hostrun.Proc{Process: p, Root: cb.Root}, resolve); err != nil {
 			return err

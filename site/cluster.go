@@ -1,10 +1,10 @@
 package site
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -53,6 +53,10 @@ type ClusterBundle struct {
 	ControllerKey string `json:"controllerKey"`
 	ClientKey     string `json:"clientKey"`
 	EpochName     string `json:"epochName"`
+	// Changed names the processes whose configuration this render
+	// changed: a running one must restart to apply it (not in bundle.json:
+	// it describes one render).
+	Changed []string `json:"-"`
 	// Controller is the failover controller, started after the sites.
 	Controller *Process `json:"controller,omitempty"`
 }
@@ -62,18 +66,8 @@ const pkiFrontPort = 80
 
 // ensureTSIGKey creates the key file (0600) if it does not exist.
 func ensureTSIGKey(path, name string) (rfc2136.Key, error) {
-	if !fsutil.Exists(path) {
-		secret := make([]byte, 32)
-		if _, err := rand.Read(secret); err != nil {
-			return rfc2136.Key{}, err
-		}
-		content := fmt.Sprintf("key \"%s\" {\n\talgorithm hmac-sha256;\n\tsecret \"%s\";\n};\n", name, base64.StdEncoding.EncodeToString(secret))
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return rfc2136.Key{}, err
-		}
-		if err := fsutil.WriteFileAtomic(path, []byte(content), 0o600); err != nil {
-			return rfc2136.Key{}, err
-		}
+	if err := newTSIGKeyFile(path, name); err != nil && !errors.Is(err, fs.ErrExist) {
+		return rfc2136.Key{}, err
 	}
 	return rfc2136.ReadKey(path)
 }
@@ -89,10 +83,13 @@ type clusterRender struct {
 	o              ClusterOptions
 	spec           *cluster.Spec
 	ctl, cli, xfr  rfc2136.Key
+	clients        []ClientKey
+	changed        []string
 	primary        netip.AddrPort
 	secondaries    []netip.AddrPort
 	varDir, outVar string
 	primaryProc    Process
+	policyProc     *Process // BIND's update-policy server
 }
 
 func (r *clusterRender) out(parts ...string) string {
@@ -141,9 +138,31 @@ func (r *clusterRender) keys() error {
 	if r.cli, err = ensureTSIGKey(r.spec.Path(r.spec.DNS.TSIG.ClientKeyFile), r.spec.Name+"-clients"); err != nil {
 		return err
 	}
-	r.xfr, err = ensureTSIGKey(r.out("secrets", "xfr.key"), r.spec.Name+"-xfr")
+	if r.xfr, err = ensureTSIGKey(r.out("secrets", "xfr.key"), r.spec.Name+"-xfr"); err != nil {
+		return err
+	}
+	r.clients, err = ClientKeys(r.spec)
 	return err
 }
+
+// PolicyProcess is the cluster process that answers BIND's update-policy
+// "external" rule (cmd/cairn: cairn dns update-policy).
+const PolicyProcess = "dns-update-policy"
+
+// policySocket is where the policy server listens: in named's working
+// directory (its "directory" option), which named.conf names it relative
+// to, as "local:update-policy.sock". BIND parses that rule's identity as
+// a DNS name, so an absolute path with a label (the text between two
+// dots) longer than 63 bytes, as test directories have, is refused.
+func (r *clusterRender) policySocket() (string, error) {
+	sock := r.root("var", "bind", policySocketName)
+	if len(sock) >= 108 {
+		return "", fmt.Errorf("cluster bundle %s: the update-policy socket %s would be %d bytes, longer than a Unix socket path may be (107): use a shorter directory", r.root(), sock, len(sock))
+	}
+	return sock, nil
+}
+
+const policySocketName = "update-policy.sock"
 
 // dirs makes the state directories of every server.
 func (r *clusterRender) dirs() error {
@@ -163,16 +182,27 @@ func (r *clusterRender) dirs() error {
 }
 
 // bind renders the BIND primary: updates from the controller's key for the
-// ACME name and its epoch only, from the clients' key for TXT elsewhere.
+// ACME name and its epoch only; from a client's own key for its
+// _acme-challenge TXT record only; from the clients' shared key for
+// _acme-challenge.* TXT records only, which BIND asks the policy server
+// (internal/ssupolicy) about: it has no rule that matches a first label.
 func (r *clusterRender) bind() error {
 	spec, zone := r.spec, r.spec.ACME.Zone
+	sock, err := r.policySocket()
+	if err != nil {
+		return err
+	}
 	var notify []string
 	for _, s := range r.secondaries {
 		notify = append(notify, fmt.Sprintf("%s port %d key \"%s\";", s.Addr(), s.Port(), r.xfr.Name))
 	}
-	keys := ""
+	keys, grants := "", ""
 	for _, k := range []rfc2136.Key{r.ctl, r.cli, r.xfr} {
 		keys += fmt.Sprintf("key \"%s\" { algorithm %s; secret \"%s\"; };\n", k.Name, k.Algorithm, k.Secret)
+	}
+	for _, c := range r.clients {
+		keys += fmt.Sprintf("key \"%s\" { algorithm %s; secret \"%s\"; };\n", c.Key.Name, c.Key.Algorithm, c.Key.Secret)
+		grants += fmt.Sprintf("    grant \"%s\" name %s. TXT;\n", c.Key.Name, c.Record())
 	}
 	named := fmt.Sprintf(`// Cluster zone primary, written by cairn.
 %[1]soptions {
@@ -204,14 +234,16 @@ zone "%[6]s" {
     // The failover controller may change only the ACME name and its epoch.
     grant "%[8]s" name %[9]s. A AAAA CNAME;
     grant "%[8]s" name %[10]s. TXT;
-    // Clients may write TXT records (DNS-01) anywhere else in the zone.
-    deny "%[11]s" name %[9]s. ANY;
-    deny "%[11]s" name %[10]s. ANY;
-    grant "%[11]s" subdomain %[6]s. TXT;
+    // A client's own key (cairn dns key add) writes its DNS-01 record only.
+%[11]s    // Everything else is asked of cairn's policy server: the clients'
+    // shared key (%[12]s) may write _acme-challenge.* TXT records only;
+    // any other key, name or type is refused, and so is every update
+    // while the server is down.
+    grant "local:%[13]s" external * TXT;
   };
 };
-`, keys, r.varDir, r.primary.Port(), r.primary.Addr(), strings.Join(notify, " "), zone, r.xfr.Name, r.ctl.Name, spec.ACME.Name, spec.EpochName(), r.cli.Name)
-	if err := fsutil.WriteFileAtomic(r.out("secrets", "named.conf"), []byte(named), 0o600); err != nil {
+`, keys, r.varDir, r.primary.Port(), r.primary.Addr(), strings.Join(notify, " "), zone, r.xfr.Name, r.ctl.Name, spec.ACME.Name, spec.EpochName(), grants, r.cli.Name, policySocketName)
+	if err := r.writeConfig([]string{PolicyProcess, "dns-primary"}, r.out("secrets", "named.conf"), []byte(named), 0o600); err != nil {
 		return err
 	}
 	zoneFile := filepath.Join(r.outVar, "bind", zone+".zone")
@@ -221,7 +253,18 @@ zone "%[6]s" {
 		}
 	}
 	r.primaryProc = Process{Name: "dns-primary", Program: "named", Args: []string{"-c", r.root("secrets", "named.conf"), "-f"}}
+	r.policyProc = &Process{Name: PolicyProcess, Program: "cairn", Args: []string{"dns", "update-policy", "--socket", sock, "--zone", zone, "--key", r.cli.Name},
+		Ready: "unix:" + sock, Listen: "unix:" + sock}
 	return nil
+}
+
+// writeConfig writes a configuration file and, when its content changed,
+// records procs as changed (a running one must restart to read it).
+func (r *clusterRender) writeConfig(procs []string, path string, data []byte, perm fs.FileMode) error {
+	if old, err := os.ReadFile(path); err != nil || string(old) != string(data) {
+		r.changed = append(r.changed, procs...)
+	}
+	return fsutil.WriteFileAtomic(path, data, perm)
 }
 
 // knot renders one Knot secondary per secondary server, fed by NOTIFY
@@ -282,8 +325,11 @@ func (r *clusterRender) pkiFront() error {
 func (r *clusterRender) bundle() (*ClusterBundle, error) {
 	spec := r.spec
 	b := &ClusterBundle{Root: r.root(), Zone: spec.ACME.Zone, ControllerKey: spec.Path(spec.DNS.TSIG.ControllerKeyFile),
-		ClientKey: spec.Path(spec.DNS.TSIG.ClientKeyFile), EpochName: spec.EpochName()}
+		ClientKey: spec.Path(spec.DNS.TSIG.ClientKeyFile), EpochName: spec.EpochName(), Changed: r.changed}
 	b.BindAddresses = append(b.BindAddresses, r.primary.Addr().String())
+	if r.policyProc != nil { // before the server that asks it
+		b.Processes = append(b.Processes, *r.policyProc)
+	}
 	p := r.primaryProc
 	p.Ready, p.Listen = "tcp:"+r.primary.String(), r.primary.String()
 	b.Processes = append(b.Processes, p)

@@ -19,9 +19,10 @@ import (
 // powerDNS renders a PowerDNS primary (dns.provider: powerdns): the
 // controller writes the ACME name through its HTTP API; clients' DNS-01
 // records still arrive as RFC 2136 updates, which a Lua policy limits to
-// TXT records signed with the clients' key, never at the ACME name or its
-// epoch; secondaries get NOTIFY and signed zone transfers. Its database
-// is created and seeded once, here, before the server first starts.
+// _acme-challenge TXT records (the clients' shared key: any; a client's
+// own key: its name's); secondaries get NOTIFY and signed zone transfers.
+// Its database is created and seeded once, here, before the server first
+// starts; its TSIG keys follow the key files on every render.
 func (r *clusterRender) powerDNS() error {
 	spec := r.spec
 	if r.o.Root != "" && r.o.Root != r.o.Out {
@@ -87,14 +88,26 @@ allow-dnsupdate-from=0.0.0.0/0
 lua-dnsupdate-policy-script=%[9]s
 `, r.varDir, r.primary.Addr(), r.primary.Port(), key, apiAddr.Addr(), apiAddr.Port(), strings.Join(allow, ","),
 		strings.Join(notify, ","), r.root("secrets", "pdns", "update-policy.lua"))
-	if err := fsutil.WriteFileAtomic(filepath.Join(confDir, "pdns.conf"), []byte(conf), 0o600); err != nil {
+	primary := []string{"dns-primary"}
+	if err := r.writeConfig(primary, filepath.Join(confDir, "pdns.conf"), []byte(conf), 0o600); err != nil {
 		return err
 	}
-	if err := fsutil.WriteFileAtomic(filepath.Join(confDir, "update-policy.lua"), []byte(r.updatePolicy()), 0o644); err != nil {
+	if err := r.writeConfig(primary, filepath.Join(confDir, "update-policy.lua"), []byte(r.updatePolicy()), 0o644); err != nil {
 		return err
 	}
 	if err := r.seedPowerDNS(confDir); err != nil {
 		return err
+	}
+	all := []rfc2136.Key{r.cli, r.xfr}
+	for _, c := range r.clients {
+		all = append(all, c.Key)
+	}
+	var keys []powerdns.Key
+	for _, k := range all {
+		keys = append(keys, powerdns.Key{Name: k.Name, Algorithm: k.Algorithm, Secret: k.Secret})
+	}
+	if err := powerdns.SetTSIGKeys(filepath.Join(r.outVar, "pdns", "pdns.sqlite3"), keys); err != nil {
+		return fmt.Errorf("PowerDNS TSIG keys: %w", err)
 	}
 	r.primaryProc = Process{Name: "dns-primary", Program: "pdns_server", Args: []string{"--config-dir=" + r.root("secrets", "pdns")}}
 	return nil
@@ -102,37 +115,48 @@ lua-dnsupdate-policy-script=%[9]s
 
 // updatePolicy is the Lua script PowerDNS asks about every record of an
 // RFC 2136 update (it replaces PowerDNS's other update checks; the TSIG
-// signature is verified before). Only the clients' key, only TXT, never
-// the ACME name or its epoch; a refused record fails the whole update
-// (SERVFAIL: PowerDNS 4.7 scripts cannot answer REFUSED). DNSName:equal
-// takes strings in 4.7.
+// signature is verified before). Only TXT records whose first label is
+// _acme-challenge, in the zone: any such with the clients' shared key,
+// exactly _acme-challenge.<name> with the key of client name. A refused
+// record fails the whole update (SERVFAIL: PowerDNS 4.7 scripts cannot
+// answer REFUSED). DNSName:equal takes strings in 4.7.
 func (r *clusterRender) updatePolicy() string {
+	clients := ""
+	for _, c := range r.clients {
+		clients += fmt.Sprintf("  [%q] = %q,\n", c.Key.Name+".", c.Record()+".")
+	}
 	return fmt.Sprintf(`-- RFC 2136 policy of the cluster zone, written by cairn.
 local ZONE = %[1]q
 local KEY = %[2]q
-local DENY = { %[3]q, %[4]q }
+-- A client's own key (cairn dns key add): the one record it may write.
+local CLIENTS = {
+%[3]s}
 
 local function allowed(input)
   local tsig = input:getTsigName()
-  if tsig:countLabels() == 0 or not tsig:equal(KEY) then return false end
+  if tsig:countLabels() == 0 then return false end
   if not input:getZoneName():equal(ZONE) then return false end
   if input:getQType() ~= pdns.TXT then return false end
   local qname = input:getQName()
-  for _, n in ipairs(DENY) do
-    if qname:equal(n) then return false end
+  if not qname:isPartOf(newDN(ZONE)) then return false end
+  local first = qname:getRawLabels()[1]
+  if first == nil or first:lower() ~= "_acme-challenge" then return false end
+  if tsig:equal(KEY) then return true end
+  for key, name in pairs(CLIENTS) do
+    if tsig:equal(key) then return qname:equal(name) end
   end
-  return true
+  return false
 end
 
 function updatepolicy(input)
   if allowed(input) then return true end
   error("refused by the cairn update policy")
 end
-`, r.spec.ACME.Zone+".", r.cli.Name+".", r.spec.ACME.Name+".", r.spec.EpochName()+".")
+`, r.spec.ACME.Zone+".", r.cli.Name+".", clients)
 }
 
 // seedPowerDNS creates and seeds the database once: the zone (the same
-// seed as BIND's), its kind, the TSIG keys and metadata. A failure
+// seed as BIND's), its kind and metadata (the TSIG keys: SetTSIGKeys). A failure
 // removes the database, so the next render starts over.
 func (r *clusterRender) seedPowerDNS(confDir string) (err error) {
 	db := filepath.Join(r.outVar, "pdns", "pdns.sqlite3")
@@ -163,13 +187,6 @@ func (r *clusterRender) seedPowerDNS(confDir string) (err error) {
 		// clients' key only.
 		{"set-meta", zone, "TSIG-ALLOW-DNSUPDATE", r.cli.Name},
 		{"set-meta", zone, "NOTIFY-DNSUPDATE", "1"},
-	}
-	// Straight into the database: pdnsutil import-tsig-key takes the
-	// secret only on its command line.
-	for _, k := range []rfc2136.Key{r.cli, r.xfr} {
-		if err := powerdns.ImportTSIGKey(db, k.Name, k.Algorithm, k.Secret); err != nil {
-			return err
-		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

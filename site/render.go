@@ -118,7 +118,8 @@ type Process struct {
 	// UnsetEnv names variables to remove (crl-storer fails when
 	// AWS_CA_BUNDLE is set).
 	UnsetEnv []string `json:"unsetEnv,omitempty"`
-	// Ready is "tcp:IP:port": the process is up once that accepts.
+	// Ready is "tcp:IP:port" or "unix:PATH": the process is up once that
+	// accepts.
 	Ready string `json:"ready"`
 	// Listen is the address clients use (for status pages).
 	Listen string `json:"listen"`

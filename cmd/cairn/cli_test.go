@@ -183,3 +183,44 @@ func TestPKIAcceptance(t *testing.T) {
 		t.Errorf("unknown site: %d %s", code, stderr)
 	}
 }
+
+// cairn dns key: add writes a 0600 key named after its host, list shows
+// it, bad input is one line naming --name, remove deletes it.
+func TestDNSKeyCommands(t *testing.T) {
+	bin := cairnBin(t)
+	dir := t.TempDir()
+	if _, stderr, code := run(t, bin, dir, "init", "--sites", "a"); code != 0 {
+		t.Fatal(stderr)
+	}
+	const host = "web.lab.home.arpa"
+	out, stderr, code := run(t, bin, dir, "dns", "key", "add", "--name", host)
+	if code != 0 || !strings.Contains(out, "may write only _acme-challenge."+host+" TXT") {
+		t.Fatalf("add: exit %d\n%s%s", code, out, stderr)
+	}
+	file := filepath.Join(dir, "secrets", "tsig-clients", host+".key")
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s: %v", file, err)
+	}
+	out, _, code = run(t, bin, dir, "dns", "key", "list", "-o", "json")
+	var keys []struct{ Name, File string }
+	if err := json.Unmarshal([]byte(out), &keys); code != 0 || err != nil || len(keys) != 1 || keys[0].Name != host || keys[0].File != file {
+		t.Fatalf("list: exit %d, %v: %s", code, err, out)
+	}
+	b, _ := os.ReadFile(file)
+	secret := strings.Split(strings.SplitN(string(b), "secret \"", 2)[1], "\"")[0]
+	if strings.Contains(out, secret) {
+		t.Fatalf("list prints the secret: %s", out)
+	}
+	for _, bad := range [][]string{{"add", "--name", host}, {"add", "--name", "web.example.org"}, {"remove", "--name", "nope.lab.home.arpa"}} {
+		_, stderr, code := run(t, bin, dir, append([]string{"dns", "key"}, bad...)...)
+		if code != 1 || !strings.HasPrefix(stderr, "cairn: --name ") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%v: exit %d, stderr %q", bad, code, stderr)
+		}
+	}
+	if _, stderr, code := run(t, bin, dir, "dns", "key", "remove", "--name", host); code != 0 {
+		t.Fatal(stderr)
+	}
+	if _, err := os.Stat(file); err == nil {
+		t.Fatal("remove left the key file")
+	}
+}

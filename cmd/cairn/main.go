@@ -61,7 +61,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVarP(&g.config, "config", "f", cluster.DefaultFile, "cluster spec file")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
-	root.AddCommand(newInitCmd(g), newValidateCmd(g), newPKICmd(g), newLabCmd(g), newProbeCmd(g), newReportCmd(g), newFailoverCmd(g), newDrillCmd(g), newProvisionCmd(g), newAccountsCmd(g), newRevokeCmd(g), newUpgradeCmd(g), newSiteCmd())
+	root.AddCommand(newInitCmd(g), newValidateCmd(g), newPKICmd(g), newLabCmd(g), newProbeCmd(g), newReportCmd(g), newFailoverCmd(g), newDrillCmd(g), newProvisionCmd(g), newAccountsCmd(g), newRevokeCmd(g), newUpgradeCmd(g), newSiteCmd(), newDNSCmd(g))
 	return root
 }
 

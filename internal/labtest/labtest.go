@@ -31,6 +31,7 @@ const (
 	BlockAccounts    = 90
 	BlockPowerDNS    = 100 // the failover package's PowerDNS lab
 	BlockUpgrade     = 110
+	BlockDNSPolicy   = 120 // internal/ssupolicy: the cluster DNS's update policies
 )
 
 // Spec writes a lab spec with the given sites on block B and loads it.

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
 
@@ -59,22 +60,62 @@ func CreateDB(path string) error {
 	return os.Rename(tmp, path)
 }
 
-// ImportTSIGKey stores a TSIG key in the gsqlite3 database at path as
-// `pdnsutil import-tsig-key` would (lower case, no trailing dots, replacing
-// a key of that name and algorithm), without putting the secret on a
+// Key is a TSIG key as the database holds it.
+type Key struct {
+	Name, Algorithm, Secret string
+}
+
+// SetTSIGKeys makes the database's TSIG keys exactly keys, in one
+// transaction, when they differ (the running server reads them at each
+// signed request). Stored as `pdnsutil import-tsig-key` stores them
+// (lower case, no trailing dots), but without putting a secret on a
 // command line, where every user of the machine could read it.
-func ImportTSIGKey(path, name, algorithm, secret string) error {
+func SetTSIGKeys(path string, keys []Key) error {
 	if !fsutil.Exists(path) {
 		return fmt.Errorf("PowerDNS database %s does not exist", path)
 	}
-	db, err := sql.Open("sqlite", "file:"+path)
+	canon := func(s string) string { return strings.ToLower(strings.TrimSuffix(s, ".")) }
+	want := map[Key]bool{}
+	for _, k := range keys {
+		want[Key{canon(k.Name), canon(k.Algorithm), k.Secret}] = true
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	canon := func(s string) string { return strings.ToLower(strings.TrimSuffix(s, ".")) }
-	if _, err := db.Exec("REPLACE INTO tsigkeys (name, algorithm, secret) VALUES (?, ?, ?)", canon(name), canon(algorithm), secret); err != nil {
-		return fmt.Errorf("import TSIG key %s into %s: %w", name, path, err)
+	have := map[Key]bool{}
+	rows, err := db.Query("SELECT name, algorithm, secret FROM tsigkeys")
+	if err != nil {
+		return err
 	}
-	return db.Close()
+	for rows.Next() {
+		var k Key
+		if err := rows.Scan(&k.Name, &k.Algorithm, &k.Secret); err != nil {
+			rows.Close()
+			return err
+		}
+		have[k] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if maps.Equal(have, want) {
+		return nil
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec("DELETE FROM tsigkeys"); err != nil {
+		return err
+	}
+	for k := range want {
+		if _, err := tx.Exec("INSERT INTO tsigkeys (name, algorithm, secret) VALUES (?, ?, ?)", k.Name, k.Algorithm, k.Secret); err != nil {
+			return fmt.Errorf("TSIG key %s into %s: %w", k.Name, path, err)
+		}
+	}
+	return tx.Commit()
 }

@@ -29,7 +29,7 @@ func TestImportedTSIGKeyIsWhatPowerDNSReads(t *testing.T) {
 	}
 	first, second := fsutil.RandomHex(32), fsutil.RandomHex(32)
 	for _, secret := range []string{first, second} { // the second replaces the first
-		if err := ImportTSIGKey(db, "Cairn-Clients.", "HMAC-SHA256.", secret); err != nil {
+		if err := SetTSIGKeys(db, []Key{{"Cairn-Clients.", "HMAC-SHA256.", secret}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -40,7 +40,7 @@ func TestImportedTSIGKeyIsWhatPowerDNSReads(t *testing.T) {
 	if got, want := strings.TrimSpace(string(out)), "cairn-clients. hmac-sha256. "+second; got != want {
 		t.Errorf("pdnsutil lists %q, want %q", got, want)
 	}
-	if err := ImportTSIGKey(filepath.Join(dir, "missing.sqlite3"), "k", "hmac-sha256", second); err == nil {
+	if err := SetTSIGKeys(filepath.Join(dir, "missing.sqlite3"), []Key{{"k", "hmac-sha256", second}}); err == nil {
 		t.Error("a missing database was accepted")
 	}
 }
