@@ -217,7 +217,7 @@ func printSummary(cmd *cobra.Command, s *lab.Summary, self string) {
 	}
 	fmt.Fprintf(w, "DNS servers:      %s (primary; DNS-01 updates go here), all: %s\n", s.DNS, strings.Join(s.DNSServers, ", "))
 	fmt.Fprintf(w, "Root certificate: %s\n", s.RootCert)
-	fmt.Fprintf(w, "DNS-01 TSIG key:  %s (key %s; may only write TXT records)\n", s.ClientKey, key)
+	fmt.Fprintf(w, "DNS-01 TSIG key:  %s (key %s; may only write _acme-challenge TXT records; per-host keys: cairn dns key add)\n", s.ClientKey, key)
 	fmt.Fprintf(w, "Status page:      %s\n", s.StatusURL)
 	if s.PrometheusURL != "" {
 		fmt.Fprintf(w, "Prometheus:       %s  (cairn's alert rules: %salerts)\n", s.PrometheusURL, s.PrometheusURL)

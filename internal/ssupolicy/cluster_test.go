@@ -207,6 +207,14 @@ func testPolicy(t *testing.T, provider string) {
 	refuse(twoKey, zone)
 
 	if provider == cluster.DNSProviderRFC2136 {
+		// The controller's key keeps its own records (granted before the
+		// policy server is asked) and gets no DNS-01 record.
+		ctl, err := rfc2136.ReadKey(cb.ControllerKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		allow(ctl, spec.EpochName())
+		refuse(ctl, "_acme-challenge.host."+zone)
 		// The acceptance, with the real client: nsupdate -k
 		// tsig-clients.key adding an apex TXT record is refused.
 		cmd := exec.Command("nsupdate", "-k", cb.ClientKey)
