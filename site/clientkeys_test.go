@@ -118,3 +118,22 @@ func TestClientKeysRendered(t *testing.T) {
 		t.Fatalf("a misnamed key file: %v", err)
 	}
 }
+
+// A bundle for hosts names the policy server's socket under /run (its
+// unit's RuntimeDirectory; each unit's var/ is its own there).
+func TestPolicySocketOnHosts(t *testing.T) {
+	spec := cluster.Default([]string{"a"})
+	spec.Dir = t.TempDir()
+	out := t.TempDir()
+	cb, err := RenderCluster(ClusterOptions{Spec: spec, Out: out, Root: "/opt/cairn/cluster"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	named, _ := os.ReadFile(filepath.Join(out, "secrets", "named.conf"))
+	if want := `grant "local:` + HostPolicySocket + `" external * TXT;`; !strings.Contains(string(named), want) {
+		t.Errorf("named.conf lacks %s", want)
+	}
+	if p := cb.Processes[0]; p.Name != PolicyProcess || !slices.Contains(p.Args, HostPolicySocket) || p.Ready != "unix:"+HostPolicySocket {
+		t.Errorf("policy process %+v", p)
+	}
+}

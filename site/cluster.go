@@ -149,20 +149,30 @@ func (r *clusterRender) keys() error {
 // "external" rule (cmd/cairn: cairn dns update-policy).
 const PolicyProcess = "dns-update-policy"
 
-// policySocket is where the policy server listens: in named's working
-// directory (its "directory" option), which named.conf names it relative
-// to, as "local:update-policy.sock". BIND parses that rule's identity as
-// a DNS name, so an absolute path with a label (the text between two
-// dots) longer than 63 bytes, as test directories have, is refused.
-func (r *clusterRender) policySocket() (string, error) {
-	sock := r.root("var", "bind", policySocketName)
-	if len(sock) >= 108 {
-		return "", fmt.Errorf("cluster bundle %s: the update-policy socket %s would be %d bytes, longer than a Unix socket path may be (107): use a shorter directory", r.root(), sock, len(sock))
+// policySocket is where the policy server listens, and how named.conf
+// names it. In the lab: in named's working directory (its "directory"
+// option), named relative to it: BIND parses the rule's identity as a DNS
+// name, so an absolute path with a label (the text between two dots)
+// longer than 63 bytes, as test directories have, is refused. On hosts:
+// under /run, which both units see (each unit's var/ is its own state
+// directory there); the server's group may connect (named's unit gets
+// that group).
+func (r *clusterRender) policySocket() (sock, named string, err error) {
+	if r.o.Root != "" && r.o.Root != r.o.Out {
+		return HostPolicySocket, HostPolicySocket, nil
 	}
-	return sock, nil
+	sock = r.root("var", "bind", policySocketName)
+	if len(sock) >= 108 {
+		return "", "", fmt.Errorf("cluster bundle %s: the update-policy socket %s would be %d bytes, longer than a Unix socket path may be (107): use a shorter directory", r.root(), sock, len(sock))
+	}
+	return sock, policySocketName, nil
 }
 
 const policySocketName = "update-policy.sock"
+
+// HostPolicySocket is the policy server's socket on provisioned hosts
+// (the unit's RuntimeDirectory).
+const HostPolicySocket = "/run/cairn-" + PolicyProcess + "/" + policySocketName
 
 // dirs makes the state directories of every server.
 func (r *clusterRender) dirs() error {
@@ -188,7 +198,7 @@ func (r *clusterRender) dirs() error {
 // (internal/ssupolicy) about: it has no rule that matches a first label.
 func (r *clusterRender) bind() error {
 	spec, zone := r.spec, r.spec.ACME.Zone
-	sock, err := r.policySocket()
+	sock, namedSock, err := r.policySocket()
 	if err != nil {
 		return err
 	}
@@ -242,7 +252,7 @@ zone "%[6]s" {
     grant "local:%[13]s" external * TXT;
   };
 };
-`, keys, r.varDir, r.primary.Port(), r.primary.Addr(), strings.Join(notify, " "), zone, r.xfr.Name, r.ctl.Name, spec.ACME.Name, spec.EpochName(), grants, r.cli.Name, policySocketName)
+`, keys, r.varDir, r.primary.Port(), r.primary.Addr(), strings.Join(notify, " "), zone, r.xfr.Name, r.ctl.Name, spec.ACME.Name, spec.EpochName(), grants, r.cli.Name, namedSock)
 	if err := r.writeConfig([]string{PolicyProcess, "dns-primary"}, r.out("secrets", "named.conf"), []byte(named), 0o600); err != nil {
 		return err
 	}

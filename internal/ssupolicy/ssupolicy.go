@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -102,7 +103,8 @@ func WriteRequest(w io.Writer, req Request) error {
 }
 
 // Listen makes the socket at path (a stale one from a killed server is
-// replaced), reachable only by its owner: named runs as the same user.
+// replaced), reachable by its owner and group only: named runs as the
+// same user (the lab) or has the server's group (hosts).
 func Listen(path string) (net.Listener, error) {
 	if len(path) >= 108 { // sizeof(sun_path) on Linux, with its NUL
 		return nil, fmt.Errorf("socket path %s is %d bytes, longer than a Unix socket path may be (107): use a shorter directory", path, len(path))
@@ -111,12 +113,15 @@ func Listen(path string) (net.Listener, error) {
 		c.Close()
 		return nil, fmt.Errorf("%s: another policy server answers there", path)
 	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, err
+	}
 	os.Remove(path)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := os.Chmod(path, 0o660); err != nil {
 		ln.Close()
 		return nil, err
 	}
