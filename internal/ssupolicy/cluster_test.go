@@ -20,7 +20,6 @@ import (
 	"github.com/cairn-pki/cairn/internal/dnstest"
 	"github.com/cairn-pki/cairn/internal/labtest"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
-	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/site"
 )
 
@@ -67,10 +66,16 @@ func (s *dnsServer) start(names ...string) {
 	// The server takes connections before its zone is loaded (SERVFAIL
 	// until then): wait for the zone's SOA.
 	if slices.Contains(names, "dns-primary") {
-		testenv.WaitFor(s.t, "the primary serves the zone", 20*time.Second, func() bool {
+		var last error
+		for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
 			r, err := rfc2136.Client{Server: s.spec.PrimaryDNS().String()}.Query(context.Background(), s.spec.ACME.Zone, dns.TypeSOA)
-			return err == nil && len(r.Answer) > 0
-		})
+			if err == nil && len(r.Answer) > 0 {
+				break
+			}
+			if last = err; time.Since(start) > 30*time.Second {
+				s.t.Fatalf("the primary does not serve the zone's SOA after 30 s (last error: %v)%s", last, s.logs())
+			}
+		}
 	}
 }
 
