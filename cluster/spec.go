@@ -22,6 +22,7 @@ type Spec struct {
 	Failover   Failover   `yaml:"failover"`
 	Accounts   Accounts   `yaml:"accounts"`
 	Monitoring Monitoring `yaml:"monitoring"`
+	Policy     Policy     `yaml:"policy"`
 
 	// Dir is the directory of the cairn.yaml file; relative paths in the spec
 	// are relative to it. Not part of the file.
@@ -181,6 +182,15 @@ type CRLStore struct {
 	Region   string `yaml:"region"`
 	// CredentialsFile is an AWS shared-credentials file (0600).
 	CredentialsFile string `yaml:"credentialsFile"`
+}
+
+// Policy is who may get which names (docs/authority.md).
+type Policy struct {
+	// AllowedNames are the DNS suffixes the cluster issues under (a
+	// suffix and every name below it). Set, every site intermediate
+	// carries them as critical X.509 name constraints. Empty: no
+	// restriction.
+	AllowedNames []string `yaml:"allowedNames"`
 }
 
 // Account replication modes.

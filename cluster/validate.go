@@ -51,7 +51,33 @@ func (s *Spec) Validate() Errors {
 	v.failover()
 	v.accounts()
 	v.monitoring()
+	v.policy()
 	return v.errs
+}
+
+// policy checks policy.allowedNames: DNS suffixes, the cluster zone inside
+// one of them (the probes and the lab issue under it).
+func (v *validator) policy() {
+	zone := strings.ToLower(strings.TrimSuffix(v.spec.ACME.Zone, "."))
+	inside := false
+	for i, n := range v.spec.Policy.AllowedNames {
+		path := fmt.Sprintf("policy.allowedNames[%d]", i)
+		name := strings.TrimPrefix(n, "*.")
+		labels := strings.Split(name, ".")
+		if name == "" || slices.ContainsFunc(labels, func(l string) bool { return !dnsLabelRE.MatchString(l) }) {
+			v.add(path, "%q is not a DNS suffix like corp.example or payments.corp.internal (lower case, no trailing dot)", n)
+			continue
+		}
+		if name != n {
+			v.add(path, "%q: write the suffix without \"*.\" (%s already covers every name below it)", n, name)
+		}
+		if zone == name || strings.HasSuffix(zone, "."+name) {
+			inside = true
+		}
+	}
+	if len(v.spec.Policy.AllowedNames) > 0 && !inside {
+		v.add("policy.allowedNames", "the cluster zone %q is under none of them: add it (the probes issue under it)", v.spec.ACME.Zone)
+	}
 }
 
 // MaxBinlogRetention is MariaDB's binlog_expire_logs_seconds maximum (99 days).

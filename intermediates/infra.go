@@ -186,6 +186,9 @@ type SignRequest struct {
 	IPs        []string  `json:"ips"`
 	NotBefore  time.Time `json:"notBefore"`
 	NotAfter   time.Time `json:"notAfter"`
+	// CA, if set, makes the certificate a name-constrained site
+	// intermediate (constrained.go) instead of a server certificate.
+	CA *CAProfile `json:"ca,omitempty"`
 }
 
 // Sign signs the request's certificate in its token, in this process.
@@ -201,6 +204,9 @@ func (req SignRequest) Sign() ([]byte, error) {
 	serial, ok := new(big.Int).SetString(req.Serial, 16)
 	if !ok {
 		return nil, fmt.Errorf("serial %q", req.Serial)
+	}
+	if req.CA != nil {
+		return req.signCA(issuer, pub, serial)
 	}
 	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: req.CommonName}, NotBefore: req.NotBefore, NotAfter: req.NotAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, DNSNames: req.DNSNames}

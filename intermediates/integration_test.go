@@ -2,16 +2,24 @@ package intermediates
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/testenv"
@@ -303,5 +311,98 @@ func TestPKCS11BackendWithExistingTokens(t *testing.T) {
 	p.state.Generations["x"] = 0
 	if _, err := p.Rotate(context.Background(), "x"); err == nil || !strings.Contains(err.Error(), `no token labelled "no-such-token"`) {
 		t.Fatalf("missing token: %v", err)
+	}
+}
+
+// With policy.allowedNames every site intermediate carries critical name
+// constraints (the zone permitted, every IP excluded), signed by the root
+// in its token; a certificate signed directly with a site's HSM key for a
+// name outside them, or for an IP address, fails openssl verify with a
+// name-constraints error, one inside passes. The infrastructure
+// intermediate stays unconstrained. A changed policy is a status warning
+// until the site is rotated, and rotation constrains the new generation.
+func TestNameConstrainedIntermediates(t *testing.T) {
+	p, spec := newTestPKI(t, []string{"a"}, func(s *cluster.Spec) { s.Policy.AllowedNames = []string{s.ACME.Zone} })
+	ctx := context.Background()
+	if err := p.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.Status()
+	if err != nil || len(st.Warnings) != 0 {
+		t.Fatalf("status: %v %v", err, st.Warnings)
+	}
+	ncOID := asn1.ObjectIdentifier{2, 5, 29, 30}
+	for _, c := range st.Certificates {
+		cert, _ := ReadCert(c.CertFile)
+		critical := slices.ContainsFunc(cert.Extensions, func(e pkix.Extension) bool { return e.Id.Equal(ncOID) && e.Critical })
+		switch c.Role {
+		case RoleIntermediate:
+			if !critical || !slices.Equal(cert.PermittedDNSDomains, spec.Policy.AllowedNames) || len(cert.ExcludedIPRanges) != 2 ||
+				!cert.MaxPathLenZero || len(cert.ExtKeyUsage) != 1 || len(cert.Policies) != 1 || cert.Subject.Organization[0] != spec.PKI.Organization {
+				t.Errorf("%s: constraints %v (critical %v), excluded IPs %v, profile %+v", c.KeyLabel, cert.PermittedDNSDomains, critical, cert.ExcludedIPRanges, cert.Subject)
+			}
+			if err := opensslVerify(t, p, c.CertFile); err != nil {
+				t.Errorf("openssl: %v", err)
+			}
+		case RoleInfrastructure:
+			if critical || len(cert.PermittedDNSDomains) != 0 {
+				t.Errorf("the infrastructure intermediate is constrained")
+			}
+		}
+	}
+
+	// Leaves signed with site a's ECDSA key, in its token.
+	k := p.siteKeys(spec.Sites[0], 1)[0]
+	issuer, _ := ReadCert(k.cert())
+	slot, pin, err := p.open(ctx, k.tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := func(name string, dns []string, ips []string) string {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		pub, _ := x509.MarshalPKIXPublicKey(key.Public())
+		der, err := p.signInChild(ctx, k.tok, SignRequest{Module: k.tok.module, Slot: slot, PIN: pin, Label: k.label, Issuer: issuer.Raw, Pub: pub,
+			Serial: "1234" + fmt.Sprint(len(name)), CommonName: dns[0], DNSNames: dns, IPs: ips, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), name+".pem")
+		os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+		return path
+	}
+	verify := func(path string) error {
+		out, err := exec.Command("openssl", "verify", "-CAfile", p.RootCertFile(), "-untrusted", k.cert(), path).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s", strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	if err := verify(leaf("inside", []string{"web." + spec.ACME.Zone}, nil)); err != nil {
+		t.Errorf("a name inside the constraints: %v", err)
+	}
+	for name, sans := range map[string][]string{"outside": {"www.example.com"}, "mixed": {"web." + spec.ACME.Zone, "www.example.com"}} {
+		if err := verify(leaf(name, sans, nil)); err == nil || !strings.Contains(err.Error(), "subtree violation") {
+			t.Errorf("%s %v: %v, want a name-constraints error", name, sans, err)
+		}
+	}
+	if err := verify(leaf("ip", []string{"web." + spec.ACME.Zone}, []string{"10.1.2.3"})); err == nil || !strings.Contains(err.Error(), "subtree violation") {
+		t.Errorf("an IP address SAN: %v, want a name-constraints error", err)
+	}
+
+	// The policy changes: a warning until the site is rotated.
+	spec.Policy.AllowedNames = []string{"home.arpa"}
+	if st, _ := p.Status(); !slices.ContainsFunc(st.Warnings, func(w string) bool { return strings.Contains(w, "cairn pki rotate a") }) {
+		t.Errorf("no warning after the policy changed: %v", st.Warnings)
+	}
+	if _, err := p.Rotate(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := p.Status(); len(st.Warnings) != 0 {
+		t.Errorf("after rotation: %v", st.Warnings)
+	}
+	for _, k := range p.siteKeys(spec.Sites[0], 2) {
+		if c, _ := ReadCert(k.cert()); !slices.Equal(c.PermittedDNSDomains, []string{"home.arpa"}) {
+			t.Errorf("rotated %s constrained to %v", k.label, c.PermittedDNSDomains)
+		}
 	}
 }

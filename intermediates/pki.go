@@ -321,6 +321,9 @@ func (p *PKI) ensureIntermediate(ctx context.Context, k issuerKey, holder string
 			return fmt.Errorf("%s: create key %s: %w", holder, k.label, err)
 		}
 	}
+	if k.dir != p.infraDir() && p.constrained() {
+		return p.signConstrainedIntermediate(ctx, k, holder)
+	}
 	c, signing, rootCert, err := p.rootCeremony(ctx, k.label+"-cert")
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/letsencrypt/boulder/issuance"
@@ -51,6 +52,9 @@ type Certificate struct {
 	Revoked    bool      `json:"revoked"`
 	ChainValid bool      `json:"chainValid"`
 	ChainError string    `json:"chainError,omitempty"`
+	// PermittedDNS: the certificate's name constraints (policy.allowedNames
+	// when it was made).
+	PermittedDNS []string `json:"permittedDNS,omitempty"`
 }
 
 // Status reads every certificate, verifies each chain against the root and
@@ -107,6 +111,10 @@ func (p *PKI) Status() (*Status, error) {
 			warn("%s %s does not chain to the root: %v", e.role, e.label, err)
 		} else {
 			c.ChainValid = true
+		}
+		c.PermittedDNS = cert.PermittedDNSDomains
+		if e.role == RoleIntermediate && c.Current && !c.Revoked && !slices.Equal(cert.PermittedDNSDomains, p.spec.Policy.AllowedNames) {
+			warn("%s %s is constrained to %v but policy.allowedNames is %v: run `cairn pki rotate %s` (then re-render the site)", e.role, e.label, cert.PermittedDNSDomains, p.spec.Policy.AllowedNames, e.site)
 		}
 		if c.DaysLeft < ExpiryWarningDays {
 			warn("%s %s (%s) expires %s, in %d days", e.role, e.label, c.Subject, cert.NotAfter.Format(time.DateOnly), c.DaysLeft)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,9 +37,13 @@ import (
 
 var labTools = append(labtest.Tools, "lego", "certbot", "unshare")
 
+// testSpec is a lab spec whose site intermediates are name-constrained to
+// the cluster zone (policy.allowedNames): every certificate the tests get
+// verifies through them (checkFromSite: Go's verifier enforces the
+// constraints).
 func testSpec(t testing.TB, sites ...string) *cluster.Spec {
 	testenv.Integration(t, labTools...)
-	return labtest.Spec(t, labtest.BlockLab, sites...)
+	return labtest.SpecWith(t, labtest.BlockLab, "policy:\n  allowedNames: [t.home.arpa]\n", sites...)
 }
 
 // upLab starts a lab and stops it when the test ends.
@@ -135,8 +140,14 @@ func checkFromSite(t *testing.T, l *Lab, spec *cluster.Spec, sum *Summary, siteI
 	for _, m := range matches {
 		inter.AddCert(readPEMCert(t, m))
 	}
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter}); err != nil {
+	chains, err := cert.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter})
+	if err != nil {
 		t.Errorf("%s: certificate from site %s does not chain to the root through the site's intermediates: %v", who, s.Name, err)
+	}
+	for _, c := range chains {
+		if len(spec.Policy.AllowedNames) > 0 && (len(c) != 3 || !slices.Equal(c[1].PermittedDNSDomains, spec.Policy.AllowedNames)) {
+			t.Errorf("%s: issued by %s, not an intermediate constrained to %v", who, c[1].Subject, spec.Policy.AllowedNames)
+		}
 	}
 	if got := cert.SerialNumber.Bytes()[0]; got != s.SerialPrefix.Value() {
 		t.Errorf("%s: serial %x from site %s does not start with %s", who, cert.SerialNumber, s.Name, s.SerialPrefix)
