@@ -143,12 +143,7 @@ func (p *PKI) signConstrainedIntermediate(ctx context.Context, k issuerKey, hold
 		CA: &CAProfile{Organization: p.spec.PKI.Organization, Country: p.spec.PKI.Country,
 			CRLURL: p.spec.PKI.BaseURL + "root.crl", IssuerURL: p.spec.PKI.BaseURL + "root.der", Policy: domainValidatedPolicy,
 			SigAlg: signatureAlgorithm(p.spec.PKI.Root.KeyType), PermittedDNS: p.spec.Policy.AllowedNames}}
-	var der []byte
-	if root.softhsmDir != "" {
-		der, err = p.signInChild(ctx, root, req)
-	} else {
-		der, err = req.Sign()
-	}
+	der, err := p.sign(ctx, root, req)
 	if err != nil {
 		return fmt.Errorf("%s: sign %s with name constraints: %w", holder, k.label, err)
 	}

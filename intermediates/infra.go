@@ -134,12 +134,7 @@ func (p *PKI) IssueInfrastructureCert(ctx context.Context, pub crypto.PublicKey,
 	if req.Pub, err = x509.MarshalPKIXPublicKey(pub); err != nil {
 		return nil, err
 	}
-	var der []byte
-	if tok.softhsmDir != "" {
-		der, err = p.signInChild(ctx, tok, req)
-	} else {
-		der, err = req.Sign()
-	}
+	der, err := p.sign(ctx, tok, req)
 	if err != nil {
 		return nil, fmt.Errorf("sign with infrastructure key in token %q: %w", tok.label, err)
 	}
@@ -234,6 +229,15 @@ func SignFromStdin(in io.Reader, out io.Writer) error {
 	}
 	_, err = fmt.Fprintln(out, base64.StdEncoding.EncodeToString(der))
 	return err
+}
+
+// sign signs req in tok: in a `cairn pki sign-infra` child for a SoftHSM
+// token (its configuration in the child's environment), else here.
+func (p *PKI) sign(ctx context.Context, tok token, req SignRequest) ([]byte, error) {
+	if tok.softhsmDir != "" {
+		return p.signInChild(ctx, tok, req)
+	}
+	return req.Sign()
 }
 
 // signInChild signs in `cairn pki sign-infra`, with the token's SoftHSM
