@@ -266,7 +266,7 @@ func (s *source) build(ctx context.Context, out string, pkgs ...string) error {
 			if i >= 0 { // from the package directory on: iana/zz_cairn_glue.go:47:9: …
 				line = line[strings.LastIndex(line[:max(0, strings.LastIndex(line[:i], "/"))], "/")+1:]
 			}
-			return fmt.Errorf("Boulder %s: cairn's policy addition (private suffixes, validation networks) no longer applies to this release: %s; cairn cannot run it: keep the current release or update cairn (docs/policy.md)",
+			return fmt.Errorf("cairn's policy addition (private suffixes, validation networks) no longer applies to Boulder %s: %s; cairn cannot run this release: keep the current one or update cairn (docs/policy.md)",
 				s.version, cluster.FirstLine(line))
 		}
 	}
@@ -293,7 +293,7 @@ func (s *source) selfCheck(ctx context.Context) error {
 			err = errors.New(cluster.FirstLine(string(ee.Stderr)))
 		}
 		if err != nil {
-			return fmt.Errorf("Boulder %s: cairn's policy addition builds but does not work: %v; cairn cannot run this release: keep the current release or update cairn (docs/policy.md)", s.version, err)
+			return fmt.Errorf("cairn's policy addition builds with Boulder %s but does not work: %v; cairn cannot run this release: keep the current one or update cairn (docs/policy.md)", s.version, err)
 		}
 	}
 	return nil
@@ -323,15 +323,6 @@ func copyTree(from, to string) error {
 		}
 		return os.WriteFile(dst, b, 0o644)
 	})
-}
-
-func shortNames(pkgs []string) string {
-	names := make([]string, len(pkgs))
-	for i, p := range pkgs {
-		p, _, _ = strings.Cut(p, "@")
-		names[i] = filepath.Base(p)
-	}
-	return strings.Join(names, ", ")
 }
 
 func tail(b []byte, lines int) string {

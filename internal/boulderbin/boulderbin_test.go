@@ -142,7 +142,7 @@ func TestCheckAdditionNoEffect(t *testing.T) {
 	}
 	defer func() { patchSource = nil }()
 	err := CheckAddition(context.Background(), Version)
-	if err == nil || !strings.Contains(err.Error(), "builds but does not work: the addition with its environment: 10.1.2.3 is refused") {
+	if err == nil || !strings.Contains(err.Error(), "builds with Boulder "+Version+" but does not work: the addition with its environment: 10.1.2.3 is refused") {
 		t.Fatalf("err = %v", err)
 	}
 }

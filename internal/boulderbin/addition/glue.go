@@ -46,7 +46,7 @@ func cairnApply(suffixes, networks string) error {
 		return fmt.Errorf("%s: %w", cairnEnvNetworks, err)
 	}
 	if len(reservedPrefixes) == 0 {
-		return errors.New("Boulder's reserved address blocks are not loaded before the addition runs")
+		return errors.New("the reserved address blocks are not loaded before the addition runs (iana's init order changed)")
 	}
 	var kept []reservedPrefix
 	for _, r := range reservedPrefixes {
