@@ -129,6 +129,18 @@ func TestValidationErrors(t *testing.T) {
 		{"not yaml", "name: [unclosed\n", []string{"(file)"}, "not valid YAML"},
 		{"empty", "", []string{"(file)"}, "empty"},
 		{"no sites", "name: lab\n", []string{"sites"}, "at least one"},
+		// The policy cases register the suffix intranet in this process
+		// (as cairn validate does); no case here relies on it being refused.
+		{"zone under a private suffix", base + "acme:\n  zone: lab.intranet\npolicy:\n  privateSuffixes: [intranet]\n", nil, ""},
+		{"zone under a suffix not listed", base + "acme:\n  zone: lab.lan\npolicy:\n  privateSuffixes: [intranet]\n",
+			[]string{"acme.zone", "acme.name", "acme.caaIdentity", "pki.baseURL", "sites[0].crlBaseURL", "sites[1].crlBaseURL", "sites[2].crlBaseURL"}, "policy.privateSuffixes"},
+		{"public and malformed private suffixes", base + "policy:\n  privateSuffixes: [com, corp.example.com, Corp, intranet, intranet]\n",
+			[]string{"policy.privateSuffixes[0]", "policy.privateSuffixes[1]", "policy.privateSuffixes[2]", "policy.privateSuffixes[4]"}, `"com" is already a public suffix`},
+		{"networks validation may never reach", base + "validation:\n  allowedNetworks: [10.0.0.0/8, fd00::/8, 0.0.0.0/0, 127.0.0.0/8, 169.254.0.0/16, fe80::/64, 10.1.2.3/8, '::/64', 192.168.0.0/15]\n",
+			[]string{"validation.allowedNetworks[2]", "validation.allowedNetworks[3]", "validation.allowedNetworks[4]", "validation.allowedNetworks[5]",
+				"validation.allowedNetworks[6]", "validation.allowedNetworks[7]"}, "every address"},
+		{"challenge types", base + "validation:\n  challenges: [dns-01, http-02, dns-01]\n",
+			[]string{"validation.challenges[1]", "validation.challenges[2]"}, "not a challenge type"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -248,5 +260,33 @@ func TestDuplicateKeysNameBothLines(t *testing.T) {
 	_, errs = ParseAndValidate([]byte(strings.Replace(base, "name: a\n", "name: a\n    name: z\n", 1)))
 	if len(errs) == 0 || !strings.Contains(errs[0].Msg, "given twice") {
 		t.Errorf("a field twice in one site: %v", errs)
+	}
+}
+
+// Challenges default to DNS-01 alone; with networks validation may
+// reach, HTTP-01 and TLS-ALPN-01 too; a list the operator wrote stays.
+func TestChallengeDefaults(t *testing.T) {
+	for extra, want := range map[string]string{
+		"": "dns-01",
+		"validation:\n  allowedNetworks: [10.0.0.0/8]\n":                          "dns-01 http-01 tls-alpn-01",
+		"validation:\n  allowedNetworks: [10.0.0.0/8]\n  challenges: [http-01]\n": "http-01",
+	} {
+		spec, errs := ParseAndValidate([]byte(base + extra))
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		if got := strings.Join(spec.Validation.Challenges, " "); got != want {
+			t.Errorf("%q: challenges %s, want %s", extra, got, want)
+		}
+	}
+}
+
+// Each refused network says why, in one line.
+func TestAllowedNetworkReasons(t *testing.T) {
+	for n, why := range map[string]string{"127.0.0.0/8": "loopback", "169.254.0.0/16": "metadata", "'::fffe:0:0/95'": "IPv4-mapped", "'::/64'": "loopback", "224.0.0.0/4": "multicast"} {
+		_, errs := ParseAndValidate([]byte(base + "validation:\n  allowedNetworks: [" + n + "]\n"))
+		if len(errs) != 1 || !strings.Contains(errs[0].Msg, why) || strings.Contains(errs[0].Error(), "\n") {
+			t.Errorf("%s: %v, want one line saying %q", n, errs, why)
+		}
 	}
 }

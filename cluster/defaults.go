@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -51,6 +52,12 @@ func (s *Spec) ApplyDefaults() {
 	defDur(&s.Accounts.BinlogRetention, 30*24*time.Hour)
 	def(&s.Monitoring.Prometheus, portNext(s.Failover.Listen, 9090))
 	defDur(&s.Monitoring.Retention, 48*time.Hour)
+	if len(s.Validation.Challenges) == 0 {
+		s.Validation.Challenges = []string{ChallengeDNS01}
+		if len(s.Validation.AllowedNetworks) > 0 {
+			s.Validation.Challenges = slices.Clone(Challenges)
+		}
+	}
 }
 
 // def sets *p to v when it is empty.

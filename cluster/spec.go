@@ -23,6 +23,7 @@ type Spec struct {
 	Accounts   Accounts   `yaml:"accounts"`
 	Monitoring Monitoring `yaml:"monitoring"`
 	Policy     Policy     `yaml:"policy"`
+	Validation Validation `yaml:"validation"`
 
 	// Dir is the directory of the cairn.yaml file; relative paths in the spec
 	// are relative to it. Not part of the file.
@@ -184,14 +185,41 @@ type CRLStore struct {
 	CredentialsFile string `yaml:"credentialsFile"`
 }
 
-// Policy is who may get which names (docs/authority.md).
+// Policy is which names the cluster may issue for: what cairn changes in
+// Boulder's name policy (docs/policy.md) and what the intermediates
+// constrain (docs/pki.md).
 type Policy struct {
+	// PrivateSuffixes are suffixes outside the public suffix list that
+	// names may end in (e.g. internal, corp): Boulder treats each as a
+	// public suffix. Empty: Boulder's rules as shipped.
+	PrivateSuffixes []string `yaml:"privateSuffixes"`
 	// AllowedNames are the DNS suffixes the cluster issues under (a
 	// suffix and every name below it). Set, every site intermediate
 	// carries them as critical X.509 name constraints. Empty: no
 	// restriction.
 	AllowedNames []string `yaml:"allowedNames"`
 }
+
+// Validation is how Boulder's VAs validate control of a name.
+type Validation struct {
+	// AllowedNetworks are reserved ranges (CIDRs) HTTP-01 and TLS-ALPN-01
+	// may connect to (e.g. 10.0.0.0/8): every site's VA and remote VAs must
+	// reach them. Every other reserved range stays refused.
+	AllowedNetworks []string `yaml:"allowedNetworks"`
+	// Challenges the sites offer: dns-01, http-01, tls-alpn-01. Default:
+	// dns-01 alone without allowedNetworks, all three with them.
+	Challenges []string `yaml:"challenges"`
+}
+
+// Challenge types.
+const (
+	ChallengeDNS01     = "dns-01"
+	ChallengeHTTP01    = "http-01"
+	ChallengeTLSALPN01 = "tls-alpn-01"
+)
+
+// Challenges are the challenge types a site can offer.
+var Challenges = []string{ChallengeDNS01, ChallengeHTTP01, ChallengeTLSALPN01}
 
 // Account replication modes.
 const (

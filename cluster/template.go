@@ -32,7 +32,8 @@ acme:
   # active site with RFC 2136 updates.
   name: {{.ACME.Name}}
   # Zone on the cluster's authoritative DNS (outside every site). It must end
-  # in a public suffix (Boulder's rule): home.arpa, or a domain you own.
+  # in a public suffix (Boulder's rule): home.arpa, a domain you own, or a
+  # suffix listed in policy.privateSuffixes.
   zone: {{.ACME.Zone}}
   # TTL of the ACME name, in seconds: how long clients may keep a dead site.
   ttl: {{.ACME.TTL}}
@@ -171,4 +172,19 @@ accounts:
 monitoring:
   prometheus: {{.Monitoring.Prometheus}}
   retention: {{.Monitoring.Retention}}
+
+# What cairn changes in Boulder's public-Web rules, and nothing else
+# (docs/policy.md).
+policy:
+  # Suffixes outside the public suffix list that names may end in, e.g.
+  # [internal, corp]; acme.zone may then be corp.internal.
+  privateSuffixes: [{{range $i, $s := .Policy.PrivateSuffixes}}{{if $i}}, {{end}}{{$s}}{{end}}]
+validation:
+  # Reserved ranges (CIDRs) HTTP-01 and TLS-ALPN-01 may connect to, e.g.
+  # [10.0.0.0/8, fd00::/8]: every site's VAs must reach them. Every other
+  # private, loopback or link-local address stays refused.
+  allowedNetworks: [{{range $i, $n := .Validation.AllowedNetworks}}{{if $i}}, {{end}}{{$n}}{{end}}]
+  # Challenge types offered: dns-01 alone without allowedNetworks, also
+  # http-01 and tls-alpn-01 with them.
+  challenges: [{{range $i, $c := .Validation.Challenges}}{{if $i}}, {{end}}{{$c}}{{end}}]
 `))

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/letsencrypt/boulder/policy"
+
+	"github.com/cairn-pki/cairn/internal/boulderbin/addition"
 )
 
 // Limits Boulder's ceremony tool and its lints enforce.
@@ -44,6 +46,7 @@ func (v *validator) add(path, format string, args ...any) {
 func (s *Spec) Validate() Errors {
 	v := &validator{spec: s}
 	v.name()
+	v.policy() // before every name check: names may end in a private suffix
 	v.acme()
 	v.dns()
 	v.pki()
@@ -51,13 +54,88 @@ func (s *Spec) Validate() Errors {
 	v.failover()
 	v.accounts()
 	v.monitoring()
-	v.policy()
+	v.validation()
+	v.allowedNames()
 	return v.errs
 }
 
-// policy checks policy.allowedNames: DNS suffixes, the cluster zone inside
-// one of them (the probes and the lab issue under it).
+// policy checks the private suffixes, and makes this process's Boulder
+// name policy accept names under them, as every site's Boulder will (the
+// name checks below, `cairn validate`).
 func (v *validator) policy() {
+	var ok []string
+	for i, s := range v.spec.Policy.PrivateSuffixes {
+		path := fmt.Sprintf("policy.privateSuffixes[%d]", i)
+		switch err := addition.CheckSuffix(s); {
+		case err != nil:
+			v.add(path, "cannot be a private suffix: %v; list suffixes outside the public suffix list, e.g. internal", err)
+		case slices.Contains(ok, s):
+			v.add(path, "%q is listed twice", s)
+		default:
+			ok = append(ok, s)
+		}
+	}
+	if err := addition.Register(ok); err != nil {
+		v.add("policy.privateSuffixes", "%v", err)
+	}
+}
+
+// neverAllowed are ranges validation must never connect to, whatever the
+// spec lists, and why.
+var neverAllowed = []struct {
+	net netip.Prefix
+	why string
+}{
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback: validation would connect to services on the VA's own host"},
+	{netip.MustParsePrefix("::1/128"), "loopback: validation would connect to services on the VA's own host"},
+	{netip.MustParsePrefix("0.0.0.0/8"), "\"this host\" addresses (0.0.0.0 connects to the VA's own host)"},
+	{netip.MustParsePrefix("::/128"), "the unspecified address (it connects to the VA's own host)"},
+	{netip.MustParsePrefix("::ffff:0:0/96"), "IPv4-mapped addresses (they reach IPv4 loopback and link-local too)"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "link-local: 169.254.169.254 is the cloud metadata service, which hands out the host's credentials"},
+	{netip.MustParsePrefix("fe80::/10"), "link-local: validation would reach whatever shares the VA's link"},
+	{netip.MustParsePrefix("224.0.0.0/3"), "multicast and reserved addresses, where no client serves a challenge"},
+	{netip.MustParsePrefix("ff00::/8"), "multicast addresses, where no client serves a challenge"},
+}
+
+// validation checks the networks validation may reach and the challenge
+// types offered.
+func (v *validator) validation() {
+	val := v.spec.Validation
+	for i, n := range val.AllowedNetworks {
+		path := fmt.Sprintf("validation.allowedNetworks[%d]", i)
+		p, err := addition.ParseNetwork(n)
+		if err != nil {
+			v.add(path, "%v", err)
+			continue
+		}
+		if p.Bits() == 0 {
+			v.add(path, "%s is every address: list the networks your ACME clients are on (e.g. 10.0.0.0/8)", n)
+			continue
+		}
+		for _, never := range neverAllowed {
+			if never.net.Overlaps(p) {
+				v.add(path, "%s includes %s: "+never.why+"; list only the networks your ACME clients are on", n, never.net)
+				break
+			}
+		}
+	}
+	if len(val.Challenges) == 0 {
+		v.add("validation.challenges", "needs at least one of %s", strings.Join(Challenges, ", "))
+	}
+	for i, c := range val.Challenges {
+		path := fmt.Sprintf("validation.challenges[%d]", i)
+		switch {
+		case !slices.Contains(Challenges, c):
+			v.add(path, "%q is not a challenge type; use %s", c, strings.Join(Challenges, ", "))
+		case slices.Index(val.Challenges, c) != i:
+			v.add(path, "%q is listed twice", c)
+		}
+	}
+}
+
+// allowedNames checks policy.allowedNames: DNS suffixes, the cluster zone inside
+// one of them (the probes and the lab issue under it).
+func (v *validator) allowedNames() {
 	zone := strings.ToLower(strings.TrimSuffix(v.spec.ACME.Zone, "."))
 	inside := false
 	for i, n := range v.spec.Policy.AllowedNames {
@@ -117,7 +195,7 @@ func (v *validator) acme() {
 	a := v.spec.ACME
 	zone := strings.TrimSuffix(a.Zone, ".")
 	if err := policy.ValidDomain(zone); err != nil {
-		v.add("acme.zone", "%q is refused by Boulder's name policy: %v (use a zone under home.arpa or a domain you own)", a.Zone, err)
+		v.add("acme.zone", "%q is refused by Boulder's name policy: %v (use a zone under home.arpa or a domain you own, or list its suffix in policy.privateSuffixes)", a.Zone, err)
 	}
 	name := strings.TrimSuffix(a.Name, ".")
 	if err := policy.ValidDomain(name); err != nil {

@@ -7,11 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/cairn-pki/cairn/internal/boulderbin/addition"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 )
 
@@ -193,6 +195,9 @@ func (p *PKI) newCeremony(name string, env []string) (*ceremonyRun, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Boulder's ceremony lints the AIA and CRL hosts against the public
+	// suffix list: with cairn's addition they may end in a private suffix.
+	env = append(slices.Clip(env), addition.Env(p.spec.Policy.PrivateSuffixes, nil, false)...)
 	return &ceremonyRun{p: p, name: name, env: env, staging: staging}, nil
 }
 

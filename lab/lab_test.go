@@ -77,22 +77,7 @@ func rootPool(t testing.TB, sum *Summary) (*x509.CertPool, *x509.Certificate) {
 
 func goClient(t testing.TB, spec *cluster.Spec, sum *Summary, siteIdx int) *acmeclient.Client {
 	t.Helper()
-	key, err := rfc2136.ReadKey(sum.ClientKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, _ := rootPool(t, sum)
-	s := spec.Sites[siteIdx]
-	c, err := acmeclient.New(acmeclient.Options{
-		DirectoryURL: "https://" + spec.ACME.Name + "/directory", Roots: pool, ServerName: spec.ACME.Name,
-		DialAddr: net.JoinHostPort(s.Address, strconv.Itoa(spec.ACME.HTTPSPort)),
-		DNS:      acmeclient.DNSUpdater{Server: sum.DNS, Zone: spec.ACME.Zone, Key: key},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
+	return labtest.ACMEClient(t, spec, siteIdx, sum.RootCert, sum.ClientKey, sum.DNS)
 }
 
 // legoEnv is the environment lego's rfc2136 provider needs.

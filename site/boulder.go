@@ -204,11 +204,16 @@ func (in *boulderInputs) redis(svc string) *bredis.Config {
 	return c
 }
 
+// pa offers the spec's challenge types (validation.challenges), the same
+// at every site. HTTP-01 and TLS-ALPN-01 reach private addresses only in
+// validation.allowedNetworks (docs/policy.md).
 func (in *boulderInputs) pa() cmd.PAConfig {
+	challenges := map[core.AcmeChallenge]bool{}
+	for _, c := range in.plan.Spec.Validation.Challenges {
+		challenges[core.AcmeChallenge(c)] = true
+	}
 	return cmd.PAConfig{
-		// DNS-01 is the only challenge a private network can pass: the VA
-		// refuses private and loopback targets for HTTP-01 and TLS-ALPN-01.
-		Challenges:  map[core.AcmeChallenge]bool{core.ChallengeTypeDNS01: true},
+		Challenges:  challenges,
 		Identifiers: map[identifier.IdentifierType]bool{identifier.TypeDNS: true},
 	}
 }
@@ -292,7 +297,7 @@ func (in *boulderInputs) caConfig() boulderConfig {
 	caC.CA.SAService = in.client(PortSA, "sa", 15*time.Second)
 	caC.CA.Issuance.CertProfiles = map[string]issuance.ProfileConfig{profile: {
 		OmitClientAuth: true, MaxValidityPeriod: dur(90 * 24 * time.Hour), MaxValidityBackdate: dur(time.Hour + 5*time.Minute),
-		IgnoredLints: []string{"w_subject_common_name_included", "w_ext_subject_key_identifier_not_recommended_subscriber"},
+		IgnoredLints: in.ignoredLints(),
 	}}
 	caC.CA.Issuance.CRLProfile = issuance.CRLProfileConfig{ValidityInterval: dur(CRLValidity), MaxBackdate: dur(time.Hour + 5*time.Minute)}
 	for _, i := range in.issuers {
@@ -313,6 +318,19 @@ func (in *boulderInputs) caConfig() boulderConfig {
 	caC.PA = in.pa()
 	caC.Syslog = noSyslog
 	return boulderConfig{"ca.json", "boulder-ca", caC}
+}
+
+// ignoredLints are the lints the CA skips: two Boulder's own test
+// configs skip, and with private suffixes the two that know only
+// delegated TLDs (docs/policy.md).
+func (in *boulderInputs) ignoredLints() []string {
+	lints := []string{"w_subject_common_name_included", "w_ext_subject_key_identifier_not_recommended_subscriber"}
+	if len(in.plan.Spec.Policy.PrivateSuffixes) > 0 {
+		// zlint's list of delegated TLDs: a name (SAN) or an AIA host
+		// under a private suffix is not in it.
+		lints = append(lints, "e_dnsname_not_valid_tld", "w_sub_cert_aia_contains_internal_names")
+	}
+	return lints
 }
 
 // raConfig is the registration authority's config.

@@ -26,6 +26,7 @@ import (
 	"github.com/cairn-pki/cairn/intermediates"
 	"github.com/cairn-pki/cairn/internal/acmefront"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
+	"github.com/cairn-pki/cairn/internal/boulderbin/addition"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 )
 
@@ -612,6 +613,9 @@ func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 	p := r.p
 	etc := func(f string) string { return r.root("etc", f) }
 	boulder := func(name, component, cfg string, port int, env ...string) Process {
+		// cairn's policy addition (docs/policy.md): private suffixes for
+		// every component, the networks validation may reach for VAs.
+		env = append(env, addition.Env(p.Spec.Policy.PrivateSuffixes, p.Spec.Validation.AllowedNetworks, component == "boulder-va" || component == "remoteva")...)
 		return Process{Name: name, Program: "boulder", Args: []string{component, "--config", etc(cfg)},
 			Env: env, Ready: "tcp:" + Addr(p.Svc, port), Listen: Addr(p.Svc, port)}
 	}
@@ -644,7 +648,7 @@ func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 			Ready: "tcp:" + Addr(p.Public, p.Spec.ACME.HTTPSPort), Listen: Addr(p.Public, p.Spec.ACME.HTTPSPort)},
 		boulder("crl-storer", "crl-storer", "crl-storer.json", PortCRLStorer),
 		{Name: "crl-updater", Program: "boulder", Args: []string{"crl-updater", "--config", etc("crl-updater.json")},
-			Ready: "tcp:" + p.debug("crl-updater"), Listen: p.debug("crl-updater")},
+			Env: addition.Env(p.Spec.Policy.PrivateSuffixes, nil, false), Ready: "tcp:" + p.debug("crl-updater"), Listen: p.debug("crl-updater")},
 		// The controller's way in: revoke, block a key, publish CRLs.
 		{Name: AgentProcess, Program: "cairn", Args: []string{"site", "agent", "--config", etc("agent.json")},
 			Ready: "tcp:" + p.agentListen(), Listen: p.agentListen()},

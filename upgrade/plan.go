@@ -99,6 +99,13 @@ type render struct {
 }
 
 func openRender(ctx context.Context, o Options) (*render, error) {
+	if o.To != "" {
+		// Before anything else: cairn's policy addition must still apply
+		// to the target release (docs/policy.md).
+		if err := boulderbin.CheckAddition(ctx, o.To); err != nil {
+			return nil, fmt.Errorf("--to %s: %w", o.To, err)
+		}
+	}
 	bins, err := boulderbin.Ensure(ctx, o.Log, "ceremony")
 	if err != nil {
 		return nil, err

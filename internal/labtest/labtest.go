@@ -7,14 +7,18 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/internal/acmeclient"
+	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
 )
 
@@ -32,6 +36,7 @@ const (
 	BlockPowerDNS    = 100 // the failover package's PowerDNS lab
 	BlockUpgrade     = 110
 	BlockDNSPolicy   = 120 // internal/ssupolicy: the cluster DNS's update policies
+	BlockPolicy      = 130 // internal/policytest: private suffixes and validation networks
 )
 
 // Spec writes a lab spec with the given sites on block B and loads it.
@@ -143,5 +148,29 @@ func ReadCert(t testing.TB, path string) *x509.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// ACMEClient is a Go ACME client of site i of a lab, addressed directly
+// (its address, the ACME name as TLS name), trusting the lab's root and
+// proving DNS-01 with the clients' shared key at the cluster DNS primary.
+func ACMEClient(t testing.TB, spec *cluster.Spec, i int, rootCertFile, clientKeyFile, primary string) *acmeclient.Client {
+	t.Helper()
+	key, err := rfc2136.ReadKey(clientKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ReadCert(t, rootCertFile))
+	s := spec.Sites[i]
+	c, err := acmeclient.New(acmeclient.Options{
+		DirectoryURL: "https://" + spec.ACME.Name + "/directory", Roots: pool, ServerName: spec.ACME.Name,
+		DialAddr: net.JoinHostPort(s.Address, strconv.Itoa(spec.ACME.HTTPSPort)),
+		DNS:      acmeclient.DNSUpdater{Server: primary, Zone: spec.ACME.Zone, Key: key},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
 	return c
 }

@@ -74,7 +74,7 @@ variable "admin_cidrs" {
 }
 
 variable "client_cidrs" {
-  description = "CIDRs of the ACME clients and of the failover controllers (their deep probes): they reach the ACME server on 443/tcp, and nothing else of the site."
+  description = "CIDRs of the ACME clients and of the failover controllers (their deep probes): they reach the ACME server on 443/tcp, and nothing else of the site. With validation.allowedNetworks in cairn.yaml (HTTP-01, TLS-ALPN-01 to private addresses), this site's VAs connect out to the clients there on 80/tcp and 443/tcp (egress is open): route the VPC to every client network, at every site, or validation fails after the ACME name moves here."
   type        = list(string)
 
   validation {
