@@ -28,7 +28,7 @@ import (
 // allowed networks to the VA and remote VAs only.
 func TestPrivateSuffixIssues(t *testing.T) {
 	spec := labtest.SpecWith(t, labtest.BlockPolicy,
-		"acme:\n  zone: corp.internal\npolicy:\n  privateSuffixes: [internal]\nvalidation:\n  allowedNetworks: [10.0.0.0/8]\n", "a")
+		"acme:\n  zone: corp.internal\npolicy:\n  privateSuffixes: [internal]\n  allowedNames: [corp.internal]\nvalidation:\n  allowedNetworks: [10.0.0.0/8]\n", "a")
 	l := &lab.Lab{Spec: spec, Log: labtest.Log{T: t}, Cairn: labtest.CairnBinary(t)}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -83,8 +83,17 @@ func TestPrivateSuffixIssues(t *testing.T) {
 			inter.AddCert(ic)
 		}
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, DNSName: "web1.corp.internal"}); err != nil {
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, DNSName: "web1.corp.internal"})
+	if err != nil {
 		t.Errorf("certificate does not verify for web1.corp.internal: %v", err)
+	}
+	// Its intermediate is name-constrained to the private zone
+	// (policy.allowedNames), and cairn's own signing of it passed the
+	// linter with the private suffix in its URLs.
+	for _, ch := range chains {
+		if !slices.Equal(ch[1].PermittedDNSDomains, []string{"corp.internal"}) {
+			t.Errorf("issued by %s, constrained to %v", ch[1].Subject, ch[1].PermittedDNSDomains)
+		}
 	}
 
 	// Nothing else is loosened: a name under no suffix, public or
