@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTemplateIsValidAndRoundTrips(t *testing.T) {
@@ -125,6 +126,17 @@ func TestValidationErrors(t *testing.T) {
 		{"not yaml", "name: [unclosed\n", []string{"(file)"}, "not valid YAML"},
 		{"empty", "", []string{"(file)"}, "empty"},
 		{"no sites", "name: lab\n", []string{"sites"}, "at least one"},
+		{"profiles within Boulder's limits", base + "acme:\n  defaultProfile: short\nprofiles:\n  - {name: long, validity: 99d}\n  - {name: short, validity: 2h}\n", nil, ""},
+		{"profile validity of 100 days", base + "profiles:\n  - {name: long, validity: 100d}\n", []string{"profiles[0].validity"}, "100 days or more"},
+		{"profile validity within the backdate", base + "profiles:\n  - {name: tiny, validity: 1h5m}\n", []string{"profiles[0].validity"}, "too short"},
+		{"profile validity missing", base + "profiles:\n  - {name: x}\n", []string{"profiles[0].validity"}, "is required"},
+		{"profile validity not whole days", base + "profiles:\n  - {name: x, validity: 1.5d}\n", []string{"profiles[0].validity"}, "7d"},
+		{"profile name outside Boulder's pattern", base + "profiles:\n  - {name: short-lived, validity: 7d}\n  - {name: tlsserver, validity: 90d}\n",
+			[]string{"profiles[0].name"}, "letters and digits"},
+		{"duplicate profile names", base + "profiles:\n  - {name: a, validity: 7d}\n  - {name: a, validity: 90d}\n", []string{"profiles[1].name"}, "already used by profiles[0]"},
+		{"default profile not listed", base + "acme:\n  defaultProfile: classic\nprofiles:\n  - {name: tlsserver, validity: 90d}\n",
+			[]string{"acme.defaultProfile"}, "not one of profiles[].name (tlsserver)"},
+		{"profile description over lines", base + "profiles:\n  - {name: a, validity: 7d, description: \"one\\ntwo\"}\n", []string{"profiles[0].description"}, "one line"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -244,5 +256,28 @@ func TestDuplicateKeysNameBothLines(t *testing.T) {
 	_, errs = ParseAndValidate([]byte(strings.Replace(base, "name: a\n", "name: a\n    name: z\n", 1)))
 	if len(errs) == 0 || !strings.Contains(errs[0].Msg, "given twice") {
 		t.Errorf("a field twice in one site: %v", errs)
+	}
+}
+
+// Without profiles the cluster offers what every site offered before
+// (classic, 90 days, the default) plus shortlived (7 days); listed
+// profiles replace them, the first being the default.
+func TestProfileDefaults(t *testing.T) {
+	spec, errs := ParseAndValidate([]byte(base))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	got := fmt.Sprintf("%v %v", spec.Profiles, spec.ACME.DefaultProfile)
+	want := fmt.Sprintf("%v %v", []Profile{{ClassicProfile, Duration{90 * 24 * time.Hour}, "90 days"}, {ShortLivedProfile, Duration{7 * 24 * time.Hour}, "7 days"}}, ClassicProfile)
+	if got != want {
+		t.Errorf("default profiles = %s, want %s", got, want)
+	}
+	spec, errs = ParseAndValidate([]byte(base + "profiles:\n  - {name: week, validity: 168h}\n  - {name: day, validity: 1d, description: https://ca.example/day}\n  - {name: odd, validity: 36h}\n"))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	got = fmt.Sprintf("%v %v", spec.ProfileDescriptions(), spec.ACME.DefaultProfile)
+	if want := "map[day:https://ca.example/day odd:36h0m0s week:7 days] week"; got != want {
+		t.Errorf("listed profiles = %s, want %s", got, want)
 	}
 }
