@@ -130,6 +130,7 @@ func TestValidationErrors(t *testing.T) {
 		{"profile validity of 100 days", base + "profiles:\n  - {name: long, validity: 100d}\n", []string{"profiles[0].validity"}, "100 days or more"},
 		{"profile validity within the backdate", base + "profiles:\n  - {name: tiny, validity: 1h5m}\n", []string{"profiles[0].validity"}, "too short"},
 		{"profile validity missing", base + "profiles:\n  - {name: x}\n", []string{"profiles[0].validity"}, "is required"},
+		{"profile validity beyond time.Duration", base + "profiles:\n  - {name: x, validity: 200000d}\n", []string{"profiles[0].validity"}, "7d"},
 		{"profile validity not whole days", base + "profiles:\n  - {name: x, validity: 1.5d}\n", []string{"profiles[0].validity"}, "7d"},
 		{"profile name outside Boulder's pattern", base + "profiles:\n  - {name: short-lived, validity: 7d}\n  - {name: tlsserver, validity: 90d}\n",
 			[]string{"profiles[0].name"}, "letters and digits"},

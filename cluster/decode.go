@@ -313,11 +313,14 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// maxDays keeps a duration in days within time.Duration (292 years).
+const maxDays = 100000
+
 // parseDuration is time.ParseDuration that also reads whole days ("7d").
 func parseDuration(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.ParseInt(days, 10, 32)
-		if err != nil || n < 0 || days[0] == '+' {
+		if err != nil || n < 0 || n > maxDays || days[0] == '+' {
 			return 0, fmt.Errorf("%q is not a whole number of days", s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
