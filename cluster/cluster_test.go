@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTemplateIsValidAndRoundTrips(t *testing.T) {
@@ -141,6 +142,18 @@ func TestValidationErrors(t *testing.T) {
 				"validation.allowedNetworks[6]", "validation.allowedNetworks[7]"}, "every address"},
 		{"challenge types", base + "validation:\n  challenges: [dns-01, http-02, dns-01]\n",
 			[]string{"validation.challenges[1]", "validation.challenges[2]"}, "not a challenge type"},
+		{"profiles within Boulder's limits", base + "acme:\n  defaultProfile: short\nprofiles:\n  - {name: long, validity: 99d}\n  - {name: short, validity: 2h}\n", nil, ""},
+		{"profile validity of 100 days", base + "profiles:\n  - {name: long, validity: 100d}\n", []string{"profiles[0].validity"}, "100 days or more"},
+		{"profile validity within the backdate", base + "profiles:\n  - {name: tiny, validity: 1h5m}\n", []string{"profiles[0].validity"}, "too short"},
+		{"profile validity missing", base + "profiles:\n  - {name: x}\n", []string{"profiles[0].validity"}, "is required"},
+		{"profile validity beyond time.Duration", base + "profiles:\n  - {name: x, validity: 200000d}\n", []string{"profiles[0].validity"}, "7d"},
+		{"profile validity not whole days", base + "profiles:\n  - {name: x, validity: 1.5d}\n", []string{"profiles[0].validity"}, "7d"},
+		{"profile name outside Boulder's pattern", base + "profiles:\n  - {name: short-lived, validity: 7d}\n  - {name: tlsserver, validity: 90d}\n",
+			[]string{"profiles[0].name"}, "letters and digits"},
+		{"duplicate profile names", base + "profiles:\n  - {name: a, validity: 7d}\n  - {name: a, validity: 90d}\n", []string{"profiles[1].name"}, "already used by profiles[0]"},
+		{"default profile not listed", base + "acme:\n  defaultProfile: classic\nprofiles:\n  - {name: tlsserver, validity: 90d}\n",
+			[]string{"acme.defaultProfile"}, "not one of profiles[].name (tlsserver)"},
+		{"profile description over lines", base + "profiles:\n  - {name: a, validity: 7d, description: \"one\\ntwo\"}\n", []string{"profiles[0].description"}, "one line"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -288,5 +301,28 @@ func TestAllowedNetworkReasons(t *testing.T) {
 		if len(errs) != 1 || !strings.Contains(errs[0].Msg, why) || strings.Contains(errs[0].Error(), "\n") {
 			t.Errorf("%s: %v, want one line saying %q", n, errs, why)
 		}
+	}
+}
+
+// Without profiles the cluster offers what every site offered before
+// (classic, 90 days, the default) plus shortlived (7 days); listed
+// profiles replace them, the first being the default.
+func TestProfileDefaults(t *testing.T) {
+	spec, errs := ParseAndValidate([]byte(base))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	got := fmt.Sprintf("%v %v", spec.Profiles, spec.ACME.DefaultProfile)
+	want := fmt.Sprintf("%v %v", []Profile{{ClassicProfile, Duration{90 * 24 * time.Hour}, "90 days"}, {ShortLivedProfile, Duration{7 * 24 * time.Hour}, "7 days"}}, ClassicProfile)
+	if got != want {
+		t.Errorf("default profiles = %s, want %s", got, want)
+	}
+	spec, errs = ParseAndValidate([]byte(base + "profiles:\n  - {name: week, validity: 168h}\n  - {name: day, validity: 1d, description: https://ca.example/day}\n  - {name: odd, validity: 36h}\n"))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	got = fmt.Sprintf("%v %v", spec.ProfileDescriptions(), spec.ACME.DefaultProfile)
+	if want := "map[day:https://ca.example/day odd:36h0m0s week:7 days] week"; got != want {
+		t.Errorf("listed profiles = %s, want %s", got, want)
 	}
 }

@@ -299,17 +299,42 @@ func (p *SerialPrefix) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// Duration is a Go duration string in YAML ("2s", "1m30s").
+// Duration is a Go duration string in YAML ("2s", "1m30s"), or a whole
+// number of days ("90d").
 type Duration struct{ time.Duration }
 
 // UnmarshalYAML parses a duration string.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
+	v, err := parseDuration(n.Value)
 	if n.Kind != yaml.ScalarNode || err != nil {
-		return fmt.Errorf("expected a duration such as 30s or 2m, got %q", n.Value)
+		return fmt.Errorf("expected a duration such as 30s, 2m or 7d, got %q", n.Value)
 	}
 	d.Duration = v
 	return nil
 }
 
+// maxDays keeps a duration in days within time.Duration (292 years).
+const maxDays = 100000
+
+// parseDuration is time.ParseDuration that also reads whole days ("7d").
+func parseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 32)
+		if err != nil || n < 0 || n > maxDays || days[0] == '+' {
+			return 0, fmt.Errorf("%q is not a whole number of days", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
+}
+
 func (d Duration) String() string { return d.Duration.String() }
+
+// Days is the duration as YAML writes it: whole days as "7d", else as
+// String does.
+func (d Duration) Days() string {
+	if d.Duration > 0 && d.Duration%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d.Duration/(24*time.Hour))
+	}
+	return d.String()
+}

@@ -44,6 +44,7 @@ func Default(siteNames []string) *Spec {
 func (s *Spec) ApplyDefaults() {
 	def(&s.Name, DefaultName)
 	s.acmeDefaults()
+	s.profileDefaults()
 	s.dnsDefaults()
 	s.pkiDefaults()
 	s.siteDefaults()
@@ -89,6 +90,46 @@ func (s *Spec) acmeDefaults() {
 	defInt(&a.TTL, DefaultTTL)
 	defInt(&a.HTTPSPort, DefaultHTTPSPort)
 	def(&a.CAAIdentity, "ca."+a.Zone)
+}
+
+// Default certificate profiles. ClassicProfile is the 90-day profile every
+// site served before profiles could be configured, under the same name, so
+// a client that asks for it (or for none) keeps getting what it got.
+const (
+	ClassicProfile    = "classic"
+	ShortLivedProfile = "shortlived"
+)
+
+// profileDefaults fills the profiles (classic 90 days, shortlived 7 days
+// when none are listed), their descriptions from their validity, and the
+// default profile (the first listed).
+func (s *Spec) profileDefaults() {
+	if len(s.Profiles) == 0 {
+		s.Profiles = []Profile{
+			{Name: ClassicProfile, Validity: Duration{90 * 24 * time.Hour}},
+			{Name: ShortLivedProfile, Validity: Duration{7 * 24 * time.Hour}},
+		}
+	}
+	for i := range s.Profiles {
+		p := &s.Profiles[i]
+		if p.Description == "" && p.Validity.Duration > 0 {
+			p.Description = describeValidity(p.Validity.Duration)
+		}
+	}
+	def(&s.ACME.DefaultProfile, s.Profiles[0].Name)
+}
+
+// describeValidity says how long a profile's certificates are valid:
+// "90 days", "1 day", else the duration ("36h0m0s").
+func describeValidity(d time.Duration) string {
+	switch days := d / (24 * time.Hour); {
+	case d%(24*time.Hour) != 0:
+		return d.String()
+	case days == 1:
+		return "1 day"
+	default:
+		return fmt.Sprintf("%d days", days)
+	}
 }
 
 // dnsDefaults fills the cluster DNS: the lab's two servers, the provider

@@ -16,6 +16,7 @@ type Spec struct {
 	// and certificate subjects.
 	Name       string     `yaml:"name"`
 	ACME       ACME       `yaml:"acme"`
+	Profiles   []Profile  `yaml:"profiles"` // certificate profiles, alike at every site
 	DNS        DNS        `yaml:"dns"`
 	PKI        PKI        `yaml:"pki"`
 	Sites      []Site     `yaml:"sites"`
@@ -49,6 +50,28 @@ type ACME struct {
 	// record at the zone apex names; one for the whole cluster so a client's
 	// names validate at whichever site is active.
 	CAAIdentity string `yaml:"caaIdentity"`
+	// DefaultProfile names the profile (in Profiles) a client that asks
+	// for none gets.
+	DefaultProfile string `yaml:"defaultProfile"`
+}
+
+// Profile is one certificate profile: its name (what clients ask for, in
+// the directory's meta.profiles), how long its certificates are valid and
+// what the directory says about it.
+type Profile struct {
+	Name        string   `yaml:"name"`
+	Validity    Duration `yaml:"validity"`
+	Description string   `yaml:"description"`
+}
+
+// ProfileDescriptions is what every site's directory advertises in
+// meta.profiles: profile name -> description.
+func (s *Spec) ProfileDescriptions() map[string]string {
+	out := make(map[string]string, len(s.Profiles))
+	for _, p := range s.Profiles {
+		out[p.Name] = p.Description
+	}
+	return out
 }
 
 // DNS lists the authoritative servers for the cluster zone and the TSIG keys.

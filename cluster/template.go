@@ -41,6 +41,19 @@ acme:
   httpsPort: {{.ACME.HTTPSPort}}
   # CAA issuer domain shared by every site (put in the zone apex CAA record).
   caaIdentity: {{.ACME.CAAIdentity}}
+  # The profile (below) a client that asks for none gets.
+  defaultProfile: {{.ACME.DefaultProfile}}
+
+# Certificate profiles every site offers, advertised in the directory
+# (meta.profiles) and chosen by the client: lego --profile, certbot
+# --preferred-profile, cert-manager's issuer profile. name: 1..32 letters
+# and digits; validity: more than 1h5m, less than 100 days (Boulder's CA).
+profiles:
+{{- range .Profiles}}
+  - name: {{.Name}}
+    validity: {{.Validity.Days}}
+    description: {{printf "%q" .Description}}
+{{- end}}
 
 dns:
   # How the controller writes the ACME name: rfc2136 (TSIG-signed updates

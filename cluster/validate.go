@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"net/url"
 	"path/filepath"
@@ -48,6 +49,7 @@ func (s *Spec) Validate() Errors {
 	v.name()
 	v.policy() // before every name check: names may end in a private suffix
 	v.acme()
+	v.profiles()
 	v.dns()
 	v.pki()
 	v.sites()
@@ -211,6 +213,58 @@ func (v *validator) acme() {
 	}
 	if err := policy.ValidDomain(strings.TrimSuffix(a.CAAIdentity, ".")); err != nil {
 		v.add("acme.caaIdentity", "%q is not a valid domain name: %v", a.CAAIdentity, err)
+	}
+}
+
+// Boulder's limits on a certificate profile: its CA refuses a validity of
+// 100 days or more (issuance.NewProfile) and a profile name that is not 1
+// to 32 ASCII letters and digits (the CA's, RA's and WFE's config
+// validation); it backdates notBefore by ProfileBackdate, which a validity
+// must exceed or certificates would be expired when issued.
+const (
+	MaxProfileValidity = 100 * 24 * time.Hour // exclusive
+	ProfileBackdate    = time.Hour + 5*time.Minute
+	maxDescription     = 200
+)
+
+var profileNameRE = regexp.MustCompile(`^[A-Za-z0-9]{1,32}$`)
+
+func (v *validator) profiles() {
+	names := map[string]int{}
+	for i, p := range v.spec.Profiles {
+		path := fmt.Sprintf("profiles[%d]", i)
+		switch {
+		case p.Name == "":
+			v.add(path+".name", "is required: 1..32 letters and digits, e.g. shortlived")
+		case !profileNameRE.MatchString(p.Name):
+			v.add(path+".name", "%q must be 1..32 ASCII letters and digits (Boulder's rule), e.g. shortlived", p.Name)
+		default:
+			if j, dup := names[p.Name]; dup {
+				v.add(path+".name", "%q already used by profiles[%d]; each profile needs its own name", p.Name, j)
+			} else {
+				names[p.Name] = i
+			}
+		}
+		switch d := p.Validity.Duration; {
+		case d == 0:
+			v.add(path+".validity", "is required: how long its certificates are valid, e.g. 7d or 90d")
+		case d <= ProfileBackdate:
+			v.add(path+".validity", "%s is too short: Boulder backdates certificates by %s; use more, e.g. 7d", p.Validity, ProfileBackdate)
+		case d >= MaxProfileValidity:
+			v.add(path+".validity", "%s is too long: Boulder's CA refuses 100 days or more; use at most 99d", p.Validity)
+		case d%time.Second != 0:
+			v.add(path+".validity", "%s is not a whole number of seconds", p.Validity)
+		}
+		if len([]rune(p.Description)) > maxDescription || strings.ContainsFunc(p.Description, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			v.add(path+".description", "must be one line of at most %d characters (the directory shows it to clients)", maxDescription)
+		}
+	}
+	// A default naming a listed profile whose name is wrong is reported
+	// there, once.
+	d := v.spec.ACME.DefaultProfile
+	if !slices.ContainsFunc(v.spec.Profiles, func(p Profile) bool { return p.Name == d }) {
+		v.add("acme.defaultProfile", "%q is not one of profiles[].name (%s); name the profile a client that asks for none gets",
+			d, strings.Join(slices.Sorted(maps.Keys(names)), ", "))
 	}
 }
 

@@ -94,6 +94,9 @@ type Controller struct {
 	// replication: the last account-replication probe of each site.
 	replication map[string]healthcheck.Result
 	releases    map[string]Release // per site, from its directory's header
+	// notReady: per site, why its directory's profiles are not the
+	// spec's (the last directory probe that read them).
+	notReady map[string]string
 }
 
 // ViewStatus is one controller's view as the others see it.
@@ -145,6 +148,9 @@ func (c *Controller) observation(r healthcheck.Result) (Observation, bool) {
 	o := Observation{Site: r.Site, Vantage: c.ID, At: r.Started, OK: r.OK, Deep: k.Deep, Kind: r.Kind}
 	if f := r.FailedStep(); f != nil {
 		o.Hard = f.ErrorClass == healthcheck.ClassRefused || f.ErrorClass == healthcheck.ClassTimeout
+		// Profiles other than the spec's (the last step: the directory
+		// itself answered) make the site not ready, not unhealthy.
+		o.OK = f.Name == healthcheck.StepProfiles
 	}
 	// A vantage that reaches no other site does not vote: its view is its
 	// own network's problem.
@@ -153,7 +159,7 @@ func (c *Controller) observation(r healthcheck.Result) (Observation, bool) {
 			o.ReachesOthers = true
 		}
 	}
-	if r.OK {
+	if o.OK {
 		c.lastOK[r.Site] = r.Started
 	}
 	return o, true
@@ -168,6 +174,7 @@ func (c *Controller) Sink(r healthcheck.Result) {
 		}
 		c.replication[r.Site] = r
 	}
+	c.noteProfiles(r)
 	if v, b := r.Facts[healthcheck.FactBoulderVersion], r.Facts[healthcheck.FactBundle]; v != "" || b != "" {
 		if c.releases == nil {
 			c.releases = map[string]Release{}
@@ -184,6 +191,27 @@ func (c *Controller) Sink(r healthcheck.Result) {
 	c.mu.Unlock()
 	if ok {
 		c.poke()
+	}
+}
+
+// noteProfiles keeps, from a directory probe that compared the site's
+// profiles with the spec, whether they differ (c.mu held).
+func (c *Controller) noteProfiles(r healthcheck.Result) {
+	if r.Kind != healthcheck.KindDirectory {
+		return
+	}
+	for _, st := range r.Steps {
+		if st.Name != healthcheck.StepProfiles {
+			continue
+		}
+		if c.notReady == nil {
+			c.notReady = map[string]string{}
+		}
+		if st.OK {
+			delete(c.notReady, r.Site)
+		} else {
+			c.notReady[r.Site] = st.Detail
+		}
 	}
 }
 
@@ -304,6 +332,7 @@ func (c *Controller) step(ctx context.Context) {
 	c.obs, c.cmds = nil, nil
 	for name, ss := range c.state.Sites {
 		ss.Blocked = blocked[name]
+		ss.NotReady = c.notReady[name]
 	}
 	prev := c.state
 	wasLeading := c.leading
@@ -526,7 +555,10 @@ type SiteStatus struct {
 	Reason  string    `json:"reason,omitempty"`
 	Drained bool      `json:"drained"`
 	// Blocked: why it may not become active although healthy.
-	Blocked  string `json:"blocked,omitempty"`
+	Blocked string `json:"blocked,omitempty"`
+	// NotReady: why it is chosen only as a last resort (its profiles
+	// are not the spec's).
+	NotReady string `json:"notReady,omitempty"`
 	Priority int    `json:"priority"`
 	Address  string `json:"address"`
 	// Accounts: the last account-replication probe (shown, never voted
@@ -567,7 +599,7 @@ func (c *Controller) Status() Status {
 	for _, name := range c.Policy.Sites {
 		ss := c.state.Sites[name]
 		st.Sites = append(st.Sites, SiteStatus{Name: name, State: ss.Health, Since: ss.Since, Reason: ss.Reason, Drained: ss.Drained, Blocked: ss.Blocked,
-			Priority: c.Policy.Priority[name], Address: c.addrOf(name)})
+			NotReady: c.notReady[name], Priority: c.Policy.Priority[name], Address: c.addrOf(name)})
 		if r, ok := c.replication[name]; ok {
 			ah := &AccountsHealth{OK: r.OK, At: r.Started}
 			if f := r.FailedStep(); f != nil {

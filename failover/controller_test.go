@@ -405,3 +405,72 @@ func TestBlockedSiteIsNoTarget(t *testing.T) {
 		t.Fatalf("b still blocked: %+v", st)
 	}
 }
+
+// directory feeds a directory probe of site whose profiles step passed
+// (differ: failed with detail).
+func (r *rig) directory(site, differ string) {
+	prof := healthcheck.Step{Name: healthcheck.StepProfiles, OK: differ == ""}
+	if differ != "" {
+		prof.ErrorClass, prof.Detail = healthcheck.ClassMismatch, differ
+	}
+	r.c.Sink(healthcheck.Result{Site: site, Kind: healthcheck.KindDirectory, Started: r.now,
+		Steps: []healthcheck.Step{{Name: "directory", OK: true}, prof}})
+}
+
+// A site whose directory's profiles are not the spec's is not ready: it
+// stays healthy (a changed spec must not move the name before any site
+// is re-rendered), the active one keeps the name, it is no failover or
+// operator target while a ready site is healthy, and it is the last
+// resort when none is. Profiles as the spec's make it ready again.
+func TestSiteWithOtherProfilesIsNotReady(t *testing.T) {
+	r := newRig(t, nil)
+	r.healthy("a", "b", "c")
+	const differ = "profiles differ from the spec: site has [classic], spec has [classic,shortlived]"
+	for range 5 {
+		for _, s := range []string{"a", "b"} {
+			r.directory(s, differ)
+		}
+		r.directory("c", "")
+		r.advance(2 * time.Second)
+		r.step()
+	}
+	for _, s := range []string{"a", "b"} {
+		if st := r.site(s); st.State != Healthy || st.NotReady != differ {
+			t.Fatalf("%s: %+v", s, st)
+		}
+	}
+	if st := r.site("c"); st.NotReady != "" {
+		t.Fatalf("c: %+v", st)
+	}
+	if r.served() != "a" || len(r.dns.Writes()) != 0 {
+		t.Fatalf("the active site lost the name for its profiles: served %s", r.served())
+	}
+	ctx := context.Background()
+	r.c.Command(ctx, Command{Type: "move", Site: "b"})
+	r.step()
+	if r.served() != "a" {
+		t.Fatalf("operator move to a site that is not ready: served %s", r.served())
+	}
+	// a down: c (ready) before b (better priority, not ready).
+	r.down("a")
+	r.step()
+	if r.served() != "c" {
+		t.Fatalf("a down: served %s, want c", r.served())
+	}
+	// c down too, after the hold-down: b, not ready, beats no site.
+	r.advance(r.c.Policy.HoldDown + time.Second)
+	r.directory("b", differ) // this vantage still reaches b: its view of c counts
+	r.down("c")
+	r.step()
+	if r.served() != "b" {
+		t.Fatalf("a and c down: served %s, want b as the last resort: %+v", r.served(), r.c.Status().Sites)
+	}
+	if m := r.c.Status().Moves; len(m) == 0 || !strings.Contains(m[len(m)-1].Reason, "b is not ready ("+differ+")") {
+		t.Fatalf("last-resort move does not say so: %+v", m)
+	}
+	r.directory("b", "")
+	r.step()
+	if st := r.site("b"); st.NotReady != "" || st.State != Healthy {
+		t.Fatalf("b with the spec's profiles: %+v", st)
+	}
+}

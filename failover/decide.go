@@ -94,6 +94,13 @@ type SiteState struct {
 	// it may be healthy (revocations made while it was down not yet in
 	// its CRLs); the controller sets it before each decision.
 	Blocked string `json:"blocked,omitempty"`
+	// NotReady says why the site is not what the spec says (the profiles
+	// its directory advertises differ); the controller sets it before
+	// each decision. A site that is not ready is never chosen while a
+	// ready one can be (failover, failback, an operator's move); it is
+	// the last resort when the active site is down or drained and no
+	// ready site is healthy. The active site is not moved away for it.
+	NotReady string `json:"notReady,omitempty"`
 	// ResumedAt is set on a site that was healthy in this controller's
 	// history until then (just before it started): ResumeConfirm fresh
 	// deep successes make it healthy. A failure clears it.
@@ -360,13 +367,17 @@ func indexOf(xs []string, x string) int {
 	return len(xs)
 }
 
-// best is the healthy, undrained site with the best priority, other than
-// except; "" if none.
-func best(p Policy, s *State, except string) string {
+// best is the healthy, undrained, ready site with the best priority,
+// other than except; "" if none.
+func best(p Policy, s *State, except string) string { return pick(p, s, except, false) }
+
+// pick is best among the ready sites, or among those that are not
+// (notReady).
+func pick(p Policy, s *State, except string, notReady bool) string {
 	choice := ""
 	for _, name := range p.Sites {
 		ss := s.Sites[name]
-		if name == except || ss.Health != Healthy || ss.Drained || ss.Blocked != "" {
+		if name == except || ss.Health != Healthy || ss.Drained || ss.Blocked != "" || (ss.NotReady != "") != notReady {
 			continue
 		}
 		if choice == "" || p.better(name, choice) {
@@ -402,6 +413,9 @@ func command(p Policy, s *State, c Command, now time.Time) []Intent {
 		if ss.Blocked != "" {
 			return []Intent{{Type: IntentRefused, To: c.Site, Reason: fmt.Sprintf("move to %s refused: %s", c.Site, ss.Blocked)}}
 		}
+		if ss.NotReady != "" {
+			return []Intent{{Type: IntentRefused, To: c.Site, Reason: fmt.Sprintf("move to %s refused: not ready: %s", c.Site, ss.NotReady)}}
+		}
 		// An operator's move ignores the hold-down: it is deliberate.
 		return []Intent{s.move(c.Site, CauseOperator, "operator move", now)}
 	default:
@@ -426,7 +440,14 @@ func selectActive(p Policy, s *State, now time.Time) []Intent {
 	var out []Intent
 	activeBad := cur == nil || cur.Health == Down || cur.Drained
 	if activeBad {
-		to := best(p, s, s.Active)
+		to, lastResort := best(p, s, s.Active), ""
+		if to == "" {
+			// A site that works but is not what the spec says beats one
+			// that is down (or drained for an upgrade that re-renders it).
+			if to = pick(p, s, s.Active, true); to != "" {
+				lastResort = fmt.Sprintf("; %s is not ready (%s), and no ready site is healthy", to, s.Sites[to].NotReady)
+			}
+		}
 		switch {
 		case to == "":
 			if !s.NoHealthy {
@@ -444,7 +465,7 @@ func selectActive(p Policy, s *State, now time.Time) []Intent {
 			if cur != nil && cur.Reason != "" && cur.Health == Down {
 				reason += " (" + cur.Reason + ")"
 			}
-			out = append(out, s.move(to, cause, reason, now))
+			out = append(out, s.move(to, cause, reason+lastResort, now))
 		}
 	} else if cur.Health == Suspect {
 		out = append(out, Intent{Type: IntentPrearm, From: s.Active, Reason: "active site " + s.Active + " is suspect"})
@@ -454,7 +475,7 @@ func selectActive(p Policy, s *State, now time.Time) []Intent {
 			out = append(out, s.move(to, CauseFailback, "failback to "+to+" (healthy for "+now.Sub(s.Sites[to].Since).Round(time.Second).String()+")", now))
 		}
 	}
-	if s.NoHealthy && best(p, s, "") != "" {
+	if s.NoHealthy && (best(p, s, "") != "" || pick(p, s, "", true) != "") {
 		s.NoHealthy = false
 		out = append(out, Intent{Type: IntentClearAlert, Reason: "a healthy site exists again"})
 	}

@@ -184,7 +184,7 @@ small{color:#666}
 <td class="{{.State}}">{{.State}}</td><td>{{ago .Since}}</td><td>{{.Priority}}</td><td>{{.Address}}</td>
 <td class="release">{{with .Release}}Boulder {{.Boulder}}<br><small>bundle {{.Bundle}}</small>{{else}}–{{end}}</td>
 <td class="accounts">{{with .Accounts}}{{if .OK}}<span class="healthy">replicating</span>{{else}}<span class="suspect">replication broken</span> <small>{{.Detail}} (still issues; not failed over for this)</small>{{end}}{{else}}–{{end}}</td>
-<td>{{if .Drained}}drained. {{end}}<small>{{.Reason}}</small></td></tr>
+<td>{{if .Drained}}drained. {{end}}{{with .NotReady}}<span class="suspect">not ready</span> <small>{{.}} (a last resort only)</small> {{end}}<small>{{.Reason}}</small></td></tr>
 {{end}}</table></div>
 {{if .Views}}<h2>Controllers</h2>
 <table id="views"><tr><th>controller</th><th>view published</th><th>observations</th><th>counts</th></tr>

@@ -5,8 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 
+	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/acmefront"
 )
 
@@ -15,11 +20,95 @@ var directoryFields = []string{"newNonce", "newAccount", "newOrder", "revokeCert
 
 // ProbeDirectory fetches the directory and checks it names every resource
 // RFC 8555 requires. (Boulder answers this from memory: a healthy
-// directory says little about the site.)
+// directory says little about the site.) It records the profiles the
+// directory advertises (fact "profiles") and, when the target knows the
+// spec's, compares them (step "profiles").
 func ProbeDirectory(ctx context.Context, t *Target) Result {
 	r := newRecorder(t.Site, KindDirectory)
-	fetchDirectory(ctx, t, r)
+	if dir, err := fetchDirectory(ctx, t, r); err == nil {
+		got := advertisedProfiles(dir)
+		r.fact(FactProfiles, profileList(got, false))
+		if t.Profiles != nil {
+			r.step(StepProfiles, compareProfiles(got, t.Profiles))
+		}
+	}
 	return r.done()
+}
+
+// StepProfiles is the directory probe's step that compares the profiles a
+// site advertises with the spec's: a site that fails it works, but is not
+// what the spec says (not yet re-rendered, or rendered from another spec).
+const StepProfiles = "profiles"
+
+// FactProfiles: the profile names the directory advertises, sorted and
+// comma-separated ("(none)" when it advertises none).
+const FactProfiles = "profiles"
+
+// advertisedProfiles reads meta.profiles (draft-ietf-acme-profiles): name
+// -> description.
+func advertisedProfiles(dir map[string]any) map[string]string {
+	meta, _ := dir["meta"].(map[string]any)
+	profiles, _ := meta["profiles"].(map[string]any)
+	out := make(map[string]string, len(profiles))
+	for name, desc := range profiles {
+		d, _ := desc.(string)
+		out[name] = d
+	}
+	return out
+}
+
+// compareProfiles fails when the site's profiles (names, then
+// descriptions) are not the spec's.
+func compareProfiles(site, spec map[string]string) error {
+	if !slices.Equal(slices.Sorted(maps.Keys(site)), slices.Sorted(maps.Keys(spec))) {
+		return probeError{ClassMismatch, fmt.Sprintf("profiles differ from the spec: site has [%s], spec has [%s]",
+			profileList(site, false), profileList(spec, false))}
+	}
+	if !maps.Equal(site, spec) {
+		return probeError{ClassMismatch, fmt.Sprintf("profile descriptions differ from the spec: site has [%s], spec has [%s]",
+			profileList(site, true), profileList(spec, true))}
+	}
+	return nil
+}
+
+// maxListed bounds how many profiles a fact or a detail names (a
+// directory is the server's to fill).
+const maxListed = 20
+
+// profileList names profiles sorted, with their descriptions when
+// described: "classic,shortlived" or `classic="90 days" …`; a name or
+// description that is not plain is quoted and cut.
+func profileList(profiles map[string]string, described bool) string {
+	if len(profiles) == 0 {
+		return "(none)"
+	}
+	var parts []string
+	for i, name := range slices.Sorted(maps.Keys(profiles)) {
+		if i == maxListed {
+			parts = append(parts, fmt.Sprintf("… %d more", len(profiles)-maxListed))
+			break
+		}
+		item := plainName(name)
+		if described {
+			item += "=" + strconv.Quote(cluster.Excerpt(profiles[name]))
+		}
+		parts = append(parts, item)
+	}
+	if described {
+		return strings.Join(parts, " ")
+	}
+	return strings.Join(parts, ",")
+}
+
+// plainName is a profile name as it is, when it is one Boulder could
+// have (letters and digits), else quoted and cut.
+func plainName(name string) string {
+	if name != "" && len(name) <= 32 && !strings.ContainsFunc(name, func(r rune) bool {
+		return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9')
+	}) {
+		return name
+	}
+	return strconv.Quote(cluster.Excerpt(name))
 }
 
 // fetchDirectory records the "directory" step and returns the document.

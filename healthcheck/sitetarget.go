@@ -125,6 +125,7 @@ func (c *targetCommon) siteTarget(i int, s cluster.Site) (*Target, error) {
 		ProbeName:    "{rand}.probe-" + s.Name + "." + spec.ACME.Zone,
 		SerialPrefix: int(s.SerialPrefix.Value()),
 		Replication:  c.repl,
+		Profiles:     spec.ProfileDescriptions(),
 	}
 	for _, peer := range spec.Sites {
 		if peer.Name != s.Name && c.repl != nil {

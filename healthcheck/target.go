@@ -49,6 +49,10 @@ type Target struct {
 	Replication      accounts.Reader
 	ReplicationPeers []accounts.Peer
 
+	// directory probe: the profiles the spec says the site advertises
+	// (name -> description); nil: not compared (a plain URL).
+	Profiles map[string]string
+
 	// Timeout per network step when the context has no earlier deadline.
 	StepTimeout time.Duration
 }

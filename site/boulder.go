@@ -249,7 +249,14 @@ func (in *boulderInputs) accountURIPrefixes() []string {
 	}
 }
 
-const profile = "classic"
+// profileNames are the spec's profiles, in file order.
+func profileNames(spec *cluster.Spec) []string {
+	var names []string
+	for _, pr := range spec.Profiles {
+		names = append(names, pr.Name)
+	}
+	return names
+}
 
 // boulderConfigs builds every Boulder config of the site.
 func (in *boulderInputs) boulderConfigs() []boulderConfig {
@@ -295,10 +302,14 @@ func (in *boulderInputs) caConfig() boulderConfig {
 	caC.CA.GRPCCA = in.server(PortCA, map[string][]string{"ca.CertificateAuthority": {"ra"}, "ca.CRLGenerator": {"crl-updater"}})
 	caC.CA.SCTService = in.client(PortRA, "ra", 15*time.Second)
 	caC.CA.SAService = in.client(PortSA, "sa", 15*time.Second)
-	caC.CA.Issuance.CertProfiles = map[string]issuance.ProfileConfig{profile: {
-		OmitClientAuth: true, MaxValidityPeriod: dur(90 * 24 * time.Hour), MaxValidityBackdate: dur(time.Hour + 5*time.Minute),
-		IgnoredLints: in.ignoredLints(),
-	}}
+	// Every profile of the spec, each with its validity and otherwise alike.
+	caC.CA.Issuance.CertProfiles = map[string]issuance.ProfileConfig{}
+	for _, pr := range p.Spec.Profiles {
+		caC.CA.Issuance.CertProfiles[pr.Name] = issuance.ProfileConfig{
+			OmitClientAuth: true, MaxValidityPeriod: dur(pr.Validity.Duration), MaxValidityBackdate: dur(cluster.ProfileBackdate),
+			IgnoredLints: in.ignoredLints(),
+		}
+	}
 	caC.CA.Issuance.CRLProfile = issuance.CRLProfileConfig{ValidityInterval: dur(CRLValidity), MaxBackdate: dur(time.Hour + 5*time.Minute)}
 	for _, i := range in.issuers {
 		ic := issuance.IssuerConfig{
@@ -308,7 +319,7 @@ func (in *boulderInputs) caConfig() boulderConfig {
 			Location:   issuance.IssuerLoc{ConfigFile: in.pkcs11JSON, CertFile: i.certFile, NumSessions: 2},
 		}
 		if i.current {
-			ic.Profiles = []string{profile}
+			ic.Profiles = profileNames(p.Spec)
 		}
 		caC.CA.Issuance.Issuers = append(caC.CA.Issuance.Issuers, ic)
 	}
@@ -351,11 +362,15 @@ func (in *boulderInputs) raConfig() boulderConfig {
 	// Overrides live in the SA database (added with Boulder's admin tool),
 	// so the health-probe account can be exempted once it exists.
 	raC.RA.Limiter.OverridesFromDB = true
-	raC.RA.ValidationProfiles = map[string]*raimpl.ValidationProfileConfig{profile: {
-		PendingAuthzLifetime: dur(7 * 24 * time.Hour), ValidAuthzLifetime: dur(30 * 24 * time.Hour),
-		OrderLifetime: dur(7 * 24 * time.Hour), MaxNames: 100, IdentifierTypes: []identifier.IdentifierType{identifier.TypeDNS},
-	}}
-	raC.RA.DefaultProfileName = profile
+	// Validation is the same whatever the profile: only validity differs.
+	raC.RA.ValidationProfiles = map[string]*raimpl.ValidationProfileConfig{}
+	for _, pr := range p.Spec.Profiles {
+		raC.RA.ValidationProfiles[pr.Name] = &raimpl.ValidationProfileConfig{
+			PendingAuthzLifetime: dur(7 * 24 * time.Hour), ValidAuthzLifetime: dur(30 * 24 * time.Hour),
+			OrderLifetime: dur(7 * 24 * time.Hour), MaxNames: 100, IdentifierTypes: []identifier.IdentifierType{identifier.TypeDNS},
+		}
+	}
+	raC.RA.DefaultProfileName = p.Spec.ACME.DefaultProfile
 	raC.RA.IssuerCerts = in.issuerCerts()
 	raC.RA.CTLogs.Stagger = dur(500 * time.Millisecond)
 	raC.RA.CTLogs.LogListFile = in.path("etc", "log_list.json")
@@ -452,7 +467,7 @@ func (in *boulderInputs) wfeConfig() boulderConfig {
 	w.Limiter.Redis = in.redis("wfe")
 	w.Limiter.Defaults = in.rateDefaults()
 	w.Limiter.OverridesFromDB = true
-	w.CertProfiles = map[string]string{profile: "90 days"}
+	w.CertProfiles = spec.ProfileDescriptions()
 	wfeC.Syslog = noSyslog
 	return boulderConfig{"wfe2.json", "boulder-wfe2", wfeC}
 }

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"flag"
+	"fmt"
 	"io/fs"
 	"math/big"
 	"net"
@@ -576,5 +577,91 @@ func TestInternalCAKeyStaysOffTheBundle(t *testing.T) {
 	}
 	if n := labtest.ReadCert(t, filepath.Join(spec.Path(ControllerAgentDir("a")), "cert.pem")); bytes.Equal(n.RawSubjectPublicKeyInfo, controller.RawSubjectPublicKeyInfo) {
 		t.Error("the controller's agent credential was not rotated")
+	}
+}
+
+// The spec's profiles reach every site alike: the CA's profiles (each
+// with its validity) and its current issuers' lists, the RA's validation
+// profiles and default, the WFE's directory.
+func TestProfilesRenderedAlikeAtEverySite(t *testing.T) {
+	spec := cluster.Default([]string{"a", "b"})
+	spec.Profiles = []cluster.Profile{
+		{Name: "tlsserver", Validity: cluster.Duration{Duration: 45 * 24 * time.Hour}, Description: "https://ca.example/tlsserver"},
+		{Name: "shortlived", Validity: cluster.Duration{Duration: 6 * 24 * time.Hour}, Description: "6 days"},
+		{Name: "hours", Validity: cluster.Duration{Duration: 12 * time.Hour}, Description: "12 hours"},
+	}
+	spec.ACME.DefaultProfile = "shortlived"
+	if errs := spec.Validate(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	pki := newSoftPKI(t, spec)
+	names := []string{"tlsserver", "shortlived", "hours"}
+	var first string
+	for i, s := range spec.Sites {
+		out := t.TempDir()
+		render(t, spec, pki, i, out)
+		var ca struct {
+			CA struct {
+				Issuance struct {
+					CertProfiles map[string]issuance.ProfileConfig
+					Issuers      []struct{ Profiles []string }
+				}
+			}
+		}
+		var ra struct {
+			RA struct {
+				ValidationProfiles map[string]struct {
+					MaxNames        int
+					IdentifierTypes []string
+				}
+				DefaultProfileName string
+			}
+		}
+		var wfe struct {
+			WFE struct{ CertProfiles map[string]string }
+		}
+		readJSON(t, filepath.Join(out, "etc", "ca.json"), &ca)
+		readJSON(t, filepath.Join(out, "etc", "ra.json"), &ra)
+		readJSON(t, filepath.Join(out, "etc", "wfe2.json"), &wfe)
+		for _, p := range spec.Profiles {
+			cp, ok := ca.CA.Issuance.CertProfiles[p.Name]
+			if !ok || cp.MaxValidityPeriod.Duration != p.Validity.Duration || cp.MaxValidityBackdate.Duration != cluster.ProfileBackdate || len(cp.IgnoredLints) == 0 {
+				t.Errorf("site %s: CA profile %s = %+v, want validity %s", s.Name, p.Name, cp, p.Validity)
+			}
+			if vp, ok := ra.RA.ValidationProfiles[p.Name]; !ok || vp.MaxNames != 100 || !slices.Equal(vp.IdentifierTypes, []string{"dns"}) {
+				t.Errorf("site %s: RA validation profile %s = %+v", s.Name, p.Name, vp)
+			}
+		}
+		if len(ca.CA.Issuance.CertProfiles) != len(names) || len(ra.RA.ValidationProfiles) != len(names) {
+			t.Errorf("site %s: CA has %d profiles, RA %d; want %d", s.Name, len(ca.CA.Issuance.CertProfiles), len(ra.RA.ValidationProfiles), len(names))
+		}
+		for j, is := range ca.CA.Issuance.Issuers {
+			if !slices.Equal(is.Profiles, names) {
+				t.Errorf("site %s: issuer %d profiles %v, want %v", s.Name, j, is.Profiles, names)
+			}
+		}
+		if ra.RA.DefaultProfileName != "shortlived" {
+			t.Errorf("site %s: RA default profile %q", s.Name, ra.RA.DefaultProfileName)
+		}
+		if !reflect.DeepEqual(wfe.WFE.CertProfiles, spec.ProfileDescriptions()) {
+			t.Errorf("site %s: WFE advertises %v, want %v", s.Name, wfe.WFE.CertProfiles, spec.ProfileDescriptions())
+		}
+		got := fmt.Sprint(ca.CA.Issuance.CertProfiles, ra.RA, wfe.WFE)
+		if i == 0 {
+			first = got
+		} else if got != first {
+			t.Errorf("site %s renders its profiles unlike site %s:\n%s\n%s", s.Name, spec.Sites[0].Name, got, first)
+		}
+	}
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
 }

@@ -29,6 +29,10 @@ func SiteProber(spec *cluster.Spec, timeout time.Duration) (Prober, error) {
 	}
 	byName := map[string]*healthcheck.Target{}
 	for _, t := range targets {
+		// The gate checks the bundle the site names, which covers the
+		// profiles it was rendered with; comparing them with the spec
+		// would fail a site rolled back to the previous spec's bundle.
+		t.Profiles = nil
 		byName[t.Site] = t
 	}
 	return func(ctx context.Context, site string) []healthcheck.Result {

@@ -191,6 +191,9 @@ func printFailoverStatus(w io.Writer, st failover.Status) {
 		if s.Drained {
 			note = "drained. " + note
 		}
+		if s.NotReady != "" {
+			note = "NOT READY, a last resort only (" + s.NotReady + "). " + note
+		}
 		if a := s.Accounts; a != nil && !a.OK {
 			note = "ACCOUNT REPLICATION BROKEN (" + a.Detail + "; still issues, not failed over for this). " + note
 		}

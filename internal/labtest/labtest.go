@@ -37,6 +37,7 @@ const (
 	BlockUpgrade     = 110
 	BlockDNSPolicy   = 120 // internal/ssupolicy: the cluster DNS's update policies
 	BlockPolicy      = 130 // internal/policytest: private suffixes and validation networks
+	BlockProfiles    = 140 // internal/profiletest: certificate profiles
 )
 
 // Spec writes a lab spec with the given sites on block B and loads it.
