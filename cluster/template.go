@@ -171,4 +171,10 @@ accounts:
 monitoring:
   prometheus: {{.Monitoring.Prometheus}}
   retention: {{.Monitoring.Retention}}
+
+lab:
+  # Client hosts (cairn lab exec --host NAME): each a network namespace with
+  # an address of this IPv4 block, NAME.<acme.zone> in the cluster DNS.
+  # HTTP-01 and TLS-ALPN-01 validation must be allowed to reach it.
+  clientNetwork: {{.Lab.ClientNetwork}}
 `))
