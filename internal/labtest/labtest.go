@@ -32,6 +32,7 @@ const (
 	BlockPowerDNS    = 100 // the failover package's PowerDNS lab
 	BlockUpgrade     = 110
 	BlockDNSPolicy   = 120 // internal/ssupolicy: the cluster DNS's update policies
+	BlockHosts       = 150 // internal/hosttest: the lab's client hosts
 )
 
 // Spec writes a lab spec with the given sites on block B and loads it.
