@@ -255,6 +255,9 @@ func (l *Lab) setHostRecord(ctx context.Context, fqdn, addr string) error {
 // network namespace, with CAIRN_LAB_HOST (its name in the zone) and
 // CAIRN_LAB_HOST_ADDRESS set.
 func (l *Lab) ExecHost(ctx context.Context, name string, argv []string) (*exec.Cmd, error) {
+	if err := l.checkHostName(name); err != nil {
+		return nil, err
+	}
 	cmd, err := l.Exec(argv)
 	if err != nil {
 		return nil, err

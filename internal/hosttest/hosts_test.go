@@ -117,6 +117,7 @@ func TestClientHosts(t *testing.T) {
 
 	// Its own network namespace, its own address in the clients' block.
 	self, _ := os.Readlink("/proc/self/ns/net")
+	made := time.Now()
 	out := h.output("web1", "sh", "-c", `readlink /proc/self/ns/net; ip -4 -o addr show dev eth0; printf '%s %s\n' "$CAIRN_LAB_HOST" "$CAIRN_LAB_HOST_ADDRESS"`)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 3 || lines[0] == self {
@@ -127,11 +128,13 @@ func TestClientHosts(t *testing.T) {
 	if err != nil || !clients.Contains(addr1) || fields[0] != "web1."+zone || !strings.Contains(lines[1], " "+addr1.String()+"/") {
 		t.Fatalf("web1: want an address of %s on eth0 and CAIRN_LAB_HOST web1.%s:\n%s", clients, zone, out)
 	}
-	t.Logf("web1: %s", lines[1])
+	t.Logf("web1: %s; first lab exec --host (host made) %.2fs", lines[1], time.Since(made).Seconds())
 	// Kept: the second run is the same host.
+	made = time.Now()
 	if again := h.env("web1", "CAIRN_LAB_HOST_ADDRESS"); again != addr1.String() {
 		t.Fatalf("web1's address changed from %s to %s between two runs", addr1, again)
 	}
+	t.Logf("second lab exec --host web1 (host kept) %.2fs", time.Since(made).Seconds())
 	addr2, err := netip.ParseAddr(h.env("web2", "CAIRN_LAB_HOST_ADDRESS"))
 	if err != nil || addr2 == addr1 || !clients.Contains(addr2) {
 		t.Fatalf("web2 has %v (%v), web1 %s: want two addresses of %s", addr2, err, addr1, clients)
