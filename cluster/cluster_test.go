@@ -326,3 +326,38 @@ func TestProfileDefaults(t *testing.T) {
 		t.Errorf("listed profiles = %s, want %s", got, want)
 	}
 }
+
+// The client hosts' block follows the lab's loopback block (each lab on a
+// machine has its own); a bad block is one error naming the field.
+func TestLabClientNetwork(t *testing.T) {
+	spec, errs := ParseAndValidate([]byte(base))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	primary := spec.PrimaryDNS().Addr().As4()
+	if want := fmt.Sprintf("10.77.%d.0/24", primary[2]); LabClientNetwork(spec).String() != want {
+		t.Errorf("default %s, want %s (from the primary %s)", LabClientNetwork(spec), want, spec.PrimaryDNS())
+	}
+	other, errs := ParseAndValidate([]byte(base + "dns:\n  servers: [{name: p, address: 127.0.140.2:53, role: primary}]\n"))
+	if len(errs) > 0 || LabClientNetwork(other).String() != "10.77.140.0/24" {
+		t.Errorf("from 127.0.140.2: %s %v", other.Lab.ClientNetwork, errs)
+	}
+	for value, want := range map[string]string{
+		"10.77.0.0":      "is not an IPv4 CIDR block",
+		"fd00::/64":      "is not an IPv4 CIDR block",
+		"10.77.0.5/24":   "use 10.77.0.0/24",
+		"10.0.0.0/8":     "/8 is out of range",
+		"10.77.0.0/30":   "/30 is out of range",
+		"127.0.99.0/24":  "loopback",
+		"169.254.0.0/16": "link-local",
+	} {
+		_, errs := ParseAndValidate([]byte(base + "lab:\n  clientNetwork: " + value + "\n"))
+		if len(errs) != 1 || errs[0].Path != "lab.clientNetwork" || !strings.Contains(errs[0].Msg, want) {
+			t.Errorf("clientNetwork %s: %v, want one lab.clientNetwork error with %q", value, errs, want)
+		}
+	}
+	_, errs = ParseAndValidate([]byte("name: lab\nsites:\n  - {name: a, address: 10.77.0.1, serviceNetwork: 10.77.0.0/16}\nlab:\n  clientNetwork: 10.77.5.0/24\n"))
+	if len(errs) != 1 || !strings.Contains(errs[0].Msg, "overlaps sites[0].serviceNetwork 10.77.0.0/16") {
+		t.Errorf("a block inside a site's: %v", errs)
+	}
+}

@@ -59,6 +59,20 @@ func (s *Spec) ApplyDefaults() {
 			s.Validation.Challenges = slices.Clone(Challenges)
 		}
 	}
+	def(&s.Lab.ClientNetwork, defaultClientNetwork(s))
+}
+
+// defaultClientNetwork is 10.77.B.0/24 when the primary DNS server is on
+// 127.0.B.x (each lab on a machine has a loopback block of its own, so its
+// client hosts get a block of their own too), else 10.77.0.0/24.
+func defaultClientNetwork(s *Spec) string {
+	third := 0
+	for _, srv := range s.DNS.Servers {
+		if a, ok := addrOf(srv.Address); ok && srv.Role == "primary" && a.IsLoopback() && a.Is4() {
+			third = int(a.As4()[2])
+		}
+	}
+	return fmt.Sprintf("10.77.%d.0/24", third)
 }
 
 // def sets *p to v when it is empty.

@@ -25,6 +25,7 @@ type Spec struct {
 	Monitoring Monitoring `yaml:"monitoring"`
 	Policy     Policy     `yaml:"policy"`
 	Validation Validation `yaml:"validation"`
+	Lab        LabSpec    `yaml:"lab"`
 
 	// Dir is the directory of the cairn.yaml file; relative paths in the spec
 	// are relative to it. Not part of the file.
@@ -259,6 +260,19 @@ type Monitoring struct {
 	Prometheus string `yaml:"prometheus"`
 	// Retention is how long it keeps samples.
 	Retention Duration `yaml:"retention"`
+}
+
+// LabSpec is what only the lab uses.
+type LabSpec struct {
+	// ClientNetwork is the IPv4 block of the lab's client hosts (cairn lab
+	// exec --host): a network namespace each, on a bridge whose address is
+	// the block's first; never the sites' loopback addresses.
+	ClientNetwork string `yaml:"clientNetwork"`
+}
+
+// LabClientNetwork is the lab's client hosts' block (validated).
+func LabClientNetwork(s *Spec) netip.Prefix {
+	return netip.MustParsePrefix(s.Lab.ClientNetwork)
 }
 
 // PrometheusOff turns the lab's Prometheus off.

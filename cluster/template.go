@@ -200,4 +200,9 @@ validation:
   # Challenge types offered: dns-01 alone without allowedNetworks, also
   # http-01 and tls-alpn-01 with them.
   challenges: [{{range $i, $c := .Validation.Challenges}}{{if $i}}, {{end}}{{$c}}{{end}}]
+lab:
+  # Client hosts (cairn lab exec --host NAME): each a network namespace with
+  # an address of this IPv4 block, NAME.<acme.zone> in the cluster DNS.
+  # HTTP-01 and TLS-ALPN-01 validation must be allowed to reach it.
+  clientNetwork: {{.Lab.ClientNetwork}}
 `))

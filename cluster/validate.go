@@ -58,6 +58,7 @@ func (s *Spec) Validate() Errors {
 	v.monitoring()
 	v.validation()
 	v.allowedNames()
+	v.lab()
 	return v.errs
 }
 
@@ -157,6 +158,29 @@ func (v *validator) allowedNames() {
 	}
 	if len(v.spec.Policy.AllowedNames) > 0 && !inside {
 		v.add("policy.allowedNames", "the cluster zone %q is under none of them: add it (the probes issue under it)", v.spec.ACME.Zone)
+	}
+}
+
+// lab checks the client hosts' block: IPv4, a network address, room for
+// the bridge and hosts, and not an address range the sites use.
+func (v *validator) lab() {
+	raw := v.spec.Lab.ClientNetwork
+	n, err := netip.ParsePrefix(raw)
+	switch {
+	case err != nil || !n.Addr().Is4():
+		v.add("lab.clientNetwork", "%.40q is not an IPv4 CIDR block (e.g. 10.77.0.0/24)", raw)
+	case n.Masked() != n:
+		v.add("lab.clientNetwork", "%s is not a network address; use %s", n, n.Masked())
+	case n.Bits() < 16 || n.Bits() > 29:
+		v.add("lab.clientNetwork", "/%d is out of range; use a block from /16 to /29", n.Bits())
+	case n.Addr().IsLoopback() || n.Addr().IsMulticast() || n.Addr().IsUnspecified() || n.Addr().IsLinkLocalUnicast():
+		v.add("lab.clientNetwork", "%s is a loopback, link-local or multicast block; use a private one such as 10.77.0.0/24", n)
+	default:
+		for i, s := range v.spec.Sites {
+			if sn, err := netip.ParsePrefix(s.ServiceNetwork); err == nil && sn.Overlaps(n) {
+				v.add("lab.clientNetwork", "%s overlaps sites[%d].serviceNetwork %s; client hosts need a block of their own", n, i, sn)
+			}
+		}
 	}
 }
 

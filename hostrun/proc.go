@@ -91,15 +91,7 @@ func (p Proc) Running() (int, bool) {
 // lock takes the process's lock file (exclusive), which starting and
 // stopping it hold; the returned func releases it.
 func (p Proc) lock() (func(), error) {
-	f, err := os.OpenFile(strings.TrimSuffix(p.pidFile(), ".pid")+".lock", os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { f.Close() }, nil
+	return fsutil.Lock(strings.TrimSuffix(p.pidFile(), ".pid")+".lock", 0o644)
 }
 
 // start launches the process detached (own session, so it outlives this

@@ -53,7 +53,13 @@ func (l *Lab) statePath() string          { return l.Spec.Path("lab-state.json")
 // exactly that.
 type labState struct {
 	Aliases []string `json:"aliases"`
+	// Bridge and Hosts: the client hosts (hosts.go).
+	Bridge string       `json:"bridge,omitempty"`
+	Hosts  []ClientHost `json:"hosts,omitempty"`
 }
+
+// empty reports whether up changed nothing that down must undo.
+func (st labState) empty() bool { return len(st.Aliases) == 0 && st.Bridge == "" && len(st.Hosts) == 0 }
 
 func (l *Lab) readState() labState {
 	var st labState
@@ -102,7 +108,7 @@ type SiteSummary struct {
 }
 
 // generated lists what the lab creates under the spec directory.
-var generated = []string{"sites", "cluster", "lab-state.json", "upgrade-state.json", "upgrade-backups"}
+var generated = []string{"sites", "cluster", "lab-state.json", "lab-state.lock", "upgrade-state.json", "upgrade-backups"}
 
 // Up builds the binaries if missing, creates the PKI, renders every bundle
 // and starts the cluster DNS and all sites. Data and keys of an earlier
@@ -175,6 +181,11 @@ func (l *Lab) reset(ctx context.Context) error {
 // addAliases adds the addresses BIND needs to lo, recording each one it
 // added in the lab state (as soon as it is added) for Down to remove.
 func (l *Lab) addAliases(cb *site.ClusterBundle, bundles []*site.Bundle) error {
+	unlock, err := l.lockState()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st := l.readState()
 	aliases := cb.BindAddresses
 	for _, b := range bundles {
@@ -364,9 +375,13 @@ func (l *Lab) bundles() ([]*site.Bundle, error) {
 	return out, nil
 }
 
-// Down stops every process the lab started, by PID, in reverse start
-// order, and removes the loopback addresses it added. Data stays.
+// Down removes the client hosts (their names first, while the cluster
+// DNS runs), stops every process the lab started, by PID, in reverse
+// start order, and removes the loopback addresses it added. Data stays.
 func (l *Lab) Down(ctx context.Context) error {
+	if err := l.downHosts(ctx); err != nil {
+		return err
+	}
 	// The supervisor first, or it would restart what is being stopped.
 	if stopped, err := l.supervisorProc().Stop(5 * time.Second); err != nil {
 		return err
@@ -406,6 +421,11 @@ func (l *Lab) Down(ctx context.Context) error {
 			}
 		}
 	}
+	unlock, err := l.lockState()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st := l.readState()
 	var left []string
 	for _, ip := range st.Aliases {
@@ -415,7 +435,7 @@ func (l *Lab) Down(ctx context.Context) error {
 		}
 	}
 	st.Aliases = left
-	if len(st.Aliases) == 0 {
+	if st.empty() {
 		os.Remove(l.statePath())
 		return nil
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cairn-pki/cairn/internal/fsutil"
 )
 
 // A namespace host is a "machine" on this machine, for the local
@@ -106,15 +108,7 @@ func ifName(prefix, host string) string {
 // lock serialises the changes to one cluster's namespaces (Terraform
 // creates hosts in parallel).
 func lock(cluster string) (func(), error) {
-	f, err := os.OpenFile("/run/cairn-provision-"+cluster+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { f.Close() }, nil
+	return fsutil.Lock("/run/cairn-provision-"+cluster+".lock", 0o600)
 }
 
 // Up creates the switch namespace with its bridge (idempotent).

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/internal/rfc2136"
 )
 
 func TestCheckClientName(t *testing.T) {
@@ -135,5 +136,52 @@ func TestPolicySocketOnHosts(t *testing.T) {
 	}
 	if p := cb.Processes[0]; p.Name != PolicyProcess || !slices.Contains(p.Args, HostPolicySocket) || p.Ready != "unix:"+HostPolicySocket {
 		t.Errorf("policy process %+v", p)
+	}
+}
+
+// The lab's client hosts' key may write A and AAAA records below the zone,
+// none of the cluster's own names; a bundle for hosts has no such key.
+func TestHostsKeyRules(t *testing.T) {
+	spec := cluster.Default([]string{"a", "b"})
+	spec.Dir = t.TempDir()
+	zone := spec.ACME.Zone
+	cb, err := RenderCluster(ClusterOptions{Spec: spec, Out: filepath.Join(spec.Dir, "cluster"), PublicDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(cb.HostsKey); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("hosts key %q: %v %v", cb.HostsKey, fi, err)
+	}
+	names := ClusterNames(spec)
+	for _, want := range []string{spec.ACME.Name, "ns1." + zone, "ns2." + zone, "acme-a." + zone, "crl.b." + zone, "pki." + zone} {
+		if !slices.Contains(names, want) {
+			t.Errorf("ClusterNames %v lacks %s", names, want)
+		}
+	}
+	named, _ := os.ReadFile(filepath.Join(spec.Dir, "cluster", "secrets", "named.conf"))
+	text := string(named)
+	grant := `grant "lab-hosts" wildcard *.` + zone + `. A AAAA;`
+	for _, n := range names {
+		deny := `deny "lab-hosts" name ` + n + `.;`
+		if i, j := strings.Index(text, deny), strings.Index(text, grant); i < 0 || j < 0 || i > j {
+			t.Errorf("named.conf: want %s before %s:\n%s", deny, grant, text)
+		}
+	}
+	r := &clusterRender{spec: spec, hosts: &rfc2136.Key{Name: "lab-hosts"}}
+	r.cli.Name = spec.Name + "-clients"
+	lua := r.updatePolicy()
+	for _, want := range []string{`local HOSTS = "lab-hosts."`, `["` + spec.ACME.Name + `."] = true,`} {
+		if !strings.Contains(lua, want) {
+			t.Errorf("the PowerDNS policy lacks %s:\n%s", want, lua)
+		}
+	}
+	out := t.TempDir()
+	cb, err = RenderCluster(ClusterOptions{Spec: spec, Out: out, Root: "/opt/cairn/cluster"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	named, _ = os.ReadFile(filepath.Join(out, "secrets", "named.conf"))
+	if cb.HostsKey != "" || strings.Contains(string(named), "-hosts") {
+		t.Errorf("a bundle for hosts has the lab's hosts key: %q", cb.HostsKey)
 	}
 }

@@ -52,7 +52,10 @@ type ClusterBundle struct {
 	// ControllerKey and ClientKey are TSIG key files (tsig-keygen format).
 	ControllerKey string `json:"controllerKey"`
 	ClientKey     string `json:"clientKey"`
-	EpochName     string `json:"epochName"`
+	// HostsKey (the lab only) may write A and AAAA records of the lab's
+	// client hosts below the zone, never one of the cluster's own names.
+	HostsKey  string `json:"hostsKey,omitempty"`
+	EpochName string `json:"epochName"`
 	// Changed names the processes whose configuration this render
 	// changed: a running one must restart to apply it (not in bundle.json:
 	// it describes one render).
@@ -83,6 +86,7 @@ type clusterRender struct {
 	o              ClusterOptions
 	spec           *cluster.Spec
 	ctl, cli, xfr  rfc2136.Key
+	hosts          *rfc2136.Key // the lab's client hosts' key (nil elsewhere)
 	clients        []ClientKey
 	changed        []string
 	primary        netip.AddrPort
@@ -141,8 +145,54 @@ func (r *clusterRender) keys() error {
 	if r.xfr, err = ensureTSIGKey(r.out("secrets", "xfr.key"), r.spec.Name+"-xfr"); err != nil {
 		return err
 	}
+	if r.lab() {
+		k, err := ensureTSIGKey(r.out("secrets", hostsKeyFile), r.spec.Name+"-hosts")
+		if err != nil {
+			return err
+		}
+		r.hosts = &k
+	}
 	r.clients, err = ClientKeys(r.spec)
 	return err
+}
+
+// lab reports whether the bundle runs where it is rendered (the lab).
+func (r *clusterRender) lab() bool { return r.o.Root == "" || r.o.Root == r.o.Out }
+
+const hostsKeyFile = "hosts.key"
+
+// hostsRules are the update-policy rules of the lab's client hosts' key:
+// no cluster name, then A and AAAA records anywhere below the zone.
+func (r *clusterRender) hostsRules() string {
+	if r.hosts == nil {
+		return ""
+	}
+	out := "    // The lab's client hosts (cairn lab exec --host): A and AAAA records\n" +
+		"    // below the zone, none of the cluster's own names.\n"
+	for _, n := range ClusterNames(r.spec) {
+		out += fmt.Sprintf("    deny \"%s\" name %s.;\n", r.hosts.Name, n)
+	}
+	return out + fmt.Sprintf("    grant \"%s\" wildcard *.%s. A AAAA;\n", r.hosts.Name, r.spec.ACME.Zone)
+}
+
+// ClusterNames are the names the cluster itself keeps in its zone (name
+// servers, the ACME name and its epoch, sites, CRL and PKI hosts): no
+// client host may take one.
+func ClusterNames(spec *cluster.Spec) []string {
+	seen := map[string]bool{}
+	var names []string
+	for _, line := range strings.Split(seedZone(spec, spec.SecondaryDNS()), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] == "@" || strings.HasPrefix(f[0], "$") {
+			continue
+		}
+		if n := f[0] + "." + spec.ACME.Zone; !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 // PolicyProcess is the cluster process that answers BIND's update-policy
@@ -207,7 +257,11 @@ func (r *clusterRender) bind() error {
 		notify = append(notify, fmt.Sprintf("%s port %d key \"%s\";", s.Addr(), s.Port(), r.xfr.Name))
 	}
 	keys, grants := "", ""
-	for _, k := range []rfc2136.Key{r.ctl, r.cli, r.xfr} {
+	all := []rfc2136.Key{r.ctl, r.cli, r.xfr}
+	if r.hosts != nil {
+		all = append(all, *r.hosts)
+	}
+	for _, k := range all {
 		keys += fmt.Sprintf("key \"%s\" { algorithm %s; secret \"%s\"; };\n", k.Name, k.Algorithm, k.Secret)
 	}
 	for _, c := range r.clients {
@@ -245,14 +299,14 @@ zone "%[6]s" {
     grant "%[8]s" name %[9]s. A AAAA CNAME;
     grant "%[8]s" name %[10]s. TXT;
     // A client's own key (cairn dns key add) writes its DNS-01 record only.
-%[11]s    // Everything else is asked of cairn's policy server: the clients'
+%[11]s%[14]s    // Everything else is asked of cairn's policy server: the clients'
     // shared key (%[12]s) may write _acme-challenge.* TXT records only;
     // any other key, name or type is refused, and so is every update
     // while the server is down.
     grant "local:%[13]s" external * TXT;
   };
 };
-`, keys, r.varDir, r.primary.Port(), r.primary.Addr(), strings.Join(notify, " "), zone, r.xfr.Name, r.ctl.Name, spec.ACME.Name, spec.EpochName(), grants, r.cli.Name, namedSock)
+`, keys, r.varDir, r.primary.Port(), r.primary.Addr(), strings.Join(notify, " "), zone, r.xfr.Name, r.ctl.Name, spec.ACME.Name, spec.EpochName(), grants, r.cli.Name, namedSock, r.hostsRules())
 	if err := r.writeConfig([]string{PolicyProcess, "dns-primary"}, r.out("secrets", "named.conf"), []byte(named), 0o600); err != nil {
 		return err
 	}
@@ -336,6 +390,9 @@ func (r *clusterRender) bundle() (*ClusterBundle, error) {
 	spec := r.spec
 	b := &ClusterBundle{Root: r.root(), Zone: spec.ACME.Zone, ControllerKey: spec.Path(spec.DNS.TSIG.ControllerKeyFile),
 		ClientKey: spec.Path(spec.DNS.TSIG.ClientKeyFile), EpochName: spec.EpochName(), Changed: r.changed}
+	if r.hosts != nil {
+		b.HostsKey = r.root("secrets", hostsKeyFile)
+	}
 	b.BindAddresses = append(b.BindAddresses, r.primary.Addr().String())
 	if r.policyProc != nil { // before the server that asks it
 		b.Processes = append(b.Processes, *r.policyProc)

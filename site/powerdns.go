@@ -99,6 +99,9 @@ lua-dnsupdate-policy-script=%[9]s
 		return err
 	}
 	all := []rfc2136.Key{r.cli, r.xfr}
+	if r.hosts != nil {
+		all = append(all, *r.hosts)
+	}
 	for _, c := range r.clients {
 		all = append(all, c.Key)
 	}
@@ -121,9 +124,15 @@ lua-dnsupdate-policy-script=%[9]s
 // record fails the whole update (SERVFAIL: PowerDNS 4.7 scripts cannot
 // answer REFUSED). DNSName:equal takes strings in 4.7.
 func (r *clusterRender) updatePolicy() string {
-	clients := ""
+	clients, hosts, reserved := "", "", ""
 	for _, c := range r.clients {
 		clients += fmt.Sprintf("  [%q] = %q,\n", c.Key.Name+".", c.Record()+".")
+	}
+	if r.hosts != nil {
+		hosts = r.hosts.Name + "."
+		for _, n := range ClusterNames(r.spec) {
+			reserved += fmt.Sprintf("  [%q] = true,\n", strings.ToLower(n)+".")
+		}
 	}
 	return fmt.Sprintf(`-- RFC 2136 policy of the cluster zone, written by cairn.
 local ZONE = %[1]q
@@ -131,13 +140,26 @@ local KEY = %[2]q
 -- A client's own key (cairn dns key add): the one record it may write.
 local CLIENTS = {
 %[3]s}
+-- The lab's client hosts' key: A and AAAA records below the zone, none
+-- of the cluster's own names ("" outside the lab).
+local HOSTS = %[4]q
+local RESERVED = {
+%[5]s}
+
+local function hostRecord(input, qname)
+  local t = input:getQType()
+  if t ~= pdns.A and t ~= pdns.AAAA then return false end
+  if qname:equal(ZONE) or not qname:isPartOf(newDN(ZONE)) then return false end
+  return not RESERVED[qname:toString():lower()]
+end
 
 local function allowed(input)
   local tsig = input:getTsigName()
   if tsig:countLabels() == 0 then return false end
   if not input:getZoneName():equal(ZONE) then return false end
-  if input:getQType() ~= pdns.TXT then return false end
   local qname = input:getQName()
+  if HOSTS ~= "" and tsig:equal(HOSTS) then return hostRecord(input, qname) end
+  if input:getQType() ~= pdns.TXT then return false end
   if not qname:isPartOf(newDN(ZONE)) then return false end
   local first = qname:getRawLabels()[1]
   if first == nil or first:lower() ~= "_acme-challenge" then return false end
@@ -152,7 +174,7 @@ function updatepolicy(input)
   if allowed(input) then return true end
   error("refused by the cairn update policy")
 end
-`, r.spec.ACME.Zone+".", r.cli.Name+".", clients)
+`, r.spec.ACME.Zone+".", r.cli.Name+".", clients, hosts, reserved)
 }
 
 // seedPowerDNS creates and seeds the database once: the zone (the same

@@ -32,18 +32,32 @@ func newLabCmd(g *globals) *cobra.Command {
 }
 
 func newLabExecCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "exec -- CMD [ARG...]",
-		Short: "Run a command as a client of the lab: the ACME name resolves through the cluster DNS, the lab root is trusted, lego's RFC2136_* are set",
+	var host string
+	cmd := &cobra.Command{
+		Use:   "exec [--host NAME] -- CMD [ARG...]",
+		Short: "Run a command as a client of the lab: the ACME name resolves through the cluster DNS, the lab root is trusted, lego's RFC2136_* are set; --host: on a client host of its own",
+		Long: "Run a command as a client of the lab: the ACME name resolves through the cluster DNS, the lab root is trusted,\n" +
+			"lego's RFC2136_* (and DNSUPDATE_*) are set.\n\n" +
+			"With --host NAME the command runs on client host NAME: a network namespace of its own with an address in\n" +
+			"lab.clientNetwork and NAME.<acme.zone> in the cluster DNS (CAIRN_LAB_HOST and CAIRN_LAB_HOST_ADDRESS are set),\n" +
+			"where it may bind ports 80 and 443 for HTTP-01 and TLS-ALPN-01. The host is made on first use and kept until\n" +
+			"`cairn lab down`.",
 		Example: "  cairn lab exec -- lego --server https://acme.lab.home.arpa/directory --accept-tos --email ops@lab.home.arpa \\\n" +
-			"    --path ./lego --dns rfc2136 --domains test.lab.home.arpa run",
+			"    --path ./lego --dns rfc2136 --domains test.lab.home.arpa run\n" +
+			"  cairn lab exec --host web1 -- lego --server https://acme.lab.home.arpa/directory --accept-tos --email ops@lab.home.arpa \\\n" +
+			"    --path ./lego --http --domains web1.lab.home.arpa run",
 		Args: cobra.ArbitraryArgs, // lab.Exec says what is missing
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := g.lab(false, "")
 			if err != nil {
 				return err
 			}
-			c, err := l.Exec(args)
+			var c *exec.Cmd
+			if host != "" {
+				c, err = l.ExecHost(cmd.Context(), host, args)
+			} else {
+				c, err = l.Exec(args)
+			}
 			if err != nil {
 				return err
 			}
@@ -58,6 +72,8 @@ func newLabExecCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&host, "host", "", "run on client host NAME (its own network namespace and address, NAME.<acme.zone> in the cluster DNS)")
+	return cmd
 }
 
 func newLabUpCmd(g *globals) *cobra.Command {

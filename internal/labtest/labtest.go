@@ -38,6 +38,7 @@ const (
 	BlockDNSPolicy   = 120 // internal/ssupolicy: the cluster DNS's update policies
 	BlockPolicy      = 130 // internal/policytest: private suffixes and validation networks
 	BlockProfiles    = 140 // internal/profiletest: certificate profiles
+	BlockHosts       = 150 // internal/hosttest: the lab's client hosts
 )
 
 // Spec writes a lab spec with the given sites on block B and loads it.

@@ -211,6 +211,35 @@ func testPolicy(t *testing.T, provider string) {
 	refuse(oneKey, one)
 	refuse(twoKey, zone)
 
+	// The lab's hosts key: A records of client hosts below the zone, none
+	// of the cluster's own names, no DNS-01 record.
+	hostsKey, err := rfc2136.ReadKey(cb.HostsKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setA := func(key rfc2136.Key, name string) error {
+		m := new(dns.Msg)
+		m.SetUpdate(dns.Fqdn(zone))
+		m.RemoveRRset([]dns.RR{&dns.A{Hdr: dns.RR_Header{Name: dns.Fqdn(name), Rrtype: dns.TypeA, Class: dns.ClassINET}}})
+		m.Insert([]dns.RR{&dns.A{Hdr: dns.RR_Header{Name: dns.Fqdn(name), Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 10}, A: netip.MustParseAddr("10.77.0.2").AsSlice()}})
+		return rfc2136.Client{Server: primary.String(), Key: key}.Update(ctx, m)
+	}
+	if err := setA(hostsKey, "web1."+zone); err != nil {
+		t.Fatalf("the hosts key writing web1 A: %v%s", err, s.logs())
+	}
+	if r, err := (rfc2136.Client{Server: primary.String()}).Query(ctx, "web1."+zone, dns.TypeA); err != nil || len(r.Answer) != 1 {
+		t.Fatalf("web1 A after the hosts key's update: %v %v", r, err)
+	}
+	for _, name := range site.ClusterNames(spec) {
+		if err := setA(hostsKey, name); !errors.As(err, &ue) || ue.Rcode != want {
+			t.Fatalf("the hosts key writing %s A: want %s, got %v", name, want, err)
+		}
+	}
+	refuse(hostsKey, "_acme-challenge.web1."+zone)
+	if err := setA(shared, "web2."+zone); !errors.As(err, &ue) || ue.Rcode != want {
+		t.Fatalf("the clients' key writing a host's A record: want %s, got %v", want, err)
+	}
+
 	if provider == cluster.DNSProviderRFC2136 {
 		// The controller's key keeps its own records (granted before the
 		// policy server is asked) and gets no DNS-01 record.

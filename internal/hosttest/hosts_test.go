@@ -1,0 +1,309 @@
+package hosttest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/hostrun"
+	"github.com/cairn-pki/cairn/internal/acmecli"
+	"github.com/cairn-pki/cairn/internal/labtest"
+	"github.com/cairn-pki/cairn/internal/rfc2136"
+	"github.com/cairn-pki/cairn/internal/testenv"
+	"github.com/cairn-pki/cairn/lab"
+	"github.com/cairn-pki/cairn/site"
+)
+
+// hostLab is a running lab and the cairn CLI that drives it.
+type hostLab struct {
+	t     *testing.T
+	spec  *cluster.Spec
+	lab   *lab.Lab
+	cairn string
+}
+
+// cli is `cairn -f SPEC lab exec --host NAME -- argv…` (the user's way).
+func (h *hostLab) cli(ctx context.Context, host string, argv ...string) *exec.Cmd {
+	args := append([]string{"-f", h.spec.File, "lab", "exec", "--host", host, "--"}, argv...)
+	return exec.CommandContext(ctx, h.cairn, args...)
+}
+
+// output runs argv on host and returns its standard output.
+func (h *hostLab) output(host string, argv ...string) string {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := h.cli(ctx, host, argv...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		h.t.Fatalf("lab exec --host %s -- %s: %v\n%s%s", host, strings.Join(argv, " "), err, out, stderr.String())
+	}
+	return string(out)
+}
+
+// env reads one variable of the host's environment (as lab exec sets it).
+func (h *hostLab) env(host, name string) string {
+	return strings.TrimSpace(h.output(host, "sh", "-c", `printf '%s\n' "$`+name+`"`))
+}
+
+// lookup asks server for name's A records.
+func lookup(t *testing.T, server, name string) []string {
+	t.Helper()
+	r, err := rfc2136.Client{Server: server}.Query(context.Background(), name, dns.TypeA)
+	if err != nil {
+		t.Fatalf("%s A at %s: %v", name, server, err)
+	}
+	var out []string
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			out = append(out, a.A.String())
+		}
+	}
+	return out
+}
+
+// until polls cond every 50 ms until it is true or within passes, then
+// fails with what describe says about the last state.
+func until(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s (last: %s)", what, within, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A client host is a network namespace with an address of its own in the
+// lab's client network, its name in the cluster DNS, the lab's resolver
+// and root: the ACME directory answers there through the ACME name, a
+// server on its port 80 or 443 answers this machine (as the VAs connect),
+// lego issues with DNS-01 from it, and lab down removes it all.
+func TestClientHosts(t *testing.T) {
+	testenv.Integration(t, "lego", "curl", "python3", "getent", "unshare")
+	spec := labtest.Spec(t, labtest.BlockHosts, "a")
+	l := &lab.Lab{Spec: spec, Log: labtest.Log{T: t}, Cairn: labtest.CairnBinary(t)}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	t.Cleanup(func() { l.Down(context.Background()) })
+	sum, err := l.Up(ctx, lab.UpOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hostLab{t: t, spec: spec, lab: l, cairn: labtest.CairnBinary(t)}
+	clients := cluster.LabClientNetwork(spec)
+	zone := spec.ACME.Zone
+
+	// Its own network namespace, its own address in the clients' block.
+	self, _ := os.Readlink("/proc/self/ns/net")
+	made := time.Now()
+	out := h.output("web1", "sh", "-c", `readlink /proc/self/ns/net; ip -4 -o addr show dev eth0; printf '%s %s\n' "$CAIRN_LAB_HOST" "$CAIRN_LAB_HOST_ADDRESS"`)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || lines[0] == self {
+		t.Fatalf("web1 is not in a network namespace of its own (this one %s):\n%s", self, out)
+	}
+	fields := strings.Fields(lines[2])
+	addr1, err := netip.ParseAddr(fields[len(fields)-1])
+	if err != nil || !clients.Contains(addr1) || fields[0] != "web1."+zone || !strings.Contains(lines[1], " "+addr1.String()+"/") {
+		t.Fatalf("web1: want an address of %s on eth0 and CAIRN_LAB_HOST web1.%s:\n%s", clients, zone, out)
+	}
+	t.Logf("web1: %s; first lab exec --host (host made) %.2fs", lines[1], time.Since(made).Seconds())
+	// Kept: the second run is the same host.
+	made = time.Now()
+	if again := h.env("web1", "CAIRN_LAB_HOST_ADDRESS"); again != addr1.String() {
+		t.Fatalf("web1's address changed from %s to %s between two runs", addr1, again)
+	}
+	t.Logf("second lab exec --host web1 (host kept) %.2fs", time.Since(made).Seconds())
+	addr2, err := netip.ParseAddr(h.env("web2", "CAIRN_LAB_HOST_ADDRESS"))
+	if err != nil || addr2 == addr1 || !clients.Contains(addr2) {
+		t.Fatalf("web2 has %v (%v), web1 %s: want two addresses of %s", addr2, err, addr1, clients)
+	}
+
+	// Names: in the cluster DNS (every server, as the VAs ask), and from
+	// inside through the host's resolver.
+	for _, srv := range spec.DNSAddresses() {
+		until(t, 30*time.Second, "web1."+zone+" at "+srv, func() (bool, string) {
+			got := lookup(t, srv, "web1."+zone)
+			return len(got) == 1 && got[0] == addr1.String(), fmt.Sprint(got)
+		})
+	}
+	if got := strings.Fields(h.output("web2", "getent", "ahostsv4", "web1."+zone)); len(got) == 0 || got[0] != addr1.String() {
+		t.Errorf("web1.%s from inside web2: %v, want %s", zone, got, addr1)
+	}
+
+	// The ACME directory over HTTPS through the ACME name, from inside.
+	dir := h.output("web1", "curl", "-sS", "--max-time", "20", sum.DirectoryURL)
+	if !strings.Contains(dir, `"newNonce"`) {
+		t.Fatalf("directory from web1: %s", dir)
+	}
+
+	// Servers on ports 80 and 443 inside web1 answer at its address from
+	// this namespace, from any source address, as a VA bound to a site's
+	// loopback address connects.
+	www := t.TempDir()
+	if err := os.WriteFile(filepath.Join(www, "marker"), []byte("inside web1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	serve := h.cli(ctx, "web1", "sh", "-c", `python3 -m http.server --bind 0.0.0.0 --directory "$0" 80 & exec python3 -m http.server --bind 0.0.0.0 --directory "$0" 443`, www)
+	serve.Stdout, serve.Stderr = io.Discard, io.Discard
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- serve.Wait() }()
+	vaSource := &net.TCPAddr{IP: net.ParseIP(spec.Sites[0].Address)}
+	for _, port := range []string{"80", "443"} {
+		for _, local := range []*net.TCPAddr{nil, vaSource} {
+			client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: local}).DialContext}}
+			url := "http://" + net.JoinHostPort(addr1.String(), port) + "/marker"
+			until(t, 30*time.Second, fmt.Sprintf("GET %s from %v", url, local), func() (bool, string) {
+				resp, err := client.Get(url)
+				if err != nil {
+					return false, err.Error()
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return string(b) == "inside web1\n", resp.Status + " " + string(b)
+			})
+		}
+	}
+
+	// The hosts' key writes host records only: never the ACME name, never
+	// a DNS-01 record.
+	cb, err := site.ReadClusterBundle(filepath.Join(spec.Dir, "cluster"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostsKey, err := rfc2136.ReadKey(cb.HostsKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := rfc2136.Client{Server: spec.PrimaryDNS().String(), Key: hostsKey, TCP: true}
+	steal := new(dns.Msg)
+	steal.SetUpdate(zone + ".")
+	steal.Insert([]dns.RR{&dns.A{Hdr: dns.RR_Header{Name: spec.ACME.Name + ".", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 30}, A: addr1.AsSlice()}})
+	var ue *rfc2136.UpdateError
+	if err := hc.Update(ctx, steal); !errors.As(err, &ue) || ue.Rcode != "REFUSED" {
+		t.Errorf("the hosts' key writing the ACME name: %v, want REFUSED", err)
+	}
+	if err := hc.SetTXT(ctx, zone, true, "_acme-challenge.web1."+zone, "x", 10); !errors.As(err, &ue) || ue.Rcode != "REFUSED" {
+		t.Errorf("the hosts' key writing a DNS-01 record: %v, want REFUSED", err)
+	}
+
+	// DNS-01 issuance with lego from inside web1 (the lab's RFC2136_*).
+	lego := acmecli.Lego{Server: sum.DirectoryURL, Email: "ops@" + zone, Path: filepath.Join(t.TempDir(), "lego"),
+		Resolver: spec.PrimaryDNS().String(), Domain: "web1." + zone}
+	start := time.Now()
+	h.output("web1", lego.Args("run")...)
+	t.Logf("DNS-01 issuance with lego from web1: %.1fs", time.Since(start).Seconds())
+	cert := labtest.ReadCert(t, filepath.Join(lego.Path, "certificates", "web1."+zone+".crt"))
+	if len(cert.DNSNames) != 1 || cert.DNSNames[0] != "web1."+zone {
+		t.Errorf("lego's certificate names %v", cert.DNSNames)
+	}
+
+	// lab down: the processes left in web1 end, and the namespaces,
+	// interfaces and names go.
+	hosts := l.Hosts()
+	if len(hosts) != 2 {
+		t.Fatalf("lab state has %d hosts, want 2: %+v", len(hosts), hosts)
+	}
+	links := []string{l.ClientBridge()}
+	for _, hst := range hosts {
+		links = append(links, hst.Veth)
+	}
+	for _, link := range links {
+		if _, err := os.Stat("/sys/class/net/" + link); err != nil {
+			t.Fatalf("interface %s of the client hosts: %v", link, err)
+		}
+	}
+	if !leftRoutes(t, clients) {
+		t.Fatalf("no route to %s while client hosts run", clients)
+	}
+	if err := l.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-served:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the server in web1 still runs after lab down")
+	}
+	for _, hst := range hosts {
+		if _, err := os.Stat("/run/netns/" + hst.Netns); err == nil {
+			t.Errorf("network namespace %s is left after lab down", hst.Netns)
+		}
+	}
+	for _, link := range links {
+		if _, err := os.Stat("/sys/class/net/" + link); err == nil {
+			t.Errorf("interface %s is left after lab down", link)
+		}
+	}
+	if leftRoutes(t, clients) {
+		t.Errorf("a route to %s is left after lab down", clients)
+	}
+	// The records: the primary alone back up (with its loopback address,
+	// which down removed) answers none.
+	primary := spec.PrimaryDNS().Addr().String()
+	if added, err := hostrun.AddLoopback(primary); err != nil {
+		t.Fatal(err)
+	} else if added {
+		t.Cleanup(func() { hostrun.RemoveLoopback(primary) })
+	}
+	for _, p := range []string{site.PolicyProcess, "dns-primary"} {
+		if err := l.StartComponent(ctx, "cluster", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	until(t, 30*time.Second, "the primary serves the zone again", func() (bool, string) {
+		r, err := rfc2136.Client{Server: spec.PrimaryDNS().String()}.Query(ctx, zone, dns.TypeSOA)
+		return err == nil && len(r.Answer) > 0, fmt.Sprint(err)
+	})
+	for _, name := range []string{"web1." + zone, "web2." + zone} {
+		if got := lookup(t, spec.PrimaryDNS().String(), name); len(got) > 0 {
+			t.Errorf("%s still has A %v after lab down", name, got)
+		}
+	}
+}
+
+// leftRoutes reports whether the main table still routes into clients.
+func leftRoutes(t *testing.T, clients netip.Prefix) bool {
+	t.Helper()
+	out, err := exec.Command("ip", "-4", "route", "show", "table", "main").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		if p, err := netip.ParsePrefix(f[0]); err == nil && p.Overlaps(clients) {
+			return true
+		}
+		if a, err := netip.ParseAddr(f[0]); err == nil && clients.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
