@@ -20,8 +20,10 @@ func TestTemplateIsValidAndRoundTrips(t *testing.T) {
 		if got := strings.Join(spec.SiteNames(), ","); got != strings.Join(sites, ",") {
 			t.Errorf("sites = %s, want %v", got, sites)
 		}
-		// Everything written must equal the defaults: nothing is lost in the text.
+		// Everything written must equal the defaults: nothing is lost in the
+		// text. The lab's validation may reach its client hosts.
 		want := Default(sites)
+		want.Validation = Validation{AllowedNetworks: []string{LabClientNetwork(want).String()}, Challenges: Challenges}
 		if fmt.Sprintf("%+v", *want) != fmt.Sprintf("%+v", withoutLines(*spec)) {
 			t.Errorf("template for %v differs from Default:\n got %+v\nwant %+v", sites, withoutLines(*spec), *want)
 		}

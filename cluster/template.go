@@ -7,8 +7,14 @@ import (
 
 // Template renders a commented cairn.yaml holding every default for the
 // given sites, so that an operator sees every knob and what it does.
+// For the lab, validation may reach the lab's client hosts
+// (lab.clientNetwork), so HTTP-01 and TLS-ALPN-01 work from them.
 func Template(siteNames []string) ([]byte, error) {
-	return TemplateFor(Default(siteNames))
+	spec := Default(siteNames)
+	spec.Validation.AllowedNetworks = []string{LabClientNetwork(spec).String()}
+	spec.Validation.Challenges = nil
+	spec.ApplyDefaults()
+	return TemplateFor(spec)
 }
 
 // TemplateFor renders spec (defaults applied) as a commented cairn.yaml.
@@ -192,10 +198,15 @@ policy:
   # Suffixes outside the public suffix list that names may end in, e.g.
   # [internal, corp]; acme.zone may then be corp.internal.
   privateSuffixes: [{{range $i, $s := .Policy.PrivateSuffixes}}{{if $i}}, {{end}}{{$s}}{{end}}]
+  # DNS suffixes the cluster issues under, e.g. [corp.internal]: every site
+  # intermediate is then name-constrained to them (docs/pki.md).
+  allowedNames: [{{range $i, $s := .Policy.AllowedNames}}{{if $i}}, {{end}}{{$s}}{{end}}]
 validation:
   # Reserved ranges (CIDRs) HTTP-01 and TLS-ALPN-01 may connect to, e.g.
   # [10.0.0.0/8, fd00::/8]: every site's VAs must reach them. Every other
-  # private, loopback or link-local address stays refused.
+  # private, loopback or link-local address stays refused. cairn init lists
+  # the lab's client hosts (lab.clientNetwork); without the line: none. In
+  # production list the networks your ACME clients are on.
   allowedNetworks: [{{range $i, $n := .Validation.AllowedNetworks}}{{if $i}}, {{end}}{{$n}}{{end}}]
   # Challenge types offered: dns-01 alone without allowedNetworks, also
   # http-01 and tls-alpn-01 with them.
