@@ -71,8 +71,8 @@ func TestFakeKeepsTheContract(t *testing.T) {
 
 // The same contract against BIND 9.18 and Knot 3.2 (RFC 2136).
 func TestRFC2136AgainstBINDAndKnot(t *testing.T) {
-	t.Run("bind", func(t *testing.T) { contract(t, rfc2136Harness(dnstest.BIND(t, "127.0.71.2", zone))) })
-	t.Run("knot", func(t *testing.T) { contract(t, rfc2136Harness(dnstest.Knot(t, "127.0.71.3", zone))) })
+	t.Run("bind", func(t *testing.T) { contract(t, rfc2136Harness(dnstest.BIND(t, "127.0.170.2", zone))) })
+	t.Run("knot", func(t *testing.T) { contract(t, rfc2136Harness(dnstest.Knot(t, "127.0.170.3", zone))) })
 }
 
 func contract(t *testing.T, h harness) {
@@ -182,8 +182,8 @@ func TestParseEpoch(t *testing.T) {
 // The same contract against PowerDNS 4.7 (HTTP API), fenced through a
 // real etcd (the controllers' embedded one).
 func TestPowerDNSAgainstPowerDNSAndEtcd(t *testing.T) {
-	srv := dnstest.PowerDNS(t, "127.0.71.5", zone)
-	fence := etcdFence(t, "127.0.71.6")
+	srv := dnstest.PowerDNS(t, "127.0.170.5", zone)
+	fence := etcdFence(t, "127.0.170.6")
 	mk := func(key string, f acmedns.Fence) func() acmedns.Provider {
 		return func() acmedns.Provider {
 			return &acmedns.PowerDNS{Servers: acmedns.Servers{Names: names(), List: []string{srv.DNS}}, API: srv.API, APIKey: key, Fence: f}

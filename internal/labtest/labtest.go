@@ -39,6 +39,7 @@ const (
 	BlockPolicy      = 130 // internal/policytest: private suffixes and validation networks
 	BlockProfiles    = 140 // internal/profiletest: certificate profiles
 	BlockHosts       = 150 // internal/hosttest: the lab's client hosts
+	// 170: acmedns's provider contract (BIND, Knot, PowerDNS on 127.0.170.x).
 )
 
 // Spec writes a lab spec with the given sites on block B and loads it.
