@@ -108,12 +108,16 @@ func startPebble(t *testing.T, env ...string) (*x509.CertPool, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for range 100 {
-		if c, err := net.Dial("tcp", pebbleHost+":14000"); err == nil {
-			c.Close()
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
+	// Both listeners: the management API (its roots, below) may come up
+	// after the ACME one.
+	for _, port := range []string{"14000", "15000"} {
+		testenv.WaitFor(t, "pebble listening on "+port, 10*time.Second, func() bool {
+			c, err := net.Dial("tcp", pebbleHost+":"+port)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(mustParse(der))
