@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/fsutil"
-	"github.com/cairn-pki/cairn/internal/httpfront"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/lab"
 )
@@ -26,7 +24,7 @@ const DefaultLabDir = "cairn-lab"
 
 func newLabCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "lab", Short: "Run the cluster on this machine: every site and the cluster DNS on loopback"}
-	cmd.AddCommand(newLabUpCmd(g), newLabHTTPFrontCmd(), newLabSuperviseCmd(g),
+	cmd.AddCommand(newLabUpCmd(g), newLabSuperviseCmd(g),
 		newLabDownCmd(g), newLabStatusCmd(g), newLabLogsCmd(g), newLabExecCmd(g))
 	return cmd
 }
@@ -123,21 +121,6 @@ func newLabSuperviseCmd(g *globals) *cobra.Command {
 			return l.Supervise(cmd.Context(), time.Second)
 		},
 	}
-}
-
-func newLabHTTPFrontCmd() *cobra.Command {
-	front := &cobra.Command{
-		Use:    "http-front --config FILE",
-		Short:  "Serve a lab HTTP front (CRLs, issuer and root certificates); started by lab up",
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, _ := cmd.Flags().GetString("front-config")
-			return httpfront.Serve(cmd.Context(), cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
-		},
-	}
-	front.Flags().String("front-config", "", "front configuration (JSON)")
-	return front
 }
 
 func newLabDownCmd(g *globals) *cobra.Command {

@@ -39,6 +39,44 @@ func newSiteCmd() *cobra.Command {
 			return hostrun.BundleStep(cmd.Context(), args[0], bundle, bin)
 		},
 	}
+	super := newSiteSupervisorCmd(&bundle, &bin)
+	agentCmd := newSiteAgentCmd()
+	stopCmd := &cobra.Command{
+		Use:   "stop",
+		Short: "Stop the bundle's supervisor and every process of the bundle",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return hostrun.StopBundle(bundle)
+		},
+	}
+	restartCmd := &cobra.Command{
+		Use:   "restart COMPONENT...",
+		Short: "Restart some processes of a site bundle in dependency order with what the bundle says now (cairn upgrade apply on provisioned hosts)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return hostrun.RestartBundleComponents(cmd.Context(), bundle, bin, args, cmd.ErrOrStderr())
+		},
+	}
+	sqlCmd := newSiteSQLCmd(&bundle)
+	closeCmd := &cobra.Command{
+		Use:   "close-connections",
+		Short: "Have the site's ACME front end every kept connection after its next answer (the site is drained for a restart)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return hostrun.CloseConnections(cmd.Context(), bundle)
+		},
+	}
+	for _, c := range []*cobra.Command{run, step, super, stopCmd, restartCmd, sqlCmd, closeCmd} {
+		c.Flags().StringVar(&bundle, "bundle", "/opt/cairn/site", "the rendered bundle (its bundle.json)")
+		c.Flags().StringVar(&bin, "bin", "/opt/cairn/bin", "where boulder, ct-test-srv, s3-test-srv and cairn are installed")
+	}
+	cmd.AddCommand(run, step, super, agentCmd, stopCmd, restartCmd, sqlCmd, closeCmd)
+	return cmd
+}
+
+// newSiteSupervisorCmd is `cairn site supervisor`.
+func newSiteSupervisorCmd(bundle, bin *string) *cobra.Command {
+	var interval time.Duration
 	var restart, keep bool
 	super := &cobra.Command{
 		Use:   "supervisor",
@@ -49,17 +87,22 @@ func newSiteCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			state, err := hostrun.Supervisor(cmd.Context(), bundle, bin, interval, restart && !keep, self)
+			state, err := hostrun.Supervisor(cmd.Context(), *bundle, *bin, interval, restart && !keep, self)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "supervisor %s: %s\n", state, bundle)
+			fmt.Fprintf(cmd.OutOrStdout(), "supervisor %s: %s\n", state, *bundle)
 			return nil
 		},
 	}
 	super.Flags().BoolVar(&restart, "restart", false, "restart the supervisor and every process (the bundle changed)")
 	super.Flags().BoolVar(&keep, "keep", false, "leave a running supervisor as it is (the default)")
 	super.Flags().DurationVar(&interval, "interval", 2*time.Second, "how often exited processes are started again")
+	return super
+}
+
+// newSiteAgentCmd is `cairn site agent`.
+func newSiteAgentCmd() *cobra.Command {
 	var agentConfig string
 	agentCmd := &cobra.Command{
 		Use:   "agent --config FILE",
@@ -81,22 +124,11 @@ func newSiteCmd() *cobra.Command {
 	}
 	agentCmd.Flags().StringVar(&agentConfig, "config", "", "etc/agent.json of the bundle")
 	agentCmd.MarkFlagRequired("config")
-	stopCmd := &cobra.Command{
-		Use:   "stop",
-		Short: "Stop the bundle's supervisor and every process of the bundle",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return hostrun.StopBundle(bundle)
-		},
-	}
-	restartCmd := &cobra.Command{
-		Use:   "restart COMPONENT...",
-		Short: "Restart some processes of a site bundle in dependency order with what the bundle says now (cairn upgrade apply on provisioned hosts)",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return hostrun.RestartBundleComponents(cmd.Context(), bundle, bin, args, cmd.ErrOrStderr())
-		},
-	}
+	return agentCmd
+}
+
+// newSiteSQLCmd is `cairn site sql`.
+func newSiteSQLCmd(bundle *string) *cobra.Command {
 	sqlCmd := &cobra.Command{
 		Use:   "sql",
 		Short: "Run the SQL statements on standard input as the site's database administrator (kept out of the binary log); rows tab-separated",
@@ -106,7 +138,7 @@ func newSiteCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out, err := hostrun.BundleSQL(cmd.Context(), bundle, string(in))
+			out, err := hostrun.BundleSQL(cmd.Context(), *bundle, string(in))
 			if err != nil {
 				return err
 			}
@@ -114,18 +146,5 @@ func newSiteCmd() *cobra.Command {
 			return err
 		},
 	}
-	closeCmd := &cobra.Command{
-		Use:   "close-connections",
-		Short: "Have the site's ACME front end every kept connection after its next answer (the site is drained for a restart)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return hostrun.CloseConnections(cmd.Context(), bundle)
-		},
-	}
-	for _, c := range []*cobra.Command{run, step, super, stopCmd, restartCmd, sqlCmd, closeCmd} {
-		c.Flags().StringVar(&bundle, "bundle", "/opt/cairn/site", "the rendered bundle (its bundle.json)")
-		c.Flags().StringVar(&bin, "bin", "/opt/cairn/bin", "where boulder, ct-test-srv, s3-test-srv and cairn are installed")
-	}
-	cmd.AddCommand(run, step, super, agentCmd, stopCmd, restartCmd, sqlCmd, closeCmd)
-	return cmd
+	return sqlCmd
 }
