@@ -22,6 +22,8 @@ type Spec struct {
 	Failover   Failover   `yaml:"failover"`
 	Accounts   Accounts   `yaml:"accounts"`
 	Monitoring Monitoring `yaml:"monitoring"`
+	Policy     Policy     `yaml:"policy"`
+	EAB        EAB        `yaml:"eab"`
 
 	// Dir is the directory of the cairn.yaml file; relative paths in the spec
 	// are relative to it. Not part of the file.
@@ -181,6 +183,24 @@ type CRLStore struct {
 	Region   string `yaml:"region"`
 	// CredentialsFile is an AWS shared-credentials file (0600).
 	CredentialsFile string `yaml:"credentialsFile"`
+}
+
+// Policy is who may get which names (docs/authority.md).
+type Policy struct {
+	// AllowedNames are the DNS suffixes (a name and everything under it;
+	// "*.x" means the same as "x") the cluster issues for: the ACME front
+	// refuses a newOrder with any other identifier (rejectedIdentifier).
+	// Empty: no restriction beyond Boulder's own policy.
+	AllowedNames []string `yaml:"allowedNames"`
+}
+
+// EAB is External Account Binding at the ACME fronts (RFC 8555 §7.3.4;
+// keys: `cairn accounts eab create`).
+type EAB struct {
+	// Required: newAccount needs a binding to a known, unrevoked key
+	// (accounts registered before stay valid). Default false: a binding
+	// sent anyway is checked and recorded.
+	Required bool `yaml:"required"`
 }
 
 // Account replication modes.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/letsencrypt/boulder/policy"
+
+	"github.com/cairn-pki/cairn/internal/namescope"
 )
 
 // Limits Boulder's ceremony tool and its lints enforce.
@@ -51,6 +53,7 @@ func (s *Spec) Validate() Errors {
 	v.failover()
 	v.accounts()
 	v.monitoring()
+	v.policy()
 	return v.errs
 }
 
@@ -68,6 +71,24 @@ func (v *validator) monitoring() {
 	}
 	if r := m.Retention.Duration; r < time.Hour || r > 90*24*time.Hour {
 		v.add("monitoring.retention", "%s is out of range; use 1h to 2160h", m.Retention)
+	}
+}
+
+func (v *validator) policy() {
+	for i, n := range v.spec.Policy.AllowedNames {
+		if _, err := namescope.Normalize(n); err != nil {
+			v.add(fmt.Sprintf("policy.allowedNames[%d]", i), "%v", err)
+			return
+		}
+	}
+	// The health probes order names under the cluster zone: refused, every
+	// site would look broken.
+	allowed, _ := namescope.NormalizeAll(v.spec.Policy.AllowedNames)
+	for _, s := range v.spec.Sites {
+		if probe := "probe-" + s.Name + "." + v.spec.ACME.Zone; len(allowed) > 0 && !namescope.Covers(allowed, probe) {
+			v.add("policy.allowedNames", "does not cover %s, where the health probes of site %s order; add %s (or that name)", probe, s.Name, v.spec.ACME.Zone)
+			return
+		}
 	}
 }
 
