@@ -172,8 +172,12 @@ master_retry_count=1000000
 slave_skip_errors=%[5]s
 slave_run_triggers_for_rbr=ENFORCE
 `, p.Site.SerialPrefix.Value(), varDir, int64(p.Spec.Accounts.BinlogRetention.Seconds()), ForeignWriteErrno, joinInts(ReplicaSkipErrors))
+	// One line per table: the option file takes no comma-separated list
+	// (it would read as one table whose name holds commas).
 	for _, q := range peers {
-		fmt.Fprintf(&b, "%s.replicate_do_table=%s\n", ConnectionName(q.Site.Name), ReplicationFilter())
+		for _, t := range ReplicatedTables {
+			fmt.Fprintf(&b, "%s.replicate_do_table=%s\n", ConnectionName(q.Site.Name), t.Table)
+		}
 	}
 	return b.String()
 }

@@ -4,6 +4,7 @@
 package labtest
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/testenv"
@@ -32,6 +34,7 @@ const (
 	BlockPowerDNS    = 100 // the failover package's PowerDNS lab
 	BlockUpgrade     = 110
 	BlockDNSPolicy   = 120 // internal/ssupolicy: the cluster DNS's update policies
+	BlockEAB         = 160 // internal/eabtest: External Account Binding and name scopes
 )
 
 // Spec writes a lab spec with the given sites on block B and loads it.
@@ -144,4 +147,15 @@ func ReadCert(t testing.TB, path string) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// Run runs a client (certbot, lego, …) with env for at most 3 minutes and
+// returns its combined output.
+func Run(env []string, argv []string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
