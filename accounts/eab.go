@@ -114,6 +114,10 @@ func (e *EAB) Create(ctx context.Context, siteName, label string, scopeEntries [
 	if err != nil {
 		return nil, err
 	}
+	// Without account replication nothing carries the key: it is written
+	// at every site (each row in that site's own range).
+	everywhere := e.Spec.Accounts.Replication == cluster.ReplicationOff && siteName == ""
+	var made []string
 	for _, s := range sites {
 		db, err := e.Open(s)
 		if err == nil {
@@ -125,13 +129,16 @@ func (e *EAB) Create(ctx context.Context, siteName, label string, scopeEntries [
 			fmt.Fprintf(e.Log, "site %s: %v\n", s, firstLine(err.Error()))
 			continue
 		}
-		k.Site = s
-		break
+		made = append(made, s)
+		if !everywhere {
+			break
+		}
 	}
-	if k.Site == "" {
+	if len(made) == 0 {
 		return nil, errors.New("no site's database took the key (every site unreachable?): nothing was made")
 	}
-	fmt.Fprintf(e.Log, "key %s made at site %s\n", k.KID, k.Site)
+	k.Site = made[0]
+	fmt.Fprintf(e.Log, "key %s made at %s\n", k.KID, strings.Join(made, ", "))
 	e.waitEverywhere(ctx, k.KID, "has the key", "SELECT COUNT(*) FROM "+site.EABKeysTable+" WHERE kid = ?")
 	return k, nil
 }

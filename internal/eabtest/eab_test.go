@@ -294,6 +294,10 @@ func TestEABAndNameScopes(t *testing.T) {
 	for _, k := range []eabKey{cbKey, legoKey} {
 		t.Logf("binding of %s at b %s after it was at a", k.kid, e.waitBinding("b", k.kid).Round(time.Millisecond))
 	}
+	// Account replication judges the four-table filter sound.
+	if out, errOut, err := e.cairn("accounts", "status"); err != nil {
+		t.Fatalf("accounts status: %v\n%s%s", err, out, errOut)
+	}
 	var listed []struct {
 		KID   string   `json:"kid"`
 		At    []string `json:"at"`
