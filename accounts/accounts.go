@@ -49,6 +49,9 @@ type ForeignWrite struct {
 	LastID int64     `json:"lastID"`
 	LastOp string    `json:"lastOp"` // insert, update or delete
 	LastAt time.Time `json:"lastAt"`
+	// LastTable is the replicated table of the last refused row
+	// (site.ReplicatedTables: the accounts or an EAB table).
+	LastTable string `json:"lastTable,omitempty"`
 }
 
 // Raw is what one site's database says.
@@ -116,8 +119,8 @@ func (c Connection) errorText() string {
 // threads, its GTID mode. Lag is the caller's to judge.
 func (c Connection) Problem(peer string, domain int64) string {
 	switch {
-	case c.DoTable != site.ReplicatedTable:
-		return fmt.Sprintf("connection from %s replicates %q, not only %s: stop it now (STOP SLAVE '%s')", peer, c.DoTable, site.ReplicatedTable, site.ConnectionName(peer))
+	case !site.FilterOK(c.DoTable):
+		return fmt.Sprintf("connection from %s replicates %q, not exactly %s: stop it now (STOP SLAVE '%s') and restart the database with the rendered my.cnf", peer, c.DoTable, site.ReplicationFilter(), site.ConnectionName(peer))
 	case strings.TrimSpace(c.DoDomainIDs) != strconv.FormatInt(domain, 10):
 		return fmt.Sprintf("connection from %s takes GTID domains %q, not only %s's %d: stop it now (STOP SLAVE '%s') and restart the database so db-replication.sql is applied", peer, c.DoDomainIDs, peer, domain, site.ConnectionName(peer))
 	case !c.running():
@@ -311,7 +314,7 @@ func (st *Status) connections(spec *cluster.Spec, raws map[string]*Raw) {
 			}
 			cs.IO, cs.SQL, cs.LagSeconds, cs.Filter = c.IORunning, c.SQLRunning, c.SecondsBehind, c.DoTable
 			cs.Running = c.running()
-			cs.FilterOK = c.DoTable == site.ReplicatedTable
+			cs.FilterOK = site.FilterOK(c.DoTable)
 			cs.GTID = strings.EqualFold(c.UsingGTID, "Slave_Pos")
 			cs.Error = c.errorText()
 			if pr := raws[peer.Name]; pr != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/site"
 )
 
 type fakeReader map[string]Raw
@@ -24,7 +25,7 @@ func (f fakeReader) Read(_ context.Context, s string) (Raw, error) {
 func conn(name, pos string) Connection {
 	zero := int64(0)
 	domain := map[string]string{"a": "1", "b": "2", "c": "3"}[name]
-	return Connection{Name: name, IORunning: "Yes", SQLRunning: "Yes", DoTable: "boulder_sa.registrations", DoDomainIDs: domain, UsingGTID: "Slave_Pos", SecondsBehind: &zero, GTIDSlavePos: pos}
+	return Connection{Name: name, IORunning: "Yes", SQLRunning: "Yes", DoTable: site.ReplicationFilter(), DoDomainIDs: domain, UsingGTID: "Slave_Pos", SecondsBehind: &zero, GTIDSlavePos: pos}
 }
 
 // guarded is a site whose triggers check every peer row (none refused yet).
@@ -72,7 +73,7 @@ func TestCheckJudgesConnectionsAndDiff(t *testing.T) {
 			r.Connections[1].IORunning, r.Connections[1].LastIOError = "Connecting", "error connecting to master 'repl_c@127.0.32.1:3306'"
 			f["c"] = r
 		}, "site c: replication from b not running: error connecting to master"},
-		{"no filter", func(f fakeReader) { f["a"].Connections[0].DoTable = "" }, `site a: connection from b replicates "", not only boulder_sa.registrations`},
+		{"no filter", func(f fakeReader) { f["a"].Connections[0].DoTable = "" }, `site a: connection from b replicates "", not exactly boulder_sa.registrations,cairn.eab_keys`},
 		{"no domain filter", func(f fakeReader) { f["a"].Connections[1].DoDomainIDs = "" }, `site a: connection from c takes GTID domains "", not only c's 3`},
 		{"triggers off", func(f fakeReader) { r := f["b"]; r.RunTriggersForRBR = "YES"; f["b"] = r },
 			"site b: replicated account rows are not checked for their origin (slave_run_triggers_for_rbr YES, not ENFORCE)"},

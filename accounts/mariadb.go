@@ -129,7 +129,7 @@ func (m *MariaDB) Read(ctx context.Context, siteName string) (Raw, error) {
 
 // foreignWrites reads the rows the site refused, by the peer's domain.
 func foreignWrites(ctx context.Context, db *sql.DB) (map[int64]ForeignWrite, error) {
-	rows, err := db.QueryContext(ctx, "SELECT domain_id, n, last_id, last_op, last_at FROM "+site.ForeignWritesTable)
+	rows, err := db.QueryContext(ctx, "SELECT domain_id, n, last_id, last_op, last_at, last_table FROM "+site.ForeignWritesTable)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +139,7 @@ func foreignWrites(ctx context.Context, db *sql.DB) (map[int64]ForeignWrite, err
 		var d int64
 		var fw ForeignWrite
 		var at []byte
-		if err := rows.Scan(&d, &fw.Count, &fw.LastID, &fw.LastOp, &at); err != nil {
+		if err := rows.Scan(&d, &fw.Count, &fw.LastID, &fw.LastOp, &at, &fw.LastTable); err != nil {
 			return nil, err
 		}
 		if t, err := time.Parse(time.DateTime, string(at)); err == nil {

@@ -26,6 +26,7 @@ type Spec struct {
 	Policy     Policy     `yaml:"policy"`
 	Validation Validation `yaml:"validation"`
 	Lab        LabSpec    `yaml:"lab"`
+	EAB        EAB        `yaml:"eab"`
 
 	// Dir is the directory of the cairn.yaml file; relative paths in the spec
 	// are relative to it. Not part of the file.
@@ -217,10 +218,11 @@ type Policy struct {
 	// names may end in (e.g. internal, corp): Boulder treats each as a
 	// public suffix. Empty: Boulder's rules as shipped.
 	PrivateSuffixes []string `yaml:"privateSuffixes"`
-	// AllowedNames are the DNS suffixes the cluster issues under (a
-	// suffix and every name below it). Set, every site intermediate
-	// carries them as critical X.509 name constraints. Empty: no
-	// restriction.
+	// AllowedNames are the DNS suffixes (a name and everything under it;
+	// "*.x" means the same as "x") the cluster issues for: the ACME front
+	// refuses a newOrder with any other identifier (rejectedIdentifier),
+	// and every site intermediate carries them as critical X.509 name
+	// constraints. Empty: no restriction beyond Boulder's own policy.
 	AllowedNames []string `yaml:"allowedNames"`
 }
 
@@ -244,6 +246,15 @@ const (
 
 // Challenges are the challenge types a site can offer.
 var Challenges = []string{ChallengeDNS01, ChallengeHTTP01, ChallengeTLSALPN01}
+
+// EAB is External Account Binding at the ACME fronts (RFC 8555 §7.3.4;
+// keys: `cairn accounts eab create`).
+type EAB struct {
+	// Required: newAccount needs a binding to a known, unrevoked key
+	// (accounts registered before stay valid). Default false: a binding
+	// sent anyway is checked and recorded.
+	Required bool `yaml:"required"`
+}
 
 // Account replication modes.
 const (

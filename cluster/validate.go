@@ -14,6 +14,7 @@ import (
 	"github.com/letsencrypt/boulder/policy"
 
 	"github.com/cairn-pki/cairn/internal/boulderbin/addition"
+	"github.com/cairn-pki/cairn/internal/namescope"
 )
 
 // Limits Boulder's ceremony tool and its lints enforce.
@@ -136,31 +137,6 @@ func (v *validator) validation() {
 	}
 }
 
-// allowedNames checks policy.allowedNames: DNS suffixes, the cluster zone inside
-// one of them (the probes and the lab issue under it).
-func (v *validator) allowedNames() {
-	zone := strings.ToLower(strings.TrimSuffix(v.spec.ACME.Zone, "."))
-	inside := false
-	for i, n := range v.spec.Policy.AllowedNames {
-		path := fmt.Sprintf("policy.allowedNames[%d]", i)
-		name := strings.TrimPrefix(n, "*.")
-		labels := strings.Split(name, ".")
-		if name == "" || slices.ContainsFunc(labels, func(l string) bool { return !dnsLabelRE.MatchString(l) }) {
-			v.add(path, "%q is not a DNS suffix like corp.example or payments.corp.internal (lower case, no trailing dot)", n)
-			continue
-		}
-		if name != n {
-			v.add(path, "%q: write the suffix without \"*.\" (%s already covers every name below it)", n, name)
-		}
-		if zone == name || strings.HasSuffix(zone, "."+name) {
-			inside = true
-		}
-	}
-	if len(v.spec.Policy.AllowedNames) > 0 && !inside {
-		v.add("policy.allowedNames", "the cluster zone %q is under none of them: add it (the probes issue under it)", v.spec.ACME.Zone)
-	}
-}
-
 // lab checks the client hosts' block: IPv4, a network address, room for
 // the bridge and hosts, and not an address range the sites use.
 func (v *validator) lab() {
@@ -198,6 +174,26 @@ func (v *validator) monitoring() {
 	}
 	if r := m.Retention.Duration; r < time.Hour || r > 90*24*time.Hour {
 		v.add("monitoring.retention", "%s is out of range; use 1h to 2160h", m.Retention)
+	}
+}
+
+// allowedNames checks policy.allowedNames: suffixes (or *.suffix), and
+// that they cover the names the health probes order.
+func (v *validator) allowedNames() {
+	for i, n := range v.spec.Policy.AllowedNames {
+		if _, err := namescope.Normalize(n); err != nil {
+			v.add(fmt.Sprintf("policy.allowedNames[%d]", i), "%v", err)
+			return
+		}
+	}
+	// The health probes order names under the cluster zone: refused, every
+	// site would look broken.
+	allowed, _ := namescope.NormalizeAll(v.spec.Policy.AllowedNames)
+	for _, s := range v.spec.Sites {
+		if probe := "probe-" + s.Name + "." + v.spec.ACME.Zone; len(allowed) > 0 && !namescope.Covers(allowed, probe) {
+			v.add("policy.allowedNames", "does not cover %s, where the health probes of site %s order; add %s (or that name)", probe, s.Name, v.spec.ACME.Zone)
+			return
+		}
 	}
 }
 

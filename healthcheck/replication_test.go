@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cairn-pki/cairn/accounts"
+	"github.com/cairn-pki/cairn/site"
 )
 
 type fakeRepl struct {
@@ -24,7 +25,7 @@ func TestProbeReplication(t *testing.T) {
 	domains := map[string]string{"b": "2", "c_east": "3"}
 	far := int64(MaxReplicationLagSeconds + 1)
 	ok := func(name string, behind *int64) accounts.Connection {
-		return accounts.Connection{Name: name, IORunning: "Yes", SQLRunning: "Yes", DoTable: "boulder_sa.registrations", DoDomainIDs: domains[name], UsingGTID: "Slave_Pos", SecondsBehind: behind}
+		return accounts.Connection{Name: name, IORunning: "Yes", SQLRunning: "Yes", DoTable: site.ReplicationFilter(), DoDomainIDs: domains[name], UsingGTID: "Slave_Pos", SecondsBehind: behind}
 	}
 	// A site whose triggers check every peer row and skip the refused ones;
 	// it refused 4 rows from c-east, none from b.
@@ -42,10 +43,10 @@ func TestProbeReplication(t *testing.T) {
 		{"unreachable", fakeRepl{err: errors.New("dial tcp: connection refused")}, "connection refused"},
 		{"missing", fakeRepl{raw: guarded(accounts.Raw{Connections: []accounts.Connection{ok("b", &lag)}})}, "no replication connection from c-east"},
 		{"stopped", fakeRepl{raw: guarded(accounts.Raw{Connections: []accounts.Connection{ok("b", &lag),
-			{Name: "c_east", IORunning: "Connecting", SQLRunning: "Yes", DoTable: "boulder_sa.registrations", DoDomainIDs: "3", UsingGTID: "Slave_Pos", LastIOError: "error connecting to master"}}})},
+			{Name: "c_east", IORunning: "Connecting", SQLRunning: "Yes", DoTable: site.ReplicationFilter(), DoDomainIDs: "3", UsingGTID: "Slave_Pos", LastIOError: "error connecting to master"}}})},
 			"replication from c-east not running: error connecting to master"},
 		{"unfiltered", fakeRepl{raw: guarded(accounts.Raw{Connections: []accounts.Connection{ok("b", &lag), {Name: "c_east", IORunning: "Yes", SQLRunning: "Yes"}}})}, `replicates ""`},
-		{"any domain", fakeRepl{raw: guarded(accounts.Raw{Connections: []accounts.Connection{ok("b", &lag), {Name: "c_east", IORunning: "Yes", SQLRunning: "Yes", DoTable: "boulder_sa.registrations", UsingGTID: "Slave_Pos"}}})},
+		{"any domain", fakeRepl{raw: guarded(accounts.Raw{Connections: []accounts.Connection{ok("b", &lag), {Name: "c_east", IORunning: "Yes", SQLRunning: "Yes", DoTable: site.ReplicationFilter(), UsingGTID: "Slave_Pos"}}})},
 			`connection from c-east takes GTID domains "", not only c-east's 3`},
 		{"lagging", fakeRepl{raw: guarded(accounts.Raw{Connections: []accounts.Connection{ok("b", &far), ok("c_east", &lag)}})}, "replication from b is 301 s behind"},
 		{"triggers off", fakeRepl{raw: func() accounts.Raw {

@@ -3,16 +3,11 @@ package healthcheck
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -20,15 +15,13 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/intermediates"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
-	"github.com/cairn-pki/cairn/internal/fsutil"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/site"
 )
 
-// ProbeAccountKeyFile is a site's probe account key, relative to the spec.
-// Every site has its own: accounts replicate between sites, and one key
-// registered at two sites would collide on the key's unique index.
-func ProbeAccountKeyFile(site string) string { return "secrets/probe-account-" + site + ".key" }
+// ProbeAccountKeyFile is a site's probe account key, relative to the spec
+// (site.ProbeAccountKeyFile).
+func ProbeAccountKeyFile(siteName string) string { return site.ProbeAccountKeyFile(siteName) }
 
 // SiteTargets builds a Target for every site of the spec, each addressed
 // directly.
@@ -171,49 +164,8 @@ func hostPort(host string, port int) string {
 }
 
 // ProbeAccountKey is a site's probe account key, made at first use.
-func ProbeAccountKey(spec *cluster.Spec, site string) (crypto.Signer, error) {
-	return loadOrCreateKey(spec.Path(ProbeAccountKeyFile(site)))
-}
-
-// loadOrCreateKey reads a PKCS#8 key (0600) or creates a P-256 one.
-func loadOrCreateKey(path string) (crypto.Signer, error) {
-	if !fsutil.Exists(path) {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		der, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, err
-		}
-		if err := fsutil.WriteFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-			return nil, err
-		}
-		return k, nil
-	}
-	if err := fsutil.CheckSecretFile(path); err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, fmt.Errorf("%s holds no PEM key", path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	s, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("%s: not a signing key", path)
-	}
-	return s, nil
+func ProbeAccountKey(spec *cluster.Spec, siteName string) (crypto.Signer, error) {
+	return site.ProbeAccountKey(spec, siteName)
 }
 
 // RegisterProbeAccount makes sure the probe key has an account at the

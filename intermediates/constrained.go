@@ -18,6 +18,7 @@ import (
 	"github.com/letsencrypt/boulder/linter"
 
 	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/internal/namescope"
 )
 
 // Boulder's ceremony tool has no name-constraints field, so a site
@@ -111,6 +112,16 @@ func (req SignRequest) signCA(issuer *x509.Certificate, pub crypto.PublicKey, se
 // constrained reports whether site intermediates carry name constraints.
 func (p *PKI) constrained() bool { return len(p.spec.Policy.AllowedNames) > 0 }
 
+// permittedDNS are policy.allowedNames as name constraints: "*.x" is "x"
+// (a constraint permits a name and everything below it).
+func (p *PKI) permittedDNS() []string {
+	names, err := namescope.NormalizeAll(p.spec.Policy.AllowedNames)
+	if err != nil {
+		return p.spec.Policy.AllowedNames // cairn validate refuses such a spec
+	}
+	return names
+}
+
 // signConstrainedIntermediate makes k's certificate with the root's key,
 // constrained to policy.allowedNames.
 func (p *PKI) signConstrainedIntermediate(ctx context.Context, k issuerKey, holder string) error {
@@ -142,7 +153,7 @@ func (p *PKI) signConstrainedIntermediate(ctx context.Context, k issuerKey, hold
 		Serial: serial.Text(16), CommonName: k.cn, NotBefore: notBefore, NotAfter: notAfter,
 		CA: &CAProfile{Organization: p.spec.PKI.Organization, Country: p.spec.PKI.Country,
 			CRLURL: p.spec.PKI.BaseURL + "root.crl", IssuerURL: p.spec.PKI.BaseURL + "root.der", Policy: domainValidatedPolicy,
-			SigAlg: signatureAlgorithm(p.spec.PKI.Root.KeyType), PermittedDNS: p.spec.Policy.AllowedNames}}
+			SigAlg: signatureAlgorithm(p.spec.PKI.Root.KeyType), PermittedDNS: p.permittedDNS()}}
 	der, err := p.sign(ctx, root, req)
 	if err != nil {
 		return fmt.Errorf("%s: sign %s with name constraints: %w", holder, k.label, err)
@@ -150,6 +161,6 @@ func (p *PKI) signConstrainedIntermediate(ctx context.Context, k issuerKey, hold
 	if err := fsutil.WriteFileAtomic(k.cert(), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		return err
 	}
-	p.logf("%s: created intermediate %q constrained to %s (%s, key %q in token %q)", holder, k.cn, strings.Join(p.spec.Policy.AllowedNames, ", "), k.keyType, k.label, k.tok.label)
+	p.logf("%s: created intermediate %q constrained to %s (%s, key %q in token %q)", holder, k.cn, strings.Join(p.permittedDNS(), ", "), k.keyType, k.label, k.tok.label)
 	return nil
 }

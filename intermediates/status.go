@@ -113,8 +113,8 @@ func (p *PKI) Status() (*Status, error) {
 			c.ChainValid = true
 		}
 		c.PermittedDNS = cert.PermittedDNSDomains
-		if e.role == RoleIntermediate && c.Current && !c.Revoked && !slices.Equal(cert.PermittedDNSDomains, p.spec.Policy.AllowedNames) {
-			warn("%s %s is constrained to %v but policy.allowedNames is %v: run `cairn pki rotate %s` (then re-render the site)", e.role, e.label, cert.PermittedDNSDomains, p.spec.Policy.AllowedNames, e.site)
+		if e.role == RoleIntermediate && c.Current && !c.Revoked && !slices.Equal(cert.PermittedDNSDomains, p.permittedDNS()) {
+			warn("%s %s is constrained to %v but policy.allowedNames is %v: run `cairn pki rotate %s` (then re-render the site)", e.role, e.label, cert.PermittedDNSDomains, p.permittedDNS(), e.site)
 		}
 		if c.DaysLeft < ExpiryWarningDays {
 			warn("%s %s (%s) expires %s, in %d days", e.role, e.label, c.Subject, cert.NotAfter.Format(time.DateOnly), c.DaysLeft)

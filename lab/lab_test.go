@@ -103,14 +103,7 @@ func withLabResolver(t testing.TB, sum *Summary, argv []string) []string {
 	return acmecli.WithResolver(resolv, argv)
 }
 
-func run(t testing.TB, env []string, argv []string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = env
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
+func run(t testing.TB, env []string, argv []string) (string, error) { return labtest.Run(env, argv) }
 
 func readPEMCert(t testing.TB, path string) *x509.Certificate { return labtest.ReadCert(t, path) }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/boulderbin/addition"
 	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/internal/namescope"
 )
 
 // PKISource is what rendering needs from the cluster PKI
@@ -253,7 +254,11 @@ func (r *renderer) render(ctx context.Context) error {
 		return err
 	}
 	// The ACME front tells the probes which release the site runs.
-	if err := r.write("etc/acme-front.json", []byte(r.acmeFront(in)), false); err != nil {
+	front, err := r.acmeFront(in)
+	if err != nil {
+		return err
+	}
+	if err := r.write("etc/acme-front.json", []byte(front), false); err != nil {
 		return err
 	}
 	data, err := json.MarshalIndent(r.bundle, "", "  ")
@@ -712,8 +717,9 @@ func FrontNextTo(self string) (string, error) {
 const ACMEFront = "acme-front"
 
 // acmeFront is its config: TLS with the WFE's certificate, the WFE's plain
-// listener upstream, and the site's own issuers.
-func (r *renderer) acmeFront(in *boulderInputs) string {
+// listener upstream, the site's own issuers, and who may get which
+// certificate (EAB, allowed names: docs/authority.md).
+func (r *renderer) acmeFront(in *boulderInputs) (string, error) {
 	p := r.p
 	var issuers []string
 	for _, is := range in.issuers {
@@ -732,6 +738,19 @@ func (r *renderer) acmeFront(in *boulderInputs) string {
 		}
 		peers = append(peers, x)
 	}
+	allowed, err := namescope.NormalizeAll(p.Spec.Policy.AllowedNames)
+	if err != nil {
+		return "", fmt.Errorf("policy.allowedNames: %w", err)
+	}
+	allowed = append([]string{}, allowed...)
+	// The health probes register without a binding (the controller holds
+	// their keys).
+	exempt := []string{}
+	if p.Spec.EAB.Required {
+		if exempt, err = probeKeyDigests(p.Spec); err != nil {
+			return "", err
+		}
+	}
 	b, _ := json.MarshalIndent(map[string]any{
 		"release":  acmefront.Release{Site: p.Site.Name, Boulder: r.bundle.BoulderVersion, Bundle: r.bundle.Generation},
 		"listen":   Addr(p.Public, p.Spec.ACME.HTTPSPort),
@@ -747,8 +766,13 @@ func (r *renderer) acmeFront(in *boulderInputs) string {
 		"metricsListen": p.debug(ACMEFront),
 		// When the internal certificates expire, on the same /metrics.
 		"internalCerts": r.root("ipki"),
+		"eabRequired":   p.Spec.EAB.Required,
+		"allowedNames":  allowed,
+		"exemptKeys":    exempt,
+		"sitePrefix":    p.Site.SerialPrefix.Value(),
+		"db":            acmefront.DBConfig{Addr: Addr(p.DB, PortDB), User: FrontDBUser, PasswordFile: r.root("secrets", frontPasswordSecret)},
 	}, "", "  ")
-	return string(b) + "\n"
+	return string(b) + "\n", nil
 }
 
 // generation names what the bundle runs: a digest of its rendered files

@@ -42,7 +42,8 @@ import (
 //     Boulder's ceremony is limited to serverAuth, and replicas need
 //     clientAuth certificates.
 
-// ReplicatedTable is the only table sites exchange.
+// ReplicatedTable is Boulder's accounts table, the only Boulder table
+// sites exchange (with cairn's EAB tables: ReplicatedTables).
 const ReplicatedTable = "boulder_sa.registrations"
 
 // MonitorUser reads replication status and account rows (cairn accounts
@@ -171,8 +172,12 @@ master_retry_count=1000000
 slave_skip_errors=%[5]s
 slave_run_triggers_for_rbr=ENFORCE
 `, p.Site.SerialPrefix.Value(), varDir, int64(p.Spec.Accounts.BinlogRetention.Seconds()), ForeignWriteErrno, joinInts(ReplicaSkipErrors))
+	// One line per table: the option file takes no comma-separated list
+	// (it would read as one table whose name holds commas).
 	for _, q := range peers {
-		fmt.Fprintf(&b, "%s.replicate_do_table=%s\n", ConnectionName(q.Site.Name), ReplicatedTable)
+		for _, t := range ReplicatedTables {
+			fmt.Fprintf(&b, "%s.replicate_do_table=%s\n", ConnectionName(q.Site.Name), t.Table)
+		}
 	}
 	return b.String()
 }
@@ -191,7 +196,7 @@ func replicaHosts(q *Plan) []string {
 // replicationSQL creates the users peers and cairn log in as, then points
 // one connection at every peer and starts them. It is run on every start,
 // as the local administrator over the socket, with sql_log_bin=0.
-func replicationSQL(p *Plan, peers []*Plan, root, issuerDN, ownPW string, peerPW map[string]string, monitorPW, adminPW string) string {
+func replicationSQL(p *Plan, peers []*Plan, root, issuerDN, ownPW string, peerPW map[string]string, monitorPW, adminPW, frontPW string) string {
 	var b strings.Builder
 	b.WriteString("-- Rendered by cairn: account replication (docs/accounts.md). Secret: 0600.\n")
 	user := func(name, host, pw, require, grant string) {
@@ -207,6 +212,7 @@ func replicationSQL(p *Plan, peers []*Plan, root, issuerDN, ownPW string, peerPW
 	user(AdminUser, "%", adminPW, fmt.Sprintf("SUBJECT '/CN=%s' AND ISSUER '%s'", AdminCertCN, issuerDN),
 		"REPLICATION SLAVE ADMIN, SLAVE MONITOR, BINLOG MONITOR, BINLOG ADMIN ON *.*")
 	fmt.Fprintf(&b, "GRANT SELECT, INSERT, UPDATE ON %s TO '%s'@'%%';\n", ReplicatedTable, AdminUser)
+	b.WriteString(eabGrantsSQL(p, frontPW))
 	if !p.Replicating() {
 		return b.String()
 	}
@@ -256,31 +262,39 @@ CREATE TABLE IF NOT EXISTS %[1]s (
   last_op VARCHAR(6) NOT NULL,
   last_at DATETIME NOT NULL
 ) ENGINE=InnoDB;
-DELIMITER //
-CREATE OR REPLACE PROCEDURE cairn.refuse_foreign_write(IN row_id BIGINT, IN op VARCHAR(6))
+ALTER TABLE %[1]s ADD COLUMN IF NOT EXISTS last_table VARCHAR(64) NOT NULL DEFAULT '%[3]s';
+%[4]sDELIMITER //
+CREATE OR REPLACE PROCEDURE cairn.refuse_foreign_write(IN tbl VARCHAR(64), IN row_id BIGINT, IN op VARCHAR(6))
 BEGIN
-  INSERT INTO %[1]s (domain_id, n, last_id, last_op, last_at)
-    VALUES (@@session.gtid_domain_id, 1, row_id, op, UTC_TIMESTAMP())
-    ON DUPLICATE KEY UPDATE n = n + 1, last_id = VALUES(last_id), last_op = VALUES(last_op), last_at = VALUES(last_at);
+  INSERT INTO %[1]s (domain_id, n, last_id, last_op, last_at, last_table)
+    VALUES (@@session.gtid_domain_id, 1, row_id, op, UTC_TIMESTAMP(), tbl)
+    ON DUPLICATE KEY UPDATE n = n + 1, last_id = VALUES(last_id), last_op = VALUES(last_op), last_at = VALUES(last_at), last_table = VALUES(last_table);
   SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = %[2]d,
-    MESSAGE_TEXT = 'cairn: refused a replicated account row outside its origin''s ID range (docs/accounts.md)';
+    MESSAGE_TEXT = 'cairn: refused a replicated row outside its origin''s ID range (docs/accounts.md)';
 END//
-`, ForeignWritesTable, ForeignWriteErrno)
-	schema, _, _ := strings.Cut(ReplicatedTable, ".") // a trigger lives in its table's schema
+`, ForeignWritesTable, ForeignWriteErrno, ReplicatedTable, eabSchemaSQL())
 	peer := "@@session.gtid_domain_id <> @@global.gtid_domain_id"
 	// Parenthesised: under sql_mode HIGH_NOT_PRECEDENCE, NOT binds tighter
 	// than =.
 	owned := func(id string) string {
 		return fmt.Sprintf("(%s %% %d = @@session.gtid_domain_id)", id, accountIDRange)
 	}
-	for _, t := range []struct{ op, cond, id string }{
-		{"insert", "NOT " + owned("NEW.id"), "NEW.id"},
-		{"update", fmt.Sprintf("NOT (%s AND %s)", owned("OLD.id"), owned("NEW.id")), "OLD.id"},
-		{"delete", "NOT " + owned("OLD.id"), "OLD.id"},
-	} {
-		fmt.Fprintf(&b, "CREATE OR REPLACE TRIGGER %[1]s.cairn_owned_%[2]s BEFORE %[3]s ON %[4]s FOR EACH ROW\n"+
-			"  IF %[5]s AND %[6]s THEN CALL cairn.refuse_foreign_write(%[7]s, '%[2]s'); END IF//\n",
-			schema, t.op, strings.ToUpper(t.op), ReplicatedTable, peer, t.cond, t.id)
+	for _, t := range ReplicatedTables {
+		schema, table, _ := strings.Cut(t.Table, ".") // a trigger lives in its table's schema
+		prefix := "cairn_owned_"                      // the accounts table's triggers keep their first names
+		if t.Table != ReplicatedTable {
+			prefix = table + "_owned_"
+		}
+		newID, oldID := "NEW."+t.OwnerColumn, "OLD."+t.OwnerColumn
+		for _, tr := range []struct{ op, cond, id string }{
+			{"insert", "NOT " + owned(newID), newID},
+			{"update", fmt.Sprintf("NOT (%s AND %s)", owned(oldID), owned(newID)), oldID},
+			{"delete", "NOT " + owned(oldID), oldID},
+		} {
+			fmt.Fprintf(&b, "CREATE OR REPLACE TRIGGER %[1]s.%[2]s%[3]s BEFORE %[4]s ON %[5]s FOR EACH ROW\n"+
+				"  IF %[6]s AND %[7]s THEN CALL cairn.refuse_foreign_write('%[5]s', %[8]s, '%[3]s'); END IF//\n",
+				schema, prefix, tr.op, strings.ToUpper(tr.op), t.Table, peer, tr.cond, tr.id)
+		}
 	}
 	b.WriteString("DELIMITER ;\n")
 	return b.String()
@@ -374,7 +388,11 @@ func (r *renderer) replication(ctx context.Context) (string, error) {
 			return "", err
 		}
 	}
-	sql := replicationSQL(p, peers, r.o.Root, opensslDN(ca.cert.Subject), ownPW, peerPW, monitorPW, adminPW)
+	frontPW, err := r.secret(frontPasswordSecret, 18)
+	if err != nil {
+		return "", err
+	}
+	sql := replicationSQL(p, peers, r.o.Root, opensslDN(ca.cert.Subject), ownPW, peerPW, monitorPW, adminPW, frontPW)
 	if err := r.write("secrets/db-replication.sql", []byte(sql), true); err != nil {
 		return "", err
 	}

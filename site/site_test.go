@@ -31,6 +31,7 @@ import (
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/intermediates"
+	"github.com/cairn-pki/cairn/internal/acmefront"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 	"github.com/cairn-pki/cairn/internal/labtest"
@@ -393,11 +394,21 @@ func TestRenderReplication(t *testing.T) {
 		// Every write to the accounts table, local or replicated, passes
 		// the ownership triggers.
 		"CREATE OR REPLACE TRIGGER boulder_sa.cairn_owned_insert BEFORE INSERT ON boulder_sa.registrations FOR EACH ROW\n" +
-			"  IF @@session.gtid_domain_id <> @@global.gtid_domain_id AND NOT (NEW.id % 128 = @@session.gtid_domain_id) THEN CALL cairn.refuse_foreign_write(NEW.id, 'insert'); END IF//",
+			"  IF @@session.gtid_domain_id <> @@global.gtid_domain_id AND NOT (NEW.id % 128 = @@session.gtid_domain_id) THEN CALL cairn.refuse_foreign_write('boulder_sa.registrations', NEW.id, 'insert'); END IF//",
 		"BEFORE UPDATE ON boulder_sa.registrations FOR EACH ROW\n" +
 			"  IF @@session.gtid_domain_id <> @@global.gtid_domain_id AND NOT ((OLD.id % 128 = @@session.gtid_domain_id) AND (NEW.id % 128 = @@session.gtid_domain_id)) THEN",
 		"BEFORE DELETE ON boulder_sa.registrations FOR EACH ROW\n" +
-			"  IF @@session.gtid_domain_id <> @@global.gtid_domain_id AND NOT (OLD.id % 128 = @@session.gtid_domain_id) THEN CALL cairn.refuse_foreign_write(OLD.id, 'delete')",
+			"  IF @@session.gtid_domain_id <> @@global.gtid_domain_id AND NOT (OLD.id % 128 = @@session.gtid_domain_id) THEN CALL cairn.refuse_foreign_write('boulder_sa.registrations', OLD.id, 'delete')",
+		// The EAB tables replicate under the same rule; a binding's origin
+		// is its account's.
+		"CREATE OR REPLACE TRIGGER cairn.eab_bindings_owned_insert BEFORE INSERT ON cairn.eab_bindings FOR EACH ROW\n" +
+			"  IF @@session.gtid_domain_id <> @@global.gtid_domain_id AND NOT (NEW.account_id % 128 = @@session.gtid_domain_id) THEN",
+		"CREATE OR REPLACE TRIGGER cairn.eab_keys_owned_update", "CREATE OR REPLACE TRIGGER cairn.eab_revocations_owned_delete",
+		// The front reads keys and two columns of the accounts, and only
+		// inserts bindings; the administrator never reads a key's secret.
+		"GRANT SELECT (id, jwk_sha256) ON boulder_sa.registrations TO 'cairn_front'@'127.0.0.1'",
+		"GRANT SELECT, INSERT ON cairn.eab_bindings TO 'cairn_front'@'127.0.31.",
+		"GRANT SELECT (id, kid, label, scope, created_at), INSERT ON cairn.eab_keys TO 'cairn_admin'@'%'",
 		"SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 1644",
 	} {
 		if !strings.Contains(sql, want) {
@@ -663,5 +674,46 @@ func readJSON(t *testing.T, path string, v any) {
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// With eab.required the front gets the policy, the probes' account keys
+// (which register without a binding) and its own database user.
+func TestRenderEABPolicy(t *testing.T) {
+	spec := cluster.Default([]string{"a", "b"})
+	spec.EAB.Required = true
+	spec.Policy.AllowedNames = []string{"*.Corp.Internal", "lab.home.arpa"}
+	pki := newSoftPKI(t, spec)
+	out := t.TempDir()
+	render(t, spec, pki, 1, out)
+	var front acmefront.Config
+	if err := fsutil.ReadJSON(filepath.Join(out, "etc", "acme-front.json"), &front); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, s := range spec.Sites {
+		k, err := ProbeAccountKey(spec, s.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, _ := KeyDigest(k.Public())
+		want = append(want, d)
+	}
+	if !front.EABRequired || !slices.Equal(front.AllowedNames, []string{"corp.internal", "lab.home.arpa"}) || front.SitePrefix != 2 ||
+		!slices.Equal(front.ExemptKeys, want) || front.DB == nil || front.DB.User != FrontDBUser || front.DB.Addr != "127.0.32.10:3306" ||
+		front.DB.PasswordFile != "/cairn/sites/b/secrets/db_cairn_front.pw" {
+		t.Errorf("acme-front.json: %+v (db %+v), want exempt %v", front, front.DB, want)
+	}
+	if fi, err := os.Stat(filepath.Join(out, "secrets", "db_cairn_front.pw")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("front's database password: %v %v", fi, err)
+	}
+	// The password is in the SQL that makes the user, and nowhere else.
+	pw, _ := fsutil.ReadSecret(filepath.Join(out, "secrets", "db_cairn_front.pw"))
+	sql, _ := os.ReadFile(filepath.Join(out, "secrets", "db-replication.sql"))
+	if !strings.Contains(string(sql), "CREATE USER IF NOT EXISTS 'cairn_front'@'127.0.32.10' IDENTIFIED BY '"+pw+"'") {
+		t.Error("db-replication.sql does not make the front's user with its password")
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "etc", "acme-front.json")); strings.Contains(string(b), pw) {
+		t.Error("the front's password is in its config")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/cairn-pki/cairn/accounts"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/lab"
+	"github.com/cairn-pki/cairn/site"
 )
 
 func newAccountsCmd(g *globals) *cobra.Command {
@@ -78,8 +79,120 @@ func newAccountsCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(status, seed)
+	cmd.AddCommand(status, seed, newEABCmd(g))
 	return cmd
+}
+
+// newEABCmd is `cairn accounts eab`: External Account Binding keys
+// (docs/authority.md).
+func newEABCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "eab", Short: "External Account Binding keys: who may register ACME accounts, and for which names"}
+	var siteName string
+	var wait time.Duration
+	open := func(cmd *cobra.Command) (*accounts.EAB, error) {
+		spec, err := cluster.Load(g.specPath())
+		if err != nil {
+			return nil, err
+		}
+		adm, err := accounts.Admin(spec)
+		if err != nil {
+			return nil, err
+		}
+		return &accounts.EAB{Spec: spec, Open: adm, Log: cmd.ErrOrStderr(), Wait: wait}, nil
+	}
+	var label string
+	var scope []string
+	create := &cobra.Command{
+		Use:   "create --label L [--scope SUFFIX]...",
+		Short: "Make a key: prints its key ID and HMAC key once (hand both to the team; nothing shows the HMAC key again)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			k, err := e.Create(cmd.Context(), siteName, label, scope)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if g.output == "json" {
+				return printJSON(out, k)
+			}
+			fmt.Fprintf(out, "kid: %s\nhmac: %s\n", k.KID, k.HMAC)
+			fmt.Fprintf(cmd.ErrOrStderr(), "Give both to %q; certbot --eab-kid KID --eab-hmac-key HMAC, lego --eab --kid KID --hmac HMAC. Scope: %s\n",
+				k.Label, scopeText(k.Scope))
+			return nil
+		},
+	}
+	create.Flags().StringVar(&label, "label", "", "who the key is for (a team or service)")
+	create.Flags().StringSliceVar(&scope, "scope", nil, "name suffix the key's accounts may order (repeatable; payments.corp.internal or *.payments.corp.internal: the name and everything under it); none: the cluster's policy.allowedNames")
+	create.Flags().StringVar(&siteName, "site", "", "make the key at this site (default: the first whose database answers)")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "Every key (never its HMAC key): label, scope, where it is, accounts bound, revoked",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			keys, err := e.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if g.output == "json" {
+				return printJSON(out, keys)
+			}
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "KID\tLABEL\tSCOPE\tCREATED\tMADE AT\tAT SITES\tACCOUNTS\tREVOKED")
+			for _, k := range keys {
+				revoked := "–"
+				if k.Revoked != nil {
+					revoked = k.Revoked.Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", k.KID, trim(k.Label, 30), scopeText(k.Scope), k.Created.Format(time.RFC3339),
+					k.Site, strings.Join(k.At, ","), k.Bound, revoked)
+			}
+			return tw.Flush()
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke KID",
+		Short: "Revoke a key at every reachable site: its accounts can no longer order anywhere (their certificates stay valid)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			took, err := e.Revoke(cmd.Context(), siteName, args[0])
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				ms := map[string]float64{}
+				for s, d := range took {
+					ms[s] = float64(d.Microseconds()) / 1000
+				}
+				return printJSON(cmd.OutOrStdout(), map[string]any{"kid": args[0], "refusedAtMillis": ms})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s: refused at %d of %d sites\n", args[0], len(took), len(e.Spec.Sites))
+			return nil
+		},
+	}
+	revoke.Flags().StringVar(&siteName, "site", "", "revoke only at this site; the others learn it by replication (default: every reachable site)")
+	cmd.PersistentFlags().DurationVar(&wait, "wait", 30*time.Second, "how long create and revoke wait for every reachable site to have the change")
+	cmd.AddCommand(create, list, revoke)
+	return cmd
+}
+
+func scopeText(scope []string) string {
+	if len(scope) == 0 {
+		return "(policy.allowedNames)"
+	}
+	return strings.Join(scope, ",")
 }
 
 func printAccountsStatus(w io.Writer, st *accounts.Status) {
@@ -119,8 +232,12 @@ func printAccountsStatus(w io.Writer, st *accounts.Status) {
 		tw.Flush()
 		for _, c := range st.Connections {
 			if fw := c.ForeignWrites; fw != nil && fw.Count > 0 {
-				fmt.Fprintf(w, "  %s refused %d account rows from %s outside %s's ID range; last: %s of id %d at %s\n",
-					c.Site, fw.Count, c.Peer, c.Peer, fw.LastOp, fw.LastID, fw.LastAt.Format(time.RFC3339))
+				of := ""
+				if fw.LastTable != "" && fw.LastTable != site.ReplicatedTable {
+					of = fw.LastTable + " "
+				}
+				fmt.Fprintf(w, "  %s refused %d rows from %s outside %s's ID range; last: %s of %sid %d at %s\n",
+					c.Site, fw.Count, c.Peer, c.Peer, fw.LastOp, of, fw.LastID, fw.LastAt.Format(time.RFC3339))
 			}
 		}
 	}

@@ -36,10 +36,13 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cairn-pki/cairn/internal/connlimit"
 	"github.com/cairn-pki/cairn/internal/fsutil"
@@ -73,6 +76,18 @@ type Config struct {
 	// <name>/cert.pem in it (and of CertFile) is on /metrics, read at
 	// each scrape.
 	InternalCerts string `json:"internalCerts,omitempty"`
+	// Who may get which certificate (policy.go, docs/authority.md).
+	// EABRequired: a newAccount of a key not registered here needs an
+	// external account binding. AllowedNames: the cluster's
+	// policy.allowedNames. ExemptKeys: account-key digests that register
+	// without a binding (the health probes'). SitePrefix: this site's
+	// serial prefix (its account IDs mod 128). DB: where keys, bindings
+	// and accounts are.
+	EABRequired  bool      `json:"eabRequired,omitempty"`
+	AllowedNames []string  `json:"allowedNames,omitempty"`
+	ExemptKeys   []string  `json:"exemptKeys,omitempty"`
+	SitePrefix   int       `json:"sitePrefix,omitempty"`
+	DB           *DBConfig `json:"db,omitempty"`
 }
 
 // Deadlines of the public listener. A stranger holds a connection at most
@@ -158,6 +173,10 @@ type Front struct {
 	// reconnect, and resolve the ACME name again, after their next
 	// request instead of losing one to the restart).
 	closing atomic.Bool
+	policy  *policy
+	// checks times the policy's checks (database lookups included) by
+	// request: what the front adds to newAccount, newOrder and finalize.
+	checks *prometheus.HistogramVec
 }
 
 // CloseConnections makes every answer from now on close its connection
@@ -174,8 +193,22 @@ func Load(file string) (*Config, error) {
 	return &c, nil
 }
 
-// New builds the handler.
+// New builds the handler, with the site's database when the config
+// names one.
 func New(c *Config, log *slog.Logger) (*Front, error) {
+	var store Store
+	if c.DB != nil {
+		s, err := OpenSQLStore(*c.DB)
+		if err != nil {
+			return nil, err
+		}
+		store = s
+	}
+	return NewWithStore(c, store, log)
+}
+
+// NewWithStore is New with the keys, bindings and accounts in store.
+func NewWithStore(c *Config, store Store, log *slog.Logger) (*Front, error) {
 	u, err := url.Parse(c.Upstream)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("upstream %q: want http://ip:port", c.Upstream)
@@ -200,6 +233,12 @@ func New(c *Config, log *slog.Logger) (*Front, error) {
 	if err := f.loadPeers(c); err != nil {
 		return nil, err
 	}
+	if f.policy, err = newPolicy(c, store); err != nil {
+		return nil, err
+	}
+	f.checks = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cairn_front_check_seconds",
+		Help:    "Time the front's own checks took (EAB, name scopes, revoked keys; database lookups included), by request.",
+		Buckets: []float64{0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1, 0.5, 3}}, []string{"request"})
 	f.proxy = &httputil.ReverseProxy{
 		Transport: &http.Transport{
 			DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -221,6 +260,7 @@ func New(c *Config, log *slog.Logger) (*Front, error) {
 			log.Warn("upstream", "err", err)
 			panic(http.ErrAbortHandler)
 		},
+		ModifyResponse: f.modifyResponse,
 	}
 	return f, nil
 }
@@ -284,25 +324,44 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 	}
 	if r.Method == http.MethodPost && r.URL.Path == revokePath && len(f.peers) > 0 {
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-		r.Body.Close()
-		if err != nil {
-			panic(http.ErrAbortHandler)
-		}
+		body := readBody(r)
 		if aki, ok := revokedAKI(body); ok && !f.own[string(aki)] {
 			if p, known := f.peers[string(aki)]; known {
 				f.forwardRevocation(w, r, body, p)
 				return
 			}
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
+	}
+	if r.Method == http.MethodPost && r.URL.Path == newAccountPath && f.policy.store != nil {
+		body := readBody(r)
+		t0 := time.Now()
+		kid, ref := f.policy.newAccount(r.Context(), r.Host, body)
+		f.checks.WithLabelValues("newAccount").Observe(time.Since(t0).Seconds())
+		if ref != nil {
+			f.refuse(w, r, ref)
+			return
+		}
+		if kid != "" {
+			r = r.WithContext(context.WithValue(r.Context(), bindKey{}, kid))
+		}
+	}
+	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, finalizePrefix) && f.policy.store != nil {
+		t0 := time.Now()
+		ref := f.policy.finalize(r.Context(), readBody(r))
+		f.checks.WithLabelValues("finalize").Observe(time.Since(t0).Seconds())
+		if ref != nil {
+			f.refuse(w, r, ref)
+			return
+		}
 	}
 	if r.Method == http.MethodPost && r.URL.Path == newOrderPath {
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-		r.Body.Close()
-		if err != nil {
-			panic(http.ErrAbortHandler)
+		body := readBody(r)
+		t0 := time.Now()
+		ref := f.policy.newOrder(r.Context(), body)
+		f.checks.WithLabelValues("newOrder").Observe(time.Since(t0).Seconds())
+		if ref != nil {
+			f.refuse(w, r, ref)
+			return
 		}
 		if len(body) <= maxBody {
 			if aki, ok := replacesAKI(body); ok && !f.own[string(aki)] {
@@ -311,13 +370,92 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
 	}
 	if f.release != "" && r.Method == http.MethodGet && r.URL.Path == "/directory" {
 		w.Header().Set(ReleaseHeader, f.release)
 	}
 	f.proxy.ServeHTTP(w, r)
+}
+
+// readBody reads a request's body (at most maxBody+1 bytes: a longer one
+// is the WFE's to refuse) and puts it back for the WFE.
+func readBody(r *http.Request) []byte {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	r.Body.Close()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	return body
+}
+
+// bindKey carries, from a newAccount to its answer, the EAB key to bind
+// the account the WFE makes to.
+type bindKey struct{}
+
+// refuse answers a request the policy refused, counted by reason.
+func (f *Front) refuse(w http.ResponseWriter, r *http.Request, ref *refusal) {
+	f.policy.refused[ref.reason].Add(1)
+	f.log.Info("refused", "path", r.URL.Path, "reason", ref.reason, "detail", ref.detail, "client", r.RemoteAddr)
+	nonce, _ := f.nonce(r.Context(), r.Host)
+	writeProblemSub(w, r.Host, nonce, ref.status, ref.typ, ref.detail, ref.sub)
+}
+
+// modifyResponse completes what the policy started: it binds a new
+// account to its EAB key before the client learns of the account, and
+// marks the directory when EAB is required.
+func (f *Front) modifyResponse(resp *http.Response) error {
+	req := resp.Request
+	if kid, ok := req.Context().Value(bindKey{}).(string); ok && (resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusOK) {
+		if id := f.policy.ownAccount(resp.Header.Get("Location")); id != 0 {
+			if err := f.policy.store.Bind(req.Context(), id, kid); err != nil {
+				// The account exists but is unbound: the client is told
+				// to retry, and its retry (an existing key with a valid
+				// binding) binds it.
+				f.log.Warn("binding a new account to its EAB key", "account", id, "kid", kid, "err", err)
+				f.policy.refused[ReasonStoreError].Add(1)
+				replaceWithProblem(resp, http.StatusServiceUnavailable, probServerInternal,
+					"the account was created but could not be bound to its external account key: send the same request again")
+				return nil
+			}
+			f.log.Info("account bound to its EAB key", "account", id, "kid", kid)
+		}
+	}
+	if f.policy.required && req.Method == http.MethodGet && req.URL.Path == directoryPath && resp.StatusCode == http.StatusOK {
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		if out, err := rewriteDirectory(body); err == nil {
+			body = out
+		} else {
+			f.log.Warn("directory is not JSON: passed unchanged", "err", err)
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		resp.ContentLength = int64(len(body))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	return nil
+}
+
+// replaceWithProblem turns the WFE's answer into a problem document; the
+// WFE's fresh nonce stays.
+func replaceWithProblem(resp *http.Response, status int, typ, detail string) {
+	resp.Body.Close()
+	b, _ := json.Marshal(map[string]any{"type": typ, "detail": detail, "status": status})
+	resp.StatusCode, resp.Status = status, fmt.Sprintf("%d %s", status, http.StatusText(status))
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	resp.ContentLength = int64(len(b))
+	for _, h := range []string{"Location", "Link"} {
+		resp.Header.Del(h)
+	}
+	resp.Header.Set("Content-Type", "application/problem+json")
+	resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+	if status == http.StatusServiceUnavailable {
+		resp.Header.Set("Retry-After", "5")
+	}
 }
 
 // alreadyReplaced answers RFC 8555 style: a problem document with its
@@ -514,6 +652,11 @@ func (f *Front) problem(w http.ResponseWriter, r *http.Request, status int, typ,
 // (if any: clients take the next one from every response), the directory
 // link, and Retry-After on 503.
 func writeProblem(w http.ResponseWriter, host, nonce string, status int, typ, detail string) {
+	writeProblemSub(w, host, nonce, status, typ, detail, nil)
+}
+
+// writeProblemSub is writeProblem with RFC 8555 §6.7.1 subproblems.
+func writeProblemSub(w http.ResponseWriter, host, nonce string, status int, typ, detail string, sub []subproblem) {
 	if nonce != "" {
 		w.Header().Set("Replay-Nonce", nonce)
 	}
@@ -524,7 +667,11 @@ func writeProblem(w http.ResponseWriter, host, nonce string, status int, typ, de
 		w.Header().Set("Retry-After", "60")
 	}
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{"type": typ, "detail": detail, "status": status})
+	doc := map[string]any{"type": typ, "detail": detail, "status": status}
+	if len(sub) > 0 {
+		doc["subproblems"] = sub
+	}
+	json.NewEncoder(w).Encode(doc)
 }
 
 // replacesAKI reads the authority key identifier of the certificate a

@@ -4,6 +4,7 @@
 package labtest
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
@@ -39,6 +41,7 @@ const (
 	BlockPolicy      = 130 // internal/policytest: private suffixes and validation networks
 	BlockProfiles    = 140 // internal/profiletest: certificate profiles
 	BlockHosts       = 150 // internal/hosttest: the lab's client hosts
+	BlockEAB         = 160 // internal/eabtest: External Account Binding and name scopes
 	// 170: acmedns's provider contract (BIND, Knot, PowerDNS on 127.0.170.x).
 )
 
@@ -176,4 +179,15 @@ func ACMEClient(t testing.TB, spec *cluster.Spec, i int, rootCertFile, clientKey
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// Run runs a client (certbot, lego, …) with env for at most 3 minutes and
+// returns its combined output.
+func Run(env []string, argv []string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
