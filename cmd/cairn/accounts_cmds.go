@@ -54,7 +54,11 @@ func newAccountsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// With -o json, progress goes to stderr and stdout is the report.
 			out := cmd.OutOrStdout()
+			if g.output == "json" {
+				out = cmd.ErrOrStderr()
+			}
 			// The lab's databases started without a binary log are
 			// restarted with the rendered my.cnf; a provisioned site's
 			// are restarted by `cairn provision apply`.
@@ -73,7 +77,7 @@ func newAccountsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if g.output == "json" {
-				return printJSON(out, rep)
+				return printJSON(cmd.OutOrStdout(), rep)
 			}
 			fmt.Fprintln(out, "done: check with `cairn accounts status`")
 			return nil

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 
 	"github.com/cairn-pki/cairn/internal/labtest"
 	"github.com/cairn-pki/cairn/internal/testenv"
@@ -222,5 +225,53 @@ func TestDNSKeyCommands(t *testing.T) {
 	}
 	if _, err := os.Stat(file); err == nil {
 		t.Fatal("remove left the key file")
+	}
+}
+
+// -o json either prints JSON or is refused: every runnable command not in
+// jsonCommands refuses it before doing anything, naming itself; every
+// name in jsonCommands is a command.
+func TestJSONOutputWorksOrIsRefused(t *testing.T) {
+	root := newRoot()
+	seen := map[string]bool{}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			if sub.Name() == "help" || sub.Name() == "completion" {
+				continue
+			}
+			walk(sub)
+		}
+		if !c.Runnable() || c == root {
+			return
+		}
+		path := strings.TrimPrefix(c.CommandPath(), "cairn ")
+		seen[path] = true
+		if jsonCommands[path] {
+			return
+		}
+		try := func(args ...string) error {
+			r := newRoot()
+			r.SetArgs(append(append(strings.Fields(path), args...), "-o", "json"))
+			r.SetOut(io.Discard)
+			r.SetErr(io.Discard)
+			return r.Execute()
+		}
+		err := try()
+		if err != nil && strings.Contains(err.Error(), "arg(s)") {
+			err = try("x") // a command that needs an argument checks it first
+		}
+		if err == nil || !strings.Contains(err.Error(), "`cairn "+path+"` has no JSON output") {
+			t.Errorf("cairn %s -o json: %v, want the refusal", path, err)
+		}
+	}
+	walk(root)
+	for path := range jsonCommands {
+		if !seen[path] {
+			t.Errorf("jsonCommands names %q, which is not a command", path)
+		}
+	}
+	if len(seen) < 40 {
+		t.Fatalf("walked %d commands", len(seen))
 	}
 }

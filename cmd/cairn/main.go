@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -44,6 +45,17 @@ func main() {
 	}
 }
 
+// jsonCommands are the commands whose -o json prints JSON (and nothing
+// else) on standard output; every other command refuses -o json.
+var jsonCommands = map[string]bool{
+	"accounts status": true, "accounts seed": true, "accounts eab create": true, "accounts eab list": true, "accounts eab revoke": true,
+	"dns key add": true, "dns key list": true, "drill list": true,
+	"failover status": true, "failover plan": true, "failover move": true, "failover drain": true, "failover undrain": true,
+	"lab up": true, "lab status": true, "pki status": true, "probe": true, "report availability": true, "report steps": true,
+	"provision apply": true, "revoke status": true, "validate": true,
+	"upgrade plan": true, "upgrade apply": true, "upgrade abandon": true, "upgrade status": true,
+}
+
 func newRoot() *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
@@ -55,6 +67,9 @@ func newRoot() *cobra.Command {
 			g.configChanged = cmd.Flags().Changed("config")
 			if g.output != "text" && g.output != "json" {
 				return fmt.Errorf("-o %q: use text or json", g.output)
+			}
+			if path := strings.TrimPrefix(cmd.CommandPath(), "cairn "); g.output == "json" && !jsonCommands[path] {
+				return fmt.Errorf("-o json: `cairn %s` has no JSON output; drop -o json", path)
 			}
 			return nil
 		},
