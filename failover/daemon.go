@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cairn-pki/cairn/internal/connlimit"
 	"log/slog"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,12 +68,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	pipe.Then = c.Sink
-	ln, err := net.Listen("tcp", spec.Failover.Listen)
+	// Anyone who reaches failover.listen gets the status: capped and
+	// deadlined like every operator listener (connlimit.ServeHTTP).
+	srv, err := connlimit.ServeHTTP(spec.Failover.Listen, "failover.listen", c.Handler(reg, token), log)
 	if err != nil {
-		return fmt.Errorf("failover.listen %s: %w", spec.Failover.Listen, err)
+		return err
 	}
-	srv := &http.Server{Handler: c.Handler(reg, token), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
 	defer srv.Close()
 	log.Info("status page and API", "url", "http://"+spec.Failover.Listen+"/", "dns", dns.String())
 	go pipe.Run(ctx)

@@ -5,10 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"html/template"
+	"github.com/cairn-pki/cairn/internal/connlimit"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -19,7 +17,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/spf13/cobra"
 
@@ -162,15 +159,10 @@ func (g *globals) watch(cmd *cobra.Command, args []string, f *probeFlags) error 
 	board := healthcheck.NewBoard(pipe.History, reg)
 	go board.Run(ctx, 15*time.Second)
 	if f.metricsAddr != "" {
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { serveBoard(w, r, board, title) })
-		srv := &http.Server{Addr: f.metricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		ln, err := net.Listen("tcp", f.metricsAddr)
+		srv, err := connlimit.ServeHTTP(f.metricsAddr, "--metrics-addr", healthcheck.WatchHandler(reg, board, title), nil)
 		if err != nil {
-			return fmt.Errorf("--metrics-addr %s: %w", f.metricsAddr, err)
+			return err
 		}
-		go srv.Serve(ln)
 		defer srv.Close()
 		fmt.Fprintf(os.Stderr, "status page on http://%s/, metrics on http://%s/metrics\n", f.metricsAddr, f.metricsAddr)
 	}
@@ -236,24 +228,6 @@ func (g *globals) watchPipeline(args []string, f *probeFlags, reg prometheus.Reg
 		title = "site " + args[0]
 	}
 	return pipe, title, history, nil
-}
-
-// serveBoard is `probe --watch`'s status page: the same board as the
-// controller's page.
-func serveBoard(w http.ResponseWriter, r *http.Request, board *healthcheck.Board, title string) {
-	v, err := board.View(r.Context())
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	frag, err := healthcheck.BoardHTML(v)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-	healthcheck.BoardPage.Execute(w, healthcheck.PageData{Title: title, At: v.At, CSS: template.CSS(healthcheck.BoardCSS), Board: frag})
 }
 
 func newReportCmd(g *globals) *cobra.Command {

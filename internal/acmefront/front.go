@@ -724,16 +724,13 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger) error {
 	// nothing else is reachable on this port (the controller reaches the
 	// site through its agent, package agent).
 	capped := connlimit.New(inner, c.MaxConns, c.MaxConnsPerSource, log)
-	var metrics *http.Server
+	var metrics *connlimit.Server
 	if c.MetricsListen != "" {
-		ml, err := net.Listen("tcp", c.MetricsListen)
-		if err != nil {
+		var err error
+		if metrics, err = connlimit.ServeHTTP(c.MetricsListen, "metricsListen", metricsHandler(f, capped.Stats, *c), log); err != nil {
 			capped.Close()
-			return fmt.Errorf("metricsListen: %w", err)
+			return err
 		}
-		metrics = &http.Server{Handler: metricsHandler(f, capped.Stats, *c), ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: IdleTimeout}
-		go metrics.Serve(ml)
 	}
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
