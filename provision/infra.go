@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -13,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/site"
 	cairnterraform "github.com/cairn-pki/cairn/terraform"
 )
 
@@ -35,6 +37,7 @@ type Infrastructure interface {
 // infrastructures are the kinds --infra takes.
 var infrastructures = map[string]func(p *Provisioner) (Infrastructure, error){
 	"local":    newLocal,
+	"nspawn":   newNspawn,
 	"aws":      newAWS,
 	"existing": newExisting,
 }
@@ -210,3 +213,95 @@ func (e existingInfra) Plan(ctx context.Context) (string, error) {
 func (e existingInfra) Destroy(ctx context.Context) error { return e.p.uninstall(ctx) }
 
 func (e existingInfra) FromOperator(argv []string) []string { return argv }
+
+// nspawnInfra: Debian 12 hosts with systemd as PID 1 on this machine
+// (terraform/nspawn, built-ins only), behind one switch namespace.
+type nspawnInfra struct{ *terraformInfra }
+
+func newNspawn(p *Provisioner) (Infrastructure, error) {
+	network, err := p.nspawnNetwork()
+	if err != nil {
+		return nil, err
+	}
+	if p.o.Gateway == "" {
+		// The network's last address but one: no host of a spec takes it.
+		b := network.Masked().Addr().As4()
+		host := uint32(1)<<(32-network.Bits()) - 2
+		n := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) | host
+		p.o.Gateway = netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}).String()
+	}
+	gw, err := netip.ParseAddr(p.o.Gateway)
+	if err != nil || !network.Contains(gw) {
+		return nil, fmt.Errorf("--gateway %q: give an IPv4 address in the hosts' network %s that no host uses", cluster.Excerpt(p.o.Gateway), network)
+	}
+	if p.o.ImageCache == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			return nil, fmt.Errorf("--image-cache: no cache directory (%v); give one", err)
+		}
+		p.o.ImageCache = filepath.Join(dir, "cairn", "nspawn")
+	}
+	t := &terraformInfra{p: p, dir: p.path("terraform"), what: "nspawn hosts"}
+	t.prepare = func() ([]string, error) {
+		if err := p.mkdir(); err != nil {
+			return nil, err
+		}
+		if err := writeFS(cairnterraform.Files, "nspawn", t.dir); err != nil {
+			return nil, err
+		}
+		hosts, err := p.localHosts()
+		if err != nil {
+			return nil, err
+		}
+		for name, h := range hosts {
+			h.Location = "nspawn"
+			hosts[name] = h
+		}
+		hj, _ := json.Marshal(hosts)
+		return []string{"cairn=" + p.o.Self, "cluster=" + p.prefix(), "state_dir=" + p.path("hosts"), "gateway=" + p.o.Gateway,
+			"network=" + network.String(), "image_cache=" + p.o.ImageCache, "mirror=" + p.o.Mirror, "hosts=" + string(hj)}, nil
+	}
+	t.after = func(ctx context.Context) error { return NSSwitch{Cluster: p.prefix()}.Down(ctx) }
+	return nspawnInfra{t}, nil
+}
+
+// FromOperator runs argv inside the switch namespace.
+func (n nspawnInfra) FromOperator(argv []string) []string {
+	return append([]string{"ip", "netns", "exec", nsName(n.p.prefix(), "sw")}, argv...)
+}
+
+// nspawnNetwork is the hosts' network: the /16 of the primary DNS
+// server. Every address another host reaches (each site's address and
+// CRL front, the DNS servers, the PKI front, the controller) must be in
+// it, and none may be loopback: these hosts are machines on a bridge.
+func (p *Provisioner) nspawnNetwork() (netip.Prefix, error) {
+	spec := p.o.Spec
+	primary := spec.PrimaryDNS().Addr()
+	network, _ := primary.Prefix(16)
+	fix := "give the hosts addresses of their own in a private block, e.g. dns.servers 10.78.30.2:53 and 10.78.30.3:53, site i 10.78.(31+i).1 with serviceNetwork 10.78.(31+i).0/24, failover.listen 10.78.30.1:9180 (docs/provision.md \"nspawn\")"
+	if primary.IsLoopback() || !primary.Is4() {
+		return netip.Prefix{}, fmt.Errorf("dns.servers: the primary %s is loopback or not IPv4; --infra nspawn hosts are machines on a bridge: %s", primary, fix)
+	}
+	for i, s := range spec.Sites {
+		a, err := netip.ParseAddr(s.Address)
+		if err != nil || !network.Contains(a) {
+			return netip.Prefix{}, fmt.Errorf("sites[%d].address %s: not in the hosts' network %s (the primary DNS server's /16): %s", i, s.Address, network, fix)
+		}
+		plan, err := site.NewPlan(spec, i)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if !network.Contains(plan.CRL) {
+			return netip.Prefix{}, fmt.Errorf("sites[%d].serviceNetwork %s: its CRL front %s must be in the hosts' network %s: %s", i, s.ServiceNetwork, plan.CRL, network, fix)
+		}
+	}
+	for i, s := range spec.DNS.Servers {
+		if a, err := netip.ParseAddrPort(s.Address); err != nil || !network.Contains(a.Addr()) {
+			return netip.Prefix{}, fmt.Errorf("dns.servers[%d].address %s: not in the hosts' network %s: %s", i, s.Address, network, fix)
+		}
+	}
+	if ctl, err := netip.ParseAddrPort(spec.Failover.Listen); err != nil || !network.Contains(ctl.Addr()) {
+		return netip.Prefix{}, fmt.Errorf("failover.listen %s: the controller on the DNS host must listen in the hosts' network %s, where the operator reaches it: %s", spec.Failover.Listen, network, fix)
+	}
+	return network, nil
+}

@@ -46,6 +46,7 @@ type NSHost struct {
 type NSSwitch struct {
 	Cluster string
 	Gateway netip.Addr // the operator's address on the bridge
+	Bits    int        // the hosts' network's prefix length on the bridge (0: 8, loopback hosts)
 }
 
 func nsName(cluster, host string) string { return "cairn-" + cluster + "-" + host }
@@ -135,7 +136,11 @@ func (s NSSwitch) Up(ctx context.Context) error {
 	if err := routeLocalnet(ctx, ns, "br0"); err != nil {
 		return err
 	}
-	if err := ipCmd(ctx, "ip", "-n", ns, "addr", "replace", s.Gateway.String()+"/8", "dev", "br0"); err != nil {
+	bits := s.Bits
+	if bits == 0 {
+		bits = 8
+	}
+	if err := ipCmd(ctx, "ip", "-n", ns, "addr", "replace", s.Gateway.String()+"/"+strconv.Itoa(bits), "dev", "br0"); err != nil {
 		return err
 	}
 	return ipCmd(ctx, "ip", "-n", ns, "link", "set", "br0", "up")
@@ -155,20 +160,8 @@ func (s NSSwitch) Down(ctx context.Context) error {
 
 // AnchorPID is the PID of the host's anchor process, if it runs.
 func (h NSHost) AnchorPID() (int, bool) {
-	b, err := os.ReadFile(h.pidFile())
-	if err != nil {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, false
-	}
 	// The PID must still be our anchor (not a reused PID).
-	cmd, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	if err != nil || !strings.Contains(string(cmd), "host-init") || !strings.Contains(string(cmd), h.StateDir) {
-		return 0, false
-	}
-	return pid, true
+	return pidFileOf(h.pidFile(), "host-init", h.StateDir)
 }
 
 // Up creates the host (idempotent): network namespace and eth0 on the

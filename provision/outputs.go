@@ -32,9 +32,12 @@ type Connection struct {
 	User string `json:"user,omitempty" yaml:"user,omitempty"`
 	Port int    `json:"port,omitempty" yaml:"port,omitempty"`
 	// Namespace hosts: the network namespace, and the state directory
-	// whose anchor.pid names the process Ansible enters.
-	Netns string `json:"netns,omitempty" yaml:"netns,omitempty"`
-	State string `json:"state,omitempty" yaml:"state,omitempty"`
+	// whose anchor.pid names the process Ansible enters. nspawn hosts:
+	// the machine name, and the state directory whose launcher.pid leads
+	// to the container's systemd.
+	Netns   string `json:"netns,omitempty" yaml:"netns,omitempty"`
+	Machine string `json:"machine,omitempty" yaml:"machine,omitempty"`
+	State   string `json:"state,omitempty" yaml:"state,omitempty"`
 }
 
 // Host is one site's entry in the contract.
@@ -133,8 +136,8 @@ func (c Connection) check(f string) []string {
 		}
 	case "local":
 	case "nsenter":
-		if c.State == "" || c.Netns == "" {
-			return []string{f + ": nsenter needs netns and state (the host's state directory)"}
+		if c.State == "" || (c.Netns == "") == (c.Machine == "") {
+			return []string{f + ": nsenter needs state (the host's state directory) and netns (a namespace host) or machine (an nspawn host)"}
 		}
 	default:
 		return []string{fmt.Sprintf("%s.type %q: use ssh, local or nsenter", f, c.Type)}

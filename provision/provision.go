@@ -47,17 +47,21 @@ const Dir = "provision"
 // Options of one provisioning run.
 type Options struct {
 	Spec  *cluster.Spec
-	Infra string // local, aws or existing
+	Infra string // local, nspawn, aws or existing
 	// TerraformDir: the root module for --infra aws (one that composes
 	// terraform/aws's modules and outputs the contract).
 	TerraformDir string
 	// Inventory: the contract (sites, dns_servers) of existing hosts, as
 	// YAML or JSON, for --infra existing.
 	Inventory string
-	// Gateway: the operator's address on the local bridge.
+	// Gateway: the operator's address on the hosts' bridge (local, nspawn).
 	Gateway string
-	Self    string // the cairn binary
-	Log     io.Writer
+	// ImageCache: where --infra nspawn keeps the hosts' root filesystem
+	// (default ~/.cache/cairn/nspawn); Mirror: the Debian mirror it is
+	// made from (default: apt's).
+	ImageCache, Mirror string
+	Self               string // the cairn binary
+	Log                io.Writer
 }
 
 // Result says what apply did and how long each part took.
@@ -460,6 +464,13 @@ func connVars(c Connection, addr string) (hostVars, error) {
 		return hostVars{"ansible_host": addr, "ansible_user": c.User, "ansible_port": c.Port, "ansible_become": c.User != "root"}, nil
 	case "local":
 		return hostVars{"ansible_connection": "local"}, nil
+	}
+	if c.Machine != "" {
+		pid, ok := nspawnLeader(c.State, c.Machine)
+		if !ok {
+			return nil, fmt.Errorf("nspawn host %s is not up (no container from %s)", c.Machine, c.State)
+		}
+		return hostVars{"ansible_connection": "community.docker.nsenter", "ansible_nsenter_pid": pid}, nil
 	}
 	pid, ok := NSHost{Name: filepath.Base(c.State), StateDir: c.State}.AnchorPID()
 	if !ok {

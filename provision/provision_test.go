@@ -33,7 +33,8 @@ func TestNewNamesTheFlag(t *testing.T) {
 		o    Options
 		want string
 	}{
-		{Options{Spec: spec, Infra: "gcp"}, "--infra \"gcp\": use aws, existing, local"},
+		{Options{Spec: spec, Infra: "gcp"}, "--infra \"gcp\": use aws, existing, local, nspawn"},
+		{Options{Spec: spec, Infra: "nspawn"}, "dns.servers: the primary 127.0.80.2 is loopback"},
 		{Options{Spec: spec, Infra: "aws"}, "--terraform-dir"},
 		{Options{Spec: spec, Infra: "existing"}, "--inventory"},
 		{Options{Spec: spec, Infra: "local", Gateway: "gw"}, "--gateway \"gw\""},

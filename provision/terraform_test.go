@@ -18,7 +18,7 @@ import (
 
 // The Terraform modules, each in the standard layout; true: one cairn
 // drives, which honours the output contract (false: a building block).
-var modules = map[string]bool{"aws/modules/site": true, "aws/modules/cluster": true, "aws/modules/network": false, "aws/modules/host": false, "aws/modules/firewall": false, "aws/examples/three-regions": true, "local": true}
+var modules = map[string]bool{"aws/modules/site": true, "aws/modules/cluster": true, "aws/modules/network": false, "aws/modules/host": false, "aws/modules/firewall": false, "aws/examples/three-regions": true, "local": true, "nspawn": true}
 
 func terraformDir() string { return filepath.Join("..", "terraform") }
 

@@ -55,7 +55,8 @@ func renderUnits(t *testing.T, kind, bundleJSON string) ([]string, string) {
     - name: Write them
       ansible.builtin.include_role:
         name: cairn_common
-        tasks_from: units
+        tasks_from: "{{ item }}"
+      loop: [units, addresses]
       vars:
         cairn_bundle_kind: `+kind+`
         cairn_common_root: `+root+`
@@ -73,7 +74,16 @@ func renderUnits(t *testing.T, kind, bundleJSON string) ([]string, string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("units playbook: %v\n%s", err, out)
 	}
-	files, _ := filepath.Glob(filepath.Join(units, "cairn-*.service"))
+	// The components' units; cairn-<kind>-addresses.service, which
+	// BIND's and Knot's require, is next to them (systemd-analyze verify
+	// finds it there).
+	all, _ := filepath.Glob(filepath.Join(units, "cairn-*.service"))
+	var files []string
+	for _, f := range all {
+		if !strings.HasSuffix(f, "-addresses.service") {
+			files = append(files, f)
+		}
+	}
 	if len(files) == 0 {
 		t.Fatal("no units written")
 	}
@@ -123,6 +133,16 @@ func TestUnitsRunUnprivilegedAndSandboxed(t *testing.T) {
 				t.Errorf("%s lacks %s", name, want)
 			}
 		}
+		// systemd re-applies StateDirectoryMode= (0755 by default) at each
+		// start: the role's 0700 must be the unit's too.
+		if strings.Contains(unit, "\nStateDirectory=") && !strings.Contains(unit, "\nStateDirectoryMode=0700\n") {
+			t.Errorf("%s: StateDirectory= without StateDirectoryMode=0700", name)
+		}
+		// BIND binds only addresses on an interface: its unit needs the
+		// one that puts them on lo (booted on nspawn hosts).
+		if name == "named" && !strings.Contains(unit, "\nRequires=cairn-site-addresses.service\n") {
+			t.Errorf("%s: does not require cairn-site-addresses.service", name)
+		}
 		caps := regexp.MustCompile(`(?m)^CapabilityBoundingSet=(.*)$`).FindStringSubmatch(unit)
 		if caps == nil {
 			t.Errorf("%s: no CapabilityBoundingSet=", name)
@@ -141,6 +161,23 @@ func TestUnitsRunUnprivilegedAndSandboxed(t *testing.T) {
 		t.Logf("%-16s user %-22s exposure %.1f", name, user[1], score)
 		if score > maxExposure {
 			t.Errorf("%s: exposure %.1f, want at most %.1f:\n%s", name, score, maxExposure, out)
+		}
+	}
+	// The unit that puts BIND's and Knot's addresses on lo: no user, only
+	// CAP_NET_ADMIN, sandboxed like the others.
+	for _, f := range []string{filepath.Join(filepath.Dir(siteUnits[0]), "cairn-site-addresses.service"), filepath.Join(filepath.Dir(clusterUnits[0]), "cairn-cluster-addresses.service")} {
+		b, err := os.ReadFile(f)
+		if err != nil || !strings.Contains(string(b), "\nDynamicUser=yes\n") || !strings.Contains(string(b), "\nCapabilityBoundingSet=CAP_NET_ADMIN\n") {
+			t.Errorf("%s: %v, want DynamicUser=yes and only CAP_NET_ADMIN:\n%s", filepath.Base(f), err, b)
+			continue
+		}
+		out, _ := exec.Command("systemd-analyze", "security", "--offline=yes", "--no-pager", f).CombinedOutput()
+		if m := exposureRE.FindSubmatch(out); m == nil {
+			t.Errorf("systemd-analyze security %s:\n%s", f, out)
+		} else if score, _ := strconv.ParseFloat(string(m[1]), 64); score > maxExposure {
+			t.Errorf("%s: exposure %.1f, want at most %.1f", filepath.Base(f), score, maxExposure)
+		} else {
+			t.Logf("%-16s DynamicUser      exposure %.1f", strings.TrimPrefix(filepath.Base(f), "cairn-"), score)
 		}
 	}
 	for _, want := range []string{"acme-front", "agent", "ca", "mariadb", "named", "controller", "pki-http", "dns-primary"} {

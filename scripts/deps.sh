@@ -33,8 +33,10 @@ PKGS=(softhsm2 openssl ca-certificates gcc libc6-dev make git
       pdns-server pdns-backend-sqlite3 ansible)
 # Only tests: headless Chromium renders the status page; ansible-lint
 # checks the playbook.
+# debootstrap and systemd-container: the systemd hosts of
+# `provision --infra nspawn` (internal/nspawntest).
 if [ "$MODE" = test ]; then
-  PKGS+=(chromium ansible-lint)
+  PKGS+=(chromium ansible-lint debootstrap systemd-container)
 fi
 phase "apt packages"
 
@@ -52,6 +54,13 @@ if ((${#missing[@]})); then
   fi
   echo "deps: installing ${missing[*]}"
   $SUDO apt-get update -qq
+  # systemd-container at the version of the machine's systemd, so
+  # installing it upgrades nothing (its libnss-mymachines is a
+  # recommendation: not installed).
+  sysv=$(dpkg-query -W -f='${Version}' systemd 2>/dev/null || true)
+  for i in "${!missing[@]}"; do
+    if [ "${missing[$i]}" = systemd-container ] && [ -n "$sysv" ]; then missing[$i]="systemd-container=$sysv"; fi
+  done
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The packages' own services are not used (the lab runs private instances

@@ -4,7 +4,7 @@ package terraform
 
 import "embed"
 
-// Files: local/ and aws/ (modules and examples).
+// Files: local/, nspawn/ and aws/ (modules and examples).
 //
-//go:embed local/*.tf aws/modules/*/*.tf aws/examples/*/*.tf
+//go:embed local/*.tf nspawn/*.tf aws/modules/*/*.tf aws/examples/*/*.tf
 var Files embed.FS

@@ -22,7 +22,7 @@ func newProvisionCmd(g *globals) *cobra.Command {
 	for _, c := range []*cobra.Command{plan, apply, destroy} {
 		po.addFlags(c, "local")
 	}
-	cmd.AddCommand(newProvisionHostCmd(), newHostInitCmd(), plan, apply, destroy)
+	cmd.AddCommand(newProvisionHostCmd(), newHostInitCmd(), newProvisionNspawnCmd(), plan, apply, destroy)
 	return cmd
 }
 
@@ -177,14 +177,16 @@ type provisionOptions struct {
 // unless --infra names one).
 func (po *provisionOptions) addFlags(c *cobra.Command, infra string) {
 	o := &po.o
-	what := "infrastructure: " + provision.InfrastructureNames() + " (local: namespace hosts here; aws: --terraform-dir; existing: --inventory)"
+	what := "infrastructure: " + provision.InfrastructureNames() + " (local: namespace hosts here; nspawn: systemd hosts here; aws: --terraform-dir; existing: --inventory)"
 	if infra == "" {
 		what = "upgrade the cluster provisioned on this infrastructure (" + provision.InfrastructureNames() + ") instead of the lab"
 	}
 	c.Flags().StringVar(&o.Infra, "infra", infra, what)
 	c.Flags().StringVar(&o.TerraformDir, "terraform-dir", "", "--infra aws: a root module composing terraform/aws/modules that outputs the contract")
 	c.Flags().StringVar(&o.Inventory, "inventory", "", "--infra existing: the hosts as the output contract (sites, dns_servers), YAML or JSON")
-	c.Flags().StringVar(&o.Gateway, "gateway", "127.0.254.254", "--infra local: the operator's address on the hosts' bridge")
+	c.Flags().StringVar(&o.Gateway, "gateway", "", "--infra local, nspawn: the operator's address on the hosts' bridge (default 127.0.254.254; nspawn: the network's last address but one)")
+	c.Flags().StringVar(&o.ImageCache, "image-cache", "", "--infra nspawn: where the hosts' root filesystem is cached (default ~/.cache/cairn/nspawn)")
+	c.Flags().StringVar(&o.Mirror, "mirror", "", "--infra nspawn: the Debian mirror the root filesystem is made from (default: apt's)")
 }
 
 // provisioner is the provisioner of the spec named by -f.

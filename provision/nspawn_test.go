@@ -1,0 +1,83 @@
+package provision
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cairn-pki/cairn/cluster"
+)
+
+// nspawnSpec is a spec on 10.78.x with extra lines.
+func nspawnSpec(t *testing.T, sites, failover string) *cluster.Spec {
+	t.Helper()
+	dir := t.TempDir()
+	text := "name: nsp\ndns:\n  servers:\n    - {name: primary, address: 10.78.80.2:53, role: primary}\n" +
+		"    - {name: secondary, address: 10.78.80.3:53, role: secondary}\nsites:\n" + sites + "failover:\n  listen: " + failover + "\n"
+	path := filepath.Join(dir, cluster.DefaultFile)
+	os.WriteFile(path, []byte(text), 0o644)
+	spec, err := cluster.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spec
+}
+
+// --infra nspawn takes a spec whose hosts are on one private /16 and
+// names the field and the fix otherwise.
+func TestNspawnNetworkFromTheSpec(t *testing.T) {
+	good := "  - {name: a, address: 10.78.81.1, serviceNetwork: 10.78.81.0/24}\n"
+	p, err := New(Options{Spec: nspawnSpec(t, good, "10.78.80.1:9180"), Infra: "nspawn", ImageCache: "/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.o.Gateway != "10.78.255.254" {
+		t.Errorf("default gateway %s, want the network's last address but one", p.o.Gateway)
+	}
+	for _, tc := range []struct{ sites, listen, gateway, want string }{
+		{"  - {name: a, address: 10.79.81.1, serviceNetwork: 10.79.81.0/24}\n", "10.78.80.1:9180", "", "sites[0].address 10.79.81.1: not in the hosts' network 10.78.0.0/16"},
+		{"  - {name: a, address: 10.78.81.1, serviceNetwork: 127.0.81.0/24}\n", "10.78.80.1:9180", "", "sites[0].serviceNetwork 127.0.81.0/24: its CRL front 127.0.81.5"},
+		{good, "127.0.0.1:9180", "", "failover.listen 127.0.0.1:9180"},
+		{good, "10.78.80.1:9180", "10.9.0.1", "--gateway \"10.9.0.1\""},
+	} {
+		_, err := New(Options{Spec: nspawnSpec(t, tc.sites, tc.listen), Infra: "nspawn", Gateway: tc.gateway, ImageCache: "/x"})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error %v, want %s", err, tc.want)
+		}
+	}
+}
+
+// The hosts' root filesystem comes from the mirror apt uses, in either
+// format of its sources.
+func TestAptMirror(t *testing.T) {
+	for _, tc := range []struct{ file, text, want string }{
+		{"sources.list", "# x\ndeb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main\n", "http://m.example/debian"},
+		{"sources.list.d/debian.sources", "Types: deb\nURIs: http://d.example/debian-security\nSuites: bookworm-security\n\nTypes: deb\nURIs: http://d.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n", "http://d.example/debian"},
+	} {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "sources.list.d"), 0o755)
+		os.WriteFile(filepath.Join(dir, tc.file), []byte(tc.text), 0o644)
+		if got, err := AptMirror(dir); got != tc.want || err != nil {
+			t.Errorf("%s: %q %v, want %q", tc.file, got, err, tc.want)
+		}
+	}
+	if _, err := AptMirror(t.TempDir()); err == nil || !strings.Contains(err.Error(), "--mirror") {
+		t.Errorf("no sources: %v, want a hint at --mirror", err)
+	}
+}
+
+// host0's configuration: the address on the hosts' network, the extra
+// ones alone, no IPv6 autoconfiguration (network-online at once), the
+// service network local to the host.
+func TestNspawnNetworkFile(t *testing.T) {
+	h := NspawnHost{Name: "a", Address: netip.MustParseAddr("10.78.81.1"), Network: netip.MustParsePrefix("10.78.0.0/16"),
+		Extra: []netip.Addr{netip.MustParseAddr("10.78.81.5")}, Local: []netip.Prefix{netip.MustParsePrefix("10.78.81.0/24")}}
+	got := h.networkFile()
+	for _, want := range []string{"Name=host0", "Address=10.78.81.1/16\n", "Address=10.78.81.5/32\n", "LinkLocalAddressing=no", "Type=local\nDestination=10.78.81.0/24\nTable=local"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("network file lacks %q:\n%s", want, got)
+		}
+	}
+}
