@@ -367,3 +367,28 @@ func TestLabClientNetwork(t *testing.T) {
 		t.Errorf("a block inside a site's: %v", errs)
 	}
 }
+
+// The lab's client hosts answer HTTP-01 and TLS-ALPN-01 only when the
+// sites offer them and validation may reach all of lab.clientNetwork.
+func TestLabHostsAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		validation string
+		want       map[string]bool
+	}{
+		{"", map[string]bool{ChallengeDNS01: true, ChallengeHTTP01: false, ChallengeTLSALPN01: false}},
+		{"validation: {allowedNetworks: [10.0.0.0/8]}\n", map[string]bool{ChallengeDNS01: true, ChallengeHTTP01: true, ChallengeTLSALPN01: true}},
+		{"validation: {allowedNetworks: [10.77.30.0/25]}\n", map[string]bool{ChallengeDNS01: true, ChallengeHTTP01: false, ChallengeTLSALPN01: false}},
+		{"validation: {allowedNetworks: [192.168.0.0/16]}\n", map[string]bool{ChallengeHTTP01: false}},
+		{"validation: {allowedNetworks: [10.77.30.0/24], challenges: [http-01]}\n", map[string]bool{ChallengeDNS01: false, ChallengeHTTP01: true, ChallengeTLSALPN01: false}},
+	} {
+		spec, errs := ParseAndValidate([]byte(base + tc.validation + "lab: {clientNetwork: 10.77.30.0/24}\n"))
+		if len(errs) > 0 {
+			t.Fatalf("%q: %v", tc.validation, errs)
+		}
+		for c, want := range tc.want {
+			if got := LabHostsAnswer(spec, c); got != want {
+				t.Errorf("%q: client hosts answer %s: %v, want %v", tc.validation, c, got, want)
+			}
+		}
+	}
+}

@@ -7,6 +7,8 @@ package cluster
 import (
 	"net/netip"
 	"slices"
+
+	"github.com/cairn-pki/cairn/internal/boulderbin/addition"
 )
 
 // Spec is one CA cluster: several independent Boulder sites under one offline
@@ -284,6 +286,25 @@ type LabSpec struct {
 // LabClientNetwork is the lab's client hosts' block (validated).
 func LabClientNetwork(s *Spec) netip.Prefix {
 	return netip.MustParsePrefix(s.Lab.ClientNetwork)
+}
+
+// LabHostsAnswer reports whether the lab's client hosts can answer
+// challenge type c: the sites offer it, and for HTTP-01 and TLS-ALPN-01
+// one of validation.allowedNetworks holds all of lab.clientNetwork.
+func LabHostsAnswer(s *Spec, c string) bool {
+	if !slices.Contains(s.Validation.Challenges, c) {
+		return false
+	}
+	if c == ChallengeDNS01 {
+		return true
+	}
+	hosts := LabClientNetwork(s).Masked()
+	for _, n := range s.Validation.AllowedNetworks {
+		if p, err := addition.ParseNetwork(n); err == nil && p.Bits() <= hosts.Bits() && p.Contains(hosts.Addr()) {
+			return true
+		}
+	}
+	return false
 }
 
 // PrometheusOff turns the lab's Prometheus off.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cairn-pki/cairn/accounts"
+	"github.com/cairn-pki/cairn/cluster"
 
 	"github.com/miekg/dns"
 
@@ -71,12 +72,17 @@ func waitHealthy(t *testing.T, l *lab.Lab) {
 	})
 }
 
-// site-down, deep-db-failure and full-outage end to end on a 2-site lab
-// (with certbot and lego), every injector on its own, a drill killed with
+// site-down (its real clients on client hosts: HTTP-01, TLS-ALPN-01, a
+// shortlived profile), deep-db-failure and full-outage (certbot, lego and
+// lego v5 with DNS-01) end to end on a 2-site lab, every injector on its own, a drill killed with
 // SIGKILL restored from its journal, a drill interrupted right after its
 // fault, and the HTML report in Chromium.
 func TestDrillsInTheLab(t *testing.T) {
-	spec := labtest.SpecWith(t, labtest.BlockDrill, fastPolicy, "a", "b")
+	// Validation reaches the lab's client hosts (lab.clientNetwork,
+	// 10.77.<block>.0/24 by default), where site-down's real clients run
+	// HTTP-01 and TLS-ALPN-01.
+	clientHosts := fmt.Sprintf("validation:\n  allowedNetworks: [10.77.%d.0/24]\n", labtest.BlockDrill)
+	spec := labtest.SpecWith(t, labtest.BlockDrill, fastPolicy+clientHosts, "a", "b")
 	testenv.Integration(t, "certbot", "lego", "lego5", "nft", "unshare")
 	l := &lab.Lab{Spec: spec, Log: labtest.Log{T: t}, Cairn: labtest.CairnBinary(t)}
 	ctx := context.Background()
@@ -136,6 +142,9 @@ func TestDrillsInTheLab(t *testing.T) {
 			if sc.Pass.ClientsRenew && c.RenewedAfter == nil {
 				t.Errorf("%s: %s never renewed after the fault", name, c.Client)
 			}
+		}
+		if name == "site-down" {
+			checkHostClients(t, spec, rep)
 		}
 		if name == "revoke-at-dead-site" {
 			if rv := rep.Revocation; rv.CRLChecks == 0 || len(rv.CRLFailures) > 0 || rv.InCRLAt == nil || rv.ACMERevokedAt == nil || rv.MovedBackFirst {
@@ -219,6 +228,35 @@ func TestDrillsInTheLab(t *testing.T) {
 	}
 	if _, err := os.Stat(journalPath(l)); err == nil {
 		t.Errorf("the journal outlived a drill that restored everything")
+	}
+}
+
+// checkHostClients: site-down's real clients ran each on its client host
+// with its challenge, lego v5's certificates were valid as long as the
+// spec's shortlived profile says, every client renewed after the move
+// (logged: the first renewal after the name settled, per client).
+func checkHostClients(t *testing.T, spec *cluster.Spec, rep *Report) {
+	t.Helper()
+	want := map[string]string{"certbot-http": cluster.ChallengeHTTP01, "lego-http": cluster.ChallengeHTTP01,
+		"lego-tls": cluster.ChallengeTLSALPN01, "lego5-shortlived": cluster.ChallengeDNS01}
+	for _, c := range rep.Real {
+		if c.Challenge != want[c.Client] || c.Host != "drill-"+c.Client+"."+spec.ACME.Zone {
+			t.Errorf("site-down: %s answered %q on host %q, want %s on drill-%s.%s", c.Client, c.Challenge, c.Host, want[c.Client], c.Client, spec.ACME.Zone)
+		}
+		t.Logf("site-down: %s (%s) first renewal %s after the name settled (%d runs, %d failed)", c.Client, c.Where(), fmtSecs(c.RenewedAfter), c.Runs, c.Failed)
+	}
+	short := profileValidity(spec, cluster.ShortLivedProfile)
+	checked := 0
+	for _, r := range rep.RealRuns {
+		if r.Client == "lego5-shortlived" && r.OK {
+			checked++
+			if r.Validity.Duration != short || r.Profile != cluster.ShortLivedProfile {
+				t.Errorf("site-down: lego5 --profile %s %s at %s: certificate valid %s, want %s", r.Profile, r.Command, r.Site, r.Validity, short)
+			}
+		}
+	}
+	if checked < 2 || short == 0 {
+		t.Errorf("site-down: %d certificates of lego5 --profile shortlived checked (profile validity %s), want its issuance and renewals", checked, short)
 	}
 }
 

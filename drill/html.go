@@ -237,10 +237,10 @@ line.tick{stroke:#eee}
 {{if .Problems}}<h3>Failed attempts by problem</h3><ul>{{range $k, $v := .Problems}}<li><code>{{$k}}</code>: {{$v}}</li>{{end}}</ul>{{end}}
 {{if .SkippedClients}}<h2>Real clients not run</h2><ul>{{range .SkippedClients}}<li>{{.}}</li>{{end}}</ul>{{end}}
 {{if .Real}}<h2>Real clients</h2><p>certbot and lego issue once before the fault, then renew with their stored account.</p>
-<table id="real"><tr><th>client</th><th>runs</th><th>failed</th><th>kept its account</th><th>recovered after</th><th>renewed after the name settled</th></tr>
-{{range .Real}}<tr><td>{{.Client}}</td><td>{{.Runs}}</td><td>{{.Failed}}</td><td>{{.AccountKept}}</td><td>{{secs .Recovered}}</td><td>{{secs .RenewedAfter}}</td></tr>
+<table id="real"><tr><th>client</th><th>challenge (client host)</th><th>runs</th><th>failed</th><th>kept its account</th><th>recovered after</th><th>renewed after the name settled</th></tr>
+{{range .Real}}<tr><td>{{.Client}}</td><td>{{.Where}}</td><td>{{.Runs}}</td><td>{{.Failed}}</td><td>{{.AccountKept}}</td><td>{{secs .Recovered}}</td><td>{{secs .RenewedAfter}}</td></tr>
 {{end}}</table>
-<table>{{range .RealRuns}}<tr><td>{{.Start.Format "15:04:05.000"}}</td><td>{{.Client}} {{.Command}}</td><td>{{.Site}}</td><td>{{if .OK}}ok{{else}}<span class="FAILED">{{.Problem}}</span>: {{.Detail}}{{end}}</td></tr>{{end}}</table>{{end}}
+<table>{{range .RealRuns}}<tr><td>{{.Start.Format "15:04:05.000"}}</td><td>{{.Client}} {{.Command}}</td><td>{{.Site}}</td><td>{{if .OK}}ok{{if .Profile}}, profile {{.Profile}}, certificate valid {{.Validity}} (profile: {{.WantValidity}}){{end}}{{else}}<span class="FAILED">{{.Problem}}</span>: {{.Detail}}{{end}}</td></tr>{{end}}</table>{{end}}
 <h2>Events</h2>
 <table>{{range .Events}}<tr><td>{{.At.Format "15:04:05.000"}}</td><td>{{.Kind}}</td><td>{{.Site}}</td><td>{{.Detail}}</td></tr>{{end}}</table>
 </body></html>

@@ -3,7 +3,9 @@ package drill
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/netip"
@@ -16,15 +18,37 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/intermediates"
 	"github.com/cairn-pki/cairn/internal/acmecli"
 )
 
-// RealClients are the ACME clients a scenario may run as users do.
-// lego5 is lego v5 with default flags (ARI on), built by `make deps`.
-var RealClients = []string{"certbot", "lego", "lego5"}
+// RealClients are the ACME clients a scenario may run as users do:
+// certbot, lego and lego5 (lego v5 with default flags, ARI on, built by
+// `make deps`) on this machine with DNS-01, and the others each on a lab
+// client host of its own (cairn lab exec --host) with the challenge, and
+// profile, of realClientKinds.
+var RealClients = []string{"certbot", "lego", "lego5", "certbot-http", "lego-http", "lego-tls", "lego5-shortlived"}
 
-// RealRun is one run of certbot or lego.
+// realKind is how one of RealClients runs.
+type realKind struct {
+	program   string // certbot, lego or lego5
+	challenge string // cluster.ChallengeDNS01, …
+	onHost    bool   // on client host drill-<name> (lab exec --host), for its name
+	profile   string // the certificate profile it asks for ("" the default)
+}
+
+var realClientKinds = map[string]realKind{
+	"certbot":          {program: "certbot", challenge: cluster.ChallengeDNS01},
+	"lego":             {program: "lego", challenge: cluster.ChallengeDNS01},
+	"lego5":            {program: "lego5", challenge: cluster.ChallengeDNS01},
+	"certbot-http":     {program: "certbot", challenge: cluster.ChallengeHTTP01, onHost: true},
+	"lego-http":        {program: "lego", challenge: cluster.ChallengeHTTP01, onHost: true},
+	"lego-tls":         {program: "lego", challenge: cluster.ChallengeTLSALPN01, onHost: true},
+	"lego5-shortlived": {program: "lego5", challenge: cluster.ChallengeDNS01, onHost: true, profile: cluster.ShortLivedProfile},
+}
+
+// RealRun is one run of a real client.
 type RealRun struct {
 	Client  string    `json:"client"`
 	Command string    `json:"command"` // issue (before the fault) or renew
@@ -35,25 +59,44 @@ type RealRun struct {
 	Account string    `json:"account,omitempty"` // the account URL in its store after the run
 	Problem string    `json:"problem,omitempty"` // ACME problem type, or exit status
 	Detail  string    `json:"detail,omitempty"`  // the line that says why
+	// Challenge the client answered; Host the client host it ran on
+	// (its name in the zone), if any.
+	Challenge string `json:"challenge"`
+	Host      string `json:"host,omitempty"`
+	// Profile it asked for; after a successful run, Validity is the
+	// certificate's (notAfter inclusive) and WantValidity the profile's
+	// in the spec.
+	Profile      string   `json:"profile,omitempty"`
+	Validity     Duration `json:"validity,omitzero"`
+	WantValidity Duration `json:"wantValidity,omitzero"`
 }
 
-// realClient is certbot or lego with its own state directory (its stored
-// account and certificate), run in a private mount namespace whose
-// /etc/resolv.conf names the cluster's DNS, so it resolves the ACME name
-// as any client of the cluster does (no cache: glibc and Go ask each time).
+// realClient is a real client with its own state directory (its stored
+// account and certificate). On this machine it runs in a private mount
+// namespace whose /etc/resolv.conf names the cluster's DNS, so it
+// resolves the ACME name as any client of the cluster does (no cache:
+// glibc and Go ask each time); on a client host, as cairn lab exec --host
+// runs it (the same resolver, its own network namespace and address).
 type realClient struct {
 	name, dir, resolv string
+	kind              realKind
+	host              string // the client host's name (lab exec --host), if any
+	hostFQDN          string
 	w                 *workload
-	env               []string
+	env               []string // on this machine (on a client host: lab exec's)
 	issue, renew      []string // the command lines
+	certFile          string
+	wantValidity      time.Duration
 }
 
-// checkRealClients splits a scenario's real clients into those installed
-// here and, for each missing one, a line for the report saying so: a drill
-// run from a `make lab` checkout (no lego v5: `make test` builds it) still
-// judges the clients it has. What every real client needs (unshare, root,
-// nsupdate for certbot's hooks) missing is an error.
-func checkRealClients(names []string) (have, skipped []string, err error) {
+// checkRealClients splits a scenario's real clients into those that can
+// run here and, for each other one, a line for the report saying why and
+// the fix: a client not installed (a drill run from a `make lab` checkout
+// has no lego v5: `make test` builds it), or a client host's challenge or
+// profile the spec does not offer. The drill still judges the clients it
+// has. What every real client needs (unshare, root, nsupdate for
+// certbot's hooks) missing is an error.
+func checkRealClients(spec *cluster.Spec, names []string) (have, skipped []string, err error) {
 	tools := []string{"unshare"}
 	if slices.Contains(names, "certbot") {
 		tools = append(tools, "nsupdate") // its DNS-01 hooks
@@ -64,12 +107,17 @@ func checkRealClients(names []string) (have, skipped []string, err error) {
 		}
 	}
 	for _, n := range names {
-		if _, err := acmecli.FindTool(n); err != nil {
+		k := realClientKinds[n]
+		if _, err := acmecli.FindTool(k.program); err != nil {
 			how := "install it"
-			if n == "lego5" {
+			if k.program == "lego5" {
 				how = "`make test` or `make deps` builds it"
 			}
-			skipped = append(skipped, fmt.Sprintf("%s: skipped, %s is not on PATH nor in .tools/bin next to cairn (%s)", n, n, how))
+			skipped = append(skipped, fmt.Sprintf("%s: skipped, %s is not on PATH nor in .tools/bin next to cairn (%s)", n, k.program, how))
+			continue
+		}
+		if why := hostClientMissing(spec, k); why != "" {
+			skipped = append(skipped, n+": skipped, "+why)
 			continue
 		}
 		have = append(have, n)
@@ -80,21 +128,51 @@ func checkRealClients(names []string) (have, skipped []string, err error) {
 	return have, skipped, nil
 }
 
-func (w *workload) newRealClients(names []string, state string) ([]*realClient, []string, error) {
+// hostClientMissing says what the spec lacks for a client host's client:
+// its challenge offered, the lab's client network among the networks
+// validation may reach (HTTP-01, TLS-ALPN-01), its profile.
+func hostClientMissing(spec *cluster.Spec, k realKind) string {
+	if !k.onHost {
+		return ""
+	}
+	if !cluster.LabHostsAnswer(spec, k.challenge) {
+		if !slices.Contains(spec.Validation.Challenges, k.challenge) {
+			return fmt.Sprintf("it answers %s, which validation.challenges %v does not offer (add %s)", k.challenge, spec.Validation.Challenges, k.challenge)
+		}
+		return fmt.Sprintf("it answers %s on a client host in lab.clientNetwork %s, which validation.allowedNetworks %v does not cover (add %s)",
+			k.challenge, cluster.LabClientNetwork(spec), spec.Validation.AllowedNetworks, cluster.LabClientNetwork(spec))
+	}
+	if k.profile != "" && profileValidity(spec, k.profile) == 0 {
+		return fmt.Sprintf("it asks for profile %s, which profiles does not list (add it, or run cairn init for the defaults)", k.profile)
+	}
+	return ""
+}
+
+// profileValidity is the validity of the spec's profile name, 0 if none.
+func profileValidity(spec *cluster.Spec, name string) time.Duration {
+	for _, p := range spec.Profiles {
+		if p.Name == name {
+			return p.Validity.Duration
+		}
+	}
+	return 0
+}
+
+func (w *workload) newRealClients(ctx context.Context, names []string, state string) ([]*realClient, []string, error) {
 	if len(names) == 0 {
 		return nil, nil, nil
 	}
-	names, skipped, err := checkRealClients(names)
+	names, skipped, err := checkRealClients(w.spec, names)
 	if err != nil || len(names) == 0 {
 		return nil, skipped, err
 	}
-	reals, err := w.realClients(names, state)
+	reals, err := w.realClients(ctx, names, state)
 	return reals, skipped, err
 }
 
 // realClients sets up each of names (all installed) with its own state
-// directory under state.
-func (w *workload) realClients(names []string, state string) ([]*realClient, error) {
+// directory under state, and its client host.
+func (w *workload) realClients(ctx context.Context, names []string, state string) ([]*realClient, error) {
 	pki, err := intermediates.OpenReadOnly(w.spec)
 	if err != nil {
 		return nil, err
@@ -110,41 +188,73 @@ func (w *workload) realClients(names []string, state string) ([]*realClient, err
 	dir := "https://" + net.JoinHostPort(w.spec.ACME.Name, strconv.Itoa(w.spec.ACME.HTTPSPort)) + "/directory"
 	var out []*realClient
 	for _, n := range names {
-		rc := &realClient{name: n, dir: filepath.Join(state, n), resolv: resolv, w: w}
+		k := realClientKinds[n]
+		rc := &realClient{name: n, kind: k, dir: filepath.Join(state, n), resolv: resolv, w: w, wantValidity: profileValidity(w.spec, k.profile)}
 		if err := os.MkdirAll(rc.dir, 0o700); err != nil {
 			return nil, err
 		}
 		domain := fmt.Sprintf("drill-%s-%d.%s", n, time.Now().Unix(), w.spec.ACME.Zone)
-		l := acmecli.Lego{Server: dir, Email: "drill@" + w.spec.ACME.Zone, Path: rc.dir, Resolver: w.dnsUp.Server, Domain: domain}
-		switch n {
+		if k.onHost {
+			// HTTP-01 and TLS-ALPN-01 validate the host's own name.
+			rc.host = "drill-" + n
+			h, err := w.lab.Host(ctx, rc.host)
+			if err != nil {
+				return nil, fmt.Errorf("workload.clients: %s: %w", n, err)
+			}
+			domain, rc.hostFQDN = h.Record, h.Record
+		}
+		l := acmecli.Lego{Server: dir, Email: "drill@" + w.spec.ACME.Zone, Path: rc.dir, Resolver: w.dnsUp.Server, Domain: domain, Challenge: k.challenge}
+		rc.certFile = l.CertFile()
+		switch k.program {
 		case "lego":
 			rc.issue, rc.renew = l.Args("run"), l.Args("renew", "--days", "10000", "--no-random-sleep")
 			rc.env = acmecli.LegoEnv(os.Environ(), pki.RootCertFile(), w.dnsUp.Server, w.spec.ACME.Zone, w.dnsUp.Key)
 		case "lego5":
 			// Default flags but "renew now": ARI on, so a renewal after a
 			// move names the old site's certificate in "replaces".
-			prog, err := acmecli.FindTool(n)
+			prog, err := acmecli.FindTool(k.program)
 			if err != nil {
 				return nil, err
 			}
-			l5 := acmecli.Lego5{Lego: l, Program: prog}
+			l5 := acmecli.Lego5{Lego: l, Program: prog, Profile: k.profile}
 			rc.issue, rc.renew = l5.Args(), l5.Args("--renew-force", "--no-random-sleep")
 			rc.env = acmecli.Lego5Env(os.Environ(), pki.RootCertFile(), w.dnsUp.Server, w.spec.ACME.Zone, w.dnsUp.Key)
 		default:
-			c := acmecli.Certbot{Server: dir, Dir: rc.dir, Domain: domain, DNSHost: primary.Addr().String(), KeyFile: w.spec.Path(w.spec.DNS.TSIG.ClientKeyFile)}
+			c := acmecli.Certbot{Server: dir, Dir: rc.dir, Domain: domain, DNSHost: primary.Addr().String(),
+				KeyFile: w.spec.Path(w.spec.DNS.TSIG.ClientKeyFile), Standalone: k.challenge == cluster.ChallengeHTTP01}
 			rc.issue, rc.renew = c.Certonly(), c.Renew()
 			rc.env = acmecli.CertbotEnv(os.Environ(), pki.RootCertFile())
+			rc.certFile = c.CertFile()
 		}
 		out = append(out, rc)
 	}
 	return out, nil
 }
 
+// command is the command for one run of line: on the client host as
+// cairn lab exec --host runs it (its environment is lab exec's), else in
+// a private mount namespace with the cluster's resolver.
+func (rc *realClient) command(ctx context.Context, line []string) (*exec.Cmd, error) {
+	if rc.host != "" {
+		c, err := rc.w.lab.ExecHost(ctx, rc.host, line)
+		if err != nil {
+			return nil, err
+		}
+		cmd := exec.CommandContext(ctx, c.Args[0], c.Args[1:]...)
+		cmd.Env = c.Env
+		return cmd, nil
+	}
+	argv := acmecli.WithResolver(rc.resolv, line)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = rc.env
+	return cmd, nil
+}
+
 var problemRE = regexp.MustCompile(`urn:ietf:params:acme:error:[A-Za-z]+`)
 
 // run runs one command (at most timeout) and says how it went.
 func (rc *realClient) run(ctx context.Context, command string, timeout time.Duration) RealRun {
-	r := RealRun{Client: rc.name, Command: command, Start: time.Now()}
+	r := RealRun{Client: rc.name, Command: command, Start: time.Now(), Challenge: rc.kind.challenge, Host: rc.hostFQDN, Profile: rc.kind.profile}
 	if ip, err := (&stubResolver{servers: rc.w.servers(), cache: map[string]cached{}}).lookup(ctx, rc.w.spec.ACME.Name); err == nil {
 		r.Site = rc.w.spec.SiteAt(ip)
 	}
@@ -154,9 +264,11 @@ func (rc *realClient) run(ctx context.Context, command string, timeout time.Dura
 	if command == "issue" {
 		line = rc.issue
 	}
-	argv := acmecli.WithResolver(rc.resolv, line)
-	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
-	cmd.Env = rc.env
+	cmd, err := rc.command(cctx, line)
+	if err != nil {
+		r.End, r.Problem, r.Detail = time.Now(), "error", firstLine(err.Error())
+		return r
+	}
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	r.End = time.Now()
@@ -165,8 +277,33 @@ func (rc *realClient) run(ctx context.Context, command string, timeout time.Dura
 	os.WriteFile(filepath.Join(rc.dir, fmt.Sprintf("%s-%s.log", command, r.Start.Format("150405.000"))), out, 0o600)
 	if err != nil {
 		r.Problem, r.Detail = realProblem(out, err, cctx.Err() != nil)
+	} else if rc.wantValidity > 0 {
+		r.WantValidity = Duration{rc.wantValidity}
+		if v, err := certValidity(rc.certFile); err != nil {
+			r.Detail = err.Error()
+		} else {
+			r.Validity = Duration{v}
+		}
 	}
 	return r
+}
+
+// certValidity is how long the first certificate in file is valid, its
+// last second included (RFC 5280: notAfter is inclusive).
+func certValidity(file string) (time.Duration, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, fmt.Errorf("the certificate: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return 0, fmt.Errorf("the certificate %s: no PEM block", file)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return 0, fmt.Errorf("the certificate %s: %w", file, err)
+	}
+	return c.NotAfter.Sub(c.NotBefore) + time.Second, nil
 }
 
 // realProblem finds the ACME problem type and the line that explains it.
@@ -195,7 +332,7 @@ func realProblem(out []byte, err error, timedOut bool) (problem, detail string) 
 // account is the account URL in the client's store, if it has one.
 func (rc *realClient) account() string {
 	pattern := filepath.Join(rc.dir, "accounts", "*", "*", "account.json") // lego: accounts/<server>/<email>/
-	if rc.name == "certbot" {
+	if rc.kind.program == "certbot" {
 		pattern = filepath.Join(rc.dir, "accounts", "*", "*", "*", "regr.json") // certbot: accounts/<host>/<path>/<id>/
 	}
 	matches, _ := filepath.Glob(pattern)

@@ -69,9 +69,15 @@ type Report struct {
 
 // RealClient is what happened to one real client.
 type RealClient struct {
-	Client string `json:"client"`
-	Runs   int    `json:"runs"`
-	Failed int    `json:"failed"`
+	Client    string `json:"client"`
+	Challenge string `json:"challenge"`
+	Host      string `json:"host,omitempty"` // the client host it ran on
+	Runs      int    `json:"runs"`
+	Failed    int    `json:"failed"`
+	// Profile it asked for, and the successful runs whose certificate's
+	// validity differed from the profile's (each a line).
+	Profile       string   `json:"profile,omitempty"`
+	WrongValidity []string `json:"wrongValidity,omitempty"`
 	// AccountKept: every run used the account it registered before the
 	// fault (real clients do not register again by themselves).
 	AccountKept bool `json:"accountKept"`
@@ -84,6 +90,14 @@ type RealClient struct {
 	// a failed one; null if it never failed or never recovered.
 	Recovered *float64       `json:"recoveredSeconds"`
 	Problems  map[string]int `json:"problems"`
+}
+
+// Where is the client's challenge and the client host it ran on.
+func (c RealClient) Where() string {
+	if c.Host == "" {
+		return c.Challenge
+	}
+	return c.Challenge + " (" + c.Host + ")"
 }
 
 // Timings of the phases, in seconds after the fault.
@@ -273,6 +287,15 @@ func (rep *Report) realClient(name string, t0 time.Time) RealClient {
 			continue
 		}
 		rc.Runs++
+		rc.Challenge, rc.Host, rc.Profile = r.Challenge, r.Host, r.Profile
+		if r.OK && r.WantValidity.Duration > 0 && r.Validity != r.WantValidity {
+			got := "certificate valid " + r.Validity.String()
+			if r.Validity.Duration == 0 {
+				got = r.Detail // it could not be read
+			}
+			rc.WrongValidity = append(rc.WrongValidity, fmt.Sprintf("%s at %s: %s, want %s (profile %s)",
+				r.Command, r.Start.Format("15:04:05"), got, r.WantValidity, r.Profile))
+		}
 		if account == "" {
 			account = r.Account
 		} else if r.Account != "" && r.Account != account {
@@ -337,6 +360,11 @@ func (rep *Report) judge(sc *Scenario) {
 			case *c.RenewedAfter > rep.RenewDeadline:
 				fail("%s renewed %.1f s after the name settled, goal ≤ %.0f s (TTL + 30 s)", c.Client, *c.RenewedAfter, rep.RenewDeadline)
 			}
+		}
+	}
+	for _, c := range rep.Real {
+		for _, w := range c.WrongValidity {
+			fail("%s %s", c.Client, w)
 		}
 	}
 	if p.MaxRealFailures != nil {
@@ -446,16 +474,18 @@ func (rep *Report) Markdown() string {
 		}
 	}
 	if len(rep.Real) > 0 {
-		fmt.Fprintf(&b, "\n## Real clients (certbot, lego: one issuance before the fault, then renewals with the stored account)\n\nThe name settled %s after the fault; a client that renewed before it must renew again within %.0f s (TTL + 30 s) after that.\n\n| client | runs | failed | kept its account | recovered after | renewed after the name settled |\n|---|---|---|---|---|---|\n",
+		fmt.Fprintf(&b, "\n## Real clients (certbot, lego: one issuance before the fault, then renewals with the stored account)\n\nThe name settled %s after the fault; a client that renewed before it must renew again within %.0f s (TTL + 30 s) after that.\n\n| client | challenge (client host) | runs | failed | kept its account | recovered after | renewed after the name settled |\n|---|---|---|---|---|---|---|\n",
 			fmtSecs(secs(rep.FaultAt, rep.SettledAt)), rep.RenewDeadline)
 		for _, c := range rep.Real {
-			fmt.Fprintf(&b, "| %s | %d | %d | %v | %s | %s |\n", c.Client, c.Runs, c.Failed, c.AccountKept, fmtSecs(c.Recovered), fmtSecs(c.RenewedAfter))
+			fmt.Fprintf(&b, "| %s | %s | %d | %d | %v | %s | %s |\n", c.Client, c.Where(), c.Runs, c.Failed, c.AccountKept, fmtSecs(c.Recovered), fmtSecs(c.RenewedAfter))
 		}
 		fmt.Fprintf(&b, "\n")
 		for _, r := range rep.RealRuns {
 			outcome := "ok"
 			if !r.OK {
 				outcome = "**failed** `" + r.Problem + "`: " + r.Detail
+			} else if r.WantValidity.Duration > 0 {
+				outcome = fmt.Sprintf("ok, profile %s, certificate valid %s (profile: %s)", r.Profile, r.Validity, r.WantValidity)
 			}
 			fmt.Fprintf(&b, "* %s %s %s at %s (%.1f s): %s\n", r.Start.Format("15:04:05.000"), r.Client, r.Command, r.Site, r.End.Sub(r.Start).Seconds(), outcome)
 		}

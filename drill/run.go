@@ -164,7 +164,7 @@ func (r *Runner) steadyState(ctx context.Context, applier acmedns.Provider) (*ru
 	if err != nil {
 		return nil, err
 	}
-	w := &workload{spec: r.spec, roots: targets[0].Roots, dnsUp: *targets[0].DNS01, every: sc.Workload.Every.Duration}
+	w := &workload{spec: r.spec, lab: r.Lab, roots: targets[0].Roots, dnsUp: *targets[0].DNS01, every: sc.Workload.Every.Duration}
 	return &runState{rep: rep, w: w, status: st, addrs: before.Addrs, active: active, target: target}, nil
 }
 
@@ -172,7 +172,7 @@ func (r *Runner) steadyState(ctx context.Context, applier acmedns.Provider) (*ru
 // its keys and account under state; those that could (s.ready) renew
 // during the drill, the others are errors of the report.
 func (r *Runner) issueBeforeFault(ctx context.Context, s *runState, state string) error {
-	reals, skipped, err := s.w.newRealClients(r.Scenario.Workload.Clients, state)
+	reals, skipped, err := s.w.newRealClients(ctx, r.Scenario.Workload.Clients, state)
 	if err != nil {
 		return err
 	}

@@ -97,7 +97,7 @@ func newLabUpCmd(g *globals) *cobra.Command {
 			if g.configChanged {
 				self += " -f " + g.specPath()
 			}
-			printSummary(cmd, sum, self)
+			printSummary(cmd, sum, l.Spec, self)
 			return nil
 		},
 	}
@@ -205,7 +205,7 @@ func (g *globals) lab(create bool, sites string) (*lab.Lab, error) {
 	return &lab.Lab{Spec: spec, Log: os.Stderr}, nil
 }
 
-func printSummary(cmd *cobra.Command, s *lab.Summary, self string) {
+func printSummary(cmd *cobra.Command, s *lab.Summary, spec *cluster.Spec, self string) {
 	w := cmd.OutOrStdout()
 	tsig, _ := rfc2136.ReadKey(s.ClientKey)
 	key := tsig.Name
@@ -223,8 +223,24 @@ func printSummary(cmd *cobra.Command, s *lab.Summary, self string) {
 	}
 	fmt.Fprintln(w)
 	// First through the ACME name, as any client of the cluster: lab exec
-	// gives the command the cluster DNS and the lab root.
-	fmt.Fprintf(w, "Get a certificate through the ACME name (lab exec: the cluster's resolver, the lab root, lego's RFC2136_* set):\n")
+	// gives the command the cluster DNS and the lab root; --host a client
+	// host of its own, where HTTP-01 reaches it when validation may.
+	if cluster.LabHostsAnswer(spec, cluster.ChallengeHTTP01) {
+		fmt.Fprintf(w, "Get a certificate through the ACME name, with HTTP-01 from client hosts (lab exec --host NAME: an address of %s, NAME.%s in the cluster DNS, the cluster's resolver, the lab root):\n", cluster.LabClientNetwork(spec), s.Zone)
+		fmt.Fprintf(w, "  %s lab exec --host web1 -- lego --server %s --accept-tos --email ops@%s --path ./lego \\\n", self, s.DirectoryURL, s.Zone)
+		fmt.Fprintf(w, "    --http --domains web1.%s run\n", s.Zone)
+		fmt.Fprintf(w, "  %s lab exec --host web2 -- certbot certonly --standalone --non-interactive --agree-tos --register-unsafely-without-email \\\n", self)
+		fmt.Fprintf(w, "    --server %s --config-dir ./certbot --work-dir ./certbot --logs-dir ./certbot -d web2.%s\n\n", s.DirectoryURL, s.Zone)
+		tls := ""
+		if cluster.LabHostsAnswer(spec, cluster.ChallengeTLSALPN01) {
+			tls = "; TLS-ALPN-01: lego --tls"
+		}
+		fmt.Fprintf(w, "Renew on the same host: lego … renew instead of run, certbot renew with the same three directories%s.\n", tls)
+		fmt.Fprintf(w, "DNS-01, from any name in %s (lab exec sets lego's RFC2136_*):\n", s.Zone)
+	} else {
+		fmt.Fprintf(w, "Get a certificate through the ACME name (lab exec: the cluster's resolver, the lab root, lego's RFC2136_* set;\n")
+		fmt.Fprintf(w, "HTTP-01 from client hosts needs lab.clientNetwork %s in validation.allowedNetworks):\n", cluster.LabClientNetwork(spec))
+	}
 	fmt.Fprintf(w, "  %s lab exec -- lego --server %s --accept-tos --email ops@%s --path ./lego \\\n", self, s.DirectoryURL, s.Zone)
 	fmt.Fprintf(w, "    --dns rfc2136 --domains test1.%s run\n", s.Zone)
 	nsupdate := `printf "server $CAIRN_LAB_DNS\nupdate %s _acme-challenge.$CERTBOT_DOMAIN. 10 TXT \"$CERTBOT_VALIDATION\"\nsend\n" | nsupdate -k $CAIRN_LAB_TSIG_KEY`

@@ -1,8 +1,9 @@
 // Package acmecli builds the command lines and environments of the real
 // ACME clients cairn runs against a cluster (lego, certbot): DNS-01
 // through RFC 2136 at the cluster's primary with the clients' TSIG key,
-// the cluster root trusted, and optionally the cluster DNS as the system
-// resolver inside a private mount namespace.
+// or HTTP-01 / TLS-ALPN-01 with the client's own server on ports 80 / 443
+// (on a lab client host); the cluster root trusted, and optionally the
+// cluster DNS as the system resolver inside a private mount namespace.
 package acmecli
 
 import (
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 
+	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 )
 
@@ -21,29 +23,52 @@ type Lego struct {
 	Path     string
 	Resolver string // host:port lego checks DNS-01 propagation at (the primary)
 	Domain   string
+	// Challenge: cluster.ChallengeHTTP01 (lego's own server on port 80),
+	// cluster.ChallengeTLSALPN01 (on port 443); otherwise DNS-01.
+	Challenge string
+}
+
+// challenge is the challenge flags: --http, --tls, or the DNS-01 provider
+// dns with its own flags.
+func (l Lego) challenge(dns ...string) []string {
+	switch l.Challenge {
+	case cluster.ChallengeHTTP01:
+		return []string{"--http"}
+	case cluster.ChallengeTLSALPN01:
+		return []string{"--tls"}
+	}
+	return dns
 }
 
 // Args is the lego command line for command ("run", "renew", "revoke", …
 // and their own flags).
 func (l Lego) Args(command ...string) []string {
-	a := []string{"lego", "--server", l.Server, "--accept-tos", "--email", l.Email, "--path", l.Path,
-		"--dns", "rfc2136", "--dns.resolvers", l.Resolver, "--dns.disable-cp", "--domains", l.Domain}
-	return append(a, command...)
+	a := []string{"lego", "--server", l.Server, "--accept-tos", "--email", l.Email, "--path", l.Path}
+	a = append(a, l.challenge("--dns", "rfc2136", "--dns.resolvers", l.Resolver, "--dns.disable-cp")...)
+	return append(append(a, "--domains", l.Domain), command...)
 }
+
+// CertFile is where lego (v4 and v5) keeps the certificate (the leaf
+// first).
+func (l Lego) CertFile() string { return filepath.Join(l.Path, "certificates", l.Domain+".crt") }
 
 // Lego5 is lego v5 (tools/lego pins the newest the module proxy can build):
 // one command, run, issues and renews; ARI is on by default. Program is
-// its path.
+// its path; Profile, when set, the certificate profile it asks for.
 type Lego5 struct {
 	Lego
 	Program string
+	Profile string
 }
 
 // Args is the lego v5 run command line, with extra flags (e.g. renewal).
 func (l Lego5) Args(extra ...string) []string {
-	a := []string{l.Program, "run", "--server", l.Server, "--accept-tos", "--email", l.Email, "--path", l.Path,
-		"--dns", "dnsupdate", "--dns.resolvers", l.Resolver, "--dns.propagation.disable-ans", "--domains", l.Domain}
-	return append(a, extra...)
+	a := []string{l.Program, "run", "--server", l.Server, "--accept-tos", "--email", l.Email, "--path", l.Path}
+	a = append(a, l.challenge("--dns", "dnsupdate", "--dns.resolvers", l.Resolver, "--dns.propagation.disable-ans")...)
+	if l.Profile != "" {
+		a = append(a, "--profile", l.Profile)
+	}
+	return append(append(a, "--domains", l.Domain), extra...)
 }
 
 // Lego5Env is LegoEnv with the names lego v5's dnsupdate provider reads.
@@ -76,13 +101,15 @@ func LegoEnv(base []string, rootFile, nameserver, zone string, key rfc2136.Key) 
 }
 
 // Certbot is certbot against one ACME server, with its state in Dir;
-// its manual hooks write the DNS-01 record with nsupdate.
+// its manual hooks write the DNS-01 record with nsupdate, or with
+// Standalone its own server on port 80 answers HTTP-01.
 type Certbot struct {
-	Server  string // directory URL
-	Dir     string // config, work and logs directory
-	Domain  string
-	DNSHost string // the primary's address (port 53)
-	KeyFile string // the clients' TSIG key (tsig-keygen format)
+	Server     string // directory URL
+	Dir        string // config, work and logs directory
+	Domain     string
+	DNSHost    string // the primary's address (port 53)
+	KeyFile    string // the clients' TSIG key (tsig-keygen format)
+	Standalone bool
 }
 
 func (c Certbot) hook(op string) string {
@@ -95,12 +122,20 @@ func (c Certbot) dirs() []string {
 
 // Certonly registers (without an email) and issues.
 func (c Certbot) Certonly() []string {
-	return append(append([]string{"certbot", "certonly"}, c.dirs()...), "--agree-tos", "--register-unsafely-without-email",
-		"--server", c.Server, "--manual", "--preferred-challenges", "dns", "-d", c.Domain,
+	a := append(append([]string{"certbot", "certonly"}, c.dirs()...), "--agree-tos", "--register-unsafely-without-email",
+		"--server", c.Server)
+	if c.Standalone {
+		return append(a, "--standalone", "-d", c.Domain)
+	}
+	return append(a, "--manual", "--preferred-challenges", "dns", "-d", c.Domain,
 		"--manual-auth-hook", c.hook("add"), "--manual-cleanup-hook", c.hook("delete"))
 }
 
-// Renew renews the certificate now, with the stored account and hooks.
+// CertFile is where certbot keeps the certificate it issued last.
+func (c Certbot) CertFile() string { return filepath.Join(c.Dir, "live", c.Domain, "cert.pem") }
+
+// Renew renews the certificate now, with the stored account and
+// authenticator (hooks, or standalone).
 func (c Certbot) Renew() []string {
 	return append(append([]string{"certbot", "renew"}, c.dirs()...), "--cert-name", c.Domain, "--force-renewal", "--no-random-sleep-on-renew")
 }
