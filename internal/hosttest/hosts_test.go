@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -304,6 +305,10 @@ func shortLived(t *testing.T, spec *cluster.Spec) cluster.Profile {
 	return cluster.Profile{}
 }
 
+// issueRounds: one round in `make test`; the figures in docs/lab.md are
+// from `go test -run TestClientHosts -v ./internal/hosttest/ -args -issue-rounds 5`.
+var issueRounds = flag.Int("issue-rounds", 1, "lego runs per challenge type (figures: 5)")
+
 // issueEveryChallenge has lego issue from the client hosts with each
 // challenge type, as users run it with lab exec --host: DNS-01 (the lab's
 // RFC2136_*), HTTP-01 (lego's server on web1's port 80), TLS-ALPN-01 (on
@@ -312,7 +317,7 @@ func shortLived(t *testing.T, spec *cluster.Spec) cluster.Profile {
 // command's start to its end, as a user waits) are logged for docs/lab.md.
 func issueEveryChallenge(t *testing.T, h *hostLab, directory string) {
 	t.Helper()
-	const rounds = 5
+	rounds := *issueRounds
 	zone := h.spec.ACME.Zone
 	kinds := []struct{ challenge, host string }{
 		{cluster.ChallengeDNS01, "web1"}, {cluster.ChallengeHTTP01, "web1"}, {cluster.ChallengeTLSALPN01, "web2"},
