@@ -45,8 +45,8 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 	if out, err := cli("provision", "plan", "--infra", "local"); err != nil {
 		t.Fatalf("provision plan: %v\n%s", err, out)
 	}
-	if nets, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(nets), "cairn-t-") {
-		t.Fatalf("plan made namespaces: %s", nets)
+	if left := infraNamespaces(t); len(left) > 0 {
+		t.Fatalf("plan made namespaces: %v", left)
 	}
 	start := time.Now()
 	out, err := cli("-o", "json", "provision", "apply", "--infra", "local")
@@ -209,16 +209,8 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 	}
 	destroyed = true
 	t.Logf("destroy %.2fs", time.Since(start).Seconds())
-	// This infrastructure's namespaces only: other tests (client hosts)
-	// may hold namespaces of their own labs meanwhile.
-	nets, _ := exec.Command("ip", "netns", "list").Output()
-	for _, line := range strings.Split(string(nets), "\n") {
-		name, _, _ := strings.Cut(line, " ")
-		for _, h := range []string{"a", "b", "dns", "sw"} {
-			if name == nsName("t", h) {
-				t.Errorf("namespace left: %s", line)
-			}
-		}
+	if left := infraNamespaces(t); len(left) > 0 {
+		t.Errorf("namespaces left: %v", left)
 	}
 	if ps, _ := exec.Command("pgrep", "-af", "/opt/cairn/|host-init --state "+spec.Path(Dir)).Output(); len(ps) > 0 {
 		t.Errorf("processes left: %s", ps)
@@ -348,4 +340,22 @@ func upgradeProvisioned(t *testing.T, cli func(...string) ([]byte, error), cairn
 			t.Errorf("a second upgrade run: site %s %s, want unchanged", name, s.Phase)
 		}
 	}
+}
+
+// infraNamespaces lists this infrastructure's namespaces that exist: other
+// tests' labs (their client hosts, cairn-t-<hex>-host-…) may hold
+// namespaces of their own meanwhile.
+func infraNamespaces(t *testing.T) []string {
+	t.Helper()
+	nets, _ := exec.Command("ip", "netns", "list").Output()
+	var out []string
+	for _, line := range strings.Split(string(nets), "\n") {
+		name, _, _ := strings.Cut(line, " ")
+		for _, h := range []string{"a", "b", "dns", "sw"} {
+			if name == nsName("t", h) {
+				out = append(out, name)
+			}
+		}
+	}
+	return out
 }

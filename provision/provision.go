@@ -659,17 +659,40 @@ func (p *Provisioner) Apply(ctx context.Context) (*Result, error) {
 
 // check runs the directory probe and one deep probe of a site with cairn's
 // own prober (from the operator's vantage: the switch namespace locally).
+// Sites start together: a peer's front may have looked for this site's
+// first CRLs before they were published, and keeps that answer for up to
+// its mirror interval (10 s). So a failed check is run again, up to
+// checkAttempts times, checkPause apart; the last failure is reported.
 func (p *Provisioner) check(ctx context.Context, siteName string) error {
 	argv := p.infra.FromOperator([]string{p.o.Self, "-f", p.o.Spec.File, "probe", siteName, "--deep"})
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	outb, err := exec.CommandContext(cctx, argv[0], argv[1:]...).CombinedOutput()
-	p.logf("check %s:\n%s", siteName, strings.TrimSpace(string(outb)))
-	if err != nil {
-		return fmt.Errorf("cairn probe %s --deep: %v", siteName, err)
+	var err error
+	for attempt := 1; attempt <= checkAttempts; attempt++ {
+		if attempt > 1 {
+			p.logf("check %s: failed (attempt %d of %d), again in %s", siteName, attempt-1, checkAttempts, checkPause)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(checkPause):
+			}
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		var outb []byte
+		outb, err = exec.CommandContext(cctx, argv[0], argv[1:]...).CombinedOutput()
+		cancel()
+		p.logf("check %s:\n%s", siteName, strings.TrimSpace(string(outb)))
+		if err == nil {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("cairn probe %s --deep (%d attempts): %v", siteName, checkAttempts, err)
 }
+
+// A site's checks after provisioning: attempts and the pause between them
+// (longer than a front's CRL mirror interval).
+const (
+	checkAttempts = 3
+	checkPause    = 15 * time.Second
+)
 
 // Plan shows what apply would change and changes nothing.
 func (p *Provisioner) Plan(ctx context.Context) error {
