@@ -43,7 +43,7 @@ quickstart: deps-lab build
 # Three test packages at a time: the lab tests mostly wait on probes and
 # timers (two at a time kept 2 cores about 40 % busy).
 test: deps lint rules
-	go test -count=1 -p 3 ./...
+	go test -count=1 -p 4 ./...
 	$(MAKE) --no-print-directory fuzz
 
 # The alert rules users load (monitoring/): syntax and unit tests.
