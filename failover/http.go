@@ -30,9 +30,12 @@ func (c *Controller) Handler(reg prometheus.Gatherer, adminToken string) http.Ha
 		}
 		writeJSON(w, map[string]any{"intents": plan})
 	})
-	authorized := func(w http.ResponseWriter, r *http.Request) bool {
+	hasToken := func(r *http.Request) bool {
 		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if adminToken == "" || subtle.ConstantTimeCompare([]byte(got), []byte(adminToken)) != 1 {
+		return adminToken != "" && subtle.ConstantTimeCompare([]byte(got), []byte(adminToken)) == 1
+	}
+	authorized := func(w http.ResponseWriter, r *http.Request) bool {
+		if !hasToken(r) {
 			http.Error(w, "missing or wrong admin token", http.StatusUnauthorized)
 			return false
 		}
@@ -42,8 +45,7 @@ func (c *Controller) Handler(reg prometheus.Gatherer, adminToken string) http.Ha
 	// account contacts) only with the token; without it, ok or broken.
 	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
 		st := c.Status()
-		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if adminToken == "" || subtle.ConstantTimeCompare([]byte(got), []byte(adminToken)) != 1 {
+		if !hasToken(r) {
 			st.hideReplicationDetails()
 		}
 		writeJSON(w, st)

@@ -97,15 +97,9 @@ func TestCheckAdditionRenamed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds Boulder's iana package")
 	}
-	patchSource = func(dir string) error {
-		f := filepath.Join(dir, "iana", "ip.go")
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(f, bytes.ReplaceAll(b, []byte("reservedPrefixes"), []byte("reservedBlocks")), 0o644)
-	}
-	defer func() { patchSource = nil }()
+	patchIP(t, func(b []byte) []byte {
+		return bytes.ReplaceAll(b, []byte("reservedPrefixes"), []byte("reservedBlocks"))
+	})
 	err := CheckAddition(context.Background(), Version)
 	if err == nil {
 		t.Fatal("a release without reservedPrefixes passed the check")
@@ -128,19 +122,12 @@ func TestCheckAdditionNoEffect(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds Boulder's iana package")
 	}
-	patchSource = func(dir string) error {
-		f := filepath.Join(dir, "iana", "ip.go")
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return err
-		}
+	patchIP(t, func(b []byte) []byte {
 		// IsReservedAddr walks a copy taken before the addition runs.
 		b = bytes.Replace(b, []byte("for _, rpx := range reservedPrefixes {\n\t\tif rpx.addressBlock.Contains(ip)"),
 			[]byte("for _, rpx := range frozen {\n\t\tif rpx.addressBlock.Contains(ip)"), 1)
-		b = append(b, []byte("\nvar frozen []reservedPrefix\n\nfunc init() { frozen = slices.Clone(reservedPrefixes) }\n")...)
-		return os.WriteFile(f, b, 0o644)
-	}
-	defer func() { patchSource = nil }()
+		return append(b, []byte("\nvar frozen []reservedPrefix\n\nfunc init() { frozen = slices.Clone(reservedPrefixes) }\n")...)
+	})
 	err := CheckAddition(context.Background(), Version)
 	if err == nil || !strings.Contains(err.Error(), "builds with Boulder "+Version+" but does not work: the addition with its environment: 10.1.2.3 is refused") {
 		t.Fatalf("err = %v", err)
@@ -175,4 +162,18 @@ func TestEnsureBuildsWithAddition(t *testing.T) {
 	if got := stale(filepath.Dir(paths["boulder"]), []string{"boulder"}); len(got) != 0 {
 		t.Fatalf("boulder is still stale after Ensure")
 	}
+}
+
+// patchIP has the check copy Boulder's source with iana/ip.go changed by
+// edit, until the test ends.
+func patchIP(t *testing.T, edit func([]byte) []byte) {
+	patchSource = func(dir string) error {
+		f := filepath.Join(dir, "iana", "ip.go")
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(f, edit(b), 0o644)
+	}
+	t.Cleanup(func() { patchSource = nil })
 }
