@@ -77,7 +77,7 @@ func ProbeOverridesYAML(id int64) []byte {
 func myCnf(p *Plan, varDir, root, replication string) string {
 	return fmt.Sprintf(`[mariadbd]
 datadir=%[1]s/mysql/data
-socket=%[1]s/mysql/run/mysqld.sock
+socket=%[11]s
 pid-file=%[1]s/mysql/run/mysqld.pid
 bind-address=%[2]s,%[6]s
 port=%[3]d
@@ -107,10 +107,18 @@ relay_log=%[1]s/mysql/relay/relay
 relay_log_recovery=ON
 %[10]s
 [client]
-socket=%[1]s/mysql/run/mysqld.sock
+socket=%[11]s
 `, varDir, p.DB, PortDB, accountIDRange, p.Site.SerialPrefix.Value(), p.Public,
 		filepath.Join(root, "tls", "db-ca.pem"), filepath.Join(root, "tls", "db.pem"), filepath.Join(root, "tls", "db.key"),
-		replication)
+		replication, mysqlSocket(varDir))
+}
+
+// mysqlSocket is the site MariaDB's Unix socket. It is also the readiness
+// address: mariadbd listens on TCP before it creates the socket, so a
+// TCP readiness check can pass while the socket still refuses (the
+// administrator's statements go over the socket).
+func mysqlSocket(varDir string) string {
+	return filepath.Join(varDir, "mysql", "run", "mysqld.sock")
 }
 
 // AccountIDRange and the offset tell which site created an account ID.

@@ -626,7 +626,7 @@ func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 	}
 	procs := []Process{
 		{Name: "mariadb", Program: "mariadbd", Args: []string{"--defaults-file=" + etc("my.cnf")},
-			Ready: "tcp:" + Addr(p.DB, PortDB), Listen: Addr(p.DB, PortDB)},
+			Ready: "unix:" + mysqlSocket(r.varDir), Listen: Addr(p.DB, PortDB)},
 		{Name: "redis", Program: "redis-server", Args: []string{r.root("secrets", "redis.conf")},
 			Ready: "tcp:" + Addr(p.DB, PortRedis), Listen: Addr(p.DB, PortRedis)},
 		{Name: "named", Program: "named", Args: []string{"-c", etc("named.conf"), "-f"},
