@@ -69,6 +69,12 @@ type RealRun struct {
 	Profile      string   `json:"profile,omitempty"`
 	Validity     Duration `json:"validity,omitzero"`
 	WantValidity Duration `json:"wantValidity,omitzero"`
+	// ARIError is the first line where the client reported a final
+	// (4xx) error of its ARI renewal-info lookup, even in a run that
+	// succeeded (lego warns and falls back): an ARI client must get the
+	// issuing site's answer, or a retryable 503 while that site is down,
+	// never "unknown certificate".
+	ARIError string `json:"ariError,omitempty"`
 }
 
 // realClient is a real client with its own state directory (its stored
@@ -274,6 +280,7 @@ func (rc *realClient) run(ctx context.Context, command string, timeout time.Dura
 	r.End = time.Now()
 	r.OK = err == nil
 	r.Account = rc.account()
+	r.ARIError = ariError(out)
 	os.WriteFile(filepath.Join(rc.dir, fmt.Sprintf("%s-%s.log", command, r.Start.Format("150405.000"))), out, 0o600)
 	if err != nil {
 		r.Problem, r.Detail = realProblem(out, err, cctx.Err() != nil)
@@ -304,6 +311,24 @@ func certValidity(file string) (time.Duration, error) {
 		return 0, fmt.Errorf("the certificate %s: %w", file, err)
 	}
 	return c.NotAfter.Sub(c.NotBefore) + time.Second, nil
+}
+
+// ariRE finds a line about an ARI lookup; ariFailRE one that says it got
+// a final answer (4xx, malformed): a 503 with Retry-After is the
+// retryable answer RFC 9773 clients wait out.
+var (
+	ariRE     = regexp.MustCompile(`(?i)\bARI\b|renewal-?info`)
+	ariFailRE = regexp.MustCompile(`(?i)\b4\d\d\b|:malformed\b|:notFound\b|did not match a known issuer`)
+)
+
+// ariError is the first line of out that reports a final ARI error.
+func ariError(out []byte) string {
+	for _, l := range strings.Split(string(out), "\n") {
+		if ariRE.MatchString(l) && ariFailRE.MatchString(l) {
+			return firstLine(strings.TrimSpace(l))
+		}
+	}
+	return ""
 }
 
 // realProblem finds the ACME problem type and the line that explains it.

@@ -122,3 +122,32 @@ func TestProfileValidityIsJudged(t *testing.T) {
 		t.Errorf("failures %q with 7-day certificates", rep.Failures)
 	}
 }
+
+// A real client that reports a final ARI error (404 unknown issuer) fails
+// the drill, even when its run succeeded (lego v5 warns and falls back);
+// ARI lines without one, and the retryable 503 of a site that is down, do
+// not.
+func TestARIErrorsAreJudged(t *testing.T) {
+	lego5 := "2026/12/06 10:01:02 WARN retry: acme: error: 404 :: urn:ietf:params:acme:error:malformed :: While parsing ARI CertID an error occurred :: path contained an Authority Key Identifier that did not match a known issuer\n" +
+		"2026/12/06 10:01:03 INFO Server responded with a certificate.\n"
+	if got := ariError([]byte(lego5)); !strings.HasPrefix(got, "2026/12/06 10:01:02 WARN retry: acme: error: 404") {
+		t.Errorf("ariError(lego v5 warning) = %q", got)
+	}
+	for _, quiet := range []string{"INFO acme: renewalInfo suggests renewing between 10:00 and 11:00\nINFO Server responded with a certificate.\n",
+		"Saving debug log to /var/log/letsencrypt/letsencrypt.log\nError: something unrelated\n", "",
+		"WARN retry: acme: error: 503 :: urn:ietf:params:acme:error:serverInternal :: the certificate was issued by site b of this CA cluster, which does not answer: retry later (ARI)\n"} {
+		if got := ariError([]byte(quiet)); got != "" {
+			t.Errorf("ariError(%q) = %q, want none", quiet, got)
+		}
+	}
+	t0 := time.Now()
+	run := func(at time.Duration, ari string) RealRun {
+		return RealRun{Client: "lego5", Command: "renew", Start: t0.Add(at), End: t0.Add(at + time.Second), OK: true, Challenge: cluster.ChallengeDNS01, ARIError: ari}
+	}
+	rep := &Report{Scenario: "x", RealRuns: []RealRun{run(-time.Second, ""), run(time.Second, ariError([]byte(lego5)))}}
+	rep.summarizeReal([]string{"lego5"}, t0)
+	rep.judge(&Scenario{})
+	if len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0], "lego5: ARI renewal-info lookup failed, renew at") {
+		t.Errorf("failures %q, want one for the ARI warning", rep.Failures)
+	}
+}

@@ -78,6 +78,8 @@ type RealClient struct {
 	// validity differed from the profile's (each a line).
 	Profile       string   `json:"profile,omitempty"`
 	WrongValidity []string `json:"wrongValidity,omitempty"`
+	// ARIErrors: runs where it reported a failed ARI lookup (each a line).
+	ARIErrors []string `json:"ariErrors,omitempty"`
 	// AccountKept: every run used the account it registered before the
 	// fault (real clients do not register again by themselves).
 	AccountKept bool `json:"accountKept"`
@@ -296,6 +298,9 @@ func (rep *Report) realClient(name string, t0 time.Time) RealClient {
 			rc.WrongValidity = append(rc.WrongValidity, fmt.Sprintf("%s at %s: %s, want %s (profile %s)",
 				r.Command, r.Start.Format("15:04:05"), got, r.WantValidity, r.Profile))
 		}
+		if r.ARIError != "" {
+			rc.ARIErrors = append(rc.ARIErrors, fmt.Sprintf("%s at %s: %s", r.Command, r.Start.Format("15:04:05"), r.ARIError))
+		}
 		if account == "" {
 			account = r.Account
 		} else if r.Account != "" && r.Account != account {
@@ -365,6 +370,9 @@ func (rep *Report) judge(sc *Scenario) {
 	for _, c := range rep.Real {
 		for _, w := range c.WrongValidity {
 			fail("%s %s", c.Client, w)
+		}
+		for _, e := range c.ARIErrors {
+			fail("%s: ARI renewal-info lookup failed, %s", c.Client, e)
 		}
 	}
 	if p.MaxRealFailures != nil {

@@ -152,9 +152,15 @@ const maxBody = 1 << 20
 // newOrderPath and revokePath are Boulder's newOrder and revokeCert
 // endpoints.
 const (
-	newOrderPath = "/acme/new-order"
-	revokePath   = "/acme/revoke-cert"
+	newOrderPath    = "/acme/new-order"
+	revokePath      = "/acme/revoke-cert"
+	renewalInfoPath = "/acme/renewal-info/"
 )
+
+// forwardedHeader marks a request one front passed to another: it is
+// never passed on again (two fronts that each took an issuer for the
+// other's would otherwise bounce it between them).
+const forwardedHeader = "Cairn-Forwarded-By"
 
 // Front is the handler; Foreign counts orders answered alreadyReplaced.
 type Front struct {
@@ -168,6 +174,10 @@ type Front struct {
 	log      *slog.Logger
 	release  string // ReleaseHeader's value ("" if unknown)
 	Foreign  atomic.Int64
+	// ariForwarded counts renewal-info requests passed to the issuing
+	// site; site names this one (forwardedHeader).
+	ariForwarded atomic.Int64
+	site         string
 	// closing: every answer closes its connection (the site is drained
 	// for a restart: clients holding keep-alive connections to it
 	// reconnect, and resolve the ACME name again, after their next
@@ -224,8 +234,9 @@ func NewWithStore(c *Config, store Store, log *slog.Logger) (*Front, error) {
 			f.own[string(cert.SubjectKeyId)] = true
 		}
 	}
+	f.site = "front"
 	if c.Release != nil {
-		f.release = c.Release.String()
+		f.release, f.site = c.Release.String(), c.Release.Site
 	}
 	if len(f.own) == 0 {
 		return nil, errors.New("issuers: no certificate: the front must know the site's own issuers")
@@ -323,11 +334,19 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f.closing.Load() {
 		w.Header().Set("Connection", "close")
 	}
-	if r.Method == http.MethodPost && r.URL.Path == revokePath && len(f.peers) > 0 {
+	if r.Method == http.MethodPost && r.URL.Path == revokePath && len(f.peers) > 0 && r.Header.Get(forwardedHeader) == "" {
 		body := readBody(r)
 		if aki, ok := revokedAKI(body); ok && !f.own[string(aki)] {
 			if p, known := f.peers[string(aki)]; known {
 				f.forwardRevocation(w, r, body, p)
+				return
+			}
+		}
+	}
+	if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, renewalInfoPath) && len(f.peers) > 0 && r.Header.Get(forwardedHeader) == "" {
+		if aki, ok := ariAKI(strings.TrimPrefix(r.URL.Path, renewalInfoPath)); ok && !f.own[string(aki)] {
+			if p, known := f.peers[string(aki)]; known {
+				f.forwardRenewalInfo(w, r, p)
 				return
 			}
 		}
@@ -553,15 +572,39 @@ func (f *Front) forwardRevocation(w http.ResponseWriter, r *http.Request, body [
 		panic(http.ErrAbortHandler)
 	}
 	req.Header.Set("Content-Type", r.Header.Get("Content-Type"))
+	f.relay(w, r, hc, req, p, "revokeCert", "it was NOT revoked. Retry later, or ask the CA operator to revoke it (cairn revoke)")
+}
+
+// forwardRenewalInfo passes an ARI renewal-info request for another
+// site's certificate to the issuing site's front: only that site knows
+// the certificate (its window, whether it was revoked: "renew now").
+// Boulder alone would answer 404 "not a known issuer", which tells an
+// ARI client the certificate is unknown; when the issuing site does not
+// answer, the client gets 503 with Retry-After, which RFC 9773 clients
+// retry.
+func (f *Front) forwardRenewalInfo(w http.ResponseWriter, r *http.Request, p Peer) {
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, "https://"+r.Host+r.URL.Path, nil)
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	f.ariForwarded.Add(1)
+	f.relay(w, r, f.peerClient(r, p), req, p, "renewal-info", "retry later")
+}
+
+// relay sends req (a client's request, unchanged) to p's front and
+// relays its answer; when p does not answer, the client gets 503 with
+// Retry-After and what the request did not do.
+func (f *Front) relay(w http.ResponseWriter, r *http.Request, hc *http.Client, req *http.Request, p Peer, what, notDone string) {
+	req.Header.Set(forwardedHeader, f.site)
 	resp, err := hc.Do(req)
 	if err != nil {
-		f.log.Warn("revokeCert of another site's certificate: that site does not answer", "site", p.Site, "err", err)
+		f.log.Warn(what+" of another site's certificate: that site does not answer", "site", p.Site, "err", err)
 		f.problem(w, r, http.StatusServiceUnavailable, "urn:ietf:params:acme:error:serverInternal",
-			fmt.Sprintf("the certificate was issued by site %s of this CA cluster, which does not answer: it was NOT revoked. Retry later, or ask the CA operator to revoke it (cairn revoke)", p.Site))
+			fmt.Sprintf("the certificate was issued by site %s of this CA cluster, which does not answer: %s", p.Site, notDone))
 		return
 	}
 	defer resp.Body.Close()
-	f.log.Info("revokeCert of another site's certificate passed to it", "site", p.Site, "status", resp.StatusCode)
+	f.log.Info(what+" of another site's certificate passed to it", "site", p.Site, "status", resp.StatusCode)
 	for _, h := range []string{"Content-Type", "Replay-Nonce", "Link", "Retry-After", "Cache-Control"} {
 		for _, v := range resp.Header.Values(h) {
 			w.Header().Add(h, v)
@@ -569,6 +612,18 @@ func (f *Front) forwardRevocation(w http.ResponseWriter, r *http.Request, body [
 	}
 	w.WriteHeader(resp.StatusCode)
 	io.Copy(w, io.LimitReader(resp.Body, maxBody))
+}
+
+// ariAKI reads the authority key identifier of an ARI certificate ID
+// (RFC 9773 §4.1: base64url(AKI) "." base64url(serial)); the WFE that
+// gets the request checks the rest.
+func ariAKI(certID string) ([]byte, bool) {
+	enc, serial, ok := strings.Cut(certID, ".")
+	if !ok || enc == "" || serial == "" || strings.Contains(serial, ".") {
+		return nil, false
+	}
+	aki, err := base64.RawURLEncoding.DecodeString(enc)
+	return aki, err == nil && len(aki) > 0
 }
 
 // peerClient reaches p's front over TLS for the client's host name.

@@ -157,15 +157,7 @@ func TestFrontPassesForeignRevocationsToTheirSite(t *testing.T) {
 	ownFile, ownSKI := issuer(t, dir, "a-E1")
 	peerIssuer, peerSKI := issuer(t, dir, "b-E1")
 	var wfeSaw, peerSaw []string
-	wfe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodHead {
-			w.Header().Set("Replay-Nonce", "aaaaaaaa-fresh")
-			return
-		}
-		wfeSaw = append(wfeSaw, r.URL.Path)
-		w.WriteHeader(http.StatusOK)
-	}))
-	defer wfe.Close()
+	wfe := nonceWFE(t, &wfeSaw, http.StatusOK)
 	peer := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodHead {
 			w.Header().Set("Replay-Nonce", "bbbbbbbb-fresh")
@@ -282,4 +274,91 @@ func TestFrontClosesKeepAliveConnectionsWhenDrained(t *testing.T) {
 	if r := get(); !r.Close || r.StatusCode != http.StatusOK {
 		t.Fatalf("after: close %v status %d (want Connection: close and the answer)", r.Close, r.StatusCode)
 	}
+}
+
+// An ARI renewal-info request for another site's certificate is passed to
+// that site's front (the client's Host and path kept, marked as
+// forwarded) and its answer relayed, Retry-After included; one already
+// forwarded is never passed on again; with that site down the client
+// gets 503 with Retry-After (RFC 9773 clients retry), never Boulder's 404.
+func TestFrontPassesForeignRenewalInfoToItsSite(t *testing.T) {
+	dir := t.TempDir()
+	ownFile, ownSKI := issuer(t, dir, "a-E1")
+	peerIssuer, peerSKI := issuer(t, dir, "b-E1")
+	var wfeSaw, peerSaw []string
+	wfe := nonceWFE(t, &wfeSaw, http.StatusNotFound)
+	peer := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		peerSaw = append(peerSaw, r.Method+" "+r.Host+" "+r.URL.Path+" by="+r.Header.Get(forwardedHeader))
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", "21600")
+		w.Write([]byte(`{"suggestedWindow":{"start":"2026-12-06T00:00:00Z","end":"2026-12-07T00:00:00Z"}}`))
+	}))
+	rootFile := filepath.Join(dir, "root.pem")
+	os.WriteFile(rootFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: peer.Certificate().Raw}), 0o644)
+	f, err := New(&Config{Upstream: wfe.URL, Issuers: []string{ownFile}, RootFile: rootFile, Release: &Release{Site: "a"},
+		Peers: []Peer{{Site: "b", Addr: peer.Listener.Addr().String(), Issuers: []string{peerIssuer}}}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewTLSServer(f)
+	defer front.Close()
+	certID := func(ski []byte) string {
+		return base64.RawURLEncoding.EncodeToString(ski) + "." + base64.RawURLEncoding.EncodeToString([]byte{0x02, 0xaa})
+	}
+	get := func(id string, hdr ...string) (*http.Response, string) {
+		req, _ := http.NewRequest(http.MethodGet, front.URL+renewalInfoPath+id, nil)
+		req.Host = "example.com"
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := front.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	resp, body := get(certID(peerSKI))
+	if resp.StatusCode != 200 || resp.Header.Get("Retry-After") != "21600" || !strings.Contains(body, "suggestedWindow") ||
+		len(peerSaw) != 1 || peerSaw[0] != "GET example.com "+renewalInfoPath+certID(peerSKI)+" by=a" || len(wfeSaw) != 0 {
+		t.Fatalf("foreign renewal-info: HTTP %d %q, peer saw %q, own WFE saw %q", resp.StatusCode, body, peerSaw, wfeSaw)
+	}
+	if resp, _ := get(certID(ownSKI)); resp.StatusCode != 404 || len(wfeSaw) != 1 || len(peerSaw) != 1 {
+		t.Fatalf("own renewal-info: HTTP %d, own WFE saw %q, peer %q", resp.StatusCode, wfeSaw, peerSaw)
+	}
+	for _, bad := range []string{"no-dot", "!!." + "AqoA", certID(peerSKI) + "x.y"} {
+		if resp, _ := get(bad); resp.StatusCode != 404 || len(peerSaw) != 1 {
+			t.Fatalf("malformed ID %q: HTTP %d, peer saw %q (the WFE answers what the front cannot parse)", bad, resp.StatusCode, peerSaw)
+		}
+	}
+	if resp, _ := get(certID(peerSKI), forwardedHeader, "b"); resp.StatusCode != 404 || len(peerSaw) != 1 {
+		t.Fatalf("already forwarded: HTTP %d, peer saw %q (must go to the own WFE, never on again)", resp.StatusCode, peerSaw)
+	}
+	peer.Close()
+	resp, body = get(certID(peerSKI))
+	var prob struct{ Type, Detail string }
+	json.Unmarshal([]byte(body), &prob)
+	if resp.StatusCode != http.StatusServiceUnavailable || prob.Type != "urn:ietf:params:acme:error:serverInternal" || !strings.Contains(prob.Detail, "site b") ||
+		resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("peer down: HTTP %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	if got := f.ariForwarded.Load(); got != 2 {
+		t.Errorf("renewal-info forwarded counter %d, want 2", got)
+	}
+}
+
+// nonceWFE is a WFE that hands out the nonce "aaaaaaaa-fresh" (prefix
+// aaaaaaaa) and answers every other request with status, noting its path.
+func nonceWFE(t *testing.T, saw *[]string, status int) *httptest.Server {
+	wfe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			w.Header().Set("Replay-Nonce", "aaaaaaaa-fresh")
+			return
+		}
+		*saw = append(*saw, r.URL.Path)
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(wfe.Close)
+	return wfe
 }

@@ -34,6 +34,7 @@ func metricsHandler(f *Front, st *connlimit.Stats, c Config) http.Handler {
 	counter(refused, refusedHelp, prometheus.Labels{"cap": "per_source"}, &st.RefusedPer)
 	counter("cairn_front_accept_errors_total", "Accept errors (descriptors exhausted, aborted connections) retried.", nil, &st.AcceptErrors)
 	counter("cairn_front_already_replaced_total", "newOrders answered alreadyReplaced (replaces named another site's certificate).", nil, &f.Foreign)
+	counter("cairn_front_renewal_info_forwarded_total", "ARI renewal-info requests for another site's certificate passed to the issuing site's front.", nil, &f.ariForwarded)
 	reg.MustRegister(f.checks)
 	for _, reason := range Reasons {
 		counter("cairn_front_refused_total", "Requests the front refused itself, by reason (EAB, name scopes, docs/authority.md).",

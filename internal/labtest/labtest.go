@@ -6,9 +6,12 @@ package labtest
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,4 +193,39 @@ func Run(env []string, argv []string) (string, error) {
 	cmd.Env = env
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// FrontMetrics is the /metrics text of the ACME front whose site bundle
+// is siteDir (lab.Lab.SiteDir): its config names the listener.
+func FrontMetrics(t testing.TB, siteDir string) string {
+	t.Helper()
+	var c struct {
+		MetricsListen string `json:"metricsListen"`
+	}
+	b, err := os.ReadFile(filepath.Join(siteDir, "etc", "acme-front.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &c)
+	}
+	if err != nil || c.MetricsListen == "" {
+		t.Fatalf("%s: the front's metrics listener: %v", siteDir, err)
+	}
+	resp, err := http.Get("http://" + c.MetricsListen + "/metrics")
+	if err != nil {
+		t.Fatalf("%s: front metrics: %v", siteDir, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
+// Sample is the value of the first series in a /metrics text whose line
+// starts with prefix (0 if none).
+func Sample(text, prefix string) float64 {
+	for _, line := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			v, _ := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			return v
+		}
+	}
+	return 0
 }

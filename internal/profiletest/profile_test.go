@@ -30,7 +30,9 @@ import (
 // profile says, with the Go client at each site and with lego v5
 // (--profile) through the ACME name.
 func TestProfilesIssueWithTheirValidity(t *testing.T) {
-	spec := labtest.SpecWith(t, labtest.BlockProfiles, "accounts: {replication: off}\n", "a", "b")
+	// Accounts replicate: lego v5 renews at b with its site-a account. A
+	// fast policy: the operator's move waits for b to be seen healthy.
+	spec := labtest.SpecWith(t, labtest.BlockProfiles, "failover:\n  upAfter: 3\n  stablePeriod: 3s\n", "a", "b")
 	lego5 := testenv.Tool(t, "lego5")
 	testenv.Integration(t, "unshare", "mount")
 	short, def := profile(t, spec, cluster.ShortLivedProfile), profile(t, spec, spec.ACME.DefaultProfile)
@@ -85,11 +87,52 @@ func TestProfilesIssueWithTheirValidity(t *testing.T) {
 
 	// lego v5 through the ACME name (site a is active), DNS-01 with the
 	// clients' TSIG key, the cluster DNS as its resolver.
-	leaf := issueLego5(t, spec, lego5, "--profile", short.Name)
+	client := newLego5(t, spec, lego5)
+	_, leaf := client.run("--profile", short.Name)
 	t.Logf("lego v5 --profile %s: %s valid %s, serial prefix %x", short.Name, leaf.DNSNames[0], validity(leaf), leaf.SerialNumber.Bytes()[0])
 	if got := validity(leaf); got != short.Validity.Duration {
 		t.Errorf("lego v5 --profile %s: certificate valid %s, want %s", short.Name, got, short.Validity)
 	}
+	renewalInfoAfterAMove(t, spec, l, client, leaf, "--profile", short.Name, "--no-random-sleep")
+}
+
+// renewalInfoAfterAMove: the ACME name moves to b; lego v5 asks b for its
+// site-a certificate's ARI window (RFC 9773) and gets a's answer through
+// b's front (not 404 "unknown issuer"), so it keeps the certificate;
+// once a revoked it, b's answer says "renew now" and lego renews at b.
+func renewalInfoAfterAMove(t *testing.T, spec *cluster.Spec, l *lab.Lab, client *lego5Client, leaf *x509.Certificate, flags ...string) {
+	if leaf.SerialNumber.Bytes()[0] != spec.Sites[0].SerialPrefix.Value() {
+		t.Fatalf("lego v5's certificate (serial %x) is not from site a", leaf.SerialNumber)
+	}
+	cairn := func(args ...string) (string, error) {
+		cmd := exec.Command(l.Cairn, append([]string{"-f", spec.File}, args...)...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	testenv.WaitFor(t, "failover move --to b (the controller has seen b healthy)", 3*time.Minute, func() bool {
+		_, err := cairn("failover", "move", "--to", "b")
+		return err == nil
+	})
+	forwarded := func() float64 {
+		return labtest.Sample(labtest.FrontMetrics(t, l.SiteDir("b")), "cairn_front_renewal_info_forwarded_total ")
+	}
+	before := forwarded()
+	out, kept := client.run(flags...)
+	if kept.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+		t.Errorf("lego v5 renewed a certificate ARI says is not due (serial %x → %x):\n%s", leaf.SerialNumber, kept.SerialNumber, out)
+	}
+	// lego warns ("Calling renewal info endpoint") when the lookup fails.
+	if strings.Contains(out, "WARN") || forwarded() != before+1 {
+		t.Errorf("lego v5 after the move: forwarded %v → %v, output:\n%s", before, forwarded(), out)
+	}
+	if out, err := cairn("revoke", "--cert", filepath.Join(client.l.Path, "certificates", client.domain+".crt"), "--reason", "keyCompromise"); err != nil {
+		t.Fatalf("cairn revoke: %v\n%s", err, out)
+	}
+	out, renewed := client.run(flags...)
+	if renewed.SerialNumber.Cmp(leaf.SerialNumber) == 0 || renewed.SerialNumber.Bytes()[0] != spec.Sites[1].SerialPrefix.Value() {
+		t.Errorf("after the revocation at a, lego v5 did not renew at b (serial %x → %x):\n%s", leaf.SerialNumber, renewed.SerialNumber, out)
+	}
+	t.Logf("lego v5 after the move: ARI answered through b's front (kept %x); revoked at a → renewed at b (%x)", kept.SerialNumber, renewed.SerialNumber)
 }
 
 func profile(t *testing.T, spec *cluster.Spec, name string) cluster.Profile {
@@ -136,7 +179,18 @@ func issueGo(t *testing.T, tg *healthcheck.Target, profile string) *x509.Certifi
 
 // issueLego5 runs lego v5 (run, extra flags) against the ACME name and
 // returns its certificate.
-func issueLego5(t *testing.T, spec *cluster.Spec, prog string, extra ...string) *x509.Certificate {
+// lego5Client is lego v5 with one state directory and name, through the
+// ACME name with DNS-01 (the clients' TSIG key, the cluster DNS as its
+// resolver).
+type lego5Client struct {
+	t      *testing.T
+	l      acmecli.Lego5
+	env    []string
+	resolv string
+	domain string
+}
+
+func newLego5(t *testing.T, spec *cluster.Spec, prog string) *lego5Client {
 	t.Helper()
 	pki, err := intermediates.OpenReadOnly(spec)
 	if err != nil {
@@ -154,16 +208,25 @@ func issueLego5(t *testing.T, spec *cluster.Spec, prog string, extra ...string) 
 		t.Fatal(err)
 	}
 	domain := fmt.Sprintf("lego5-%d.%s", time.Now().Unix(), spec.ACME.Zone)
-	l := acmecli.Lego5{Program: prog, Lego: acmecli.Lego{Server: "https://" + spec.ACME.Name + "/directory", Email: "ops@" + spec.ACME.Zone,
-		Path: filepath.Join(dir, "lego"), Resolver: primary.Server, Domain: domain}}
-	argv := acmecli.WithResolver(resolv, l.Args(extra...))
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	return &lego5Client{t: t, resolv: resolv, domain: domain,
+		l: acmecli.Lego5{Program: prog, Lego: acmecli.Lego{Server: "https://" + spec.ACME.Name + "/directory", Email: "ops@" + spec.ACME.Zone,
+			Path: filepath.Join(dir, "lego"), Resolver: primary.Server, Domain: domain}},
+		env: acmecli.Lego5Env(os.Environ(), pki.RootCertFile(), primary.Server, spec.ACME.Zone, primary.Key)}
+}
+
+// run runs lego v5 run (issue, or renew when ARI or its window says so)
+// and returns its output and its certificate.
+func (c *lego5Client) run(extra ...string) (string, *x509.Certificate) {
+	c.t.Helper()
+	argv := acmecli.WithResolver(c.resolv, c.l.Args(extra...))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = acmecli.Lego5Env(os.Environ(), pki.RootCertFile(), primary.Server, spec.ACME.Zone, primary.Key)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("lego v5 %v: %v\n%s", extra, err, out)
+	cmd.Env = c.env
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("lego v5 %v: %v\n%s", extra, err, out)
 	}
-	leaf := labtest.ReadCert(t, filepath.Join(l.Path, "certificates", domain+".crt"))
-	return leaf
+	return string(out), labtest.ReadCert(c.t, filepath.Join(c.l.Path, "certificates", c.domain+".crt"))
 }
