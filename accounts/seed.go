@@ -27,7 +27,11 @@ type SeedPair struct {
 	Copied   int    `json:"copied"`    // rows the replica did not have
 	Updated  int    `json:"updated"`   // rows of the source's own accounts that differed (the origin wins; a deactivation is kept)
 	Conflict int    `json:"conflicts"` // rows left out: the replica holds the key under another ID
-	Position string `json:"position"`  // the source's GTID the replica continues from
+	// EABCopied: rows of the EAB tables (keys, revocations, bindings) the
+	// replica did not have; without them it would refuse every account
+	// bound to a key it lacks.
+	EABCopied int    `json:"eabCopied"`
+	Position  string `json:"position"` // the source's GTID the replica continues from
 }
 
 // SeedReport is the whole seed.
@@ -171,7 +175,7 @@ func (sd *seeder) seedReplica(ctx context.Context, r string, rep *SeedReport) er
 			pos[sd.prefix[src.Name]] = pair.Position
 		}
 		rep.Pairs = append(rep.Pairs, pair)
-		fmt.Fprintf(sd.log, "  %s from %s: %d copied, %d updated, %d conflicts; continues after %s\n", r, src.Name, pair.Copied, pair.Updated, pair.Conflict, orNone(pair.Position))
+		fmt.Fprintf(sd.log, "  %s from %s: %d copied, %d updated, %d conflicts, %d EAB rows copied; continues after %s\n", r, src.Name, pair.Copied, pair.Updated, pair.Conflict, pair.EABCopied, orNone(pair.Position))
 	}
 	return sd.start(ctx, r, pos)
 }
@@ -274,7 +278,87 @@ func seedPair(ctx context.Context, sdb, rdb *sql.DB, source, replica string, dom
 			pair.Updated++
 		}
 	}
-	return pair, nil
+	n, err := seedEAB(ctx, sdb, rdb)
+	pair.EABCopied = n
+	return pair, err
+}
+
+// eabTables are the EAB tables a seed copies: each row is identified by
+// its origin column and never changes (docs/authority.md), so a row the
+// replica lacks is copied as it is. A key the replica holds under another
+// ID (made at every site while replication was off) is left alone.
+var eabTables = []struct{ table, id, cols string }{
+	{site.EABKeysTable, "id", "id, kid, hmac_key, label, scope, created_at"},
+	{site.EABRevocationsTable, "id", "id, kid, revoked_at"},
+	{site.EABBindingsTable, "account_id", "account_id, kid, bound_at"},
+}
+
+// seedEAB copies the EAB rows the source has and the replica lacks, on
+// the replica's session (binary log off), and returns how many.
+func seedEAB(ctx context.Context, sdb, rdb *sql.DB) (int, error) {
+	copied := 0
+	for _, t := range eabTables {
+		have := map[string]bool{}
+		rows, err := rdb.QueryContext(ctx, "SELECT "+t.id+" FROM "+t.table)
+		if err != nil {
+			return copied, fmt.Errorf("%s: %w", t.table, err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return copied, err
+			}
+			have[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return copied, err
+		}
+		cols := strings.Split(t.cols, ", ")
+		src, err := sdb.QueryContext(ctx, "SELECT "+t.cols+" FROM "+t.table+" ORDER BY "+t.id)
+		if err != nil {
+			return copied, fmt.Errorf("%s: %w", t.table, err)
+		}
+		var missing [][]any
+		for src.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := src.Scan(ptrs...); err != nil {
+				src.Close()
+				return copied, err
+			}
+			if !have[fmt.Sprint(asString(vals[0]))] {
+				missing = append(missing, vals)
+			}
+		}
+		src.Close()
+		if err := src.Err(); err != nil {
+			return copied, err
+		}
+		insert := "INSERT IGNORE INTO " + t.table + " (" + t.cols + ") VALUES (?" + strings.Repeat(", ?", len(cols)-1) + ")"
+		for _, vals := range missing {
+			res, err := rdb.ExecContext(ctx, insert, vals...)
+			if err != nil {
+				return copied, fmt.Errorf("%s: %w", t.table, err)
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				copied++
+			}
+		}
+	}
+	return copied, nil
+}
+
+// asString is a scanned column as text (the driver gives bytes or int64).
+func asString(v any) any {
+	if b, ok := v.([]byte); ok {
+		return string(b)
+	}
+	return v
 }
 
 func readRows(ctx context.Context, db *sql.DB) ([]row, error) {

@@ -49,7 +49,7 @@ func (r *Runner) siteClient(w *workload, siteName string, key *ecdsa.PrivateKey)
 	if key != nil {
 		o.Key = key
 	}
-	return acmeclient.New(o)
+	return acmeclient.New(w.options(o))
 }
 
 // registerAt registers key at one site, addressed directly (not through

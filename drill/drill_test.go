@@ -82,7 +82,9 @@ func TestDrillsInTheLab(t *testing.T) {
 	// 10.77.<block>.0/24 by default), where site-down's real clients run
 	// HTTP-01 and TLS-ALPN-01.
 	clientHosts := fmt.Sprintf("validation:\n  allowedNetworks: [10.77.%d.0/24]\n", labtest.BlockDrill)
-	spec := labtest.SpecWith(t, labtest.BlockDrill, fastPolicy+clientHosts, "a", "b")
+	// EAB is required: every drill registers every client (built-in and
+	// real) with a key of its own, which it revokes at its end.
+	spec := labtest.SpecWith(t, labtest.BlockDrill, fastPolicy+clientHosts+"eab:\n  required: true\n", "a", "b")
 	testenv.Integration(t, "certbot", "lego", "lego5", "nft", "unshare")
 	l := &lab.Lab{Spec: spec, Log: labtest.Log{T: t}, Cairn: labtest.CairnBinary(t)}
 	ctx := context.Background()
@@ -146,6 +148,7 @@ func TestDrillsInTheLab(t *testing.T) {
 		if name == "site-down" {
 			checkHostClients(t, spec, rep)
 		}
+		checkDrillKey(t, l, rep, len(rep.Real)+len(rep.Clients))
 		if name == "revoke-at-dead-site" {
 			if rv := rep.Revocation; rv.CRLChecks == 0 || len(rv.CRLFailures) > 0 || rv.InCRLAt == nil || rv.ACMERevokedAt == nil || rv.MovedBackFirst {
 				t.Errorf("revoke-at-dead-site: %+v", rv)
@@ -222,6 +225,9 @@ func TestDrillsInTheLab(t *testing.T) {
 	}
 	if !rep.Interrupted || rep.Passed {
 		t.Errorf("interrupted drill: interrupted %v passed %v", rep.Interrupted, rep.Passed)
+	}
+	if rep.EABKey == "" || !rep.EABKeyRevoked {
+		t.Errorf("interrupted drill: its EAB key %q revoked %v", rep.EABKey, rep.EABKeyRevoked)
 	}
 	if !l.ComponentRunning(st.Active, "wfe") {
 		t.Fatalf("the interrupted drill left %s's WFE down", st.Active)
@@ -466,6 +472,52 @@ func assertRestored(t *testing.T, l *lab.Lab, active, after string) {
 	if _, err := os.Stat(journalPath(l)); err == nil {
 		t.Errorf("after %s a journal is left", after)
 	}
+	for _, k := range drillKeys(t, l) {
+		if k.Revoked == nil {
+			t.Errorf("after %s the EAB key %s (%s) is not revoked", after, k.KID, k.Label)
+		}
+	}
+}
+
+// drillKeys are the EAB keys drills made (label drill-…).
+func drillKeys(t *testing.T, l *lab.Lab) []accounts.EABListed {
+	t.Helper()
+	e, err := drillEAB(l.Spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := e.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []accounts.EABListed
+	for _, k := range keys {
+		if strings.HasPrefix(k.Label, "drill-") {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// checkDrillKey: the drill made its EAB key, at least accounts clients
+// registered with it, and it was revoked at the end.
+func checkDrillKey(t *testing.T, l *lab.Lab, rep *Report, accounts int) {
+	t.Helper()
+	if rep.EABKey == "" || !rep.EABKeyRevoked {
+		t.Errorf("%s: EAB key %q, revoked %v", rep.Scenario, rep.EABKey, rep.EABKeyRevoked)
+		return
+	}
+	for _, k := range drillKeys(t, l) {
+		if k.KID != rep.EABKey {
+			continue
+		}
+		if k.Revoked == nil || k.Bound < accounts || !strings.HasPrefix(k.Label, "drill-"+rep.Scenario+"-") || len(k.At) != len(l.Spec.Sites) {
+			t.Errorf("%s: its EAB key %+v: want revoked, at every site, ≥ %d accounts bound", rep.Scenario, k, accounts)
+		}
+		t.Logf("%s: EAB key %s (%s): %d accounts bound, revoked at the end", rep.Scenario, k.KID, k.Label, k.Bound)
+		return
+	}
+	t.Errorf("%s: its EAB key %s is not listed", rep.Scenario, rep.EABKey)
 }
 
 // cairn drill run interrupted with SIGINT right after its faults restores

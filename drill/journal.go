@@ -25,6 +25,8 @@ type journal struct {
 	PID     int            `json:"pid"`
 	Started time.Time      `json:"started"`
 	Faults  []journalEntry `json:"faults"`
+	// EABKey is the ID of the drill's EAB key until it is revoked.
+	EABKey string `json:"eabKey,omitempty"`
 }
 
 // journalEntry is enough to rebuild the fault and restore it.
@@ -37,7 +39,7 @@ type journalEntry struct {
 func journalPath(l *lab.Lab) string { return l.Spec.Path(JournalFile) }
 
 func writeJournal(l *lab.Lab, j *journal) error {
-	if len(j.Faults) == 0 {
+	if len(j.Faults) == 0 && j.EABKey == "" {
 		if err := os.Remove(journalPath(l)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
@@ -95,7 +97,7 @@ func restoreEach(ctx context.Context, faults []Fault) map[int]error {
 }
 
 // RestoreLeftovers restores the faults a drill that did not finish left
-// behind, newest first, and returns what it restored. It refuses while
+// behind, newest first, revokes its EAB key, and returns what it restored. It refuses while
 // that drill still runs (interrupting it restores its faults itself).
 func RestoreLeftovers(ctx context.Context, l *lab.Lab) ([]string, error) {
 	b, err := os.ReadFile(journalPath(l))
@@ -135,6 +137,13 @@ func RestoreLeftovers(ctx context.Context, l *lab.Lab) ([]string, error) {
 		done = append(done, f.Describe())
 	}
 	j.Faults = left
+	if j.EABKey != "" {
+		if d, err := revokeLeftoverKey(ctx, l, j.EABKey); err != nil {
+			errs = append(errs, err)
+		} else {
+			done, j.EABKey = append(done, d), ""
+		}
+	}
 	if err := writeJournal(l, &j); err != nil {
 		errs = append(errs, err)
 	}

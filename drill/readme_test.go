@@ -140,11 +140,20 @@ func testReadme(t *testing.T, l *lab.Lab) (*Report, string) {
 		}
 	}
 	var printed []string
+	var eabLine string // eab.required: the line that makes a key into EAB_KID and EAB_HMAC
 	for _, c := range cmds {
-		out := sh(c)
+		out := sh(onEABLab(c, eabLine))
 		if strings.Contains(c, "lab up") {
 			printed = printedCommands(out)
+			for _, line := range strings.Split(out, "\n") {
+				if strings.HasPrefix(strings.TrimSpace(line), `eval "$(bin/cairn accounts eab create`) {
+					eabLine = strings.TrimSpace(line)
+				}
+			}
 		}
+	}
+	if l.Spec.EAB.Required != (eabLine != "") {
+		t.Errorf("eab.required %v, yet lab up printed the command that makes a key: %q", l.Spec.EAB.Required, eabLine)
 	}
 	// HTTP-01 from client hosts first: the lab's validation reaches them.
 	if len(printed) != 2 || !strings.Contains(printed[0], "lab exec --host web1 -- lego ") || !strings.Contains(printed[0], " --http ") ||
@@ -152,6 +161,9 @@ func testReadme(t *testing.T, l *lab.Lab) (*Report, string) {
 		t.Fatalf("lab up printed %q through the ACME name first, want lego --http on web1 and certbot --standalone on web2", printed)
 	}
 	for _, c := range printed {
+		if eabLine != "" {
+			c = eabLine + " && " + c
+		}
 		sh(c)
 	}
 	dir := filepath.Join(work, "drills/site-down")
@@ -167,4 +179,22 @@ func testReadme(t *testing.T, l *lab.Lab) (*Report, string) {
 		t.Errorf("site-down after make lab skipped real clients: %v", rep.SkippedClients)
 	}
 	return &rep, dir
+}
+
+// onEABLab is a README client command (written for cairn init's lab,
+// which does not require EAB) as a user of a lab with eab.required runs
+// it: after the line lab up printed that makes a key, with the flags lab
+// up's own commands show.
+func onEABLab(line, eabLine string) string {
+	switch {
+	case eabLine == "" || !strings.Contains(line, " lab exec "):
+		return line
+	case strings.Contains(line, " lego ") && strings.HasSuffix(line, " run"):
+		line = strings.TrimSuffix(line, " run") + ` --eab --kid "$EAB_KID" --hmac "$EAB_HMAC" run`
+	case strings.Contains(line, " certbot "):
+		line += ` --eab-kid "$EAB_KID" --eab-hmac-key "$EAB_HMAC"`
+	default:
+		return line
+	}
+	return eabLine + " && " + line
 }

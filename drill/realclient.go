@@ -90,6 +90,7 @@ type realClient struct {
 	hostFQDN          string
 	w                 *workload
 	env               []string // on this machine (on a client host: lab exec's)
+	secretEnv         []string // added to either (lego v5's EAB key)
 	issue, renew      []string // the command lines
 	certFile          string
 	wantValidity      time.Duration
@@ -209,32 +210,43 @@ func (w *workload) realClients(ctx context.Context, names []string, state string
 			}
 			domain, rc.hostFQDN = h.Record, h.Record
 		}
-		l := acmecli.Lego{Server: dir, Email: "drill@" + w.spec.ACME.Zone, Path: rc.dir, Resolver: w.dnsUp.Server, Domain: domain, Challenge: k.challenge}
-		rc.certFile = l.CertFile()
-		switch k.program {
-		case "lego":
-			rc.issue, rc.renew = l.Args("run"), l.Args("renew", "--days", "10000", "--no-random-sleep")
-			rc.env = acmecli.LegoEnv(os.Environ(), pki.RootCertFile(), w.dnsUp.Server, w.spec.ACME.Zone, w.dnsUp.Key)
-		case "lego5":
-			// Default flags but "renew now": ARI on, so a renewal after a
-			// move names the old site's certificate in "replaces".
-			prog, err := acmecli.FindTool(k.program)
-			if err != nil {
-				return nil, err
-			}
-			l5 := acmecli.Lego5{Lego: l, Program: prog, Profile: k.profile}
-			rc.issue, rc.renew = l5.Args(), l5.Args("--renew-force", "--no-random-sleep")
-			rc.env = acmecli.Lego5Env(os.Environ(), pki.RootCertFile(), w.dnsUp.Server, w.spec.ACME.Zone, w.dnsUp.Key)
-		default:
-			c := acmecli.Certbot{Server: dir, Dir: rc.dir, Domain: domain, DNSHost: primary.Addr().String(),
-				KeyFile: w.spec.Path(w.spec.DNS.TSIG.ClientKeyFile), Standalone: k.challenge == cluster.ChallengeHTTP01}
-			rc.issue, rc.renew = c.Certonly(), c.Renew()
-			rc.env = acmecli.CertbotEnv(os.Environ(), pki.RootCertFile())
-			rc.certFile = c.CertFile()
+		if err := w.commands(rc, dir, domain, pki.RootCertFile(), primary); err != nil {
+			return nil, err
 		}
 		out = append(out, rc)
 	}
 	return out, nil
+}
+
+// commands sets rc's issue and renew command lines and environment: its
+// program against directory dir for domain, trusting rootFile, DNS-01
+// through the primary; with the run's EAB key if it has one.
+func (w *workload) commands(rc *realClient, dir, domain, rootFile string, primary netip.AddrPort) error {
+	k := rc.kind
+	l := acmecli.Lego{Server: dir, Email: "drill@" + w.spec.ACME.Zone, Path: rc.dir, Resolver: w.dnsUp.Server, Domain: domain, Challenge: k.challenge}
+	rc.certFile = l.CertFile()
+	switch k.program {
+	case "lego":
+		rc.issue, rc.renew = l.Args("run"), l.Args("renew", "--days", "10000", "--no-random-sleep")
+		rc.env = acmecli.LegoEnv(os.Environ(), rootFile, w.dnsUp.Server, w.spec.ACME.Zone, w.dnsUp.Key)
+	case "lego5":
+		// Default flags but "renew now": ARI on, so a renewal after a
+		// move names the old site's certificate in "replaces".
+		prog, err := acmecli.FindTool(k.program)
+		if err != nil {
+			return err
+		}
+		l5 := acmecli.Lego5{Lego: l, Program: prog, Profile: k.profile}
+		rc.issue, rc.renew = l5.Args(), l5.Args("--renew-force", "--no-random-sleep")
+		rc.env = acmecli.Lego5Env(os.Environ(), rootFile, w.dnsUp.Server, w.spec.ACME.Zone, w.dnsUp.Key)
+	default:
+		c := acmecli.Certbot{Server: dir, Dir: rc.dir, Domain: domain, DNSHost: primary.Addr().String(),
+			KeyFile: w.spec.Path(w.spec.DNS.TSIG.ClientKeyFile), Standalone: k.challenge == cluster.ChallengeHTTP01}
+		rc.issue, rc.renew = c.Certonly(), c.Renew()
+		rc.env = acmecli.CertbotEnv(os.Environ(), rootFile)
+		rc.certFile = c.CertFile()
+	}
+	return rc.withEAB(w.key)
 }
 
 // command is the command for one run of line: on the client host as
@@ -247,12 +259,12 @@ func (rc *realClient) command(ctx context.Context, line []string) (*exec.Cmd, er
 			return nil, err
 		}
 		cmd := exec.CommandContext(ctx, c.Args[0], c.Args[1:]...)
-		cmd.Env = c.Env
+		cmd.Env = append(c.Env, rc.secretEnv...)
 		return cmd, nil
 	}
 	argv := acmecli.WithResolver(rc.resolv, line)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = rc.env
+	cmd.Env = append(slices.Clone(rc.env), rc.secretEnv...)
 	return cmd, nil
 }
 

@@ -65,6 +65,10 @@ type Report struct {
 	Revocation RevocationReport `json:"revocation"`
 	// Upgrade: what an upgrade step did (pass.upgrade).
 	Upgrade UpgradeReport `json:"upgrade"`
+	// EABKey: the ID of the EAB key the run's clients registered with
+	// (eab.required); EABKeyRevoked: the run revoked it at its end.
+	EABKey        string `json:"eabKey,omitempty"`
+	EABKeyRevoked bool   `json:"eabKeyRevoked,omitempty"`
 }
 
 // RealClient is what happened to one real client.
@@ -454,6 +458,13 @@ func (rep *Report) Markdown() string {
 	fmt.Fprintf(&b, "# Drill %s: %s\n\n%s\n\n", rep.Scenario, verdict, rep.Description)
 	fmt.Fprintf(&b, "Run %s – %s. Faulted site **%s**; the ACME name pointed to **%s** before and **%s** after (epoch %d → %d).\n\n",
 		rep.Start.Format(time.RFC3339), rep.End.Format(time.TimeOnly), rep.FaultedSite, rep.ActiveBefore, rep.ActiveAfter, rep.EpochBefore, rep.EpochAfter)
+	if rep.EABKey != "" {
+		revoked := "revoked at the end"
+		if !rep.EABKeyRevoked {
+			revoked = "NOT revoked: cairn accounts eab revoke " + rep.EABKey
+		}
+		fmt.Fprintf(&b, "Every client registered with the run's EAB key %s (%s).\n\n", rep.EABKey, revoked)
+	}
 	for _, f := range rep.Failures {
 		fmt.Fprintf(&b, "* ✗ %s\n", f)
 	}

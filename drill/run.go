@@ -75,6 +75,15 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Journaled from here: the faults, and the EAB key the clients
+	// register with (eab.required), revoked at the end.
+	r.jrnl = journal{PID: os.Getpid(), Started: time.Now()}
+	key, err := r.makeKey(ctx, s.rep)
+	if err != nil {
+		return nil, err
+	}
+	defer r.revokeKey(ctx, key, s.rep)
+	s.w.key = key
 	// Real clients issue once, in the steady state, before anything is
 	// injected: that stores the account they will renew with.
 	if err := os.MkdirAll(r.spec.Path("var"), 0o755); err != nil {
@@ -95,11 +104,10 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	// Whatever happens from here, every injected fault is restored (the
 	// deferred call is the safety net; restore is idempotent); the journal
 	// keeps those that could not be.
-	r.jrnl = journal{PID: os.Getpid(), Started: time.Now()}
 	defer r.restoreAll(s.rep)
 	r.drive(ctx, s)
 	r.restoreAll(s.rep)
-	r.finish(ctx, applier, s)
+	r.finish(ctx, applier, s, key)
 	return s.rep, nil
 }
 
@@ -288,7 +296,7 @@ func (r *Runner) injected(dctx context.Context, s *runState, at time.Time) {
 // finish checks the state after the faults were restored (unless the
 // drill was interrupted), reads where the ACME name points, and completes
 // the report.
-func (r *Runner) finish(ctx context.Context, applier acmedns.Provider, s *runState) {
+func (r *Runner) finish(ctx context.Context, applier acmedns.Provider, s *runState, key *drillKey) {
 	sc, rep := r.Scenario, s.rep
 	if !rep.Interrupted {
 		r.steadyAfter(ctx, rep, sc.SteadyWithin())
@@ -312,6 +320,8 @@ func (r *Runner) finish(ctx context.Context, applier acmedns.Provider, s *runSta
 	rep.FaultAt = s.firstFault
 	r.firstFailedProbe(rep, s.target)
 	r.firedAlerts(ctx, rep)
+	// The clients are done: the key goes before the report is judged.
+	r.revokeKey(ctx, key, rep)
 	rep.compute(s.w, newClientAt, sc)
 }
 

@@ -112,6 +112,7 @@ type workload struct {
 	roots *x509.CertPool
 	dnsUp acmeclient.DNSUpdater
 	every time.Duration
+	key   *drillKey // eab.required: the run's EAB key, every client's
 
 	mu        sync.Mutex
 	attempts  []Attempt
@@ -148,7 +149,7 @@ func (w *workload) newClient(name, policy string) (*goClient, error) {
 
 func (g *goClient) connect() error {
 	dir := "https://" + net.JoinHostPort(g.w.spec.ACME.Name, strconv.Itoa(g.w.spec.ACME.HTTPSPort)) + "/directory"
-	c, err := acmeclient.New(acmeclient.Options{DirectoryURL: dir, Roots: g.w.roots, Dial: g.res.dial, Key: g.key, DNS: g.w.dnsUp, Timeout: 10 * time.Second})
+	c, err := acmeclient.New(g.w.options(acmeclient.Options{DirectoryURL: dir, Roots: g.w.roots, Dial: g.res.dial, Key: g.key, DNS: g.w.dnsUp, Timeout: 10 * time.Second}))
 	if err != nil {
 		return err
 	}
@@ -157,6 +158,13 @@ func (g *goClient) connect() error {
 	}
 	g.c = c
 	return nil
+}
+
+// options are o with what every client of the drill registers with: the
+// run's EAB key, if any.
+func (w *workload) options(o acmeclient.Options) acmeclient.Options {
+	o.EAB = w.key.binding()
+	return o
 }
 
 // site is where the client's cached DNS sends it now.

@@ -107,9 +107,12 @@ CREATE TABLE IF NOT EXISTS %s (
 }
 
 // eabGrantsSQL gives the front and the administrator what they need of
-// the EAB tables. The administrator (`cairn accounts eab`, from the
-// machine that renders) may create keys and revoke them but never read a
-// key's secret back.
+// the EAB tables. The administrator (`cairn accounts eab` and `cairn
+// accounts seed`, from the machine that renders, TLS with a client
+// certificate only that machine holds) creates and revokes keys, and
+// copies every EAB row, HMAC keys included, to a rebuilt site: without
+// them it would refuse every bound account. It never updates or deletes
+// one.
 func eabGrantsSQL(p *Plan, frontPW string) string {
 	var b strings.Builder
 	for _, host := range []string{p.DB.String(), "127.0.0.1"} {
@@ -123,8 +126,8 @@ func eabGrantsSQL(p *Plan, frontPW string) string {
 		}
 	}
 	for _, g := range []string{
-		"SELECT (id, kid, label, scope, created_at), INSERT ON " + EABKeysTable,
-		"SELECT, INSERT ON " + EABRevocationsTable, "SELECT ON " + EABBindingsTable,
+		"SELECT, INSERT ON " + EABKeysTable,
+		"SELECT, INSERT ON " + EABRevocationsTable, "SELECT, INSERT ON " + EABBindingsTable,
 	} {
 		fmt.Fprintf(&b, "GRANT %s TO '%s'@'%%';\n", g, AdminUser)
 	}

@@ -405,10 +405,10 @@ func TestRenderReplication(t *testing.T) {
 			"  IF @@session.gtid_domain_id <> @@global.gtid_domain_id AND NOT (NEW.account_id % 128 = @@session.gtid_domain_id) THEN",
 		"CREATE OR REPLACE TRIGGER cairn.eab_keys_owned_update", "CREATE OR REPLACE TRIGGER cairn.eab_revocations_owned_delete",
 		// The front reads keys and two columns of the accounts, and only
-		// inserts bindings; the administrator never reads a key's secret.
+		// inserts bindings; the administrator inserts (and a seed copies) rows.
 		"GRANT SELECT (id, jwk_sha256) ON boulder_sa.registrations TO 'cairn_front'@'127.0.0.1'",
 		"GRANT SELECT, INSERT ON cairn.eab_bindings TO 'cairn_front'@'127.0.31.",
-		"GRANT SELECT (id, kid, label, scope, created_at), INSERT ON cairn.eab_keys TO 'cairn_admin'@'%'",
+		"GRANT SELECT, INSERT ON cairn.eab_keys TO 'cairn_admin'@'%'", "GRANT SELECT, INSERT ON cairn.eab_bindings TO 'cairn_admin'@'%'",
 		"SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 1644",
 	} {
 		if !strings.Contains(sql, want) {

@@ -222,15 +222,24 @@ func printSummary(cmd *cobra.Command, s *lab.Summary, spec *cluster.Spec, self s
 		fmt.Fprintf(w, "Prometheus:       %s  (cairn's alert rules: %salerts)\n", s.PrometheusURL, s.PrometheusURL)
 	}
 	fmt.Fprintln(w)
+	// With eab.required every registration needs a key (docs/authority.md):
+	// one command puts a new one in the shell's environment, and the
+	// client commands below take it from there.
+	legoEAB, certbotEAB := "", ""
+	if spec.EAB.Required {
+		fmt.Fprintf(w, "EAB is required (eab.required): first make a key and put it in this shell's environment (the HMAC key is printed once):\n")
+		fmt.Fprintf(w, "  %s\n\n", eabEnvCommand(self))
+		legoEAB, certbotEAB = ` --eab --kid "$EAB_KID" --hmac "$EAB_HMAC"`, ` --eab-kid "$EAB_KID" --eab-hmac-key "$EAB_HMAC"`
+	}
 	// First through the ACME name, as any client of the cluster: lab exec
 	// gives the command the cluster DNS and the lab root; --host a client
 	// host of its own, where HTTP-01 reaches it when validation may.
 	if cluster.LabHostsAnswer(spec, cluster.ChallengeHTTP01) {
 		fmt.Fprintf(w, "Get a certificate through the ACME name, with HTTP-01 from client hosts (lab exec --host NAME: an address of %s, NAME.%s in the cluster DNS, the cluster's resolver, the lab root):\n", cluster.LabClientNetwork(spec), s.Zone)
 		fmt.Fprintf(w, "  %s lab exec --host web1 -- lego --server %s --accept-tos --email ops@%s --path ./lego \\\n", self, s.DirectoryURL, s.Zone)
-		fmt.Fprintf(w, "    --http --domains web1.%s run\n", s.Zone)
+		fmt.Fprintf(w, "    --http --domains web1.%s%s run\n", s.Zone, legoEAB)
 		fmt.Fprintf(w, "  %s lab exec --host web2 -- certbot certonly --standalone --non-interactive --agree-tos --register-unsafely-without-email \\\n", self)
-		fmt.Fprintf(w, "    --server %s --config-dir ./certbot --work-dir ./certbot --logs-dir ./certbot -d web2.%s\n\n", s.DirectoryURL, s.Zone)
+		fmt.Fprintf(w, "    --server %s --config-dir ./certbot --work-dir ./certbot --logs-dir ./certbot -d web2.%s%s\n\n", s.DirectoryURL, s.Zone, certbotEAB)
 		tls := ""
 		if cluster.LabHostsAnswer(spec, cluster.ChallengeTLSALPN01) {
 			tls = "; TLS-ALPN-01: lego --tls"
@@ -242,11 +251,11 @@ func printSummary(cmd *cobra.Command, s *lab.Summary, spec *cluster.Spec, self s
 		fmt.Fprintf(w, "HTTP-01 from client hosts needs lab.clientNetwork %s in validation.allowedNetworks):\n", cluster.LabClientNetwork(spec))
 	}
 	fmt.Fprintf(w, "  %s lab exec -- lego --server %s --accept-tos --email ops@%s --path ./lego \\\n", self, s.DirectoryURL, s.Zone)
-	fmt.Fprintf(w, "    --dns rfc2136 --domains test1.%s run\n", s.Zone)
+	fmt.Fprintf(w, "    --dns rfc2136 --domains test1.%s%s run\n", s.Zone, legoEAB)
 	nsupdate := `printf "server $CAIRN_LAB_DNS\nupdate %s _acme-challenge.$CERTBOT_DOMAIN. 10 TXT \"$CERTBOT_VALIDATION\"\nsend\n" | nsupdate -k $CAIRN_LAB_TSIG_KEY`
 	fmt.Fprintf(w, "  %s lab exec -- certbot certonly --non-interactive --agree-tos --register-unsafely-without-email \\\n", self)
 	fmt.Fprintf(w, "    --server %s --config-dir ./certbot --work-dir ./certbot --logs-dir ./certbot \\\n", s.DirectoryURL)
-	fmt.Fprintf(w, "    --manual --preferred-challenges dns -d test2.%s \\\n", s.Zone)
+	fmt.Fprintf(w, "    --manual --preferred-challenges dns -d test2.%s%s \\\n", s.Zone, certbotEAB)
 	fmt.Fprintf(w, "    --manual-auth-hook '%s' \\\n", fmt.Sprintf(nsupdate, "add"))
 	fmt.Fprintf(w, "    --manual-cleanup-hook '%s'\n\n", fmt.Sprintf(nsupdate, "delete"))
 	dnsHost, _, err := net.SplitHostPort(s.DNS)
@@ -258,14 +267,20 @@ func printSummary(cmd *cobra.Command, s *lab.Summary, spec *cluster.Spec, self s
 	fmt.Fprintf(w, "  LEGO_CA_CERTIFICATES=%s RFC2136_NAMESERVER=%s RFC2136_ZONES=%s RFC2136_TSIG_KEY=%s \\\n", s.RootCert, s.DNS, s.Zone, key)
 	fmt.Fprintf(w, "  RFC2136_TSIG_ALGORITHM=hmac-sha256. RFC2136_TSIG_SECRET=$(sed -n 's/.*secret \"\\(.*\\)\";/\\1/p' %s) \\\n", s.ClientKey)
 	fmt.Fprintf(w, "  lego --server https://%s/directory --accept-tos --email ops@%s --path ./lego \\\n", site.Address, s.Zone)
-	fmt.Fprintf(w, "    --dns rfc2136 --dns.resolvers %s --dns.disable-cp --domains test1.%s run\n\n", s.DNS, s.Zone)
+	fmt.Fprintf(w, "    --dns rfc2136 --dns.resolvers %s --dns.disable-cp --domains test1.%s%s run\n\n", s.DNS, s.Zone, legoEAB)
 	fmt.Fprintf(w, "and with certbot:\n")
 	fmt.Fprintf(w, "  REQUESTS_CA_BUNDLE=%s certbot certonly --non-interactive --agree-tos --register-unsafely-without-email \\\n", s.RootCert)
 	fmt.Fprintf(w, "    --server https://%s/directory --config-dir ./certbot --work-dir ./certbot --logs-dir ./certbot \\\n", site.Address)
 	hook := fmt.Sprintf(`printf "server %s\nupdate %%s _acme-challenge.$CERTBOT_DOMAIN. 10 TXT \"$CERTBOT_VALIDATION\"\nsend\n" %%s | nsupdate -k %s`, dnsHost, s.ClientKey)
-	fmt.Fprintf(w, "    --manual --preferred-challenges dns -d test2.%s \\\n", s.Zone)
+	fmt.Fprintf(w, "    --manual --preferred-challenges dns -d test2.%s%s \\\n", s.Zone, certbotEAB)
 	fmt.Fprintf(w, "    --manual-auth-hook '%s' \\\n", fmt.Sprintf(hook, "add", ""))
 	fmt.Fprintf(w, "    --manual-cleanup-hook '%s'\n", fmt.Sprintf(hook, "delete", ""))
+}
+
+// eabEnvCommand makes an EAB key with self and sets EAB_KID and EAB_HMAC
+// in the shell that evaluates it.
+func eabEnvCommand(self string) string {
+	return `eval "$(` + self + ` accounts eab create --label lab-$USER | sed -n 's/^kid: /EAB_KID=/p; s/^hmac: /EAB_HMAC=/p')"`
 }
 
 func printLabStatus(cmd *cobra.Command, st *lab.Status) {

@@ -44,9 +44,23 @@ func TestLabUpPrintsTheHTTP01Form(t *testing.T) {
 		t.Errorf("with HTTP-01 to the client hosts:\n%s", out)
 	}
 
+	// With eab.required: the command that makes a key into EAB_KID and
+	// EAB_HMAC first, and every client command takes them.
+	spec.EAB.Required = true
+	out = print(spec)
+	if !strings.Contains(out, "EAB is required") || !strings.Contains(out, eabEnvCommand("bin/cairn")) {
+		t.Errorf("with eab.required lab up does not say how to make a key:\n%s", out)
+	}
+	if n := strings.Count(out, `--eab --kid "$EAB_KID" --hmac "$EAB_HMAC" run`); n != 3 {
+		t.Errorf("with eab.required %d lego commands take the key, want 3:\n%s", n, out)
+	}
+	if n := strings.Count(out, `--eab-kid "$EAB_KID" --eab-hmac-key "$EAB_HMAC"`); n != 3 {
+		t.Errorf("with eab.required %d certbot commands take the key, want 3:\n%s", n, out)
+	}
+
 	dnsOnly := cluster.Default([]string{"a"})
 	out = print(dnsOnly)
-	if strings.Contains(out, "--http") || strings.Contains(out, "--standalone") ||
+	if strings.Contains(out, "--http") || strings.Contains(out, "--standalone") || strings.Contains(out, "EAB") ||
 		!strings.Contains(out, "needs lab.clientNetwork "+cluster.LabClientNetwork(dnsOnly).String()+" in validation.allowedNetworks") {
 		t.Errorf("without allowed networks lab up prints:\n%s", out)
 	}

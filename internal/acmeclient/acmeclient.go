@@ -52,6 +52,7 @@ type Client struct {
 	// Profile is the certificate profile orders ask for
 	// (draft-ietf-acme-profiles); "": none, the server's default.
 	Profile string
+	eab     *acme.ExternalAccountBinding
 }
 
 // Options to reach a server.
@@ -72,6 +73,9 @@ type Options struct {
 	Timeout time.Duration // per HTTP request
 	// Profile: see Client.Profile.
 	Profile string
+	// EAB binds the account Register makes to an External Account
+	// Binding key (RFC 8555 §7.3.4); nil: none.
+	EAB *acme.ExternalAccountBinding
 }
 
 // New prepares a client; nothing is sent yet.
@@ -104,6 +108,7 @@ func New(o Options) (*Client, error) {
 		DirectoryURL: o.DirectoryURL,
 		DNS:          o.DNS,
 		Profile:      o.Profile,
+		eab:          o.EAB,
 		ac: &acme.Client{Key: key, DirectoryURL: o.DirectoryURL,
 			HTTPClient: &http.Client{Transport: tr, Timeout: o.Timeout}, UserAgent: "cairn"},
 	}, nil
@@ -119,9 +124,10 @@ func (c *Client) Close() {
 	}
 }
 
-// Register creates (or finds) the account for the client's key.
+// Register creates (or finds) the account for the client's key, with the
+// client's External Account Binding if it has one.
 func (c *Client) Register(ctx context.Context) (*acme.Account, error) {
-	acct, err := c.ac.Register(ctx, &acme.Account{}, acme.AcceptTOS)
+	acct, err := c.ac.Register(ctx, &acme.Account{ExternalAccountBinding: c.eab}, acme.AcceptTOS)
 	if errors.Is(err, acme.ErrAccountAlreadyExists) {
 		acct, err = c.ac.GetReg(ctx, "")
 	}

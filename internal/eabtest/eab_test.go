@@ -25,12 +25,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 	"golang.org/x/crypto/acme"
 
+	"github.com/cairn-pki/cairn/accounts"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/acmecli"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
@@ -39,6 +41,7 @@ import (
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/lab"
+	"github.com/cairn-pki/cairn/site"
 )
 
 // env is the running lab and what the test's clients need.
@@ -336,26 +339,21 @@ func TestEABAndNameScopes(t *testing.T) {
 	}
 	e.checkMetrics("out_of_scope", 2, "not_allowed", 2, "eab_required", 2)
 
-	// The ACME name moves to b: certbot renews and lego orders again
-	// there with the accounts bound at a.
-	// (The controller moves it once it has seen b healthy.)
-	for start := time.Now(); ; time.Sleep(2 * time.Second) {
-		out, errOut, err := e.cairn("failover", "move", "--to", "b")
-		if err == nil {
-			break
-		}
-		if time.Since(start) > 5*time.Minute {
-			t.Fatalf("failover move --to b: %v %s %s", err, out, errOut)
-		}
-	}
-	testenv.WaitFor(t, "the ACME name at b", 2*time.Minute, func() bool { return e.resolves() == spec.Sites[1].Address })
+	// kill -9 of every process of the active site a (no operator step):
+	// the controller moves the ACME name to b by itself, and certbot renews
+	// there with the account bound at a.
+	killed := e.killSite("a")
+	testenv.WaitFor(t, "the ACME name at b", 3*time.Minute, func() bool { return e.resolves() == spec.Sites[1].Address })
+	toMove := time.Since(killed)
 	out, err = e.run(acmecli.CertbotEnv(base, sum.RootCert), e.viaName(cb.Renew()))
 	if err != nil {
-		t.Fatalf("certbot renew at b: %v\n%s", err, out)
+		t.Fatalf("certbot renew at b after a was killed: %v\n%s", err, out)
 	}
+	toRenewal := time.Since(killed)
 	if s := e.serialSite(cbCert); s != "b" {
 		t.Errorf("certbot's renewed certificate from site %s, want b", s)
 	}
+	t.Logf("FIGURE kill -9 of every process of a → the ACME name at b (the primary answers b) %.1f s; → certbot's renewal at b done %.1f s", toMove.Seconds(), toRenewal.Seconds())
 	// lego (4.9) wants --eab on every command once the directory requires
 	// EAB; with its account stored it does not register again.
 	out, err = e.run(legoEnv, e.viaName(lg.Args("--eab", "--kid", legoKey.kid, "--hmac", legoKey.hmac, "run")))
@@ -367,6 +365,19 @@ func TestEABAndNameScopes(t *testing.T) {
 	}
 	if s := e.serialSite(filepath.Join(legoPath, "certificates", lg.Domain+".crt")); s != "b" {
 		t.Errorf("lego's second certificate from site %s, want b", s)
+	}
+
+	// Site a comes back (every process started again, as after a reboot),
+	// replication runs again both ways, and its front holds the scoped
+	// account to its scope and the cluster's names as b's does.
+	e.restartSite("a")
+	for i, c := range []*acmeclient.Client{payA, payB} {
+		if typ, detail := order(c, "web."+zone); typ != "rejectedIdentifier" || !strings.Contains(detail, "payments."+zone) {
+			t.Errorf("site %s after a came back: out-of-scope order: %s %q", spec.Sites[i].Name, typ, detail)
+		}
+		if typ, _ := order(c, "www.example.org"); typ != "rejectedIdentifier" {
+			t.Errorf("site %s after a came back: order outside allowedNames: %s", spec.Sites[i].Name, typ)
+		}
 	}
 
 	// `eab revoke` at a alone: b learns it by replication (the command
@@ -427,6 +438,59 @@ func TestEABAndNameScopes(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// killSite sends SIGKILL to every process of a site, waits until none
+// runs, and returns when it sent the first.
+func (e *env) killSite(siteName string) time.Time {
+	e.t.Helper()
+	b, err := site.ReadBundle(e.l.SiteDir(siteName))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	start := time.Now()
+	for _, p := range b.Processes {
+		if _, err := e.l.SignalComponent(siteName, p.Name, syscall.SIGKILL); err != nil {
+			e.t.Fatalf("kill -9 %s/%s: %v", siteName, p.Name, err)
+		}
+	}
+	testenv.WaitFor(e.t, "every process of "+siteName+" gone", 30*time.Second, func() bool {
+		return !slices.ContainsFunc(b.Processes, func(p site.Process) bool { return e.l.ComponentRunning(siteName, p.Name) })
+	})
+	e.t.Logf("kill -9 of the %d processes of site %s", len(b.Processes), siteName)
+	return start
+}
+
+// restartSite starts every process of a killed site again, in dependency
+// order (its database loaded and its replication connections made), and
+// waits until every replication connection runs.
+func (e *env) restartSite(siteName string) {
+	e.t.Helper()
+	b, err := site.ReadBundle(e.l.SiteDir(siteName))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var names []string
+	for _, p := range b.Processes {
+		names = append(names, p.Name)
+	}
+	start := time.Now()
+	if err := e.l.RestartComponents(context.Background(), siteName, names); err != nil {
+		e.t.Fatal(err)
+	}
+	reader, err := accounts.NewMariaDB(e.spec)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	testenv.WaitFor(e.t, "every replication connection running", 2*time.Minute, func() bool {
+		st := accounts.Check(context.Background(), e.spec, reader)
+		running := len(st.Connections) == len(e.spec.Sites)*(len(e.spec.Sites)-1)
+		for _, c := range st.Connections {
+			running = running && c.Running
+		}
+		return running
+	})
+	e.t.Logf("site %s back: its %d processes started and replication running %.1f s after", siteName, len(names), time.Since(start).Seconds())
 }
 
 // fetch GETs path at site i.
