@@ -515,31 +515,9 @@ func (e *env) metrics() map[string]string {
 	e.t.Helper()
 	out := map[string]string{}
 	for _, s := range e.spec.Sites {
-		var c acmefront.Config
-		b, err := os.ReadFile(filepath.Join(e.l.SiteDir(s.Name), "etc", "acme-front.json"))
-		if err != nil || json.Unmarshal(b, &c) != nil {
-			e.t.Fatalf("site %s front config: %v", s.Name, err)
-		}
-		resp, err := http.Get("http://" + c.MetricsListen + "/metrics")
-		if err != nil {
-			e.t.Fatalf("site %s front metrics: %v", s.Name, err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		out[s.Name] = string(body)
+		out[s.Name] = labtest.FrontMetrics(e.t, e.l.SiteDir(s.Name))
 	}
 	return out
-}
-
-// sample is the value of the series whose line starts with prefix.
-func sample(text, prefix string) float64 {
-	for _, line := range strings.Split(text, "\n") {
-		if rest, ok := strings.CutPrefix(line, prefix); ok {
-			v, _ := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-			return v
-		}
-	}
-	return 0
 }
 
 // checkMetrics asserts the fronts' refusal counters, summed over the
@@ -549,7 +527,7 @@ func (e *env) checkMetrics(pairs ...any) {
 	sum := map[string]int{}
 	for _, text := range e.metrics() {
 		for _, r := range acmefront.Reasons {
-			sum[r] += int(sample(text, `cairn_front_refused_total{reason="`+r+`"} `))
+			sum[r] += int(labtest.Sample(text, `cairn_front_refused_total{reason="`+r+`"} `))
 		}
 	}
 	for i := 0; i+1 < len(pairs); i += 2 {
@@ -566,7 +544,7 @@ func (e *env) checkMetrics(pairs ...any) {
 func checkTimes(before, after, request string) string {
 	d := func(suffix string) float64 {
 		p := "cairn_front_check_seconds" + suffix
-		return sample(after, p) - sample(before, p)
+		return labtest.Sample(after, p) - labtest.Sample(before, p)
 	}
 	lbl := `{request="` + request + `"} `
 	n := d("_count" + lbl)
