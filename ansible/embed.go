@@ -4,7 +4,7 @@ package ansible
 
 import "embed"
 
-// Files: ansible.cfg, site.yml, destroy.yml and roles/.
+// Files: ansible.cfg, site.yml, destroy.yml, roles/ and connection_plugins/.
 //
-//go:embed ansible.cfg site.yml destroy.yml roles
+//go:embed ansible.cfg site.yml destroy.yml roles connection_plugins
 var Files embed.FS

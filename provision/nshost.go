@@ -20,8 +20,9 @@ import (
 // the cluster's bridge, and an anchor process in its own mount, UTS, IPC
 // and PID namespaces whose root is an overlay of this machine's root
 // (writes stay in the host's own upper directory). Ansible reaches it
-// with community.docker.nsenter on the anchor's PID; stopping the anchor
-// ends every process of the host and its mounts.
+// with cairn_nsenter (community.docker.nsenter with pipelining) on the
+// anchor's PID; stopping the anchor ends every process of the host and
+// its mounts.
 //
 // The bridge lives in a "switch" namespace, which also holds the
 // operator's vantage address (Gateway): cairn's own checks run there, so

@@ -470,14 +470,20 @@ func connVars(c Connection, addr string) (hostVars, error) {
 		if !ok {
 			return nil, fmt.Errorf("nspawn host %s is not up (no container from %s)", c.Machine, c.State)
 		}
-		return hostVars{"ansible_connection": "community.docker.nsenter", "ansible_nsenter_pid": pid}, nil
+		return hostVars{"ansible_connection": nsenterConnection, "ansible_nsenter_pid": pid}, nil
 	}
 	pid, ok := NSHost{Name: filepath.Base(c.State), StateDir: c.State}.AnchorPID()
 	if !ok {
 		return nil, fmt.Errorf("namespace host %s is not up (no anchor in %s)", c.Netns, c.State)
 	}
-	return hostVars{"ansible_connection": "community.docker.nsenter", "ansible_nsenter_pid": pid}, nil
+	return hostVars{"ansible_connection": nsenterConnection, "ansible_nsenter_pid": pid}, nil
 }
+
+// nsenterConnection is Ansible's connection into nspawn and namespace
+// hosts: community.docker.nsenter with pipelining
+// (ansible/connection_plugins/cairn_nsenter.py), one nsenter per module
+// instead of four or five.
+const nsenterConnection = "cairn_nsenter"
 
 // writeInventory writes the groups cluster and sites (0600).
 func writeInventory(path string, vars map[string]any, inv map[string]map[string]hostVars) error {

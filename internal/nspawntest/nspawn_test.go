@@ -25,6 +25,7 @@ import (
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/provision"
+	"github.com/cairn-pki/cairn/site"
 )
 
 const specText = `name: nsp
@@ -95,6 +96,7 @@ func TestProvisionNspawnEndToEnd(t *testing.T) {
 		}
 		unitsRunAsTheirOwnUsers(t, h, name, bundle)
 	}
+	pkiFrontServesThePublicDirectory(t, spec, hosts["dns"])
 
 	issueThroughTheACMEName(t, spec, res.Outputs.DNSServers[0].Address)
 
@@ -181,6 +183,25 @@ func unitsRunAsTheirOwnUsers(t *testing.T, h provision.NspawnHost, name, bundleJ
 		}
 	}
 	t.Logf("host %s: %d units active, each under its own user (%d users)", name, len(names), len(users))
+}
+
+// pkiFrontServesThePublicDirectory: the cluster's PKI front (pki-http,
+// its own user) reads the public directory from its view and serves the
+// root certificate, byte for byte the operator's.
+func pkiFrontServesThePublicDirectory(t *testing.T, spec *cluster.Spec, dns provision.NspawnHost) {
+	t.Helper()
+	want, err := os.ReadFile(spec.Path(filepath.Join(spec.PKI.Dir, "public", "root.cert.pem")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + site.PKIFrontAddr(spec) + "/root.cert.pem"
+	got, err := dns.Exec(context.Background(), "python3", "-c",
+		"import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=10).read())", url)
+	if err != nil || string(got) != string(want) {
+		t.Errorf("GET %s on the DNS host: %v\n%s", url, err, got)
+		return
+	}
+	t.Logf("the PKI front serves %s (%d bytes, the operator's root certificate)", url, len(got))
 }
 
 // issueThroughTheACMEName runs lego from the operator's vantage (the
