@@ -251,3 +251,44 @@ func TestStopAndASupervisorLeaveNoOrphan(t *testing.T) {
 		}
 	}
 }
+
+// A running process knows whether it runs the configuration it would read
+// now: a change to a file its arguments name (alone or after "="), or to
+// its arguments or environment, is seen; an unchanged render is not.
+func TestStartedWithOtherConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "etc", "x.json")
+	os.MkdirAll(filepath.Dir(conf), 0o755)
+	os.WriteFile(conf, []byte(`{"eabRequired": false}`), 0o644)
+	p := shProc(t, "front", "exec sleep 60")
+	p.Args = append(p.Args, "sh", "--config="+conf)
+	if p.StartedWithOther() {
+		t.Fatal("not running, yet started with another configuration")
+	}
+	if _, err := p.start(LookProgram); err != nil {
+		t.Fatal(err)
+	}
+	if p.StartedWithOther() {
+		t.Error("just started: the same configuration")
+	}
+	os.WriteFile(conf, []byte(`{"eabRequired": false}`), 0o644) // rendered again, the same
+	if p.StartedWithOther() {
+		t.Error("an identical file counts as a change")
+	}
+	os.WriteFile(conf, []byte(`{"eabRequired": true}`), 0o644)
+	if !p.StartedWithOther() {
+		t.Error("a changed config file is not seen")
+	}
+	os.WriteFile(conf, []byte(`{"eabRequired": false}`), 0o644)
+	q := p
+	q.Env = []string{"GOGC=50"}
+	if !q.StartedWithOther() {
+		t.Error("a changed environment is not seen")
+	}
+	// A process started before fingerprints were recorded is left alone.
+	os.Remove(p.fingerprintFile())
+	os.WriteFile(conf, []byte(`{"eabRequired": true}`), 0o644)
+	if p.StartedWithOther() {
+		t.Error("no recorded fingerprint, yet a change")
+	}
+}

@@ -7,6 +7,8 @@ package hostrun
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -40,6 +42,46 @@ func NewProc(p site.Process, root string) Proc {
 }
 
 func (p Proc) pidFile() string { return filepath.Join(p.Root, "var", "pids", p.Name+".pid") }
+
+// fingerprintFile holds the Fingerprint of what the running process read
+// when it started.
+func (p Proc) fingerprintFile() string {
+	return filepath.Join(p.Root, "var", "pids", p.Name+".fingerprint")
+}
+
+// Fingerprint is a digest of what the process reads at start: its
+// program, arguments and environment, and every file its arguments name
+// (an absolute path, alone or after "="). Every component reads its
+// configuration only at start, so a running process whose fingerprint
+// changed runs an old configuration.
+func (p Proc) Fingerprint() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%q %q %q %q\n", p.Program, p.Args, p.Env, p.UnsetEnv)
+	for _, a := range p.Args {
+		if _, v, ok := strings.Cut(a, "="); ok {
+			a = v
+		}
+		if !filepath.IsAbs(a) {
+			continue
+		}
+		if b, err := os.ReadFile(a); err == nil { // a directory or a missing file adds nothing
+			fmt.Fprintf(h, "%s %d\n", a, len(b))
+			h.Write(b)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// StartedWithOther reports whether p runs with a configuration other than
+// the one it would read now (false if it does not run, or started before
+// fingerprints were recorded).
+func (p Proc) StartedWithOther() bool {
+	if _, up := p.Running(); !up {
+		return false
+	}
+	b, err := os.ReadFile(p.fingerprintFile())
+	return err == nil && strings.TrimSpace(string(b)) != p.Fingerprint()
+}
 
 // LogFile is where the process's stdout and stderr go.
 func (p Proc) LogFile() string { return filepath.Join(p.Root, "var", "logs", p.Name+".log") }
@@ -119,6 +161,7 @@ func (p Proc) start(bin func(string) (string, error)) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	fp := p.Fingerprint()
 	logf, err := os.OpenFile(p.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return 0, err
@@ -139,6 +182,9 @@ func (p Proc) start(bin func(string) (string, error)) (int, error) {
 		return 0, err
 	}
 	if err := fsutil.WriteFileAtomic(p.pidFile(), fmt.Appendf(nil, "%d %d\n", pid, st), 0o644); err != nil {
+		return 0, err
+	}
+	if err := fsutil.WriteFileAtomic(p.fingerprintFile(), []byte(fp+"\n"), 0o600); err != nil {
 		return 0, err
 	}
 	// Reap it if it exits while we run; after we exit, init does.

@@ -45,7 +45,14 @@ func StartSite(ctx context.Context, b *site.Bundle, resolve func(string) (string
 	publish := false
 	for _, p := range b.Processes {
 		proc := NewProc(p, b.Root)
-		if _, up := proc.Running(); !up && p.Name == "crl-updater" {
+		// A process that runs an older configuration (the spec changed
+		// and the site was rendered again) restarts to read the new one.
+		if proc.StartedWithOther() {
+			if _, err := proc.Stop(10 * time.Second); err != nil {
+				return fmt.Errorf("site %s: %w", b.Site, err)
+			}
+			logf("  %-22s configuration changed: restarting", filepath.Base(b.Root)+"/"+p.Name)
+		} else if _, up := proc.Running(); !up && p.Name == "crl-updater" {
 			publish = true
 		}
 		if err := StartProc(ctx, proc, resolve, logf); err != nil {
