@@ -201,6 +201,11 @@ policy:
   # DNS suffixes the cluster issues under, e.g. [corp.internal]: every site
   # intermediate is then name-constrained to them (docs/pki.md).
   allowedNames: [{{range $i, $s := .Policy.AllowedNames}}{{if $i}}, {{end}}{{$s}}{{end}}]
+# External Account Binding (docs/authority.md): with required: true only
+# clients holding a key from "cairn accounts eab create" may register
+# (accounts registered before keep working); each key may carry a scope.
+eab:
+  required: {{.EAB.Required}}
 validation:
   # Reserved ranges (CIDRs) HTTP-01 and TLS-ALPN-01 may connect to, e.g.
   # [10.0.0.0/8, fd00::/8]: every site's VAs must reach them. Every other

@@ -212,8 +212,8 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 	if left := infraNamespaces(t); len(left) > 0 {
 		t.Errorf("namespaces left: %v", left)
 	}
-	if ps, _ := exec.Command("pgrep", "-af", "/opt/cairn/|host-init --state "+spec.Path(Dir)).Output(); len(ps) > 0 {
-		t.Errorf("processes left: %s", ps)
+	if left := processesLeft("/opt/cairn/|host-init --state " + spec.Path(Dir)); len(left) > 0 {
+		t.Errorf("processes left: %s", left)
 	}
 	mounts, _ := os.ReadFile("/proc/mounts")
 	if strings.Contains(string(mounts), spec.Path(Dir)) {
@@ -358,4 +358,23 @@ func infraNamespaces(t *testing.T) []string {
 		}
 	}
 	return out
+}
+
+// processesLeft lists the processes whose command line matches pattern
+// (pgrep -f), but not those of nspawn hosts (cgroup cairn-nspawn-…): the
+// nspawn end-to-end test may run its own /opt/cairn units meanwhile.
+func processesLeft(pattern string) []string {
+	ps, _ := exec.Command("pgrep", "-af", pattern).Output()
+	var left []string
+	for _, line := range strings.Split(strings.TrimSpace(string(ps)), "\n") {
+		pid, _, _ := strings.Cut(line, " ")
+		if line == "" {
+			continue
+		}
+		if cg, err := os.ReadFile("/proc/" + pid + "/cgroup"); err == nil && strings.Contains(string(cg), "/cairn-nspawn-") {
+			continue
+		}
+		left = append(left, line)
+	}
+	return left
 }
