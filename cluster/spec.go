@@ -237,6 +237,31 @@ type Validation struct {
 	// Challenges the sites offer: dns-01, http-01, tls-alpn-01. Default:
 	// dns-01 alone without allowedNetworks, all three with them.
 	Challenges []string `yaml:"challenges"`
+	// Resolvers are the organisation's DNS resolvers ("IP" or "IP:port"),
+	// which every site's VAs ask for every name outside acme.zone (the
+	// clients' own names, CNAMEs of _acme-challenge records, CAA). Empty:
+	// the VAs resolve only names in acme.zone (the cluster DNS).
+	Resolvers []string `yaml:"resolvers"`
+}
+
+// ResolverAddrs are the validation resolvers as addresses, port 53 when
+// none is given (the spec must be valid).
+func (v Validation) ResolverAddrs() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, r := range v.Resolvers {
+		if ap, err := parseResolver(r); err == nil {
+			out = append(out, ap)
+		}
+	}
+	return out
+}
+
+// parseResolver reads "IP" or "IP:port" ("[v6]:port").
+func parseResolver(s string) (netip.AddrPort, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.AddrPortFrom(a, 53), nil
+	}
+	return netip.ParseAddrPort(s)
 }
 
 // Challenge types.

@@ -216,6 +216,10 @@ validation:
   # Challenge types offered: dns-01 alone without allowedNetworks, also
   # http-01 and tls-alpn-01 with them.
   challenges: [{{range $i, $c := .Validation.Challenges}}{{if $i}}, {{end}}{{$c}}{{end}}]
+  # Your DNS resolvers (IP or IP:port), e.g. [10.0.0.53]: every site's VAs
+  # ask them for names outside acme.zone (your hosts' names). Empty: the
+  # VAs resolve only names in acme.zone.
+  resolvers: [{{range $i, $r := .Validation.Resolvers}}{{if $i}}, {{end}}{{$r}}{{end}}]
 lab:
   # Client hosts (cairn lab exec --host NAME): each a network namespace with
   # an address of this IPv4 block, NAME.<acme.zone> in the cluster DNS.

@@ -123,6 +123,18 @@ func (v *validator) validation() {
 			}
 		}
 	}
+	for i, r := range val.Resolvers {
+		path := fmt.Sprintf("validation.resolvers[%d]", i)
+		ap, err := parseResolver(r)
+		switch {
+		case err != nil:
+			v.add(path, "%q is not an address: give the resolver as IP or IP:port, e.g. 10.0.0.53 or 10.0.0.53:53", excerpt(r, 40))
+		case ap.Port() == 0 || ap.Addr().IsUnspecified() || ap.Addr().IsMulticast():
+			v.add(path, "%s cannot be a resolver: give the IP (and port) of one of your DNS resolvers", r)
+		case slices.IndexFunc(val.Resolvers[:i], func(o string) bool { p, _ := parseResolver(o); return p == ap }) >= 0:
+			v.add(path, "%s is listed twice", r)
+		}
+	}
 	if len(val.Challenges) == 0 {
 		v.add("validation.challenges", "needs at least one of %s", strings.Join(Challenges, ", "))
 	}

@@ -195,8 +195,10 @@ user boulder on +@all ~* >%[5]s
 
 // namedConf is the site's BIND: the DoH resolver the VA uses, and the
 // service zone with the nonce SRV record. Everything else is forwarded to
-// the cluster's primary authoritative server, with negative answers never cached
-// so a client's fresh _acme-challenge record is seen at once.
+// the cluster's primary authoritative server (or, with
+// validation.resolvers, the ACME zone alone, and every other name to
+// those resolvers), with negative answers never cached so a client's
+// fresh _acme-challenge record is seen at once.
 func namedConf(p *Plan, root, varDir string) string {
 	// Only the primary: clients write their DNS-01 records there, and a
 	// secondary may not have them yet (read-your-writes for validation).
@@ -205,6 +207,17 @@ func namedConf(p *Plan, root, varDir string) string {
 		if s.Role == "primary" {
 			ap := netip.MustParseAddrPort(s.Address)
 			fwd = append(fwd, fmt.Sprintf("%s port %d;", ap.Addr(), ap.Port()))
+		}
+	}
+	// The organisation's resolvers answer every other name (the clients'
+	// own names, CNAME targets, CAA); the ACME zone still goes to the
+	// cluster's primary.
+	zoneFwd := ""
+	if rs := p.Spec.Validation.ResolverAddrs(); len(rs) > 0 {
+		zoneFwd = fmt.Sprintf("zone %q { type forward; forward only; forwarders { %s }; };\n", p.Spec.ACME.Zone, strings.Join(fwd, " "))
+		fwd = nil
+		for _, r := range rs {
+			fwd = append(fwd, fmt.Sprintf("%s port %d;", r.Addr(), r.Port()))
 		}
 	}
 	return fmt.Sprintf(`// BIND for site %[1]s, written by cairn.
@@ -235,7 +248,7 @@ logging {
   category queries { null; };
 };
 zone "%[9]s" { type primary; file "%[2]s/etc/%[9]s.zone"; };
-`, p.Site.Name, root, varDir, PortDNS, p.DNS, PortDoH, p.Site.ServiceNetwork, strings.Join(fwd, " "), p.ServiceZone())
+%[10]s`, p.Site.Name, root, varDir, PortDNS, p.DNS, PortDoH, p.Site.ServiceNetwork, strings.Join(fwd, " "), p.ServiceZone(), zoneFwd)
 }
 
 func serviceZone(p *Plan) string {

@@ -717,3 +717,28 @@ func TestRenderEABPolicy(t *testing.T) {
 		t.Error("the front's password is in its config")
 	}
 }
+
+// With validation.resolvers, a site's BIND forwards the ACME zone to the
+// cluster's primary and every other name to those resolvers; without,
+// everything goes to the primary.
+func TestRenderValidationResolvers(t *testing.T) {
+	spec := cluster.Default([]string{"a", "b"})
+	pki := newSoftPKI(t, spec)
+	out := t.TempDir()
+	render(t, spec, pki, 0, out)
+	conf, _ := os.ReadFile(filepath.Join(out, "etc", "named.conf"))
+	primary := strings.Replace(spec.PrimaryDNS().String(), ":", " port ", 1) + ";"
+	if !strings.Contains(string(conf), "forwarders { "+primary+" };") || strings.Contains(string(conf), "type forward") {
+		t.Errorf("without resolvers, named.conf must forward everything to the primary (%s):\n%s", primary, conf)
+	}
+	spec.Validation.Resolvers = []string{"10.0.0.53", "[fd00::53]:5353"}
+	out = t.TempDir()
+	render(t, spec, pki, 0, out)
+	conf, _ = os.ReadFile(filepath.Join(out, "etc", "named.conf"))
+	for _, want := range []string{"forwarders { 10.0.0.53 port 53; fd00::53 port 5353; };",
+		fmt.Sprintf("zone %q { type forward; forward only; forwarders { %s }; };", spec.ACME.Zone, primary)} {
+		if !strings.Contains(string(conf), want) {
+			t.Errorf("named.conf lacks %q:\n%s", want, conf)
+		}
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/hostrun"
 	"github.com/cairn-pki/cairn/internal/acmecli"
+	"github.com/cairn-pki/cairn/internal/dnstest"
 	"github.com/cairn-pki/cairn/internal/labtest"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
@@ -106,7 +107,11 @@ func TestClientHosts(t *testing.T) {
 	testenv.Integration(t, "lego", "curl", "python3", "getent", "unshare")
 	// Validation may reach the client hosts (lab.clientNetwork,
 	// 10.77.<block>.0/24 by default), as in cairn init's lab.
-	spec := labtest.SpecWith(t, labtest.BlockHosts, fmt.Sprintf("validation:\n  allowedNetworks: [10.77.%d.0/24]\n", labtest.BlockHosts), "a")
+	// The sites' VAs ask the organisation's resolver (a BIND of this
+	// test, serving internal.) for every name outside the ACME zone.
+	orgDNS := fmt.Sprintf("127.0.%d.200", labtest.BlockHosts)
+	spec := labtest.SpecWith(t, labtest.BlockHosts, fmt.Sprintf("validation:\n  allowedNetworks: [10.77.%d.0/24]\n  resolvers: [%s]\npolicy:\n  privateSuffixes: [internal]\n",
+		labtest.BlockHosts, orgDNS), "a")
 	l := &lab.Lab{Spec: spec, Log: labtest.Log{T: t}, Cairn: labtest.CairnBinary(t)}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -165,6 +170,18 @@ func TestClientHosts(t *testing.T) {
 	// Issuance from the hosts with every challenge type (before the
 	// servers below take ports 80 and 443 of web1).
 	issueEveryChallenge(t, h, sum.DirectoryURL)
+
+	// A name of the organisation's DNS (not the ACME zone), pointing at
+	// web1: HTTP-01 validates it through validation.resolvers.
+	orgName := "app.corp.internal"
+	// (It serves the whole private TLD, as the organisation's resolvers
+	// answer for it: CAA is looked up up to "internal".)
+	dnstest.BIND(t, orgDNS, dnstest.Zone{Zone: "internal", Name: orgName, EpochName: "_unused.internal", Initial: addr1.String(), Key: dnstest.Default.Key})
+	org := acmecli.Lego{Server: sum.DirectoryURL, Email: "ops@" + zone, Path: filepath.Join(t.TempDir(), "lego-org"), Domain: orgName, Challenge: cluster.ChallengeHTTP01}
+	h.output("web1", org.Args("run")...)
+	if leaf := labtest.ReadCert(t, org.CertFile()); len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != orgName {
+		t.Errorf("lego --http for %s (the organisation's DNS) from web1: certificate for %v", orgName, leaf.DNSNames)
+	}
 
 	// lego v5 asks for the shortlived profile (HTTP-01 from web1): the
 	// certificate is valid as long as the spec's profile says.
