@@ -21,6 +21,7 @@ import (
 // /api/undrain?site=S; bearer token) and /metrics. No page, response or
 // log line carries a secret.
 func (c *Controller) Handler(reg prometheus.Gatherer, adminToken string) http.Handler {
+	tok := operatorToken(adminToken)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/plan", func(w http.ResponseWriter, r *http.Request) {
@@ -30,104 +31,124 @@ func (c *Controller) Handler(reg prometheus.Gatherer, adminToken string) http.Ha
 		}
 		writeJSON(w, map[string]any{"intents": plan})
 	})
-	hasToken := func(r *http.Request) bool {
-		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		return adminToken != "" && subtle.ConstantTimeCompare([]byte(got), []byte(adminToken)) == 1
-	}
-	authorized := func(w http.ResponseWriter, r *http.Request) bool {
-		if !hasToken(r) {
-			http.Error(w, "missing or wrong admin token", http.StatusUnauthorized)
-			return false
-		}
-		return true
-	}
 	// Replication details (a replica's last error quotes SQL and rows:
 	// account contacts) only with the token; without it, ok or broken.
 	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
 		st := c.Status()
-		if !hasToken(r) {
+		if !tok.presented(r) {
 			st.hideReplicationDetails()
 		}
 		writeJSON(w, st)
 	})
 	admin := func(cmdType, param string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			if !authorized(w, r) {
-				return
+			if tok.authorized(w, r) {
+				c.serveCommand(w, r, cmdType, param)
 			}
-			s := r.URL.Query().Get(param)
-			if s == "" {
-				http.Error(w, "missing ?"+param+"=SITE", http.StatusBadRequest)
-				return
-			}
-			c.Log.Info("operator command", "command", cmdType, "site", s, "from", r.RemoteAddr)
-			if err := c.Command(r.Context(), Command{Type: cmdType, Site: s}); err != nil {
-				http.Error(w, err.Error(), http.StatusBadGateway)
-				return
-			}
-			// Let the leader's next decision run (here or on another
-			// controller), then report what this controller sees.
-			deadline := time.Now().Add(300 * time.Millisecond)
-			if cmdType == "move" && c.Coord != nil {
-				deadline = time.Now().Add(3 * time.Second)
-			}
-			for time.Now().Before(deadline) {
-				time.Sleep(100 * time.Millisecond)
-				if cmdType == "move" && c.Status().Active == s {
-					break
-				}
-			}
-			writeJSON(w, c.Status())
 		}
 	}
 	mux.HandleFunc("POST /api/move", admin("move", "to"))
 	mux.HandleFunc("POST /api/drain", admin("drain", "site"))
 	mux.HandleFunc("POST /api/undrain", admin("undrain", "site"))
 	mux.HandleFunc("POST /api/revoke", func(w http.ResponseWriter, r *http.Request) {
-		if authorized(w, r) {
+		if tok.authorized(w, r) {
 			c.serveRevoke(w, r)
 		}
 	})
 	// Serials, requesters and errors: the operator's, like the commands.
 	mux.HandleFunc("GET /api/revocations", func(w http.ResponseWriter, r *http.Request) {
-		if !authorized(w, r) {
-			return
-		}
-		if c.Revocations == nil {
-			writeJSON(w, []revocation.Entry{})
-			return
-		}
-		es, err := c.Revocations.Journal.List(r.Context())
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		if es == nil {
-			es = []revocation.Entry{}
-		}
-		writeJSON(w, es)
-	})
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		page := pageData{Status: c.Status(), CSS: template.CSS(healthcheck.BoardCSS)}
-		page.hideReplicationDetails()
-		if c.Board != nil {
-			v, err := c.Board.View(r.Context())
-			if err == nil {
-				v.HideDetails(healthcheck.KindReplication, replicationDetailsHidden)
-				page.Board, err = healthcheck.BoardHTML(v)
-			}
-			if err != nil {
-				c.Log.Warn("status page: probe board", "err", err)
-				page.BoardError = err.Error()
-			}
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-		if err := statusPage.Execute(w, page); err != nil {
-			c.Log.Error("status page", "err", err)
+		if tok.authorized(w, r) {
+			c.serveRevocations(w, r)
 		}
 	})
+	mux.HandleFunc("GET /{$}", c.servePage)
 	return mux
+}
+
+// operatorToken is the admin token the operator's requests present
+// (Authorization: Bearer); "" accepts none.
+type operatorToken string
+
+func (t operatorToken) presented(r *http.Request) bool {
+	got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return t != "" && subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1
+}
+
+// authorized answers 401 unless r presents the token.
+func (t operatorToken) authorized(w http.ResponseWriter, r *http.Request) bool {
+	if !t.presented(r) {
+		http.Error(w, "missing or wrong admin token", http.StatusUnauthorized)
+		return false
+	}
+	return true
+}
+
+// serveCommand runs an operator's move, drain or undrain of the site in
+// ?param= and answers the status once the leader's next decision ran.
+func (c *Controller) serveCommand(w http.ResponseWriter, r *http.Request, cmdType, param string) {
+	s := r.URL.Query().Get(param)
+	if s == "" {
+		http.Error(w, "missing ?"+param+"=SITE", http.StatusBadRequest)
+		return
+	}
+	c.Log.Info("operator command", "command", cmdType, "site", s, "from", r.RemoteAddr)
+	if err := c.Command(r.Context(), Command{Type: cmdType, Site: s}); err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	// Let the leader's next decision run (here or on another
+	// controller), then report what this controller sees.
+	deadline := time.Now().Add(300 * time.Millisecond)
+	if cmdType == "move" && c.Coord != nil {
+		deadline = time.Now().Add(3 * time.Second)
+	}
+	for time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		if cmdType == "move" && c.Status().Active == s {
+			break
+		}
+	}
+	writeJSON(w, c.Status())
+}
+
+// serveRevocations lists the revocation journal.
+func (c *Controller) serveRevocations(w http.ResponseWriter, r *http.Request) {
+	if c.Revocations == nil {
+		writeJSON(w, []revocation.Entry{})
+		return
+	}
+	es, err := c.Revocations.Journal.List(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	if es == nil {
+		es = []revocation.Entry{}
+	}
+	writeJSON(w, es)
+}
+
+// servePage is the status page (replication details hidden: it needs no
+// token).
+func (c *Controller) servePage(w http.ResponseWriter, r *http.Request) {
+	page := pageData{Status: c.Status(), CSS: template.CSS(healthcheck.BoardCSS)}
+	page.hideReplicationDetails()
+	if c.Board != nil {
+		v, err := c.Board.View(r.Context())
+		if err == nil {
+			v.HideDetails(healthcheck.KindReplication, replicationDetailsHidden)
+			page.Board, err = healthcheck.BoardHTML(v)
+		}
+		if err != nil {
+			c.Log.Warn("status page: probe board", "err", err)
+			page.BoardError = err.Error()
+		}
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	if err := statusPage.Execute(w, page); err != nil {
+		c.Log.Error("status page", "err", err)
+	}
 }
 
 // replicationDetailsHidden stands for a replication detail shown only

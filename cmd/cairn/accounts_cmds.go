@@ -132,36 +132,7 @@ func newEABCmd(g *globals) *cobra.Command {
 	create.Flags().StringVar(&label, "label", "", "who the key is for (a team or service)")
 	create.Flags().StringSliceVar(&scope, "scope", nil, "name suffix the key's accounts may order (repeatable; payments.corp.internal or *.payments.corp.internal: the name and everything under it); none: the cluster's policy.allowedNames")
 	create.Flags().StringVar(&siteName, "site", "", "make the key at this site (default: the first whose database answers)")
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "Every key (never its HMAC key): label, scope, where it is, accounts bound, revoked",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			keys, err := e.List(cmd.Context())
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if g.output == "json" {
-				return printJSON(out, keys)
-			}
-			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "KID\tLABEL\tSCOPE\tCREATED\tMADE AT\tAT SITES\tACCOUNTS\tREVOKED")
-			for _, k := range keys {
-				revoked := "–"
-				if k.Revoked != nil {
-					revoked = k.Revoked.Format(time.RFC3339)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", k.KID, trim(k.Label, 30), scopeText(k.Scope), k.Created.Format(time.RFC3339),
-					k.Site, strings.Join(k.At, ","), k.Bound, revoked)
-			}
-			return tw.Flush()
-		},
-	}
+	list := newEABListCmd(g, open)
 	revoke := &cobra.Command{
 		Use:   "revoke KID",
 		Short: "Revoke a key at every reachable site: its accounts can no longer order anywhere (their certificates stay valid)",
@@ -275,4 +246,38 @@ func trim(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// newEABListCmd is `cairn accounts eab list`.
+func newEABListCmd(g *globals, open func(*cobra.Command) (*accounts.EAB, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "Every key (never its HMAC key): label, scope, where it is, accounts bound, revoked",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			keys, err := e.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if g.output == "json" {
+				return printJSON(out, keys)
+			}
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "KID\tLABEL\tSCOPE\tCREATED\tMADE AT\tAT SITES\tACCOUNTS\tREVOKED")
+			for _, k := range keys {
+				revoked := "–"
+				if k.Revoked != nil {
+					revoked = k.Revoked.Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", k.KID, trim(k.Label, 30), scopeText(k.Scope), k.Created.Format(time.RFC3339),
+					k.Site, strings.Join(k.At, ","), k.Bound, revoked)
+			}
+			return tw.Flush()
+		},
+	}
 }
