@@ -114,15 +114,16 @@ func UpdateCRLs(ctx context.Context, b *site.Bundle, resolve func(string) (strin
 		// ended holding it: killed, its host rebooted) is free again
 		// within the lease: tried again until then.
 		var out []byte
+		var tries int
 		leaseEnds := time.Now().Add(site.CRLUpdateTimeout + 10*time.Second)
-		for try := 1; ; try++ {
+		for tries = 1; ; tries++ {
 			cmd := exec.CommandContext(ctx, boulder, args...)
 			cmd.Env = environ(p.Env, p.UnsetEnv)
 			if out, err = cmd.CombinedOutput(); err == nil {
 				return nil
 			}
 			leased := strings.Contains(string(out), "already leased")
-			if ctx.Err() != nil || (try >= 3 && !(leased && time.Now().Before(leaseEnds))) {
+			if ctx.Err() != nil || (tries >= 3 && !(leased && time.Now().Before(leaseEnds))) {
 				break
 			}
 			time.Sleep(2 * time.Second)
@@ -133,7 +134,7 @@ func UpdateCRLs(ctx context.Context, b *site.Bundle, resolve func(string) (strin
 				errLines = append(errLines, l)
 			}
 		}
-		return fmt.Errorf("site %s: crl-updater -runOnce (3 tries): %v: %s", b.Site, err, LastLines([]byte(strings.Join(errLines, "\n")), 3))
+		return fmt.Errorf("site %s: crl-updater -runOnce (%d tries): %v: %s", b.Site, tries, err, LastLines([]byte(strings.Join(errLines, "\n")), 3))
 	}
 	return fmt.Errorf("site %s has no crl-updater", b.Site)
 }
