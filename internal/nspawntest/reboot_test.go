@@ -347,36 +347,49 @@ func (c *clusterUnderTest) crashes(t *testing.T, site string) {
 	t.Logf("site %s: healthy again (the controller's verdict) %s after the first kill", site, secs(monoNow()-start))
 }
 
-// siteReboot: the active site's host reboots. The controller (itself
-// rebooted before) acts: the ACME name moves to the other site. The host
-// comes back with every unit active in order, account replication runs
-// again between the sites, and the controller re-admits the site
-// (healthy again; with manual failback the name stays where it went).
-func (c *clusterUnderTest) siteReboot(t *testing.T, site string) {
+// siteFault: after the controller's reboot, the active site's ACME
+// front stops (a fault the probes see at once: refused connections). The
+// controller acts: the ACME name moves to the other site. Then the front
+// starts again and the controller sees the site healthy again.
+func (c *clusterUnderTest) siteFault(t *testing.T, site, other string) {
 	t.Helper()
-	other := ""
-	for _, s := range c.spec.Sites {
-		if s.Name != site {
-			other = s.Name
-		}
+	h, ctx := c.hosts[site], context.Background()
+	wall, stopped := time.Now(), monoNow()
+	if out, err := h.Exec(ctx, "systemctl", "stop", "cairn-acme-front.service"); err != nil {
+		t.Fatalf("host %s: systemctl stop cairn-acme-front: %v %s", site, err, out)
 	}
-	wall := time.Now()
-	asked, booted := c.reboot(t, site)
-	active := c.unitsBack(t, site, asked)
-	if out, err := c.hosts[site].Exec(context.Background(), "nft", "list", "table", "inet", "cairn_agent"); err != nil {
-		t.Errorf("host %s: the agent's firewall is not loaded after the reboot: %v %s", site, err, out)
-	}
-	moved := time.Duration(0)
-	waitUntil(t, "the controller moves the ACME name off the rebooted site "+site, hostLimit, func() (bool, string) {
+	var moved time.Duration
+	waitUntil(t, "the controller moves the ACME name off site "+site+" with its front stopped", hostLimit, func() (bool, string) {
 		st, seen := c.failoverStatus()
-		if st.Active == other && len(st.Moves) > 0 && st.Moves[len(st.Moves)-1].To == other && st.Moves[len(st.Moves)-1].At.After(wall) {
-			moved = st.Moves[len(st.Moves)-1].At.Sub(wall)
+		if n := len(st.Moves); st.Active == other && n > 0 && st.Moves[n-1].To == other && st.Moves[n-1].At.After(wall) {
+			moved = monoNow() - stopped
 			return true, ""
 		}
 		return false, seen
 	})
 	if s, seen := c.acmeNameSite(); s != other {
-		t.Errorf("after site %s's reboot the ACME name resolves to %s (site %q), want %s", site, seen, s, other)
+		t.Errorf("with site %s's front stopped the ACME name resolves to %s (site %q), want %s", site, seen, s, other)
+	}
+	if out, err := h.Exec(ctx, "systemctl", "start", "cairn-acme-front.service"); err != nil {
+		t.Fatalf("host %s: systemctl start cairn-acme-front: %v %s", site, err, out)
+	}
+	waitUntil(t, "site "+site+" healthy again with its front started", hostLimit, c.allHealthy)
+	t.Logf("site %s's front stopped: the controller moved the ACME name to %s %s later; healthy again %s after the stop",
+		site, other, secs(moved), secs(monoNow()-stopped))
+}
+
+// siteReboot: a site's host reboots. It comes back with every unit
+// active in order, its agent's firewall loaded, account replication runs
+// again between the sites, the controller re-admits the site (healthy
+// again) and the ACME name is on a healthy site (the controller moves it
+// if it saw the site down for downAfter probes; a quicker reboot may pass
+// as a few failures), and every probe of the site passes.
+func (c *clusterUnderTest) siteReboot(t *testing.T, site string) {
+	t.Helper()
+	asked, booted := c.reboot(t, site)
+	active := c.unitsBack(t, site, asked)
+	if out, err := c.hosts[site].Exec(context.Background(), "nft", "list", "table", "inet", "cairn_agent"); err != nil {
+		t.Errorf("host %s: the agent's firewall is not loaded after the reboot: %v %s", site, err, out)
 	}
 	waitUntil(t, "account replication between the sites after site "+site+"'s reboot", hostLimit, func() (bool, string) {
 		var st accounts.Status
@@ -391,9 +404,13 @@ func (c *clusterUnderTest) siteReboot(t *testing.T, site string) {
 		return ok, string(b)
 	})
 	replicating := monoNow() - asked
-	waitUntil(t, "the controller re-admits site "+site+" after its reboot", hostLimit, func() (bool, string) {
-		st, seen := c.failoverStatus()
-		return st.Leading && siteState(st, site).State == failover.Healthy && siteState(st, site).Blocked == "", seen
+	var st failover.Status
+	waitUntil(t, "the controller re-admits site "+site+" after its reboot, the ACME name on a healthy site", hostLimit, func() (bool, string) {
+		var seen string
+		st, seen = c.failoverStatus()
+		name, addr := c.acmeNameSite()
+		return st.Leading && siteState(st, site).State == failover.Healthy && siteState(st, site).Blocked == "" &&
+			name == st.Active && siteState(st, name).State == failover.Healthy, seen + "; the ACME name: " + addr
 	})
 	readmitted := monoNow() - asked
 	// The controller's verdict does not include CRLs: cairn's deep probe
@@ -403,12 +420,13 @@ func (c *clusterUnderTest) siteReboot(t *testing.T, site string) {
 		return err == nil, fmt.Sprintf("%v %s", err, out)
 	})
 	probed := monoNow() - asked
-	t.Logf("site %s reboot: the name moved to %s %s after it was asked; booted %s, every unit active %s, accounts replicating %s, healthy again (controller) %s, every probe passes %s",
-		site, other, secs(moved), secs(booted-asked), secs(active-asked), secs(replicating), secs(readmitted), secs(probed))
+	t.Logf("site %s reboot: booted %s, every unit active %s, accounts replicating %s, healthy again (controller) %s with the ACME name on %s, every probe passes %s",
+		site, secs(booted-asked), secs(active-asked), secs(replicating), secs(readmitted), st.Active, secs(probed))
 }
 
-// rebootsAndCrashes: the controller's host reboots, then two units of
-// the standby site crash, then the active site's host reboots.
+// rebootsAndCrashes: the controller's host reboots; two units of the
+// standby site crash; the active site's front stops and the name moves to
+// the standby; then the host of the site now active reboots.
 func rebootsAndCrashes(t *testing.T, c *clusterUnderTest) {
 	t.Helper()
 	start := time.Now()
@@ -420,6 +438,7 @@ func rebootsAndCrashes(t *testing.T, c *clusterUnderTest) {
 		}
 	}
 	c.crashes(t, standby)
-	c.siteReboot(t, active)
+	c.siteFault(t, active, standby)
+	c.siteReboot(t, standby) // active now
 	t.Logf("reboots and crashes: %.1fs", time.Since(start).Seconds())
 }
