@@ -1,7 +1,7 @@
 // Package nspawntest provisions a cluster on Debian 12 hosts with
 // systemd as PID 1 (cairn provision --infra nspawn) and checks what a
 // real host runs: every component a hardened unit under its own user.
-// Its hosts are on 10.78.90.0/24-10.78.92.0/24 in a switch namespace of
+// Its hosts are on 10.78.80.0/24-10.78.82.0/24 in a switch namespace of
 // their own (cairn-nsp-sw); no other test uses them.
 package nspawntest
 
@@ -27,17 +27,17 @@ import (
 	"github.com/cairn-pki/cairn/provision"
 )
 
-const specText = `name: nsr
+const specText = `name: nsp
 dns:
   provider: rfc2136
   servers:
-    - {name: primary, address: 10.78.90.2:53, role: primary}
-    - {name: secondary, address: 10.78.90.3:53, role: secondary}
+    - {name: primary, address: 10.78.80.2:53, role: primary}
+    - {name: secondary, address: 10.78.80.3:53, role: secondary}
 sites:
-  - {name: a, address: 10.78.91.1, serviceNetwork: 10.78.91.0/24}
-  - {name: b, address: 10.78.92.1, serviceNetwork: 10.78.92.0/24}
+  - {name: a, address: 10.78.81.1, serviceNetwork: 10.78.81.0/24}
+  - {name: b, address: 10.78.82.1, serviceNetwork: 10.78.82.0/24}
 failover:
-  listen: 10.78.90.1:9180
+  listen: 10.78.80.1:9180
   # Quick verdicts (as the lab's tests use): the reboots re-admit a site
   # after 3 deep successes over 3 s, not 20 over a minute.
   upAfter: 3
