@@ -146,6 +146,21 @@ func BundleStep(ctx context.Context, step, dir, binDir string) error {
 		}
 		return LoadDB(ctx, b.Database)
 	case "publish-crls":
+		// systemd started the processes before crl-updater, not
+		// necessarily listening yet: a one-shot run that failed half-way
+		// would keep the shards it leased from every updater for the
+		// lease's time. Those with a TCP address (the others are out of
+		// the unit's sandbox) are waited for, as the supervisor does.
+		for _, p := range b.Processes {
+			if p.Name == "crl-updater" {
+				break
+			}
+			if strings.HasPrefix(p.Ready, "tcp:") {
+				if err := waitListening(ctx, p.Name, p.Ready, NewProc(p, b.Root).LogFile(), 60*time.Second, nil); err != nil {
+					return err
+				}
+			}
+		}
 		return UpdateCRLs(ctx, b, binResolver(binDir))
 	}
 	return fmt.Errorf("unknown step %q: db-init, db-load or publish-crls", step)

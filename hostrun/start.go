@@ -116,15 +116,21 @@ func UpdateCRLs(ctx context.Context, b *site.Bundle, resolve func(string) (strin
 		host, _, _ := net.SplitHostPort(p.Listen)
 		args := append(append([]string{}, p.Args...), "-runOnce", "--debug-addr", net.JoinHostPort(host, "0"))
 		// Right after start the storer may still refuse an upload: a few
-		// tries, then the error lines Boulder logged (level 3).
+		// tries, then the error lines Boulder logged (level 3). A shard
+		// another updater holds (the daemon next to this run, or one that
+		// ended holding it: killed, its host rebooted) is free again
+		// within the lease: tried again until then.
 		var out []byte
-		for try := 1; ; try++ {
+		var tries int
+		leaseEnds := time.Now().Add(site.CRLUpdateTimeout + 10*time.Second)
+		for tries = 1; ; tries++ {
 			cmd := exec.CommandContext(ctx, boulder, args...)
 			cmd.Env = environ(p.Env, p.UnsetEnv)
 			if out, err = cmd.CombinedOutput(); err == nil {
 				return nil
 			}
-			if try == 3 || ctx.Err() != nil {
+			leased := strings.Contains(string(out), "already leased")
+			if ctx.Err() != nil || (tries >= 3 && !(leased && time.Now().Before(leaseEnds))) {
 				break
 			}
 			time.Sleep(2 * time.Second)
@@ -135,7 +141,7 @@ func UpdateCRLs(ctx context.Context, b *site.Bundle, resolve func(string) (strin
 				errLines = append(errLines, l)
 			}
 		}
-		return fmt.Errorf("site %s: crl-updater -runOnce (3 tries): %v: %s", b.Site, err, LastLines([]byte(strings.Join(errLines, "\n")), 3))
+		return fmt.Errorf("site %s: crl-updater -runOnce (%d tries): %v: %s", b.Site, tries, err, LastLines([]byte(strings.Join(errLines, "\n")), 3))
 	}
 	return fmt.Errorf("site %s has no crl-updater", b.Site)
 }

@@ -278,6 +278,12 @@ func pidFileOf(file string, markers ...string) (int, bool) {
 		return 0, false
 	}
 	cmd, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	// A process in the middle of execve (the launcher, unshare becoming
+	// cairn) shows an empty command line for a moment; a zombie always.
+	for i := 0; err == nil && len(cmd) == 0 && i < 50 && !zombie(pid); i++ {
+		time.Sleep(2 * time.Millisecond)
+		cmd, err = os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	}
 	if err != nil {
 		return 0, false
 	}
@@ -287,6 +293,17 @@ func pidFileOf(file string, markers ...string) (int, bool) {
 		}
 	}
 	return pid, true
+}
+
+// zombie: pid has exited and waits to be reaped (or is gone).
+func zombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	// pid (comm) STATE …: comm may hold spaces and parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z'
 }
 
 // LeaderPID is the PID (as this machine sees it) of the container's

@@ -3,9 +3,12 @@ package provision
 import (
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairn-pki/cairn/cluster"
 )
@@ -79,5 +82,37 @@ func TestNspawnNetworkFile(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("network file lacks %q:\n%s", want, got)
 		}
+	}
+}
+
+// A PID file names its process while it runs, and not once it exited
+// (a zombie not yet reaped has an empty command line, like a process in
+// the middle of execve, which pidFileOf waits out).
+func TestPIDFileOfAnExitedProcess(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	file := filepath.Join(t.TempDir(), "pid")
+	os.WriteFile(file, []byte(strconv.Itoa(pid)+"\n"), 0o644)
+	if got, ok := pidFileOf(file, "sleep", "60"); !ok || got != pid || zombie(pid) {
+		t.Fatalf("running: pidFileOf %d %v, zombie %v; want %d", got, ok, zombie(pid), pid)
+	}
+	if _, ok := pidFileOf(file, "sleep", "61"); ok {
+		t.Error("a process without the markers is not the one")
+	}
+	cmd.Process.Kill()
+	for deadline := time.Now().Add(10 * time.Second); !zombie(pid); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("killed, not a zombie within 10 s")
+		}
+	}
+	if _, ok := pidFileOf(file, "sleep"); ok {
+		t.Error("an exited (zombie) process still counts as running")
+	}
+	cmd.Wait()
+	if _, ok := pidFileOf(file, "sleep"); ok {
+		t.Error("a reaped process still counts as running")
 	}
 }

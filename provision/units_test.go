@@ -133,6 +133,13 @@ func TestUnitsRunUnprivilegedAndSandboxed(t *testing.T) {
 				t.Errorf("%s lacks %s", name, want)
 			}
 		}
+		// Reboots and crashes (docs/provision.md): systemd starts it again
+		// whenever it exits, soon, and never gives up.
+		for _, want := range []string{"Restart=always", "RestartSec=2", "StartLimitIntervalSec=0"} {
+			if !strings.Contains(unit, "\n"+want+"\n") {
+				t.Errorf("%s lacks %s", name, want)
+			}
+		}
 		// systemd re-applies StateDirectoryMode= (0755 by default) at each
 		// start: the role's 0700 must be the unit's too.
 		if strings.Contains(unit, "\nStateDirectory=") && !strings.Contains(unit, "\nStateDirectoryMode=0700\n") {

@@ -513,7 +513,7 @@ func (in *boulderInputs) crlUpdaterConfig() boulderConfig {
 	u.LagFactor = dur(crlLagFactor)
 	// Revocations reach the CRL within one update period.
 	u.UpdatePeriod = dur(crlUpdatePeriod)
-	u.UpdateTimeout = dur(time.Minute)
+	u.UpdateTimeout = dur(CRLUpdateTimeout)
 	u.ExpiresMargin = dur(5 * time.Minute)
 	// Caches may serve a CRL while the site is unreachable, up to its
 	// nextUpdate.
@@ -550,6 +550,11 @@ func adminJSON(tls cmd.TLSConfig, ra, sa *cmd.GRPCClientConfig) ([]byte, error) 
 
 // crlUpdatePeriod bounds how long a revocation takes to appear in a CRL.
 const crlUpdatePeriod = 5 * time.Minute
+
+// CRLUpdateTimeout bounds one shard's update, and so the lease on the
+// shard an updater takes: one that ended while it held a lease (killed,
+// its host rebooted) keeps others off that shard until then.
+const CRLUpdateTimeout = time.Minute
 
 // CRLValidity is each CRL's validity (nextUpdate − thisUpdate): the
 // longest a site may be down before relying parties that check CRLs

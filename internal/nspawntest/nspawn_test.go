@@ -39,15 +39,22 @@ sites:
   - {name: b, address: 10.78.82.1, serviceNetwork: 10.78.82.0/24}
 failover:
   listen: 10.78.80.1:9180
+  # Quick verdicts (as the lab's tests use): the reboots re-admit a site
+  # after 3 deep successes over 3 s, not 20 over a minute.
+  upAfter: 3
+  stablePeriod: 3s
+  holdDown: 15s
 `
 
 // cairn provision apply --infra nspawn: 2 site hosts and the DNS host
 // boot with systemd, every bundle process is an active unit under a user
 // of its own, lego from the operator's vantage (resolving the ACME name
-// at the cluster DNS host) gets a certificate, and destroy leaves no
-// container, cgroup, bridge, process, mount or state.
+// at the cluster DNS host) gets a certificate; the hosts reboot and
+// their units crash and come back by themselves (reboot_test.go), and
+// lego gets a certificate again; destroy leaves no container, cgroup,
+// bridge, process, mount or state.
 func TestProvisionNspawnEndToEnd(t *testing.T) {
-	testenv.Integration(t, "terraform", "ansible-playbook", "lego", "systemd-nspawn", "debootstrap", "nsenter", "unshare", "ip")
+	testenv.Integration(t, "terraform", "ansible-playbook", "lego", "systemd-nspawn", "debootstrap", "nsenter", "unshare", "ip", "dig")
 	if os.Geteuid() != 0 {
 		t.Fatal("nspawn hosts need root")
 	}
@@ -87,6 +94,7 @@ func TestProvisionNspawnEndToEnd(t *testing.T) {
 	}
 	hosts["dns"] = nspawnHost(t, res.Outputs.DNSServers[0].Connection)
 	ctx := context.Background()
+	c := &clusterUnderTest{spec: spec, cairn: cairn, hosts: hosts, units: map[string][]string{}}
 	for name, h := range hosts {
 		b, _ := h.Exec(ctx, "systemd-analyze", "time")
 		t.Logf("host %s: %s", name, strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
@@ -94,10 +102,16 @@ func TestProvisionNspawnEndToEnd(t *testing.T) {
 		if name == "dns" {
 			bundle = filepath.Join(spec.Path(provision.Dir), "bundles", "cluster", "bundle.json")
 		}
-		unitsRunAsTheirOwnUsers(t, h, name, bundle)
+		c.units[name] = bundleUnits(t, bundle)
+		unitsRunAsTheirOwnUsers(t, h, name, c.units[name])
 	}
 	pkiFrontServesThePublicDirectory(t, spec, hosts["dns"])
 
+	issueThroughTheACMEName(t, spec, res.Outputs.DNSServers[0].Address)
+
+	// Reboots and crashes (reboot_test.go), then issuance through the
+	// ACME name again, wherever it points now.
+	rebootsAndCrashes(t, c)
 	issueThroughTheACMEName(t, spec, res.Outputs.DNSServers[0].Address)
 
 	start = time.Now()
@@ -107,6 +121,11 @@ func TestProvisionNspawnEndToEnd(t *testing.T) {
 	destroyed = true
 	t.Logf("destroy %.1fs", time.Since(start).Seconds())
 	nothingLeft(t, spec, hosts)
+}
+
+// operatorNetns is the switch namespace: the operator's vantage.
+func operatorNetns(spec *cluster.Spec) string {
+	return provision.NSSwitch{Cluster: spec.Name}.Netns()
 }
 
 // nspawnHost names the host of a connection in the output contract.
@@ -119,15 +138,10 @@ func nspawnHost(t *testing.T, c provision.Connection) provision.NspawnHost {
 	return provision.NspawnHost{Cluster: cl, Name: name, StateDir: c.State}
 }
 
-// unitsRunAsTheirOwnUsers: systemd is PID 1 of the host, and every
-// process of its bundle is an active unit whose main process runs under
-// the unit's user, not root, and no two units share a user.
-func unitsRunAsTheirOwnUsers(t *testing.T, h provision.NspawnHost, name, bundleJSON string) {
+// bundleUnits are the units of a bundle's processes (and its
+// controller's) in the bundle's order.
+func bundleUnits(t *testing.T, bundleJSON string) []string {
 	t.Helper()
-	ctx := context.Background()
-	if b, err := h.Exec(ctx, "cat", "/proc/1/comm"); err != nil || strings.TrimSpace(string(b)) != "systemd" {
-		t.Errorf("host %s: PID 1 is %q (%v), want systemd", name, b, err)
-	}
 	var bundle struct {
 		Processes  []struct{ Name string } `json:"processes"`
 		Controller *struct{ Name string }  `json:"controller"`
@@ -137,18 +151,29 @@ func unitsRunAsTheirOwnUsers(t *testing.T, h provision.NspawnHost, name, bundleJ
 		err = json.Unmarshal(b, &bundle)
 	}
 	if err != nil || len(bundle.Processes) == 0 {
-		t.Fatalf("host %s: %s: %v", name, bundleJSON, err)
+		t.Fatalf("%s: %v", bundleJSON, err)
 	}
-	names := []string{}
+	var units []string
 	for _, p := range bundle.Processes {
-		names = append(names, p.Name)
+		units = append(units, "cairn-"+p.Name+".service")
 	}
 	if bundle.Controller != nil {
-		names = append(names, bundle.Controller.Name)
+		units = append(units, "cairn-"+bundle.Controller.Name+".service")
+	}
+	return units
+}
+
+// unitsRunAsTheirOwnUsers: systemd is PID 1 of the host, and every
+// process of its bundle is an active unit whose main process runs under
+// the unit's user, not root, and no two units share a user.
+func unitsRunAsTheirOwnUsers(t *testing.T, h provision.NspawnHost, name string, units []string) {
+	t.Helper()
+	ctx := context.Background()
+	if b, err := h.Exec(ctx, "cat", "/proc/1/comm"); err != nil || strings.TrimSpace(string(b)) != "systemd" {
+		t.Errorf("host %s: PID 1 is %q (%v), want systemd", name, b, err)
 	}
 	users := map[string]string{}
-	for _, p := range names {
-		unit := "cairn-" + p + ".service"
+	for _, unit := range units {
 		b, err := h.Exec(ctx, "systemctl", "show", "-p", "ActiveState,User,MainPID", unit)
 		props := map[string]string{}
 		for _, line := range strings.Split(string(b), "\n") {
@@ -182,7 +207,7 @@ func unitsRunAsTheirOwnUsers(t *testing.T, h provision.NspawnHost, name, bundleJ
 			t.Errorf("host %s: %s main process %s has uid %q (%v), want %s's (%s)", name, unit, pid, uid, err, user, w)
 		}
 	}
-	t.Logf("host %s: %d units active, each under its own user (%d users)", name, len(names), len(users))
+	t.Logf("host %s: %d units active, each under its own user (%d users)", name, len(units), len(users))
 }
 
 // pkiFrontServesThePublicDirectory: the cluster's PKI front (pki-http,
@@ -221,7 +246,7 @@ func issueThroughTheACMEName(t *testing.T, spec *cluster.Spec, primary string) {
 	root := spec.Path(filepath.Join(spec.PKI.Dir, "public", "root.cert.pem"))
 	name := "lego." + spec.ACME.Zone
 	lego := acmecli.Lego{Server: "https://" + spec.ACME.Name + "/directory", Email: "ops@" + spec.ACME.Zone, Path: filepath.Join(dir, "lego"), Resolver: primary, Domain: name}
-	argv := append([]string{"ip", "netns", "exec", "cairn-nsp-sw"}, acmecli.WithResolver(resolv, lego.Args("run"))...)
+	argv := append([]string{"ip", "netns", "exec", operatorNetns(spec)}, acmecli.WithResolver(resolv, lego.Args("run"))...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = acmecli.LegoEnv(os.Environ(), root, primary, spec.ACME.Zone, key)
 	start := time.Now()
@@ -274,7 +299,7 @@ func nothingLeft(t *testing.T, spec *cluster.Spec, hosts map[string]provision.Ns
 		}
 	}
 	if nets, _ := exec.Command("ip", "netns", "list").Output(); slices.ContainsFunc(strings.Split(string(nets), "\n"), func(l string) bool {
-		return strings.HasPrefix(l, "cairn-nsp-sw")
+		return strings.HasPrefix(l, operatorNetns(spec))
 	}) {
 		t.Errorf("switch namespace (and its bridge) left: %s", nets)
 	}
