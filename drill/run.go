@@ -348,7 +348,7 @@ func (r *Runner) restoreAll(rep *Report) {
 	}
 	r.mu.Lock()
 	r.jrnl.Faults = append(r.jrnl.Faults, left...)
-	err := writeJournal(r.Lab, &r.jrnl)
+	err := writeJournal(r.spec, &r.jrnl)
 	r.mu.Unlock()
 	if err != nil {
 		rep.RestoreErrors = append(rep.RestoreErrors, "journal: "+err.Error())
@@ -415,7 +415,7 @@ func (r *Runner) timeline(ctx context.Context, start time.Time, active string, i
 			r.mu.Lock()
 			table := fmt.Sprintf("cairn_drill_%d_%d", os.Getpid(), len(r.faults))
 			r.mu.Unlock()
-			f, err := newFault(r.Lab, st, name, table)
+			f, err := newFault(labInfra{r.Lab}, st, name, table)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("timeline[%d]: %w", i, err))
 				continue
@@ -438,7 +438,7 @@ func (r *Runner) timeline(ctx context.Context, start time.Time, active string, i
 			r.mu.Lock()
 			r.faults = append(r.faults, f)
 			r.jrnl.Faults = append(r.jrnl.Faults, journalEntry{Step: st, Site: name, Table: table})
-			jerr := writeJournal(r.Lab, &r.jrnl)
+			jerr := writeJournal(r.spec, &r.jrnl)
 			r.mu.Unlock()
 			if jerr != nil {
 				errs = append(errs, fmt.Errorf("timeline[%d]: not injected, the journal cannot be written: %w", i, jerr))
