@@ -3,25 +3,31 @@ package failover
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/revocation"
 )
 
 // clientRig serves the rig's controller through its real Handler on a
 // loopback port, runs its decision loop, and gives a Client whose spec
 // points to it with the operator's token in a 0600 file.
-func clientRig(t *testing.T) (*rig, *Client) {
+func clientRig(t *testing.T, mod func(*rig)) (*rig, *Client) {
 	t.Helper()
 	r := newRig(t, nil)
+	if mod != nil {
+		mod(r)
+	}
 	r.healthy("a", "b")
 	const token = "client-test-token"
 	srv := httptest.NewServer(r.c.Handler(r.reg, token))
@@ -59,7 +65,7 @@ func siteIn(st Status, name string) SiteStatus {
 // undrain and move are carried out and the answer is the status after
 // them; a command the controller refuses is an error with its reason.
 func TestClientOperatesTheController(t *testing.T) {
-	_, cl := clientRig(t)
+	_, cl := clientRig(t, nil)
 	ctx := context.Background()
 
 	st, err := cl.Status(ctx)
@@ -115,7 +121,7 @@ func TestClientOperatesTheController(t *testing.T) {
 // command (the error names the field); a wrong token is the controller's
 // 401; nothing listening is ErrNoController.
 func TestClientErrors(t *testing.T) {
-	r, cl := clientRig(t)
+	r, cl := clientRig(t, nil)
 	ctx := context.Background()
 
 	path := r.c.Spec.Path(r.c.Spec.Failover.AdminTokenFile)
@@ -220,5 +226,76 @@ func TestPolicyFromSpec(t *testing.T) {
 		ViewMaxAge: 11 * time.Second, Failback: cluster.FailbackAutomatic, Sites: []string{"x", "y"}, Priority: map[string]int{"x": 20, "y": 10}}
 	if !reflect.DeepEqual(p, want) {
 		t.Fatalf("PolicyFromSpec:\n got %+v\nwant %+v", p, want)
+	}
+}
+
+// POST /api/revoke journals the revocation for the site that issued the
+// serial and tries it there at once; bad input is a 400 naming what is
+// wrong; a key hash is kept for keyCompromise only; the journal lists it.
+func TestRevokeThroughTheAPI(t *testing.T) {
+	var mu sync.Mutex
+	var revoked []string
+	rep := &revocation.Replayer{Journal: &revocation.MemJournal{}, Sites: []string{"a", "b", "c"},
+		Revoke: func(_ context.Context, site, serial, reason string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			revoked = append(revoked, site+" "+serial+" "+reason)
+			return nil
+		},
+		BlockKey: func(context.Context, string, string, string) error { return nil },
+		InCRL:    func(context.Context, string, string) (bool, error) { return false, nil }}
+	r, cl := clientRig(t, func(r *rig) { r.c.Revocations = rep })
+	ctx := context.Background()
+	serialOf := func(site int) string {
+		return fmt.Sprintf("%02x", r.c.Spec.Sites[site].SerialPrefix.Value()) + strings.Repeat("ab", 17)
+	}
+	spki := strings.Repeat("0f", 32)
+	for _, c := range []struct{ query, want string }{
+		{"serial=zz&reason=superseded", "HTTP 400: --serial"},
+		{"serial=" + serialOf(1) + "&reason=boredom", "HTTP 400"},
+		{"serial=ff" + strings.Repeat("ab", 17) + "&reason=superseded", "the serial prefix of no site"},
+		{"serial=" + serialOf(1) + "&reason=keyCompromise&spki=abc", "HTTP 400: spki"},
+	} {
+		var e revocation.Entry
+		if err := cl.Call(ctx, "POST", "/api/revoke?"+c.query, &e); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.query, err, c.want)
+		}
+	}
+	var e revocation.Entry
+	if err := cl.Call(ctx, "POST", "/api/revoke?serial="+serialOf(1)+"&reason=keyCompromise&spki="+strings.ToUpper(spki), &e); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := revocation.ParseSerial(serialOf(1))
+	if e.Serial != want || e.Site != "b" || e.Reason != "keyCompromise" || e.SPKIHash != spki || e.AppliedAt.IsZero() || !strings.HasPrefix(e.Requester, "127.0.0.1:") {
+		t.Errorf("entry %+v", e)
+	}
+	var e2 revocation.Entry // a fresh one: Unmarshal leaves fields the answer omits
+	if err := cl.Call(ctx, "POST", "/api/revoke?serial="+serialOf(2)+"&reason=superseded&spki="+spki, &e2); err != nil {
+		t.Fatal(err)
+	}
+	if e2.Site != "c" || e2.SPKIHash != "" {
+		t.Errorf("superseded entry %+v: the key hash is kept", e2)
+	}
+	mu.Lock()
+	if len(revoked) != 2 || revoked[0] != "b "+want+" keyCompromise" {
+		t.Errorf("revoked at the sites: %q", revoked)
+	}
+	mu.Unlock()
+	var list []revocation.Entry
+	if err := cl.Call(ctx, "GET", "/api/revocations", &list); err != nil || len(list) != 2 {
+		t.Fatalf("journal: %v %+v", err, list)
+	}
+}
+
+// A controller without a journal says so.
+func TestRevokeWithoutAJournal(t *testing.T) {
+	_, cl := clientRig(t, nil)
+	var e revocation.Entry
+	if err := cl.Call(context.Background(), "POST", "/api/revoke?serial=01&reason=superseded", &e); err == nil || !strings.Contains(err.Error(), "HTTP 501") {
+		t.Errorf("revoke without a journal: %v", err)
+	}
+	var list []revocation.Entry
+	if err := cl.Call(context.Background(), "GET", "/api/revocations", &list); err != nil || list == nil || len(list) != 0 {
+		t.Errorf("the journal of a controller without one: %v %v", err, list)
 	}
 }
