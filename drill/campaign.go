@@ -21,6 +21,8 @@ type Campaign struct {
 	// Progress gets a line per finished run (or the whole report of a
 	// single run); Log gets the runner's own log.
 	Progress, Log io.Writer
+	// run runs one scenario (nil: a Runner on the lab; tests give a fake).
+	run func(r *Runner, ctx context.Context) (*Report, error)
 }
 
 // CampaignResult is what a campaign ran.
@@ -68,7 +70,11 @@ func (c *Campaign) runOne(ctx context.Context, sc *Scenario, k int) (*Report, er
 		dir = filepath.Join(c.Out, sc.Name, fmt.Sprintf("run-%d", k))
 	}
 	r := &Runner{Lab: c.Lab, Scenario: sc, Site: c.Site, Log: c.Log}
-	rep, err := r.Run(ctx)
+	run := (*Runner).Run
+	if c.run != nil {
+		run = c.run
+	}
+	rep, err := run(r, ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%s run %d: %w", sc.Name, k, err)
 	}

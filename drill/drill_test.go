@@ -232,7 +232,7 @@ func TestDrillsInTheLab(t *testing.T) {
 	if !l.ComponentRunning(st.Active, "wfe") {
 		t.Fatalf("the interrupted drill left %s's WFE down", st.Active)
 	}
-	if _, err := os.Stat(journalPath(l)); err == nil {
+	if _, err := os.Stat(journalPath(l.Spec)); err == nil {
 		t.Errorf("the journal outlived a drill that restored everything")
 	}
 }
@@ -302,7 +302,7 @@ func testInjectors(t *testing.T, l *lab.Lab) {
 	ctx := context.Background()
 	inject := func(st Step, siteName string) Fault {
 		t.Helper()
-		f, err := newFault(l, st, siteName, "cairn_drill_test_"+strconv.Itoa(os.Getpid()))
+		f, err := newFault(labInfra{l}, st, siteName, "cairn_drill_test_"+strconv.Itoa(os.Getpid()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -448,7 +448,7 @@ func testKilledDrill(t *testing.T, l *lab.Lab) {
 	cmd, active := startCLIDrill(t, l)
 	cmd.Process.Kill()
 	cmd.Wait()
-	if _, err := os.Stat(journalPath(l)); err != nil {
+	if _, err := os.Stat(journalPath(l.Spec)); err != nil {
 		t.Fatalf("no journal after the drill was killed: %v", err)
 	}
 	out, err := exec.Command(labtest.CairnBinary(t), "-f", l.Spec.Path("cairn.yaml"), "drill", "restore").CombinedOutput()
@@ -469,7 +469,7 @@ func assertRestored(t *testing.T, l *lab.Lab, active, after string) {
 	if _, err := handshake(l, active); err != nil {
 		t.Errorf("after %s %s's WFE does not answer (partition left?): %v", after, active, err)
 	}
-	if _, err := os.Stat(journalPath(l)); err == nil {
+	if _, err := os.Stat(journalPath(l.Spec)); err == nil {
 		t.Errorf("after %s a journal is left", after)
 	}
 	for _, k := range drillKeys(t, l) {

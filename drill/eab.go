@@ -14,7 +14,6 @@ import (
 	"github.com/cairn-pki/cairn/accounts"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/fsutil"
-	"github.com/cairn-pki/cairn/lab"
 )
 
 // A drill on a cluster that requires External Account Binding
@@ -76,7 +75,7 @@ func (r *Runner) makeKey(ctx context.Context, rep *Report) (*drillKey, error) {
 	r.event("eab-key", k.Site, fmt.Sprintf("EAB key %s (%s) for the drill's clients", k.KID, label))
 	r.mu.Lock()
 	r.jrnl.EABKey = k.KID
-	jerr := writeJournal(r.Lab, &r.jrnl)
+	jerr := writeJournal(r.spec, &r.jrnl)
 	r.mu.Unlock()
 	key := &drillKey{kid: k.KID, hmac: k.HMAC}
 	if jerr != nil {
@@ -105,7 +104,7 @@ func (r *Runner) revokeKey(ctx context.Context, k *drillKey, rep *Report) {
 	r.event("eab-key-revoked", "", "EAB key "+k.kid+" revoked")
 	r.mu.Lock()
 	r.jrnl.EABKey = ""
-	jerr := writeJournal(r.Lab, &r.jrnl)
+	jerr := writeJournal(r.spec, &r.jrnl)
 	r.mu.Unlock()
 	if jerr != nil {
 		rep.RestoreErrors = append(rep.RestoreErrors, "journal: "+jerr.Error())
@@ -163,8 +162,8 @@ func beforeCommand(line, flags []string) []string {
 }
 
 // revokeLeftoverKey revokes the EAB key of a drill that did not finish.
-func revokeLeftoverKey(ctx context.Context, l *lab.Lab, kid string) (string, error) {
-	if err := revokeDrillKey(ctx, l.Spec, nil, kid); err != nil {
+func revokeLeftoverKey(ctx context.Context, spec *cluster.Spec, kid string) (string, error) {
+	if err := revokeDrillKey(ctx, spec, nil, kid); err != nil {
 		return "", fmt.Errorf("EAB key %s: %w (revoke it: cairn accounts eab revoke %s)", kid, err, kid)
 	}
 	return "EAB key " + kid + " revoked", nil

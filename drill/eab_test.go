@@ -218,18 +218,18 @@ func TestDrillKeyLabelAndJournal(t *testing.T) {
 	l := &lab.Lab{Spec: spec}
 	key := testKey(t)
 	j := &journal{PID: os.Getpid(), EABKey: key.kid}
-	if err := writeJournal(l, j); err != nil {
+	if err := writeJournal(l.Spec, j); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(journalPath(l))
+	b, err := os.ReadFile(journalPath(l.Spec))
 	if err != nil || !strings.Contains(string(b), key.kid) || strings.Contains(string(b), key.hmac) {
 		t.Fatalf("journal with a key: %v %s", err, b)
 	}
 	j.EABKey = ""
-	if err := writeJournal(l, j); err != nil {
+	if err := writeJournal(l.Spec, j); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(journalPath(l)); !os.IsNotExist(err) {
+	if _, err := os.Stat(journalPath(l.Spec)); !os.IsNotExist(err) {
 		t.Errorf("the journal outlived the key's revocation: %v", err)
 	}
 }

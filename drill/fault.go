@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cairn-pki/cairn/lab"
 	"github.com/cairn-pki/cairn/site"
 )
 
@@ -82,7 +81,7 @@ func (f *procFault) Restore(ctx context.Context) error {
 // hsmFault: the CA's PKCS#11 token disappears (its SoftHSM token directory
 // is hidden) and the CA is restarted, so it cannot open its signing keys.
 type hsmFault struct {
-	l    *lab.Lab
+	l    Components
 	site string
 	dir  string // the site bundle
 }
@@ -262,7 +261,7 @@ func (f *flapFault) Restore(ctx context.Context) error {
 // stop, and so do the peers' connections from it. Restore starts them;
 // they resume from their GTID positions.
 type replicationFault struct {
-	l    *lab.Lab
+	l    Infra
 	site string
 }
 
@@ -272,7 +271,7 @@ func (f *replicationFault) each(ctx context.Context, own, peers string) error {
 	if err := f.l.DBExec(ctx, f.site, own); err != nil {
 		return err
 	}
-	for _, s := range f.l.Spec.Sites {
+	for _, s := range f.l.ClusterSpec().Sites {
 		if s.Name != f.site {
 			if err := f.l.DBExec(ctx, s.Name, fmt.Sprintf(peers, site.ConnectionName(f.site))); err != nil {
 				return err
@@ -293,12 +292,12 @@ func (f *replicationFault) Restore(ctx context.Context) error {
 // newFault builds the fault of one step for one concrete site (or
 // "cluster") from its row of the fault table; table names the nftables
 // table it may create.
-func newFault(l *lab.Lab, st Step, siteName, table string) (Fault, error) {
+func newFault(in Infra, st Step, siteName, table string) (Fault, error) {
 	k, ok := faultKindOf(st.Fault)
 	if !ok {
 		return nil, fmt.Errorf("unknown fault %q", st.Fault)
 	}
-	f, err := k.Build(l, st, siteName, table)
+	f, err := k.Build(in, st, siteName, table)
 	if err != nil || !k.Network {
 		return f, err
 	}

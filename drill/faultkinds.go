@@ -2,6 +2,7 @@ package drill
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/lab"
 )
@@ -24,6 +26,20 @@ type Components interface {
 }
 
 var _ Components = (*lab.Lab)(nil)
+
+// Infra is what the faults act through: the cluster's spec, its
+// components and each site's database. The lab implements it (labInfra);
+// the tests use a fake.
+type Infra interface {
+	Components
+	DBExec(ctx context.Context, site, statements string) error
+	ClusterSpec() *cluster.Spec
+}
+
+// labInfra is the lab as the faults' Infra.
+type labInfra struct{ *lab.Lab }
+
+func (l labInfra) ClusterSpec() *cluster.Spec { return l.Spec }
 
 // faultKind is one row of the fault table: adding a fault is one type
 // implementing Fault and one row here.
@@ -40,12 +56,12 @@ type faultKind struct {
 	// (".latency").
 	Check func(st Step, add func(field, format string, args ...any))
 	// Build makes the fault for one concrete site (or "cluster").
-	Build func(l *lab.Lab, st Step, site, table string) (Fault, error)
+	Build func(in Infra, st Step, site, table string) (Fault, error)
 }
 
 func procKind(name string) faultKind {
-	return faultKind{Name: name, Component: true, Build: func(l *lab.Lab, st Step, site, _ string) (Fault, error) {
-		return &procFault{l: l, site: site, component: st.Component, hang: name == "hang", graceful: name == "stop"}, nil
+	return faultKind{Name: name, Component: true, Build: func(in Infra, st Step, site, _ string) (Fault, error) {
+		return &procFault{l: in, site: site, component: st.Component, hang: name == "hang", graceful: name == "stop"}, nil
 	}}
 }
 
@@ -54,11 +70,11 @@ var faultKinds = []faultKind{
 	procKind("crash"),
 	procKind("hang"),
 	procKind("stop"),
-	{Name: "hsm", SiteOnly: true, Build: func(l *lab.Lab, _ Step, site, _ string) (Fault, error) {
-		return &hsmFault{l: l, site: site, dir: l.Spec.Path(filepath.Join("sites", site))}, nil
+	{Name: "hsm", SiteOnly: true, Build: func(in Infra, _ Step, site, _ string) (Fault, error) {
+		return &hsmFault{l: in, site: site, dir: in.ClusterSpec().Path(filepath.Join("sites", site))}, nil
 	}},
-	{Name: "partition", SiteOnly: true, Network: true, Build: func(l *lab.Lab, _ Step, site, table string) (Fault, error) {
-		s, ok := l.Spec.SiteByName(site)
+	{Name: "partition", SiteOnly: true, Network: true, Build: func(in Infra, _ Step, site, table string) (Fault, error) {
+		s, ok := in.ClusterSpec().SiteByName(site)
 		if !ok {
 			return nil, fmt.Errorf("no site %q", site)
 		}
@@ -73,8 +89,8 @@ var faultKinds = []faultKind{
 				add("", "flap needs down, up and for (e.g. down: 4s, up: 4s, for: 60s)")
 			}
 		},
-		Build: func(l *lab.Lab, st Step, site, _ string) (Fault, error) {
-			inner := &procFault{l: l, site: site, component: st.Component, hang: st.Signal == "stop"}
+		Build: func(in Infra, st Step, site, _ string) (Fault, error) {
+			inner := &procFault{l: in, site: site, component: st.Component, hang: st.Signal == "stop"}
 			return &flapFault{inner: inner, down: st.Down.Duration, up: st.Up.Duration}, nil
 		}},
 	{Name: "toxic", SiteOnly: true, Network: true,
@@ -86,12 +102,12 @@ var faultKinds = []faultKind{
 				add(".latency", "is required for toxic: latency (e.g. latency: 3s)")
 			}
 		},
-		Build: func(l *lab.Lab, st Step, site, table string) (Fault, error) {
-			s, ok := l.Spec.SiteByName(site)
+		Build: func(in Infra, st Step, site, table string) (Fault, error) {
+			s, ok := in.ClusterSpec().SiteByName(site)
 			if !ok {
 				return nil, fmt.Errorf("no site %q", site)
 			}
-			wfe := net.JoinHostPort(s.Address, strconv.Itoa(l.Spec.ACME.HTTPSPort))
+			wfe := net.JoinHostPort(s.Address, strconv.Itoa(in.ClusterSpec().ACME.HTTPSPort))
 			return &toxicFault{site: site, wfe: wfe, kind: st.Toxic, latency: st.Latency.Milliseconds(), jitter: st.Jitter.Milliseconds(), table: table}, nil
 		}},
 	{Name: "upgrade",
@@ -105,14 +121,18 @@ var faultKinds = []faultKind{
 				}
 			}
 		},
-		Build: func(l *lab.Lab, st Step, _, table string) (Fault, error) {
-			return &upgradeFault{l: l, st: st, state: l.Spec.Path(filepath.Join("var", table+"-upgrade.json"))}, nil
+		Build: func(in Infra, st Step, _, table string) (Fault, error) {
+			l, ok := in.(labInfra)
+			if !ok {
+				return nil, errors.New("upgrade: only in the lab (it renders and starts the sites' releases)")
+			}
+			return &upgradeFault{l: l.Lab, st: st, state: l.Spec.Path(filepath.Join("var", table+"-upgrade.json"))}, nil
 		}},
-	{Name: "replication", SiteOnly: true, Build: func(l *lab.Lab, _ Step, site, _ string) (Fault, error) {
-		if _, ok := l.Spec.SiteByName(site); !ok {
+	{Name: "replication", SiteOnly: true, Build: func(in Infra, _ Step, site, _ string) (Fault, error) {
+		if _, ok := in.ClusterSpec().SiteByName(site); !ok {
 			return nil, fmt.Errorf("no site %q", site)
 		}
-		return &replicationFault{l: l, site: site}, nil
+		return &replicationFault{l: in, site: site}, nil
 	}},
 }
 

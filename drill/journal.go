@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 	"github.com/cairn-pki/cairn/lab"
 )
@@ -36,11 +37,11 @@ type journalEntry struct {
 	Table string `json:"table"`
 }
 
-func journalPath(l *lab.Lab) string { return l.Spec.Path(JournalFile) }
+func journalPath(spec *cluster.Spec) string { return spec.Path(JournalFile) }
 
-func writeJournal(l *lab.Lab, j *journal) error {
+func writeJournal(spec *cluster.Spec, j *journal) error {
 	if len(j.Faults) == 0 && j.EABKey == "" {
-		if err := os.Remove(journalPath(l)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := os.Remove(journalPath(spec)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 		return nil
@@ -49,10 +50,10 @@ func writeJournal(l *lab.Lab, j *journal) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(journalPath(l)), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(journalPath(spec)), 0o755); err != nil {
 		return err
 	}
-	return fsutil.WriteFileAtomic(journalPath(l), b, 0o644)
+	return fsutil.WriteFileAtomic(journalPath(spec), b, 0o644)
 }
 
 // drillRunning reports whether pid is a live drill other than this one.
@@ -100,7 +101,14 @@ func restoreEach(ctx context.Context, faults []Fault) map[int]error {
 // behind, newest first, revokes its EAB key, and returns what it restored. It refuses while
 // that drill still runs (interrupting it restores its faults itself).
 func RestoreLeftovers(ctx context.Context, l *lab.Lab) ([]string, error) {
-	b, err := os.ReadFile(journalPath(l))
+	return restoreLeftovers(ctx, labInfra{l}, revokeLeftoverKey)
+}
+
+// restoreLeftovers is RestoreLeftovers through in, revoking a leftover
+// EAB key with revoke.
+func restoreLeftovers(ctx context.Context, in Infra, revoke func(ctx context.Context, spec *cluster.Spec, kid string) (string, error)) ([]string, error) {
+	spec := in.ClusterSpec()
+	b, err := os.ReadFile(journalPath(spec))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -109,7 +117,7 @@ func RestoreLeftovers(ctx context.Context, l *lab.Lab) ([]string, error) {
 	}
 	var j journal
 	if err := json.Unmarshal(b, &j); err != nil {
-		return nil, fmt.Errorf("%s: %w (restore by hand with the runbook in docs/drill.md, then remove the file)", journalPath(l), err)
+		return nil, fmt.Errorf("%s: %w (restore by hand with the runbook in docs/drill.md, then remove the file)", journalPath(spec), err)
 	}
 	if drillRunning(j.PID) {
 		return nil, fmt.Errorf("the drill started at %s (PID %d) still runs: interrupt it with Ctrl-C (it restores its faults), or kill it and run `cairn drill restore`", j.Started.Format(time.RFC3339), j.PID)
@@ -119,7 +127,7 @@ func RestoreLeftovers(ctx context.Context, l *lab.Lab) ([]string, error) {
 	var left []journalEntry
 	var faults []Fault
 	for _, e := range j.Faults {
-		f, err := newFault(l, e.Step, e.Site, e.Table)
+		f, err := newFault(in, e.Step, e.Site, e.Table)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("restore %s at %s: %w", e.Step.Fault, e.Site, err))
 			left = append(left, e)
@@ -138,13 +146,13 @@ func RestoreLeftovers(ctx context.Context, l *lab.Lab) ([]string, error) {
 	}
 	j.Faults = left
 	if j.EABKey != "" {
-		if d, err := revokeLeftoverKey(ctx, l, j.EABKey); err != nil {
+		if d, err := revoke(ctx, spec, j.EABKey); err != nil {
 			errs = append(errs, err)
 		} else {
 			done, j.EABKey = append(done, d), ""
 		}
 	}
-	if err := writeJournal(l, &j); err != nil {
+	if err := writeJournal(spec, &j); err != nil {
 		errs = append(errs, err)
 	}
 	return done, errors.Join(errs...)

@@ -2,7 +2,6 @@ package drill
 
 import (
 	"bufio"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -167,18 +166,11 @@ func testReadme(t *testing.T, l *lab.Lab) (*Report, string) {
 		sh(c)
 	}
 	dir := filepath.Join(work, "drills/site-down")
-	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readReport(t, dir)
 	if len(rep.SkippedClients) > 0 {
 		t.Errorf("site-down after make lab skipped real clients: %v", rep.SkippedClients)
 	}
-	return &rep, dir
+	return rep, dir
 }
 
 // onEABLab is a README client command (written for cairn init's lab,

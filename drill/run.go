@@ -35,7 +35,9 @@ type Runner struct {
 	Site     string // --site: overrides "active" as the faulted site
 	Log      io.Writer
 
-	spec   *cluster.Spec
+	spec *cluster.Spec
+	// infra is what the faults act through (nil: the lab).
+	infra  Infra
 	mu     sync.Mutex
 	events []Event
 	faults []Fault
@@ -64,6 +66,9 @@ func ControllerStatus(ctx context.Context, spec *cluster.Spec) (failover.Status,
 // every fault (also when ctx is cancelled) and returns the report.
 func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	r.spec = r.Lab.Spec
+	if r.infra == nil {
+		r.infra = labInfra{r.Lab}
+	}
 	if err := r.restoreLeftovers(ctx); err != nil {
 		return nil, err
 	}
@@ -348,7 +353,7 @@ func (r *Runner) restoreAll(rep *Report) {
 	}
 	r.mu.Lock()
 	r.jrnl.Faults = append(r.jrnl.Faults, left...)
-	err := writeJournal(r.Lab, &r.jrnl)
+	err := writeJournal(r.spec, &r.jrnl)
 	r.mu.Unlock()
 	if err != nil {
 		rep.RestoreErrors = append(rep.RestoreErrors, "journal: "+err.Error())
@@ -415,7 +420,7 @@ func (r *Runner) timeline(ctx context.Context, start time.Time, active string, i
 			r.mu.Lock()
 			table := fmt.Sprintf("cairn_drill_%d_%d", os.Getpid(), len(r.faults))
 			r.mu.Unlock()
-			f, err := newFault(r.Lab, st, name, table)
+			f, err := newFault(r.infra, st, name, table)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("timeline[%d]: %w", i, err))
 				continue
@@ -438,7 +443,7 @@ func (r *Runner) timeline(ctx context.Context, start time.Time, active string, i
 			r.mu.Lock()
 			r.faults = append(r.faults, f)
 			r.jrnl.Faults = append(r.jrnl.Faults, journalEntry{Step: st, Site: name, Table: table})
-			jerr := writeJournal(r.Lab, &r.jrnl)
+			jerr := writeJournal(r.spec, &r.jrnl)
 			r.mu.Unlock()
 			if jerr != nil {
 				errs = append(errs, fmt.Errorf("timeline[%d]: not injected, the journal cannot be written: %w", i, jerr))

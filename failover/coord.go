@@ -114,10 +114,16 @@ func (k *Coordinator) Run(ctx context.Context) {
 		k.mu.Lock()
 		k.session, k.election = nil, nil
 		k.mu.Unlock()
+		// Resign and revoke the lease (the view goes with it) on a context
+		// of their own: s.Close would revoke with ctx, already ended at
+		// shutdown, and leave the view until the TTL.
 		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
 		el.Resign(rctx)
+		s.Orphan()
+		if _, err := k.Client.Revoke(rctx, s.Lease()); err != nil {
+			k.Log.Warn("etcd: revoking the session lease", "err", err)
+		}
 		rcancel()
-		s.Close() // revokes the lease: the view goes with it
 		if ctx.Err() == nil {
 			sleep(ctx, 200*time.Millisecond)
 		}

@@ -117,28 +117,11 @@ func TestThreeControllersCoordinateThroughEtcd(t *testing.T) {
 	// Probes: every controller reports through Sink every 100 ms.
 	var mu sync.Mutex
 	failing := map[string]bool{} // controller/site -> reports failures
-	stopProbes := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, c := range all {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stopProbes:
-					return
-				case <-time.After(100 * time.Millisecond):
-				}
-				for _, s := range []string{"a", "b"} {
-					mu.Lock()
-					bad := failing[c.ID+"/"+s]
-					mu.Unlock()
-					c.Sink(account(s, !bad))
-				}
-			}
-		}()
-	}
-	defer func() { close(stopProbes); wg.Wait() }()
+	defer probeEvery(all, func(id, site string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return failing[id+"/"+site]
+	})()
 	set := func(id, site string, bad bool) { mu.Lock(); failing[id+"/"+site] = bad; mu.Unlock() }
 
 	leaders := func(cs ...*testController) (names []string) {

@@ -1,0 +1,138 @@
+package drill
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cairn-pki/cairn/internal/testenv"
+)
+
+func (r *Runner) eventsOf(kind string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, e := range r.events {
+		if e.Kind == kind {
+			out = append(out, e.Site+" "+e.Detail)
+		}
+	}
+	return out
+}
+
+// The runner's timeline injects each step's fault at its time for the
+// sites it names, journals each before injecting it, restores those with
+// a "for" when it has passed, and reports the steps it could not build;
+// restoreAll restores the rest and clears the journal.
+func TestRunnerTimelineAndRestore(t *testing.T) {
+	in := newFakeInfra(t, "a", "b")
+	in.spec.Sites[1].ServiceNetwork = ""
+	sc, err := Parse([]byte(`name: t
+duration: 60s
+timeline:
+  - {at: 0s, fault: crash, site: active, component: wfe, for: 100ms}
+  - {at: 50ms, fault: hang, site: all, component: sa}
+  - {at: 60ms, fault: partition, site: standby}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{Scenario: sc, spec: in.spec, infra: in}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var injections []time.Time
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		done <- r.timeline(ctx, start, "a", func(at time.Time) { mu.Lock(); injections = append(injections, at); mu.Unlock() })
+	}()
+	testenv.WaitFor(t, "the crash restored after its 100ms", 10*time.Second, func() bool { return len(r.eventsOf("fault-restored")) == 1 })
+	if got, want := r.eventsOf("fault-injected"), []string{"a crash a/wfe (SIGKILL)", "a hang a/sa (SIGSTOP)", "b hang b/sa (SIGSTOP)"}; !slices.Equal(got, want) {
+		t.Fatalf("injected %q, want %q", got, want)
+	}
+	if running, _ := in.state("a/wfe"); !running {
+		t.Error("a/wfe not started again after its for")
+	}
+	for _, s := range []string{"a/sa", "b/sa"} {
+		if _, hung := in.state(s); !hung {
+			t.Errorf("%s not hung", s)
+		}
+	}
+	b, err := os.ReadFile(journalPath(in.spec))
+	if err != nil || strings.Count(string(b), `"fault":`) != 3 {
+		t.Errorf("the journal while the faults are in: %v\n%s", err, b)
+	}
+	cancel()
+	err = <-done
+	if err == nil || !strings.Contains(err.Error(), "timeline[2]") || !strings.Contains(err.Error(), "serviceNetwork") {
+		t.Errorf("timeline error %v, want the partition it could not build", err)
+	}
+	mu.Lock()
+	if len(injections) != 3 || injections[0].Before(start) || injections[1].Sub(start) < 50*time.Millisecond {
+		t.Errorf("injections at %v (start %v)", injections, start)
+	}
+	mu.Unlock()
+
+	rep := &Report{}
+	r.restoreAll(rep)
+	if len(rep.RestoreErrors) != 0 {
+		t.Fatalf("restore errors %v", rep.RestoreErrors)
+	}
+	for _, s := range []string{"a/sa", "b/sa"} {
+		if _, hung := in.state(s); hung {
+			t.Errorf("%s still hung after restoreAll", s)
+		}
+	}
+	if got := r.eventsOf("fault-restored"); len(got) != 4 {
+		t.Errorf("restored events %q, want the timed one and the three at the end", got)
+	}
+	if _, err := os.Stat(journalPath(in.spec)); !os.IsNotExist(err) {
+		t.Errorf("the journal outlived the restore: %v", err)
+	}
+}
+
+// A fault that cannot be restored stays in the journal and in the
+// report's restore errors.
+func TestRestoreAllKeepsWhatFailed(t *testing.T) {
+	in := newFakeInfra(t, "a")
+	r := &Runner{spec: in.spec, infra: in}
+	var log []string
+	r.faults = []Fault{&recFault{name: "ok", log: &log}, &recFault{name: "stuck", fails: 9, log: &log}}
+	r.jrnl.Faults = []journalEntry{{Step: Step{Fault: "crash"}, Site: "a"}, {Step: Step{Fault: "hang"}, Site: "a"}}
+	rep := &Report{}
+	r.restoreAll(rep)
+	if len(rep.RestoreErrors) != 1 || !strings.Contains(rep.RestoreErrors[0], "stuck failed") {
+		t.Fatalf("restore errors %v", rep.RestoreErrors)
+	}
+	b, err := os.ReadFile(journalPath(in.spec))
+	if err != nil || !strings.Contains(string(b), `"hang"`) || strings.Contains(string(b), `"crash"`) {
+		t.Errorf("journal: %v\n%s", err, b)
+	}
+	if got := r.eventsOf("restore-failed"); len(got) != 1 {
+		t.Errorf("restore-failed events %q", got)
+	}
+}
+
+// "active" is the site the name points to (or --site), "standby" the
+// first other one, "all" every site, a name itself.
+func TestSitesOf(t *testing.T) {
+	in := newFakeInfra(t, "a", "b", "c")
+	r := &Runner{spec: in.spec}
+	for _, c := range []struct {
+		sel, override string
+		want          []string
+	}{
+		{"active", "", []string{"b"}}, {"active", "c", []string{"c"}}, {"standby", "", []string{"a"}},
+		{"all", "", []string{"a", "b", "c"}}, {"c", "", []string{"c"}}, {"cluster", "", []string{"cluster"}},
+	} {
+		r.Site = c.override
+		if got := r.sitesOf(c.sel, "b"); !slices.Equal(got, c.want) {
+			t.Errorf("sitesOf(%s, --site %q) = %v, want %v", c.sel, c.override, got, c.want)
+		}
+	}
+}
