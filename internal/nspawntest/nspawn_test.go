@@ -44,7 +44,7 @@ failover:
   upAfter: 3
   stablePeriod: 3s
   holdDown: 15s
-`
+` + specClients
 
 // cairn provision apply --infra nspawn: 2 site hosts and the DNS host
 // boot with systemd, every bundle process is an active unit under a user
@@ -108,12 +108,15 @@ func TestProvisionNspawnEndToEnd(t *testing.T) {
 	pkiFrontServesThePublicDirectory(t, spec, hosts["dns"])
 
 	issueThroughTheACMEName(t, spec, res.Outputs.DNSServers[0].Address)
+	// HTTP-01 and TLS-ALPN-01 from a client host (client_test.go).
+	client := clientHTTP01(t, spec, cairn, res.Outputs.DNSServers[0].Address)
 
 	// Reboots and crashes (reboot_test.go), then issuance through the
 	// ACME name again, wherever it points now.
 	rebootsAndCrashes(t, c)
 	issueThroughTheACMEName(t, spec, res.Outputs.DNSServers[0].Address)
 
+	client.Down(ctx)
 	start = time.Now()
 	if out, err := cli("provision", "destroy", "--infra", "nspawn"); err != nil {
 		t.Fatalf("provision destroy: %v\n%s", err, out)
