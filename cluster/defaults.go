@@ -230,7 +230,7 @@ func (s *Spec) failoverDefaults() {
 	f := &s.Failover
 	defDur(&f.Probes.Nonce, 2*time.Second)
 	defDur(&f.Probes.Account, 2*time.Second)
-	defDur(&f.Probes.Issuance, 15*time.Second)
+	defDur(&f.Probes.Issuance, 5*time.Second)
 	defDur(&f.Probes.CRL, 60*time.Second)
 	defInt(&f.DownAfter, 3)
 	defInt(&f.UpAfter, 20)

@@ -63,6 +63,15 @@ type Controller struct {
 	Revocations *revocation.Replayer
 	// Board is what the status page shows of the probes (nil: none).
 	Board *healthcheck.Board
+	// Recheck asks the prober to run kind at site again within the given
+	// time (healthcheck.Pipeline.Recheck; nil: no confirmation probes).
+	// The controller asks after the first failure of a voting deep probe,
+	// so the failure is confirmed (or cleared) in about ConfirmAfter
+	// instead of a whole interval (15 s of issuance before).
+	Recheck func(site, kind string, within time.Duration) bool
+	// ConfirmAfter is how soon a deep failure is probed again; 0:
+	// DefaultConfirmAfter.
+	ConfirmAfter time.Duration
 
 	mu       sync.Mutex
 	state    State
@@ -97,7 +106,16 @@ type Controller struct {
 	// notReady: per site, why its directory's profiles are not the
 	// spec's (the last directory probe that read them).
 	notReady map[string]string
+	// confirming: (site, kind) whose failure streak has had its
+	// confirmation probe asked for; a success of the kind clears it.
+	confirming map[[2]string]bool
 }
+
+// DefaultConfirmAfter: a deep failure is probed again this soon. Not at
+// once: a stall of a second (a paused process, a busy host) that failed
+// one probe must not fail its confirmation too; it is less than the
+// account probe's interval, so no deep kind waits longer than that.
+const DefaultConfirmAfter = time.Second
 
 // ViewStatus is one controller's view as the others see it.
 type ViewStatus struct {
@@ -182,16 +200,49 @@ func (c *Controller) Sink(r healthcheck.Result) {
 		c.releases[r.Site] = Release{Boulder: v, Bundle: b, At: r.Started}
 	}
 	o, ok := c.observation(r)
+	recheck := false
 	if ok {
 		c.obs = append(c.obs, o)
 		if c.Coord != nil {
 			c.mine = append(c.mine, o)
 		}
+		recheck = c.needsConfirmation(o)
 	}
 	c.mu.Unlock()
+	if recheck {
+		after := c.ConfirmAfter
+		if after <= 0 {
+			after = DefaultConfirmAfter
+		}
+		c.Recheck(o.Site, o.Kind, after)
+	}
 	if ok {
 		c.poke()
 	}
+}
+
+// needsConfirmation says whether o is the first failure of a voting deep
+// probe kind at a site since that kind last passed: then one more run
+// right away confirms it (the site is down after two, see Decide) or
+// clears it. Later failures of the same streak keep their interval, so a
+// site that stays broken is not probed faster and faster (c.mu held).
+func (c *Controller) needsConfirmation(o Observation) bool {
+	if c.Recheck == nil || !o.Deep {
+		return false
+	}
+	key := [2]string{o.Site, o.Kind}
+	if o.OK {
+		delete(c.confirming, key)
+		return false
+	}
+	if c.confirming[key] {
+		return false
+	}
+	if c.confirming == nil {
+		c.confirming = map[[2]string]bool{}
+	}
+	c.confirming[key] = true
+	return true
 }
 
 // noteProfiles keeps, from a directory probe that compared the site's

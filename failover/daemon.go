@@ -60,7 +60,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	coord := &Coordinator{Client: etcd.Client, Prefix: spec.Failover.Etcd.Prefix, ID: d.ID, API: "http://" + spec.Failover.Listen,
 		TTL: spec.Failover.Etcd.SessionTTL.Duration, Log: log}
 	c := &Controller{Spec: spec, ID: d.ID, DNS: dns, Policy: PolicyFromSpec(spec), Log: log, Coord: coord, Confirm: confirmer(pipe),
-		Revocations: replayer(spec, etcd, pipe, log), Board: healthcheck.NewBoard(pipe.History, reg)}
+		Recheck: pipe.Recheck, Revocations: replayer(spec, etcd, pipe, log), Board: healthcheck.NewBoard(pipe.History, reg)}
 	if spec.Failover.Resume == cluster.ResumeHistory {
 		c.History, c.ResumeWithin = pipe.History.Results, spec.Failover.ResumeWithin.Duration
 	}

@@ -73,8 +73,9 @@ type Policy struct {
 type vantageView struct {
 	HardFails int `json:"hardFails"`
 	// DeepFails: consecutive deep failures (any kind; a deep success of
-	// any kind resets it). KindFails: consecutive failures per deep probe
-	// kind, reset only by a success of that kind.
+	// any kind resets it): the site is failing, not yet down. KindFails:
+	// consecutive failures per deep probe kind, reset only by a success
+	// of that kind: two bring the site down.
 	DeepFails  int            `json:"deepFails"`
 	KindFails  map[string]int `json:"kindFails,omitempty"`
 	DeepOKs    int            `json:"deepOKs"`
@@ -174,7 +175,12 @@ func (s State) Clone() State {
 	return c
 }
 
-// deepFailsToDown: a failed deep step confirmed once more brings a site down.
+// deepFailsToDown: a failed deep probe confirmed once more by the same
+// kind brings a site down. Two kinds failing once each do not: one short
+// burst of server errors can fail an account and an issuance probe that
+// happen to run within it (probes fail fast on a server error), while
+// the controller confirms every deep failure with a rerun of its kind a
+// second later (Controller.Recheck), so a real fault costs no time.
 const deepFailsToDown = 2
 
 // Decide folds observations and commands into the state and says what to
@@ -259,7 +265,7 @@ func judge(p Policy, ss *SiteState, now time.Time) {
 			continue // a controller that went quiet (crashed, partitioned) has no say
 		}
 		kindFails := maxValue(v.KindFails)
-		isDown := v.HardFails >= max(1, p.DownAfter) || v.DeepFails >= deepFailsToDown || kindFails >= deepFailsToDown
+		isDown := v.HardFails >= max(1, p.DownAfter) || kindFails >= deepFailsToDown
 		if v.HardFails > 0 || v.DeepFails > 0 || kindFails > 0 {
 			failing++
 		}

@@ -33,7 +33,13 @@ type Kind struct {
 	// Every is its interval in the controller and `probe --watch`; 0:
 	// not scheduled.
 	Every func(spec *cluster.Spec) time.Duration
+	// MinDeadline: a run may take at least this long, whatever its
+	// interval (else half the interval).
+	MinDeadline time.Duration
 }
+
+// issuanceMinDeadline is the least time an issuance probe may take.
+const issuanceMinDeadline = 7500 * time.Millisecond
 
 // Sets of `cairn probe`.
 const (
@@ -55,8 +61,12 @@ var Kinds = []Kind{
 		Every: func(s *cluster.Spec) time.Duration { return s.Failover.Probes.Nonce.Duration }},
 	{Name: KindAccount, Probe: ProbeAccount, Deep: true, Votes: true, Set: SetDeep,
 		Every: func(s *cluster.Spec) time.Duration { return s.Failover.Probes.Account.Duration }},
+	// A whole issuance takes 0.1–0.5 s; a short interval must not make a
+	// busy machine's slow one a failure: it keeps the deadline it had at
+	// the former 15 s interval.
 	{Name: KindIssuance, Probe: ProbeIssuance, Deep: true, Votes: true, Set: SetDeep, NeedsSpec: true,
-		Every: func(s *cluster.Spec) time.Duration { return s.Failover.Probes.Issuance.Duration }},
+		Every:       func(s *cluster.Spec) time.Duration { return s.Failover.Probes.Issuance.Duration },
+		MinDeadline: issuanceMinDeadline},
 	{Name: KindCRL, Probe: ProbeCRL, Set: SetDeep, NeedsSpec: true,
 		Every: func(s *cluster.Spec) time.Duration { return s.Failover.Probes.CRL.Duration }},
 	{Name: KindRevocation, Probe: ProbeRevocation, Set: SetExplicit, NeedsSpec: true, Every: every(0)},

@@ -27,8 +27,19 @@ func TestKindTable(t *testing.T) {
 	}
 	spec := cluster.Default([]string{"a", "b"})
 	s := DefaultSchedule(spec)
-	if s.Intervals[KindNonce] != 2*time.Second || s.Intervals[KindIssuance] != 15*time.Second || s.Intervals[KindReplication] != 10*time.Second {
+	if s.Intervals[KindNonce] != spec.Failover.Probes.Nonce.Duration || s.Intervals[KindIssuance] != spec.Failover.Probes.Issuance.Duration ||
+		s.Intervals[KindReplication] != 10*time.Second {
 		t.Errorf("schedule %v", s.Intervals)
+	}
+	// Deadlines: half the interval, never less than the kind's least.
+	for name, every := range s.Intervals {
+		k, _ := KindOf(name)
+		if got, want := s.deadline(name, every), max(every/2, k.MinDeadline); got != want {
+			t.Errorf("%s: deadline %s, want %s", name, got, want)
+		}
+	}
+	if s.deadline(KindIssuance, s.Intervals[KindIssuance]) <= s.Intervals[KindIssuance]/2 {
+		t.Errorf("issuance deadline %s at a %s interval: a busy host's slow issuance would fail it", s.deadline(KindIssuance, s.Intervals[KindIssuance]), s.Intervals[KindIssuance])
 	}
 	if _, ok := s.Intervals[KindRevocation]; ok {
 		t.Error("revocation is scheduled")

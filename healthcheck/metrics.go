@@ -16,6 +16,7 @@ type Metrics struct {
 	stepSuccess   *prometheus.GaugeVec
 	stepDuration  *prometheus.HistogramVec
 	runs          *prometheus.CounterVec
+	confirmations *prometheus.CounterVec
 	problems      *prometheus.CounterVec
 	certExpiry    *prometheus.GaugeVec
 	crlNextUpdate *prometheus.GaugeVec
@@ -45,6 +46,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Duration of each probe step.", Buckets: probeBuckets}, []string{"site", "kind", "step"}),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cairn_probe_runs_total",
 			Help: "Probes run, by result (ok or the error class of the first failed step)."}, []string{"site", "kind", "result"}),
+		confirmations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cairn_probe_confirmations_total",
+			Help: "Probes run early to confirm a failure (the controller's recheck after a deep failure); counted in cairn_probe_runs_total too."}, []string{"site", "kind", "result"}),
 		problems: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cairn_probe_acme_problems_total",
 			Help: "ACME problem documents seen by probes, by problem type."}, []string{"site", "kind", "type"}),
 		certExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_certificate_expiry_timestamp_seconds",
@@ -64,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.release = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_site_release",
 		Help: "1 for the Boulder version and bundle generation the site's ACME front says it runs."}, []string{"site", "boulder_version", "bundle"})
 	m.releases = map[string][2]string{}
-	reg.MustRegister(m.success, m.duration, m.stepSuccess, m.stepDuration, m.runs, m.problems, m.certExpiry, m.crlNextUpdate, m.lastRun,
+	reg.MustRegister(m.success, m.duration, m.stepSuccess, m.stepDuration, m.runs, m.confirmations, m.problems, m.certExpiry, m.crlNextUpdate, m.lastRun,
 		m.replLag, m.replSkipped, m.foreign, m.release)
 	return m
 }
@@ -83,6 +86,9 @@ func (m *Metrics) Observe(r Result) {
 	m.success.WithLabelValues(r.Site, r.Kind).Set(ok)
 	m.duration.WithLabelValues(r.Site, r.Kind).Observe(r.Elapsed.Seconds())
 	m.runs.WithLabelValues(r.Site, r.Kind, result).Inc()
+	if r.Confirmation {
+		m.confirmations.WithLabelValues(r.Site, r.Kind, result).Inc()
+	}
 	m.lastRun.WithLabelValues(r.Site, r.Kind).Set(float64(r.Started.UnixNano()) / 1e9)
 	for _, s := range r.Steps {
 		v := 0.0

@@ -25,6 +25,9 @@ func TestMetricsPassPromtool(t *testing.T) {
 		Steps: []Step{{Name: "handshake", OK: true, Duration: 2 * time.Millisecond}}, Facts: map[string]string{"notAfter": now.Add(90 * 24 * time.Hour).Format(time.RFC3339)}})
 	m.Observe(Result{Site: "b", Kind: KindIssuance, Started: now, Elapsed: 80 * time.Millisecond,
 		Steps: []Step{{Name: "new-order", OK: true}, {Name: "finalize", ErrorClass: ClassACME, ACMEProblemType: "urn:ietf:params:acme:error:serverInternal"}}})
+	// The controller's confirmation of that failure: a run like any other, counted as a confirmation too.
+	m.Observe(Result{Site: "b", Kind: KindIssuance, Started: now, Elapsed: 60 * time.Millisecond, Confirmation: true,
+		Steps: []Step{{Name: "new-order", OK: true}, {Name: "finalize", ErrorClass: ClassACME, ACMEProblemType: "urn:ietf:params:acme:error:serverInternal"}}})
 	m.Observe(Result{Site: "a", Kind: KindCRL, OK: true, Started: now, Steps: []Step{{Name: "crl", OK: true}},
 		Facts: map[string]string{NextUpdateFact + "cairn lab a E1": now.Add(9 * 24 * time.Hour).Format(time.RFC3339)}})
 	m.Observe(Result{Site: "a", Kind: KindReplication, OK: true, Started: now, Steps: []Step{{Name: "from b", OK: true}},
@@ -35,8 +38,9 @@ func TestMetricsPassPromtool(t *testing.T) {
 	for _, want := range []string{
 		`cairn_accounts_foreign_writes_total{peer="b",site="a"} 2`,
 		`cairn_probe_success{kind="issuance",site="b"} 0`,
-		`cairn_probe_runs_total{kind="issuance",result="acme",site="b"} 1`,
-		`cairn_probe_acme_problems_total{kind="issuance",site="b",type="serverInternal"} 1`,
+		`cairn_probe_runs_total{kind="issuance",result="acme",site="b"} 2`,
+		`cairn_probe_confirmations_total{kind="issuance",result="acme",site="b"} 1`,
+		`cairn_probe_acme_problems_total{kind="issuance",site="b",type="serverInternal"} 2`,
 		`cairn_probe_step_success{kind="issuance",site="b",step="finalize"} 0`,
 		`cairn_certificate_expiry_timestamp_seconds{site="a"}`,
 		`cairn_crl_next_update_timestamp_seconds{issuer="cairn lab a E1",site="a"}`,

@@ -3,6 +3,7 @@ package healthcheck
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,9 @@ type Pipeline struct {
 	// Then receives every result after metrics and history (the
 	// controller, a printer); it is called from several goroutines.
 	Then func(Result)
+
+	once  sync.Once
+	sched *Scheduler
 }
 
 // NewPipeline builds the spec's targets and schedule, registers the probe
@@ -65,7 +69,18 @@ func (p *Pipeline) Target(site string) *Target {
 
 // Run probes until ctx ends.
 func (p *Pipeline) Run(ctx context.Context) error {
-	return (&Scheduler{Targets: p.Targets, Schedule: p.Schedule, Sink: p.Sink}).Run(ctx)
+	return p.scheduler().Run(ctx)
+}
+
+// Recheck runs kind at site again within d (Scheduler.Recheck): a
+// confirmation probe, recorded like every other result.
+func (p *Pipeline) Recheck(site, kind string, d time.Duration) bool {
+	return p.scheduler().Recheck(site, kind, d)
+}
+
+func (p *Pipeline) scheduler() *Scheduler {
+	p.once.Do(func() { p.sched = &Scheduler{Targets: p.Targets, Schedule: p.Schedule, Sink: p.Sink} })
+	return p.sched
 }
 
 // Close closes the history.

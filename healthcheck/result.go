@@ -99,6 +99,9 @@ type Result struct {
 	// Facts the probe learned: the site the ACME name points to, days of
 	// certificate validity left, CRL nextUpdate, revocation delay.
 	Facts map[string]string `json:"facts,omitempty"`
+	// Confirmation: the run came early, asked for by Scheduler.Recheck
+	// (the controller confirming a deep failure), not by the interval.
+	Confirmation bool `json:"confirmation,omitempty"`
 }
 
 // MarshalJSON adds the elapsed time in milliseconds.

@@ -162,3 +162,142 @@ func TestHistoryPrunesAsItRecords(t *testing.T) {
 		t.Errorf("%d results after an hour, want 2 (the 25-hour-old one pruned)", n)
 	}
 }
+
+// fakeClock is time that moves only when the test says; every wait the
+// scheduler starts is announced on waits (its due time).
+type fakeClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	waiters []fakeWaiter
+	waits   chan time.Time
+}
+
+type fakeWaiter struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), waits: make(chan time.Time, 100)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	w := fakeWaiter{at: c.now.Add(d), ch: make(chan time.Time, 1)}
+	c.waiters = append(c.waiters, w)
+	c.mu.Unlock()
+	c.waits <- w.at
+	return w.ch
+}
+
+// set moves the clock to at and fires every wait due by then.
+func (c *fakeClock) set(at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = at
+	kept := c.waiters[:0]
+	for _, w := range c.waiters {
+		if w.at.After(at) {
+			kept = append(kept, w)
+			continue
+		}
+		w.ch <- at
+	}
+	c.waiters = kept
+}
+
+// nextWait is the due time of the next wait the scheduler starts.
+func (c *fakeClock) nextWait(t *testing.T) time.Time {
+	t.Helper()
+	select {
+	case at := <-c.waits:
+		return at
+	case <-time.After(10 * time.Second):
+		t.Fatal("the scheduler started no wait")
+		return time.Time{}
+	}
+}
+
+// A failed run the Sink asks to confirm is run again after the recheck's
+// delay, not the interval, and is marked as a confirmation; the run after
+// it is back on the interval.
+func TestRecheckConfirmsSoonerThanTheInterval(t *testing.T) {
+	clk := newFakeClock()
+	const every = time.Hour
+	results := make(chan Result, 10)
+	var s *Scheduler
+	s = &Scheduler{
+		Targets:  []*Target{{Site: "a"}},
+		Schedule: Schedule{Intervals: map[string]time.Duration{KindIssuance: every}, Concurrency: 1},
+		Clock:    clk,
+		Probe: func(kind string) (Func, bool) {
+			n := 0
+			return func(ctx context.Context, tg *Target) Result {
+				n++
+				return Result{Site: tg.Site, Kind: kind, OK: n > 1, Started: clk.Now(), Steps: []Step{{Name: "finalize", OK: n > 1}}}
+			}, true
+		},
+		Sink: func(r Result) {
+			if !r.OK && !s.Recheck(r.Site, r.Kind, time.Second) {
+				t.Error("recheck of a scheduled kind refused")
+			}
+			results <- r
+		},
+	}
+	if s.Recheck("a", KindNonce, time.Second) || s.Recheck("b", KindIssuance, time.Second) {
+		t.Error("recheck of a (site, kind) not probed accepted")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	first := clk.nextWait(t)
+	if d := first.Sub(clk.Now()); d < 0 || d >= every {
+		t.Fatalf("first run after %s, want within the interval", d)
+	}
+	clk.set(first)
+	failed := <-results
+	if failed.OK || failed.Confirmation {
+		t.Fatalf("first run %+v", failed)
+	}
+	confirm := clk.nextWait(t)
+	if got := confirm.Sub(failed.Started); got != time.Second {
+		t.Fatalf("confirmation due %s after the failure, want 1s", got)
+	}
+	clk.set(confirm)
+	second := <-results
+	if !second.Confirmation || !second.OK || !second.Started.Equal(confirm) {
+		t.Fatalf("confirmation run %+v", second)
+	}
+	if next := clk.nextWait(t); next.Sub(second.Started) != every {
+		t.Fatalf("run after the confirmation due %s later, want the interval %s", next.Sub(second.Started), every)
+	}
+}
+
+// A recheck never delays a run that is due sooner.
+func TestRecheckNeverDelays(t *testing.T) {
+	clk := newFakeClock()
+	s := &Scheduler{Clock: clk}
+	recheck := make(chan time.Duration, 1)
+	recheck <- 2 * time.Hour
+	start := clk.Now()
+	got := make(chan bool, 1)
+	go func() {
+		confirmation, _ := s.wait(context.Background(), clk, time.Hour, recheck)
+		got <- confirmation
+	}()
+	if at := clk.nextWait(t); !at.Equal(start.Add(time.Hour)) {
+		t.Fatalf("waiting until %s, want the interval's %s", at, start.Add(time.Hour))
+	}
+	clk.set(start.Add(time.Hour))
+	if <-got {
+		t.Error("the interval's run marked as a confirmation")
+	}
+}

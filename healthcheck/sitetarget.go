@@ -170,9 +170,10 @@ func ProbeAccountKey(spec *cluster.Spec, siteName string) (crypto.Signer, error)
 
 // RegisterProbeAccount makes sure the probe key has an account at the
 // target's site and returns the account ID (the last path segment of its
-// URL), for rate-limit overrides.
+// URL), for rate-limit overrides. It retries server errors as any client
+// does (a site still starting answers some).
 func RegisterProbeAccount(ctx context.Context, t *Target) (int64, error) {
-	c, err := t.acmeClient()
+	c, err := t.newACMEClient(false)
 	if err != nil {
 		return 0, err
 	}

@@ -95,14 +95,19 @@ func (t *Target) stepTimeout() time.Duration {
 	return 10 * time.Second
 }
 
-// acmeClient is an RFC 8555 client bound to the target.
-func (t *Target) acmeClient() (*acmeclient.Client, error) {
+// acmeClient is an RFC 8555 client bound to the target, for probes: a
+// server error fails the step at once (acmeclient.FailFastBackoff), so a
+// site whose CA cannot sign fails its probe in milliseconds instead of at
+// the probe's deadline.
+func (t *Target) acmeClient() (*acmeclient.Client, error) { return t.newACMEClient(true) }
+
+func (t *Target) newACMEClient(failFast bool) (*acmeclient.Client, error) {
 	var dns acmeclient.DNSUpdater
 	if t.DNS01 != nil {
 		dns = *t.DNS01
 	}
 	return acmeclient.New(acmeclient.Options{DirectoryURL: t.DirectoryURL, Roots: t.Roots, ServerName: t.ServerName,
-		DialAddr: t.DialAddr, Key: t.AccountKey, DNS: dns, Timeout: 2 * t.stepTimeout()})
+		DialAddr: t.DialAddr, Key: t.AccountKey, DNS: dns, Timeout: 2 * t.stepTimeout(), FailFast: failFast})
 }
 
 // Func is the one signature of every probe kind.

@@ -76,6 +76,11 @@ type Options struct {
 	// EAB binds the account Register makes to an External Account
 	// Binding key (RFC 8555 §7.3.4); nil: none.
 	EAB *acme.ExternalAccountBinding
+	// FailFast: a server error (5xx) or a rate limit (429) ends the
+	// request at once instead of being retried until the context ends
+	// (x/crypto's default); a badNonce is still retried. Health probes
+	// want the answer, not a client's patience.
+	FailFast bool
 }
 
 // New prepares a client; nothing is sent yet.
@@ -104,15 +109,33 @@ func New(o Options) (*Client, error) {
 			return d.DialContext(ctx, network, o.DialAddr)
 		}
 	}
+	ac := &acme.Client{Key: key, DirectoryURL: o.DirectoryURL,
+		HTTPClient: &http.Client{Transport: tr, Timeout: o.Timeout}, UserAgent: "cairn"}
+	if o.FailFast {
+		ac.RetryBackoff = FailFastBackoff
+	}
 	return &Client{
 		DirectoryURL: o.DirectoryURL,
 		DNS:          o.DNS,
 		Profile:      o.Profile,
 		eab:          o.EAB,
-		ac: &acme.Client{Key: key, DirectoryURL: o.DirectoryURL,
-			HTTPClient: &http.Client{Transport: tr, Timeout: o.Timeout}, UserAgent: "cairn"},
+		ac:           ac,
 	}, nil
 }
+
+// FailFastBackoff is acme.Client.RetryBackoff for Options.FailFast: no
+// retry after a server error (5xx) or a rate limit (429); anything else
+// x/crypto retries (a badNonce, which any client retries at once) up to
+// FailFastRetries times, 10 ms apart.
+func FailFastBackoff(n int, _ *http.Request, res *http.Response) time.Duration {
+	if res == nil || res.StatusCode >= 500 || res.StatusCode == http.StatusTooManyRequests || n > FailFastRetries {
+		return 0
+	}
+	return 10 * time.Millisecond
+}
+
+// FailFastRetries bounds FailFastBackoff's retries of one request.
+const FailFastRetries = 3
 
 // ACME exposes the underlying client for single requests (probes).
 func (c *Client) ACME() *acme.Client { return c.ac }
