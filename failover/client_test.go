@@ -115,6 +115,11 @@ func TestClientOperatesTheController(t *testing.T) {
 	if err := cl.Move(ctx, "nowhere"); err == nil || !strings.Contains(err.Error(), "nowhere") {
 		t.Fatalf("move to an unknown site: %v", err)
 	}
+	// A command after a refusal reports its own outcome, not the refusal
+	// before it (an undrain decides nothing to do).
+	if err := cl.Undrain(ctx, "a"); err != nil {
+		t.Fatalf("undrain after a refused move: %v", err)
+	}
 }
 
 // Without the token file the client still reads the status, but sends no

@@ -449,7 +449,9 @@ func (c *Controller) step(ctx context.Context) {
 	c.state = next
 	c.leading = leading
 	c.alert = next.NoHealthy
-	if len(intents) > 0 {
+	// An operator's command is answered by its own decision, even one
+	// with nothing to do, never by an earlier refusal.
+	if len(intents) > 0 || len(cmds) > 0 {
 		c.lastIntn = intents
 	}
 	c.mu.Unlock()
