@@ -572,7 +572,7 @@ func (f *Front) forwardRevocation(w http.ResponseWriter, r *http.Request, body [
 		panic(http.ErrAbortHandler)
 	}
 	req.Header.Set("Content-Type", r.Header.Get("Content-Type"))
-	f.relay(w, r, hc, req, p, "revokeCert", "it was NOT revoked. Retry later, or ask the CA operator to revoke it (cairn revoke)")
+	f.relay(w, r, hc, req, p, "revokeCert", "it was NOT revoked. Retry later, or ask the CA operator to revoke it (cairn revoke)", 60)
 }
 
 // forwardRenewalInfo passes an ARI renewal-info request for another
@@ -588,17 +588,21 @@ func (f *Front) forwardRenewalInfo(w http.ResponseWriter, r *http.Request, p Pee
 		panic(http.ErrAbortHandler)
 	}
 	f.ariForwarded.Add(1)
-	f.relay(w, r, f.peerClient(r, p), req, p, "renewal-info", "retry later")
+	// Retry-After 1: clients retry a 503 honouring it (lego v5 five
+	// times) before they fall back to their own schedule; 60 s each held
+	// a renewal for five minutes while the issuing site was down.
+	f.relay(w, r, f.peerClient(r, p), req, p, "renewal-info", "retry later", 1)
 }
 
 // relay sends req (a client's request, unchanged) to p's front and
 // relays its answer; when p does not answer, the client gets 503 with
-// Retry-After and what the request did not do.
-func (f *Front) relay(w http.ResponseWriter, r *http.Request, hc *http.Client, req *http.Request, p Peer, what, notDone string) {
+// Retry-After (seconds) and what the request did not do.
+func (f *Front) relay(w http.ResponseWriter, r *http.Request, hc *http.Client, req *http.Request, p Peer, what, notDone string, retryAfter int) {
 	req.Header.Set(forwardedHeader, f.site)
 	resp, err := hc.Do(req)
 	if err != nil {
 		f.log.Warn(what+" of another site's certificate: that site does not answer", "site", p.Site, "err", err)
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
 		f.problem(w, r, http.StatusServiceUnavailable, "urn:ietf:params:acme:error:serverInternal",
 			fmt.Sprintf("the certificate was issued by site %s of this CA cluster, which does not answer: %s", p.Site, notDone))
 		return
@@ -718,7 +722,7 @@ func writeProblemSub(w http.ResponseWriter, host, nonce string, status int, typ,
 	w.Header().Set("Link", fmt.Sprintf(`<https://%s/directory>;rel="index"`, host))
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
-	if status == http.StatusServiceUnavailable {
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "60")
 	}
 	w.WriteHeader(status)

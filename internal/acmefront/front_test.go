@@ -339,8 +339,9 @@ func TestFrontPassesForeignRenewalInfoToItsSite(t *testing.T) {
 	resp, body = get(certID(peerSKI))
 	var prob struct{ Type, Detail string }
 	json.Unmarshal([]byte(body), &prob)
+	// Retry-After 1: a client retrying honours it before it falls back.
 	if resp.StatusCode != http.StatusServiceUnavailable || prob.Type != "urn:ietf:params:acme:error:serverInternal" || !strings.Contains(prob.Detail, "site b") ||
-		resp.Header.Get("Retry-After") == "" {
+		resp.Header.Get("Retry-After") != "1" {
 		t.Fatalf("peer down: HTTP %d %q %v", resp.StatusCode, body, resp.Header)
 	}
 	if got := f.ariForwarded.Load(); got != 2 {
