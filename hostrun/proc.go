@@ -220,15 +220,21 @@ func (p Proc) waitReady(ctx context.Context, timeout time.Duration) error {
 	})
 }
 
+// readyAddr is the network and address of a readiness address
+// ("tcp:IP:port" or "unix:PATH").
+func readyAddr(ready string) (network, addr string) {
+	if path, ok := strings.CutPrefix(ready, "unix:"); ok {
+		return "unix", path
+	}
+	return "tcp", strings.TrimPrefix(ready, "tcp:")
+}
+
 // waitListening waits until addr accepts connections, or fails as soon as
 // alive says the process is gone (nil: a service manager runs it, only
 // the timeout ends the wait).
 // ready is "tcp:IP:port" or "unix:PATH" (a Unix socket).
 func waitListening(ctx context.Context, name, ready, logFile string, timeout time.Duration, alive func() bool) error {
-	network, addr := "tcp", strings.TrimPrefix(ready, "tcp:")
-	if path, ok := strings.CutPrefix(ready, "unix:"); ok {
-		network, addr = "unix", path
-	}
+	network, addr := readyAddr(ready)
 	deadline := time.Now().Add(timeout)
 	for {
 		c, err := net.DialTimeout(network, addr, 200*time.Millisecond)

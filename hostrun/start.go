@@ -195,7 +195,28 @@ func StopChanged(cb *site.ClusterBundle, logf func(string, ...any)) error {
 		}
 		if stopped {
 			logf("  %-22s configuration changed: stopped to restart", filepath.Base(cb.Root)+"/"+p.Name)
+			// Its readiness address must stop answering before the next
+			// start: a new PowerDNS that still reaches the old one's
+			// control socket exits ("is in use"), while the old listener
+			// made the new one look ready.
+			waitClosed(p.Ready, 10*time.Second)
 		}
 	}
 	return nil
+}
+
+// waitClosed waits (at most within) until ready ("tcp:IP:port" or
+// "unix:PATH") refuses connections.
+func waitClosed(ready string, within time.Duration) {
+	network, addr := readyAddr(ready)
+	if addr == "" {
+		return
+	}
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
+		c, err := net.DialTimeout(network, addr, 200*time.Millisecond)
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
 }
