@@ -48,7 +48,7 @@ func StartSite(ctx context.Context, b *site.Bundle, resolve func(string) (string
 		// A process that runs an older configuration (the spec changed
 		// and the site was rendered again) restarts to read the new one.
 		if proc.StartedWithOther() {
-			if _, err := proc.Stop(10 * time.Second); err != nil {
+			if _, err := proc.stopToRestart(); err != nil {
 				return fmt.Errorf("site %s: %w", b.Site, err)
 			}
 			logf("  %-22s configuration changed: restarting", filepath.Base(b.Root)+"/"+p.Name)
@@ -189,20 +189,27 @@ func StopChanged(cb *site.ClusterBundle, logf func(string, ...any)) error {
 		if !slices.Contains(cb.Changed, p.Name) {
 			continue
 		}
-		stopped, err := (Proc{Process: p, Root: cb.Root}).Stop(10 * time.Second)
+		stopped, err := (Proc{Process: p, Root: cb.Root}).stopToRestart()
 		if err != nil {
 			return err
 		}
 		if stopped {
 			logf("  %-22s configuration changed: stopped to restart", filepath.Base(cb.Root)+"/"+p.Name)
-			// Its readiness address must stop answering before the next
-			// start: a new PowerDNS that still reaches the old one's
-			// control socket exits ("is in use"), while the old listener
-			// made the new one look ready.
-			waitClosed(p.Ready, 10*time.Second)
 		}
 	}
 	return nil
+}
+
+// stopToRestart stops p for a start with a new configuration, and waits
+// until its readiness address stops answering: a new PowerDNS that still
+// reaches the old one's control socket exits ("is in use"), while the
+// old listener made the new one look ready.
+func (p Proc) stopToRestart() (bool, error) {
+	stopped, err := p.Stop(10 * time.Second)
+	if stopped {
+		waitClosed(p.Ready, 10*time.Second)
+	}
+	return stopped, err
 }
 
 // waitClosed waits (at most within) until ready ("tcp:IP:port" or

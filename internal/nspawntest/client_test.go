@@ -2,8 +2,6 @@ package nspawntest
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net/netip"
 	"os"
@@ -80,21 +78,7 @@ printf '%s' "$ZONE" > /var/tmp/org-dns/internal.zone; printf '%s' "$CONF" > /var
 			t.Errorf("%s: certificate: %v %s", challenge, err, pemb)
 			continue
 		}
-		leaf, rest := pem.Decode(pemb)
-		if leaf == nil {
-			t.Errorf("%s: no certificate in %s", challenge, pemb)
-			continue
-		}
-		cert, err := x509.ParseCertificate(leaf.Bytes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		roots, inter := x509.NewCertPool(), x509.NewCertPool()
-		roots.AppendCertsFromPEM(rootPEM)
-		inter.AppendCertsFromPEM(rest)
-		if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: clientName}); err != nil {
-			t.Errorf("%s: the certificate for %s does not verify: %v", challenge, clientName, err)
-		}
+		chainsToRoot(t, pemb, rootPEM, clientName)
 		t.Logf("lego %s on the client host (%s, %s in the organisation's DNS): certificate in %.1fs", challenge, clientAddr, clientName, time.Since(start).Seconds())
 	}
 	return client
