@@ -21,7 +21,14 @@ func Load(path string) (*Spec, error) {
 		}
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
+	// The directory as the kernel names it: every rendered path derives
+	// from it, and the same lab reached through a symlink (a linked home
+	// or checkout) must render the same files, or `lab up` would restart
+	// every process for a configuration that did not change.
 	abs, err := filepath.Abs(path)
+	if err == nil {
+		abs, err = filepath.EvalSymlinks(abs)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", path, err)
 	}

@@ -134,11 +134,16 @@ func CairnBinary(t testing.TB) string {
 	return built
 }
 
-// Log writes progress lines into the test log.
+// Log writes progress lines into the test log, except a teardown's
+// per-process "stopped" lines: CI shows a failed run's last lines, and a
+// failure's message must stay among them.
 type Log struct{ T testing.TB }
 
 func (w Log) Write(p []byte) (int, error) {
-	w.T.Log(strings.TrimRight(string(p), "\n"))
+	line := strings.TrimRight(string(p), "\n")
+	if !strings.HasPrefix(line, "  stopped ") {
+		w.T.Log(line)
+	}
 	return len(p), nil
 }
 
