@@ -14,12 +14,48 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/acmecli"
+	"github.com/cairn-pki/cairn/internal/clienthost"
 	"github.com/cairn-pki/cairn/internal/labtest"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/site"
 )
+
+const (
+	clientNet  = "10.79.80.0/24"
+	clientAddr = "10.79.80.50"
+)
+
+// clientHosts: cairn provision client up makes a client host of the
+// clients' own range (validation.allowedNetworks, not the hosts' 127/8),
+// refusing any other address; lego --http and --tls there (run with
+// provision client exec, the host's own resolver and trust store) get
+// certificates through the ACME name: every site host reaches the
+// clients' network on the bridge. The host stays until destroy, which
+// removes it.
+func clientHosts(t *testing.T, cli func(...string) ([]byte, error), cairn string, spec *cluster.Spec, rootPEM []byte) {
+	t.Helper()
+	for _, bad := range []struct{ name, addr, want string }{
+		{"web", "127.0.79.60", "not 127/8"},
+		{"web", "10.79.81.50", "not in validation.allowedNetworks"},
+		{"a", clientAddr, "a host of the cluster has it"},
+	} {
+		out, err := exec.Command(cairn, "-f", spec.File, "provision", "client", "up", bad.name, "--address", bad.addr).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), bad.want) {
+			t.Errorf("provision client up %s --address %s: %v %q, want a refusal saying %q", bad.name, bad.addr, err, out, bad.want)
+		}
+	}
+	if out, err := cli("provision", "client", "up", "web", "--address", clientAddr); err != nil {
+		t.Fatalf("provision client up: %v\n%s", err, out)
+	}
+	run := func(ctx context.Context, argv ...string) ([]byte, error) {
+		return exec.CommandContext(ctx, cairn, append([]string{"-f", spec.File, "provision", "client", "exec", "web", "--"}, argv...)...).CombinedOutput()
+	}
+	clienthost.OrgDNS(t, run, clientAddr)
+	clienthost.LegoHTTPAndTLS(t, run, spec, rootPEM, clientAddr)
+}
 
 // cairn provision apply --infra local brings up 2 sites (and the cluster
 // host) on namespace hosts through Terraform and Ansible; lego in a third
@@ -27,7 +63,8 @@ import (
 // no namespace, process, mount or address behind.
 func TestProvisionLocalEndToEnd(t *testing.T) {
 	// A fast failover policy: the upgrade's gate waits for the controller.
-	spec := labtest.SpecWith(t, labtest.BlockProvision, "failover:\n  upAfter: 3\n  stablePeriod: 3s\n  holdDown: 15s\n", "a", "b")
+	// A client host of its own range (clientNet): HTTP-01 and TLS-ALPN-01.
+	spec := labtest.SpecWith(t, labtest.BlockProvision, "failover:\n  upAfter: 3\n  stablePeriod: 3s\n  holdDown: 15s\n"+clienthost.SpecPart(clientNet, clientAddr), "a", "b")
 	testenv.Integration(t, "terraform", "ansible-playbook", "lego", "nsenter", "unshare")
 	cairn := labtest.CairnBinary(t)
 	cli := func(args ...string) ([]byte, error) {
@@ -135,6 +172,8 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 		}
 	}
 	client.Down(ctx)
+
+	clientHosts(t, cli, cairn, spec, rootPEM)
 
 	// Revocation from the operator's vantage goes through the controller
 	// on the DNS host, which revokes at site a and blocks the key at both

@@ -59,7 +59,10 @@ type terraformInfra struct {
 	dir     string
 	prepare func() ([]string, error) // writes the module if it is ours; returns its variables
 	after   func(ctx context.Context) error
-	what    string
+	// beforeDestroy removes what is not in the Terraform state but needs
+	// its hosts (local client hosts on the bridge).
+	beforeDestroy func(ctx context.Context) error
+	what          string
 }
 
 func (t *terraformInfra) init(ctx context.Context) (*tfexec.Terraform, []string, error) {
@@ -118,6 +121,11 @@ func (t *terraformInfra) Destroy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if t.beforeDestroy != nil {
+		if err := t.beforeDestroy(ctx); err != nil {
+			return err
+		}
+	}
 	var opts []tfexec.DestroyOption
 	for _, v := range vars {
 		opts = append(opts, tfexec.Var(v))
@@ -156,9 +164,16 @@ func newLocal(p *Provisioner) (Infrastructure, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Each site's VAs reach the clients' networks on the bridge, and
+		// the cluster host answers their DNS questions (the ACME name).
+		for name, h := range hosts {
+			h.OnLink = clientNetworks(p.o.Spec)
+			hosts[name] = h
+		}
 		hj, _ := json.Marshal(hosts)
 		return []string{"cairn=" + p.o.Self, "cluster=" + p.prefix(), "state_dir=" + p.path("hosts"), "gateway=" + p.o.Gateway, "hosts=" + string(hj)}, nil
 	}
+	t.beforeDestroy = p.removeClients
 	t.after = func(ctx context.Context) error { return NSSwitch{Cluster: p.prefix()}.Down(ctx) }
 	return localInfra{t}, nil
 }

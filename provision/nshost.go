@@ -39,7 +39,12 @@ type NSHost struct {
 	// Local: prefixes local to the host (a site's service network): its
 	// processes may bind any address in them; from the bridge only Address
 	// is reachable.
-	Local    []netip.Prefix
+	Local []netip.Prefix
+	// OnLink: further networks on the bridge, reached through eth0 from
+	// Address: on a site, its clients' networks (validation.
+	// allowedNetworks); on a client host of its own range, the hosts'
+	// 127/8.
+	OnLink   []netip.Prefix
 	StateDir string // upper and work directories, anchor PID file
 }
 
@@ -219,6 +224,13 @@ func (h NSHost) Up(ctx context.Context, sw NSSwitch, self string) error {
 			return err
 		}
 	}
+	// The source is Address: a 127.x address has host scope, which the
+	// kernel never picks for a route off the host by itself.
+	for _, p := range h.OnLink {
+		if err := ipCmd(ctx, "ip", "-n", ns, "route", "replace", p.Masked().String(), "dev", "eth0", "src", h.Address.String()); err != nil {
+			return err
+		}
+	}
 	if _, ok := h.AnchorPID(); ok {
 		return nil
 	}
@@ -286,10 +298,23 @@ func (h NSHost) Down(ctx context.Context) error {
 // Exec runs argv inside the host (all its namespaces), as Ansible's
 // nsenter connection does.
 func (h NSHost) Exec(ctx context.Context, argv ...string) ([]byte, error) {
+	cmd, err := h.Command(ctx, "", argv...)
+	if err != nil {
+		return nil, err
+	}
+	return cmd.CombinedOutput()
+}
+
+// Command is argv to run inside the host (all its namespaces), in
+// directory wd of the host ("": nsenter's default).
+func (h NSHost) Command(ctx context.Context, wd string, argv ...string) (*exec.Cmd, error) {
 	pid, ok := h.AnchorPID()
 	if !ok {
 		return nil, fmt.Errorf("host %s is not up", h.Name)
 	}
-	args := append([]string{"--target", strconv.Itoa(pid), "--mount", "--uts", "--ipc", "--net", "--pid", "--"}, argv...)
-	return exec.CommandContext(ctx, "nsenter", args...).CombinedOutput()
+	args := []string{"--target", strconv.Itoa(pid), "--mount", "--uts", "--ipc", "--net", "--pid"}
+	if wd != "" {
+		args = append(args, "--wd="+wd)
+	}
+	return exec.CommandContext(ctx, "nsenter", append(append(args, "--"), argv...)...), nil
 }

@@ -197,6 +197,7 @@ type localHost struct {
 	Address  string   `json:"address"`
 	Extra    []string `json:"extra"`
 	Local    []string `json:"local"`
+	OnLink   []string `json:"onlink,omitempty"` // --infra local only
 	Location string   `json:"location"`
 }
 

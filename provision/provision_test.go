@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -130,5 +131,41 @@ dns_servers:
 	// b's address in cairn.yaml is not its host's: the error names the field.
 	if err := p.checkAddresses(out); err == nil || !strings.Contains(err.Error(), "sites[1].address 127.0.82.1") {
 		t.Errorf("address check: %v", err)
+	}
+}
+
+// Client hosts of --infra local take an address of the clients' own
+// range, listed in validation.allowedNetworks, and a name no host has;
+// the sites reach exactly those networks; other infrastructures refuse.
+func TestClientHostsChecked(t *testing.T) {
+	spec := testSpec(t, "validation:\n  allowedNetworks: [10.79.80.0/24, fd00::/8]\n")
+	p, err := New(Options{Spec: spec, Infra: "local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, addr, want string }{
+		{"web1", "10.79.80.50", ""},
+		{"web1", "127.0.79.50", "not 127/8"},
+		{"web1", "10.79.81.50", "not in validation.allowedNetworks"},
+		{"web1", "0.0.0.0", "not 127/8"},
+		{"a", "10.79.80.51", "a host of the cluster has it"},
+		{"dns", "10.79.80.51", "a host of the cluster has it"},
+		{"Web_1", "10.79.80.51", "client name"},
+		{"averyveryverylongname", "10.79.80.51", "client name"},
+	} {
+		err := p.checkClient(tc.name, netip.MustParseAddr(tc.addr))
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("client %s at %s: %v, want %q", tc.name, tc.addr, err, tc.want)
+		}
+	}
+	if got := clientNetworks(spec); strings.Join(got, " ") != "10.79.80.0/24" {
+		t.Errorf("the sites reach %v, want the IPv4 client network only", got)
+	}
+	other, err := New(Options{Spec: spec, Infra: "existing", Inventory: "hosts.yml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.ClientUp(t.Context(), "web1", netip.MustParseAddr("10.79.80.50")); err == nil || !strings.Contains(err.Error(), "--infra local only") {
+		t.Errorf("client up on --infra existing: %v", err)
 	}
 }

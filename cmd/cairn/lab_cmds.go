@@ -59,15 +59,7 @@ func newLabExecCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c.Stdin, c.Stdout, c.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
-			if err := c.Run(); err != nil {
-				var ee *exec.ExitError
-				if errors.As(err, &ee) {
-					os.Exit(ee.ExitCode())
-				}
-				return err
-			}
-			return nil
+			return runAsCaller(cmd, c)
 		},
 	}
 	cmd.Flags().StringVar(&host, "host", "", "run on client host NAME (its own network namespace and address, NAME.<acme.zone> in the cluster DNS)")
@@ -321,4 +313,18 @@ func printLabStatus(cmd *cobra.Command, st *lab.Status) {
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "memory of every lab process: %.0f MiB (PSS: shared pages counted once; summed RSS %.0f MiB counts each binary once per process)\n",
 		float64(pss)/1024, float64(rss)/1024)
+}
+
+// runAsCaller runs c with the caller's terminal and exits with its exit
+// status (a client's failure is the caller's).
+func runAsCaller(cmd *cobra.Command, c *exec.Cmd) error {
+	c.Stdin, c.Stdout, c.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
+	if err := c.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.ExitCode())
+		}
+		return err
+	}
+	return nil
 }

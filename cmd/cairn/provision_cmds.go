@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/provision"
 )
 
@@ -22,7 +23,7 @@ func newProvisionCmd(g *globals) *cobra.Command {
 	for _, c := range []*cobra.Command{plan, apply, destroy} {
 		po.addFlags(c, "local")
 	}
-	cmd.AddCommand(newProvisionHostCmd(), newHostInitCmd(), newProvisionNspawnCmd(), plan, apply, destroy)
+	cmd.AddCommand(newProvisionHostCmd(), newHostInitCmd(), newProvisionNspawnCmd(), newProvisionClientCmd(g), plan, apply, destroy)
 	return cmd
 }
 
@@ -33,6 +34,7 @@ type nsHostFlags struct {
 	sw            provision.NSSwitch
 	addr, gateway string
 	local, extra  []string
+	onlink        []string
 }
 
 // parse checks the flags of host up and fills in the host and the switch.
@@ -65,6 +67,14 @@ func (f *nsHostFlags) parse() error {
 		}
 		h.Local = append(h.Local, p)
 	}
+	h.OnLink = nil
+	for _, l := range f.onlink {
+		p, err := netip.ParsePrefix(l)
+		if err != nil || !p.Addr().Is4() {
+			return fmt.Errorf("--onlink %q: give an IPv4 prefix like 10.79.83.0/24", cluster.Excerpt(l))
+		}
+		h.OnLink = append(h.OnLink, p)
+	}
 	return nil
 }
 
@@ -82,6 +92,7 @@ func newProvisionHostCmd() *cobra.Command {
 	up.Flags().StringVar(&f.gateway, "gateway", "", "the operator's address on the bridge (in the switch namespace)")
 	up.Flags().StringSliceVar(&f.extra, "extra", nil, "further address others reach (repeatable)")
 	up.Flags().StringSliceVar(&f.local, "local", nil, "prefix local to the host (repeatable), e.g. a site's service network")
+	up.Flags().StringSliceVar(&f.onlink, "onlink", nil, "further network on the bridge the host reaches from its address (repeatable), e.g. its clients' network")
 	host.AddCommand(up, down, newSwitchDownCmd(f))
 	return host
 }

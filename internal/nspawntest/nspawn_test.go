@@ -7,9 +7,7 @@ package nspawntest
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/acmecli"
+	"github.com/cairn-pki/cairn/internal/clienthost"
 	"github.com/cairn-pki/cairn/internal/labtest"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
@@ -28,7 +27,7 @@ import (
 	"github.com/cairn-pki/cairn/site"
 )
 
-const specText = `name: nsp
+var specText = `name: nsp
 dns:
   provider: rfc2136
   servers:
@@ -261,7 +260,7 @@ func issueThroughTheACMEName(t *testing.T, spec *cluster.Spec, primary string) {
 		t.Fatal(err)
 	}
 	rootPEM, _ := os.ReadFile(root)
-	cert := chainsToRoot(t, pemb, rootPEM, name)
+	cert := clienthost.ChainsToRoot(t, pemb, rootPEM, name)
 	from := ""
 	for _, s := range spec.Sites {
 		if cert.SerialNumber.Bytes()[0] == s.SerialPrefix.Value() {
@@ -272,28 +271,6 @@ func issueThroughTheACMEName(t *testing.T, spec *cluster.Spec, primary string) {
 		t.Errorf("serial %x has no site's prefix", cert.SerialNumber)
 	}
 	t.Logf("lego through %s: certificate for %s from site %s in %.1fs", spec.ACME.Name, name, from, time.Since(start).Seconds())
-}
-
-// chainsToRoot parses lego's certificate file (the leaf, then the
-// chain) and reports an error unless it verifies for name under the
-// cluster root.
-func chainsToRoot(t *testing.T, pemb, rootPEM []byte, name string) *x509.Certificate {
-	t.Helper()
-	leaf, rest := pem.Decode(pemb)
-	if leaf == nil {
-		t.Fatalf("no certificate for %s in %q", name, pemb)
-	}
-	cert, err := x509.ParseCertificate(leaf.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots, inter := x509.NewCertPool(), x509.NewCertPool()
-	roots.AppendCertsFromPEM(rootPEM)
-	inter.AppendCertsFromPEM(rest)
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: name}); err != nil {
-		t.Errorf("the certificate for %s does not chain to the cluster root: %v", name, err)
-	}
-	return cert
 }
 
 // nothingLeft: after destroy no container process, cgroup, switch

@@ -21,7 +21,7 @@ resource "terraform_data" "host" {
 
   # Provisioners run only on create: a host whose addresses change is made
   # anew.
-  triggers_replace = [each.value.address, each.value.extra, each.value.local, var.cluster, var.state_dir]
+  triggers_replace = [each.value.address, each.value.extra, each.value.local, each.value.onlink, var.cluster, var.state_dir]
 
   input = {
     cairn   = var.cairn
@@ -30,6 +30,7 @@ resource "terraform_data" "host" {
     address = each.value.address
     extra   = each.value.extra
     local   = each.value.local
+    onlink  = each.value.onlink
     gateway = var.gateway
     state   = "${var.state_dir}/${each.key}"
   }
@@ -40,6 +41,7 @@ resource "terraform_data" "host" {
       "--address", "'${self.input.address}'", "--gateway", "'${self.input.gateway}'", "--state", "'${self.input.state}'"],
       [for a in self.input.extra : "--extra '${a}'"],
       [for p in self.input.local : "--local '${p}'"],
+      [for p in self.input.onlink : "--onlink '${p}'"],
     ))
   }
 

@@ -39,18 +39,24 @@ variable "gateway" {
 }
 
 variable "hosts" {
-  description = "The hosts by name: role (site, dns-primary, dns-secondary or client), the address the others reach and extra ones, prefixes local to the host (a site's service network), a location label."
+  description = "The hosts by name: role (site, dns-primary, dns-secondary or client), the address the others reach and extra ones, prefixes local to the host (a site's service network), networks on the bridge it reaches from its address (a site: its clients' networks; a client of its own range: 127.0.0.0/8), a location label."
   type = map(object({
     role     = string
     address  = string
     extra    = optional(list(string), [])
     local    = optional(list(string), [])
+    onlink   = optional(list(string), [])
     location = optional(string, "local")
   }))
 
   validation {
-    condition     = alltrue([for h in values(var.hosts) : contains(["site", "dns-primary", "dns-secondary", "client"], h.role) && can(regex("^127\\.[0-9]+\\.[0-9]+\\.[0-9]+$", h.address))])
-    error_message = "hosts: each host needs role site, dns-primary, dns-secondary or client and a 127.x.y.z address."
+    condition     = alltrue([for h in values(var.hosts) : contains(["site", "dns-primary", "dns-secondary", "client"], h.role) && can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+$", h.address)) && (h.role == "client" || startswith(h.address, "127."))])
+    error_message = "hosts: each host needs role site, dns-primary, dns-secondary or client and an IPv4 address, 127.x.y.z but for a client (which may have one of its own range)."
+  }
+
+  validation {
+    condition     = alltrue(flatten([for h in values(var.hosts) : [for p in h.onlink : can(cidrhost(p, 0)) && !strcontains(p, ":")]]))
+    error_message = "hosts: each onlink entry is an IPv4 prefix, e.g. 10.79.83.0/24."
   }
 
   validation {
