@@ -86,7 +86,10 @@ func TestDrillsInTheLab(t *testing.T) {
 	// real) with a key of its own, which it revokes at its end.
 	spec := labtest.SpecWith(t, labtest.BlockDrill, fastPolicy+clientHosts+"eab:\n  required: true\n", "a", "b")
 	testenv.Integration(t, "certbot", "lego", "lego5", "nft", "unshare")
-	l := &lab.Lab{Spec: spec, Log: labtest.Log{T: t}, Cairn: labtest.CairnBinary(t)}
+	// Started with the bin/cairn of a make-lab checkout, where the
+	// README's commands run (readme_test.go).
+	work := readmeCheckout(t, spec.Dir)
+	l := &lab.Lab{Spec: spec, Log: labtest.Log{T: t}, Cairn: filepath.Join(work, "bin", "cairn")}
 	ctx := context.Background()
 	t.Cleanup(func() { l.Down(context.Background()) })
 	if _, err := l.Up(ctx, lab.UpOptions{}); err != nil {
@@ -104,7 +107,7 @@ func TestDrillsInTheLab(t *testing.T) {
 		dir := filepath.Join(out, name)
 		if name == "site-down" {
 			// As a new user runs it: the README's commands after make lab.
-			rep, dir = testReadme(t, l)
+			rep, dir = testReadme(t, l, work)
 			siteDownDir = dir
 		} else {
 			r := &Runner{Lab: l, Scenario: sc, Log: labtest.Log{T: t}}

@@ -75,13 +75,13 @@ func printedCommands(out string) []string {
 	return cmds
 }
 
-// testReadme runs the README's commands as written after `make lab`, in a
-// directory laid out like that checkout: bin/cairn and bin/cairn-front,
-// .tools/bin with lego v5 (not on PATH, as after `make lab`) and
-// cairn-lab/ (this lab). Then the lego (HTTP-01) and certbot
-// (--standalone) commands `lab up` printed, each on its client host. It returns the site-down drill's report, which the caller
-// judges like the other drills.
-func testReadme(t *testing.T, l *lab.Lab) (*Report, string) {
+// readmeCheckout lays out a directory like a checkout after make lab:
+// bin/cairn and bin/cairn-front (hard links of the test's build: cairn
+// finds lego v5 in ../.tools/bin from where it was run), .tools/bin with
+// lego v5 (not on PATH, as after make lab) and cairn-lab/, a link to the
+// lab's spec directory. The lab starts with this bin/cairn, so the
+// README's lab up finds every process's configuration as it left it.
+func readmeCheckout(t *testing.T, specDir string) string {
 	work := t.TempDir()
 	for _, d := range []string{"bin", ".tools/bin"} {
 		if err := os.MkdirAll(filepath.Join(work, d), 0o755); err != nil {
@@ -90,10 +90,7 @@ func testReadme(t *testing.T, l *lab.Lab) (*Report, string) {
 	}
 	built := filepath.Dir(labtest.CairnBinary(t))
 	for _, b := range []string{"cairn", "cairn-front"} {
-		// A symlink: the lab's processes run the cairn binary the test
-		// started them with (os.Executable resolves it), so the README's
-		// `lab up` finds their configuration unchanged, as after make lab.
-		if err := os.Symlink(filepath.Join(built, b), filepath.Join(work, "bin", b)); err != nil {
+		if err := os.Link(filepath.Join(built, b), filepath.Join(work, "bin", b)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -104,9 +101,18 @@ func testReadme(t *testing.T, l *lab.Lab) (*Report, string) {
 	if err := os.Symlink(lego5, filepath.Join(work, ".tools/bin/lego5")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(l.Spec.Dir, filepath.Join(work, "cairn-lab")); err != nil {
+	if err := os.Symlink(specDir, filepath.Join(work, "cairn-lab")); err != nil {
 		t.Fatal(err)
 	}
+	return work
+}
+
+// testReadme runs the README's commands as written after `make lab` in
+// work (readmeCheckout), then the lego (HTTP-01) and certbot
+// (--standalone) commands `lab up` printed, each on its client host. It
+// returns the site-down drill's report, which the caller judges like the
+// other drills.
+func testReadme(t *testing.T, l *lab.Lab, work string) (*Report, string) {
 	// PATH as a user's: without the .tools/bin `make test` puts on it.
 	var path []string
 	for _, p := range filepath.SplitList(os.Getenv("PATH")) {
