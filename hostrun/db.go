@@ -84,8 +84,26 @@ func InitDBDir(ctx context.Context, db site.Database, osUser string) error {
 // the socket; nothing it runs goes to the binary log (peers replicate
 // accounts, not schema, users or connections).
 func adminCmd(ctx context.Context, db site.Database, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, "mariadb", append([]string{"--defaults-file=" + db.Config, "-u", dbAdmin(),
-		"--init-command=SET SESSION sql_log_bin=0"}, args...)...)
+	base := []string{"--defaults-file=" + db.Config, "-u", dbAdmin(), "--init-command=SET SESSION sql_log_bin=0"}
+	if sock, ok := unitSocket(db); ok {
+		base = append(base, "--socket="+sock)
+	}
+	return exec.CommandContext(ctx, "mariadb", append(base, args...)...)
+}
+
+// unitSocket is where the site MariaDB's socket is for a client outside
+// its systemd unit: the unit mounts its state directory
+// /var/lib/cairn-mariadb/mysql over the bundle's var/mysql for itself
+// alone (ansible cairn_common), so outside it the bundle's path is
+// empty. ok is false where the bundle's path is the socket (under
+// cairn's supervisor, or inside the unit).
+func unitSocket(db site.Database) (string, bool) {
+	varMySQL := filepath.Dir(db.DataDir) // <bundle>/var/mysql
+	if fsutil.Exists(filepath.Join(varMySQL, "run", "mysqld.sock")) {
+		return "", false
+	}
+	sock := filepath.Join("/var/lib", "cairn-mariadb", filepath.Base(varMySQL), "run", "mysqld.sock")
+	return sock, fsutil.Exists(sock)
 }
 
 // LoadDB loads Boulder's schema once and (re)applies the users, grants and

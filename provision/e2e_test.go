@@ -18,6 +18,7 @@ import (
 	"github.com/cairn-pki/cairn/internal/acmecli"
 	"github.com/cairn-pki/cairn/internal/clienthost"
 	"github.com/cairn-pki/cairn/internal/labtest"
+	"github.com/cairn-pki/cairn/internal/provisiontest"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/site"
@@ -218,7 +219,7 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 	// A staggered upgrade of the provisioned sites to another Boulder
 	// release: each site's bundle re-rendered here and installed on its
 	// host with that release's binaries, gated from the operator's vantage.
-	upgradeProvisioned(t, cli, cairn, spec.File)
+	provisiontest.Upgrade(t, cli, cairn, spec.File, "local", "cairn-t-sw", 2)
 
 	// The same bundle on a systemd host: one unit per process, each
 	// accepted by systemd-analyze verify.
@@ -325,59 +326,6 @@ func revokeThroughTheController(t *testing.T, cairn, specFile, cert string) {
 			return
 		}
 		time.Sleep(time.Second)
-	}
-}
-
-// upgradeProvisioned: cairn upgrade apply --infra local --to another
-// release, then the controller (asked from the operator's vantage) sees
-// that release at every site, and a second run changes nothing.
-func upgradeProvisioned(t *testing.T, cli func(...string) ([]byte, error), cairn, specFile string) {
-	t.Helper()
-	const other = "v0.20260908.0"
-	start := time.Now()
-	out, err := cli("-o", "json", "upgrade", "apply", "--infra", "local", "--to", other, "--canary", "2s", "--gate", "3")
-	if err != nil {
-		t.Fatalf("upgrade apply --infra local: %v\n%s", err, out)
-	}
-	t.Logf("provisioned upgrade to %s: %.1fs", other, time.Since(start).Seconds())
-	var st struct {
-		Finished time.Time
-		Sites    map[string]struct{ Phase, ToBoulder string }
-	}
-	if err := json.Unmarshal(out, &st); err != nil || st.Finished.IsZero() {
-		t.Fatalf("upgrade state %s: %v", out, err)
-	}
-	for name, s := range st.Sites {
-		if s.Phase != "done" || s.ToBoulder != other {
-			t.Errorf("site %s: %+v", name, s)
-		}
-	}
-	b, err := exec.Command("ip", "netns", "exec", "cairn-t-sw", cairn, "-f", specFile, "-o", "json", "failover", "status").CombinedOutput()
-	var status struct {
-		Sites []struct {
-			Name    string
-			Release *struct {
-				Boulder string `json:"boulderVersion"`
-			}
-		}
-	}
-	if err != nil || json.Unmarshal(b, &status) != nil || len(status.Sites) != 2 {
-		t.Fatalf("failover status after the upgrade: %v %s", err, b)
-	}
-	for _, s := range status.Sites {
-		if s.Release == nil || s.Release.Boulder != other {
-			t.Errorf("the controller sees site %s on %+v, want %s", s.Name, s.Release, other)
-		}
-	}
-	out, err = cli("-o", "json", "upgrade", "apply", "--infra", "local", "--to", other, "--canary", "0s", "--gate", "3")
-	st.Sites = nil
-	if err != nil || json.Unmarshal(out, &st) != nil || len(st.Sites) != 2 {
-		t.Fatalf("a second upgrade run: %v %s", err, out)
-	}
-	for name, s := range st.Sites {
-		if s.Phase != "unchanged" {
-			t.Errorf("a second upgrade run: site %s %s, want unchanged", name, s.Phase)
-		}
 	}
 }
 

@@ -110,6 +110,10 @@ func TestProvisionNspawnEndToEnd(t *testing.T) {
 	// HTTP-01 and TLS-ALPN-01 from a client host (client_test.go).
 	client := clientHTTP01(t, spec, cairn, res.Outputs.DNSServers[0].Address)
 
+	// A staggered upgrade to another Boulder release (upgrade_test.go);
+	// the reboots below then bring back units of that release.
+	upgradeOnSystemdHosts(t, c, cli)
+
 	// Reboots and crashes (reboot_test.go), then issuance through the
 	// ACME name again, wherever it points now.
 	rebootsAndCrashes(t, c)

@@ -1,0 +1,92 @@
+// Package provisiontest holds what the end-to-end tests of provisioned
+// clusters share (--infra local in provision, --infra nspawn in
+// internal/nspawntest): the staggered upgrade of the provisioned sites.
+package provisiontest
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// OtherBoulder is the release the provisioned upgrade goes to (the
+// pinned one is v0.20260921.0).
+const OtherBoulder = "v0.20260908.0"
+
+// UpgradeState is what upgrade apply -o json says.
+type UpgradeState struct {
+	Finished     time.Time
+	ActiveBefore string
+	Sites        map[string]struct {
+		Phase, ToBoulder string
+		Phases           []struct{ Phase, Detail string }
+	}
+}
+
+// MovedAway reports whether the upgrade moved the ACME name away from
+// site (its drained phase says so; a standby is only out of rotation).
+func (st UpgradeState) MovedAway(site string) bool {
+	for _, e := range st.Sites[site].Phases {
+		if e.Phase == "drained" && strings.Contains(e.Detail, "the name moved away") {
+			return true
+		}
+	}
+	return false
+}
+
+// Upgrade: cairn upgrade apply --infra INFRA --to OtherBoulder; every site
+// done on that release, the name moved away from the active site only
+// (standbys need no move), the controller (asked from the operator's
+// vantage, the switch namespace) sees that release at every site, and a
+// second run changes nothing. It returns the first run's state.
+func Upgrade(t *testing.T, cli func(...string) ([]byte, error), cairn, specFile, infra, switchNetns string, sites int) UpgradeState {
+	t.Helper()
+	start := time.Now()
+	out, err := cli("-o", "json", "upgrade", "apply", "--infra", infra, "--to", OtherBoulder, "--canary", "2s", "--gate", "3")
+	if err != nil {
+		t.Fatalf("upgrade apply --infra %s: %v\n%s", infra, err, out)
+	}
+	t.Logf("provisioned upgrade (--infra %s) to %s: %.1fs", infra, OtherBoulder, time.Since(start).Seconds())
+	var st UpgradeState
+	if err := json.Unmarshal(out, &st); err != nil || st.Finished.IsZero() || len(st.Sites) != sites {
+		t.Fatalf("upgrade state %s: %v", out, err)
+	}
+	for name, s := range st.Sites {
+		if s.Phase != "done" || s.ToBoulder != OtherBoulder {
+			t.Errorf("site %s: %+v", name, s)
+		}
+		if st.MovedAway(name) != (name == st.ActiveBefore) {
+			t.Errorf("site %s (active before: %s): the name moved away %v, want only from the active site: %+v", name, st.ActiveBefore, st.MovedAway(name), s.Phases)
+		}
+	}
+	b, err := exec.Command("ip", "netns", "exec", switchNetns, cairn, "-f", specFile, "-o", "json", "failover", "status").CombinedOutput()
+	var status struct {
+		Sites []struct {
+			Name    string
+			Release *struct {
+				Boulder string `json:"boulderVersion"`
+			}
+		}
+	}
+	if err != nil || json.Unmarshal(b, &status) != nil || len(status.Sites) != sites {
+		t.Fatalf("failover status after the upgrade: %v %s", err, b)
+	}
+	for _, s := range status.Sites {
+		if s.Release == nil || s.Release.Boulder != OtherBoulder {
+			t.Errorf("the controller sees site %s on %+v, want %s", s.Name, s.Release, OtherBoulder)
+		}
+	}
+	out, err = cli("-o", "json", "upgrade", "apply", "--infra", infra, "--to", OtherBoulder, "--canary", "0s", "--gate", "3")
+	var again UpgradeState
+	if err != nil || json.Unmarshal(out, &again) != nil || len(again.Sites) != sites {
+		t.Fatalf("a second upgrade run: %v %s", err, out)
+	}
+	for name, s := range again.Sites {
+		if s.Phase != "unchanged" {
+			t.Errorf("a second upgrade run: site %s %s, want unchanged", name, s.Phase)
+		}
+	}
+	return st
+}
