@@ -3,6 +3,9 @@ package failover_test
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -421,21 +424,25 @@ func TestLabRevokesAtADeadSite(t *testing.T) {
 		t.Errorf("entry %+v", entries[0])
 	}
 	waitFor(t, "b no longer blocked", 15*time.Second, func() bool { return status(t, spec).Sites[1].Blocked == "" })
-	// Through ACME at a again, b up: a's front answers badNonce with one of
-	// b's nonces (RFC 8555 §6.5: clients retry with it, and the retry is
-	// passed to b). Go's x/crypto/acme instead drops that nonce and fetches
-	// one from a, so it ends with that answer: a clear error naming b,
-	// never 404 "unrecognized issuer".
-	err = atA.ACME().RevokeCert(ctx, viaACMEKey, viaACME, acme.CRLReasonKeyCompromise)
-	if err == nil || !strings.Contains(err.Error(), "badNonce") || !strings.Contains(err.Error(), "issued by site b") {
-		t.Fatalf("ACME revocation of b's certificate at a, b up: %v", err)
+	// Through ACME at a again, b up: a's front passes the request to b
+	// unchanged, and b's WFE redeems a's nonce at a's nonce service
+	// (every WFE reaches every site's): Go's x/crypto/acme revokes b's
+	// certificate through the ACME name, and so does a client that signs
+	// with the certificate's key, on its first request, with a's nonce.
+	if err := atA.ACME().RevokeCert(ctx, viaACMEKey, viaACME, acme.CRLReasonKeyCompromise); err != nil {
+		t.Fatalf("x/crypto/acme revoking b's certificate at a, b up: %v", err)
 	}
-	// A client that does what RFC 8555 §6.5 says succeeds: revokeCert at a
-	// signed with the certificate's key, retried with the nonce of the
-	// badNonce answer.
-	status, body := revokeAsRFCClient(t, spec, sum, viaACME, viaACMEKey)
-	if status != http.StatusOK {
-		t.Fatalf("RFC 8555 client revoking b's certificate at a: HTTP %d %s", status, body)
+	// A client whose name moved between two requests: a nonce from a is
+	// good at b, and one from b at a (the answer is the lookup's).
+	for _, ft := range [][2]int{{0, 1}, {1, 0}} {
+		if status, body := nonceFromAt(t, spec, sum, ft[0], ft[1]); status != http.StatusBadRequest || !strings.Contains(body, "accountDoesNotExist") {
+			t.Errorf("a nonce of site %s spent at site %s: HTTP %d %s, want accountDoesNotExist (not badNonce)", spec.Sites[ft[0]].Name, spec.Sites[ft[1]].Name, status, body)
+		}
+	}
+	_, second, secondKey := issueWithKey(t, spec, sum, 1, "revoke-via-acme-2")
+	status, body, tries := revokeAsRFCClient(t, spec, sum, second, secondKey)
+	if status != http.StatusOK || tries != 1 {
+		t.Fatalf("RFC 8555 client revoking b's certificate at a with a's nonce: HTTP %d after %d requests %s", status, tries, body)
 	}
 }
 
@@ -538,16 +545,9 @@ func fetchCRLVia(t *testing.T, sum *lab.Summary, rawURL string) (*x509.Revocatio
 // revokeAsRFCClient sends revokeCert for der to site a (where the ACME
 // name points), JWS-signed with the certificate's key, and retries once
 // with the nonce of a badNonce answer, as RFC 8555 §6.5 says clients do.
-func revokeAsRFCClient(t *testing.T, spec *cluster.Spec, sum *lab.Summary, der []byte, key crypto.Signer) (int, string) {
+func revokeAsRFCClient(t *testing.T, spec *cluster.Spec, sum *lab.Summary, der []byte, key crypto.Signer) (status int, body string, tries int) {
 	t.Helper()
-	rootPEM, _ := os.ReadFile(sum.RootCert)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(rootPEM)
-	a := net.JoinHostPort(spec.Sites[0].Address, strconv.Itoa(spec.ACME.HTTPSPort))
-	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: spec.ACME.Name},
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, a)
-		}}}
+	hc := httpsAt(spec, sum, 0)
 	base := "https://" + spec.ACME.Name
 	resp, err := hc.Head(base + "/acme/new-nonce")
 	if err != nil {
@@ -573,11 +573,53 @@ func revokeAsRFCClient(t *testing.T, spec *cluster.Spec, sum *lab.Summary, der [
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "badNonce") {
-			return resp.StatusCode, string(b)
+			return resp.StatusCode, string(b), try + 1
 		}
 		nonce = resp.Header.Get("Replay-Nonce")
 	}
-	return 0, "badNonce twice"
+	return 0, "badNonce twice", 2
+}
+
+// httpsAt is an HTTPS client of site i's front for the ACME name.
+func httpsAt(spec *cluster.Spec, sum *lab.Summary, i int) *http.Client {
+	rootPEM, _ := os.ReadFile(sum.RootCert)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(rootPEM)
+	addr := net.JoinHostPort(spec.Sites[i].Address, strconv.Itoa(spec.ACME.HTTPSPort))
+	return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: spec.ACME.Name},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}}}
+}
+
+// nonceFromAt takes a nonce from site from and spends it on a newAccount
+// lookup (onlyReturnExisting, a new key) at site at, as a client does
+// whose name moved between the two requests; it returns the answer.
+func nonceFromAt(t *testing.T, spec *cluster.Spec, sum *lab.Summary, from, at int) (int, string) {
+	t.Helper()
+	base := "https://" + spec.ACME.Name
+	resp, err := httpsAt(spec, sum, from).Head(base + "/acme/new-nonce")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, &jose.SignerOptions{EmbedJWK: true,
+		ExtraHeaders: map[jose.HeaderKey]any{"nonce": resp.Header.Get("Replay-Nonce"), "url": base + "/acme/new-acct"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := signer.Sign([]byte(`{"onlyReturnExisting":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = httpsAt(spec, sum, at).Post(base+"/acme/new-acct", "application/jose+json", strings.NewReader(sig.FullSerialize()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // dashboardMetricsExist: every metric the shipped Grafana dashboard names

@@ -157,6 +157,7 @@ func TestLabEndToEnd(t *testing.T) {
 	checkHeal(t, l)
 	checkFrontUnderAbuse(t, l, spec, sum)
 	checkNothingIssuesThroughTheFront(t, l, spec)
+	checkNonceServiceAnswersSitesOnly(t, l, spec)
 
 	// The health-probe account is exempted from per-account limits at every
 	// site (overrides in the SA database, read back with Boulder's admin tool).

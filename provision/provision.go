@@ -374,9 +374,14 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 	inv["cluster"][name] = hv
 	path := p.path("inventory.yml")
 	// The controller runs on the primary DNS host: the only address the
-	// sites' agents answer (nftables on each site host).
+	// sites' agents answer (nftables on each site host). The sites'
+	// addresses are the only ones their nonce services answer.
+	var siteAddrs []string
+	for _, s := range p.o.Spec.Sites {
+		siteAddrs = append(siteAddrs, s.Address)
+	}
 	return path, writeInventory(path, map[string]any{"cairn_bin_dir": binDir,
-		"cairn_controller_addresses": []string{hostOf(out.DNSServers[0].Address)}}, inv)
+		"cairn_controller_addresses": []string{hostOf(out.DNSServers[0].Address)}, "cairn_site_addresses": siteAddrs}, inv)
 }
 
 // linkBinaries links the binaries the hosts get into the directory name

@@ -423,8 +423,15 @@ func (in *boulderInputs) publisherConfig() boulderConfig {
 func (in *boulderInputs) nonceConfig() boulderConfig {
 	var nonceC nonce.Config
 	nonceC.NonceService.DebugAddr = in.plan.debug("nonce")
+	// The one service another site reaches: every site's WFE redeems
+	// the nonces this one issued (peers.pem: the sites' internal CAs),
+	// on the site's public address (nftables on provisioned hosts: the
+	// sites' addresses only). Its prefix derives from that address,
+	// which every WFE finds in its site's SRV records.
 	nonceC.NonceService.TLS = in.tls("nonce")
+	nonceC.NonceService.TLS.CACertFile = in.path("ipki", "peers.pem")
 	nonceC.NonceService.GRPC = in.server(PortNonce, map[string][]string{"nonce.NonceService": {"wfe"}})
+	nonceC.NonceService.GRPC.Address = NonceAddr(in.plan.Public)
 	nonceC.NonceService.GRPC.MaxConnectionAge = dur(30 * time.Minute)
 	nonceC.NonceService.MaxUsed = 131072
 	nonceC.NonceService.NonceHMACKey = cmd.HMACKeyConfig{KeyFile: in.path("secrets", "nonce_hmac.key")}
@@ -447,12 +454,19 @@ func (in *boulderInputs) wfeConfig() boulderConfig {
 	// The WFE requires termsOfServiceAgreed even without terms; clients such
 	// as x/crypto/acme only send it when the directory names terms.
 	w.SubscriberAgreementURL = spec.PKI.BaseURL + "terms"
+	// It trusts the other sites' internal CAs too: their nonce services
+	// redeem its nonces' peers (the servers it dials by address are its
+	// own site's).
 	w.TLS = in.tls("wfe")
+	w.TLS.CACertFile = in.path("ipki", "peers.pem")
 	w.RAService = in.client(PortRA, "ra", 15*time.Second)
 	w.SAService = in.client(PortSA, "sa", 15*time.Second)
 	w.GetNonceService = in.client(PortNonce, "nonce", 15*time.Second)
+	w.GetNonceService.ServerAddress = NonceAddr(p.Public)
 	// Nonce redemption must use SRV (Boulder enforces it), served by the
-	// site's BIND; the SRV target is the nonce service's exact IP:port.
+	// site's BIND: one target per site, each the nonce service's exact
+	// IP:port, from which the WFE derives that site's prefix and routes
+	// a nonce to the site that issued it.
 	w.RedeemNonceService = &cmd.GRPCClientConfig{
 		DNSAuthority: Addr(p.DNS, PortDNS), SRVLookups: []*cmd.ServiceDomain{{Service: "nonce", Domain: p.ServiceZone()}},
 		SRVResolver: "nonce-srv-v2", HostOverride: "nonce.boulder", Timeout: dur(15 * time.Second),

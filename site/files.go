@@ -253,14 +253,28 @@ zone "%[9]s" { type primary; file "%[2]s/etc/%[9]s.zone"; };
 
 func serviceZone(p *Plan) string {
 	z := p.ServiceZone()
-	return fmt.Sprintf(`$TTL 60
+	zone := fmt.Sprintf(`$TTL 60
 @            SOA ns1.%[1]s. hostmaster.%[1]s. 1 3600 600 86400 60
 @            NS  ns1
 ns1          A   %[2]s
-nonce1       A   %[3]s
-_nonce._tcp  SRV 0 0 %[4]d nonce1.%[1]s.
-`, z, p.DNS, p.Svc, PortNonce)
+`, z, p.DNS)
+	// Every site's nonce service (this one's first): the WFE redeems a
+	// nonce where it was issued.
+	addrs := []string{p.Site.Address}
+	for _, s := range p.Spec.Sites {
+		if s.Name != p.Site.Name {
+			addrs = append(addrs, s.Address)
+		}
+	}
+	for i, a := range addrs {
+		zone += fmt.Sprintf("nonce%-7d A   %s\n_nonce._tcp  SRV 0 0 %d nonce%d.%s.\n", i+1, a, PortNonce, i+1, z)
+	}
+	return zone
 }
+
+// NonceAddr is the nonce service's address at a site whose public
+// address is public: every site's WFE reaches it there.
+func NonceAddr(public netip.Addr) string { return Addr(public, PortNonce) }
 
 // ctLogNames are the two test logs' descriptions; the RA names them.
 func ctLogNames(p *Plan) []string {

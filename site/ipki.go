@@ -113,7 +113,7 @@ func (k *ipki) publishCA() error {
 	if err := os.MkdirAll(k.dir, 0o755); err != nil {
 		return err
 	}
-	return fsutil.WriteFileAtomic(k.caFile(), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.cert.Raw}), 0o644)
+	return fsutil.WriteFileAtomic(k.caFile(), pemCert(k.cert), 0o644)
 }
 
 // moveCAOutOfBundle moves an internal CA that an older cairn kept inside
@@ -254,4 +254,9 @@ func EnsureMTLS(dir, name string, ips []net.IP) (MTLSFiles, error) {
 		return MTLSFiles{}, err
 	}
 	return MTLSFiles{CA: k.caFile(), Cert: k.certFile(name), Key: k.keyFile(name)}, nil
+}
+
+// pemCert is c in PEM.
+func pemCert(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }

@@ -295,6 +295,9 @@ func (r *renderer) internalPKI() error {
 		return err
 	}
 	k.rotate = r.o.RotateInternal
+	if err := r.peerCAs(k); err != nil {
+		return err
+	}
 	for _, id := range grpcIdentities {
 		if err := k.leaf(id+".boulder", []string{id + ".boulder"}, nil); err != nil {
 			return err
@@ -307,6 +310,31 @@ func (r *renderer) internalPKI() error {
 		return err
 	}
 	return r.siteAgent(k)
+}
+
+// NonceKeyFile is the cluster's nonce HMAC key, relative to the spec: on
+// the rendering machine, copied into every site's bundle.
+var NonceKeyFile = filepath.Join(cluster.DefaultSecretsDir, "nonce_hmac.key")
+
+// peerCAs writes ipki/peers.pem: this site's internal CA certificate,
+// then every other site's (each made here first if that site was never
+// rendered). Only the nonce service and the WFE trust it: a peer's WFE
+// may redeem this site's nonces, and this site's WFE reaches the peers'
+// nonce services; every other service trusts its own site's CA alone.
+func (r *renderer) peerCAs(own *ipki) error {
+	pem := pemCert(own.cert)
+	for _, s := range r.p.Spec.Sites {
+		if s.Name == r.p.Site.Name {
+			continue
+		}
+		dir := r.p.Spec.Path(InternalCADir(s.Name))
+		peer, err := loadOrCreateCA(dir, dir, s.Name+" internal gRPC CA", r.o.Now)
+		if err != nil {
+			return fmt.Errorf("site %s's internal CA: %w", s.Name, err)
+		}
+		pem = append(pem, pemCert(peer.cert)...)
+	}
+	return r.write("ipki/peers.pem", pem, false)
 }
 
 // issuers copies the root and the site's issuers (cluster PKI) into the
@@ -414,7 +442,19 @@ func (r *renderer) pkcs11Config() ([]string, error) {
 // store's credentials.
 func (r *renderer) siteSecrets() (string, error) {
 	p := r.p
-	if _, err := r.secret("nonce_hmac.key", 32); err != nil {
+	// One nonce key for the cluster (Boulder: "the same across all
+	// boulder-wfe and nonce-service instances" of a multi-DC deployment):
+	// every site's WFE derives each site's nonce prefix from it and
+	// redeems any site's nonce at the site that issued it.
+	clusterKey := p.Spec.Path(NonceKeyFile)
+	if _, err := fsutil.EnsureSecret(clusterKey, 32); err != nil {
+		return "", err
+	}
+	key, err := os.ReadFile(clusterKey)
+	if err != nil {
+		return "", err
+	}
+	if err := r.write("secrets/nonce_hmac.key", key, true); err != nil {
 		return "", err
 	}
 	redisPW, err := r.secret("redis.pw", 20)
@@ -647,7 +687,7 @@ func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 		// before the RA.
 		boulder("ca", "boulder-ca", "ca.json", PortCA, caEnv...),
 		boulder("ra", "boulder-ra", "ra.json", PortRA),
-		boulder("nonce", "nonce-service", "nonce.json", PortNonce),
+		nonceProcess(boulder("nonce", "nonce-service", "nonce.json", PortNonce), p),
 		boulder("wfe", "boulder-wfe2", "wfe2.json", PortWFEHTTP),
 		{Name: ACMEFront, Program: FrontProgram, Args: []string{"acme-front", "--config", etc("acme-front.json")},
 			Ready: "tcp:" + Addr(p.Public, p.Spec.ACME.HTTPSPort), Listen: Addr(p.Public, p.Spec.ACME.HTTPSPort)},
@@ -840,4 +880,11 @@ func ReadBundle(dir string) (*Bundle, error) {
 		return nil, fmt.Errorf("%s/bundle.json: %w", dir, err)
 	}
 	return &bundle, nil
+}
+
+// nonceProcess is the nonce service on the site's public address (its
+// peers' WFEs reach it there: NonceAddr).
+func nonceProcess(proc Process, p *Plan) Process {
+	proc.Ready, proc.Listen = "tcp:"+NonceAddr(p.Public), NonceAddr(p.Public)
+	return proc
 }

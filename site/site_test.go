@@ -280,16 +280,27 @@ func TestSitesDoNotCollide(t *testing.T) {
 				seen[m[1]] = f
 			}
 		}
+		// One nonce key for the cluster (every WFE derives every site's
+		// nonce prefix from it), each site's nonce service in every
+		// site's SRV records, and the peers' internal CAs in peers.pem
+		// (its own first).
 		k, _ := os.ReadFile(filepath.Join(out, "secrets", "nonce_hmac.key"))
-		if other, dup := nonceKeys[string(k)]; dup {
-			t.Errorf("sites %s and %s share a nonce key", s.Name, other)
-		}
 		nonceKeys[string(k)] = s.Name
 		ca, _ := os.ReadFile(filepath.Join(out, "ipki", "ca.pem"))
 		if other, dup := cas[string(ca)]; dup {
 			t.Errorf("sites %s and %s share an internal CA", s.Name, other)
 		}
 		cas[string(ca)] = s.Name
+		peers, _ := os.ReadFile(filepath.Join(out, "ipki", "peers.pem"))
+		if !bytes.HasPrefix(peers, ca) || bytes.Count(peers, []byte("BEGIN CERTIFICATE")) != len(spec.Sites) {
+			t.Errorf("site %s: peers.pem does not start with its CA or does not hold %d CAs", s.Name, len(spec.Sites))
+		}
+		zone, _ := os.ReadFile(filepath.Join(out, "etc", s.Name+".boulder.internal.zone"))
+		for _, o := range spec.Sites {
+			if !regexp.MustCompile(`(?m)^nonce\d+ +A +` + regexp.QuoteMeta(o.Address) + `$`).Match(zone) {
+				t.Errorf("site %s: its service zone has no nonce target for site %s (%s):\n%s", s.Name, o.Name, o.Address, zone)
+			}
+		}
 		cnf, _ := os.ReadFile(filepath.Join(out, "etc", "my.cnf"))
 		offsets = append(offsets, regexp.MustCompile(`auto_increment_offset=(\d+)`).FindStringSubmatch(string(cnf))[1])
 		var cfg map[string]map[string]any
@@ -301,6 +312,9 @@ func TestSitesDoNotCollide(t *testing.T) {
 	}
 	if strings.Join(offsets, ",") != "1,2,3" {
 		t.Errorf("auto_increment offsets %v", offsets)
+	}
+	if len(nonceKeys) != 1 {
+		t.Errorf("%d nonce keys for %d sites, want the cluster's one", len(nonceKeys), len(spec.Sites))
 	}
 }
 

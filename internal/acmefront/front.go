@@ -10,9 +10,10 @@
 //
 // A revokeCert of another site's certificate (a client whose certificate
 // came from a site the ACME name no longer points to) is passed to that
-// site's front: only the issuing site holds the certificate and may list
-// it in its CRLs. Nonces are per site, so the first try gets badNonce
-// with that site's nonce, and the client's retry goes through. When that
+// site's front, unchanged: only the issuing site holds the certificate
+// and may list it in its CRLs, and its WFE redeems the client's nonce at
+// the site that issued it (Boulder's nonce prefix routing, every site's
+// nonce service in its SRV records). When that
 // site does not answer, the client gets 503 serverInternal with
 // Retry-After, never Boulder's 404 "unrecognized issuer" nor a success no
 // CRL will show (docs/revocation.md).
@@ -169,7 +170,6 @@ type Front struct {
 	own      map[string]bool // authority key IDs (raw bytes as string) of own issuers
 	peers    map[string]Peer // authority key ID -> the issuing site's front
 	peerTLS  *tls.Config
-	prefix   atomic.Value // this site's nonce prefix (string)
 	client   *http.Client
 	log      *slog.Logger
 	release  string // ReleaseHeader's value ("" if unknown)
@@ -551,22 +551,9 @@ func revokedAKI(body []byte) ([]byte, bool) {
 // answer. An issuing site that does not answer gets the client a 503.
 func (f *Front) forwardRevocation(w http.ResponseWriter, r *http.Request, body []byte, p Peer) {
 	hc := f.peerClient(r, p)
-	// A nonce this site handed out is worthless at the issuing site: answer
-	// badNonce with one of that site's nonces (clients retry with the
-	// nonce of a badNonce answer), instead of a round trip that cannot
-	// succeed.
-	if own := f.ownPrefix(r); own != "" && strings.HasPrefix(jwsNonce(body), own) {
-		nonce, err := peerNonce(r.Context(), hc, r.Host)
-		if err != nil {
-			f.log.Warn("revokeCert of another site's certificate: that site does not answer", "site", p.Site, "err", err)
-			f.problem(w, r, http.StatusServiceUnavailable, "urn:ietf:params:acme:error:serverInternal",
-				fmt.Sprintf("the certificate was issued by site %s of this CA cluster, which does not answer: it was NOT revoked. Retry later, or ask the CA operator to revoke it (cairn revoke)", p.Site))
-			return
-		}
-		writeProblem(w, r.Host, nonce, http.StatusBadRequest, "urn:ietf:params:acme:error:badNonce",
-			fmt.Sprintf("the certificate was issued by site %s of this CA cluster, where it is revoked: retry with the nonce of this answer (a client that fetches a new nonce instead cannot revoke it here; the CA operator can: cairn revoke)", p.Site))
-		return
-	}
+	// Unchanged, this site's nonce included: the issuing site's WFE
+	// redeems it here (every WFE reaches every site's nonce service, and
+	// routes a nonce by its prefix to the one that issued it).
 	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, "https://"+r.Host+revokePath, bytes.NewReader(body))
 	if err != nil {
 		panic(http.ErrAbortHandler)
@@ -638,59 +625,6 @@ func (f *Front) peerClient(r *http.Request, p Peer) *http.Client {
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return (&net.Dialer{Timeout: 3 * time.Second}).DialContext(ctx, network, p.Addr)
 		}}}
-}
-
-// noncePrefixLen is the length of the prefix Boulder's nonce service puts
-// on every nonce (it names the service that issued it).
-const noncePrefixLen = 8
-
-// ownPrefix is this site's nonce prefix, learned from its WFE once.
-func (f *Front) ownPrefix(r *http.Request) string {
-	if v := f.prefix.Load(); v != nil {
-		return v.(string)
-	}
-	n, err := f.nonce(r.Context(), r.Host)
-	if err != nil || len(n) < noncePrefixLen {
-		return ""
-	}
-	f.prefix.Store(n[:noncePrefixLen])
-	return n[:noncePrefixLen]
-}
-
-// jwsNonce is the nonce in a flattened JWS's protected header.
-func jwsNonce(body []byte) string {
-	var j struct {
-		Protected string `json:"protected"`
-	}
-	if json.Unmarshal(body, &j) != nil {
-		return ""
-	}
-	b, err := base64.RawURLEncoding.DecodeString(j.Protected)
-	if err != nil {
-		return ""
-	}
-	var h struct {
-		Nonce string `json:"nonce"`
-	}
-	json.Unmarshal(b, &h)
-	return h.Nonce
-}
-
-// peerNonce is a fresh nonce of another site's front.
-func peerNonce(ctx context.Context, hc *http.Client, host string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, "https://"+host+"/acme/new-nonce", nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return "", err
-	}
-	resp.Body.Close()
-	if n := resp.Header.Get("Replay-Nonce"); n != "" {
-		return n, nil
-	}
-	return "", fmt.Errorf("no Replay-Nonce (HTTP %d)", resp.StatusCode)
 }
 
 func hostOnly(hostport string) string {

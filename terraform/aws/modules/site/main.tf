@@ -22,6 +22,7 @@ locals {
     { for c in var.admin_cidrs : "ssh ${c}" => { description = "SSH for Ansible and operators", protocol = "tcp", from = 22, to = 22, cidr = c } },
     { for c in var.monitoring_cidrs : "metrics ${c}" => { description = "Boulder debug/metrics ports for Prometheus", protocol = "tcp", from = 8000, to = 8099, cidr = c } },
     { for c in var.replication_cidrs : "mariadb ${c}" => { description = "MariaDB (TLS): account replication from peer sites, the controllers' monitor", protocol = "tcp", from = 3306, to = 3306, cidr = c } },
+    { for c in var.peer_cidrs : "nonce ${c}" => { description = "The nonce service (mutual TLS) from peer sites' WFEs: they redeem this site's nonces", protocol = "tcp", from = 9101, to = 9101, cidr = c } },
   )
   # Outbound: DNS to the cluster's authoritative servers (the VA validates
   # DNS-01 there), HTTPS to S3 (CRLs), CT logs and package mirrors, HTTP
@@ -33,7 +34,10 @@ locals {
     "http"    = { description = "HTTP: Debian package mirrors", protocol = "tcp", from = 80, to = 80, cidr = "0.0.0.0/0" }
   }
   # Outbound to the peers' databases: this site's replicas pull accounts.
-  egress_replication = { for c in var.replication_cidrs : "mariadb ${c}" => { description = "MariaDB (TLS): this site's replicas pull accounts from peers", protocol = "tcp", from = 3306, to = 3306, cidr = c } }
+  egress_replication = merge(
+    { for c in var.replication_cidrs : "mariadb ${c}" => { description = "MariaDB (TLS): this site's replicas pull accounts from peers", protocol = "tcp", from = 3306, to = 3306, cidr = c } },
+    { for c in var.peer_cidrs : "nonce ${c}" => { description = "The peers' nonce services (mutual TLS): this site's WFE redeems their nonces", protocol = "tcp", from = 9101, to = 9101, cidr = c } },
+  )
 }
 
 module "firewall" {

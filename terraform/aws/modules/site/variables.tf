@@ -104,6 +104,17 @@ variable "replication_cidrs" {
   }
 }
 
+variable "peer_cidrs" {
+  description = "CIDRs of the peer sites: their WFEs redeem the nonces this site issued at its nonce service (9101/tcp, mutual TLS with the sites' internal CAs) and this site's WFE reaches theirs, so a request signed with one site's nonce (a client that was talking to it when the ACME name moved, a revocation passed to the issuing site) is accepted at another. Empty opens nothing: such requests then get badNonce once and succeed on the client's retry."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.peer_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
+    error_message = "peer_cidrs: give the peer sites' CIDRs, never 0.0.0.0/0 (the nonce service answers the sites only)."
+  }
+}
+
 variable "monitoring_cidrs" {
   description = "CIDRs of Prometheus servers that scrape the site's metrics ports (8000-8099/tcp); empty opens nothing."
   type        = list(string)
