@@ -150,6 +150,17 @@ func TestRestartExited(t *testing.T) {
 			t.Fatal("still running after SIGKILL")
 		}
 	}
+	// Held by a restart in progress: left alone; a hold older than
+	// holdFor (a restart that died) no longer counts.
+	if err := p.hold(); err != nil {
+		t.Fatal(err)
+	}
+	RestartExited([]Proc{p}, LookProgram, recordLog(&lines))
+	if _, up := p.Running(); up || len(lines) != 0 {
+		t.Fatalf("the supervisor started a process a restart holds: %q", lines)
+	}
+	old := time.Now().Add(-holdFor - time.Second)
+	os.Chtimes(p.holdFile(), old, old)
 	RestartExited([]Proc{p}, LookProgram, recordLog(&lines))
 	newPID, up := p.Running()
 	if !up || newPID == pid {

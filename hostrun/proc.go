@@ -83,6 +83,29 @@ func (p Proc) StartedWithOther() bool {
 	return err == nil && strings.TrimSpace(string(b)) != p.Fingerprint()
 }
 
+// holdFile marks a process a restart stopped and will start again in
+// its turn: the supervisor leaves it alone meanwhile.
+func (p Proc) holdFile() string { return filepath.Join(p.Root, "var", "pids", p.Name+".hold") }
+
+// holdFor bounds a hold: one left by a restart that died does not keep
+// the supervisor away for long.
+const holdFor = 2 * time.Minute
+
+func (p Proc) hold() error {
+	if err := os.MkdirAll(filepath.Dir(p.holdFile()), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p.holdFile(), nil, 0o644)
+}
+
+func (p Proc) release() { os.Remove(p.holdFile()) }
+
+// held reports whether a restart holds p (for at most holdFor).
+func (p Proc) held() bool {
+	fi, err := os.Stat(p.holdFile())
+	return err == nil && time.Since(fi.ModTime()) < holdFor
+}
+
 // LogFile is where the process's stdout and stderr go.
 func (p Proc) LogFile() string { return filepath.Join(p.Root, "var", "logs", p.Name+".log") }
 

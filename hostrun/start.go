@@ -77,7 +77,7 @@ func StartSite(ctx context.Context, b *site.Bundle, resolve func(string) (string
 // RestartExited starts again every process of procs that has exited.
 func RestartExited(procs []Proc, resolve func(string) (string, error), logf func(string, ...any)) {
 	for _, p := range procs {
-		if _, up := p.Running(); !up {
+		if _, up := p.Running(); !up && !p.held() {
 			if pid, err := p.start(resolve); err != nil {
 				logf("supervisor: restart %s: %v", p.Name, err)
 			} else {
@@ -158,6 +158,19 @@ func RestartComponents(ctx context.Context, b *site.Bundle, names []string, reso
 			return fmt.Errorf("site %s has no component %q", b.Site, n)
 		}
 	}
+	// Held while they restart: a supervisor would otherwise start a
+	// process whose dependency is still stopping (a WFE before its nonce
+	// service, which takes seconds to stop while other sites' WFEs hold
+	// connections to it), and the WFE's connection would back off.
+	for _, p := range b.Processes {
+		if slices.Contains(names, p.Name) {
+			proc := NewProc(p, b.Root)
+			if err := proc.hold(); err != nil {
+				return err
+			}
+			defer proc.release()
+		}
+	}
 	for _, p := range slices.Backward(b.Processes) {
 		if slices.Contains(names, p.Name) {
 			if _, err := NewProc(p, b.Root).Stop(10 * time.Second); err != nil {
@@ -169,9 +182,11 @@ func RestartComponents(ctx context.Context, b *site.Bundle, names []string, reso
 		if !slices.Contains(names, p.Name) {
 			continue
 		}
-		if err := StartProc(ctx, NewProc(p, b.Root), resolve, logf); err != nil {
+		proc := NewProc(p, b.Root)
+		if err := StartProc(ctx, proc, resolve, logf); err != nil {
 			return fmt.Errorf("site %s: %w", b.Site, err)
 		}
+		proc.release()
 		if p.Program == "mariadbd" {
 			if err := LoadDB(ctx, b.Database); err != nil {
 				return fmt.Errorf("site %s: %w", b.Site, err)
