@@ -156,6 +156,19 @@ func TestDrillsInTheLab(t *testing.T) {
 			if rv := rep.Revocation; rv.CRLChecks == 0 || len(rv.CRLFailures) > 0 || rv.InCRLAt == nil || rv.ACMERevokedAt == nil || rv.MovedBackFirst {
 				t.Errorf("revoke-at-dead-site: %+v", rv)
 			}
+			// certbot and lego revoked their certificates from the
+			// faulted site through the ACME name while it pointed at
+			// another site.
+			var revoked []string
+			for _, run := range rep.Revocation.RealClients {
+				if run.OK && run.Site != "" && run.Site != rep.FaultedSite {
+					revoked = append(revoked, run.Client)
+				}
+				t.Logf("revoke-at-dead-site: %s revoked %s's certificate through the ACME name at %s: %v in %.1fs", run.Client, rep.FaultedSite, run.Site, run.OK, run.End.Sub(run.Start).Seconds())
+			}
+			if strings.Join(revoked, " ") != "certbot lego" {
+				t.Errorf("revoke-at-dead-site: real clients that revoked through another site: %v, want certbot and lego (%+v)", revoked, rep.Revocation.RealClients)
+			}
 		}
 		if name == "account-conflict" {
 			if a := rep.Accounts; len(a.ConflictIDs) != 2 || !a.ConflictReported || !a.ConnectionsRunning || a.FlowSeconds == nil || a.SkippedRows == 0 {

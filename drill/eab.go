@@ -145,16 +145,21 @@ func (rc *realClient) withEAB(k *drillKey) error {
 	case "lego5":
 		rc.secretEnv = append(rc.secretEnv, "LEGO_EAB=true", "LEGO_EAB_KID="+k.kid, "LEGO_EAB_HMAC="+k.hmac)
 	default:
+		// lego 4 refuses any command, revoke too, without them when the
+		// directory requires EAB (its account exists).
 		flags := []string{"--eab", "--kid", k.kid, "--hmac", k.hmac}
 		rc.issue, rc.renew = beforeCommand(rc.issue, flags), beforeCommand(rc.renew, flags)
+		if len(rc.revoke) > 0 {
+			rc.revoke = beforeCommand(rc.revoke, flags)
+		}
 	}
 	return nil
 }
 
 // beforeCommand inserts lego's global flags before its command (run,
-// renew: the first of them after the last flag's value).
+// renew, revoke: the first of them after the last flag's value).
 func beforeCommand(line, flags []string) []string {
-	i := slices.IndexFunc(line, func(a string) bool { return a == "run" || a == "renew" })
+	i := slices.IndexFunc(line, func(a string) bool { return a == "run" || a == "renew" || a == "revoke" })
 	if i < 0 {
 		return append(slices.Clone(line), flags...)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/intermediates"
 	"github.com/cairn-pki/cairn/internal/acmecli"
+	"github.com/cairn-pki/cairn/internal/fsutil"
 )
 
 // RealClients are the ACME clients a scenario may run as users do:
@@ -92,8 +93,13 @@ type realClient struct {
 	env               []string // on this machine (on a client host: lab exec's)
 	secretEnv         []string // added to either (lego v5's EAB key)
 	issue, renew      []string // the command lines
-	certFile          string
-	wantValidity      time.Duration
+	// revoke revokes the certificate of the first issuance (kept as
+	// first-cert.pem; lego's under first/, with a copy of its account)
+	// with the stored account: certbot and lego only.
+	revoke       []string
+	firstSite    string // where the ACME name pointed at the first issuance
+	certFile     string
+	wantValidity time.Duration
 }
 
 // checkRealClients splits a scenario's real clients into those that can
@@ -228,6 +234,9 @@ func (w *workload) commands(rc *realClient, dir, domain, rootFile string, primar
 	switch k.program {
 	case "lego":
 		rc.issue, rc.renew = l.Args("run"), l.Args("renew", "--days", "10000", "--no-random-sleep")
+		first := l
+		first.Path = filepath.Join(rc.dir, "first")
+		rc.revoke = first.Args("revoke")
 		rc.env = acmecli.LegoEnv(os.Environ(), rootFile, w.dnsUp.Server, w.spec.ACME.Zone, w.dnsUp.Key)
 	case "lego5":
 		// Default flags but "renew now": ARI on, so a renewal after a
@@ -243,6 +252,7 @@ func (w *workload) commands(rc *realClient, dir, domain, rootFile string, primar
 		c := acmecli.Certbot{Server: dir, Dir: rc.dir, Domain: domain, DNSHost: primary.Addr().String(),
 			KeyFile: w.spec.Path(w.spec.DNS.TSIG.ClientKeyFile), Standalone: k.challenge == cluster.ChallengeHTTP01}
 		rc.issue, rc.renew = c.Certonly(), c.Renew()
+		rc.revoke = c.Revoke(filepath.Join(rc.dir, "first-cert.pem"))
 		rc.env = acmecli.CertbotEnv(os.Environ(), rootFile)
 		rc.certFile = c.CertFile()
 	}
@@ -279,8 +289,11 @@ func (rc *realClient) run(ctx context.Context, command string, timeout time.Dura
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	line := rc.renew
-	if command == "issue" {
+	switch command {
+	case "issue":
 		line = rc.issue
+	case "revoke":
+		line = rc.revoke
 	}
 	cmd, err := rc.command(cctx, line)
 	if err != nil {
@@ -294,9 +307,15 @@ func (rc *realClient) run(ctx context.Context, command string, timeout time.Dura
 	r.Account = rc.account()
 	r.ARIError = ariError(out)
 	os.WriteFile(filepath.Join(rc.dir, fmt.Sprintf("%s-%s.log", command, r.Start.Format("150405.000"))), out, 0o600)
+	if err == nil && command == "issue" {
+		if err := rc.keepFirst(); err != nil {
+			r.Detail = "keeping the first certificate: " + err.Error()
+		}
+		rc.firstSite = r.Site
+	}
 	if err != nil {
 		r.Problem, r.Detail = realProblem(out, err, cctx.Err() != nil)
-	} else if rc.wantValidity > 0 {
+	} else if rc.wantValidity > 0 && command != "revoke" {
 		r.WantValidity = Duration{rc.wantValidity}
 		if v, err := certValidity(rc.certFile); err != nil {
 			r.Detail = err.Error()
@@ -305,6 +324,32 @@ func (rc *realClient) run(ctx context.Context, command string, timeout time.Dura
 		}
 	}
 	return r
+}
+
+// keepFirst keeps the certificate of the first issuance for the revoke
+// command: first-cert.pem, and for lego a store of its own (first/: that
+// certificate and a copy of the account) since lego revokes the
+// certificate its store holds, which renewals replace.
+func (rc *realClient) keepFirst() error {
+	b, err := os.ReadFile(rc.certFile)
+	if err != nil {
+		return err
+	}
+	if err := fsutil.WriteFileAtomic(filepath.Join(rc.dir, "first-cert.pem"), b, 0o600); err != nil {
+		return err
+	}
+	if rc.kind.program != "lego" {
+		return nil
+	}
+	first := filepath.Join(rc.dir, "first")
+	if err := os.CopyFS(filepath.Join(first, "accounts"), os.DirFS(filepath.Join(rc.dir, "accounts"))); err != nil {
+		return err
+	}
+	dst := filepath.Join(first, "certificates", filepath.Base(rc.certFile))
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(dst, b, 0o600)
 }
 
 // certValidity is how long the first certificate in file is valid, its

@@ -54,7 +54,13 @@ type RevocationReport struct {
 	// as a relying party would, every 5 s while the faults are in place.
 	CRLChecks   int      `json:"crlChecks"`
 	CRLFailures []string `json:"crlFailures,omitempty"`
-	Errors      []string `json:"errors,omitempty"`
+	// RealClients: certbot and lego, the faulted site back, each revoking
+	// the certificate it got from that site before the fault, through
+	// the ACME name (Site: where it pointed, another site: the front
+	// passes the request to the issuing one, which redeems the nonce
+	// where it was issued).
+	RealClients []RealRun `json:"realClientRevocations,omitempty"`
+	Errors      []string  `json:"errors,omitempty"`
 }
 
 // siteCert is a certificate the faulted site issued before the fault.
@@ -335,6 +341,7 @@ func (r *Runner) finishRevocation(ctx context.Context, s *runState) {
 			sleepCtx(ctx, 5*time.Second)
 		}
 	}
+	r.realClientsRevoke(ctx, s)
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline) && ctx.Err() == nil; sleepCtx(ctx, 2*time.Second) {
 		if e, ok := r.journalEntry(ctx, rep.Journaled); ok {
 			rep.JournalState = e.State()
@@ -344,6 +351,22 @@ func (r *Runner) finishRevocation(ctx context.Context, s *runState) {
 				return
 			}
 		}
+	}
+}
+
+// realClientsRevoke: every real client that can revoke (certbot, lego)
+// and got its first certificate from the faulted site revokes it now,
+// through the ACME name, with its account, as its user would.
+func (r *Runner) realClientsRevoke(ctx context.Context, s *runState) {
+	for _, rc := range s.ready {
+		if len(rc.revoke) == 0 || rc.firstSite != s.target {
+			continue
+		}
+		run := rc.run(ctx, "revoke", 2*time.Minute)
+		r.mu.Lock()
+		s.rep.Revocation.RealClients = append(s.rep.Revocation.RealClients, run)
+		r.mu.Unlock()
+		r.event("real-client-revoked", run.Site, fmt.Sprintf("%s ok=%v %s", rc.name, run.OK, run.Detail))
 	}
 }
 
@@ -377,6 +400,11 @@ func (rep *Report) judgeRevocation(sc *Scenario, fail func(string, ...any)) {
 	if rv.ACMERevokedAt == nil {
 		fail("the revocation through ACME never went through (answers: %s)", strings.Join(rv.ACMEDownAnswers, "; "))
 	}
+	for _, run := range rv.RealClients {
+		if !run.OK {
+			fail("%s could not revoke its certificate from %s through the ACME name (at %s): %s %s", run.Client, rep.FaultedSite, run.Site, run.Problem, run.Detail)
+		}
+	}
 	for _, a := range rv.ACMEDownAnswers {
 		if strings.Contains(a, "HTTP 404") || strings.Contains(a, "unrecognized issuer") || strings.HasPrefix(a, "HTTP 200") {
 			fail("a revocation through ACME while the site was down was answered %s", a)
@@ -407,6 +435,10 @@ func (rv RevocationReport) markdown(b *strings.Builder, faultAt time.Time) {
 			acme = fmt.Sprintf("%.1f s after the fault", rv.ACMERevokedAt.Sub(faultAt).Seconds())
 		}
 		fmt.Fprintf(b, "| revocation through ACME went through | %s |\n", acme)
+	}
+	for _, run := range rv.RealClients {
+		fmt.Fprintf(b, "| %s revokes its certificate from the faulted site through the ACME name (at %s) | %s in %.1f s %s |\n",
+			run.Client, run.Site, map[bool]string{true: "revoked", false: "FAILED"}[run.OK], run.End.Sub(run.Start).Seconds(), run.Detail)
 	}
 	for _, a := range rv.ACMEDownAnswers {
 		fmt.Fprintf(b, "\n* ACME answer while down: %s", a)

@@ -140,6 +140,13 @@ func (c Certbot) Renew() []string {
 	return append(append([]string{"certbot", "renew"}, c.dirs()...), "--cert-name", c.Domain, "--force-renewal", "--no-random-sleep-on-renew")
 }
 
+// Revoke revokes the certificate in certPath (keyCompromise) with the
+// stored account, keeping its files.
+func (c Certbot) Revoke(certPath string) []string {
+	return append(append([]string{"certbot", "revoke"}, c.dirs()...), "--server", c.Server, "--cert-path", certPath,
+		"--reason", "keycompromise", "--no-delete-after-revoke")
+}
+
 // CertbotEnv is base plus the cluster root for certbot's HTTPS.
 func CertbotEnv(base []string, rootFile string) []string {
 	return append(append([]string(nil), base...), "REQUESTS_CA_BUNDLE="+rootFile)
