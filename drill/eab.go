@@ -147,7 +147,7 @@ func (rc *realClient) withEAB(k *drillKey) error {
 	default:
 		// lego 4 refuses any command, revoke too, without them when the
 		// directory requires EAB (its account exists).
-		flags := []string{"--eab", "--kid", k.kid, "--hmac", k.hmac}
+		flags := []string{"--eab", "--kid", k.kid, "--hmac=" + k.hmac}
 		rc.issue, rc.renew = beforeCommand(rc.issue, flags), beforeCommand(rc.renew, flags)
 		if len(rc.revoke) > 0 {
 			rc.revoke = beforeCommand(rc.revoke, flags)

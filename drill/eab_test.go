@@ -94,8 +94,8 @@ func TestRealClientsGetTheDrillKey(t *testing.T) {
 			// when the directory requires EAB.
 			for _, line := range [][]string{rc.issue, rc.renew, rc.revoke} {
 				i, cmd := slices.Index(line, "--eab"), slices.IndexFunc(line, func(a string) bool { return a == "run" || a == "renew" || a == "revoke" })
-				if i < 0 || cmd < i || !slices.Equal(line[i:i+5], []string{"--eab", "--kid", key.kid, "--hmac", key.hmac}) {
-					t.Errorf("%s: %q: want --eab --kid KID --hmac HMAC before its command", n, line)
+				if i < 0 || cmd < i || !slices.Equal(line[i:i+4], []string{"--eab", "--kid", key.kid, "--hmac=" + key.hmac}) {
+					t.Errorf("%s: %q: want --eab --kid KID --hmac=HMAC before its command", n, line)
 				}
 			}
 			continue // lego 4 takes the key on its command line only

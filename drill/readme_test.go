@@ -197,9 +197,9 @@ func onEABLab(line, eabLine string) string {
 	case eabLine == "" || !strings.Contains(line, " lab exec "):
 		return line
 	case strings.Contains(line, " lego ") && strings.HasSuffix(line, " run"):
-		line = strings.TrimSuffix(line, " run") + ` --eab --kid "$EAB_KID" --hmac "$EAB_HMAC" run`
+		line = strings.TrimSuffix(line, " run") + ` --eab --kid "$EAB_KID" --hmac="$EAB_HMAC" run`
 	case strings.Contains(line, " certbot "):
-		line += ` --eab-kid "$EAB_KID" --eab-hmac-key "$EAB_HMAC"`
+		line += ` --eab-kid "$EAB_KID" --eab-hmac-key="$EAB_HMAC"`
 	default:
 		return line
 	}

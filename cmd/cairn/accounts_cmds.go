@@ -124,7 +124,7 @@ func newEABCmd(g *globals) *cobra.Command {
 				return printJSON(out, k)
 			}
 			fmt.Fprintf(out, "kid: %s\nhmac: %s\n", k.KID, k.HMAC)
-			fmt.Fprintf(cmd.ErrOrStderr(), "Give both to %q; certbot --eab-kid KID --eab-hmac-key HMAC, lego --eab --kid KID --hmac HMAC. Scope: %s\n",
+			fmt.Fprintf(cmd.ErrOrStderr(), "Give both to %q; certbot --eab-kid KID --eab-hmac-key=HMAC, lego --eab --kid KID --hmac=HMAC (with =: an HMAC may begin with a dash). Scope: %s\n",
 				k.Label, scopeText(k.Scope))
 			return nil
 		},

@@ -221,7 +221,9 @@ func printSummary(cmd *cobra.Command, s *lab.Summary, spec *cluster.Spec, self s
 	if spec.EAB.Required {
 		fmt.Fprintf(w, "EAB is required (eab.required): first make a key and put it in this shell's environment (the HMAC key is printed once):\n")
 		fmt.Fprintf(w, "  %s\n\n", eabEnvCommand(self))
-		legoEAB, certbotEAB = ` --eab --kid "$EAB_KID" --hmac "$EAB_HMAC"`, ` --eab-kid "$EAB_KID" --eab-hmac-key "$EAB_HMAC"`
+		// With "=": a base64url HMAC may begin with "-", which certbot's
+		// argument parser takes for an option (1 key in 64).
+		legoEAB, certbotEAB = ` --eab --kid "$EAB_KID" --hmac="$EAB_HMAC"`, ` --eab-kid "$EAB_KID" --eab-hmac-key="$EAB_HMAC"`
 	}
 	// First through the ACME name, as any client of the cluster: lab exec
 	// gives the command the cluster DNS and the lab root; --host a client

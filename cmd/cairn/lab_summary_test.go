@@ -51,10 +51,10 @@ func TestLabUpPrintsTheHTTP01Form(t *testing.T) {
 	if !strings.Contains(out, "EAB is required") || !strings.Contains(out, eabEnvCommand("bin/cairn")) {
 		t.Errorf("with eab.required lab up does not say how to make a key:\n%s", out)
 	}
-	if n := strings.Count(out, `--eab --kid "$EAB_KID" --hmac "$EAB_HMAC" run`); n != 3 {
+	if n := strings.Count(out, `--eab --kid "$EAB_KID" --hmac="$EAB_HMAC" run`); n != 3 {
 		t.Errorf("with eab.required %d lego commands take the key, want 3:\n%s", n, out)
 	}
-	if n := strings.Count(out, `--eab-kid "$EAB_KID" --eab-hmac-key "$EAB_HMAC"`); n != 3 {
+	if n := strings.Count(out, `--eab-kid "$EAB_KID" --eab-hmac-key="$EAB_HMAC"`); n != 3 {
 		t.Errorf("with eab.required %d certbot commands take the key, want 3:\n%s", n, out)
 	}
 

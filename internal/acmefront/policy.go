@@ -238,7 +238,7 @@ func (p *policy) newAccount(ctx context.Context, host string, body []byte) (bind
 		}
 		return "", refuse(http.StatusForbidden, probExternalAccountRequired, ReasonEABRequired,
 			"this CA requires External Account Binding: register with the key ID and HMAC key your CA operator gave you "+
-				"(certbot --eab-kid KID --eab-hmac-key KEY; lego --eab --kid KID --hmac KEY)")
+				"(certbot --eab-kid KID --eab-hmac-key=KEY; lego --eab --kid KID --hmac=KEY)")
 	}
 	kid, ref := p.verifyEAB(ctx, req.EAB, h.URL, "https://"+host+newAccountPath, der)
 	if ref != nil {

@@ -135,13 +135,13 @@ func CairnBinary(t testing.TB) string {
 }
 
 // Log writes progress lines into the test log, except a teardown's
-// per-process "stopped" lines: CI shows a failed run's last lines, and a
-// failure's message must stay among them.
+// per-process "stopped" and per-host "removed" lines: CI shows a failed
+// run's last lines, and a failure's message must stay among them.
 type Log struct{ T testing.TB }
 
 func (w Log) Write(p []byte) (int, error) {
 	line := strings.TrimRight(string(p), "\n")
-	if !strings.HasPrefix(line, "  stopped ") {
+	if !strings.HasPrefix(line, "  stopped ") && !strings.HasPrefix(line, "  removed client host ") {
 		w.T.Log(line)
 	}
 	return len(p), nil
