@@ -174,6 +174,7 @@ type Front struct {
 	log      *slog.Logger
 	release  string // ReleaseHeader's value ("" if unknown)
 	Foreign  atomic.Int64
+	prefix   atomic.Value // this site's nonce prefix (string), learned from its WFE
 	// ariForwarded counts renewal-info requests passed to the issuing
 	// site; site names this one (forwardedHeader).
 	ariForwarded atomic.Int64
@@ -351,6 +352,13 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	if r.Method == http.MethodPost {
+		if n := jwsNonce(readBody(r)); n != "" {
+			if own := f.ownPrefix(r); own != "" && !strings.HasPrefix(n, own) {
+				r = r.WithContext(context.WithValue(r.Context(), foreignNonceKey{}, true))
+			}
+		}
+	}
 	if r.Method == http.MethodPost && r.URL.Path == newAccountPath && f.policy.store != nil {
 		body := readBody(r)
 		t0 := time.Now()
@@ -409,6 +417,62 @@ func readBody(r *http.Request) []byte {
 	return body
 }
 
+// foreignNonceKey marks a request signed with another site's nonce.
+type foreignNonceKey struct{}
+
+// unredeemable turns the WFE's 500 "Unable to validate JWS" for a request
+// with another site's nonce into badNonce: the WFE redeems it at the site
+// that issued it, and while that site's nonce service is unreachable
+// (down, or its gRPC connection backing off after it returned) Boulder
+// answers 500, where a client would retry badNonce with the answer's
+// nonce (RFC 8555 §6.5) and succeed here. Any other answer passes.
+func unredeemable(resp *http.Response) {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	resp.Body.Close()
+	if err == nil && bytes.Contains(body, []byte("urn:ietf:params:acme:error:serverInternal")) && bytes.Contains(body, []byte("Unable to validate JWS")) {
+		replaceWithProblem(resp, http.StatusBadRequest, "urn:ietf:params:acme:error:badNonce",
+			"the request's nonce was issued by another site of this CA cluster, which does not answer now: retry with the nonce of this answer")
+		return
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+}
+
+// noncePrefixLen is the length of the prefix Boulder's nonce service puts
+// on every nonce (it names the service that issued it).
+const noncePrefixLen = 8
+
+// ownPrefix is this site's nonce prefix, learned from its WFE once.
+func (f *Front) ownPrefix(r *http.Request) string {
+	if v := f.prefix.Load(); v != nil {
+		return v.(string)
+	}
+	n, err := f.nonce(r.Context(), r.Host)
+	if err != nil || len(n) < noncePrefixLen {
+		return ""
+	}
+	f.prefix.Store(n[:noncePrefixLen])
+	return n[:noncePrefixLen]
+}
+
+// jwsNonce is the nonce in a flattened JWS's protected header.
+func jwsNonce(body []byte) string {
+	var j struct {
+		Protected string `json:"protected"`
+	}
+	if json.Unmarshal(body, &j) != nil {
+		return ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(j.Protected)
+	if err != nil {
+		return ""
+	}
+	var h struct {
+		Nonce string `json:"nonce"`
+	}
+	json.Unmarshal(b, &h)
+	return h.Nonce
+}
+
 // bindKey carries, from a newAccount to its answer, the EAB key to bind
 // the account the WFE makes to.
 type bindKey struct{}
@@ -426,6 +490,9 @@ func (f *Front) refuse(w http.ResponseWriter, r *http.Request, ref *refusal) {
 // marks the directory when EAB is required.
 func (f *Front) modifyResponse(resp *http.Response) error {
 	req := resp.Request
+	if foreign, _ := req.Context().Value(foreignNonceKey{}).(bool); foreign && resp.StatusCode == http.StatusInternalServerError {
+		unredeemable(resp)
+	}
 	if kid, ok := req.Context().Value(bindKey{}).(string); ok && (resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusOK) {
 		if id := f.policy.ownAccount(resp.Header.Get("Location")); id != 0 {
 			if err := f.policy.store.Bind(req.Context(), id, kid); err != nil {

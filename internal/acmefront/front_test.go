@@ -356,3 +356,50 @@ func nonceWFE(t *testing.T, saw *[]string, status int) *httptest.Server {
 	t.Cleanup(wfe.Close)
 	return wfe
 }
+
+// A request signed with another site's nonce that the WFE could not
+// redeem there (500 "Unable to validate JWS": that site's nonce service
+// unreachable) is answered badNonce, which clients retry with the
+// answer's nonce; with this site's nonce, or any other 500, the WFE's
+// answer passes unchanged.
+func TestFrontTurnsAnUnredeemablePeerNonceIntoBadNonce(t *testing.T) {
+	own, _ := issuer(t, t.TempDir(), "a-E1")
+	answer := `{"type":"urn:ietf:params:acme:error:serverInternal","detail":"Unable to validate JWS","status":500}`
+	wfe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Replay-Nonce", "aaaaaaaa-fresh")
+		if r.Method == http.MethodHead {
+			return
+		}
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusInternalServerError)
+		w.Write([]byte(answer))
+	}))
+	defer wfe.Close()
+	f, err := New(&Config{Upstream: wfe.URL, Issuers: []string{own}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(f)
+	defer front.Close()
+	post := func(nonce string) (int, string, string) {
+		h, _ := json.Marshal(map[string]string{"nonce": nonce})
+		b, _ := json.Marshal(map[string]string{"protected": base64.RawURLEncoding.EncodeToString(h), "payload": "", "signature": "c2ln"})
+		resp, err := http.Post(front.URL+"/acme/new-order", "application/jose+json", strings.NewReader(string(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), resp.Header.Get("Replay-Nonce")
+	}
+	if status, body, nonce := post("bbbbbbbb-old"); status != http.StatusBadRequest || !strings.Contains(body, "urn:ietf:params:acme:error:badNonce") || nonce != "aaaaaaaa-fresh" {
+		t.Errorf("another site's nonce, unredeemable: HTTP %d %s nonce %q, want badNonce with this site's nonce", status, body, nonce)
+	}
+	if status, body, _ := post("aaaaaaaa-old"); status != http.StatusInternalServerError || body != answer {
+		t.Errorf("this site's nonce: HTTP %d %s, want the WFE's 500 unchanged", status, body)
+	}
+	answer = `{"type":"urn:ietf:params:acme:error:serverInternal","detail":"Error creating new order","status":500}`
+	if status, body, _ := post("bbbbbbbb-old"); status != http.StatusInternalServerError || body != answer {
+		t.Errorf("another site's nonce, another 500: HTTP %d %s, want it unchanged", status, body)
+	}
+}
