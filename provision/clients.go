@@ -58,8 +58,8 @@ func (p *Provisioner) checkClient(name string, addr netip.Addr) error {
 	if !addr.Is4() || addr.IsLoopback() || addr.IsUnspecified() {
 		return fmt.Errorf("--address %s: give the client an IPv4 address of its own range (not 127/8), inside validation.allowedNetworks", addr)
 	}
-	for _, n := range spec.Validation.AllowedNetworks {
-		if pr, err := addition.ParseNetwork(n); err == nil && pr.Contains(addr) {
+	for _, n := range clientNetworks(spec) {
+		if netip.MustParsePrefix(n).Contains(addr) {
 			return nil
 		}
 	}

@@ -258,16 +258,10 @@ func serviceZone(p *Plan) string {
 @            NS  ns1
 ns1          A   %[2]s
 `, z, p.DNS)
-	// Every site's nonce service (this one's first): the WFE redeems a
-	// nonce where it was issued.
-	addrs := []string{p.Site.Address}
-	for _, s := range p.Spec.Sites {
-		if s.Name != p.Site.Name {
-			addrs = append(addrs, s.Address)
-		}
-	}
-	for i, a := range addrs {
-		zone += fmt.Sprintf("nonce%-7d A   %s\n_nonce._tcp  SRV 0 0 %d nonce%d.%s.\n", i+1, a, PortNonce, i+1, z)
+	// Every site's nonce service: the WFE redeems a nonce where it was
+	// issued.
+	for i, s := range p.Spec.Sites {
+		zone += fmt.Sprintf("nonce%-7d A   %s\n_nonce._tcp  SRV 0 0 %d nonce%d.%s.\n", i+1, s.Address, PortNonce, i+1, z)
 	}
 	return zone
 }

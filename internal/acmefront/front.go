@@ -335,8 +335,14 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f.closing.Load() {
 		w.Header().Set("Connection", "close")
 	}
+	// A POST's body is read once: the checks below read it, and the
+	// answer's (modifyResponse) may need its nonce.
+	var body []byte
+	if r.Method == http.MethodPost {
+		body = readBody(r)
+		r = r.WithContext(context.WithValue(r.Context(), postBodyKey{}, body))
+	}
 	if r.Method == http.MethodPost && r.URL.Path == revokePath && len(f.peers) > 0 && r.Header.Get(forwardedHeader) == "" {
-		body := readBody(r)
 		if aki, ok := revokedAKI(body); ok && !f.own[string(aki)] {
 			if p, known := f.peers[string(aki)]; known {
 				f.forwardRevocation(w, r, body, p)
@@ -352,15 +358,7 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if r.Method == http.MethodPost {
-		if n := jwsNonce(readBody(r)); n != "" {
-			if own := f.ownPrefix(r); own != "" && !strings.HasPrefix(n, own) {
-				r = r.WithContext(context.WithValue(r.Context(), foreignNonceKey{}, true))
-			}
-		}
-	}
 	if r.Method == http.MethodPost && r.URL.Path == newAccountPath && f.policy.store != nil {
-		body := readBody(r)
 		t0 := time.Now()
 		kid, ref := f.policy.newAccount(r.Context(), r.Host, body)
 		f.checks.WithLabelValues("newAccount").Observe(time.Since(t0).Seconds())
@@ -374,7 +372,7 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, finalizePrefix) && f.policy.store != nil {
 		t0 := time.Now()
-		ref := f.policy.finalize(r.Context(), readBody(r))
+		ref := f.policy.finalize(r.Context(), body)
 		f.checks.WithLabelValues("finalize").Observe(time.Since(t0).Seconds())
 		if ref != nil {
 			f.refuse(w, r, ref)
@@ -382,7 +380,6 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if r.Method == http.MethodPost && r.URL.Path == newOrderPath {
-		body := readBody(r)
 		t0 := time.Now()
 		ref := f.policy.newOrder(r.Context(), body)
 		f.checks.WithLabelValues("newOrder").Observe(time.Since(t0).Seconds())
@@ -417,8 +414,17 @@ func readBody(r *http.Request) []byte {
 	return body
 }
 
-// foreignNonceKey marks a request signed with another site's nonce.
-type foreignNonceKey struct{}
+// postBodyKey carries a POST's body (read once) to its answer.
+type postBodyKey struct{}
+
+// foreignNonce reports whether the POST req was signed with another
+// site's nonce (its prefix is not this site's).
+func (f *Front) foreignNonce(req *http.Request) bool {
+	body, _ := req.Context().Value(postBodyKey{}).([]byte)
+	n := jwsNonce(body)
+	own := f.ownPrefix(req)
+	return n != "" && own != "" && !strings.HasPrefix(n, own)
+}
 
 // unredeemable turns the WFE's 500 "Unable to validate JWS" for a request
 // with another site's nonce into badNonce: the WFE redeems it at the site
@@ -490,7 +496,7 @@ func (f *Front) refuse(w http.ResponseWriter, r *http.Request, ref *refusal) {
 // marks the directory when EAB is required.
 func (f *Front) modifyResponse(resp *http.Response) error {
 	req := resp.Request
-	if foreign, _ := req.Context().Value(foreignNonceKey{}).(bool); foreign && resp.StatusCode == http.StatusInternalServerError {
+	if resp.StatusCode == http.StatusInternalServerError && req.Method == http.MethodPost && f.foreignNonce(req) {
 		unredeemable(resp)
 	}
 	if kid, ok := req.Context().Value(bindKey{}).(string); ok && (resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusOK) {
