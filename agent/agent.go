@@ -1,11 +1,14 @@
 // Package agent is the site agent: the one process that holds a site's
 // admin credential for its RA and SA, and offers the failover controller
 // exactly what it needs at a site — revoke a certificate of this site,
-// block a key, publish the CRLs now, say which site it is — over HTTPS
-// with mutual TLS on the site's management port (PortAgent). Nothing it
-// offers creates an order, finalizes or reads account data, and the
-// controller's certificate is accepted by the agent alone (the RA and SA
-// do not list it), so a stolen controller credential cannot issue.
+// block a key, publish the CRLs now, say which site it is, and (unless
+// the cluster's backups are off) stream a backup of the site's database —
+// over HTTPS with mutual TLS on the site's management port (PortAgent).
+// Nothing it offers creates an order or finalizes, and the controller's
+// certificate is accepted by the agent alone (the RA and SA do not list
+// it), so a stolen controller credential cannot issue; it can read the
+// site's database through a backup (accounts, orders, certificates: no
+// key).
 //
 // Only a client certificate of the site's internal CA naming one of
 // Config.ClientNames (controller.cairn) is served; a serial of another
@@ -28,6 +31,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairn-pki/cairn/cluster"
@@ -68,6 +72,9 @@ type Config struct {
 	// credential for the RA and SA); Bundle the bundle's directory.
 	AdminConfig string `json:"adminConfig"`
 	Bundle      string `json:"bundle"`
+	// Backup: the controller may take backups of the site's database
+	// (the spec's backup.off is false).
+	Backup bool `json:"backup,omitempty"`
 }
 
 // Load reads a config.
@@ -89,6 +96,28 @@ type Backend interface {
 	Revoke(ctx context.Context, serial, reason string) error
 	BlockKey(ctx context.Context, spkiHash, comment string) error
 	PublishCRLs(ctx context.Context) error
+	// Backup writes a consistent backup of the site's database to w
+	// (hostrun.BackupDB's format).
+	Backup(ctx context.Context, w io.Writer) error
+}
+
+// BackupTrailer is the HTTP trailer that ends a backup's answer: "ok"
+// when the stream is complete, else why it is not (the status line was
+// sent before the backup ran).
+const BackupTrailer = "Cairn-Backup"
+
+// BackupComplete checks, once resp's body was read to its end, that the
+// agent ended the backup stream with BackupTrailer "ok": a backup cut
+// short is never taken for a whole one.
+func BackupComplete(resp *http.Response) error {
+	switch got := resp.Trailer.Get(BackupTrailer); got {
+	case "ok":
+		return nil
+	case "":
+		return errors.New("the backup stream ended without the agent's trailer: cut short")
+	default:
+		return errors.New(got)
+	}
 }
 
 // Errors a Backend reports (revocation's errors are these).
@@ -184,6 +213,30 @@ func Handler(c *Config, b Backend, log *slog.Logger) http.Handler {
 		}
 		log.Info("key blocked", "spkiHash", req.SPKIHash, "by", caller(r))
 		answer(w, http.StatusOK, Answer{Result: "blocked"})
+	})
+	var backingUp sync.Mutex
+	mux.HandleFunc("POST /v1/backup", func(w http.ResponseWriter, r *http.Request) {
+		if !c.Backup {
+			answer(w, http.StatusForbidden, Answer{Error: "backups are off for this cluster (backup.off in cairn.yaml)"})
+			return
+		}
+		// One at a time: a backup reads the whole database.
+		if !backingUp.TryLock() {
+			answer(w, http.StatusConflict, Answer{Error: "a backup is already running at this site"})
+			return
+		}
+		defer backingUp.Unlock()
+		w.Header().Set("Trailer", BackupTrailer)
+		w.Header().Set("Content-Type", "application/gzip")
+		w.WriteHeader(http.StatusOK)
+		start := time.Now()
+		if err := b.Backup(r.Context(), w); err != nil {
+			log.Warn("backup failed", "err", err, "by", caller(r))
+			w.Header().Set(BackupTrailer, "failed: "+cluster.FirstLine(err.Error()))
+			return
+		}
+		w.Header().Set(BackupTrailer, "ok")
+		log.Info("backup sent", "seconds", time.Since(start).Round(time.Millisecond).Seconds(), "by", caller(r))
 	})
 	mux.HandleFunc("POST /v1/publish-crls", func(w http.ResponseWriter, r *http.Request) {
 		if err := b.PublishCRLs(r.Context()); err != nil {

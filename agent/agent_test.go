@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -65,6 +66,7 @@ type fake struct {
 	mu    sync.Mutex
 	calls []string
 	err   error
+	hold  chan struct{}
 }
 
 func (f *fake) note(s string) error {
@@ -79,9 +81,34 @@ func (f *fake) Revoke(_ context.Context, serial, reason string) error {
 func (f *fake) BlockKey(_ context.Context, h, c string) error { return f.note("block " + h) }
 func (f *fake) PublishCRLs(context.Context) error             { return f.note("publish") }
 
+// Backup writes "part one", then fails with f.err, or waits for f.hold
+// (when set) and writes " part two".
+func (f *fake) Backup(ctx context.Context, w io.Writer) error {
+	f.note("backup")
+	io.WriteString(w, "part one")
+	if f.err != nil {
+		return f.err
+	}
+	if f.hold != nil {
+		select {
+		case <-f.hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	_, err := io.WriteString(w, " part two")
+	return err
+}
+
 // agentForTest serves an agent of site "b" (serial prefix 0x02) on a
 // loopback port and returns its address and the site's CA.
 func agentForTest(t *testing.T, b Backend) (string, ca) {
+	t.Helper()
+	return agentWith(t, b, func(*Config) {})
+}
+
+// agentWith is agentForTest with its config changed by edit.
+func agentWith(t *testing.T, b Backend, edit func(*Config)) (string, ca) {
 	t.Helper()
 	dir := t.TempDir()
 	site := newCA(t, "b internal gRPC CA")
@@ -95,6 +122,7 @@ func agentForTest(t *testing.T, b Backend) (string, ca) {
 	l.Close()
 	c := &Config{Site: "b", Listen: addr, CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem"),
 		ClientCAFile: filepath.Join(dir, "ca.pem"), ClientNames: []string{ControllerName}, SerialPrefix: 2}
+	edit(c)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, c, b, slog.New(slog.DiscardHandler)) }()
@@ -243,5 +271,64 @@ func TestAgentStrangerFlood(t *testing.T) {
 	}
 	if got := len(f.calls); got != 10 {
 		t.Errorf("%d calls reached Boulder, want the controller's 10", got)
+	}
+}
+
+// A backup is the site's whole database: only the controller gets one,
+// only when the cluster's backups are on, one at a time, and a stream
+// cut short is told from a whole one.
+func TestAgentBackup(t *testing.T) {
+	backup := func(hc *http.Client, addr string) (int, string, error, error) {
+		resp, err := hc.Post("https://"+addr+"/v1/backup", "", nil)
+		if err != nil {
+			return 0, "", nil, err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), BackupComplete(resp), nil
+	}
+	off := &fake{}
+	addr, site := agentForTest(t, off)
+	if status, body, _, err := backup(clientWith(site, site.leaf(t, ControllerName)), addr); err != nil || status != http.StatusForbidden || !strings.Contains(body, "backup.off") {
+		t.Errorf("backups off: %d %s %v", status, body, err)
+	}
+	if len(off.calls) != 0 {
+		t.Errorf("backups off reached the database: %q", off.calls)
+	}
+
+	f := &fake{hold: make(chan struct{})}
+	addr, site = agentWith(t, f, func(c *Config) { c.Backup = true })
+	ctrl := clientWith(site, site.leaf(t, ControllerName))
+	for who, hc := range map[string]*http.Client{"no certificate": clientWith(site), "the site's SA": clientWith(site, site.leaf(t, "sa.boulder"))} {
+		if status, _, _, err := backup(hc, addr); err == nil {
+			t.Errorf("%s got a backup answer: HTTP %d", who, status)
+		}
+	}
+	type got struct {
+		status   int
+		body     string
+		complete error
+	}
+	first := make(chan got, 1)
+	go func() {
+		status, body, complete, _ := backup(ctrl, addr)
+		first <- got{status, body, complete}
+	}()
+	testenv.WaitFor(t, "the first backup running", 5*time.Second, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.calls) == 1
+	})
+	if status, body, _, err := backup(ctrl, addr); err != nil || status != http.StatusConflict {
+		t.Errorf("a second backup while one runs: %d %s %v", status, body, err)
+	}
+	close(f.hold)
+	if g := <-first; g.status != 200 || g.body != "part one part two" || g.complete != nil {
+		t.Errorf("the controller's backup: %+v", g)
+	}
+	f.err = errors.New("mariadb-backup --backup: exit status 1: disk full")
+	status, body, complete, err := backup(ctrl, addr)
+	if err != nil || status != 200 || body != "part one" || complete == nil || !strings.Contains(complete.Error(), "disk full") {
+		t.Errorf("a backup failing half-way: %d %q, complete: %v, %v", status, body, complete, err)
 	}
 }

@@ -23,6 +23,7 @@ type Spec struct {
 	PKI        PKI        `yaml:"pki"`
 	Sites      []Site     `yaml:"sites"`
 	Failover   Failover   `yaml:"failover"`
+	Backup     Backup     `yaml:"backup"`
 	Accounts   Accounts   `yaml:"accounts"`
 	Monitoring Monitoring `yaml:"monitoring"`
 	Policy     Policy     `yaml:"policy"`
@@ -388,6 +389,23 @@ type Failover struct {
 	// Etcd coordinates the controllers: leader election, shared probe
 	// views, operator commands and drains.
 	Etcd Etcd `yaml:"etcd"`
+}
+
+// Backup is the leading controller's off-site copy of every site: a
+// consistent backup of each site's database through its agent, and the
+// latest CRL of every shard each site published (docs/backup.md). `cairn
+// site rebuild` restores a lost site from them.
+type Backup struct {
+	// Off turns it off: no backups are taken and the agents refuse them
+	// (a backup holds the site's whole database: accounts, orders,
+	// certificates; no keys).
+	Off bool `yaml:"off"`
+	// Every is how often each site's database is backed up.
+	Every Duration `yaml:"every"`
+	// Keep is how many backups per site are kept; older ones are removed.
+	Keep int `yaml:"keep"`
+	// Dir is where, on the controller's host (relative to the spec).
+	Dir string `yaml:"dir"`
 }
 
 // Etcd is where the controllers coordinate. Without endpoints the

@@ -178,6 +178,16 @@ failover:
     prefix: {{.Failover.Etcd.Prefix}}
     sessionTTL: {{.Failover.Etcd.SessionTTL}}
 
+# The leading controller keeps an off-site copy of every site: a backup
+# of its database through its agent (mariadb-backup) every 'every', and
+# its newest CRLs; 'cairn site rebuild' brings a lost site back from them
+# (docs/backup.md).
+backup:
+  every: {{.Backup.Every}}
+  keep: {{.Backup.Keep}}             # backups kept per site
+  dir: {{.Backup.Dir}}          # on the controller's host, relative to this file
+  # off: true                # no backups: the agents refuse them
+
 # ACME accounts follow the ACME name: every site pulls the accounts table
 # (only it) from every peer with MariaDB multi-source replication, so a
 # client's account URL works at whichever site is active (docs/accounts.md).

@@ -55,6 +55,7 @@ func (s *Spec) Validate() Errors {
 	v.pki()
 	v.sites()
 	v.failover()
+	v.backup()
 	v.accounts()
 	v.monitoring()
 	v.validation()
@@ -568,6 +569,16 @@ func (v *validator) siteCRLs(p string, i int, s Site, c *siteClaims) {
 // store (the cluster's bucket).
 func sharedStore(a, b CRLStore) bool {
 	return a.Endpoint != "" && a.Endpoint == b.Endpoint && a.Bucket == b.Bucket
+}
+
+func (v *validator) backup() {
+	b := v.spec.Backup
+	if b.Every.Duration < time.Minute {
+		v.add("backup.every", "%s is too often: at least 1m (each backup reads a site's whole database)", b.Every)
+	}
+	if b.Keep < 1 {
+		v.add("backup.keep", "%d must be 1 or more", b.Keep)
+	}
 }
 
 func (v *validator) failover() {

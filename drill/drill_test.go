@@ -34,7 +34,7 @@ func TestBuiltinsParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"account-conflict", "bad-release", "controller-crash", "deep-db-failure", "dns-primary-down", "flapping", "full-outage", "hsm-failure", "partition", "peer-db-down", "revoke-at-dead-site", "site-down", "slow-site", "upgrade"}
+	want := []string{"account-conflict", "bad-release", "controller-crash", "deep-db-failure", "dns-primary-down", "flapping", "full-outage", "hsm-failure", "partition", "peer-db-down", "revoke-at-dead-site", "site-down", "site-lost", "slow-site", "upgrade"}
 	var got []string
 	for _, s := range all {
 		got = append(got, s.Name)
@@ -79,6 +79,7 @@ func waitHealthy(t *testing.T, l *lab.Lab) {
 // SIGKILL restored from its journal, a drill interrupted right after its
 // fault, and the HTML report in Chromium.
 func TestDrillsInTheLab(t *testing.T) {
+	t.Parallel() // beside TestSiteLostDrill's lab
 	// Validation reaches the lab's client hosts (lab.clientNetwork,
 	// 10.77.<block>.0/24 by default), where site-down's real clients run
 	// HTTP-01 and TLS-ALPN-01.

@@ -128,6 +128,13 @@ var faultKinds = []faultKind{
 			}
 			return &upgradeFault{l: l.Lab, st: st, state: l.Spec.Path(filepath.Join("var", table+"-upgrade.json"))}, nil
 		}},
+	{Name: "destroy", SiteOnly: true, Build: func(in Infra, _ Step, site, _ string) (Fault, error) {
+		l, ok := in.(labInfra)
+		if !ok {
+			return nil, errors.New("destroy: only in the lab (it removes a site's directory and rebuilds it from a backup)")
+		}
+		return &destroyFault{l: l.Lab, site: site, log: l.Log}, nil
+	}},
 	{Name: "replication", SiteOnly: true, Build: func(in Infra, _ Step, site, _ string) (Fault, error) {
 		if _, ok := in.ClusterSpec().SiteByName(site); !ok {
 			return nil, fmt.Errorf("no site %q", site)

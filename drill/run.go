@@ -348,7 +348,7 @@ func (r *Runner) restoreAll(rep *Report) {
 			rep.RestoreErrors = append(rep.RestoreErrors, faults[i].Describe()+": "+err.Error())
 			left = append(left, entries[i])
 		} else {
-			r.event("fault-restored", entries[i].Site, faults[i].Describe())
+			r.event("fault-restored", entries[i].Site, restoredDetail(faults[i]))
 		}
 	}
 	r.mu.Lock()
@@ -476,7 +476,7 @@ func (r *Runner) timeline(ctx context.Context, start time.Time, active string, i
 					if err := f.Restore(context.WithoutCancel(ctx)); err != nil {
 						r.event("restore-failed", name, f.Describe()+": "+err.Error())
 					} else {
-						r.event("fault-restored", name, f.Describe())
+						r.event("fault-restored", name, restoredDetail(f))
 					}
 				}()
 			}
@@ -484,6 +484,15 @@ func (r *Runner) timeline(ctx context.Context, start time.Time, active string, i
 	}
 	<-ctx.Done()
 	return errors.Join(errs...)
+}
+
+// restoredDetail is a restored fault's description, with what its
+// restore did when it says (a rebuilt site's figures).
+func restoredDetail(f Fault) string {
+	if d, ok := f.(interface{ RestoreDetail() string }); ok && d.RestoreDetail() != "" {
+		return f.Describe() + ": " + d.RestoreDetail()
+	}
+	return f.Describe()
 }
 
 func (r *Runner) sitesOf(sel, active string) []string {

@@ -95,3 +95,14 @@ func (c *Client) Move(ctx context.Context, to string) error {
 	_, err := c.Operate(ctx, "/api/move?to="+url.QueryEscape(to))
 	return err
 }
+
+// Restored tells the controller that site was restored from a backup
+// (POST /api/restored): it applies its journal's revocations and key
+// blocks there again. It returns how many entries it reopened.
+func (c *Client) Restored(ctx context.Context, site string) (int, error) {
+	var out struct {
+		Reopened int `json:"reopened"`
+	}
+	err := c.Call(ctx, http.MethodPost, "/api/restored?site="+url.QueryEscape(site), &out)
+	return out.Reopened, err
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/cairn-pki/cairn/acmedns"
+	"github.com/cairn-pki/cairn/backup"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/internal/fsutil"
@@ -84,6 +85,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Help: "Entries in the revocation journal the controller refuses to act on (a serial of another site, an unknown reason or site, a bad key hash): someone else wrote the controllers' etcd."})
 	reg.MustRegister(pending, refused)
 	go replay(ctx, c.Revocations, spec.SiteNames(), pending, refused, log)
+	if !spec.Backup.Off {
+		b := backups(spec, pipe, coord, log)
+		b.Register(reg)
+		go b.Run(ctx)
+	}
 	return c.Run(ctx)
 }
 
@@ -130,6 +136,29 @@ func replayer(spec *cluster.Spec, etcd *Etcd, pipe *healthcheck.Pipeline, log *s
 		Publish: func(ctx context.Context, name string) error {
 			log.Info("publishing CRLs after a deferred revocation", "site", name)
 			return agents.PublishCRLs(ctx, name)
+		},
+	}
+}
+
+// backups is the off-site copy the leading controller keeps: every
+// site's database through its agent, every site's CRLs from its front.
+func backups(spec *cluster.Spec, pipe *healthcheck.Pipeline, coord *Coordinator, log *slog.Logger) *backup.Scheduler {
+	agents := revocation.Agents{Spec: spec}
+	return &backup.Scheduler{
+		Store: backup.Store{Dir: spec.Path(spec.Backup.Dir)}, Sites: spec.SiteNames(),
+		Every: spec.Backup.Every.Duration, Keep: spec.Backup.Keep, CRLEvery: spec.Failover.Probes.CRL.Duration,
+		Backup: agents.Backup, Leading: coord.Leading, Log: log,
+		CRLs: func(ctx context.Context, name string) ([]backup.CRL, error) {
+			t := pipe.Target(name)
+			if t == nil {
+				return nil, fmt.Errorf("no probe target for site %s", name)
+			}
+			got, err := healthcheck.SiteCRLs(ctx, t)
+			out := make([]backup.CRL, len(got))
+			for i, c := range got {
+				out[i] = backup.CRL{URL: c.URL, DER: c.DER, CRL: c.CRL}
+			}
+			return out, err
 		},
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"html/template"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,6 +54,11 @@ func (c *Controller) Handler(reg prometheus.Gatherer, adminToken string) http.Ha
 	mux.HandleFunc("POST /api/revoke", func(w http.ResponseWriter, r *http.Request) {
 		if tok.authorized(w, r) {
 			c.serveRevoke(w, r)
+		}
+	})
+	mux.HandleFunc("POST /api/restored", func(w http.ResponseWriter, r *http.Request) {
+		if tok.authorized(w, r) {
+			c.serveRestored(w, r)
 		}
 	})
 	// Serials, requesters and errors: the operator's, like the commands.
@@ -109,6 +115,27 @@ func (c *Controller) serveCommand(w http.ResponseWriter, r *http.Request, cmdTyp
 		}
 	}
 	writeJSON(w, c.Status())
+}
+
+// serveRestored is `cairn site rebuild` telling the controller that
+// ?site= was restored from a backup: its journal entries and key blocks
+// are applied there again (revocation.Replayer.Reopen).
+func (c *Controller) serveRestored(w http.ResponseWriter, r *http.Request) {
+	s := r.URL.Query().Get("site")
+	if !slices.Contains(c.Spec.SiteNames(), s) {
+		http.Error(w, "site: give ?site= one of "+strings.Join(c.Spec.SiteNames(), ", "), http.StatusBadRequest)
+		return
+	}
+	n := 0
+	if c.Revocations != nil {
+		var err error
+		if n, err = c.Revocations.Reopen(r.Context(), s); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+	}
+	c.Log.Info("site restored from a backup: its revocations and key blocks are applied again", "site", s, "entries", n, "from", r.RemoteAddr)
+	writeJSON(w, map[string]int{"reopened": n})
 }
 
 // serveRevocations lists the revocation journal.

@@ -326,7 +326,9 @@ func TestLabWithPowerDNSFailsOver(t *testing.T) {
 // CRL; once it is back the revocation is applied and published, and
 // `cairn revoke status` says when the serial appeared.
 func TestLabRevokesAtADeadSite(t *testing.T) {
-	spec := labtest.SpecWith(t, labtest.BlockFailover, fastPolicy, "a", "b")
+	// CRLs probed (and archived) every 5 s: the rebuild at the end needs
+	// the controller's copy of b's newest CRLs.
+	spec := labtest.SpecWith(t, labtest.BlockFailover, fastPolicy+"  probes:\n    crl: 5s\n", "a", "b")
 	l := &lab.Lab{Spec: spec, Log: labtest.Log{T: t}, Cairn: labtest.CairnBinary(t)}
 	ctx := context.Background()
 	t.Cleanup(func() { l.Down(context.Background()) })
@@ -454,6 +456,7 @@ func TestLabRevokesAtADeadSite(t *testing.T) {
 	if status != http.StatusOK || tries != 1 {
 		t.Fatalf("RFC 8555 client revoking b's certificate at a with a's nonce: HTTP %d after %d requests %s", status, tries, body)
 	}
+	rebuildLostSite(t, l, spec, sum, []string{revocation.Serial(cert), revocation.Serial(labtest.ParseCert(t, viaACME)), revocation.Serial(labtest.ParseCert(t, second))})
 }
 
 // cairnJSON runs a cairn command and returns its error.

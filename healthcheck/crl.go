@@ -93,33 +93,67 @@ const NextUpdateFact = "nextUpdate."
 
 // fetchCRL downloads one shard and checks signature and freshness.
 func fetchCRL(ctx context.Context, t *Target, src CRLSource, u string) (*x509.RevocationList, error) {
+	crl, _, err := fetchCRLDER(ctx, t, src, u)
+	return crl, err
+}
+
+// PublishedCRL is one CRL shard as the site publishes it.
+type PublishedCRL struct {
+	URL string
+	DER []byte
+	CRL *x509.RevocationList
+}
+
+// SiteCRLs fetches every CRL shard of every issuer of the site from the
+// site's own front, each one's signature checked; it returns every one
+// signed by its issuer (an expired one too: its revocations stand) and
+// the errors met, an expired CRL's included.
+func SiteCRLs(ctx context.Context, t *Target) ([]PublishedCRL, error) {
+	var out []PublishedCRL
+	var errs []error
+	for _, src := range t.CRLs {
+		for _, u := range src.URLs {
+			crl, der, err := fetchCRLDER(ctx, t, src, u)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if crl == nil {
+				continue
+			}
+			out = append(out, PublishedCRL{URL: u, DER: der, CRL: crl})
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+func fetchCRLDER(ctx context.Context, t *Target, src CRLSource, u string) (*x509.RevocationList, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	resp, err := crlHTTPClient(t, src).Do(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, httpStatusError{resp.StatusCode, fmt.Sprintf("GET %s: HTTP %d", u, resp.StatusCode)}
+		return nil, nil, httpStatusError{resp.StatusCode, fmt.Sprintf("GET %s: HTTP %d", u, resp.StatusCode)}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	crl, err := x509.ParseRevocationList(body)
 	if err != nil {
-		return nil, probeError{ClassProtocol, "CRL does not parse: " + err.Error()}
+		return nil, nil, probeError{ClassProtocol, "CRL does not parse: " + err.Error()}
 	}
 	if err := crl.CheckSignatureFrom(src.Issuer); err != nil {
-		return nil, probeError{ClassMismatch, fmt.Sprintf("CRL at %s is not signed by %s: %v", u, src.Issuer.Subject.CommonName, err)}
+		return nil, nil, probeError{ClassMismatch, fmt.Sprintf("CRL at %s is not signed by %s: %v", u, src.Issuer.Subject.CommonName, err)}
 	}
 	if now := time.Now(); now.After(crl.NextUpdate) {
-		return crl, probeError{ClassStale, fmt.Sprintf("CRL at %s expired at %s (nextUpdate)", u, crl.NextUpdate.UTC().Format(time.RFC3339))}
+		return crl, body, probeError{ClassStale, fmt.Sprintf("CRL at %s expired at %s (nextUpdate)", u, crl.NextUpdate.UTC().Format(time.RFC3339))}
 	}
-	return crl, nil
+	return crl, body, nil
 }
 
 func crlHas(crl *x509.RevocationList, serial *big.Int) bool {

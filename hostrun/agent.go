@@ -3,6 +3,7 @@ package hostrun
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -70,6 +71,11 @@ func (a *AgentBackend) Revoke(ctx context.Context, serial, reason string) error 
 // BlockKey implements agent.Backend.
 func (a *AgentBackend) BlockKey(ctx context.Context, spkiHash, comment string) error {
 	return a.Admin.BlockKey(ctx, a.Bundle.Site, spkiHash, comment)
+}
+
+// Backup implements agent.Backend.
+func (a *AgentBackend) Backup(ctx context.Context, w io.Writer) error {
+	return BackupDB(ctx, a.Bundle.Database, w)
 }
 
 // PublishCRLs implements agent.Backend.

@@ -222,6 +222,19 @@ func firstLine(b []byte) string {
 	return s
 }
 
+// AdminScript runs script (SQL statements on stdin: any length) as the
+// site's local administrator, not logged to the binary log, and returns
+// its output without column names.
+func AdminScript(ctx context.Context, db site.Database, script string) ([]byte, error) {
+	cmd := adminCmd(ctx, db, "-N")
+	cmd.Stdin = strings.NewReader(script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("mariadb: %v: %s", err, firstLine(out))
+	}
+	return out, nil
+}
+
 // AdminSQL runs the mariadb client with args as the site's local
 // administrator (over the socket, not logged to the binary log) and
 // returns its output. An error carries the client's first output line,

@@ -100,6 +100,13 @@ func (p Proc) hold() error {
 
 func (p Proc) release() { os.Remove(p.holdFile()) }
 
+// Hold keeps the supervisor from starting p (for at most 2 minutes, or
+// until Release): what a rebuild stops stays stopped until it is done.
+func (p Proc) Hold() error { return p.hold() }
+
+// Release ends Hold.
+func (p Proc) Release() { p.release() }
+
 // held reports whether a restart holds p (for at most holdFor).
 func (p Proc) held() bool {
 	fi, err := os.Stat(p.holdFile())

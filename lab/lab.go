@@ -127,13 +127,7 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 	if err := os.Chmod(l.sitesDir(), 0o755); err != nil {
 		return nil, err
 	}
-	self := l.Cairn
-	if self == "" {
-		self, _ = os.Executable()
-	}
-	r, err := site.RenderAll(ctx, site.AllOptions{Spec: l.Spec, Log: l.Log, Binaries: []string{"boulder", "ct-test-srv", "s3-test-srv", "admin"}, Self: self,
-		ClusterOut: l.clusterDir(), PublicDir: l.Spec.Path(filepath.Join(l.Spec.PKI.Dir, "public")), SpecFile: l.specFile(), SiteOut: l.siteDir,
-		Prometheus: site.WantsPrometheus(l.Spec)})
+	r, err := l.render(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -161,6 +155,17 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 	sum := l.summary(pki.RootCertFile(), cb, bundles)
 	sum.Elapsed = time.Since(start)
 	return sum, nil
+}
+
+// render renders the PKI, the cluster bundle and every site's bundle.
+func (l *Lab) render(ctx context.Context) (*site.Rendered, error) {
+	self := l.Cairn
+	if self == "" {
+		self, _ = os.Executable()
+	}
+	return site.RenderAll(ctx, site.AllOptions{Spec: l.Spec, Log: l.Log, Binaries: []string{"boulder", "ct-test-srv", "s3-test-srv", "admin"}, Self: self,
+		ClusterOut: l.clusterDir(), PublicDir: l.Spec.Path(filepath.Join(l.Spec.PKI.Dir, "public")), SpecFile: l.specFile(), SiteOut: l.siteDir,
+		Prometheus: site.WantsPrometheus(l.Spec)})
 }
 
 // reset stops the previous lab and removes its data, keys and PKI.

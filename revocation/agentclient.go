@@ -111,3 +111,36 @@ func (a Agents) PublishCRLs(ctx context.Context, name string) error {
 	}
 	return err
 }
+
+// Backup has site's agent stream a backup of the site's database into w
+// (hostrun.BackupDB's format). It fails unless the agent ends the stream
+// with agent.BackupTrailer "ok": a backup cut short is never taken for a
+// whole one. ctx bounds it.
+func (a Agents) Backup(ctx context.Context, name string, w io.Writer) error {
+	hc, base, err := a.client(name)
+	if err != nil {
+		return err
+	}
+	hc.Timeout = 0 // a backup takes as long as the database is big: ctx bounds it
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/backup", http.NoBody)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(r)
+	if err != nil {
+		return fmt.Errorf("site %s: agent: %w", name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var ans agent.Answer
+		json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ans)
+		return fmt.Errorf("site %s: backup: HTTP %d: %s", name, resp.StatusCode, ans.Error)
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("site %s: backup: %w", name, err)
+	}
+	if err := agent.BackupComplete(resp); err != nil {
+		return fmt.Errorf("site %s: backup: %w", name, err)
+	}
+	return nil
+}

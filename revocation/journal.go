@@ -232,6 +232,44 @@ func (r *Replayer) Submit(ctx context.Context, e Entry) (Entry, error) {
 	return e, nil
 }
 
+// RestoredPrefix starts the LastError of an entry Reopen made pending.
+const RestoredPrefix = "the site was restored from a backup: "
+
+// Reopen is told that site was restored from a backup: every entry of a
+// serial of site is pending again (the site revokes it again, or finds
+// it revoked already, and the serial must reach its CRLs again before the
+// site may become active), and every key block is due again there. It
+// returns how many entries it reopened.
+func (r *Replayer) Reopen(ctx context.Context, site string) (int, error) {
+	all, err := r.Journal.List(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range all {
+		if r.check(e) != nil {
+			continue
+		}
+		changed := false
+		if e.Site == site {
+			e.AppliedAt, e.InCRLAt, e.Deferred = time.Time{}, time.Time{}, true
+			e.LastError = RestoredPrefix + "revoking again"
+			changed = true
+		}
+		if _, ok := e.KeyBlocked[site]; ok {
+			delete(e.KeyBlocked, site)
+			changed = true
+		}
+		if changed {
+			if err := r.Journal.Put(ctx, e); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
 // Step advances every pending entry once.
 func (r *Replayer) Step(ctx context.Context) error {
 	all, err := r.Journal.List(ctx)
@@ -304,9 +342,17 @@ func (r *Replayer) apply(ctx context.Context, e *Entry) {
 					e.LastError = "publishing CRLs: " + err.Error()
 				}
 			}
+		case errors.Is(err, ErrNotFound) && r.InCRL != nil:
+			// A site rebuilt from a backup older than the certificate:
+			// the rebuild put the serial back into its CRLs from the
+			// archived ones (cairn site rebuild), or nothing can.
+			if in, cerr := r.InCRL(ctx, e.Site, e.Serial); cerr == nil && in {
+				e.AppliedAt, e.LastError = r.now(), ""
+			} else {
+				e.LastError, e.Deferred = err.Error()+"; it is not in the site's CRLs either: only cairn pki revoke-site covers it", true
+			}
 		default:
-			// Down, or it does not know the serial (restored from an old
-			// backup? only `cairn pki revoke-site` covers that): pending.
+			// Down: pending.
 			e.LastError, e.Deferred = err.Error(), true
 		}
 	}

@@ -21,14 +21,14 @@ phase() { # phase NAME: prints how long the previous phase took
 
 # Debian packages. softhsm2: the lab's PKCS#11 backend; openssl: chain and
 # CRL checks; gcc: cgo for the PKCS#11 client (miekg/pkcs11). The lab runs
-# MariaDB, Redis and BIND in every site, BIND + Knot as the cluster DNS,
+# MariaDB (and mariadb-backup: the controller's backups), Redis and BIND in every site, BIND + Knot as the cluster DNS,
 # Prometheus with cairn's rules (promtool lints them); drills and
 # `lab exec` drive real certbot and lego. iproute2 adds loopback addresses,
 # util-linux gives unshare (clients with the lab's resolver), nftables the
 # drills' partitions; PowerDNS (gsqlite3) is the second DNS provider
 # (dns.provider: powerdns); Ansible installs provisioned hosts.
 PKGS=(softhsm2 openssl ca-certificates gcc libc6-dev make git
-      mariadb-server mariadb-client redis-server bind9 bind9-utils bind9-dnsutils
+      mariadb-server mariadb-client mariadb-backup redis-server bind9 bind9-utils bind9-dnsutils
       knot knot-dnsutils certbot lego iproute2 nftables util-linux procps prometheus
       pdns-server pdns-backend-sqlite3 ansible)
 # Only tests: headless Chromium renders the status page; ansible-lint

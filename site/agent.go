@@ -77,6 +77,7 @@ func (r *renderer) siteAgent(k *ipki) error {
 		ClientCAFile: r.root("ipki", "ca.pem"), ClientNames: []string{agent.ControllerName},
 		SerialPrefix: int(p.Site.SerialPrefix.Value()),
 		AdminConfig:  r.root("etc", "admin.json"), Bundle: r.o.Root,
+		Backup: !p.Spec.Backup.Off,
 	}, "", "  ")
 	return r.write("etc/agent.json", append(b, '\n'), false)
 }

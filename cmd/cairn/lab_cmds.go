@@ -25,7 +25,7 @@ const DefaultLabDir = "cairn-lab"
 func newLabCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "lab", Short: "Run the cluster on this machine: every site and the cluster DNS on loopback"}
 	cmd.AddCommand(newLabUpCmd(g), newLabSuperviseCmd(g),
-		newLabDownCmd(g), newLabStatusCmd(g), newLabLogsCmd(g), newLabExecCmd(g))
+		newLabDownCmd(g), newLabStatusCmd(g), newLabLogsCmd(g), newLabExecCmd(g), newLabDestroySiteCmd(g))
 	return cmd
 }
 
@@ -113,6 +113,36 @@ func newLabSuperviseCmd(g *globals) *cobra.Command {
 			return l.Supervise(cmd.Context(), time.Second)
 		},
 	}
+}
+
+func newLabDestroySiteCmd(g *globals) *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "destroy-site SITE --yes",
+		Short: "Lose a site's host and disk: stop the site and remove its whole directory, database included (its HSM token stays)",
+		Long: `Lose a lab site's host and disk, to rehearse cairn site rebuild: every
+process of the site stopped and its directory (database, logs, rendered
+files) removed. Its HSM token stays, as a real HSM outlives a host. Without
+a backup (cairn backup list) the site cannot be rebuilt: cairn lab up would
+start it with an empty database.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes {
+				return errors.New("--yes: destroy-site removes the site's database for good")
+			}
+			l, err := g.lab(false, "")
+			if err != nil {
+				return err
+			}
+			if err := l.DestroySite(args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "site %s destroyed (processes stopped, directory removed); cairn site rebuild %s brings it back from its newest backup\n", args[0], args[0])
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm: the site's database is removed")
+	return cmd
 }
 
 func newLabDownCmd(g *globals) *cobra.Command {

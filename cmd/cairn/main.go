@@ -48,7 +48,7 @@ func main() {
 // jsonCommands are the commands whose -o json prints JSON (and nothing
 // else) on standard output; every other command refuses -o json.
 var jsonCommands = map[string]bool{
-	"accounts status": true, "accounts seed": true, "accounts eab create": true, "accounts eab list": true, "accounts eab revoke": true,
+	"accounts status": true, "backup list": true, "accounts seed": true, "accounts eab create": true, "accounts eab list": true, "accounts eab revoke": true,
 	"dns key add": true, "dns key list": true, "drill list": true,
 	"failover status": true, "failover plan": true, "failover move": true, "failover drain": true, "failover undrain": true,
 	"lab up": true, "lab status": true, "pki status": true, "probe": true, "report availability": true, "report steps": true,
@@ -76,7 +76,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVarP(&g.config, "config", "f", cluster.DefaultFile, "cluster spec file")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
-	root.AddCommand(newInitCmd(g), newValidateCmd(g), newPKICmd(g), newLabCmd(g), newProbeCmd(g), newReportCmd(g), newFailoverCmd(g), newDrillCmd(g), newProvisionCmd(g), newAccountsCmd(g), newRevokeCmd(g), newUpgradeCmd(g), newSiteCmd(), newDNSCmd(g))
+	root.AddCommand(newInitCmd(g), newValidateCmd(g), newPKICmd(g), newLabCmd(g), newProbeCmd(g), newReportCmd(g), newFailoverCmd(g), newDrillCmd(g), newProvisionCmd(g), newAccountsCmd(g), newRevokeCmd(g), newUpgradeCmd(g), newSiteCmd(g), newDNSCmd(g), newBackupCmd(g))
 	return root
 }
 

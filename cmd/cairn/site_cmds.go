@@ -15,7 +15,7 @@ import (
 	"github.com/cairn-pki/cairn/hostrun"
 )
 
-func newSiteCmd() *cobra.Command {
+func newSiteCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "site", Short: "Run a rendered bundle on this host (hosts without systemd)"}
 	var bundle, bin string
 	var interval time.Duration
@@ -70,7 +70,7 @@ func newSiteCmd() *cobra.Command {
 		c.Flags().StringVar(&bundle, "bundle", "/opt/cairn/site", "the rendered bundle (its bundle.json)")
 		c.Flags().StringVar(&bin, "bin", "/opt/cairn/bin", "where boulder, ct-test-srv, s3-test-srv and cairn are installed")
 	}
-	cmd.AddCommand(run, step, super, agentCmd, stopCmd, restartCmd, sqlCmd, closeCmd)
+	cmd.AddCommand(run, step, super, agentCmd, stopCmd, restartCmd, sqlCmd, closeCmd, newSiteRebuildCmd(g))
 	return cmd
 }
 

@@ -28,7 +28,7 @@ import (
 )
 
 // Tools are what a lab needs on PATH.
-var Tools = []string{"softhsm2-util", "mariadbd", "mariadb-install-db", "redis-server", "named", "knotd", "pdns_server", "pdnsutil", "nsupdate", "ip", "openssl"}
+var Tools = []string{"softhsm2-util", "mariadbd", "mariadb-install-db", "mariadb-backup", "mbstream", "redis-server", "named", "knotd", "pdns_server", "pdnsutil", "nsupdate", "ip", "openssl"}
 
 // Address blocks per test package: DNS at 127.0.B.2-3, site i at 127.0.(B+1+i).0/24.
 const (
@@ -46,6 +46,8 @@ const (
 	BlockHosts       = 150 // internal/hosttest: the lab's client hosts
 	BlockEAB         = 160 // internal/eabtest: External Account Binding and name scopes
 	// 170: acmedns's provider contract (BIND, Knot, PowerDNS on 127.0.170.x).
+	// 181, 182: internal/connlimit.
+	BlockSiteLost = 190 // drill: the site-lost drill's own lab, beside BlockDrill's
 )
 
 // Spec writes a lab spec with the given sites on block B and loads it.
@@ -158,7 +160,13 @@ func ReadCert(t testing.TB, path string) *x509.Certificate {
 	if block == nil {
 		t.Fatalf("%s: no PEM", path)
 	}
-	c, err := x509.ParseCertificate(block.Bytes)
+	return ParseCert(t, block.Bytes)
+}
+
+// ParseCert parses a DER certificate.
+func ParseCert(t testing.TB, der []byte) *x509.Certificate {
+	t.Helper()
+	c, err := x509.ParseCertificate(der)
 	if err != nil {
 		t.Fatal(err)
 	}

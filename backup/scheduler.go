@@ -1,0 +1,181 @@
+package backup
+
+import (
+	"context"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// CRL is one published CRL shard as the archive receives it (its
+// signature checked by whoever fetched it).
+type CRL struct {
+	URL string
+	DER []byte
+	CRL *x509.RevocationList
+}
+
+// Scheduler is the leading controller's part: every site's database
+// backed up every Every (Keep kept), and every site's newest CRLs
+// archived every CRLEvery.
+type Scheduler struct {
+	Store    Store
+	Sites    []string
+	Every    time.Duration
+	Keep     int
+	CRLEvery time.Duration
+	// Backup writes a backup of site to w (revocation.Agents.Backup).
+	Backup func(ctx context.Context, site string, w io.Writer) error
+	// CRLs fetches site's published CRLs (healthcheck.SiteCRLs); it may
+	// return some with an error for the others.
+	CRLs func(ctx context.Context, site string) ([]CRL, error)
+	// Leading: only the leading controller backs up (nil: always).
+	Leading func() bool
+	Log     *slog.Logger
+	// Now is the clock (tests).
+	Now func() time.Time
+
+	last, tried map[string]time.Time
+	m           *metrics
+}
+
+type metrics struct {
+	lastOK, size, seconds, crlOK *prometheus.GaugeVec
+	failures, crlFailures        *prometheus.CounterVec
+}
+
+// Register adds the scheduler's metrics to reg.
+func (s *Scheduler) Register(reg prometheus.Registerer) {
+	g := func(name, help string) *prometheus.GaugeVec {
+		v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, []string{"site"})
+		reg.MustRegister(v)
+		return v
+	}
+	c := func(name, help string) *prometheus.CounterVec {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"site"})
+		reg.MustRegister(v)
+		return v
+	}
+	s.m = &metrics{
+		lastOK:      g("cairn_backup_last_success_timestamp_seconds", "When the newest whole backup of the site's database in the controller's store was taken (Unix time; 0: none)."),
+		size:        g("cairn_backup_last_size_bytes", "Size of the newest backup of the site's database."),
+		seconds:     g("cairn_backup_last_duration_seconds", "How long taking the newest backup of the site's database took."),
+		crlOK:       g("cairn_crl_archive_last_success_timestamp_seconds", "When the controller last archived every CRL shard of the site (Unix time; 0: never)."),
+		failures:    c("cairn_backup_failures_total", "Backups of the site's database that failed."),
+		crlFailures: c("cairn_crl_archive_failures_total", "Rounds in which some CRL shard of the site could not be archived."),
+	}
+}
+
+func (s *Scheduler) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// init reads what the store already holds, so a restarted controller
+// does not back up again at once.
+func (s *Scheduler) init() {
+	s.last, s.tried = map[string]time.Time{}, map[string]time.Time{}
+	for _, site := range s.Sites {
+		if m, err := s.Store.Latest(site); err == nil {
+			s.last[site] = m.Taken
+			s.observe(m)
+		} else if s.m != nil {
+			s.m.lastOK.WithLabelValues(site).Set(0)
+		}
+		if s.m != nil {
+			s.m.crlOK.WithLabelValues(site).Set(0)
+		}
+	}
+}
+
+func (s *Scheduler) observe(m Manifest) {
+	if s.m == nil {
+		return
+	}
+	s.m.lastOK.WithLabelValues(m.Site).Set(float64(m.Taken.Unix()))
+	s.m.size.WithLabelValues(m.Site).Set(float64(m.Bytes))
+	s.m.seconds.WithLabelValues(m.Site).Set(m.Seconds)
+}
+
+// retryAfter is how long a failed backup waits before the next try.
+func (s *Scheduler) retryAfter() time.Duration { return min(s.Every, 5*time.Minute) }
+
+// Step does what is due: it archives the CRLs when archiveCRLs, and
+// backs up every site whose newest backup is older than Every (one
+// failed less than retryAfter ago waits).
+func (s *Scheduler) Step(ctx context.Context, archiveCRLs bool) {
+	if s.last == nil {
+		s.init()
+	}
+	if s.Leading != nil && !s.Leading() {
+		return
+	}
+	for _, site := range s.Sites {
+		if archiveCRLs {
+			s.archive(ctx, site)
+		}
+		now := s.now()
+		if now.Sub(s.last[site]) < s.Every || now.Sub(s.tried[site]) < s.retryAfter() {
+			continue
+		}
+		s.tried[site] = now
+		m, err := s.Store.Take(ctx, site, func(ctx context.Context, w io.Writer) error { return s.Backup(ctx, site, w) })
+		if err != nil {
+			s.Log.Warn("backup failed", "site", site, "err", err, "retryIn", s.retryAfter())
+			if s.m != nil {
+				s.m.failures.WithLabelValues(site).Inc()
+			}
+			continue
+		}
+		s.last[site] = now
+		s.observe(m)
+		removed, err := s.Store.Prune(site, s.Keep)
+		if err != nil {
+			s.Log.Warn("removing old backups", "site", site, "err", err)
+		}
+		s.Log.Info("backup taken", "site", site, "file", m.File, "bytes", m.Bytes, "seconds", m.Seconds, "removedOld", removed)
+	}
+}
+
+func (s *Scheduler) archive(ctx context.Context, site string) {
+	crls, err := s.CRLs(ctx, site)
+	for _, c := range crls {
+		if _, aerr := s.Store.ArchiveCRL(site, c.URL, c.DER, c.CRL); aerr != nil && err == nil {
+			err = aerr
+		}
+	}
+	switch {
+	case err != nil:
+		s.Log.Debug("CRL archive", "site", site, "err", err)
+		if s.m != nil {
+			s.m.crlFailures.WithLabelValues(site).Inc()
+		}
+	case s.m != nil:
+		s.m.crlOK.WithLabelValues(site).Set(float64(s.now().Unix()))
+	}
+}
+
+// Run steps until ctx ends: backups checked every 30 s, CRLs archived
+// every CRLEvery.
+func (s *Scheduler) Run(ctx context.Context) {
+	var lastCRL time.Time
+	for {
+		sctx, cancel := context.WithTimeout(ctx, time.Hour)
+		due := s.now().Sub(lastCRL) >= s.CRLEvery
+		if due {
+			lastCRL = s.now()
+		}
+		s.Step(sctx, due)
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(30 * time.Second):
+		}
+	}
+}

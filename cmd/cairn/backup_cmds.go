@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-pki/cairn/backup"
+	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/failover"
+	"github.com/cairn-pki/cairn/healthcheck"
+	"github.com/cairn-pki/cairn/revocation"
+)
+
+func newBackupCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "backup", Short: "The off-site backups of the sites' databases and CRLs that a lost site is rebuilt from (docs/backup.md)"}
+	now := &cobra.Command{
+		Use:   "now [SITE...]",
+		Short: "Back up the named sites (default: every site) now, through their agents, into backup.dir; archive their CRLs",
+		Long: `Back up each named site's database now, through its agent (the
+controller's credential, as the controller does every backup.every), into
+backup.dir next to the spec, and archive the site's newest CRLs there.
+The leading controller does the same on its own schedule.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, names, err := g.specAndSites(args)
+			if err != nil {
+				return err
+			}
+			if spec.Backup.Off {
+				return errors.New("backup.off is true in the spec: the agents refuse backups")
+			}
+			return backupNow(cmd.Context(), cmd.OutOrStdout(), spec, names)
+		},
+	}
+	list := &cobra.Command{
+		Use:   "list [SITE...]",
+		Short: "List the backups in backup.dir, newest first, each checked against its manifest",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, names, err := g.specAndSites(args)
+			if err != nil {
+				return err
+			}
+			return backupList(cmd.OutOrStdout(), spec, names, g.output == "json")
+		},
+	}
+	cmd.AddCommand(now, list)
+	return cmd
+}
+
+// specAndSites loads the spec and checks the site arguments.
+func (g *globals) specAndSites(args []string) (*cluster.Spec, []string, error) {
+	spec, err := cluster.Load(g.specPath())
+	if err != nil {
+		return nil, nil, err
+	}
+	names, err := siteArgs(spec, args)
+	return spec, names, err
+}
+
+// siteArgs is the named sites, or every site.
+func siteArgs(spec *cluster.Spec, args []string) ([]string, error) {
+	if len(args) == 0 {
+		return spec.SiteNames(), nil
+	}
+	for _, a := range args {
+		if !slices.Contains(spec.SiteNames(), a) {
+			return nil, fmt.Errorf("site %q: not in the spec; use one of %s", cluster.Excerpt(a), strings.Join(spec.SiteNames(), ", "))
+		}
+	}
+	return args, nil
+}
+
+func backupStore(spec *cluster.Spec) backup.Store {
+	return backup.Store{Dir: spec.Path(spec.Backup.Dir)}
+}
+
+func backupNow(ctx context.Context, w io.Writer, spec *cluster.Spec, names []string) error {
+	targets, err := healthcheck.SiteTargets(spec)
+	if err != nil {
+		return err
+	}
+	agents := revocation.Agents{Spec: spec}
+	store := backupStore(spec)
+	var errs []error
+	for _, name := range names {
+		m, err := store.Take(ctx, name, func(ctx context.Context, w io.Writer) error { return agents.Backup(ctx, name, w) })
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, err := store.Prune(name, spec.Backup.Keep); err != nil {
+			errs = append(errs, err)
+		}
+		archived := 0
+		for _, t := range targets {
+			if t.Site != name {
+				continue
+			}
+			crls, err := healthcheck.SiteCRLs(ctx, t)
+			if err != nil {
+				fmt.Fprintf(w, "site %s: some CRLs not archived: %s\n", name, cluster.FirstLine(err.Error()))
+			}
+			for _, c := range crls {
+				if _, err := store.ArchiveCRL(name, c.URL, c.DER, c.CRL); err != nil {
+					errs = append(errs, err)
+				} else {
+					archived++
+				}
+			}
+		}
+		fmt.Fprintf(w, "site %s: %s, %d bytes in %.1fs; %d CRL shards archived\n", name, store.Path(m), m.Bytes, m.Seconds, archived)
+	}
+	return errors.Join(errs...)
+}
+
+func backupList(w io.Writer, spec *cluster.Spec, names []string, asJSON bool) error {
+	store := backupStore(spec)
+	type listed struct {
+		backup.Manifest
+		OK    bool   `json:"ok"`
+		Error string `json:"error,omitempty"`
+	}
+	all := []listed{}
+	for _, name := range names {
+		ms, err := store.List(name)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			l := listed{Manifest: m, OK: true}
+			if err := store.Verify(m); err != nil {
+				l.OK, l.Error = false, cluster.FirstLine(err.Error())
+			}
+			all = append(all, l)
+		}
+	}
+	if asJSON {
+		return printJSON(w, all)
+	}
+	if len(all) == 0 {
+		fmt.Fprintf(w, "no backups in %s (the controller takes one per site every %s; cairn backup now takes one at once)\n", store.Dir, spec.Backup.Every.Days())
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SITE\tTAKEN\tAGE\tBYTES\tFILE\tCHECK")
+	for _, l := range all {
+		check := "ok"
+		if !l.OK {
+			check = "DAMAGED: " + l.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", l.Site, l.Taken.UTC().Format(time.RFC3339), time.Since(l.Taken).Round(time.Second), l.Bytes, l.File, check)
+	}
+	return tw.Flush()
+}
+
+func newSiteRebuildCmd(g *globals) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "rebuild SITE",
+		Short: "Bring a site whose host and disk are lost back from the newest backup (the lab's sites)",
+		Long: `Bring back a site whose host and disk are gone, from the newest backup in
+backup.dir (docs/backup.md): its bundle rendered again, the backup restored
+into its empty datadir, its binary log continued where its peers stand,
+every serial of its archived CRLs revoked again, accounts created after
+the backup copied back from its peers (cairn accounts seed), the site
+started, and the failover controller told, so it applies its revocation
+journal there again and admits the site like any returning site. Every
+peer's database must answer. Without a backup it refuses: then revoke the
+site's issuers (cairn pki revoke-site) and give it a new generation.
+
+Today this runs on the lab's sites (cairn lab destroy-site simulates the
+loss); provisioned hosts are not covered yet.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := g.lab(false, "")
+			if err != nil {
+				return err
+			}
+			spec := l.Spec
+			if _, err := siteArgs(spec, args); err != nil {
+				return err
+			}
+			ctrl := &failover.Client{Spec: spec}
+			rb, err := l.Rebuild(args[0], func(ctx context.Context, site string) error {
+				n, err := ctrl.Restored(ctx, site)
+				if errors.Is(err, failover.ErrNoController) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "  no controller answers: nothing to tell (%v)\n", err)
+					return nil
+				}
+				if err == nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "  the controller applies %d journaled revocations of %s again\n", n, site)
+				}
+				return err
+			}, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			rep, err := rb.Run(cmd.Context(), force)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "site %s rebuilt from the backup of %s (%s old): restore %.1fs, %d revocations re-applied from %d archived CRL serials, %d accounts copied back, total %.1fs\n",
+				rep.Site, rep.Backup.Taken.UTC().Format(time.RFC3339), rep.BackupAge.Round(time.Second), rep.RestoreTime.Seconds(), rep.Reapplied, rep.CRLSerials, rep.Accounts, rep.Total.Seconds())
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "the site's datadir still holds a database: move it aside and restore anyway")
+	return cmd
+}

@@ -1,0 +1,78 @@
+package drill
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/cairn-pki/cairn/backup"
+	"github.com/cairn-pki/cairn/failover"
+	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/lab"
+	"github.com/cairn-pki/cairn/site"
+)
+
+// destroyFault loses a site's host and disk: every process of the site
+// stopped and its whole directory, database included, removed (the lab's
+// DestroySite; its HSM token stays, as a real HSM outlives a host).
+// Restore is `cairn site rebuild`: the newest backup in the controller's
+// store restored, the site reconciled with its peers, the controller's
+// archived CRLs and journal (backup.Rebuild). Inject refuses a site with
+// no backup: a drill does not destroy what cannot come back.
+type destroyFault struct {
+	l    *lab.Lab
+	site string
+	log  io.Writer
+	// Report is the rebuild's, once Restore rebuilt the site.
+	Report *backup.Report
+}
+
+func (f *destroyFault) Describe() string {
+	return "lose " + f.site + "'s host and disk (processes stopped, directory and database removed), then rebuild it from its newest backup"
+}
+
+// RestoreDetail is what the rebuild did, for the report's timeline.
+func (f *destroyFault) RestoreDetail() string {
+	r := f.Report
+	if r == nil {
+		return ""
+	}
+	return fmt.Sprintf("rebuilt from the backup of %s (%s old, %d bytes): restore %.1f s, %d of %d archived revoked serials re-applied, %d accounts copied back from peers, %.1f s in all",
+		r.Backup.Taken.UTC().Format("15:04:05"), r.BackupAge.Round(time.Second), r.Backup.Bytes, r.RestoreTime.Seconds(), r.Reapplied, r.CRLSerials, r.Accounts, r.Total.Seconds())
+}
+
+func (f *destroyFault) store() backup.Store {
+	return backup.Store{Dir: f.l.Spec.Path(f.l.Spec.Backup.Dir)}
+}
+
+func (f *destroyFault) Inject(ctx context.Context) error {
+	if _, err := f.store().Latest(f.site); err != nil {
+		return fmt.Errorf("destroy %s: %w (the controller takes one per site when it starts; cairn backup now %s takes one)", f.site, err, f.site)
+	}
+	return f.l.DestroySite(f.site)
+}
+
+// Restore rebuilds the site when its database is gone; a site whose
+// database is still there (Inject never ran, or failed half-way; a drill
+// killed after a rebuild) is only started again.
+func (f *destroyFault) Restore(ctx context.Context) error {
+	if f.Report != nil {
+		return nil // rebuilt already
+	}
+	if b, err := site.ReadBundle(f.l.SiteDir(f.site)); err == nil && fsutil.Exists(filepath.Join(b.Database.DataDir, "mysql")) {
+		_, err := f.l.Up(ctx, lab.UpOptions{})
+		return err
+	}
+	ctrl := &failover.Client{Spec: f.l.Spec}
+	rb, err := f.l.Rebuild(f.site, func(ctx context.Context, site string) error {
+		_, err := ctrl.Restored(ctx, site)
+		return err
+	}, f.log)
+	if err != nil {
+		return err
+	}
+	f.Report, err = rb.Run(ctx, false)
+	return err
+}
