@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -172,5 +173,69 @@ func TestReplayerRefusesEntriesItWouldNotHaveWritten(t *testing.T) {
 	}
 	if marked != len(bad) {
 		t.Errorf("%d entries marked refused, want %d: %+v", marked, len(bad), es)
+	}
+}
+
+// A site rebuilt from a backup: its entries are pending again and its key
+// blocks due again (the others' stay done); one whose certificate the
+// backup lacks is done once the serial is in the site's CRLs (the rebuild
+// put it back from the archived ones), else it stays pending and gates
+// the site, saying why.
+func TestReplayerReopensARestoredSite(t *testing.T) {
+	ctx := context.Background()
+	known := map[string]bool{"02aa": true}
+	inCRL := map[string]bool{"02cc": true, "01bb": true}
+	var revoked, blocks []string
+	r := &Replayer{Journal: &MemJournal{}, Sites: []string{"a", "b"},
+		Revoke: func(_ context.Context, site, serial, _ string) error {
+			if site == "b" && !known[serial] {
+				return fmt.Errorf("site b: %w", ErrNotFound)
+			}
+			revoked = append(revoked, serial)
+			return nil
+		},
+		InCRL: func(_ context.Context, _, serial string) (bool, error) { return inCRL[serial] || slices.Contains(revoked, serial), nil },
+		BlockKey: func(_ context.Context, site, _, _ string) error {
+			blocks = append(blocks, site)
+			return nil
+		}}
+	for _, e := range []Entry{
+		{Serial: "02aa", Site: "b", Reason: "keyCompromise", SPKIHash: strings.Repeat("ab", 32)},
+		{Serial: "02cc", Site: "b", Reason: "superseded"},
+		{Serial: "02dd", Site: "b", Reason: "superseded"},
+		{Serial: "01bb", Site: "a", Reason: "superseded"},
+	} {
+		r.Submit(ctx, e)
+	}
+	known["02cc"], known["02dd"] = true, true
+	r.Step(ctx)
+	if len(r.Blocked()) != 0 || len(r.Pending()) != 0 {
+		t.Fatalf("before the loss: gated %v, pending %v", r.Blocked(), r.Pending())
+	}
+	// b is rebuilt from a backup that has 02aa only.
+	known = map[string]bool{"02aa": true}
+	revoked, blocks = nil, nil
+	n, err := r.Reopen(ctx, "b")
+	if err != nil || n != 3 {
+		t.Fatalf("reopen: %d %v, want b's 3 entries", n, err)
+	}
+	r.Step(ctx)
+	es, _ := r.Journal.List(ctx)
+	state := map[string]string{}
+	for _, e := range es {
+		state[e.Serial] = e.State()
+		if e.Serial == "02dd" && !strings.Contains(e.LastError, "revoke-site") {
+			t.Errorf("02dd: %q, want the reason and the way out", e.LastError)
+		}
+	}
+	want := map[string]string{"02aa": "in-crl", "02cc": "in-crl", "02dd": "pending", "01bb": "in-crl"}
+	if fmt.Sprint(state) != fmt.Sprint(want) {
+		t.Errorf("after the rebuild: %v, want %v", state, want)
+	}
+	if strings.Join(revoked, ",") != "02aa" || strings.Join(blocks, ",") != "b" {
+		t.Errorf("revoked again %q (want 02aa), key blocked again at %q (want b)", revoked, blocks)
+	}
+	if b := r.Blocked(); len(b) != 1 || b["b"] == "" {
+		t.Errorf("gated %v: want b (02dd cannot be listed)", b)
 	}
 }
