@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +23,21 @@ import (
 // that makes the copy consistent at one point), gzip-compressed. The
 // server keeps serving; nothing is written to the site's disk but
 // mariadb-backup's scratch files under the database's tmp directory.
+//
+// On a systemd host the site agent has no access to MariaDB's files: it
+// asks the socket-activated unit cairn-db-backup (DBBackupSocket, its
+// user's alone), which runs `cairn site backup-stream` as MariaDB's user
+// and streams the same.
 func BackupDB(ctx context.Context, db site.Database, w io.Writer) error {
+	if fsutil.Exists(DBBackupSocket) {
+		return backupThroughSocket(ctx, w)
+	}
+	return BackupDBHere(ctx, db, w)
+}
+
+// BackupDBHere is BackupDB by running mariadb-backup in this process's
+// view of the host (what `cairn site backup-stream` does in the unit).
+func BackupDBHere(ctx context.Context, db site.Database, w io.Writer) error {
 	tmp, err := os.MkdirTemp(filepath.Join(mysqlDir(db), "tmp"), "backup-")
 	if err != nil {
 		return err
@@ -42,6 +57,40 @@ func BackupDB(ctx context.Context, db site.Database, w io.Writer) error {
 		return fmt.Errorf("mariadb-backup --backup: %v: %s", err, stderr.lastLines(3))
 	}
 	return zw.Close()
+}
+
+// DBBackupSocket is where a systemd site host's cairn-db-backup.socket
+// listens (ansible role boulder): a connection gets one backup.
+const DBBackupSocket = "/run/cairn-db-backup/backup.sock"
+
+// backupThroughSocket copies the backup cairn-db-backup streams to w,
+// checking that the gzip stream is whole: the unit ends it without its
+// trailer when mariadb-backup fails.
+func backupThroughSocket(ctx context.Context, w io.Writer) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", DBBackupSocket)
+	if err != nil {
+		return fmt.Errorf("the database backup unit: %w", err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	pr, pw := io.Pipe()
+	whole := make(chan error, 1)
+	go func() {
+		zr, err := gzip.NewReader(pr)
+		if err == nil {
+			_, err = io.Copy(io.Discard, zr)
+		}
+		io.Copy(io.Discard, pr)
+		whole <- err
+	}()
+	_, err = io.Copy(io.MultiWriter(w, pw), c)
+	pw.CloseWithError(err)
+	if werr := <-whole; err == nil && werr != nil {
+		err = fmt.Errorf("the backup stream from cairn-db-backup is cut short or corrupt (%v): its log is var/logs/db-backup.log on the site", werr)
+	}
+	return err
 }
 
 // RestoreInfo is what a restored backup says about itself.

@@ -41,7 +41,7 @@ const NspawnSuite = "bookworm"
 // package the roles install, so no host downloads anything.
 var NspawnPackages = []string{
 	"systemd-sysv", "dbus", "iproute2", "procps", "python3", "python3-apt", "ca-certificates", "nftables",
-	"mariadb-server", "mariadb-client", "redis-server", "bind9", "bind9-utils", "bind9-dnsutils", "knot", "softhsm2",
+	"mariadb-server", "mariadb-client", "mariadb-backup", "redis-server", "bind9", "bind9-utils", "bind9-dnsutils", "knot", "softhsm2",
 }
 
 // nspawnDisabled: the packages' own services and timers, disabled in the

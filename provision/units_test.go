@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/hostrun"
 	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/site"
 )
@@ -264,5 +265,88 @@ func TestUnitViewsCoverTheConfigs(t *testing.T) {
 	}
 	if checked < 10 {
 		t.Errorf("checked %d configs, want every Boulder and cairn component's", checked)
+	}
+}
+
+// The boulder role's backup socket is where the agent looks for it.
+func TestBackupSocketPathAgrees(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "ansible", "roles", "boulder", "defaults", "main.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "boulder_db_backup_socket: " + hostrun.DBBackupSocket + "\n"; !strings.Contains(string(b), want) {
+		t.Errorf("ansible/roles/boulder/defaults/main.yml lacks %q (hostrun.DBBackupSocket)", want)
+	}
+}
+
+// The units that stream database backups to the site agent (ansible role
+// boulder): the socket is the agent's user's alone; the service runs as
+// MariaDB's user without network, capabilities, secrets or the HSM, and
+// systemd-analyze rates it at most maxExposure.
+func TestBackupUnitsSandboxed(t *testing.T) {
+	testenv.Integration(t, "ansible-playbook", "systemd-analyze")
+	dir := t.TempDir()
+	bundleJSON, _ := filepath.Abs(filepath.Join("..", "site", "testdata", "golden", "bundle.json"))
+	templates, _ := filepath.Abs(filepath.Join("..", "ansible", "roles", "boulder", "templates"))
+	var bundle struct {
+		Root string `json:"root"`
+	}
+	if b, err := os.ReadFile(bundleJSON); err != nil || json.Unmarshal(b, &bundle) != nil {
+		t.Fatalf("%s: %v", bundleJSON, err)
+	}
+	play := filepath.Join(dir, "backup-units.yml")
+	os.WriteFile(play, []byte(`---
+- name: The backup units of a site bundle
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    cairn_common_root: /opt/cairn
+    cairn_common_bundle: "{{ lookup('ansible.builtin.file', '`+bundleJSON+`') | from_json }}"
+    cairn_common_bundle_dir: `+bundle.Root+`
+    boulder_db_backup_socket: `+hostrun.DBBackupSocket+`
+  tasks:
+    - name: Who runs what
+      ansible.builtin.include_role:
+        name: cairn_common
+        tasks_from: access
+    - name: Write them
+      ansible.builtin.template:
+        src: `+templates+`/{{ item.src }}
+        dest: `+dir+`/{{ item.dest }}
+        mode: "0644"
+      loop:
+        - {src: db-backup.socket.j2, dest: cairn-db-backup.socket}
+        - {src: db-backup@.service.j2, dest: cairn-db-backup@x.service}
+`), 0o644)
+	cmd := exec.Command("ansible-playbook", "-i", "localhost,", play)
+	cmd.Env = append(os.Environ(), "ANSIBLE_ROLES_PATH="+filepath.Join("..", "ansible", "roles"), "ANSIBLE_NOCOLOR=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("backup units playbook: %v\n%s", err, out)
+	}
+	sock, _ := os.ReadFile(filepath.Join(dir, "cairn-db-backup.socket"))
+	for _, want := range []string{"ListenStream=" + hostrun.DBBackupSocket, "Accept=yes", "MaxConnections=1", "SocketUser=cairn-agent", "SocketMode=0600"} {
+		if !strings.Contains(string(sock), "\n"+want+"\n") {
+			t.Errorf("cairn-db-backup.socket lacks %s:\n%s", want, sock)
+		}
+	}
+	svc := filepath.Join(dir, "cairn-db-backup@x.service")
+	unit, _ := os.ReadFile(svc)
+	for _, want := range []string{"User=mysql", "CapabilityBoundingSet=", "PrivateNetwork=yes", "RestrictAddressFamilies=AF_UNIX", "NoNewPrivileges=yes",
+		"ProtectSystem=strict", "InaccessiblePaths=-/opt/cairn/softhsm", "InaccessiblePaths=-" + bundle.Root + "/secrets",
+		"BindPaths=/var/lib/cairn-mariadb/mysql:" + bundle.Root + "/var/mysql"} {
+		if !strings.Contains(string(unit), "\n"+want+"\n") {
+			t.Errorf("cairn-db-backup@.service lacks %s", want)
+		}
+	}
+	out, err := exec.Command("systemd-analyze", "security", "--offline=yes", "--no-pager", svc).CombinedOutput()
+	m := exposureRE.FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("systemd-analyze security: %v\n%s", err, out)
+	}
+	score, _ := strconv.ParseFloat(string(m[1]), 64)
+	t.Logf("cairn-db-backup@.service exposure %.1f", score)
+	if score > maxExposure {
+		t.Errorf("exposure %.1f, want at most %.1f:\n%s", score, maxExposure, out)
 	}
 }

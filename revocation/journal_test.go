@@ -194,7 +194,9 @@ func TestReplayerReopensARestoredSite(t *testing.T) {
 			revoked = append(revoked, serial)
 			return nil
 		},
-		InCRL: func(_ context.Context, _, serial string) (bool, error) { return inCRL[serial] || slices.Contains(revoked, serial), nil },
+		InCRL: func(_ context.Context, _, serial string) (bool, error) {
+			return inCRL[serial] || slices.Contains(revoked, serial), nil
+		},
 		BlockKey: func(_ context.Context, site, _, _ string) error {
 			blocks = append(blocks, site)
 			return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cairn-pki/cairn/agent"
 	"github.com/cairn-pki/cairn/hostrun"
+	"github.com/cairn-pki/cairn/site"
 )
 
 func newSiteCmd(g *globals) *cobra.Command {
@@ -58,6 +59,18 @@ func newSiteCmd(g *globals) *cobra.Command {
 		},
 	}
 	sqlCmd := newSiteSQLCmd(&bundle)
+	backupCmd := &cobra.Command{
+		Use:   "backup-stream",
+		Short: "Write a backup of the site's database to standard output (mariadb-backup, gzip); what the cairn-db-backup unit runs for the site agent",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := site.ReadBundle(bundle)
+			if err != nil {
+				return err
+			}
+			return hostrun.BackupDBHere(cmd.Context(), b.Database, cmd.OutOrStdout())
+		},
+	}
 	closeCmd := &cobra.Command{
 		Use:   "close-connections",
 		Short: "Have the site's ACME front end every kept connection after its next answer (the site is drained for a restart)",
@@ -66,11 +79,11 @@ func newSiteCmd(g *globals) *cobra.Command {
 			return hostrun.CloseConnections(cmd.Context(), bundle)
 		},
 	}
-	for _, c := range []*cobra.Command{run, step, super, stopCmd, restartCmd, sqlCmd, closeCmd} {
+	for _, c := range []*cobra.Command{run, step, super, stopCmd, restartCmd, sqlCmd, closeCmd, backupCmd} {
 		c.Flags().StringVar(&bundle, "bundle", "/opt/cairn/site", "the rendered bundle (its bundle.json)")
 		c.Flags().StringVar(&bin, "bin", "/opt/cairn/bin", "where boulder, ct-test-srv, s3-test-srv and cairn are installed")
 	}
-	cmd.AddCommand(run, step, super, agentCmd, stopCmd, restartCmd, sqlCmd, closeCmd, newSiteRebuildCmd(g))
+	cmd.AddCommand(run, step, super, agentCmd, stopCmd, restartCmd, sqlCmd, closeCmd, backupCmd, newSiteRebuildCmd(g))
 	return cmd
 }
 

@@ -105,6 +105,7 @@ func TestProvisionNspawnEndToEnd(t *testing.T) {
 		unitsRunAsTheirOwnUsers(t, h, name, c.units[name])
 	}
 	pkiFrontServesThePublicDirectory(t, spec, hosts["dns"])
+	backupsOnSystemdHosts(t, c)
 
 	issueThroughTheACMEName(t, spec, res.Outputs.DNSServers[0].Address)
 	// HTTP-01 and TLS-ALPN-01 from a client host (client_test.go).
