@@ -34,11 +34,16 @@ type Scheduler struct {
 	CRLs func(ctx context.Context, site string) ([]CRL, error)
 	// Leading: only the leading controller backs up (nil: always).
 	Leading func() bool
-	Log     *slog.Logger
+	// Reachable: a site the controller has no verdict on yet, or sees
+	// down, is not tried (nor counted as a failure) until it is back
+	// (nil: always tried).
+	Reachable func(site string) bool
+	Log       *slog.Logger
 	// Now is the clock (tests).
 	Now func() time.Time
 
 	last, tried map[string]time.Time
+	fails       map[string]int // consecutive failures
 	m           *metrics
 }
 
@@ -79,7 +84,7 @@ func (s *Scheduler) now() time.Time {
 // init reads what the store already holds, so a restarted controller
 // does not back up again at once.
 func (s *Scheduler) init() {
-	s.last, s.tried = map[string]time.Time{}, map[string]time.Time{}
+	s.last, s.tried, s.fails = map[string]time.Time{}, map[string]time.Time{}, map[string]int{}
 	for _, site := range s.Sites {
 		if m, err := s.Store.Latest(site); err == nil {
 			s.last[site] = m.Taken
@@ -102,12 +107,18 @@ func (s *Scheduler) observe(m Manifest) {
 	s.m.seconds.WithLabelValues(m.Site).Set(m.Seconds)
 }
 
-// retryAfter is how long a failed backup waits before the next try.
-func (s *Scheduler) retryAfter() time.Duration { return min(s.Every, 5*time.Minute) }
+// retryAfter is how long a site whose last n backups failed waits
+// before the next try: 30 s, doubling, at most 5 minutes (and Every).
+func (s *Scheduler) retryAfter(n int) time.Duration {
+	if n == 0 {
+		return 0
+	}
+	return min(30*time.Second<<min(n-1, 4), 5*time.Minute, s.Every)
+}
 
 // Step does what is due: it archives the CRLs when archiveCRLs, and
-// backs up every site whose newest backup is older than Every (one
-// failed less than retryAfter ago waits).
+// backs up every reachable site whose newest backup is older than Every
+// (one that failed waits retryAfter).
 func (s *Scheduler) Step(ctx context.Context, archiveCRLs bool) {
 	if s.last == nil {
 		s.init()
@@ -120,19 +131,23 @@ func (s *Scheduler) Step(ctx context.Context, archiveCRLs bool) {
 			s.archive(ctx, site)
 		}
 		now := s.now()
-		if now.Sub(s.last[site]) < s.Every || now.Sub(s.tried[site]) < s.retryAfter() {
+		if now.Sub(s.last[site]) < s.Every || now.Sub(s.tried[site]) < s.retryAfter(s.fails[site]) {
+			continue
+		}
+		if s.Reachable != nil && !s.Reachable(site) {
 			continue
 		}
 		s.tried[site] = now
 		m, err := s.Store.Take(ctx, site, func(ctx context.Context, w io.Writer) error { return s.Backup(ctx, site, w) })
 		if err != nil {
-			s.Log.Warn("backup failed", "site", site, "err", err, "retryIn", s.retryAfter())
+			s.fails[site]++
+			s.Log.Warn("backup failed", "site", site, "err", err, "retryIn", s.retryAfter(s.fails[site]))
 			if s.m != nil {
 				s.m.failures.WithLabelValues(site).Inc()
 			}
 			continue
 		}
-		s.last[site] = now
+		s.last[site], s.fails[site] = now, 0
 		s.observe(m)
 		removed, err := s.Store.Prune(site, s.Keep)
 		if err != nil {

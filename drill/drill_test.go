@@ -74,12 +74,15 @@ func waitHealthy(t *testing.T, l *lab.Lab) {
 }
 
 // site-down (its real clients on client hosts: HTTP-01, TLS-ALPN-01, a
-// shortlived profile), deep-db-failure and full-outage (certbot, lego and
-// lego v5 with DNS-01) end to end on a 2-site lab, every injector on its own, a drill killed with
-// SIGKILL restored from its journal, a drill interrupted right after its
-// fault, and the HTML report in Chromium.
+// shortlived profile; run as the README says), deep-db-failure (certbot,
+// lego and lego v5 with DNS-01) and revoke-at-dead-site end to end on a
+// 2-site lab, every injector on its own, a drill killed with SIGKILL
+// restored from its journal, a drill interrupted right after its fault,
+// and the HTML report in Chromium. site-lost, full-outage and
+// account-conflict run on a second lab at the same time
+// (TestDrillsInASecondLab).
 func TestDrillsInTheLab(t *testing.T) {
-	t.Parallel() // beside TestSiteLostDrill's lab
+	t.Parallel() // beside TestDrillsInASecondLab's lab
 	// Validation reaches the lab's client hosts (lab.clientNetwork,
 	// 10.77.<block>.0/24 by default), where site-down's real clients run
 	// HTTP-01 and TLS-ALPN-01.
@@ -99,114 +102,18 @@ func TestDrillsInTheLab(t *testing.T) {
 	}
 	out := t.TempDir()
 	var siteDownDir string
-	for _, name := range []string{"site-down", "deep-db-failure", "full-outage", "account-conflict", "revoke-at-dead-site"} {
-		sc, err := Load(name)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, name := range []string{"site-down", "deep-db-failure", "revoke-at-dead-site"} {
 		waitHealthy(t, l)
-		var rep *Report
 		dir := filepath.Join(out, name)
 		if name == "site-down" {
 			// As a new user runs it: the README's commands after make lab.
-			rep, dir = testReadme(t, l, work)
-			siteDownDir = dir
-		} else {
-			r := &Runner{Lab: l, Scenario: sc, Log: labtest.Log{T: t}}
-			if rep, err = r.Run(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := rep.Write(dir); err != nil {
-				t.Fatal(err)
-			}
-		}
-		b, _ := os.ReadFile(filepath.Join(dir, "report.json"))
-		var raw map[string]any
-		if err := json.Unmarshal(b, &raw); err != nil {
-			t.Fatal(err)
-		}
-		for _, k := range []string{"scenario", "passed", "timings", "clients", "realClients"} {
-			if _, ok := raw[k]; !ok {
-				t.Errorf("report.json has no %q", k)
-			}
-		}
-		t.Logf("%s:\n%s", name, rep.Markdown())
-		if !rep.Passed {
-			t.Errorf("%s failed: %v", name, rep.Failures)
-		}
-		if rep.SteadyAfter == nil {
-			t.Errorf("%s: the steady state after was not checked", name)
-		}
-		// The real clients issued before the fault and renewed during it,
-		// each with the one account it registered.
-		if len(rep.Real) != len(sc.Workload.Clients) {
-			t.Errorf("%s: real clients %+v, want %v", name, rep.Real, sc.Workload.Clients)
-		}
-		for _, c := range rep.Real {
-			if c.Runs < 2 || !c.AccountKept {
-				t.Errorf("%s: %s ran %d times (want an issuance and renewals), kept its account: %v", name, c.Client, c.Runs, c.AccountKept)
-			}
-			if sc.Pass.ClientsRenew && c.RenewedAfter == nil {
-				t.Errorf("%s: %s never renewed after the fault", name, c.Client)
-			}
-		}
-		if name == "site-down" {
-			checkHostClients(t, spec, rep)
-		}
-		checkDrillKey(t, l, rep, len(rep.Real)+len(rep.Clients))
-		if name == "revoke-at-dead-site" {
-			if rv := rep.Revocation; rv.CRLChecks == 0 || len(rv.CRLFailures) > 0 || rv.InCRLAt == nil || rv.ACMERevokedAt == nil || rv.MovedBackFirst {
-				t.Errorf("revoke-at-dead-site: %+v", rv)
-			}
-			// certbot and lego revoked their certificates from the
-			// faulted site through the ACME name while it pointed at
-			// another site.
-			var revoked []string
-			for _, run := range rep.Revocation.RealClients {
-				if run.OK && run.Site != "" && run.Site != rep.FaultedSite {
-					revoked = append(revoked, run.Client)
-				}
-				t.Logf("revoke-at-dead-site: %s revoked %s's certificate through the ACME name at %s: %v in %.1fs", run.Client, rep.FaultedSite, run.Site, run.OK, run.End.Sub(run.Start).Seconds())
-			}
-			slices.Sort(revoked) // s.ready is in the order the clients issued
-			if strings.Join(revoked, " ") != "certbot lego" {
-				t.Errorf("revoke-at-dead-site: real clients that revoked through another site: %v, want certbot and lego (%+v)", revoked, rep.Revocation.RealClients)
-			}
-		}
-		if name == "account-conflict" {
-			if a := rep.Accounts; len(a.ConflictIDs) != 2 || !a.ConflictReported || !a.ConnectionsRunning || a.FlowSeconds == nil || a.SkippedRows == 0 {
-				t.Errorf("account-conflict: %+v", a)
-			}
+			rep, d := testReadme(t, l, work)
+			siteDownDir = d
+			checkScenario(t, l, name, rep, d)
 			continue
 		}
-		for _, c := range rep.Clients {
-			if c.Issuances == 0 {
-				t.Errorf("%s: policy %s issued nothing", name, c.Policy)
-			}
-		}
-		if name == "full-outage" {
-			if !rep.DNSUnchanged || !rep.Alert {
-				t.Errorf("full-outage: DNS unchanged %v, alert %v", rep.DNSUnchanged, rep.Alert)
-			}
-			continue
-		}
-		if rep.Timings.Commit == nil || rep.Timings.Visible == nil || rep.Timings.FirstSuccess == nil {
-			t.Errorf("%s: missing phase timings %+v", name, rep.Timings)
-		}
-		if name == "site-down" {
-			// The lab's Prometheus paged for the faulted site.
-			paged := false
-			for _, e := range rep.Events {
-				paged = paged || (e.Kind == eventAlertPage && e.Site == rep.FaultedSite && strings.HasPrefix(e.Detail, "CairnSiteDown"))
-			}
-			if !paged || rep.Timings.Alert == nil {
-				t.Errorf("site-down: no page for site %s in the lab's Prometheus (alert at %v; errors %v)", rep.FaultedSite, rep.Timings.Alert, rep.Errors)
-			} else {
-				t.Logf("site-down: first page %.1f s after the fault (DNS committed at %.1f s)", *rep.Timings.Alert, *rep.Timings.Commit)
-			}
-		}
+		checkScenario(t, l, name, runScenario(t, l, name, dir), dir)
 	}
-
 	// The report renders, self-contained, in headless Chromium.
 	html := filepath.Join(siteDownDir, "report.html")
 	dom := testenv.Chromium(t, "--dump-dom", "file://"+html)
@@ -253,6 +160,120 @@ func TestDrillsInTheLab(t *testing.T) {
 	}
 	if _, err := os.Stat(journalPath(l.Spec)); err == nil {
 		t.Errorf("the journal outlived a drill that restored everything")
+	}
+}
+
+// runScenario runs a built-in scenario on l and writes its report to dir.
+func runScenario(t *testing.T, l *lab.Lab, name, dir string) *Report {
+	t.Helper()
+	sc, err := Load(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := (&Runner{Lab: l, Scenario: sc, Log: labtest.Log{T: t}}).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// checkScenario checks a built-in scenario's report (written to dir):
+// passed, the steady state after, every real client renewing with its
+// account, the drill's EAB key, and what the scenario is about.
+func checkScenario(t *testing.T, l *lab.Lab, name string, rep *Report, dir string) {
+	t.Helper()
+	spec := l.Spec
+	sc, err := Load(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "report.json"))
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"scenario", "passed", "timings", "clients", "realClients"} {
+		if _, ok := raw[k]; !ok {
+			t.Errorf("report.json has no %q", k)
+		}
+	}
+	t.Logf("%s:\n%s", name, rep.Markdown())
+	if !rep.Passed {
+		t.Errorf("%s failed: %v", name, rep.Failures)
+	}
+	if rep.SteadyAfter == nil {
+		t.Errorf("%s: the steady state after was not checked", name)
+	}
+	// The real clients issued before the fault and renewed during it,
+	// each with the one account it registered.
+	if len(rep.Real) != len(sc.Workload.Clients) {
+		t.Errorf("%s: real clients %+v, want %v", name, rep.Real, sc.Workload.Clients)
+	}
+	for _, c := range rep.Real {
+		if c.Runs < 2 || !c.AccountKept {
+			t.Errorf("%s: %s ran %d times (want an issuance and renewals), kept its account: %v", name, c.Client, c.Runs, c.AccountKept)
+		}
+		if sc.Pass.ClientsRenew && c.RenewedAfter == nil {
+			t.Errorf("%s: %s never renewed after the fault", name, c.Client)
+		}
+	}
+	if name == "site-down" {
+		checkHostClients(t, spec, rep)
+	}
+	checkDrillKey(t, l, rep, len(rep.Real)+len(rep.Clients))
+	if name == "revoke-at-dead-site" {
+		if rv := rep.Revocation; rv.CRLChecks == 0 || len(rv.CRLFailures) > 0 || rv.InCRLAt == nil || rv.ACMERevokedAt == nil || rv.MovedBackFirst {
+			t.Errorf("revoke-at-dead-site: %+v", rv)
+		}
+		// certbot and lego revoked their certificates from the
+		// faulted site through the ACME name while it pointed at
+		// another site.
+		var revoked []string
+		for _, run := range rep.Revocation.RealClients {
+			if run.OK && run.Site != "" && run.Site != rep.FaultedSite {
+				revoked = append(revoked, run.Client)
+			}
+			t.Logf("revoke-at-dead-site: %s revoked %s's certificate through the ACME name at %s: %v in %.1fs", run.Client, rep.FaultedSite, run.Site, run.OK, run.End.Sub(run.Start).Seconds())
+		}
+		slices.Sort(revoked) // s.ready is in the order the clients issued
+		if strings.Join(revoked, " ") != "certbot lego" {
+			t.Errorf("revoke-at-dead-site: real clients that revoked through another site: %v, want certbot and lego (%+v)", revoked, rep.Revocation.RealClients)
+		}
+	}
+	if name == "account-conflict" {
+		if a := rep.Accounts; len(a.ConflictIDs) != 2 || !a.ConflictReported || !a.ConnectionsRunning || a.FlowSeconds == nil || a.SkippedRows == 0 {
+			t.Errorf("account-conflict: %+v", a)
+		}
+		return
+	}
+	for _, c := range rep.Clients {
+		if c.Issuances == 0 {
+			t.Errorf("%s: policy %s issued nothing", name, c.Policy)
+		}
+	}
+	if name == "full-outage" {
+		if !rep.DNSUnchanged || !rep.Alert {
+			t.Errorf("full-outage: DNS unchanged %v, alert %v", rep.DNSUnchanged, rep.Alert)
+		}
+		return
+	}
+	if rep.Timings.Commit == nil || rep.Timings.Visible == nil || rep.Timings.FirstSuccess == nil {
+		t.Errorf("%s: missing phase timings %+v", name, rep.Timings)
+	}
+	if name == "site-down" {
+		// The lab's Prometheus paged for the faulted site.
+		paged := false
+		for _, e := range rep.Events {
+			paged = paged || (e.Kind == eventAlertPage && e.Site == rep.FaultedSite && strings.HasPrefix(e.Detail, "CairnSiteDown"))
+		}
+		if !paged || rep.Timings.Alert == nil {
+			t.Errorf("site-down: no page for site %s in the lab's Prometheus (alert at %v; errors %v)", rep.FaultedSite, rep.Timings.Alert, rep.Errors)
+		} else {
+			t.Logf("site-down: first page %.1f s after the fault (DNS committed at %.1f s)", *rep.Timings.Alert, *rep.Timings.Commit)
+		}
 	}
 }
 

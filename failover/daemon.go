@@ -86,7 +86,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	reg.MustRegister(pending, refused)
 	go replay(ctx, c.Revocations, spec.SiteNames(), pending, refused, log)
 	if !spec.Backup.Off {
-		b := backups(spec, pipe, coord, log)
+		b := backups(spec, pipe, c, log)
 		b.Register(reg)
 		go b.Run(ctx)
 	}
@@ -142,12 +142,21 @@ func replayer(spec *cluster.Spec, etcd *Etcd, pipe *healthcheck.Pipeline, log *s
 
 // backups is the off-site copy the leading controller keeps: every
 // site's database through its agent, every site's CRLs from its front.
-func backups(spec *cluster.Spec, pipe *healthcheck.Pipeline, coord *Coordinator, log *slog.Logger) *backup.Scheduler {
+func backups(spec *cluster.Spec, pipe *healthcheck.Pipeline, c *Controller, log *slog.Logger) *backup.Scheduler {
 	agents := revocation.Agents{Spec: spec}
 	return &backup.Scheduler{
 		Store: backup.Store{Dir: spec.Path(spec.Backup.Dir)}, Sites: spec.SiteNames(),
 		Every: spec.Backup.Every.Duration, Keep: spec.Backup.Keep, CRLEvery: spec.Failover.Probes.CRL.Duration,
-		Backup: agents.Backup, Leading: coord.Leading, Log: log,
+		Backup: agents.Backup, Leading: c.Coord.Leading, Log: log,
+		// A site not yet judged, or down, is tried once it is back.
+		Reachable: func(name string) bool {
+			for _, s := range c.Status().Sites {
+				if s.Name == name {
+					return s.State != Unknown && s.State != Down
+				}
+			}
+			return false
+		},
 		CRLs: func(ctx context.Context, name string) ([]backup.CRL, error) {
 			t := pipe.Target(name)
 			if t == nil {

@@ -95,6 +95,11 @@ func rebuildLostSite(t *testing.T, l *lab.Lab, spec *cluster.Spec, sum *lab.Summ
 		t.Fatal(err)
 	}
 	waitFor(t, "b down at the controller", 60*time.Second, func() bool { return status(t, spec).Sites[1].State != "healthy" })
+	// Started empty it would give out account IDs its peers hold: lab up
+	// refuses and says what to do.
+	if _, err := l.Up(ctx, lab.UpOptions{}); err == nil || !strings.Contains(err.Error(), "cairn site rebuild b") {
+		t.Errorf("lab up with b's database gone and a backup of it: %v", err)
+	}
 	start := time.Now()
 	out = must("site", "rebuild", "b")
 	t.Logf("cairn site rebuild b (%.1f s): %s", time.Since(start).Seconds(), strings.TrimSpace(out))

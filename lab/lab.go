@@ -134,6 +134,9 @@ func (l *Lab) Up(ctx context.Context, opts UpOptions) (*Summary, error) {
 	defer r.Close()
 	bins, pki, cb, bundles := r.Bins, r.PKI, r.Cluster, r.Sites
 	l.logf("rendered %d sites and the cluster DNS in %.1fs", len(bundles), time.Since(start).Seconds())
+	if err := l.refuseLostSites(bundles); err != nil {
+		return nil, err
+	}
 	if err := l.addAliases(cb, bundles); err != nil {
 		return nil, err
 	}

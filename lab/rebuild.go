@@ -145,3 +145,20 @@ func (l *Lab) Rebuild(name string, restored func(ctx context.Context, site strin
 	return &backup.Rebuild{Spec: l.Spec, Site: name, Store: backup.Store{Dir: l.Spec.Path(l.Spec.Backup.Dir)}, Host: l.RebuildHost(name),
 		Peers: peers, Restored: restored, Log: log}, nil
 }
+
+// refuseLostSites refuses to start a site whose database is gone while
+// the store holds a backup of it: started empty, it would give out again
+// account IDs its peers hold and forget what it issued and revoked.
+func (l *Lab) refuseLostSites(bundles []*site.Bundle) error {
+	store := backup.Store{Dir: l.Spec.Path(l.Spec.Backup.Dir)}
+	for _, b := range bundles {
+		if fsutil.Exists(filepath.Join(b.Database.DataDir, "mysql")) {
+			continue
+		}
+		if m, err := store.Latest(b.Site); err == nil {
+			return fmt.Errorf("site %s has no database but a backup of %s: bring it back with cairn site rebuild %s (or move %s away to start it empty)",
+				b.Site, m.Taken.UTC().Format(time.RFC3339), b.Site, filepath.Join(store.Dir, b.Site))
+		}
+	}
+	return nil
+}
