@@ -214,8 +214,23 @@ func Handler(c *Config, b Backend, log *slog.Logger) http.Handler {
 		log.Info("key blocked", "spkiHash", req.SPKIHash, "by", caller(r))
 		answer(w, http.StatusOK, Answer{Result: "blocked"})
 	})
+	mux.HandleFunc("POST /v1/backup", backupHandler(c, b, log, answer))
+	mux.HandleFunc("POST /v1/publish-crls", func(w http.ResponseWriter, r *http.Request) {
+		if err := b.PublishCRLs(r.Context()); err != nil {
+			failed(w, "publish-crls", err)
+			return
+		}
+		log.Info("CRLs published", "by", caller(r))
+		answer(w, http.StatusOK, Answer{Result: "published"})
+	})
+	return mux
+}
+
+// backupHandler streams a backup of the site's database, one at a time,
+// ended by BackupTrailer; 403 when the cluster's backups are off.
+func backupHandler(c *Config, b Backend, log *slog.Logger, answer func(http.ResponseWriter, int, Answer)) http.HandlerFunc {
 	var backingUp sync.Mutex
-	mux.HandleFunc("POST /v1/backup", func(w http.ResponseWriter, r *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) {
 		if !c.Backup {
 			answer(w, http.StatusForbidden, Answer{Error: "backups are off for this cluster (backup.off in cairn.yaml)"})
 			return
@@ -237,16 +252,7 @@ func Handler(c *Config, b Backend, log *slog.Logger) http.Handler {
 		}
 		w.Header().Set(BackupTrailer, "ok")
 		log.Info("backup sent", "seconds", time.Since(start).Round(time.Millisecond).Seconds(), "by", caller(r))
-	})
-	mux.HandleFunc("POST /v1/publish-crls", func(w http.ResponseWriter, r *http.Request) {
-		if err := b.PublishCRLs(r.Context()); err != nil {
-			failed(w, "publish-crls", err)
-			return
-		}
-		log.Info("CRLs published", "by", caller(r))
-		answer(w, http.StatusOK, Answer{Result: "published"})
-	})
-	return mux
+	}
 }
 
 // checkSerial accepts Boulder's form of a serial of this site: 36 hex
