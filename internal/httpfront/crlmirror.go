@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/asn1"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -96,11 +97,26 @@ func (m *CRLMirror) own(nameID int64) bool {
 
 // foreign is every issuer in the issuers directory that is not ours.
 func (m *CRLMirror) foreign() (map[int64]*x509.Certificate, error) {
-	m.once.Do(func() { m.issuers, m.loadErr = m.readForeign() })
+	all, err := m.allIssuers()
+	if err != nil {
+		return nil, err
+	}
+	out := map[int64]*x509.Certificate{}
+	for id, c := range all {
+		if !m.own(id) {
+			out[id] = c
+		}
+	}
+	return out, nil
+}
+
+// allIssuers is every issuer in the issuers directory, ours too.
+func (m *CRLMirror) allIssuers() (map[int64]*x509.Certificate, error) {
+	m.once.Do(func() { m.issuers, m.loadErr = m.readIssuers() })
 	return m.issuers, m.loadErr
 }
 
-func (m *CRLMirror) readForeign() (map[int64]*x509.Certificate, error) {
+func (m *CRLMirror) readIssuers() (map[int64]*x509.Certificate, error) {
 	entries, err := os.ReadDir(m.Issuers)
 	if err != nil {
 		return nil, err
@@ -108,7 +124,7 @@ func (m *CRLMirror) readForeign() (map[int64]*x509.Certificate, error) {
 	out := map[int64]*x509.Certificate{}
 	for _, e := range entries {
 		id, err := strconv.ParseInt(strings.TrimSuffix(e.Name(), ".der"), 10, 64)
-		if err != nil || m.own(id) {
+		if err != nil {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(m.Issuers, e.Name()))
@@ -183,6 +199,7 @@ func (m *CRLMirror) fetch(ctx context.Context, hc *http.Client, peer, rel string
 	if err != nil {
 		return false, nil, err
 	}
+	req.Header.Set(copyOnlyHeader, "1")
 	resp, err := hc.Do(req)
 	if err != nil {
 		return false, nil, nil // the peer is down: another one has it
@@ -222,24 +239,47 @@ func (m *CRLMirror) fetch(ctx context.Context, hc *http.Client, peer, rel string
 	return true, der, fsutil.WriteFileAtomic(dst, der, 0o644)
 }
 
+// copyOnlyHeader marks a front's request to another front: answer with
+// what you hold, do not ask anyone else (no request between two fronts
+// ever causes another).
+const copyOnlyHeader = "Cairn-CRL-Copy-Only"
+
 // handler serves /<bucket>/<nameID>/<shard>.crl: this site's issuers from
 // its own store (own), every other issuer from the mirror.
 // A foreign one is fetched from its owner's front first (and the copy
 // refreshed), at most once per fetchEvery per shard; otherwise, and when
-// the owner does not answer, the copy is served.
+// the owner does not answer, the copy is served. One of this site's own
+// that its store does not hold (a site rebuilt on a new disk, before it
+// published again) is fetched from the peers' copies the same way.
 func (m *CRLMirror) handler(own http.Handler) http.Handler {
 	files := http.FileServer(http.Dir(m.Dir))
 	hc := &http.Client{Timeout: 2 * time.Second}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
 		id, err := strconv.ParseInt(parts[min(1, len(parts)-1)], 10, 64)
-		if len(parts) != 3 || err != nil || m.own(id) {
+		copyOnly := r.Header.Get(copyOnlyHeader) != ""
+		if len(parts) != 3 || err != nil || m.own(id) && copyOnly {
 			own.ServeHTTP(w, r)
 			return
 		}
-		w.Header().Set("Content-Type", "application/pkix-crl")
 		rel := strings.Join(parts, "/")
-		if owner := m.owner(id); owner != "" && m.mayFetch(rel, time.Now()) {
+		if m.own(id) {
+			rec := &recorder{header: http.Header{}}
+			own.ServeHTTP(rec, r)
+			if rec.status == http.StatusOK || rec.status == 0 {
+				rec.replay(w)
+				return
+			}
+			if !m.fromPeers(r, hc, rel, id) && !fsutil.Exists(filepath.Join(m.Dir, filepath.FromSlash(rel))) {
+				rec.replay(w)
+				return
+			}
+			w.Header().Set("Content-Type", "application/pkix-crl")
+			files.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/pkix-crl")
+		if owner := m.owner(id); owner != "" && !copyOnly && m.mayFetch(rel, time.Now()) {
 			if issuers, err := m.foreign(); err == nil && issuers[id] != nil {
 				if _, der, err := m.fetch(r.Context(), hc, owner, rel, issuers[id]); err == nil && der != nil {
 					w.Write(der)
@@ -249,6 +289,51 @@ func (m *CRLMirror) handler(own http.Handler) http.Handler {
 		}
 		files.ServeHTTP(w, r)
 	})
+}
+
+// fromPeers copies this site's own shard rel from the first peer whose
+// copy checks, at most once per fetchEvery; it reports whether it did.
+func (m *CRLMirror) fromPeers(r *http.Request, hc *http.Client, rel string, id int64) bool {
+	all, err := m.allIssuers()
+	if err != nil || all[id] == nil || !m.mayFetch(rel, time.Now()) {
+		return false
+	}
+	for _, p := range m.Peers {
+		if _, der, err := m.fetch(r.Context(), hc, p.URL, rel, all[id]); err == nil && der != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// recorder keeps the own store's answer (a CRL: small) to replay it or
+// fall back.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (c *recorder) Header() http.Header { return c.header }
+func (c *recorder) WriteHeader(s int) {
+	if c.status == 0 {
+		c.status = s
+	}
+}
+func (c *recorder) Write(b []byte) (int, error) {
+	c.WriteHeader(http.StatusOK)
+	if c.body.Len()+len(b) > 64<<20 {
+		return 0, errors.New("answer too large")
+	}
+	return c.body.Write(b)
+}
+
+func (c *recorder) replay(w http.ResponseWriter) {
+	for k, v := range c.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(max(c.status, http.StatusOK))
+	w.Write(c.body.Bytes())
 }
 
 // idpOID is the issuing distribution point extension (RFC 5280 §5.2.5).

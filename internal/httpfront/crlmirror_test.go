@@ -133,3 +133,65 @@ func TestCRLMirror(t *testing.T) {
 		t.Fatalf("owner down: served %d, want the copy (8)", got)
 	}
 }
+
+// A site on a new disk, before it published again: its own store has no
+// CRL for a shard, so its front serves a peer's copy (checked against its
+// own issuer; asked at most once per fetchEvery, then kept) instead of a
+// 404; it asks with the copy-only header, and answers a request carrying
+// that header from its own store alone, so two fronts never ask each
+// other back and forth.
+func TestOwnCRLFromPeersCopy(t *testing.T) {
+	issuer, key := issuerFor(t)
+	_, otherKey := issuerFor(t)
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "issuers"), 0o755)
+	os.WriteFile(filepath.Join(dir, "issuers", "1.der"), issuer.Raw, 0o644)
+	copies := map[string][]byte{}
+	var asked []string
+	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked = append(asked, r.URL.Path+" copy-only="+r.Header.Get(copyOnlyHeader))
+		if b, ok := copies[r.URL.Path]; ok {
+			w.Write(b)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer peer.Close()
+	m := &CRLMirror{Dir: filepath.Join(dir, "mirror"), Bucket: "crls", Issuers: filepath.Join(dir, "issuers"), Own: []int64{1}, Shards: 2,
+		Peers: []Peer{{URL: peer.URL, NameIDs: []int64{7}}}}
+	front := httptest.NewServer(m.handler(http.NotFoundHandler()))
+	defer front.Close()
+	get := func(path string, copyOnly bool) (int, []byte) {
+		req, _ := http.NewRequest(http.MethodGet, front.URL+path, nil)
+		if copyOnly {
+			req.Header.Set(copyOnlyHeader, "1")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	good := crlDER(t, issuer, key, 5, "http://crl.a.lab.home.arpa/crls/1/1.crl")
+	copies["/crls/1/1.crl"] = good
+	copies["/crls/1/2.crl"] = crlDER(t, issuer, otherKey, 5, "http://crl.a.lab.home.arpa/crls/1/2.crl")
+	if status, b := get("/crls/1/1.crl", false); status != 200 || string(b) != string(good) {
+		t.Errorf("own shard missing from the store: HTTP %d, want the peer's copy", status)
+	}
+	if status, _ := get("/crls/1/2.crl", false); status != 404 {
+		t.Errorf("own shard whose only copy is signed by another key: HTTP %d, want 404", status)
+	}
+	delete(copies, "/crls/1/1.crl")
+	if status, b := get("/crls/1/1.crl", false); status != 200 || string(b) != string(good) {
+		t.Errorf("asked again within fetchEvery: HTTP %d, want the kept copy", status)
+	}
+	if status, _ := get("/crls/1/1.crl", true); status != 404 {
+		t.Errorf("a front's copy-only request for an own shard: HTTP %d, want its own store's answer (404)", status)
+	}
+	want := []string{"/crls/1/1.crl copy-only=1", "/crls/1/2.crl copy-only=1"}
+	if fmt.Sprint(asked) != fmt.Sprint(want) {
+		t.Errorf("the peer was asked %q, want %q", asked, want)
+	}
+}
