@@ -204,15 +204,31 @@ func (sd *seeder) stop(ctx context.Context, r string) (map[int64]string, error) 
 	return pos, nil
 }
 
-// start sets replica r's position and starts its connections.
+// start sets replica r's position and starts its connections. The site
+// keeps serving meanwhile: its own domain's position is read again right
+// before it is set (gtid_strict_mode refuses one behind the binary log),
+// and once more if the site wrote in between.
 func (sd *seeder) start(ctx context.Context, r string, pos map[int64]string) error {
 	rdb := sd.dbs[r]
-	var parts []string
-	for _, t := range pos {
-		parts = append(parts, t)
+	var err error
+	for range 3 {
+		var own string
+		if err = rdb.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&own); err != nil {
+			return err
+		}
+		if t, ok := gtidTriples(own)[sd.prefix[r]]; ok {
+			pos[sd.prefix[r]] = t
+		}
+		var parts []string
+		for _, t := range pos {
+			parts = append(parts, t)
+		}
+		// Every part came from gtidTriples (digits and dashes only).
+		if _, err = rdb.ExecContext(ctx, "SET GLOBAL gtid_slave_pos = '"+strings.Join(parts, ",")+"'"); err == nil {
+			break
+		}
 	}
-	// Every part came from gtidTriples (digits and dashes only).
-	if _, err := rdb.ExecContext(ctx, "SET GLOBAL gtid_slave_pos = '"+strings.Join(parts, ",")+"'"); err != nil {
+	if err != nil {
 		return fmt.Errorf("site %s: set gtid_slave_pos: %w", r, err)
 	}
 	if _, err := rdb.ExecContext(ctx, "START ALL SLAVES"); err != nil {

@@ -34,11 +34,7 @@ type Scheduler struct {
 	CRLs func(ctx context.Context, site string) ([]CRL, error)
 	// Leading: only the leading controller backs up (nil: always).
 	Leading func() bool
-	// Reachable: a site the controller has no verdict on yet, or sees
-	// down, is not tried (nor counted as a failure) until it is back
-	// (nil: always tried).
-	Reachable func(site string) bool
-	Log       *slog.Logger
+	Log     *slog.Logger
 	// Now is the clock (tests).
 	Now func() time.Time
 
@@ -117,8 +113,8 @@ func (s *Scheduler) retryAfter(n int) time.Duration {
 }
 
 // Step does what is due: it archives the CRLs when archiveCRLs, and
-// backs up every reachable site whose newest backup is older than Every
-// (one that failed waits retryAfter).
+// backs up every site whose newest backup is older than Every (one that
+// failed waits retryAfter).
 func (s *Scheduler) Step(ctx context.Context, archiveCRLs bool) {
 	if s.last == nil {
 		s.init()
@@ -132,9 +128,6 @@ func (s *Scheduler) Step(ctx context.Context, archiveCRLs bool) {
 		}
 		now := s.now()
 		if now.Sub(s.last[site]) < s.Every || now.Sub(s.tried[site]) < s.retryAfter(s.fails[site]) {
-			continue
-		}
-		if s.Reachable != nil && !s.Reachable(site) {
 			continue
 		}
 		s.tried[site] = now
@@ -175,22 +168,34 @@ func (s *Scheduler) archive(ctx context.Context, site string) {
 	}
 }
 
-// Run steps until ctx ends: backups checked every 30 s, CRLs archived
-// every CRLEvery.
+// Run steps until ctx ends: backups checked every 30 s; CRLs archived
+// every CRLEvery, apart (fetching a dead site's CRLs waits out timeouts,
+// which must not hold the backups back).
 func (s *Scheduler) Run(ctx context.Context) {
-	var lastCRL time.Time
+	if s.last == nil {
+		s.init()
+	}
+	go s.every(ctx, s.CRLEvery, func(ctx context.Context) {
+		if s.Leading != nil && !s.Leading() {
+			return
+		}
+		for _, site := range s.Sites {
+			s.archive(ctx, site)
+		}
+	})
+	s.every(ctx, 30*time.Second, func(ctx context.Context) { s.Step(ctx, false) })
+}
+
+// every runs fn at once and then every d until ctx ends.
+func (s *Scheduler) every(ctx context.Context, d time.Duration, fn func(context.Context)) {
 	for {
 		sctx, cancel := context.WithTimeout(ctx, time.Hour)
-		due := s.now().Sub(lastCRL) >= s.CRLEvery
-		if due {
-			lastCRL = s.now()
-		}
-		s.Step(sctx, due)
+		fn(sctx)
 		cancel()
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(30 * time.Second):
+		case <-time.After(d):
 		}
 	}
 }

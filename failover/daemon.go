@@ -148,15 +148,6 @@ func backups(spec *cluster.Spec, pipe *healthcheck.Pipeline, c *Controller, log 
 		Store: backup.Store{Dir: spec.Path(spec.Backup.Dir)}, Sites: spec.SiteNames(),
 		Every: spec.Backup.Every.Duration, Keep: spec.Backup.Keep, CRLEvery: spec.Failover.Probes.CRL.Duration,
 		Backup: agents.Backup, Leading: c.Coord.Leading, Log: log,
-		// A site not yet judged, or down, is tried once it is back.
-		Reachable: func(name string) bool {
-			for _, s := range c.Status().Sites {
-				if s.Name == name {
-					return s.State != Unknown && s.State != Down
-				}
-			}
-			return false
-		},
 		CRLs: func(ctx context.Context, name string) ([]backup.CRL, error) {
 			t := pipe.Target(name)
 			if t == nil {

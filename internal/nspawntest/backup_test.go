@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/cairn-pki/cairn/backup"
-	"github.com/cairn-pki/cairn/internal/testenv"
 )
 
 // backupsOnSystemdHosts: the controller (on the DNS host) backs up every
@@ -22,10 +21,19 @@ func backupsOnSystemdHosts(t *testing.T, c *clusterUnderTest) {
 	dir := "/var/lib/cairn-controller/spec/" + c.spec.Backup.Dir
 	for _, s := range c.spec.SiteNames() {
 		var m backup.Manifest
-		testenv.WaitFor(t, "the controller's backup of site "+s, 2*time.Minute, func() bool {
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
 			out, err := ctrl.Exec(ctx, "sh", "-c", "cat "+dir+"/"+s+"/*.json 2>/dev/null | head -c 4096")
-			return err == nil && json.Unmarshal(out, &m) == nil && m.Bytes > 0
-		})
+			if err == nil && json.Unmarshal(out, &m) == nil && m.Bytes > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				logs, _ := ctrl.Exec(ctx, "sh", "-c", "tail -n 30 /opt/cairn/*/var/logs/controller.log; /opt/cairn/bin/cairn -f /var/lib/cairn-controller/spec/cairn.yaml failover status 2>&1 | head -8; ls -la /var/lib/cairn-controller/spec")
+				site, _ := c.hosts[s].Exec(ctx, "sh", "-c", "tail -n 20 /opt/cairn/*/var/logs/agent.log /opt/cairn/*/var/logs/db-backup.log; systemctl status --no-pager cairn-db-backup.socket | head -5")
+				t.Fatalf("no backup of site %s by the controller within 3 minutes\ncontroller:\n%s\nsite:\n%s", s, logs, site)
+			}
+			time.Sleep(2 * time.Second)
+		}
 		sock, _ := c.hosts[s].Exec(ctx, "stat", "-c", "%U %a", "/run/cairn-db-backup/backup.sock")
 		t.Logf("site %s on a systemd host: backup %s, %d bytes in %.1f s; its socket: %s", s, m.File, m.Bytes, m.Seconds, strings.TrimSpace(string(sock)))
 		if strings.TrimSpace(string(sock)) != "cairn-agent 600" {
