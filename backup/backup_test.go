@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/healthcheck"
 )
 
 func write(s string) func(context.Context, io.Writer) error {
@@ -91,10 +92,9 @@ func TestLatestAndPrune(t *testing.T) {
 
 func rewriteManifest(t *testing.T, s Store, m Manifest) {
 	t.Helper()
-	dir := filepath.Join(s.Dir, m.Site)
-	files, _ := filepath.Glob(filepath.Join(dir, strings.TrimSuffix(m.File, ".xb.gz")+".json"))
-	if len(files) != 1 {
-		t.Fatalf("manifest of %s: %v", m.File, files)
+	files := []string{s.manifestPath(m)}
+	if _, err := os.Stat(files[0]); err != nil {
+		t.Fatalf("manifest of %s: %v", m.File, err)
 	}
 	b := []byte(`{"site":"` + m.Site + `","file":"` + m.File + `","taken":"` + m.Taken.Format(time.RFC3339Nano) + `","bytes":` +
 		big.NewInt(m.Bytes).String() + `,"sha256":"` + m.SHA256 + `"}`)
@@ -221,8 +221,8 @@ func TestScheduler(t *testing.T) {
 			_, err := io.WriteString(w, site+now.String())
 			return err
 		},
-		CRLs: func(context.Context, string) ([]CRL, error) { return nil, nil }}
-	step := func(d time.Duration) { now = now.Add(d); sc.Step(context.Background(), false) }
+		CRLs: func(context.Context, string) ([]healthcheck.PublishedCRL, error) { return nil, nil }}
+	step := func(d time.Duration) { now = now.Add(d); sc.Step(context.Background()) }
 	step(0)
 	if strings.Join(taken, ",") != "a,b" {
 		t.Fatalf("first step took %q", taken)

@@ -2,21 +2,14 @@ package backup
 
 import (
 	"context"
-	"crypto/x509"
 	"io"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-)
 
-// CRL is one published CRL shard as the archive receives it (its
-// signature checked by whoever fetched it).
-type CRL struct {
-	URL string
-	DER []byte
-	CRL *x509.RevocationList
-}
+	"github.com/cairn-pki/cairn/healthcheck"
+)
 
 // Scheduler is the leading controller's part: every site's database
 // backed up every Every (Keep kept), and every site's newest CRLs
@@ -31,7 +24,7 @@ type Scheduler struct {
 	Backup func(ctx context.Context, site string, w io.Writer) error
 	// CRLs fetches site's published CRLs (healthcheck.SiteCRLs); it may
 	// return some with an error for the others.
-	CRLs func(ctx context.Context, site string) ([]CRL, error)
+	CRLs func(ctx context.Context, site string) ([]healthcheck.PublishedCRL, error)
 	// Leading: only the leading controller backs up (nil: always).
 	Leading func() bool
 	Log     *slog.Logger
@@ -82,9 +75,11 @@ func (s *Scheduler) now() time.Time {
 func (s *Scheduler) init() {
 	s.last, s.tried, s.fails = map[string]time.Time{}, map[string]time.Time{}, map[string]int{}
 	for _, site := range s.Sites {
-		if m, err := s.Store.Latest(site); err == nil {
-			s.last[site] = m.Taken
-			s.observe(m)
+		// The newest manifest's time (not Latest, which reads the
+		// backup through: a restore checks it).
+		if ms, err := s.Store.List(site); err == nil && len(ms) > 0 {
+			s.last[site] = ms[0].Taken
+			s.observe(ms[0])
 		} else if s.m != nil {
 			s.m.lastOK.WithLabelValues(site).Set(0)
 		}
@@ -112,10 +107,9 @@ func (s *Scheduler) retryAfter(n int) time.Duration {
 	return min(30*time.Second<<min(n-1, 4), 5*time.Minute, s.Every)
 }
 
-// Step does what is due: it archives the CRLs when archiveCRLs, and
-// backs up every site whose newest backup is older than Every (one that
+// Step backs up every site whose newest backup is older than Every (one that
 // failed waits retryAfter).
-func (s *Scheduler) Step(ctx context.Context, archiveCRLs bool) {
+func (s *Scheduler) Step(ctx context.Context) {
 	if s.last == nil {
 		s.init()
 	}
@@ -123,9 +117,6 @@ func (s *Scheduler) Step(ctx context.Context, archiveCRLs bool) {
 		return
 	}
 	for _, site := range s.Sites {
-		if archiveCRLs {
-			s.archive(ctx, site)
-		}
 		now := s.now()
 		if now.Sub(s.last[site]) < s.Every || now.Sub(s.tried[site]) < s.retryAfter(s.fails[site]) {
 			continue
@@ -183,7 +174,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 			s.archive(ctx, site)
 		}
 	})
-	s.every(ctx, 30*time.Second, func(ctx context.Context) { s.Step(ctx, false) })
+	s.every(ctx, 30*time.Second, s.Step)
 }
 
 // every runs fn at once and then every d until ctx ends.

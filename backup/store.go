@@ -54,6 +54,11 @@ func (s Store) siteDir(site string) string { return filepath.Join(s.Dir, site) }
 // Path is where m's backup file is.
 func (s Store) Path(m Manifest) string { return filepath.Join(s.siteDir(m.Site), m.File) }
 
+// manifestPath is where m itself is, next to its backup.
+func (s Store) manifestPath(m Manifest) string {
+	return filepath.Join(s.siteDir(m.Site), strings.TrimSuffix(m.File, ".xb.gz")+".json")
+}
+
 // Take writes a new backup of site with fetch (which writes the backup's
 // bytes) and returns its manifest. Nothing is left behind when fetch
 // fails: the file appears, whole and with its manifest, or not at all.
@@ -98,7 +103,7 @@ func (s Store) Take(ctx context.Context, site string, fetch func(context.Context
 		m.File = fmt.Sprintf("%s-%d.xb.gz", start.Format(stampFormat), i)
 	}
 	b, _ := json.MarshalIndent(m, "", "  ")
-	if err := fsutil.WriteFileAtomic(filepath.Join(dir, strings.TrimSuffix(m.File, ".xb.gz")+".json"), append(b, '\n'), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(s.manifestPath(m), append(b, '\n'), 0o600); err != nil {
 		os.Remove(s.Path(m))
 		return m, err
 	}
@@ -185,7 +190,7 @@ func (s Store) Prune(site string, keep int) (int, error) {
 	}
 	n := 0
 	for _, m := range all[keep:] {
-		if err := os.Remove(filepath.Join(s.siteDir(site), strings.TrimSuffix(m.File, ".xb.gz")+".json")); err != nil {
+		if err := os.Remove(s.manifestPath(m)); err != nil {
 			return n, err
 		}
 		if err := os.Remove(s.Path(m)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -148,17 +148,12 @@ func backups(spec *cluster.Spec, pipe *healthcheck.Pipeline, c *Controller, log 
 		Store: backup.Store{Dir: spec.Path(spec.Backup.Dir)}, Sites: spec.SiteNames(),
 		Every: spec.Backup.Every.Duration, Keep: spec.Backup.Keep, CRLEvery: spec.Failover.Probes.CRL.Duration,
 		Backup: agents.Backup, Leading: c.Coord.Leading, Log: log,
-		CRLs: func(ctx context.Context, name string) ([]backup.CRL, error) {
+		CRLs: func(ctx context.Context, name string) ([]healthcheck.PublishedCRL, error) {
 			t := pipe.Target(name)
 			if t == nil {
 				return nil, fmt.Errorf("no probe target for site %s", name)
 			}
-			got, err := healthcheck.SiteCRLs(ctx, t)
-			out := make([]backup.CRL, len(got))
-			for i, c := range got {
-				out[i] = backup.CRL{URL: c.URL, DER: c.DER, CRL: c.CRL}
-			}
-			return out, err
+			return healthcheck.SiteCRLs(ctx, t)
 		},
 	}
 }

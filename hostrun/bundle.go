@@ -269,15 +269,7 @@ func BundleSQL(ctx context.Context, dir, statements string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	// On standard input, not with -e: statements may one day carry a
-	// secret, and a command line is world-readable.
-	cmd := adminCmd(ctx, b.Database, "-N", "-B")
-	cmd.Stdin = strings.NewReader(statements)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return out, fmt.Errorf("mariadb: %v: %s", err, firstLine(out))
-	}
-	return out, nil
+	return AdminScript(ctx, b.Database, statements)
 }
 
 // CloseConnections has the site's ACME front (in the bundle in dir) end

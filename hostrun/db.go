@@ -222,11 +222,12 @@ func firstLine(b []byte) string {
 	return s
 }
 
-// AdminScript runs script (SQL statements on stdin: any length) as the
-// site's local administrator, not logged to the binary log, and returns
-// its output without column names.
+// AdminScript runs script (SQL statements on standard input: any length,
+// and off the world-readable command line) as the site's local
+// administrator, not logged to the binary log, and returns its output:
+// rows tab-separated, no column names.
 func AdminScript(ctx context.Context, db site.Database, script string) ([]byte, error) {
-	cmd := adminCmd(ctx, db, "-N")
+	cmd := adminCmd(ctx, db, "-N", "-B")
 	cmd.Stdin = strings.NewReader(script)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

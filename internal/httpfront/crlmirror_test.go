@@ -57,26 +57,38 @@ func crlDER(t *testing.T, issuer *x509.Certificate, key *ecdsa.PrivateKey, n int
 	return der
 }
 
-// The mirror copies a peer's valid CRLs, never rolls a number back, refuses
-// a CRL signed by another key or naming another shard, and its front
-// serves the owner's fresh CRL while the owner answers, its copy after.
-func TestCRLMirror(t *testing.T) {
-	issuer, key := issuerFor(t)
-	_, otherKey := issuerFor(t)
+// mirrorWithPeer is site a's mirror (own issuer NameID 1) with one peer
+// (issuers NameID 7) serving served by path; issuer is stored under
+// issuerID; asked, when given, records each request and its copy-only
+// header.
+func mirrorWithPeer(t *testing.T, issuer *x509.Certificate, issuerID int, served map[string][]byte, asked *[]string) (*CRLMirror, *httptest.Server) {
+	t.Helper()
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "issuers"), 0o755)
-	os.WriteFile(filepath.Join(dir, "issuers", "7.der"), issuer.Raw, 0o644)
-	served := map[string][]byte{}
+	os.WriteFile(filepath.Join(dir, "issuers", fmt.Sprintf("%d.der", issuerID)), issuer.Raw, 0o644)
 	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if asked != nil {
+			*asked = append(*asked, r.URL.Path+" copy-only="+r.Header.Get(copyOnlyHeader))
+		}
 		if b, ok := served[r.URL.Path]; ok {
 			w.Write(b)
 			return
 		}
 		http.NotFound(w, r)
 	}))
-	defer peer.Close()
-	m := &CRLMirror{Dir: filepath.Join(dir, "mirror"), Bucket: "crls", Issuers: filepath.Join(dir, "issuers"), Own: []int64{1}, Shards: 2,
-		Peers: []Peer{{URL: peer.URL, NameIDs: []int64{7}}}}
+	t.Cleanup(peer.Close)
+	return &CRLMirror{Dir: filepath.Join(dir, "mirror"), Bucket: "crls", Issuers: filepath.Join(dir, "issuers"), Own: []int64{1}, Shards: 2,
+		Peers: []Peer{{URL: peer.URL, NameIDs: []int64{7}}}}, peer
+}
+
+// The mirror copies a peer's valid CRLs, never rolls a number back, refuses
+// a CRL signed by another key or naming another shard, and its front
+// serves the owner's fresh CRL while the owner answers, its copy after.
+func TestCRLMirror(t *testing.T) {
+	issuer, key := issuerFor(t)
+	_, otherKey := issuerFor(t)
+	served := map[string][]byte{}
+	m, peer := mirrorWithPeer(t, issuer, 7, served, nil)
 	url := func(shard int) string { return fmt.Sprintf("http://crl.b.lab.home.arpa/crls/7/%d.crl", shard) }
 	served["/crls/7/1.crl"] = crlDER(t, issuer, key, 5, url(1))
 	served["/crls/7/2.crl"] = crlDER(t, issuer, otherKey, 5, url(2)) // not its issuer's signature
@@ -143,22 +155,9 @@ func TestCRLMirror(t *testing.T) {
 func TestOwnCRLFromPeersCopy(t *testing.T) {
 	issuer, key := issuerFor(t)
 	_, otherKey := issuerFor(t)
-	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "issuers"), 0o755)
-	os.WriteFile(filepath.Join(dir, "issuers", "1.der"), issuer.Raw, 0o644)
 	copies := map[string][]byte{}
 	var asked []string
-	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		asked = append(asked, r.URL.Path+" copy-only="+r.Header.Get(copyOnlyHeader))
-		if b, ok := copies[r.URL.Path]; ok {
-			w.Write(b)
-			return
-		}
-		http.NotFound(w, r)
-	}))
-	defer peer.Close()
-	m := &CRLMirror{Dir: filepath.Join(dir, "mirror"), Bucket: "crls", Issuers: filepath.Join(dir, "issuers"), Own: []int64{1}, Shards: 2,
-		Peers: []Peer{{URL: peer.URL, NameIDs: []int64{7}}}}
+	m, _ := mirrorWithPeer(t, issuer, 1, copies, &asked)
 	front := httptest.NewServer(m.handler(http.NotFoundHandler()))
 	defer front.Close()
 	get := func(path string, copyOnly bool) (int, []byte) {
