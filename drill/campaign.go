@@ -5,15 +5,13 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-
-	"github.com/cairn-pki/cairn/lab"
 )
 
-// Campaign runs scenarios Runs times each against the lab and writes
+// Campaign runs scenarios Runs times each against an infrastructure and writes
 // every report under Out (one scenario run once: Out itself; otherwise
 // Out/SCENARIO/run-K/ and a summary of all runs).
 type Campaign struct {
-	Lab       *lab.Lab
+	Infra     Infra
 	Scenarios []*Scenario
 	Runs      int
 	Site      string // the faulted site ("" = the active one)
@@ -69,7 +67,7 @@ func (c *Campaign) runOne(ctx context.Context, sc *Scenario, k int) (*Report, er
 	if !c.single() {
 		dir = filepath.Join(c.Out, sc.Name, fmt.Sprintf("run-%d", k))
 	}
-	r := &Runner{Lab: c.Lab, Scenario: sc, Site: c.Site, Log: c.Log}
+	r := &Runner{Infra: c.Infra, Scenario: sc, Site: c.Site, Log: c.Log}
 	run := (*Runner).Run
 	if c.run != nil {
 		run = c.run

@@ -3,15 +3,12 @@ package drill
 import (
 	"context"
 	"fmt"
+	"github.com/cairn-pki/cairn/cluster"
 	"io"
-	"path/filepath"
 	"time"
 
 	"github.com/cairn-pki/cairn/backup"
 	"github.com/cairn-pki/cairn/failover"
-	"github.com/cairn-pki/cairn/internal/fsutil"
-	"github.com/cairn-pki/cairn/lab"
-	"github.com/cairn-pki/cairn/site"
 )
 
 // destroyFault loses a site's host and disk: every process of the site
@@ -22,7 +19,8 @@ import (
 // archived CRLs and journal (backup.Rebuild). Inject refuses a site with
 // no backup: a drill does not destroy what cannot come back.
 type destroyFault struct {
-	l    *lab.Lab
+	l    SiteLoss
+	spec *cluster.Spec
 	site string
 	log  io.Writer
 	// Report is the rebuild's, once Restore rebuilt the site.
@@ -44,7 +42,7 @@ func (f *destroyFault) RestoreDetail() string {
 }
 
 func (f *destroyFault) store() backup.Store {
-	return backup.Store{Dir: f.l.Spec.Path(f.l.Spec.Backup.Dir)}
+	return backup.Store{Dir: f.spec.Path(f.spec.Backup.Dir)}
 }
 
 func (f *destroyFault) Inject(ctx context.Context) error {
@@ -61,11 +59,10 @@ func (f *destroyFault) Restore(ctx context.Context) error {
 	if f.Report != nil {
 		return nil // rebuilt already
 	}
-	if b, err := site.ReadBundle(f.l.SiteDir(f.site)); err == nil && fsutil.Exists(filepath.Join(b.Database.DataDir, "mysql")) {
-		_, err := f.l.Up(ctx, lab.UpOptions{})
-		return err
+	if f.l.SiteDatabaseExists(f.site) {
+		return f.l.StartSites(ctx)
 	}
-	ctrl := &failover.Client{Spec: f.l.Spec}
+	ctrl := &failover.Client{Spec: f.spec}
 	rb, err := f.l.Rebuild(f.site, func(ctx context.Context, site string) error {
 		_, err := ctrl.Restored(ctx, site)
 		return err

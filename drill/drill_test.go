@@ -137,7 +137,7 @@ func TestDrillsInTheLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Runner{Lab: l, Scenario: sc, Log: labtest.Log{T: t}}
+	r := &Runner{Infra: l, Scenario: sc, Log: labtest.Log{T: t}}
 	waitHealthy(t, l)
 	st, _ := ControllerStatus(ctx, spec)
 	ictx, cancel := context.WithCancel(ctx)
@@ -170,7 +170,7 @@ func runScenario(t *testing.T, l *lab.Lab, name, dir string) *Report {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := (&Runner{Lab: l, Scenario: sc, Log: labtest.Log{T: t}}).Run(context.Background())
+	rep, err := (&Runner{Infra: l, Scenario: sc, Log: labtest.Log{T: t}}).Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,16 @@ func checkScenario(t *testing.T, l *lab.Lab, name string, rep *Report, dir strin
 			t.Errorf("report.json has no %q", k)
 		}
 	}
-	t.Logf("%s:\n%s", name, rep.Markdown())
+	// The report follows the failures into the log; a passed
+	// scenario's stays in its directory.
+	failedBefore := t.Failed()
+	defer func() {
+		if !rep.Passed || (t.Failed() && !failedBefore) {
+			t.Logf("%s:\n%s", name, rep.Markdown())
+		} else {
+			t.Logf("%s passed (report in %s)", name, dir)
+		}
+	}()
 	if !rep.Passed {
 		t.Errorf("%s failed: %v", name, rep.Failures)
 	}
@@ -342,7 +351,7 @@ func testInjectors(t *testing.T, l *lab.Lab) {
 	ctx := context.Background()
 	inject := func(st Step, siteName string) Fault {
 		t.Helper()
-		f, err := newFault(labInfra{l}, st, siteName, "cairn_drill_test_"+strconv.Itoa(os.Getpid()))
+		f, err := newFault(l, st, siteName, "cairn_drill_test_"+strconv.Itoa(os.Getpid()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -591,3 +600,12 @@ func startCLIDrill(t *testing.T, l *lab.Lab) (*exec.Cmd, string) {
 	testenv.WaitFor(t, "the WFE killed", 60*time.Second, func() bool { return !l.ComponentRunning(st.Active, "wfe") })
 	return cmd, st.Active
 }
+
+// The lab is an infrastructure a drill acts through, with client hosts,
+// sites that can be lost and rebuilt, and releases to roll.
+var (
+	_ Infra       = (*lab.Lab)(nil)
+	_ ClientHosts = (*lab.Lab)(nil)
+	_ SiteLoss    = (*lab.Lab)(nil)
+	_ Releases    = (*lab.Lab)(nil)
+)

@@ -29,6 +29,8 @@ type fakeInfra struct {
 	hung    map[string]bool
 	calls   []string
 	tokens  map[string]string // site -> its token directory
+	// signalled, if set, is called after a signal took effect.
+	signalled func(site, component string, sig syscall.Signal)
 }
 
 func newFakeInfra(t *testing.T, sites ...string) *fakeInfra {
@@ -52,6 +54,9 @@ func (in *fakeInfra) record(format string, args ...any) {
 func (in *fakeInfra) SignalComponent(s, c string, sig syscall.Signal) (int, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if in.signalled != nil {
+		defer in.signalled(s, c, sig)
+	}
 	in.record("signal %s/%s %v", s, c, sig)
 	if !in.running[s+"/"+c] {
 		return 0, fmt.Errorf("%s/%s is not running", s, c)
@@ -432,6 +437,9 @@ func TestRestoreLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	// Start returns once exec began; the kernel writes the new command
+	// line a moment later (an empty one was read 1 run in 300).
+	testenv.WaitFor(t, "the drill process's command line", 5*time.Second, func() bool { return drillRunning(cmd.Process.Pid) })
 	j.PID = cmd.Process.Pid
 	if err := writeJournal(in.spec, j); err != nil {
 		t.Fatal(err)

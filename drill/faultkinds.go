@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cairn-pki/cairn/backup"
+	"github.com/cairn-pki/cairn/upgrade"
+	"io"
 	"net"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -13,7 +17,6 @@ import (
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
-	"github.com/cairn-pki/cairn/lab"
 )
 
 // Components is what process faults act on: a cluster's components by
@@ -25,21 +28,44 @@ type Components interface {
 	ComponentRunning(site, component string) bool
 }
 
-var _ Components = (*lab.Lab)(nil)
-
-// Infra is what the faults act through: the cluster's spec, its
-// components and each site's database. The lab implements it (labInfra);
-// the tests use a fake.
+// Infra is what a drill acts through: the cluster's spec, its
+// components and each site's database. The lab implements it (and the
+// optional ClientHosts, SiteLoss and Releases); the tests use a fake.
 type Infra interface {
 	Components
 	DBExec(ctx context.Context, site, statements string) error
 	ClusterSpec() *cluster.Spec
 }
 
-// labInfra is the lab as the faults' Infra.
-type labInfra struct{ *lab.Lab }
+// ClientHosts is an infrastructure's client hosts: a host of its own, in
+// the cluster's DNS, for each real client that answers HTTP-01 or
+// TLS-ALPN-01 on its own name.
+type ClientHosts interface {
+	// ClientHostName makes the host (or finds it) and returns its name
+	// in the cluster's DNS.
+	ClientHostName(ctx context.Context, name string) (string, error)
+	// ExecHost is the command that runs argv on the host.
+	ExecHost(ctx context.Context, name string, argv []string) (*exec.Cmd, error)
+}
 
-func (l labInfra) ClusterSpec() *cluster.Spec { return l.Spec }
+// SiteLoss is an infrastructure where a site's host and disk can be lost
+// and the site rebuilt from the controller's newest backup (fault
+// destroy).
+type SiteLoss interface {
+	DestroySite(site string) error
+	SiteDatabaseExists(site string) bool
+	// StartSites starts whatever is not running.
+	StartSites(ctx context.Context) error
+	Rebuild(site string, restored func(ctx context.Context, site string) error, log io.Writer) (*backup.Rebuild, error)
+}
+
+// Releases is an infrastructure whose sites' releases a drill rolls
+// (fault upgrade) with `cairn upgrade apply`'s code.
+type Releases interface {
+	upgrade.Lab
+	// Output is where its progress lines go.
+	Output() io.Writer
+}
 
 // faultKind is one row of the fault table: adding a fault is one type
 // implementing Fault and one row here.
@@ -122,18 +148,22 @@ var faultKinds = []faultKind{
 			}
 		},
 		Build: func(in Infra, st Step, _, table string) (Fault, error) {
-			l, ok := in.(labInfra)
+			l, ok := in.(Releases)
 			if !ok {
 				return nil, errors.New("upgrade: only in the lab (it renders and starts the sites' releases)")
 			}
-			return &upgradeFault{l: l.Lab, st: st, state: l.Spec.Path(filepath.Join("var", table+"-upgrade.json"))}, nil
+			return &upgradeFault{l: l, spec: in.ClusterSpec(), st: st, state: in.ClusterSpec().Path(filepath.Join("var", table+"-upgrade.json"))}, nil
 		}},
 	{Name: "destroy", SiteOnly: true, Build: func(in Infra, _ Step, site, _ string) (Fault, error) {
-		l, ok := in.(labInfra)
+		l, ok := in.(SiteLoss)
 		if !ok {
 			return nil, errors.New("destroy: only in the lab (it removes a site's directory and rebuilds it from a backup)")
 		}
-		return &destroyFault{l: l.Lab, site: site, log: l.Log}, nil
+		var log io.Writer = io.Discard
+		if r, ok := in.(Releases); ok {
+			log = r.Output()
+		}
+		return &destroyFault{l: l, spec: in.ClusterSpec(), site: site, log: log}, nil
 	}},
 	{Name: "replication", SiteOnly: true, Build: func(in Infra, _ Step, site, _ string) (Fault, error) {
 		if _, ok := in.ClusterSpec().SiteByName(site); !ok {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/fsutil"
-	"github.com/cairn-pki/cairn/lab"
 )
 
 // JournalFile (under the spec directory) lists the faults a drill has
@@ -100,8 +99,8 @@ func restoreEach(ctx context.Context, faults []Fault) map[int]error {
 // RestoreLeftovers restores the faults a drill that did not finish left
 // behind, newest first, revokes its EAB key, and returns what it restored. It refuses while
 // that drill still runs (interrupting it restores its faults itself).
-func RestoreLeftovers(ctx context.Context, l *lab.Lab) ([]string, error) {
-	return restoreLeftovers(ctx, labInfra{l}, revokeLeftoverKey)
+func RestoreLeftovers(ctx context.Context, in Infra) ([]string, error) {
+	return restoreLeftovers(ctx, in, revokeLeftoverKey)
 }
 
 // restoreLeftovers is RestoreLeftovers through in, revoking a leftover

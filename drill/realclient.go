@@ -175,6 +175,13 @@ func (w *workload) newRealClients(ctx context.Context, names []string, state str
 	if len(names) == 0 {
 		return nil, nil, nil
 	}
+	if w.hosts == nil {
+		for _, n := range names {
+			if realClientKinds[n].onHost {
+				return nil, nil, fmt.Errorf("workload.clients: %s runs on a client host of its own, and this infrastructure has none (drop it from the scenario)", n)
+			}
+		}
+	}
 	names, skipped, err := checkRealClients(w.spec, names)
 	if err != nil || len(names) == 0 {
 		return nil, skipped, err
@@ -210,11 +217,11 @@ func (w *workload) realClients(ctx context.Context, names []string, state string
 		if k.onHost {
 			// HTTP-01 and TLS-ALPN-01 validate the host's own name.
 			rc.host = "drill-" + n
-			h, err := w.lab.Host(ctx, rc.host)
+			fqdn, err := w.hosts.ClientHostName(ctx, rc.host)
 			if err != nil {
 				return nil, fmt.Errorf("workload.clients: %s: %w", n, err)
 			}
-			domain, rc.hostFQDN = h.Record, h.Record
+			domain, rc.hostFQDN = fqdn, fqdn
 		}
 		if err := w.commands(rc, dir, domain, pki.RootCertFile(), primary); err != nil {
 			return nil, err
@@ -264,7 +271,7 @@ func (w *workload) commands(rc *realClient, dir, domain, rootFile string, primar
 // a private mount namespace with the cluster's resolver.
 func (rc *realClient) command(ctx context.Context, line []string) (*exec.Cmd, error) {
 	if rc.host != "" {
-		c, err := rc.w.lab.ExecHost(ctx, rc.host, line)
+		c, err := rc.w.hosts.ExecHost(ctx, rc.host, line)
 		if err != nil {
 			return nil, err
 		}

@@ -1,6 +1,7 @@
 package drill
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -149,5 +150,18 @@ func TestARIErrorsAreJudged(t *testing.T) {
 	rep.judge(&Scenario{})
 	if len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0], "lego5: ARI renewal-info lookup failed, renew at") {
 		t.Errorf("failures %q, want one for the ARI warning", rep.Failures)
+	}
+}
+
+// A client that runs on a client host needs an infrastructure with
+// client hosts: without, the drill stops at once with a line naming it.
+func TestHostClientNeedsClientHosts(t *testing.T) {
+	spec := cluster.Default([]string{"a"})
+	spec.Validation.Challenges = cluster.Challenges
+	spec.Validation.AllowedNetworks = []string{"10.0.0.0/8"}
+	w := &workload{spec: spec}
+	_, _, err := w.newRealClients(context.Background(), []string{"lego-http"}, t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "workload.clients: lego-http runs on a client host of its own, and this infrastructure has none") {
+		t.Errorf("lego-http without client hosts: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,7 +17,6 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/healthcheck"
-	"github.com/cairn-pki/cairn/lab"
 	"github.com/cairn-pki/cairn/upgrade"
 )
 
@@ -28,16 +28,16 @@ type Event struct {
 	Detail string    `json:"detail"`
 }
 
-// Runner runs one scenario against the lab.
+// Runner runs one scenario against an infrastructure (the lab).
 type Runner struct {
-	Lab      *lab.Lab
+	// Infra is what the drill acts through; its optional interfaces
+	// (ClientHosts, SiteLoss, Releases) allow what needs them.
+	Infra    Infra
 	Scenario *Scenario
 	Site     string // --site: overrides "active" as the faulted site
 	Log      io.Writer
 
-	spec *cluster.Spec
-	// infra is what the faults act through (nil: the lab).
-	infra  Infra
+	spec   *cluster.Spec
 	mu     sync.Mutex
 	events []Event
 	faults []Fault
@@ -51,8 +51,14 @@ func (r *Runner) logf(format string, args ...any) {
 }
 
 func (r *Runner) event(kind, siteName, detail string) {
+	r.eventAt(time.Now(), kind, siteName, detail)
+}
+
+// eventAt records an event that happened at a time already past (the
+// report sorts events by time).
+func (r *Runner) eventAt(at time.Time, kind, siteName, detail string) {
 	r.mu.Lock()
-	r.events = append(r.events, Event{At: time.Now(), Kind: kind, Site: siteName, Detail: detail})
+	r.events = append(r.events, Event{At: at, Kind: kind, Site: siteName, Detail: detail})
 	r.mu.Unlock()
 	r.logf("%s %s %s", kind, siteName, detail)
 }
@@ -65,10 +71,7 @@ func ControllerStatus(ctx context.Context, spec *cluster.Spec) (failover.Status,
 // Run checks the steady state, runs the timeline and the workload, restores
 // every fault (also when ctx is cancelled) and returns the report.
 func (r *Runner) Run(ctx context.Context) (*Report, error) {
-	r.spec = r.Lab.Spec
-	if r.infra == nil {
-		r.infra = labInfra{r.Lab}
-	}
+	r.spec = r.Infra.ClusterSpec()
 	if err := r.restoreLeftovers(ctx); err != nil {
 		return nil, err
 	}
@@ -132,7 +135,7 @@ type runState struct {
 // restoreLeftovers restores first the faults an earlier drill left (it was
 // killed).
 func (r *Runner) restoreLeftovers(ctx context.Context) error {
-	restored, err := RestoreLeftovers(ctx, r.Lab)
+	restored, err := RestoreLeftovers(ctx, r.Infra)
 	for _, d := range restored {
 		r.event("fault-restored", "", d+" (left by an earlier drill)")
 	}
@@ -177,7 +180,8 @@ func (r *Runner) steadyState(ctx context.Context, applier acmedns.Provider) (*ru
 	if err != nil {
 		return nil, err
 	}
-	w := &workload{spec: r.spec, lab: r.Lab, roots: targets[0].Roots, dnsUp: *targets[0].DNS01, every: sc.Workload.Every.Duration}
+	hosts, _ := r.Infra.(ClientHosts)
+	w := &workload{spec: r.spec, hosts: hosts, roots: targets[0].Roots, dnsUp: *targets[0].DNS01, every: sc.Workload.Every.Duration}
 	return &runState{rep: rep, w: w, status: st, addrs: before.Addrs, active: active, target: target}, nil
 }
 
@@ -420,7 +424,7 @@ func (r *Runner) timeline(ctx context.Context, start time.Time, active string, i
 			r.mu.Lock()
 			table := fmt.Sprintf("cairn_drill_%d_%d", os.Getpid(), len(r.faults))
 			r.mu.Unlock()
-			f, err := newFault(r.infra, st, name, table)
+			f, err := newFault(r.Infra, st, name, table)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("timeline[%d]: %w", i, err))
 				continue
@@ -455,6 +459,11 @@ func (r *Runner) timeline(ctx context.Context, start time.Time, active string, i
 				r.event("upgrade-start", name, f.Describe())
 				injected(time.Now())
 			}
+			// A fault is in from the moment its injection starts: a
+			// site's destruction takes seconds (every process stopped,
+			// then its disk), and the controller may move the name before
+			// it ends; every phase is timed from here.
+			at := time.Now()
 			if err := f.Inject(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("timeline[%d] %s: %w", i, f.Describe(), err))
 				continue
@@ -463,8 +472,8 @@ func (r *Runner) timeline(ctx context.Context, start time.Time, active string, i
 				r.event("upgrade-result", name, uf.result)
 				continue
 			}
-			r.event("fault-injected", name, f.Describe())
-			injected(time.Now())
+			r.eventAt(at, "fault-injected", name, f.Describe())
+			injected(at)
 			if st.For.Duration > 0 {
 				restores.Add(1)
 				go func() {
@@ -475,15 +484,34 @@ func (r *Runner) timeline(ctx context.Context, start time.Time, active string, i
 					}
 					if err := f.Restore(context.WithoutCancel(ctx)); err != nil {
 						r.event("restore-failed", name, f.Describe()+": "+err.Error())
-					} else {
-						r.event("fault-restored", name, restoredDetail(f))
+						return // restoreAll tries again
 					}
+					r.event("fault-restored", name, restoredDetail(f))
+					r.forget(f)
 				}()
 			}
 		}
 	}
 	<-ctx.Done()
 	return errors.Join(errs...)
+}
+
+// forget drops a fault restored on time from what restoreAll restores
+// and from the journal: restoring it again would repeat its event, and
+// some restores (a rebuild) refuse to run twice.
+func (r *Runner) forget(f Fault) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range r.faults {
+		if r.faults[i] == f {
+			r.faults = slices.Delete(r.faults, i, i+1)
+			r.jrnl.Faults = slices.Delete(r.jrnl.Faults, i, i+1)
+			if err := writeJournal(r.spec, &r.jrnl); err != nil {
+				r.logf("drill journal: %v", err)
+			}
+			return
+		}
+	}
 }
 
 // restoredDetail is a restored fault's description, with what its

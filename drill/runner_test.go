@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,11 +42,22 @@ timeline:
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Runner{Scenario: sc, spec: in.spec, infra: in}
+	r := &Runner{Scenario: sc, spec: in.spec, Infra: in}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var mu sync.Mutex
 	var injections []time.Time
+	// The crash takes effect, then its injection goes on (as a site's
+	// destruction does after its first process stopped): the fault is
+	// in, and timed, from before the effect, not from the injection's end.
+	var crashed time.Time
+	in.signalled = func(s, c string, sig syscall.Signal) {
+		if sig == syscall.SIGKILL && crashed.IsZero() {
+			crashed = time.Now()
+			for !time.Now().After(crashed) {
+			}
+		}
+	}
 	start := time.Now()
 	done := make(chan error, 1)
 	go func() {
@@ -64,8 +76,8 @@ timeline:
 		}
 	}
 	b, err := os.ReadFile(journalPath(in.spec))
-	if err != nil || strings.Count(string(b), `"fault":`) != 3 {
-		t.Errorf("the journal while the faults are in: %v\n%s", err, b)
+	if err != nil || strings.Count(string(b), `"fault":`) != 2 {
+		t.Errorf("the journal while two faults are in (the crash restored): %v\n%s", err, b)
 	}
 	cancel()
 	err = <-done
@@ -76,7 +88,15 @@ timeline:
 	if len(injections) != 3 || injections[0].Before(start) || injections[1].Sub(start) < 50*time.Millisecond {
 		t.Errorf("injections at %v (start %v)", injections, start)
 	}
+	if len(injections) == 0 || injections[0].After(crashed) {
+		t.Errorf("the crash injected at %v, after it took effect at %v", injections, crashed)
+	}
 	mu.Unlock()
+	for _, e := range r.events {
+		if e.Kind == "fault-injected" && e.Site == "a" && strings.Contains(e.Detail, "crash") && e.At.After(crashed) {
+			t.Errorf("fault-injected event at %v, after the crash took effect at %v", e.At, crashed)
+		}
+	}
 
 	rep := &Report{}
 	r.restoreAll(rep)
@@ -88,8 +108,8 @@ timeline:
 			t.Errorf("%s still hung after restoreAll", s)
 		}
 	}
-	if got := r.eventsOf("fault-restored"); len(got) != 4 {
-		t.Errorf("restored events %q, want the timed one and the three at the end", got)
+	if got := r.eventsOf("fault-restored"); len(got) != 3 || got[0] != "a crash a/wfe (SIGKILL)" {
+		t.Errorf("restored events %q, want the timed one once and the two hangs at the end", got)
 	}
 	if _, err := os.Stat(journalPath(in.spec)); !os.IsNotExist(err) {
 		t.Errorf("the journal outlived the restore: %v", err)
@@ -100,7 +120,7 @@ timeline:
 // report's restore errors.
 func TestRestoreAllKeepsWhatFailed(t *testing.T) {
 	in := newFakeInfra(t, "a")
-	r := &Runner{spec: in.spec, infra: in}
+	r := &Runner{spec: in.spec, Infra: in}
 	var log []string
 	r.faults = []Fault{&recFault{name: "ok", log: &log}, &recFault{name: "stuck", fails: 9, log: &log}}
 	r.jrnl.Faults = []journalEntry{{Step: Step{Fault: "crash"}, Site: "a"}, {Step: Step{Fault: "hang"}, Site: "a"}}

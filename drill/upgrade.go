@@ -10,12 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/fsutil"
-	"github.com/cairn-pki/cairn/lab"
 	"github.com/cairn-pki/cairn/upgrade"
 )
-
-var _ upgrade.Lab = (*lab.Lab)(nil)
 
 // upgradeFault rolls a release through the sites with `cairn upgrade
 // apply` (the same code): a real Boulder release (step.to), or with
@@ -25,7 +23,8 @@ var _ upgrade.Lab = (*lab.Lab)(nil)
 // half-done upgrade (abandon) and rolls the sites the drill upgraded back
 // to the release they ran, with the same gate.
 type upgradeFault struct {
-	l     *lab.Lab
+	l     Releases
+	spec  *cluster.Spec
 	st    Step
 	state string // the drill's own upgrade state file
 	// event is told every phase; result is "done" or "rolled-back".
@@ -50,7 +49,7 @@ func (f *upgradeFault) Describe() string {
 }
 
 func (f *upgradeFault) options() (upgrade.ApplyOptions, error) {
-	o, err := upgrade.ForLab(f.l.Spec, f.l, f.l.Log, "")
+	o, err := upgrade.ForLab(f.spec, f.l, f.l.Output(), "")
 	if err != nil {
 		return o, err
 	}

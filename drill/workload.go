@@ -23,7 +23,6 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
-	"github.com/cairn-pki/cairn/lab"
 )
 
 // stubResolver resolves like a stub resolver with a cache: it asks the
@@ -108,7 +107,7 @@ type Issuance struct {
 // workload runs one client per retry policy through the ACME name.
 type workload struct {
 	spec  *cluster.Spec
-	lab   *lab.Lab // its client hosts run real clients
+	hosts ClientHosts // its client hosts run real clients (nil: none)
 	roots *x509.CertPool
 	dnsUp acmeclient.DNSUpdater
 	every time.Duration

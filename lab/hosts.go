@@ -393,3 +393,10 @@ func runCmd(ctx context.Context, args ...string) error {
 func (l *Lab) lockState() (func(), error) {
 	return fsutil.Lock(l.Spec.Path("lab-state.lock"), 0o600)
 }
+
+// ClientHostName makes the client host name (or finds it) and returns
+// its name in the cluster's DNS.
+func (l *Lab) ClientHostName(ctx context.Context, name string) (string, error) {
+	h, err := l.Host(ctx, name)
+	return h.Record, err
+}

@@ -40,6 +40,12 @@ type Lab struct {
 
 func (l *Lab) logf(format string, args ...any) { fmt.Fprintf(l.Log, format+"\n", args...) }
 
+// ClusterSpec is the lab's spec (what a drill acts on).
+func (l *Lab) ClusterSpec() *cluster.Spec { return l.Spec }
+
+// Output is where the lab writes its progress lines.
+func (l *Lab) Output() io.Writer { return l.Log }
+
 // Layout under the spec's directory.
 func (l *Lab) sitesDir() string           { return l.Spec.Path("sites") }
 func (l *Lab) siteDir(name string) string { return filepath.Join(l.sitesDir(), name) }

@@ -162,3 +162,16 @@ func (l *Lab) refuseLostSites(bundles []*site.Bundle) error {
 	}
 	return nil
 }
+
+// SiteDatabaseExists says whether a site's database is on disk (false
+// once DestroySite removed it, or for a site never started).
+func (l *Lab) SiteDatabaseExists(name string) bool {
+	b, err := site.ReadBundle(l.SiteDir(name))
+	return err == nil && fsutil.Exists(filepath.Join(b.Database.DataDir, "mysql"))
+}
+
+// StartSites starts whatever of the lab is not running (cairn lab up).
+func (l *Lab) StartSites(ctx context.Context) error {
+	_, err := l.Up(ctx, UpOptions{})
+	return err
+}

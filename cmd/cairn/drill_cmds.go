@@ -105,7 +105,7 @@ func (d *drillRun) run(cmd *cobra.Command, arg string) error {
 	// SIGINT/SIGTERM end the drill early; every fault is restored.
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c := &drill.Campaign{Lab: l, Scenarios: scenarios, Runs: d.runs, Site: d.siteName, Out: d.out, Progress: cmd.OutOrStdout(), Log: os.Stderr}
+	c := &drill.Campaign{Infra: l, Scenarios: scenarios, Runs: d.runs, Site: d.siteName, Out: d.out, Progress: cmd.OutOrStdout(), Log: os.Stderr}
 	res, err := c.Run(ctx)
 	if err != nil {
 		return err
