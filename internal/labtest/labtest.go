@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,7 +124,18 @@ func CairnBinary(t testing.TB) string {
 			return
 		}
 		built = filepath.Join(dir, "cairn")
+		// make test builds them once (CAIRN_TEST_PREBUILT=bin) rather
+		// than every test process linking its own: each is copied here,
+		// where every user the lab runs processes as can execute it.
+		prebuilt := os.Getenv("CAIRN_TEST_PREBUILT")
 		for _, b := range []string{"cairn", "cairn-front"} {
+			if prebuilt != "" {
+				if buildErr = copyExecutable(filepath.Join(prebuilt, b), filepath.Join(dir, b)); buildErr != nil {
+					buildErr = fmt.Errorf("CAIRN_TEST_PREBUILT: %w (make build makes them; unset it to build here)", buildErr)
+					return
+				}
+				continue
+			}
 			if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, b), "github.com/cairn-pki/cairn/cmd/"+b).CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("build %s: %v\n%s", b, err, out)
 				return
@@ -136,14 +148,36 @@ func CairnBinary(t testing.TB) string {
 	return built
 }
 
+// copyExecutable copies the executable src to dst, mode 0755.
+func copyExecutable(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
 // Log writes progress lines into the test log, except a teardown's
-// per-process "stopped" and per-host "removed" lines: CI shows a failed
-// run's last lines, and a failure's message must stay among them.
+// per-process "stopped" and per-host "removed" lines and a start's
+// per-process "ready" lines (a lab's start is ninety of them): CI shows
+// the first and the last lines of a failed run, and a failure's message
+// must stay among them.
 type Log struct{ T testing.TB }
+
+var quietLine = regexp.MustCompile(`^  (stopped |removed client host |\S+/\S+ +pid \d+ +ready in )`)
 
 func (w Log) Write(p []byte) (int, error) {
 	line := strings.TrimRight(string(p), "\n")
-	if !strings.HasPrefix(line, "  stopped ") && !strings.HasPrefix(line, "  removed client host ") {
+	if !quietLine.MatchString(line) {
 		w.T.Log(line)
 	}
 	return len(p), nil

@@ -43,6 +43,10 @@ failover:
   upAfter: 3
   stablePeriod: 3s
   holdDown: 15s
+# The upgrade waits the ACME name's TTL out on the active site: 5 s, not
+# the default 30.
+acme:
+  ttl: 5
 ` + specClients
 
 // cairn provision apply --infra nspawn: 2 site hosts and the DNS host

@@ -35,7 +35,7 @@ func upgradeOnSystemdHosts(t *testing.T, c *clusterUnderTest, cli func(...string
 			t.Fatalf("site %s: %d units run Boulder (%v), want wfe, ra, sa, ca, va and more", s.Name, len(boulderUnits[s.Name]), boulderUnits[s.Name])
 		}
 	}
-	st := provisiontest.Upgrade(t, cli, c.cairn, c.spec.File, "nspawn", "cairn-"+c.spec.Name+"-sw", len(c.spec.Sites))
+	st := provisiontest.Upgrade(t, cli, c.cairn, c.spec.File, "nspawn", "cairn-"+c.spec.Name+"-sw", c.spec.SiteNames())
 	t.Logf("upgrade on systemd hosts: active before %s, the name moved away from it only", st.ActiveBefore)
 	for host, units := range boulderUnits {
 		for _, u := range units {
