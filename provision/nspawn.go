@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -91,6 +92,7 @@ func (im *NspawnImage) Ensure(ctx context.Context) (string, error) {
 	}
 	defer unlock()
 	if fsutil.Exists(filepath.Join(dir, "ready")) {
+		im.pruneAndSay()
 		return im.Root(), nil
 	}
 	start := time.Now()
@@ -131,7 +133,46 @@ func (im *NspawnImage) Ensure(ctx context.Context) (string, error) {
 		return "", err
 	}
 	fmt.Fprintf(im.Log, "nspawn image ready in %.0fs\n", time.Since(start).Seconds())
+	im.pruneAndSay()
 	return im.Root(), nil
+}
+
+func (im NspawnImage) pruneAndSay() {
+	for _, old := range im.prune("/proc") {
+		fmt.Fprintf(im.Log, "nspawn image: removed %s (made for another cairn release or mirror; no host runs on it)\n", old)
+	}
+}
+
+// prune removes the cache's other images (another suite, mirror or
+// package list made them) that no running host uses: a host's launcher
+// (cairn provision nspawn run, in a mount namespace of its own) names
+// its image on its command line, read from proc (/proc). It returns what
+// it removed.
+func (im NspawnImage) prune(proc string) []string {
+	var inUse []byte
+	cmdlines, _ := filepath.Glob(filepath.Join(proc, "[0-9]*", "cmdline"))
+	for _, c := range cmdlines {
+		if b, err := os.ReadFile(c); err == nil {
+			inUse = append(append(inUse, b...), 0)
+		}
+	}
+	olds, _ := filepath.Glob(filepath.Join(im.Cache, NspawnSuite+"-*"))
+	var removed []string
+	for _, old := range olds {
+		fi, err := os.Stat(old)
+		base := filepath.Base(old)
+		if err != nil || !fi.IsDir() || base == im.key() || strings.HasSuffix(base, ".tmp") || !fsutil.Exists(filepath.Join(old, "ready")) {
+			continue // the current image, a lock file, a build in progress
+		}
+		if bytes.Contains(inUse, []byte("\x00"+filepath.Join(old, "root")+"\x00")) {
+			continue // a host runs on it
+		}
+		if os.RemoveAll(old) == nil {
+			os.Remove(old + ".lock")
+			removed = append(removed, old)
+		}
+	}
+	return removed
 }
 
 // AptMirror is the first Debian mirror in apt's configuration under dir

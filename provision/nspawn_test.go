@@ -5,12 +5,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/internal/fsutil"
 )
 
 // nspawnSpec is a spec on 10.78.x with extra lines.
@@ -114,5 +116,43 @@ func TestPIDFileOfAnExitedProcess(t *testing.T) {
 	cmd.Wait()
 	if _, ok := pidFileOf(file, "sleep"); ok {
 		t.Error("a reaped process still counts as running")
+	}
+}
+
+// A new image replaces the cache's older ones, except one a running
+// host's launcher names (its command line in proc), a build in progress
+// and anything that is not a finished image.
+func TestNspawnImagePrunesUnusedImages(t *testing.T) {
+	cache, proc := t.TempDir(), t.TempDir()
+	im := NspawnImage{Cache: cache}
+	image := func(name string, ready bool) string {
+		dir := filepath.Join(cache, name)
+		if err := os.MkdirAll(filepath.Join(dir, "root"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if ready {
+			os.WriteFile(filepath.Join(dir, "ready"), nil, 0o644)
+		}
+		return dir
+	}
+	current := image(im.key(), true)
+	unused := image(NspawnSuite+"-000000000001", true)
+	os.WriteFile(unused+".lock", nil, 0o600)
+	used := image(NspawnSuite+"-000000000002", true)
+	building := image(NspawnSuite+"-000000000003.tmp", true)
+	half := image(NspawnSuite+"-000000000004", false)
+	os.MkdirAll(filepath.Join(proc, "4242"), 0o755)
+	os.WriteFile(filepath.Join(proc, "4242", "cmdline"), []byte("/opt/cairn\x00provision\x00nspawn\x00run\x00--image\x00"+filepath.Join(used, "root")+"\x00--netns\x00x\x00"), 0o644)
+	removed := im.prune(proc)
+	if !slices.Equal(removed, []string{unused}) {
+		t.Errorf("pruned %v, want only %s", removed, unused)
+	}
+	for _, keep := range []string{current, used, building, half} {
+		if !fsutil.Exists(keep) {
+			t.Errorf("%s was removed", keep)
+		}
+	}
+	if fsutil.Exists(unused) || fsutil.Exists(unused+".lock") {
+		t.Errorf("%s (or its lock) is still there", unused)
 	}
 }
