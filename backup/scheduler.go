@@ -159,9 +159,10 @@ func (s *Scheduler) archive(ctx context.Context, site string) {
 	}
 }
 
-// Run steps until ctx ends: backups checked every 30 s; CRLs archived
-// every CRLEvery, apart (fetching a dead site's CRLs waits out timeouts,
-// which must not hold the backups back).
+// Run steps until ctx ends: backups checked every 5 s (a check is a
+// comparison of times; the first backups follow leadership by seconds);
+// CRLs archived every CRLEvery, apart (fetching a dead site's CRLs waits
+// out timeouts, which must not hold the backups back).
 func (s *Scheduler) Run(ctx context.Context) {
 	if s.last == nil {
 		s.init()
@@ -174,7 +175,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 			s.archive(ctx, site)
 		}
 	})
-	s.every(ctx, 30*time.Second, s.Step)
+	s.every(ctx, 5*time.Second, s.Step)
 }
 
 // every runs fn at once and then every d until ctx ends.

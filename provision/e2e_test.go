@@ -65,7 +65,7 @@ func clientHosts(t *testing.T, cli func(...string) ([]byte, error), cairn string
 func TestProvisionLocalEndToEnd(t *testing.T) {
 	// A fast failover policy: the upgrade's gate waits for the controller.
 	// A client host of its own range (clientNet): HTTP-01 and TLS-ALPN-01.
-	spec := labtest.SpecWith(t, labtest.BlockProvision, "failover:\n  upAfter: 3\n  stablePeriod: 3s\n  holdDown: 15s\nacme:\n  ttl: 5\n"+clienthost.SpecPart(clientNet, clientAddr), "a", "b")
+	spec := labtest.SpecWith(t, labtest.BlockProvision, "failover:\n  upAfter: 3\n  stablePeriod: 3s\n  holdDown: 15s\n  probes:\n    issuance: 30s\nacme:\n  ttl: 5\n"+clienthost.SpecPart(clientNet, clientAddr), "a", "b")
 	testenv.Integration(t, "terraform", "ansible-playbook", "lego", "nsenter", "unshare")
 	cairn := labtest.CairnBinary(t)
 	cli := func(args ...string) ([]byte, error) {

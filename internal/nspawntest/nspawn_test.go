@@ -43,6 +43,10 @@ failover:
   upAfter: 3
   stablePeriod: 3s
   holdDown: 15s
+  # Issuance probed every 30 s, not 5 (nothing here waits on it; every
+  # issuance costs CPU the other tests share).
+  probes:
+    issuance: 30s
 # The upgrade waits the ACME name's TTL out on the active site: 5 s, not
 # the default 30.
 acme:
