@@ -41,6 +41,7 @@ type Runner struct {
 	mu     sync.Mutex
 	events []Event
 	faults []Fault
+	made   int // faults made so far
 	jrnl   journal
 }
 
@@ -421,9 +422,7 @@ func (r *Runner) timeline(ctx context.Context, start time.Time, active string, i
 			return errors.Join(errs...)
 		}
 		for _, name := range r.sitesOf(st.Site, active) {
-			r.mu.Lock()
-			table := fmt.Sprintf("cairn_drill_%d_%d", os.Getpid(), len(r.faults))
-			r.mu.Unlock()
+			table := r.nextTable()
 			f, err := newFault(r.Infra, st, name, table)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("timeline[%d]: %w", i, err))
@@ -494,6 +493,15 @@ func (r *Runner) timeline(ctx context.Context, start time.Time, active string, i
 	}
 	<-ctx.Done()
 	return errors.Join(errs...)
+}
+
+// nextTable is the next fault's own name (its nftables table, its state
+// file), never reused in a run: faults restored on time leave r.faults.
+func (r *Runner) nextTable() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.made++
+	return fmt.Sprintf("cairn_drill_%d_%d", os.Getpid(), r.made-1)
 }
 
 // forget drops a fault restored on time from what restoreAll restores

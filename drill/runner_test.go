@@ -156,3 +156,35 @@ func TestSitesOf(t *testing.T) {
 		}
 	}
 }
+
+// A fault restored on time leaves the runner's faults and the journal;
+// the next fault's name (an nftables table) is still one no other fault
+// of the run had.
+func TestForgottenFaultsKeepNamesUnique(t *testing.T) {
+	in := newFakeInfra(t, "a")
+	r := &Runner{spec: in.spec, Infra: in}
+	var log []string
+	names := map[string]bool{}
+	add := func(name string) Fault {
+		table := r.nextTable()
+		if names[table] {
+			t.Fatalf("table %s given twice", table)
+		}
+		names[table] = true
+		f := &recFault{name: name, log: &log}
+		r.faults = append(r.faults, f)
+		r.jrnl.Faults = append(r.jrnl.Faults, journalEntry{Step: Step{Fault: "crash"}, Site: "a", Table: table})
+		return f
+	}
+	first := add("first")
+	add("second")
+	r.forget(first)
+	b, err := os.ReadFile(journalPath(in.spec))
+	if err != nil || strings.Count(string(b), `"fault":`) != 1 || !strings.Contains(string(b), r.jrnl.Faults[0].Table) {
+		t.Errorf("the journal after the first fault was forgotten: %v\n%s", err, b)
+	}
+	add("third")
+	if len(r.faults) != 2 || len(r.jrnl.Faults) != 2 {
+		t.Fatalf("faults %d, journal %d after forgetting one of three", len(r.faults), len(r.jrnl.Faults))
+	}
+}
