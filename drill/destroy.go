@@ -3,11 +3,11 @@ package drill
 import (
 	"context"
 	"fmt"
-	"github.com/cairn-pki/cairn/cluster"
 	"io"
 	"time"
 
 	"github.com/cairn-pki/cairn/backup"
+	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/failover"
 )
 

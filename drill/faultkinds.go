@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cairn-pki/cairn/backup"
-	"github.com/cairn-pki/cairn/upgrade"
 	"io"
 	"net"
 	"os/exec"
@@ -15,8 +13,10 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/cairn-pki/cairn/backup"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
+	"github.com/cairn-pki/cairn/upgrade"
 )
 
 // Components is what process faults act on: a cluster's components by
@@ -57,6 +57,8 @@ type SiteLoss interface {
 	// StartSites starts whatever is not running.
 	StartSites(ctx context.Context) error
 	Rebuild(site string, restored func(ctx context.Context, site string) error, log io.Writer) (*backup.Rebuild, error)
+	// Output is where its progress lines (the rebuild's) go.
+	Output() io.Writer
 }
 
 // Releases is an infrastructure whose sites' releases a drill rolls
@@ -159,11 +161,7 @@ var faultKinds = []faultKind{
 		if !ok {
 			return nil, errors.New("destroy: only in the lab (it removes a site's directory and rebuilds it from a backup)")
 		}
-		var log io.Writer = io.Discard
-		if r, ok := in.(Releases); ok {
-			log = r.Output()
-		}
-		return &destroyFault{l: l, spec: in.ClusterSpec(), site: site, log: log}, nil
+		return &destroyFault{l: l, spec: in.ClusterSpec(), site: site, log: l.Output()}, nil
 	}},
 	{Name: "replication", SiteOnly: true, Build: func(in Infra, _ Step, site, _ string) (Fault, error) {
 		if _, ok := in.ClusterSpec().SiteByName(site); !ok {
