@@ -92,13 +92,13 @@ func TestLatestAndPrune(t *testing.T) {
 
 func rewriteManifest(t *testing.T, s Store, m Manifest) {
 	t.Helper()
-	files := []string{s.manifestPath(m)}
-	if _, err := os.Stat(files[0]); err != nil {
+	path := s.manifestPath(m)
+	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("manifest of %s: %v", m.File, err)
 	}
 	b := []byte(`{"site":"` + m.Site + `","file":"` + m.File + `","taken":"` + m.Taken.Format(time.RFC3339Nano) + `","bytes":` +
 		big.NewInt(m.Bytes).String() + `,"sha256":"` + m.SHA256 + `"}`)
-	if err := os.WriteFile(files[0], b, 0o600); err != nil {
+	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -149,6 +149,18 @@ func (im NspawnImage) pruneAndSay() {
 // its image on its command line, read from proc (/proc). It returns what
 // it removed.
 func (im NspawnImage) prune(proc string) []string {
+	var olds []string
+	all, _ := filepath.Glob(filepath.Join(im.Cache, NspawnSuite+"-*"))
+	for _, old := range all {
+		fi, err := os.Stat(old)
+		base := filepath.Base(old)
+		if err == nil && fi.IsDir() && base != im.key() && !strings.HasSuffix(base, ".tmp") && fsutil.Exists(filepath.Join(old, "ready")) {
+			olds = append(olds, old) // not the current image, a lock file or a build in progress
+		}
+	}
+	if len(olds) == 0 {
+		return nil // the usual case: nothing to read /proc for
+	}
 	var inUse []byte
 	cmdlines, _ := filepath.Glob(filepath.Join(proc, "[0-9]*", "cmdline"))
 	for _, c := range cmdlines {
@@ -156,14 +168,8 @@ func (im NspawnImage) prune(proc string) []string {
 			inUse = append(append(inUse, b...), 0)
 		}
 	}
-	olds, _ := filepath.Glob(filepath.Join(im.Cache, NspawnSuite+"-*"))
 	var removed []string
 	for _, old := range olds {
-		fi, err := os.Stat(old)
-		base := filepath.Base(old)
-		if err != nil || !fi.IsDir() || base == im.key() || strings.HasSuffix(base, ".tmp") || !fsutil.Exists(filepath.Join(old, "ready")) {
-			continue // the current image, a lock file, a build in progress
-		}
 		if bytes.Contains(inUse, []byte("\x00"+filepath.Join(old, "root")+"\x00")) {
 			continue // a host runs on it
 		}

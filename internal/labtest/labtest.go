@@ -130,8 +130,12 @@ func CairnBinary(t testing.TB) string {
 		prebuilt := os.Getenv("CAIRN_TEST_PREBUILT")
 		for _, b := range []string{"cairn", "cairn-front"} {
 			if prebuilt != "" {
-				if buildErr = copyExecutable(filepath.Join(prebuilt, b), filepath.Join(dir, b)); buildErr != nil {
-					buildErr = fmt.Errorf("CAIRN_TEST_PREBUILT: %w (make build makes them; unset it to build here)", buildErr)
+				exe, err := os.ReadFile(filepath.Join(prebuilt, b))
+				if err == nil {
+					err = os.WriteFile(filepath.Join(dir, b), exe, 0o755)
+				}
+				if err != nil {
+					buildErr = fmt.Errorf("CAIRN_TEST_PREBUILT: %w (make build makes them; unset it to build here)", err)
 					return
 				}
 				continue
@@ -146,24 +150,6 @@ func CairnBinary(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return built
-}
-
-// copyExecutable copies the executable src to dst, mode 0755.
-func copyExecutable(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // Log writes progress lines into the test log, except a teardown's
