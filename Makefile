@@ -43,15 +43,24 @@ quickstart: deps-lab build
 # Four test packages at a time: the lab tests mostly wait on probes and
 # timers (two at a time kept 2 cores about 40 % busy). The longest
 # packages start first, longest first (go test starts them in the order
-# given), so none of them starts late and ends alone. The spec fuzzer
-# runs 10 s here (`make fuzz`: 30 s). go test's own limit of 10 minutes per
-# package is too tight for the nspawn hosts' test on 2 busy cores: 30.
-SLOW_TESTS := drill internal/nspawntest provision upgrade lab failover
+# given), so none of them starts late and ends alone. Lint, the alert
+# rules and the spec fuzzer (10 s here, one worker; `make fuzz`: 30 s)
+# run beside the tests, on the CPU the tests leave idle; their output
+# follows the tests' and any failure fails `make test`. go test's own
+# limit of 10 minutes per package is too tight for the nspawn hosts'
+# test on 2 busy cores: 30.
+SLOW_TESTS := internal/nspawntest drill provision upgrade lab failover
 # The tests that start cairn (labs, hosts) copy bin/ (CAIRN_TEST_PREBUILT)
 # instead of each linking its own.
-test: deps lint rules build
-	CAIRN_TEST_PREBUILT=$(CURDIR)/bin go test -count=1 -p 4 -timeout 30m $(addprefix ./,$(SLOW_TESTS)) $$(go list ./... | grep -v -x -E '$(subst $() ,|,$(patsubst %,.*/%,$(SLOW_TESTS)))')
-	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+test: deps build
+	@side=$$(mktemp -d); \
+	( $(MAKE) --no-print-directory lint > $$side/lint 2>&1; echo $$? > $$side/lint.rc ) & \
+	( $(MAKE) --no-print-directory rules > $$side/rules 2>&1; echo $$? > $$side/rules.rc ) & \
+	( $(MAKE) --no-print-directory fuzz FUZZTIME=10s FUZZFLAGS=-parallel=1 > $$side/fuzz 2>&1; echo $$? > $$side/fuzz.rc ) & \
+	CAIRN_TEST_PREBUILT=$(CURDIR)/bin go test -count=1 -p 4 -timeout 30m $(addprefix ./,$(SLOW_TESTS)) $$(go list ./... | grep -v -x -E '$(subst $() ,|,$(patsubst %,.*/%,$(SLOW_TESTS)))'); rc=$$?; \
+	wait; for s in lint rules fuzz; do echo "--- make $$s:"; cat $$side/$$s; \
+	  if [ "$$(cat $$side/$$s.rc)" != 0 ]; then echo "make $$s failed"; rc=1; fi; done; \
+	rm -rf $$side; exit $$rc
 
 # The alert rules users load (monitoring/): syntax and unit tests.
 rules:
@@ -69,7 +78,7 @@ lint:
 	$(TOOLS)/staticcheck ./...
 
 fuzz:
-	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./cluster/
+	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) $(FUZZFLAGS) ./cluster/
 
 # Performance figures of docs/lab.md: a fresh 3-site lab on its own addresses.
 bench: deps-lab

@@ -317,14 +317,22 @@ func LabClientNetwork(s *Spec) netip.Prefix {
 // LabHostsAnswer reports whether the lab's client hosts can answer
 // challenge type c: the sites offer it, and for HTTP-01 and TLS-ALPN-01
 // one of validation.allowedNetworks holds all of lab.clientNetwork.
-func LabHostsAnswer(s *Spec, c string) bool {
+func LabHostsAnswer(s *Spec, c string) bool { return HostsAnswer(s, c, LabClientNetwork(s)) }
+
+// HostsAnswer says whether client hosts in network hosts can answer
+// challenge c: it is offered, and (HTTP-01, TLS-ALPN-01) one of
+// validation.allowedNetworks holds hosts, so the VAs may connect there.
+func HostsAnswer(s *Spec, c string, hosts netip.Prefix) bool {
 	if !slices.Contains(s.Validation.Challenges, c) {
 		return false
 	}
 	if c == ChallengeDNS01 {
 		return true
 	}
-	hosts := LabClientNetwork(s).Masked()
+	if !hosts.IsValid() {
+		return false
+	}
+	hosts = hosts.Masked()
 	for _, n := range s.Validation.AllowedNetworks {
 		if p, err := addition.ParseNetwork(n); err == nil && p.Bits() <= hosts.Bits() && p.Contains(hosts.Addr()) {
 			return true

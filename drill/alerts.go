@@ -28,6 +28,10 @@ func (r *Runner) firedAlerts(ctx context.Context, rep *Report) {
 	if !site.WantsPrometheus(r.spec) || rep.FaultAt.IsZero() {
 		return
 	}
+	if _, ok := r.Infra.(Provisioned); ok {
+		rep.NotChecked = append(rep.NotChecked, "alerts: the Prometheus of monitoring.prometheus runs in the lab only; on provisioned hosts your Prometheus evaluates monitoring/cairn-rules.yml (docs/monitoring.md)")
+		return
+	}
 	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	evs, err := alertEvents(qctx, "http://"+r.spec.Monitoring.Prometheus, rep.FaultAt, time.Now())

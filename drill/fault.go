@@ -82,6 +82,7 @@ func (f *procFault) Restore(ctx context.Context) error {
 // is hidden) and the CA is restarted, so it cannot open its signing keys.
 type hsmFault struct {
 	l    Components
+	host HostFaults // nil: the token is a directory here (the lab)
 	site string
 	dir  string // the site bundle
 }
@@ -105,15 +106,28 @@ func (f *hsmFault) tokenDir() (string, error) {
 	return "", fmt.Errorf("site %s: no directories.tokendir in softhsm2.conf", f.site)
 }
 
-func (f *hsmFault) Inject(ctx context.Context) error {
+// hide moves the token directory away (hidden) or back.
+func (f *hsmFault) hide(ctx context.Context, hidden bool) error {
+	if f.host != nil {
+		return f.host.HideToken(ctx, f.site, hidden)
+	}
 	dir, err := f.tokenDir()
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(dir); err == nil {
-		if err := os.Rename(dir, dir+".cairn-drill-hidden"); err != nil {
-			return err
-		}
+	from, to := dir, dir+".cairn-drill-hidden"
+	if !hidden {
+		from, to = to, from
+	}
+	if _, err := os.Stat(from); err == nil {
+		return os.Rename(from, to)
+	}
+	return nil
+}
+
+func (f *hsmFault) Inject(ctx context.Context) error {
+	if err := f.hide(ctx, true); err != nil {
+		return err
 	}
 	if err := kill(f.l, f.site, "ca"); err != nil {
 		return err
@@ -133,14 +147,8 @@ func (f *hsmFault) Inject(ctx context.Context) error {
 }
 
 func (f *hsmFault) Restore(ctx context.Context) error {
-	dir, err := f.tokenDir()
-	if err != nil {
+	if err := f.hide(ctx, false); err != nil {
 		return err
-	}
-	if _, err := os.Stat(dir + ".cairn-drill-hidden"); err == nil {
-		if err := os.Rename(dir+".cairn-drill-hidden", dir); err != nil {
-			return err
-		}
 	}
 	kill(f.l, f.site, "ca") // the CA started without its token, if it still runs
 	return f.l.StartComponent(ctx, f.site, "ca")
@@ -149,9 +157,11 @@ func (f *hsmFault) Restore(ctx context.Context) error {
 // partition: nftables drops every packet to the site's network that does
 // not come from it. On loopback the site's own processes connect from
 // 127.0.0.1 too, so their connections to each other are cut as well (on
-// separate hosts only the outside is cut).
+// separate hosts only the outside is cut: the table is on the site's
+// host).
 type partitionFault struct {
-	site, network string // e.g. 127.0.32.0/24
+	host          HostFaults // nil: this machine's nftables (the lab)
+	site, network string     // e.g. 127.0.32.0/24
 	table         string
 }
 
@@ -160,10 +170,18 @@ func (f *partitionFault) Describe() string {
 }
 
 func (f *partitionFault) Inject(ctx context.Context) error {
+	if f.host != nil {
+		return f.host.Partition(ctx, f.site, f.network, f.table, true)
+	}
 	return nftApply(ctx, "inet", f.table, fmt.Sprintf(" chain out {\n  type filter hook output priority 0; policy accept;\n  ip daddr %[1]s ip saddr != %[1]s drop\n }\n", f.network))
 }
 
-func (f *partitionFault) Restore(ctx context.Context) error { return nftDelete(ctx, "inet", f.table) }
+func (f *partitionFault) Restore(ctx context.Context) error {
+	if f.host != nil {
+		return f.host.Partition(ctx, f.site, f.network, f.table, false)
+	}
+	return nftDelete(ctx, "inet", f.table)
+}
 
 // nftApply replaces table (family) with the given chains.
 func nftApply(ctx context.Context, family, table, chains string) error {

@@ -17,6 +17,7 @@ import (
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/site"
+	"github.com/cairn-pki/cairn/upgrade"
 )
 
 // fakeInfra is a cluster of components that start, stop and take signals
@@ -297,7 +298,7 @@ func TestNewFault(t *testing.T) {
 		{Step{Fault: "toxic", Toxic: "latency", Latency: Duration{Duration: time.Second}}, "a", true, "a"},
 		{Step{Fault: "toxic", Toxic: "reset"}, "z", false, `no site "z"`},
 		{Step{Fault: "replication"}, "z", false, `no site "z"`},
-		{Step{Fault: "upgrade", Site: "cluster"}, "cluster", false, "upgrade: only in the lab"},
+		{Step{Fault: "upgrade", Site: "cluster"}, "cluster", false, "upgrade: this infrastructure cannot roll releases"},
 		{Step{Fault: "flap", Component: "wfe", Down: Duration{Duration: time.Second}, Up: Duration{Duration: 2 * time.Second}}, "a", false, "flap: crash a/wfe (SIGKILL) for 1s, then up 2s, repeatedly"},
 		{Step{Fault: "flap", Component: "wfe", Signal: "stop"}, "b", false, "flap: hang b/wfe (SIGSTOP)"},
 		{Step{Fault: "meteor"}, "a", false, `unknown fault "meteor"`},
@@ -455,5 +456,100 @@ func TestRestoreLeftovers(t *testing.T) {
 	}
 	if _, err := restoreLeftovers(ctx, in, revoke); err == nil || !strings.Contains(err.Error(), "docs/drill.md") {
 		t.Errorf("a broken journal: %v, want the runbook", err)
+	}
+}
+
+// hostInfra is a fakeInfra whose sites are hosts of their own
+// (HostFaults): the token and the firewall are the host's.
+type hostInfra struct {
+	*fakeInfra
+	hidden map[string]bool   // site → token moved away
+	tables map[string]string // site → table → network
+}
+
+func (h *hostInfra) HideToken(_ context.Context, site string, hidden bool) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.record("token %s hidden=%v", site, hidden)
+	h.hidden[site] = hidden
+	return nil
+}
+
+// StartComponent: the CA starts only while the host has its token.
+func (h *hostInfra) StartComponent(ctx context.Context, s, c string) error {
+	h.mu.Lock()
+	hidden := h.hidden[s]
+	h.mu.Unlock()
+	if c == "ca" && hidden {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.record("start %s/%s", s, c)
+		return fmt.Errorf("ca: no token")
+	}
+	return h.fakeInfra.StartComponent(ctx, s, c)
+}
+
+func (h *hostInfra) Partition(_ context.Context, site, network, table string, on bool) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.record("partition %s %s %s %v", site, network, table, on)
+	if on {
+		h.tables[site] = table + " " + network
+	} else {
+		delete(h.tables, site)
+	}
+	return nil
+}
+
+// On an infrastructure of hosts (provisioned systemd hosts) the hsm and
+// partition faults act on the site's host, not on this machine: the
+// token moves there and the CA restarts without it; the partition is a
+// table on the host, lifted on restore.
+func TestHostFaultsActOnTheSiteHost(t *testing.T) {
+	ctx := context.Background()
+	in := &hostInfra{fakeInfra: newFakeInfra(t, "a"), hidden: map[string]bool{}, tables: map[string]string{}}
+	in.spec.Sites[0].ServiceNetwork = "10.78.81.0/24"
+	hsm := build(t, in, Step{Fault: "hsm"}, "a")
+	if err := hsm.Inject(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, in.fakeInfra, "hsm inject", "token a hidden=true", "signal a/ca killed", "start a/ca")
+	if err := hsm.Restore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if in.hidden["a"] {
+		t.Error("the token is still hidden after the restore")
+	}
+	wantCalls(t, in.fakeInfra, "hsm restore", "token a hidden=false", "signal a/ca killed", "start a/ca")
+	part := build(t, in, Step{Fault: "partition"}, "a")
+	if err := part.Inject(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if in.tables["a"] != "cairn_test 10.78.81.0/24" {
+		t.Errorf("the host's tables: %v", in.tables)
+	}
+	if err := part.Restore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(in.tables) != 0 {
+		t.Errorf("tables left after the restore: %v", in.tables)
+	}
+}
+
+// releaseInfra says how `cairn upgrade apply` acts on it (provisioned
+// hosts do); here its options are refused, so the fault's use shows.
+type releaseInfra struct{ *fakeInfra }
+
+func (releaseInfra) UpgradeOptions(context.Context) (upgrade.ApplyOptions, error) {
+	return upgrade.ApplyOptions{}, errors.New("the hosts' upgrade options")
+}
+
+// On an infrastructure with its own upgrade options (provisioned hosts)
+// the upgrade fault rolls releases with those, not the lab's.
+func TestUpgradeFaultUsesTheInfrastructuresOptions(t *testing.T) {
+	in := releaseInfra{newFakeInfra(t, "a")}
+	f := build(t, in, Step{Fault: "upgrade", Site: "cluster"}, "cluster")
+	if err := f.Inject(context.Background()); err == nil || !strings.Contains(err.Error(), "the hosts' upgrade options") {
+		t.Fatalf("inject: %v, want the infrastructure's options asked for", err)
 	}
 }

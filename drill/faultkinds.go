@@ -6,15 +6,18 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/cairn-pki/cairn/backup"
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/upgrade"
 )
@@ -46,6 +49,9 @@ type ClientHosts interface {
 	ClientHostName(ctx context.Context, name string) (string, error)
 	// ExecHost is the command that runs argv on the host.
 	ExecHost(ctx context.Context, name string, argv []string) (*exec.Cmd, error)
+	// ClientNetwork is where its client hosts get their addresses: what
+	// validation.allowedNetworks must hold for HTTP-01 and TLS-ALPN-01.
+	ClientNetwork() netip.Prefix
 }
 
 // SiteLoss is an infrastructure where a site's host and disk can be lost
@@ -59,6 +65,39 @@ type SiteLoss interface {
 	Rebuild(site string, restored func(ctx context.Context, site string) error, log io.Writer) (*backup.Rebuild, error)
 	// Output is where its progress lines (the rebuild's) go.
 	Output() io.Writer
+}
+
+// HostFaults is an infrastructure whose sites are hosts of their own:
+// the hsm and partition faults act on the site's host.
+type HostFaults interface {
+	// HideToken moves the site's HSM token directory away (hidden) or
+	// back, idempotently.
+	HideToken(ctx context.Context, site string, hidden bool) error
+	// Partition cuts (on) or heals the site's host from everything
+	// outside network, with nftables table on the host.
+	Partition(ctx context.Context, site, network, table string, on bool) error
+}
+
+// Provisioned is a cluster cairn provisioned hosts for (not the lab):
+// Infra names its infrastructure (nspawn, aws, existing) in the report.
+// The lab's Prometheus runs only in the lab: a drill there reports the
+// alerts it fired; on provisioned hosts it says it did not check them.
+type Provisioned interface {
+	Infra() string
+}
+
+// ProbeHistory is an infrastructure whose controller's probe history is
+// read through it (the lab's is a file here).
+type ProbeHistory interface {
+	ProbeSamples(ctx context.Context, from time.Time) ([]healthcheck.Sample, error)
+}
+
+// ReleaseOptions is an infrastructure that says how `cairn upgrade
+// apply` acts on it (provisioned hosts: bundles re-rendered here and
+// installed by Ansible, SQL and probes through the hosts); a drill's
+// upgrade fault uses the same options.
+type ReleaseOptions interface {
+	UpgradeOptions(ctx context.Context) (upgrade.ApplyOptions, error)
 }
 
 // Releases is an infrastructure whose sites' releases a drill rolls
@@ -99,7 +138,8 @@ var faultKinds = []faultKind{
 	procKind("hang"),
 	procKind("stop"),
 	{Name: "hsm", SiteOnly: true, Build: func(in Infra, _ Step, site, _ string) (Fault, error) {
-		return &hsmFault{l: in, site: site, dir: in.ClusterSpec().Path(filepath.Join("sites", site))}, nil
+		host, _ := in.(HostFaults)
+		return &hsmFault{l: in, host: host, site: site, dir: in.ClusterSpec().Path(filepath.Join("sites", site))}, nil
 	}},
 	{Name: "partition", SiteOnly: true, Network: true, Build: func(in Infra, _ Step, site, table string) (Fault, error) {
 		s, ok := in.ClusterSpec().SiteByName(site)
@@ -109,7 +149,8 @@ var faultKinds = []faultKind{
 		if s.ServiceNetwork == "" {
 			return nil, fmt.Errorf("site %s has no serviceNetwork to partition", site)
 		}
-		return &partitionFault{site: site, network: s.ServiceNetwork, table: table}, nil
+		host, _ := in.(HostFaults)
+		return &partitionFault{host: host, site: site, network: s.ServiceNetwork, table: table}, nil
 	}},
 	{Name: "flap", Component: true,
 		Check: func(st Step, add func(string, string, ...any)) {
@@ -150,11 +191,18 @@ var faultKinds = []faultKind{
 			}
 		},
 		Build: func(in Infra, st Step, _, table string) (Fault, error) {
-			l, ok := in.(Releases)
-			if !ok {
-				return nil, errors.New("upgrade: only in the lab (it renders and starts the sites' releases)")
+			f := &upgradeFault{spec: in.ClusterSpec(), st: st, state: in.ClusterSpec().Path(filepath.Join("var", table+"-upgrade.json"))}
+			switch l := in.(type) {
+			case ReleaseOptions:
+				f.options = l.UpgradeOptions
+			case Releases:
+				f.options = func(context.Context) (upgrade.ApplyOptions, error) {
+					return upgrade.ForLab(f.spec, l, l.Output(), "")
+				}
+			default:
+				return nil, errors.New("upgrade: this infrastructure cannot roll releases (the lab and provisioned hosts can)")
 			}
-			return &upgradeFault{l: l, spec: in.ClusterSpec(), st: st, state: in.ClusterSpec().Path(filepath.Join("var", table+"-upgrade.json"))}, nil
+			return f, nil
 		}},
 	{Name: "destroy", SiteOnly: true, Build: func(in Infra, _ Step, site, _ string) (Fault, error) {
 		l, ok := in.(SiteLoss)

@@ -109,7 +109,7 @@ type realClient struct {
 // profile the spec does not offer. The drill still judges the clients it
 // has. What every real client needs (unshare, root, nsupdate for
 // certbot's hooks) missing is an error.
-func checkRealClients(spec *cluster.Spec, names []string) (have, skipped []string, err error) {
+func checkRealClients(spec *cluster.Spec, names []string, hosts netip.Prefix) (have, skipped []string, err error) {
 	tools := []string{"unshare"}
 	if slices.Contains(names, "certbot") {
 		tools = append(tools, "nsupdate") // its DNS-01 hooks
@@ -129,7 +129,7 @@ func checkRealClients(spec *cluster.Spec, names []string) (have, skipped []strin
 			skipped = append(skipped, fmt.Sprintf("%s: skipped, %s is not on PATH nor in .tools/bin next to cairn (%s)", n, k.program, how))
 			continue
 		}
-		if why := hostClientMissing(spec, k); why != "" {
+		if why := hostClientMissing(spec, k, hosts); why != "" {
 			skipped = append(skipped, n+": skipped, "+why)
 			continue
 		}
@@ -142,18 +142,21 @@ func checkRealClients(spec *cluster.Spec, names []string) (have, skipped []strin
 }
 
 // hostClientMissing says what the spec lacks for a client host's client:
-// its challenge offered, the lab's client network among the networks
-// validation may reach (HTTP-01, TLS-ALPN-01), its profile.
-func hostClientMissing(spec *cluster.Spec, k realKind) string {
+// its challenge offered, the client hosts' network (hosts) among the
+// networks validation may reach (HTTP-01, TLS-ALPN-01), its profile.
+func hostClientMissing(spec *cluster.Spec, k realKind, hosts netip.Prefix) string {
 	if !k.onHost {
 		return ""
 	}
-	if !cluster.LabHostsAnswer(spec, k.challenge) {
+	if !cluster.HostsAnswer(spec, k.challenge, hosts) {
 		if !slices.Contains(spec.Validation.Challenges, k.challenge) {
 			return fmt.Sprintf("it answers %s, which validation.challenges %v does not offer (add %s)", k.challenge, spec.Validation.Challenges, k.challenge)
 		}
-		return fmt.Sprintf("it answers %s on a client host in lab.clientNetwork %s, which validation.allowedNetworks %v does not cover (add %s)",
-			k.challenge, cluster.LabClientNetwork(spec), spec.Validation.AllowedNetworks, cluster.LabClientNetwork(spec))
+		if !hosts.IsValid() {
+			return fmt.Sprintf("it answers %s on a client host, and validation.allowedNetworks %v has no IPv4 network for client hosts (add one)", k.challenge, spec.Validation.AllowedNetworks)
+		}
+		return fmt.Sprintf("it answers %s on a client host in %s, which validation.allowedNetworks %v does not cover (add %s)",
+			k.challenge, hosts, spec.Validation.AllowedNetworks, hosts)
 	}
 	if k.profile != "" && profileValidity(spec, k.profile) == 0 {
 		return fmt.Sprintf("it asks for profile %s, which profiles does not list (add it, or run cairn init for the defaults)", k.profile)
@@ -182,7 +185,11 @@ func (w *workload) newRealClients(ctx context.Context, names []string, state str
 			}
 		}
 	}
-	names, skipped, err := checkRealClients(w.spec, names)
+	var hosts netip.Prefix
+	if w.hosts != nil {
+		hosts = w.hosts.ClientNetwork()
+	}
+	names, skipped, err := checkRealClients(w.spec, names, hosts)
 	if err != nil || len(names) == 0 {
 		return nil, skipped, err
 	}

@@ -2,6 +2,7 @@ package drill
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,7 +27,7 @@ func TestMissingRealClientIsSkippedWithALine(t *testing.T) {
 		}
 	}
 	t.Setenv("PATH", bin)
-	have, skipped, err := checkRealClients(cluster.Default([]string{"a"}), []string{"certbot", "lego5"})
+	have, skipped, err := checkRealClients(cluster.Default([]string{"a"}), []string{"certbot", "lego5"}, netip.Prefix{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +56,7 @@ func TestMissingRealClientIsSkippedWithALine(t *testing.T) {
 
 	// What every real client needs is still an error.
 	os.Remove(filepath.Join(bin, "unshare"))
-	if _, _, err := checkRealClients(cluster.Default([]string{"a"}), []string{"certbot"}); err == nil || !strings.Contains(err.Error(), "unshare") {
+	if _, _, err := checkRealClients(cluster.Default([]string{"a"}), []string{"certbot"}, netip.Prefix{}); err == nil || !strings.Contains(err.Error(), "unshare") {
 		t.Errorf("without unshare: %v", err)
 	}
 }
@@ -72,23 +73,23 @@ func TestHostClientNeedsItsChallengeAndProfile(t *testing.T) {
 		{"certbot", ""},
 		{"lego5-shortlived", ""},
 	} {
-		if got := hostClientMissing(spec, realClientKinds[tc.client]); !strings.Contains(got, tc.want) || (tc.want == "") != (got == "") {
+		if got := hostClientMissing(spec, realClientKinds[tc.client], clients); !strings.Contains(got, tc.want) || (tc.want == "") != (got == "") {
 			t.Errorf("%s on a dns-01 spec: %q, want %q", tc.client, got, tc.want)
 		}
 	}
 	spec.Validation.Challenges = cluster.Challenges
 	spec.Validation.AllowedNetworks = []string{"192.168.0.0/16"}
-	if got := hostClientMissing(spec, realClientKinds["certbot-http"]); !strings.Contains(got, "validation.allowedNetworks [192.168.0.0/16] does not cover (add "+clients.String()+")") {
+	if got := hostClientMissing(spec, realClientKinds["certbot-http"], clients); !strings.Contains(got, "validation.allowedNetworks [192.168.0.0/16] does not cover (add "+clients.String()+")") {
 		t.Errorf("certbot-http outside the allowed networks: %q", got)
 	}
 	spec.Validation.AllowedNetworks = []string{"10.0.0.0/8"} // holds the client network
 	for _, c := range []string{"certbot-http", "lego-http", "lego-tls", "lego5-shortlived"} {
-		if got := hostClientMissing(spec, realClientKinds[c]); got != "" {
+		if got := hostClientMissing(spec, realClientKinds[c], clients); got != "" {
 			t.Errorf("%s with every challenge and 10.0.0.0/8 allowed: %q", c, got)
 		}
 	}
 	spec.Profiles = spec.Profiles[:1]
-	if got := hostClientMissing(spec, realClientKinds["lego5-shortlived"]); !strings.Contains(got, "profile "+cluster.ShortLivedProfile+", which profiles does not list") {
+	if got := hostClientMissing(spec, realClientKinds["lego5-shortlived"], clients); !strings.Contains(got, "profile "+cluster.ShortLivedProfile+", which profiles does not list") {
 		t.Errorf("lego5-shortlived without the profile: %q", got)
 	}
 	for c := range realClientKinds {

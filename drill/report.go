@@ -59,6 +59,12 @@ type Report struct {
 	// SkippedClients: a line per real client of the scenario that is not
 	// installed here, saying so (the others are judged as usual).
 	SkippedClients []string `json:"skippedClients,omitempty"`
+	// Infra: where the drill ran: "lab", or the infrastructure of a
+	// provisioned cluster (nspawn, aws, existing).
+	Infra string `json:"infra"`
+	// NotChecked: a line per check this infrastructure cannot make,
+	// saying why (never silently).
+	NotChecked []string `json:"notChecked,omitempty"`
 	// Accounts: account replication checks (pass.accountsFlow).
 	Accounts AccountsReport `json:"accounts"`
 	// Revocation: revocation and CRL checks (pass.revoked, pass.crlsAvailable).
@@ -456,8 +462,12 @@ func (rep *Report) Markdown() string {
 		verdict = "FAILED"
 	}
 	fmt.Fprintf(&b, "# Drill %s: %s\n\n%s\n\n", rep.Scenario, verdict, rep.Description)
-	fmt.Fprintf(&b, "Run %s – %s. Faulted site **%s**; the ACME name pointed to **%s** before and **%s** after (epoch %d → %d).\n\n",
-		rep.Start.Format(time.RFC3339), rep.End.Format(time.TimeOnly), rep.FaultedSite, rep.ActiveBefore, rep.ActiveAfter, rep.EpochBefore, rep.EpochAfter)
+	where := "the lab"
+	if rep.Infra != "" && rep.Infra != "lab" {
+		where = "the " + rep.Infra + " hosts"
+	}
+	fmt.Fprintf(&b, "Run %s – %s on %s. Faulted site **%s**; the ACME name pointed to **%s** before and **%s** after (epoch %d → %d).\n\n",
+		rep.Start.Format(time.RFC3339), rep.End.Format(time.TimeOnly), where, rep.FaultedSite, rep.ActiveBefore, rep.ActiveAfter, rep.EpochBefore, rep.EpochAfter)
 	if rep.EABKey != "" {
 		revoked := "revoked at the end"
 		if !rep.EABKeyRevoked {
@@ -484,6 +494,12 @@ func (rep *Report) Markdown() string {
 		sort.Strings(keys)
 		for _, k := range keys {
 			fmt.Fprintf(&b, "* `%s`: %d\n", k, rep.Problems[k])
+		}
+	}
+	if len(rep.NotChecked) > 0 {
+		fmt.Fprintf(&b, "\n## Not checked on %s\n\n", rep.Infra)
+		for _, line := range rep.NotChecked {
+			fmt.Fprintf(&b, "* %s\n", line)
 		}
 	}
 	if len(rep.SkippedClients) > 0 {

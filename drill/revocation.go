@@ -24,8 +24,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/cairn-pki/cairn/failover"
-	"github.com/cairn-pki/cairn/internal/fsutil"
 	"github.com/cairn-pki/cairn/revocation"
+	"github.com/cairn-pki/cairn/site"
 )
 
 // RevocationStep: at At (while the faulted site is down) one of its
@@ -452,29 +452,27 @@ func (rv RevocationReport) markdown(b *strings.Builder, faultAt time.Time) {
 	fmt.Fprintln(b)
 }
 
-// waitMirrored waits until every other site's CRL front holds a copy of
-// the CRL shard cert names (the fronts copy every 30 s): the drill then
-// starts from what a cluster that has run for a while has.
+// waitMirrored waits until every other site's CRL front serves a copy of
+// the CRL shard cert names (the fronts copy every 30 s), asked over HTTP
+// as a relying party would (the lab and provisioned hosts alike): the
+// drill then starts from what a cluster that has run for a while has.
 func (r *Runner) waitMirrored(ctx context.Context, target string, cert *siteCert) error {
 	c, err := x509.ParseCertificate(cert.der)
 	if err != nil || len(c.CRLDistributionPoints) == 0 {
 		return fmt.Errorf("certificate without a CRL URL")
 	}
-	u, err := url.Parse(c.CRLDistributionPoints[0])
-	if err != nil {
-		return err
-	}
-	var want []string
-	for _, s := range r.spec.Sites {
-		if s.Name != target {
-			want = append(want, r.spec.Path(filepath.Join("sites", s.Name, "var", "crl-mirror", filepath.FromSlash(strings.TrimPrefix(u.Path, "/")))))
+	u := c.CRLDistributionPoints[0]
+	var fronts []string
+	for i, s := range r.spec.Sites {
+		if p, err := site.NewPlan(r.spec, i); err == nil && s.Name != target && !p.ExternalCRLStore() {
+			fronts = append(fronts, site.Addr(p.CRL, site.PortCRLHTTP))
 		}
 	}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		missing := ""
-		for _, f := range want {
-			if !fsutil.Exists(f) {
+		for _, f := range fronts {
+			if !servesCRL(ctx, f, u) {
 				missing = f
 			}
 		}
@@ -482,9 +480,29 @@ func (r *Runner) waitMirrored(ctx context.Context, target string, cert *siteCert
 			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("no copy of %s's CRL at %s after 90 s: are the CRL fronts mirroring?", target, missing)
+			return fmt.Errorf("the CRL front at %s serves no copy of %s's %s after 90 s: are the CRL fronts mirroring?", missing, target, u)
 		}
-		r.logf("waiting for the other sites' CRL fronts to copy %s", u.Path)
+		r.logf("waiting for the other sites' CRL fronts to copy %s", u)
 		sleepCtx(ctx, 5*time.Second)
 	}
+}
+
+// servesCRL says whether the CRL front at addr answers 200 for CRL URL u.
+func servesCRL(ctx context.Context, addr, u string) bool {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		}}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }

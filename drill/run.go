@@ -173,7 +173,10 @@ func (r *Runner) steadyState(ctx context.Context, applier acmedns.Provider) (*ru
 		}
 		target = r.Site
 	}
-	rep := &Report{Scenario: sc.Name, Description: sc.Description, ActiveBefore: active, FaultedSite: target, EpochBefore: before.Epoch.N}
+	rep := &Report{Scenario: sc.Name, Description: sc.Description, ActiveBefore: active, FaultedSite: target, EpochBefore: before.Epoch.N, Infra: "lab"}
+	if p, ok := r.Infra.(Provisioned); ok {
+		rep.Infra = p.Infra()
+	}
 
 	// The clients trust the cluster root and write DNS-01 records with the
 	// clients' TSIG key, as the probes do.
@@ -634,13 +637,9 @@ func (r *Runner) firstFailedProbe(rep *Report, target string) {
 	if rep.FaultAt.IsZero() {
 		return
 	}
-	h, err := healthcheck.OpenHistory(r.spec.Path(healthcheck.HistoryFile), 30*24*time.Hour)
+	samples, err := r.probeSamples(context.Background(), rep.FaultAt.Add(-time.Second))
 	if err != nil {
-		return
-	}
-	defer h.Close()
-	samples, err := h.Samples(context.Background(), rep.FaultAt.Add(-time.Second))
-	if err != nil {
+		rep.NotChecked = append(rep.NotChecked, "first failed probe: "+err.Error())
 		return
 	}
 	for _, s := range samples {
@@ -649,4 +648,19 @@ func (r *Runner) firstFailedProbe(rep *Report, target string) {
 			return
 		}
 	}
+}
+
+// probeSamples are the controller's probe results since from: through
+// the infrastructure when it reads them (provisioned hosts), else from
+// the history file next to the spec (the lab's controller runs here).
+func (r *Runner) probeSamples(ctx context.Context, from time.Time) ([]healthcheck.Sample, error) {
+	if ph, ok := r.Infra.(ProbeHistory); ok {
+		return ph.ProbeSamples(ctx, from)
+	}
+	h, err := healthcheck.OpenHistory(r.spec.Path(healthcheck.HistoryFile), 30*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	return h.Samples(ctx, from)
 }

@@ -23,10 +23,11 @@ import (
 // half-done upgrade (abandon) and rolls the sites the drill upgraded back
 // to the release they ran, with the same gate.
 type upgradeFault struct {
-	l     Releases
-	spec  *cluster.Spec
-	st    Step
-	state string // the drill's own upgrade state file
+	// options are `cairn upgrade apply`'s for the infrastructure.
+	options func(ctx context.Context) (upgrade.ApplyOptions, error)
+	spec    *cluster.Spec
+	st      Step
+	state   string // the drill's own upgrade state file
 	// event is told every phase; result is "done" or "rolled-back".
 	event  func(upgrade.Event)
 	result string
@@ -48,8 +49,10 @@ func (f *upgradeFault) Describe() string {
 	return "roll the current cairn.yaml through every site"
 }
 
-func (f *upgradeFault) options() (upgrade.ApplyOptions, error) {
-	o, err := upgrade.ForLab(f.spec, f.l, f.l.Output(), "")
+// applyOptions are the infrastructure's options with the drill's own
+// state file and backups, its phases reported as events.
+func (f *upgradeFault) applyOptions(ctx context.Context) (upgrade.ApplyOptions, error) {
+	o, err := f.options(ctx)
 	if err != nil {
 		return o, err
 	}
@@ -60,7 +63,7 @@ func (f *upgradeFault) options() (upgrade.ApplyOptions, error) {
 }
 
 func (f *upgradeFault) Inject(ctx context.Context) error {
-	o, err := f.options()
+	o, err := f.applyOptions(ctx)
 	if err != nil {
 		return err
 	}
@@ -89,7 +92,7 @@ func (f *upgradeFault) Restore(ctx context.Context) error {
 	if err != nil || st == nil {
 		return err
 	}
-	o, err := f.options()
+	o, err := f.applyOptions(ctx)
 	if err != nil {
 		return err
 	}

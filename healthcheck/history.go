@@ -73,6 +73,21 @@ func OpenHistory(path string, retention time.Duration) (*History, error) {
 	return h, nil
 }
 
+// OpenHistoryReadOnly opens the database at path for reading only, as
+// another user than its writer's may (nothing is created or migrated:
+// a reader running as root leaves no file the controller cannot write).
+func OpenHistoryReadOnly(path string) (*History, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	return &History{db: db, now: time.Now}, nil
+}
+
 func (h *History) migrate() error {
 	if _, err := h.db.Exec(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 		return err

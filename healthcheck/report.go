@@ -7,12 +7,12 @@ import (
 
 // Sample is one stored probe result, as the availability report needs it.
 type Sample struct {
-	Site       string
-	Kind       string
-	At         time.Time
-	OK         bool
-	FailedStep string
-	ActiveSite string // dns samples: the site the ACME name pointed to
+	Site       string    `json:"site"`
+	Kind       string    `json:"kind"`
+	At         time.Time `json:"at"`
+	OK         bool      `json:"ok"`
+	FailedStep string    `json:"failedStep,omitempty"`
+	ActiveSite string    `json:"activeSite,omitempty"` // dns samples: the site the ACME name pointed to
 }
 
 // Outage is one interval during which a site (or the service) was down.

@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
@@ -236,20 +234,21 @@ func (l *Lab) setHostRecord(ctx context.Context, fqdn, addr string) error {
 	if err != nil {
 		return err
 	}
-	m := new(dns.Msg)
-	m.SetUpdate(dns.Fqdn(l.Spec.ACME.Zone))
-	m.RemoveRRset([]dns.RR{&dns.A{Hdr: dns.RR_Header{Name: dns.Fqdn(fqdn), Rrtype: dns.TypeA, Class: dns.ClassINET}}})
+	var a netip.Addr
 	if addr != "" {
-		m.Insert([]dns.RR{&dns.A{Hdr: dns.RR_Header{Name: dns.Fqdn(fqdn), Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: uint32(l.Spec.ACME.TTL)},
-			A: netip.MustParseAddr(addr).AsSlice()}})
+		a = netip.MustParseAddr(addr)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := c.Update(ctx, m); err != nil {
+	if err := c.SetA(ctx, l.Spec.ACME.Zone, fqdn, a, uint32(l.Spec.ACME.TTL)); err != nil {
 		return fmt.Errorf("client host record %s: %w (is the lab up?)", fqdn, err)
 	}
 	return nil
 }
+
+// ClientNetwork is where the lab's client hosts get their addresses
+// (lab.clientNetwork).
+func (l *Lab) ClientNetwork() netip.Prefix { return cluster.LabClientNetwork(l.Spec) }
 
 // ExecHost is Exec run as client host name (made on first use): in its
 // network namespace, with CAIRN_LAB_HOST (its name in the zone) and

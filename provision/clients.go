@@ -34,8 +34,8 @@ func (p *Provisioner) clientHost(name string) NSHost {
 }
 
 func (p *Provisioner) needsLocal(what string) error {
-	if p.o.Infra != "local" {
-		return fmt.Errorf("--infra %s: %s runs on --infra local only (other infrastructures' clients are your own hosts on your networks)", p.o.Infra, what)
+	if p.o.Infra != "local" && p.o.Infra != "nspawn" {
+		return fmt.Errorf("--infra %s: %s runs on --infra local and nspawn only (other infrastructures' clients are your own hosts on your networks)", p.o.Infra, what)
 	}
 	return nil
 }
@@ -59,9 +59,16 @@ func (p *Provisioner) checkClient(name string, addr netip.Addr) error {
 		return fmt.Errorf("--address %s: give the client an IPv4 address of its own range (not 127/8), inside validation.allowedNetworks", addr)
 	}
 	for _, n := range clientNetworks(spec) {
-		if netip.MustParsePrefix(n).Contains(addr) {
-			return nil
+		if !netip.MustParsePrefix(n).Contains(addr) {
+			continue
 		}
+		if p.o.Infra == "nspawn" {
+			// The hosts reach their clients on the bridge: in their network.
+			if hosts, err := p.nspawnNetwork(); err == nil && !hosts.Contains(addr) {
+				return fmt.Errorf("--address %s: not in the nspawn hosts' network %s, where the sites reach their clients; list a client network inside it in validation.allowedNetworks", addr, hosts)
+			}
+		}
+		return nil
 	}
 	return fmt.Errorf("--address %s: not in validation.allowedNetworks %v; the sites' VAs connect only there: list the clients' network in cairn.yaml and provision apply again", addr, spec.Validation.AllowedNetworks)
 }
@@ -92,14 +99,21 @@ func (p *Provisioner) ClientUp(ctx context.Context, name string, addr netip.Addr
 	}
 	sw := NSSwitch{Cluster: p.prefix()}
 	if !netnsExists(sw.Netns()) {
-		return NSHost{}, fmt.Errorf("no local infrastructure for cluster %s (namespace %s): run cairn provision apply --infra local first", p.o.Spec.Name, sw.Netns())
+		return NSHost{}, fmt.Errorf("no %s infrastructure for cluster %s (namespace %s): run cairn provision apply --infra %[1]s first", p.o.Infra, p.o.Spec.Name, sw.Netns())
 	}
 	h := p.clientHost(name)
 	if old, err := os.ReadFile(filepath.Join(h.StateDir, "address")); err == nil && string(old) != addr.String() {
 		return NSHost{}, fmt.Errorf("client %s exists with address %s: cairn provision client down %s first", name, old, name)
 	}
 	h.Address = addr
-	h.OnLink = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	h.OnLink = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} // the local hosts'
+	if p.o.Infra == "nspawn" {
+		hosts, err := p.nspawnNetwork()
+		if err != nil {
+			return NSHost{}, err
+		}
+		h.OnLink = []netip.Prefix{hosts}
+	}
 	if err := os.MkdirAll(h.StateDir, 0o700); err != nil {
 		return NSHost{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -24,6 +25,8 @@ import (
 type Infrastructure interface {
 	// Apply makes the hosts (idempotent) and returns the contract.
 	Apply(ctx context.Context) (*Outputs, error)
+	// Outputs is the contract of the hosts Apply made, changing nothing.
+	Outputs(ctx context.Context) (*Outputs, error)
 	// Plan says what Apply would change, changing nothing.
 	Plan(ctx context.Context) (string, error)
 	// Destroy removes the hosts; on hosts cairn did not make, what was
@@ -32,6 +35,9 @@ type Infrastructure interface {
 	// FromOperator wraps a command so it runs where the operator would
 	// reach the sites from (locally: inside the switch namespace).
 	FromOperator(argv []string) []string
+	// OperatorNetns is the network namespace of the operator's vantage
+	// ("": this machine's own network).
+	OperatorNetns() string
 }
 
 // infrastructures are the kinds --infra takes.
@@ -66,6 +72,11 @@ type terraformInfra struct {
 }
 
 func (t *terraformInfra) init(ctx context.Context) (*tfexec.Terraform, []string, error) {
+	return t.initTo(ctx, t.p.o.Log)
+}
+
+// initTo is init with Terraform's own output to out.
+func (t *terraformInfra) initTo(ctx context.Context, out io.Writer) (*tfexec.Terraform, []string, error) {
 	var vars []string
 	if t.prepare != nil {
 		var err error
@@ -73,7 +84,7 @@ func (t *terraformInfra) init(ctx context.Context) (*tfexec.Terraform, []string,
 			return nil, nil, err
 		}
 	}
-	tf, err := t.p.terraform(ctx, t.dir)
+	tf, err := t.p.terraform(ctx, t.dir, out)
 	return tf, vars, err
 }
 
@@ -89,15 +100,33 @@ func (t *terraformInfra) Apply(ctx context.Context) (*Outputs, error) {
 	if err := tf.Apply(ctx, opts...); err != nil {
 		return nil, fmt.Errorf("terraform apply: %w", err)
 	}
+	return t.read(ctx, tf)
+}
+
+// read is the contract in Terraform's outputs.
+func (t *terraformInfra) read(ctx context.Context, tf *tfexec.Terraform) (*Outputs, error) {
 	outs, err := tf.Output(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if len(outs) == 0 {
+		return nil, fmt.Errorf("no hosts provisioned for cluster %s (%s): run cairn provision apply --infra %s first", t.p.o.Spec.Name, t.what, t.p.o.Infra)
 	}
 	raw, err := json.Marshal(outs)
 	if err != nil {
 		return nil, err
 	}
 	return ParseOutputs(raw)
+}
+
+// Outputs reads the outputs quietly (Terraform's own lines would bury a
+// drill's).
+func (t *terraformInfra) Outputs(ctx context.Context) (*Outputs, error) {
+	tf, _, err := t.initTo(ctx, io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	return t.read(ctx, tf)
 }
 
 func (t *terraformInfra) Plan(ctx context.Context) (string, error) {
@@ -141,6 +170,8 @@ func (t *terraformInfra) Destroy(ctx context.Context) error {
 
 func (t *terraformInfra) FromOperator(argv []string) []string { return argv }
 
+func (t *terraformInfra) OperatorNetns() string { return "" }
+
 // localInfra: namespace hosts on this machine, made by cairn's own
 // module (terraform/local, built-ins only) behind one switch namespace.
 type localInfra struct{ *terraformInfra }
@@ -180,8 +211,10 @@ func newLocal(p *Provisioner) (Infrastructure, error) {
 
 // FromOperator runs argv inside the switch namespace.
 func (l localInfra) FromOperator(argv []string) []string {
-	return append([]string{"ip", "netns", "exec", nsName(l.p.prefix(), "sw")}, argv...)
+	return append([]string{"ip", "netns", "exec", l.OperatorNetns()}, argv...)
 }
+
+func (l localInfra) OperatorNetns() string { return nsName(l.p.prefix(), "sw") }
 
 // newAWS: the user's root module composing terraform/aws's modules.
 func newAWS(p *Provisioner) (Infrastructure, error) {
@@ -213,6 +246,8 @@ func (e existingInfra) Apply(context.Context) (*Outputs, error) {
 	return &out, out.check()
 }
 
+func (e existingInfra) Outputs(ctx context.Context) (*Outputs, error) { return e.Apply(ctx) }
+
 func (e existingInfra) Plan(ctx context.Context) (string, error) {
 	out, err := e.Apply(ctx)
 	if err != nil {
@@ -228,6 +263,8 @@ func (e existingInfra) Plan(ctx context.Context) (string, error) {
 func (e existingInfra) Destroy(ctx context.Context) error { return e.p.uninstall(ctx) }
 
 func (e existingInfra) FromOperator(argv []string) []string { return argv }
+
+func (e existingInfra) OperatorNetns() string { return "" }
 
 // nspawnInfra: Debian 12 hosts with systemd as PID 1 on this machine
 // (terraform/nspawn, built-ins only), behind one switch namespace.
@@ -276,14 +313,17 @@ func newNspawn(p *Provisioner) (Infrastructure, error) {
 		return []string{"cairn=" + p.o.Self, "cluster=" + p.prefix(), "state_dir=" + p.path("hosts"), "gateway=" + p.o.Gateway,
 			"network=" + network.String(), "image_cache=" + p.o.ImageCache, "mirror=" + p.o.Mirror, "hosts=" + string(hj)}, nil
 	}
+	t.beforeDestroy = p.removeClients
 	t.after = func(ctx context.Context) error { return NSSwitch{Cluster: p.prefix()}.Down(ctx) }
 	return nspawnInfra{t}, nil
 }
 
 // FromOperator runs argv inside the switch namespace.
 func (n nspawnInfra) FromOperator(argv []string) []string {
-	return append([]string{"ip", "netns", "exec", nsName(n.p.prefix(), "sw")}, argv...)
+	return append([]string{"ip", "netns", "exec", n.OperatorNetns()}, argv...)
 }
+
+func (n nspawnInfra) OperatorNetns() string { return nsName(n.p.prefix(), "sw") }
 
 // nspawnNetwork is the hosts' network: the /16 of the primary DNS
 // server. Every address another host reaches (each site's address and

@@ -395,12 +395,21 @@ func childrenOf(pid int) []int {
 // Exec runs argv inside the host (all its namespaces), as Ansible's
 // nsenter connection does.
 func (h NspawnHost) Exec(ctx context.Context, argv ...string) ([]byte, error) {
+	cmd, err := h.Command(ctx, argv...)
+	if err != nil {
+		return nil, err
+	}
+	return cmd.CombinedOutput()
+}
+
+// Command is argv to run inside the host (all its namespaces).
+func (h NspawnHost) Command(ctx context.Context, argv ...string) (*exec.Cmd, error) {
 	pid, ok := h.LeaderPID()
 	if !ok {
 		return nil, fmt.Errorf("host %s is not up", h.Name)
 	}
 	args := append([]string{"--target", strconv.Itoa(pid), "--mount", "--uts", "--ipc", "--net", "--pid", "--"}, argv...)
-	return exec.CommandContext(ctx, "nsenter", args...).CombinedOutput()
+	return exec.CommandContext(ctx, "nsenter", args...), nil
 }
 
 // Up boots the host (idempotent) on the switch's bridge and waits until

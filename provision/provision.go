@@ -149,8 +149,8 @@ func writeFS(fsys fs.FS, dir, dst string) error {
 	})
 }
 
-// terraform prepares Terraform in the root module wd.
-func (p *Provisioner) terraform(ctx context.Context, wd string) (*tfexec.Terraform, error) {
+// terraform prepares Terraform in the root module wd, its output to out.
+func (p *Provisioner) terraform(ctx context.Context, wd string, out io.Writer) (*tfexec.Terraform, error) {
 	if err := p.mkdir(); err != nil {
 		return nil, err
 	}
@@ -184,8 +184,8 @@ func (p *Provisioner) terraform(ctx context.Context, wd string) (*tfexec.Terrafo
 	if err := tf.SetEnv(env); err != nil {
 		return nil, fmt.Errorf("terraform environment: %w", err)
 	}
-	tf.SetStdout(p.o.Log)
-	tf.SetStderr(p.o.Log)
+	tf.SetStdout(out)
+	tf.SetStderr(out)
 	if err := tf.Init(ctx); err != nil {
 		return nil, fmt.Errorf("terraform init in %s: %w", wd, err)
 	}
@@ -344,7 +344,10 @@ func (p *Provisioner) render(ctx context.Context, out *Outputs) (string, error) 
 	r, err := site.RenderAll(ctx, site.AllOptions{Spec: spec, Log: p.o.Log, Binaries: []string{"boulder", "ct-test-srv", "s3-test-srv", "admin"}, Self: p.o.Self, BinDir: HostRoot + "/bin",
 		ClusterOut: cdir, ClusterRoot: hostCluster, PublicDir: filepath.Join(hostCluster, "spec", spec.PKI.Dir, "public"),
 		SpecFile: hostCluster + "/spec/" + filepath.Base(spec.File),
-		SiteOut:  func(name string) string { return p.path("bundles", name) }, SiteRoot: hostSite, TokenDir: hostTokenDir})
+		SiteOut:  func(name string) string { return p.path("bundles", name) }, SiteRoot: hostSite, TokenDir: hostTokenDir,
+		// The nspawn hosts rehearse on this machine: drills give their
+		// client hosts names below the zone (a hosts key), as in the lab.
+		ClientHosts: p.o.Infra == "nspawn"})
 	if err != nil {
 		return "", err
 	}

@@ -165,7 +165,7 @@ func TestClientHostsChecked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := other.ClientUp(t.Context(), "web1", netip.MustParseAddr("10.79.80.50")); err == nil || !strings.Contains(err.Error(), "--infra local only") {
+	if _, err := other.ClientUp(t.Context(), "web1", netip.MustParseAddr("10.79.80.50")); err == nil || !strings.Contains(err.Error(), "--infra local and nspawn only") {
 		t.Errorf("client up on --infra existing: %v", err)
 	}
 }

@@ -134,8 +134,19 @@ func (h *upgradeHost) onHost(ctx context.Context, name, stdin string, args ...st
 		return "", err
 	}
 	argv := append(append([]string{HostRoot + "/bin/cairn", "site"}, args...), "--bundle", hostSite, "--bin", HostRoot+"/bin")
+	out, err := h.p.adhoc(ctx, inv, name, argv, stdin)
+	if err != nil {
+		return "", fmt.Errorf("site %s: cairn site %s: %w", name, args[0], err)
+	}
+	return out, nil
+}
+
+// adhoc runs argv on host (of inventory inv) with stdin through an
+// ad-hoc Ansible command, and returns its stdout; its error is the
+// command's first line of stderr.
+func (p *Provisioner) adhoc(ctx context.Context, inv, host string, argv []string, stdin string) (string, error) {
 	margs, _ := json.Marshal(map[string]any{"argv": argv, "stdin": stdin, "stdin_add_newline": false})
-	cmd := h.p.ansibleCmd(ctx, "ansible", "-i", inv, name, "-m", "ansible.builtin.command", "-a", string(margs))
+	cmd := p.ansibleCmd(ctx, "ansible", "-i", inv, host, "-m", "ansible.builtin.command", "-a", string(margs))
 	cmd.Env = append(cmd.Env, "ANSIBLE_LOAD_CALLBACK_PLUGINS=1", "ANSIBLE_STDOUT_CALLBACK=json")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -153,18 +164,18 @@ func (h *upgradeHost) onHost(ctx context.Context, name, stdin string, args ...st
 		} `json:"plays"`
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil || len(res.Plays) == 0 || len(res.Plays[0].Tasks) == 0 {
-		return "", fmt.Errorf("site %s: cairn site %s through ansible: %v %s", name, args[0], runErr, cluster.FirstLine(stderr.String()))
+		return "", fmt.Errorf("through ansible: %v %s", runErr, cluster.FirstLine(stderr.String()))
 	}
-	r, ok := res.Plays[0].Tasks[0].Hosts[name]
+	r, ok := res.Plays[0].Tasks[0].Hosts[host]
 	if !ok {
-		return "", fmt.Errorf("site %s: ansible did not reach the host: %s", name, cluster.FirstLine(stderr.String()))
+		return "", fmt.Errorf("ansible did not reach the host: %s", cluster.FirstLine(stderr.String()))
 	}
 	if r.RC != 0 || runErr != nil {
 		msg := r.Stderr
 		if msg == "" {
 			msg = r.Msg
 		}
-		return "", fmt.Errorf("site %s: cairn site %s: %s", name, args[0], cluster.FirstLine(msg))
+		return r.Stdout, errors.New(cluster.FirstLine(msg))
 	}
 	return r.Stdout, nil
 }

@@ -41,6 +41,11 @@ type ClusterOptions struct {
 	// BinDir, if set, is where the target host has the Boulder binaries
 	// (the controller's admin tool): CAIRN_BOULDER_BIN of the controller.
 	BinDir string
+	// ClientHosts: render the hosts key (HostsKey) although the bundle
+	// runs elsewhere: the rehearsal hosts of --infra nspawn, where drills
+	// give their client hosts names below the zone as the lab does. The
+	// lab always has it; production clusters never.
+	ClientHosts bool
 }
 
 // ClusterBundle is the rendered cluster DNS and PKI front.
@@ -52,8 +57,9 @@ type ClusterBundle struct {
 	// ControllerKey and ClientKey are TSIG key files (tsig-keygen format).
 	ControllerKey string `json:"controllerKey"`
 	ClientKey     string `json:"clientKey"`
-	// HostsKey (the lab only) may write A and AAAA records of the lab's
-	// client hosts below the zone, never one of the cluster's own names.
+	// HostsKey (the lab, and --infra nspawn's rehearsal hosts) may write
+	// A and AAAA records of client hosts below the zone, never one of the
+	// cluster's own names.
 	HostsKey  string `json:"hostsKey,omitempty"`
 	EpochName string `json:"epochName"`
 	// Changed names the processes whose configuration this render
@@ -145,7 +151,7 @@ func (r *clusterRender) keys() error {
 	if r.xfr, err = ensureTSIGKey(r.out("secrets", "xfr.key"), r.spec.Name+"-xfr"); err != nil {
 		return err
 	}
-	if r.lab() {
+	if r.lab() || r.o.ClientHosts {
 		k, err := ensureTSIGKey(r.out("secrets", hostsKeyFile), r.spec.Name+"-hosts")
 		if err != nil {
 			return err

@@ -23,7 +23,7 @@ type AllOptions struct {
 	// ClusterOut, ClusterRoot, PublicDir, SpecFile, BinDir: see
 	// ClusterOptions.
 	ClusterOut, ClusterRoot, PublicDir, SpecFile, BinDir string
-	Prometheus                                           bool
+	Prometheus, ClientHosts                              bool
 	// SiteOut is where a site's bundle is written; SiteRoot and TokenDir:
 	// see Options (empty: in place).
 	SiteOut            func(site string) string
@@ -68,7 +68,7 @@ func (r *Rendered) render(ctx context.Context, o AllOptions) error {
 	if err != nil {
 		return err
 	}
-	if r.Cluster, err = RenderCluster(ClusterOptions{Spec: o.Spec, Out: o.ClusterOut, Root: o.ClusterRoot, PublicDir: o.PublicDir, SpecFile: o.SpecFile, BinDir: o.BinDir, Prometheus: o.Prometheus}); err != nil {
+	if r.Cluster, err = RenderCluster(ClusterOptions{Spec: o.Spec, Out: o.ClusterOut, Root: o.ClusterRoot, PublicDir: o.PublicDir, SpecFile: o.SpecFile, BinDir: o.BinDir, Prometheus: o.Prometheus, ClientHosts: o.ClientHosts}); err != nil {
 		return err
 	}
 	for i, s := range o.Spec.Sites {

@@ -1,15 +1,19 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cairn-pki/cairn/drill"
+	"github.com/cairn-pki/cairn/provision"
 )
 
 // newDrillCmd is `cairn drill`: list, run, restore and summary.
@@ -46,6 +50,7 @@ func newDrillListCmd(g *globals) *cobra.Command {
 // drillRun is one `drill run`: its flags.
 type drillRun struct {
 	g        *globals
+	po       provisionOptions
 	siteName string
 	out      string
 	runs     int
@@ -53,12 +58,14 @@ type drillRun struct {
 
 // newDrillRunCmd is `drill run`.
 func newDrillRunCmd(g *globals) *cobra.Command {
-	d := &drillRun{g: g}
+	d := &drillRun{g: g, po: provisionOptions{g: g}}
 	run := &cobra.Command{
 		Use:   "run SCENARIO|FILE.yaml|all",
-		Short: "Run a drill against the lab and write report.json, report.md and report.html (exit 1 when a pass criterion fails)",
+		Short: "Run a drill against the lab (or with --infra the provisioned cluster) and write report.json, report.md and report.html (exit 1 when a pass criterion fails)",
 		Long: `Run a drill against the lab and write report.json, report.md and report.html
-to --out. "all" runs every built-in scenario. With --runs N each scenario
+to --out. With --infra (nspawn, aws, existing) it runs against the cluster
+"cairn provision apply" made there: components are the hosts' systemd units,
+and the drill runs from the operator's vantage. "all" runs every built-in scenario. With --runs N each scenario
 runs N times (reports in --out/SCENARIO/run-K) and summary.json/summary.md
 give the median of every phase. Ctrl-C ends the drill early and restores
 every fault; a drill that was killed is restored by the next one or by
@@ -71,6 +78,7 @@ every fault; a drill that was killed is restored by the next one or by
 	run.Flags().StringVar(&d.siteName, "site", "", "the site to fault (default: the active one)")
 	run.Flags().StringVar(&d.out, "out", "", "directory for report.json, report.md, report.html")
 	run.Flags().IntVar(&d.runs, "runs", 1, "run each scenario this many times and summarise (p50 of every phase)")
+	d.po.addFlags(run, "")
 	return run
 }
 
@@ -98,14 +106,14 @@ func (d *drillRun) run(cmd *cobra.Command, arg string) error {
 	if d.out == "" {
 		return fmt.Errorf("--out DIR is required (where the report goes)")
 	}
-	l, err := d.g.lab(false, "")
-	if err != nil {
+	in, err := drillInfra(cmd, &d.po)
+	if err != nil || in == nil {
 		return err
 	}
 	// SIGINT/SIGTERM end the drill early; every fault is restored.
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c := &drill.Campaign{Infra: l, Scenarios: scenarios, Runs: d.runs, Site: d.siteName, Out: d.out, Progress: cmd.OutOrStdout(), Log: os.Stderr}
+	c := &drill.Campaign{Infra: in, Scenarios: scenarios, Runs: d.runs, Site: d.siteName, Out: d.out, Progress: cmd.OutOrStdout(), Log: os.Stderr}
 	res, err := c.Run(ctx)
 	if err != nil {
 		return err
@@ -116,17 +124,60 @@ func (d *drillRun) run(cmd *cobra.Command, arg string) error {
 	return nil
 }
 
+// A provisioned cluster is an infrastructure a drill acts through, with
+// faults on its hosts, the controller's probe history read there, client
+// hosts (nspawn) and releases rolled with `cairn upgrade apply`'s options.
+var _ interface {
+	drill.Infra
+	drill.ClientHosts
+	drill.HostFaults
+	drill.ProbeHistory
+	drill.Provisioned
+	drill.ReleaseOptions
+} = (*provision.DrillInfra)(nil)
+
+// drillInfra is what a drill acts on: the lab, or with --infra the
+// provisioned cluster. On a cluster whose operator's vantage is
+// elsewhere (a switch namespace) the command runs again from there: nil
+// (and its error) then means it ran.
+func drillInfra(cmd *cobra.Command, po *provisionOptions) (drill.Infra, error) {
+	if po.o.Infra == "" {
+		return po.g.lab(false, "")
+	}
+	p, err := po.provisioner(cmd)
+	if err != nil {
+		return nil, err
+	}
+	if argv, elsewhere := p.DrillFromOperator(append([]string{po.o.Self}, os.Args[1:]...)); elsewhere {
+		c := exec.CommandContext(cmd.Context(), argv[0], argv[1:]...)
+		c.Stdin, c.Stdout, c.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
+		// A drill stopped by SIGTERM restores its faults: pass it on.
+		c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
+		c.WaitDelay = 5 * time.Minute
+		if err := c.Run(); err != nil {
+			var exit *exec.ExitError
+			if errors.As(err, &exit) && exit.ExitCode() > 0 {
+				return nil, ranElsewhere(exit.ExitCode())
+			}
+			return nil, err
+		}
+		return nil, nil
+	}
+	return p.DrillInfra(cmd.Context())
+}
+
 func newDrillRestoreCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	po := &provisionOptions{g: g}
+	restore := &cobra.Command{
 		Use:   "restore",
 		Short: "Restore the faults a killed drill left behind (from its journal, " + drill.JournalFile + ")",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := g.lab(false, "")
-			if err != nil {
+			in, err := drillInfra(cmd, po)
+			if err != nil || in == nil {
 				return err
 			}
-			done, err := drill.RestoreLeftovers(cmd.Context(), l)
+			done, err := drill.RestoreLeftovers(cmd.Context(), in)
 			for _, d := range done {
 				fmt.Fprintf(cmd.OutOrStdout(), "restored: %s\n", d)
 			}
@@ -139,6 +190,8 @@ func newDrillRestoreCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	po.addFlags(restore, "")
+	return restore
 }
 
 // newDrillSummaryCmd is `drill summary`.

@@ -34,6 +34,10 @@ func main() {
 	stop()
 	if err != nil {
 		var ve cluster.Errors
+		var ran ranElsewhere
+		if errors.As(err, &ran) {
+			os.Exit(int(ran)) // it said why itself
+		}
 		if errors.As(err, &ve) {
 			for _, e := range ve {
 				fmt.Fprintf(os.Stderr, "cairn: %s\n", e)
@@ -45,13 +49,19 @@ func main() {
 	}
 }
 
+// ranElsewhere is the exit status of this command run again elsewhere
+// (from the operator's vantage), which printed its own errors.
+type ranElsewhere int
+
+func (r ranElsewhere) Error() string { return fmt.Sprintf("exit status %d", int(r)) }
+
 // jsonCommands are the commands whose -o json prints JSON (and nothing
 // else) on standard output; every other command refuses -o json.
 var jsonCommands = map[string]bool{
 	"accounts status": true, "backup list": true, "accounts seed": true, "accounts eab create": true, "accounts eab list": true, "accounts eab revoke": true,
 	"dns key add": true, "dns key list": true, "drill list": true,
 	"failover status": true, "failover plan": true, "failover move": true, "failover drain": true, "failover undrain": true,
-	"lab up": true, "lab status": true, "pki status": true, "probe": true, "report availability": true, "report steps": true,
+	"lab up": true, "lab status": true, "pki status": true, "probe": true, "report availability": true, "report steps": true, "report samples": true,
 	"provision apply": true, "revoke status": true, "validate": true,
 	"upgrade plan": true, "upgrade apply": true, "upgrade abandon": true, "upgrade status": true,
 }

@@ -288,11 +288,12 @@ func newReportCmd(g *globals) *cobra.Command {
 			return w.Flush()
 		},
 	}
-	for _, sub := range []*cobra.Command{avail, steps} {
+	samples := newReportSamplesCmd(g, &since, &historyFile)
+	for _, sub := range []*cobra.Command{avail, steps, samples} {
 		sub.Flags().DurationVar(&since, "since", 24*time.Hour, "how far back")
 		sub.Flags().StringVar(&historyFile, "history", "", "probe history database (default var/probe-history.db next to the spec)")
 	}
-	cmd.AddCommand(avail, steps)
+	cmd.AddCommand(avail, steps, samples)
 	return cmd
 }
 
@@ -412,4 +413,53 @@ func oneLine(s string, max int) string {
 		s = s[:max] + "…"
 	}
 	return s
+}
+
+// newReportSamplesCmd is `report samples`: the raw probe results (a drill
+// on provisioned hosts reads the controller's this way, on its host).
+func newReportSamplesCmd(g *globals, since *time.Duration, historyFile *string) *cobra.Command {
+	var from string
+	samples := &cobra.Command{
+		Use:   "samples [--since DUR | --from TIME]",
+		Short: "Every probe result (site, kind, time, ok, failed step), oldest first; read-only, so it may read a running controller's history",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			start := time.Now().Add(-*since)
+			if from != "" {
+				t, err := time.Parse(time.RFC3339Nano, from)
+				if err != nil {
+					return fmt.Errorf("--from %q: give an RFC 3339 time, e.g. 2026-12-06T23:00:00Z", cluster.Excerpt(from))
+				}
+				start = t
+			}
+			path := *historyFile
+			if path == "" {
+				spec, _, err := g.specForProbes()
+				if err != nil {
+					return err
+				}
+				path = historyPath(spec, "")
+			}
+			hist, err := healthcheck.OpenHistoryReadOnly(path)
+			if err != nil {
+				return fmt.Errorf("--history: %w", err)
+			}
+			defer hist.Close()
+			list, err := hist.Samples(cmd.Context(), start)
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return printJSON(cmd.OutOrStdout(), list)
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintln(w, "TIME\tSITE\tKIND\tOK\tFAILED STEP")
+			for _, s := range list {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%v\t%s\n", s.At.Format(time.RFC3339Nano), s.Site, s.Kind, s.OK, s.FailedStep)
+			}
+			return w.Flush()
+		},
+	}
+	samples.Flags().StringVar(&from, "from", "", "from this time (RFC 3339) instead of --since")
+	return samples
 }

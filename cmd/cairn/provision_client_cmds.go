@@ -12,15 +12,15 @@ import (
 )
 
 // newProvisionClientCmd is `provision client`: client hosts of --infra
-// local, on an address range of their own (validation.allowedNetworks),
+// local and nspawn, on an address range of their own (validation.allowedNetworks),
 // where ACME clients answer HTTP-01 and TLS-ALPN-01.
 func newProvisionClientCmd(g *globals) *cobra.Command {
-	client := &cobra.Command{Use: "client", Short: "Client hosts of --infra local (their own address range, in validation.allowedNetworks)"}
+	client := &cobra.Command{Use: "client", Short: "Client hosts of --infra local and nspawn (their own address range, in validation.allowedNetworks)"}
 	po := &provisionOptions{g: g}
 	var addr string
 	up := &cobra.Command{
 		Use:   "up NAME --address ADDR",
-		Short: "Make a client host on the local cluster's bridge (idempotent): the cluster DNS as its resolver, the cluster root in its trust store",
+		Short: "Make a client host on the cluster's bridge (idempotent): the cluster DNS as its resolver, the cluster root in its trust store",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a, err := netip.ParseAddr(addr)
@@ -85,7 +85,7 @@ func newProvisionClientCmd(g *globals) *cobra.Command {
 		},
 	}
 	for _, c := range []*cobra.Command{up, down, execCmd, list} {
-		c.Flags().StringVar(&po.o.Infra, "infra", "local", "the infrastructure (client hosts exist on local only)")
+		c.Flags().StringVar(&po.o.Infra, "infra", "local", "the infrastructure (client hosts exist on local and nspawn)")
 	}
 	client.AddCommand(up, down, execCmd, list)
 	return client

@@ -184,13 +184,13 @@ type provisionOptions struct {
 }
 
 // addFlags adds the infrastructure flags to plan, apply or destroy (and,
-// with no default infrastructure, to the upgrade commands: the lab
-// unless --infra names one).
+// with no default infrastructure, to the upgrade and drill commands: the
+// lab unless --infra names one).
 func (po *provisionOptions) addFlags(c *cobra.Command, infra string) {
 	o := &po.o
 	what := "infrastructure: " + provision.InfrastructureNames() + " (local: namespace hosts here; nspawn: systemd hosts here; aws: --terraform-dir; existing: --inventory)"
 	if infra == "" {
-		what = "upgrade the cluster provisioned on this infrastructure (" + provision.InfrastructureNames() + ") instead of the lab"
+		what = "act on the cluster provisioned on this infrastructure (" + provision.InfrastructureNames() + ") instead of the lab"
 	}
 	c.Flags().StringVar(&o.Infra, "infra", infra, what)
 	c.Flags().StringVar(&o.TerraformDir, "terraform-dir", "", "--infra aws: a root module composing terraform/aws/modules that outputs the contract")

@@ -347,37 +347,6 @@ func (c *clusterUnderTest) crashes(t *testing.T, site string) {
 	t.Logf("site %s: healthy again (the controller's verdict) %s after the first kill", site, secs(monoNow()-start))
 }
 
-// siteFault: after the controller's reboot, the active site's ACME
-// front stops (a fault the probes see at once: refused connections). The
-// controller acts: the ACME name moves to the other site. Then the front
-// starts again and the controller sees the site healthy again.
-func (c *clusterUnderTest) siteFault(t *testing.T, site, other string) {
-	t.Helper()
-	h, ctx := c.hosts[site], context.Background()
-	wall, stopped := time.Now(), monoNow()
-	if out, err := h.Exec(ctx, "systemctl", "stop", "cairn-acme-front.service"); err != nil {
-		t.Fatalf("host %s: systemctl stop cairn-acme-front: %v %s", site, err, out)
-	}
-	var moved time.Duration
-	waitUntil(t, "the controller moves the ACME name off site "+site+" with its front stopped", hostLimit, func() (bool, string) {
-		st, seen := c.failoverStatus()
-		if n := len(st.Moves); st.Active == other && n > 0 && st.Moves[n-1].To == other && st.Moves[n-1].At.After(wall) {
-			moved = monoNow() - stopped
-			return true, ""
-		}
-		return false, seen
-	})
-	if s, seen := c.acmeNameSite(); s != other {
-		t.Errorf("with site %s's front stopped the ACME name resolves to %s (site %q), want %s", site, seen, s, other)
-	}
-	if out, err := h.Exec(ctx, "systemctl", "start", "cairn-acme-front.service"); err != nil {
-		t.Fatalf("host %s: systemctl start cairn-acme-front: %v %s", site, err, out)
-	}
-	waitUntil(t, "site "+site+" healthy again with its front started", hostLimit, c.allHealthy)
-	t.Logf("site %s's front stopped: the controller moved the ACME name to %s %s later; healthy again %s after the stop",
-		site, other, secs(moved), secs(monoNow()-stopped))
-}
-
 // siteReboot: a site's host reboots. It comes back with every unit
 // active in order, its agent's firewall loaded, account replication runs
 // again between the sites, the controller re-admits the site (healthy
@@ -425,8 +394,9 @@ func (c *clusterUnderTest) siteReboot(t *testing.T, site string) {
 }
 
 // rebootsAndCrashes: the controller's host reboots; two units of the
-// standby site crash; the active site's front stops and the name moves to
-// the standby; then the host of the site now active reboots.
+// standby site crash; a drill crashes the active site's WFE unit and the
+// name moves to the standby (drill_test.go); then the host of the site
+// now active reboots.
 func rebootsAndCrashes(t *testing.T, c *clusterUnderTest) {
 	t.Helper()
 	start := time.Now()
@@ -438,7 +408,7 @@ func rebootsAndCrashes(t *testing.T, c *clusterUnderTest) {
 		}
 	}
 	c.crashes(t, standby)
-	c.siteFault(t, active, standby)
+	c.drillOnHosts(t, active, standby)
 	c.siteReboot(t, standby) // active now
 	t.Logf("reboots and crashes: %.1fs", time.Since(start).Seconds())
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"regexp"
 	"time"
@@ -143,6 +144,18 @@ func (c Client) SetTXT(ctx context.Context, zone string, add bool, name, value s
 		m.Insert([]dns.RR{rr})
 	} else {
 		m.Remove([]dns.RR{rr})
+	}
+	return c.Update(ctx, m)
+}
+
+// SetA replaces the A records of name with addr (an invalid addr removes
+// them), as a client host's name needs.
+func (c Client) SetA(ctx context.Context, zone, name string, addr netip.Addr, ttl uint32) error {
+	m := new(dns.Msg)
+	m.SetUpdate(dns.Fqdn(zone))
+	m.RemoveRRset([]dns.RR{&dns.A{Hdr: dns.RR_Header{Name: dns.Fqdn(name), Rrtype: dns.TypeA, Class: dns.ClassINET}}})
+	if addr.IsValid() {
+		m.Insert([]dns.RR{&dns.A{Hdr: dns.RR_Header{Name: dns.Fqdn(name), Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: addr.AsSlice()}})
 	}
 	return c.Update(ctx, m)
 }
