@@ -45,7 +45,8 @@ quickstart: deps-lab build
 # packages start first, longest first (go test starts them in the order
 # given), so none of them starts late and ends alone. Lint, the alert
 # rules and the spec fuzzer (10 s here, one worker; `make fuzz`: 30 s)
-# run beside the tests, on the CPU the tests leave idle; their output
+# run beside the tests at the lowest priority (nice 19), on the CPU the
+# tests leave idle; their output
 # follows the tests' and any failure fails `make test`. go test's own
 # limit of 10 minutes per package is too tight for the nspawn hosts'
 # test on 2 busy cores: 30.
@@ -54,9 +55,9 @@ SLOW_TESTS := internal/nspawntest drill provision upgrade lab failover
 # instead of each linking its own.
 test: deps build
 	@side=$$(mktemp -d); \
-	( $(MAKE) --no-print-directory lint > $$side/lint 2>&1; echo $$? > $$side/lint.rc ) & \
-	( $(MAKE) --no-print-directory rules > $$side/rules 2>&1; echo $$? > $$side/rules.rc ) & \
-	( $(MAKE) --no-print-directory fuzz FUZZTIME=10s FUZZFLAGS=-parallel=1 > $$side/fuzz 2>&1; echo $$? > $$side/fuzz.rc ) & \
+	( nice -n 19 $(MAKE) --no-print-directory lint > $$side/lint 2>&1; echo $$? > $$side/lint.rc ) & \
+	( nice -n 19 $(MAKE) --no-print-directory rules > $$side/rules 2>&1; echo $$? > $$side/rules.rc ) & \
+	( nice -n 19 $(MAKE) --no-print-directory fuzz FUZZTIME=10s FUZZFLAGS=-parallel=1 > $$side/fuzz 2>&1; echo $$? > $$side/fuzz.rc ) & \
 	CAIRN_TEST_PREBUILT=$(CURDIR)/bin go test -count=1 -p 4 -timeout 30m $(addprefix ./,$(SLOW_TESTS)) $$(go list ./... | grep -v -x -E '$(subst $() ,|,$(patsubst %,.*/%,$(SLOW_TESTS)))'); rc=$$?; \
 	wait; for s in lint rules fuzz; do echo "--- make $$s:"; cat $$side/$$s; \
 	  if [ "$$(cat $$side/$$s.rc)" != 0 ]; then echo "make $$s failed"; rc=1; fi; done; \

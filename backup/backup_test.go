@@ -253,3 +253,25 @@ func TestScheduler(t *testing.T) {
 		t.Errorf("kept %d backups of a, want 2", len(l))
 	}
 }
+
+// A site with no backup yet (a new cluster, its agent not installed yet)
+// is retried every 30 s, not after a growing pause: until its first
+// backup it cannot be rebuilt.
+func TestSchedulerRetriesAFirstBackupSoon(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	tries := 0
+	sc := &Scheduler{Store: Store{Dir: t.TempDir()}, Sites: []string{"a"}, Every: time.Hour, Keep: 2, CRLEvery: time.Minute,
+		Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return now },
+		Backup: func(_ context.Context, site string, w io.Writer) error {
+			tries++
+			return errors.New("agent: connection refused")
+		},
+		CRLs: func(context.Context, string) ([]healthcheck.PublishedCRL, error) { return nil, nil }}
+	for range 10 { // 5 minutes in 30-s steps: a try at each
+		sc.Step(context.Background())
+		now = now.Add(30 * time.Second)
+	}
+	if tries != 10 {
+		t.Errorf("%d tries in 5 minutes for a site without a backup, want 10 (every 30 s)", tries)
+	}
+}

@@ -98,11 +98,16 @@ func (s *Scheduler) observe(m Manifest) {
 	s.m.seconds.WithLabelValues(m.Site).Set(m.Seconds)
 }
 
-// retryAfter is how long a site whose last n backups failed waits
-// before the next try: 30 s, doubling, at most 5 minutes (and Every).
-func (s *Scheduler) retryAfter(n int) time.Duration {
+// retryAfter is how long site, whose last n backups failed, waits before
+// the next try: 30 s, doubling, at most 5 minutes (and Every); at most 30 s
+// while the site has no backup at all (a new site, its agent not yet
+// installed: until its first backup it cannot be rebuilt).
+func (s *Scheduler) retryAfter(site string, n int) time.Duration {
 	if n == 0 {
 		return 0
+	}
+	if s.last[site].IsZero() {
+		return min(30*time.Second, s.Every)
 	}
 	return min(30*time.Second<<min(n-1, 4), 5*time.Minute, s.Every)
 }
@@ -118,14 +123,14 @@ func (s *Scheduler) Step(ctx context.Context) {
 	}
 	for _, site := range s.Sites {
 		now := s.now()
-		if now.Sub(s.last[site]) < s.Every || now.Sub(s.tried[site]) < s.retryAfter(s.fails[site]) {
+		if now.Sub(s.last[site]) < s.Every || now.Sub(s.tried[site]) < s.retryAfter(site, s.fails[site]) {
 			continue
 		}
 		s.tried[site] = now
 		m, err := s.Store.Take(ctx, site, func(ctx context.Context, w io.Writer) error { return s.Backup(ctx, site, w) })
 		if err != nil {
 			s.fails[site]++
-			s.Log.Warn("backup failed", "site", site, "err", err, "retryIn", s.retryAfter(s.fails[site]))
+			s.Log.Warn("backup failed", "site", site, "err", err, "retryIn", s.retryAfter(site, s.fails[site]))
 			if s.m != nil {
 				s.m.failures.WithLabelValues(site).Inc()
 			}

@@ -13,23 +13,52 @@ import (
 	"github.com/cairn-pki/cairn/internal/labtest"
 )
 
-// drillOnHosts: `cairn drill run site-down --infra nspawn` from this
-// machine (it runs itself again from the operator's vantage) crashes the
-// active site's WFE unit and holds it down: the name moves, and the
-// real clients, each on a client host of its own on the cluster's bridge
-// (certbot and lego with HTTP-01, lego with TLS-ALPN-01, lego v5 with
-// DNS-01 and profile shortlived), renew at the other site with their
-// accounts. The report passes, says it ran on the nspawn hosts, skips no
-// client, and has the phases the lab's reports have (the first failed
-// probe read from the controller's history on its host); the unit is
-// active again after the drill and the controller sees every site
-// healthy. Provision destroy removes the client hosts (nothingLeft).
+// crashScenario is site-down made lighter for the shared 2 cores (the
+// built-in one, every 2 s for three retry policies and four real
+// clients for 75 s, passes here too: docs/drill.md): the active site's
+// WFE unit crashes and stays down; the built-in client issues every 5 s;
+// lego with HTTP-01 and with TLS-ALPN-01, each on a client host of its
+// own, and lego v5 with DNS-01 renew at the other site.
+const crashScenario = `name: wfe-crash
+description: The active site's WFE unit crashes on its systemd host and stays down; the name must move, and lego on client hosts (HTTP-01, TLS-ALPN-01) and lego v5 (DNS-01) renew at the other site with their accounts.
+timeline:
+  - at: 3s
+    fault: crash
+    site: active
+    component: wfe
+duration: 45s
+workload:
+  every: 5s
+  policies: [30s]
+  clients: [lego-http, lego-tls, lego5]
+pass:
+  moved: true
+  firstSuccessWithin: 30s
+  maxLost: {30s: 0}
+  clientsRenew: true
+  crlsAvailable: true
+`
+
+// drillOnHosts: `cairn drill run FILE --infra nspawn` from this machine
+// (it runs itself again from the operator's vantage) crashes the active
+// site's WFE unit and holds it down: the name moves and the real
+// clients renew at the other site, two of them on client hosts the drill
+// makes on the cluster's bridge. The report passes, says it ran on the
+// nspawn hosts, skips no client, and has the phases the lab's reports
+// have (the first failed probe read from the controller's history on its
+// host); the unit is active again after the drill and the controller sees
+// every site healthy. Provision destroy removes the client hosts
+// (nothingLeft).
 func (c *clusterUnderTest) drillOnHosts(t *testing.T, active, standby string) {
 	t.Helper()
 	dir := t.TempDir()
+	file := filepath.Join(dir, "wfe-crash.yaml")
+	if err := os.WriteFile(file, []byte(crashScenario), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out := filepath.Join(dir, "report")
 	start := time.Now()
-	cmd := exec.Command(c.cairn, "-f", c.spec.File, "drill", "run", "site-down", "--infra", "nspawn", "--out", out)
+	cmd := exec.Command(c.cairn, "-f", c.spec.File, "drill", "run", file, "--infra", "nspawn", "--out", out)
 	cmd.Stderr = labtest.Log{T: t}
 	stdout, err := cmd.Output()
 	var rep drill.Report
@@ -44,11 +73,11 @@ func (c *clusterUnderTest) drillOnHosts(t *testing.T, active, standby string) {
 	if rep.Infra != "nspawn" || rep.FaultedSite != active || rep.ActiveAfter != standby {
 		t.Errorf("report: infra %q, faulted %q (want %s), active after %q (want %s)", rep.Infra, rep.FaultedSite, active, rep.ActiveAfter, standby)
 	}
-	if len(rep.SkippedClients) > 0 || len(rep.Real) != 4 {
-		t.Errorf("real clients: %d judged, skipped %v; want the 4 of site-down", len(rep.Real), rep.SkippedClients)
+	if len(rep.SkippedClients) > 0 || len(rep.Real) != 3 {
+		t.Errorf("real clients: %d judged, skipped %v; want 3", len(rep.Real), rep.SkippedClients)
 	}
 	for _, rc := range rep.Real {
-		if rc.Host == "" || rc.Failed > 0 || !rc.AccountKept {
+		if (rc.Host == "") != (rc.Client == "lego5") || rc.Failed > 0 || !rc.AccountKept {
 			t.Errorf("real client %s: host %q, %d of %d runs failed, account kept %v", rc.Client, rc.Host, rc.Failed, rc.Runs, rc.AccountKept)
 		}
 	}
@@ -65,6 +94,6 @@ func (c *clusterUnderTest) drillOnHosts(t *testing.T, active, standby string) {
 		t.Errorf("site %s: cairn-wfe.service %s after the drill restored it", active, s)
 	}
 	waitUntil(t, "every site healthy after the drill", hostLimit, c.allHealthy)
-	t.Logf("site-down drill on the systemd hosts: %s's WFE crashed, moved to %s: first failed probe %.1fs, committed %.1fs, new client %.1fs; %.1fs in all",
+	t.Logf("drill on the systemd hosts: %s's WFE crashed, moved to %s: first failed probe %.1fs, committed %.1fs, new client %.1fs; %.1fs in all",
 		active, standby, *tm.FirstFailedProbe, *tm.Commit, *tm.FirstSuccess, time.Since(start).Seconds())
 }
