@@ -65,9 +65,10 @@ func newDrillRunCmd(g *globals) *cobra.Command {
 		Long: `Run a drill against the lab and write report.json, report.md and report.html
 to --out. With --infra (nspawn, aws, existing) it runs against the cluster
 "cairn provision apply" made there: components are the hosts' systemd units,
-and the drill runs from the operator's vantage. "all" runs every built-in scenario. With --runs N each scenario
-runs N times (reports in --out/SCENARIO/run-K) and summary.json/summary.md
-give the median of every phase. Ctrl-C ends the drill early and restores
+and the drill runs from the operator's vantage (docs/drill.md). "all" runs
+every built-in scenario. With --runs N each scenario runs N times (reports
+in --out/SCENARIO/run-K) and summary.json/summary.md give the median of
+every phase. Ctrl-C ends the drill early and restores
 every fault; a drill that was killed is restored by the next one or by
 "cairn drill restore".`,
 		Args: cobra.ExactArgs(1),

@@ -2,6 +2,7 @@ package nspawntest
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/cairn-pki/cairn/drill"
 	"github.com/cairn-pki/cairn/internal/labtest"
+	"github.com/cairn-pki/cairn/provision"
 )
 
 // crashScenario is site-down made lighter for the shared 2 cores (the
@@ -90,10 +92,43 @@ func (c *clusterUnderTest) drillOnHosts(t *testing.T, active, standby string) {
 			t.Errorf("not checked on the hosts: %s", line)
 		}
 	}
+	c.hostsKeyBounded(t)
 	if s := unitShow(t, c, active, "cairn-wfe.service", "ActiveState"); s != "active" {
 		t.Errorf("site %s: cairn-wfe.service %s after the drill restored it", active, s)
 	}
 	waitUntil(t, "every site healthy after the drill", hostLimit, c.allHealthy)
 	t.Logf("drill on the systemd hosts: %s's WFE crashed, moved to %s: first failed probe %.1fs, committed %.1fs, new client %.1fs; %.1fs in all",
 		active, standby, *tm.FirstFailedProbe, *tm.Commit, *tm.FirstSuccess, time.Since(start).Seconds())
+}
+
+// hostsKeyBounded: the hosts key an nspawn cluster gets (the drill's
+// client hosts' names) writes A records of names below the zone, and
+// nothing else: a stranger holding it cannot take the ACME name, the
+// DNS-01 records or the zone's apex (REFUSED by the primary, asked from
+// the operator's vantage with nsupdate).
+func (c *clusterUnderTest) hostsKeyBounded(t *testing.T) {
+	t.Helper()
+	key := filepath.Join(c.spec.Path(provision.Dir), "bundles", "cluster", "secrets", "hosts.key")
+	if info, err := os.Stat(key); err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("the hosts key %s: %v (want mode 0600)", key, err)
+	}
+	primary := c.spec.PrimaryDNS().Addr().String()
+	zone := c.spec.ACME.Zone
+	update := func(rr string) string {
+		cmd := exec.Command("ip", "netns", "exec", operatorNetns(c.spec), "nsupdate", "-k", key)
+		cmd.Stdin = strings.NewReader(fmt.Sprintf("server %s\nzone %s\nupdate add %s\nsend\n", primary, zone, rr))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return strings.TrimSpace(string(out))
+		}
+		return "ok"
+	}
+	if got := update("stranger." + zone + " 5 A 10.78.83.9"); got != "ok" {
+		t.Errorf("the hosts key writing a client host's name: %s", got)
+	}
+	for _, rr := range []string{c.spec.ACME.Name + " 5 A 10.78.83.9", "_acme-challenge.x." + zone + " 5 TXT stolen", zone + " 5 A 10.78.83.9"} {
+		if got := update(rr); !strings.Contains(got, "REFUSED") {
+			t.Errorf("the hosts key writing %s: %q, want REFUSED", rr, got)
+		}
+	}
 }

@@ -62,7 +62,7 @@ acme:
 // lego gets a certificate again; destroy leaves no container, cgroup,
 // bridge, process, mount or state.
 func TestProvisionNspawnEndToEnd(t *testing.T) {
-	testenv.Integration(t, "terraform", "ansible-playbook", "lego", "systemd-nspawn", "debootstrap", "nsenter", "unshare", "ip", "dig")
+	testenv.Integration(t, "terraform", "ansible-playbook", "lego", "systemd-nspawn", "debootstrap", "nsenter", "unshare", "ip", "dig", "nsupdate")
 	if os.Geteuid() != 0 {
 		t.Fatal("nspawn hosts need root")
 	}
