@@ -255,7 +255,7 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 	if left := infraNamespaces(t); len(left) > 0 {
 		t.Errorf("namespaces left: %v", left)
 	}
-	if left := processesLeft("/opt/cairn/|host-init --state " + spec.Path(Dir)); len(left) > 0 {
+	if left := processesLeft("/opt/cairn/|host-init --state "+spec.Path(Dir), spec.Path(Dir)); len(left) > 0 {
 		t.Errorf("processes left: %s", left)
 	}
 	mounts, _ := os.ReadFile("/proc/mounts")
@@ -351,10 +351,14 @@ func infraNamespaces(t *testing.T) []string {
 }
 
 // processesLeft lists the processes whose command line matches pattern
-// (pgrep -f), but not those of nspawn hosts (cgroup cairn-nspawn-…): the
-// nspawn end-to-end test may run its own /opt/cairn units meanwhile.
-func processesLeft(pattern string) []string {
+// (pgrep -f) and that are this test's: inside a host (a PID namespace of
+// its own) or naming ours (its working directory); not those of nspawn
+// hosts (cgroup cairn-nspawn-…) nor of this machine that name another
+// directory: the nspawn end-to-end test runs its own /opt/cairn units and
+// Ansible commands meanwhile.
+func processesLeft(pattern, ours string) []string {
 	ps, _ := exec.Command("pgrep", "-af", pattern).Output()
+	self, _ := os.Readlink("/proc/self/ns/pid")
 	var left []string
 	for _, line := range strings.Split(strings.TrimSpace(string(ps)), "\n") {
 		pid, _, _ := strings.Cut(line, " ")
@@ -362,6 +366,13 @@ func processesLeft(pattern string) []string {
 			continue
 		}
 		if cg, err := os.ReadFile("/proc/" + pid + "/cgroup"); err == nil && strings.Contains(string(cg), "/cairn-nspawn-") {
+			continue
+		}
+		// A process of this machine's own PID namespace that does not name
+		// this test's directory is another test's (the nspawn test runs
+		// ansible with /opt/cairn/ commands at the same time): what a host
+		// leaves behind runs in the host's PID namespace.
+		if ns, err := os.Readlink("/proc/" + pid + "/ns/pid"); err == nil && ns == self && !strings.Contains(line, ours) {
 			continue
 		}
 		left = append(left, line)
