@@ -92,20 +92,13 @@ type ProbeHistory interface {
 	ProbeSamples(ctx context.Context, from time.Time) ([]healthcheck.Sample, error)
 }
 
-// ReleaseOptions is an infrastructure that says how `cairn upgrade
-// apply` acts on it (provisioned hosts: bundles re-rendered here and
-// installed by Ansible, SQL and probes through the hosts); a drill's
-// upgrade fault uses the same options.
-type ReleaseOptions interface {
-	UpgradeOptions(ctx context.Context) (upgrade.ApplyOptions, error)
-}
-
 // Releases is an infrastructure whose sites' releases a drill rolls
-// (fault upgrade) with `cairn upgrade apply`'s code.
+// (fault upgrade) with `cairn upgrade apply`'s code: it says how that
+// acts on it (the lab: bundles and processes here; provisioned hosts:
+// bundles re-rendered here and installed by Ansible, SQL and probes
+// through the hosts).
 type Releases interface {
-	upgrade.Lab
-	// Output is where its progress lines go.
-	Output() io.Writer
+	UpgradeOptions(ctx context.Context) (upgrade.ApplyOptions, error)
 }
 
 // faultKind is one row of the fault table: adding a fault is one type
@@ -191,18 +184,11 @@ var faultKinds = []faultKind{
 			}
 		},
 		Build: func(in Infra, st Step, _, table string) (Fault, error) {
-			f := &upgradeFault{spec: in.ClusterSpec(), st: st, state: in.ClusterSpec().Path(filepath.Join("var", table+"-upgrade.json"))}
-			switch l := in.(type) {
-			case ReleaseOptions:
-				f.options = l.UpgradeOptions
-			case Releases:
-				f.options = func(context.Context) (upgrade.ApplyOptions, error) {
-					return upgrade.ForLab(f.spec, l, l.Output(), "")
-				}
-			default:
+			l, ok := in.(Releases)
+			if !ok {
 				return nil, errors.New("upgrade: this infrastructure cannot roll releases (the lab and provisioned hosts can)")
 			}
-			return f, nil
+			return &upgradeFault{options: l.UpgradeOptions, spec: in.ClusterSpec(), st: st, state: in.ClusterSpec().Path(filepath.Join("var", table+"-upgrade.json"))}, nil
 		}},
 	{Name: "destroy", SiteOnly: true, Build: func(in Infra, _ Step, site, _ string) (Fault, error) {
 		l, ok := in.(SiteLoss)

@@ -120,12 +120,8 @@ func (r *Runner) revokeByACME(ctx context.Context, w *workload, cert *siteCert) 
 	if err != nil || len(addrs) == 0 {
 		return 0, "", fmt.Errorf("resolve the ACME name: %v", err)
 	}
-	dial := net.JoinHostPort(addrs[0], strconv.Itoa(r.spec.ACME.HTTPSPort))
-	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-		TLSClientConfig: &tls.Config{RootCAs: w.roots, ServerName: r.spec.ACME.Name},
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{Timeout: 3 * time.Second}).DialContext(ctx, network, dial)
-		}}}
+	hc := dialingClient(net.JoinHostPort(addrs[0], strconv.Itoa(r.spec.ACME.HTTPSPort)), 20*time.Second,
+		&tls.Config{RootCAs: w.roots, ServerName: r.spec.ACME.Name})
 	// The URL as the directory gives it (no :443): the JWS url must match.
 	base := "https://" + r.spec.ACME.Name
 	if r.spec.ACME.HTTPSPort != 443 {
@@ -489,11 +485,7 @@ func (r *Runner) waitMirrored(ctx context.Context, target string, cert *siteCert
 
 // servesCRL says whether the CRL front at addr answers 200 for CRL URL u.
 func servesCRL(ctx context.Context, addr, u string) bool {
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, addr)
-		}}}
+	client := dialingClient(addr, 10*time.Second, nil)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return false
@@ -505,4 +497,15 @@ func servesCRL(ctx context.Context, addr, u string) bool {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
+}
+
+// dialingClient is an HTTP client that connects to addr whatever the
+// URL's host (one site's front, the name's address), one connection per
+// request, each request bounded by timeout.
+func dialingClient(addr string, timeout time.Duration, tlsConf *tls.Config) *http.Client {
+	d := &net.Dialer{Timeout: 3 * time.Second}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: tlsConf,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		}}}
 }

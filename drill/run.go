@@ -657,7 +657,7 @@ func (r *Runner) probeSamples(ctx context.Context, from time.Time) ([]healthchec
 	if ph, ok := r.Infra.(ProbeHistory); ok {
 		return ph.ProbeSamples(ctx, from)
 	}
-	h, err := healthcheck.OpenHistory(r.spec.Path(healthcheck.HistoryFile), 30*24*time.Hour)
+	h, err := healthcheck.OpenHistoryReadOnly(r.spec.Path(healthcheck.HistoryFile))
 	if err != nil {
 		return nil, err
 	}

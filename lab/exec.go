@@ -13,9 +13,6 @@ import (
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 )
 
-// systemCAs is Debian's bundle of trusted roots.
-const systemCAs = "/etc/ssl/certs/ca-certificates.crt"
-
 // Exec is argv as a client of the lab would run it: in a private mount
 // namespace where /etc/resolv.conf names the cluster's primary DNS server
 // (the ACME name resolves to the active site, as for any client of the
@@ -49,7 +46,7 @@ func (l *Lab) Exec(argv []string) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	full := acmecli.WithResolverAndRoots(resolv, bundle, systemCAs, argv)
+	full := acmecli.WithResolverAndRoots(resolv, bundle, acmecli.SystemCAs, argv)
 	cmd := exec.Command(full[0], full[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	return cmd, nil
@@ -57,18 +54,10 @@ func (l *Lab) Exec(argv []string) (*exec.Cmd, error) {
 
 // writeRoots writes the system's trusted roots and the lab root to path.
 func (l *Lab) writeRoots(path string) error {
-	root, err := os.ReadFile(l.Spec.Path(filepath.Join(l.Spec.PKI.Dir, "public", "root.cert.pem")))
-	if err != nil {
-		return fmt.Errorf("lab exec: the lab root: %w (run cairn lab up first)", err)
+	if err := acmecli.WriteRoots(path, l.Spec.Path(filepath.Join(l.Spec.PKI.Dir, "public", "root.cert.pem"))); err != nil {
+		return fmt.Errorf("lab exec: %w (run cairn lab up first)", err)
 	}
-	sys, err := os.ReadFile(systemCAs)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	if len(sys) > 0 && sys[len(sys)-1] != '\n' {
-		sys = append(sys, '\n')
-	}
-	return fsutil.WriteFileAtomic(path, append(sys, root...), 0o644)
+	return nil
 }
 
 // execEnv is the environment of a lab client: the roots for clients that
@@ -79,7 +68,6 @@ func (l *Lab) execEnv(primary netip.AddrPort, bundle string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lab exec: the clients' TSIG key: %w (run cairn lab up first)", err)
 	}
-	base := []string{"SSL_CERT_FILE=" + bundle, "REQUESTS_CA_BUNDLE=" + bundle, "CURL_CA_BUNDLE=" + bundle,
-		"CAIRN_LAB_DNS=" + primary.Addr().String(), "CAIRN_LAB_TSIG_KEY=" + keyFile}
+	base := append(acmecli.RootsEnv(bundle), "CAIRN_LAB_DNS="+primary.Addr().String(), "CAIRN_LAB_TSIG_KEY="+keyFile)
 	return acmecli.Lego5Env(base, bundle, primary.String(), l.Spec.ACME.Zone, key), nil
 }

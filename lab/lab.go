@@ -27,6 +27,7 @@ import (
 	"github.com/cairn-pki/cairn/internal/boulderbin"
 	"github.com/cairn-pki/cairn/internal/fsutil"
 	"github.com/cairn-pki/cairn/site"
+	"github.com/cairn-pki/cairn/upgrade"
 )
 
 // Lab is one cluster's lab in the spec's directory.
@@ -45,6 +46,12 @@ func (l *Lab) ClusterSpec() *cluster.Spec { return l.Spec }
 
 // Output is where the lab writes its progress lines.
 func (l *Lab) Output() io.Writer { return l.Log }
+
+// UpgradeOptions are `cairn upgrade apply`'s options for the lab's sites
+// (a drill's upgrade fault rolls releases with them too).
+func (l *Lab) UpgradeOptions(context.Context) (upgrade.ApplyOptions, error) {
+	return upgrade.ForLab(l.Spec, l, l.Log, "")
+}
 
 // Layout under the spec's directory.
 func (l *Lab) sitesDir() string           { return l.Spec.Path("sites") }

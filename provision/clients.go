@@ -33,7 +33,7 @@ func (p *Provisioner) clientHost(name string) NSHost {
 	return NSHost{Cluster: p.prefix(), Name: name, StateDir: p.path("clients", name)}
 }
 
-func (p *Provisioner) needsLocal(what string) error {
+func (p *Provisioner) needsNamespaceHosts(what string) error {
 	if p.o.Infra != "local" && p.o.Infra != "nspawn" {
 		return fmt.Errorf("--infra %s: %s runs on --infra local and nspawn only (other infrastructures' clients are your own hosts on your networks)", p.o.Infra, what)
 	}
@@ -91,7 +91,7 @@ func clientNetworks(spec *cluster.Spec) []string {
 // (/etc/ssl/certs/ca-certificates.crt, the host's own copy) holds the
 // cluster root besides the system's.
 func (p *Provisioner) ClientUp(ctx context.Context, name string, addr netip.Addr) (NSHost, error) {
-	if err := p.needsLocal("provision client"); err != nil {
+	if err := p.needsNamespaceHosts("provision client"); err != nil {
 		return NSHost{}, err
 	}
 	if err := p.checkClient(name, addr); err != nil {
@@ -146,7 +146,7 @@ printf '%s' "$ROOT" > /etc/cairn/root.pem; cat /etc/cairn/system-cas.crt /etc/ca
 
 // ClientDown removes client host name (idempotent).
 func (p *Provisioner) ClientDown(ctx context.Context, name string) error {
-	if err := p.needsLocal("provision client"); err != nil {
+	if err := p.needsNamespaceHosts("provision client"); err != nil {
 		return err
 	}
 	if !clientNameRE.MatchString(name) {
@@ -171,7 +171,7 @@ func (p *Provisioner) Clients() []string {
 // namespace of the host, working directory /root (the host's own, over
 // this machine's).
 func (p *Provisioner) ClientCommand(ctx context.Context, name string, argv []string) (*exec.Cmd, error) {
-	if err := p.needsLocal("provision client"); err != nil {
+	if err := p.needsNamespaceHosts("provision client"); err != nil {
 		return nil, err
 	}
 	if len(argv) == 0 {

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -35,8 +36,8 @@ import (
 // is-active), SQL runs with `cairn site sql` there, a site's HSM token
 // is moved away on its host and a partition is a firewall table on the
 // host. The drill itself runs from the operator's vantage
-// (Infrastructure.FromOperator), where it reaches the controller, the
-// cluster's DNS and the ACME name as any client does.
+// (Infrastructure.OperatorNetns, DrillFromOperator), where it reaches the
+// controller, the cluster's DNS and the ACME name as any client does.
 //
 // nspawn hosts are entered directly (nsenter into their systemd's
 // namespaces: a command in milliseconds, so a fault's time is the
@@ -87,6 +88,9 @@ type DrillInfra struct {
 	// nsenter: every host is entered directly (a partition's firewall
 	// can be lifted without the network it cuts).
 	nsenter bool
+	// client: the client hosts' shared environment (clientEnv).
+	clientOnce sync.Once
+	client     clientEnvironment
 }
 
 // DrillInfra is the provisioned cluster (made with `provision apply`)
@@ -131,10 +135,14 @@ func (p *Provisioner) DrillInfra(ctx context.Context) (*DrillInfra, error) {
 		if err := writeInventory(inv, nil, map[string]map[string]hostVars{"sites": {name: hv}}); err != nil {
 			return nil, err
 		}
+		d.hosts[name] = ansibleShell{p: p, inv: inv, host: name}
+	}
+	if !d.nsenter {
+		// The ad-hoc commands run in the working directory's copy of
+		// cairn's Ansible files (its config, the nsenter connection).
 		if err := writeFS(cairnansible.Files, ".", p.path("ansible")); err != nil {
 			return nil, err
 		}
-		d.hosts[name] = ansibleShell{p: p, inv: inv, host: name}
 	}
 	return d, nil
 }
@@ -325,8 +333,8 @@ func (p *Provisioner) clientAddress(name string) (netip.Addr, error) {
 	if b, err := os.ReadFile(path.Join(p.path("clients", name), "address")); err == nil {
 		return netip.ParseAddr(strings.TrimSpace(string(b)))
 	}
-	nets := clientNetworks(p.o.Spec)
-	if len(nets) == 0 {
+	n := p.clientNetwork()
+	if !n.IsValid() {
 		return netip.Addr{}, fmt.Errorf("validation.allowedNetworks lists no IPv4 network for client hosts (the sites' VAs connect only there): add one inside the hosts' network and provision apply again")
 	}
 	taken := map[netip.Addr]bool{}
@@ -337,9 +345,7 @@ func (p *Provisioner) clientAddress(name string) (netip.Addr, error) {
 			}
 		}
 	}
-	n := netip.MustParsePrefix(nets[0])
-	last := lastAddr(n)
-	for a := last.Prev(); a.IsValid() && n.Contains(a) && a != n.Addr(); a = a.Prev() {
+	for a := lastAddr(n).Prev(); a.IsValid() && n.Contains(a) && a != n.Addr(); a = a.Prev() {
 		if !taken[a] {
 			return a, nil
 		}
@@ -357,15 +363,21 @@ func lastAddr(n netip.Prefix) netip.Addr {
 // ClientNetwork is where client hosts get their addresses: the first
 // IPv4 network of validation.allowedNetworks (none: no client hosts).
 func (d *DrillInfra) ClientNetwork() netip.Prefix {
-	nets := clientNetworks(d.p.o.Spec)
-	if len(nets) == 0 || d.p.o.Infra != "nspawn" {
+	if d.p.o.Infra != "nspawn" {
+		return netip.Prefix{}
+	}
+	return d.p.clientNetwork()
+}
+
+// clientNetwork is the first IPv4 network of validation.allowedNetworks
+// (invalid: none), where client hosts get their addresses.
+func (p *Provisioner) clientNetwork() netip.Prefix {
+	nets := clientNetworks(p.o.Spec)
+	if len(nets) == 0 {
 		return netip.Prefix{}
 	}
 	return netip.MustParsePrefix(nets[0])
 }
-
-// systemCAs is the system's trust bundle, which some clients read only.
-const systemCAs = "/etc/ssl/certs/ca-certificates.crt"
 
 // ExecHost is argv run in client host name's network, as the lab's
 // client hosts run theirs: this machine's files (the drill reads what the
@@ -378,30 +390,46 @@ func (d *DrillInfra) ExecHost(ctx context.Context, name string, argv []string) (
 	if !netnsExists(h.Netns()) {
 		return nil, fmt.Errorf("client host %s is not up", h.Name)
 	}
-	spec := d.p.o.Spec
-	key, err := rfc2136.ReadKey(spec.Path(spec.DNS.TSIG.ClientKeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("the clients' TSIG key: %w", err)
+	ce := d.clientEnv()
+	if ce.err != nil {
+		return nil, ce.err
 	}
-	dir := d.p.path("clients")
-	resolv, bundle := path.Join(dir, "resolv.conf"), path.Join(dir, "ca-certificates.crt")
-	primary := spec.PrimaryDNS()
-	if err := fsutil.WriteFileAtomic(resolv, acmecli.ResolvConf(primary.Addr().String()), 0o644); err != nil {
-		return nil, err
-	}
-	root, err := os.ReadFile(spec.Path(path.Join(spec.PKI.Dir, "public", "root.cert.pem")))
-	if err != nil {
-		return nil, fmt.Errorf("the cluster root: %w", err)
-	}
-	sys, _ := os.ReadFile(systemCAs)
-	if err := fsutil.WriteFileAtomic(bundle, append(append(sys, '\n'), root...), 0o644); err != nil {
-		return nil, err
-	}
-	full := append([]string{"ip", "netns", "exec", h.Netns()}, acmecli.WithResolverAndRoots(resolv, bundle, systemCAs, argv)...)
+	full := append([]string{"ip", "netns", "exec", h.Netns()}, acmecli.WithResolverAndRoots(ce.resolv, ce.bundle, acmecli.SystemCAs, argv)...)
 	cmd := exec.CommandContext(ctx, full[0], full[1:]...)
-	base := append(os.Environ(), "SSL_CERT_FILE="+bundle, "REQUESTS_CA_BUNDLE="+bundle, "CURL_CA_BUNDLE="+bundle)
-	cmd.Env = acmecli.Lego5Env(base, bundle, primary.String(), spec.ACME.Zone, key)
+	cmd.Env = ce.env
 	return cmd, nil
+}
+
+// clientEnvironment is what every client host's command shares: its
+// resolv.conf and trust bundle (written once per drill) and environment.
+type clientEnvironment struct {
+	resolv, bundle string
+	env            []string
+	err            error
+}
+
+// clientEnv makes the client hosts' environment on first use.
+func (d *DrillInfra) clientEnv() clientEnvironment {
+	d.clientOnce.Do(func() {
+		spec := d.p.o.Spec
+		ce := &d.client
+		key, err := rfc2136.ReadKey(spec.Path(spec.DNS.TSIG.ClientKeyFile))
+		if err != nil {
+			ce.err = fmt.Errorf("the clients' TSIG key: %w", err)
+			return
+		}
+		dir := d.p.path("clients")
+		ce.resolv, ce.bundle = path.Join(dir, "resolv.conf"), path.Join(dir, "ca-certificates.crt")
+		primary := spec.PrimaryDNS()
+		if ce.err = fsutil.WriteFileAtomic(ce.resolv, acmecli.ResolvConf(primary.Addr().String()), 0o644); ce.err != nil {
+			return
+		}
+		if ce.err = acmecli.WriteRoots(ce.bundle, spec.Path(path.Join(spec.PKI.Dir, "public", "root.cert.pem"))); ce.err != nil {
+			return
+		}
+		ce.env = acmecli.Lego5Env(append(os.Environ(), acmecli.RootsEnv(ce.bundle)...), ce.bundle, primary.String(), spec.ACME.Zone, key)
+	})
+	return d.client
 }
 
 // hiddenSuffix marks a site's token directory a drill moved away.

@@ -277,10 +277,7 @@ func newNspawn(p *Provisioner) (Infrastructure, error) {
 	}
 	if p.o.Gateway == "" {
 		// The network's last address but one: no host of a spec takes it.
-		b := network.Masked().Addr().As4()
-		host := uint32(1)<<(32-network.Bits()) - 2
-		n := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) | host
-		p.o.Gateway = netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}).String()
+		p.o.Gateway = lastAddr(network).Prev().String()
 	}
 	gw, err := netip.ParseAddr(p.o.Gateway)
 	if err != nil || !network.Contains(gw) {

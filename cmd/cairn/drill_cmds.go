@@ -134,7 +134,7 @@ var _ interface {
 	drill.HostFaults
 	drill.ProbeHistory
 	drill.Provisioned
-	drill.ReleaseOptions
+	drill.Releases
 } = (*provision.DrillInfra)(nil)
 
 // drillInfra is what a drill acts on: the lab, or with --infra the

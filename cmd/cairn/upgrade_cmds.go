@@ -67,7 +67,7 @@ func (uo *upgradeOptions) options(cmd *cobra.Command) (upgrade.ApplyOptions, err
 	if err != nil {
 		return upgrade.ApplyOptions{}, err
 	}
-	return upgrade.ForLab(l.Spec, l, l.Log, "")
+	return l.UpgradeOptions(cmd.Context())
 }
 
 // stateFile is where the upgrade's progress is recorded (status reads

@@ -7,12 +7,14 @@
 package acmecli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/internal/fsutil"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 )
 
@@ -158,6 +160,32 @@ func CertbotEnv(base []string, rootFile string) []string {
 func WithResolver(resolvConf string, argv []string) []string {
 	script := `mount --bind "$0" /etc/resolv.conf && exec "$@"`
 	return append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c", script, resolvConf}, argv...)
+}
+
+// SystemCAs is Debian's bundle of trusted roots.
+const SystemCAs = "/etc/ssl/certs/ca-certificates.crt"
+
+// WriteRoots writes the system's trusted roots and the cluster root (PEM
+// file rootFile) to path: the trust bundle of a client host's clients.
+func WriteRoots(path, rootFile string) error {
+	root, err := os.ReadFile(rootFile)
+	if err != nil {
+		return fmt.Errorf("the cluster root: %w", err)
+	}
+	sys, err := os.ReadFile(SystemCAs)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if len(sys) > 0 && sys[len(sys)-1] != '\n' {
+		sys = append(sys, '\n')
+	}
+	return fsutil.WriteFileAtomic(path, append(sys, root...), 0o644)
+}
+
+// RootsEnv names the trust bundle for the clients that read their own
+// variable (Go's SSL_CERT_FILE, Python requests, curl).
+func RootsEnv(bundle string) []string {
+	return []string{"SSL_CERT_FILE=" + bundle, "REQUESTS_CA_BUNDLE=" + bundle, "CURL_CA_BUNDLE=" + bundle}
 }
 
 // WithResolverAndRoots is WithResolver that also bind-mounts the trust
