@@ -97,9 +97,15 @@ func TestLocalHostsThroughTerraform(t *testing.T) {
 	}
 	// A listener on a's public address is reachable from the client host;
 	// one on an internal address of a is not.
-	if b, err := a.Exec(ctx, "sh", "-c", "(python3 -m http.server 8080 --bind 127.0.96.1 & python3 -m http.server 8081 --bind 127.0.96.5 &) >/dev/null 2>&1; sleep 1"); err != nil {
+	if b, err := a.Exec(ctx, "sh", "-c", "(python3 -m http.server 8080 --bind 127.0.96.1 & python3 -m http.server 8081 --bind 127.0.96.5 &) >/dev/null 2>&1"); err != nil {
 		t.Fatalf("listeners in a: %s %v", b, err)
 	}
+	// Both listen (asked inside a) before the client tries either: the
+	// refusal below must be the network's, not a listener still starting.
+	testenv.WaitFor(t, "both listeners of host a accepting inside a", 30*time.Second, func() bool {
+		_, err := a.Exec(ctx, "bash", "-c", "echo > /dev/tcp/127.0.96.1/8080 && echo > /dev/tcp/127.0.96.5/8081")
+		return err == nil
+	})
 	if b, err := cl.Exec(ctx, "bash", "-c", "timeout 3 bash -c 'echo > /dev/tcp/127.0.96.1/8080'"); err != nil {
 		t.Errorf("client → a's public address: %s %v", b, err)
 	}

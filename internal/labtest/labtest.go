@@ -153,18 +153,24 @@ func CairnBinary(t testing.TB) string {
 }
 
 // Log writes progress lines into the test log, except a teardown's
-// per-process "stopped" and per-host "removed" lines and a start's
-// per-process "ready" lines (a lab's start is ninety of them): CI shows
-// the first and the last lines of a failed run, and a failure's message
-// must stay among them.
+// per-process "stopped" and per-host "removed" lines, a start's
+// per-process "ready" lines (a lab's start is ninety of them) and
+// Terraform's plan and init chatter (an apply's plan is 150 lines): CI
+// shows the first and the last lines of a failed run, and a failure's
+// message must stay among them.
 type Log struct{ T testing.TB }
 
-var quietLine = regexp.MustCompile(`^  (stopped |removed client host |\S+/\S+ +pid \d+ +ready in )`)
+var quietLine = regexp.MustCompile(`^  (stopped |removed client host |\S+/\S+ +pid \d+ +ready in )|` +
+	// Terraform: the plan's body (indented resources and outputs, their
+	// braces), its preamble and init's lines, its version JSON.
+	`^\s*$|^\s{4,}|^\s*([-+~] |# \S+ (will|must) be |[}\]{]|"(terraform_version|platform|provider_selections|terraform_outdated)")|` +
+	`^(Terraform (used|will perform|has been successfully)|plan\. Resource actions|Initializing |- terraform\.io|Changes to Outputs:)`)
 
 func (w Log) Write(p []byte) (int, error) {
-	line := strings.TrimRight(string(p), "\n")
-	if !quietLine.MatchString(line) {
-		w.T.Log(line)
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		if !quietLine.MatchString(line) {
+			w.T.Log(line)
+		}
 	}
 	return len(p), nil
 }
