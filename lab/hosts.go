@@ -162,7 +162,15 @@ func (l *Lab) ensureBridge(ctx context.Context, st *labState) error {
 		}
 	}
 	gw := netip.PrefixFrom(l.gateway(), n.Bits()).String()
+	// A fixed MAC address (locally administered, from the gateway's
+	// address): a bridge whose address was never set takes its lowest
+	// port's and changes it as client hosts come and go, and the hosts'
+	// ARP entries for the gateway go stale (their answers to this
+	// machine's VAs are lost for a while).
+	g := l.gateway().As4()
+	mac := fmt.Sprintf("02:ca:%02x:%02x:%02x:%02x", g[0], g[1], g[2], g[3])
 	for _, args := range [][]string{
+		{"ip", "link", "set", br, "address", mac},
 		{"ip", "addr", "replace", gw, "dev", br},
 		// Packets from the hosts to this machine's 127.x listeners, and
 		// their answers, cross the bridge.

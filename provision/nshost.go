@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"net/netip"
 	"os"
@@ -139,6 +140,14 @@ func (s NSSwitch) Up(ctx context.Context) error {
 			return err
 		}
 	}
+	// A bridge whose address was never set takes its lowest port's, and
+	// changes it as hosts come and go (a host's reboot or power cut
+	// removes its veth): the hosts' ARP entries for the operator's
+	// address would go stale and its connections time out for a while.
+	// A fixed, locally administered address of the cluster's own.
+	if err := ipCmd(ctx, "ip", "-n", ns, "link", "set", "br0", "address", s.bridgeMAC()); err != nil {
+		return err
+	}
 	if err := routeLocalnet(ctx, ns, "br0"); err != nil {
 		return err
 	}
@@ -150,6 +159,13 @@ func (s NSSwitch) Up(ctx context.Context) error {
 		return err
 	}
 	return ipCmd(ctx, "ip", "-n", ns, "link", "set", "br0", "up")
+}
+
+// bridgeMAC is the bridge's address: locally administered, unicast,
+// from the cluster's name.
+func (s NSSwitch) bridgeMAC() string {
+	h := sha256.Sum256([]byte("cairn-switch/" + s.Cluster))
+	return fmt.Sprintf("02:%02x:%02x:%02x:%02x:%02x", h[0], h[1], h[2], h[3], h[4])
 }
 
 // Down removes the switch namespace (and with it the bridge and every

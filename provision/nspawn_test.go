@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"context"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/fsutil"
+	"github.com/cairn-pki/cairn/internal/testenv"
 )
 
 // nspawnSpec is a spec on 10.78.x with extra lines.
@@ -154,5 +156,55 @@ func TestNspawnImagePrunesUnusedImages(t *testing.T) {
 	}
 	if fsutil.Exists(unused) || fsutil.Exists(unused+".lock") {
 		t.Errorf("%s (or its lock) is still there", unused)
+	}
+}
+
+// The switch's bridge keeps its own address while hosts' links come and
+// go (a host's reboot or power cut removes its veth): a Linux bridge
+// whose address was never set takes its lowest port's, and the hosts'
+// ARP entries for the operator would go stale.
+func TestSwitchBridgeKeepsItsAddress(t *testing.T) {
+	testenv.Integration(t, "ip")
+	ctx := context.Background()
+	sw := NSSwitch{Cluster: "brt" + strconv.Itoa(os.Getpid()%10000), Gateway: netip.MustParseAddr("127.0.254.254")}
+	t.Cleanup(func() { sw.Down(context.Background()) })
+	if err := sw.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mac := func() string {
+		out, err := exec.Command("ip", "-n", sw.Netns(), "-o", "link", "show", "br0").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(out))
+		i := slices.Index(f, "link/ether")
+		if i < 0 || i+1 >= len(f) {
+			t.Fatalf("br0: %s", out)
+		}
+		return f[i+1]
+	}
+	before := mac()
+	if before != sw.bridgeMAC() {
+		t.Errorf("br0's address %s, want %s", before, sw.bridgeMAC())
+	}
+	for _, args := range [][]string{
+		{"link", "add", "cairnbrt0", "address", "00:00:00:00:00:11", "type", "veth", "peer", "name", "cairnbrt1"},
+		{"link", "set", "cairnbrt0", "master", "br0"},
+	} {
+		if out, err := exec.Command("ip", append([]string{"-n", sw.Netns()}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v %s", args, err, out)
+		}
+	}
+	if got := mac(); got != before {
+		t.Errorf("br0's address %s with a port of a lower address, want %s still", got, before)
+	}
+	if out, err := exec.Command("ip", "-n", sw.Netns(), "link", "del", "cairnbrt0").CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if got := mac(); got != before {
+		t.Errorf("br0's address %s after its port left, want %s still", got, before)
+	}
+	if err := sw.Up(ctx); err != nil { // idempotent
+		t.Fatal(err)
 	}
 }
