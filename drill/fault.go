@@ -154,6 +154,22 @@ func (f *hsmFault) Restore(ctx context.Context) error {
 	return f.l.StartComponent(ctx, f.site, "ca")
 }
 
+// powerFault: the site's host loses its power (every process gone at
+// once, nothing shut down cleanly; its disk stays) and is switched on
+// again when restored: it boots and its units start by themselves.
+type powerFault struct {
+	host HostPower
+	site string
+}
+
+func (f *powerFault) Describe() string {
+	return "power cut at " + f.site + "'s host (every process killed at once, no shutdown)"
+}
+
+func (f *powerFault) Inject(ctx context.Context) error { return f.host.PowerOff(ctx, f.site) }
+
+func (f *powerFault) Restore(ctx context.Context) error { return f.host.PowerOn(ctx, f.site) }
+
 // partition: nftables drops every packet to the site's network that does
 // not come from it. On loopback the site's own processes connect from
 // 127.0.0.1 too, so their connections to each other are cut as well (on

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/internal/fsutil"
 	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/site"
 	"github.com/cairn-pki/cairn/upgrade"
@@ -551,5 +552,75 @@ func TestUpgradeFaultUsesTheInfrastructuresOptions(t *testing.T) {
 	f := build(t, in, Step{Fault: "upgrade", Site: "cluster"}, "cluster")
 	if err := f.Inject(context.Background()); err == nil || !strings.Contains(err.Error(), "the hosts' upgrade options") {
 		t.Fatalf("inject: %v, want the infrastructure's options asked for", err)
+	}
+}
+
+// powerInfra is a provisioned hostInfra whose hosts cairn can switch
+// off and on (HostPower).
+type powerInfra struct {
+	*hostInfra
+	off map[string]bool
+}
+
+func (p *powerInfra) Infra() string { return "nspawn" }
+
+func (p *powerInfra) PowerOff(_ context.Context, site string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.record("power %s off", site)
+	p.off[site] = true
+	return nil
+}
+
+func (p *powerInfra) PowerOn(_ context.Context, site string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.record("power %s on", site)
+	delete(p.off, site)
+	return nil
+}
+
+// poweroff switches the site's host off and, restored, on again; the
+// lab (no HostPower) refuses it, and a provisioned infrastructure
+// refuses toxic (its proxy would slow only this machine's connections).
+func TestPowerOffActsOnTheSiteHost(t *testing.T) {
+	ctx := context.Background()
+	in := &powerInfra{hostInfra: &hostInfra{fakeInfra: newFakeInfra(t, "a", "b"), hidden: map[string]bool{}, tables: map[string]string{}}, off: map[string]bool{}}
+	f := build(t, in, Step{Fault: "poweroff"}, "a")
+	if err := f.Inject(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !in.off["a"] || in.off["b"] {
+		t.Errorf("hosts off: %v, want a only", in.off)
+	}
+	if err := f.Restore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, in.fakeInfra, "poweroff", "power a off", "power a on")
+	if _, err := newFault(in, Step{Fault: "poweroff"}, "z", "t"); err == nil || !strings.Contains(err.Error(), `no site "z"`) {
+		t.Errorf("poweroff of an unknown site: %v", err)
+	}
+	if _, err := newFault(newFakeInfra(t, "a"), Step{Fault: "poweroff"}, "a", "t"); err == nil || !strings.Contains(err.Error(), "--infra nspawn") {
+		t.Errorf("poweroff in the lab: %v, want a refusal naming --infra nspawn", err)
+	}
+	if _, err := newFault(in, Step{Fault: "toxic", Toxic: "reset"}, "a", "t"); err == nil || !strings.Contains(err.Error(), "use partition") {
+		t.Errorf("toxic on provisioned hosts: %v, want a refusal", err)
+	}
+}
+
+// A scenario whose fault this infrastructure cannot make stops before
+// anything runs (no steady state asked for, no client, no journal).
+func TestFaultsCheckedBeforeTheDrill(t *testing.T) {
+	in := newFakeInfra(t, "a", "b")
+	sc := &Scenario{Name: "power", Timeline: []Step{{At: Duration{Duration: time.Second}, Fault: "crash", Site: "standby", Component: "wfe"}, {At: Duration{Duration: 2 * time.Second}, Fault: "poweroff", Site: "active"}}}
+	_, err := (&Runner{Infra: in, Scenario: sc}).Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "timeline[1]: poweroff:") {
+		t.Fatalf("run: %v, want timeline[1]'s poweroff refused", err)
+	}
+	if calls := in.take(); len(calls) > 0 {
+		t.Errorf("the drill acted before refusing: %q", calls)
+	}
+	if fsutil.Exists(in.spec.Path("var")) {
+		t.Errorf("the drill wrote %s before refusing", in.spec.Path("var"))
 	}
 }

@@ -78,6 +78,17 @@ type HostFaults interface {
 	Partition(ctx context.Context, site, network, table string, on bool) error
 }
 
+// HostPower is an infrastructure that can cut a site host's power and
+// switch it on again (fault poweroff): every process of the host ends at
+// once, no unit is stopped, its disk stays; switched on, it boots and
+// its units start by themselves.
+type HostPower interface {
+	PowerOff(ctx context.Context, site string) error
+	// PowerOn switches the host on and waits until it has booted
+	// (idempotent: a host that runs is left alone).
+	PowerOn(ctx context.Context, site string) error
+}
+
 // Provisioned is a cluster cairn provisioned hosts for (not the lab):
 // Infra names its infrastructure (nspawn, aws, existing) in the report.
 // The lab's Prometheus runs only in the lab: a drill there reports the
@@ -145,6 +156,16 @@ var faultKinds = []faultKind{
 		host, _ := in.(HostFaults)
 		return &partitionFault{host: host, site: site, network: s.ServiceNetwork, table: table}, nil
 	}},
+	{Name: "poweroff", SiteOnly: true, Build: func(in Infra, _ Step, site, _ string) (Fault, error) {
+		host, ok := in.(HostPower)
+		if !ok {
+			return nil, errors.New("poweroff: the lab's sites have no host of their own to switch off: run it on systemd hosts (--infra nspawn), or crash the site's components here")
+		}
+		if _, ok := in.ClusterSpec().SiteByName(site); !ok {
+			return nil, fmt.Errorf("no site %q", site)
+		}
+		return &powerFault{host: host, site: site}, nil
+	}},
 	{Name: "flap", Component: true,
 		Check: func(st Step, add func(string, string, ...any)) {
 			if st.Down.Duration <= 0 || st.Up.Duration <= 0 || st.For.Duration <= 0 {
@@ -165,6 +186,9 @@ var faultKinds = []faultKind{
 			}
 		},
 		Build: func(in Infra, st Step, site, table string) (Fault, error) {
+			if _, ok := in.(Provisioned); ok {
+				return nil, errors.New("toxic: its proxy runs on this machine and would slow only this machine's connections, not the clients' or the controller's: on provisioned hosts use partition, or your network's own tools")
+			}
 			s, ok := in.ClusterSpec().SiteByName(site)
 			if !ok {
 				return nil, fmt.Errorf("no site %q", site)

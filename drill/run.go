@@ -73,6 +73,9 @@ func ControllerStatus(ctx context.Context, spec *cluster.Spec) (failover.Status,
 // every fault (also when ctx is cancelled) and returns the report.
 func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	r.spec = r.Infra.ClusterSpec()
+	if err := r.faultsBuild(); err != nil {
+		return nil, err
+	}
 	if err := r.restoreLeftovers(ctx); err != nil {
 		return nil, err
 	}
@@ -532,6 +535,25 @@ func restoredDetail(f Fault) string {
 		return f.Describe() + ": " + d.RestoreDetail()
 	}
 	return f.Describe()
+}
+
+// faultsBuild: every step's fault can be made on this infrastructure
+// (built for one of the sites it names, nothing injected), so a drill
+// stops before anything runs, not in its middle, when one cannot.
+func (r *Runner) faultsBuild() error {
+	if len(r.spec.Sites) == 0 {
+		return nil
+	}
+	for i, st := range r.Scenario.Timeline {
+		sites := r.sitesOf(st.Site, r.spec.Sites[0].Name)
+		if len(sites) == 0 {
+			continue
+		}
+		if _, err := newFault(r.Infra, st, sites[0], "cairn_drill_check"); err != nil {
+			return fmt.Errorf("timeline[%d]: %w", i, err)
+		}
+	}
+	return nil
 }
 
 func (r *Runner) sitesOf(sel, active string) []string {

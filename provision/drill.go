@@ -481,6 +481,37 @@ func (d *DrillInfra) Partition(ctx context.Context, site, network, table string,
 	return nil
 }
 
+// PowerOff cuts the power of the site's host (drill.HostPower): nspawn
+// hosts only, which cairn can switch on again.
+func (d *DrillInfra) PowerOff(_ context.Context, site string) error {
+	h, err := d.nspawnHost(site)
+	if err != nil {
+		return err
+	}
+	return h.PowerOff()
+}
+
+// PowerOn switches the site's host on again and waits until it booted.
+func (d *DrillInfra) PowerOn(ctx context.Context, site string) error {
+	h, err := d.nspawnHost(site)
+	if err != nil {
+		return err
+	}
+	return h.PowerOn(ctx)
+}
+
+func (d *DrillInfra) nspawnHost(site string) (NspawnHost, error) {
+	sh, ok := d.hosts[site]
+	if !ok || site == "cluster" {
+		return NspawnHost{}, fmt.Errorf("no provisioned site %q", cluster.Excerpt(site))
+	}
+	ns, ok := sh.(nsenterShell)
+	if !ok {
+		return NspawnHost{}, fmt.Errorf("poweroff: cairn switches only its nspawn hosts off and on; cut a %s host's power with your provider's console or API", d.p.o.Infra)
+	}
+	return ns.h, nil
+}
+
 // hostControllerSpec is, on the controller's host, the state directory
 // systemd binds over the controller's spec kit (hostCluster/spec): its
 // probe history is there (cairn_common_state_by_name in the Ansible

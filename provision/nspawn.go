@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -439,21 +440,81 @@ func (h NspawnHost) launch(self string, sw NSSwitch) error {
 	if err := h.writeConfig(); err != nil {
 		return err
 	}
+	// Its own mount namespace: the overlay goes when the launcher ends.
+	return h.startLauncher([]string{"unshare", "--mount", "--propagation", "private", "--",
+		self, "provision", "nspawn", "run", "--state", h.StateDir, "--machine", h.Machine(), "--image", h.Image, "--netns", sw.Netns()})
+}
+
+// startLauncher starts the launcher's command line, in a session of its
+// own, its output appended to the console log, and records its PID.
+func (h NspawnHost) startLauncher(argv []string) error {
 	logf, err := os.OpenFile(filepath.Join(h.StateDir, "console.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	// Its own mount namespace: the overlay goes when the launcher ends.
-	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "--",
-		self, "provision", "nspawn", "run", "--state", h.StateDir, "--machine", h.Machine(), "--image", h.Image, "--netns", sw.Netns())
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("host %s: start its launcher: %w", h.Name, err)
 	}
 	go cmd.Wait() // reap it if it ends while we run
-	return fsutil.WriteFileAtomic(h.launcherPIDFile(), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644)
+	if err := fsutil.WriteFileAtomic(h.launcherPIDFile(), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+		return err
+	}
+	// The command line switching the host on again after a power cut
+	// (PowerOff, PowerOn).
+	b, err := json.Marshal(argv)
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(h.launcherArgvFile(), b, 0o644)
+}
+
+func (h NspawnHost) launcherArgvFile() string { return filepath.Join(h.StateDir, "launcher.json") }
+
+// PowerOff cuts the host's power: every process in the container's
+// cgroup (its systemd and units, systemd-nspawn, the launcher) is
+// SIGKILLed at once; nothing is shut down, no unit stopped, and the
+// overlay's upper directory (the host's disk) stays. The page cache is
+// this machine's, so no write is lost as it would be on real hardware.
+// PowerOn boots it again. Idempotent.
+func (h NspawnHost) PowerOff() error {
+	if !fsutil.Exists(h.launcherArgvFile()) {
+		return fmt.Errorf("host %s has no launcher recorded in %s: cairn provision apply starts it", h.Name, h.StateDir)
+	}
+	procs := CgroupProcs(h.Machine())
+	for _, pid := range procs {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for _, pid := range procs {
+		if !waitExit(pid, 10*time.Second) {
+			return fmt.Errorf("host %s: process %d still runs 10 s after SIGKILL", h.Name, pid)
+		}
+	}
+	os.RemoveAll(filepath.Join("/run/systemd/nspawn/propagate", h.Machine()))
+	return nil
+}
+
+// PowerOn switches a host PowerOff switched off on again (its launcher's
+// recorded command line) and waits until it has booted; a host that runs
+// is only waited for.
+func (h NspawnHost) PowerOn(ctx context.Context) error {
+	if _, ok := h.LauncherPID(); !ok {
+		b, err := os.ReadFile(h.launcherArgvFile())
+		var argv []string
+		if err == nil {
+			err = json.Unmarshal(b, &argv)
+		}
+		if err != nil || len(argv) == 0 {
+			return fmt.Errorf("host %s: no launcher command line recorded (%v): cairn provision apply starts it", h.Name, err)
+		}
+		if err := h.startLauncher(argv); err != nil {
+			return err
+		}
+	}
+	return h.waitBooted(ctx)
 }
 
 // waitBooted waits until the container's systemd reports the boot

@@ -132,6 +132,7 @@ var _ interface {
 	drill.Infra
 	drill.ClientHosts
 	drill.HostFaults
+	drill.HostPower
 	drill.ProbeHistory
 	drill.Provisioned
 	drill.Releases
