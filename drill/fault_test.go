@@ -624,3 +624,31 @@ func TestFaultsCheckedBeforeTheDrill(t *testing.T) {
 		t.Errorf("the drill wrote %s before refusing", in.spec.Path("var"))
 	}
 }
+
+// A broken release's RA calls its CA at the CA's own host, port 1, with
+// a short timeout, whether that host is the lab's loopback address or a
+// provisioned host's service address; a config without one is refused.
+func TestBreakRA(t *testing.T) {
+	for _, addr := range []string{"127.0.31.3:9093", "10.79.81.3:9093"} {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "etc"), 0o755)
+		cfg := `{"RA": {"CAService": {"ServerAddress": "` + addr + `", "Timeout": "15s"}, "other": 1}}`
+		if err := os.WriteFile(filepath.Join(dir, "etc", "ra.json"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := breakRA("", dir); err != nil {
+			t.Fatalf("%s: %v", addr, err)
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, "etc", "ra.json"))
+		host, _, _ := strings.Cut(addr, ":")
+		if !strings.Contains(string(b), `"ServerAddress": "`+host+`:1"`) || !strings.Contains(string(b), `"Timeout": "2s"`) || !strings.Contains(string(b), `"other": 1`) {
+			t.Errorf("%s broken: %s", addr, b)
+		}
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "etc"), 0o755)
+	os.WriteFile(filepath.Join(dir, "etc", "ra.json"), []byte(`{"RA": {}}`), 0o644)
+	if err := breakRA("", dir); err == nil || !strings.Contains(err.Error(), "unexpected CA address") {
+		t.Errorf("an RA config without a CA address: %v", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -43,6 +44,12 @@ type Runner struct {
 	faults []Fault
 	made   int // faults made so far
 	jrnl   journal
+	// upgrading: upgrade steps running (the drill lasts until they end).
+	upgrading atomic.Int32
+	// upgradeCtx is what an upgrade step runs under: the caller's
+	// context, not the scenario's duration (an upgrade cut at the end of
+	// the duration would stop mid-rollback).
+	upgradeCtx context.Context
 }
 
 func (r *Runner) logf(format string, args ...any) {
@@ -229,8 +236,20 @@ func (r *Runner) issueBeforeFault(ctx context.Context, s *runState, state string
 // cancelled): the workload, the watchers of the controller and of DNS, and
 // the timeline of faults. It returns once they have all ended.
 func (r *Runner) drive(ctx context.Context, s *runState) {
-	dctx, cancel := context.WithTimeout(ctx, r.Scenario.Duration.Duration)
+	// The scenario's duration, or longer while an upgrade step runs: an
+	// upgrade runs to its result (on provisioned hosts a site's restart
+	// through Ansible takes a minute or two), the workload and the
+	// watchers go on meanwhile, so its clients are judged throughout.
+	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	r.upgradeCtx = ctx
+	go func() {
+		sleepCtx(ctx, r.Scenario.Duration.Duration)
+		for r.upgrading.Load() > 0 && ctx.Err() == nil {
+			sleepCtx(ctx, 200*time.Millisecond)
+		}
+		cancel()
+	}()
 	start := time.Now()
 	s.rep.Start = start
 	var wg sync.WaitGroup
@@ -469,7 +488,16 @@ func (r *Runner) timeline(ctx context.Context, start time.Time, active string, i
 			// then its disk), and the controller may move the name before
 			// it ends; every phase is timed from here.
 			at := time.Now()
-			if err := f.Inject(ctx); err != nil {
+			ictx := ctx
+			if isUpgrade && r.upgradeCtx != nil {
+				ictx = r.upgradeCtx
+				r.upgrading.Add(1)
+			}
+			err = f.Inject(ictx)
+			if isUpgrade && r.upgradeCtx != nil {
+				r.upgrading.Add(-1)
+			}
+			if err != nil {
 				errs = append(errs, fmt.Errorf("timeline[%d] %s: %w", i, f.Describe(), err))
 				continue
 			}

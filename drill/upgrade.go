@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/internal/fsutil"
@@ -137,8 +136,10 @@ func breakRA(_, dir string) error {
 	ra, _ := cfg["RA"].(map[string]any)
 	ca, _ := ra["CAService"].(map[string]any)
 	addr, _ := ca["ServerAddress"].(string)
+	// The CA's own host (a loopback address in the lab, the service
+	// network's on a provisioned host), port 1: nothing listens there.
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil || !strings.HasPrefix(host, "127.") {
+	if err != nil || host == "" {
 		return fmt.Errorf("breakRA: unexpected CA address %q in %s", addr, path)
 	}
 	ca["ServerAddress"] = net.JoinHostPort(host, "1")
