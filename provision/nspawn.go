@@ -484,15 +484,7 @@ func (h NspawnHost) PowerOff() error {
 	if !fsutil.Exists(h.launcherArgvFile()) {
 		return fmt.Errorf("host %s has no launcher recorded in %s: cairn provision apply starts it", h.Name, h.StateDir)
 	}
-	procs := CgroupProcs(h.Machine())
-	for _, pid := range procs {
-		syscall.Kill(pid, syscall.SIGKILL)
-	}
-	for _, pid := range procs {
-		if !waitExit(pid, 10*time.Second) {
-			return fmt.Errorf("host %s: process %d still runs 10 s after SIGKILL", h.Name, pid)
-		}
-	}
+	killCgroupProcs(h.Machine())
 	os.RemoveAll(filepath.Join("/run/systemd/nspawn/propagate", h.Machine()))
 	return nil
 }
@@ -649,13 +641,22 @@ func CgroupProcs(machine string) []int {
 	return pids
 }
 
+// killCgroupProcs SIGKILLs every process in a container's cgroups at
+// once (a power cut), then waits (at most 10 s each) until they are gone.
+func killCgroupProcs(machine string) {
+	procs := CgroupProcs(machine)
+	for _, pid := range procs {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for _, pid := range procs {
+		waitExit(pid, 10*time.Second)
+	}
+}
+
 // killCgroup ends whatever is left in a container's cgroups and removes
 // them, deepest first.
 func killCgroup(machine string) error {
-	for _, pid := range CgroupProcs(machine) {
-		syscall.Kill(pid, syscall.SIGKILL)
-		waitExit(pid, 10*time.Second)
-	}
+	killCgroupProcs(machine)
 	for _, r := range cgroupRoots() {
 		top := filepath.Join(r, cgroupName(machine))
 		var dirs []string
