@@ -124,19 +124,13 @@ type Servers struct {
 func (s Servers) ReadFrom(ctx context.Context, server string) (Current, error) {
 	cl := rfc2136.Client{Server: server, Timeout: s.Timeout}
 	var cur Current
-	r, err := cl.Query(ctx, s.Name, dns.TypeA)
+	a, err := readA(ctx, cl, s.Name)
 	if err != nil {
 		return cur, err
 	}
-	for _, rr := range r.Answer {
-		if x, ok := rr.(*dns.A); ok {
-			cur.Addrs = append(cur.Addrs, x.A.String())
-			cur.TTL = x.Hdr.Ttl
-			cur.rrs = append(cur.rrs, rr)
-		}
-	}
-	sort.Strings(cur.Addrs)
-	if r, err = cl.Query(ctx, s.EpochName, dns.TypeTXT); err != nil {
+	cur.Addrs, cur.TTL, cur.rrs = a.Addrs, a.TTL, a.rrs
+	r, err := cl.Query(ctx, s.EpochName, dns.TypeTXT)
+	if err != nil {
 		return cur, err
 	}
 	for _, rr := range r.Answer {

@@ -18,6 +18,9 @@ type Fake struct {
 	writes []Current
 	// Fail, when set, is what the next Read, Move or SetTTL returns.
 	fail error
+	// other: the zone's other A RRsets (Records), by lower-case name.
+	other          map[string]RRset
+	recordsWritten int
 }
 
 // NewFake serves addrs with ttl and epoch e.

@@ -66,6 +66,7 @@ func rfc2136Harness(server string) harness {
 // The fake keeps the same contract as the real servers (hermetic).
 func TestFakeKeepsTheContract(t *testing.T) {
 	f := acmedns.NewFake([]string{zone.Initial}, 30, acmedns.ParseEpoch(dnstest.InitialEpoch))
+	f.SetA(zone.CRLName, zone.CRLInitial, 30)
 	contract(t, harness{make: func() acmedns.Provider { return f }})
 }
 
@@ -165,6 +166,54 @@ func contract(t *testing.T, h harness) {
 	}
 	if got, _ := p.Read(ctx); got.Epoch.Reason != long.Reason {
 		t.Errorf("long reason: got %d bytes back", len(got.Epoch.Reason))
+	}
+	recordsContract(t, h)
+}
+
+// recordsContract: the zone's other A RRsets (a CRL host's) are replaced
+// under compare-and-swap with their TTL kept, and never emptied.
+func recordsContract(t *testing.T, h harness) {
+	ctx := context.Background()
+	p, ok := h.make().(acmedns.Records)
+	if !ok {
+		t.Fatalf("%v does not write the zone's other records", h.make())
+	}
+	cur, err := p.ReadA(ctx, zone.CRLName)
+	if err != nil || fmt.Sprint(cur.Addrs) != fmt.Sprint(zone.CRLInitial) || cur.TTL != 30 {
+		t.Fatalf("read %s: %+v %v", zone.CRLName, cur, err)
+	}
+	// One front withdrawn.
+	if err := p.ReplaceA(ctx, cur, zone.CRLInitial[1:]); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := p.ReadA(ctx, zone.CRLName)
+	if fmt.Sprint(after.Addrs) != fmt.Sprint(zone.CRLInitial[1:]) || after.TTL != 30 {
+		t.Fatalf("after the withdrawal: %+v", after)
+	}
+	// A writer that read before it is refused and changes nothing.
+	stale := h.make().(acmedns.Records)
+	if err := stale.ReplaceA(ctx, cur, zone.CRLInitial[:1]); !errors.Is(err, acmedns.ErrConflict) {
+		t.Fatalf("stale writer: %v, want ErrConflict", err)
+	}
+	// Never emptied; bad addresses refused without a conflict.
+	if err := p.ReplaceA(ctx, after, nil); err == nil || errors.Is(err, acmedns.ErrConflict) {
+		t.Errorf("empty RRset: %v", err)
+	}
+	if err := p.ReplaceA(ctx, after, []string{"not-an-address"}); err == nil || errors.Is(err, acmedns.ErrConflict) {
+		t.Errorf("bad address: %v", err)
+	}
+	// Put back.
+	if err := p.ReplaceA(ctx, after, zone.CRLInitial); err != nil {
+		t.Fatal(err)
+	}
+	if back, _ := p.ReadA(ctx, zone.CRLName); fmt.Sprint(back.Addrs) != fmt.Sprint(zone.CRLInitial) {
+		t.Fatalf("after the restore: %+v", back)
+	}
+	if h.badCredentials != nil {
+		back, _ := p.ReadA(ctx, zone.CRLName)
+		if err := h.badCredentials().(acmedns.Records).ReplaceA(ctx, back, zone.CRLInitial[:1]); err == nil || errors.Is(err, acmedns.ErrConflict) {
+			t.Errorf("wrong credentials: %v", err)
+		}
 	}
 }
 

@@ -560,7 +560,11 @@ func TestUpgradeFaultUsesTheInfrastructuresOptions(t *testing.T) {
 type powerInfra struct {
 	*hostInfra
 	off map[string]bool
+	// refuse: CanPowerOff's answer (an aws or existing host's).
+	refuse error
 }
+
+func (p *powerInfra) CanPowerOff(string) error { return p.refuse }
 
 func (p *powerInfra) Infra() string { return "nspawn" }
 
@@ -605,6 +609,16 @@ func TestPowerOffActsOnTheSiteHost(t *testing.T) {
 	}
 	if _, err := newFault(in, Step{Fault: "toxic", Toxic: "reset"}, "a", "t"); err == nil || !strings.Contains(err.Error(), "use partition") {
 		t.Errorf("toxic on provisioned hosts: %v, want a refusal", err)
+	}
+	// Hosts cairn cannot switch on again (aws, existing) are refused when
+	// the fault is built, before the drill starts.
+	in.refuse = errors.New("poweroff: cut an aws host's power with your provider's console or API")
+	in.take()
+	if _, err := newFault(in, Step{Fault: "poweroff"}, "a", "t"); err == nil || !strings.Contains(err.Error(), "your provider") {
+		t.Errorf("poweroff of a host cairn cannot switch on: %v", err)
+	}
+	if calls := in.take(); len(calls) > 0 {
+		t.Errorf("building a refused poweroff acted: %q", calls)
 	}
 }
 

@@ -83,6 +83,9 @@ type HostFaults interface {
 // once, no unit is stopped, its disk stays; switched on, it boots and
 // its units start by themselves.
 type HostPower interface {
+	// CanPowerOff says, before a drill starts, why the site's host cannot
+	// be switched off and on by cairn (nil: it can).
+	CanPowerOff(site string) error
 	PowerOff(ctx context.Context, site string) error
 	// PowerOn switches the host on and waits until it has booted
 	// (idempotent: a host that runs is left alone).
@@ -163,6 +166,9 @@ var faultKinds = []faultKind{
 		}
 		if _, ok := in.ClusterSpec().SiteByName(site); !ok {
 			return nil, fmt.Errorf("no site %q", site)
+		}
+		if err := host.CanPowerOff(site); err != nil {
+			return nil, err
 		}
 		return &powerFault{host: host, site: site}, nil
 	}},

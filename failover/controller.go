@@ -17,6 +17,7 @@ import (
 	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/internal/acmeclient"
 	"github.com/cairn-pki/cairn/revocation"
+	"github.com/cairn-pki/cairn/site"
 )
 
 // Move is one completed move of the ACME name.
@@ -109,6 +110,8 @@ type Controller struct {
 	// confirming: (site, kind) whose failure streak has had its
 	// confirmation probe asked for; a success of the kind clears it.
 	confirming map[[2]string]bool
+	// fronts: the CRL fronts and the CRL names listing them.
+	fronts *crlFronts
 }
 
 // DefaultConfirmAfter: a deep failure is probed again this soon. Not at
@@ -193,6 +196,11 @@ func (c *Controller) Sink(r healthcheck.Result) {
 		c.replication[r.Site] = r
 	}
 	c.noteProfiles(r)
+	frontRecheck := false
+	if r.Kind == healthcheck.KindCRLFront && c.fronts != nil {
+		c.fronts.observe(r, c.now())
+		frontRecheck = c.needsConfirmation(Observation{Site: r.Site, Kind: r.Kind, OK: r.OK, Deep: true})
+	}
 	if v, b := r.Facts[healthcheck.FactBoulderVersion], r.Facts[healthcheck.FactBundle]; v != "" || b != "" {
 		if c.releases == nil {
 			c.releases = map[string]Release{}
@@ -209,14 +217,17 @@ func (c *Controller) Sink(r healthcheck.Result) {
 		recheck = c.needsConfirmation(o)
 	}
 	c.mu.Unlock()
+	after := c.ConfirmAfter
+	if after <= 0 {
+		after = DefaultConfirmAfter
+	}
 	if recheck {
-		after := c.ConfirmAfter
-		if after <= 0 {
-			after = DefaultConfirmAfter
-		}
 		c.Recheck(o.Site, o.Kind, after)
 	}
-	if ok {
+	if frontRecheck {
+		c.Recheck(r.Site, r.Kind, after) // a front's failure is confirmed as fast
+	}
+	if ok || frontRecheck {
 		c.poke()
 	}
 }
@@ -322,7 +333,11 @@ func (c *Controller) Init(ctx context.Context, reg prometheus.Registerer) error 
 			At: cur.Epoch.Time, Epoch: cur.Epoch.N, Propagation: []acmedns.Propagation{}}}
 	}
 	c.resume(ctx)
+	c.fronts = newCRLFronts(site.CRLNames(c.Spec))
 	c.metrics = newControllerMetrics(reg, c.Policy.Sites)
+	for site := range c.fronts.fronts {
+		c.metrics.setFrontWithdrawn(site, false)
+	}
 	c.metrics.setState(c.state, false)
 	c.metrics.setLeader(c.leading)
 	c.Log.Info("controller starting", "id", c.ID, "active", active, "epoch", cur.Epoch.N)
@@ -441,6 +456,9 @@ func (c *Controller) step(ctx context.Context) {
 		if ss := next.Sites[next.Active]; ss != nil && ss.Health == Healthy {
 			c.restoreTTL(ctx)
 		}
+	}
+	if leading {
+		c.reconcileCRLNames(ctx)
 	}
 	if err := c.ackMoves(ctx, taken); err != nil {
 		c.Log.Warn("etcd: could not remove handled operator moves", "err", err)
@@ -598,6 +616,8 @@ type Status struct {
 	// Decisions counts the decisions made since the controller started
 	// (tests wait on it instead of sleeping).
 	Decisions int64 `json:"decisions"`
+	// CRLFronts: each site's CRL front, withdrawn from the CRL names or not.
+	CRLFronts []CRLFrontStatus `json:"crlFronts,omitempty"`
 }
 
 // SiteStatus is one site.
@@ -666,6 +686,9 @@ func (c *Controller) Status() Status {
 	}
 	if st.Moves == nil {
 		st.Moves = []Move{}
+	}
+	if c.fronts != nil {
+		st.CRLFronts = c.fronts.status()
 	}
 	return st
 }

@@ -236,6 +236,7 @@ small{color:#666}
 <td class="accounts">{{with .Accounts}}{{if .OK}}<span class="healthy">replicating</span>{{else}}<span class="suspect">replication broken</span> <small>{{.Detail}} (still issues; not failed over for this)</small>{{end}}{{else}}–{{end}}</td>
 <td>{{if .Drained}}drained. {{end}}{{with .NotReady}}<span class="suspect">not ready</span> <small>{{.}} (a last resort only)</small> {{end}}<small>{{.Reason}}</small></td></tr>
 {{end}}</table></div>
+{{range .CRLFronts}}{{if .Withdrawn}}<p class="suspect">CRL front of {{.Site}} ({{.Address}}) withdrawn from the CRL names {{ago .Since}}: {{.Reason}}</p>{{end}}{{end}}
 {{if .Views}}<h2>Controllers</h2>
 <table id="views"><tr><th>controller</th><th>view published</th><th>observations</th><th>counts</th></tr>
 {{range .Views}}<tr><td>{{.Controller}}{{if eq .Controller $.Leader}} (leader){{end}}</td><td>{{ago .Published}}</td><td>{{.Observations}}</td><td>{{if .Fresh}}yes{{else}}no: stale{{end}}</td></tr>

@@ -13,6 +13,8 @@ type controllerMetrics struct {
 	propagation   *prometheus.GaugeVec
 	propagated    *prometheus.GaugeVec
 	leader        prometheus.Gauge
+	crlUpdates    *prometheus.CounterVec
+	withdrawn     *prometheus.GaugeVec
 	sites         []string
 }
 
@@ -40,9 +42,14 @@ func newControllerMetrics(reg prometheus.Registerer, sites []string) *controller
 			Help: "After each move: 1 if the authoritative server served the new address and epoch within 60 s, 0 if not."}, []string{"server"}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cairn_failover_leader",
 			Help: "1 if this controller decides (single controller: always)."}),
+		crlUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cairn_failover_crl_name_updates_total",
+			Help: "Updates of the CRL names' addresses (a CRL front withdrawn or put back), by result (ok, conflict, error)."}, []string{"result"}),
+		withdrawn: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cairn_failover_crl_front_withdrawn",
+			Help: "1 while the site's CRL front is withdrawn from the CRL names (it failed its crlfront probe), 0 otherwise."}, []string{"site"}),
 		sites: sites,
 	}
-	reg.MustRegister(m.active, m.siteState, m.noHealthy, m.moves, m.decision, m.updates, m.updateLatency, m.propagation, m.propagated, m.leader)
+	reg.MustRegister(m.active, m.siteState, m.noHealthy, m.moves, m.decision, m.updates, m.updateLatency, m.propagation, m.propagated, m.leader,
+		m.crlUpdates, m.withdrawn)
 	// Every label value exists from the start at 0, so that the first move
 	// or conflict is an increase alert rules can see.
 	for _, c := range []Cause{CauseDown, CauseDrain, CauseOperator, CauseFailback} {
@@ -50,6 +57,7 @@ func newControllerMetrics(reg prometheus.Registerer, sites []string) *controller
 	}
 	for _, r := range []string{"ok", "conflict", "error"} {
 		m.updates.WithLabelValues(r)
+		m.crlUpdates.WithLabelValues(r)
 	}
 	return m
 }
@@ -82,4 +90,12 @@ func (m *controllerMetrics) setLeader(leading bool) {
 	} else {
 		m.leader.Set(0)
 	}
+}
+
+func (m *controllerMetrics) setFrontWithdrawn(site string, withdrawn bool) {
+	v := 0.0
+	if withdrawn {
+		v = 1
+	}
+	m.withdrawn.WithLabelValues(site).Set(v)
 }

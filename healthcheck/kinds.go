@@ -69,6 +69,7 @@ var Kinds = []Kind{
 		MinDeadline: issuanceMinDeadline},
 	{Name: KindCRL, Probe: ProbeCRL, Set: SetDeep, NeedsSpec: true,
 		Every: func(s *cluster.Spec) time.Duration { return s.Failover.Probes.CRL.Duration }},
+	{Name: KindCRLFront, Probe: ProbeCRLFront, Set: SetQuick, NeedsSpec: true, Every: every(crlFrontEvery)},
 	{Name: KindRevocation, Probe: ProbeRevocation, Set: SetExplicit, NeedsSpec: true, Every: every(0)},
 	{Name: KindReplication, Probe: ProbeReplication, Set: SetExplicit, NeedsSpec: true,
 		Every: func(s *cluster.Spec) time.Duration {

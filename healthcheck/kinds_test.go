@@ -47,7 +47,7 @@ func TestKindTable(t *testing.T) {
 	if one := DefaultSchedule(cluster.Default([]string{"a"})); one.Intervals[KindReplication] != 0 {
 		t.Error("replication probed with one site")
 	}
-	if got := KindsIn(false); len(got) != 4 {
+	if got := KindsIn(false); len(got) != 5 {
 		t.Errorf("quick set %v", got)
 	}
 	if _, ok := KindFunc("nope"); ok {

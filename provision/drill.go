@@ -491,6 +491,13 @@ func (d *DrillInfra) PowerOff(_ context.Context, site string) error {
 	return h.PowerOff()
 }
 
+// CanPowerOff refuses, before a drill starts, a site whose host is no
+// nspawn host of cairn's.
+func (d *DrillInfra) CanPowerOff(site string) error {
+	_, err := d.nspawnHost(site)
+	return err
+}
+
 // PowerOn switches the site's host on again and waits until it booted.
 func (d *DrillInfra) PowerOn(ctx context.Context, site string) error {
 	h, err := d.nspawnHost(site)
@@ -507,7 +514,7 @@ func (d *DrillInfra) nspawnHost(site string) (NspawnHost, error) {
 	}
 	ns, ok := sh.(nsenterShell)
 	if !ok {
-		return NspawnHost{}, fmt.Errorf("poweroff: cairn switches only its nspawn hosts off and on; cut a %s host's power with your provider's console or API", d.p.o.Infra)
+		return NspawnHost{}, fmt.Errorf("poweroff: cairn switches only its own nspawn hosts off and on; site %s is on --infra %s: cut its host's power with your provider's console or API", site, d.p.o.Infra)
 	}
 	return ns.h, nil
 }

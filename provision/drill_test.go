@@ -242,3 +242,23 @@ func TestDrillClientHostNamesAndAddresses(t *testing.T) {
 		t.Errorf("no client network: %v", err)
 	}
 }
+
+// Hosts cairn did not boot (an existing or aws host, reached over SSH)
+// cannot be switched off and on by a drill: refused before it starts,
+// naming the way to do it.
+func TestDrillInfraPowerOnlyForNspawnHosts(t *testing.T) {
+	d := drillInfraWith(map[string]*fakeShell{"a": {}, "b": {}}, false)
+	d.p.o.Infra = "existing"
+	for _, site := range []string{"a", "cluster", "zz"} {
+		err := d.CanPowerOff(site)
+		if err == nil {
+			t.Fatalf("CanPowerOff(%s) on existing hosts: nil", site)
+		}
+		if site == "a" && !strings.Contains(err.Error(), "site a is on --infra existing: cut its host's power with your provider") {
+			t.Errorf("CanPowerOff(a): %v", err)
+		}
+	}
+	if err := d.PowerOff(context.Background(), "a"); err == nil {
+		t.Error("PowerOff of an existing host went through")
+	}
+}

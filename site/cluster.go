@@ -262,7 +262,10 @@ func (r *clusterRender) bind() error {
 	for _, s := range r.secondaries {
 		notify = append(notify, fmt.Sprintf("%s port %d key \"%s\";", s.Addr(), s.Port(), r.xfr.Name))
 	}
-	keys, grants := "", ""
+	keys, grants, crlGrants := "", "", ""
+	for _, n := range CRLNames(spec) {
+		crlGrants += fmt.Sprintf("    grant \"%s\" name %s. A;\n", r.ctl.Name, n.Name)
+	}
 	all := []rfc2136.Key{r.ctl, r.cli, r.xfr}
 	if r.hosts != nil {
 		all = append(all, *r.hosts)
@@ -301,10 +304,12 @@ zone "%[6]s" {
   file "%[2]s/bind/%[6]s.zone";
   allow-transfer { key "%[7]s"; };
   update-policy {
-    // The failover controller may change only the ACME name and its epoch.
+    // The failover controller may change only the ACME name and its
+    // epoch, and the CRL names' addresses (it withdraws a CRL front that
+    // does not serve).
     grant "%[8]s" name %[9]s. A AAAA CNAME;
     grant "%[8]s" name %[10]s. TXT;
-    // A client's own key (cairn dns key add) writes its DNS-01 record only.
+%[15]s    // A client's own key (cairn dns key add) writes its DNS-01 record only.
 %[11]s%[14]s    // Everything else is asked of cairn's policy server: the clients'
     // shared key (%[12]s) may write _acme-challenge.* TXT records only;
     // any other key, name or type is refused, and so is every update
@@ -312,7 +317,7 @@ zone "%[6]s" {
     grant "local:%[13]s" external * TXT;
   };
 };
-`, keys, r.varDir, r.primary.Port(), r.primary.Addr(), strings.Join(notify, " "), zone, r.xfr.Name, r.ctl.Name, spec.ACME.Name, spec.EpochName(), grants, r.cli.Name, namedSock, r.hostsRules())
+`, keys, r.varDir, r.primary.Port(), r.primary.Addr(), strings.Join(notify, " "), zone, r.xfr.Name, r.ctl.Name, spec.ACME.Name, spec.EpochName(), grants, r.cli.Name, namedSock, r.hostsRules(), crlGrants)
 	if err := r.writeConfig([]string{PolicyProcess, "dns-primary"}, r.out("secrets", "named.conf"), []byte(named), 0o600); err != nil {
 		return err
 	}
@@ -463,31 +468,63 @@ func seedZone(spec *cluster.Spec, secondaries []netip.AddrPort) string {
 	sort.SliceStable(sites, func(i, j int) bool { return sites[i].Priority < sites[j].Priority })
 	fmt.Fprintf(&b, "%s A %s\n", rel(spec.ACME.Name), sites[0].Address)
 	fmt.Fprintf(&b, "%s TXT \"epoch=0; site=%s; controller=seed; reason=initial\"\n", rel(spec.EpochName()), sites[0].Name)
-	var plans []*Plan
 	for i := range spec.Sites {
 		if p, err := NewPlan(spec, i); err == nil {
-			plans = append(plans, p)
+			fmt.Fprintf(&b, "%s A %s\n", rel(p.SiteName()), p.Public)
 		}
 	}
-	for _, p := range plans {
-		fmt.Fprintf(&b, "%s A %s\n", rel(p.SiteName()), p.Public)
-		if !strings.HasSuffix(p.CRLHost(), "."+zone) {
-			continue
-		}
-		// Every CRL front serves every site's CRLs (each mirrors the
-		// others): the site's own front first, then the others, so a
-		// client whose first address is down tries the next.
-		fmt.Fprintf(&b, "%s A %s\n", rel(p.CRLHost()), p.CRL)
-		for _, o := range plans {
-			if o != p && !o.ExternalCRLStore() {
-				fmt.Fprintf(&b, "%s A %s\n", rel(p.CRLHost()), o.CRL)
-			}
+	for _, n := range CRLNames(spec) {
+		for _, f := range n.Fronts {
+			fmt.Fprintf(&b, "%s A %s\n", rel(n.Name), f.Addr)
 		}
 	}
 	if host := pkiHost(spec); strings.HasSuffix(host, "."+zone) {
 		fmt.Fprintf(&b, "%s A %s\n", rel(host), netip.MustParseAddrPort(PKIFrontAddr(spec)).Addr())
 	}
 	return b.String()
+}
+
+// CRLName is a site's CRL host in the cluster zone and the CRL fronts
+// its A records list.
+type CRLName struct {
+	Name   string
+	Site   string
+	Fronts []CRLFront // the site's own first
+}
+
+// CRLFront is one site's CRL front.
+type CRLFront struct {
+	Site string
+	Addr netip.Addr
+}
+
+// CRLNames are the CRL hosts the cluster zone holds. Every CRL front
+// serves every site's CRLs (each mirrors the others), so each name lists
+// every front of the cluster: the site's own first, then the others (a
+// front whose CRLs an operator's store publishes is none). The failover
+// controller withdraws a front that does not serve from every name and
+// puts it back when it does (docs/revocation.md).
+func CRLNames(spec *cluster.Spec) []CRLName {
+	var plans []*Plan
+	for i := range spec.Sites {
+		if p, err := NewPlan(spec, i); err == nil {
+			plans = append(plans, p)
+		}
+	}
+	var out []CRLName
+	for _, p := range plans {
+		if !strings.HasSuffix(p.CRLHost(), "."+spec.ACME.Zone) {
+			continue
+		}
+		n := CRLName{Name: p.CRLHost(), Site: p.Site.Name, Fronts: []CRLFront{{Site: p.Site.Name, Addr: p.CRL}}}
+		for _, o := range plans {
+			if o != p && !o.ExternalCRLStore() {
+				n.Fronts = append(n.Fronts, CRLFront{Site: o.Site.Name, Addr: o.CRL})
+			}
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 func pkiHost(spec *cluster.Spec) string {

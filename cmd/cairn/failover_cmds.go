@@ -208,6 +208,11 @@ func printFailoverStatus(w io.Writer, st failover.Status) {
 		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, mark, s.State, s.Since.Format(time.TimeOnly), s.Priority, s.Address, release, note)
 	}
 	tw.Flush()
+	for _, f := range st.CRLFronts {
+		if f.Withdrawn {
+			fmt.Fprintf(w, "CRL front of %s (%s) withdrawn from the CRL names since %s: %s\n", f.Site, f.Address, f.Since.Format(time.TimeOnly), f.Reason)
+		}
+	}
 	for _, v := range st.Views {
 		fresh := "counts"
 		if !v.Fresh {

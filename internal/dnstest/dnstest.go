@@ -28,19 +28,28 @@ import (
 type Zone struct {
 	Zone, Name, EpochName string
 	Initial               string // the name's first address
-	Key                   rfc2136.Key
+	// CRLName is another A RRset the controller's key may write (a CRL
+	// host), served first with CRLInitial.
+	CRLName    string
+	CRLInitial []string
+	Key        rfc2136.Key
 }
 
 // Default is the zone the tests use.
 var Default = Zone{Zone: "ap.home.arpa", Name: "acme.ap.home.arpa", EpochName: "_cairn-epoch.acme.ap.home.arpa", Initial: "127.0.69.10",
+	CRLName: "crl.ap.home.arpa", CRLInitial: []string{"127.0.69.40", "127.0.69.41"},
 	Key: rfc2136.Key{Name: "ctl", Algorithm: "hmac-sha256", Secret: base64.StdEncoding.EncodeToString([]byte("a 32 byte secret for the tests!!"))}}
 
 // InitialEpoch is the seed's epoch record.
 const InitialEpoch = "epoch=0; site=a; controller=seed; reason=initial"
 
 func (z Zone) file(ns string, serial int) string {
-	return fmt.Sprintf("$TTL 30\n$ORIGIN %[1]s.\n@ SOA ns1 h %[2]d 3600 600 86400 30\n@ NS ns1\nns1 A %[3]s\n%[4]s. A %[5]s\n%[6]s. TXT \"%[7]s\"\n",
+	s := fmt.Sprintf("$TTL 30\n$ORIGIN %[1]s.\n@ SOA ns1 h %[2]d 3600 600 86400 30\n@ NS ns1\nns1 A %[3]s\n%[4]s. A %[5]s\n%[6]s. TXT \"%[7]s\"\n",
 		z.Zone, serial, ns, z.Name, z.Initial, z.EpochName, InitialEpoch)
+	for _, a := range z.CRLInitial {
+		s += fmt.Sprintf("%s. A %s\n", z.CRLName, a)
+	}
+	return s
 }
 
 // Loopback adds ip to lo for the test (taking over one a killed run left).
@@ -93,12 +102,16 @@ func BIND(t *testing.T, ip string, z Zone) string {
 	dir := t.TempDir()
 	Loopback(t, ip)
 	os.WriteFile(filepath.Join(dir, "zone"), []byte(z.file(ip, 1)), 0o644)
+	crlGrant := ""
+	if z.CRLName != "" {
+		crlGrant = fmt.Sprintf(` grant "%s" name %s. A;`, z.Key.Name, z.CRLName)
+	}
 	conf := fmt.Sprintf(`key "%[1]s" { algorithm %[2]s; secret "%[3]s"; };
 options { directory "%[4]s"; pid-file "%[4]s/named.pid"; session-keyfile "%[4]s/s.key"; listen-on port 53 { %[5]s; }; listen-on-v6 { none; };
   recursion no; dnssec-validation no; notify no; };
 controls { };
-zone "%[6]s" { type primary; file "%[4]s/zone"; update-policy { grant "%[1]s" name %[7]s. A; grant "%[1]s" name %[8]s. TXT; }; };
-`, z.Key.Name, z.Key.Algorithm, z.Key.Secret, dir, ip, z.Zone, z.Name, z.EpochName)
+zone "%[6]s" { type primary; file "%[4]s/zone"; update-policy { grant "%[1]s" name %[7]s. A; grant "%[1]s" name %[8]s. TXT;%[9]s }; };
+`, z.Key.Name, z.Key.Algorithm, z.Key.Secret, dir, ip, z.Zone, z.Name, z.EpochName, crlGrant)
 	os.WriteFile(filepath.Join(dir, "named.conf"), []byte(conf), 0o644)
 	start(t, ip+":53", "named", "named", "-c", filepath.Join(dir, "named.conf"), "-g")
 	return ip + ":53"
@@ -185,6 +198,13 @@ security-poll-suffix=
 			{"name": z.Name + ".", "type": "A", "ttl": 30, "records": []map[string]any{{"content": z.Initial}}},
 			{"name": z.EpochName + ".", "type": "TXT", "ttl": 30, "records": []map[string]any{{"content": txt(InitialEpoch)}}},
 		}}
+	var crl []map[string]any
+	for _, a := range z.CRLInitial {
+		crl = append(crl, map[string]any{"content": a})
+	}
+	if len(crl) > 0 {
+		body["rrsets"] = append(body["rrsets"].([]map[string]any), map[string]any{"name": z.CRLName + ".", "type": "A", "ttl": 30, "records": crl})
+	}
 	b, _ := json.Marshal(body)
 	req, _ := http.NewRequest(http.MethodPost, s.API+"/api/v1/servers/localhost/zones", bytes.NewReader(b))
 	req.Header.Set("X-API-Key", key)

@@ -1,11 +1,14 @@
 package nspawntest
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,22 +16,30 @@ import (
 	"github.com/cairn-pki/cairn/drill"
 	"github.com/cairn-pki/cairn/internal/labtest"
 	"github.com/cairn-pki/cairn/provision"
+	"github.com/cairn-pki/cairn/site"
 )
 
 // crashScenario is site-down made lighter for the shared 2 cores (the
 // built-in one, every 2 s for three retry policies and four real
-// clients for 75 s, passes here too: docs/drill.md): the active site's
-// WFE unit crashes and stays down; the built-in client issues every 5 s;
-// lego with HTTP-01 and with TLS-ALPN-01, each on a client host of its
-// own, and lego v5 with DNS-01 renew at the other site.
-const crashScenario = `name: wfe-crash
-description: The active site's WFE unit crashes on its systemd host and stays down; the name must move, and lego on client hosts (HTTP-01, TLS-ALPN-01) and lego v5 (DNS-01) renew at the other site with their accounts.
+// clients for 75 s, passes here too: docs/drill.md), then a power cut: the
+// active site's WFE unit crashes and stays down; at 20 s that site's
+// whole host loses its power (its CRL front then black-holes
+// connections: relying parties get the site's CRLs once the controller
+// has withdrawn that front from the CRL names); the built-in client
+// issues every 5 s; lego with HTTP-01 and with TLS-ALPN-01, each on a
+// client host of its own, and lego v5 with DNS-01 renew at the other
+// site. Restored, the host boots and its units start by themselves.
+const crashScenario = `name: wfe-crash-poweroff
+description: The active site's WFE unit crashes on its systemd host and stays down, then the host loses its power; the name must move, lego on client hosts (HTTP-01, TLS-ALPN-01) and lego v5 (DNS-01) renew at the other site with their accounts, and relying parties keep getting the site's CRLs.
 timeline:
   - at: 3s
     fault: crash
     site: active
     component: wfe
-duration: 45s
+  - at: 20s
+    fault: poweroff
+    site: active
+duration: 50s
 workload:
   every: 5s
   policies: [30s]
@@ -43,7 +54,9 @@ pass:
 
 // drillOnHosts: `cairn drill run FILE --infra nspawn` from this machine
 // (it runs itself again from the operator's vantage) crashes the active
-// site's WFE unit and holds it down: the name moves and the real
+// site's WFE unit and holds it down, then cuts that host's power (its
+// CRL front withdrawn from the CRL names, the relying party's checks
+// passing; switched on, the host boots): the name moves and the real
 // clients renew at the other site, two of them on client hosts the drill
 // makes on the cluster's bridge. The report passes, says it ran on the
 // nspawn hosts, skips no client, and has the phases the lab's reports
@@ -59,6 +72,11 @@ func (c *clusterUnderTest) drillOnHosts(t *testing.T, active, standby string) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "report")
+	h, ctx := c.hosts[active], context.Background()
+	oldBoot, err := h.Exec(ctx, "cat", "/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		t.Fatalf("host %s: boot ID: %v %s", active, err, oldBoot)
+	}
 	start := time.Now()
 	cmd := exec.Command(c.cairn, "-f", c.spec.File, "drill", "run", file, "--infra", "nspawn", "--out", out)
 	cmd.Stderr = labtest.Log{T: t}
@@ -92,13 +110,38 @@ func (c *clusterUnderTest) drillOnHosts(t *testing.T, active, standby string) {
 			t.Errorf("not checked on the hosts: %s", line)
 		}
 	}
+	// The power cut: the host booted again; its CRL front was withdrawn
+	// from every CRL name while it was off (the relying party's checks
+	// passed) and is listed again.
+	if boot, err := h.Exec(ctx, "cat", "/proc/sys/kernel/random/boot_id"); err != nil || bytes.Equal(boot, oldBoot) {
+		t.Errorf("host %s after the power cut: boot ID %s (%v), before %s", active, bytes.TrimSpace(boot), err, bytes.TrimSpace(oldBoot))
+	}
+	if rv := rep.Revocation; rv.CRLChecks == 0 || len(rv.CRLFailures) > 0 {
+		t.Errorf("relying-party CRL checks: %d, failed %v", rv.CRLChecks, rv.CRLFailures)
+	}
+	names := len(site.CRLNames(c.spec))
+	waitUntil(t, "every CRL front listed again after the power cut", hostLimit, func() (bool, string) {
+		st, seen := c.failoverStatus()
+		withdrawn := 0
+		for _, f := range st.CRLFronts {
+			if f.Withdrawn {
+				withdrawn++
+			}
+		}
+		return len(st.CRLFronts) == names && withdrawn == 0, fmt.Sprintf("%s; CRL fronts %+v", seen, st.CRLFronts)
+	})
+	rewrites, _ := c.hosts["dns"].Exec(ctx, "sh", "-c", "cat /opt/cairn/*/var/logs/controller.log | grep -c 'CRL name rewritten'")
+	if n, _ := strconv.Atoi(strings.TrimSpace(string(rewrites))); n < 2*names {
+		tail, _ := c.hosts["dns"].Exec(ctx, "sh", "-c", "tail -n 30 /opt/cairn/*/var/logs/controller.log")
+		t.Errorf("the controller rewrote the CRL names %d times, want at least %d (%s's front out, then back)\n%s", n, 2*names, active, tail)
+	}
 	c.hostsKeyBounded(t)
 	if s := unitShow(t, c, active, "cairn-wfe.service", "ActiveState"); s != "active" {
 		t.Errorf("site %s: cairn-wfe.service %s after the drill restored it", active, s)
 	}
 	waitUntil(t, "every site healthy after the drill", hostLimit, c.allHealthy)
-	t.Logf("drill on the systemd hosts: %s's WFE crashed, moved to %s: first failed probe %.1fs, committed %.1fs, new client %.1fs; %.1fs in all",
-		active, standby, *tm.FirstFailedProbe, *tm.Commit, *tm.FirstSuccess, time.Since(start).Seconds())
+	t.Logf("drill on the systemd hosts: %s's WFE crashed, moved to %s: first failed probe %.1fs, committed %.1fs, new client %.1fs; power cut: %d CRL checks, slowest %.1fs, %d retried; %.1fs in all",
+		active, standby, *tm.FirstFailedProbe, *tm.Commit, *tm.FirstSuccess, rep.Revocation.CRLChecks, rep.Revocation.CRLSlowestMS/1000, rep.Revocation.CRLRetried, time.Since(start).Seconds())
 }
 
 // hostsKeyBounded: the hosts key an nspawn cluster gets (the drill's

@@ -249,6 +249,22 @@ func testPolicy(t *testing.T, provider string) {
 		}
 		allow(ctl, spec.EpochName())
 		refuse(ctl, "_acme-challenge.host."+zone)
+		// It may rewrite the CRL names' addresses (withdrawing a CRL
+		// front that does not serve), and no other A record.
+		names := site.CRLNames(spec)
+		if len(names) == 0 {
+			t.Fatal("the spec has no CRL name in the zone")
+		}
+		for _, n := range names {
+			if err := setA(ctl, n.Name); err != nil {
+				t.Fatalf("the controller's key writing %s A: %v%s", n.Name, err, s.logs())
+			}
+		}
+		for _, name := range []string{"www." + zone, "one." + zone} {
+			if err := setA(ctl, name); !errors.As(err, &ue) || ue.Rcode != want {
+				t.Fatalf("the controller's key writing %s A: want %s, got %v", name, want, err)
+			}
+		}
 		// The acceptance, with the real client: nsupdate -k
 		// tsig-clients.key adding an apex TXT record is refused.
 		cmd := exec.Command("nsupdate", "-k", cb.ClientKey)
