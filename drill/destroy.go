@@ -11,9 +11,11 @@ import (
 	"github.com/cairn-pki/cairn/failover"
 )
 
-// destroyFault loses a site's host and disk: every process of the site
-// stopped and its whole directory, database included, removed (the lab's
-// DestroySite; its HSM token stays, as a real HSM outlives a host).
+// destroyFault loses a site's host and disk: in the lab every process of
+// the site stopped and its whole directory, database included, removed
+// (its HSM token stays, as a real HSM outlives a host); on nspawn hosts
+// the host switched off and its disk replaced by a blank one (the token
+// comes back with the bundle).
 // Restore is `cairn site rebuild`: the newest backup in the controller's
 // store restored, the site reconciled with its peers, the controller's
 // archived CRLs and journal (backup.Rebuild). Inject refuses a site with
@@ -28,7 +30,7 @@ type destroyFault struct {
 }
 
 func (f *destroyFault) Describe() string {
-	return "lose " + f.site + "'s host and disk (processes stopped, directory and database removed), then rebuild it from its newest backup"
+	return "lose " + f.site + "'s host and disk (its database with it), then rebuild it from its newest backup"
 }
 
 // RestoreDetail is what the rebuild did, for the report's timeline.
@@ -41,12 +43,8 @@ func (f *destroyFault) RestoreDetail() string {
 		r.Backup.Taken.UTC().Format("15:04:05"), r.BackupAge.Round(time.Second), r.Backup.Bytes, r.RestoreTime.Seconds(), r.Reapplied, r.CRLSerials, r.Accounts, r.Total.Seconds())
 }
 
-func (f *destroyFault) store() backup.Store {
-	return backup.Store{Dir: f.spec.Path(f.spec.Backup.Dir)}
-}
-
 func (f *destroyFault) Inject(ctx context.Context) error {
-	if _, err := f.store().Latest(f.site); err != nil {
+	if _, err := f.l.LatestBackup(ctx, f.site); err != nil {
 		return fmt.Errorf("destroy %s: %w (the controller takes one per site when it starts; cairn backup now %s takes one)", f.site, err, f.site)
 	}
 	return f.l.DestroySite(f.site)

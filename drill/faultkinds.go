@@ -58,7 +58,13 @@ type ClientHosts interface {
 // and the site rebuilt from the controller's newest backup (fault
 // destroy).
 type SiteLoss interface {
+	// CanDestroy says, before a drill starts, why the site's host and
+	// disk cannot be lost and rebuilt here (nil: they can).
+	CanDestroy(site string) error
 	DestroySite(site string) error
+	// LatestBackup is the newest backup of the site in the controller's
+	// store (backup.ErrNoBackup: none).
+	LatestBackup(ctx context.Context, site string) (backup.Manifest, error)
 	SiteDatabaseExists(site string) bool
 	// StartSites starts whatever is not running.
 	StartSites(ctx context.Context) error
@@ -223,7 +229,10 @@ var faultKinds = []faultKind{
 	{Name: "destroy", SiteOnly: true, Build: func(in Infra, _ Step, site, _ string) (Fault, error) {
 		l, ok := in.(SiteLoss)
 		if !ok {
-			return nil, errors.New("destroy: only in the lab (it removes a site's directory and rebuilds it from a backup)")
+			return nil, errors.New("destroy: only in the lab and on nspawn hosts (it loses a site's host and disk and rebuilds it from a backup)")
+		}
+		if err := l.CanDestroy(site); err != nil {
+			return nil, err
 		}
 		return &destroyFault{l: l, spec: in.ClusterSpec(), site: site, log: l.Output()}, nil
 	}},

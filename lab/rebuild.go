@@ -163,6 +163,14 @@ func (l *Lab) refuseLostSites(bundles []*site.Bundle) error {
 	return nil
 }
 
+// CanDestroy: every lab site can be lost and rebuilt (drill.SiteLoss).
+func (l *Lab) CanDestroy(string) error { return nil }
+
+// LatestBackup is the newest backup of the site in backup.dir.
+func (l *Lab) LatestBackup(_ context.Context, name string) (backup.Manifest, error) {
+	return backup.Store{Dir: l.Spec.Path(l.Spec.Backup.Dir)}.Latest(name)
+}
+
 // SiteDatabaseExists says whether a site's database is on disk (false
 // once DestroySite removed it, or for a site never started).
 func (l *Lab) SiteDatabaseExists(name string) bool {

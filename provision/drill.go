@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -21,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	cairnansible "github.com/cairn-pki/cairn/ansible"
+	"github.com/cairn-pki/cairn/backup"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/internal/acmecli"
@@ -497,6 +500,87 @@ func (d *DrillInfra) CanPowerOff(site string) error {
 	_, err := d.nspawnHost(site)
 	return err
 }
+
+// CanDestroy refuses, before a drill starts, a site whose host is no
+// nspawn host of cairn's (drill.SiteLoss): a drill replaces only a disk
+// cairn made.
+func (d *DrillInfra) CanDestroy(site string) error {
+	if _, err := d.nspawnHost(site); err != nil {
+		return fmt.Errorf("destroy: cairn replaces only its own nspawn hosts' disks; site %s is on --infra %s: replace its host with your provider, then run cairn site rebuild %s --infra %s",
+			site, d.p.o.Infra, site, d.p.o.Infra)
+	}
+	return nil
+}
+
+// DestroySite loses the site's host's disk: the host switched off, its
+// disk replaced by a blank one of the same image, switched on again
+// (NspawnHost.LoseDisk): it runs no cairn and holds no database.
+func (d *DrillInfra) DestroySite(site string) error {
+	h, err := d.nspawnHost(site)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	return h.LoseDisk(ctx)
+}
+
+// LatestBackup is the newest backup of the site the controller's host
+// holds (its manifest's name: the stamp).
+func (d *DrillInfra) LatestBackup(ctx context.Context, site string) (backup.Manifest, error) {
+	var script []string
+	for _, s := range d.p.hostControllerStores() {
+		script = append(script, "(cd "+shellQuote(s)+" 2>/dev/null && ls -1 -- */*.json 2>/dev/null)")
+	}
+	out, err := d.hosts["cluster"].run(ctx, "", "sh", "-c", strings.Join(script, "; ")+"; true")
+	if err != nil {
+		return backup.Manifest{}, fmt.Errorf("asking the controller's host for its backups: %w", err)
+	}
+	stamp, ok := controllerBackups(out)[site]
+	if !ok {
+		return backup.Manifest{}, backup.ErrNoBackup
+	}
+	m := backup.Manifest{Site: site, File: stamp + ".xb.gz"}
+	m.Taken, _ = time.Parse(backupStamp, stamp)
+	return m, nil
+}
+
+// SiteDatabaseExists says whether the site's host holds a database.
+func (d *DrillInfra) SiteDatabaseExists(name string) bool {
+	b, err := site.ReadBundle(d.p.path("bundles", name))
+	h, ok := d.hosts[name]
+	if err != nil || !ok {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := h.run(ctx, "", "sh", "-c", hasDatabaseScript(b))
+	return err == nil && strings.TrimSpace(out) == "yes"
+}
+
+// StartSites starts every site's units (what of them runs is left alone).
+func (d *DrillInfra) StartSites(ctx context.Context) error {
+	var errs []error
+	for _, s := range d.p.o.Spec.Sites {
+		var units []string
+		for _, p := range d.procs[s.Name] {
+			units = append(units, "cairn-"+p+".service")
+		}
+		if _, err := d.hosts[s.Name].run(ctx, "", append([]string{"systemctl", "start"}, units...)...); err != nil {
+			errs = append(errs, fmt.Errorf("site %s: systemctl start: %w", s.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Rebuild is `cairn site rebuild` of the site on the provisioned hosts.
+func (d *DrillInfra) Rebuild(site string, restored func(ctx context.Context, site string) error, log io.Writer) (*backup.Rebuild, error) {
+	rb, _, err := d.p.Rebuild(context.Background(), site, restored, log)
+	return rb, err
+}
+
+// Output is where the rebuild's progress goes.
+func (d *DrillInfra) Output() io.Writer { return d.p.o.Log }
 
 // PowerOn switches the site's host on again and waits until it booted.
 func (d *DrillInfra) PowerOn(ctx context.Context, site string) error {

@@ -489,6 +489,49 @@ func (h NspawnHost) PowerOff() error {
 	return nil
 }
 
+// identityFiles are what a host keeps when its disk is replaced: its
+// name and network (a replacement host takes the lost one's addresses).
+var identityFiles = []string{"etc/hostname", "etc/hosts", "etc/systemd/network/10-host0.network", "etc/sysctl.d/90-cairn-host.conf"}
+
+// LoseDisk replaces the host's disk with a blank one: the host switched
+// off (PowerOff), its overlay's upper directory (everything it wrote:
+// packages' state, cairn's bundle, units and state, the database) emptied
+// but for its name and network, a new machine ID, and switched on again:
+// it boots the pristine image, as a reinstalled host would.
+func (h NspawnHost) LoseDisk(ctx context.Context) error {
+	if err := h.PowerOff(); err != nil {
+		return err
+	}
+	upper := filepath.Join(h.StateDir, "upper")
+	keep := map[string][]byte{}
+	for _, f := range identityFiles {
+		if b, err := os.ReadFile(filepath.Join(upper, f)); err == nil {
+			keep[f] = b
+		}
+	}
+	if len(keep) != len(identityFiles) {
+		return fmt.Errorf("host %s: its overlay lacks its name or network files (%d of %d): not replacing its disk", h.Name, len(keep), len(identityFiles))
+	}
+	for _, d := range []string{"upper", "work"} {
+		if err := os.RemoveAll(filepath.Join(h.StateDir, d)); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(h.StateDir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	keep["etc/machine-id"] = []byte(fsutil.RandomHex(16) + "\n")
+	for f, b := range keep {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(upper, f)), 0o755); err != nil {
+			return err
+		}
+		if err := fsutil.WriteFileAtomic(filepath.Join(upper, f), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return h.PowerOn(ctx)
+}
+
 // PowerOn switches a host PowerOff switched off on again (its launcher's
 // recorded command line) and waits until it has booted; a host that runs
 // is only waited for.

@@ -568,8 +568,8 @@ func (p *Provisioner) playbook(ctx context.Context, inventory, host string) erro
 	return p.ansible(ctx, inventory, host, "site.yml")
 }
 
-func (p *Provisioner) ansible(ctx context.Context, inventory, host, playbook string) error {
-	cmd := p.ansibleCmd(ctx, "ansible-playbook", "-i", inventory, "--limit", host, playbook)
+func (p *Provisioner) ansible(ctx context.Context, inventory, host, playbook string, extra ...string) error {
+	cmd := p.ansibleCmd(ctx, "ansible-playbook", append([]string{"-i", inventory, "--limit", host, playbook}, extra...)...)
 	cmd.WaitDelay = 10 * time.Second
 	r, w := io.Pipe()
 	cmd.Stdout, cmd.Stderr = w, w
@@ -632,6 +632,12 @@ func (p *Provisioner) Apply(ctx context.Context) (*Result, error) {
 	}
 	res.Render = time.Since(t)
 	p.logf("bundles rendered in %.1fs; inventory %s", res.Render.Seconds(), inventory)
+	ask := func(ctx context.Context, host string, argv []string) (string, error) {
+		return p.adhoc(ctx, inventory, host, argv, "")
+	}
+	if err := p.refuseLostSites(ctx, ask, out); err != nil {
+		return nil, err
+	}
 	// The cluster host first (the sites' resolvers forward to its DNS),
 	// then every site in parallel.
 	var mu sync.Mutex

@@ -162,33 +162,36 @@ func backupList(w io.Writer, spec *cluster.Spec, names []string, asJSON bool) er
 
 func newSiteRebuildCmd(g *globals) *cobra.Command {
 	var force bool
+	po := &provisionOptions{g: g}
 	cmd := &cobra.Command{
 		Use:   "rebuild SITE",
-		Short: "Bring a site whose host and disk are lost back from the newest backup (the lab's sites)",
-		Long: `Bring back a site whose host and disk are gone, from the newest backup in
-backup.dir (docs/backup.md): its bundle rendered again, the backup restored
-into its empty datadir, its binary log continued where its peers stand,
-every serial of its archived CRLs revoked again, accounts created after
-the backup copied back from its peers (cairn accounts seed), the site
+		Short: "Bring a site whose host and disk are lost back from the newest backup (the lab's sites, or with --infra provisioned systemd hosts)",
+		Long: `Bring back a site whose host and disk are gone, from the newest backup
+(docs/backup.md): its bundle rendered again, the backup restored into its
+empty datadir, its binary log continued where its peers stand, every
+serial of its archived CRLs revoked again, accounts created after the
+backup copied back from its peers (cairn accounts seed), the site
 started, and the failover controller told, so it applies its revocation
 journal there again and admits the site like any returning site. Every
 peer's database must answer. Without a backup it refuses: then revoke the
 site's issuers (cairn pki revoke-site) and give it a new generation.
 
-Today this runs on the lab's sites (cairn lab destroy-site simulates the
-loss); provisioned hosts are not covered yet.`,
+Without --infra it rebuilds a lab site (cairn lab destroy-site simulates
+the loss) from backup.dir. With --infra nspawn|aws|existing it rebuilds a
+provisioned site: the hosts made (a destroyed one anew), the site's bundle
+installed with its units held, the controller host's newest backup of it
+restored there, then the same reconciliation, and every unit started.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := g.lab(false, "")
+			spec, err := g.loadSpec()
 			if err != nil {
 				return err
 			}
-			spec := l.Spec
 			if _, err := siteArgs(spec, args); err != nil {
 				return err
 			}
 			ctrl := &failover.Client{Spec: spec}
-			rb, err := l.Rebuild(args[0], func(ctx context.Context, site string) error {
+			restored := func(ctx context.Context, site string) error {
 				n, err := ctrl.Restored(ctx, site)
 				if errors.Is(err, failover.ErrNoController) {
 					fmt.Fprintf(cmd.ErrOrStderr(), "  no controller answers: nothing to tell (%v)\n", err)
@@ -198,10 +201,12 @@ loss); provisioned hosts are not covered yet.`,
 					fmt.Fprintf(cmd.ErrOrStderr(), "  the controller applies %d journaled revocations of %s again\n", n, site)
 				}
 				return err
-			}, cmd.ErrOrStderr())
-			if err != nil {
+			}
+			rb, cleanup, err := siteRebuild(cmd, po, args[0], restored)
+			if err != nil || rb == nil {
 				return err
 			}
+			defer cleanup()
 			rep, err := rb.Run(cmd.Context(), force)
 			if err != nil {
 				return err
@@ -212,5 +217,30 @@ loss); provisioned hosts are not covered yet.`,
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "the site's datadir still holds a database: move it aside and restore anyway")
+	po.addFlags(cmd, "")
 	return cmd
+}
+
+// siteRebuild is the rebuild of a lab site, or with --infra of a
+// provisioned one, and what removes its temporary files. On a cluster
+// whose operator's vantage is elsewhere (nspawn's switch namespace) the
+// command runs again from there: a nil rebuild (and its error) then
+// means it ran.
+func siteRebuild(cmd *cobra.Command, po *provisionOptions, name string, restored func(context.Context, string) error) (*backup.Rebuild, func(), error) {
+	if po.o.Infra == "" {
+		l, err := po.g.lab(false, "")
+		if err != nil {
+			return nil, nil, err
+		}
+		rb, err := l.Rebuild(name, restored, cmd.ErrOrStderr())
+		return rb, func() {}, err
+	}
+	p, err := po.provisioner(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ran, err := runFromOperator(cmd, po, p); ran {
+		return nil, nil, err
+	}
+	return p.Rebuild(cmd.Context(), name, restored, cmd.ErrOrStderr())
 }

@@ -133,6 +133,7 @@ var _ interface {
 	drill.ClientHosts
 	drill.HostFaults
 	drill.HostPower
+	drill.SiteLoss
 	drill.ProbeHistory
 	drill.Provisioned
 	drill.Releases
@@ -150,22 +151,33 @@ func drillInfra(cmd *cobra.Command, po *provisionOptions) (drill.Infra, error) {
 	if err != nil {
 		return nil, err
 	}
-	if argv, elsewhere := p.DrillFromOperator(append([]string{po.o.Self}, os.Args[1:]...)); elsewhere {
-		c := exec.CommandContext(cmd.Context(), argv[0], argv[1:]...)
-		c.Stdin, c.Stdout, c.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
-		// A drill stopped by SIGTERM restores its faults: pass it on.
-		c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
-		c.WaitDelay = 5 * time.Minute
-		if err := c.Run(); err != nil {
-			var exit *exec.ExitError
-			if errors.As(err, &exit) && exit.ExitCode() > 0 {
-				return nil, ranElsewhere(exit.ExitCode())
-			}
-			return nil, err
-		}
-		return nil, nil
+	if ran, err := runFromOperator(cmd, po, p); ran {
+		return nil, err
 	}
 	return p.DrillInfra(cmd.Context())
+}
+
+// runFromOperator runs this command again from the operator's vantage
+// when the cluster has one elsewhere (nspawn's switch namespace): ran
+// says it did, with its error (its exit code passed on). SIGTERM is
+// passed on (a drill stopped so restores its faults).
+func runFromOperator(cmd *cobra.Command, po *provisionOptions, p *provision.Provisioner) (bool, error) {
+	argv, elsewhere := p.DrillFromOperator(append([]string{po.o.Self}, os.Args[1:]...))
+	if !elsewhere {
+		return false, nil
+	}
+	c := exec.CommandContext(cmd.Context(), argv[0], argv[1:]...)
+	c.Stdin, c.Stdout, c.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
+	c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
+	c.WaitDelay = 5 * time.Minute
+	if err := c.Run(); err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) && exit.ExitCode() > 0 {
+			return true, ranElsewhere(exit.ExitCode())
+		}
+		return true, err
+	}
+	return true, nil
 }
 
 func newDrillRestoreCmd(g *globals) *cobra.Command {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -71,6 +72,26 @@ func newSiteCmd(g *globals) *cobra.Command {
 			return hostrun.BackupDBHere(cmd.Context(), b.Database, cmd.OutOrStdout())
 		},
 	}
+	restoreCmd := &cobra.Command{
+		Use:   "restore-db",
+		Short: "Restore a backup of the site's database (backup-stream's output, on standard input) into its empty datadir; print the backup's binary log position (cairn site rebuild runs it on a provisioned host)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := site.ReadBundle(bundle)
+			if err != nil {
+				return err
+			}
+			info, err := hostrun.RestoreDB(cmd.Context(), b.Database, cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			// The systemd unit runs MariaDB as mysql: its files are mysql's.
+			if err := hostrun.InitDBDir(cmd.Context(), b.Database, hostrun.SystemdDBUser); err != nil {
+				return err
+			}
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]string{"gtid": info.GTID})
+		},
+	}
 	closeCmd := &cobra.Command{
 		Use:   "close-connections",
 		Short: "Have the site's ACME front end every kept connection after its next answer (the site is drained for a restart)",
@@ -79,11 +100,11 @@ func newSiteCmd(g *globals) *cobra.Command {
 			return hostrun.CloseConnections(cmd.Context(), bundle)
 		},
 	}
-	for _, c := range []*cobra.Command{run, step, super, stopCmd, restartCmd, sqlCmd, closeCmd, backupCmd} {
+	for _, c := range []*cobra.Command{run, step, super, stopCmd, restartCmd, sqlCmd, closeCmd, backupCmd, restoreCmd} {
 		c.Flags().StringVar(&bundle, "bundle", "/opt/cairn/site", "the rendered bundle (its bundle.json)")
 		c.Flags().StringVar(&bin, "bin", "/opt/cairn/bin", "where boulder, ct-test-srv, s3-test-srv and cairn are installed")
 	}
-	cmd.AddCommand(run, step, super, agentCmd, stopCmd, restartCmd, sqlCmd, closeCmd, backupCmd, newSiteRebuildCmd(g))
+	cmd.AddCommand(run, step, super, agentCmd, stopCmd, restartCmd, sqlCmd, closeCmd, backupCmd, restoreCmd, newSiteRebuildCmd(g))
 	return cmd
 }
 
