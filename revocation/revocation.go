@@ -40,6 +40,9 @@ func CheckReason(r string) error {
 // returns it in Boulder's form: lower-case hex of the 18-byte serial.
 func ParseSerial(s string) (string, error) {
 	clean := strings.NewReplacer(":", "", " ", "").Replace(strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), "0x"))
+	if len(clean)%2 == 1 {
+		clean = "0" + clean // a number printed without its leading zero (Go's %x, cairn probe's serial fact)
+	}
 	b, err := hex.DecodeString(clean)
 	if err != nil || len(b) == 0 || len(b) > 20 {
 		return "", fmt.Errorf("--serial %q is not a certificate serial in hex (e.g. 01ab…, as `openssl x509 -serial` prints it)", cluster.Excerpt(s))

@@ -16,6 +16,7 @@ func TestRouteBySerialPrefix(t *testing.T) {
 		{"0x02:ab:cd", "b", ""},
 		{"03" + strings.Repeat("ff", 17), "c", ""},
 		{"01 00 11", "a", ""},
+		{"2c4ab7c70be44cf320e441962727a139026", "b", ""}, // its leading zero left out
 		{"7f00", "", "serial prefix of no site"},
 	} {
 		s, err := ParseSerial(tc.serial)
