@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cairn-pki/cairn/acmedns"
+	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/site"
 )
@@ -94,17 +95,10 @@ func (f *crlFronts) observe(r healthcheck.Result, now time.Time) {
 	if !fs.withdrawn && fs.fails >= frontFailsToWithdraw {
 		detail := "failed"
 		if st := r.FailedStep(); st != nil {
-			detail = cutDetail(st.Detail)
+			detail = cluster.FirstLine(st.Detail)
 		}
 		fs.withdrawn, fs.since, fs.reason, f.dirty = true, now, fmt.Sprintf("failed %d times running: %s", fs.fails, detail), true
 	}
-}
-
-func cutDetail(s string) string {
-	if len(s) > 120 {
-		return s[:120] + "…"
-	}
-	return s
 }
 
 // want is what name n should list, given what it lists now: the fronts
@@ -158,6 +152,9 @@ func (c *Controller) reconcileCRLNames(ctx context.Context) {
 	}
 	f.dirty, f.checked = false, c.now()
 	names := f.names
+	for site, fs := range f.fronts {
+		c.metrics.setFrontWithdrawn(site, fs.withdrawn)
+	}
 	c.mu.Unlock()
 	if !ok {
 		f.warn(c, fmt.Errorf("%s cannot write the CRL names: a CRL front that does not serve stays listed", c.DNS))
@@ -184,14 +181,11 @@ func (c *Controller) reconcileCRLNames(ctx context.Context) {
 		}
 		c.Log.Info("CRL name rewritten", "name", n.Name, "from", strings.Join(cur.Addrs, ","), "to", strings.Join(want, ","))
 	}
-	c.mu.Lock()
-	for site, fs := range f.fronts {
-		c.metrics.setFrontWithdrawn(site, fs.withdrawn)
-	}
 	if len(errs) > 0 {
+		c.mu.Lock()
 		f.dirty = true // again at the next step
+		c.mu.Unlock()
 	}
-	c.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		f.warn(c, err)
 	} else {

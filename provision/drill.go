@@ -528,11 +528,7 @@ func (d *DrillInfra) DestroySite(site string) error {
 // LatestBackup is the newest backup of the site the controller's host
 // holds (its manifest's name: the stamp).
 func (d *DrillInfra) LatestBackup(ctx context.Context, site string) (backup.Manifest, error) {
-	var script []string
-	for _, s := range d.p.hostControllerStores() {
-		script = append(script, "(cd "+shellQuote(s)+" 2>/dev/null && ls -1 -- */*.json 2>/dev/null)")
-	}
-	out, err := d.hosts["cluster"].run(ctx, "", "sh", "-c", strings.Join(script, "; ")+"; true")
+	out, err := d.hosts["cluster"].run(ctx, "", "sh", "-c", d.p.storeListingScript())
 	if err != nil {
 		return backup.Manifest{}, fmt.Errorf("asking the controller's host for its backups: %w", err)
 	}

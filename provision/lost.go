@@ -61,6 +61,16 @@ func (p *Provisioner) hostControllerStores() []string {
 	return []string{path.Join(hostControllerSpec, dir), path.Join(hostCluster, "spec", dir)}
 }
 
+// storeListingScript lists, on the controller's host, every manifest of
+// its store (`<site>/<stamp>.json`; nothing when it holds none).
+func (p *Provisioner) storeListingScript() string {
+	var script []string
+	for _, d := range p.hostControllerStores() {
+		script = append(script, "(cd "+shellQuote(d)+" 2>/dev/null && ls -1 -- */*.json 2>/dev/null)")
+	}
+	return strings.Join(script, "; ") + "; true"
+}
+
 // askHost runs argv on a host of the inventory and returns its stdout.
 type askHost func(ctx context.Context, host string, argv []string) (string, error)
 
@@ -73,11 +83,7 @@ func (p *Provisioner) refuseLostSites(ctx context.Context, ask askHost, out *Out
 		return nil
 	}
 	ctl := out.DNSServers[0].Name
-	var script []string
-	for _, d := range p.hostControllerStores() {
-		script = append(script, "(cd "+shellQuote(d)+" 2>/dev/null && ls -1 -- */*.json 2>/dev/null)")
-	}
-	listing, err := ask(ctx, ctl, []string{"sh", "-c", strings.Join(script, "; ") + "; true"})
+	listing, err := ask(ctx, ctl, []string{"sh", "-c", p.storeListingScript()})
 	if err != nil {
 		return fmt.Errorf("asking the controller's host %s which backups it holds: %w", ctl, err)
 	}

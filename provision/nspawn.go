@@ -499,9 +499,6 @@ var identityFiles = []string{"etc/hostname", "etc/hosts", "etc/systemd/network/1
 // but for its name and network, a new machine ID, and switched on again:
 // it boots the pristine image, as a reinstalled host would.
 func (h NspawnHost) LoseDisk(ctx context.Context) error {
-	if err := h.PowerOff(); err != nil {
-		return err
-	}
 	upper := filepath.Join(h.StateDir, "upper")
 	keep := map[string][]byte{}
 	for _, f := range identityFiles {
@@ -511,6 +508,9 @@ func (h NspawnHost) LoseDisk(ctx context.Context) error {
 	}
 	if len(keep) != len(identityFiles) {
 		return fmt.Errorf("host %s: its overlay lacks its name or network files (%d of %d): not replacing its disk", h.Name, len(keep), len(identityFiles))
+	}
+	if err := h.PowerOff(); err != nil {
+		return err
 	}
 	for _, d := range []string{"upper", "work"} {
 		if err := os.RemoveAll(filepath.Join(h.StateDir, d)); err != nil {

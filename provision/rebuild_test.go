@@ -6,11 +6,13 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/base64"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/cairn-pki/cairn/backup"
 	"github.com/cairn-pki/cairn/cluster"
 	"github.com/cairn-pki/cairn/site"
 )
@@ -147,5 +149,24 @@ func TestProvisionedRebuildRefusals(t *testing.T) {
 	spec.Backup.Off = true
 	if _, _, err := p.Rebuild(context.Background(), "b", nil, nil); err == nil || !strings.Contains(err.Error(), "backup.off") {
 		t.Errorf("backups off: %v", err)
+	}
+}
+
+// A drill's destroy on provisioned hosts: refused before the drill on
+// hosts cairn did not boot; the newest backup is the controller host's.
+func TestDrillInfraSiteLoss(t *testing.T) {
+	ctl := &fakeShell{answers: map[string]string{"ls -1": "a/20261207T050102.000Z.json\nb/20261207T050102.000Z.json\nb/20261207T060102.500Z.json\n"}}
+	d := drillInfraWith(map[string]*fakeShell{"cluster": ctl, "a": {}, "b": {}}, false)
+	d.p.o.Spec.Backup.Dir = "backups"
+	d.p.o.Infra = "aws"
+	if err := d.CanDestroy("b"); err == nil || !strings.Contains(err.Error(), "cairn site rebuild b --infra aws") {
+		t.Errorf("destroy on aws hosts: %v", err)
+	}
+	m, err := d.LatestBackup(context.Background(), "b")
+	if err != nil || m.File != "20261207T060102.500Z.xb.gz" || m.Taken.Format("15:04:05.000") != "06:01:02.500" {
+		t.Fatalf("latest backup of b: %+v %v", m, err)
+	}
+	if _, err := d.LatestBackup(context.Background(), "c"); !errors.Is(err, backup.ErrNoBackup) {
+		t.Errorf("a site without backups: %v", err)
 	}
 }
