@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -604,6 +605,21 @@ func (d *DrillInfra) nspawnHost(site string) (NspawnHost, error) {
 // probe history is there (cairn_common_state_by_name in the Ansible
 // role's vars: controller: [spec]).
 const hostControllerSpec = "/var/lib/cairn-controller/spec"
+
+// ControllerCLI runs `cairn ARGS…` on the controller's host as the
+// controller's own user, with its copy of the spec (where its backups
+// are: `cairn backup list|now --infra`), and returns its output.
+func (d *DrillInfra) ControllerCLI(ctx context.Context, args ...string) (string, error) {
+	argv := append([]string{"runuser", "-u", hostControllerUser, "--", HostRoot + "/bin/cairn", "-f", path.Join(hostControllerSpec, filepath.Base(d.p.o.Spec.File))}, args...)
+	out, err := d.hosts["cluster"].run(ctx, "", argv...)
+	if err != nil {
+		return out, fmt.Errorf("on the controller's host: cairn %s: %w", strings.Join(args, " "), err)
+	}
+	return out, nil
+}
+
+// hostControllerUser is the controller's unit's user.
+const hostControllerUser = "cairn-controller"
 
 // ProbeSamples are the controller's probe results since from, read on
 // its host (`cairn report samples` over the controller's history).

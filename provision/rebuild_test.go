@@ -170,3 +170,18 @@ func TestDrillInfraSiteLoss(t *testing.T) {
 		t.Errorf("a site without backups: %v", err)
 	}
 }
+
+// The controller host's CLI runs as the controller's user with its copy
+// of the spec (its store is there).
+func TestControllerCLIOnItsHost(t *testing.T) {
+	ctl := &fakeShell{answers: map[string]string{"backup list": "SITE TAKEN\n"}}
+	d := drillInfraWith(map[string]*fakeShell{"cluster": ctl}, true)
+	d.p.o.Spec.File = "/home/op/cluster/cairn.yaml"
+	out, err := d.ControllerCLI(context.Background(), "-o", "json", "backup", "list")
+	if err != nil || out != "SITE TAKEN\n" {
+		t.Fatalf("%q %v", out, err)
+	}
+	if want := "runuser -u cairn-controller -- /opt/cairn/bin/cairn -f /var/lib/cairn-controller/spec/cairn.yaml -o json backup list"; ctl.runs[0] != want {
+		t.Errorf("ran %s, want %s", ctl.runs[0], want)
+	}
+}

@@ -21,13 +21,16 @@ import (
 
 func newBackupCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "backup", Short: "The off-site backups of the sites' databases and CRLs that a lost site is rebuilt from (docs/backup.md)"}
+	nowPO, listPO := &provisionOptions{g: g}, &provisionOptions{g: g}
 	now := &cobra.Command{
 		Use:   "now [SITE...]",
 		Short: "Back up the named sites (default: every site) now, through their agents, into backup.dir; archive their CRLs",
 		Long: `Back up each named site's database now, through its agent (the
 controller's credential, as the controller does every backup.every), into
 backup.dir next to the spec, and archive the site's newest CRLs there.
-The leading controller does the same on its own schedule.`,
+The leading controller does the same on its own schedule. With --infra,
+on the controller's host of the provisioned cluster, as its user, into
+its store (where cairn provision apply and cairn site rebuild look).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec, names, err := g.specAndSites(args)
 			if err != nil {
@@ -36,22 +39,46 @@ The leading controller does the same on its own schedule.`,
 			if spec.Backup.Off {
 				return errors.New("backup.off is true in the spec: the agents refuse backups")
 			}
+			if nowPO.o.Infra != "" {
+				return onControllerHost(cmd, nowPO, append([]string{"backup", "now"}, args...))
+			}
 			return backupNow(cmd.Context(), cmd.OutOrStdout(), spec, names)
 		},
 	}
 	list := &cobra.Command{
 		Use:   "list [SITE...]",
-		Short: "List the backups in backup.dir, newest first, each checked against its manifest",
+		Short: "List the backups in backup.dir (with --infra: the provisioned controller host's), newest first, each checked against its manifest",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec, names, err := g.specAndSites(args)
 			if err != nil {
 				return err
 			}
+			if listPO.o.Infra != "" {
+				return onControllerHost(cmd, listPO, append([]string{"-o", g.output, "backup", "list"}, args...))
+			}
 			return backupList(cmd.OutOrStdout(), spec, names, g.output == "json")
 		},
 	}
+	nowPO.addFlags(now, "")
+	listPO.addFlags(list, "")
 	cmd.AddCommand(now, list)
 	return cmd
+}
+
+// onControllerHost runs a backup command on the provisioned cluster's
+// controller host (where its store is) and prints what it printed.
+func onControllerHost(cmd *cobra.Command, po *provisionOptions, args []string) error {
+	p, err := po.provisioner(cmd)
+	if err != nil {
+		return err
+	}
+	d, err := p.DrillInfra(cmd.Context())
+	if err != nil {
+		return err
+	}
+	out, err := d.ControllerCLI(cmd.Context(), args...)
+	fmt.Fprint(cmd.OutOrStdout(), out)
+	return err
 }
 
 // specAndSites loads the spec and checks the site arguments.
