@@ -21,24 +21,27 @@ import (
 
 // crashScenario is site-down made lighter for the shared 2 cores (the
 // built-in one, every 2 s for three retry policies and four real
-// clients for 75 s, passes here too: docs/drill.md), then a power cut: the
-// active site's WFE unit crashes and stays down; at 20 s that site's
-// whole host loses its power (its CRL front then black-holes
-// connections: relying parties get the site's CRLs once the controller
-// has withdrawn that front from the CRL names); the built-in client
-// issues every 5 s; lego with HTTP-01 and with TLS-ALPN-01, each on a
-// client host of its own, and lego v5 with DNS-01 renew at the other
-// site. Restored, the host boots and its units start by themselves.
-const crashScenario = `name: wfe-crash-poweroff
-description: The active site's WFE unit crashes on its systemd host and stays down, then the host loses its power; the name must move, lego on client hosts (HTTP-01, TLS-ALPN-01) and lego v5 (DNS-01) renew at the other site with their accounts, and relying parties keep getting the site's CRLs.
+// clients for 75 s, passes here too: docs/drill.md), then the loss of the
+// same site's host and disk: the active site's WFE unit crashes and
+// stays down; at 20 s that host is switched off and its disk replaced by
+// a blank one (while it is off its CRL front black-holes connections:
+// relying parties get the site's CRLs once the controller has withdrawn
+// that front from the CRL names); 10 s later the site is rebuilt from
+// the controller's newest backup (cairn site rebuild on the host). The
+// built-in client issues every 5 s; lego with HTTP-01 and with
+// TLS-ALPN-01, each on a client host of its own, and lego v5 with
+// DNS-01 renew at the other site.
+const crashScenario = `name: wfe-crash-site-lost
+description: The active site's WFE unit crashes on its systemd host and stays down, then the host and its disk are lost and the site is rebuilt from its backup; the name must move, lego on client hosts (HTTP-01, TLS-ALPN-01) and lego v5 (DNS-01) renew at the other site with their accounts, and relying parties keep getting the site's CRLs.
 timeline:
   - at: 3s
     fault: crash
     site: active
     component: wfe
   - at: 20s
-    fault: poweroff
+    fault: destroy
     site: active
+    for: 10s
 duration: 50s
 workload:
   every: 5s
@@ -54,9 +57,9 @@ pass:
 
 // drillOnHosts: `cairn drill run FILE --infra nspawn` from this machine
 // (it runs itself again from the operator's vantage) crashes the active
-// site's WFE unit and holds it down, then cuts that host's power (its
+// site's WFE unit and holds it down, then loses that host's disk (its
 // CRL front withdrawn from the CRL names, the relying party's checks
-// passing; switched on, the host boots): the name moves and the real
+// passing) and rebuilds the site from its backup: the name moves and the real
 // clients renew at the other site, two of them on client hosts the drill
 // makes on the cluster's bridge. The report passes, says it ran on the
 // nspawn hosts, skips no client, and has the phases the lab's reports
@@ -110,11 +113,21 @@ func (c *clusterUnderTest) drillOnHosts(t *testing.T, active, standby string) {
 			t.Errorf("not checked on the hosts: %s", line)
 		}
 	}
-	// The power cut: the host booted again; its CRL front was withdrawn
-	// from every CRL name while it was off (the relying party's checks
-	// passed) and is listed again.
+	// The lost disk: the host booted again, blank, and the site was
+	// rebuilt from its backup; its CRL front was withdrawn from every CRL
+	// name meanwhile (the relying party's checks passed) and is listed
+	// again.
 	if boot, err := h.Exec(ctx, "cat", "/proc/sys/kernel/random/boot_id"); err != nil || bytes.Equal(boot, oldBoot) {
-		t.Errorf("host %s after the power cut: boot ID %s (%v), before %s", active, bytes.TrimSpace(boot), err, bytes.TrimSpace(oldBoot))
+		t.Errorf("host %s after its disk was lost: boot ID %s (%v), before %s", active, bytes.TrimSpace(boot), err, bytes.TrimSpace(oldBoot))
+	}
+	rebuilt := ""
+	for _, e := range rep.Events {
+		if e.Kind == "fault-restored" && strings.Contains(e.Detail, "rebuilt from the backup") {
+			rebuilt = e.Detail
+		}
+	}
+	if rebuilt == "" {
+		t.Errorf("no rebuild in the drill's events: %+v", rep.Events)
 	}
 	if rv := rep.Revocation; rv.CRLChecks == 0 || len(rv.CRLFailures) > 0 {
 		t.Errorf("relying-party CRL checks: %d, failed %v", rv.CRLChecks, rv.CRLFailures)
@@ -140,8 +153,8 @@ func (c *clusterUnderTest) drillOnHosts(t *testing.T, active, standby string) {
 		t.Errorf("site %s: cairn-wfe.service %s after the drill restored it", active, s)
 	}
 	waitUntil(t, "every site healthy after the drill", hostLimit, c.allHealthy)
-	t.Logf("drill on the systemd hosts: %s's WFE crashed, moved to %s: first failed probe %.1fs, committed %.1fs, new client %.1fs; power cut: %d CRL checks, slowest %.1fs, %d retried; %.1fs in all",
-		active, standby, *tm.FirstFailedProbe, *tm.Commit, *tm.FirstSuccess, rep.Revocation.CRLChecks, rep.Revocation.CRLSlowestMS/1000, rep.Revocation.CRLRetried, time.Since(start).Seconds())
+	t.Logf("drill on the systemd hosts: %s's WFE crashed, moved to %s: first failed probe %.1fs, committed %.1fs, new client %.1fs; host and disk lost: %d CRL checks, slowest %.1fs, %d retried; %s; %.1fs in all",
+		active, standby, *tm.FirstFailedProbe, *tm.Commit, *tm.FirstSuccess, rep.Revocation.CRLChecks, rep.Revocation.CRLSlowestMS/1000, rep.Revocation.CRLRetried, rebuilt, time.Since(start).Seconds())
 }
 
 // hostsKeyBounded: the hosts key an nspawn cluster gets (the drill's

@@ -394,9 +394,10 @@ func (c *clusterUnderTest) siteReboot(t *testing.T, site string) {
 }
 
 // rebootsAndCrashes: the controller's host reboots; two units of the
-// standby site crash; a drill crashes the active site's WFE unit and the
-// name moves to the standby (drill_test.go); then the host of the site
-// now active reboots.
+// standby site crash; a drill crashes the active site's WFE unit, the
+// name moves to the standby, and the faulted site's host loses its disk
+// and is rebuilt from its backup (drill_test.go); then the host of the
+// site now active reboots.
 func rebootsAndCrashes(t *testing.T, c *clusterUnderTest) {
 	t.Helper()
 	start := time.Now()
