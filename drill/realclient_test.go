@@ -166,3 +166,38 @@ func TestHostClientNeedsClientHosts(t *testing.T) {
 		t.Errorf("lego-http without client hosts: %v", err)
 	}
 }
+
+// Without a move a real client's renewal is timed from the fault (it was
+// negative, from the window's end, and could never be late); with a move,
+// from when every server served it.
+func TestRenewalTimedFromTheFaultWithoutAMove(t *testing.T) {
+	t0 := time.Now()
+	window, visible := t0.Add(60*time.Second), t0.Add(3*time.Second)
+	if got := settledAt(t0, window, visible, false); !got.Equal(t0) {
+		t.Errorf("no move: settled %v after the fault", got.Sub(t0))
+	}
+	if got := settledAt(t0, window, visible, true); !got.Equal(visible) {
+		t.Errorf("a move: settled %v after the fault", got.Sub(t0))
+	}
+	if got := settledAt(t0, window, time.Time{}, true); !got.Equal(window) {
+		t.Errorf("a move never served everywhere: settled %v after the fault", got.Sub(t0))
+	}
+	run := func(at time.Duration) RealRun {
+		return RealRun{Client: "lego", Command: "renew", Start: t0.Add(at), End: t0.Add(at + time.Second), OK: true, Challenge: cluster.ChallengeDNS01}
+	}
+	for _, tc := range []struct {
+		at   time.Duration
+		fail string
+	}{{5 * time.Second, ""}, {50 * time.Second, "renewed 51.0 s after the name settled, goal ≤ 35 s"}} {
+		rep := &Report{Scenario: "x", DNSUnchanged: true, SettledAt: settledAt(t0, window, time.Time{}, false), RenewDeadline: 35,
+			RealRuns: []RealRun{run(-10 * time.Second), run(tc.at)}}
+		rep.summarizeReal([]string{"lego"}, t0)
+		rep.judge(&Scenario{Pass: Pass{ClientsRenew: true}})
+		if got := rep.Real[0].RenewedAfter; got == nil || *got != tc.at.Seconds()+1 {
+			t.Errorf("renewal at %s: renewed after %v", tc.at, got)
+		}
+		if (tc.fail == "") != (len(rep.Failures) == 0) || (tc.fail != "" && !strings.Contains(strings.Join(rep.Failures, "; "), tc.fail)) {
+			t.Errorf("renewal at %s: failures %q, want %q", tc.at, rep.Failures, tc.fail)
+		}
+	}
+}

@@ -134,6 +134,21 @@ type ClientSummary struct {
 	FailedTries int    `json:"failedAttempts"`
 }
 
+// settledAt is when the name settled: every server served the move (the
+// fault window's end if some never did); a name that did not move was
+// settled all along, so a client's renewal is timed from the fault (from
+// the window's end it came out negative, and no renewal could be late).
+func settledAt(fault, window, allVisible time.Time, moved bool) time.Time {
+	switch {
+	case !moved:
+		return fault
+	case allVisible.IsZero():
+		return window
+	default:
+		return allVisible
+	}
+}
+
 func secs(from, to time.Time) *float64 {
 	if from.IsZero() || to.IsZero() {
 		return nil
@@ -158,10 +173,7 @@ func (rep *Report) compute(w *workload, newClient time.Time, sc *Scenario) {
 			rep.DNSUnchanged = false
 		}
 	}
-	rep.SettledAt = window
-	if !rep.DNSUnchanged && !allVisible.IsZero() {
-		rep.SettledAt = allVisible
-	}
+	rep.SettledAt = settledAt(t0, window, allVisible, !rep.DNSUnchanged)
 	rep.RenewDeadline = float64(w.spec.ACME.TTL + 30)
 	rep.Timings = Timings{FirstFailedProbe: secs(t0, probe), Detect: secs(t0, detect), Commit: secs(t0, commit), Visible: secs(t0, allVisible), FirstSuccess: secs(t0, newClient)}
 	rep.Timings.FirstWorkloadSuccess = secs(t0, rep.firstWorkloadSuccess(t0))
@@ -509,8 +521,12 @@ func (rep *Report) Markdown() string {
 		}
 	}
 	if len(rep.Real) > 0 {
-		fmt.Fprintf(&b, "\n## Real clients (certbot, lego: one issuance before the fault, then renewals with the stored account)\n\nThe name settled %s after the fault; a client that renewed before it must renew again within %.0f s (TTL + 30 s) after that.\n\n| client | challenge (client host) | runs | failed | kept its account | recovered after | renewed after the name settled |\n|---|---|---|---|---|---|---|\n",
-			fmtSecs(secs(rep.FaultAt, rep.SettledAt)), rep.RenewDeadline)
+		settled := "The name settled " + fmtSecs(secs(rep.FaultAt, rep.SettledAt)) + " after the fault"
+		if rep.DNSUnchanged {
+			settled = "The name did not move (times below are from the fault)"
+		}
+		fmt.Fprintf(&b, "\n## Real clients (certbot, lego: one issuance before the fault, then renewals with the stored account)\n\n%s; a client that renewed before it must renew again within %.0f s (TTL + 30 s) after that.\n\n| client | challenge (client host) | runs | failed | kept its account | recovered after | renewed after the name settled |\n|---|---|---|---|---|---|---|\n",
+			settled, rep.RenewDeadline)
 		for _, c := range rep.Real {
 			fmt.Fprintf(&b, "| %s | %s | %d | %d | %v | %s | %s |\n", c.Client, c.Where(), c.Runs, c.Failed, c.AccountKept, fmtSecs(c.Recovered), fmtSecs(c.RenewedAfter))
 		}
