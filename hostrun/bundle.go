@@ -161,7 +161,7 @@ func BundleStep(ctx context.Context, step, dir, binDir string) error {
 				}
 			}
 		}
-		return UpdateCRLs(ctx, b, binResolver(binDir))
+		return PublishCRLsAtStart(ctx, b, binResolver(binDir))
 	}
 	return fmt.Errorf("unknown step %q: db-init, db-load or publish-crls", step)
 }

@@ -2,6 +2,7 @@ package hostrun
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
@@ -71,7 +72,37 @@ func StartSite(ctx context.Context, b *site.Bundle, resolve func(string) (string
 	if !publish {
 		return nil
 	}
-	return UpdateCRLs(ctx, b, resolve)
+	return PublishCRLsAtStart(ctx, b, resolve)
+}
+
+// ErrCRLShardsLeased: the one-shot run found only shards another updater
+// kept leased past a whole lease (the daemon next to it, generating them).
+var ErrCRLShardsLeased = errors.New("every shard it failed is held by a running crl-updater")
+
+// PublishCRLsAtStart publishes every shard as a site starts. A shard the
+// running daemon keeps leased is being published by it: that is no
+// failure here (under load its run took longer than a lease, and the
+// site failed to start although its CRLs were on their way).
+func PublishCRLsAtStart(ctx context.Context, b *site.Bundle, resolve func(string) (string, error)) error {
+	if err := UpdateCRLs(ctx, b, resolve); err != nil && !errors.Is(err, ErrCRLShardsLeased) {
+		return err
+	}
+	return nil
+}
+
+// onlyLeased says whether every shard a one-shot run failed was leased
+// by another updater (and at least one was).
+func onlyLeased(out []byte) bool {
+	failed := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, " 3 crl-updater ") && strings.Contains(l, "Generating CRL failed") {
+			if !strings.Contains(l, "already leased") {
+				return false
+			}
+			failed++
+		}
+	}
+	return failed > 0
 }
 
 // RestartExited starts again every process of procs that has exited.
@@ -141,7 +172,10 @@ func UpdateCRLs(ctx context.Context, b *site.Bundle, resolve func(string) (strin
 				errLines = append(errLines, l)
 			}
 		}
-		return fmt.Errorf("site %s: crl-updater -runOnce (%d tries): %v: %s", b.Site, tries, err, LastLines([]byte(strings.Join(errLines, "\n")), 3))
+		if onlyLeased(out) {
+			err = fmt.Errorf("%w (%v)", ErrCRLShardsLeased, err)
+		}
+		return fmt.Errorf("site %s: crl-updater -runOnce (%d tries): %w: %s", b.Site, tries, err, LastLines([]byte(strings.Join(errLines, "\n")), 3))
 	}
 	return fmt.Errorf("site %s has no crl-updater", b.Site)
 }
