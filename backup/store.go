@@ -47,7 +47,8 @@ type Manifest struct {
 	Seconds float64   `json:"seconds"` // how long taking it took
 }
 
-const stampFormat = "20060102T150405.000Z"
+// StampFormat names a backup's files (<stamp>.xb.gz, <stamp>.json).
+const StampFormat = "20060102T150405.000Z"
 
 func (s Store) siteDir(site string) string { return filepath.Join(s.Dir, site) }
 
@@ -68,7 +69,7 @@ func (s Store) Take(ctx context.Context, site string, fetch func(context.Context
 		return Manifest{}, err
 	}
 	start := time.Now().UTC()
-	m := Manifest{Site: site, Taken: start, File: start.Format(stampFormat) + ".xb.gz"}
+	m := Manifest{Site: site, Taken: start, File: start.Format(StampFormat) + ".xb.gz"}
 	tmp, err := os.CreateTemp(dir, ".taking-*")
 	if err != nil {
 		return m, err
@@ -100,7 +101,7 @@ func (s Store) Take(ctx context.Context, site string, fetch func(context.Context
 		if !errors.Is(err, os.ErrExist) || i > 100 {
 			return m, err
 		}
-		m.File = fmt.Sprintf("%s-%d.xb.gz", start.Format(stampFormat), i)
+		m.File = fmt.Sprintf("%s-%d.xb.gz", start.Format(StampFormat), i)
 	}
 	b, _ := json.MarshalIndent(m, "", "  ")
 	if err := fsutil.WriteFileAtomic(s.manifestPath(m), append(b, '\n'), 0o600); err != nil {

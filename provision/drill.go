@@ -538,7 +538,7 @@ func (d *DrillInfra) LatestBackup(ctx context.Context, site string) (backup.Mani
 		return backup.Manifest{}, backup.ErrNoBackup
 	}
 	m := backup.Manifest{Site: site, File: stamp + ".xb.gz"}
-	m.Taken, _ = time.Parse(backupStamp, stamp)
+	m.Taken, _ = time.Parse(backup.StampFormat, stamp)
 	return m, nil
 }
 

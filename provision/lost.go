@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-pki/cairn/backup"
 	"github.com/cairn-pki/cairn/site"
 )
 
@@ -38,13 +39,10 @@ func controllerBackups(listing string) map[string]string {
 	return out
 }
 
-// backupStamp is the store's file stamp (backup.Store names its files so).
-const backupStamp = "20060102T150405.000Z"
-
-// backupTaken turns a store stamp (backup's stampFormat) into a time for
+// backupTaken turns a store stamp (backup.StampFormat) into a time for
 // messages; the stamp itself if it does not parse.
 func backupTaken(stamp string) string {
-	if t, err := time.Parse(backupStamp, stamp); err == nil {
+	if t, err := time.Parse(backup.StampFormat, stamp); err == nil {
 		return t.UTC().Format(time.RFC3339)
 	}
 	return stamp
@@ -123,13 +121,21 @@ func (p *Provisioner) refuseLostSites(ctx context.Context, ask askHost, out *Out
 // host without systemd the bundle's own.
 func hostDataDirs(b *site.Bundle) []string {
 	dirs := []string{b.Database.DataDir}
-	for _, p := range b.Processes {
-		if p.Program == "mariadbd" {
-			varMySQL := path.Dir(b.Database.DataDir)
-			dirs = append(dirs, path.Join("/var/lib", "cairn-"+p.Name, path.Base(varMySQL), path.Base(b.Database.DataDir)))
-		}
+	if state, ok := unitMySQLDir(b); ok {
+		dirs = append(dirs, path.Join(state, path.Base(b.Database.DataDir)))
 	}
 	return dirs
+}
+
+// unitMySQLDir is the MariaDB unit's state directory on a systemd host,
+// mounted over the bundle's var/mysql: /var/lib/cairn-<name>/mysql.
+func unitMySQLDir(b *site.Bundle) (string, bool) {
+	for _, p := range b.Processes {
+		if p.Program == "mariadbd" {
+			return path.Join("/var/lib", "cairn-"+p.Name, path.Base(path.Dir(b.Database.DataDir))), true
+		}
+	}
+	return "", false
 }
 
 // hasDatabaseScript answers yes when the host holds the site's database

@@ -230,16 +230,15 @@ func (h *rebuildHost) mariadb() (string, error) {
 // the bundle's my.cnf then names the right places. A database still
 // there is moved aside (data.replaced-<time>).
 func (h *rebuildHost) Restore(ctx context.Context, r io.Reader) (string, error) {
-	name, err := h.mariadb()
-	if err != nil {
-		return "", err
+	state, ok := unitMySQLDir(h.b)
+	if !ok {
+		return "", fmt.Errorf("site %s has no MariaDB process", h.name)
 	}
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		return "", err
 	}
 	varMySQL := path.Dir(h.b.Database.DataDir)
-	state := path.Join("/var/lib", "cairn-"+name, path.Base(varMySQL))
 	data := path.Join(state, path.Base(h.b.Database.DataDir))
 	script := fmt.Sprintf(`set -e
 mkdir -p %[1]s
