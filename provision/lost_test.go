@@ -93,3 +93,33 @@ func TestApplyRefusesALostSite(t *testing.T) {
 		t.Errorf("backups off: %v, asked %q", err, asked)
 	}
 }
+
+// An ad-hoc command's answer is the json callback's alone: an operator's
+// ANSIBLE_CALLBACKS_ENABLED (profile_tasks adds lines to stdout) is
+// cleared; output that is no answer is named as such, not as "<nil>".
+func TestAdhocReadsOnlyTheJSONCallback(t *testing.T) {
+	bin := t.TempDir()
+	script := `#!/bin/sh
+[ -n "$ANSIBLE_CALLBACKS_ENABLED" ] && echo "Monday 07 December 2026 (0:00:00.1) profile_tasks"
+[ -n "$FAKE_GARBAGE" ] && { echo "PLAY RECAP"; exit 0; }
+echo '{"plays":[{"tasks":[{"hosts":{"dns":{"rc":0,"stdout":"a/20261207T050102.000Z.json"}}}]}]}'
+`
+	if err := os.WriteFile(filepath.Join(bin, "ansible"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	t.Setenv("ANSIBLE_CALLBACKS_ENABLED", "ansible.posix.profile_tasks")
+	spec := cluster.Default([]string{"a"})
+	spec.Dir = t.TempDir()
+	p := &Provisioner{o: Options{Spec: spec, Infra: "nspawn"}, dir: spec.Path(Dir)}
+	os.MkdirAll(p.path("ansible"), 0o755)
+	out, err := p.adhoc(context.Background(), "inv.yml", "dns", []string{"ls"}, "")
+	if err != nil || out != "a/20261207T050102.000Z.json" {
+		t.Fatalf("adhoc with the operator's callbacks enabled: %q %v", out, err)
+	}
+	t.Setenv("FAKE_GARBAGE", "1")
+	_, err = p.adhoc(context.Background(), "inv.yml", "dns", []string{"ls"}, "")
+	if err == nil || !strings.Contains(err.Error(), "unreadable output: PLAY RECAP") || strings.Contains(err.Error(), "<nil>") {
+		t.Fatalf("adhoc with output that is no answer: %v", err)
+	}
+}

@@ -147,7 +147,9 @@ func (h *upgradeHost) onHost(ctx context.Context, name, stdin string, args ...st
 func (p *Provisioner) adhoc(ctx context.Context, inv, host string, argv []string, stdin string) (string, error) {
 	margs, _ := json.Marshal(map[string]any{"argv": argv, "stdin": stdin, "stdin_add_newline": false})
 	cmd := p.ansibleCmd(ctx, "ansible", "-i", inv, host, "-m", "ansible.builtin.command", "-a", string(margs))
-	cmd.Env = append(cmd.Env, "ANSIBLE_LOAD_CALLBACK_PLUGINS=1", "ANSIBLE_STDOUT_CALLBACK=json")
+	// The json callback alone writes stdout: an operator's
+	// ANSIBLE_CALLBACKS_ENABLED (profile_tasks, timer) would add lines.
+	cmd.Env = append(cmd.Env, "ANSIBLE_LOAD_CALLBACK_PLUGINS=1", "ANSIBLE_STDOUT_CALLBACK=json", "ANSIBLE_CALLBACKS_ENABLED=")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
@@ -164,7 +166,14 @@ func (p *Provisioner) adhoc(ctx context.Context, inv, host string, argv []string
 		} `json:"plays"`
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil || len(res.Plays) == 0 || len(res.Plays[0].Tasks) == 0 {
-		return "", fmt.Errorf("through ansible: %v %s", runErr, cluster.FirstLine(stderr.String()))
+		why := cluster.FirstLine(stderr.String())
+		if why == "" {
+			why = "unreadable output: " + cluster.FirstLine(stdout.String())
+		}
+		if runErr != nil {
+			why = runErr.Error() + ": " + why
+		}
+		return "", fmt.Errorf("through ansible: %s", why)
 	}
 	r, ok := res.Plays[0].Tasks[0].Hosts[host]
 	if !ok {

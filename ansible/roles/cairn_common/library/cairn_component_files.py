@@ -19,7 +19,8 @@ description:
     owned by its user), seeded from the bundle with C(cp --update) (a file
     the component changed since stays as it is), and the bundle's mount
     point when the bundle lacks it.
-  - The unit files given (root's, 0644).
+  - The unit files given (root's, 0644; other files too, such as a
+    firewall's rules), their directory made (root's, 0755) if missing.
   - Changes only what differs; files are written atomically.
 options:
   bundle_dir:
@@ -38,7 +39,7 @@ options:
     type: dict
     default: {}
   units:
-    description: Unit files, path to content.
+    description: Unit files (or other root-owned 0644 files), path to content.
     type: dict
     default: {}
 author: cairn
@@ -202,6 +203,8 @@ def main():
         component(files, module.params["bundle_dir"], module.params["private_dir"], name, c)
     before = len(files.changes)
     for path in sorted(module.params["units"]):
+        if not os.path.isdir(os.path.dirname(path)):
+            files.directory(os.path.dirname(path), "root", "root", 0o755)
         files.write(path, module.params["units"][path].encode("utf-8"), "root", "root", 0o644)
     module.exit_json(changed=bool(files.changes), units_changed=len(files.changes) > before, changes=files.changes)
 
