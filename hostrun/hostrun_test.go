@@ -164,7 +164,11 @@ func TestRestartExited(t *testing.T) {
 	RestartExited([]Proc{p}, LookProgram, recordLog(&lines))
 	newPID, up := p.Running()
 	if !up || newPID == pid {
-		t.Fatalf("not restarted: pid %d, up %v", newPID, up)
+		// Seen once under a loaded make test: say why (its log, its state).
+		log, _ := os.ReadFile(p.LogFile())
+		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", newPID))
+		rec, _ := os.ReadFile(p.pidFile())
+		t.Fatalf("not restarted: pid %d (old %d), up %v; pid file %q, /proc stat %q, supervisor lines %q, its log:\n%s", newPID, pid, up, rec, stat, lines, log)
 	}
 	want := fmt.Sprintf("supervisor: restarted %s/flaky (pid %d)", filepath.Base(p.Root), newPID)
 	if !slices.Equal(lines, []string{want}) {
