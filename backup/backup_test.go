@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -161,6 +162,8 @@ func TestCRLArchive(t *testing.T) {
 type fakeHost struct {
 	calls []string
 	hasDB bool
+	// sqlOut answers SQL (nil: no output).
+	sqlOut func(statements string) ([]byte, error)
 }
 
 func (h *fakeHost) note(s string)                       { h.calls = append(h.calls, s) }
@@ -173,7 +176,62 @@ func (h *fakeHost) Restore(context.Context, io.Reader) (string, error) {
 	h.note("restore")
 	return "", nil
 }
-func (h *fakeHost) SQL(context.Context, string) ([]byte, error) { h.note("sql"); return nil, nil }
+func (h *fakeHost) SQL(_ context.Context, statements string) ([]byte, error) {
+	h.note("sql")
+	if h.sqlOut != nil {
+		return h.sqlOut(statements)
+	}
+	return nil, nil
+}
+
+// After Start a rebuild waits until every archived shard's row says it
+// was published after the archived CRL (a shard the new crl-updater
+// held is published by it later); one still stale at the deadline, or
+// missing, is an error naming it; an unreadable row names the row.
+func TestRebuildWaitsForTheCRLs(t *testing.T) {
+	_, crl := testCRL(t, 5)
+	at := crl.ThisUpdate.UTC()
+	crls := []ArchivedCRL{{IssuerID: 66208268261293133, Shard: 0, CRL: crl}, {IssuerID: 66208268261293133, Shard: 1, CRL: crl}}
+	row := func(shard int, t time.Time) string {
+		return fmt.Sprintf("66208268261293133\t%d\t%s\n", shard, t.Format(time.DateTime))
+	}
+	// Shard 1 is published on the third read; shard 0 on the first.
+	reads := 0
+	h := &fakeHost{sqlOut: func(q string) ([]byte, error) {
+		if q != crlShardsSQL {
+			t.Fatalf("SQL %q", q)
+		}
+		reads++
+		one := at
+		if reads >= 3 {
+			one = at.Add(40 * time.Second)
+		}
+		return []byte(row(0, at.Add(30*time.Second)) + row(1, one) + "7\t0\t-\n"), nil
+	}}
+	rb := &Rebuild{Site: "b", Host: h, crlPoll: time.Millisecond, crlWait: time.Minute}
+	if _, err := rb.waitCRLs(context.Background(), crls, time.Now()); err != nil || reads != 3 {
+		t.Errorf("wait: %v after %d reads, want success on the third", err, reads)
+	}
+	// Never published again (the same second as the archived CRL is not
+	// after it), or no row at all: an error naming the shard, once the
+	// wait is over.
+	for name, out := range map[string]string{"stale": row(0, at.Add(time.Second)) + row(1, at), "missing": row(0, at.Add(time.Second))} {
+		h.sqlOut = func(string) ([]byte, error) { return []byte(out), nil }
+		rb.crlWait = 20 * time.Millisecond
+		_, err := rb.waitCRLs(context.Background(), crls, time.Now())
+		if err == nil || !strings.Contains(err.Error(), "1 archived CRL shard(s) anew (66208268261293133/1)") || !strings.Contains(err.Error(), "site b runs again") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	h.sqlOut = func(string) ([]byte, error) { return []byte("66208268261293133\tx\n"), nil }
+	if _, err := rb.waitCRLs(context.Background(), crls, time.Now()); err == nil || !strings.Contains(err.Error(), `crlShards row "66208268261293133\tx"`) {
+		t.Errorf("an unreadable row: %v", err)
+	}
+	// No archived CRL: nothing to wait for.
+	if _, err := rb.waitCRLs(context.Background(), nil, time.Now()); err != nil {
+		t.Errorf("nothing archived: %v", err)
+	}
+}
 
 // A rebuild refuses, before it stops anything, a site without a backup
 // (with the way out) and a host that still has its database.

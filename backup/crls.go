@@ -107,6 +107,11 @@ func (s Store) Revocations(site string) ([]Revoked, error) {
 	if err != nil {
 		return nil, err
 	}
+	return revocations(crls), nil
+}
+
+// revocations lists every serial of crls, sorted.
+func revocations(crls []ArchivedCRL) []Revoked {
 	var out []Revoked
 	for _, c := range crls {
 		for _, e := range c.CRL.RevokedCertificateEntries {
@@ -115,5 +120,5 @@ func (s Store) Revocations(site string) ([]Revoked, error) {
 		}
 	}
 	slices.SortFunc(out, func(a, b Revoked) int { return strings.Compare(a.Serial, b.Serial) })
-	return out, nil
+	return out
 }

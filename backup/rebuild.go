@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -36,7 +37,9 @@ type Host interface {
 	// to the binary log) and returns the output (tab-separated, no
 	// column names).
 	SQL(ctx context.Context, statements string) ([]byte, error)
-	// Start starts the rest of the site and publishes its CRLs.
+	// Start starts the rest of the site and publishes its CRLs (a shard
+	// its crl-updater holds already is published by it: Rebuild waits
+	// for it).
 	Start(ctx context.Context) error
 }
 
@@ -55,7 +58,17 @@ type Rebuild struct {
 	// no controller).
 	Restored func(ctx context.Context, site string) error
 	Log      io.Writer
+
+	// crlPoll and crlWait pace and bound the wait for the site's CRLs
+	// after Start (zero: every 2 s, up to CRLWait).
+	crlPoll, crlWait time.Duration
 }
+
+// CRLWait bounds how long a rebuild waits, once the site runs, for its
+// crl-updater to publish every archived shard anew: a shard it held when
+// the start-up run asked for it is out within its update timeout
+// (site.CRLUpdateTimeout, a minute) and one more try.
+const CRLWait = 150 * time.Second
 
 // Report is what a rebuild did.
 type Report struct {
@@ -67,6 +80,7 @@ type Report struct {
 	CRLSerials   int           `json:"crlSerials"`    // revoked serials in the archived CRLs
 	Reapplied    int           `json:"reapplied"`     // of those, revocations the backup lacked
 	Accounts     int           `json:"accountsCopied"`
+	CRLsAfter    time.Duration `json:"crlsPublishedAfterStartNs"` // every archived shard published anew, after Start
 	Total        time.Duration `json:"totalNs"`
 	NotifiedCtrl bool          `json:"controllerNotified"`
 }
@@ -123,10 +137,11 @@ func (rb *Rebuild) Run(ctx context.Context, force bool) (*Report, error) {
 		return nil, err
 	}
 	rb.logf("  its binary log continues after %s (what its peers applied)", rep.GTID)
-	revoked, err := rb.Store.Revocations(rb.Site)
+	crls, err := rb.Store.CRLs(rb.Site)
 	if err != nil {
 		return nil, err
 	}
+	revoked := revocations(crls)
 	rep.CRLSerials = len(revoked)
 	if rep.Reapplied, err = rb.reapply(ctx, revoked); err != nil {
 		return nil, err
@@ -141,6 +156,7 @@ func (rb *Rebuild) Run(ctx context.Context, force bool) (*Report, error) {
 			rep.Accounts += p.Copied
 		}
 	}
+	startedAt := time.Now()
 	if err := rb.Host.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -150,9 +166,77 @@ func (rb *Rebuild) Run(ctx context.Context, force bool) (*Report, error) {
 		}
 		rep.NotifiedCtrl = true
 	}
+	if rep.CRLsAfter, err = rb.waitCRLs(ctx, crls, startedAt); err != nil {
+		return rep, err
+	}
+	rb.logf("  every archived CRL shard published anew %.1fs after the site started", rep.CRLsAfter.Seconds())
 	rep.Total = time.Since(start)
 	rb.logf("site %s rebuilt in %.1fs; the controller admits it like any returning site", rb.Site, rep.Total.Seconds())
 	return rep, nil
+}
+
+// crlShardsSQL lists the site's CRL shards: issuer name ID, index and
+// when each was last published (UTC; "-" for never).
+const crlShardsSQL = "SELECT issuerID, idx, IFNULL(DATE_FORMAT(thisUpdate, '%Y-%m-%d %H:%i:%s'), '-') FROM boulder_sa.crlShards;"
+
+// waitCRLs waits until the site's crl-updater has published every
+// archived shard anew: its row's thisUpdate (Boulder numbers a CRL with
+// it) after the archived CRL's, so relying parties get no CRL numbered
+// before the one they saw before the loss, and every revocation re-applied
+// is listed. It returns how long after started that took.
+func (rb *Rebuild) waitCRLs(ctx context.Context, crls []ArchivedCRL, started time.Time) (time.Duration, error) {
+	if len(crls) == 0 {
+		return 0, nil
+	}
+	poll, wait := cmp.Or(rb.crlPoll, 2*time.Second), cmp.Or(rb.crlWait, CRLWait)
+	deadline := time.Now().Add(wait)
+	for {
+		out, err := rb.Host.SQL(ctx, crlShardsSQL)
+		var stale []string
+		if err == nil {
+			stale, err = staleShards(out, crls)
+		}
+		if err == nil && len(stale) == 0 {
+			return time.Since(started), nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			if err != nil {
+				return 0, fmt.Errorf("site %s runs again, but its CRL shards could not be read: %w", rb.Site, err)
+			}
+			return 0, fmt.Errorf("site %s runs again, but after %s its crl-updater has not published %d archived CRL shard(s) anew (%s): relying parties get the CRLs of its restored store until it does; see its crl-updater's log (docs/backup.md)",
+				rb.Site, wait, len(stale), strings.Join(stale[:min(len(stale), 3)], ", "))
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(poll):
+		}
+	}
+}
+
+// staleShards names the archived shards ("issuer/shard") whose row in
+// out (crlShardsSQL's) is missing or not newer than the archived CRL.
+func staleShards(out []byte, crls []ArchivedCRL) ([]string, error) {
+	published := map[[2]int64]time.Time{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "\t")
+		if line == "" || (len(f) == 3 && f[2] == "-") {
+			continue
+		}
+		issuer, err1 := strconv.ParseInt(f[0], 10, 64)
+		idx, err2 := strconv.ParseInt(f[min(1, len(f)-1)], 10, 64)
+		at, err3 := time.Parse(time.DateTime, f[len(f)-1])
+		if len(f) != 3 || err1 != nil || err2 != nil || err3 != nil {
+			return nil, fmt.Errorf("crlShards row %q: want issuer, index and thisUpdate", cluster.Excerpt(line))
+		}
+		published[[2]int64{issuer, idx}] = at
+	}
+	var stale []string
+	for _, c := range crls {
+		if at, ok := published[[2]int64{c.IssuerID, int64(c.Shard)}]; !ok || !at.After(c.CRL.ThisUpdate.UTC().Truncate(time.Second)) {
+			stale = append(stale, fmt.Sprintf("%d/%d", c.IssuerID, c.Shard))
+		}
+	}
+	return stale, nil
 }
 
 var gtidTriple = regexp.MustCompile(`^([0-9]+)-([0-9]+)-([0-9]+)$`)
