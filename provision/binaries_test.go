@@ -38,31 +38,29 @@ func TestBinariesSentOnlyWhenTheyDiffer(t *testing.T) {
         names: "{{ names | default(['one', 'two', 'three']) }}"
         dest: `+host+`/opt/bin
         dirs: [`+host+`/opt, `+host+`/opt/site]
-      register: result
-    - name: Show
-      ansible.builtin.debug:
-        msg: "RESULT {{ result | to_json }}"
 `), 0o644)
+	// The JSON callback: the task's result as the module returned it.
 	run := func(extra ...string) (changed bool, changes []string, out string, err error) {
 		cmd := exec.Command("ansible-playbook", append([]string{"-i", "localhost,", play}, extra...)...)
-		cmd.Env = append(os.Environ(), "ANSIBLE_LIBRARY="+filepath.Join(role, "library"), "ANSIBLE_ACTION_PLUGINS="+filepath.Join(role, "action_plugins"), "ANSIBLE_NOCOLOR=1", "ANSIBLE_LOCAL_TEMP="+filepath.Join(dir, "tmp"))
-		b, err := cmd.CombinedOutput()
+		cmd.Env = append(os.Environ(), "ANSIBLE_LIBRARY="+filepath.Join(role, "library"), "ANSIBLE_ACTION_PLUGINS="+filepath.Join(role, "action_plugins"),
+			"ANSIBLE_STDOUT_CALLBACK=json", "ANSIBLE_CALLBACKS_ENABLED=", "ANSIBLE_LOCAL_TEMP="+filepath.Join(dir, "tmp"))
+		b, err := cmd.Output()
 		out = string(b)
-		for _, line := range strings.Split(out, "\n") {
-			if _, js, ok := strings.Cut(line, `"msg": "RESULT `); ok {
-				var r struct {
-					Changed bool
-					Changes []string
+		var r struct {
+			Plays []struct {
+				Tasks []struct {
+					Hosts map[string]struct {
+						Changed bool
+						Changes []string
+					}
 				}
-				js = strings.TrimSuffix(strings.TrimSpace(js), `"`)
-				js = strings.ReplaceAll(js, `\"`, `"`)
-				if jerr := json.Unmarshal([]byte(js), &r); jerr != nil {
-					t.Fatalf("result %s: %v", js, jerr)
-				}
-				return r.Changed, r.Changes, out, err
 			}
 		}
-		return false, nil, out, err
+		if jerr := json.Unmarshal(b, &r); jerr != nil || len(r.Plays) != 1 || len(r.Plays[0].Tasks) != 1 {
+			t.Fatalf("ansible-playbook's JSON: %v (%v)\n%s", jerr, err, out)
+		}
+		res := r.Plays[0].Tasks[0].Hosts["localhost"]
+		return res.Changed, res.Changes, out, err
 	}
 	changed, changes, out, err := run()
 	if err != nil || !changed || len(changes) != 6 { // 3 directories, 3 binaries
