@@ -224,10 +224,6 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 	// included, runs on systemd hosts (internal/nspawntest).
 	provisiontest.Upgrade(t, cli, cairn, spec.File, "local", "cairn-t-sw", []string{"b"})
 
-	// The same bundle on a systemd host: one unit per process, each
-	// accepted by systemd-analyze verify.
-	unitsFromBundle(t, spec.Path(filepath.Join(Dir, "bundles", "a", "bundle.json")))
-
 	// The same hosts as existing hosts: destroy --infra existing removes
 	// what Ansible installed (from another working directory, so the
 	// Terraform state of the local infrastructure stays).
@@ -271,33 +267,6 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 	if _, err := os.Stat(spec.Path(Dir)); err == nil {
 		t.Errorf("%s left", spec.Path(Dir))
 	}
-}
-
-// unitsFromBundle has the cairn_common role write the systemd units of a
-// site bundle into a directory and checks them with systemd-analyze.
-func unitsFromBundle(t *testing.T, bundleJSON string) {
-	t.Helper()
-	testenv.Integration(t, "ansible-playbook", "systemd-analyze")
-	files, root := renderUnits(t, "site", bundleJSON)
-	var bundle struct {
-		Processes []struct{ Name string } `json:"processes"`
-	}
-	b, _ := os.ReadFile(bundleJSON)
-	json.Unmarshal(b, &bundle)
-	if len(files) != len(bundle.Processes) || len(files) == 0 {
-		t.Fatalf("%d units for %d processes", len(files), len(bundle.Processes))
-	}
-	out, err := exec.Command("systemd-analyze", append([]string{"verify", "--man=no"}, files...)...).CombinedOutput()
-	if err != nil {
-		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
-	}
-	mariadb, _ := os.ReadFile(filepath.Join(filepath.Dir(files[0]), "cairn-mariadb.service"))
-	for _, want := range []string{"ExecStartPre=" + root + "/bin/cairn site step db-init", "ExecStartPost=" + root + "/bin/cairn site step db-load", "--user=mysql", "Restart=always"} {
-		if !strings.Contains(string(mariadb), want) {
-			t.Errorf("cairn-mariadb.service lacks %q:\n%s", want, mariadb)
-		}
-	}
-	t.Logf("%d systemd units verified", len(files))
 }
 
 // revokeThroughTheController revokes cert (site a's) for keyCompromise

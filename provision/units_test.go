@@ -106,9 +106,24 @@ func TestUnitsRunUnprivilegedAndSandboxed(t *testing.T) {
 		SpecFile: "/opt/cairn/cluster/spec/cairn.yaml", BinDir: "/opt/cairn/bin"}); err != nil {
 		t.Fatal(err)
 	}
-	siteUnits, _ := renderUnits(t, "site", filepath.Join("..", "site", "testdata", "golden", "bundle.json"))
+	siteBundle := filepath.Join("..", "site", "testdata", "golden", "bundle.json")
+	siteUnits, siteRoot := renderUnits(t, "site", siteBundle)
 	clusterUnits, _ := renderUnits(t, "cluster", filepath.Join(cdir, "bundle.json"))
 	files := append(siteUnits, clusterUnits...)
+	// One unit per process of the site bundle; MariaDB's loads the
+	// database in its steps and runs as the package's user.
+	var bundle struct {
+		Processes []struct{ Name string } `json:"processes"`
+	}
+	if b, err := os.ReadFile(siteBundle); err != nil || json.Unmarshal(b, &bundle) != nil || len(siteUnits) != len(bundle.Processes) {
+		t.Errorf("%d units for the %d processes of %s (%v)", len(siteUnits), len(bundle.Processes), siteBundle, err)
+	}
+	mariadb, _ := os.ReadFile(filepath.Join(filepath.Dir(siteUnits[0]), "cairn-mariadb.service"))
+	for _, want := range []string{"ExecStartPre=" + siteRoot + "/bin/cairn site step db-init", "ExecStartPost=" + siteRoot + "/bin/cairn site step db-load", "--user=mysql", "Restart=always"} {
+		if !strings.Contains(string(mariadb), want) {
+			t.Errorf("cairn-mariadb.service lacks %q:\n%s", want, mariadb)
+		}
+	}
 	if out, err := exec.Command("systemd-analyze", append([]string{"verify", "--man=no"}, files...)...).CombinedOutput(); err != nil {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
