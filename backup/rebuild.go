@@ -80,7 +80,7 @@ type Report struct {
 	CRLSerials   int           `json:"crlSerials"`    // revoked serials in the archived CRLs
 	Reapplied    int           `json:"reapplied"`     // of those, revocations the backup lacked
 	Accounts     int           `json:"accountsCopied"`
-	CRLsAfter    time.Duration `json:"crlsPublishedAfterStartNs"` // every archived shard published anew, after Start
+	CRLsAfter    time.Duration `json:"crlsPublishedAfterStartNs"` // every archived shard published anew: time since Start began
 	Total        time.Duration `json:"totalNs"`
 	NotifiedCtrl bool          `json:"controllerNotified"`
 }
@@ -169,7 +169,7 @@ func (rb *Rebuild) Run(ctx context.Context, force bool) (*Report, error) {
 	if rep.CRLsAfter, err = rb.waitCRLs(ctx, crls, startedAt); err != nil {
 		return rep, err
 	}
-	rb.logf("  every archived CRL shard published anew %.1fs after the site started", rep.CRLsAfter.Seconds())
+	rb.logf("  every archived CRL shard published anew %.1fs after the start of the site began", rep.CRLsAfter.Seconds())
 	rep.Total = time.Since(start)
 	rb.logf("site %s rebuilt in %.1fs; the controller admits it like any returning site", rb.Site, rep.Total.Seconds())
 	return rep, nil

@@ -238,7 +238,7 @@ restored there, then the same reconciliation, and every unit started.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "site %s rebuilt from the backup of %s (%s old): restore %.1fs, %d revocations re-applied from %d archived CRL serials, %d accounts copied back, CRLs published anew %.1fs after its start, total %.1fs\n",
+			fmt.Fprintf(cmd.OutOrStdout(), "site %s rebuilt from the backup of %s (%s old): restore %.1fs, %d revocations re-applied from %d archived CRL serials, %d accounts copied back, CRLs published anew %.1fs after its start began, total %.1fs\n",
 				rep.Site, rep.Backup.Taken.UTC().Format(time.RFC3339), rep.BackupAge.Round(time.Second), rep.RestoreTime.Seconds(), rep.Reapplied, rep.CRLSerials, rep.Accounts, rep.CRLsAfter.Seconds(), rep.Total.Seconds())
 			return nil
 		},
