@@ -13,6 +13,8 @@ short_description: Enable and start a bundle's systemd units in order, each read
 description:
   - Reloads systemd and enables every unit (cairn-<name>.service) that is
     not, as ansible.builtin.systemd with daemon_reload and enabled would.
+  - Enables and starts (when not active) the sockets, before the
+    processes.
   - Then in the bundle's order restarts the processes in restart and
     starts every other one whose unit is not active or activating; after
     each start it waits until the process is ready (its bundle.json
@@ -26,6 +28,11 @@ options:
     type: list
     elements: dict
     required: true
+  sockets:
+    description: Socket units (their full names) to enable and start along with the processes.
+    type: list
+    elements: str
+    default: []
   restart:
     description: Names of the processes to restart.
     type: list
@@ -102,6 +109,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             processes=dict(type="list", elements="dict", required=True),
+            sockets=dict(type="list", elements="str", default=[]),
             restart=dict(type="list", elements="str", default=[]),
             bundle_dir=dict(type="path", required=True),
             state=dict(type="dict", default={}),
@@ -137,10 +145,12 @@ def main():
     units = [(proc["name"], "cairn-%s.service" % proc["name"], proc.get("ready") or "") for proc in p["processes"]]
     if not module.check_mode:
         run("daemon-reload")
-    enable = [u for _, u, _ in units if query("is-enabled", u) not in ENABLED]
+    enable = [u for u in [u for _, u, _ in units] + p["sockets"] if query("is-enabled", u) not in ENABLED]
     if enable and not module.check_mode:
         run("enable", *enable)
-    started = []
+    started = [u for u in p["sockets"] if query("is-active", u) != "active"]
+    if started and not module.check_mode:
+        run("start", *started)
     for name, unit, ready in units:
         if name in p["restart"]:
             verb = "restart"
