@@ -218,15 +218,22 @@ func (rb *Rebuild) waitCRLs(ctx context.Context, crls []ArchivedCRL, started tim
 func staleShards(out []byte, crls []ArchivedCRL) ([]string, error) {
 	published := map[[2]int64]time.Time{}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line == "" {
+			continue
+		}
+		bad := fmt.Errorf("crlShards row %q: want issuer, index and thisUpdate", cluster.Excerpt(line))
 		f := strings.Split(line, "\t")
-		if line == "" || (len(f) == 3 && f[2] == "-") {
+		if len(f) != 3 {
+			return nil, bad
+		}
+		if f[2] == "-" { // never published
 			continue
 		}
 		issuer, err1 := strconv.ParseInt(f[0], 10, 64)
-		idx, err2 := strconv.ParseInt(f[min(1, len(f)-1)], 10, 64)
-		at, err3 := time.Parse(time.DateTime, f[len(f)-1])
-		if len(f) != 3 || err1 != nil || err2 != nil || err3 != nil {
-			return nil, fmt.Errorf("crlShards row %q: want issuer, index and thisUpdate", cluster.Excerpt(line))
+		idx, err2 := strconv.ParseInt(f[1], 10, 64)
+		at, err3 := time.Parse(time.DateTime, f[2])
+		if err1 != nil || err2 != nil || err3 != nil {
+			return nil, bad
 		}
 		published[[2]int64{issuer, idx}] = at
 	}

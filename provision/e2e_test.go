@@ -328,6 +328,19 @@ func infraNamespaces(t *testing.T) []string {
 func processesLeft(pattern, ours string) []string {
 	ps, _ := exec.Command("pgrep", "-af", pattern).Output()
 	self, _ := os.Readlink("/proc/self/ns/pid")
+	// The PID namespaces of nspawn hosts (their processes' cgroup is
+	// cairn-nspawn-…): a command the nspawn test runs in a host through
+	// nsenter (cairn site close-connections during its upgrade) keeps the
+	// caller's cgroup but has the host's PID namespace.
+	nspawnNS := map[string]bool{}
+	procs, _ := os.ReadDir("/proc")
+	for _, d := range procs {
+		if cg, err := os.ReadFile("/proc/" + d.Name() + "/cgroup"); err == nil && strings.Contains(string(cg), "/cairn-nspawn-") {
+			if ns, err := os.Readlink("/proc/" + d.Name() + "/ns/pid"); err == nil {
+				nspawnNS[ns] = true
+			}
+		}
+	}
 	var left []string
 	for _, line := range strings.Split(strings.TrimSpace(string(ps)), "\n") {
 		pid, _, _ := strings.Cut(line, " ")
@@ -335,6 +348,9 @@ func processesLeft(pattern, ours string) []string {
 			continue
 		}
 		if cg, err := os.ReadFile("/proc/" + pid + "/cgroup"); err == nil && strings.Contains(string(cg), "/cairn-nspawn-") {
+			continue
+		}
+		if ns, err := os.Readlink("/proc/" + pid + "/ns/pid"); err == nil && nspawnNS[ns] {
 			continue
 		}
 		// A process of this machine's own PID namespace that does not name
