@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/acme"
 
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/healthcheck"
 	"github.com/cairn-pki/cairn/hostrun"
 	"github.com/cairn-pki/cairn/intermediates"
@@ -132,6 +133,52 @@ func checkFromSite(t *testing.T, l *Lab, spec *cluster.Spec, sum *Summary, siteI
 	}
 }
 
+// nameMoves describes every move and its reason when the controller has
+// moved the ACME name away from want, or returns "".
+func nameMoves(t *testing.T, spec *cluster.Spec, want string) string {
+	t.Helper()
+	st, err := (&failover.Client{Spec: spec, HTTP: &http.Client{Timeout: 3 * time.Second}}).Status(context.Background())
+	if err != nil {
+		t.Fatalf("the controller's status: %v", err)
+	}
+	if st.Active == want {
+		return ""
+	}
+	var moves []string
+	for _, m := range st.Moves {
+		moves = append(moves, fmt.Sprintf("%s %s→%s (%s: %s)", m.At.Format(time.TimeOnly), m.From, m.To, m.Cause, m.Reason))
+	}
+	var sites []string
+	for _, s := range st.Sites {
+		sites = append(sites, fmt.Sprintf("%s %s since %s: %s", s.Name, s.State, s.Since.Format(time.TimeOnly), s.Reason))
+	}
+	return fmt.Sprintf("the ACME name points at %q, not %s; moves: %s; sites: %s", st.Active, want,
+		strings.Join(moves, "; "), strings.Join(sites, "; "))
+}
+
+// checkThroughName: lego and certbot through the ACME name get their
+// certificates from the site it points at, the best-priority one (a).
+func checkThroughName(t *testing.T, l *Lab, spec *cluster.Spec, sum *Summary) {
+	t.Helper()
+	if moved := nameMoves(t, spec, spec.Sites[0].Name); moved != "" {
+		t.Fatal(moved)
+	}
+	nameDir := "https://" + spec.ACME.Name + "/directory"
+	legoPath := filepath.Join(t.TempDir(), "lego")
+	name := "lego-name." + spec.ACME.Zone
+	out, err := run(t, legoEnv(t, spec, sum), withLabResolver(t, sum, lego(spec, sum, nameDir, legoPath, name).Args("run")))
+	if err != nil {
+		t.Fatalf("lego through the ACME name: %v\n%s", err, out)
+	}
+	checkFromSite(t, l, spec, sum, 0, readPEMCert(t, filepath.Join(legoPath, "certificates", name+".crt")), "lego via name")
+	cbDir := t.TempDir()
+	out, err = run(t, acmecli.CertbotEnv(os.Environ(), sum.RootCert), withLabResolver(t, sum, certbotArgs(sum, nameDir, cbDir, "certbot-name."+spec.ACME.Zone)))
+	if err != nil {
+		t.Fatalf("certbot through the ACME name: %v\n%s", err, out)
+	}
+	checkFromSite(t, l, spec, sum, 0, readPEMCert(t, filepath.Join(cbDir, "live", "certbot-name."+spec.ACME.Zone, "cert.pem")), "certbot via name")
+}
+
 func TestLabEndToEnd(t *testing.T) {
 	spec := testSpec(t, "a", "b")
 	l, sum := upLab(t, spec)
@@ -155,6 +202,7 @@ func TestLabEndToEnd(t *testing.T) {
 	checkPrometheus(t, st)
 	checkExec(t, spec)
 	checkHeal(t, l)
+	checkThroughName(t, l, spec, sum)
 	checkFrontUnderAbuse(t, l, spec, sum)
 	checkNothingIssuesThroughTheFront(t, l, spec)
 	checkNonceServiceAnswersSitesOnly(t, l, spec)
@@ -266,27 +314,11 @@ func TestLabEndToEnd(t *testing.T) {
 		checkFromSite(t, l, spec, sum, i, readPEMCert(t, filepath.Join(cbDir, "live", cbName, "cert.pem")), "certbot")
 	}
 
-	// Through the ACME name: it points at the site with the best priority (a).
-	nameDir := "https://" + spec.ACME.Name + "/directory"
-	legoPath := filepath.Join(t.TempDir(), "lego")
-	name := "lego-name." + spec.ACME.Zone
-	out, err := run(t, legoEnv(t, spec, sum), withLabResolver(t, sum, lego(spec, sum, nameDir, legoPath, name).Args("run")))
-	if err != nil {
-		t.Fatalf("lego through the ACME name: %v\n%s", err, out)
-	}
-	checkFromSite(t, l, spec, sum, 0, readPEMCert(t, filepath.Join(legoPath, "certificates", name+".crt")), "lego via name")
-	cbDir := t.TempDir()
-	out, err = run(t, acmecli.CertbotEnv(os.Environ(), sum.RootCert), withLabResolver(t, sum, certbotArgs(sum, nameDir, cbDir, "certbot-name."+spec.ACME.Zone)))
-	if err != nil {
-		t.Fatalf("certbot through the ACME name: %v\n%s", err, out)
-	}
-	checkFromSite(t, l, spec, sum, 0, readPEMCert(t, filepath.Join(cbDir, "live", "certbot-name."+spec.ACME.Zone, "cert.pem")), "certbot via name")
-
 	// (c) A revocation through lego appears in the site's CRL at the URL in
 	// the certificate.
 	lname := "lego-a." + spec.ACME.Zone
 	cert := readPEMCert(t, filepath.Join(revokeMe, "certificates", lname+".crt"))
-	out, err = run(t, legoEnv(t, spec, sum), lego(spec, sum, "https://"+spec.Sites[0].Address+"/directory", revokeMe, lname).Args("revoke", "--reason", "4"))
+	out, err := run(t, legoEnv(t, spec, sum), lego(spec, sum, "https://"+spec.Sites[0].Address+"/directory", revokeMe, lname).Args("revoke", "--reason", "4"))
 	if err != nil {
 		t.Fatalf("lego revoke: %v\n%s", err, out)
 	}
