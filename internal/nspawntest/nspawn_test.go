@@ -120,8 +120,9 @@ func TestProvisionNspawnEndToEnd(t *testing.T) {
 	// HTTP-01 and TLS-ALPN-01 from a client host (client_test.go).
 	client := clientHTTP01(t, spec, cairn, res.Outputs.DNSServers[0].Address)
 
-	// A staggered upgrade to another Boulder release (upgrade_test.go);
-	// the reboots below then bring back units of that release.
+	// The active site's upgrade to another Boulder release
+	// (upgrade_test.go); the reboots below then bring back units of both
+	// releases.
 	upgradeOnSystemdHosts(t, c, cli)
 
 	// Reboots and crashes (reboot_test.go), then issuance through the

@@ -4,21 +4,29 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/internal/provisiontest"
 	"github.com/cairn-pki/cairn/provision"
 )
 
-// upgradeOnSystemdHosts: cairn upgrade apply --infra nspawn to another
-// Boulder release (provisiontest.Upgrade: standbys first without a move,
-// every site done, the controller sees the release, a second run changes
-// nothing). On each site host systemd restarted the units that run
-// Boulder (a new main PID each, active) and each runs the new release's
-// binary.
+// upgradeOnSystemdHosts: cairn upgrade apply --infra nspawn --sites X
+// to another Boulder release, X the active site, so the name moves away
+// from it (provisiontest.Upgrade: the site done, the controller sees the
+// release, a second run changes nothing). On X's host systemd restarted
+// the units that run Boulder (a new main PID each, active) and each runs
+// the new release's binary; the other site's units kept theirs. One
+// site, the one whose upgrade does the most (drain by a move, restart,
+// gate, canary, undrain): a standby's upgrade is the same on hosts
+// without the move, and the staggered order over every site is the
+// upgrade package's test.
 func upgradeOnSystemdHosts(t *testing.T, c *clusterUnderTest, cli func(...string) ([]byte, error)) {
 	t.Helper()
 	boulderUnits := map[string][]string{} // per site host: the units whose program is a Boulder binary
@@ -35,14 +43,24 @@ func upgradeOnSystemdHosts(t *testing.T, c *clusterUnderTest, cli func(...string
 			t.Fatalf("site %s: %d units run Boulder (%v), want wfe, ra, sa, ca, va and more", s.Name, len(boulderUnits[s.Name]), boulderUnits[s.Name])
 		}
 	}
-	st := provisiontest.Upgrade(t, cli, c.cairn, c.spec.File, "nspawn", "cairn-"+c.spec.Name+"-sw", c.spec.SiteNames())
-	t.Logf("upgrade on systemd hosts: active before %s, the name moved away from it only", st.ActiveBefore)
+	upgraded := activeSite(t, c)
+	st := provisiontest.Upgrade(t, cli, c.cairn, c.spec.File, "nspawn", "cairn-"+c.spec.Name+"-sw", []string{upgraded})
+	if st.ActiveBefore != upgraded {
+		t.Fatalf("the upgrade of %s began with %q active: the active site's upgrade was not tested", upgraded, st.ActiveBefore)
+	}
+	t.Logf("upgrade of the active site %s on its systemd host: the name moved away from it", upgraded)
 	for host, units := range boulderUnits {
 		for _, u := range units {
 			pid, state := unitShow(t, c, host, u, "MainPID"), unitShow(t, c, host, u, "ActiveState")
-			if pid == before[host+"/"+u] || pid == "0" || state != "active" {
+			switch {
+			case host != upgraded && pid != before[host+"/"+u]:
+				t.Errorf("site %s (not upgraded): %s main PID %s, before %s", host, u, pid, before[host+"/"+u])
+			case host == upgraded && (pid == before[host+"/"+u] || pid == "0" || state != "active"):
 				t.Errorf("site %s: %s main PID %s (before %s), %s: systemd did not restart it on the new release", host, u, pid, before[host+"/"+u], state)
 			}
+		}
+		if host != upgraded {
+			continue
 		}
 		// The WFE runs the new release's binary: the one cairn built for
 		// it (provision/bin-<release>/boulder).
@@ -72,4 +90,22 @@ func unitShow(t *testing.T, c *clusterUnderTest, host, unit, prop string) string
 		t.Fatalf("host %s: systemctl show %s %s: %v %s", host, prop, unit, err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// activeSite is the site the controller points the ACME name at, asked
+// from the operator's vantage; any move so far is logged with its reason.
+func activeSite(t *testing.T, c *clusterUnderTest) string {
+	t.Helper()
+	b, err := exec.Command("ip", "netns", "exec", "cairn-"+c.spec.Name+"-sw", c.cairn, "-f", c.spec.File, "-o", "json", "failover", "status").Output()
+	var st failover.Status
+	if err == nil {
+		err = json.Unmarshal(b, &st)
+	}
+	if err != nil || st.Active == "" {
+		t.Fatalf("failover status: %v %s", err, b)
+	}
+	for _, m := range st.Moves {
+		t.Logf("the controller moved the name %s → %s at %s (%s: %s)", m.From, m.To, m.At.Format(time.TimeOnly), m.Cause, m.Reason)
+	}
+	return st.Active
 }
