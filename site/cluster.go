@@ -430,7 +430,7 @@ func (r *clusterRender) bundle() (*ClusterBundle, error) {
 			b.Controller.Env = []string{boulderbin.EnvDir + "=" + r.o.BinDir}
 		}
 	}
-	if r.o.Root == "" { // the lab, as its sites (LabGOGC)
+	if r.o.Root == "" { // the lab, as its sites (LabGOGC, LabGOMAXPROCS)
 		for i := range b.Processes {
 			b.Processes[i].labEnv()
 		}

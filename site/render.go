@@ -727,14 +727,20 @@ func (r *renderer) manifest(caEnv, schema []string) *Bundle {
 // Provisioned hosts keep Go's default.
 const LabGOGC = "GOGC=50"
 
+// LabGOMAXPROCS: with some 50 Go processes on the machine's cores, each
+// process's scheduler spinning on a second core to find work costs CPU
+// and gains nothing; one core each takes 12 % less CPU from an idle
+// 3-site lab (docs/lab.md, Figures). Provisioned hosts keep Go's default.
+const LabGOMAXPROCS = "GOMAXPROCS=1"
+
 // goPrograms are the bundles' Go programs.
 var goPrograms = []string{"boulder", "cairn", FrontProgram, "ct-test-srv", "s3-test-srv", "prometheus"}
 
-// labEnv gives a lab process what the lab's processes get (LabGOGC for
-// Go programs).
+// labEnv gives a lab process what the lab's processes get (LabGOGC and
+// LabGOMAXPROCS for Go programs).
 func (p *Process) labEnv() {
 	if slices.Contains(goPrograms, p.Program) {
-		p.Env = append(p.Env, LabGOGC)
+		p.Env = append(p.Env, LabGOGC, LabGOMAXPROCS)
 	}
 }
 

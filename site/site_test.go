@@ -484,9 +484,9 @@ func TestRenderReplication(t *testing.T) {
 	}
 }
 
-// The lab's Go processes collect garbage harder (LabGOGC); a bundle for a
-// host keeps Go's default.
-func TestLabGOGCOnlyInPlace(t *testing.T) {
+// The lab's Go processes collect garbage harder (LabGOGC) and run on one
+// core each (LabGOMAXPROCS); a bundle for a host keeps Go's defaults.
+func TestLabGoSettingsOnlyInPlace(t *testing.T) {
 	spec := cluster.Default([]string{"a", "b"})
 	spec.Dir = t.TempDir()
 	pki := newSoftPKI(t, spec)
@@ -504,16 +504,18 @@ func TestLabGOGCOnlyInPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"wfe", "sa", ACMEFront, "ct-test-srv"} {
-		if !slices.Contains(envOf(lab, name), LabGOGC) {
-			t.Errorf("lab %s: env %v lacks %s", name, envOf(lab, name), LabGOGC)
+	for _, kv := range []string{LabGOGC, LabGOMAXPROCS} {
+		for _, name := range []string{"wfe", "sa", ACMEFront, "ct-test-srv"} {
+			if !slices.Contains(envOf(lab, name), kv) {
+				t.Errorf("lab %s: env %v lacks %s", name, envOf(lab, name), kv)
+			}
+			if slices.Contains(envOf(host, name), kv) {
+				t.Errorf("host bundle %s: env %v has %s", name, envOf(host, name), kv)
+			}
 		}
-		if slices.Contains(envOf(host, name), LabGOGC) {
-			t.Errorf("host bundle %s: env %v has %s", name, envOf(host, name), LabGOGC)
+		if slices.Contains(envOf(lab, "mariadb"), kv) {
+			t.Errorf("mariadb is not a Go program, has %s", kv)
 		}
-	}
-	if slices.Contains(envOf(lab, "mariadb"), LabGOGC) {
-		t.Error("mariadb is not a Go program")
 	}
 }
 
