@@ -729,8 +729,9 @@ const LabGOGC = "GOGC=50"
 
 // LabGOMAXPROCS: with some 50 Go processes on the machine's cores, each
 // process's scheduler spinning on a second core to find work costs CPU
-// and gains nothing; one core each takes 12 % less CPU from an idle
-// 3-site lab (docs/lab.md, Figures). Provisioned hosts keep Go's default.
+// and gains nothing: an idle 3-site lab took 13.8–15.8 s of CPU a minute
+// with one core each, 17.7–18.1 s without (docs/lab.md, Figures).
+// Provisioned hosts keep Go's default.
 const LabGOMAXPROCS = "GOMAXPROCS=1"
 
 // goPrograms are the bundles' Go programs.
