@@ -347,17 +347,21 @@ func processesLeft(pattern, ours string) []string {
 		if line == "" {
 			continue
 		}
-		if cg, err := os.ReadFile("/proc/" + pid + "/cgroup"); err == nil && strings.Contains(string(cg), "/cairn-nspawn-") {
+		// Gone since pgrep listed it (another test's process that ended,
+		// e.g. an nspawn host's while that host reboots): not left.
+		cg, err := os.ReadFile("/proc/" + pid + "/cgroup")
+		if err != nil {
 			continue
 		}
-		if ns, err := os.Readlink("/proc/" + pid + "/ns/pid"); err == nil && nspawnNS[ns] {
+		ns, err := os.Readlink("/proc/" + pid + "/ns/pid")
+		if err != nil || strings.Contains(string(cg), "/cairn-nspawn-") || nspawnNS[ns] {
 			continue
 		}
 		// A process of this machine's own PID namespace that does not name
 		// this test's directory is another test's (the nspawn test runs
 		// ansible with /opt/cairn/ commands at the same time): what a host
 		// leaves behind runs in the host's PID namespace.
-		if ns, err := os.Readlink("/proc/" + pid + "/ns/pid"); err == nil && ns == self && !strings.Contains(line, ours) {
+		if ns == self && !strings.Contains(line, ours) {
 			continue
 		}
 		left = append(left, line)
