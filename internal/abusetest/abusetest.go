@@ -27,7 +27,10 @@ type Result struct {
 	Attempts int64 // connections opened (or tried)
 	DialErrs int64 // refused or reset at connect
 	// Held: the most connections open at once that the server had not
-	// closed yet; ClosedAfter: how long the server kept them, sorted.
+	// closed yet; ClosedAfter: how long the server kept them, sorted,
+	// from the end of the attacker's send (a slow body's clock is the
+	// request's, which starts after its TLS handshake), or from connect
+	// when the server cut the send short.
 	Held        int64
 	ClosedAfter []time.Duration
 	DialErr     string // the last error at connect
@@ -97,6 +100,7 @@ func Attack(ctx context.Context, src, addr string, send func(net.Conn) error, wo
 				}
 				stop := context.AfterFunc(ctx, func() { c.Close() })
 				if send(c) == nil {
+					start = time.Now()
 					io.Copy(io.Discard, c) // until the server closes it
 				}
 				stop()

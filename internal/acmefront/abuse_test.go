@@ -57,13 +57,17 @@ func serveForTest(t *testing.T, wfe string, maxConns, perSource int) (addr, metr
 	done = make(chan error, 1)
 	go func() { done <- Serve(ctx, c, slog.New(slog.DiscardHandler)) }()
 	t.Cleanup(func() { cancel(); <-done })
-	testenv.WaitFor(t, "the front listening", 10*time.Second, func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	// Both listeners: the metrics one may open after the front's, and a
+	// test's first read of /metrics must not race it.
+	for _, a := range []string{addr, metrics} {
+		testenv.WaitFor(t, "the front listening on "+a, 10*time.Second, func() bool {
+			c, err := net.Dial("tcp", a)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+	}
 	return addr, metrics, done
 }
 
