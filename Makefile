@@ -40,10 +40,13 @@ quickstart: deps-lab build
 
 # Everything CI runs: lint, unit and integration tests (real SoftHSM,
 # Boulder, MariaDB, Redis, BIND, Knot, certbot, lego), and the spec fuzzer.
-# Four test packages at a time: the lab tests mostly wait on probes and
-# timers (two at a time kept 2 cores about 40 % busy). The longest
-# packages start first, longest first (go test starts them in the order
-# given), so none of them starts late and ends alone. Lint, the alert
+# Three test packages at a time: every lab burns CPU while it waits (its
+# probes, about a quarter of a core for 3 sites), so a fourth package
+# beside them slowed all of them more than it ran (fresh clones: 16 m 00 s
+# with 3, 16 m 17 s to 18 m 56 s with 4, 17 m 51 s with 2, whose last
+# packages ran alone). The longest packages start first, longest first
+# (go test starts them in the order given, measured in make test), so
+# none of them starts late and ends alone. Lint, the alert
 # rules and the spec fuzzer (10 s here, one worker; `make fuzz`: 30 s)
 # run beside the tests at the lowest priority (a session whose autogroup
 # has nice 19: scripts/in-session.sh), on the CPU the tests leave idle;
@@ -57,7 +60,7 @@ quickstart: deps-lab build
 # clients' renewals under load (one run in three). go test's own
 # limit of 10 minutes per package is too tight for the nspawn hosts'
 # test on 2 busy cores: 30.
-SLOW_TESTS := internal/nspawntest drill provision upgrade lab failover
+SLOW_TESTS := internal/nspawntest provision drill upgrade failover lab
 # The tests that start cairn (labs, hosts) copy bin/ (CAIRN_TEST_PREBUILT)
 # instead of each linking its own.
 test: deps build
@@ -65,7 +68,7 @@ test: deps build
 	( scripts/in-session.sh 19 $(MAKE) --no-print-directory lint > $$side/lint 2>&1; echo $$? > $$side/lint.rc ) & \
 	( scripts/in-session.sh 19 $(MAKE) --no-print-directory rules > $$side/rules 2>&1; echo $$? > $$side/rules.rc ) & \
 	( scripts/in-session.sh 19 $(MAKE) --no-print-directory fuzz FUZZTIME=10s FUZZFLAGS=-parallel=1 > $$side/fuzz 2>&1; echo $$? > $$side/fuzz.rc ) & \
-	CAIRN_TEST_PREBUILT=$(CURDIR)/bin go test -exec "$(CURDIR)/scripts/in-session.sh 0" -count=1 -p 4 -timeout 30m $(addprefix ./,$(SLOW_TESTS)) $$(go list ./... | grep -v -x -E '$(subst $() ,|,$(patsubst %,.*/%,$(SLOW_TESTS)))'); rc=$$?; \
+	CAIRN_TEST_PREBUILT=$(CURDIR)/bin go test -exec "$(CURDIR)/scripts/in-session.sh 0" -count=1 -p 3 -timeout 30m $(addprefix ./,$(SLOW_TESTS)) $$(go list ./... | grep -v -x -E '$(subst $() ,|,$(patsubst %,.*/%,$(SLOW_TESTS)))'); rc=$$?; \
 	wait; for s in lint rules fuzz; do echo "--- make $$s:"; cat $$side/$$s; \
 	  if [ "$$(cat $$side/$$s.rc)" != 0 ]; then echo "make $$s failed"; rc=1; fi; done; \
 	rm -rf $$side; exit $$rc
