@@ -662,10 +662,18 @@ func (p *Provisioner) Apply(ctx context.Context) (*Result, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	// Every site's check at once: a first check often waits out a peer's
+	// CRL mirror interval (check), and one site's wait need not follow
+	// another's.
 	failed := 0
-	for _, s := range p.o.Spec.Sites {
-		if err := p.check(ctx, s.Name); err != nil {
-			res.Checks[s.Name] = err.Error()
+	for i, s := range p.o.Spec.Sites {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = p.check(ctx, s.Name) }()
+	}
+	wg.Wait()
+	for i, s := range p.o.Spec.Sites {
+		if errs[i] != nil {
+			res.Checks[s.Name] = errs[i].Error()
 			failed++
 		} else {
 			res.Checks[s.Name] = "ok"
