@@ -83,8 +83,11 @@ type ApplyOptions struct {
 	Gate, Fail  int
 	GateTimeout time.Duration
 	// Interval between probe rounds (default 1 s at the gate; the
-	// issuance probe interval during the canary).
-	Interval time.Duration
+	// issuance probe interval during the canary). Watch: between rounds
+	// once the gate has its passing rounds and waits for the controller's
+	// word (default the issuance probe interval, the controller's own
+	// cadence; its status is still asked every Interval).
+	Interval, Watch time.Duration
 	// StateFile records progress; re-running Apply resumes from it.
 	StateFile string
 	// Backups is where each site's previous bundle is kept.
@@ -220,6 +223,9 @@ func (o *ApplyOptions) defaults() error {
 	}
 	if o.Interval <= 0 {
 		o.Interval = time.Second
+	}
+	if o.Watch <= 0 {
+		o.Watch = max(o.Interval, o.Spec.Failover.Probes.Issuance.Duration)
 	}
 	if o.Backups == "" {
 		o.Backups = filepath.Join(filepath.Dir(o.StateFile), "upgrade-backups")
@@ -473,21 +479,28 @@ func (a *applier) undrain(ctx context.Context, name string) error {
 // gate runs deep-probe rounds against the site until want consecutive
 // rounds pass on the expected bundle and the controller calls the site
 // healthy on it; Fail consecutive failed rounds, or the timeout, fail it.
+// While it waits for the controller alone, a round runs every Watch, not
+// every Interval: the just-restarted site is watched, not loaded with an
+// issuance a second (26 rounds in a 35-s wait before).
 func (a *applier) gate(ctx context.Context, name, bundle string, want int) (int, error) {
 	deadline := time.Now().Add(a.o.GateTimeout)
 	ok, failed, rounds := 0, 0, 0
 	var last *GateError
+	var lastRound time.Time
 	for {
-		rounds++
-		g := a.round(ctx, name, bundle)
-		switch {
-		case ctx.Err() != nil:
-			return rounds, ctx.Err()
-		case g == nil:
-			ok, failed = ok+1, 0
-		default:
-			ok, failed, last = 0, failed+1, g
-			a.logf("site %s: gate round %d failed: %v", name, rounds, g)
+		if ok < want || time.Since(lastRound) >= a.o.Watch {
+			rounds++
+			lastRound = time.Now()
+			g := a.round(ctx, name, bundle)
+			switch {
+			case ctx.Err() != nil:
+				return rounds, ctx.Err()
+			case g == nil:
+				ok, failed = ok+1, 0
+			default:
+				ok, failed, last = 0, failed+1, g
+				a.logf("site %s: gate round %d failed: %v", name, rounds, g)
+			}
 		}
 		if failed >= a.o.Fail {
 			last.Rounds = rounds

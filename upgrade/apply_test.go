@@ -71,7 +71,7 @@ func prober(bundle string, script ...string) (Prober, *int) {
 
 func testApplier(t *testing.T, p Prober, c Controller) *applier {
 	spec := cluster.Default([]string{"a", "b"})
-	o := ApplyOptions{Options: Options{Spec: spec}, Host: nil, Probe: p, Controller: c, StateFile: filepath.Join(t.TempDir(), "s.json"), Gate: 3, Fail: 2, GateTimeout: time.Minute, Interval: time.Millisecond}
+	o := ApplyOptions{Options: Options{Spec: spec}, Host: nil, Probe: p, Controller: c, StateFile: filepath.Join(t.TempDir(), "s.json"), Gate: 3, Fail: 2, GateTimeout: time.Minute, Interval: time.Millisecond, Watch: time.Millisecond}
 	o.Host = &fakeHost{}
 	if err := o.defaults(); err != nil {
 		t.Fatal(err)
@@ -93,6 +93,25 @@ func TestGateNeedsConsecutiveSuccessesAndTheController(t *testing.T) {
 	}
 	if rounds != 7 { // pass, fail (reset), pass, pass, pass (3 in a row), pass, pass (controller)
 		t.Errorf("gate passed after %d rounds, want 7", rounds)
+	}
+}
+
+// Once its rounds have passed, the gate waits for the controller's word
+// with a round every Watch only: here none more, the controller asked
+// every Interval until it calls the site healthy.
+func TestGateWatchesWhileItWaitsForTheController(t *testing.T) {
+	c := &fakeController{health: failover.Healthy, bundle: "new", drained: map[string]bool{}}
+	p, n := prober("new", "")
+	asked := 0
+	c.ready = func() bool { asked++; return asked >= 20 }
+	a := testApplier(t, p, c)
+	a.o.Watch = time.Hour
+	rounds, err := a.gate(context.Background(), "b", "new", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rounds != 3 || *n != 3 || asked != 20 {
+		t.Errorf("gate: %d rounds (%d probed), the controller asked %d times; want 3 rounds, then the controller alone until its 20th answer", rounds, *n, asked)
 	}
 }
 
