@@ -222,6 +222,7 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 	// supervisor (cairn site restart), gated from the operator's vantage.
 	// One site: the staggered upgrade of every site, the active one
 	// included, runs on systemd hosts (internal/nspawntest).
+	t.Logf("site %s has the ACME name before the upgrade", provisiontest.Active(t, cairn, spec.File, "cairn-t-sw"))
 	provisiontest.Upgrade(t, cli, cairn, spec.File, "local", "cairn-t-sw", []string{"b"})
 
 	// The same hosts as existing hosts: destroy --infra existing removes

@@ -4,15 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/internal/provisiontest"
 	"github.com/cairn-pki/cairn/provision"
 )
@@ -96,16 +92,5 @@ func unitShow(t *testing.T, c *clusterUnderTest, host, unit, prop string) string
 // from the operator's vantage; any move so far is logged with its reason.
 func activeSite(t *testing.T, c *clusterUnderTest) string {
 	t.Helper()
-	b, err := exec.Command("ip", "netns", "exec", "cairn-"+c.spec.Name+"-sw", c.cairn, "-f", c.spec.File, "-o", "json", "failover", "status").Output()
-	var st failover.Status
-	if err == nil {
-		err = json.Unmarshal(b, &st)
-	}
-	if err != nil || st.Active == "" {
-		t.Fatalf("failover status: %v %s", err, b)
-	}
-	for _, m := range st.Moves {
-		t.Logf("the controller moved the name %s → %s at %s (%s: %s)", m.From, m.To, m.At.Format(time.TimeOnly), m.Cause, m.Reason)
-	}
-	return st.Active
+	return provisiontest.Active(t, c.cairn, c.spec.File, "cairn-"+c.spec.Name+"-sw")
 }

@@ -10,11 +10,33 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairn-pki/cairn/failover"
 )
 
 // OtherBoulder is the release the provisioned upgrade goes to (the
 // pinned one is v0.20260921.0).
 const OtherBoulder = "v0.20260908.0"
+
+// Active asks the controller (from the operator's vantage, the switch
+// namespace) which site has the ACME name, and logs every move it made
+// so far with its cause: a test that acts on the active site says why
+// that site is the one.
+func Active(t *testing.T, cairn, specFile, switchNetns string) string {
+	t.Helper()
+	b, err := exec.Command("ip", "netns", "exec", switchNetns, cairn, "-f", specFile, "-o", "json", "failover", "status").Output()
+	var st failover.Status
+	if err == nil {
+		err = json.Unmarshal(b, &st)
+	}
+	if err != nil || st.Active == "" {
+		t.Fatalf("failover status: %v %s", err, b)
+	}
+	for _, m := range st.Moves {
+		t.Logf("the controller moved the name %s → %s at %s (%s: %s)", m.From, m.To, m.At.Format(time.TimeOnly), m.Cause, m.Reason)
+	}
+	return st.Active
+}
 
 // UpgradeState is what upgrade apply -o json says.
 type UpgradeState struct {
