@@ -43,8 +43,8 @@ quickstart: deps-lab build
 # Three test packages at a time: every lab burns CPU while it waits (its
 # probes, about a quarter of a core for 3 sites), so a fourth package
 # beside them slowed all of them more than it ran (fresh clones: 16 m 00 s
-# with 3, 16 m 17 s to 18 m 56 s with 4, 17 m 51 s with 2, whose last
-# packages ran alone). The longest packages start first, longest first
+# to 16 m 40 s with 3, 16 m 17 s to 18 m 56 s with 4, 17 m 51 s with 2,
+# whose last packages ran alone). The longest packages start first, longest first
 # (go test starts them in the order given, measured in make test), so
 # none of them starts late and ends alone. Lint, the alert
 # rules and the spec fuzzer (10 s here, one worker; `make fuzz`: 30 s)
