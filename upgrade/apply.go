@@ -82,11 +82,11 @@ type ApplyOptions struct {
 	// failover.downAfter); GateTimeout bounds the wait (default 5 min).
 	Gate, Fail  int
 	GateTimeout time.Duration
-	// Interval between probe rounds (default 1 s at the gate; the
-	// issuance probe interval during the canary). Watch: between rounds
-	// once the gate has its passing rounds and waits for the controller's
-	// word (default the issuance probe interval, the controller's own
-	// cadence; its status is still asked every Interval).
+	// Interval between the gate's probe rounds (default 1 s); Watch
+	// between rounds while a site is only watched: the canary, and the
+	// gate once it has its passing rounds and waits for the controller's
+	// word, which it still asks every Interval (default the issuance probe
+	// interval, the controller's own cadence).
 	Interval, Watch time.Duration
 	// StateFile records progress; re-running Apply resumes from it.
 	StateFile string
@@ -580,10 +580,6 @@ func (a *applier) canary(ctx context.Context, name string) error {
 	}
 	a.phase(name, PhaseCanary, detail)
 	end := time.Now().Add(a.o.Canary)
-	every := a.o.Spec.Failover.Probes.Issuance.Duration
-	if every <= 0 {
-		every = 10 * time.Second
-	}
 	failed := 0
 	for time.Now().Before(end) {
 		if g := a.round(ctx, name, ss.ToGeneration); g != nil {
@@ -598,7 +594,7 @@ func (a *applier) canary(ctx context.Context, name string) error {
 		} else {
 			failed = 0
 		}
-		if err := sleep(ctx, min(every, time.Until(end))); err != nil {
+		if err := sleep(ctx, min(a.o.Watch, time.Until(end))); err != nil {
 			return err
 		}
 	}

@@ -257,7 +257,6 @@ func TestCanaryWithTraffic(t *testing.T) {
 	p, n := prober("new", "")
 	a := testApplier(t, p, c)
 	a.o.Canary, a.o.CanaryTraffic = 50*time.Millisecond, true
-	a.o.Spec.Failover.Probes.Issuance.Duration = time.Millisecond
 	a.st.Sites["b"] = &SiteState{ToGeneration: "new", WeDrained: true}
 	if err := a.canary(context.Background(), "b"); err != nil {
 		t.Fatal(err)
@@ -269,7 +268,6 @@ func TestCanaryWithTraffic(t *testing.T) {
 	p, _ = prober("new", "", "finalize")
 	a = testApplier(t, p, c)
 	a.o.Canary = time.Minute
-	a.o.Spec.Failover.Probes.Issuance.Duration = time.Millisecond
 	a.st.Sites["b"] = &SiteState{ToGeneration: "new"}
 	var g *GateError
 	if err := a.canary(context.Background(), "b"); !errors.As(err, &g) || g.Step != "finalize" {

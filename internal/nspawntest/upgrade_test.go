@@ -39,7 +39,7 @@ func upgradeOnSystemdHosts(t *testing.T, c *clusterUnderTest, cli func(...string
 			t.Fatalf("site %s: %d units run Boulder (%v), want wfe, ra, sa, ca, va and more", s.Name, len(boulderUnits[s.Name]), boulderUnits[s.Name])
 		}
 	}
-	upgraded := activeSite(t, c)
+	upgraded := provisiontest.Active(t, c.cairn, c.spec.File, "cairn-"+c.spec.Name+"-sw")
 	st := provisiontest.Upgrade(t, cli, c.cairn, c.spec.File, "nspawn", "cairn-"+c.spec.Name+"-sw", []string{upgraded})
 	if st.ActiveBefore != upgraded {
 		t.Fatalf("the upgrade of %s began with %q active: the active site's upgrade was not tested", upgraded, st.ActiveBefore)
@@ -86,11 +86,4 @@ func unitShow(t *testing.T, c *clusterUnderTest, host, unit, prop string) string
 		t.Fatalf("host %s: systemctl show %s %s: %v %s", host, prop, unit, err, out)
 	}
 	return strings.TrimSpace(string(out))
-}
-
-// activeSite is the site the controller points the ACME name at, asked
-// from the operator's vantage; any move so far is logged with its reason.
-func activeSite(t *testing.T, c *clusterUnderTest) string {
-	t.Helper()
-	return provisiontest.Active(t, c.cairn, c.spec.File, "cairn-"+c.spec.Name+"-sw")
 }
