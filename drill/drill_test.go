@@ -90,7 +90,7 @@ func TestDrillsInTheLab(t *testing.T) {
 	// EAB is required: every drill registers every client (built-in and
 	// real) with a key of its own, which it revokes at its end.
 	spec := labtest.SpecWith(t, labtest.BlockDrill, fastPolicy+clientHosts+"eab:\n  required: true\n", "a", "b")
-	testenv.Integration(t, "certbot", "lego", "lego5", "nft", "unshare")
+	testenv.Integration(t, "certbot", "lego", "lego5", "nft", "conntrack", "unshare")
 	// Started with the bin/cairn of a make-lab checkout, where the
 	// README's commands run (readme_test.go).
 	work := readmeCheckout(t, spec.Dir)

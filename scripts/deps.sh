@@ -25,11 +25,12 @@ phase() { # phase NAME: prints how long the previous phase took
 # Prometheus with cairn's rules (promtool lints them); drills and
 # `lab exec` drive real certbot and lego. iproute2 adds loopback addresses,
 # util-linux gives unshare (clients with the lab's resolver), nftables the
-# drills' partitions; PowerDNS (gsqlite3) is the second DNS provider
+# drills' partitions and redirections, conntrack forgets a redirection's
+# stale entries (drill/toxic.go); PowerDNS (gsqlite3) is the second DNS provider
 # (dns.provider: powerdns); Ansible installs provisioned hosts.
 PKGS=(softhsm2 openssl ca-certificates gcc libc6-dev make git
       mariadb-server mariadb-client mariadb-backup redis-server bind9 bind9-utils bind9-dnsutils
-      knot knot-dnsutils certbot lego iproute2 nftables util-linux procps prometheus
+      knot knot-dnsutils certbot lego iproute2 nftables conntrack util-linux procps prometheus
       pdns-server pdns-backend-sqlite3 ansible)
 # Only tests: headless Chromium renders the status page; ansible-lint
 # checks the playbook.

@@ -48,6 +48,7 @@ const (
 	BlockEAB         = 160 // internal/eabtest: External Account Binding and name scopes
 	// 170: acmedns's provider contract (BIND, Knot, PowerDNS on 127.0.170.x).
 	// 181, 182: internal/connlimit.
+	// 199: drill's toxic fault against a plain server (TestToxicForgetsStaleConntrackEntries).
 	BlockSiteLost = 190 // drill: the site-lost drill's own lab, beside BlockDrill's
 )
 
