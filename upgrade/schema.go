@@ -55,15 +55,16 @@ func Migrate(ctx context.Context, h Host, spec *cluster.Spec, siteName, bundleDi
 	if err != nil {
 		return err
 	}
-	var all []change
 	// The scratch databases stay until the changes are applied: new
-	// tables are created LIKE theirs.
+	// tables are created LIKE theirs. One round trip drops them all.
 	var scratches []string
 	defer func() {
-		for _, db := range scratches {
-			h.SiteSQL(context.WithoutCancel(ctx), siteName, "DROP DATABASE IF EXISTS "+db)
+		if len(scratches) > 0 {
+			h.SiteSQL(context.WithoutCancel(ctx), siteName, "DROP DATABASE IF EXISTS "+strings.Join(scratches, "; DROP DATABASE IF EXISTS ")+";")
 		}
 	}()
+	sqls := map[string]string{}
+	var dbs []string
 	for _, f := range b.Database.SchemaSQL {
 		sql, err := os.ReadFile(filepath.Join(bundleDir, "sql", filepath.Base(f)))
 		if err != nil {
@@ -73,12 +74,16 @@ func Migrate(ctx context.Context, h Host, spec *cluster.Spec, siteName, bundleDi
 		if db == "" {
 			return fmt.Errorf("schema: %s names no database", filepath.Base(f))
 		}
-		scratches = append(scratches, "cairn_next_"+db)
-		ch, err := diffDatabase(ctx, h, siteName, db, string(sql))
-		if err != nil {
-			return fmt.Errorf("schema %s: %w", db, err)
+		if _, ok := sqls[db]; ok {
+			return fmt.Errorf("schema: %s names database %s, as an earlier file does", filepath.Base(f), db)
 		}
-		all = append(all, ch...)
+		sqls[db] = string(sql)
+		dbs = append(dbs, db)
+		scratches = append(scratches, "cairn_next_"+db)
+	}
+	all, err := diffDatabases(ctx, h, siteName, dbs, sqls)
+	if err != nil {
+		return err
 	}
 	if len(all) == 0 {
 		fmt.Fprintf(log, "site %s: schema: nothing to migrate\n", siteName)
@@ -114,49 +119,81 @@ func dbOf(sql string) string {
 	return ""
 }
 
+// defsOf starts the line that names the database whose definitions
+// follow in diffDatabases' second round trip.
+const defsOf = "-- definitions of "
+
 var dbLineRE = regexp.MustCompile(`(?m)^(CREATE DATABASE IF NOT EXISTS \w+|USE \w+);\s*$`)
 
-// diffDatabase loads the target schema into a scratch database
-// (cairn_next_<db>; the caller drops it) and compares it with the live one.
-func diffDatabase(ctx context.Context, h Host, siteName, db, sql string) ([]change, error) {
-	scratch := "cairn_next_" + db
-	body := dbLineRE.ReplaceAllString(sql, "")
-	// One round trip (on a provisioned host each is a remote command):
-	// load the scratch schema, then describe both.
-	q := fmt.Sprintf("DROP DATABASE IF EXISTS %[1]s; CREATE DATABASE %[1]s; USE %[1]s;\n%[3]s\n"+
-		"SELECT 'C', TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, IFNULL(COLUMN_DEFAULT,'(none)'), EXTRA FROM information_schema.COLUMNS "+
-		"WHERE TABLE_SCHEMA IN ('%[1]s','%[2]s') ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION;\n"+
+// diffDatabases loads each database's target schema into a scratch
+// database (cairn_next_<db>; the caller drops them) and compares it with
+// the live one. On a provisioned host every round trip is a remote
+// command: one loads and describes them all, a second (only when a table
+// gains a column or an index) shows the new definitions.
+func diffDatabases(ctx context.Context, h Host, siteName string, dbs []string, sqls map[string]string) ([]change, error) {
+	var q strings.Builder
+	var names []string
+	for _, db := range dbs {
+		scratch := "cairn_next_" + db
+		fmt.Fprintf(&q, "DROP DATABASE IF EXISTS %[1]s; CREATE DATABASE %[1]s; USE %[1]s;\n%[2]s\n", scratch, dbLineRE.ReplaceAllString(sqls[db], ""))
+		names = append(names, "'"+scratch+"'", "'"+db+"'")
+	}
+	in := strings.Join(names, ",")
+	fmt.Fprintf(&q, "SELECT 'C', TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, IFNULL(COLUMN_DEFAULT,'(none)'), EXTRA FROM information_schema.COLUMNS "+
+		"WHERE TABLE_SCHEMA IN (%[1]s) ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION;\n"+
 		"SELECT 'I', TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) FROM information_schema.STATISTICS "+
-		"WHERE TABLE_SCHEMA IN ('%[1]s','%[2]s') GROUP BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE;", scratch, db, body)
-	out, err := h.SiteSQL(ctx, siteName, q)
+		"WHERE TABLE_SCHEMA IN (%[1]s) GROUP BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE;", in)
+	out, err := h.SiteSQL(ctx, siteName, q.String())
 	if err != nil {
-		return nil, fmt.Errorf("load the new schema into %s and compare: %w", scratch, err)
+		return nil, fmt.Errorf("load the new schemas into cairn_next_* and compare: %w", err)
 	}
 	schemas, err := parseSchemas(out)
 	if err != nil {
 		return nil, err
 	}
-	live, next := schemas[db], schemas[scratch]
-	// Definitions only of the tables that gain a column or an index.
+	// Definitions only of the tables that gain a column or an index, each
+	// database's after a line naming it (two may have a table of one name).
 	var shows []string
-	for t := range next.Columns {
-		if _, ok := live.Columns[t]; ok && gains(live, next, t) {
-			shows = append(shows, fmt.Sprintf("SHOW CREATE TABLE %s.`%s`;", scratch, t))
+	for _, db := range dbs {
+		scratch := "cairn_next_" + db
+		live, next := schemas[db], schemas[scratch]
+		var tables []string
+		for t := range next.Columns {
+			if _, ok := live.Columns[t]; ok && gains(live, next, t) {
+				tables = append(tables, fmt.Sprintf("SHOW CREATE TABLE %s.`%s`;", scratch, t))
+			}
+		}
+		if len(tables) > 0 {
+			sort.Strings(tables)
+			shows = append(append(shows, fmt.Sprintf("SELECT '%s%s';", defsOf, db)), tables...)
 		}
 	}
-	defs := map[string]string{}
+	defs := map[string]map[string]string{} // db -> table -> definition
 	if len(shows) > 0 {
-		sort.Strings(shows)
 		out, err := h.SiteSQL(ctx, siteName, strings.Join(shows, "\n"))
 		if err != nil {
 			return nil, err
 		}
+		var cur string
 		for _, l := range lines(out) {
-			name, def, _ := strings.Cut(l, "\t")
-			defs[name] = def
+			if db, ok := strings.CutPrefix(l, defsOf); ok {
+				cur, defs[db] = db, map[string]string{}
+				continue
+			}
+			if name, def, ok := strings.Cut(l, "\t"); ok && cur != "" {
+				defs[cur][name] = def
+			}
 		}
 	}
-	return schemaChanges(db, scratch, live, next, defs)
+	var all []change
+	for _, db := range dbs {
+		ch, err := schemaChanges(db, "cairn_next_"+db, schemas[db], schemas["cairn_next_"+db], defs[db])
+		if err != nil {
+			return nil, fmt.Errorf("schema %s: %w", db, err)
+		}
+		all = append(all, ch...)
+	}
+	return all, nil
 }
 
 // gains says whether next has a column or an index of table t that live
