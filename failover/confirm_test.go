@@ -108,6 +108,7 @@ func TestPassingConfirmationClearsTheFailure(t *testing.T) {
 // signing: the name must move within one issuance interval (its jitter
 // included) plus the confirmation and the probes' time.
 func TestNoMoveInADayOfNoise(t *testing.T) {
+	lessGC(t)
 	day := 24 * time.Hour
 	if testing.Short() {
 		day = time.Hour
