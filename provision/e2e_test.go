@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -21,7 +20,6 @@ import (
 	"github.com/cairn-pki/cairn/internal/provisiontest"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
-	"github.com/cairn-pki/cairn/site"
 )
 
 const (
@@ -58,14 +56,23 @@ func clientHosts(t *testing.T, cli func(...string) ([]byte, error), cairn string
 	clienthost.LegoHTTPAndTLS(t, run, spec, rootPEM, clientAddr)
 }
 
-// cairn provision apply --infra local brings up 2 sites (and the cluster
-// host) on namespace hosts through Terraform and Ansible; lego in a third
-// namespace gets a certificate from each site with DNS-01; destroy leaves
-// no namespace, process, mount or address behind.
+// cairn provision apply --infra local brings up a site (and the cluster
+// host) on namespace hosts through Terraform and Ansible, the roles'
+// supervised path (no systemd: cairn's supervisor runs the bundle); lego
+// in a second namespace gets a certificate from the site with DNS-01, a
+// client host with HTTP-01 and TLS-ALPN-01; the controller on the DNS host
+// revokes through the site's agent, whose port refuses the operator;
+// destroy --infra existing, then destroy, leave nothing behind. One site:
+// what needs two (replication, moves, the staggered upgrade of the active
+// site) runs on the systemd hosts of internal/nspawntest, the same roles
+// on their systemd path, and the upgrade's restarts through cairn's
+// supervisor in the upgrade package's lab (hostrun.RestartComponents,
+// which `cairn site restart` runs here).
 func TestProvisionLocalEndToEnd(t *testing.T) {
-	// A fast failover policy: the upgrade's gate waits for the controller.
-	// A client host of its own range (clientNet): HTTP-01 and TLS-ALPN-01.
-	spec := labtest.SpecWith(t, labtest.BlockProvision, "failover:\n  upAfter: 3\n  stablePeriod: 3s\n  holdDown: 15s\n  probes:\n    issuance: 30s\nacme:\n  ttl: 5\n"+clienthost.SpecPart(clientNet, clientAddr), "a", "b")
+	// Issuance probed every 30 s: nothing here waits for the controller's
+	// verdicts. A client host of its own range (clientNet): HTTP-01 and
+	// TLS-ALPN-01.
+	spec := labtest.SpecWith(t, labtest.BlockProvision, "failover:\n  probes:\n    issuance: 30s\n"+clienthost.SpecPart(clientNet, clientAddr), "a")
 	testenv.Integration(t, "terraform", "ansible-playbook", "lego", "nsenter", "unshare")
 	cairn := labtest.CairnBinary(t)
 	cli := func(args ...string) ([]byte, error) {
@@ -112,12 +119,12 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 			Leading bool
 			Sites   []struct{ Name string }
 		}
-		if err := json.Unmarshal(st, &status); err != nil || !status.Leading || len(status.Sites) != 2 {
+		if err := json.Unmarshal(st, &status); err != nil || !status.Leading || len(status.Sites) != len(spec.Sites) {
 			t.Errorf("controller status %s (%v)", st, err)
 		}
 	}
 
-	// A client in a third namespace: lego through DNS-01 at each site.
+	// A client in a namespace of its own: lego through DNS-01 at the site.
 	client := NSHost{Cluster: "t", Name: "client", Address: netip.MustParseAddr("127.0.79.50"), StateDir: filepath.Join(t.TempDir(), "client")}
 	ctx := context.Background()
 	if err := client.Up(ctx, NSSwitch{Cluster: "t", Gateway: netip.MustParseAddr("127.0.254.254")}, cairn); err != nil {
@@ -177,53 +184,13 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 	clientHosts(t, cli, cairn, spec, rootPEM)
 
 	// Revocation from the operator's vantage goes through the controller
-	// on the DNS host, which revokes at site a and blocks the key at both
-	// sites through their agents, not from a site host.
+	// on the DNS host, which revokes at site a and blocks the key through
+	// its agent, not from a site host; the agent's port drops the
+	// operator's connection.
 	if certA != "" {
-		revokeThroughTheController(t, cairn, spec.File, certA)
+		provisiontest.RevokeThroughTheController(t, cairn, spec, "cairn-t-sw", certA)
 	}
-	// Its way in, the site agent's port, answers the controller's host
-	// alone: from the operator's namespace the connection is dropped.
-	agentAddr, err := site.AgentAddr(spec, spec.Sites[0].Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, port, _ := net.SplitHostPort(agentAddr)
-	if out, err := exec.Command("ip", "netns", "exec", "cairn-t-sw", "timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/"+host+"/"+port).CombinedOutput(); err == nil {
-		t.Errorf("site a's agent port %s took a connection from the operator's namespace (only the controller's host may): %s", agentAddr, out)
-	}
-
-	// Accounts replicate between the site hosts: from the operator's
-	// vantage, every connection runs and every account (each site's probe
-	// account and each lego account) is at both sites.
-	var accts struct {
-		OK    bool
-		Sites []struct {
-			Site     string
-			Accounts int
-		}
-		Missing []any
-	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
-		out, _ := exec.Command("ip", "netns", "exec", "cairn-t-sw", cairn, "-f", spec.File, "-o", "json", "accounts", "status").Output()
-		err := json.Unmarshal(out, &accts)
-		if err == nil && accts.OK && len(accts.Sites) == 2 && accts.Sites[0].Accounts >= 4 && accts.Sites[0].Accounts == accts.Sites[1].Accounts {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("accounts status from the operator's vantage: %s (%v)", out, err)
-			break
-		}
-	}
-
-	// An upgrade of a provisioned site to another Boulder release: its
-	// bundle re-rendered here and installed on its host with that
-	// release's binaries, its processes restarted by the host's
-	// supervisor (cairn site restart), gated from the operator's vantage.
-	// One site: the staggered upgrade of every site, the active one
-	// included, runs on systemd hosts (internal/nspawntest).
-	t.Logf("site %s has the ACME name before the upgrade", provisiontest.Active(t, cairn, spec.File, "cairn-t-sw"))
-	provisiontest.Upgrade(t, cli, cairn, spec.File, "local", "cairn-t-sw", []string{"b"})
+	provisiontest.AgentRefusesTheOperator(t, spec, "cairn-t-sw")
 
 	// The same hosts as existing hosts: destroy --infra existing removes
 	// what Ansible installed (from another working directory, so the
@@ -267,38 +234,6 @@ func TestProvisionLocalEndToEnd(t *testing.T) {
 	}
 	if _, err := os.Stat(spec.Path(Dir)); err == nil {
 		t.Errorf("%s left", spec.Path(Dir))
-	}
-}
-
-// revokeThroughTheController revokes cert (site a's) for keyCompromise
-// from the operator's vantage and waits until the controller has revoked
-// it at its site and blocked its key at every site.
-func revokeThroughTheController(t *testing.T, cairn, specFile, cert string) {
-	t.Helper()
-	op := func(args ...string) ([]byte, error) {
-		return exec.Command("ip", append([]string{"netns", "exec", "cairn-t-sw", cairn, "-f", specFile}, args...)...).CombinedOutput()
-	}
-	if out, err := op("revoke", "--cert", cert, "--reason", "keyCompromise"); err != nil {
-		t.Errorf("cairn revoke from the operator's vantage: %v\n%s", err, out)
-		return
-	}
-	start := time.Now()
-	for {
-		out, err := op("-o", "json", "revoke", "status")
-		var es []struct {
-			Site, State, LastError string
-			AppliedAt              time.Time
-			KeyBlocked             map[string]time.Time
-		}
-		if err == nil && json.Unmarshal(out, &es) == nil && len(es) == 1 && !es[0].AppliedAt.IsZero() && len(es[0].KeyBlocked) == 2 {
-			t.Logf("revoked at site %s and key blocked at both sites %.1fs after cairn revoke", es[0].Site, time.Since(start).Seconds())
-			return
-		}
-		if time.Since(start) > time.Minute {
-			t.Errorf("revocation through the controller not applied after a minute: %s (%v)", out, err)
-			return
-		}
-		time.Sleep(time.Second)
 	}
 }
 

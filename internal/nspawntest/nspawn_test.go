@@ -21,6 +21,7 @@ import (
 	"github.com/cairn-pki/cairn/internal/acmecli"
 	"github.com/cairn-pki/cairn/internal/clienthost"
 	"github.com/cairn-pki/cairn/internal/labtest"
+	"github.com/cairn-pki/cairn/internal/provisiontest"
 	"github.com/cairn-pki/cairn/internal/rfc2136"
 	"github.com/cairn-pki/cairn/internal/testenv"
 	"github.com/cairn-pki/cairn/provision"
@@ -59,8 +60,10 @@ acme:
 // of its own, lego from the operator's vantage (resolving the ACME name
 // at the cluster DNS host) gets a certificate; the hosts reboot and
 // their units crash and come back by themselves (reboot_test.go), and
-// lego gets a certificate again; destroy leaves no container, cgroup,
-// bridge, process, mount or state.
+// lego gets a certificate again, which the operator revokes through the
+// controller (the key blocked at both sites; no site agent takes the
+// operator's connection); destroy leaves no container, cgroup, bridge,
+// process, mount or state.
 func TestProvisionNspawnEndToEnd(t *testing.T) {
 	testenv.Integration(t, "terraform", "ansible-playbook", "lego", "systemd-nspawn", "debootstrap", "nsenter", "unshare", "ip", "dig", "nsupdate")
 	if os.Geteuid() != 0 {
@@ -115,6 +118,7 @@ func TestProvisionNspawnEndToEnd(t *testing.T) {
 	}
 	pkiFrontServesThePublicDirectory(t, spec, hosts["dns"])
 	backupsOnSystemdHosts(t, c)
+	provisiontest.AgentRefusesTheOperator(t, spec, operatorNetns(spec))
 
 	issueThroughTheACMEName(t, spec, res.Outputs.DNSServers[0].Address)
 	// HTTP-01 and TLS-ALPN-01 from a client host (client_test.go).
@@ -128,7 +132,11 @@ func TestProvisionNspawnEndToEnd(t *testing.T) {
 	// Reboots and crashes (reboot_test.go), then issuance through the
 	// ACME name again, wherever it points now.
 	rebootsAndCrashes(t, c)
-	issueThroughTheACMEName(t, spec, res.Outputs.DNSServers[0].Address)
+	cert := issueThroughTheACMEName(t, spec, res.Outputs.DNSServers[0].Address)
+	// Revocation from the operator's vantage: the controller on the DNS
+	// host revokes at the issuing site and blocks the key at both through
+	// their agents.
+	provisiontest.RevokeThroughTheController(t, cairn, spec, operatorNetns(spec), cert)
 
 	client.Down(ctx)
 	start = time.Now()
@@ -250,7 +258,7 @@ func pkiFrontServesThePublicDirectory(t *testing.T, spec *cluster.Spec, dns prov
 // switch namespace), resolving the ACME name at the cluster DNS primary
 // and proving DNS-01 there: the certificate chains to the root and comes
 // from one of the sites.
-func issueThroughTheACMEName(t *testing.T, spec *cluster.Spec, primary string) {
+func issueThroughTheACMEName(t *testing.T, spec *cluster.Spec, primary string) (certFile string) {
 	t.Helper()
 	dir := t.TempDir()
 	resolv := filepath.Join(dir, "resolv.conf")
@@ -286,6 +294,7 @@ func issueThroughTheACMEName(t *testing.T, spec *cluster.Spec, primary string) {
 		t.Errorf("serial %x has no site's prefix", cert.SerialNumber)
 	}
 	t.Logf("lego through %s: certificate for %s from site %s in %.1fs", spec.ACME.Name, name, from, time.Since(start).Seconds())
+	return filepath.Join(dir, "lego", "certificates", name+".crt")
 }
 
 // nothingLeft: after destroy no container process, cgroup, switch
