@@ -63,8 +63,8 @@ func clientHosts(t *testing.T, cli func(...string) ([]byte, error), cairn string
 // client host with HTTP-01 and TLS-ALPN-01; the controller on the DNS host
 // revokes through the site's agent, whose port refuses the operator;
 // destroy --infra existing, then destroy, leave nothing behind. One site:
-// what needs two (replication, moves, the staggered upgrade of the active
-// site) runs on the systemd hosts of internal/nspawntest, the same roles
+// what needs two (replication, moves, the upgrade of the active site,
+// drained by a move) runs on the systemd hosts of internal/nspawntest, the same roles
 // on their systemd path, and the upgrade's restarts through cairn's
 // supervisor in the upgrade package's lab (hostrun.RestartComponents,
 // which `cairn site restart` runs here).

@@ -75,7 +75,7 @@ func Migrate(ctx context.Context, h Host, spec *cluster.Spec, siteName, bundleDi
 			return fmt.Errorf("schema: %s names no database", filepath.Base(f))
 		}
 		if _, ok := sqls[db]; ok {
-			return fmt.Errorf("schema: %s names database %s, as an earlier file does", filepath.Base(f), db)
+			return fmt.Errorf("schema: %s names database %s, as an earlier file does: give each database one schema file (re-render the bundle)", filepath.Base(f), db)
 		}
 		sqls[db] = string(sql)
 		dbs = append(dbs, db)

@@ -1,6 +1,8 @@
 // Package provisiontest holds what the end-to-end tests of provisioned
 // clusters share (--infra local in provision, --infra nspawn in
-// internal/nspawntest): the staggered upgrade of the provisioned sites.
+// internal/nspawntest): revocation through the controller, the agents'
+// ports refusing the operator, the active site asked of the controller,
+// and a provisioned upgrade.
 package provisiontest
 
 import (
