@@ -468,7 +468,9 @@ func testInjectors(t *testing.T, l *lab.Lab) {
 	// hang: SIGSTOP; the handshake times out; SIGCONT.
 	f = inject(Step{Fault: "hang", Component: "wfe"}, "b")
 	if _, err := handshake(l, "b"); err == nil {
-		t.Errorf("%s: the WFE answered", f.Describe())
+		// Seen once in make test (not explained yet): say which processes
+		// run b's WFE and in what state.
+		t.Errorf("%s: the WFE answered; b's WFE processes: %s", f.Describe(), wfeProcesses(l, "b"))
 	}
 	restore(f)
 	// Resumed, the WFE first serves the connections queued while it was
@@ -625,3 +627,26 @@ var (
 	_ SiteLoss    = (*lab.Lab)(nil)
 	_ Releases    = (*lab.Lab)(nil)
 )
+
+// wfeProcesses lists the processes whose command line names the site's
+// WFE configuration, each with its state (T: stopped), and the PID the
+// lab's PID file names.
+func wfeProcesses(l *lab.Lab, siteName string) string {
+	pid, _ := l.SignalComponent(siteName, "wfe", 0)
+	out := fmt.Sprintf("PID file %d;", pid)
+	procs, _ := os.ReadDir("/proc")
+	for _, d := range procs {
+		cmd, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		line := strings.ReplaceAll(string(cmd), "\x00", " ")
+		if err != nil || !strings.Contains(line, l.SiteDir(siteName)) || !strings.Contains(line, "wfe") {
+			continue
+		}
+		stat, _ := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		state := "?"
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && len(stat) > i+2 {
+			state = string(stat[i+2])
+		}
+		out += fmt.Sprintf(" %s (%s) %s;", d.Name(), state, cluster.FirstLine(line))
+	}
+	return out
+}
