@@ -57,14 +57,17 @@ func Migrate(ctx context.Context, h Host, spec *cluster.Spec, siteName, bundleDi
 	}
 	// The scratch databases stay until the changes are applied: new
 	// tables are created LIKE theirs. One round trip drops them all.
-	var scratches []string
+	var dbs []string
 	defer func() {
-		if len(scratches) > 0 {
-			h.SiteSQL(context.WithoutCancel(ctx), siteName, "DROP DATABASE IF EXISTS "+strings.Join(scratches, "; DROP DATABASE IF EXISTS ")+";")
+		var drops []string
+		for _, db := range dbs {
+			drops = append(drops, "DROP DATABASE IF EXISTS "+scratchOf(db)+";")
+		}
+		if len(drops) > 0 {
+			h.SiteSQL(context.WithoutCancel(ctx), siteName, strings.Join(drops, " "))
 		}
 	}()
 	sqls := map[string]string{}
-	var dbs []string
 	for _, f := range b.Database.SchemaSQL {
 		sql, err := os.ReadFile(filepath.Join(bundleDir, "sql", filepath.Base(f)))
 		if err != nil {
@@ -79,7 +82,6 @@ func Migrate(ctx context.Context, h Host, spec *cluster.Spec, siteName, bundleDi
 		}
 		sqls[db] = string(sql)
 		dbs = append(dbs, db)
-		scratches = append(scratches, "cairn_next_"+db)
 	}
 	all, err := diffDatabases(ctx, h, siteName, dbs, sqls)
 	if err != nil {
@@ -119,6 +121,9 @@ func dbOf(sql string) string {
 	return ""
 }
 
+// scratchOf is the scratch database the new schema of db is loaded into.
+func scratchOf(db string) string { return "cairn_next_" + db }
+
 // defsOf starts the line that names the database whose definitions
 // follow in diffDatabases' second round trip.
 const defsOf = "-- definitions of "
@@ -134,7 +139,7 @@ func diffDatabases(ctx context.Context, h Host, siteName string, dbs []string, s
 	var q strings.Builder
 	var names []string
 	for _, db := range dbs {
-		scratch := "cairn_next_" + db
+		scratch := scratchOf(db)
 		fmt.Fprintf(&q, "DROP DATABASE IF EXISTS %[1]s; CREATE DATABASE %[1]s; USE %[1]s;\n%[2]s\n", scratch, dbLineRE.ReplaceAllString(sqls[db], ""))
 		names = append(names, "'"+scratch+"'", "'"+db+"'")
 	}
@@ -155,7 +160,7 @@ func diffDatabases(ctx context.Context, h Host, siteName string, dbs []string, s
 	// database's after a line naming it (two may have a table of one name).
 	var shows []string
 	for _, db := range dbs {
-		scratch := "cairn_next_" + db
+		scratch := scratchOf(db)
 		live, next := schemas[db], schemas[scratch]
 		var tables []string
 		for t := range next.Columns {
@@ -187,7 +192,7 @@ func diffDatabases(ctx context.Context, h Host, siteName string, dbs []string, s
 	}
 	var all []change
 	for _, db := range dbs {
-		ch, err := schemaChanges(db, "cairn_next_"+db, schemas[db], schemas["cairn_next_"+db], defs[db])
+		ch, err := schemaChanges(db, scratchOf(db), schemas[db], schemas[scratchOf(db)], defs[db])
 		if err != nil {
 			return nil, fmt.Errorf("schema %s: %w", db, err)
 		}

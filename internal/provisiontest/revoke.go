@@ -19,7 +19,7 @@ import (
 func RevokeThroughTheController(t *testing.T, cairn string, spec *cluster.Spec, switchNetns, cert string) {
 	t.Helper()
 	op := func(args ...string) ([]byte, error) {
-		return exec.Command("ip", append([]string{"netns", "exec", switchNetns, cairn, "-f", spec.File}, args...)...).CombinedOutput()
+		return operator(cairn, spec.File, switchNetns, args...).CombinedOutput()
 	}
 	if out, err := op("revoke", "--cert", cert, "--reason", "keyCompromise"); err != nil {
 		t.Errorf("cairn revoke from the operator's vantage: %v\n%s", err, out)

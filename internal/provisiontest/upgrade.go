@@ -20,13 +20,19 @@ import (
 // pinned one is v0.20260921.0).
 const OtherBoulder = "v0.20260908.0"
 
+// operator is cairn run from the operator's vantage (the switch
+// namespace) with the cluster's spec.
+func operator(cairn, specFile, switchNetns string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", switchNetns, cairn, "-f", specFile}, args...)...)
+}
+
 // Active asks the controller (from the operator's vantage, the switch
 // namespace) which site has the ACME name, and logs every move it made
 // so far with its cause: a test that acts on the active site says why
 // that site is the one.
 func Active(t *testing.T, cairn, specFile, switchNetns string) string {
 	t.Helper()
-	b, err := exec.Command("ip", "netns", "exec", switchNetns, cairn, "-f", specFile, "-o", "json", "failover", "status").Output()
+	b, err := operator(cairn, specFile, switchNetns, "-o", "json", "failover", "status").Output()
 	var st failover.Status
 	if err == nil {
 		err = json.Unmarshal(b, &st)
@@ -88,7 +94,7 @@ func Upgrade(t *testing.T, cli func(...string) ([]byte, error), cairn, specFile,
 			t.Errorf("site %s (active before: %s): the name moved away %v, want only from the active site: %+v", name, st.ActiveBefore, st.MovedAway(name), s.Phases)
 		}
 	}
-	b, err := exec.Command("ip", "netns", "exec", switchNetns, cairn, "-f", specFile, "-o", "json", "failover", "status").CombinedOutput()
+	b, err := operator(cairn, specFile, switchNetns, "-o", "json", "failover", "status").CombinedOutput()
 	var status struct {
 		Sites []struct {
 			Name    string
