@@ -116,13 +116,18 @@ func TestProvisionNspawnEndToEnd(t *testing.T) {
 		c.units[name] = bundleUnits(t, bundle)
 		unitsRunAsTheirOwnUsers(t, h, name, c.units[name])
 	}
+	// The organisation's DNS first: the sites' validations need it.
+	client := clientHost(t, spec, cairn, res.Outputs.DNSServers[0].Address)
+	start = time.Now()
+	waitUntil(t, "every site healthy after apply", hostLimit, c.allHealthy)
+	t.Logf("every site healthy (the controller's verdict) %.1fs after the organisation's DNS came up", time.Since(start).Seconds())
 	pkiFrontServesThePublicDirectory(t, spec, hosts["dns"])
 	backupsOnSystemdHosts(t, c)
 	provisiontest.AgentRefusesTheOperator(t, spec, operatorNetns(spec))
 
 	issueThroughTheACMEName(t, spec, res.Outputs.DNSServers[0].Address)
-	// HTTP-01 and TLS-ALPN-01 from a client host (client_test.go).
-	client := clientHTTP01(t, spec, cairn, res.Outputs.DNSServers[0].Address)
+	// HTTP-01 and TLS-ALPN-01 from the client host (client_test.go).
+	clientHTTP01(t, client, spec)
 
 	// The active site's upgrade to another Boulder release
 	// (upgrade_test.go); the reboots below then bring back units of both
