@@ -638,8 +638,12 @@ func (p *Provisioner) Apply(ctx context.Context) (*Result, error) {
 	if err := p.refuseLostSites(ctx, ask, out); err != nil {
 		return nil, err
 	}
-	// The cluster host first (the sites' resolvers forward to its DNS),
-	// then every site in parallel.
+	// Every site in parallel, then the cluster host: its failover
+	// controller's first probes find the sites running. Started before
+	// them, it saw the active site refuse while it came up, called it
+	// down and could move the name to whichever site was judged healthy
+	// first. Nothing a site starts needs the cluster's DNS (its resolver
+	// forwards to it only when asked).
 	var mu sync.Mutex
 	run := func(host string) error {
 		t := time.Now()
@@ -649,9 +653,6 @@ func (p *Provisioner) Apply(ctx context.Context) (*Result, error) {
 		mu.Unlock()
 		return err
 	}
-	if err := run(out.DNSServers[0].Name); err != nil {
-		return nil, err
-	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(p.o.Spec.Sites))
 	for i, s := range p.o.Spec.Sites {
@@ -660,6 +661,9 @@ func (p *Provisioner) Apply(ctx context.Context) (*Result, error) {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := run(out.DNSServers[0].Name); err != nil {
 		return nil, err
 	}
 	// Every site's check at once: a first check often waits out a peer's

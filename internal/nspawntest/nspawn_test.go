@@ -119,8 +119,7 @@ func TestProvisionNspawnEndToEnd(t *testing.T) {
 	// The organisation's DNS first: the sites' validations need it.
 	client := clientHost(t, spec, cairn, res.Outputs.DNSServers[0].Address)
 	start = time.Now()
-	waitUntil(t, "every site healthy after apply", hostLimit, c.allHealthy)
-	t.Logf("every site healthy (the controller's verdict) %.1fs after the organisation's DNS came up", time.Since(start).Seconds())
+	c.bringUpMovedNothing(t, start)
 	pkiFrontServesThePublicDirectory(t, spec, hosts["dns"])
 	backupsOnSystemdHosts(t, c)
 	provisiontest.AgentRefusesTheOperator(t, spec, operatorNetns(spec))
@@ -151,6 +150,26 @@ func TestProvisionNspawnEndToEnd(t *testing.T) {
 	destroyed = true
 	t.Logf("destroy %.1fs", time.Since(start).Seconds())
 	nothingLeft(t, spec, hosts)
+}
+
+// bringUpMovedNothing: the controller sees every site healthy, and by
+// then it has not moved the ACME name from the first site: provision
+// starts the controller after the sites, so its first probes find them
+// running. (Started before them, it saw the active site refuse while it
+// came up, called it down and moved the name to whichever site it judged
+// healthy first.)
+func (c *clusterUnderTest) bringUpMovedNothing(t *testing.T, since time.Time) {
+	t.Helper()
+	if !waitUntil(t, "every site healthy after apply", hostLimit, c.allHealthy) {
+		return
+	}
+	st, seen := c.failoverStatus()
+	if first := c.spec.Sites[0].Name; len(st.Moves) > 0 || st.Active != first {
+		t.Errorf("after apply: moves %+v, active %s (want none, %s): %s", st.Moves, st.Active, first, seen)
+		return
+	}
+	t.Logf("every site healthy (the controller's verdict) %.1fs after the organisation's DNS came up; the name still at %s, no move",
+		time.Since(since).Seconds(), st.Active)
 }
 
 // operatorNetns is the switch namespace: the operator's vantage.
