@@ -39,8 +39,8 @@ func upgradeOnSystemdHosts(t *testing.T, c *clusterUnderTest, cli func(...string
 			t.Fatalf("site %s: %d units run Boulder (%v), want wfe, ra, sa, ca, va and more", s.Name, len(boulderUnits[s.Name]), boulderUnits[s.Name])
 		}
 	}
-	upgraded := provisiontest.Active(t, c.cairn, c.spec.File, "cairn-"+c.spec.Name+"-sw")
-	st := provisiontest.Upgrade(t, cli, c.cairn, c.spec.File, "nspawn", "cairn-"+c.spec.Name+"-sw", []string{upgraded})
+	upgraded := provisiontest.Active(t, c.cairn, c.spec.File, operatorNetns(c.spec))
+	st := provisiontest.Upgrade(t, cli, c.cairn, c.spec.File, "nspawn", operatorNetns(c.spec), []string{upgraded})
 	if st.ActiveBefore != upgraded {
 		t.Fatalf("the upgrade of %s began with %q active: the active site's upgrade was not tested", upgraded, st.ActiveBefore)
 	}
