@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cairn-pki/cairn/cluster"
+	"github.com/cairn-pki/cairn/failover"
 	"github.com/cairn-pki/cairn/internal/acmecli"
 	"github.com/cairn-pki/cairn/internal/clienthost"
 	"github.com/cairn-pki/cairn/internal/labtest"
@@ -160,10 +161,15 @@ func TestProvisionNspawnEndToEnd(t *testing.T) {
 // healthy first.)
 func (c *clusterUnderTest) bringUpMovedNothing(t *testing.T, since time.Time) {
 	t.Helper()
-	if !waitUntil(t, "every site healthy after apply", hostLimit, c.allHealthy) {
+	// The status in which every site is first seen healthy.
+	var st failover.Status
+	var seen string
+	if !waitUntil(t, "every site healthy after apply", hostLimit, func() (bool, string) {
+		st, seen = c.failoverStatus()
+		return c.allHealthyIn(st), seen
+	}) {
 		return
 	}
-	st, seen := c.failoverStatus()
 	if first := c.spec.Sites[0].Name; len(st.Moves) > 0 || st.Active != first {
 		t.Errorf("after apply: moves %+v, active %s (want none, %s): %s", st.Moves, st.Active, first, seen)
 		return
@@ -264,10 +270,7 @@ func unitsRunAsTheirOwnUsers(t *testing.T, h provision.NspawnHost, name string, 
 // root certificate, byte for byte the operator's.
 func pkiFrontServesThePublicDirectory(t *testing.T, spec *cluster.Spec, dns provision.NspawnHost) {
 	t.Helper()
-	want, err := os.ReadFile(spec.Path(filepath.Join(spec.PKI.Dir, "public", "root.cert.pem")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := rootPEM(t, spec)
 	url := "http://" + site.PKIFrontAddr(spec) + "/root.cert.pem"
 	got, err := dns.Exec(context.Background(), "python3", "-c",
 		"import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=10).read())", url)
@@ -306,8 +309,7 @@ func issueThroughTheACMEName(t *testing.T, spec *cluster.Spec, primary string) (
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootPEM, _ := os.ReadFile(root)
-	cert := clienthost.ChainsToRoot(t, pemb, rootPEM, name)
+	cert := clienthost.ChainsToRoot(t, pemb, rootPEM(t, spec), name)
 	from := ""
 	for _, s := range spec.Sites {
 		if cert.SerialNumber.Bytes()[0] == s.SerialPrefix.Value() {

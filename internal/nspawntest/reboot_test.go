@@ -137,11 +137,16 @@ func siteState(st failover.Status, name string) failover.SiteStatus {
 // allHealthy: the controller leads and sees every site healthy.
 func (c *clusterUnderTest) allHealthy() (bool, string) {
 	st, seen := c.failoverStatus()
+	return c.allHealthyIn(st), seen
+}
+
+// allHealthyIn: in st the controller leads and sees every site healthy.
+func (c *clusterUnderTest) allHealthyIn(st failover.Status) bool {
 	ok := st.Leading && len(st.Sites) == len(c.spec.Sites)
 	for _, s := range st.Sites {
 		ok = ok && s.State == failover.Healthy
 	}
-	return ok, seen
+	return ok
 }
 
 // acmeNameSite is the site the ACME name resolves to at the primary DNS
